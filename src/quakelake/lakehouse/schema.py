@@ -1,0 +1,304 @@
+"""Explicit pyarrow schemas of every lake table and where each table lives.
+
+Partition columns (hive ``key=value`` folders) are not stored inside the files: DuckDB adds
+them back from the path when it reads the lake. Column names follow SeisBench's
+``PickList.to_dataframe()`` and QuakeML vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A lake table: its file schema and the hive partition keys of its folders."""
+
+    name: str
+    schema: pa.Schema
+    partition_by: tuple[str, ...] = ()
+    description: str = ""
+
+
+def _schema(*fields: tuple[str, pa.DataType]) -> pa.Schema:
+    return pa.schema([pa.field(name, dtype) for name, dtype in fields])
+
+
+STATIONS = TableSpec(
+    "stations",
+    _schema(
+        ("network", pa.string()),
+        ("station", pa.string()),
+        ("location", pa.string()),
+        ("channel", pa.string()),
+        ("latitude", pa.float64()),
+        ("longitude", pa.float64()),
+        ("elevation_m", pa.float64()),
+        ("sampling_rate", pa.float64()),
+        ("start", TS),
+        ("end", TS),
+    ),
+    ("source",),
+    "one row per channel epoch",
+)
+
+WAVEFORM_INDEX = TableSpec(
+    "waveform_index",
+    _schema(
+        ("path", pa.string()),
+        ("format", pa.string()),
+        ("network", pa.string()),
+        ("station", pa.string()),
+        ("location", pa.string()),
+        ("channel", pa.string()),
+        ("start", TS),
+        ("end", TS),
+        ("sampling_rate", pa.float64()),
+        ("npts", pa.int64()),
+        ("file_size", pa.int64()),
+        ("file_mtime", pa.float64()),
+    ),
+    ("archive",),
+    "one row per trace segment in a waveform archive",
+)
+
+PICKS = TableSpec(
+    "picks",
+    _schema(
+        ("pick_id", pa.string()),
+        ("run_id", pa.string()),
+        ("model", pa.string()),
+        ("weights", pa.string()),
+        ("network", pa.string()),
+        ("station", pa.string()),
+        ("location", pa.string()),
+        ("band", pa.string()),
+        ("station_id", pa.string()),
+        ("phase", pa.string()),
+        ("time", TS),
+        ("start_time", TS),
+        ("end_time", TS),
+        ("probability", pa.float32()),
+    ),
+    ("day",),
+    "one row per phase pick",
+)
+
+EVENTS = TableSpec(
+    "events",
+    _schema(
+        ("event_id", pa.string()),
+        ("run_id", pa.string()),
+        ("associator", pa.string()),
+        ("config_fingerprint", pa.string()),
+        ("pick_source", pa.string()),
+        ("time", TS),
+        ("latitude", pa.float64()),
+        ("longitude", pa.float64()),
+        ("depth_km", pa.float64()),
+        ("magnitude", pa.float64()),
+        ("n_picks", pa.int32()),
+        ("n_p", pa.int32()),
+        ("n_s", pa.int32()),
+        ("n_stations", pa.int32()),
+        ("score", pa.float64()),
+    ),
+    ("day",),
+    "one row per associated event",
+)
+
+ASSIGNMENTS = TableSpec(
+    "assignments",
+    _schema(
+        ("event_id", pa.string()),
+        ("pick_id", pa.string()),
+        ("run_id", pa.string()),
+        ("associator", pa.string()),
+        ("config_fingerprint", pa.string()),
+        ("station_id", pa.string()),
+        ("phase", pa.string()),
+        ("time", TS),
+        ("residual_s", pa.float64()),
+    ),
+    ("day",),
+    "one row per pick assigned to an event",
+)
+
+REFERENCE_EVENTS = TableSpec(
+    "reference_events",
+    _schema(
+        ("event_id", pa.string()),
+        ("time", TS),
+        ("latitude", pa.float64()),
+        ("longitude", pa.float64()),
+        ("depth_km", pa.float64()),
+        ("magnitude", pa.float64()),
+        ("magnitude_type", pa.string()),
+        ("n_picks", pa.int32()),
+        ("source_file", pa.string()),
+    ),
+    ("catalog",),
+    "one row per event of an imported reference catalogue",
+)
+
+REFERENCE_PICKS = TableSpec(
+    "reference_picks",
+    _schema(
+        ("pick_id", pa.string()),
+        ("event_id", pa.string()),
+        ("network", pa.string()),
+        ("station", pa.string()),
+        ("location", pa.string()),
+        ("channel", pa.string()),
+        ("station_id", pa.string()),
+        ("phase", pa.string()),
+        ("time", TS),
+        ("weight", pa.float64()),
+        ("source_file", pa.string()),
+    ),
+    ("catalog",),
+    "one row per pick of an imported reference catalogue",
+)
+
+RUNS = TableSpec(
+    "runs",
+    _schema(
+        ("run_id", pa.string()),
+        ("flow_run_id", pa.string()),
+        ("command", pa.string()),
+        ("started", TS),
+        ("finished", TS),
+        ("status", pa.string()),
+        ("config_json", pa.string()),
+        ("versions_json", pa.string()),
+        ("weights_json", pa.string()),
+        ("host", pa.string()),
+    ),
+    (),
+    "one row per run status change; the view keeps the latest",
+)
+
+UNITS = TableSpec(
+    "units",
+    _schema(
+        ("run_id", pa.string()),
+        ("stage", pa.string()),
+        ("unit", pa.string()),
+        ("status", pa.string()),
+        ("rows", pa.int64()),
+        ("error", pa.string()),
+        ("seconds", pa.float64()),
+        ("output", pa.string()),
+        ("finished", TS),
+    ),
+    ("stage",),
+    "one row per unit of work attempted (the ledger)",
+)
+
+PICK_MATCHES = TableSpec(
+    "pick_matches",
+    _schema(
+        ("run_id", pa.string()),
+        ("reference", pa.string()),
+        ("model", pa.string()),
+        ("weights", pa.string()),
+        ("station_id", pa.string()),
+        ("phase", pa.string()),
+        ("pick_id", pa.string()),
+        ("reference_pick_id", pa.string()),
+        ("time", TS),
+        ("reference_time", TS),
+        ("residual_s", pa.float64()),
+        ("tolerance_s", pa.float64()),
+        ("outcome", pa.string()),
+    ),
+    ("reference",),
+    "one row per pick or reference pick: TP (matched), FP (pick only) or FN (reference only)",
+)
+
+EVENT_MATCHES = TableSpec(
+    "event_matches",
+    _schema(
+        ("run_id", pa.string()),
+        ("reference", pa.string()),
+        ("associator", pa.string()),
+        ("event_id", pa.string()),
+        ("reference_event_id", pa.string()),
+        ("time", TS),
+        ("reference_time", TS),
+        ("dt_s", pa.float64()),
+        ("distance_km", pa.float64()),
+        ("outcome", pa.string()),
+    ),
+    ("reference",),
+    "one row per event or reference event: TP, FP or FN",
+)
+
+METRICS = TableSpec(
+    "metrics",
+    _schema(
+        ("run_id", pa.string()),
+        ("reference", pa.string()),
+        ("level", pa.string()),
+        ("group_by", pa.string()),
+        ("group_value", pa.string()),
+        ("model", pa.string()),
+        ("weights", pa.string()),
+        ("associator", pa.string()),
+        ("phase", pa.string()),
+        ("tp", pa.int64()),
+        ("fp", pa.int64()),
+        ("fn", pa.int64()),
+        ("precision", pa.float64()),
+        ("recall", pa.float64()),
+        ("f1", pa.float64()),
+        ("residual_mean", pa.float64()),
+        ("residual_median", pa.float64()),
+        ("residual_std", pa.float64()),
+        ("residual_mae", pa.float64()),
+    ),
+    ("reference",),
+    "precision/recall/residual figures per model x weights (and per group)",
+)
+
+DOWNLOADS = TableSpec(
+    "downloads",
+    _schema(
+        ("run_id", pa.string()),
+        ("network", pa.string()),
+        ("station", pa.string()),
+        ("day", pa.string()),
+        ("client", pa.string()),
+        ("status", pa.string()),
+        ("bytes", pa.int64()),
+        ("path", pa.string()),
+        ("error", pa.string()),
+        ("seconds", pa.float64()),
+        ("finished", TS),
+    ),
+    (),
+    "one row per (station, day) download attempt",
+)
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (
+        STATIONS,
+        WAVEFORM_INDEX,
+        PICKS,
+        EVENTS,
+        ASSIGNMENTS,
+        REFERENCE_EVENTS,
+        REFERENCE_PICKS,
+        RUNS,
+        UNITS,
+        PICK_MATCHES,
+        EVENT_MATCHES,
+        METRICS,
+        DOWNLOADS,
+    )
+}
