@@ -1,0 +1,546 @@
+"""One-to-one matching of picks and events against a reference, and the metrics of a match.
+
+Matching is an optimal bipartite assignment (``scipy.optimize.linear_sum_assignment``) inside
+each connected group of candidate pairs: a pair is a candidate only when it lies within the
+tolerances, so the work grows with the number of close pairs, never with N x M. Every pick or
+event appears in exactly one output row: ``TP`` (matched to one reference row), ``FP`` (no
+reference partner) or ``FN`` (a reference row nobody matched).
+
+Plain Python: no Prefect import here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from pyproj import Geod
+from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+_GEOD = Geod(ellps="WGS84")
+
+EVENT_MATCH_COLUMNS = [
+    "event_id",
+    "reference_event_id",
+    "time",
+    "reference_time",
+    "dt_s",
+    "distance_km",
+    "outcome",
+]
+PICK_MATCH_COLUMNS = [
+    "model",
+    "weights",
+    "station_id",
+    "phase",
+    "pick_id",
+    "reference_pick_id",
+    "time",
+    "reference_time",
+    "residual_s",
+    "tolerance_s",
+    "outcome",
+]
+METRIC_COLUMNS = [
+    "tp",
+    "fp",
+    "fn",
+    "precision",
+    "recall",
+    "f1",
+    "residual_mean",
+    "residual_median",
+    "residual_std",
+    "residual_mae",
+]
+
+
+class MatchParams(BaseModel):
+    """Tolerances of the analyzer's one-to-one matching."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pick_tolerance_s: float = Field(
+        0.5, gt=0, description="largest |pick time - reference pick time| of a matched pick (s)"
+    )
+    event_max_dt_s: float = Field(
+        2.0, gt=0, description="largest |origin time difference| of a matched event (s)"
+    )
+    event_max_km: float = Field(
+        8.0, gt=0, description="largest epicentral distance of a matched event (km)"
+    )
+    station_key: str = Field(
+        "station_id",
+        description="column that identifies a station when matching picks: 'station_id' "
+        "(NET.STA.LOC) or 'station' (station code only, for bulletins without network codes)",
+    )
+
+
+def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{what} lacks the columns {missing} (has {list(df.columns)}); "
+            "rename or add them before matching"
+        )
+
+
+def _utc(values: pd.Series) -> pd.Series:
+    # Parquet and DuckDB hand back µs-resolution columns: convert so int64 views are ns.
+    return pd.to_datetime(values, utc=True).dt.as_unit("ns")
+
+
+def _seconds(times: pd.Series) -> np.ndarray:
+    """Return UTC times as float seconds since the epoch (µs precision kept)."""
+    return _utc(times).astype("int64").to_numpy() / 1e9 if len(times) else np.zeros(0)
+
+
+def _diff_s(a: pd.Series, ia: np.ndarray, b: pd.Series, jb: np.ndarray) -> np.ndarray:
+    """Return ``a[ia] - b[jb]`` in seconds, exact to the nanosecond (no float epoch offsets)."""
+    if len(ia) == 0:
+        return np.zeros(0)
+    na = _utc(a).astype("int64").to_numpy()[ia]
+    nb = _utc(b).astype("int64").to_numpy()[jb]
+    return (na - nb) / 1e9
+
+
+def _window_pairs(a: np.ndarray, b: np.ndarray, max_dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """Return index pairs (i, j) with |a[i] - b[j]| <= max_dt (b need not be sorted)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    order = np.argsort(b, kind="stable")
+    bs = b[order]
+    lo = np.searchsorted(bs, a - max_dt, side="left")
+    hi = np.searchsorted(bs, a + max_dt, side="right")
+    counts = hi - lo
+    ia = np.repeat(np.arange(len(a)), counts)
+    # position of each candidate inside its [lo, hi) window
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    jb = order[np.repeat(lo, counts) + offsets]
+    keep = np.abs(a[ia] - b[jb]) <= max_dt
+    return ia[keep], jb[keep]
+
+
+def assign_pairs(
+    n_a: int, n_b: int, ia: np.ndarray, jb: np.ndarray, cost: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the optimal one-to-one subset of candidate pairs.
+
+    Among all one-to-one matchings that use only candidate pairs, the one with the most pairs
+    is chosen, and among those the one with the smallest total cost.
+
+    Args:
+        n_a: number of left items.
+        n_b: number of right items.
+        ia: left index of each candidate pair.
+        jb: right index of each candidate pair.
+        cost: cost of each candidate pair, in [0, 1] (smaller is better).
+
+    Returns:
+        The left and right indices of the matched pairs.
+    """
+    if len(ia) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    graph = coo_matrix((np.ones(len(ia)), (ia, n_a + jb)), shape=(n_a + n_b, n_a + n_b))
+    _, labels = connected_components(graph, directed=False)
+    comp = labels[ia]
+    sizes = np.bincount(comp)
+    single = sizes[comp] == 1
+    out_a = [ia[single]]
+    out_b = [jb[single]]
+    multi = np.flatnonzero(~single)
+    if len(multi):
+        order = multi[np.argsort(comp[multi], kind="stable")]
+        bounds = np.flatnonzero(np.diff(comp[order])) + 1
+        for edges in np.split(order, bounds):
+            rows, r_inv = np.unique(ia[edges], return_inverse=True)
+            cols, c_inv = np.unique(jb[edges], return_inverse=True)
+            # A forbidden pair costs more than any matching of allowed pairs, so the solver
+            # first maximises the number of allowed pairs, then minimises their cost.
+            forbidden = 2.0 * (min(len(rows), len(cols)) + 1)
+            matrix = np.full((len(rows), len(cols)), forbidden)
+            matrix[r_inv, c_inv] = np.clip(cost[edges], 0.0, 1.0)
+            r, c = linear_sum_assignment(matrix)
+            ok = matrix[r, c] < forbidden
+            out_a.append(rows[r[ok]])
+            out_b.append(cols[c[ok]])
+    return np.concatenate(out_a), np.concatenate(out_b)
+
+
+def epicentral_km(
+    lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray
+) -> np.ndarray:
+    """Return the WGS84 geodesic distances (km) between coordinate arrays."""
+    if len(lat1) == 0:
+        return np.zeros(0)
+    _, _, metres = _GEOD.inv(
+        np.asarray(lon1, float),
+        np.asarray(lat1, float),
+        np.asarray(lon2, float),
+        np.asarray(lat2, float),
+    )
+    return np.asarray(metres) / 1000.0
+
+
+def match_events(
+    events: pd.DataFrame,
+    reference: pd.DataFrame,
+    max_dt_s: float = 2.0,
+    max_km: float = 8.0,
+) -> pd.DataFrame:
+    """Match events one-to-one to reference events by origin time and epicentre.
+
+    Args:
+        events: columns ``event_id``, ``time`` (UTC), ``latitude``, ``longitude``.
+        reference: the same columns for the reference catalogue.
+        max_dt_s: largest |origin time difference| of a matched pair (s).
+        max_km: largest epicentral distance of a matched pair (km).
+
+    Returns:
+        One row per event and per unmatched reference event with the columns
+        ``event_id, reference_event_id, time, reference_time, dt_s, distance_km, outcome``;
+        ``dt_s`` is event minus reference time, ``outcome`` is TP, FP or FN.
+
+    Example:
+        >>> ev = pd.DataFrame({"event_id": ["a"], "time": [pd.Timestamp("2024-01-01", tz="UTC")],
+        ...                    "latitude": [46.0], "longitude": [13.0]})
+        >>> match_events(ev, ev.assign(event_id="r"))["outcome"].tolist()
+        ['TP']
+    """
+    cols = ["event_id", "time", "latitude", "longitude"]
+    _require(events, cols, "events")
+    _require(reference, cols, "reference events")
+    ev = events[cols].reset_index(drop=True)
+    ref = reference[cols].reset_index(drop=True)
+    t_ev, t_ref = _seconds(ev["time"]), _seconds(ref["time"])
+    ia, jb = _window_pairs(t_ev, t_ref, max_dt_s)
+    dist = epicentral_km(
+        ev["latitude"].to_numpy()[ia],
+        ev["longitude"].to_numpy()[ia],
+        ref["latitude"].to_numpy()[jb],
+        ref["longitude"].to_numpy()[jb],
+    )
+    keep = np.isfinite(dist) & (dist <= max_km)
+    ia, jb, dist = ia[keep], jb[keep], dist[keep]
+    cost = 0.5 * (np.abs(t_ev[ia] - t_ref[jb]) / max_dt_s + dist / max_km)
+    ma, mb = assign_pairs(len(ev), len(ref), ia, jb, cost)
+    pair_dist = dict(zip(zip(ia.tolist(), jb.tolist(), strict=True), dist.tolist(), strict=True))
+
+    tp = pd.DataFrame(
+        {
+            "event_id": ev["event_id"].to_numpy()[ma],
+            "reference_event_id": ref["event_id"].to_numpy()[mb],
+            "time": _utc(ev["time"]).to_numpy()[ma],
+            "reference_time": _utc(ref["time"]).to_numpy()[mb],
+            "dt_s": _diff_s(ev["time"], ma, ref["time"], mb),
+            "distance_km": [
+                pair_dist[(a, b)] for a, b in zip(ma.tolist(), mb.tolist(), strict=True)
+            ],
+            "outcome": "TP",
+        }
+    )
+    fp_idx = np.setdiff1d(np.arange(len(ev)), ma)
+    fn_idx = np.setdiff1d(np.arange(len(ref)), mb)
+    fp = pd.DataFrame(
+        {
+            "event_id": ev["event_id"].to_numpy()[fp_idx],
+            "time": _utc(ev["time"]).to_numpy()[fp_idx],
+            "outcome": "FP",
+        }
+    )
+    fn = pd.DataFrame(
+        {
+            "reference_event_id": ref["event_id"].to_numpy()[fn_idx],
+            "reference_time": _utc(ref["time"]).to_numpy()[fn_idx],
+            "outcome": "FN",
+        }
+    )
+    frames = [f for f in (tp, fp, fn) if len(f)]
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=tp.columns)
+    return _finish(out, EVENT_MATCH_COLUMNS)
+
+
+def _finish(out: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    for col in columns:
+        if col not in out.columns:
+            out[col] = None
+    for col in ("time", "reference_time"):
+        out[col] = pd.to_datetime(out[col], utc=True)
+    for col in ("dt_s", "distance_km", "residual_s", "tolerance_s"):
+        if col in out.columns:
+            out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
+    sort_time = out["time"].fillna(out["reference_time"])
+    out = out.assign(_t=sort_time).sort_values("_t", kind="stable").drop(columns="_t")
+    return out[columns].reset_index(drop=True)
+
+
+def normalise_phase(phase: pd.Series) -> pd.Series:
+    """Return phase names reduced to their wave type: ``Pg``/``Pn``/``p`` -> ``P``, ``Sg`` -> ``S``."""
+    return phase.astype(str).str.strip().str[:1].str.upper()
+
+
+def match_picks(
+    picks: pd.DataFrame,
+    reference: pd.DataFrame,
+    tolerance_s: float = 0.5,
+    station_key: str = "station_id",
+) -> pd.DataFrame:
+    """Match picks one-to-one to reference picks on the same station and phase.
+
+    Picks of several models or weights are matched separately per (model, weights) when those
+    columns are present, so every model is compared with the whole reference.
+
+    Args:
+        picks: columns ``pick_id``, ``time`` (UTC), ``phase`` and ``station_key``; optional
+            ``model`` and ``weights``.
+        reference: columns ``pick_id``, ``time``, ``phase`` and ``station_key``.
+        tolerance_s: largest |pick - reference| time of a matched pair (s).
+        station_key: the column naming the station (``station_id`` or ``station``).
+
+    Returns:
+        One row per pick and per unmatched reference pick (per model x weights) with the columns
+        ``model, weights, station_id, phase, pick_id, reference_pick_id, time, reference_time,
+        residual_s, tolerance_s, outcome``; ``residual_s`` is pick minus reference time and
+        ``station_id`` holds the values of ``station_key``. Phases are compared by wave type
+        (first letter: P or S).
+    """
+    cols = ["pick_id", "time", "phase", station_key]
+    _require(picks, cols, "picks")
+    _require(reference, cols, "reference picks")
+    picks = picks.copy()
+    for col in ("model", "weights"):
+        if col not in picks.columns:
+            picks[col] = ""
+    picks[["model", "weights"]] = picks[["model", "weights"]].fillna("")
+    groups = list(picks.groupby(["model", "weights"], sort=True, dropna=False))
+    if not groups:
+        groups = [(("", ""), picks)]
+    parts = [
+        _match_picks_one(group, reference, tolerance_s, station_key).assign(
+            model=model, weights=weights
+        )
+        for (model, weights), group in groups
+    ]
+    return _finish(pd.concat(parts, ignore_index=True), PICK_MATCH_COLUMNS)
+
+
+def _match_picks_one(
+    picks: pd.DataFrame, reference: pd.DataFrame, tolerance_s: float, station_key: str
+) -> pd.DataFrame:
+    pk = picks[["pick_id", "time", "phase", station_key]].reset_index(drop=True)
+    ref = reference[["pick_id", "time", "phase", station_key]].reset_index(drop=True)
+    pk_phase, ref_phase = normalise_phase(pk["phase"]), normalise_phase(ref["phase"])
+    pk_key = pk[station_key].astype(str) + "|" + pk_phase
+    ref_key = ref[station_key].astype(str) + "|" + ref_phase
+    t_pk, t_ref = _seconds(pk["time"]), _seconds(ref["time"])
+    # Offsetting each (station, phase) group by a large multiple of its code keeps the window
+    # search vectorised while never pairing two different groups.
+    codes, uniques = pd.factorize(pd.concat([pk_key, ref_key], ignore_index=True))
+    span = 4.0 * (
+        max(np.ptp(np.concatenate([t_pk, t_ref])) if len(t_pk) + len(t_ref) else 0.0, 1.0)
+        + tolerance_s
+    )
+    base = min(t_pk.min() if len(t_pk) else np.inf, t_ref.min() if len(t_ref) else np.inf)
+    base = 0.0 if not np.isfinite(base) else base
+    shifted_pk = (t_pk - base) + codes[: len(pk)] * span
+    shifted_ref = (t_ref - base) + codes[len(pk) :] * span
+    # a small margin absorbs float rounding of the shifted times; the exact test follows
+    ia, jb = _window_pairs(shifted_pk, shifted_ref, tolerance_s + 1e-3)
+    same = codes[: len(pk)][ia] == codes[len(pk) :][jb]
+    ia, jb = ia[same], jb[same]
+    dt = t_pk[ia] - t_ref[jb]
+    keep = np.abs(dt) <= tolerance_s
+    ia, jb, dt = ia[keep], jb[keep], dt[keep]
+    ma, mb = assign_pairs(len(pk), len(ref), ia, jb, np.abs(dt) / tolerance_s)
+
+    pk_time, ref_time = _utc(pk["time"]).to_numpy(), _utc(ref["time"]).to_numpy()
+    tp = pd.DataFrame(
+        {
+            "station_id": pk[station_key].astype(str).to_numpy()[ma],
+            "phase": pk_phase.to_numpy()[ma],
+            "pick_id": pk["pick_id"].to_numpy()[ma],
+            "reference_pick_id": ref["pick_id"].to_numpy()[mb],
+            "time": pk_time[ma],
+            "reference_time": ref_time[mb],
+            "residual_s": _diff_s(pk["time"], ma, ref["time"], mb),
+            "outcome": "TP",
+        }
+    )
+    fp_idx = np.setdiff1d(np.arange(len(pk)), ma)
+    fn_idx = np.setdiff1d(np.arange(len(ref)), mb)
+    fp = pd.DataFrame(
+        {
+            "station_id": pk[station_key].astype(str).to_numpy()[fp_idx],
+            "phase": pk_phase.to_numpy()[fp_idx],
+            "pick_id": pk["pick_id"].to_numpy()[fp_idx],
+            "time": pk_time[fp_idx],
+            "outcome": "FP",
+        }
+    )
+    fn = pd.DataFrame(
+        {
+            "station_id": ref[station_key].astype(str).to_numpy()[fn_idx],
+            "phase": ref_phase.to_numpy()[fn_idx],
+            "reference_pick_id": ref["pick_id"].to_numpy()[fn_idx],
+            "reference_time": ref_time[fn_idx],
+            "outcome": "FN",
+        }
+    )
+    frames = [f for f in (tp, fp, fn) if len(f)]
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=tp.columns)
+    out["tolerance_s"] = float(tolerance_s)
+    return out
+
+
+def scores(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    """Return (precision, recall, F1); NaN where a ratio has no denominator."""
+    precision = tp / (tp + fp) if tp + fp else float("nan")
+    recall = tp / (tp + fn) if tp + fn else float("nan")
+    if tp == 0 and (fp or fn):
+        f1 = 0.0
+    elif tp:
+        f1 = 2 * tp / (2 * tp + fp + fn)
+    else:
+        f1 = float("nan")
+    return precision, recall, f1
+
+
+def _metrics(matches: pd.DataFrame, residual: str, by: Sequence[str]) -> pd.DataFrame:
+    by = list(by)
+    _require(matches, ["outcome", residual, *by], "matches")
+
+    def one(group: pd.DataFrame) -> pd.Series:
+        outcome = group["outcome"]
+        tp, fp, fn = (int((outcome == k).sum()) for k in ("TP", "FP", "FN"))
+        res = group.loc[outcome == "TP", residual].astype(float).dropna()
+        precision, recall, f1 = scores(tp, fp, fn)
+        return pd.Series(
+            {
+                "tp": tp,
+                "fp": fp,
+                "fn": fn,
+                "precision": precision,
+                "recall": recall,
+                "f1": f1,
+                "residual_mean": res.mean() if len(res) else np.nan,
+                "residual_median": res.median() if len(res) else np.nan,
+                "residual_std": res.std(ddof=0) if len(res) else np.nan,
+                "residual_mae": res.abs().mean() if len(res) else np.nan,
+            }
+        )
+
+    if not by:
+        out = one(matches).to_frame().T
+    elif len(matches) == 0:
+        out = pd.DataFrame(columns=by + METRIC_COLUMNS)
+    else:
+        keyed = matches.assign(**{c: matches[c].fillna("") for c in by})
+        out = (
+            keyed.groupby(by, sort=True, dropna=False)[["outcome", residual]]
+            .apply(one)
+            .reset_index()
+        )
+    for col in ("tp", "fp", "fn"):
+        out[col] = out[col].astype("int64")
+    for col in METRIC_COLUMNS[3:]:
+        out[col] = out[col].astype(float)
+    return out[by + METRIC_COLUMNS].reset_index(drop=True)
+
+
+def pick_metrics(matches: pd.DataFrame, by: Sequence[str] = ("model", "weights")) -> pd.DataFrame:
+    """Return TP/FP/FN, precision, recall, F1 and residual statistics of pick matches.
+
+    Args:
+        matches: output of :func:`match_picks` (optionally with a ``day`` column).
+        by: columns to group by, e.g. ``("model", "weights", "phase")``; empty for one row.
+
+    Returns:
+        One row per group: the ``by`` columns, ``tp, fp, fn, precision, recall, f1,
+        residual_mean, residual_median, residual_std, residual_mae`` (residuals in s, TP only).
+    """
+    return _metrics(matches, "residual_s", by)
+
+
+def event_metrics(matches: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
+    """Return TP/FP/FN, precision, recall, F1 and origin-time residual statistics of event matches.
+
+    Args:
+        matches: output of :func:`match_events` (optionally with ``associator`` or ``day``).
+        by: columns to group by; empty for one row.
+
+    Returns:
+        One row per group, as :func:`pick_metrics`, residuals being ``dt_s``.
+    """
+    return _metrics(matches, "dt_s", by)
+
+
+def with_day(matches: pd.DataFrame) -> pd.DataFrame:
+    """Return ``matches`` with a ``day`` column (ISO date of the pick/event or its reference)."""
+    t = pd.to_datetime(matches["time"], utc=True).fillna(
+        pd.to_datetime(matches["reference_time"], utc=True)
+    )
+    return matches.assign(day=t.dt.strftime("%Y-%m-%d"))
+
+
+PICK_GROUPINGS: tuple[tuple[str, ...], ...] = (
+    ("model", "weights"),
+    ("model", "weights", "phase"),
+    ("model", "weights", "station_id"),
+    ("model", "weights", "day"),
+    ("model", "weights", "phase", "station_id"),
+)
+EVENT_GROUPINGS: tuple[tuple[str, ...], ...] = (
+    ("associator",),
+    ("associator", "day"),
+)
+
+
+def metrics_table(
+    pick_matches: pd.DataFrame | None = None,
+    event_matches: pd.DataFrame | None = None,
+    pick_groupings: Sequence[Sequence[str]] = PICK_GROUPINGS,
+    event_groupings: Sequence[Sequence[str]] = EVENT_GROUPINGS,
+) -> pd.DataFrame:
+    """Return metrics rows shaped like the lake's ``metrics`` table (without run/reference).
+
+    ``level`` is ``pick`` or ``event``; ``group_by`` names the grouping columns joined by
+    ``,``; ``group_value`` holds the values of the grouping columns other than model, weights,
+    associator and phase (which have their own columns), joined by ``,``.
+
+    Args:
+        pick_matches: output of :func:`match_picks` (``day`` is derived when absent).
+        event_matches: output of :func:`match_events` with an ``associator`` column.
+        pick_groupings: groupings of the pick metrics.
+        event_groupings: groupings of the event metrics.
+    """
+    rows = []
+    own = {"model", "weights", "associator", "phase"}
+    for level, matches, groupings, fn in (
+        ("pick", pick_matches, pick_groupings, pick_metrics),
+        ("event", event_matches, event_groupings, event_metrics),
+    ):
+        if matches is None or len(matches) == 0:
+            continue
+        matches = matches if "day" in matches.columns else with_day(matches)
+        if level == "event" and "associator" not in matches.columns:
+            matches = matches.assign(associator="")
+        for by in groupings:
+            m = fn(matches, by=list(by))
+            other = [c for c in by if c not in own]
+            m["group_value"] = m[other].astype(str).agg(",".join, axis=1) if other else ""
+            m = m.drop(columns=other)
+            m["level"] = level
+            m["group_by"] = ",".join(by)
+            rows.append(m)
+    cols = ["level", "group_by", "group_value", "model", "weights", "associator", "phase"]
+    if not rows:
+        return pd.DataFrame(columns=cols + METRIC_COLUMNS)
+    out = pd.concat(rows, ignore_index=True)
+    for col in cols:
+        if col not in out.columns:
+            out[col] = None
+    return out[cols + METRIC_COLUMNS]
