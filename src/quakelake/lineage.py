@@ -27,7 +27,7 @@ PACKAGES = ("quakelake", "seisbench", "torch", "obspy", "numpy", "pyarrow", "duc
 
 def utcnow() -> dt.datetime:
     """Return the current time as an aware UTC datetime."""
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def new_run_id() -> str:

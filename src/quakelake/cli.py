@@ -1,0 +1,347 @@
+"""The ``quakelake`` command line (and the ``picker`` alias with the original picker.py options)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from quakelake.config import ConfigError, RunConfig, build_config
+
+NOT_YET = {
+    "train": "-T/--train (fine-tuning) is not available yet in QuakeLake",
+    "groups": "-G/--groups is not available yet in QuakeLake",
+}
+
+
+class CliError(RuntimeError):
+    """A command-line problem the user can fix; printed without a traceback, exit status 2."""
+
+
+# ----------------------------------------------------------------------------------------- dates
+def _year(two_or_four: str) -> int:
+    year = int(two_or_four)
+    if len(two_or_four) == 2:
+        year += 1900 if year >= 70 else 2000  # POSIX %y pivot: 70-99 -> 19xx, 00-69 -> 20xx
+    return year
+
+
+def parse_gregorian(text: str, option: str = "-D/--dates") -> dt.date:
+    """Return the day written as YYMMDD, YYYYMMDD or YYYY-MM-DD."""
+    t = text.strip()
+    try:
+        if re.fullmatch(r"\d{6}", t):
+            return dt.date(_year(t[:2]), int(t[2:4]), int(t[4:]))
+        if re.fullmatch(r"\d{8}", t):
+            return dt.date(int(t[:4]), int(t[4:6]), int(t[6:]))
+        return dt.date.fromisoformat(t)
+    except ValueError:
+        pass
+    raise CliError(f"{option}: {text!r} is not a day; write YYMMDD (e.g. 980101), YYYYMMDD or YYYY-MM-DD")
+
+
+def parse_julian(text: str, option: str = "-J/--julian") -> dt.date:
+    """Return the day written as year + day-of-year: YYDDD, YYYYDDD, YYYY-DDD or YYYY.DDD."""
+    t = text.strip()
+    m = re.fullmatch(r"(\d{2}|\d{4})[-.]?(\d{3})", t)
+    if m:
+        year, doy = _year(m.group(1)), int(m.group(2))
+        last = 366 if dt.date(year, 12, 31).timetuple().tm_yday == 366 else 365
+        if 1 <= doy <= last:
+            return dt.date(year, 1, 1) + dt.timedelta(days=doy - 1)
+    raise CliError(f"{option}: {text!r} is not year + day-of-year; write YYDDD (e.g. 24032), YYYYDDD or YYYY-DDD")
+
+
+# ------------------------------------------------------------------------------------- arguments
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("general")
+    g.add_argument("--lake", type=Path, help="lake root folder (default ./lake)")
+    g.add_argument("-c", "--config", type=Path, help="JSON or YAML configuration file; options override it")
+    g.add_argument("--timing", action="store_true", default=None, help="report how long each stage took")
+    out = g.add_mutually_exclusive_group()
+    out.add_argument("--silent", action="store_true", help="print only errors and the final result")
+    out.add_argument("-v", "--verbose", action="store_true", help="print more detail")
+
+
+def _selection(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data selection")
+    g.add_argument("-d", "--directory", type=Path, help="folder with the raw waveforms (any layout)")
+    dates = g.add_mutually_exclusive_group()
+    dates.add_argument("-D", "--dates", nargs=2, metavar=("START", "END"),
+                       help="inclusive Gregorian day range, YYMMDD YYMMDD")
+    dates.add_argument("-J", "--julian", nargs=2, metavar=("START", "END"),
+                       help="inclusive range as year + day-of-year, YYDDD YYDDD")
+    g.add_argument("-N", "--network", nargs="+", help="network codes (FDSN wildcards, * = any)")
+    g.add_argument("-S", "--station", nargs="+", help="station codes (FDSN wildcards)")
+    g.add_argument("-C", "--channel", nargs="+", help="channel codes (FDSN wildcards, e.g. HH? EH?)")
+    g.add_argument("-G", "--groups", nargs="+", help="analyse the data grouped by a list (not available yet)")
+    g.add_argument("-F", "--file", type=Path, help="station metadata file (StationXML or CSV)")
+
+
+def _picking(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("picking")
+    g.add_argument("-M", "--models", nargs="+", help="SeisBench models, e.g. PhaseNet EQTransformer")
+    g.add_argument("-W", "--weights", nargs="+", help="pretrained weights, e.g. instance original")
+    g.add_argument("-p", "--pwave", type=float, help="P probability threshold (0-1)")
+    g.add_argument("-s", "--swave", type=float, help="S probability threshold (0-1)")
+    g.add_argument("-b", "--batch", type=int, help="batch size for the model")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device (auto picks CUDA)")
+    g.add_argument("--denoiser", action="store_true", default=None, help="run the deep denoiser first")
+    g.add_argument("-T", "--train", action="store_true", help="train (fine-tune) the model (not available yet)")
+    g.add_argument("--force", action="store_true", default=None, help="recompute results that exist")
+    g.add_argument("--runner", choices=["threads", "dask-local", "slurm", "address"], help="task runner")
+    g.add_argument("--workers", type=int, help="workers of the task runner")
+
+
+def _later_stages(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("download, association, analysis")
+    g.add_argument("--download", action="store_true", help="download the data from FDSN clients first")
+    g.add_argument("--client", nargs="+", help="FDSN clients in order, e.g. OGS INGV GFZ or base URLs")
+    g.add_argument("-K", "--key", type=Path, help="EIDA token file")
+    g.add_argument("--rectdomain", nargs=4, type=float, metavar=("MINLAT", "MAXLAT", "MINLON", "MAXLON"))
+    g.add_argument("--circdomain", nargs=4, type=float, metavar=("LAT", "LON", "MINRAD", "MAXRAD"))
+    g.add_argument("--pyocto", action="store_true", help="associate with PyOcto instead of GaMMA")
+    g.add_argument("--pyrocko", action="store_true", help="use Pyrocko-based pieces (1-D travel times)")
+    g.add_argument("--interactive", action="store_true", help="show each result as a plot and wait")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``quakelake`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="quakelake",
+        description="ML phase picks and event catalogues in a DuckDB/Parquet lakehouse.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="the pipeline: [download ->] pick -> associate for a date range")
+    for add in (_common, _selection, _picking, _later_stages):
+        add(run)
+
+    pick = sub.add_parser("pick", help="pick phases on a waveform archive into the lake")
+    for add in (_common, _selection, _picking):
+        add(pick)
+
+    sql = sub.add_parser("sql", help="run SQL over the lake and print the result as a table")
+    _common(sql)
+    sql.add_argument("query", help="SQL, e.g. \"SELECT phase, count(*) FROM picks GROUP BY ALL\"")
+    sql.add_argument("--param", action="append", default=[], help="bound parameter for a ? in the query")
+    sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sql.add_argument("--max-rows", type=int, default=100, help="rows to print in table format")
+
+    tables = sub.add_parser("tables", help="list the lake's tables and their row counts")
+    _common(tables)
+
+    demo = sub.add_parser("demo", help="the whole available pipeline on a small real data set")
+    _common(demo)
+    demo.add_argument("--data", type=Path, help="folder of real miniSEED/SAC (default: $QUAKELAKE_DEMO_DATA)")
+    return parser
+
+
+def picker_parser() -> argparse.ArgumentParser:
+    """Return the parser of the ``picker`` alias: ``quakelake run`` with the original picker.py options."""
+    parser = argparse.ArgumentParser(prog="picker", description="picker.py compatible front end of quakelake run")
+    for add in (_common, _selection, _picking, _later_stages):
+        add(parser)
+    return parser
+
+
+# ------------------------------------------------------------------------------------ to config
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the configuration values given on the command line (only those given)."""
+    o: dict[str, Any] = {}
+
+    def put(path: str, value: Any) -> None:
+        if value is None:
+            return
+        node = o
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+
+    put("lake", getattr(args, "lake", None))
+    put("directory", getattr(args, "directory", None))
+    put("station_file", getattr(args, "file", None))
+    if getattr(args, "dates", None):
+        put("window.start", parse_gregorian(args.dates[0]))
+        put("window.end", parse_gregorian(args.dates[1]))
+    if getattr(args, "julian", None):
+        put("window.start", parse_julian(args.julian[0]))
+        put("window.end", parse_julian(args.julian[1]))
+    put("selection.networks", getattr(args, "network", None))
+    put("selection.stations", getattr(args, "station", None))
+    put("selection.channels", getattr(args, "channel", None))
+    put("pick.models", getattr(args, "models", None))
+    put("pick.weights", getattr(args, "weights", None))
+    put("pick.p_threshold", getattr(args, "pwave", None))
+    put("pick.s_threshold", getattr(args, "swave", None))
+    put("pick.batch_size", getattr(args, "batch", None))
+    put("pick.device", getattr(args, "device", None))
+    put("pick.denoise", getattr(args, "denoiser", None))
+    put("execution.runner", getattr(args, "runner", None))
+    put("execution.workers", getattr(args, "workers", None))
+    put("force", getattr(args, "force", None))
+    put("timing", getattr(args, "timing", None))
+    if getattr(args, "silent", False):
+        put("verbosity", 0)
+    elif getattr(args, "verbose", False):
+        put("verbosity", 2)
+    return o
+
+
+def _refuse_unavailable(args: argparse.Namespace) -> None:
+    if getattr(args, "train", False):
+        raise CliError(NOT_YET["train"])
+    if getattr(args, "groups", None):
+        raise CliError(NOT_YET["groups"])
+    if getattr(args, "denoiser", None):
+        raise CliError(
+            "--denoiser is not available yet: SeisBench DeepDenoiser weights are not in the offline cache "
+            "and the denoising stage is not built; run without --denoiser"
+        )
+    for name in ("download", "pyocto", "pyrocko", "interactive"):
+        if getattr(args, name, False):
+            raise CliError(f"--{name} is not available yet in QuakeLake")
+    for name, flag in (("client", "--client"), ("key", "-K/--key"), ("rectdomain", "--rectdomain"),
+                       ("circdomain", "--circdomain")):
+        if getattr(args, name, None):
+            raise CliError(f"{flag} belongs to the download stage, which is not available yet")
+
+
+def load_config(args: argparse.Namespace) -> RunConfig:
+    """Return the run configuration: defaults < ``-c`` file < command line."""
+    return build_config(getattr(args, "config", None), overrides_from_args(args))
+
+
+def _quiet_prefect(cfg: RunConfig) -> None:
+    # Read by Prefect at import: set before any flow module is imported.
+    level = {0: "ERROR", 1: "WARNING", 2: "INFO"}[cfg.verbosity]
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
+    os.environ.setdefault("PREFECT_LOGGING_LOGGERS_ROOT_LEVEL", level)
+
+
+# ------------------------------------------------------------------------------------- commands
+def cmd_pick(args: argparse.Namespace) -> int:
+    """Run the pick flow."""
+    _refuse_unavailable(args)
+    cfg = load_config(args)
+    if cfg.directory is None:
+        raise CliError("-d/--directory: give the folder with the raw waveforms to pick")
+    if not cfg.directory.is_dir():
+        raise CliError(f"-d/--directory: {cfg.directory} is not a folder")
+    _quiet_prefect(cfg)
+    from quakelake.flows.pick import pick_phases
+
+    t0 = time.perf_counter()
+    summary = pick_phases(cfg.directory, cfg.lake, cfg.window, cfg.selection, cfg.pick, cfg.force,
+                          progress=cfg.verbosity > 0)
+    print_summary(summary, cfg, time.perf_counter() - t0)
+    return 0
+
+
+def print_summary(summary: dict, cfg: RunConfig, seconds: float) -> None:
+    """Print a run summary (one line in silent mode)."""
+    line = (f"run {summary['run_id']}: {summary['units']} units (done {summary['done']}, skipped "
+            f"{summary['skipped']}, failed {summary['failed']}), picks {summary['picks_per_phase']}, "
+            f"unreadable files {summary['unreadable_files']} -> lake {cfg.lake}")
+    print(line)
+    for w in summary.get("skipped_weights", []):
+        print(f"warning: {w}", file=sys.stderr)
+    if cfg.timing:
+        for stage, s in summary["seconds"].items():
+            print(f"  {stage:<12} {s:8.2f} s")
+        print(f"  {'total':<12} {seconds:8.2f} s")
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    """Run SQL over the lake and print it."""
+    from quakelake.lakehouse import Lake
+
+    cfg = load_config(args)
+    frame = Lake(cfg.lake).query(args.query, args.param or None)
+    if args.format == "csv":
+        print(frame.to_csv(index=False), end="")
+    elif args.format == "json":
+        print(frame.to_json(orient="records", date_format="iso"))
+    else:
+        print(format_table(frame, args.max_rows))
+    return 0
+
+
+def format_table(frame, max_rows: int = 100) -> str:
+    """Return ``frame`` as an aligned text table with a row count."""
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", max_rows, "display.max_columns", None,
+                           "display.width", 200, "display.max_colwidth", 60):
+        body = frame.to_string(index=False, max_rows=max_rows) if len(frame) else "(no rows)"
+    return f"{body}\n({len(frame)} row{'s' if len(frame) != 1 else ''})"
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    """List tables with data and their row counts."""
+    from quakelake.lakehouse import Lake
+
+    cfg = load_config(args)
+    lake = Lake(cfg.lake)
+    for name in lake.tables():
+        n = lake.query(f'SELECT count(*) AS n FROM "{name}"')["n"][0]
+        print(f"{name:<18} {n:>12,} rows  {len(lake.files(name)):>6} files")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the whole available pipeline on a small real data set into the lake."""
+    from quakelake import demo
+
+    cfg = load_config(args)
+    return demo.run_demo(args.data, cfg)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the pipeline (the stages available so far)."""
+    return cmd_pick(args)
+
+
+COMMANDS = {"run": cmd_run, "pick": cmd_pick, "sql": cmd_sql, "tables": cmd_tables, "demo": cmd_demo}
+
+
+def _dispatch(func, args: argparse.Namespace) -> int:
+    from quakelake.lakehouse import LakeQueryError
+
+    try:
+        return func(args)
+    except (CliError, ConfigError, LakeQueryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from quakelake.flows.pick import NoWaveforms
+
+        if isinstance(exc, NoWaveforms):
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``quakelake``."""
+    args = build_parser().parse_args(argv)
+    return _dispatch(COMMANDS[args.command], args)
+
+
+def picker_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``picker``: the original picker.py options, run as ``quakelake run``."""
+    args = picker_parser().parse_args(argv)
+    args.command = "run"
+    return _dispatch(cmd_run, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Prefect flows: orchestration only (what runs, in which order, where)."""

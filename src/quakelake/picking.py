@@ -1,0 +1,220 @@
+"""Phase picking with SeisBench models: model loading (cached per process) and picks as rows.
+
+Plain Python: no Prefect. The flow calls :func:`pick_station_day` once per unit of work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from quakelake.config import PickParams
+
+log = logging.getLogger(__name__)
+
+# One model per (class, weights, device) per process: loading costs far more than a unit's picks.
+_MODELS: dict[tuple[str, str, str], object] = {}
+_LOCK = threading.Lock()
+_LOADS = {"count": 0}
+
+PICK_COLUMNS = [
+    "pick_id", "model", "weights", "network", "station", "location", "band", "station_id",
+    "phase", "time", "start_time", "end_time", "probability",
+]
+
+
+class ModelUnavailable(LookupError):
+    """A model class or its pretrained weights cannot be loaded."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model x weights combination to run."""
+
+    model: str
+    weights: str
+
+    @property
+    def label(self) -> str:
+        """Return ``Model/weights``."""
+        return f"{self.model}/{self.weights}"
+
+
+def resolve_device(preference: str = "auto") -> str:
+    """Return the torch device to use: CUDA when available and allowed, else CPU."""
+    import torch
+
+    if preference == "cpu":
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if preference == "cuda":
+        raise ModelUnavailable("device 'cuda' was requested but torch sees no CUDA device; use --device auto or cpu")
+    return "cpu"
+
+
+def model_class(name: str) -> type:
+    """Return the ``seisbench.models`` class called ``name``.
+
+    Raises:
+        ModelUnavailable: naming the picking models SeisBench offers.
+    """
+    import seisbench.models as sbm
+
+    cls = getattr(sbm, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, sbm.WaveformModel)):
+        choices = sorted(
+            n for n in dir(sbm)
+            if isinstance(getattr(sbm, n), type) and issubclass(getattr(sbm, n), sbm.WaveformModel)
+            and n not in {"WaveformModel", "WaveformPipeline", "SeisBenchModel"}
+        )
+        raise ModelUnavailable(f"-M/--models: {name!r} is not a SeisBench waveform model; choose from {choices}")
+    return cls
+
+
+def load_model(name: str, weights: str, device: str = "cpu") -> object:
+    """Return the model ``name`` with pretrained ``weights`` on ``device``, loaded once per process.
+
+    Raises:
+        ModelUnavailable: the class does not exist, or the weights are neither in the SeisBench cache nor
+            downloadable.
+    """
+    key = (name, weights, device)
+    with _LOCK:
+        model = _MODELS.get(key)
+        if model is not None:
+            return model
+        cls = model_class(name)
+        try:
+            model = cls.from_pretrained(weights)
+        except Exception as exc:  # SeisBench raises ValueError, requests errors, OSError ...
+            raise ModelUnavailable(
+                f"weights {weights!r} are not available for {name} ({type(exc).__name__}: {exc}); "
+                f"pick others with -W, or put them in the SeisBench cache (SEISBENCH_CACHE_ROOT)"
+            ) from None
+        model.to(device)
+        model.eval()
+        _MODELS[key] = model
+        _LOADS["count"] += 1
+        return model
+
+
+def model_loads() -> int:
+    """Return how many models this process has loaded (a cache hit does not count)."""
+    return _LOADS["count"]
+
+
+def weights_checksum(name: str, weights: str) -> str:
+    """Return the sha256 of the cached weights file of ``name``/``weights`` ("" when not cached)."""
+    import seisbench
+
+    folder = Path(seisbench.cache_model_root) / name.lower()
+    files = sorted(folder.glob(f"{weights}.pt.v*"))
+    if not files:
+        return ""
+    return hashlib.sha256(files[-1].read_bytes()).hexdigest()
+
+
+def available_specs(params: PickParams, device: str) -> tuple[list[ModelSpec], list[str]]:
+    """Return every loadable model x weights combination and a warning for each one skipped.
+
+    Raises:
+        ModelUnavailable: when no combination at all can be loaded (nothing to pick with).
+    """
+    specs, warnings = [], []
+    for name in params.models:
+        model_class(name)  # an unknown class is an error, not a skip
+        for weights in params.weights:
+            try:
+                load_model(name, weights, device)
+            except ModelUnavailable as exc:
+                warnings.append(str(exc))
+                continue
+            specs.append(ModelSpec(name, weights))
+    if not specs:
+        raise ModelUnavailable("no model x weights combination could be loaded:\n" + "\n".join(warnings))
+    return specs, warnings
+
+
+def _pick_id(spec: ModelSpec, station_id: str, phase: str, time: pd.Timestamp) -> str:
+    text = f"{spec.model}|{spec.weights}|{station_id}|{phase}|{time.value}"
+    return hashlib.sha1(text.encode()).hexdigest()[:20]
+
+
+def classify_kwargs(params: PickParams) -> dict[str, object]:
+    """Return the keyword arguments given to SeisBench ``classify`` for ``params``."""
+    return {
+        "P_threshold": params.p_threshold,
+        "S_threshold": params.s_threshold,
+        "batch_size": params.batch_size,
+    }
+
+
+def picks_frame(picks: list, spec: ModelSpec, band_of: dict[str, str]) -> pd.DataFrame:
+    """Return SeisBench ``Pick`` objects as rows with the lake's pick columns.
+
+    Args:
+        picks: SeisBench picks (``ClassifyOutput.picks``).
+        spec: the model x weights that made them.
+        band_of: instrument band code per SeisBench trace id ``NET.STA.LOC``.
+    """
+    rows = []
+    for p in picks:
+        net, sta, loc = (p.trace_id.split(".") + ["", "", ""])[:3]
+        band = band_of.get(p.trace_id, "")
+        station_id = f"{net}.{sta}.{loc}.{band}"
+        time = pd.Timestamp(p.peak_time.datetime, tz="UTC")
+        rows.append({
+            "pick_id": _pick_id(spec, station_id, p.phase, time),
+            "model": spec.model,
+            "weights": spec.weights,
+            "network": net,
+            "station": sta,
+            "location": loc,
+            "band": band,
+            "station_id": station_id,
+            "phase": p.phase,
+            "time": time,
+            "start_time": pd.Timestamp(p.start_time.datetime, tz="UTC") if p.start_time else pd.NaT,
+            "end_time": pd.Timestamp(p.end_time.datetime, tz="UTC") if p.end_time else pd.NaT,
+            "probability": np.float32(p.peak_value) if p.peak_value is not None else np.nan,
+        })
+    frame = pd.DataFrame(rows, columns=PICK_COLUMNS)
+    return frame.sort_values(["time", "station_id", "phase"], ignore_index=True) if rows else frame
+
+
+def pick_streams(model: object, instruments: list, spec: ModelSpec, params: PickParams) -> pd.DataFrame:
+    """Return the picks ``model`` makes on each instrument stream (one SeisBench ``classify`` each).
+
+    Args:
+        model: a loaded SeisBench ``WaveformModel``.
+        instruments: ``quakelake.waveforms.InstrumentStream`` objects.
+        spec: model x weights label for the rows.
+        params: thresholds and batch size.
+    """
+    frames = []
+    kwargs = classify_kwargs(params)
+    for inst in instruments:
+        if not len(inst.stream):
+            continue
+        output = model.classify(inst.stream, **kwargs)
+        trace_id = f"{inst.network}.{inst.station}.{inst.location}"
+        frames.append(picks_frame(list(output.picks), spec, {trace_id: inst.band}))
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=PICK_COLUMNS)
+    return pd.concat(frames, ignore_index=True).sort_values(["time", "station_id", "phase"], ignore_index=True)
+
+
+def within_day(picks: pd.DataFrame, day: dt.date) -> pd.DataFrame:
+    """Return the picks whose time falls in the UTC ``day`` (the padding around it is for context only)."""
+    start = pd.Timestamp(day, tz="UTC")
+    keep = (picks["time"] >= start) & (picks["time"] < start + pd.Timedelta(days=1))
+    return picks[keep].reset_index(drop=True)

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin, retried wrappers around the science layer and the lakehouse."""
