@@ -1,0 +1,756 @@
+"""Waveform and station downloads from FDSN data centres into a local SDS archive.
+
+Plain Python (no Prefect): ObsPy's FDSN :class:`~obspy.clients.fdsn.Client` does the protocol.
+One unit of work is one (station, day): its miniSEED records are fetched with a single
+``get_waveforms`` request, split per channel and written to the SDS layout::
+
+    <archive>/<YEAR>/<NET>/<STA>/<CHA>.D/<NET>.<STA>.<LOC>.<CHA>.D.<YEAR>.<DOY>
+
+Files are written under ``<archive>/.incoming/`` and renamed into place, so a reader (or a
+killed run) never sees a partial file. Station metadata lands as StationXML per network in
+``<archive>/stations/<NET>.xml``.
+
+Example:
+    >>> from quakelake.config import StationSelection, TimeWindow
+    >>> params = DownloadParams(clients=["INGV", "GFZ"], channel_priorities=["HH?", "EH?"])
+    >>> plan = plan_downloads("archive", TimeWindow(start="2024-03-01", end="2024-03-01"),
+    ...                       StationSelection(networks=["IV"]), params)   # doctest: +SKIP
+    >>> results = [download_unit(u, "archive", params) for u in plan.units]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from obspy import Inventory, UTCDateTime, read_inventory
+from obspy.clients.fdsn import Client
+from obspy.clients.fdsn.header import (
+    FDSNBadGatewayException,
+    FDSNException,
+    FDSNInternalServerException,
+    FDSNNoAuthenticationServiceException,
+    FDSNNoDataException,
+    FDSNServiceUnavailableException,
+    FDSNTimeoutException,
+    FDSNTooManyRequestsException,
+)
+from obspy.io.mseed.util import get_record_information
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from quakelake.config import StationSelection, TimeWindow
+
+log = logging.getLogger(__name__)
+
+#: Environment variable holding an EIDA token (the PGP message itself) when no file is given.
+TOKEN_ENV = "QUAKELAKE_EIDA_TOKEN"
+
+#: Short names that ObsPy does not know, resolved to their FDSN base URL.
+EXTRA_SHORT_NAMES = {"OGS": "http://158.110.30.217:8080"}
+
+#: Ledger statuses of a unit (the ``downloads`` table's ``status`` column).
+Status = Literal["ok", "skipped", "no_data", "failed"]
+
+INCOMING = ".incoming"
+STATIONS_DIR = "stations"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class FdsnClientSpec(_Model):
+    """One FDSN data centre: an ObsPy short name or a base URL, optionally per-service URLs."""
+
+    name: str = Field(..., description="label in the ledger, e.g. INGV or 127.0.0.1:8080")
+    url: str = Field(..., description="ObsPy short name (INGV, GFZ, IRIS ...) or base URL")
+    dataselect: str | None = Field(
+        None, description="full fdsnws-dataselect URL (…/fdsnws/dataselect/1) when not under url"
+    )
+    station: str | None = Field(
+        None, description="full fdsnws-station URL (…/fdsnws/station/1) when not under url"
+    )
+
+    @classmethod
+    def parse(cls, text: str) -> FdsnClientSpec:
+        """Return the spec of ``text``: a short name (``INGV``) or a base URL (``http://host:8080``)."""
+        text = text.strip()
+        if "://" in text:
+            return cls(name=re.sub(r"^\w+://", "", text).rstrip("/"), url=text.rstrip("/"))
+        name = text.upper()
+        return cls(name=name, url=EXTRA_SHORT_NAMES.get(name, name))
+
+    def service_mappings(self) -> dict[str, str | None] | None:
+        """Return ObsPy's ``service_mappings`` for this spec (None: discover under ``url``)."""
+        if not (self.dataselect or self.station):
+            return None
+        mappings: dict[str, str | None] = {"event": None}
+        if self.dataselect:
+            mappings["dataselect"] = self.dataselect.rstrip("/")
+        if self.station:
+            mappings["station"] = self.station.rstrip("/")
+        return mappings
+
+
+class RectDomain(_Model):
+    """Rectangular geographic domain in degrees (``--rectdomain minlat maxlat minlon maxlon``)."""
+
+    minlatitude: float = Field(..., ge=-90, le=90, description="southern edge, degrees")
+    maxlatitude: float = Field(..., ge=-90, le=90, description="northern edge, degrees")
+    minlongitude: float = Field(..., ge=-180, le=180, description="western edge, degrees")
+    maxlongitude: float = Field(..., ge=-180, le=180, description="eastern edge, degrees")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RectDomain:
+        if self.maxlatitude < self.minlatitude:
+            raise ValueError(
+                f"rectangular domain: maxlat {self.maxlatitude} is below minlat {self.minlatitude}"
+            )
+        return self
+
+
+class CircDomain(_Model):
+    """Circular domain around a point (``--circdomain lat lon minradius maxradius``, degrees)."""
+
+    latitude: float = Field(..., ge=-90, le=90, description="centre latitude, degrees")
+    longitude: float = Field(..., ge=-180, le=180, description="centre longitude, degrees")
+    minradius: float = Field(0.0, ge=0, le=180, description="inner radius, degrees")
+    maxradius: float = Field(..., gt=0, le=180, description="outer radius, degrees")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CircDomain:
+        if self.maxradius <= self.minradius:
+            raise ValueError(
+                f"circular domain: maxradius {self.maxradius} must exceed minradius {self.minradius}"
+            )
+        return self
+
+
+class DownloadParams(_Model):
+    """How waveforms and station metadata are fetched from FDSN data centres."""
+
+    clients: list[FdsnClientSpec] = Field(
+        default_factory=lambda: [FdsnClientSpec.parse(n) for n in ("INGV", "GFZ", "ORFEUS", "ETH", "IRIS")],
+        description="FDSN data centres in order of preference: short names (OGS INGV GFZ ORFEUS "
+        "ETH IRIS …) or base URLs; a unit falls through to the next one when a centre fails",
+    )
+    token_file: Path | None = Field(
+        None,
+        description=f"EIDA token file (-K) for restricted data; else the {TOKEN_ENV} variable",
+    )
+    rectdomain: RectDomain | None = Field(None, description="rectangular domain of the stations")
+    circdomain: CircDomain | None = Field(None, description="circular domain of the stations")
+    channel_priorities: list[str] = Field(
+        ["HH?", "EH?", "HN?"],
+        description="per station and day, the first channel pattern with channels is downloaded; "
+        "empty: every channel of the selection",
+    )
+    station_level: Literal["channel", "response"] = Field(
+        "response", description="StationXML detail kept in the archive"
+    )
+    timeout: float = Field(120.0, gt=0, description="seconds to wait for a server answer")
+    retries: int = Field(3, ge=0, le=20, description="retries of a request after a 5xx or a timeout")
+    backoff: float = Field(2.0, ge=0, description="seconds before the first retry; doubles each time")
+
+    @field_validator("clients", mode="before")
+    @classmethod
+    def _parse_clients(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.replace(",", " ").split()
+        if isinstance(value, list):
+            return [FdsnClientSpec.parse(v) if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("channel_priorities", mode="before")
+    @classmethod
+    def _split_priorities(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.replace(",", " ").split()
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> DownloadParams:
+        if not self.clients:
+            raise ValueError("clients: give at least one FDSN data centre (short name or URL)")
+        names = [c.name for c in self.clients]
+        if len(set(names)) != len(names):
+            raise ValueError(f"clients: names must be unique, got {names}")
+        if self.rectdomain and self.circdomain:
+            raise ValueError("give either a rectangular (rectdomain) or a circular domain, not both")
+        return self
+
+    def client(self, name: str) -> FdsnClientSpec:
+        """Return the client spec called ``name``."""
+        for spec in self.clients:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"no FDSN client named {name!r}; clients: {[c.name for c in self.clients]}")
+
+
+class DownloadUnit(_Model):
+    """One (station, day) to fetch: which channels are expected and which centres may serve it."""
+
+    network: str
+    station: str
+    day: dt.date
+    channels: list[tuple[str, str]] = Field(..., description="(location, channel) pairs expected")
+    clients: list[str] = Field(..., description="client names to try, in order")
+
+    @property
+    def key(self) -> str:
+        """Return ``NET.STA.YYYY-MM-DD``, the unit's name in ledgers."""
+        return f"{self.network}.{self.station}.{self.day.isoformat()}"
+
+
+class DownloadPlan(_Model):
+    """What the station services returned: the units to fetch and the StationXML files written."""
+
+    units: list[DownloadUnit] = Field(default_factory=list)
+    station_files: list[Path] = Field(default_factory=list)
+    station_sources: dict[str, str] = Field(
+        default_factory=dict, description="NET.STA -> client whose metadata was kept"
+    )
+    client_errors: dict[str, str] = Field(
+        default_factory=dict, description="client name -> why its station service gave nothing"
+    )
+
+
+@dataclass
+class DownloadResult:
+    """What one unit did: one row of the ``downloads`` ledger table."""
+
+    network: str
+    station: str
+    day: str
+    client: str
+    status: str
+    bytes: int = 0
+    path: str = ""
+    error: str = ""
+    seconds: float = 0.0
+    finished: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+
+    def row(self) -> dict[str, Any]:
+        """Return the ledger row as a mapping (without run_id)."""
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- dates
+
+
+def parse_julian(text: str) -> dt.date:
+    """Return the date of a year + day-of-year string (``-J``).
+
+    Accepts ``YYDDD`` (``98001`` = 1998-01-01; years below 70 are 20xx), ``YYYYDDD``
+    (``2020275``), and ``YYYY-DDD`` / ``YYYY.DDD``.
+
+    Raises:
+        ValueError: naming the text and the accepted forms.
+    """
+    s = text.strip().replace("-", "").replace(".", "")
+    if not s.isdigit() or len(s) not in (5, 7):
+        raise ValueError(
+            f"day {text!r} is not year+day-of-year; use YYDDD (98001), YYYYDDD (2020275) or YYYY-DDD"
+        )
+    year = int(s[:-3])
+    if len(s) == 5:
+        year += 1900 if year >= 70 else 2000
+    doy = int(s[-3:])
+    start = dt.date(year, 1, 1)
+    days_in_year = (dt.date(year + 1, 1, 1) - start).days
+    if not 1 <= doy <= days_in_year:
+        raise ValueError(f"day {text!r}: day of year {doy} is outside 1..{days_in_year} of {year}")
+    return start + dt.timedelta(days=doy - 1)
+
+
+# --------------------------------------------------------------------------- archive layout
+
+
+def sds_path(archive: Path, network: str, station: str, location: str, channel: str,
+             day: dt.date) -> Path:
+    """Return the SDS file of one channel-day (``YEAR/NET/STA/CHA.D/NET.STA.LOC.CHA.D.YEAR.DOY``)."""
+    year = f"{day.year:04d}"
+    doy = f"{day.timetuple().tm_yday:03d}"
+    name = f"{network}.{station}.{location}.{channel}.D.{year}.{doy}"
+    return Path(archive) / year / network / station / f"{channel}.D" / name
+
+
+def station_file(archive: Path, network: str) -> Path:
+    """Return the StationXML file of ``network`` in the archive."""
+    return Path(archive) / STATIONS_DIR / f"{network}.xml"
+
+
+# --------------------------------------------------------------------------- EIDA token
+
+
+def read_token(params: DownloadParams) -> str | None:
+    """Return the EIDA token text from ``params.token_file`` or the ``QUAKELAKE_EIDA_TOKEN`` variable.
+
+    The token is never logged and never stored in the lake or the ledger.
+
+    Raises:
+        FileNotFoundError: naming the token file when it does not exist.
+    """
+    if params.token_file is not None:
+        path = Path(params.token_file).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"EIDA token file {path} (-K) does not exist; pass the file downloaded from "
+                "the EIDA authentication service"
+            )
+        return path.read_text().strip() or None
+    return os.environ.get(TOKEN_ENV) or None
+
+
+# --------------------------------------------------------------------------- clients
+
+_CLIENTS: dict[str, Client] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def fdsn_client(spec: FdsnClientSpec, timeout: float, token: str | None = None) -> Client:
+    """Return an ObsPy FDSN client for ``spec``, cached per process.
+
+    With a token the client authenticates through the centre's EIDA auth service; a centre
+    without one (IRIS …) gets an anonymous client.
+
+    Raises:
+        FDSNException: when the centre's services cannot be discovered.
+    """
+    digest = hashlib.sha256(token.encode()).hexdigest() if token else ""
+    key = f"{spec.model_dump_json()}|{timeout}|{digest}"
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+    if client is not None:
+        return client
+    kwargs: dict[str, Any] = {"timeout": timeout, "service_mappings": spec.service_mappings()}
+    if token:
+        try:
+            client = Client(spec.url, eida_token=token, **kwargs)
+        except FDSNNoAuthenticationServiceException:
+            log.info("FDSN client %s has no EIDA authentication; using it anonymously", spec.name)
+            client = Client(spec.url, **kwargs)
+    else:
+        client = Client(spec.url, **kwargs)
+    with _CLIENTS_LOCK:
+        _CLIENTS[key] = client
+    return client
+
+
+def _is_no_data(exc: BaseException) -> bool:
+    return isinstance(exc, FDSNNoDataException) or "HTTP code: 404" in str(exc)
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, (FDSNTimeoutException, FDSNInternalServerException,
+                        FDSNBadGatewayException, FDSNServiceUnavailableException,
+                        FDSNTooManyRequestsException, TimeoutError, ConnectionError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, FDSNException) and (
+        "Unknown HTTP code: 5" in text or text.startswith("Unknown Error")
+    )
+
+
+def _short_error(exc: BaseException) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}"[:300]
+
+
+def call_with_retries(func: Any, params: DownloadParams, what: str) -> Any:
+    """Return ``func()``, retrying 5xx answers and timeouts with exponential backoff.
+
+    Raises:
+        FDSNException: the last error once retries are spent, or at once when not retryable
+            (no data included).
+    """
+    attempt = 0
+    while True:
+        try:
+            return func()
+        except Exception as exc:
+            if _is_no_data(exc) or not _is_retryable(exc) or attempt >= params.retries:
+                raise
+            delay = params.backoff * (2**attempt)
+            attempt += 1
+            log.info("%s: %s; retry %d/%d in %.1f s", what, _short_error(exc), attempt,
+                     params.retries, delay)
+            time.sleep(delay)
+
+
+# --------------------------------------------------------------------------- stations
+
+
+def _fdsn_list(values: list[str], location: bool = False) -> str:
+    out = []
+    for v in values:
+        out.append("--" if location and v in ("", "--") else v)
+    return ",".join(out)
+
+
+def station_query(window: TimeWindow, selection: StationSelection,
+                  params: DownloadParams) -> dict[str, Any]:
+    """Return the ``get_stations`` keyword arguments for the window, selection and domain."""
+    days = window.days()
+    channels = selection.channels
+    if channels == ["*"] and params.channel_priorities:
+        channels = params.channel_priorities
+    query: dict[str, Any] = {
+        "network": _fdsn_list(selection.networks),
+        "station": _fdsn_list(selection.stations),
+        "location": _fdsn_list(selection.locations, location=True),
+        "channel": _fdsn_list(channels),
+        "starttime": UTCDateTime(days[0].isoformat()),
+        "endtime": UTCDateTime((days[-1] + dt.timedelta(days=1)).isoformat()),
+        "level": params.station_level,
+    }
+    if params.rectdomain:
+        query.update(params.rectdomain.model_dump())
+    if params.circdomain:
+        query.update(params.circdomain.model_dump())
+    return query
+
+
+def fetch_inventories(window: TimeWindow, selection: StationSelection, params: DownloadParams,
+                      token: str | None = None) -> tuple[dict[str, Inventory], dict[str, str]]:
+    """Return each client's station inventory and, per client, why it gave none.
+
+    A client that answers "no data" is left out silently; one that fails (timeout, 5xx after
+    retries, unreachable) is named in the errors and does not stop the others.
+    """
+    query = station_query(window, selection, params)
+    inventories: dict[str, Inventory] = {}
+    errors: dict[str, str] = {}
+    for spec in params.clients:
+        try:
+            client = call_with_retries(lambda s=spec: fdsn_client(s, params.timeout, token),
+                                       params, f"{spec.name} services")
+            inv = call_with_retries(lambda c=client: c.get_stations(**query), params,
+                                    f"{spec.name} stations")
+        except Exception as exc:
+            if _is_no_data(exc):
+                continue
+            errors[spec.name] = _short_error(exc)
+            log.warning("FDSN client %s: station service failed: %s", spec.name, errors[spec.name])
+            continue
+        inventories[spec.name] = inv
+    return inventories, errors
+
+
+def _select(inv: Inventory, selection: StationSelection) -> Inventory:
+    """Return ``inv`` restricted to channels the selection matches (``--`` = empty location)."""
+    nets = []
+    for net in inv:
+        stas = []
+        for sta in net:
+            chans = [c for c in sta if selection.matches(net.code, sta.code, c.location_code, c.code)]
+            if chans:
+                sta = sta.copy()
+                sta.channels = chans
+                stas.append(sta)
+        if stas:
+            net = net.copy()
+            net.stations = stas
+            nets.append(net)
+    return Inventory(networks=nets, source=inv.source, sender=inv.sender)
+
+
+def merge_inventories(inventories: dict[str, Inventory]) -> tuple[Inventory, dict[str, str]]:
+    """Return one inventory with each station from the first client listing it, and its source."""
+    merged: dict[str, Any] = {}
+    stations: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name, inv in inventories.items():
+        for net in inv:
+            if net.code not in merged:
+                merged[net.code] = net.copy()
+                merged[net.code].stations = []
+            for sta in net:
+                key = f"{net.code}.{sta.code}"
+                if key in sources:
+                    continue
+                sources[key] = name
+                stations[key] = sta
+                merged[net.code].stations.append(sta)
+    return Inventory(networks=list(merged.values()), source="quakelake"), sources
+
+
+def write_station_files(archive: Path, inventory: Inventory) -> list[Path]:
+    """Write ``inventory`` as one StationXML file per network (atomic), keeping earlier stations.
+
+    Stations already in ``<archive>/stations/<NET>.xml`` but absent from ``inventory`` are kept,
+    so successive downloads with different selections accumulate.
+    """
+    paths = []
+    for net in inventory:
+        path = station_file(archive, net.code)
+        net = net.copy()
+        if path.is_file():
+            new_codes = {s.code for s in net}
+            for old_net in read_inventory(str(path)):
+                if old_net.code == net.code:
+                    net.stations.extend(s for s in old_net if s.code not in new_codes)
+        net.stations.sort(key=lambda s: s.code)
+        inv = Inventory(networks=[net], source="quakelake")
+        buf = io.BytesIO()
+        inv.write(buf, format="STATIONXML")
+        _atomic_write(Path(archive), path, buf.getvalue(), prefix="stations")
+        paths.append(path)
+    return paths
+
+
+def stations_frame(inventory: Inventory) -> pd.DataFrame:
+    """Return one row per channel epoch of ``inventory`` with the ``stations`` table columns."""
+    rows = []
+    for net in inventory:
+        for sta in net:
+            for cha in sta:
+                rows.append({
+                    "network": net.code,
+                    "station": sta.code,
+                    "location": cha.location_code,
+                    "channel": cha.code,
+                    "latitude": cha.latitude if cha.latitude is not None else sta.latitude,
+                    "longitude": cha.longitude if cha.longitude is not None else sta.longitude,
+                    "elevation_m": cha.elevation if cha.elevation is not None else sta.elevation,
+                    "sampling_rate": cha.sample_rate,
+                    "start": _ts(cha.start_date or sta.start_date),
+                    "end": _ts(cha.end_date or sta.end_date),
+                })
+    cols = ["network", "station", "location", "channel", "latitude", "longitude", "elevation_m",
+            "sampling_rate", "start", "end"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _ts(t: UTCDateTime | None) -> pd.Timestamp | None:
+    return None if t is None else pd.Timestamp(t.datetime, tz="UTC")
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _active(epoch: Any, day: dt.date) -> bool:
+    start = UTCDateTime(day.isoformat())
+    end = start + 86400
+    return (epoch.start_date is None or epoch.start_date < end) and (
+        epoch.end_date is None or epoch.end_date > start
+    )
+
+
+def choose_channels(station: Any, day: dt.date, priorities: list[str]) -> list[tuple[str, str]]:
+    """Return the (location, channel) pairs of ``station`` to fetch on ``day``.
+
+    The first priority pattern (e.g. ``HH?``) with channels active that day wins; without
+    priorities every active channel is returned.
+    """
+    active = sorted({(c.location_code, c.code) for c in station if _active(c, day)})
+    if not priorities:
+        return active
+    for pattern in priorities:
+        chosen = [(loc, cha) for loc, cha in active if fnmatchcase(cha, pattern)]
+        if chosen:
+            return chosen
+    return []
+
+
+def plan_units(inventory: Inventory, candidates: dict[str, list[str]], window: TimeWindow,
+               params: DownloadParams) -> list[DownloadUnit]:
+    """Return one unit per (station, day) with channels to fetch, in network/station/day order.
+
+    Args:
+        inventory: the stations to fetch, with their channel epochs.
+        candidates: ``NET.STA`` -> client names to try for that station, in order.
+        window: the days.
+        params: channel priorities.
+    """
+    units = []
+    for net in sorted(inventory, key=lambda n: n.code):
+        for sta in sorted(net, key=lambda s: s.code):
+            clients = candidates.get(f"{net.code}.{sta.code}", [])
+            for day in window.days():
+                channels = choose_channels(sta, day, params.channel_priorities)
+                if channels and clients:
+                    units.append(DownloadUnit(network=net.code, station=sta.code, day=day,
+                                              channels=channels, clients=clients))
+    return units
+
+
+def plan_downloads(archive: Path, window: TimeWindow, selection: StationSelection,
+                   params: DownloadParams, token: str | None = None) -> DownloadPlan:
+    """Query every client's station service, write StationXML per network, return the units.
+
+    A unit tries first the clients that list its station (in ``params.clients`` order), then
+    the clients whose station service failed (they may still serve the waveforms).
+
+    Raises:
+        ConfigError: when the window lacks a start or an end day.
+    """
+    archive = Path(archive)
+    inventories, errors = fetch_inventories(window, selection, params, token)
+    selected = {name: _select(inv, selection) for name, inv in inventories.items()}
+    merged, sources = merge_inventories(selected)
+    candidates: dict[str, list[str]] = {}
+    for name, inv in selected.items():
+        for net in inv:
+            for sta in net:
+                candidates.setdefault(f"{net.code}.{sta.code}", []).append(name)
+    failed = [c.name for c in params.clients if c.name in errors]
+    for key in candidates:
+        candidates[key] += failed
+    units = plan_units(merged, candidates, window, params)
+    files = write_station_files(archive, merged) if len(merged.networks) else []
+    return DownloadPlan(units=units, station_files=files, station_sources=sources,
+                        client_errors=errors)
+
+
+# --------------------------------------------------------------------------- one unit
+
+
+def _atomic_write(archive: Path, target: Path, data: bytes, prefix: str) -> None:
+    """Write ``data`` to ``target`` through ``<archive>/.incoming/<prefix>.*.part`` and a rename."""
+    incoming = archive / INCOMING
+    incoming.mkdir(parents=True, exist_ok=True)
+    tmp = incoming / f"{prefix}.{target.name}.{uuid.uuid4().hex}.part"
+    try:
+        tmp.write_bytes(data)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def split_records(data: bytes, day: dt.date) -> dict[tuple[str, str, str, str], bytes]:
+    """Return the miniSEED records of ``data`` that start on ``day``, grouped per channel id.
+
+    Records are copied byte for byte (no decoding); a record starting the day before belongs to
+    that day's file, as SDS archives do.
+    """
+    start = UTCDateTime(day.isoformat())
+    end = start + 86400
+    buf = io.BytesIO(data)
+    out: dict[tuple[str, str, str, str], list[bytes]] = {}
+    offset = 0
+    while offset < len(data):
+        info = get_record_information(buf, offset=offset)
+        length = int(info["record_length"])
+        if length <= 0:
+            raise ValueError(f"miniSEED record at byte {offset} has length {length}")
+        if start <= info["starttime"] < end:
+            key = (info["network"], info["station"], info["location"], info["channel"])
+            out.setdefault(key, []).append(data[offset:offset + length])
+        offset += length
+    return {k: b"".join(v) for k, v in out.items()}
+
+
+def unit_paths(unit: DownloadUnit, archive: Path) -> list[Path]:
+    """Return the SDS files a complete unit has (one per expected channel)."""
+    return [sds_path(archive, unit.network, unit.station, loc, cha, unit.day)
+            for loc, cha in unit.channels]
+
+
+def _clean_stale(archive: Path, unit: DownloadUnit) -> None:
+    """Remove temporary files a killed run left for this unit."""
+    incoming = archive / INCOMING
+    if not incoming.is_dir():
+        return
+    for tmp in incoming.glob(f"{unit.key}.*.part"):
+        tmp.unlink(missing_ok=True)
+
+
+def _fetch(client: Client, unit: DownloadUnit, params: DownloadParams, target: Path) -> bytes:
+    start = UTCDateTime(unit.day.isoformat())
+    locations = sorted({loc for loc, _ in unit.channels})
+    channels = sorted({cha for _, cha in unit.channels})
+
+    def request() -> bytes:
+        client.get_waveforms(unit.network, unit.station, _fdsn_list(locations, location=True),
+                             ",".join(channels), start, start + 86400, filename=str(target))
+        return target.read_bytes()
+
+    return call_with_retries(request, params, f"{unit.key}")
+
+
+def download_unit(unit: DownloadUnit, archive: Path, params: DownloadParams,
+                  token: str | None = None, force: bool = False) -> DownloadResult:
+    """Fetch one (station, day) into the SDS archive and return its ledger row.
+
+    Skips the unit when every expected channel file exists (unless ``force``). Tries the
+    unit's clients in order: "no data" or a failure falls through to the next client. The
+    row's status is ``ok``, ``skipped``, ``no_data`` (every client answered 204/404) or
+    ``failed``; ``error`` keeps what each failing client said (never the token).
+    """
+    archive = Path(archive)
+    t0 = time.perf_counter()
+    paths = unit_paths(unit, archive)
+    rel = ";".join(str(p.relative_to(archive)) for p in paths)
+    base = {"network": unit.network, "station": unit.station, "day": unit.day.isoformat()}
+    _clean_stale(archive, unit)
+    if not force and all(p.is_file() for p in paths):
+        size = sum(p.stat().st_size for p in paths)
+        return DownloadResult(**base, client="", status="skipped", bytes=size, path=rel,
+                              seconds=time.perf_counter() - t0)
+    errors: list[str] = []
+    no_data: list[str] = []
+    for name in unit.clients:
+        incoming = archive / INCOMING
+        incoming.mkdir(parents=True, exist_ok=True)
+        raw = incoming / f"{unit.key}.{uuid.uuid4().hex}.part"
+        try:
+            client = call_with_retries(
+                lambda n=name: fdsn_client(params.client(n), params.timeout, token), params,
+                f"{name} services")
+            data = _fetch(client, unit, params, raw)
+            pieces = split_records(data, unit.day)
+        except Exception as exc:
+            if _is_no_data(exc):
+                no_data.append(name)
+            else:
+                errors.append(f"{name}: {_short_error(exc)}")
+                log.warning("%s from %s failed: %s", unit.key, name, errors[-1])
+            continue
+        finally:
+            raw.unlink(missing_ok=True)
+        if not pieces:
+            no_data.append(name)
+            continue
+        written = []
+        for (net, sta, loc, cha), blob in sorted(pieces.items()):
+            target = sds_path(archive, net, sta, loc, cha, unit.day)
+            _atomic_write(archive, target, blob, prefix=unit.key)
+            written.append(target)
+        return DownloadResult(
+            **base, client=name, status="ok", bytes=sum(p.stat().st_size for p in written),
+            path=";".join(str(p.relative_to(archive)) for p in written),
+            error="; ".join(errors), seconds=time.perf_counter() - t0)
+    status = "failed" if errors else "no_data"
+    if no_data:
+        errors.append("no data from " + ", ".join(no_data))
+    return DownloadResult(**base, client=(unit.clients[-1] if unit.clients else ""),
+                          status=status, path=rel, error="; ".join(errors),
+                          seconds=time.perf_counter() - t0)
+
+
+def download(archive: Path, window: TimeWindow, selection: StationSelection,
+             params: DownloadParams, force: bool = False) -> tuple[DownloadPlan, list[DownloadResult]]:
+    """Plan and fetch every (station, day) one after the other; return the plan and ledger rows.
+
+    The Prefect flow does the same with one task per unit; this is for scripts and notebooks.
+    """
+    token = read_token(params)
+    plan = plan_downloads(archive, window, selection, params, token)
+    results = [download_unit(u, archive, params, token, force) for u in plan.units]
+    return plan, results
