@@ -1,0 +1,41 @@
+"""The lakehouse location as a Prefect block."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect.blocks.core import Block
+from pydantic import Field
+
+
+class LakeBlock(Block):
+    """Where a QuakeLake lakehouse lives: its root folder (local or a shared filesystem).
+
+    Example:
+        ``LakeBlock(root="/leonardo_work/IscrC_QUAKE/lake").save("leonardo")`` then
+        ``LakeBlock.load("leonardo").path()``.
+    """
+
+    _block_type_name = "QuakeLake Lake"
+    _block_type_slug = "quakelake-lake"
+    _description = "Root folder of a QuakeLake lakehouse (Parquet tables + DuckDB views)."
+    _code_example = """
+from quakelake.blocks import LakeBlock
+
+lake = LakeBlock.load("BLOCK_NAME")
+root = lake.path()
+"""
+
+    root: str = Field(
+        ..., min_length=1, description="lake root folder, e.g. ./lake or $WORK/quakelake/lake."
+    )
+    archive: str | None = Field(
+        None, description="waveform archive (SDS tree or folder of miniSEED) used with this lake."
+    )
+    station_file: str | None = Field(None, description="station metadata file (StationXML or CSV).")
+
+    def path(self) -> Path:
+        """Return the lake root as a Path, with ``~`` and environment variables expanded."""
+        import os
+
+        return Path(os.path.expandvars(self.root)).expanduser()

@@ -1,0 +1,68 @@
+"""Prefect task runners built from :class:`quakelake.compute.ComputeSettings`.
+
+Use with any flow::
+
+    flow_fn.with_options(task_runner=make_task_runner(settings))(...)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from pydantic import BaseModel
+
+from quakelake.compute import (
+    ComputeSettings,
+    local_cluster_kwargs,
+    slurm_adapt_kwargs,
+    slurm_cluster_kwargs,
+)
+
+
+def compute_settings(
+    settings: ComputeSettings | BaseModel | Mapping[str, Any] | None,
+) -> ComputeSettings:
+    """Return ``settings`` as ComputeSettings (accepts the config's ExecutionParams or a mapping)."""
+    if settings is None:
+        return ComputeSettings()
+    if isinstance(settings, ComputeSettings):
+        return settings
+    if isinstance(settings, BaseModel):
+        settings = settings.model_dump(exclude_none=True)
+    return ComputeSettings.model_validate(dict(settings))
+
+
+def make_task_runner(
+    settings: ComputeSettings | BaseModel | Mapping[str, Any] | None = None,
+) -> TaskRunner:
+    """Return the Prefect task runner that ``settings`` describe.
+
+    Args:
+        settings: ComputeSettings, the run configuration's ``execution`` part, or a mapping of
+            the same fields; None means threads.
+
+    Returns:
+        ``ThreadPoolTaskRunner`` (threads) or ``prefect_dask.DaskTaskRunner`` (dask-local: a
+        LocalCluster of processes; slurm: a ``dask_jobqueue.SLURMCluster`` scaled adaptively in
+        jobs; address: the existing scheduler).
+    """
+    s = compute_settings(settings)
+    if s.runner == "threads":
+        return ThreadPoolTaskRunner(max_workers=s.workers)
+
+    from prefect_dask import DaskTaskRunner
+
+    if s.runner == "dask-local":
+        return DaskTaskRunner(
+            cluster_class="distributed.LocalCluster", cluster_kwargs=local_cluster_kwargs(s)
+        )
+    if s.runner == "slurm":
+        assert s.slurm is not None  # checked by ComputeSettings
+        return DaskTaskRunner(
+            cluster_class="dask_jobqueue.SLURMCluster",
+            cluster_kwargs=slurm_cluster_kwargs(s.slurm, s.allowed_failures),
+            adapt_kwargs=slurm_adapt_kwargs(s.slurm),
+        )
+    return DaskTaskRunner(address=s.address)
