@@ -30,12 +30,23 @@ from obspy.geodetics import locations2degrees
 VENV_BIN = Path(__file__).resolve().parents[1] / ".venv" / "bin"
 
 STATION_PARAMS = {
-    "starttime": "xs:dateTime", "endtime": "xs:dateTime", "network": "xs:string",
-    "station": "xs:string", "location": "xs:string", "channel": "xs:string",
-    "minlatitude": "xs:double", "maxlatitude": "xs:double", "minlongitude": "xs:double",
-    "maxlongitude": "xs:double", "latitude": "xs:double", "longitude": "xs:double",
-    "minradius": "xs:double", "maxradius": "xs:double", "level": "xs:string",
-    "format": "xs:string", "nodata": "xs:int",
+    "starttime": "xs:dateTime",
+    "endtime": "xs:dateTime",
+    "network": "xs:string",
+    "station": "xs:string",
+    "location": "xs:string",
+    "channel": "xs:string",
+    "minlatitude": "xs:double",
+    "maxlatitude": "xs:double",
+    "minlongitude": "xs:double",
+    "maxlongitude": "xs:double",
+    "latitude": "xs:double",
+    "longitude": "xs:double",
+    "minradius": "xs:double",
+    "maxradius": "xs:double",
+    "level": "xs:string",
+    "format": "xs:string",
+    "nodata": "xs:int",
 }
 
 
@@ -80,8 +91,11 @@ class DataselectServer:
             shutil.copyfile(f, self.data / f.name)
         self.index = self.workdir / "index.sqlite"
         files = [str(p) for p in sorted(self.data.glob("*.mseed"))]
-        subprocess.run([_tool("mseedindex"), "-sqlite", str(self.index), *files], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [_tool("mseedindex"), "-sqlite", str(self.index), *files],
+            check=True,
+            capture_output=True,
+        )
         self.port = free_port()
         self.config = self.workdir / "server.ini"
         self.config.write_text(
@@ -102,8 +116,11 @@ class DataselectServer:
 
     def start(self) -> DataselectServer:
         log = open(self.workdir / "server.log", "wb")
-        self.proc = subprocess.Popen([_tool("portable-fdsnws-dataselect"), str(self.config)],
-                                     stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [_tool("portable-fdsnws-dataselect"), str(self.config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         wait_for(f"{self.service_url}/version")
         return self
 
@@ -143,7 +160,8 @@ def filter_inventory(inv: Inventory, q: dict[str, str]) -> Inventory:
 
     def in_time(epoch) -> bool:
         return (end is None or epoch.start_date is None or epoch.start_date <= end) and (
-            start is None or epoch.end_date is None or epoch.end_date >= start)
+            start is None or epoch.end_date is None or epoch.end_date >= start
+        )
 
     def in_domain(sta) -> bool:
         lat, lon = sta.latitude, sta.longitude
@@ -169,8 +187,13 @@ def filter_inventory(inv: Inventory, q: dict[str, str]) -> Inventory:
         for sta in net:
             if not (_matches(sta.code, q.get("station")) and in_time(sta) and in_domain(sta)):
                 continue
-            chans = [c for c in sta if _matches(c.location_code, q.get("location"), True)
-                     and _matches(c.code, q.get("channel")) and in_time(c)]
+            chans = [
+                c
+                for c in sta
+                if _matches(c.location_code, q.get("location"), True)
+                and _matches(c.code, q.get("channel"))
+                and in_time(c)
+            ]
             if not chans:
                 continue
             sta = sta.copy()
@@ -198,8 +221,14 @@ class FdsnServer:
         delay: seconds to wait before answering a dataselect query.
     """
 
-    def __init__(self, stationxml: Path, dataselect: str | None = None, fail_first: int = 0,
-                 nodata: bool = False, delay: float = 0.0):
+    def __init__(
+        self,
+        stationxml: Path,
+        dataselect: str | None = None,
+        fail_first: int = 0,
+        nodata: bool = False,
+        delay: float = 0.0,
+    ):
         self.inventory = read_inventory(str(stationxml))
         self.dataselect = dataselect.rstrip("/") if dataselect else None
         self.fail_first = fail_first
@@ -217,8 +246,9 @@ class FdsnServer:
         return f"http://127.0.0.1:{self.httpd.server_port}"
 
     def station_wadl(self) -> bytes:
-        params = "".join(f'<param name="{n}" style="query" type="{t}"/>'
-                         for n, t in STATION_PARAMS.items())
+        params = "".join(
+            f'<param name="{n}" style="query" type="{t}"/>' for n, t in STATION_PARAMS.items()
+        )
         return (
             '<?xml version="1.0"?><application xmlns="http://wadl.dev.java.net/2009/02" '
             'xmlns:xs="http://www.w3.org/2001/XMLSchema">'

@@ -29,13 +29,11 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal
 
-import pandas as pd
 from obspy import Inventory, UTCDateTime, read_inventory
 from obspy.clients.fdsn import Client
 from obspy.clients.fdsn.header import (
@@ -143,7 +141,9 @@ class DownloadParams(_Model):
     """How waveforms and station metadata are fetched from FDSN data centres."""
 
     clients: list[FdsnClientSpec] = Field(
-        default_factory=lambda: [FdsnClientSpec.parse(n) for n in ("INGV", "GFZ", "ORFEUS", "ETH", "IRIS")],
+        default_factory=lambda: [
+            FdsnClientSpec.parse(n) for n in ("INGV", "GFZ", "ORFEUS", "ETH", "IRIS")
+        ],
         description="FDSN data centres in order of preference: short names (OGS INGV GFZ ORFEUS "
         "ETH IRIS …) or base URLs; a unit falls through to the next one when a centre fails",
     )
@@ -162,8 +162,12 @@ class DownloadParams(_Model):
         "response", description="StationXML detail kept in the archive"
     )
     timeout: float = Field(120.0, gt=0, description="seconds to wait for a server answer")
-    retries: int = Field(3, ge=0, le=20, description="retries of a request after a 5xx or a timeout")
-    backoff: float = Field(2.0, ge=0, description="seconds before the first retry; doubles each time")
+    retries: int = Field(
+        3, ge=0, le=20, description="retries of a request after a 5xx or a timeout"
+    )
+    backoff: float = Field(
+        2.0, ge=0, description="seconds before the first retry; doubles each time"
+    )
 
     @field_validator("clients", mode="before")
     @classmethod
@@ -189,7 +193,9 @@ class DownloadParams(_Model):
         if len(set(names)) != len(names):
             raise ValueError(f"clients: names must be unique, got {names}")
         if self.rectdomain and self.circdomain:
-            raise ValueError("give either a rectangular (rectdomain) or a circular domain, not both")
+            raise ValueError(
+                "give either a rectangular (rectdomain) or a circular domain, not both"
+            )
         return self
 
     def client(self, name: str) -> FdsnClientSpec:
@@ -241,7 +247,7 @@ class DownloadResult:
     path: str = ""
     error: str = ""
     seconds: float = 0.0
-    finished: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    finished: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     def row(self) -> dict[str, Any]:
         """Return the ledger row as a mapping (without run_id)."""
@@ -279,8 +285,9 @@ def parse_julian(text: str) -> dt.date:
 # --------------------------------------------------------------------------- archive layout
 
 
-def sds_path(archive: Path, network: str, station: str, location: str, channel: str,
-             day: dt.date) -> Path:
+def sds_path(
+    archive: Path, network: str, station: str, location: str, channel: str, day: dt.date
+) -> Path:
     """Return the SDS file of one channel-day (``YEAR/NET/STA/CHA.D/NET.STA.LOC.CHA.D.YEAR.DOY``)."""
     year = f"{day.year:04d}"
     doy = f"{day.timetuple().tm_yday:03d}"
@@ -355,9 +362,18 @@ def _is_no_data(exc: BaseException) -> bool:
 
 
 def _is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, (FDSNTimeoutException, FDSNInternalServerException,
-                        FDSNBadGatewayException, FDSNServiceUnavailableException,
-                        FDSNTooManyRequestsException, TimeoutError, ConnectionError)):
+    if isinstance(
+        exc,
+        (
+            FDSNTimeoutException,
+            FDSNInternalServerException,
+            FDSNBadGatewayException,
+            FDSNServiceUnavailableException,
+            FDSNTooManyRequestsException,
+            TimeoutError,
+            ConnectionError,
+        ),
+    ):
         return True
     text = str(exc)
     return isinstance(exc, FDSNException) and (
@@ -386,8 +402,14 @@ def call_with_retries(func: Any, params: DownloadParams, what: str) -> Any:
                 raise
             delay = params.backoff * (2**attempt)
             attempt += 1
-            log.info("%s: %s; retry %d/%d in %.1f s", what, _short_error(exc), attempt,
-                     params.retries, delay)
+            log.info(
+                "%s: %s; retry %d/%d in %.1f s",
+                what,
+                _short_error(exc),
+                attempt,
+                params.retries,
+                delay,
+            )
             time.sleep(delay)
 
 
@@ -401,8 +423,9 @@ def _fdsn_list(values: list[str], location: bool = False) -> str:
     return ",".join(out)
 
 
-def station_query(window: TimeWindow, selection: StationSelection,
-                  params: DownloadParams) -> dict[str, Any]:
+def station_query(
+    window: TimeWindow, selection: StationSelection, params: DownloadParams
+) -> dict[str, Any]:
     """Return the ``get_stations`` keyword arguments for the window, selection and domain."""
     days = window.days()
     channels = selection.channels
@@ -424,8 +447,12 @@ def station_query(window: TimeWindow, selection: StationSelection,
     return query
 
 
-def fetch_inventories(window: TimeWindow, selection: StationSelection, params: DownloadParams,
-                      token: str | None = None) -> tuple[dict[str, Inventory], dict[str, str]]:
+def fetch_inventories(
+    window: TimeWindow,
+    selection: StationSelection,
+    params: DownloadParams,
+    token: str | None = None,
+) -> tuple[dict[str, Inventory], dict[str, str]]:
     """Return each client's station inventory and, per client, why it gave none.
 
     A client that answers "no data" is left out silently; one that fails (timeout, 5xx after
@@ -436,10 +463,14 @@ def fetch_inventories(window: TimeWindow, selection: StationSelection, params: D
     errors: dict[str, str] = {}
     for spec in params.clients:
         try:
-            client = call_with_retries(lambda s=spec: fdsn_client(s, params.timeout, token),
-                                       params, f"{spec.name} services")
-            inv = call_with_retries(lambda c=client: c.get_stations(**query), params,
-                                    f"{spec.name} stations")
+            client = call_with_retries(
+                lambda s=spec: fdsn_client(s, params.timeout, token),
+                params,
+                f"{spec.name} services",
+            )
+            inv = call_with_retries(
+                lambda c=client: c.get_stations(**query), params, f"{spec.name} stations"
+            )
         except Exception as exc:
             if _is_no_data(exc):
                 continue
@@ -456,7 +487,9 @@ def _select(inv: Inventory, selection: StationSelection) -> Inventory:
     for net in inv:
         stas = []
         for sta in net:
-            chans = [c for c in sta if selection.matches(net.code, sta.code, c.location_code, c.code)]
+            chans = [
+                c for c in sta if selection.matches(net.code, sta.code, c.location_code, c.code)
+            ]
             if chans:
                 sta = sta.copy()
                 sta.channels = chans
@@ -471,7 +504,6 @@ def _select(inv: Inventory, selection: StationSelection) -> Inventory:
 def merge_inventories(inventories: dict[str, Inventory]) -> tuple[Inventory, dict[str, str]]:
     """Return one inventory with each station from the first client listing it, and its source."""
     merged: dict[str, Any] = {}
-    stations: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for name, inv in inventories.items():
         for net in inv:
@@ -483,7 +515,6 @@ def merge_inventories(inventories: dict[str, Inventory]) -> tuple[Inventory, dic
                 if key in sources:
                     continue
                 sources[key] = name
-                stations[key] = sta
                 merged[net.code].stations.append(sta)
     return Inventory(networks=list(merged.values()), source="quakelake"), sources
 
@@ -510,33 +541,6 @@ def write_station_files(archive: Path, inventory: Inventory) -> list[Path]:
         _atomic_write(Path(archive), path, buf.getvalue(), prefix="stations")
         paths.append(path)
     return paths
-
-
-def stations_frame(inventory: Inventory) -> pd.DataFrame:
-    """Return one row per channel epoch of ``inventory`` with the ``stations`` table columns."""
-    rows = []
-    for net in inventory:
-        for sta in net:
-            for cha in sta:
-                rows.append({
-                    "network": net.code,
-                    "station": sta.code,
-                    "location": cha.location_code,
-                    "channel": cha.code,
-                    "latitude": cha.latitude if cha.latitude is not None else sta.latitude,
-                    "longitude": cha.longitude if cha.longitude is not None else sta.longitude,
-                    "elevation_m": cha.elevation if cha.elevation is not None else sta.elevation,
-                    "sampling_rate": cha.sample_rate,
-                    "start": _ts(cha.start_date or sta.start_date),
-                    "end": _ts(cha.end_date or sta.end_date),
-                })
-    cols = ["network", "station", "location", "channel", "latitude", "longitude", "elevation_m",
-            "sampling_rate", "start", "end"]
-    return pd.DataFrame(rows, columns=cols)
-
-
-def _ts(t: UTCDateTime | None) -> pd.Timestamp | None:
-    return None if t is None else pd.Timestamp(t.datetime, tz="UTC")
 
 
 # --------------------------------------------------------------------------- planning
@@ -566,8 +570,12 @@ def choose_channels(station: Any, day: dt.date, priorities: list[str]) -> list[t
     return []
 
 
-def plan_units(inventory: Inventory, candidates: dict[str, list[str]], window: TimeWindow,
-               params: DownloadParams) -> list[DownloadUnit]:
+def plan_units(
+    inventory: Inventory,
+    candidates: dict[str, list[str]],
+    window: TimeWindow,
+    params: DownloadParams,
+) -> list[DownloadUnit]:
     """Return one unit per (station, day) with channels to fetch, in network/station/day order.
 
     Args:
@@ -583,13 +591,25 @@ def plan_units(inventory: Inventory, candidates: dict[str, list[str]], window: T
             for day in window.days():
                 channels = choose_channels(sta, day, params.channel_priorities)
                 if channels and clients:
-                    units.append(DownloadUnit(network=net.code, station=sta.code, day=day,
-                                              channels=channels, clients=clients))
+                    units.append(
+                        DownloadUnit(
+                            network=net.code,
+                            station=sta.code,
+                            day=day,
+                            channels=channels,
+                            clients=clients,
+                        )
+                    )
     return units
 
 
-def plan_downloads(archive: Path, window: TimeWindow, selection: StationSelection,
-                   params: DownloadParams, token: str | None = None) -> DownloadPlan:
+def plan_downloads(
+    archive: Path,
+    window: TimeWindow,
+    selection: StationSelection,
+    params: DownloadParams,
+    token: str | None = None,
+) -> DownloadPlan:
     """Query every client's station service, write StationXML per network, return the units.
 
     A unit tries first the clients that list its station (in ``params.clients`` order), then
@@ -612,8 +632,9 @@ def plan_downloads(archive: Path, window: TimeWindow, selection: StationSelectio
         candidates[key] += failed
     units = plan_units(merged, candidates, window, params)
     files = write_station_files(archive, merged) if len(merged.networks) else []
-    return DownloadPlan(units=units, station_files=files, station_sources=sources,
-                        client_errors=errors)
+    return DownloadPlan(
+        units=units, station_files=files, station_sources=sources, client_errors=errors
+    )
 
 
 # --------------------------------------------------------------------------- one unit
@@ -651,15 +672,17 @@ def split_records(data: bytes, day: dt.date) -> dict[tuple[str, str, str, str], 
             raise ValueError(f"miniSEED record at byte {offset} has length {length}")
         if start <= info["starttime"] < end:
             key = (info["network"], info["station"], info["location"], info["channel"])
-            out.setdefault(key, []).append(data[offset:offset + length])
+            out.setdefault(key, []).append(data[offset : offset + length])
         offset += length
     return {k: b"".join(v) for k, v in out.items()}
 
 
 def unit_paths(unit: DownloadUnit, archive: Path) -> list[Path]:
     """Return the SDS files a complete unit has (one per expected channel)."""
-    return [sds_path(archive, unit.network, unit.station, loc, cha, unit.day)
-            for loc, cha in unit.channels]
+    return [
+        sds_path(archive, unit.network, unit.station, loc, cha, unit.day)
+        for loc, cha in unit.channels
+    ]
 
 
 def _clean_stale(archive: Path, unit: DownloadUnit) -> None:
@@ -677,15 +700,27 @@ def _fetch(client: Client, unit: DownloadUnit, params: DownloadParams, target: P
     channels = sorted({cha for _, cha in unit.channels})
 
     def request() -> bytes:
-        client.get_waveforms(unit.network, unit.station, _fdsn_list(locations, location=True),
-                             ",".join(channels), start, start + 86400, filename=str(target))
+        client.get_waveforms(
+            unit.network,
+            unit.station,
+            _fdsn_list(locations, location=True),
+            ",".join(channels),
+            start,
+            start + 86400,
+            filename=str(target),
+        )
         return target.read_bytes()
 
     return call_with_retries(request, params, f"{unit.key}")
 
 
-def download_unit(unit: DownloadUnit, archive: Path, params: DownloadParams,
-                  token: str | None = None, force: bool = False) -> DownloadResult:
+def download_unit(
+    unit: DownloadUnit,
+    archive: Path,
+    params: DownloadParams,
+    token: str | None = None,
+    force: bool = False,
+) -> DownloadResult:
     """Fetch one (station, day) into the SDS archive and return its ledger row.
 
     Skips the unit when every expected channel file exists (unless ``force``). Tries the
@@ -701,8 +736,14 @@ def download_unit(unit: DownloadUnit, archive: Path, params: DownloadParams,
     _clean_stale(archive, unit)
     if not force and all(p.is_file() for p in paths):
         size = sum(p.stat().st_size for p in paths)
-        return DownloadResult(**base, client="", status="skipped", bytes=size, path=rel,
-                              seconds=time.perf_counter() - t0)
+        return DownloadResult(
+            **base,
+            client="",
+            status="skipped",
+            bytes=size,
+            path=rel,
+            seconds=time.perf_counter() - t0,
+        )
     errors: list[str] = []
     no_data: list[str] = []
     for name in unit.clients:
@@ -711,8 +752,10 @@ def download_unit(unit: DownloadUnit, archive: Path, params: DownloadParams,
         raw = incoming / f"{unit.key}.{uuid.uuid4().hex}.part"
         try:
             client = call_with_retries(
-                lambda n=name: fdsn_client(params.client(n), params.timeout, token), params,
-                f"{name} services")
+                lambda n=name: fdsn_client(params.client(n), params.timeout, token),
+                params,
+                f"{name} services",
+            )
             data = _fetch(client, unit, params, raw)
             pieces = split_records(data, unit.day)
         except Exception as exc:
@@ -733,19 +776,34 @@ def download_unit(unit: DownloadUnit, archive: Path, params: DownloadParams,
             _atomic_write(archive, target, blob, prefix=unit.key)
             written.append(target)
         return DownloadResult(
-            **base, client=name, status="ok", bytes=sum(p.stat().st_size for p in written),
+            **base,
+            client=name,
+            status="ok",
+            bytes=sum(p.stat().st_size for p in written),
             path=";".join(str(p.relative_to(archive)) for p in written),
-            error="; ".join(errors), seconds=time.perf_counter() - t0)
+            error="; ".join(errors),
+            seconds=time.perf_counter() - t0,
+        )
     status = "failed" if errors else "no_data"
     if no_data:
         errors.append("no data from " + ", ".join(no_data))
-    return DownloadResult(**base, client=(unit.clients[-1] if unit.clients else ""),
-                          status=status, path=rel, error="; ".join(errors),
-                          seconds=time.perf_counter() - t0)
+    return DownloadResult(
+        **base,
+        client=(unit.clients[-1] if unit.clients else ""),
+        status=status,
+        path=rel,
+        error="; ".join(errors),
+        seconds=time.perf_counter() - t0,
+    )
 
 
-def download(archive: Path, window: TimeWindow, selection: StationSelection,
-             params: DownloadParams, force: bool = False) -> tuple[DownloadPlan, list[DownloadResult]]:
+def download(
+    archive: Path,
+    window: TimeWindow,
+    selection: StationSelection,
+    params: DownloadParams,
+    force: bool = False,
+) -> tuple[DownloadPlan, list[DownloadResult]]:
     """Plan and fetch every (station, day) one after the other; return the plan and ledger rows.
 
     The Prefect flow does the same with one task per unit; this is for scripts and notebooks.

@@ -1,0 +1,102 @@
+"""Tasks of the download flow: plan from the station services, fetch one station-day, record.
+
+The EIDA token never travels as a task parameter (Prefect records parameters): each task reads
+it itself from the token file, the ``QUAKELAKE_EIDA_TOKEN`` variable or an FdsnAccessBlock.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NONE
+
+from quakelake import download, waveforms
+from quakelake.config import StationSelection, TimeWindow
+from quakelake.lakehouse import write_table
+from quakelake.lineage import UnitResult
+from quakelake.stations import read_stations, write_stations
+
+#: Partition of the `stations` table holding metadata fetched by the download flow.
+STATION_SOURCE = "fdsn"
+
+
+def resolve_token(params: download.DownloadParams, access_block: str | None = None) -> str | None:
+    """Return the EIDA token: token file or environment first, else the FdsnAccessBlock's."""
+    token = download.read_token(params)
+    if token is None and access_block:
+        from quakelake.blocks import load_fdsn_access
+
+        secret = load_fdsn_access(access_block).token
+        token = secret.get_secret_value() if secret is not None else None
+    return token
+
+
+@task(name="plan-downloads", retries=2, retry_delay_seconds=[10, 60], cache_policy=NONE)
+def plan_downloads(
+    archive: Path,
+    window: TimeWindow,
+    selection: StationSelection,
+    params: download.DownloadParams,
+    access_block: str | None = None,
+) -> download.DownloadPlan:
+    """Ask every client's station service, write StationXML per network, return the station-days."""
+    token = resolve_token(params, access_block)
+    return download.plan_downloads(Path(archive), window, selection, params, token)
+
+
+@task(name="download-station-day", retries=2, retry_delay_seconds=[10, 60], cache_policy=NONE)
+def download_station_day(
+    unit: download.DownloadUnit,
+    archive: Path,
+    params: download.DownloadParams,
+    force: bool = False,
+    access_block: str | None = None,
+) -> download.DownloadResult:
+    """Fetch one (station, day) into the SDS archive; return its `downloads` ledger row."""
+    token = resolve_token(params, access_block)
+    return download.download_unit(unit, Path(archive), params, token, force)
+
+
+@task(name="record-downloads", retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
+def record_downloads(
+    lake: Path, run_id: str, results: list[download.DownloadResult]
+) -> Path | None:
+    """Write the run's `downloads` ledger rows as one file; return its path (None: no units)."""
+    if not results:
+        return None
+    frame = pd.DataFrame([{"run_id": run_id, **r.row()} for r in results])
+    return write_table(Path(lake), "downloads", frame, name=run_id)
+
+
+@task(name="record-stations", retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
+def record_stations(lake: Path, archive: Path, station_files: list[Path]) -> int:
+    """Write each network's StationXML into the `stations` table; return the rows written.
+
+    One file per (archive, network), replaced when the network's metadata grows, so the table
+    never holds the same channel epoch twice for one archive.
+    """
+    key = waveforms.archive_key(Path(archive))
+    rows = 0
+    for path in station_files:
+        stations = read_stations(path)
+        write_stations(lake, stations, STATION_SOURCE, name=f"{key}.{Path(path).stem}")
+        rows += len(stations)
+    return rows
+
+
+def unit_result(result: download.DownloadResult) -> UnitResult:
+    """Return the generic `units` ledger row of a download result."""
+    status = {"ok": "done"}.get(result.status, result.status)
+    files = len(result.path.split(";")) if result.path and result.status in ("ok", "skipped") else 0
+    return UnitResult(
+        "download",
+        f"{result.network}.{result.station}.{result.day}",
+        status,
+        rows=files,
+        error=result.error,
+        seconds=result.seconds,
+        output=result.path,
+        finished=result.finished,
+    )
