@@ -23,6 +23,15 @@ Sampling rates: instruments of one station may have different rates (the picker 
 Within one channel id a station-day keeps the *dominant* rate (the one with the most samples);
 segments at any other rate are left out and reported as :class:`FileFailure` naming the file
 and both rates. Rates that differ by less than 1e-5 (relative) are treated as equal.
+
+Gaps and overlaps: a gap splits a channel into several contiguous traces (never a masked array,
+never filled). Where segments overlap (chunks sharing a boundary sample, the same file twice in
+an archive) the later segment's samples are used. Overlapping copies are not compared: keep one
+copy of each channel in an archive (SAC copies are often scaled to physical units while miniSEED
+holds counts).
+
+Failures: a :class:`FileFailure` names a file whose data were not used (unreadable, truncated,
+empty, not a waveform) or, for sampling-rate conflicts, the part of a file that was left out.
 """
 
 from __future__ import annotations
@@ -57,8 +66,8 @@ _SDS_NAME = re.compile(
 )
 _IGNORED_SUFFIXES = (".tmp",)
 _INDEX_COLUMNS = WAVEFORM_INDEX.schema.names
-_DAY = pd.Timedelta(days=1)
 _RATE_TOLERANCE = 1e-5
+_EPOCH = dt.date(1970, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -213,8 +222,7 @@ def _sniff(path: Path, size: int) -> _Sniff:
         )
     mseed = _mseed_header(head)
     if mseed is not None:
-        order, reclen = mseed
-        return _Sniff("MSEED", reclen)
+        return _Sniff("MSEED", record_length=mseed[1])
     expected = _sac_expected_size(head)
     if expected is not None:
         if size < expected:
@@ -484,36 +492,49 @@ def station_days(
         return []
     start = pd.to_datetime(df["start"], utc=True)
     end = pd.to_datetime(df["end"], utc=True)
-    first = start.dt.floor("D")
-    last = (end - pd.Timedelta(microseconds=1)).dt.floor("D")
     pad = pd.Timedelta(seconds=pad_s)
-
-    units: list[StationDay] = []
-    frame = pd.DataFrame(
-        {
-            "network": df["network"].to_numpy(),
-            "station": df["station"].to_numpy(),
-            "path": df["path"].to_numpy(),
-            "start": start.to_numpy(),
-            "end": end.to_numpy(),
-            "first": first.to_numpy(),
-            "last": last.to_numpy(),
-        }
+    ids = {"network": df["network"].to_numpy(), "station": df["station"].to_numpy()}
+    # days holding data: a last sample exactly at midnight does not open the next day
+    data_days = _explode_days(ids, start.dt.floor("D"), (end - pd.Timedelta(1, "us")).dt.floor("D"))
+    # days whose padded window [day - pad, day + 1 day + pad] a segment reaches
+    path_days = _explode_days(
+        {**ids, "path": df["path"].to_numpy()},
+        (start - pad).dt.floor("D"),
+        (end + pad).dt.floor("D"),
     )
-    for (net, sta), group in frame.groupby(["network", "station"], sort=True):
-        days: set[pd.Timestamp] = set()
-        for f, la in zip(group["first"], group["last"], strict=True):
-            if la >= f:
-                days.update(pd.date_range(f, la, freq="D"))
-        for day in sorted(days):
-            date = day.date()
-            if window is not None and not window.contains(date):
-                continue
-            lo, hi = day - pad, day + _DAY + pad
-            mask = (group["start"] <= hi) & (group["end"] >= lo)
-            paths = tuple(sorted(set(group.loc[mask, "path"])))
-            units.append(StationDay(str(net), str(sta), date, paths))
+    keys = ["network", "station", "day"]
+    path_days = path_days.drop_duplicates().sort_values([*keys, "path"], ignore_index=True)
+    # consecutive rows with the same key form one unit's sorted path list
+    new_key = (path_days[keys].shift() != path_days[keys]).any(axis=1).to_numpy()
+    bounds = [*np.flatnonzero(new_key), len(path_days)]
+    all_paths = path_days["path"].tolist()
+    key_rows = path_days.loc[new_key, keys].itertuples(index=False, name=None)
+    spans = zip(key_rows, bounds[:-1], bounds[1:], strict=True)
+    paths = {key: tuple(all_paths[lo:hi]) for key, lo, hi in spans}
+    wanted = data_days[keys].drop_duplicates().sort_values(keys)
+    units: list[StationDay] = []
+    for net, sta, day in wanted.itertuples(index=False, name=None):
+        date = _EPOCH + dt.timedelta(days=int(day))
+        if window is None or window.contains(date):
+            units.append(StationDay(str(net), str(sta), date, paths.get((net, sta, day), ())))
     return units
+
+
+def _explode_days(
+    columns: dict[str, np.ndarray], first: pd.Series, last: pd.Series
+) -> pd.DataFrame:
+    """Return one row per (row of ``columns``, day from ``first`` to ``last`` inclusive).
+
+    Days are integers (days since 1970-01-01) in the ``day`` column: cheap to sort and group.
+    """
+    day0 = first.to_numpy(dtype="datetime64[D]").astype(np.int64)
+    day1 = last.to_numpy(dtype="datetime64[D]").astype(np.int64)
+    counts = np.clip(day1 - day0 + 1, 0, None)
+    rows = np.repeat(np.arange(len(day0)), counts)
+    offsets = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    out = pd.DataFrame({name: values[rows] for name, values in columns.items()})
+    out["day"] = day0[rows] + offsets
+    return out
 
 
 # --------------------------------------------------------------------------- reading
