@@ -140,3 +140,41 @@ def test_killed_worker_fails_run_keeps_done_units_and_rerun_finishes(
     reference = tmp_path / "reference"
     index_files.with_options(task_runner=make_task_runner(None))(mseed_files, reference)
     pd.testing.assert_frame_equal(lake_rows(lake), lake_rows(reference))
+
+
+@pytest.mark.slow
+def test_pick_flow_on_two_dask_workers_matches_threads(
+    prefect_server, shared_data, weights_cache, tmp_path
+):
+    """The real pick flow: same picks on 2 worker processes as on threads; 1 model load per worker."""
+    from distributed import Client, LocalCluster
+
+    from quakelake import picking
+    from quakelake.compute import local_cluster_kwargs
+    from quakelake.config import PickParams
+    from quakelake.flows.pick import pick_phases
+
+    archive = shared_data / "phasenet_saltonsea_20201001" / "mseed"
+    params = PickParams(models=["PhaseNet"], weights=["original"], device="cpu")
+    threads = make_task_runner(ComputeSettings(runner="threads", workers=2))
+    a = pick_phases.with_options(task_runner=threads)(archive, tmp_path / "threads", pick=params)
+
+    # The dask-local cluster exactly as make_task_runner builds it, kept open so the model
+    # loads of each worker process can be read after the run.
+    settings = ComputeSettings(runner="dask-local", workers=2)
+    with LocalCluster(**local_cluster_kwargs(settings)) as cluster, Client(cluster) as client:
+        runner = make_task_runner(
+            ComputeSettings(runner="address", address=cluster.scheduler_address)
+        )
+        b = pick_phases.with_options(task_runner=runner)(archive, tmp_path / "dask", pick=params)
+        loads = client.run(picking.model_loads)
+    assert a["done"] == b["done"] == 16 and b["failed"] == 0
+    assert len(loads) == 2 and sum(loads.values()) <= 2  # per worker process, not per unit
+
+    def picks(lake: Path) -> pd.DataFrame:
+        df = Lake(lake).read("picks").drop(columns=["run_id"])
+        return df.sort_values(["station", "phase", "time"]).reset_index(drop=True)
+
+    pa_, pb = picks(tmp_path / "threads"), picks(tmp_path / "dask")
+    assert len(pa_) > 100
+    pd.testing.assert_frame_equal(pa_, pb)
