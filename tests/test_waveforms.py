@@ -224,6 +224,12 @@ def test_mesetas_chunk_joins_are_contiguous(mesetas):
         assert tr.stats.endtime == UTCDateTime("2019-12-24T23:00:00")
         assert tr.stats.npts == 1396801 + 1440001 - 1  # the shared boundary sample once
 
+    # FLO2's files hold every record twice: the duplicates collapse into one trace per channel
+    flo2 = scan.index[scan.index["station"] == "FLO2"]
+    assert len(flo2) == 2 * flo2["path"].nunique()
+    (inst,), failures = read_station_day(units["CM.FLO2.2019-12-24"])
+    assert failures == [] and len(inst.stream) == 3 and _contiguous(inst.stream)
+
     instruments, _ = read_station_day(units["CM.CHI.2019-12-25"], pad_s=0)
     for tr in instruments[0].stream:
         assert tr.stats.starttime >= UTCDateTime("2019-12-25T00:00:00")
