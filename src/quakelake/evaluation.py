@@ -11,7 +11,10 @@ Plain Python: no Prefect import here.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -544,3 +547,219 @@ def metrics_table(
         if col not in out.columns:
             out[col] = None
     return out[cols + METRIC_COLUMNS]
+
+
+# --------------------------------------------------------------------------- lake analysis
+
+
+class RunSelection(BaseModel):
+    """Which picks and events of the lake an analysis compares with the reference."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_ids: list[str] = Field([], description="run ids of the picks/events (empty: all runs)")
+    models: list[str] = Field([], description="picker models (empty: all)")
+    weights: list[str] = Field([], description="picker weights (empty: all)")
+    associators: list[str] = Field([], description="associators (empty: all)")
+    start: dt.datetime | None = Field(
+        None, description="first UTC time compared (default: first pick or event of the selection)"
+    )
+    end: dt.datetime | None = Field(
+        None, description="last UTC time compared (default: last pick or event of the selection)"
+    )
+
+
+def _utc_ts(value: Any) -> pd.Timestamp | None:
+    """Return ``value`` as an aware UTC timestamp (naive values are taken as UTC)."""
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _in_clause(column: str, values: Sequence[str], params: list) -> str:
+    """Return ``column IN (?, ...)`` with ``values`` appended to ``params`` (bound, not formatted)."""
+    params.extend(values)
+    return f"{column} IN ({', '.join('?' for _ in values)})"
+
+
+def _select(
+    lake: Any, table: str, filters: dict[str, Sequence[str]], sel: RunSelection
+) -> pd.DataFrame:
+    if not lake.files(table):
+        return lake.read(table)
+    clauses: list[str] = []
+    params: list = []
+    for column, values in filters.items():
+        if values:
+            clauses.append(_in_clause(column, values, params))
+    if sel.start is not None:
+        clauses.append("time >= ?")
+        params.append(_utc_ts(sel.start))
+    if sel.end is not None:
+        clauses.append("time <= ?")
+        params.append(_utc_ts(sel.end))
+    return lake.read(table, " AND ".join(clauses), params)
+
+
+def load_picks(lake: Any, sel: RunSelection) -> pd.DataFrame:
+    """Return the lake's picks chosen by ``sel`` (a :class:`quakelake.lakehouse.Lake`)."""
+    return _select(
+        lake, "picks", {"run_id": sel.run_ids, "model": sel.models, "weights": sel.weights}, sel
+    )
+
+
+def load_events(lake: Any, sel: RunSelection) -> pd.DataFrame:
+    """Return the lake's events chosen by ``sel``."""
+    return _select(lake, "events", {"run_id": sel.run_ids, "associator": sel.associators}, sel)
+
+
+def load_reference(lake: Any, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return the reference events and picks imported under ``name``.
+
+    Raises:
+        ValueError: naming the references in the lake when ``name`` has no rows.
+    """
+    events = (
+        lake.read("reference_events", "catalog = ?", [name])
+        if lake.files("reference_events")
+        else lake.read("reference_events")
+    )
+    picks = (
+        lake.read("reference_picks", "catalog = ?", [name])
+        if lake.files("reference_picks")
+        else lake.read("reference_picks")
+    )
+    if len(events) == 0 and len(picks) == 0:
+        known = []
+        if lake.files("reference_events"):
+            known = lake.query("SELECT DISTINCT catalog FROM reference_events")["catalog"].tolist()
+        raise ValueError(
+            f"reference catalogue {name!r} is not in lake {lake.root} (known: {known or 'none'}); "
+            "import it with `quakelake import-catalog PATH... --name NAME`"
+        )
+    return events, picks
+
+
+def station_match_key(df: pd.DataFrame, with_network: bool) -> pd.Series:
+    """Return ``NET.STA`` (or ``STA``) per row from ``network``/``station`` or ``station_id``.
+
+    Picks carry ``NET.STA.LOC.BAND`` ids and references ``NET.STA.LOC``: comparing on network
+    and station code keeps both comparable; bulletins without network codes compare on the code.
+    """
+    if "station" in df.columns and df["station"].fillna("").astype(str).str.len().all():
+        net = df["network"].fillna("").astype(str) if "network" in df.columns else ""
+        sta = df["station"].astype(str)
+    else:
+        parts = df["station_id"].fillna("").astype(str).str.split(".", expand=True)
+        parts = parts.reindex(columns=range(2)).fillna("")
+        if len(df) and (parts[1] == "").all():  # bare station codes
+            parts[1], parts[0] = parts[0], ""
+        net, sta = parts[0], parts[1]
+    return (net + "." + sta) if with_network else sta
+
+
+@dataclass
+class Evaluation:
+    """What an analysis produced: matches, metrics and the compared time span."""
+
+    pick_matches: pd.DataFrame
+    event_matches: pd.DataFrame
+    metrics: pd.DataFrame
+    start: pd.Timestamp | None
+    end: pd.Timestamp | None
+    reference_picks: int = 0
+    reference_events: int = 0
+
+
+def evaluate(
+    picks: pd.DataFrame,
+    events: pd.DataFrame,
+    reference_events: pd.DataFrame,
+    reference_picks: pd.DataFrame,
+    params: MatchParams | None = None,
+    start: dt.datetime | pd.Timestamp | None = None,
+    end: dt.datetime | pd.Timestamp | None = None,
+) -> Evaluation:
+    """Compare picks and events with a reference over the span they cover.
+
+    The reference is cut to ``[start, end]`` (default: the first to the last pick or event,
+    widened by the tolerances), and reference picks to the stations that have picks, so
+    stations and hours that were not processed do not count as misses. Stations are compared
+    by network and station code (station code only when the reference has no networks).
+
+    Args:
+        picks: lake ``picks`` rows (several models/weights allowed).
+        events: lake ``events`` rows (several associators allowed).
+        reference_events: ``reference_events`` rows.
+        reference_picks: ``reference_picks`` rows.
+        params: tolerances.
+        start: first UTC time compared.
+        end: last UTC time compared.
+    """
+    params = params or MatchParams()
+    times = [pd.to_datetime(df["time"], utc=True) for df in (picks, events) if len(df)]
+    if start is None and times:
+        start = min(t.min() for t in times) - pd.Timedelta(seconds=params.event_max_dt_s)
+    if end is None and times:
+        end = max(t.max() for t in times) + pd.Timedelta(seconds=params.event_max_dt_s)
+    start = _utc_ts(start)
+    end = _utc_ts(end)
+
+    def cut(df: pd.DataFrame) -> pd.DataFrame:
+        if len(df) == 0 or start is None:
+            return df
+        t = pd.to_datetime(df["time"], utc=True)
+        return df[(t >= start) & (t <= end)]
+
+    ref_picks = cut(reference_picks)
+    ref_events = cut(reference_events)
+    pick_matches = pd.DataFrame(columns=PICK_MATCH_COLUMNS)
+    if len(picks):
+        with_net = (
+            bool(len(ref_picks))
+            and ref_picks["network"].fillna("").astype(str).str.len().gt(0).any()
+        )
+        pk = picks.assign(_station=station_match_key(picks, with_net))
+        rp = (
+            ref_picks.assign(_station=station_match_key(ref_picks, with_net))
+            if len(ref_picks)
+            else ref_picks.assign(_station=[])
+        )
+        rp = rp[rp["_station"].isin(set(pk["_station"]))]
+        ref_picks = rp
+        pick_matches = match_picks(pk, rp, params.pick_tolerance_s, station_key="_station")
+    event_matches = pd.DataFrame(columns=["associator", *EVENT_MATCH_COLUMNS])
+    if len(events):
+        parts = []
+        for associator, group in events.groupby(events["associator"].fillna(""), sort=True):
+            m = match_events(group, ref_events, params.event_max_dt_s, params.event_max_km)
+            parts.append(m.assign(associator=associator))
+        event_matches = pd.concat(parts, ignore_index=True)[["associator", *EVENT_MATCH_COLUMNS]]
+    metrics = metrics_table(
+        pick_matches if len(pick_matches) else None, event_matches if len(event_matches) else None
+    )
+    return Evaluation(
+        pick_matches, event_matches, metrics, start, end, len(ref_picks), len(ref_events)
+    )
+
+
+def write_evaluation(lake_root: Any, run_id: str, reference: str, evaluation: Evaluation) -> list:
+    """Write an evaluation's matches and metrics into the lake (one file per table and run).
+
+    Returns:
+        The paths written.
+    """
+    from quakelake.lakehouse.writer import write_table
+
+    out = []
+    part = {"reference": reference}
+    for table, df in (
+        ("pick_matches", evaluation.pick_matches),
+        ("event_matches", evaluation.event_matches),
+        ("metrics", evaluation.metrics),
+    ):
+        if len(df):
+            rows = df.drop(columns=[c for c in ("day",) if c in df.columns]).assign(run_id=run_id)
+            out.append(write_table(lake_root, table, rows, name=run_id, partition=part))
+    return out
