@@ -4,6 +4,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
+SHARED ?= ../shared
+# Real data and weights for the demo: the shared folder when present, else what you pass.
+DEMO_DATA ?= $(or $(QUAKELAKE_DEMO_DATA),$(wildcard $(SHARED)/data/phasenet_saltonsea_20201001/mseed))
+WEIGHTS   ?= $(or $(QUAKELAKE_WEIGHTS),$(wildcard $(SHARED)/seisbench_cache))
+LAKE      ?= lake
 
 .PHONY: venv demo test lint bench clean
 
@@ -18,7 +23,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/quakelake demo
+	SEISBENCH_CACHE_ROOT=$${SEISBENCH_CACHE_ROOT:-$(CURDIR)/.cache/seisbench} QUAKELAKE_WEIGHTS=$(WEIGHTS) \
+	  $(VENV)/bin/quakelake demo --lake $(LAKE) $(if $(DEMO_DATA),--data $(DEMO_DATA))
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -30,4 +36,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/picking.py
 
 clean:
-	rm -rf $(VENV) lake .pytest_cache
+	rm -rf $(VENV) $(LAKE) .cache .pytest_cache

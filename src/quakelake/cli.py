@@ -323,7 +323,11 @@ def _dispatch(func, args: argparse.Namespace) -> int:
         return 2
     except Exception as exc:
         from quakelake.flows.pick import NoWaveforms
+        from quakelake.picking import ModelUnavailable
 
+        if isinstance(exc, ModelUnavailable):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         if isinstance(exc, NoWaveforms):
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -1,0 +1,60 @@
+"""The quakelake command line: seed options, the lake, SQL, clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from quakelake.cli import main, picker_main
+
+pytestmark = pytest.mark.usefixtures("weights_cache")
+
+
+def test_pick_twice_then_sql(shared_data, prefect_server, lake_root, capsys):
+    folder = shared_data / "phasenet_saltonsea_20201001" / "sac"
+    args = ["pick", "-d", str(folder), "--lake", str(lake_root), "-S", "BOM", "SLV", "-C", "HH?",
+            "-M", "PhaseNet", "-W", "original", "instance", "-p", "0.3", "-s", "0.3", "-b", "64", "--timing",
+            "--silent"]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    assert "2 units (done 2" in out.out and "pick " in out.out  # summary + --timing lines
+    assert "'instance' are not available for PhaseNet" in out.err  # missing weights: warned, skipped
+    files = sorted(p.name for p in lake_root.rglob("*.parquet") if "picks" in p.parts)
+    assert main(args) == 0
+    assert "(done 0, skipped 2" in capsys.readouterr().out
+    assert sorted(p.name for p in lake_root.rglob("*.parquet") if "picks" in p.parts) == files
+
+    query = "SELECT model, weights, phase, count(*) AS n FROM picks GROUP BY ALL ORDER BY phase"
+    proc = subprocess.run([sys.executable, "-m", "quakelake.cli", "sql", "--lake", str(lake_root), query],
+                          capture_output=True, text=True, check=True)
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["model", "weights", "phase", "n"]
+    assert lines[1].split()[:3] == ["PhaseNet", "original", "P"] and int(lines[1].split()[3]) > 0
+    assert lines[-1] == "(2 rows)"
+
+
+def test_picker_alias_fails_clearly_without_waveforms_in_range(shared_data, prefect_server, lake_root, capsys):
+    folder = shared_data / "phasenet_saltonsea_20201001" / "mseed"
+    code = picker_main(["-v", "-D", "980101", "980110", "--directory", str(folder), "--lake", str(lake_root),
+                        "-M", "PhaseNet", "-W", "original"])
+    assert code == 1
+    assert "no waveforms in" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["-T"], "-T/--train"), (["--denoiser"], "--denoiser"), (["-G", "a"], "-G/--groups"),
+     (["-p", "2"], "pick.p_threshold"), (["-M", "NoSuchNet"], "not a SeisBench waveform model")],
+)
+def test_unavailable_options_and_bad_values_say_so(extra, message, shared_data, tmp_path, capsys,
+                                                   prefect_server):
+    folder = shared_data / "phasenet_saltonsea_20201001" / "mseed"
+    assert main(["pick", "-d", str(folder), "--lake", str(tmp_path / "l"), *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_sql_on_empty_lake_names_missing_table(tmp_path, capsys):
+    assert main(["sql", "--lake", str(tmp_path), "SELECT * FROM picks"]) == 2
+    assert "Tables with data in lake" in capsys.readouterr().err

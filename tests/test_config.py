@@ -1,0 +1,72 @@
+"""Configuration: defaults < file < command line; bad values name the parameter."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from quakelake.cli import CliError, build_parser, load_config, parse_gregorian, parse_julian
+from quakelake.config import ConfigError, build_config
+
+
+def test_precedence_defaults_file_command_line(tmp_path):
+    cfg_file = tmp_path / "run.json"
+    cfg_file.write_text(json.dumps({"pick": {"p_threshold": 0.5, "batch_size": 64}, "lake": "L1"}))
+    args = build_parser().parse_args(["pick", "-c", str(cfg_file), "-p", "0.1", "-M", "PhaseNet", "EQTransformer"])
+    cfg = load_config(args)
+    assert cfg.pick.p_threshold == 0.1           # command line beats file
+    assert cfg.pick.batch_size == 64             # file beats default
+    assert cfg.pick.s_threshold == 0.3           # default
+    assert cfg.pick.models == ["PhaseNet", "EQTransformer"]
+    assert str(cfg.lake) == "L1"
+
+
+def test_yaml_file_and_wildcard_selection(tmp_path):
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("selection:\n  channels: ['HH?', 'EH?']\n  stations: B*\n")
+    cfg = build_config(cfg_file)
+    assert cfg.selection.matches("PB", "B204", "", "EHZ")
+    assert not cfg.selection.matches("PB", "B204", "", "HNZ")
+    assert not cfg.selection.matches("UW", "SHW", "", "HHZ")
+
+
+@pytest.mark.parametrize(
+    "overrides, name",
+    [({"pick": {"p_threshold": 1.5}}, "pick.p_threshold"),
+     ({"pick": {"device": "tpu"}}, "pick.device"),
+     ({"window": {"start": "2020-10-02", "end": "2020-10-01"}}, "window"),
+     ({"pick": {"batch": 3}}, "pick.batch")],
+)
+def test_bad_values_name_the_parameter(overrides, name):
+    with pytest.raises(ConfigError) as err:
+        build_config(None, overrides)
+    assert f"'{name}" in str(err.value)
+
+
+def test_bad_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        build_config(tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="bad.json"):
+        build_config(bad)
+
+
+def test_gregorian_and_julian_days():
+    assert parse_gregorian("980101") == dt.date(1998, 1, 1)
+    assert parse_gregorian("201001") == dt.date(2020, 10, 1)
+    assert parse_gregorian("2024-02-29") == dt.date(2024, 2, 29)
+    assert parse_julian("24060") == dt.date(2024, 2, 29)
+    assert parse_julian("2023-365") == dt.date(2023, 12, 31)
+    with pytest.raises(CliError, match="-J/--julian"):
+        parse_julian("23366")
+    with pytest.raises(CliError, match="YYMMDD"):
+        parse_gregorian("20201301")
+
+
+def test_dates_and_julian_are_mutually_exclusive(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "-D", "980101", "980110", "-J", "98001", "98010"])
+    assert "not allowed with" in capsys.readouterr().err

@@ -1,0 +1,158 @@
+"""The pick flow on real recordings with real pretrained weights, into a real lake."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import obspy
+import pandas as pd
+import pytest
+
+from quakelake import picking
+from quakelake.config import PickParams, StationSelection, TimeWindow
+from quakelake.lakehouse import Lake
+
+PHASENET = PickParams(models=["PhaseNet"], weights=["original"])
+
+
+@pytest.fixture(scope="module")
+def salton(shared_data) -> Path:
+    return shared_data / "phasenet_saltonsea_20201001"
+
+
+def _flow():
+    from quakelake.flows.pick import pick_phases
+
+    return pick_phases
+
+
+def _lake_files(root: Path) -> dict[str, float]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in (root / "picks").rglob("*.parquet")}
+
+
+def _matched(picks: pd.DataFrame, ref: pd.DataFrame, tol: float) -> int:
+    hits = 0
+    for row in ref.itertuples():
+        cand = picks[(picks["station_id"] == row.station_id) & (picks["phase"] == row.phase)]
+        if len(cand) and (cand["time"] - row.time).abs().min() <= pd.Timedelta(seconds=tol):
+            hits += 1
+    return hits
+
+
+def test_salton_sea_picks_agree_with_reference_and_plain_seisbench(salton, weights_cache, prefect_server,
+                                                                    lake_root):
+    summary = _flow()(salton / "mseed", lake_root, pick=PHASENET)
+    assert summary["done"] == 16 and summary["failed"] == 0
+    picks = Lake(lake_root).read("picks")
+    assert set(picks["run_id"]) == {summary["run_id"]}
+    assert set(zip(picks["model"], picks["weights"])) == {("PhaseNet", "original")}
+
+    # >= 85 % of the reference PhaseNet P picks away from the window edges, within 0.5 s.
+    ref = pd.read_csv(salton / "DERIVED_phasenet_ref_picks_first180s.csv")
+    ref["time"] = pd.to_datetime(ref["time"], utc=True, format="ISO8601")
+    ref["station_id"] = ref["station_id"]  # NET.STA.LOC.BAND, as in the lake
+    t0 = pd.Timestamp("2020-10-01T00:00:00.003", tz="UTC")
+    inner = ref[(ref["time"] > t0 + pd.Timedelta(seconds=3)) & (ref["time"] < t0 + pd.Timedelta(seconds=177))]
+    p_ref = inner[inner["phase"] == "P"]
+    assert _matched(picks, p_ref, 0.5) / len(p_ref) >= 0.85
+
+    # The pipeline loses no pick the model makes: plain SeisBench classify on the same files.
+    model = picking.load_model("PhaseNet", "original", "cpu")
+    plain = []
+    for path in sorted((salton / "mseed").glob("*.mseed")):
+        out = model.classify(obspy.read(str(path)), **picking.classify_kwargs(PHASENET))
+        plain.extend(out.picks)
+    assert len(plain) == len(picks)
+    plain_df = picking.picks_frame(plain, picking.ModelSpec("PhaseNet", "original"), {})
+    for phase in "PS":
+        ours = picks[picks["phase"] == phase]["time"].sort_values().reset_index(drop=True)
+        theirs = plain_df[plain_df["phase"] == phase]["time"].sort_values().reset_index(drop=True)
+        assert (ours - theirs).abs().max() <= pd.Timedelta(milliseconds=10)
+
+    # Lineage: the run row holds the config and versions; the ledger one row per unit.
+    lake = Lake(lake_root)
+    run = lake.read("runs")
+    assert run["status"].tolist() == ["completed"] and "PhaseNet" in run["config_json"][0]
+    assert "PhaseNet/original" in run["weights_json"][0]
+    assert len(lake.query("SELECT * FROM units WHERE run_id = ? AND status = 'done'", [summary["run_id"]])) == 16
+
+
+def test_rerun_writes_nothing_and_force_recomputes(salton, weights_cache, prefect_server, lake_root):
+    sel = StationSelection(stations=["BOM", "COA", "CRR"])
+    first = _flow()(salton / "mseed", lake_root, selection=sel, pick=PHASENET)
+    files = _lake_files(lake_root)
+    assert first["done"] == 3 and len(files) == 3
+    second = _flow()(salton / "mseed", lake_root, selection=sel, pick=PHASENET)
+    assert second["done"] == 0 and second["skipped"] == 3
+    assert _lake_files(lake_root) == files
+    n = len(Lake(lake_root).read("picks"))
+    forced = _flow()(salton / "mseed", lake_root, selection=sel, pick=PHASENET, force=True)
+    assert forced["done"] == 3
+    after = _lake_files(lake_root)
+    assert after.keys() == files.keys() and all(after[k] != files[k] for k in files)
+    assert len(Lake(lake_root).read("picks")) == n
+    # Other thresholds are another configuration: new files beside the first ones.
+    _flow()(salton / "mseed", lake_root, selection=sel, pick=PHASENET.model_copy(update={"p_threshold": 0.5}))
+    assert len(_lake_files(lake_root)) == 6
+
+
+def test_bad_files_are_reported_and_skipped(salton, weights_cache, prefect_server, lake_root, tmp_path):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for sta in ("BOM", "COA"):
+        shutil.copy(salton / "mseed" / f"CI.{sta}.2020-10-01T00:00.mseed", archive)
+    data = (salton / "mseed" / "CI.CRR.2020-10-01T00:00.mseed").read_bytes()
+    (archive / "CI.CRR.truncated.mseed").write_bytes(data[: len(data) // 2 + 100])
+    (archive / "empty.mseed").write_bytes(b"")
+    (archive / "notes.mseed").write_text("this is not a waveform\n")
+    # A 200 Hz version of a station: a rate PhaseNet (100 Hz) cannot use directly.
+    st = obspy.read(str(salton / "mseed" / "CI.DRE.2020-10-01T00:00.mseed"))
+    st.resample(200.0)
+    st.write(str(archive / "CI.DRE.200hz.mseed"), format="MSEED")
+
+    summary = _flow()(archive, lake_root, pick=PHASENET)
+    assert summary["unreadable_files"] >= 2
+    lake = Lake(lake_root)
+    failed = lake.query("SELECT unit, error FROM units WHERE stage = 'pick' AND status = 'failed'")
+    reasons = dict(zip(failed["unit"].map(lambda p: Path(p).name), failed["error"]))
+    assert "empty.mseed" in reasons and "notes.mseed" in reasons
+    stations = set(lake.read("picks")["station"])
+    assert {"BOM", "COA", "DRE"} <= stations  # the good files and the resampled one were picked
+
+
+def test_no_waveforms_in_range_fails_clearly(salton, weights_cache, prefect_server, lake_root):
+    from quakelake.flows.pick import NoWaveforms
+
+    window = TimeWindow(start="1998-01-01", end="1998-01-10")
+    with pytest.raises(NoWaveforms, match="no waveforms in .* 1998-01-01..1998-01-10"):
+        _flow()(salton / "mseed", lake_root, window=window, pick=PHASENET)
+
+
+@pytest.mark.slow
+def test_continuous_two_instrument_types_find_the_analyst_picks(shared_data, weights_cache, prefect_server,
+                                                                lake_root):
+    folder = shared_data / "elep_pnw"
+    summary = _flow()(folder, lake_root, pick=PHASENET)
+    assert summary["failed"] == 0
+    picks = Lake(lake_root).read("picks")
+    assert set(picks["band"]) == {"HH", "EH"}
+    analyst = pd.concat([pd.read_csv(p) for p in folder.glob("*.csv")])
+    analyst["time"] = pd.to_datetime(analyst["timestamp"], unit="s", utc=True)
+    inside = analyst[analyst["time"] < pd.Timestamp("2022-02-06T04:00", tz="UTC")]
+    inside = inside.assign(station_id=inside["network"] + "." + inside["station"] + ".." + inside["channel"].str[:2])
+    assert len(inside) == 6
+    assert _matched(picks, inside, 0.5) >= 5
+
+
+@pytest.mark.slow
+def test_chunked_accelerometer_and_mixed_rates_run_through(shared_data, weights_cache, prefect_server, lake_root):
+    mesetas = _flow()(shared_data / "seismonitor_mesetas_2019" / "mseed", lake_root,
+                      selection=StationSelection(stations=["CLEJA", "URMC"]), pick=PHASENET)
+    # URMC spans two days (19:00 -> 01:00), CLEJA ends at 23:00
+    assert mesetas["failed"] == 0 and mesetas["done"] == 3
+    malmi = _flow()(shared_data / "malmi_hengill_20181230" / "mseed", lake_root, pick=PHASENET)
+    assert malmi["failed"] == 0 and malmi["done"] == 20
+    picks = Lake(lake_root).read("picks")
+    assert {"HN", "HH"} <= set(picks[picks["network"] == "CM"]["band"])
+    assert picks[picks["network"] == "2C"]["station"].nunique() >= 15
