@@ -1,0 +1,126 @@
+"""The analyze flow: lake picks/events vs a reference catalogue -> matches, metrics, plots, report."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from quakelake import report
+from quakelake.evaluation import MatchParams, RunSelection
+from quakelake.flows.pick import collect, current_flow_run_id
+from quakelake.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
+from quakelake.tasks.analyze import (
+    compare_with_reference,
+    draw_and_report,
+    import_reference,
+    read_run_outputs,
+)
+
+
+@flow(name="analyze-run", log_prints=True)
+def analyze_run(
+    lake: Path = Path("lake"),
+    reference: str = "reference",
+    selection: RunSelection = RunSelection(),
+    params: MatchParams = MatchParams(),
+    reference_paths: list[Path] | None = None,
+    report_dir: Path | None = None,
+    run_id: str | None = None,
+) -> dict:
+    """Compare the lake's picks and events with a reference catalogue and report the result.
+
+    Args:
+        lake: lake root folder.
+        reference: name of the reference catalogue in the lake.
+        selection: which runs, models, weights, associators and time span to compare.
+        params: matching tolerances (pick |dt|, event |dt| and epicentral distance).
+        reference_paths: catalogue files/folders imported as ``reference`` first (optional).
+        report_dir: folder of report.md/report.html and the PNG figures
+            (default: ``<lake>/reports/<run_id>``).
+        run_id: lineage id of this analysis (a new one when empty).
+    """
+    logger = get_run_logger()
+    lake = Path(lake)
+    run_id = run_id or new_run_id()
+    started = utcnow()
+    folder = Path(report_dir) if report_dir else lake / "reports" / run_id
+    config = {
+        "reference": reference,
+        "selection": selection.model_dump(mode="json"),
+        "params": params.model_dump(),
+        "reference_paths": [str(p) for p in reference_paths or []],
+        "report_dir": str(folder),
+    }
+    record_run(
+        lake, run_id, "analyze", config, "running", started, flow_run_id=current_flow_run_id()
+    )
+    status = "failed"
+    results: list[UnitResult] = []
+    try:
+        if reference_paths:
+            counts = import_reference(lake, [Path(p) for p in reference_paths], reference)
+            logger.info(
+                "imported reference %s: %d events, %d picks",
+                reference,
+                counts["events"],
+                counts["picks"],
+            )
+        compared = collect(
+            f"compare:{reference}",
+            compare_with_reference.submit(lake, reference, selection, params, run_id),
+        )
+        results.append(compared)
+        if compared.status == "failed":
+            raise RuntimeError(f"comparison with {reference!r} failed: {compared.error}")
+        notes = {
+            "tolerances": f"picks {params.pick_tolerance_s} s; events {params.event_max_dt_s} s, "
+            f"{params.event_max_km} km",
+            "compared span": compared.extra.get("span"),
+            "picks / reference picks": f"{compared.extra.get('picks')} / "
+            f"{compared.extra.get('reference_picks')}",
+            "events / reference events": f"{compared.extra.get('events')} / "
+            f"{compared.extra.get('reference_events')}",
+        }
+        drawn = collect(
+            f"report:{reference}",
+            draw_and_report.submit(lake, run_id, reference, selection, folder, notes),
+        )
+        results.append(drawn)
+        summary = {
+            "run_id": run_id,
+            "reference": reference,
+            "report": str(folder / "report.md"),
+            "figures": drawn.extra.get("figures", {}),
+            **compared.extra,
+        }
+        _publish(lake, run_id, reference, drawn)
+        status = "completed" if drawn.status != "failed" else "completed_with_failures"
+        return summary
+    finally:
+        record_units(lake, run_id, "analyze", results)
+        record_run(
+            lake, run_id, "analyze", config, status, started, utcnow(), current_flow_run_id()
+        )
+
+
+def _publish(lake: Path, run_id: str, reference: str, drawn: UnitResult) -> None:
+    try:
+        metrics = read_run_outputs(lake, run_id, reference)["metrics"]
+        for title, table in report.summary_tables(metrics).items():
+            key = "analysis-" + title.lower().replace(" x ", "-").replace(" ", "-")
+            create_table_artifact(
+                table=table.astype(object).where(table.notna(), None).to_dict(orient="records"),
+                key=key,
+                description=f"{title}: run {run_id} vs {reference}",
+            )
+        markdown = drawn.extra.get("markdown") or f"# Analysis {run_id}\n\nno report was written"
+        create_markdown_artifact(
+            markdown=markdown,
+            key="analysis-report",
+            description=f"analysis {run_id} vs {reference}",
+        )
+    except Exception as exc:  # artifacts are a courtesy: never fail a finished run over them
+        logging.getLogger(__name__).warning("could not publish artifacts: %s", exc)

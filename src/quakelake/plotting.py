@@ -1,0 +1,263 @@
+"""Figures of an analysis (PNG through matplotlib's Agg backend, or windows one after another).
+
+Every ``plot_*`` function returns a matplotlib Figure; :func:`save` writes it as PNG and
+:func:`show_one_by_one` opens figures in windows, one after another, continuing when a window
+is closed (what ``--interactive`` shows).
+
+Plain Python: no Prefect import here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+OUTCOME_COLORS = {"TP": "tab:green", "FN": "tab:red", "FP": "tab:orange"}
+OUTCOME_LABELS = {
+    "TP": "matched",
+    "FN": "missed (reference only)",
+    "FP": "extra (not in reference)",
+}
+
+
+def _label(model: object, weights: object) -> str:
+    return f"{model}/{weights}" if weights not in (None, "", np.nan) else str(model)
+
+
+def plot_pick_residuals(pick_matches: pd.DataFrame, tolerance_s: float | None = None) -> Figure:
+    """Return histograms of pick - reference time residuals, one panel per phase, one colour per model."""
+    tp = pick_matches[pick_matches["outcome"] == "TP"]
+    phases = sorted(tp["phase"].dropna().unique()) or ["P"]
+    fig = Figure(figsize=(5 * len(phases), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(phases), squeeze=False)[0]
+    tol = tolerance_s or (float(tp["tolerance_s"].max()) if len(tp) else 0.5)
+    bins = np.linspace(-tol, tol, 41)
+    for ax, phase in zip(axes, phases, strict=True):
+        sub = tp[tp["phase"] == phase]
+        for (model, weights), group in sub.groupby(["model", "weights"], sort=True):
+            ax.hist(
+                group["residual_s"],
+                bins=bins,
+                histtype="step",
+                linewidth=1.5,
+                label=f"{_label(model, weights)} (n={len(group)})",
+            )
+        ax.axvline(0, color="0.5", linewidth=0.8)
+        ax.set(title=f"{phase} residuals", xlabel="pick - reference (s)", ylabel="picks")
+        if len(sub):
+            ax.legend(fontsize=8)
+    return fig
+
+
+def plot_precision_recall(metrics: pd.DataFrame) -> Figure:
+    """Return a bar chart of precision, recall and F1 per model x weights (pick level)."""
+    rows = metrics[(metrics["level"] == "pick") & (metrics["group_by"] == "model,weights")]
+    fig = Figure(figsize=(max(5, 1.6 * len(rows) + 2), 3.8), layout="constrained")
+    ax = fig.subplots()
+    labels = [_label(m, w) for m, w in zip(rows["model"], rows["weights"], strict=True)]
+    x = np.arange(len(rows))
+    for i, key in enumerate(("precision", "recall", "f1")):
+        ax.bar(x + (i - 1) * 0.27, rows[key].astype(float), width=0.27, label=key)
+    ax.set_xticks(x, labels, rotation=20, ha="right")
+    ax.set(ylim=(0, 1.05), ylabel="score", title="picks vs reference")
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def plot_event_map(
+    event_matches: pd.DataFrame,
+    events: pd.DataFrame,
+    reference_events: pd.DataFrame,
+    stations: pd.DataFrame | None = None,
+) -> Figure:
+    """Return a map of matched, missed and extra events with the stations.
+
+    Args:
+        event_matches: output of :func:`quakelake.evaluation.match_events` (any associators).
+        events: events with ``event_id, latitude, longitude``.
+        reference_events: reference events with the same columns.
+        stations: optional ``latitude``/``longitude`` (and ``station``) of the stations.
+    """
+    fig = Figure(figsize=(6.5, 6), layout="constrained")
+    ax = fig.subplots()
+    ev = events.set_index("event_id")[["latitude", "longitude"]] if len(events) else None
+    ref = (
+        reference_events.set_index("event_id")[["latitude", "longitude"]]
+        if len(reference_events)
+        else None
+    )
+    for outcome in ("TP", "FN", "FP"):
+        rows = event_matches[event_matches["outcome"] == outcome]
+        if outcome == "FP":
+            src, ids = ev, rows["event_id"]
+        else:
+            src, ids = ref, rows["reference_event_id"]
+        if src is None or not len(rows):
+            continue
+        pos = src.reindex(ids.dropna().unique()).dropna()
+        ax.scatter(
+            pos["longitude"],
+            pos["latitude"],
+            s=14,
+            c=OUTCOME_COLORS[outcome],
+            label=f"{OUTCOME_LABELS[outcome]} ({len(rows)})",
+            alpha=0.8,
+            edgecolors="none",
+        )
+    if stations is not None and len(stations):
+        st = stations.drop_duplicates(subset=[c for c in ("network", "station") if c in stations])
+        ax.scatter(st["longitude"], st["latitude"], marker="^", s=40, c="k", label="stations")
+    ax.set(xlabel="longitude (°)", ylabel="latitude (°)", title="events vs reference")
+    ax.set_aspect(1 / np.cos(np.deg2rad(np.nanmean(ax.get_ylim()))))
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_cumulative_events(events: pd.DataFrame, reference_events: pd.DataFrame) -> Figure:
+    """Return cumulative event counts over time, per associator, against the reference."""
+    fig = Figure(figsize=(7, 3.8), layout="constrained")
+    ax = fig.subplots()
+
+    def step(times: pd.Series, label: str, **kw) -> None:
+        t = pd.to_datetime(times, utc=True).sort_values()
+        if len(t):
+            ax.step(
+                t.dt.tz_localize(None), np.arange(1, len(t) + 1), where="post", label=label, **kw
+            )
+
+    step(
+        reference_events["time"] if len(reference_events) else pd.Series([], dtype=object),
+        f"reference ({len(reference_events)})",
+        color="k",
+        linewidth=2,
+    )
+    if len(events):
+        key = (
+            events["associator"].fillna("")
+            if "associator" in events
+            else pd.Series("", index=events.index)
+        )
+        for name, group in events.groupby(key):
+            step(group["time"], f"{name or 'events'} ({len(group)})")
+    ax.set(xlabel="time (UTC)", ylabel="cumulative events", title="event counts")
+    ax.legend(fontsize=8)
+    fig.autofmt_xdate()
+    return fig
+
+
+def plot_station_day(
+    stream,
+    annotations=None,
+    picks: pd.DataFrame | None = None,
+    reference_picks: pd.DataFrame | None = None,
+    title: str = "",
+) -> Figure:
+    """Return waveforms, model probabilities and picks of one station over one span.
+
+    Args:
+        stream: ObsPy Stream of the station's traces (e.g. Z, N, E).
+        annotations: SeisBench ``annotate`` output Stream (channels ending ``_P``, ``_S``, ...).
+        picks: picks with ``time`` and ``phase`` (drawn as solid lines).
+        reference_picks: reference picks (dashed lines).
+        title: figure title.
+    """
+    n_ann = 1 if annotations is not None and len(annotations) else 0
+    fig = Figure(figsize=(10, 1.6 * (len(stream) + n_ann) + 1), layout="constrained")
+    axes = fig.subplots(len(stream) + n_ann, 1, sharex=True, squeeze=False)[:, 0]
+    t0 = min(tr.stats.starttime for tr in stream) if len(stream) else None
+    for ax, tr in zip(axes, stream, strict=False):
+        ax.plot(tr.times(reftime=t0), tr.data, color="k", linewidth=0.4)
+        ax.set_ylabel(tr.stats.channel)
+    if n_ann:
+        ax = axes[-1]
+        for tr in annotations:
+            label = tr.stats.channel.split("_")[-1]
+            if label.upper() in ("N", "NOISE"):
+                continue
+            ax.plot(tr.times(reftime=t0), tr.data, linewidth=1, label=tr.stats.channel)
+        ax.set(ylim=(0, 1.05), ylabel="probability")
+        ax.legend(fontsize=7, loc="upper right")
+    colors = {"P": "tab:blue", "S": "tab:red"}
+    for frame, style in ((picks, "-"), (reference_picks, "--")):
+        if frame is None or not len(frame) or t0 is None:
+            continue
+        offsets = pd.to_datetime(frame["time"], utc=True) - pd.Timestamp(t0.datetime, tz="UTC")
+        for offset, phase in zip(
+            offsets.dt.total_seconds(), frame["phase"].astype(str), strict=True
+        ):
+            for ax in axes:
+                ax.axvline(
+                    offset, color=colors.get(phase[:1].upper(), "0.4"), linestyle=style, linewidth=1
+                )
+    axes[-1].set_xlabel(f"seconds after {t0}" if t0 is not None else "seconds")
+    fig.suptitle(title or (stream[0].id.rsplit(".", 1)[0] if len(stream) else "station"))
+    return fig
+
+
+def save(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Write ``fig`` as a PNG file (creating the folder) and return its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def show_one_by_one(figures: Iterable[Figure]) -> int:
+    """Show figures in windows one after another; each call blocks until its window closes.
+
+    Returns:
+        The number of figures shown.
+    """
+    import matplotlib.pyplot as plt
+
+    count = 0
+    for fig in figures:
+        manager = plt.figure().canvas.manager  # a pyplot-managed window to host ``fig``
+        manager.canvas.figure = fig
+        fig.set_canvas(manager.canvas)
+        plt.show(block=True)
+        plt.close("all")
+        count += 1
+    return count
+
+
+def analysis_figures(
+    pick_matches: pd.DataFrame,
+    event_matches: pd.DataFrame,
+    metrics: pd.DataFrame,
+    events: pd.DataFrame,
+    reference_events: pd.DataFrame,
+    stations: pd.DataFrame | None = None,
+) -> dict[str, Figure]:
+    """Return the standard figures of an analysis keyed by file stem (empty inputs skipped)."""
+    figs: dict[str, Figure] = {}
+    if len(pick_matches):
+        figs["pick_residuals"] = plot_pick_residuals(pick_matches)
+    if len(metrics) and ((metrics["level"] == "pick").any()):
+        figs["precision_recall"] = plot_precision_recall(metrics)
+    if len(event_matches):
+        figs["event_map"] = plot_event_map(event_matches, events, reference_events, stations)
+        figs["cumulative_events"] = plot_cumulative_events(events, reference_events)
+    return figs
+
+
+def save_figures(figures: dict[str, Figure], folder: str | Path) -> dict[str, Path]:
+    """Save figures as ``<folder>/<key>.png`` and return their paths."""
+    return {key: save(fig, Path(folder) / f"{key}.png") for key, fig in figures.items()}
+
+
+__all__: Sequence[str] = (
+    "analysis_figures",
+    "plot_cumulative_events",
+    "plot_event_map",
+    "plot_pick_residuals",
+    "plot_precision_recall",
+    "plot_station_day",
+    "save",
+    "save_figures",
+    "show_one_by_one",
+)

@@ -1,0 +1,110 @@
+"""Tasks of the analyze flow: compare a selection of the lake with a reference, draw, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NONE
+
+from quakelake import evaluation, plotting, report
+from quakelake.catalogs import import_catalog
+from quakelake.lakehouse import Lake
+from quakelake.lineage import Stopwatch, UnitResult
+
+
+@task(name="import-reference", retries=1, retry_delay_seconds=[5], cache_policy=NONE)
+def import_reference(lake: Path, paths: list[Path], name: str) -> dict:
+    """Import reference catalogue files into the lake under ``name`` (idempotent)."""
+    return import_catalog(lake, paths, name)
+
+
+@task(name="compare-with-reference", retries=1, retry_delay_seconds=[5], cache_policy=NONE)
+def compare_with_reference(
+    lake: Path,
+    reference: str,
+    selection: evaluation.RunSelection,
+    params: evaluation.MatchParams,
+    run_id: str,
+) -> UnitResult:
+    """Match the selected picks and events with ``reference``; write matches and metrics."""
+    with Stopwatch() as sw:
+        db = Lake(lake)
+        picks = evaluation.load_picks(db, selection)
+        events = evaluation.load_events(db, selection)
+        ref_events, ref_picks = evaluation.load_reference(db, reference)
+        result = evaluation.evaluate(
+            picks, events, ref_events, ref_picks, params, selection.start, selection.end
+        )
+        paths = evaluation.write_evaluation(lake, run_id, reference, result)
+    pm, em = result.pick_matches, result.event_matches
+    return UnitResult(
+        "analyze",
+        f"compare:{reference}",
+        "done" if len(pm) or len(em) else "no_data",
+        rows=len(pm) + len(em),
+        seconds=sw.seconds,
+        output=";".join(str(p) for p in paths),
+        extra={
+            "picks": len(picks),
+            "events": len(events),
+            "reference_picks": result.reference_picks,
+            "reference_events": result.reference_events,
+            "span": f"{result.start} .. {result.end}",
+        },
+    )
+
+
+def read_run_outputs(lake: Path, run_id: str, reference: str) -> dict[str, pd.DataFrame]:
+    """Return the matches and metrics an analysis run wrote (bound parameters)."""
+    db = Lake(lake)
+    out = {}
+    for table in ("pick_matches", "event_matches", "metrics"):
+        out[table] = (
+            db.read(table, "run_id = ? AND reference = ?", [run_id, reference])
+            if db.files(table)
+            else db.read(table)
+        )
+    return out
+
+
+@task(name="draw-and-report", retries=1, retry_delay_seconds=[5], cache_policy=NONE)
+def draw_and_report(
+    lake: Path,
+    run_id: str,
+    reference: str,
+    selection: evaluation.RunSelection,
+    folder: Path,
+    notes: dict,
+) -> UnitResult:
+    """Draw the analysis figures (PNG) and write report.md / report.html into ``folder``."""
+    with Stopwatch() as sw:
+        out = read_run_outputs(lake, run_id, reference)
+        db = Lake(lake)
+        events = evaluation.load_events(db, selection)
+        ref_events, _ = evaluation.load_reference(db, reference)
+        used = (
+            set(out["event_matches"]["reference_event_id"].dropna())
+            if len(out["event_matches"])
+            else set()
+        )
+        ref_events = ref_events[ref_events["event_id"].isin(used)]
+        stations = db.read("stations") if db.files("stations") else None
+        figures = plotting.analysis_figures(
+            out["pick_matches"], out["event_matches"], out["metrics"], events, ref_events, stations
+        )
+        paths = plotting.save_figures(figures, folder)
+        written = report.write_report(folder, run_id, reference, out["metrics"], paths, notes)
+    return UnitResult(
+        "analyze",
+        f"report:{reference}",
+        "done",
+        rows=len(paths),
+        seconds=sw.seconds,
+        output=str(written["markdown"]),
+        extra={
+            "figures": {k: str(v) for k, v in paths.items()},
+            "markdown": written["markdown"].read_text(encoding="utf-8"),
+        },
+    )
