@@ -1,0 +1,107 @@
+"""Deployments from deployments/prefect.yaml on a real Prefect server, run by a process worker.
+
+What a user does: start a server, create the process pool, ``prefect deploy --all``, start a
+worker, press Run (here: create the flow run through the API, as the UI does).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+import yaml
+from live_prefect import ROOT, prefect_server, process_worker, run_cli
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from quakelake.lakehouse import Lake
+
+pytestmark = pytest.mark.integration
+
+PREFECT_YAML = ROOT / "deployments" / "prefect.yaml"
+POOL = "quakelake-local"
+
+
+def test_prefect_yaml_is_complete():
+    spec = yaml.safe_load(PREFECT_YAML.read_text())
+    names = {d["name"] for d in spec["deployments"]}
+    assert "pick-date-range" in names
+    for d in spec["deployments"]:
+        path, func = d["entrypoint"].split(":")
+        assert (ROOT / path).is_file(), f"{d['name']}: entrypoint {path} is missing"
+        assert f"def {func}(" in (ROOT / path).read_text()
+        assert d["work_pool"]["name"] == POOL and d["description"]
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, shared_data, weights_cache):
+    """A live server with the deployments applied and a process worker polling the pool."""
+    home = tmp_path_factory.mktemp("prefect-live")
+    lake = home / "lake"
+    with prefect_server(home) as api:
+        run_cli(["work-pool", "create", POOL, "--type", "process"], home, api)
+        env_cli = {
+            "QUAKELAKE_ARCHIVE": str(shared_data / "phasenet_saltonsea_20201001" / "mseed"),
+            "QUAKELAKE_LAKE": str(lake),
+        }
+        import os
+
+        old = {k: os.environ.get(k) for k in env_cli}
+        os.environ.update(env_cli)
+        try:
+            run_cli(
+                ["--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_YAML)], home, api
+            )
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        with process_worker(POOL, home, api, {"PREFECT_WORKER_QUERY_SECONDS": "1"}) as worker_log:
+            with temporary_settings({PREFECT_API_URL: api}):
+                yield {"api": api, "home": home, "lake": lake, "worker_log": worker_log}
+
+
+def wait_final(client, flow_run_id: UUID, timeout: float, log: Path):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = client.read_flow_run(flow_run_id)
+        if run.state and run.state.is_final():
+            return run
+        time.sleep(1)
+    raise AssertionError(
+        f"flow run {flow_run_id} not finished in {timeout} s; worker log:\n"
+        f"{log.read_text()[-4000:]}"
+    )
+
+
+def test_pick_deployment_run_from_the_api_fills_the_lake(live):
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("pick-phases/pick-date-range")
+        assert deployment.work_pool_name == POOL
+        schema = deployment.parameter_openapi_schema["properties"]
+        assert "waveform archive" in schema["directory"]["description"]
+        run = client.create_flow_run_from_deployment(
+            deployment.id, parameters={"pick": {"models": ["PhaseNet"], "weights": ["original"]}}
+        )
+        run = wait_final(client, run.id, 240, live["worker_log"])
+        assert run.state.is_completed(), f"{run.state}\n{live['worker_log'].read_text()[-4000:]}"
+        artifacts = client.read_artifacts(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+        )
+    keys = {a.key for a in artifacts}
+    assert {"pick-summary", "pick-report"} <= keys
+    report = next(a for a in artifacts if a.key == "pick-report")
+    assert "units: 16" in report.data
+
+    lake = Lake(live["lake"])
+    picks = lake.read("picks")
+    assert len(picks) > 100 and picks["station"].nunique() >= 14
+    done = lake.query("SELECT count(*) AS n FROM units WHERE stage = 'pick' AND status = 'done'")
+    assert int(done["n"][0]) == 16
+    runs = lake.read("runs")
+    assert str(run.id) in set(runs["flow_run_id"])
