@@ -302,7 +302,8 @@ def test_unreachable_client_falls_through(direct, salton, tmp_path):
     plan, results = download(
         tmp_path / "a", WINDOW, StationSelection(stations="BOM"), fast(dead, direct, retries=0)
     )
-    assert dead.name in plan.client_errors
+    assert dead.name in plan.client_errors and plan.unreachable == [dead.name]
+    assert plan.units[0].clients == ["loopback"]  # units do not knock on a dead door again
     assert [(r.status, r.client) for r in results] == [("ok", "loopback")]
 
 

@@ -165,6 +165,9 @@ class DownloadParams(_Model):
     retries: int = Field(
         3, ge=0, le=20, description="retries of a request after a 5xx or a timeout"
     )
+    max_concurrent: int = Field(
+        4, ge=1, le=64, description="requests in flight at once per data centre and process"
+    )
     backoff: float = Field(
         2.0, ge=0, description="seconds before the first retry; doubles each time"
     )
@@ -231,6 +234,9 @@ class DownloadPlan(_Model):
     )
     client_errors: dict[str, str] = Field(
         default_factory=dict, description="client name -> why its station service gave nothing"
+    )
+    unreachable: list[str] = Field(
+        default_factory=list, description="clients whose services could not be discovered at all"
     )
 
 
@@ -326,6 +332,13 @@ def read_token(params: DownloadParams) -> str | None:
 
 _CLIENTS: dict[str, Client] = {}
 _CLIENTS_LOCK = threading.Lock()
+_SLOTS: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+
+
+def request_slot(name: str, limit: int) -> threading.BoundedSemaphore:
+    """Return the semaphore bounding requests in flight to the data centre ``name`` (per process)."""
+    with _CLIENTS_LOCK:
+        return _SLOTS.setdefault((name, limit), threading.BoundedSemaphore(limit))
 
 
 def fdsn_client(spec: FdsnClientSpec, timeout: float, token: str | None = None) -> Client:
@@ -452,15 +465,17 @@ def fetch_inventories(
     selection: StationSelection,
     params: DownloadParams,
     token: str | None = None,
-) -> tuple[dict[str, Inventory], dict[str, str]]:
-    """Return each client's station inventory and, per client, why it gave none.
+) -> tuple[dict[str, Inventory], dict[str, str], list[str]]:
+    """Return each client's station inventory, per client why it gave none, and the unreachable.
 
     A client that answers "no data" is left out silently; one that fails (timeout, 5xx after
-    retries, unreachable) is named in the errors and does not stop the others.
+    retries, unreachable) is named in the errors and does not stop the others. Unreachable
+    clients (services not discoverable) are listed apart: units do not try them again.
     """
     query = station_query(window, selection, params)
     inventories: dict[str, Inventory] = {}
     errors: dict[str, str] = {}
+    unreachable: list[str] = []
     for spec in params.clients:
         try:
             client = call_with_retries(
@@ -468,6 +483,12 @@ def fetch_inventories(
                 params,
                 f"{spec.name} services",
             )
+        except Exception as exc:
+            errors[spec.name] = _short_error(exc)
+            unreachable.append(spec.name)
+            log.warning("FDSN client %s is unreachable: %s", spec.name, errors[spec.name])
+            continue
+        try:
             inv = call_with_retries(
                 lambda c=client: c.get_stations(**query), params, f"{spec.name} stations"
             )
@@ -478,7 +499,7 @@ def fetch_inventories(
             log.warning("FDSN client %s: station service failed: %s", spec.name, errors[spec.name])
             continue
         inventories[spec.name] = inv
-    return inventories, errors
+    return inventories, errors, unreachable
 
 
 def _select(inv: Inventory, selection: StationSelection) -> Inventory:
@@ -619,7 +640,7 @@ def plan_downloads(
         ConfigError: when the window lacks a start or an end day.
     """
     archive = Path(archive)
-    inventories, errors = fetch_inventories(window, selection, params, token)
+    inventories, errors, unreachable = fetch_inventories(window, selection, params, token)
     selected = {name: _select(inv, selection) for name, inv in inventories.items()}
     merged, sources = merge_inventories(selected)
     candidates: dict[str, list[str]] = {}
@@ -627,13 +648,17 @@ def plan_downloads(
         for net in inv:
             for sta in net:
                 candidates.setdefault(f"{net.code}.{sta.code}", []).append(name)
-    failed = [c.name for c in params.clients if c.name in errors]
+    failed = [c.name for c in params.clients if c.name in errors and c.name not in unreachable]
     for key in candidates:
         candidates[key] += failed
     units = plan_units(merged, candidates, window, params)
     files = write_station_files(archive, merged) if len(merged.networks) else []
     return DownloadPlan(
-        units=units, station_files=files, station_sources=sources, client_errors=errors
+        units=units,
+        station_files=files,
+        station_sources=sources,
+        client_errors=errors,
+        unreachable=unreachable,
     )
 
 
@@ -694,21 +719,24 @@ def _clean_stale(archive: Path, unit: DownloadUnit) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _fetch(client: Client, unit: DownloadUnit, params: DownloadParams, target: Path) -> bytes:
+def _fetch(
+    client: Client, name: str, unit: DownloadUnit, params: DownloadParams, target: Path
+) -> bytes:
     start = UTCDateTime(unit.day.isoformat())
     locations = sorted({loc for loc, _ in unit.channels})
     channels = sorted({cha for _, cha in unit.channels})
 
     def request() -> bytes:
-        client.get_waveforms(
-            unit.network,
-            unit.station,
-            _fdsn_list(locations, location=True),
-            ",".join(channels),
-            start,
-            start + 86400,
-            filename=str(target),
-        )
+        with request_slot(name, params.max_concurrent):
+            client.get_waveforms(
+                unit.network,
+                unit.station,
+                _fdsn_list(locations, location=True),
+                ",".join(channels),
+                start,
+                start + 86400,
+                filename=str(target),
+            )
         return target.read_bytes()
 
     return call_with_retries(request, params, f"{unit.key}")
@@ -756,7 +784,7 @@ def download_unit(
                 params,
                 f"{name} services",
             )
-            data = _fetch(client, unit, params, raw)
+            data = _fetch(client, name, unit, params, raw)
             pieces = split_records(data, unit.day)
         except Exception as exc:
             if _is_no_data(exc):

@@ -115,6 +115,7 @@ def _with_access_block(params: DownloadParams, name: str) -> DownloadParams:
             "clients": [FdsnClientSpec.parse(c) for c in block.clients],
             "timeout": block.timeout_s,
             "retries": block.retries,
+            "max_concurrent": block.max_concurrent,
         }
     )
 
