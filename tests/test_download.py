@@ -280,6 +280,13 @@ def test_no_data_is_recorded_as_no_data(dataselect, salton, tmp_path):
     assert sds_files(tmp_path / "a") == []
 
 
+def test_a_day_without_data_is_no_data_while_the_next_day_is_fetched(direct, tmp_path):
+    two_days = TimeWindow(start=DAY, end=DAY + dt.timedelta(days=1))
+    _, results = download(tmp_path / "a", two_days, StationSelection(stations="BOM"), fast(direct))
+    assert [(r.day, r.status) for r in results] == [("2020-10-01", "ok"), ("2020-10-02", "no_data")]
+    assert len(sds_files(tmp_path / "a")) == 3
+
+
 def test_slow_client_times_out_and_the_next_one_serves(dataselect, direct, salton, tmp_path):
     with FdsnServer(salton / "stations.xml", dataselect.service_url, delay=3.0) as slow:
         slow_spec = FdsnClientSpec.parse(slow.url)
