@@ -131,3 +131,42 @@ def process_worker(
     finally:
         _stop(proc)
         log.close()
+
+
+@contextmanager
+def deployed(
+    home: Path, prefect_yaml: Path, pool: str, deploy_env: dict[str, str]
+) -> Iterator[str]:
+    """A live server with ``prefect_yaml`` deployed and a process worker on ``pool``; yield the API URL.
+
+    ``deploy_env`` fills the ``{{ $VAR }}`` placeholders of the prefect.yaml.
+    """
+    with prefect_server(home) as api:
+        run_cli(["work-pool", "create", pool, "--type", "process"], home, api)
+        saved = {k: os.environ.get(k) for k in deploy_env}
+        os.environ.update(deploy_env)
+        try:
+            run_cli(
+                ["--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_yaml)], home, api
+            )
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        with process_worker(pool, home, api, {"PREFECT_WORKER_QUERY_SECONDS": "1"}):
+            yield api
+
+
+def wait_final(client, flow_run_id, timeout: float, log: Path):
+    """Return the flow run once its state is final; raise with the worker log after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = client.read_flow_run(flow_run_id)
+        if run.state and run.state.is_final():
+            return run
+        time.sleep(1)
+    raise AssertionError(
+        f"flow run {flow_run_id} not finished in {timeout} s; worker log:\n{log.read_text()[-4000:]}"
+    )

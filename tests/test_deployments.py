@@ -6,13 +6,9 @@ worker, press Run (here: create the flow run through the API, as the UI does).
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-from uuid import UUID
-
 import pytest
 import yaml
-from live_prefect import ROOT, prefect_server, process_worker, run_cli
+from live_prefect import ROOT, deployed, wait_final
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -41,42 +37,10 @@ def live(tmp_path_factory, shared_data, weights_cache):
     """A live server with the deployments applied and a process worker polling the pool."""
     home = tmp_path_factory.mktemp("prefect-live")
     lake = home / "lake"
-    with prefect_server(home) as api:
-        run_cli(["work-pool", "create", POOL, "--type", "process"], home, api)
-        env_cli = {
-            "QUAKELAKE_ARCHIVE": str(shared_data / "phasenet_saltonsea_20201001" / "mseed"),
-            "QUAKELAKE_LAKE": str(lake),
-        }
-        import os
-
-        old = {k: os.environ.get(k) for k in env_cli}
-        os.environ.update(env_cli)
-        try:
-            run_cli(
-                ["--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_YAML)], home, api
-            )
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-        with process_worker(POOL, home, api, {"PREFECT_WORKER_QUERY_SECONDS": "1"}) as worker_log:
-            with temporary_settings({PREFECT_API_URL: api}):
-                yield {"api": api, "home": home, "lake": lake, "worker_log": worker_log}
-
-
-def wait_final(client, flow_run_id: UUID, timeout: float, log: Path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = client.read_flow_run(flow_run_id)
-        if run.state and run.state.is_final():
-            return run
-        time.sleep(1)
-    raise AssertionError(
-        f"flow run {flow_run_id} not finished in {timeout} s; worker log:\n"
-        f"{log.read_text()[-4000:]}"
-    )
+    archive = shared_data / "phasenet_saltonsea_20201001" / "mseed"
+    env = {"QUAKELAKE_ARCHIVE": str(archive), "QUAKELAKE_LAKE": str(lake)}
+    with deployed(home, PREFECT_YAML, POOL, env) as api, temporary_settings({PREFECT_API_URL: api}):
+        yield {"api": api, "home": home, "lake": lake, "worker_log": home / f"worker-{POOL}.log"}
 
 
 def test_pick_deployment_run_from_the_api_fills_the_lake(live):

@@ -1,0 +1,90 @@
+"""The path a user takes in the Prefect UI: open the deployment, read its parameters, press Run.
+
+Debian's headless Chromium driven by Playwright (``executable_path``; no browser download),
+against a real ``prefect server start`` on 127.0.0.1 with a process worker.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from live_prefect import ROOT, deployed, wait_final
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from quakelake.lakehouse import Lake
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+POOL = "quakelake-local"
+DEPLOYMENT = "pick-date-range"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists() and not shutil.which("chromium"):
+        pytest.skip(
+            "Debian chromium is absent: apt-get install -y chromium (no browser is downloaded)"
+        )
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="pip install playwright (test extra)"
+    )
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def test_run_button_in_the_ui_fills_the_lake(browser, tmp_path, shared_data, weights_cache):
+    home, lake = tmp_path / "prefect", tmp_path / "lake"
+    archive = shared_data / "phasenet_saltonsea_20201001" / "mseed"
+    env = {"QUAKELAKE_ARCHIVE": str(archive), "QUAKELAKE_LAKE": str(lake)}
+    prefect_yaml = ROOT / "deployments" / "prefect.yaml"
+    with deployed(home, prefect_yaml, POOL, env) as api, temporary_settings({PREFECT_API_URL: api}):
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        page.goto(api.removesuffix("/api") + "/deployments")
+        page.get_by_text(DEPLOYMENT, exact=True).first.click()
+        page.get_by_text("Parameters", exact=True).first.click()
+        page.get_by_text(str(archive)).first.wait_for()  # the deployment's own archive
+
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_text("Custom run").first.click()
+        # The run form shows every parameter with the description from the flow's docstring
+        # and the pydantic fields.
+        page.get_by_text(
+            "waveform archive (SDS tree or any folder of miniSEED/SAC files)."
+        ).wait_for()
+        page.get_by_text("UTC days to process (open ends: every day found).").wait_for()
+        page.get_by_text("P probability threshold").first.wait_for()
+        page.get_by_role("button", name="Submit").click()
+        # Submitting returns to the deployment page, whose Runs tab lists the new run.
+        page.wait_for_url("**/deployments/deployment/*?tab=Runs")
+        deployment_id = page.url.split("/deployments/deployment/")[1].split("?")[0]
+        page.close()
+
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+            )
+            assert len(runs) == 1, "the Run button should have created exactly one flow run"
+            run = wait_final(client, runs[0].id, 240, home / f"worker-{POOL}.log")
+            assert run.state.is_completed(), str(run.state)
+            assert client.read_deployment(run.deployment_id).name == DEPLOYMENT
+
+    picks = Lake(lake).read("picks")
+    assert len(picks) > 100 and set(picks["model"]) == {"PhaseNet"}
+    assert str(run.id) in set(Lake(lake).read("runs")["flow_run_id"])
