@@ -221,8 +221,6 @@ def load_config(args: argparse.Namespace) -> RunConfig:
 def _quiet_prefect(cfg: RunConfig) -> None:
     # Read by Prefect at import: set before any flow module is imported.
     level = {0: "ERROR", 1: "WARNING", 2: "INFO"}[cfg.verbosity]
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
     os.environ.setdefault("PREFECT_LOGGING_LOGGERS_ROOT_LEVEL", level)
 
@@ -334,14 +332,22 @@ def _dispatch(func, args: argparse.Namespace) -> int:
         raise
 
 
+def _no_telemetry() -> None:
+    # Offline observatories and HPC nodes: the temporary Prefect server must not phone home.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``quakelake``."""
+    _no_telemetry()
     args = build_parser().parse_args(argv)
     return _dispatch(COMMANDS[args.command], args)
 
 
 def picker_main(argv: list[str] | None = None) -> int:
     """Entry point of ``picker``: the original picker.py options, run as ``quakelake run``."""
+    _no_telemetry()
     args = picker_parser().parse_args(argv)
     args.command = "run"
     return _dispatch(cmd_run, args)

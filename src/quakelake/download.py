@@ -11,7 +11,7 @@ killed run) never sees a partial file. Station metadata lands as StationXML per 
 ``<archive>/stations/<NET>.xml``.
 
 Example:
-    >>> from quakelake.config import StationSelection, TimeWindow
+    >>> from quakelake.params import StationSelection, TimeWindow
     >>> params = DownloadParams(clients=["INGV", "GFZ"], channel_priorities=["HH?", "EH?"])
     >>> plan = plan_downloads("archive", TimeWindow(start="2024-03-01", end="2024-03-01"),
     ...                       StationSelection(networks=["IV"]), params)   # doctest: +SKIP
@@ -49,7 +49,7 @@ from obspy.clients.fdsn.header import (
 from obspy.io.mseed.util import get_record_information
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from quakelake.config import StationSelection, TimeWindow
+from quakelake.params import StationSelection, TimeWindow
 
 log = logging.getLogger(__name__)
 

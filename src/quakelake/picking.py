@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from quakelake.config import PickParams
+from quakelake.params import PickParams
 
 log = logging.getLogger(__name__)
 

@@ -51,7 +51,7 @@ import obspy
 import pandas as pd
 from obspy import Stream, Trace, UTCDateTime
 
-from quakelake.config import StationSelection, TimeWindow
+from quakelake.params import StationSelection, TimeWindow
 from quakelake.lakehouse.schema import WAVEFORM_INDEX
 
 #: Last channel letter -> component name the pickers expect.

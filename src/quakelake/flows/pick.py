@@ -11,7 +11,7 @@ from prefect.context import get_run_context
 from tqdm import tqdm
 
 from quakelake import picking
-from quakelake.config import PickParams, StationSelection, TimeWindow
+from quakelake.params import PickParams, StationSelection, TimeWindow
 from quakelake.lineage import Stopwatch, UnitResult, new_run_id, record_run, record_units, utcnow
 from quakelake.tasks.pick import index_archive, phase_counts, pick_station_day, summary_table
 

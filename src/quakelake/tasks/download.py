@@ -13,7 +13,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from quakelake import download, waveforms
-from quakelake.config import StationSelection, TimeWindow
+from quakelake.params import StationSelection, TimeWindow
 from quakelake.lakehouse import write_table
 from quakelake.lineage import UnitResult
 from quakelake.stations import read_stations, write_stations

@@ -9,7 +9,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from quakelake import picking, waveforms
-from quakelake.config import PickParams, StationSelection, TimeWindow
+from quakelake.params import PickParams, StationSelection, TimeWindow
 from quakelake.lakehouse import file_path, write_atomic, write_table
 from quakelake.lakehouse.writer import to_arrow
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint
