@@ -58,3 +58,23 @@ def test_unavailable_options_and_bad_values_say_so(extra, message, shared_data, 
 def test_sql_on_empty_lake_names_missing_table(tmp_path, capsys):
     assert main(["sql", "--lake", str(tmp_path), "SELECT * FROM picks"]) == 2
     assert "Tables with data in lake" in capsys.readouterr().err
+
+
+def test_import_reference_then_run_with_analysis(shared_data, prefect_server, lake_root, tmp_path, capsys):
+    salton = shared_data / "phasenet_saltonsea_20201001"
+    assert main(["import-catalog", str(salton / "DERIVED_phasenet_ref_picks_first180s.csv"),
+                 str(salton / "DERIVED_scsn_events_first10min.csv"), "--name", "scsn",
+                 "--lake", str(lake_root)]) == 0
+    assert "184 picks" in capsys.readouterr().out
+    report = tmp_path / "report"
+    assert main(["run", "-d", str(salton / "mseed"), "--lake", str(lake_root), "-M", "PhaseNet", "-W",
+                 "original", "--reference", "scsn", "--report-dir", str(report), "--silent"]) == 0
+    out = capsys.readouterr().out
+    assert "analysis" in out and (report / "report.md").is_file()
+    recall = main(["sql", "--lake", str(lake_root), "--format", "csv",
+                   "SELECT phase, recall FROM metrics WHERE group_by = ? ORDER BY phase", "--param",
+                   "model,weights,phase"])
+    assert recall == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == ["P", "S"]
+    assert all(float(r.split(",")[1]) >= 0.8 for r in rows)

@@ -105,9 +105,23 @@ def _later_stages(p: argparse.ArgumentParser) -> None:
     g.add_argument("-K", "--key", type=Path, help="EIDA token file")
     g.add_argument("--rectdomain", nargs=4, type=float, metavar=("MINLAT", "MAXLAT", "MINLON", "MAXLON"))
     g.add_argument("--circdomain", nargs=4, type=float, metavar=("LAT", "LON", "MINRAD", "MAXRAD"))
+    g.add_argument("--channel-priority", nargs="+", metavar="PATTERN",
+                   help="download: channel patterns in order of preference (default HH? EH? HN?)")
     g.add_argument("--pyocto", action="store_true", help="associate with PyOcto instead of GaMMA")
     g.add_argument("--pyrocko", action="store_true", help="use Pyrocko-based pieces (1-D travel times)")
     g.add_argument("--interactive", action="store_true", help="show each result as a plot and wait")
+    _reference(p)
+
+
+def _reference(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("comparison with a reference catalogue")
+    g.add_argument("--reference", help="name of a reference catalogue in the lake (see import-catalog)")
+    g.add_argument("--reference-file", nargs="+", type=Path, metavar="PATH",
+                   help="catalogue files/folders to import under --reference first")
+    g.add_argument("--pick-tolerance", type=float, help="pick match tolerance in s (default 0.5)")
+    g.add_argument("--event-dt", type=float, help="event origin-time tolerance in s (default 2)")
+    g.add_argument("--event-km", type=float, help="event epicentre tolerance in km (default 8)")
+    g.add_argument("--report-dir", type=Path, help="folder for the Markdown/HTML report and plots")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,6 +139,33 @@ def build_parser() -> argparse.ArgumentParser:
     pick = sub.add_parser("pick", help="pick phases on a waveform archive into the lake")
     for add in (_common, _selection, _picking):
         add(pick)
+
+    download = sub.add_parser("download", help="download waveforms and station metadata from FDSN data centres")
+    _common(download)
+    _selection(download)
+    g = download.add_argument_group("download")
+    g.add_argument("--client", nargs="+", help="FDSN clients in order, e.g. OGS INGV GFZ or base URLs")
+    g.add_argument("-K", "--key", type=Path, help="EIDA token file (never logged or stored)")
+    g.add_argument("--rectdomain", nargs=4, type=float, metavar=("MINLAT", "MAXLAT", "MINLON", "MAXLON"))
+    g.add_argument("--circdomain", nargs=4, type=float, metavar=("LAT", "LON", "MINRAD", "MAXRAD"))
+    g.add_argument("--channel-priority", nargs="+", metavar="PATTERN",
+                   help="channel patterns in order of preference (default HH? EH? HN?)")
+    g.add_argument("--force", action="store_true", default=None, help="download again files that exist")
+
+    imp = sub.add_parser("import-catalog", help="import reference catalogue files into the lake")
+    _common(imp)
+    imp.add_argument("paths", nargs="+", type=Path, help="QuakeML, OGS .dat/.pun/.hpc/.txt, CSV files or folders")
+    imp.add_argument("--name", required=True, help="name of the reference (several can coexist)")
+
+    analyze = sub.add_parser("analyze", help="compare lake picks/events with a reference catalogue")
+    _common(analyze)
+    _reference(analyze)
+    g = analyze.add_argument_group("what to compare")
+    g.add_argument("--run-id", nargs="+", help="runs whose picks/events are compared (default all)")
+    g.add_argument("-M", "--models", nargs="+", help="picker models to compare (default all)")
+    g.add_argument("-W", "--weights", nargs="+", help="picker weights to compare (default all)")
+    g.add_argument("--associator", nargs="+", help="associators to compare (default all)")
+    g.add_argument("--interactive", action="store_true", help="show each plot in a window, one after another")
 
     sql = sub.add_parser("sql", help="run SQL over the lake and print the result as a table")
     _common(sql)
@@ -186,6 +227,23 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     put("execution.runner", getattr(args, "runner", None))
     put("execution.workers", getattr(args, "workers", None))
     put("force", getattr(args, "force", None))
+    if getattr(args, "download", False) or getattr(args, "command", "") == "download":
+        o.setdefault("download", {})
+        put("download.clients", getattr(args, "client", None))
+        put("download.token_file", getattr(args, "key", None))
+        put("download.channel_priorities", getattr(args, "channel_priority", None))
+        if getattr(args, "rectdomain", None):
+            put("download.rectdomain", dict(zip(
+                ("minlatitude", "maxlatitude", "minlongitude", "maxlongitude"), args.rectdomain, strict=True)))
+        if getattr(args, "circdomain", None):
+            put("download.circdomain", dict(zip(("latitude", "longitude", "minradius", "maxradius"),
+                                                args.circdomain, strict=True)))
+    put("analyze.reference", getattr(args, "reference", None))
+    put("analyze.reference_paths", getattr(args, "reference_file", None))
+    put("analyze.match.pick_tolerance_s", getattr(args, "pick_tolerance", None))
+    put("analyze.match.event_max_dt_s", getattr(args, "event_dt", None))
+    put("analyze.match.event_max_km", getattr(args, "event_km", None))
+    put("analyze.report_dir", getattr(args, "report_dir", None))
     put("timing", getattr(args, "timing", None))
     if getattr(args, "silent", False):
         put("verbosity", 0)
@@ -204,13 +262,14 @@ def _refuse_unavailable(args: argparse.Namespace) -> None:
             "--denoiser is not available yet: SeisBench DeepDenoiser weights are not in the offline cache "
             "and the denoising stage is not built; run without --denoiser"
         )
-    for name in ("download", "pyocto", "pyrocko", "interactive"):
+    for name in ("pyocto", "pyrocko"):
         if getattr(args, name, False):
             raise CliError(f"--{name} is not available yet in QuakeLake")
-    for name, flag in (("client", "--client"), ("key", "-K/--key"), ("rectdomain", "--rectdomain"),
-                       ("circdomain", "--circdomain")):
-        if getattr(args, name, None):
-            raise CliError(f"{flag} belongs to the download stage, which is not available yet")
+    if getattr(args, "command", "") != "download" and not getattr(args, "download", False):
+        for name, flag in (("client", "--client"), ("key", "-K/--key"), ("rectdomain", "--rectdomain"),
+                           ("circdomain", "--circdomain"), ("channel_priority", "--channel-priority")):
+            if getattr(args, name, None):
+                raise CliError(f"{flag} belongs to the download stage: add --download")
 
 
 def load_config(args: argparse.Namespace) -> RunConfig:
@@ -304,11 +363,126 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run the pipeline (the stages available so far)."""
-    return cmd_pick(args)
+    """Run the pipeline: [download ->] pick [-> analyze] for a date range."""
+    _refuse_unavailable(args)
+    cfg = load_config(args)
+    if cfg.directory is None:
+        raise CliError("-d/--directory: give the waveform archive (the download target with --download)")
+    if cfg.download is None and not cfg.directory.is_dir():
+        raise CliError(f"-d/--directory: {cfg.directory} is not a folder (add --download to fill it)")
+    if cfg.download is not None and (cfg.window.start is None or cfg.window.end is None):
+        raise CliError("--download needs a date range: give -D/--dates or -J/--julian")
+    if getattr(args, "interactive", False) and not cfg.analyze.reference:
+        raise CliError("--interactive shows the comparison plots: give --reference NAME (see import-catalog)")
+    _quiet_prefect(cfg)
+    from quakelake.flows.pipeline import run_pipeline
+
+    t0 = time.perf_counter()
+    out = run_pipeline(cfg)
+    if "download" in out:
+        print_download(out["download"])
+    print_summary(out["pick"], cfg, time.perf_counter() - t0)
+    if "analyze" in out:
+        print_analysis(out["analyze"], args)
+    return 0
 
 
-COMMANDS = {"run": cmd_run, "pick": cmd_pick, "sql": cmd_sql, "tables": cmd_tables, "demo": cmd_demo}
+def cmd_download(args: argparse.Namespace) -> int:
+    """Download waveforms and station metadata into an SDS archive."""
+    cfg = load_config(args)
+    if cfg.directory is None:
+        raise CliError("-d/--directory: give the archive folder to download into")
+    if cfg.window.start is None or cfg.window.end is None:
+        raise CliError("download needs a date range: give -D/--dates or -J/--julian")
+    _quiet_prefect(cfg)
+    from quakelake.flows.download import download_waveforms
+    from quakelake.flows.runners import make_task_runner
+
+    flow_fn = download_waveforms.with_options(task_runner=make_task_runner(cfg.execution))
+    print_download(flow_fn(cfg.directory, cfg.lake, cfg.window, cfg.selection, cfg.download, cfg.force))
+    return 0
+
+
+def print_download(summary: dict) -> None:
+    """Print a download summary line."""
+    print(f"download {summary['run_id']}: {summary['units']} station-days (ok {summary['ok']}, skipped "
+          f"{summary['skipped']}, no data {summary['no_data']}, failed {summary['failed']}), "
+          f"{summary['bytes'] / 1e6:.1f} MB -> {summary['archive']}")
+    for err in summary.get("client_errors", []) or []:
+        print(f"warning: {err}", file=sys.stderr)
+
+
+def cmd_import_catalog(args: argparse.Namespace) -> int:
+    """Import reference catalogue files into the lake."""
+    from quakelake.catalogs import import_catalog
+
+    cfg = load_config(args)
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        raise CliError(f"import-catalog: no such file or folder: {', '.join(missing)}")
+    counts = import_catalog(cfg.lake, args.paths, args.name)
+    print(f"reference {counts['name']!r}: {counts['events']} events, {counts['picks']} picks from "
+          f"{counts['files']} files -> lake {cfg.lake}")
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    """Compare the lake's picks and events with a reference catalogue."""
+    cfg = load_config(args)
+    if not cfg.analyze.reference:
+        raise CliError("--reference NAME: the reference catalogue to compare with (see import-catalog)")
+    _quiet_prefect(cfg)
+    from quakelake.evaluation import RunSelection
+    from quakelake.flows.analyze import analyze_run
+
+    selection = RunSelection(run_ids=args.run_id or [], models=args.models or [], weights=args.weights or [],
+                             associators=args.associator or [])
+    summary = analyze_run(cfg.lake, cfg.analyze.reference, selection, cfg.analyze.match,
+                          reference_paths=cfg.analyze.reference_paths or None, report_dir=cfg.analyze.report_dir)
+    print_analysis(summary, args)
+    return 0
+
+
+def print_analysis(summary: dict, args: argparse.Namespace) -> None:
+    """Print the metrics of an analysis and show its plots with --interactive."""
+    from quakelake.lakehouse import Lake
+
+    lake = Lake(getattr(args, "lake", None) or "lake")
+    metrics = lake.query(
+        "SELECT level, model, weights, associator, phase, tp, fp, fn, round(precision, 3) AS precision, "
+        "round(recall, 3) AS recall, round(residual_median, 3) AS residual_median FROM metrics "
+        "WHERE run_id = ? AND group_by IN ('model,weights', 'model,weights,phase', 'associator') ORDER BY ALL",
+        [summary["run_id"]],
+    ) if lake.files("metrics") else None
+    print(f"analysis {summary['run_id']} against {summary.get('reference')!r}:")
+    if metrics is not None and len(metrics):
+        print(format_table(metrics))
+    if summary.get("report"):
+        print(f"report: {summary['report']}")
+    if getattr(args, "interactive", False):
+        show_images(list((summary.get("figures") or {}).values()))
+
+
+def show_images(paths: list[str]) -> int:
+    """Show PNG files one after another, each window blocking until it is closed."""
+    import matplotlib.pyplot as plt
+
+    from quakelake.plotting import show_one_by_one
+
+    figures = []
+    for path in paths:
+        fig, ax = plt.subplots(figsize=(10, 7))
+        ax.imshow(plt.imread(path))
+        ax.set_axis_off()
+        ax.set_title(Path(path).stem)
+        figures.append(fig)
+    return show_one_by_one(figures)
+
+
+COMMANDS = {
+    "run": cmd_run, "pick": cmd_pick, "download": cmd_download, "import-catalog": cmd_import_catalog,
+    "analyze": cmd_analyze, "sql": cmd_sql, "tables": cmd_tables, "demo": cmd_demo,
+}
 
 
 def _dispatch(func, args: argparse.Namespace) -> int:
