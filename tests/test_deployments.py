@@ -10,7 +10,11 @@ import pytest
 import yaml
 from live_prefect import ROOT, deployed, wait_final
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterParentFlowRunId,
+)
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from quakelake.lakehouse import Lake
@@ -23,13 +27,15 @@ POOL = "quakelake-local"
 
 def test_prefect_yaml_is_complete():
     spec = yaml.safe_load(PREFECT_YAML.read_text())
-    names = {d["name"] for d in spec["deployments"]}
-    assert "pick-date-range" in names
+    by_name = {d["name"]: d for d in spec["deployments"]}
+    assert {"pipeline-date-range", "pipeline-daily", "analyze"} <= set(by_name)
     for d in spec["deployments"]:
         path, func = d["entrypoint"].split(":")
         assert (ROOT / path).is_file(), f"{d['name']}: entrypoint {path} is missing"
         assert f"def {func}(" in (ROOT / path).read_text()
         assert d["work_pool"]["name"] == POOL and d["description"]
+    daily = by_name["pipeline-daily"]
+    assert daily["parameters"]["previous_day"] is True and daily["schedules"][0]["cron"]
 
 
 @pytest.fixture(scope="module")
@@ -43,22 +49,29 @@ def live(tmp_path_factory, shared_data, weights_cache):
         yield {"api": api, "home": home, "lake": lake, "worker_log": home / f"worker-{POOL}.log"}
 
 
-def test_pick_deployment_run_from_the_api_fills_the_lake(live):
+def test_pipeline_deployment_run_from_the_api_fills_the_lake(live):
     with get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name("pick-phases/pick-date-range")
+        deployment = client.read_deployment_by_name("quakelake-pipeline/pipeline-date-range")
         assert deployment.work_pool_name == POOL
-        schema = deployment.parameter_openapi_schema["properties"]
-        assert "waveform archive" in schema["directory"]["description"]
-        run = client.create_flow_run_from_deployment(
-            deployment.id, parameters={"pick": {"models": ["PhaseNet"], "weights": ["original"]}}
-        )
+        schema = deployment.parameter_openapi_schema
+        assert "the whole run configuration" in schema["properties"]["config"]["description"]
+        daily = client.read_deployment_by_name("quakelake-pipeline/pipeline-daily")
+        assert daily.parameters["previous_day"] is True and daily.schedules[0].active
+
+        # What the UI's Run button does: a flow run of the deployment with its parameters.
+        run = client.create_flow_run_from_deployment(deployment.id)
         run = wait_final(client, run.id, 240, live["worker_log"])
         assert run.state.is_completed(), f"{run.state}\n{live['worker_log'].read_text()[-4000:]}"
-        artifacts = client.read_artifacts(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id])
+            )
         )
-    keys = {a.key for a in artifacts}
-    assert {"pick-summary", "pick-report"} <= keys
+        ids = [run.id, *(c.id for c in children)]
+        artifacts = client.read_artifacts(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids))
+        )
+    assert {"pick-summary", "pick-report"} <= {a.key for a in artifacts}
     report = next(a for a in artifacts if a.key == "pick-report")
     assert "units: 16" in report.data
 
@@ -67,5 +80,6 @@ def test_pick_deployment_run_from_the_api_fills_the_lake(live):
     assert len(picks) > 100 and picks["station"].nunique() >= 14
     done = lake.query("SELECT count(*) AS n FROM units WHERE stage = 'pick' AND status = 'done'")
     assert int(done["n"][0]) == 16
-    runs = lake.read("runs")
-    assert str(run.id) in set(runs["flow_run_id"])
+    assert {str(i) for i in ids} & set(lake.read("runs")["flow_run_id"])
+    if "events" in lake.tables():  # once the pipeline associates
+        assert len(lake.read("events")) >= 1

@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 from live_prefect import ROOT, deployed, wait_final
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterParentFlowRunId,
+)
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from quakelake.lakehouse import Lake
@@ -30,7 +35,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 POOL = "quakelake-local"
-DEPLOYMENT = "pick-date-range"
+DEPLOYMENT = "pipeline-date-range"
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +60,7 @@ def test_run_button_in_the_ui_fills_the_lake(browser, tmp_path, shared_data, wei
     prefect_yaml = ROOT / "deployments" / "prefect.yaml"
     with deployed(home, prefect_yaml, POOL, env) as api, temporary_settings({PREFECT_API_URL: api}):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(30_000)
+        page.set_default_timeout(90_000)  # 2 shared cores: the UI can be slow
         page.goto(api.removesuffix("/api") + "/deployments")
         page.get_by_text(DEPLOYMENT, exact=True).first.click()
         page.get_by_text("Parameters", exact=True).first.click()
@@ -65,11 +70,12 @@ def test_run_button_in_the_ui_fills_the_lake(browser, tmp_path, shared_data, wei
         page.get_by_text("Custom run").first.click()
         # The run form shows every parameter with the description from the flow's docstring
         # and the pydantic fields.
-        page.get_by_text(
-            "waveform archive (SDS tree or any folder of miniSEED/SAC files)."
-        ).wait_for()
-        page.get_by_text("UTC days to process (open ends: every day found).").wait_for()
-        page.get_by_text("P probability threshold").first.wait_for()
+        for description in (
+            "the whole run configuration",  # the flow docstring's Args
+            "waveform archive (SDS tree or any folder)",  # RunConfig fields
+            "P probability threshold",  # PickParams fields
+        ):
+            page.get_by_text(description).first.wait_for()
         page.get_by_role("button", name="Submit").click()
         # Submitting returns to the deployment page, whose Runs tab lists the new run.
         page.wait_for_url("**/deployments/deployment/*?tab=Runs")
@@ -84,7 +90,13 @@ def test_run_button_in_the_ui_fills_the_lake(browser, tmp_path, shared_data, wei
             run = wait_final(client, runs[0].id, 240, home / f"worker-{POOL}.log")
             assert run.state.is_completed(), str(run.state)
             assert client.read_deployment(run.deployment_id).name == DEPLOYMENT
+            children = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id])
+                )
+            )
+        ids = {str(run.id), *(str(c.id) for c in children)}
 
     picks = Lake(lake).read("picks")
     assert len(picks) > 100 and set(picks["model"]) == {"PhaseNet"}
-    assert str(run.id) in set(Lake(lake).read("runs")["flow_run_id"])
+    assert ids & set(Lake(lake).read("runs")["flow_run_id"])  # the lake's run is this UI run
