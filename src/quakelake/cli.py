@@ -180,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the whole available pipeline on a small real data set")
     _common(demo)
     demo.add_argument("--data", type=Path, help="folder of real miniSEED/SAC (default: $QUAKELAKE_DEMO_DATA)")
+    demo.add_argument("--reference-file", nargs="+", type=Path, metavar="PATH",
+                      help="reference catalogue files (picks/events) to compare the demo's results with")
     return parser
 
 
@@ -358,8 +360,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Run the whole available pipeline on a small real data set into the lake."""
     from quakelake import demo
 
-    cfg = load_config(args)
-    return demo.run_demo(args.data, cfg)
+    reference_files = args.reference_file
+    args.reference_file = None  # handled by the demo, not by the configuration
+    return demo.run_demo(args.data, load_config(args), reference_files)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

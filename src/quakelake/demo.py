@@ -5,6 +5,7 @@ Real data only: a folder given with ``--data`` or ``$QUAKELAKE_DEMO_DATA``. Neve
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from pathlib import Path
@@ -39,27 +40,37 @@ def demo_weights() -> PickParams:
     )
 
 
-def run_demo(data: Path | None, cfg: RunConfig) -> int:
-    """Pick (and associate, where available) the demo data into ``cfg.lake``; print what landed."""
-    from quakelake.cli import CliError, format_table
+def run_demo(data: Path | None, cfg: RunConfig, reference_files: list[Path] | None = None) -> int:
+    """Run the pipeline on the demo data into ``cfg.lake`` (compared with ``reference_files`` if given)."""
+    from quakelake.cli import CliError, format_table, print_analysis, print_summary
 
     folder = data or (Path(os.environ["QUAKELAKE_DEMO_DATA"]) if os.environ.get("QUAKELAKE_DEMO_DATA") else None)
     if folder is None:
         raise CliError(HOW_TO)
     if not folder.is_dir():
         raise CliError(f"demo data folder {folder} does not exist.\n{HOW_TO}")
+    missing = [str(p) for p in reference_files or [] if not p.exists()]
+    if missing:
+        raise CliError(f"--reference-file: no such file {', '.join(missing)}")
     pick = demo_weights()
+    update: dict = {"directory": folder, "pick": pick}
+    if reference_files:
+        update["analyze"] = cfg.analyze.model_copy(update={
+            "reference": cfg.analyze.reference or "demo-reference", "reference_paths": list(reference_files),
+            "report_dir": cfg.analyze.report_dir or Path(cfg.lake) / "reports" / "demo"})
+    cfg = cfg.model_copy(update=update)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from quakelake.flows.pick import pick_phases
+    from quakelake.flows.pipeline import run_pipeline
     from quakelake.lakehouse import Lake
 
     t0 = time.perf_counter()
-    summary = pick_phases(folder, cfg.lake, cfg.window, cfg.selection, pick, cfg.force, progress=True)
-    print(f"picked {folder} with {', '.join(summary['models'])}: {summary['picks_per_phase']} "
-          f"({summary['done']} units done, {summary['skipped']} already in the lake) "
-          f"in {time.perf_counter() - t0:.1f} s")
+    out = run_pipeline(cfg)
+    print_summary(out["pick"], cfg, time.perf_counter() - t0)
     lake = Lake(cfg.lake)
     query = "SELECT model, weights, phase, count(*) AS picks FROM picks GROUP BY ALL ORDER BY ALL"
     print(f"\nquakelake sql --lake {cfg.lake} \"{query}\"")
     print(format_table(lake.query(query)))
+    if "analyze" in out:
+        print()
+        print_analysis(out["analyze"], argparse.Namespace(lake=cfg.lake))
     return 0
