@@ -106,6 +106,7 @@ EVENTS = TableSpec(
         ("n_s", pa.int32()),
         ("n_stations", pa.int32()),
         ("score", pa.float64()),
+        ("rms_residual_s", pa.float64()),
     ),
     ("day",),
     "one row per associated event",

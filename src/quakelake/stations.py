@@ -1,0 +1,209 @@
+"""Station metadata: read StationXML or simple station tables into the `stations` table schema.
+
+Supported files:
+
+* StationXML (``.xml``), read with ObsPy: one row per channel epoch.
+* CSV/TSV/Parquet tables with flexible column names: ``network``/``net``, ``station``/``sta``/
+  ``code``/``id`` (``NET.STA.LOC`` ids are split), ``location``/``loc``, ``channel``/``cha``,
+  ``latitude``/``lat``, ``longitude``/``lon``/``lng``, ``elevation``/``elev``/``elevation_m``.
+  Network, location, channel and elevation are optional (unknown elevation stays null).
+* REAL/HypoInverse-like whitespace lists ``lon lat net sta chan elev_km`` (``station.dat``,
+  ``*.sta``), elevation converted to metres.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from quakelake.lakehouse import write_table
+from quakelake.lakehouse.schema import STATIONS
+
+COLUMNS = list(STATIONS.schema.names)
+
+_ALIASES = {
+    "network": ("network", "net", "network_code", "networkcode"),
+    "station": ("station", "sta", "station_code", "stationcode", "code", "name"),
+    "location": ("location", "loc", "location_code", "locationcode"),
+    "channel": ("channel", "cha", "chan", "channel_code"),
+    "latitude": ("latitude", "lat", "latitude_deg"),
+    "longitude": ("longitude", "lon", "lng", "long", "longitude_deg"),
+    "elevation_m": ("elevation_m", "elevation", "elev", "elev_m", "altitude", "height"),
+    "sampling_rate": ("sampling_rate", "sample_rate", "samplingrate"),
+    "start": ("start", "starttime", "start_time", "start_date"),
+    "end": ("end", "endtime", "end_time", "end_date"),
+}
+
+
+class StationFileError(ValueError):
+    """A station file could not be read; the message names the file and the missing columns."""
+
+
+def read_stations(path: str | Path) -> pd.DataFrame:
+    """Return the stations in ``path`` with the columns of the `stations` table.
+
+    Args:
+        path: StationXML, CSV/TSV, Parquet, or a REAL-style ``lon lat net sta chan elev_km`` list.
+
+    Raises:
+        StationFileError: naming the file and what is missing (e.g. the columns it needs).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StationFileError(f"station file {path} does not exist; pass an existing -F/--file")
+    suffix = path.suffix.lower()
+    if suffix in (".xml", ".stationxml"):
+        return _read_stationxml(path)
+    if suffix in (".parquet", ".pq"):
+        return normalise_stations(pd.read_parquet(path), str(path))
+    head = path.read_text(errors="replace")[:2000]
+    if head.lstrip().startswith("<"):
+        return _read_stationxml(path)
+    first = next((ln for ln in head.splitlines() if ln.strip()), "")
+    if "," in first or "\t" in first or ";" in first:
+        sep = "," if "," in first else ("\t" if "\t" in first else ";")
+        return normalise_stations(pd.read_csv(path, sep=sep, dtype=str), str(path))
+    return _read_real_list(path)
+
+
+def normalise_stations(df: pd.DataFrame, source: str = "station table") -> pd.DataFrame:
+    """Return ``df`` renamed and typed to the `stations` schema (flexible column names).
+
+    Raises:
+        StationFileError: naming ``source`` and the columns that are missing or invalid.
+    """
+    lower = {str(c).strip().lower(): c for c in df.columns}
+    out = pd.DataFrame(index=df.index)
+    for target, names in _ALIASES.items():
+        for name in names:
+            if name in lower:
+                out[target] = df[lower[name]]
+                break
+    if "station" not in out and "id" in lower:
+        out["station"] = df[lower["id"]]
+    missing = [c for c in ("station", "latitude", "longitude") if c not in out]
+    if missing:
+        raise StationFileError(
+            f"{source} lacks columns {missing}; found {list(df.columns)}. A station table needs "
+            "station (or sta/code/id), latitude (lat) and longitude (lon); network, location, "
+            "channel and elevation are optional"
+        )
+    # "NET.STA.LOC" ids: split them when no separate network column is given.
+    ids = out["station"].astype(str).str.strip()
+    if "network" not in out and ids.str.contains(".", regex=False).any():
+        parts = ids.str.split(".", expand=True)
+        out["network"] = parts[0]
+        out["station"] = parts[1] if parts.shape[1] > 1 else ""
+        if parts.shape[1] > 2:
+            out["location"] = parts[2].fillna("")
+    else:
+        out["station"] = ids
+    for col in ("network", "location", "channel"):
+        out[col] = out[col].fillna("").astype(str).str.strip() if col in out else ""
+    for col in ("latitude", "longitude", "elevation_m", "sampling_rate"):
+        if col in out:
+            out[col] = pd.to_numeric(out[col], errors="coerce")
+    bad = out["latitude"].isna() | out["longitude"].isna()
+    if bad.any():
+        names = ", ".join(sorted(set(out.loc[bad, "station"].astype(str)))[:10])
+        raise StationFileError(f"{source}: stations without numeric latitude/longitude: {names}")
+    if ((out["latitude"].abs() > 90) | (out["longitude"].abs() > 360)).any():
+        raise StationFileError(f"{source}: latitude/longitude out of range (columns swapped?)")
+    for col in ("start", "end"):
+        if col in out:
+            out[col] = pd.to_datetime(out[col], utc=True, errors="coerce")
+    return _finish(out)
+
+
+def _finish(out: pd.DataFrame) -> pd.DataFrame:
+    for col in COLUMNS:
+        if col not in out:
+            out[col] = None
+    out = out[COLUMNS].reset_index(drop=True)
+    for col in ("latitude", "longitude", "elevation_m", "sampling_rate"):
+        out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
+    for col in ("start", "end"):
+        out[col] = pd.to_datetime(out[col], utc=True)
+    return out
+
+
+def _read_stationxml(path: Path) -> pd.DataFrame:
+    import obspy
+
+    try:
+        inventory = obspy.read_inventory(str(path))
+    except Exception as exc:
+        raise StationFileError(f"station file {path} is not readable StationXML: {exc}") from exc
+    rows = []
+    for net in inventory:
+        for sta in net:
+            channels = list(sta) or [None]
+            for cha in channels:
+                src = cha if cha is not None else sta
+                rows.append({
+                    "network": net.code,
+                    "station": sta.code,
+                    "location": cha.location_code if cha is not None else "",
+                    "channel": cha.code if cha is not None else "",
+                    "latitude": src.latitude if src.latitude is not None else sta.latitude,
+                    "longitude": src.longitude if src.longitude is not None else sta.longitude,
+                    "elevation_m": src.elevation if src.elevation is not None else sta.elevation,
+                    "sampling_rate": cha.sample_rate if cha is not None else None,
+                    "start": _utc(src.start_date),
+                    "end": _utc(src.end_date),
+                })
+    if not rows:
+        raise StationFileError(f"station file {path} holds no stations")
+    return _finish(pd.DataFrame(rows))
+
+
+def _utc(value) -> pd.Timestamp | None:
+    return pd.Timestamp(value.datetime, tz="UTC") if value is not None else None
+
+
+def _read_real_list(path: Path) -> pd.DataFrame:
+    rows = [ln.split() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    if not rows or any(len(r) < 4 for r in rows):
+        raise StationFileError(
+            f"station file {path} is neither CSV (with a header naming station, latitude, longitude) "
+            "nor a 'lon lat net sta chan elev_km' list"
+        )
+    try:
+        df = pd.DataFrame({
+            "longitude": [float(r[0]) for r in rows],
+            "latitude": [float(r[1]) for r in rows],
+            "network": [r[2] for r in rows],
+            "station": [r[3] for r in rows],
+            "channel": [r[4] if len(r) > 4 else "" for r in rows],
+            "elevation_m": [float(r[5]) * 1000.0 if len(r) > 5 else np.nan for r in rows],
+        })
+    except ValueError as exc:
+        raise StationFileError(f"station file {path}: bad number in 'lon lat net sta chan elev_km' "
+                               f"line ({exc})") from None
+    df["location"] = ""
+    return normalise_stations(df, str(path))
+
+
+def station_coordinates(stations: pd.DataFrame) -> pd.DataFrame:
+    """Return one row per (network, station, location) with mean coordinates and elevation.
+
+    Channel epochs of the same site collapse into one row; unknown elevations stay null.
+    """
+    df = stations.copy()
+    for col in ("network", "location"):
+        df[col] = df[col].fillna("").astype(str) if col in df else ""
+    return (
+        df.groupby(["network", "station", "location"], as_index=False, dropna=False)
+        .agg(latitude=("latitude", "mean"), longitude=("longitude", "mean"),
+             elevation_m=("elevation_m", "mean"))
+    )
+
+
+def write_stations(lake: str | Path, stations: pd.DataFrame, source: str, name: str | None = None) -> Path:
+    """Write ``stations`` into the lake's `stations` table under partition ``source``."""
+    from quakelake.lineage import fingerprint
+
+    name = name or "stations." + fingerprint(stations.astype(str).to_csv(index=False))
+    return write_table(Path(lake), "stations", stations[COLUMNS], name=name, partition={"source": source})
