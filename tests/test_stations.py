@@ -1,0 +1,61 @@
+"""Station files of the real data sets into the `stations` table schema."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from quakelake.lakehouse import Lake
+from quakelake.stations import (
+    COLUMNS,
+    StationFileError,
+    read_stations,
+    station_coordinates,
+    write_stations,
+)
+
+
+def test_ogs_csv_without_network_or_elevation(shared_data):
+    st = read_stations(shared_data / "ogs_rsfvg_2024" / "DERIVED_station_coords_from_hpc.csv")
+    assert list(st.columns) == COLUMNS
+    assert len(st) == 106
+    acom = st[st["station"] == "ACOM"].iloc[0]
+    assert acom["latitude"] == pytest.approx(46.548, abs=0.01)
+    assert acom["longitude"] == pytest.approx(13.515, abs=0.01)
+    assert (st["network"] == "").all() and st["elevation_m"].isna().all()
+
+
+def test_csv_parquet_and_real_lists(shared_data):
+    malmi = read_stations(shared_data / "malmi_hengill_20181230" / "stations.csv")
+    assert len(malmi) == 20 and set(malmi["network"]) >= {"2C"} and malmi["elevation_m"].notna().all()
+    chile = read_stations(shared_data / "pyocto_chile_test" / "stations.parquet")
+    assert len(chile) == 20 and set(chile["network"]) == {"CX"} and "PB01" in set(chile["station"])
+    real = read_stations(shared_data / "real_demo_italy_20161014" / "station.dat")
+    arro = real[real["station"] == "ARRO"].iloc[0]
+    assert arro["network"] == "IV" and arro["elevation_m"] == pytest.approx(253.0)
+
+
+def test_stationxml_channel_epochs(shared_data):
+    st = read_stations(shared_data / "phasenet_saltonsea_20201001" / "stations.xml")
+    assert st["channel"].str.len().eq(3).all()
+    assert st["start"].notna().all() and st["sampling_rate"].gt(0).all()
+    sites = station_coordinates(st)
+    assert len(sites) == st.groupby(["network", "station", "location"]).ngroups
+
+
+def test_missing_columns_name_the_file(tmp_path):
+    bad = tmp_path / "stations.csv"
+    bad.write_text("name,x,y\nA,1,2\n")
+    with pytest.raises(StationFileError, match=r"stations.csv lacks columns \['latitude', 'longitude'\]"):
+        read_stations(bad)
+    with pytest.raises(StationFileError, match="does not exist"):
+        read_stations(tmp_path / "absent.xml")
+
+
+def test_write_into_lake(shared_data, lake_root):
+    st = read_stations(shared_data / "malmi_hengill_20181230" / "stations.csv")
+    path = write_stations(lake_root, st, source="malmi")
+    assert path.is_file()
+    back = Lake(lake_root).query("SELECT * FROM stations WHERE source = ?", ["malmi"])
+    assert len(back) == 20
+    assert pd.api.types.is_float_dtype(back["latitude"])
