@@ -1,0 +1,155 @@
+"""The associate flow: lake picks (or a pick file) + stations -> events and assignments, per day."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.context import get_run_context
+
+from quakelake.association import GammaConfig, PyOctoConfig
+from quakelake.config import TimeWindow
+from quakelake.lakehouse import Lake
+from quakelake.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
+from quakelake.stations import read_stations, write_stations
+from quakelake.tasks.associate import (
+    PickSource,
+    associate_day_task,
+    config_fingerprint,
+    read_picks,
+)
+
+
+class NoPicks(RuntimeError):
+    """No picks for the requested days."""
+
+
+@flow(name="associate-events", log_prints=True)
+def associate_events(
+    lake: Path = Path("lake"),
+    window: TimeWindow = TimeWindow(),
+    config: PyOctoConfig | GammaConfig = PyOctoConfig(),
+    picks_file: Path | None = None,
+    station_file: Path | None = None,
+    model: str | None = None,
+    weights: str | None = None,
+    margin_s: float = 120.0,
+    force: bool = False,
+    run_id: str | None = None,
+) -> dict:
+    """Associate picks into events, one task per UTC day, and write `events`/`assignments`.
+
+    Args:
+        lake: lake root folder.
+        window: UTC days to associate (open ends: the days that have picks).
+        config: associator configuration (PyOcto or GaMMA).
+        picks_file: external pick table (CSV/Parquet); empty reads the lake's `picks` table.
+        station_file: station metadata (StationXML/CSV); also imported into the `stations` table.
+        model: only lake picks of this model.
+        weights: only lake picks of these weights.
+        margin_s: seconds of picks read on both sides of each day.
+        force: recompute days whose events already exist.
+        run_id: lineage id of the run (a new one when empty).
+    """
+    logger = get_run_logger()
+    lake = Path(lake)
+    run_id = run_id or new_run_id()
+    started = utcnow()
+    source = PickSource(picks_file=picks_file, model=model, weights=weights, station_file=station_file)
+    run_config = {"window": window.model_dump(mode="json"), "config": config.model_dump(mode="json"),
+                  "config_fingerprint": config_fingerprint(config), "pick_source": source.label,
+                  "picks_file": str(picks_file or ""), "station_file": str(station_file or ""),
+                  "margin_s": margin_s, "force": force}
+    record_run(lake, run_id, "associate", run_config, "running", started, flow_run_id=current_flow_run_id())
+    status = "failed"
+    try:
+        if station_file is not None:
+            write_stations(lake, read_stations(station_file), source=Path(station_file).stem)
+        days = _days(lake, source, window)
+        if not days:
+            raise NoPicks(f"no picks from {source.label} for days {window.start or 'any'}..{window.end or 'any'}; "
+                          "pick first (quakelake pick) or pass --picks FILE")
+        logger.info("associating %d days with %s (%s)", len(days), config.associator, source.label)
+        futures = [(d.isoformat(), associate_day_task.submit(d, lake, config, source, run_id, margin_s, force))
+                   for d in days]
+        results = [_collect(key, fut) for key, fut in futures]
+        record_units(lake, run_id, "associate", results)
+        summary = _summary(run_id, config, source, results)
+        for r in results:
+            for sid in r.extra.get("unknown_stations", []):
+                logger.warning("day %s: picks on station %s without coordinates", r.unit, sid)
+        _publish(summary)
+        status = "completed" if summary["failed"] == 0 else "completed_with_failures"
+        return summary
+    finally:
+        record_run(lake, run_id, "associate", run_config, status, started, utcnow(), current_flow_run_id())
+
+
+def current_flow_run_id() -> str:
+    """Return the Prefect flow run id of the running flow ("" outside one)."""
+    try:
+        return str(get_run_context().flow_run.id)
+    except Exception:
+        return ""
+
+
+def _collect(key: str, future) -> UnitResult:
+    """Return a day's UnitResult, or a failed one carrying the error when the task raised."""
+    try:
+        return future.result()
+    except Exception as exc:  # the day failed after its retries: record why, keep the run going
+        return UnitResult("associate", key, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+
+
+def _days(lake: Path, source: PickSource, window: TimeWindow):
+    if window.start is not None and window.end is not None:
+        return window.days()
+    lo = pd.Timestamp(window.start or "1900-01-01", tz="UTC")
+    hi = pd.Timestamp(window.end or "2200-12-31", tz="UTC") + pd.Timedelta(days=1)
+    if source.picks_file is None:
+        if not Lake(lake).files("picks"):
+            return []
+        times = Lake(lake).query("SELECT min(time) AS lo, max(time) AS hi FROM picks WHERE time >= ? AND time < ?",
+                                 [lo.to_pydatetime(), hi.to_pydatetime()])
+        first, last = times["lo"].iloc[0], times["hi"].iloc[0]
+    else:
+        picks = read_picks(lake, source, lo, hi)
+        first, last = (picks["time"].min(), picks["time"].max()) if len(picks) else (None, None)
+    if first is None or pd.isna(first):
+        return []
+    start = pd.Timestamp(first).tz_convert("UTC").date() if pd.Timestamp(first).tzinfo else pd.Timestamp(first).date()
+    end = pd.Timestamp(last).tz_convert("UTC").date() if pd.Timestamp(last).tzinfo else pd.Timestamp(last).date()
+    return TimeWindow(start=start, end=end).days()
+
+
+def _summary(run_id: str, config, source: PickSource, results: list[UnitResult]) -> dict:
+    counts = {s: sum(1 for r in results if r.status == s) for s in ("done", "skipped", "failed", "no_data")}
+    unknown = sorted({s for r in results for s in r.extra.get("unknown_stations", [])})
+    return {
+        "run_id": run_id,
+        "associator": config.associator,
+        "config_fingerprint": config_fingerprint(config),
+        "pick_source": source.label,
+        "days": len(results),
+        **counts,
+        "events": sum(r.rows for r in results if r.status == "done"),
+        "unknown_stations": unknown,
+        "seconds": sum(r.seconds for r in results),
+    }
+
+
+def _publish(summary: dict) -> None:
+    try:
+        lines = [f"# Association run `{summary['run_id']}`", "",
+                 f"- associator: {summary['associator']} (config {summary['config_fingerprint']})",
+                 f"- picks: {summary['pick_source']}",
+                 f"- days: {summary['days']} (done {summary['done']}, skipped {summary['skipped']}, "
+                 f"no picks {summary['no_data']}, failed {summary['failed']})",
+                 f"- events written: {summary['events']}",
+                 f"- stations without coordinates: {', '.join(summary['unknown_stations']) or 'none'}"]
+        create_markdown_artifact(markdown="\n".join(lines), key="associate-report")
+    except Exception as exc:  # artifacts are a courtesy: never fail a finished run over them
+        logging.getLogger(__name__).warning("could not publish artifacts: %s", exc)
