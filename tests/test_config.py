@@ -59,9 +59,14 @@ def test_gregorian_and_julian_days():
     assert parse_gregorian("201001") == dt.date(2020, 10, 1)
     assert parse_gregorian("2024-02-29") == dt.date(2024, 2, 29)
     assert parse_julian("24060") == dt.date(2024, 2, 29)
+    assert parse_julian("98001") == dt.date(1998, 1, 1)
+    assert parse_julian("2020275") == dt.date(2020, 10, 1)
+    assert parse_julian("2020.366") == dt.date(2020, 12, 31)
     assert parse_julian("2023-365") == dt.date(2023, 12, 31)
-    with pytest.raises(CliError, match="-J/--julian"):
+    with pytest.raises(CliError, match="-J/--julian: '23366': day of year 366 is outside 1..365 of 2023"):
         parse_julian("23366")
+    with pytest.raises(CliError, match="YYDDD"):
+        parse_julian("2020-10-01")
     with pytest.raises(CliError, match="YYMMDD"):
         parse_gregorian("20201301")
 

@@ -27,7 +27,6 @@ from quakelake.download import (
     DownloadParams,
     FdsnClientSpec,
     download,
-    parse_julian,
     read_token,
     sds_path,
     station_file,
@@ -120,18 +119,6 @@ def no_temporaries(archive: Path) -> None:
 
 
 # --------------------------------------------------------------------------- parameters
-
-
-def test_parse_julian_accepts_the_cli_forms():
-    assert parse_julian("98001") == dt.date(1998, 1, 1)
-    assert parse_julian("20275") == dt.date(2020, 10, 1)
-    assert parse_julian("2020275") == dt.date(2020, 10, 1)
-    assert parse_julian("2020-275") == dt.date(2020, 10, 1)
-    assert parse_julian("2020.366") == dt.date(2020, 12, 31)
-    with pytest.raises(ValueError, match="outside 1..365 of 2021"):
-        parse_julian("2021366")
-    with pytest.raises(ValueError, match="YYDDD"):
-        parse_julian("2020-10-01")
 
 
 def test_params_parse_clients_and_reject_bad_domains(tmp_path):

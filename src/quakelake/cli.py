@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from quakelake import params
 from quakelake.config import ConfigError, RunConfig, build_config
 
 NOT_YET = {
@@ -24,37 +24,20 @@ class CliError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------------------- dates
-def _year(two_or_four: str) -> int:
-    year = int(two_or_four)
-    if len(two_or_four) == 2:
-        year += 1900 if year >= 70 else 2000  # POSIX %y pivot: 70-99 -> 19xx, 00-69 -> 20xx
-    return year
-
-
 def parse_gregorian(text: str, option: str = "-D/--dates") -> dt.date:
-    """Return the day written as YYMMDD, YYYYMMDD or YYYY-MM-DD."""
-    t = text.strip()
+    """Return the day written as YYMMDD, YYYYMMDD or YYYY-MM-DD (CliError naming ``option``)."""
     try:
-        if re.fullmatch(r"\d{6}", t):
-            return dt.date(_year(t[:2]), int(t[2:4]), int(t[4:]))
-        if re.fullmatch(r"\d{8}", t):
-            return dt.date(int(t[:4]), int(t[4:6]), int(t[6:]))
-        return dt.date.fromisoformat(t)
-    except ValueError:
-        pass
-    raise CliError(f"{option}: {text!r} is not a day; write YYMMDD (e.g. 980101), YYYYMMDD or YYYY-MM-DD")
+        return params.parse_gregorian(text)
+    except ValueError as exc:
+        raise CliError(f"{option}: {exc}") from None
 
 
 def parse_julian(text: str, option: str = "-J/--julian") -> dt.date:
-    """Return the day written as year + day-of-year: YYDDD, YYYYDDD, YYYY-DDD or YYYY.DDD."""
-    t = text.strip()
-    m = re.fullmatch(r"(\d{2}|\d{4})[-.]?(\d{3})", t)
-    if m:
-        year, doy = _year(m.group(1)), int(m.group(2))
-        last = 366 if dt.date(year, 12, 31).timetuple().tm_yday == 366 else 365
-        if 1 <= doy <= last:
-            return dt.date(year, 1, 1) + dt.timedelta(days=doy - 1)
-    raise CliError(f"{option}: {text!r} is not year + day-of-year; write YYDDD (e.g. 24032), YYYYDDD or YYYY-DDD")
+    """Return the day written as year + day-of-year, YYDDD or YYYYDDD (CliError naming ``option``)."""
+    try:
+        return params.parse_julian(text)
+    except ValueError as exc:
+        raise CliError(f"{option}: {exc}") from None
 
 
 # ------------------------------------------------------------------------------------- arguments
@@ -98,15 +81,19 @@ def _picking(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, help="workers of the task runner")
 
 
-def _later_stages(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("download, association, analysis")
-    g.add_argument("--download", action="store_true", help="download the data from FDSN clients first")
+def _download_options(g) -> None:
     g.add_argument("--client", nargs="+", help="FDSN clients in order, e.g. OGS INGV GFZ or base URLs")
-    g.add_argument("-K", "--key", type=Path, help="EIDA token file")
+    g.add_argument("-K", "--key", type=Path, help="EIDA token file (never logged or stored)")
     g.add_argument("--rectdomain", nargs=4, type=float, metavar=("MINLAT", "MAXLAT", "MINLON", "MAXLON"))
     g.add_argument("--circdomain", nargs=4, type=float, metavar=("LAT", "LON", "MINRAD", "MAXRAD"))
     g.add_argument("--channel-priority", nargs="+", metavar="PATTERN",
                    help="download: channel patterns in order of preference (default HH? EH? HN?)")
+
+
+def _later_stages(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("download, association, analysis")
+    g.add_argument("--download", action="store_true", help="download the data from FDSN clients first")
+    _download_options(g)
     g.add_argument("--pyocto", action="store_true", help="associate with PyOcto instead of GaMMA")
     g.add_argument("--pyrocko", action="store_true", help="use Pyrocko-based pieces (1-D travel times)")
     g.add_argument("--interactive", action="store_true", help="show each result as a plot and wait")
@@ -144,12 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(download)
     _selection(download)
     g = download.add_argument_group("download")
-    g.add_argument("--client", nargs="+", help="FDSN clients in order, e.g. OGS INGV GFZ or base URLs")
-    g.add_argument("-K", "--key", type=Path, help="EIDA token file (never logged or stored)")
-    g.add_argument("--rectdomain", nargs=4, type=float, metavar=("MINLAT", "MAXLAT", "MINLON", "MAXLON"))
-    g.add_argument("--circdomain", nargs=4, type=float, metavar=("LAT", "LON", "MINRAD", "MAXRAD"))
-    g.add_argument("--channel-priority", nargs="+", metavar="PATTERN",
-                   help="channel patterns in order of preference (default HH? EH? HN?)")
+    _download_options(g)
     g.add_argument("--force", action="store_true", default=None, help="download again files that exist")
 
     imp = sub.add_parser("import-catalog", help="import reference catalogue files into the lake")

@@ -263,31 +263,6 @@ class DownloadResult:
 # --------------------------------------------------------------------------- dates
 
 
-def parse_julian(text: str) -> dt.date:
-    """Return the date of a year + day-of-year string (``-J``).
-
-    Accepts ``YYDDD`` (``98001`` = 1998-01-01; years below 70 are 20xx), ``YYYYDDD``
-    (``2020275``), and ``YYYY-DDD`` / ``YYYY.DDD``.
-
-    Raises:
-        ValueError: naming the text and the accepted forms.
-    """
-    s = text.strip().replace("-", "").replace(".", "")
-    if not s.isdigit() or len(s) not in (5, 7):
-        raise ValueError(
-            f"day {text!r} is not year+day-of-year; use YYDDD (98001), YYYYDDD (2020275) or YYYY-DDD"
-        )
-    year = int(s[:-3])
-    if len(s) == 5:
-        year += 1900 if year >= 70 else 2000
-    doy = int(s[-3:])
-    start = dt.date(year, 1, 1)
-    days_in_year = (dt.date(year + 1, 1, 1) - start).days
-    if not 1 <= doy <= days_in_year:
-        raise ValueError(f"day {text!r}: day of year {doy} is outside 1..{days_in_year} of {year}")
-    return start + dt.timedelta(days=doy - 1)
-
-
 # --------------------------------------------------------------------------- archive layout
 
 

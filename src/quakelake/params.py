@@ -8,6 +8,7 @@ science module can use it.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -111,3 +112,45 @@ class ExecutionParams(_Model):
     )
     workers: int = Field(2, ge=1, le=4096, description="worker processes (dask-local) or threads")
     address: str | None = Field(None, description="existing Dask scheduler address (runner=address)")
+
+
+def _century(two_or_four: str) -> int:
+    year = int(two_or_four)
+    if len(two_or_four) == 2:
+        year += 1900 if year >= 70 else 2000  # POSIX %y pivot: 70-99 -> 19xx, 00-69 -> 20xx
+    return year
+
+
+def parse_gregorian(text: str) -> dt.date:
+    """Return the day written as ``YYMMDD`` (``980101``), ``YYYYMMDD`` or ``YYYY-MM-DD``.
+
+    Raises:
+        ValueError: naming the text and the accepted forms.
+    """
+    t = text.strip()
+    try:
+        if re.fullmatch(r"\d{6}", t):
+            return dt.date(_century(t[:2]), int(t[2:4]), int(t[4:]))
+        if re.fullmatch(r"\d{8}", t):
+            return dt.date(int(t[:4]), int(t[4:6]), int(t[6:]))
+        return dt.date.fromisoformat(t)
+    except ValueError:
+        pass
+    raise ValueError(f"{text!r} is not a day; write YYMMDD (e.g. 980101), YYYYMMDD or YYYY-MM-DD")
+
+
+def parse_julian(text: str) -> dt.date:
+    """Return the day written as year + day-of-year: ``YYDDD`` (``98001``), ``YYYYDDD``, ``YYYY-DDD``.
+
+    Raises:
+        ValueError: naming the text and the accepted forms, or the day-of-year out of range.
+    """
+    m = re.fullmatch(r"(\d{2}|\d{4})[-.]?(\d{3})", text.strip())
+    if not m:
+        raise ValueError(f"{text!r} is not year + day-of-year; write YYDDD (e.g. 98001), YYYYDDD or YYYY-DDD")
+    year, doy = _century(m.group(1)), int(m.group(2))
+    start = dt.date(year, 1, 1)
+    days_in_year = (dt.date(year + 1, 1, 1) - start).days
+    if not 1 <= doy <= days_in_year:
+        raise ValueError(f"{text!r}: day of year {doy} is outside 1..{days_in_year} of {year}")
+    return start + dt.timedelta(days=doy - 1)

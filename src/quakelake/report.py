@@ -10,18 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-SUMMARY_COLUMNS = [
-    "tp",
-    "fp",
-    "fn",
-    "precision",
-    "recall",
-    "f1",
-    "residual_mean",
-    "residual_median",
-    "residual_std",
-    "residual_mae",
-]
+from quakelake.evaluation import METRIC_COLUMNS
+
+SUMMARY_COLUMNS = METRIC_COLUMNS
 
 
 def summary_tables(metrics: pd.DataFrame) -> dict[str, pd.DataFrame]:
