@@ -46,7 +46,7 @@ def test_salton_sea_picks_agree_with_reference_and_plain_seisbench(salton, weigh
     assert summary["done"] == 16 and summary["failed"] == 0
     picks = Lake(lake_root).read("picks")
     assert set(picks["run_id"]) == {summary["run_id"]}
-    assert set(zip(picks["model"], picks["weights"])) == {("PhaseNet", "original")}
+    assert set(zip(picks["model"], picks["weights"], strict=True)) == {("PhaseNet", "original")}
 
     # >= 85 % of the reference PhaseNet P picks away from the window edges, within 0.5 s.
     ref = pd.read_csv(salton / "DERIVED_phasenet_ref_picks_first180s.csv")
@@ -115,7 +115,7 @@ def test_bad_files_are_reported_and_skipped(salton, weights_cache, prefect_serve
     assert summary["unreadable_files"] >= 2
     lake = Lake(lake_root)
     failed = lake.query("SELECT unit, error FROM units WHERE stage = 'pick' AND status = 'failed'")
-    reasons = dict(zip(failed["unit"].map(lambda p: Path(p).name), failed["error"]))
+    reasons = dict(zip(failed["unit"].map(lambda p: Path(p).name), failed["error"], strict=True))
     assert "empty.mseed" in reasons and "notes.mseed" in reasons
     stations = set(lake.read("picks")["station"])
     assert {"BOM", "COA", "DRE"} <= stations  # the good files and the resampled one were picked

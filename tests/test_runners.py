@@ -19,7 +19,6 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
 from quakelake.compute import ComputeSettings
-from quakelake.config import ExecutionParams
 from quakelake.flows.runners import make_task_runner
 from quakelake.lakehouse import Lake, file_path, write_table
 
@@ -80,7 +79,7 @@ def lake_rows(lake: Path) -> pd.DataFrame:
 def test_factory_kinds():
     assert isinstance(make_task_runner(None), ThreadPoolTaskRunner)
     assert isinstance(
-        make_task_runner(ExecutionParams(runner="threads", workers=3)), ThreadPoolTaskRunner
+        make_task_runner(ComputeSettings(runner="threads", workers=3)), ThreadPoolTaskRunner
     )
     local = make_task_runner({"runner": "dask-local", "workers": 2})
     assert isinstance(local, DaskTaskRunner)
@@ -178,3 +177,50 @@ def test_pick_flow_on_two_dask_workers_matches_threads(
     pa_, pb = picks(tmp_path / "threads"), picks(tmp_path / "dask")
     assert len(pa_) > 100
     pd.testing.assert_frame_equal(pa_, pb)
+
+
+@pytest.mark.slow
+def test_pick_flow_fails_when_a_worker_dies_and_a_rerun_finishes(
+    prefect_server, shared_data, weights_cache, tmp_path
+):
+    """A Dask worker killed mid-run: the pick flow ends Failed, keeps its units, a rerun finishes."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from distributed import Client, LocalCluster
+
+    from quakelake.compute import local_cluster_kwargs
+    from quakelake.config import PickParams, StationSelection
+    from quakelake.flows.pick import pick_phases
+
+    archive = shared_data / "seismonitor_mesetas_2019" / "mseed"
+    sel = StationSelection(stations=["CHI", "FLO2", "GARC", "ORTC", "PRA", "URMC", "YOT"])
+    params = PickParams(models=["PhaseNet"], weights=["original"], device="cpu")
+    lake = tmp_path / "lake"
+    settings = ComputeSettings(runner="dask-local", workers=2, allowed_failures=0)
+    with LocalCluster(**local_cluster_kwargs(settings)) as cluster, Client(cluster) as client:
+        runner = make_task_runner(ComputeSettings(runner="address", address=cluster.scheduler_address))
+        pids = list(client.run(os.getpid).values())
+
+        def kill_one_worker_when_picking() -> None:
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline and len(list(lake.rglob("picks/*/*.parquet"))) < 2:
+                time.sleep(0.1)
+            os.kill(pids[0], signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_one_worker_when_picking, daemon=True)
+        killer.start()
+        state = pick_phases.with_options(task_runner=runner)(
+            archive, lake, selection=sel, pick=params, return_state=True
+        )
+        killer.join()
+    assert state.is_failed() and "lost their worker" in str(state.message) + repr(state.data)
+    kept = len(list(lake.rglob("picks/*/*.parquet")))
+    assert 2 <= kept < 14
+    runs = Lake(lake).read("runs")
+    assert runs["status"].tolist() == ["failed"]
+
+    again = pick_phases(archive, lake, selection=sel, pick=params)
+    assert again["skipped"] == kept and again["done"] == 14 - kept and again["failed"] == 0

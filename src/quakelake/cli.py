@@ -44,11 +44,21 @@ def parse_julian(text: str, option: str = "-J/--julian") -> dt.date:
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("general")
     g.add_argument("--lake", type=Path, help="lake root folder (default ./lake)")
+    g.add_argument("--lake-block", metavar="NAME", help="take the lake folder from a QuakeLake Lake block")
     g.add_argument("-c", "--config", type=Path, help="JSON or YAML configuration file; options override it")
     g.add_argument("--timing", action="store_true", default=None, help="report how long each stage took")
     out = g.add_mutually_exclusive_group()
     out.add_argument("--silent", action="store_true", help="print only errors and the final result")
     out.add_argument("-v", "--verbose", action="store_true", help="print more detail")
+
+
+def _compute(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("execution")
+    g.add_argument("--runner", choices=["threads", "dask-local", "slurm", "address"],
+                   help="task runner (default threads; slurm needs a compute block or config file)")
+    g.add_argument("--workers", type=int, help="threads or Dask worker processes")
+    g.add_argument("--address", help="existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (--runner address)")
+    g.add_argument("--compute-block", metavar="NAME", help="take the task runner from a Compute Cluster block")
 
 
 def _selection(p: argparse.ArgumentParser) -> None:
@@ -77,8 +87,6 @@ def _picking(p: argparse.ArgumentParser) -> None:
     g.add_argument("--denoiser", action="store_true", default=None, help="run the deep denoiser first")
     g.add_argument("-T", "--train", action="store_true", help="train (fine-tune) the model (not available yet)")
     g.add_argument("--force", action="store_true", default=None, help="recompute results that exist")
-    g.add_argument("--runner", choices=["threads", "dask-local", "slurm", "address"], help="task runner")
-    g.add_argument("--workers", type=int, help="workers of the task runner")
 
 
 def _download_options(g) -> None:
@@ -120,16 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="the pipeline: [download ->] pick -> associate for a date range")
-    for add in (_common, _selection, _picking, _later_stages):
+    for add in (_common, _selection, _picking, _later_stages, _compute):
         add(run)
 
     pick = sub.add_parser("pick", help="pick phases on a waveform archive into the lake")
-    for add in (_common, _selection, _picking):
+    for add in (_common, _selection, _picking, _compute):
         add(pick)
 
     download = sub.add_parser("download", help="download waveforms and station metadata from FDSN data centres")
     _common(download)
     _selection(download)
+    _compute(download)
     g = download.add_argument_group("download")
     _download_options(g)
     g.add_argument("--force", action="store_true", default=None, help="download again files that exist")
@@ -170,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 def picker_parser() -> argparse.ArgumentParser:
     """Return the parser of the ``picker`` alias: ``quakelake run`` with the original picker.py options."""
     parser = argparse.ArgumentParser(prog="picker", description="picker.py compatible front end of quakelake run")
-    for add in (_common, _selection, _picking, _later_stages):
+    for add in (_common, _selection, _picking, _later_stages, _compute):
         add(parser)
     return parser
 
@@ -210,6 +219,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     put("pick.denoise", getattr(args, "denoiser", None))
     put("execution.runner", getattr(args, "runner", None))
     put("execution.workers", getattr(args, "workers", None))
+    put("execution.address", getattr(args, "address", None))
     put("force", getattr(args, "force", None))
     if getattr(args, "download", False) or getattr(args, "command", "") == "download":
         o.setdefault("download", {})
@@ -257,8 +267,18 @@ def _refuse_unavailable(args: argparse.Namespace) -> None:
 
 
 def load_config(args: argparse.Namespace) -> RunConfig:
-    """Return the run configuration: defaults < ``-c`` file < command line."""
-    return build_config(getattr(args, "config", None), overrides_from_args(args))
+    """Return the run configuration: defaults < ``-c`` file < blocks named on the command line < options."""
+    overrides = overrides_from_args(args)
+    if getattr(args, "lake_block", None) and "lake" not in overrides:
+        from quakelake.blocks import load_lake
+
+        overrides["lake"] = load_lake(args.lake_block)
+    if getattr(args, "compute_block", None):
+        from quakelake.blocks import load_compute
+
+        block = load_compute(args.compute_block).model_dump(exclude_none=True)
+        overrides["execution"] = {**block, **overrides.get("execution", {})}
+    return build_config(getattr(args, "config", None), overrides)
 
 
 def _quiet_prefect(cfg: RunConfig) -> None:
@@ -279,9 +299,10 @@ def cmd_pick(args: argparse.Namespace) -> int:
         raise CliError(f"-d/--directory: {cfg.directory} is not a folder")
     _quiet_prefect(cfg)
     from quakelake.flows.pick import pick_phases
+    from quakelake.flows.runners import make_task_runner
 
     t0 = time.perf_counter()
-    summary = pick_phases(cfg.directory, cfg.lake, cfg.window, cfg.selection, cfg.pick, cfg.force,
+    summary = pick_phases.with_options(task_runner=make_task_runner(cfg.execution))(cfg.directory, cfg.lake, cfg.window, cfg.selection, cfg.pick, cfg.force,
                           progress=cfg.verbosity > 0)
     print_summary(summary, cfg, time.perf_counter() - t0)
     return 0

@@ -17,7 +17,6 @@ from quakelake.download import DownloadParams
 from quakelake.evaluation import MatchParams
 from quakelake.params import (
     ConfigError,
-    ExecutionParams,
     PickParams,
     StationSelection,
     TimeWindow,
@@ -25,7 +24,7 @@ from quakelake.params import (
 )
 
 __all__ = [
-    "AnalyzeParams", "ConfigError", "ExecutionParams", "PickParams", "RunConfig", "StationSelection", "TimeWindow",
+    "AnalyzeParams", "ConfigError", "ComputeSettings", "PickParams", "RunConfig", "StationSelection", "TimeWindow",
     "build_config", "deep_merge", "format_validation_error", "read_config_file",
 ]
 

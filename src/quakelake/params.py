@@ -104,16 +104,6 @@ class PickParams(_Model):
         return [value] if isinstance(value, str) else value
 
 
-class ExecutionParams(_Model):
-    """Where the tasks run."""
-
-    runner: Literal["threads", "dask-local", "slurm", "address"] = Field(
-        "threads", description="task runner: threads, dask-local, slurm or address"
-    )
-    workers: int = Field(2, ge=1, le=4096, description="worker processes (dask-local) or threads")
-    address: str | None = Field(None, description="existing Dask scheduler address (runner=address)")
-
-
 def _century(two_or_four: str) -> int:
     year = int(two_or_four)
     if len(two_or_four) == 2:

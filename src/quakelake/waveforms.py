@@ -51,8 +51,8 @@ import obspy
 import pandas as pd
 from obspy import Stream, Trace, UTCDateTime
 
-from quakelake.params import StationSelection, TimeWindow
 from quakelake.lakehouse.schema import WAVEFORM_INDEX
+from quakelake.params import StationSelection, TimeWindow
 
 #: Last channel letter -> component name the pickers expect.
 COMPONENT_MAP: dict[str, str] = {"Z": "Z", "N": "N", "E": "E", "U": "Z", "1": "N", "2": "E"}

@@ -11,9 +11,11 @@ from prefect.context import get_run_context
 from tqdm import tqdm
 
 from quakelake import picking
-from quakelake.params import PickParams, StationSelection, TimeWindow
 from quakelake.lineage import Stopwatch, UnitResult, new_run_id, record_run, record_units, utcnow
+from quakelake.params import PickParams, StationSelection, TimeWindow
 from quakelake.tasks.pick import index_archive, phase_counts, pick_station_day, summary_table
+
+LOST_WORKER = "lost worker: "
 
 
 class NoWaveforms(RuntimeError):
@@ -90,6 +92,11 @@ def pick_phases(
                        tqdm(submitted, desc="station-days", unit="unit", disable=not progress)]
         timings["pick"] = sw.seconds
         record_units(lake, run_id, "pick", failures + results)
+        lost = [r for r in results if r.error.startswith(LOST_WORKER)]
+        if lost:
+            # The cluster, not the data, failed: end Failed (units done are kept) so a rerun finishes.
+            raise RuntimeError(f"{len(lost)} station-days lost their worker (killed, out of memory or past "
+                               f"walltime); {len(results) - len(lost)} are in the lake; run again to finish")
         summary = _summary(run_id, results, failures, timings, specs, warnings)
         _publish(summary, results + failures)
         status = "completed" if not any(r.status == "failed" for r in results) else "completed_with_failures"
@@ -104,7 +111,8 @@ def collect(key: str, future) -> UnitResult:
     try:
         return future.result()
     except Exception as exc:  # the unit failed after its retries: record why, keep the run going
-        return UnitResult("pick", key, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+        prefix = LOST_WORKER if type(exc).__name__ in ("KilledWorker", "CancelledError") else ""
+        return UnitResult("pick", key, "failed", error=f"{prefix}{type(exc).__name__}: {exc}"[:2000])
 
 
 def _summary(run_id, results, failures, timings, specs, warnings) -> dict:

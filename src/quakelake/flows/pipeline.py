@@ -29,8 +29,8 @@ def run_selection(config: RunConfig) -> RunSelection:
     Not its run id: units skipped because an earlier run made them still belong to this range.
     """
     w = config.window
-    start = dt.datetime.combine(w.start, dt.time(), dt.timezone.utc) if w.start else None
-    end = dt.datetime.combine(w.end + dt.timedelta(days=1), dt.time(), dt.timezone.utc) if w.end else None
+    start = dt.datetime.combine(w.start, dt.time(), dt.UTC) if w.start else None
+    end = dt.datetime.combine(w.end + dt.timedelta(days=1), dt.time(), dt.UTC) if w.end else None
     return RunSelection(models=config.pick.models, weights=config.pick.weights, start=start, end=end)
 
 

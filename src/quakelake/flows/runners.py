@@ -24,7 +24,7 @@ from quakelake.compute import (
 def compute_settings(
     settings: ComputeSettings | BaseModel | Mapping[str, Any] | None,
 ) -> ComputeSettings:
-    """Return ``settings`` as ComputeSettings (accepts the config's ExecutionParams or a mapping)."""
+    """Return ``settings`` as ComputeSettings (accepts a mapping of its fields)."""
     if settings is None:
         return ComputeSettings()
     if isinstance(settings, ComputeSettings):

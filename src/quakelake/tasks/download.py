@@ -13,9 +13,9 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from quakelake import download, waveforms
-from quakelake.params import StationSelection, TimeWindow
 from quakelake.lakehouse import write_table
 from quakelake.lineage import UnitResult
+from quakelake.params import StationSelection, TimeWindow
 from quakelake.stations import read_stations, write_stations
 
 #: Partition of the `stations` table holding metadata fetched by the download flow.

@@ -9,10 +9,10 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from quakelake import picking, waveforms
-from quakelake.params import PickParams, StationSelection, TimeWindow
 from quakelake.lakehouse import file_path, write_atomic, write_table
 from quakelake.lakehouse.writer import to_arrow
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint
+from quakelake.params import PickParams, StationSelection, TimeWindow
 
 PICK_CODE_VERSION = "1"  # bump when a change alters the picks made from the same inputs
 
