@@ -9,6 +9,7 @@ SHARED ?= ../shared
 DEMO_DATA ?= $(or $(QUAKELAKE_DEMO_DATA),$(wildcard $(SHARED)/data/phasenet_saltonsea_20201001/mseed))
 WEIGHTS   ?= $(or $(QUAKELAKE_WEIGHTS),$(wildcard $(SHARED)/seisbench_cache))
 LAKE      ?= lake
+DEMO_STATIONS ?= $(if $(findstring phasenet_saltonsea,$(DEMO_DATA)),$(wildcard $(DEMO_DATA)/../stations.xml))
 DEMO_REFERENCE ?= $(if $(findstring phasenet_saltonsea,$(DEMO_DATA)),$(wildcard $(DEMO_DATA)/../DERIVED_*.csv))
 
 .PHONY: venv demo test lint bench clean
@@ -26,7 +27,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	SEISBENCH_CACHE_ROOT=$${SEISBENCH_CACHE_ROOT:-$(CURDIR)/.cache/seisbench} QUAKELAKE_WEIGHTS=$(WEIGHTS) \
 	  $(VENV)/bin/quakelake demo --lake $(LAKE) $(if $(DEMO_DATA),--data $(DEMO_DATA)) \
-	  $(if $(DEMO_REFERENCE),--reference-file $(DEMO_REFERENCE))
+	  $(if $(DEMO_STATIONS),-F $(DEMO_STATIONS)) $(if $(DEMO_REFERENCE),--reference-file $(DEMO_REFERENCE))
 
 test: $(STAMP)
 	$(PY) -m pytest -q

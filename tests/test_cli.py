@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from quakelake.cli import main, picker_main
@@ -78,3 +79,41 @@ def test_import_reference_then_run_with_analysis(shared_data, prefect_server, la
     rows = capsys.readouterr().out.splitlines()[1:]
     assert [r.split(",")[0] for r in rows] == ["P", "S"]
     assert all(float(r.split(",")[1]) >= 0.8 for r in rows)
+
+
+def test_run_associates_with_gamma_then_pyocto_on_external_picks(shared_data, prefect_server, lake_root,
+                                                                tmp_path, capsys):
+    salton = shared_data / "phasenet_saltonsea_20201001"
+    assert main(["run", "-d", str(salton / "mseed"), "-F", str(salton / "stations.xml"), "--lake",
+                 str(lake_root), "-M", "PhaseNet", "-W", "original", "--silent"]) == 0
+    out = capsys.readouterr().out
+    assert "(gamma, lake-PhaseNet-original)" in out
+    events = main(["sql", "--lake", str(lake_root), "--format", "csv",
+                   "SELECT time, latitude, longitude FROM events WHERE associator = 'gamma'"])
+    assert events == 0
+    rows = [r.split(",") for r in capsys.readouterr().out.splitlines()[1:]]
+    assert len(rows) >= 1
+    # The SCSN M2.4 at 00:02:21.07 (33.092 N, -115.585 E) is among them, within 2 s and ~8 km.
+    assert any(abs((pd.Timestamp(t) - pd.Timestamp("2020-10-01T00:02:21.07Z")).total_seconds()) <= 2
+               and abs(float(la) - 33.092) < 0.08 and abs(float(lo) + 115.585) < 0.09 for t, la, lo in rows)
+
+    # The reference picks as an external pick table, associated with PyOcto, exported.
+    quakeml = tmp_path / "events.xml"
+    assert main(["associate", "--lake", str(lake_root), "--pyocto", "--picks",
+                 str(salton / "DERIVED_phasenet_ref_picks_first180s.csv"), "-F", str(salton / "stations.xml"),
+                 "--quakeml", str(quakeml), "--export", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "(pyocto, " in out and "QuakeML:" in out
+    import obspy
+
+    catalog = obspy.read_events(str(quakeml))
+    assert len(catalog) >= 1 and all(len(ev.picks) >= 4 for ev in catalog)
+    assert list((tmp_path / "out" / "associated").rglob("events.csv"))
+
+
+def test_associate_refuses_pyrocko_and_picks_without_stations(shared_data, tmp_path, capsys):
+    picks = shared_data / "phasenet_saltonsea_20201001" / "DERIVED_phasenet_ref_picks_first180s.csv"
+    assert main(["associate", "--lake", str(tmp_path), "--pyrocko"]) == 2
+    assert "--pyrocko is not available yet" in capsys.readouterr().err
+    assert main(["associate", "--lake", str(tmp_path), "--picks", str(picks)]) == 2
+    assert "-F/--file" in capsys.readouterr().err

@@ -29,6 +29,14 @@ def test_write_casts_to_the_explicit_schema_and_leaves_no_temporary_file(lake_ro
     assert [p.name for p in path.parent.iterdir()] == ["unit1.parquet"]
 
 
+def test_nanosecond_times_are_rounded_to_the_lakes_microseconds(lake_root):
+    picks = _picks(2)
+    picks["time"] = pd.to_datetime([1601510434119999999, 1601510434120000400], utc=True)
+    write_table(lake_root, "picks", picks, "ns", {"day": "2020-10-01"})
+    times = Lake(lake_root).read("picks")["time"].tolist()
+    assert [t.isoformat() for t in times] == ["2020-10-01T00:00:34.120000+00:00"] * 2
+
+
 def test_unknown_columns_and_partitions_are_refused_with_names(lake_root):
     bad = _picks(1).assign(colour="red")
     with pytest.raises(ValueError, match="colour"):

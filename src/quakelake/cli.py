@@ -143,6 +143,23 @@ def build_parser() -> argparse.ArgumentParser:
     _download_options(g)
     g.add_argument("--force", action="store_true", default=None, help="download again files that exist")
 
+    assoc = sub.add_parser("associate", help="associate picks (lake or --picks FILE) into events")
+    _common(assoc)
+    g = assoc.add_argument_group("association")
+    dates = g.add_mutually_exclusive_group()
+    dates.add_argument("-D", "--dates", nargs=2, metavar=("START", "END"), help="inclusive day range, YYMMDD YYMMDD")
+    dates.add_argument("-J", "--julian", nargs=2, metavar=("START", "END"), help="inclusive range, YYDDD YYDDD")
+    g.add_argument("-F", "--file", type=Path, help="station metadata (StationXML or CSV)")
+    g.add_argument("--picks", type=Path, help="external pick table (CSV/Parquet: station id, phase, time[, probability])")
+    g.add_argument("-M", "--models", nargs="+", help="associate the lake picks of these models (default all)")
+    g.add_argument("-W", "--weights", nargs="+", help="... and these weights (default all)")
+    g.add_argument("--pyocto", action="store_true", help="associate with PyOcto instead of GaMMA")
+    g.add_argument("--pyrocko", action="store_true", help="Pyrocko-based travel times (not available yet)")
+    g.add_argument("--force", action="store_true", default=None, help="recompute days that have events")
+    g.add_argument("--quakeml", type=Path, help="also write the events with their picks as QuakeML")
+    g.add_argument("--export", type=Path, metavar="DIR", help="also write the per-day associated/ layout")
+    _compute(assoc)
+
     imp = sub.add_parser("import-catalog", help="import reference catalogue files into the lake")
     _common(imp)
     imp.add_argument("paths", nargs="+", type=Path, help="QuakeML, OGS .dat/.pun/.hpc/.txt, CSV files or folders")
@@ -171,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the whole available pipeline on a small real data set")
     _common(demo)
     demo.add_argument("--data", type=Path, help="folder of real miniSEED/SAC (default: $QUAKELAKE_DEMO_DATA)")
+    demo.add_argument("-F", "--file", type=Path, help="station metadata (StationXML/CSV) to associate events")
     demo.add_argument("--reference-file", nargs="+", type=Path, metavar="PATH",
                       help="reference catalogue files (picks/events) to compare the demo's results with")
     return parser
@@ -232,6 +250,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, "circdomain", None):
             put("download.circdomain", dict(zip(("latitude", "longitude", "minradius", "maxradius"),
                                                 args.circdomain, strict=True)))
+    if getattr(args, "pyocto", False):
+        o["associate"] = {"associator": "pyocto"}
     put("analyze.reference", getattr(args, "reference", None))
     put("analyze.reference_paths", getattr(args, "reference_file", None))
     put("analyze.match.pick_tolerance_s", getattr(args, "pick_tolerance", None))
@@ -256,9 +276,11 @@ def _refuse_unavailable(args: argparse.Namespace) -> None:
             "--denoiser is not available yet: SeisBench DeepDenoiser weights are not in the offline cache "
             "and the denoising stage is not built; run without --denoiser"
         )
-    for name in ("pyocto", "pyrocko"):
-        if getattr(args, name, False):
-            raise CliError(f"--{name} is not available yet in QuakeLake")
+    if getattr(args, "pyrocko", False):
+        raise CliError(
+            "--pyrocko is not available yet: 1-D travel times come from QuakeLake's own layered-model "
+            "tables (give the model in the associate.velocity section of -c FILE); run without --pyrocko"
+        )
     if getattr(args, "command", "") != "download" and not getattr(args, "download", False):
         for name, flag in (("client", "--client"), ("key", "-K/--key"), ("rectdomain", "--rectdomain"),
                            ("circdomain", "--circdomain"), ("channel_priority", "--channel-priority")):
@@ -388,9 +410,76 @@ def cmd_run(args: argparse.Namespace) -> int:
     if "download" in out:
         print_download(out["download"])
     print_summary(out["pick"], cfg, time.perf_counter() - t0)
+    for summary in out.get("associate", []):
+        print_association(summary)
+    if cfg.associate is not None and not out.get("associate"):
+        print("association skipped: no station coordinates (pass -F/--file stations.xml|csv)", file=sys.stderr)
     if "analyze" in out:
         print_analysis(out["analyze"], args)
     return 0
+
+
+def cmd_associate(args: argparse.Namespace) -> int:
+    """Associate picks into events (lake picks of each model x weights, or an external pick table)."""
+    _refuse_unavailable(args)
+    cfg = load_config(args)
+    if cfg.associate is None:
+        raise CliError("the configuration disables association (associate: null); remove that to associate")
+    if args.picks is not None and not args.picks.is_file():
+        raise CliError(f"--picks: {args.picks} is not a file")
+    if args.picks is not None and cfg.station_file is None:
+        raise CliError("--picks needs station coordinates: give -F/--file stations.xml|csv")
+    _quiet_prefect(cfg)
+    from quakelake.flows.associate import associate_events
+    from quakelake.flows.runners import make_task_runner
+    from quakelake.lakehouse import Lake
+
+    flow_fn = associate_events.with_options(task_runner=make_task_runner(cfg.execution))
+    sources: list[tuple[str | None, str | None]] = [(None, None)]
+    if args.picks is None and Lake(cfg.lake).files("picks"):
+        combos = Lake(cfg.lake).query("SELECT DISTINCT model, weights FROM picks ORDER BY ALL")
+        sources = [(m, w) for m, w in combos.itertuples(index=False)
+                   if (not args.models or m in args.models) and (not args.weights or w in args.weights)]
+        if not sources:
+            raise CliError(f"no picks of models {args.models} x weights {args.weights} in lake {cfg.lake}")
+    for model, weights in sources:
+        summary = flow_fn(cfg.lake, cfg.window, cfg.associate, picks_file=args.picks,
+                          station_file=cfg.station_file, model=model, weights=weights, force=cfg.force)
+        print_association(summary)
+        export_events(cfg.lake, summary["run_id"], args.quakeml, args.export)
+    return 0
+
+
+def print_association(summary: dict) -> None:
+    """Print an association summary line."""
+    print(f"associate {summary['run_id']} ({summary['associator']}, {summary['pick_source']}): "
+          f"{summary['days']} days (done {summary['done']}, skipped {summary['skipped']}, failed "
+          f"{summary['failed']}), {summary['events']} events")
+    if summary.get("unknown_stations"):
+        print(f"warning: picks on stations without coordinates: {', '.join(summary['unknown_stations'])}",
+              file=sys.stderr)
+
+
+def export_events(lake_root: Path, run_id: str, quakeml: Path | None, folder: Path | None) -> None:
+    """Write the events of the association run ``run_id`` (incl. days it found already done) out."""
+    if quakeml is None and folder is None:
+        return
+    from quakelake.export import write_associated, write_quakeml
+    from quakelake.lakehouse import Lake
+
+    lake = Lake(lake_root)
+    fp = lake.query("SELECT json_extract_string(config_json, '$.config_fingerprint') AS fp, "
+                    "json_extract_string(config_json, '$.pick_source') AS src FROM runs WHERE run_id = ?",
+                    [run_id])
+    where, params_ = "config_fingerprint = ? AND pick_source = ?", [fp["fp"][0], fp["src"][0]]
+    events = lake.read("events", where, params_) if lake.files("events") else lake.read("events")
+    assignments = lake.read("assignments", "config_fingerprint = ?", [fp["fp"][0]]) \
+        if lake.files("assignments") else lake.read("assignments")
+    assignments = assignments[assignments["event_id"].isin(events["event_id"])]
+    if quakeml is not None:
+        print(f"QuakeML: {write_quakeml(events, assignments, quakeml)} ({len(events)} events)")
+    if folder is not None:
+        print(f"associated/ layout: {len(write_associated(events, assignments, folder))} files under {folder}")
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -486,7 +575,7 @@ def show_images(paths: list[str]) -> int:
 
 
 COMMANDS = {
-    "run": cmd_run, "pick": cmd_pick, "download": cmd_download, "import-catalog": cmd_import_catalog,
+    "run": cmd_run, "pick": cmd_pick, "associate": cmd_associate, "download": cmd_download, "import-catalog": cmd_import_catalog,
     "analyze": cmd_analyze, "sql": cmd_sql, "tables": cmd_tables, "demo": cmd_demo,
 }
 

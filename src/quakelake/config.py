@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError
 
+from quakelake.association import AssociatorConfig, GammaConfig
 from quakelake.compute import ComputeSettings
 from quakelake.download import DownloadParams
 from quakelake.evaluation import MatchParams
@@ -54,6 +55,10 @@ class RunConfig(_Model):
         None, description="FDSN download before picking (None: use the archive as it is)"
     )
     pick: PickParams = Field(default_factory=PickParams, description="picking parameters")
+    associate: AssociatorConfig | None = Field(
+        default_factory=GammaConfig,
+        description="associator (GaMMA by default, PyOcto with associator: pyocto); None: no association",
+    )
     analyze: AnalyzeParams = Field(default_factory=AnalyzeParams, description="comparison with a reference")
     execution: ComputeSettings = Field(default_factory=ComputeSettings, description="task runner")
     force: bool = Field(False, description="recompute units whose results already exist")

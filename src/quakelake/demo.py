@@ -42,7 +42,13 @@ def demo_weights() -> PickParams:
 
 def run_demo(data: Path | None, cfg: RunConfig, reference_files: list[Path] | None = None) -> int:
     """Run the pipeline on the demo data into ``cfg.lake`` (compared with ``reference_files`` if given)."""
-    from quakelake.cli import CliError, format_table, print_analysis, print_summary
+    from quakelake.cli import (
+        CliError,
+        format_table,
+        print_analysis,
+        print_association,
+        print_summary,
+    )
 
     folder = data or (Path(os.environ["QUAKELAKE_DEMO_DATA"]) if os.environ.get("QUAKELAKE_DEMO_DATA") else None)
     if folder is None:
@@ -66,10 +72,16 @@ def run_demo(data: Path | None, cfg: RunConfig, reference_files: list[Path] | No
     t0 = time.perf_counter()
     out = run_pipeline(cfg)
     print_summary(out["pick"], cfg, time.perf_counter() - t0)
+    for summary in out.get("associate", []):
+        print_association(summary)
     lake = Lake(cfg.lake)
-    query = "SELECT model, weights, phase, count(*) AS picks FROM picks GROUP BY ALL ORDER BY ALL"
-    print(f"\nquakelake sql --lake {cfg.lake} \"{query}\"")
-    print(format_table(lake.query(query)))
+    queries = ["SELECT model, weights, phase, count(*) AS picks FROM picks GROUP BY ALL ORDER BY ALL"]
+    if lake.files("events"):
+        queries.append("SELECT associator, time, round(latitude, 3) AS lat, round(longitude, 3) AS lon, "
+                       "round(depth_km, 1) AS depth_km, n_p, n_s FROM events ORDER BY time")
+    for query in queries:
+        print(f"\nquakelake sql --lake {cfg.lake} \"{query}\"")
+        print(format_table(lake.query(query)))
     if "analyze" in out:
         print()
         print_analysis(out["analyze"], argparse.Namespace(lake=cfg.lake))

@@ -10,9 +10,11 @@ from prefect import flow, get_run_logger
 from quakelake.config import RunConfig
 from quakelake.evaluation import RunSelection
 from quakelake.flows.analyze import analyze_run
+from quakelake.flows.associate import associate_events
 from quakelake.flows.download import download_waveforms
 from quakelake.flows.pick import pick_phases
 from quakelake.flows.runners import make_task_runner
+from quakelake.lakehouse import Lake
 from quakelake.params import TimeWindow
 
 
@@ -21,6 +23,30 @@ def previous_utc_day(today: dt.date | None = None) -> TimeWindow:
     today = today or dt.datetime.now(dt.UTC).date()
     day = today - dt.timedelta(days=1)
     return TimeWindow(start=day, end=day)
+
+
+def associate_picks(config: RunConfig) -> list[dict]:
+    """Associate the picks of every model x weights of the run; one associate run each.
+
+    Skipped with a warning when no station coordinates are known (no -F file, nothing downloaded).
+    """
+    logger = get_run_logger()
+    if config.station_file is None and not Lake(config.lake).files("stations"):
+        logger.warning("association skipped: no station coordinates; pass -F/--file stations.xml|csv")
+        return []
+    runs: list[dict] = []
+    if not Lake(config.lake).files("picks"):
+        return runs
+    for model in config.pick.models:
+        for weights in config.pick.weights:
+            if not Lake(config.lake).query("SELECT count(*) AS n FROM picks WHERE model = ? AND weights = ?",
+                                           [model, weights])["n"][0]:
+                continue  # weights this model lacks were skipped by the pick stage
+            runs.append(associate_events(
+                config.lake, config.window, config.associate, station_file=config.station_file,
+                model=model, weights=weights, force=config.force,
+            ))
+    return runs
 
 
 def run_selection(config: RunConfig) -> RunSelection:
@@ -59,6 +85,8 @@ def run_pipeline(config: RunConfig = RunConfig(), previous_day: bool = False) ->
         Path(config.directory), config.lake, config.window, config.selection, config.pick, config.force,
         progress=config.verbosity > 0,
     )
+    if config.associate is not None:
+        out["associate"] = associate_picks(config)
     if config.analyze.reference:
         out["analyze"] = analyze_run(
             config.lake, config.analyze.reference, run_selection(config), config.analyze.match,

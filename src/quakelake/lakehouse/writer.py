@@ -66,7 +66,8 @@ def to_arrow(table: str, data: pd.DataFrame | pa.Table) -> pa.Table:
         if field.name in data.columns:
             values = data[field.name]
             if pa.types.is_timestamp(field.type):
-                values = pd.to_datetime(values, utc=True)
+                # The lake keeps microseconds: round finer times (float seconds, ns clocks) to them.
+                values = pd.to_datetime(values, utc=True).dt.round("us")
             columns[field.name] = pa.array(values, type=field.type, from_pandas=True)
         else:
             columns[field.name] = pa.nulls(len(data), type=field.type)
