@@ -369,6 +369,11 @@ class Projection:
         x, y = self._fwd().transform(np.asarray(lon, float), np.asarray(lat, float))
         return np.asarray(x), np.asarray(y)
 
+    def bounds(self, lat: tuple[float, float], lon: tuple[float, float]) -> tuple[tuple[float, float], tuple[float, float]]:
+        """Return the (x, y) ranges (km) of the box that encloses the lat/lon area (densified edges)."""
+        x0, y0, x1, y1 = self._fwd().transform_bounds(lon[0], lat[0], lon[1], lat[1])
+        return (float(x0), float(x1)), (float(y0), float(y1))
+
     def to_latlon(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return latitude and longitude of local x, y (km)."""
         lon, lat = self._fwd().transform(np.asarray(x, float), np.asarray(y, float), direction="INVERSE")
@@ -432,10 +437,10 @@ def _prepare(picks: pd.DataFrame, stations: pd.DataFrame, config: PyOctoConfig |
     sites["z"] = -sites["elevation_m"].to_numpy() / 1000.0
     vel = config.velocity
     if vel.kind == "1d":
-        x0, y0 = proj.to_xy(np.array(lat), np.array(lon))
+        (xa, xb), (ya, yb) = proj.bounds(lat, lon)
         s_x, s_y = sites["x"].to_numpy(), sites["y"].to_numpy()
-        span = max(x0.max(), s_x.max()) - min(x0.min(), s_x.min())
-        span_y = max(y0.max(), s_y.max()) - min(y0.min(), s_y.min())
+        span = max(xb, s_x.max()) - min(xa, s_x.min())
+        span_y = max(yb, s_y.max()) - min(ya, s_y.min())
         xdist = float(np.ceil(np.hypot(span, span_y) / 50.0) * 50.0 + 50.0)
         zdist = max(vel.max_depth_km, config.area.depth_km[1] + 5.0)
         path, times = cached_table(vel.model(), vel.grid_km, xdist, zdist, vel.table_dir)
@@ -508,6 +513,10 @@ def associate_day(
     start = pd.Timestamp(day, tz="UTC")
     end = start + pd.Timedelta(days=1)
     margin = pd.Timedelta(seconds=margin_s)
+    if "time" in picks.columns and pd.api.types.is_datetime64_any_dtype(picks["time"]):
+        # cheap pre-selection before normalising (a year of picks, one day at a time)
+        t = pd.to_datetime(picks["time"], utc=True)
+        picks = picks[(t >= start - margin) & (t < end + margin)]
     norm, messages = normalise_picks(picks)
     window = norm[(norm["time"] >= start - margin) & (norm["time"] < end + margin)]
     res = associate(window, stations, config, event_prefix)
@@ -534,7 +543,7 @@ def _run_pyocto(setup: _Setup, config: PyOctoConfig) -> tuple[pd.DataFrame, pd.D
     else:
         model = pyocto.VelocityModel0D(vel.vp, vel.vs, tolerance=config.tolerance_s,
                                        association_cutoff_distance=cutoff)
-    x0, y0 = setup.projection.to_xy(np.array(setup.lat), np.array(setup.lon))
+    xlim, ylim = setup.projection.bounds(setup.lat, setup.lon)
     # PyOcto logs caveats about effective pick counts at construction: they restate our settings.
     logging.getLogger("pyocto").setLevel(logging.ERROR)
     kwargs: dict[str, Any] = dict(
@@ -547,8 +556,7 @@ def _run_pyocto(setup: _Setup, config: PyOctoConfig) -> tuple[pd.DataFrame, pd.D
         second_pass_overwrites=config.second_pass, n_threads=config.n_threads,
     )
     associator = pyocto.OctoAssociator(
-        (float(x0.min()), float(x0.max())), (float(y0.min()), float(y0.max())),
-        tuple(config.area.depth_km), model, config.time_before_s, crs=setup.projection.crs, **kwargs,
+        xlim, ylim, tuple(config.area.depth_km), model, config.time_before_s, crs=setup.projection.crs, **kwargs,
     )
     st = pd.DataFrame({"id": np.arange(len(setup.stations)).astype(str), "x": setup.stations["x"],
                        "y": setup.stations["y"], "z": setup.stations["z"]})
@@ -575,7 +583,7 @@ def _run_gamma(setup: _Setup, config: GammaConfig) -> tuple[pd.DataFrame, pd.Dat
     from gamma.utils import association as gamma_association
 
     st = setup.stations
-    x0, y0 = setup.projection.to_xy(np.array(setup.lat), np.array(setup.lon))
+    xr, yr = setup.projection.bounds(setup.lat, setup.lon)
     zmin, zmax = config.area.depth_km
     stations = pd.DataFrame({"id": np.arange(len(st)).astype(str), "x(km)": st["x"], "y(km)": st["y"],
                              "z(km)": st["z"]})
@@ -584,8 +592,6 @@ def _run_gamma(setup: _Setup, config: GammaConfig) -> tuple[pd.DataFrame, pd.Dat
                           "timestamp": p["time"].dt.tz_convert(None).to_numpy(),
                           "type": p["phase"].str.lower().to_numpy(),
                           "prob": p["probability"].to_numpy()})
-    xr = (float(x0.min()), float(x0.max()))
-    yr = (float(y0.min()), float(y0.max()))
     gcfg: dict[str, Any] = {
         "dims": ["x(km)", "y(km)", "z(km)"],
         "use_dbscan": config.use_dbscan,
