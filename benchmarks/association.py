@@ -161,9 +161,9 @@ def chile_gamma() -> asc.GammaConfig:
     """GaMMA on the Chile test set (deep subduction seismicity)."""
     return asc.GammaConfig(
         area=asc.AreaParams(latitude=(-25.0, -18.0), longitude=(-72.0, -67.0), depth_km=(0.0, 250.0)),
-        velocity=asc.VelocityParams(kind="0d", vp=7.0, vs=7.0 / 1.75),
-        dbscan_eps=25.0, min_picks_per_eq=8, min_p_picks_per_eq=4, min_s_picks_per_eq=2,
-        max_sigma11=3.0,
+        velocity=asc.VelocityParams(kind="0d", vp=7.0, vs=4.0),
+        dbscan_eps=30.0, min_picks_per_eq=8, min_p_picks_per_eq=4, min_s_picks_per_eq=2,
+        max_sigma11=5.0,
     )
 
 

@@ -113,11 +113,12 @@ def test_gamma_chile_pick_level(chile):
     cfg = asc.GammaConfig(
         area=asc.AreaParams(latitude=(-25.0, -18.0), longitude=(-72.0, -67.0), depth_km=(0.0, 250.0)),
         velocity=asc.VelocityParams(kind="0d", vp=7.0, vs=4.0),
-        dbscan_eps=30.0, min_picks_per_eq=8, min_p_picks_per_eq=4, min_s_picks_per_eq=2, max_sigma11=3.0,
+        dbscan_eps=30.0, min_picks_per_eq=8, min_p_picks_per_eq=4, min_s_picks_per_eq=2, max_sigma11=5.0,
     )
     res = asc.associate(picks, stations, cfg)
     s = chile_scores(picks, res.assignments)
-    assert s["precision"] >= 0.98 and s["ari"] >= 0.84 and s["found"] >= 45
+    # GaMMA reference on this set: ARI 0.909
+    assert s["precision"] >= 0.98 and s["ari"] >= 0.89 and s["found"] >= 45
 
 
 def test_ogs_default_on_one_month_of_analyst_picks(ogs):
