@@ -114,6 +114,21 @@ def test_run_associates_with_gamma_then_pyocto_on_external_picks(shared_data, pr
 def test_associate_refuses_pyrocko_and_picks_without_stations(shared_data, tmp_path, capsys):
     picks = shared_data / "phasenet_saltonsea_20201001" / "DERIVED_phasenet_ref_picks_first180s.csv"
     assert main(["associate", "--lake", str(tmp_path), "--pyrocko"]) == 2
-    assert "--pyrocko is not available yet" in capsys.readouterr().err
+    assert "add --velocity-model FILE" in capsys.readouterr().err
     assert main(["associate", "--lake", str(tmp_path), "--picks", str(picks)]) == 2
     assert "-F/--file" in capsys.readouterr().err
+
+
+def test_pyrocko_1d_travel_times_from_a_model_file(shared_data, prefect_server, lake_root, capsys):
+    chile = shared_data / "pyocto_chile_test"
+    assert main(["associate", "--lake", str(lake_root), "--pyocto", "--pyrocko", "--velocity-model",
+                 str(chile / "graeber.csv"), "--picks", str(chile / "picks.parquet"), "-F",
+                 str(chile / "stations.parquet")]) == 0
+    assert "(pyocto, " in capsys.readouterr().out
+    from quakelake.lakehouse import Lake
+
+    lake = Lake(lake_root)
+    run = lake.query("SELECT config_json FROM runs WHERE command = 'associate'")["config_json"][0]
+    assert '"kind": "1d"' in run and "graeber.csv" in run
+    events = lake.read("events")
+    assert len(events) >= 30 and (events["n_p"] >= 3).all()

@@ -98,12 +98,21 @@ def _download_options(g) -> None:
                    help="download: channel patterns in order of preference (default HH? EH? HN?)")
 
 
+def _association_options(g) -> None:
+    g.add_argument("--pyrocko", action="store_true",
+                   help="1-D travel times computed with Pyrocko from --velocity-model (instead of 0-D vp/vs)")
+    g.add_argument("--velocity-model", type=Path, metavar="FILE",
+                   help="layered velocity model (TauP .nd, VELEST .mod, CSV depth,vp,vs) for 1-D travel times")
+    g.add_argument("--ogs", action="store_true",
+                   help="the documented OGS (NE Italy) association default: PyOcto, OGS 1-D model, relocation")
+
+
 def _later_stages(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("download, association, analysis")
     g.add_argument("--download", action="store_true", help="download the data from FDSN clients first")
     _download_options(g)
     g.add_argument("--pyocto", action="store_true", help="associate with PyOcto instead of GaMMA")
-    g.add_argument("--pyrocko", action="store_true", help="use Pyrocko-based pieces (1-D travel times)")
+    _association_options(g)
     g.add_argument("--interactive", action="store_true", help="show each result as a plot and wait")
     _reference(p)
 
@@ -154,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-M", "--models", nargs="+", help="associate the lake picks of these models (default all)")
     g.add_argument("-W", "--weights", nargs="+", help="... and these weights (default all)")
     g.add_argument("--pyocto", action="store_true", help="associate with PyOcto instead of GaMMA")
-    g.add_argument("--pyrocko", action="store_true", help="Pyrocko-based travel times (not available yet)")
+    _association_options(g)
     g.add_argument("--force", action="store_true", default=None, help="recompute days that have events")
     g.add_argument("--quakeml", type=Path, help="also write the events with their picks as QuakeML")
     g.add_argument("--export", type=Path, metavar="DIR", help="also write the per-day associated/ layout")
@@ -250,8 +259,14 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, "circdomain", None):
             put("download.circdomain", dict(zip(("latitude", "longitude", "minradius", "maxradius"),
                                                 args.circdomain, strict=True)))
-    if getattr(args, "pyocto", False):
+    if getattr(args, "ogs", False):
+        from quakelake.association import ogs_default
+
+        o["associate"] = ogs_default().model_dump(mode="json")
+    elif getattr(args, "pyocto", False):
         o["associate"] = {"associator": "pyocto"}
+    if getattr(args, "velocity_model", None):
+        o.setdefault("associate", {})["velocity"] = {"kind": "1d", "model_file": args.velocity_model}
     put("analyze.reference", getattr(args, "reference", None))
     put("analyze.reference_paths", getattr(args, "reference_file", None))
     put("analyze.match.pick_tolerance_s", getattr(args, "pick_tolerance", None))
@@ -276,11 +291,9 @@ def _refuse_unavailable(args: argparse.Namespace) -> None:
             "--denoiser is not available yet: SeisBench DeepDenoiser weights are not in the offline cache "
             "and the denoising stage is not built; run without --denoiser"
         )
-    if getattr(args, "pyrocko", False):
-        raise CliError(
-            "--pyrocko is not available yet: 1-D travel times come from QuakeLake's own layered-model "
-            "tables (give the model in the associate.velocity section of -c FILE); run without --pyrocko"
-        )
+    if getattr(args, "pyrocko", False) and not (getattr(args, "velocity_model", None) or getattr(args, "ogs", False)):
+        raise CliError("--pyrocko computes 1-D travel times from a layered model: add --velocity-model FILE "
+                       "(TauP .nd, VELEST .mod or CSV depth,vp,vs), or --ogs for the OGS model")
     if getattr(args, "command", "") != "download" and not getattr(args, "download", False):
         for name, flag in (("client", "--client"), ("key", "-K/--key"), ("rectdomain", "--rectdomain"),
                            ("circdomain", "--circdomain"), ("channel_priority", "--channel-priority")):
