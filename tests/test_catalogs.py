@@ -15,8 +15,8 @@ from quakelake.catalogs import (
     read_hypo71_summary,
     read_ogs_catalogue,
     read_quakeml,
-    write_quakeml,
 )
+from quakelake.export import write_quakeml
 from quakelake.lakehouse import Lake
 
 
@@ -127,7 +127,7 @@ def test_csv_picks_and_events(shared_data):
 
 def test_quakeml_round_trip(shared_data, tmp_path):
     cat = read_catalog(shared_data / "ingv_quakeml_20210101")
-    path = write_quakeml(cat.events, cat.picks, tmp_path / "out.xml")
+    path = write_quakeml(cat.events, cat.picks, tmp_path / "out.xml", evaluation_mode=None)
     back = read_catalog(path)
     assert len(back.events) == 10 and len(back.picks) == 672
     assert (back.events["time"].to_numpy() == cat.events["time"].to_numpy()).all()

@@ -6,35 +6,54 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
 
 RESOURCE_PREFIX = "smi:quakelake"
+# Characters a QuakeML resource identifier may hold after its authority (QuakeML 1.2 URI rule).
+_UNSAFE_ID = re.compile(r"[^\w\-.*()~'+?=,;#/&]")
 
 
-def _waveform_id(station_id: str):
+def _rid(*parts: object) -> str:
+    return RESOURCE_PREFIX + "/" + "/".join(_UNSAFE_ID.sub("_", str(p)) for p in parts)
+
+
+def _value(row, name: str):
+    value = getattr(row, name, None)
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
+
+
+def _waveform_id(row):
     from obspy.core.event import WaveformStreamID
 
-    parts = str(station_id).split(".")
-    if len(parts) == 1:
-        return WaveformStreamID(network_code="", station_code=parts[0])
-    return WaveformStreamID(
-        network_code=parts[0],
-        station_code=parts[1],
-        location_code=parts[2] if len(parts) > 2 else "",
-        channel_code=parts[3] if len(parts) > 3 else None,
-    )
+    if _value(row, "station"):
+        net, sta, loc, cha = (_value(row, c) or "" for c in ("network", "station", "location", "channel"))
+    else:
+        net, sta, loc, cha = (str(row.station_id).split(".") + ["", "", ""])[:4]
+        if "." not in str(row.station_id):
+            net, sta = "", str(row.station_id)
+    return WaveformStreamID(network_code=net, station_code=sta, location_code=loc, channel_code=cha or None)
 
 
-def to_catalog(events: pd.DataFrame, assignments: pd.DataFrame, creator: str = "quakelake"):
+def to_catalog(
+    events: pd.DataFrame,
+    picks: pd.DataFrame | None,
+    creator: str = "quakelake",
+    evaluation_mode: str | None = "automatic",
+):
     """Return an ObsPy ``Catalog``: one Event per row of ``events`` with its Origin, Picks, Arrivals.
 
     Args:
-        events: ``event_id, time, latitude, longitude, depth_km`` (+ optional ``associator``,
-            ``rms_residual_s``, ``n_stations``).
-        assignments: ``event_id, pick_id, station_id, phase, time, residual_s``.
+        events: ``event_id, time, latitude, longitude`` and optionally ``depth_km``, ``magnitude``,
+            ``magnitude_type``, ``associator``, ``rms_residual_s`` (lake ``events`` or
+            ``reference_events`` rows).
+        picks: ``event_id, pick_id, phase, time`` with ``station_id`` (``NET.STA.LOC[.BAND]`` or
+            ``STA``) or ``network/station/location/channel``, optionally ``residual_s`` (lake
+            ``assignments`` or ``reference_picks`` rows); None for events only.
         creator: agency/author written into the creation info.
+        evaluation_mode: of the picks ("automatic" for ML picks, None to leave it unset).
     """
     from obspy import UTCDateTime
     from obspy.core.event import (
@@ -42,50 +61,63 @@ def to_catalog(events: pd.DataFrame, assignments: pd.DataFrame, creator: str = "
         Catalog,
         CreationInfo,
         Event,
+        Magnitude,
         Origin,
         OriginQuality,
         Pick,
         ResourceIdentifier,
     )
 
-    catalog = Catalog(resource_id=ResourceIdentifier(f"{RESOURCE_PREFIX}/catalog"))
-    by_event = {k: g for k, g in assignments.groupby("event_id")} if len(assignments) else {}
+    picks = picks if picks is not None else pd.DataFrame(columns=["event_id"])
+    catalog = Catalog(resource_id=ResourceIdentifier(_rid("catalog")))
+    by_event = {str(k): g for k, g in picks.groupby(picks["event_id"].astype(str))} if len(picks) else {}
     info = CreationInfo(author=creator)
     for ev in events.itertuples(index=False):
         eid = str(ev.event_id)
-        rid = f"{RESOURCE_PREFIX}/event/{eid}"
+        depth = _value(ev, "depth_km")
         origin = Origin(
-            resource_id=ResourceIdentifier(f"{rid}/origin"),
+            resource_id=ResourceIdentifier(_rid("event", eid, "origin")),
             time=UTCDateTime(pd.Timestamp(ev.time).to_pydatetime()),
             latitude=float(ev.latitude),
             longitude=float(ev.longitude),
-            depth=float(ev.depth_km) * 1000.0,
-            method_id=ResourceIdentifier(f"{RESOURCE_PREFIX}/method/{getattr(ev, 'associator', 'associator')}"),
+            depth=float(depth) * 1000.0 if depth is not None else None,
             creation_info=info,
         )
-        event = Event(resource_id=ResourceIdentifier(rid), event_type="earthquake", creation_info=info)
-        picks = by_event.get(ev.event_id, pd.DataFrame(columns=assignments.columns))
-        for pk in picks.itertuples(index=False):
-            pick_rid = ResourceIdentifier(f"{RESOURCE_PREFIX}/pick/{pk.pick_id}")
+        if _value(ev, "associator"):
+            origin.method_id = ResourceIdentifier(_rid("method", ev.associator))
+        event = Event(resource_id=ResourceIdentifier(_rid("event", eid)), event_type="earthquake",
+                      creation_info=info)
+        mag = _value(ev, "magnitude")
+        if mag is not None:
+            magnitude = Magnitude(resource_id=ResourceIdentifier(_rid("event", eid, "magnitude")),
+                                  mag=float(mag), magnitude_type=_value(ev, "magnitude_type"),
+                                  origin_id=origin.resource_id)
+            event.magnitudes.append(magnitude)
+            event.preferred_magnitude_id = magnitude.resource_id
+        mine = by_event.get(eid, picks.iloc[0:0])
+        for pk in mine.itertuples(index=False):
+            pick_rid = ResourceIdentifier(_rid("pick", pk.pick_id))
             event.picks.append(Pick(
                 resource_id=pick_rid,
                 time=UTCDateTime(pd.Timestamp(pk.time).to_pydatetime()),
-                waveform_id=_waveform_id(pk.station_id),
+                waveform_id=_waveform_id(pk),
                 phase_hint=str(pk.phase),
-                evaluation_mode="automatic",
+                evaluation_mode=evaluation_mode,
             ))
+            residual = _value(pk, "residual_s")
             origin.arrivals.append(Arrival(
-                resource_id=ResourceIdentifier(f"{rid}/arrival/{pk.pick_id}"),
+                resource_id=ResourceIdentifier(_rid("event", eid, "arrival", pk.pick_id)),
                 pick_id=pick_rid,
                 phase=str(pk.phase),
-                time_residual=float(pk.residual_s) if pd.notna(pk.residual_s) else None,
+                time_residual=float(residual) if residual is not None else None,
             ))
-        rms = getattr(ev, "rms_residual_s", None)
+        rms = _value(ev, "rms_residual_s")
+        stations = {(w.network_code, w.station_code) for w in (p.waveform_id for p in event.picks)}
         origin.quality = OriginQuality(
-            associated_phase_count=len(picks),
-            used_phase_count=len(picks),
-            associated_station_count=int(picks["station_id"].nunique()) if len(picks) else 0,
-            standard_error=float(rms) if rms is not None and pd.notna(rms) else None,
+            associated_phase_count=len(mine),
+            used_phase_count=len(mine),
+            associated_station_count=len(stations),
+            standard_error=float(rms) if rms is not None else None,
         )
         event.origins.append(origin)
         event.preferred_origin_id = origin.resource_id
@@ -93,11 +125,11 @@ def to_catalog(events: pd.DataFrame, assignments: pd.DataFrame, creator: str = "
     return catalog
 
 
-def write_quakeml(events: pd.DataFrame, assignments: pd.DataFrame, path: str | Path) -> Path:
-    """Write events with their picks as a QuakeML file and return its path."""
+def write_quakeml(events: pd.DataFrame, picks: pd.DataFrame | None, path: str | Path, **kwargs) -> Path:
+    """Write events with their picks as a QuakeML file and return its path (see :func:`to_catalog`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    to_catalog(events, assignments).write(str(path), format="QUAKEML")
+    to_catalog(events, picks, **kwargs).write(str(path), format="QUAKEML")
     return path
 
 

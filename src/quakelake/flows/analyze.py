@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from quakelake import report
 from quakelake.evaluation import MatchParams, RunSelection
-from quakelake.flows.pick import collect, current_flow_run_id
+from quakelake.flows.common import collect, current_flow_run_id
 from quakelake.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
 from quakelake.tasks.analyze import (
     compare_with_reference,
@@ -71,6 +71,7 @@ def analyze_run(
         compared = collect(
             f"compare:{reference}",
             compare_with_reference.submit(lake, reference, selection, params, run_id),
+            "analyze",
         )
         results.append(compared)
         if compared.status == "failed":
@@ -87,6 +88,7 @@ def analyze_run(
         drawn = collect(
             f"report:{reference}",
             draw_and_report.submit(lake, run_id, reference, selection, folder, notes),
+            "analyze",
         )
         results.append(drawn)
         summary = {

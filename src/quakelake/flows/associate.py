@@ -8,12 +8,12 @@ from pathlib import Path
 import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.context import get_run_context
 
 from quakelake.association import GammaConfig, PyOctoConfig
-from quakelake.config import TimeWindow
+from quakelake.flows.common import collect, current_flow_run_id, raise_if_workers_lost
 from quakelake.lakehouse import Lake
 from quakelake.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
+from quakelake.params import TimeWindow
 from quakelake.stations import read_stations, write_stations
 from quakelake.tasks.associate import (
     PickSource,
@@ -75,8 +75,9 @@ def associate_events(
         logger.info("associating %d days with %s (%s)", len(days), config.associator, source.label)
         futures = [(d.isoformat(), associate_day_task.submit(d, lake, config, source, run_id, margin_s, force))
                    for d in days]
-        results = [_collect(key, fut) for key, fut in futures]
+        results = [collect(key, fut, "associate") for key, fut in futures]
         record_units(lake, run_id, "associate", results)
+        raise_if_workers_lost(results, "days")
         summary = _summary(run_id, config, source, results)
         for r in results:
             for sid in r.extra.get("unknown_stations", []):
@@ -86,22 +87,6 @@ def associate_events(
         return summary
     finally:
         record_run(lake, run_id, "associate", run_config, status, started, utcnow(), current_flow_run_id())
-
-
-def current_flow_run_id() -> str:
-    """Return the Prefect flow run id of the running flow ("" outside one)."""
-    try:
-        return str(get_run_context().flow_run.id)
-    except Exception:
-        return ""
-
-
-def _collect(key: str, future) -> UnitResult:
-    """Return a day's UnitResult, or a failed one carrying the error when the task raised."""
-    try:
-        return future.result()
-    except Exception as exc:  # the day failed after its retries: record why, keep the run going
-        return UnitResult("associate", key, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
 
 
 def _days(lake: Path, source: PickSource, window: TimeWindow):

@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from quakelake.download import DownloadParams, DownloadResult, DownloadUnit, FdsnClientSpec
-from quakelake.flows.pick import current_flow_run_id
+from quakelake.flows.common import current_flow_run_id
 from quakelake.lineage import Stopwatch, new_run_id, record_run, record_units, utcnow
 from quakelake.params import StationSelection, TimeWindow
 from quakelake.tasks.download import (

@@ -7,27 +7,17 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.context import get_run_context
 from tqdm import tqdm
 
 from quakelake import picking
-from quakelake.lineage import Stopwatch, UnitResult, new_run_id, record_run, record_units, utcnow
+from quakelake.flows.common import collect, current_flow_run_id, raise_if_workers_lost
+from quakelake.lineage import Stopwatch, new_run_id, record_run, record_units, utcnow
 from quakelake.params import PickParams, StationSelection, TimeWindow
 from quakelake.tasks.pick import index_archive, phase_counts, pick_station_day, summary_table
-
-LOST_WORKER = "lost worker: "
 
 
 class NoWaveforms(RuntimeError):
     """The archive holds no waveforms for the requested days and channels."""
-
-
-def current_flow_run_id() -> str:
-    """Return the Prefect flow run id of the running flow ("" outside one)."""
-    try:
-        return str(get_run_context().flow_run.id)
-    except Exception:
-        return ""
 
 
 @flow(name="pick-phases", log_prints=True)
@@ -88,15 +78,11 @@ def pick_phases(
                 for spec in specs
                 for unit in units
             ]
-            results = [collect(key, fut) for key, fut in
+            results = [collect(key, fut, "pick") for key, fut in
                        tqdm(submitted, desc="station-days", unit="unit", disable=not progress)]
         timings["pick"] = sw.seconds
         record_units(lake, run_id, "pick", failures + results)
-        lost = [r for r in results if r.error.startswith(LOST_WORKER)]
-        if lost:
-            # The cluster, not the data, failed: end Failed (units done are kept) so a rerun finishes.
-            raise RuntimeError(f"{len(lost)} station-days lost their worker (killed, out of memory or past "
-                               f"walltime); {len(results) - len(lost)} are in the lake; run again to finish")
+        raise_if_workers_lost(results, "station-days")
         summary = _summary(run_id, results, failures, timings, specs, warnings)
         _publish(summary, results + failures)
         status = "completed" if not any(r.status == "failed" for r in results) else "completed_with_failures"
@@ -104,15 +90,6 @@ def pick_phases(
     finally:
         weights = {s.label: picking.weights_checksum(s.model, s.weights) for s in locals().get("specs", [])}
         record_run(lake, run_id, "pick", config, status, started, utcnow(), current_flow_run_id(), weights)
-
-
-def collect(key: str, future) -> UnitResult:
-    """Return a task's UnitResult, or a failed one carrying the error when the task raised."""
-    try:
-        return future.result()
-    except Exception as exc:  # the unit failed after its retries: record why, keep the run going
-        prefix = LOST_WORKER if type(exc).__name__ in ("KilledWorker", "CancelledError") else ""
-        return UnitResult("pick", key, "failed", error=f"{prefix}{type(exc).__name__}: {exc}"[:2000])
 
 
 def _summary(run_id, results, failures, timings, specs, warnings) -> dict:
