@@ -68,8 +68,9 @@ def test_import_reference_then_run_with_analysis(shared_data, prefect_server, la
                  "--lake", str(lake_root)]) == 0
     assert "184 picks" in capsys.readouterr().out
     report = tmp_path / "report"
-    assert main(["run", "-d", str(salton / "mseed"), "--lake", str(lake_root), "-M", "PhaseNet", "-W",
-                 "original", "--reference", "scsn", "--report-dir", str(report), "--silent"]) == 0
+    assert main(["run", "-d", str(salton / "mseed"), "-F", str(salton / "stations.xml"), "--lake", str(lake_root),
+                 "-M", "PhaseNet", "-W", "original", "--reference", "scsn", "--report-dir", str(report),
+                 "--silent"]) == 0
     out = capsys.readouterr().out
     assert "analysis" in out and (report / "report.md").is_file()
     recall = main(["sql", "--lake", str(lake_root), "--format", "csv",
@@ -79,6 +80,10 @@ def test_import_reference_then_run_with_analysis(shared_data, prefect_server, la
     rows = capsys.readouterr().out.splitlines()[1:]
     assert [r.split(",")[0] for r in rows] == ["P", "S"]
     assert all(float(r.split(",")[1]) >= 0.8 for r in rows)
+    # The one SCSN event inside the 180 s (M2.4, 00:02:21) is matched by an associated event.
+    assert main(["sql", "--lake", str(lake_root), "--format", "csv",
+                 "SELECT tp, fn FROM metrics WHERE level = 'event' AND group_by = 'associator'"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == ["1,0"]
 
 
 def test_run_associates_with_gamma_then_pyocto_on_external_picks(shared_data, prefect_server, lake_root,
