@@ -137,3 +137,25 @@ def test_pyrocko_1d_travel_times_from_a_model_file(shared_data, prefect_server, 
     assert '"kind": "1d"' in run and "graeber.csv" in run
     events = lake.read("events")
     assert len(events) >= 30 and (events["n_p"] >= 3).all()
+
+
+@pytest.mark.integration
+def test_run_with_download_from_a_loopback_fdsn_service(shared_data, prefect_server, lake_root, tmp_path,
+                                                        capsys):
+    from fdsn_servers import DataselectServer, FdsnServer
+
+    salton = shared_data / "phasenet_saltonsea_20201001"
+    archive = tmp_path / "archive"
+    with DataselectServer(salton / "mseed", tmp_path / "dataselect") as ds, \
+            FdsnServer(salton / "stations.xml", dataselect=ds.service_url) as front:
+        args = ["run", "--download", "--client", front.url, "-d", str(archive), "-D", "201001", "201001",
+                "-S", "BOM", "COA", "CRR", "SLV", "SWS", "WES", "WMD", "YUH2", "-C", "HH?",
+                "--lake", str(lake_root), "-M", "PhaseNet", "-W", "original", "--silent"]
+        assert main(args) == 0
+        out = capsys.readouterr().out
+        assert "8 station-days (ok 8" in out and "8 units (done 8" in out
+        assert "(gamma, lake-PhaseNet-original)" in out  # stations came with the download
+        assert main(args) == 0
+        again = capsys.readouterr().out
+        assert "(ok 0, skipped 8" in again and "(done 0, skipped 8" in again
+    assert len(list((archive / "2020").rglob("*.2020.275"))) == 24
