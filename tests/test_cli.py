@@ -159,3 +159,30 @@ def test_run_with_download_from_a_loopback_fdsn_service(shared_data, prefect_ser
         again = capsys.readouterr().out
         assert "(ok 0, skipped 8" in again and "(done 0, skipped 8" in again
     assert len(list((archive / "2020").rglob("*.2020.275"))) == 24
+
+
+def test_interactive_review_shows_waveforms_probabilities_and_picks(shared_data, prefect_server, lake_root,
+                                                                    capsys):
+    """The seed's first example: picker -v --directory DIR --interactive (headless: Agg shows nothing)."""
+    from quakelake.config import PickParams, StationSelection, TimeWindow
+    from quakelake.review import station_day_views
+
+    folder = shared_data / "phasenet_saltonsea_20201001" / "mseed"
+    assert picker_main(["-v", "--directory", str(folder), "--interactive", "--lake", str(lake_root),
+                        "-S", "WMD", "YUH2", "-M", "PhaseNet", "-W", "original"]) == 0
+    assert "reviewed 2 instrument-days" in capsys.readouterr().out
+    views = list(station_day_views(lake_root, folder, TimeWindow(), StationSelection(stations=["WMD"]),
+                                   PickParams(models=["PhaseNet"], weights=["original"])))
+    assert len(views) == 1
+    axes = views[0].axes
+    assert [ax.get_ylabel() for ax in axes] == ["HHE", "HHN", "HHZ", "probability"]
+    assert max(line.get_ydata().max() for line in axes[-1].get_lines() if len(line.get_ydata()) > 2) > 0.5
+    n_picks = len(_lake_picks(lake_root, "WMD"))
+    assert n_picks > 0 and len(axes[0].get_lines()) == 1 + n_picks  # the trace + one line per pick
+
+
+def _lake_picks(lake_root, station):
+    """The lake picks of one station."""
+    from quakelake.lakehouse import Lake
+
+    return Lake(lake_root).read("picks", "station = ?", [station])

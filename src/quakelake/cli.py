@@ -413,8 +413,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError(f"-d/--directory: {cfg.directory} is not a folder (add --download to fill it)")
     if cfg.download is not None and (cfg.window.start is None or cfg.window.end is None):
         raise CliError("--download needs a date range: give -D/--dates or -J/--julian")
-    if getattr(args, "interactive", False) and not cfg.analyze.reference:
-        raise CliError("--interactive shows the comparison plots: give --reference NAME (see import-catalog)")
     _quiet_prefect(cfg)
     from quakelake.flows.pipeline import run_pipeline
 
@@ -429,6 +427,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("association skipped: no station coordinates (pass -F/--file stations.xml|csv)", file=sys.stderr)
     if "analyze" in out:
         print_analysis(out["analyze"], args)
+    if getattr(args, "interactive", False):
+        from quakelake.plotting import show_one_by_one
+        from quakelake.review import station_day_views
+
+        shown = show_one_by_one(station_day_views(cfg.lake, cfg.directory, cfg.window, cfg.selection,
+                                                  cfg.pick, cfg.analyze.reference))
+        print(f"reviewed {shown} instrument-days")
     return 0
 
 
