@@ -186,3 +186,11 @@ def _lake_picks(lake_root, station):
     from quakelake.lakehouse import Lake
 
     return Lake(lake_root).read("picks", "station = ?", [station])
+
+
+def test_demo_without_data_says_how_to_give_some(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("QUAKELAKE_DEMO_DATA", raising=False)
+    assert main(["demo", "--lake", str(tmp_path / "lake")]) == 2
+    err = capsys.readouterr().err
+    assert "quakelake demo --data DIR" in err and "QUAKELAKE_DEMO_DATA" in err
+    assert not (tmp_path / "lake").exists()
