@@ -76,3 +76,23 @@ def test_register_with_the_cli_then_save_and_load(prefect_server, tmp_path):
 def test_lake_path_expands_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("QL_TEST_WORK", str(tmp_path))
     assert LakeBlock(root="$QL_TEST_WORK/lake").path() == tmp_path / "lake"
+
+
+def test_pipeline_takes_lake_and_compute_from_block_names(prefect_server, shared_data, weights_cache, tmp_path):
+    from quakelake.config import RunConfig
+    from quakelake.flows.pipeline import run_pipeline
+    from quakelake.lakehouse import Lake
+
+    LakeBlock(root=str(tmp_path / "block-lake")).save("pipeline-lake", overwrite=True)
+    ComputeClusterBlock(runner="threads", workers=1).save("pipeline-threads", overwrite=True)
+    config = RunConfig(
+        directory=shared_data / "phasenet_saltonsea_20201001" / "mseed",
+        lake=tmp_path / "not-this-one",
+        selection={"stations": ["WMD"]},
+        pick={"models": ["PhaseNet"], "weights": ["original"]},
+        associate=None,
+    )
+    out = run_pipeline(config, lake_block="pipeline-lake", compute_block="pipeline-threads")
+    assert out["pick"]["done"] == 1
+    assert not (tmp_path / "not-this-one").exists()
+    assert len(Lake(tmp_path / "block-lake").read("picks")) > 0

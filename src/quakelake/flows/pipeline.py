@@ -7,6 +7,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
+from quakelake.blocks import load_compute, load_lake
 from quakelake.config import RunConfig
 from quakelake.evaluation import RunSelection
 from quakelake.flows.analyze import analyze_run
@@ -61,7 +62,13 @@ def run_selection(config: RunConfig) -> RunSelection:
 
 
 @flow(name="quakelake-pipeline", log_prints=True)
-def run_pipeline(config: RunConfig = RunConfig(), previous_day: bool = False) -> dict:
+def run_pipeline(
+    config: RunConfig = RunConfig(),
+    previous_day: bool = False,
+    lake_block: str | None = None,
+    compute_block: str | None = None,
+    fdsn_block: str | None = None,
+) -> dict:
     """Run every configured stage for a date range into the lake.
 
     Args:
@@ -69,17 +76,25 @@ def run_pipeline(config: RunConfig = RunConfig(), previous_day: bool = False) ->
             association, analysis, task runner).
         previous_day: process the UTC day before today instead of ``config.window`` (the daily
             scheduled deployment).
+        lake_block: name of a QuakeLake Lake block whose folder replaces ``config.lake``.
+        compute_block: name of a Compute Cluster block whose settings replace ``config.execution``.
+        fdsn_block: name of an FDSN Access block (clients, EIDA token) used by the download.
     """
     logger = get_run_logger()
     if previous_day:
         config = config.model_copy(update={"window": previous_utc_day()})
+    if lake_block:
+        config = config.model_copy(update={"lake": load_lake(lake_block)})
+    if compute_block:
+        config = config.model_copy(update={"execution": load_compute(compute_block)})
     if config.directory is None:
         raise ValueError("config.directory: give the waveform archive (the download target with --download)")
     runner = make_task_runner(config.execution)
     out: dict = {"window": config.window.model_dump(mode="json")}
     if config.download is not None:
         out["download"] = download_waveforms.with_options(task_runner=runner)(
-            Path(config.directory), config.lake, config.window, config.selection, config.download, config.force
+            Path(config.directory), config.lake, config.window, config.selection, config.download, config.force,
+            access_block=fdsn_block,
         )
     out["pick"] = pick_phases.with_options(task_runner=make_task_runner(config.execution))(
         Path(config.directory), config.lake, config.window, config.selection, config.pick, config.force,
