@@ -78,12 +78,7 @@ def render_markdown(
     for title, table in tables.items():
         lines += [f"## {title}", "", markdown_table(table), ""]
     for key, path in (figures or {}).items():
-        link = Path(path)
-        if relative_to is not None:
-            try:
-                link = link.relative_to(relative_to)
-            except ValueError:
-                pass
+        link = _link(path, relative_to)
         lines += [
             f"## {key.replace('_', ' ').capitalize()}",
             "",
@@ -91,6 +86,17 @@ def render_markdown(
             "",
         ]
     return "\n".join(lines)
+
+
+def _link(path: str | Path, relative_to: Path | None) -> Path:
+    """Return ``path`` relative to the report folder when it lies inside it."""
+    link = Path(path)
+    if relative_to is not None:
+        try:
+            return link.relative_to(relative_to)
+        except ValueError:
+            pass
+    return link
 
 
 def render_html(
@@ -115,12 +121,7 @@ def render_html(
         parts.append(f"<h2>{html.escape(name)}</h2>")
         parts.append(table.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""))
     for key, path in (figures or {}).items():
-        link = Path(path)
-        if relative_to is not None:
-            try:
-                link = link.relative_to(relative_to)
-            except ValueError:
-                pass
+        link = _link(path, relative_to)
         parts.append(f"<h2>{html.escape(key)}</h2><img src='{html.escape(link.as_posix())}'>")
     parts.append("</body></html>")
     return "\n".join(parts)
