@@ -46,7 +46,8 @@ def live(tmp_path_factory, shared_data, weights_cache):
     archive = shared_data / "phasenet_saltonsea_20201001" / "mseed"
     env = {"QUAKELAKE_ARCHIVE": str(archive), "QUAKELAKE_LAKE": str(lake)}
     with deployed(home, PREFECT_YAML, POOL, env) as api, temporary_settings({PREFECT_API_URL: api}):
-        yield {"api": api, "home": home, "lake": lake, "worker_log": home / f"worker-{POOL}.log"}
+        yield {"api": api, "home": home, "lake": lake, "worker_log": home / f"worker-{POOL}.log",
+               "stations": archive.parent / "stations.xml"}
 
 
 def test_pipeline_deployment_run_from_the_api_fills_the_lake(live):
@@ -58,8 +59,10 @@ def test_pipeline_deployment_run_from_the_api_fills_the_lake(live):
         daily = client.read_deployment_by_name("quakelake-pipeline/pipeline-daily")
         assert daily.parameters["previous_day"] is True and daily.schedules[0].active
 
-        # What the UI's Run button does: a flow run of the deployment with its parameters.
-        run = client.create_flow_run_from_deployment(deployment.id)
+        # What the UI's "Custom run" does: a flow run of the deployment with edited parameters
+        # (here the station file, so the pipeline also associates).
+        config = {**deployment.parameters["config"], "station_file": str(live["stations"])}
+        run = client.create_flow_run_from_deployment(deployment.id, parameters={"config": config})
         run = wait_final(client, run.id, 240, live["worker_log"])
         assert run.state.is_completed(), f"{run.state}\n{live['worker_log'].read_text()[-4000:]}"
         children = client.read_flow_runs(
@@ -81,5 +84,6 @@ def test_pipeline_deployment_run_from_the_api_fills_the_lake(live):
     done = lake.query("SELECT count(*) AS n FROM units WHERE stage = 'pick' AND status = 'done'")
     assert int(done["n"][0]) == 16
     assert {str(i) for i in ids} & set(lake.read("runs")["flow_run_id"])
-    if "events" in lake.tables():  # once the pipeline associates
-        assert len(lake.read("events")) >= 1
+    events = lake.read("events")
+    assert len(events) >= 1 and set(events["associator"]) == {"gamma"}
+    assert set(events["run_id"]) <= set(lake.read("runs")["run_id"])
