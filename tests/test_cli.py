@@ -102,6 +102,18 @@ def test_run_associates_with_gamma_then_pyocto_on_external_picks(shared_data, pr
     assert any(abs((pd.Timestamp(t) - pd.Timestamp("2020-10-01T00:02:21.07Z")).total_seconds()) <= 2
                and abs(float(la) - 33.092) < 0.08 and abs(float(lo) + 115.585) < 0.09 for t, la, lo in rows)
 
+    # The original tool's per-day/network/station files, for existing users.
+    assert main(["export", "--lake", str(lake_root), "-D", "201001", "201001", "--classified", str(tmp_path / "x"),
+                 "--associated", str(tmp_path / "x")]) == 0
+    classified = sorted((tmp_path / "x" / "classified" / "2020" / "2020-10-01" / "CI").glob("*.csv"))
+    stations_with_picks = set(_lake_picks(lake_root, None)["station"])
+    assert {f.name.split(".")[1] for f in classified} == stations_with_picks and len(stations_with_picks) >= 14
+    assert classified[0].name == "CI.BOM.PhaseNet.original.csv"
+    total = sum(len(pd.read_csv(f)) for f in classified)
+    assert total == len(_lake_picks(lake_root, None))
+    assert (tmp_path / "x" / "associated" / "2020" / "2020-10-01" / "events.csv").is_file()
+    capsys.readouterr()
+
     # The reference picks as an external pick table, associated with PyOcto, exported.
     quakeml = tmp_path / "events.xml"
     assert main(["associate", "--lake", str(lake_root), "--pyocto", "--picks",
@@ -182,9 +194,11 @@ def test_interactive_review_shows_waveforms_probabilities_and_picks(shared_data,
 
 
 def _lake_picks(lake_root, station):
-    """The lake picks of one station."""
+    """The lake picks of one station (all stations when None)."""
     from quakelake.lakehouse import Lake
 
+    if station is None:
+        return Lake(lake_root).read("picks")
     return Lake(lake_root).read("picks", "station = ?", [station])
 
 

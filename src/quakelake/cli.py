@@ -169,6 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--export", type=Path, metavar="DIR", help="also write the per-day associated/ layout")
     _compute(assoc)
 
+    exp = sub.add_parser("export", help="write lake picks/events as files (classified/, associated/, QuakeML)")
+    _common(exp)
+    dates = exp.add_mutually_exclusive_group()
+    dates.add_argument("-D", "--dates", nargs=2, metavar=("START", "END"), help="inclusive day range, YYMMDD YYMMDD")
+    dates.add_argument("-J", "--julian", nargs=2, metavar=("START", "END"), help="inclusive range, YYDDD YYDDD")
+    exp.add_argument("--classified", type=Path, metavar="DIR", help="picks per day/network/station (CSV)")
+    exp.add_argument("--associated", type=Path, metavar="DIR", help="events and their picks per day")
+    exp.add_argument("--quakeml", type=Path, metavar="FILE", help="events with their picks as QuakeML")
+
     imp = sub.add_parser("import-catalog", help="import reference catalogue files into the lake")
     _common(imp)
     imp.add_argument("paths", nargs="+", type=Path, help="QuakeML, OGS .dat/.pun/.hpc/.txt, CSV files or folders")
@@ -500,6 +509,36 @@ def export_events(lake_root: Path, run_id: str, quakeml: Path | None, folder: Pa
         print(f"associated/ layout: {len(write_associated(events, assignments, folder))} files under {folder}")
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write the lake's picks and events (optionally for a day range) as files."""
+    from quakelake.export import write_associated, write_classified, write_quakeml
+    from quakelake.lakehouse import Lake
+
+    if not (args.classified or args.associated or args.quakeml):
+        raise CliError("export: say what to write: --classified DIR, --associated DIR and/or --quakeml FILE")
+    cfg = load_config(args)
+    lake, w = Lake(cfg.lake), cfg.window
+    start = w.start or dt.date.min
+    end = w.end or dt.date.max
+
+    def rows(table: str):
+        if not lake.files(table):
+            return lake.read(table)
+        return lake.read(table, "day BETWEEN ? AND ?", [start, end])
+
+    if args.classified:
+        files = write_classified(rows("picks"), args.classified)
+        print(f"classified/: {len(files)} files under {args.classified}")
+    if args.associated or args.quakeml:
+        events, assignments = rows("events"), rows("assignments")
+        if args.associated:
+            print(f"associated/: {len(write_associated(events, assignments, args.associated))} files under "
+                  f"{args.associated}")
+        if args.quakeml:
+            print(f"QuakeML: {write_quakeml(events, assignments, args.quakeml)} ({len(events)} events)")
+    return 0
+
+
 def cmd_download(args: argparse.Namespace) -> int:
     """Download waveforms and station metadata into an SDS archive."""
     cfg = load_config(args)
@@ -593,7 +632,8 @@ def show_images(paths: list[str]) -> int:
 
 
 COMMANDS = {
-    "run": cmd_run, "pick": cmd_pick, "associate": cmd_associate, "download": cmd_download, "import-catalog": cmd_import_catalog,
+    "run": cmd_run, "pick": cmd_pick, "associate": cmd_associate, "export": cmd_export,
+    "download": cmd_download, "import-catalog": cmd_import_catalog,
     "analyze": cmd_analyze, "sql": cmd_sql, "tables": cmd_tables, "demo": cmd_demo,
 }
 

@@ -156,3 +156,30 @@ def write_associated(events: pd.DataFrame, assignments: pd.DataFrame, folder: st
             written.append(target)
         written.append(write_quakeml(day_events, day_picks, out / "events.xml"))
     return written
+
+
+CLASSIFIED_COLUMNS = ["pick_id", "model", "weights", "network", "station", "location", "band", "phase", "time",
+                      "probability", "run_id"]
+
+
+def write_classified(picks: pd.DataFrame, folder: str | Path) -> list[Path]:
+    """Write picks in the original tool's per-day/network/station ``classified/`` layout.
+
+    Layout: ``<folder>/classified/<YYYY>/<YYYY-MM-DD>/<NET>/<NET>.<STA>.<model>.<weights>.csv``, one
+    row per pick, times ISO UTC. Returns the files written.
+    """
+    root = Path(folder) / "classified"
+    written: list[Path] = []
+    if len(picks) == 0:
+        return written
+    frame = picks.copy()
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    keys = [frame["time"].dt.date, "network", "station", "model", "weights"]
+    for (day, net, sta, model, weights), rows in frame.groupby(keys, sort=True):
+        out = root / f"{day:%Y}" / day.isoformat() / net
+        out.mkdir(parents=True, exist_ok=True)
+        target = out / f"{net}.{sta}.{model}.{weights}.csv"
+        rows.sort_values("time")[[c for c in CLASSIFIED_COLUMNS if c in rows]].to_csv(
+            target, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
+        written.append(target)
+    return written
