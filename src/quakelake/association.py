@@ -241,6 +241,26 @@ def _empty_assignments() -> pd.DataFrame:
 # ----------------------------------------------------------------------------- inputs
 
 
+def read_pick_table(path: Path) -> pd.DataFrame:
+    """Return the picks of an external pick table (CSV/TSV or Parquet), normalised.
+
+    Columns: station id (``NET.STA.LOC`` or ``STA``), phase, time (UTC), optional probability
+    and pick_id — e.g. picks of another picker or an analyst.
+
+    Raises:
+        FileNotFoundError: naming the file.
+        AssociationError: naming the missing columns.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pick file {path} does not exist; pass an existing --picks FILE")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        df = pd.read_parquet(path)
+    else:
+        df = pd.read_csv(path, sep=None, engine="python")
+    return normalise_picks(df)[0]
+
+
 def normalise_picks(picks: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Return picks with ``pick_id, station_id, phase, time, probability`` and messages.
 

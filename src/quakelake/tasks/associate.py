@@ -80,13 +80,7 @@ def read_picks(lake: Path, source: PickSource, start: pd.Timestamp, end: pd.Time
 
 
 def _read_pick_file(path: Path, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    if not path.is_file():
-        raise FileNotFoundError(f"pick file {path} does not exist; pass an existing --picks FILE")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        df = pd.read_parquet(path)
-    else:
-        df = pd.read_csv(path, sep=None, engine="python")
-    picks, _ = association.normalise_picks(df)
+    picks = association.read_pick_table(path)
     return picks[(picks["time"] >= start) & (picks["time"] < end)]
 
 
