@@ -463,7 +463,7 @@ def cmd_associate(args: argparse.Namespace) -> int:
 
     flow_fn = associate_events.with_options(task_runner=make_task_runner(cfg.execution))
     sources: list[tuple[str | None, str | None]] = [(None, None)]
-    if args.picks is None and Lake(cfg.lake).files("picks"):
+    if args.picks is None and Lake(cfg.lake).has_files("picks"):
         combos = Lake(cfg.lake).query("SELECT DISTINCT model, weights FROM picks ORDER BY ALL")
         sources = [(m, w) for m, w in combos.itertuples(index=False)
                    if (not args.models or m in args.models) and (not args.weights or w in args.weights)]
@@ -499,9 +499,9 @@ def export_events(lake_root: Path, run_id: str, quakeml: Path | None, folder: Pa
                     "json_extract_string(config_json, '$.pick_source') AS src FROM runs WHERE run_id = ?",
                     [run_id])
     where, params_ = "config_fingerprint = ? AND pick_source = ?", [fp["fp"][0], fp["src"][0]]
-    events = lake.read("events", where, params_) if lake.files("events") else lake.read("events")
+    events = lake.read("events", where, params_) if lake.has_files("events") else lake.read("events")
     assignments = lake.read("assignments", "config_fingerprint = ?", [fp["fp"][0]]) \
-        if lake.files("assignments") else lake.read("assignments")
+        if lake.has_files("assignments") else lake.read("assignments")
     assignments = assignments[assignments["event_id"].isin(events["event_id"])]
     if quakeml is not None:
         print(f"QuakeML: {write_quakeml(events, assignments, quakeml)} ({len(events)} events)")
@@ -522,7 +522,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     end = w.end or dt.date.max
 
     def rows(table: str):
-        if not lake.files(table):
+        if not lake.has_files(table):
             return lake.read(table)
         return lake.read(table, "day BETWEEN ? AND ?", [start, end])
 
@@ -605,7 +605,7 @@ def print_analysis(summary: dict, args: argparse.Namespace) -> None:
         "round(recall, 3) AS recall, round(residual_median, 3) AS residual_median FROM metrics "
         "WHERE run_id = ? AND group_by IN ('model,weights', 'model,weights,phase', 'associator') ORDER BY ALL",
         [summary["run_id"]],
-    ) if lake.files("metrics") else None
+    ) if lake.has_files("metrics") else None
     print(f"analysis {summary['run_id']} against {summary.get('reference')!r}:")
     if metrics is not None and len(metrics):
         print(format_table(metrics))

@@ -76,7 +76,7 @@ def run_demo(data: Path | None, cfg: RunConfig, reference_files: list[Path] | No
         print_association(summary)
     lake = Lake(cfg.lake)
     queries = ["SELECT model, weights, phase, count(*) AS picks FROM picks GROUP BY ALL ORDER BY ALL"]
-    if lake.files("events"):
+    if lake.has_files("events"):
         queries.append("SELECT associator, time, round(latitude, 3) AS lat, round(longitude, 3) AS lon, "
                        "round(depth_km, 1) AS depth_km, n_p, n_s FROM events ORDER BY time")
     for query in queries:

@@ -586,7 +586,7 @@ def _in_clause(column: str, values: Sequence[str], params: list) -> str:
 def _select(
     lake: Any, table: str, filters: dict[str, Sequence[str]], sel: RunSelection
 ) -> pd.DataFrame:
-    if not lake.files(table):
+    if not lake.has_files(table):
         return lake.read(table)
     clauses: list[str] = []
     params: list = []
@@ -622,17 +622,17 @@ def load_reference(lake: Any, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """
     events = (
         lake.read("reference_events", "catalog = ?", [name])
-        if lake.files("reference_events")
+        if lake.has_files("reference_events")
         else lake.read("reference_events")
     )
     picks = (
         lake.read("reference_picks", "catalog = ?", [name])
-        if lake.files("reference_picks")
+        if lake.has_files("reference_picks")
         else lake.read("reference_picks")
     )
     if len(events) == 0 and len(picks) == 0:
         known = []
-        if lake.files("reference_events"):
+        if lake.has_files("reference_events"):
             known = lake.query("SELECT DISTINCT catalog FROM reference_events")["catalog"].tolist()
         raise ValueError(
             f"reference catalogue {name!r} is not in lake {lake.root} (known: {known or 'none'}); "

@@ -48,9 +48,9 @@ def station_day_views(
                 picks = db.read("picks", "day = ? AND model = ? AND weights = ? AND network = ? AND station = ? "
                                 "AND location = ? AND band = ?",
                                 [unit.day, spec.model, spec.weights, inst.network, inst.station, inst.location,
-                                 inst.band]) if db.files("picks") else None
+                                 inst.band]) if db.has_files("picks") else None
                 ref = None
-                if reference and db.files("reference_picks"):
+                if reference and db.has_files("reference_picks"):
                     ref = db.read("reference_picks", "catalog = ? AND station = ? AND CAST(time AS DATE) = ?",
                                   [reference, inst.station, unit.day])
                 title = f"{inst.network}.{inst.station}.{inst.location}.{inst.band} {unit.day} {spec.label}"

@@ -95,7 +95,7 @@ def _days(lake: Path, source: PickSource, window: TimeWindow):
     lo = pd.Timestamp(window.start or "1900-01-01", tz="UTC")
     hi = pd.Timestamp(window.end or "2200-12-31", tz="UTC") + pd.Timedelta(days=1)
     if source.picks_file is None:
-        if not Lake(lake).files("picks"):
+        if not Lake(lake).has_files("picks"):
             return []
         times = Lake(lake).query("SELECT min(time) AS lo, max(time) AS hi FROM picks WHERE time >= ? AND time < ?",
                                  [lo.to_pydatetime(), hi.to_pydatetime()])

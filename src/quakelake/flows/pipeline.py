@@ -32,11 +32,11 @@ def associate_picks(config: RunConfig) -> list[dict]:
     Skipped with a warning when no station coordinates are known (no -F file, nothing downloaded).
     """
     logger = get_run_logger()
-    if config.station_file is None and not Lake(config.lake).files("stations"):
+    if config.station_file is None and not Lake(config.lake).has_files("stations"):
         logger.warning("association skipped: no station coordinates; pass -F/--file stations.xml|csv")
         return []
     runs: list[dict] = []
-    if not Lake(config.lake).files("picks"):
+    if not Lake(config.lake).has_files("picks"):
         return runs
     for model in config.pick.models:
         for weights in config.pick.weights:

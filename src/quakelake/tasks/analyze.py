@@ -63,7 +63,7 @@ def read_run_outputs(lake: Path, run_id: str, reference: str) -> dict[str, pd.Da
     for table in ("pick_matches", "event_matches", "metrics"):
         out[table] = (
             db.read(table, "run_id = ? AND reference = ?", [run_id, reference])
-            if db.files(table)
+            if db.has_files(table)
             else db.read(table)
         )
     return out
@@ -90,7 +90,7 @@ def draw_and_report(
             else set()
         )
         ref_events = ref_events[ref_events["event_id"].isin(used)]
-        stations = db.read("stations") if db.files("stations") else None
+        stations = db.read("stations") if db.has_files("stations") else None
         figures = plotting.analysis_figures(
             out["pick_matches"], out["event_matches"], out["metrics"], events, ref_events, stations
         )

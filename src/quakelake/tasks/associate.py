@@ -61,7 +61,7 @@ def read_picks(lake: Path, source: PickSource, start: pd.Timestamp, end: pd.Time
     if source.picks_file is not None:
         return _read_pick_file(Path(source.picks_file), start, end)
     lake_ = Lake(lake)
-    if not lake_.files("picks"):
+    if not lake_.has_files("picks"):
         return pd.DataFrame(columns=["pick_id", "station_id", "phase", "time", "probability"])
     sql = ("SELECT pick_id, station_id, network, station, location, phase, time, probability "
            "FROM picks WHERE time >= ? AND time < ?")
