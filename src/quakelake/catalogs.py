@@ -406,31 +406,16 @@ def read_hypo71_phases(path: str | Path) -> Catalog:
             explicit = int(tag) if tag.isdigit() else None
             event_id = _ogs_event_id(year, explicit if explicit is not None else number)
             station = line[:4].strip()
-            p_sec = _implied_seconds(line[19:24], path, lineno)
-            if not math.isnan(p_sec):
-                rows.append(
-                    _pick_row(
-                        event_id,
-                        station,
-                        "P",
-                        minute + dt.timedelta(seconds=p_sec),
-                        _weight(line[7]),
-                        path,
-                    )
-                )
+            # HYPO71 phase card: P seconds in columns 20-24 (weight col 8); S seconds in 32-36
+            # (weight col 40), present when column 38 says S.
+            phases = [("P", line[19:24], line[7])]
             if line[37].upper() == "S":
-                s_sec = _implied_seconds(line[31:36], path, lineno)
-                if not math.isnan(s_sec):
-                    rows.append(
-                        _pick_row(
-                            event_id,
-                            station,
-                            "S",
-                            minute + dt.timedelta(seconds=s_sec),
-                            _weight(line[39]),
-                            path,
-                        )
-                    )
+                phases.append(("S", line[31:36], line[39]))
+            for phase, seconds, weight in phases:
+                sec = _implied_seconds(seconds, path, lineno)
+                if not math.isnan(sec):
+                    rows.append(_pick_row(event_id, station, phase, minute + dt.timedelta(seconds=sec),
+                                          _weight(weight), path))
     _unique_pick_ids(rows)
     return Catalog(empty_events(), _frame(rows, PICK_COLUMNS))
 
