@@ -27,6 +27,8 @@ import datetime as dt
 import io
 import logging
 import os
+import random
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,6 +169,9 @@ class GammaConfig(_Model):
     min_s_picks_per_eq: int = Field(2, ge=0, description="minimum S picks per event")
     max_sigma11: float = Field(2.0, gt=0, description="max time residual std of an event (s)")
     ncpu: int = Field(1, ge=1, description="GaMMA worker processes")
+    seed: int = Field(
+        42, ge=0, description="seed of GaMMA's random initialisation (same picks + seed = same events)"
+    )
     threads: int = Field(1, ge=1, description="BLAS/OpenMP threads per process (1 avoids oversubscription)")
     relocation: RelocationParams = Field(
         default_factory=lambda: RelocationParams(enabled=False), description="relocation"
@@ -595,6 +600,22 @@ def _run_pyocto(setup: _Setup, config: PyOctoConfig) -> tuple[pd.DataFrame, pd.D
 # ----------------------------------------------------------------------------- GaMMA
 
 
+_GAMMA_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """Seed numpy's and Python's global generators inside the block, restoring their state after."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    np.random.seed(seed)
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+
 def _run_gamma(setup: _Setup, config: GammaConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     from threadpoolctl import threadpool_limits
 
@@ -631,7 +652,15 @@ def _run_gamma(setup: _Setup, config: GammaConfig) -> tuple[pd.DataFrame, pd.Dat
         "max_sigma12": 1.0,
         "ncpu": config.ncpu,
     }
-    with threadpool_limits(limits=config.threads), contextlib.redirect_stdout(io.StringIO()):
+    # GaMMA draws its initial components from numpy's (and Python's) global generators: seed them
+    # for the call and restore them afterwards; the lock keeps concurrent days (thread runner)
+    # from drawing from each other's sequence.
+    with (
+        _GAMMA_LOCK,
+        _seeded(config.seed),
+        threadpool_limits(limits=config.threads),
+        contextlib.redirect_stdout(io.StringIO()),
+    ):
         events, assign = gamma_association(picks, stations, gcfg, method=config.method)
     if not events:
         return pd.DataFrame(columns=["idx", "time", "x", "y", "z", "score"]), pd.DataFrame(
