@@ -6,11 +6,16 @@ PhaseNet weights) and compares the lake with an uninterrupted reference run.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from quakelake import association as asc
+from quakelake.lakehouse import Lake
+from quakelake.params import PickParams
 from quakelake.stations import read_stations
 
 SALTON = "phasenet_saltonsea_20201001"
@@ -46,3 +51,96 @@ def test_gamma_is_reproducible_whatever_the_global_rng(salton):
     asc.associate(picks, stations, cfg)
     assert np.random.random() == expected
     assert asc.GammaConfig().model_dump()["seed"] == 42
+
+
+# ----------------------------------------------------------------------------- items 1, 2: unit identity
+
+PHASENET = PickParams(models=["PhaseNet"], weights=["original"])
+PICK_COLS = ["pick_id", "station_id", "phase", "time", "probability"]
+EVENT_COLS = ["event_id", "time", "latitude", "longitude", "depth_km", "n_picks"]
+
+
+def _stations(salton: Path) -> list[str]:
+    return sorted(p.name.split(".")[1] for p in (salton / "mseed").glob("CI.*.mseed"))
+
+
+def _copy(salton: Path, archive: Path, stations: list[str]) -> None:
+    archive.mkdir(parents=True, exist_ok=True)
+    for sta in stations:
+        name = f"CI.{sta}.2020-10-01T00:00.mseed"
+        shutil.copy(salton / "mseed" / name, archive / name)
+
+
+def _picks(lake: Path, where: str = "", params: list | None = None) -> pd.DataFrame:
+    df = Lake(lake).read("picks", where, params)[PICK_COLS]
+    return df.sort_values("pick_id").reset_index(drop=True)
+
+
+def _events(lake: Path) -> pd.DataFrame:
+    return Lake(lake).read("events")[EVENT_COLS].sort_values("event_id").reset_index(drop=True)
+
+
+def _files(lake: Path, table: str) -> dict[str, float]:
+    folder = lake / table
+    return {str(p.relative_to(lake)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*.parquet"))}
+
+
+def _ledger(lake: Path, run_id: str, stage: str) -> pd.DataFrame:
+    return Lake(lake).read("units", "run_id = ? AND stage = ?", [run_id, stage])
+
+
+@pytest.fixture(scope="module")
+def reference_lake(salton, weights_cache, prefect_server, tmp_path_factory):
+    """An uninterrupted run: all 16 stations picked and associated (GaMMA) in one go."""
+    from quakelake.flows.associate import associate_events
+    from quakelake.flows.pick import pick_phases
+
+    lake = tmp_path_factory.mktemp("reference") / "lake"
+    out = pick_phases(salton / "mseed", lake, pick=PHASENET)
+    assert out["done"] == 16
+    associate_events(lake, config=GAMMA, station_file=salton / "stations.xml")
+    return lake
+
+
+GAMMA = asc.GammaConfig()
+
+
+@pytest.mark.slow
+def test_late_stations_are_picked_and_the_day_reassociated(salton, reference_lake, tmp_path):
+    """8 stations, then the other 8 arrive late: the lake ends equal to the uninterrupted run."""
+    from quakelake.flows.associate import associate_events
+    from quakelake.flows.pick import pick_phases
+
+    stations = _stations(salton)
+    archive, lake = tmp_path / "archive", tmp_path / "lake"
+    _copy(salton, archive, stations[:8])
+    first = pick_phases(archive, lake, pick=PHASENET)
+    assert (first["done"], first["skipped"]) == (8, 0)
+    early = associate_events(lake, config=GAMMA, station_file=salton / "stations.xml")
+    early_events = _events(lake)
+
+    _copy(salton, archive, stations[8:])  # the late data
+    second = pick_phases(archive, lake, pick=PHASENET)
+    assert (second["done"], second["skipped"]) == (8, 8)
+    late = associate_events(lake, config=GAMMA, station_file=salton / "stations.xml")
+    assert (late["done"], late["skipped"]) == (1, 0)  # the day's picks changed: re-associated
+    pd.testing.assert_frame_equal(_picks(lake), _picks(reference_lake))
+    events = _events(lake)
+    pd.testing.assert_frame_equal(events, _events(reference_lake))
+    assert len(events) > len(early_events) >= 1
+    # the day's first (8-station) events were replaced, not kept next to the new ones
+    assert len(_files(lake, "events")) == len(_files(lake, "assignments")) == 1
+    assigned = Lake(lake).read("assignments")
+    ref_assigned = Lake(reference_lake).read("assignments")
+    assert sorted(assigned["pick_id"]) == sorted(ref_assigned["pick_id"])
+    # the ledger names what each unit was computed from
+    ledger = _ledger(lake, second["run_id"], "pick")
+    assert set(ledger["status"]) == {"done", "skipped"} and ledger["inputs"].str.len().min() > 0
+    assert early["run_id"] != late["run_id"]
+
+    # an unchanged rerun writes no unit file
+    before = {t: _files(lake, t) for t in ("picks", "events", "assignments")}
+    third = pick_phases(archive, lake, pick=PHASENET)
+    again = associate_events(lake, config=GAMMA, station_file=salton / "stations.xml")
+    assert (third["done"], third["skipped"], again["skipped"]) == (0, 16, 1)
+    assert {t: _files(lake, t) for t in before} == before

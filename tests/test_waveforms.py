@@ -377,7 +377,9 @@ def test_bad_files_are_reported_and_the_scan_goes_on(bad_archive: dict[str, Path
     assert reasons["x.mseed"].startswith("not a waveform file")
     assert all(Path(f.path).is_absolute() for f in scan.failures)
     assert [Path(p).name for p in scan.skipped] == ["notes.txt"]
-    assert set(scan.index["station"]) == {"BOM", "ERR", "B204"}
+    # the whole records before the cut one are indexed; the cut one is reported
+    assert set(scan.index["station"]) == {"BOM", "ERR", "B204", "COA"}
+    assert "whole records read" in reasons["CI.COA.mseed"]
     assert len(scan.index[scan.index["station"] == "BOM"]) == 3
 
     # a unit listing bad files still returns the good data

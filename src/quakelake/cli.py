@@ -599,7 +599,8 @@ def print_analysis(summary: dict, args: argparse.Namespace) -> None:
     """Print the metrics of an analysis and show its plots with --interactive."""
     from quakelake.lakehouse import Lake
 
-    lake = Lake(getattr(args, "lake", None) or "lake")
+    # the lake the analysis wrote to (from -c, --lake-block or --lake), never a guess from the cwd
+    lake = Lake(summary.get("lake") or getattr(args, "lake", None) or "lake")
     metrics = lake.query(
         "SELECT level, model, weights, associator, phase, tp, fp, fn, round(precision, 3) AS precision, "
         "round(recall, 3) AS recall, round(residual_median, 3) AS residual_median FROM metrics "

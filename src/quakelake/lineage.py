@@ -65,6 +65,8 @@ class UnitResult:
     output: str = ""
     finished: dt.datetime = field(default_factory=utcnow)
     extra: dict[str, Any] = field(default_factory=dict)
+    inputs: str = ""  # fingerprint of what the unit was computed from
+    notes: str = ""  # JSON: data-quality findings (gaps, non-finite samples, overlaps, components)
 
 
 class Stopwatch:

@@ -25,25 +25,35 @@ segments at any other rate are left out and reported as :class:`FileFailure` nam
 and both rates. Rates that differ by less than 1e-5 (relative) are treated as equal.
 
 Gaps and overlaps: a gap splits a channel into several contiguous traces (never a masked array,
-never filled). Where segments overlap (chunks sharing a boundary sample, the same file twice in
-an archive) the later segment's samples are used. Overlapping copies are not compared: keep one
-copy of each channel in an archive (SAC copies are often scaled to physical units while miniSEED
-holds counts).
+never filled). Non-finite samples (NaN, inf in float data) are gaps too: the channel is split
+around them, so picks away from them are those of the clean trace. Where segments overlap
+(chunks sharing a boundary sample, the same file twice in an archive, one segment inside
+another) the segment that starts later wins (ties: the file listed later), sample by sample.
+Overlapping samples whose values differ are counted, not hidden: :func:`quality_notes` reports
+per channel the segments kept, the non-finite, overlapping and conflicting samples, and per
+instrument its components (``Z`` alone for a single-component station); the pick stage stores
+it in the ledger. Keep one copy of each channel in an archive (SAC copies are often scaled to
+physical units while miniSEED holds counts).
 
 Failures: a :class:`FileFailure` names a file whose data were not used (unreadable, truncated,
 empty, not a waveform) or, for sampling-rate conflicts, the part of a file that was left out.
+A miniSEED file with a cut or damaged record is read up to and after it (its whole records)
+and the failure says how much was left out.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
+import io
 import os
 import re
 import struct
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +105,20 @@ class ArchiveScan:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """One indexed trace segment (a `waveform_index` row): what a station-day is computed from."""
+
+    path: str
+    location: str
+    channel: str
+    start: str  # ISO UTC time of the first sample
+    end: str  # ISO UTC time of the last sample
+    npts: int
+    file_size: int
+    file_mtime: float
+
+
+@dataclass(frozen=True)
 class StationDay:
     """One unit of picking work: a station, a UTC day and the files holding its data."""
 
@@ -102,11 +126,23 @@ class StationDay:
     station: str
     day: dt.date
     paths: tuple[str, ...]
+    segments: tuple[Segment, ...] = ()
 
     @property
     def key(self) -> str:
         """Return ``NET.STA.YYYY-MM-DD``, the unit's name in the ledger and in file names."""
         return f"{self.network}.{self.station}.{self.day.isoformat()}"
+
+    def instrument_segments(self) -> dict[tuple[str, str], tuple[Segment, ...]]:
+        """Return the unit's indexed segments grouped by instrument ``(location, band)``.
+
+        What an instrument's picks are computed from: a segment that appears, grows, shrinks or
+        is replaced (new size or modification time) changes its instrument's inputs.
+        """
+        out: dict[tuple[str, str], list[Segment]] = defaultdict(list)
+        for seg in self.segments:
+            out[(seg.location, seg.channel[:-1])].append(seg)
+        return {key: tuple(out[key]) for key in sorted(out)}
 
 
 @dataclass
@@ -120,6 +156,8 @@ class InstrumentStream:
             :data:`COMPONENT_MAP`), contiguous traces (a gap splits a trace, no masked arrays),
             overlaps resolved, one sampling rate per channel, sorted by channel and start.
         notes: channels left out of this instrument and why (unknown or duplicate components).
+        quality: per original channel code, what reading found (:class:`ChannelQuality`:
+            segments, non-finite samples, overlapping and conflicting samples).
     """
 
     network: str
@@ -128,6 +166,7 @@ class InstrumentStream:
     band: str
     stream: Stream
     notes: list[str] = field(default_factory=list)
+    quality: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def components(self) -> str:
@@ -235,30 +274,63 @@ def _sniff(path: Path, size: int) -> _Sniff:
     return _Sniff(None)
 
 
-def _mseed_truncation(path: Path, size: int, record_length: int | None) -> str | None:
-    """Return why a miniSEED file is truncated or corrupt, or None when its records are whole.
+def _mseed_records(
+    path: Path, size: int, record_length: int | None
+) -> tuple[list[tuple[int, int]] | None, str | None]:
+    """Return the whole records of a miniSEED file and why the rest cannot be read.
 
-    Fast path: a file whose size is a multiple of its first record's length is accepted. Other
-    files (mixed record lengths, or cut short) are walked record by record.
+    Fast path: a file whose size is a multiple of its first record's length is accepted whole
+    (``(None, None)``). Other files (mixed record lengths, or cut) are walked record by record:
+    a record cut short or a damaged header is skipped up to the next valid record header, so
+    one cut record costs that record, not the file.
+
+    Returns:
+        (``(offset, length)`` of every whole record, or None when the file is whole; the problem
+        found, or None).
     """
     if record_length is None or size % record_length == 0:
-        return None
+        return None, None
     buf = path.read_bytes()
+    spans: list[tuple[int, int]] = []
+    problems: list[str] = []
     offset = 0
     while offset < size:
         header = _mseed_header(buf, offset)
+        reclen = (header[1] or record_length) if header is not None else None
+        if reclen is not None and offset + reclen <= size:
+            spans.append((offset, reclen))
+            offset += reclen
+            continue
         if header is None:
-            return (
-                f"corrupt miniSEED record header at byte {offset} of {size}; "
-                "the file is damaged, re-download or re-copy it"
-            )
-        reclen = header[1] or record_length
-        if offset + reclen > size:
-            return (
+            problems.append(f"corrupt miniSEED record header at byte {offset}")
+        # a cut record: look for the next whole record behind it
+        nxt = _next_record(buf, offset + 1, size, record_length)
+        if header is not None:
+            until = nxt if nxt is not None else size
+            problems.append(
                 f"truncated miniSEED record (the record at byte {offset} needs {reclen} bytes, "
-                f"the file ends after {size - offset}; file size {size}); re-download or re-copy it"
+                f"{until - offset} are there)"
             )
-        offset += reclen
+        if nxt is None:
+            break
+        offset = nxt
+    lost = size - sum(n for _, n in spans)
+    if not problems:
+        return spans, None
+    problem = (
+        "; ".join(problems[:3]) + (f" and {len(problems) - 3} more" if len(problems) > 3 else "")
+        + f"; file size {size}: {len(spans)} whole records read, {lost} bytes left out; "
+        "re-download or re-copy it"
+    )
+    return spans, problem
+
+
+def _next_record(buf: bytes, start: int, size: int, record_length: int) -> int | None:
+    """Return the offset of the next whole miniSEED record at or after ``start``, or None."""
+    for offset in range(start, size - 47):
+        header = _mseed_header(buf, offset)
+        if header is not None and offset + (header[1] or record_length) <= size:
+            return offset
     return None
 
 
@@ -268,25 +340,33 @@ def _claims_waveform(path: Path) -> bool:
     return path.suffix.lower() in WAVEFORM_SUFFIXES or bool(_SDS_NAME.match(name))
 
 
-def _inspect(path: Path, size: int) -> tuple[_Sniff, FileFailure | None]:
-    """Return the sniffed format and, when the file is unusable, why (None for non-waveforms)."""
+def _inspect(path: Path, size: int) -> tuple[_Sniff, FileFailure | None, bytes | None]:
+    """Return the sniffed format, why the file is (partly) unusable, and its readable part.
+
+    The third value is None when the file reads whole (or not at all); for a miniSEED file with
+    a cut or damaged record it holds the whole records, and the failure says what was left out.
+    """
     if size == 0:
-        return _Sniff(None), FileFailure(str(path), "empty file (0 bytes)")
+        return _Sniff(None), FileFailure(str(path), "empty file (0 bytes)"), None
     sniff = _sniff(path, size)
     if sniff.problem:
-        return sniff, FileFailure(str(path), sniff.problem)
+        return sniff, FileFailure(str(path), sniff.problem), None
     if sniff.format is None:
         with open(path, "rb") as fh:
             start = fh.read(24)
         return sniff, FileFailure(
             str(path),
             f"not a waveform file: content is neither miniSEED nor SAC (starts {start!r})",
-        )
+        ), None
     if sniff.format == "MSEED":
-        problem = _mseed_truncation(path, size, sniff.record_length)
+        spans, problem = _mseed_records(path, size, sniff.record_length)
         if problem:
-            return sniff, FileFailure(str(path), problem)
-    return sniff, None
+            if not spans:
+                return sniff, FileFailure(str(path), problem), None
+            buf = path.read_bytes()
+            readable = b"".join(buf[o : o + n] for o, n in spans)
+            return sniff, FileFailure(str(path), problem), readable
+    return sniff, None, None
 
 
 # --------------------------------------------------------------------------- scanning
@@ -337,13 +417,14 @@ def _scan_file(
     path: Path, size: int, mtime: float, selection: StationSelection
 ) -> tuple[list[dict], FileFailure | None, bool]:
     """Return (rows, failure, skipped) for one file; headers only."""
-    sniff, failure = _inspect(path, size)
-    if failure is not None:
+    sniff, failure, readable = _inspect(path, size)
+    if failure is not None and readable is None:
         if sniff.format is None and not sniff.problem and not _claims_waveform(path):
             return [], None, True  # a note, a CSV, a StationXML next to the waveforms
         return [], failure, False
+    source = io.BytesIO(readable) if readable is not None else str(path)
     try:
-        stream = obspy.read(str(path), format=sniff.format, headonly=True)
+        stream = obspy.read(source, format=sniff.format, headonly=True)
     except Exception as exc:  # ObsPy raises bare Exception for unreadable files
         return (
             [],
@@ -373,7 +454,7 @@ def _scan_file(
                 "file_mtime": mtime,
             }
         )
-    return rows, None, False
+    return rows, failure, False  # a partly readable file: its whole records, and what was lost
 
 
 def scan_archive(
@@ -497,27 +578,44 @@ def station_days(
     # days holding data: a last sample exactly at midnight does not open the next day
     data_days = _explode_days(ids, start.dt.floor("D"), (end - pd.Timedelta(1, "us")).dt.floor("D"))
     # days whose padded window [day - pad, day + 1 day + pad] a segment reaches
-    path_days = _explode_days(
-        {**ids, "path": df["path"].to_numpy()},
+    segments = [
+        Segment(str(path), str(loc), str(cha), t0.isoformat(), t1.isoformat(), int(n), int(size),
+                float(mtime))
+        for path, loc, cha, t0, t1, n, size, mtime in zip(
+            df["path"], df["location"], df["channel"], start, end, df["npts"], df["file_size"],
+            df["file_mtime"], strict=True,
+        )
+    ]
+    seg_days = _explode_days(
+        {**ids, "row": np.arange(len(df))},
         (start - pad).dt.floor("D"),
         (end + pad).dt.floor("D"),
     )
     keys = ["network", "station", "day"]
-    path_days = path_days.drop_duplicates().sort_values([*keys, "path"], ignore_index=True)
-    # consecutive rows with the same key form one unit's sorted path list
-    new_key = (path_days[keys].shift() != path_days[keys]).any(axis=1).to_numpy()
-    bounds = [*np.flatnonzero(new_key), len(path_days)]
-    all_paths = path_days["path"].tolist()
-    key_rows = path_days.loc[new_key, keys].itertuples(index=False, name=None)
+    seg_days = seg_days.sort_values([*keys, "row"], ignore_index=True)
+    # consecutive rows with the same key form one unit's segments
+    new_key = (seg_days[keys].shift() != seg_days[keys]).any(axis=1).to_numpy()
+    bounds = [*np.flatnonzero(new_key), len(seg_days)]
+    all_rows = seg_days["row"].tolist()
+    key_rows = seg_days.loc[new_key, keys].itertuples(index=False, name=None)
     spans = zip(key_rows, bounds[:-1], bounds[1:], strict=True)
-    paths = {key: tuple(all_paths[lo:hi]) for key, lo, hi in spans}
+    unit_segments = {
+        key: tuple(sorted((segments[i] for i in all_rows[lo:hi]), key=_segment_order))
+        for key, lo, hi in spans
+    }
     wanted = data_days[keys].drop_duplicates().sort_values(keys)
     units: list[StationDay] = []
     for net, sta, day in wanted.itertuples(index=False, name=None):
         date = _EPOCH + dt.timedelta(days=int(day))
         if window is None or window.contains(date):
-            units.append(StationDay(str(net), str(sta), date, paths.get((net, sta, day), ())))
+            segs = unit_segments.get((net, sta, day), ())
+            paths = tuple(sorted({seg.path for seg in segs}))
+            units.append(StationDay(str(net), str(sta), date, paths, segs))
     return units
+
+
+def _segment_order(seg: Segment) -> tuple:
+    return seg.location, seg.channel, seg.start, seg.path, seg.end
 
 
 def _explode_days(
@@ -552,23 +650,24 @@ def _read_file(
     p = Path(path)
     try:
         size = p.stat().st_size
-        sniff, failure = _inspect(p, size)
+        sniff, failure, readable = _inspect(p, size)
     except OSError as exc:
         return Stream(), FileFailure(path, f"cannot read file: {exc}")
-    if failure is not None:
+    if failure is not None and readable is None:
         return Stream(), failure
     kwargs = {}
     if sniff.format == "MSEED":  # multi-station files: decode only this station's records
         kwargs["sourcename"] = f"{unit.network}.{unit.station}.*"
+    source = io.BytesIO(readable) if readable is not None else path
     try:
         stream = obspy.read(
-            path, format=sniff.format, starttime=t0, endtime=t1, nearest_sample=False, **kwargs
+            source, format=sniff.format, starttime=t0, endtime=t1, nearest_sample=False, **kwargs
         )
     except Exception as exc:  # ObsPy raises bare Exception for unreadable files
         return Stream(), FileFailure(
             path, f"unreadable {sniff.format} file ({type(exc).__name__}: {exc})"
         )
-    return stream, None
+    return stream, failure  # a partly readable file: its whole records, and what was lost
 
 
 def _dominant_rate(traces: list[tuple[str, Trace]]) -> float:
@@ -578,19 +677,41 @@ def _dominant_rate(traces: list[tuple[str, Trace]]) -> float:
     return max(totals, key=lambda r: (totals[r], r))
 
 
+@dataclass
+class ChannelQuality:
+    """What reading one channel of a station-day found (recorded in the `units` ledger)."""
+
+    segments: int = 0  # contiguous traces kept
+    nonfinite: int = 0  # NaN/inf samples, treated as gaps
+    overlap: int = 0  # samples covered by more than one segment
+    conflicting: int = 0  # of those, samples whose values differ (the later segment's are kept)
+
+    def as_dict(self) -> dict[str, int]:
+        """Return the non-zero findings."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v}
+
+
 def _merge_channel(
     seed_id: str, traces: list[tuple[str, Trace]], t0: UTCDateTime, t1: UTCDateTime
-) -> tuple[list[Trace], list[FileFailure]]:
-    """Return contiguous traces of one channel (one rate, overlaps resolved) and what was left out."""
+) -> tuple[list[Trace], list[FileFailure], ChannelQuality]:
+    """Return contiguous traces of one channel (one rate, overlaps resolved), what was left out
+    and what was found.
+
+    Segments are laid on one sample grid in order of start time (ties: the order of the
+    files): where they overlap the later segment's samples are used, and samples that differ
+    are counted as conflicting. Non-finite samples (NaN, inf in float data) are gaps, like
+    missing samples: the channel is split around them.
+    """
     failures: list[FileFailure] = []
+    quality = ChannelQuality()
     rate = _dominant_rate(traces)
-    kept: list[Trace] = []
+    kept: list[tuple[str, Trace]] = []
     dropped: dict[str, tuple[float, int]] = {}
     for path, tr in traces:
         r = float(tr.stats.sampling_rate)
         if abs(r - rate) <= _RATE_TOLERANCE * rate:
             tr.stats.sampling_rate = rate
-            kept.append(tr)
+            kept.append((path, tr))
         else:
             prev = dropped.get(path, (r, 0))
             dropped[path] = (r, prev[1] + tr.stats.npts)
@@ -602,24 +723,56 @@ def _merge_channel(
                 f"station-day; {n} samples were left out",
             )
         )
-    if len({tr.data.dtype for tr in kept}) > 1:
-        for tr in kept:
-            tr.data = tr.data.astype(np.float64)
-    stream = Stream(kept)
-    try:
-        stream.merge(method=1, fill_value=None, interpolation_samples=0)
-    except Exception as exc:  # e.g. differing calibration factors
-        paths = sorted({p for p, _ in traces})
+    calib = {float(tr.stats.calib) for _, tr in kept}
+    if len(calib) > 1:
         failures.extend(
             FileFailure(
-                p, f"cannot merge the segments of {seed_id} ({exc}); the channel was left out"
+                p, f"cannot merge the segments of {seed_id} (calibration factors {sorted(calib)} "
+                "differ); the channel was left out"
             )
-            for p in paths
+            for p in sorted({p for p, _ in kept})
         )
-        return [], failures
-    stream = stream.split()  # gaps (masked samples) -> separate contiguous traces
+        return [], failures, quality
+    order = sorted(range(len(kept)), key=lambda i: (kept[i][1].stats.starttime, i))
+    ordered = [kept[i][1] for i in order]
+    first = min(tr.stats.starttime for tr in ordered)
+    offsets = [int(round((tr.stats.starttime - first) * rate)) for tr in ordered]
+    n = max(o + tr.stats.npts for o, tr in zip(offsets, ordered, strict=True))
+    dtype = np.result_type(*[tr.data.dtype for tr in ordered])
+    grid = np.zeros(n, dtype=dtype)
+    filled = np.zeros(n, dtype=bool)
+    for o, tr in zip(offsets, ordered, strict=True):
+        data = np.asarray(tr.data)
+        valid = np.isfinite(data) if data.dtype.kind == "f" else np.ones(len(data), bool)
+        quality.nonfinite += int(len(data) - valid.sum())
+        window = slice(o, o + len(data))
+        both = filled[window] & valid
+        quality.overlap += int(both.sum())
+        quality.conflicting += int((grid[window][both] != data[both]).sum())
+        grid[window][valid] = data[valid]
+        filled[window] |= valid
+    header = ordered[0].stats.copy()
+    merged = []
+    # runs of filled samples: [start, stop) index pairs
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], filled.astype(np.int8), [0]])))
+    for lo, hi in zip(edges[0::2], edges[1::2], strict=True):
+        stats = header.copy()
+        stats.starttime = first + lo / rate
+        stats.npts = hi - lo
+        merged.append(Trace(data=grid[lo:hi].copy(), header=stats))
+    stream = Stream(merged)
     stream.trim(t0, t1, nearest_sample=False)
-    return [tr for tr in stream if tr.stats.npts > 0], failures
+    kept_traces = [tr for tr in stream if tr.stats.npts > 0]
+    quality.segments = len(kept_traces)
+    if not kept_traces and quality.nonfinite:
+        failures.extend(
+            FileFailure(
+                p, f"all samples of {seed_id} in this station-day are non-finite (NaN/inf); "
+                "the channel was left out"
+            )
+            for p in sorted({p for p, _ in kept})
+        )
+    return kept_traces, failures, quality
 
 
 def read_station_day(
@@ -629,7 +782,8 @@ def read_station_day(
 
     Reads every file of ``unit`` (only the unit's station and the selected channels), trims to
     ``[day - pad_s, day + 1 day + pad_s]``, joins chunks (including chunks that overlap by a
-    sample), splits at gaps, resolves overlaps (the later segment wins), keeps one sampling rate
+    sample), splits at gaps and non-finite samples, resolves overlaps (the segment starting
+    later wins, conflicting samples are counted in ``quality``), keeps one sampling rate
     per channel (the dominant one; the rest is reported), renames components to Z/N/E (see
     :data:`COMPONENT_MAP`) and groups channels by (location, band). A file that cannot be read
     becomes a :class:`FileFailure`; the others are still returned.
@@ -650,7 +804,6 @@ def read_station_day(
         stream, failure = _read_file(path, unit, t0, t1)
         if failure is not None:
             failures.append(failure)
-            continue
         for tr in stream:
             s = tr.stats
             if s.network != unit.network or s.station != unit.station or s.npts == 0:
@@ -666,15 +819,17 @@ def read_station_day(
     instruments: dict[tuple[str, str], InstrumentStream] = {}
     for (location, channel), traces in sorted(by_channel.items(), key=canonical_first):
         seed_id = f"{unit.network}.{unit.station}.{location}.{channel}"
-        merged, problems = _merge_channel(seed_id, traces, t0, t1)
+        merged, problems, quality = _merge_channel(seed_id, traces, t0, t1)
         failures.extend(problems)
-        if not merged:
-            continue
         band, letter = channel[:-1], channel[-1:]
         inst = instruments.get((location, band))
         if inst is None:
             inst = InstrumentStream(unit.network, unit.station, location, band, Stream())
             instruments[(location, band)] = inst
+        if quality.as_dict():
+            inst.quality[channel] = quality.as_dict()
+        if not merged:
+            continue
         component = COMPONENT_MAP.get(letter.upper())
         if component is None:
             inst.notes.append(f"{seed_id}: component {letter!r} has no Z/N/E meaning; left out")
@@ -695,3 +850,21 @@ def read_station_day(
         inst.stream.sort(keys=["channel", "starttime"])
         result.append(inst)
     return result, failures
+
+
+def quality_notes(instruments: list[InstrumentStream]) -> dict[str, dict]:
+    """Return what a station-day's reading found, per instrument ``NET.STA.LOC.BAND``.
+
+    ``components`` (e.g. ``ZNE``, or ``Z`` for a single-component station), ``channels`` (per
+    channel: segments, non-finite samples, overlapping and conflicting samples) and ``notes``
+    (channels left out). The pick stage stores it in the ledger's ``notes`` column.
+    """
+    out = {}
+    for inst in instruments:
+        entry: dict[str, Any] = {"components": inst.components}
+        if inst.quality:
+            entry["channels"] = inst.quality
+        if inst.notes:
+            entry["notes"] = inst.notes
+        out[f"{inst.network}.{inst.station}.{inst.location}.{inst.band}"] = entry
+    return out

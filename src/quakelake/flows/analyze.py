@@ -94,6 +94,7 @@ def analyze_run(
         summary = {
             "run_id": run_id,
             "reference": reference,
+            "lake": str(lake),
             "report": str(folder / "report.md"),
             "figures": drawn.extra.get("figures", {}),
             **compared.extra,

@@ -2,7 +2,15 @@
 
 from quakelake.lakehouse.catalog import Lake, LakeQueryError
 from quakelake.lakehouse.schema import TABLES, TableSpec
-from quakelake.lakehouse.writer import file_path, safe_name, to_arrow, write_atomic, write_table
+from quakelake.lakehouse.writer import (
+    file_path,
+    remove_superseded,
+    safe_name,
+    to_arrow,
+    unit_stem,
+    write_atomic,
+    write_table,
+)
 
 __all__ = [
     "TABLES",
@@ -10,8 +18,10 @@ __all__ = [
     "LakeQueryError",
     "TableSpec",
     "file_path",
+    "remove_superseded",
     "safe_name",
     "to_arrow",
+    "unit_stem",
     "write_atomic",
     "write_table",
 ]

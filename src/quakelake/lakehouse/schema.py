@@ -195,6 +195,8 @@ UNITS = TableSpec(
         ("seconds", pa.float64()),
         ("output", pa.string()),
         ("finished", TS),
+        ("inputs", pa.string()),
+        ("notes", pa.string()),
     ),
     ("stage",),
     "one row per unit of work attempted (the ledger)",

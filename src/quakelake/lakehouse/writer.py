@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -47,6 +47,44 @@ def partition_dir(root: Path, table: str, partition: Mapping[str, str] | None = 
 def file_path(root: Path, table: str, partition: Mapping[str, str] | None, name: str) -> Path:
     """Return where the file ``name`` of one partition of ``table`` lives."""
     return partition_dir(root, table, partition) / f"{safe_name(name)}.parquet"
+
+
+def unit_stem(key: str, inputs: str) -> str:
+    """Return the file stem of one unit's output: its key, a dot and the fingerprint of its inputs.
+
+    The key names the unit (what it is, e.g. model, weights, station, instrument) and the
+    fingerprint what it was computed from: when the inputs change the unit gets a new file, and
+    :func:`remove_superseded` removes the file it replaces.
+    """
+    return f"{safe_name(key)}.{safe_name(inputs)}"
+
+
+def remove_superseded(target: Path, key: str, also: Callable[[str], bool] | None = None) -> list[Path]:
+    """Remove the committed files of unit ``key`` next to ``target`` other than ``target`` itself.
+
+    Called after ``target`` was committed, so readers see the old rows until the new ones are
+    visible (a crash between the two leaves both; the next run of the unit removes the old one).
+
+    Args:
+        target: the unit's current file.
+        key: the unit key (see :func:`unit_stem`).
+        also: optional test of other stems to remove (files of an older naming scheme).
+
+    Returns:
+        The files removed.
+    """
+    prefix = safe_name(key)
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    for path in sorted(target.parent.glob("*.parquet")):
+        if path.name.startswith(".") or path == target:
+            continue
+        stem = path.stem
+        if stem.rsplit(".", 1)[0] == prefix or (also is not None and also(stem)):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def to_arrow(table: str, data: pd.DataFrame | pa.Table) -> pa.Table:

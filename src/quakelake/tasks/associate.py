@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,12 +12,12 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from quakelake import association
-from quakelake.lakehouse import Lake, file_path, write_table
+from quakelake.lakehouse import Lake, file_path, remove_superseded, unit_stem, write_table
 from quakelake.lakehouse.writer import safe_name
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint
 from quakelake.stations import read_stations
 
-ASSOCIATION_CODE_VERSION = "1"  # bump when a change alters the events made from the same inputs
+ASSOCIATION_CODE_VERSION = "2"  # bump when a change alters the events made from the same inputs
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,57 @@ class PickSource:
 
 def config_fingerprint(config: association.PyOctoConfig | association.GammaConfig) -> str:
     """Return the fingerprint of everything in ``config`` that shapes the events (model values too)."""
+    return fingerprint(config.model_dump(mode="json"), _velocity_points(config), ASSOCIATION_CODE_VERSION)
+
+
+def _velocity_points(config: association.PyOctoConfig | association.GammaConfig) -> list | None:
     velocity = config.velocity
-    points = velocity.model().to_numpy().round(6).tolist() if velocity.kind == "1d" else None
-    return fingerprint(config.model_dump(mode="json"), points, ASSOCIATION_CODE_VERSION)
+    return velocity.model().to_numpy().round(6).tolist() if velocity.kind == "1d" else None
+
+
+def unit_key(config: association.PyOctoConfig | association.GammaConfig, source: PickSource) -> str:
+    """Return the key of a day's events/assignments files: associator, its settings, pick source.
+
+    The settings are the configuration as given (a velocity model *file* by its name); what the
+    day is computed from (picks, stations, the velocity file's content) is in
+    :func:`unit_inputs`, so new picks or an edited file replace the day's events.
+    """
+    settings = fingerprint(config.model_dump(mode="json"), ASSOCIATION_CODE_VERSION)
+    return f"{config.associator}.{settings}.{safe_name(source.label)}"
 
 
 def unit_file_name(config: association.PyOctoConfig | association.GammaConfig, source: PickSource) -> str:
-    """Return the stem of a day's events/assignments files: associator, config fingerprint, source."""
-    return f"{config.associator}.{config_fingerprint(config)}.{safe_name(source.label)}"
+    """Return the key of a day's events/assignments files (see :func:`unit_key`)."""
+    return unit_key(config, source)
+
+
+def frame_digest(frame: pd.DataFrame, columns: list[str]) -> str:
+    """Return a digest of the values of ``columns`` of ``frame``, independent of its row order."""
+    present = [c for c in columns if c in frame.columns]
+    data = frame[present].astype(str).sort_values(present, ignore_index=True) if len(frame) else frame[present]
+    hashes = pd.util.hash_pandas_object(data, index=False).to_numpy()
+    return hashlib.sha256(hashes.tobytes() + ",".join(present).encode()).hexdigest()[:16]
+
+
+def unit_inputs(
+    picks: pd.DataFrame,
+    stations: pd.DataFrame,
+    config: association.PyOctoConfig | association.GammaConfig,
+    margin_s: float,
+) -> str:
+    """Return the fingerprint of what a day's events are computed from.
+
+    The picks read for the day and its margins (ids, stations, phases, times, probabilities:
+    a late station, a recomputed pick unit, a wider margin all change it), the station table's
+    content and the velocity model's content.
+    """
+    return fingerprint(
+        frame_digest(picks, ["pick_id", "station_id", "phase", "time", "probability"]),
+        frame_digest(stations, ["network", "station", "location", "channel", "latitude", "longitude",
+                                "elevation_m", "start", "end"]),
+        _velocity_points(config),
+        margin_s,
+    )
 
 
 def read_picks(lake: Path, source: PickSource, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
@@ -108,14 +152,11 @@ def associate_day_task(
     """Associate the events of one UTC day into one `events` and one `assignments` file.
 
     Picks are read from ``day - margin`` to ``day + 1 + margin``; only events with origin in
-    ``day`` are kept. A day whose events file exists is skipped unless ``force``.
-    """
+    ``day`` are kept. A day whose events file for the same inputs (:func:`unit_inputs`:
+    picks, stations, velocity model) exists is skipped unless ``force``; a day computed anew
+    replaces (removes, once committed) the files of its older inputs."""
     key = day.isoformat()
-    name = unit_file_name(config, source)
     partition = {"day": key}
-    target = file_path(lake, "events", partition, name)
-    if target.exists() and not force:
-        return UnitResult("associate", key, "skipped", output=str(target))
     with Stopwatch() as sw:
         start = pd.Timestamp(day, tz="UTC")
         margin = pd.Timedelta(seconds=margin_s)
@@ -123,17 +164,33 @@ def associate_day_task(
         if len(picks) == 0:
             return UnitResult("associate", key, "no_data", error="no picks in the day (+- margin)")
         stations = read_station_source(lake, source)
+        inputs = unit_inputs(picks, stations, config, margin_s)
+        ukey = unit_key(config, source)
+        name = unit_stem(ukey, inputs)
+        target = file_path(lake, "events", partition, name)
+        companion = file_path(lake, "assignments", partition, name)
+        if target.exists() and not force:
+            _supersede(target, companion, ukey)  # left by a run killed between commit and removal
+            return UnitResult("associate", key, "skipped", output=str(target), inputs=inputs)
         fp = config_fingerprint(config)
         prefix = f"{config.associator}-{fingerprint(fp, source.label, length=8)}-"
         result = association.associate_day(picks, stations, day, config, margin_s, prefix)
         common = {"run_id": run_id, "associator": config.associator, "config_fingerprint": fp}
         assignments = result.assignments.assign(**common)
         events = result.events.assign(**common, pick_source=source.label)
-        # assignments first: the events file marks the unit done
+        # assignments first: the events file marks the unit done; then the day's older files go
         write_table(lake, "assignments", assignments, name, partition)
         write_table(lake, "events", events, name, partition)
+        _supersede(target, companion, ukey)
     return UnitResult(
         "associate", key, "done", rows=len(events), seconds=sw.seconds, output=str(target),
         error="; ".join(result.messages)[:2000],
         extra={"picks": len(picks), "assigned": len(assignments), "unknown_stations": result.unknown_stations},
+        inputs=inputs,
     )
+
+
+def _supersede(events_file: Path, assignments_file: Path, key: str) -> None:
+    """Remove the day's events/assignments files computed from older inputs (events first)."""
+    remove_superseded(events_file, key)
+    remove_superseded(assignments_file, key)

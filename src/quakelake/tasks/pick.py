@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -9,12 +12,12 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from quakelake import picking, waveforms
-from quakelake.lakehouse import file_path, write_atomic, write_table
+from quakelake.lakehouse import file_path, remove_superseded, safe_name, unit_stem, write_atomic, write_table
 from quakelake.lakehouse.writer import to_arrow
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint
 from quakelake.params import PickParams, StationSelection, TimeWindow
 
-PICK_CODE_VERSION = "1"  # bump when a change alters the picks made from the same inputs
+PICK_CODE_VERSION = "2"  # bump when a change alters the picks made from the same inputs
 
 
 @task(name="index-archive", retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
@@ -37,12 +40,43 @@ def index_archive(
     return waveforms.station_days(scan.index, window, selection), failures
 
 
-def pick_file_name(unit: waveforms.StationDay, spec: picking.ModelSpec, params: PickParams) -> str:
-    """Return the stem of a unit's pick file: the unit plus the fingerprint of what shapes its picks."""
-    fp = fingerprint(
-        spec.model, spec.weights, params.p_threshold, params.s_threshold, params.denoise, PICK_CODE_VERSION
-    )
-    return f"{spec.model}.{spec.weights}.{unit.network}.{unit.station}.{fp}"
+def pick_settings(spec: picking.ModelSpec, params: PickParams) -> list:
+    """Return what shapes the picks of any unit besides its waveforms (model, weights, thresholds...)."""
+    return [spec.model, spec.weights, params.p_threshold, params.s_threshold, params.denoise,
+            PICK_CODE_VERSION]
+
+
+def instrument_key(unit: waveforms.StationDay, spec: picking.ModelSpec, location: str, band: str) -> str:
+    """Return the key of one instrument's picks: model, weights, station and instrument."""
+    return f"{spec.model}.{spec.weights}.{unit.network}.{unit.station}.{location or '--'}.{band}"
+
+
+def pick_files(
+    unit: waveforms.StationDay, spec: picking.ModelSpec, params: PickParams, lake: Path
+) -> dict[tuple[str, str], tuple[str, Path]]:
+    """Return, per instrument ``(location, band)`` of ``unit``, its pick key and its file.
+
+    A file's name holds the instrument's key and the fingerprint of everything its picks are
+    computed from: the settings (:func:`pick_settings`) and the instrument's indexed segments
+    (path, channel, span, samples, file size and modification time). Late data, a replaced
+    file or another channel selection of the instrument give another file; other instruments
+    of the station (``-C 'EH?'`` after ``-C 'HH?'``) are other keys and are left alone.
+    """
+    settings = pick_settings(spec, params)
+    partition = {"day": unit.day.isoformat()}
+    out = {}
+    for (location, band), segments in unit.instrument_segments().items():
+        key = instrument_key(unit, spec, location, band)
+        inputs = fingerprint(settings, [dataclasses.astuple(seg) for seg in segments])
+        out[(location, band)] = (key, file_path(lake, "picks", partition, unit_stem(key, inputs)))
+    return out
+
+
+def _legacy_test(unit: waveforms.StationDay, spec: picking.ModelSpec):
+    # Files of the first naming scheme held a whole station-day: model.weights.NET.STA.<fp>.
+    pattern = re.compile(re.escape(safe_name(f"{spec.model}.{spec.weights}.{unit.network}.{unit.station}"))
+                         + r"\.[0-9a-f]{12}")
+    return lambda stem: pattern.fullmatch(stem) is not None
 
 
 @task(name="pick-station-day", retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
@@ -55,24 +89,44 @@ def pick_station_day(
     run_id: str,
     force: bool = False,
 ) -> UnitResult:
-    """Pick one station-day with one model x weights into one immutable `picks` file."""
+    """Pick one station-day with one model x weights: one immutable `picks` file per instrument.
+
+    Instruments whose file for the current inputs exists are skipped (unless ``force``); the
+    others are picked, and each new file replaces (removes, once committed) the instrument's
+    file computed from older inputs.
+    """
     key = f"{spec.label}:{unit.key}"
-    target = file_path(lake, "picks", {"day": unit.day.isoformat()}, pick_file_name(unit, spec, params))
-    if target.exists() and not force:
-        return UnitResult("pick", key, "skipped", output=str(target))
+    lake = Path(lake)
+    files = pick_files(unit, spec, params, lake)
+    inputs = fingerprint(sorted(str(path.name) for _, path in files.values()))
+    outputs = ";".join(str(path) for _, path in files.values())
+    legacy = _legacy_test(unit, spec)
+    todo = {inst for inst, (_, path) in files.items() if force or not path.exists()}
+    if files and not todo:
+        for inst_key, path in files.values():
+            remove_superseded(path, inst_key, legacy)  # left by a run killed between commit and removal
+        return UnitResult("pick", key, "skipped", output=outputs, inputs=inputs)
     with Stopwatch() as sw:
         instruments, failures = waveforms.read_station_day(unit, selection=selection)
         error = "; ".join(f"skipped {f.path}: {f.reason}" for f in failures)
-        if not instruments:
+        wanted = [inst for inst in instruments if (inst.location, inst.band) in todo]
+        notes = json.dumps(waveforms.quality_notes(instruments), sort_keys=True)
+        if not wanted:
             # Nothing readable: leave no file, so a later run retries this unit.
-            return UnitResult("pick", key, "failed", error=error or "no readable waveforms")
+            return UnitResult("pick", key, "failed", error=error or "no readable waveforms",
+                              inputs=inputs, notes=notes)
         model = picking.load_model(spec.model, spec.weights, picking.resolve_device(params.device))
-        picks = picking.within_day(picking.pick_streams(model, instruments, spec, params), unit.day)
+        picks = picking.within_day(picking.pick_streams(model, wanted, spec, params), unit.day)
         picks.insert(1, "run_id", run_id)
-        write_table(lake, "picks", picks, target.stem, {"day": unit.day.isoformat()})
+        partition = {"day": unit.day.isoformat()}
+        for inst in wanted:
+            inst_key, path = files[(inst.location, inst.band)]
+            mine = picks[(picks["location"] == inst.location) & (picks["band"] == inst.band)]
+            write_table(lake, "picks", mine, path.stem, partition)
+            remove_superseded(path, inst_key, legacy)
     extra = {"phases": picks["phase"].value_counts().to_dict()} if len(picks) else {"phases": {}}
     return UnitResult("pick", key, "done", rows=len(picks), error=error, seconds=sw.seconds,
-                      output=str(target), extra=extra)
+                      output=outputs, extra=extra, inputs=inputs, notes=notes)
 
 
 def phase_counts(results: list[UnitResult]) -> dict[str, int]:
