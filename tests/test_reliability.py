@@ -6,16 +6,18 @@ PhaseNet weights) and compares the lake with an uninterrupted reference run.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
+import obspy
 import pandas as pd
 import pytest
 
 from quakelake import association as asc
 from quakelake.lakehouse import Lake
-from quakelake.params import PickParams
+from quakelake.params import PickParams, StationSelection
 from quakelake.stations import read_stations
 
 SALTON = "phasenet_saltonsea_20201001"
@@ -144,3 +146,62 @@ def test_late_stations_are_picked_and_the_day_reassociated(salton, reference_lak
     again = associate_events(lake, config=GAMMA, station_file=salton / "stations.xml")
     assert (third["done"], third["skipped"], again["skipped"]) == (0, 16, 1)
     assert {t: _files(lake, t) for t in before} == before
+
+
+@pytest.mark.slow
+def test_replaced_file_and_channel_selection_recompute_exactly_their_instrument(
+    salton, reference_lake, tmp_path
+):
+    """A 90-s file replaced by the 180-s one is re-picked; -C picks of one band never overwrite another's."""
+    from quakelake.flows.pick import pick_phases
+
+    archive, lake = tmp_path / "archive", tmp_path / "lake"
+    _copy(salton, archive, ["COA"])
+    full = obspy.read(str(salton / "mseed" / "CI.WMD.2020-10-01T00:00.mseed"))
+    wmd = archive / "CI.WMD.2020-10-01T00:00.mseed"
+    full.slice(full[0].stats.starttime, full[0].stats.starttime + 90).write(str(wmd), format="MSEED")
+    # a second instrument at WMD (the same recordings under band EH)
+    eh = full.copy()
+    for tr in eh:
+        tr.stats.channel = "EH" + tr.stats.channel[-1]
+    eh.write(str(archive / "CI.WMD.EH.2020-10-01T00:00.mseed"), format="MSEED")
+    hh, eh_only = StationSelection(channels=["HH?"]), StationSelection(channels=["EH?"])
+    ref_wmd = _picks(reference_lake, "station = ?", ["WMD"])
+
+    first = pick_phases(archive, lake, selection=hh, pick=PHASENET)
+    assert first["done"] == 2
+    short = _picks(lake, "station = ?", ["WMD"])
+    assert 0 < len(short) < len(ref_wmd)
+
+    shutil.copy(salton / "mseed" / wmd.name, wmd)  # the whole 180 s arrive
+    second = pick_phases(archive, lake, selection=hh, pick=PHASENET)
+    assert (second["done"], second["skipped"]) == (1, 1)  # WMD again, COA untouched
+    pd.testing.assert_frame_equal(_picks(lake, "station = ?", ["WMD"]), ref_wmd)
+    pd.testing.assert_frame_equal(_picks(lake, "station = ?", ["COA"]),
+                                  _picks(reference_lake, "station = ?", ["COA"]))
+
+    def band(b: str) -> pd.DataFrame:
+        return _picks(lake, "station = ? AND band = ?", ["WMD", b])
+
+    third = pick_phases(archive, lake, selection=eh_only, pick=PHASENET)
+    assert third["done"] == 1  # another channel selection is not "skipped"
+    pd.testing.assert_frame_equal(band("HH"), ref_wmd)  # and leaves the HH picks alone
+    eh_picks = band("EH")
+    assert len(eh_picks) == len(ref_wmd)
+    forced = pick_phases(archive, lake, selection=eh_only, pick=PHASENET, force=True)
+    assert forced["done"] == 1
+    pd.testing.assert_frame_equal(band("HH"), ref_wmd)
+    pd.testing.assert_frame_equal(band("EH"), eh_picks)
+    everything = pick_phases(archive, lake, pick=PHASENET)
+    assert (everything["done"], everything["skipped"]) == (0, 2)  # same segments: nothing to redo
+
+    # one component only: the HH instrument is recomputed from HHZ and its ledger row says so
+    z_only = pick_phases(archive, lake, selection=StationSelection(channels=["HHZ"]), pick=PHASENET)
+    assert z_only["done"] == 2
+    notes = _ledger(lake, z_only["run_id"], "pick").set_index("unit")["notes"]
+    wmd_notes = json.loads(notes["PhaseNet/original:CI.WMD.2020-10-01"])
+    assert wmd_notes["CI.WMD..HH"]["components"] == "Z"
+    assert len(_files(lake, "picks")) == 3  # WMD HH, WMD EH, COA HH: one file per instrument
+    back = pick_phases(archive, lake, selection=hh, pick=PHASENET)
+    assert back["done"] == 2
+    pd.testing.assert_frame_equal(band("HH"), ref_wmd)
