@@ -6,6 +6,7 @@ PhaseNet weights) and compares the lake with an uninterrupted reference run.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
@@ -205,3 +206,112 @@ def test_replaced_file_and_channel_selection_recompute_exactly_their_instrument(
     back = pick_phases(archive, lake, selection=hh, pick=PHASENET)
     assert back["done"] == 2
     pd.testing.assert_frame_equal(band("HH"), ref_wmd)
+
+
+# ----------------------------------------------------------------------------- item 4: non-finite samples
+
+
+@pytest.mark.slow
+def test_nan_samples_are_gaps_and_an_all_nan_station_is_reported(salton, reference_lake, tmp_path):
+    """One NaN in a float trace costs the picks next to it only; an all-NaN station fails, saying why."""
+    from quakelake.flows.pick import pick_phases
+
+    archive, lake = tmp_path / "archive", tmp_path / "lake"
+    archive.mkdir()
+    wmd = obspy.read(str(salton / "mseed" / "CI.WMD.2020-10-01T00:00.mseed"))
+    for tr in wmd:
+        tr.data = tr.data.astype(np.float64)
+    t_nan = wmd[0].stats.starttime + 100.0
+    z = wmd.select(channel="HHZ")[0]
+    z.data[int(round((t_nan - z.stats.starttime) * z.stats.sampling_rate))] = np.nan
+    wmd.write(str(archive / "CI.WMD.float.mseed"), format="MSEED", encoding="FLOAT64")
+    sal = obspy.read(str(salton / "mseed" / "CI.SAL.2020-10-01T00:00.mseed"))
+    for tr in sal:
+        tr.data = np.full(tr.stats.npts, np.nan)
+    sal.write(str(archive / "CI.SAL.float.mseed"), format="MSEED", encoding="FLOAT64")
+
+    out = pick_phases(archive, lake, pick=PHASENET)
+    ledger = _ledger(lake, out["run_id"], "pick").set_index("unit")
+    sal_row = ledger.loc["PhaseNet/original:CI.SAL.2020-10-01"]
+    assert sal_row["status"] == "failed" and "non-finite" in sal_row["error"]
+    wmd_row = ledger.loc["PhaseNet/original:CI.WMD.2020-10-01"]
+    assert wmd_row["status"] == "done"
+    assert json.loads(wmd_row["notes"])["CI.WMD..HH"]["channels"]["HHZ"]["nonfinite"] == 1
+
+    got = _picks(lake, "station = ?", ["WMD"])
+    clean = _picks(reference_lake, "station = ?", ["WMD"])
+    far = pd.Timestamp(t_nan.datetime, tz="UTC")
+
+    def away(df: pd.DataFrame) -> pd.DataFrame:
+        keep = (pd.to_datetime(df["time"], utc=True) - far).abs() > pd.Timedelta(seconds=30)
+        return df[keep].sort_values(["phase", "time"]).reset_index(drop=True)
+
+    a, b = away(got), away(clean)
+    assert len(b) >= 15
+    assert len(a) == len(b) and (a["phase"] == b["phase"]).all()
+    dt_s = (pd.to_datetime(a["time"]) - pd.to_datetime(b["time"])).dt.total_seconds().abs()
+    assert dt_s.max() <= 0.02
+    assert (a["probability"] - b["probability"]).abs().max() <= 0.05
+    near = len(got) - len(a)
+    assert near >= len(clean) - len(b) - 2  # the picks beside the NaN are not wiped out either
+
+
+# ----------------------------------------------------------------------------- item 5: cut records, overlaps
+
+
+def test_a_cut_record_costs_that_record_not_the_file(salton, tmp_path):
+    from quakelake.waveforms import read_station_day, scan_archive, station_days
+
+    raw = (salton / "mseed" / "CI.WMD.2020-10-01T00:00.mseed").read_bytes()
+    rec = 4096
+    assert len(raw) % rec == 0
+    k = 5  # a record in the middle of the file, cut to 1000 bytes, the rest follows
+    (tmp_path / "CI.WMD.mseed").write_bytes(raw[: k * rec + 1000] + raw[(k + 1) * rec :])
+    original = obspy.read(str(salton / "mseed" / "CI.WMD.2020-10-01T00:00.mseed"))
+    lost = obspy.read(io.BytesIO(raw[k * rec : (k + 1) * rec]))[0]
+
+    scan = scan_archive(tmp_path)
+    (failure,) = scan.failures
+    assert failure.reason.startswith("truncated miniSEED record")
+    assert f"{len(raw) // rec - 1} whole records read" in failure.reason
+    assert sorted(set(scan.index["channel"])) == ["HHE", "HHN", "HHZ"]
+
+    (unit,) = station_days(scan.index)
+    (inst,), failures = read_station_day(unit)
+    assert [f.path for f in failures] == [failure.path]
+    assert inst.components == "ZNE"
+    for tr in original:
+        got = inst.stream.select(channel=tr.stats.channel)
+        if tr.stats.channel != lost.stats.channel:
+            assert len(got) == 1 and np.array_equal(got[0].data, tr.data)
+            continue
+        # the cut record's samples are a gap; every other sample is there, unchanged
+        assert len(got) == 2 and sum(t.stats.npts for t in got) == tr.stats.npts - lost.stats.npts
+        assert got[0].stats.endtime < lost.stats.starttime and got[1].stats.starttime > lost.stats.endtime
+        for part in got:
+            assert np.array_equal(part.data, tr.slice(part.stats.starttime, part.stats.endtime).data)
+
+
+def test_overlaps_take_the_later_segment_and_conflicts_are_counted(salton, tmp_path):
+    from quakelake.waveforms import quality_notes, read_station_day, scan_archive, station_days
+
+    full = obspy.read(str(salton / "mseed" / "CI.WMD.2020-10-01T00:00.mseed"), format="MSEED")
+    full.write(str(tmp_path / "a_whole.mseed"), format="MSEED")
+    t0 = full[0].stats.starttime
+    inner = full.select(channel="HHZ").slice(t0 + 60, t0 + 70).copy()  # lies inside the whole one
+    inner[0].data = inner[0].data + 1  # a conflicting copy
+    inner.write(str(tmp_path / "b_inner.mseed"), format="MSEED")
+    full.select(channel="HHN").write(str(tmp_path / "c_same.mseed"), format="MSEED")  # an identical copy
+
+    (unit,) = station_days(scan_archive(tmp_path).index)
+    (inst,), failures = read_station_day(unit)
+    assert failures == []
+    (z,) = inst.stream.select(channel="HHZ")
+    part = z.slice(t0 + 60, t0 + 70)
+    assert np.array_equal(part.data, inner[0].data)  # the later segment wins, as documented
+    notes = quality_notes([inst])["CI.WMD..HH"]
+    assert notes["components"] == "ZNE"
+    n_inner = inner[0].stats.npts
+    assert notes["channels"]["HHZ"] == {"segments": 1, "overlap": n_inner, "conflicting": n_inner}
+    assert notes["channels"]["HHN"] == {"segments": 1, "overlap": full.select(channel="HHN")[0].stats.npts}
+    assert notes["channels"]["HHE"] == {"segments": 1}

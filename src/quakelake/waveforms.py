@@ -75,6 +75,8 @@ _SDS_NAME = re.compile(
     r"\.(?P<type>[A-Z])\.(?P<year>\d{4})\.(?P<doy>\d{3})$"
 )
 _IGNORED_SUFFIXES = (".tmp",)
+# where a miniSEED 2 record header may start: sequence number, quality code, reserved byte
+_RECORD_START = re.compile(rb"(?=[0-9 \x00]{6}[DRQM][ \x00])")
 _INDEX_COLUMNS = WAVEFORM_INDEX.schema.names
 _RATE_TOLERANCE = 1e-5
 _EPOCH = dt.date(1970, 1, 1)
@@ -280,9 +282,10 @@ def _mseed_records(
     """Return the whole records of a miniSEED file and why the rest cannot be read.
 
     Fast path: a file whose size is a multiple of its first record's length is accepted whole
-    (``(None, None)``). Other files (mixed record lengths, or cut) are walked record by record:
-    a record cut short or a damaged header is skipped up to the next valid record header, so
-    one cut record costs that record, not the file.
+    (``(None, None)``). Other files (mixed record lengths, or cut) are searched for every
+    record header: a record is whole when the next header does not start inside it. A record
+    cut short (the next one follows right behind it) or damaged bytes cost that record, not
+    the file.
 
     Returns:
         (``(offset, length)`` of every whole record, or None when the file is whole; the problem
@@ -291,47 +294,41 @@ def _mseed_records(
     if record_length is None or size % record_length == 0:
         return None, None
     buf = path.read_bytes()
+    starts = []
+    for match in _RECORD_START.finditer(buf):
+        header = _mseed_header(buf, match.start())
+        if header is not None:
+            starts.append((match.start(), header[1] or record_length))
     spans: list[tuple[int, int]] = []
     problems: list[str] = []
-    offset = 0
-    while offset < size:
-        header = _mseed_header(buf, offset)
-        reclen = (header[1] or record_length) if header is not None else None
-        if reclen is not None and offset + reclen <= size:
+    cursor = 0
+    for i, (offset, reclen) in enumerate(starts):
+        if offset < cursor:
+            continue  # header-like bytes inside a whole record
+        if offset > cursor:
+            problems.append(f"{offset - cursor} bytes at byte {cursor} are not a miniSEED record")
+        following = next((o for o, _ in starts[i + 1 :] if o > offset), size)
+        if offset + reclen <= following:
             spans.append((offset, reclen))
-            offset += reclen
-            continue
-        if header is None:
-            problems.append(f"corrupt miniSEED record header at byte {offset}")
-        # a cut record: look for the next whole record behind it
-        nxt = _next_record(buf, offset + 1, size, record_length)
-        if header is not None:
-            until = nxt if nxt is not None else size
+            cursor = offset + reclen
+        else:
             problems.append(
                 f"truncated miniSEED record (the record at byte {offset} needs {reclen} bytes, "
-                f"{until - offset} are there)"
+                f"{following - offset} are there)"
             )
-        if nxt is None:
-            break
-        offset = nxt
-    lost = size - sum(n for _, n in spans)
+            cursor = following
+    if cursor < size:
+        problems.append(f"{size - cursor} bytes at byte {cursor} are not a miniSEED record")
     if not problems:
         return spans, None
+    lost = size - sum(n for _, n in spans)
     problem = (
-        "; ".join(problems[:3]) + (f" and {len(problems) - 3} more" if len(problems) > 3 else "")
+        "; ".join(problems[:3])
+        + (f" and {len(problems) - 3} more" if len(problems) > 3 else "")
         + f"; file size {size}: {len(spans)} whole records read, {lost} bytes left out; "
         "re-download or re-copy it"
     )
     return spans, problem
-
-
-def _next_record(buf: bytes, start: int, size: int, record_length: int) -> int | None:
-    """Return the offset of the next whole miniSEED record at or after ``start``, or None."""
-    for offset in range(start, size - 47):
-        header = _mseed_header(buf, offset)
-        if header is not None and offset + (header[1] or record_length) <= size:
-            return offset
-    return None
 
 
 def _claims_waveform(path: Path) -> bool:
