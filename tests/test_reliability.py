@@ -315,3 +315,64 @@ def test_overlaps_take_the_later_segment_and_conflicts_are_counted(salton, tmp_p
     assert notes["channels"]["HHZ"] == {"segments": 1, "overlap": n_inner, "conflicting": n_inner}
     assert notes["channels"]["HHN"] == {"segments": 1, "overlap": full.select(channel="HHN")[0].stats.npts}
     assert notes["channels"]["HHE"] == {"segments": 1}
+
+
+# ----------------------------------------------------------------------------- items 7, 8: analysis
+
+
+@pytest.mark.slow
+def test_metrics_are_those_of_the_waveforms_whoever_asks(salton, reference_lake, tmp_path, monkeypatch,
+                                                          capsys):
+    """`quakelake analyze -c` reads the configured lake, and equals the pipeline's day-wide analysis."""
+    from quakelake.cli import main
+    from quakelake.evaluation import RunSelection
+    from quakelake.flows.analyze import analyze_run
+
+    lake = tmp_path / "elsewhere" / "lake"
+    shutil.copytree(reference_lake, lake)
+    assert main(["import-catalog", str(salton / "DERIVED_phasenet_ref_picks_first180s.csv"),
+                 str(salton / "DERIVED_scsn_events_first10min.csv"), "--name", "scsn",
+                 "--lake", str(lake)]) == 0
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"lake": str(lake)}))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)  # no ./lake here: the metrics must come from the configured lake
+    capsys.readouterr()
+    assert main(["analyze", "-c", str(config), "--reference", "scsn", "--silent"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines()]
+    event_rows = [r for r in rows if r and r[0] == "event"]
+    assert len(event_rows) == 1, out  # the metrics table printed, from the configured lake
+    assert not (cwd / "lake").exists()
+
+    def event_metrics(run_id: str) -> pd.Series:
+        return Lake(lake).query(
+            "SELECT tp, fp, fn, recall FROM metrics WHERE run_id = ? AND level = 'event' "
+            "AND group_by = 'associator'", [run_id]).iloc[0]
+
+    def pick_metrics(run_id: str) -> pd.DataFrame:
+        return Lake(lake).query(
+            "SELECT phase, tp, fp, fn FROM metrics WHERE run_id = ? AND group_by = ? ORDER BY phase",
+            [run_id, "model,weights,phase"])
+
+    cli_run = Lake(lake).query("SELECT run_id FROM runs WHERE command = 'analyze'")["run_id"].iloc[0]
+    # the pipeline asks for the whole day (its window), analyze for what the lake holds
+    day = RunSelection(models=["PhaseNet"], weights=["original"],
+                       start=pd.Timestamp("2020-10-01", tz="UTC"), end=pd.Timestamp("2020-10-02", tz="UTC"))
+    pipeline = analyze_run(lake, "scsn", day, report_dir=tmp_path / "report")
+    a, b = event_metrics(cli_run), event_metrics(pipeline["run_id"])
+    assert a.equals(b)
+    # of the SCSN events of the first 10 min, one lies inside the 180 s of waveforms: found
+    assert (a["tp"], a["fn"], a["recall"]) == (1, 0, 1.0)
+    pd.testing.assert_frame_equal(pick_metrics(cli_run), pick_metrics(pipeline["run_id"]))
+    assert pipeline["reference_events"] == 1 and pipeline["warnings"] == []
+
+    # a reference without any event in the span compared is a warning and a non-zero exit
+    scsn = pd.read_csv(salton / "DERIVED_scsn_events_first10min.csv")
+    late = tmp_path / "late_events.csv"
+    scsn[pd.to_datetime(scsn["time"]) > pd.Timestamp("2020-10-01 00:03:01")].to_csv(late, index=False)
+    assert main(["import-catalog", str(late), "--name", "late", "--lake", str(lake)]) == 0
+    capsys.readouterr()
+    assert main(["analyze", "-c", str(config), "--reference", "late", "--silent"]) == 1
+    assert "has no event in the evaluated span" in capsys.readouterr().err

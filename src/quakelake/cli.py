@@ -427,6 +427,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     out = run_pipeline(cfg)
+    status = 0
     if "download" in out:
         print_download(out["download"])
     print_summary(out["pick"], cfg, time.perf_counter() - t0)
@@ -436,6 +437,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("association skipped: no station coordinates (pass -F/--file stations.xml|csv)", file=sys.stderr)
     if "analyze" in out:
         print_analysis(out["analyze"], args)
+        if out["analyze"].get("warnings"):
+            status = 1  # nothing of the reference was compared
     if getattr(args, "interactive", False):
         from quakelake.plotting import show_one_by_one
         from quakelake.review import station_day_views
@@ -443,7 +446,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         shown = show_one_by_one(station_day_views(cfg.lake, cfg.directory, cfg.window, cfg.selection,
                                                   cfg.pick, cfg.analyze.reference))
         print(f"reviewed {shown} instrument-days")
-    return 0
+    return status
 
 
 def cmd_associate(args: argparse.Namespace) -> int:
@@ -592,7 +595,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     summary = analyze_run(cfg.lake, cfg.analyze.reference, selection, cfg.analyze.match,
                           reference_paths=cfg.analyze.reference_paths or None, report_dir=cfg.analyze.report_dir)
     print_analysis(summary, args)
-    return 0
+    return 1 if summary.get("warnings") else 0  # nothing of the reference was compared
 
 
 def print_analysis(summary: dict, args: argparse.Namespace) -> None:
@@ -610,6 +613,8 @@ def print_analysis(summary: dict, args: argparse.Namespace) -> None:
     print(f"analysis {summary['run_id']} against {summary.get('reference')!r}:")
     if metrics is not None and len(metrics):
         print(format_table(metrics))
+    for warning in summary.get("warnings") or []:
+        print(f"warning: {warning}", file=sys.stderr)
     if summary.get("report"):
         print(f"report: {summary['report']}")
     if getattr(args, "interactive", False):

@@ -659,6 +659,61 @@ def station_match_key(df: pd.DataFrame, with_network: bool) -> pd.Series:
     return (net + "." + sta) if with_network else sta
 
 
+def load_coverage(lake: Any) -> pd.DataFrame:
+    """Return where the lake's indexed archives have waveforms: merged intervals per station.
+
+    Columns ``network, station, start, end``; segments closer than :data:`COVERAGE_GAP_S` are
+    joined. Empty when the lake has no `waveform_index` (picks imported from elsewhere).
+    """
+    columns = ["network", "station", "start", "end"]
+    if not lake.has_files("waveform_index"):
+        return pd.DataFrame(columns=columns)
+    rows = lake.query(
+        'SELECT DISTINCT network, station, start, "end" FROM waveform_index ORDER BY ALL'
+    )
+    return merge_intervals(rows, ["network", "station"], COVERAGE_GAP_S)
+
+
+COVERAGE_GAP_S = 1.0  #: gaps shorter than this do not break a station's coverage
+
+
+def merge_intervals(rows: pd.DataFrame, keys: list[str], gap_s: float = 0.0) -> pd.DataFrame:
+    """Return the union of the ``[start, end]`` intervals of ``rows`` per ``keys`` group."""
+    if len(rows) == 0:
+        return pd.DataFrame(columns=[*keys, "start", "end"])
+    df = rows.assign(start=_utc(rows["start"]), end=_utc(rows["end"]))
+    df = df.sort_values([*keys, "start"], ignore_index=True)
+    reach = df.groupby(keys, sort=False)["end"].cummax()
+    prev = reach.groupby([df[k] for k in keys], sort=False).shift()
+    new = prev.isna() | (df["start"] > prev + pd.Timedelta(seconds=gap_s))
+    group = new.cumsum()
+    out = df.groupby(group, sort=False).agg(
+        **{k: (k, "first") for k in keys}, start=("start", "min"), end=("end", "max")
+    )
+    return out.reset_index(drop=True)
+
+
+def _covered(times: pd.Series, keys: pd.Series | None, coverage: pd.DataFrame) -> np.ndarray:
+    """Return a mask of the ``times`` that lie inside an interval of ``coverage`` (of their key)."""
+    t = _utc(times).astype("int64").to_numpy()
+    out = np.zeros(len(t), dtype=bool)
+    if len(coverage) == 0 or len(t) == 0:
+        return out
+    groups = coverage.groupby("_key") if keys is not None else [(None, coverage)]
+    key_values = keys.to_numpy() if keys is not None else None
+    for key, cov in groups:
+        lo = _utc(cov["start"]).astype("int64").to_numpy()
+        hi = _utc(cov["end"]).astype("int64").to_numpy()
+        order = np.argsort(lo)
+        lo, hi = lo[order], hi[order]
+        rows = np.flatnonzero(key_values == key) if keys is not None else np.arange(len(t))
+        i = np.searchsorted(lo, t[rows], side="right") - 1
+        ok = i >= 0
+        ok[ok] = t[rows][ok] <= hi[i[ok]]
+        out[rows] = ok
+    return out
+
+
 @dataclass
 class Evaluation:
     """What an analysis produced: matches, metrics and the compared time span."""
@@ -680,13 +735,19 @@ def evaluate(
     params: MatchParams | None = None,
     start: dt.datetime | pd.Timestamp | None = None,
     end: dt.datetime | pd.Timestamp | None = None,
+    coverage: pd.DataFrame | None = None,
 ) -> Evaluation:
-    """Compare picks and events with a reference over the span they cover.
+    """Compare picks and events with a reference where waveforms were processed.
 
-    The reference is cut to ``[start, end]`` (default: the first to the last pick or event,
-    widened by the tolerances), and reference picks to the stations that have picks, so
-    stations and hours that were not processed do not count as misses. Stations are compared
-    by network and station code (station code only when the reference has no networks).
+    With ``coverage`` (the archive's waveforms per station, :func:`load_coverage`) the
+    reference is evaluated where waveforms exist: a reference pick counts when its station has
+    waveforms at its time, a reference event when any station has waveforms at its origin
+    time, both inside ``[start, end]`` when given (the compared span defaults to the coverage's).
+    So a day's run and a run limited to the picks' span give the same metrics. Without
+    coverage (picks from elsewhere) the reference is cut to ``[start, end]`` (default: the
+    first to the last pick or event, widened by the tolerances) and reference picks to the
+    stations that have picks. Stations are compared by network and station code (station code
+    only when the reference has no networks).
 
     Args:
         picks: lake ``picks`` rows (several models/weights allowed).
@@ -696,8 +757,13 @@ def evaluate(
         params: tolerances.
         start: first UTC time compared.
         end: last UTC time compared.
+        coverage: waveforms per station (``network, station, start, end``), or None.
     """
     params = params or MatchParams()
+    if coverage is not None and len(coverage):
+        return _evaluate_covered(
+            picks, events, reference_events, reference_picks, params, start, end, coverage
+        )
     times = [pd.to_datetime(df["time"], utc=True) for df in (picks, events) if len(df)]
     if start is None and times:
         start = min(t.min() for t in times) - pd.Timedelta(seconds=params.event_max_dt_s)
@@ -741,6 +807,70 @@ def evaluate(
     )
     return Evaluation(
         pick_matches, event_matches, metrics, start, end, len(ref_picks), len(ref_events)
+    )
+
+
+def _evaluate_covered(
+    picks: pd.DataFrame,
+    events: pd.DataFrame,
+    reference_events: pd.DataFrame,
+    reference_picks: pd.DataFrame,
+    params: MatchParams,
+    start: Any,
+    end: Any,
+    coverage: pd.DataFrame,
+) -> Evaluation:
+    cov = coverage.copy()
+    lo, hi = _utc_ts(start), _utc_ts(end)
+    cov["start"], cov["end"] = _utc(cov["start"]), _utc(cov["end"])
+    if lo is not None:
+        cov["start"] = cov["start"].clip(lower=lo)
+    if hi is not None:
+        cov["end"] = cov["end"].clip(upper=hi)
+    cov = cov[cov["start"] <= cov["end"]]
+    span_start = cov["start"].min() if len(cov) else lo
+    span_end = cov["end"].max() if len(cov) else hi
+
+    def inside(df: pd.DataFrame) -> pd.DataFrame:
+        if len(df) == 0:
+            return df
+        t = pd.to_datetime(df["time"], utc=True)
+        keep = np.ones(len(df), bool)
+        if lo is not None:
+            keep &= (t >= lo).to_numpy()
+        if hi is not None:
+            keep &= (t <= hi).to_numpy()
+        return df[keep]
+
+    picks, events = inside(picks), inside(events)
+    with_net = bool(len(reference_picks)) and reference_picks["network"].fillna("").astype(
+        str
+    ).str.len().gt(0).any()
+    cov["_key"] = station_match_key(cov, with_net).to_numpy()
+    ref_picks = reference_picks
+    if len(ref_picks):
+        keys = station_match_key(ref_picks, with_net)
+        ref_picks = ref_picks[_covered(ref_picks["time"], keys, cov)]
+    ref_events = reference_events
+    if len(ref_events):
+        ref_events = ref_events[_covered(ref_events["time"], None, cov)]
+    pick_matches = pd.DataFrame(columns=PICK_MATCH_COLUMNS)
+    if len(picks):
+        pk = picks.assign(_station=station_match_key(picks, with_net))
+        rp = ref_picks.assign(_station=station_match_key(ref_picks, with_net) if len(ref_picks) else [])
+        pick_matches = match_picks(pk, rp, params.pick_tolerance_s, station_key="_station")
+    event_matches = pd.DataFrame(columns=["associator", *EVENT_MATCH_COLUMNS])
+    if len(events):
+        parts = []
+        for associator, group in events.groupby(events["associator"].fillna(""), sort=True):
+            m = match_events(group, ref_events, params.event_max_dt_s, params.event_max_km)
+            parts.append(m.assign(associator=associator))
+        event_matches = pd.concat(parts, ignore_index=True)[["associator", *EVENT_MATCH_COLUMNS]]
+    metrics = metrics_table(
+        pick_matches if len(pick_matches) else None, event_matches if len(event_matches) else None
+    )
+    return Evaluation(
+        pick_matches, event_matches, metrics, span_start, span_end, len(ref_picks), len(ref_events)
     )
 
 

@@ -76,6 +76,8 @@ def analyze_run(
         results.append(compared)
         if compared.status == "failed":
             raise RuntimeError(f"comparison with {reference!r} failed: {compared.error}")
+        for warning in compared.extra.get("warnings", []):
+            logger.warning("%s", warning)
         notes = {
             "tolerances": f"picks {params.pick_tolerance_s} s; events {params.event_max_dt_s} s, "
             f"{params.event_max_km} km",
@@ -101,6 +103,8 @@ def analyze_run(
         }
         _publish(lake, run_id, reference, drawn)
         status = "completed" if drawn.status != "failed" else "completed_with_failures"
+        if compared.extra.get("warnings"):
+            status = "completed_with_warnings"
         return summary
     finally:
         record_units(lake, run_id, "analyze", results)

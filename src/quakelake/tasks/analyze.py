@@ -34,11 +34,27 @@ def compare_with_reference(
         picks = evaluation.load_picks(db, selection)
         events = evaluation.load_events(db, selection)
         ref_events, ref_picks = evaluation.load_reference(db, reference)
+        # where the archive has waveforms: the same span whoever asks (analyze, the pipeline)
+        coverage = evaluation.load_coverage(db)
         result = evaluation.evaluate(
-            picks, events, ref_events, ref_picks, params, selection.start, selection.end
+            picks, events, ref_events, ref_picks, params, selection.start, selection.end, coverage
         )
         paths = evaluation.write_evaluation(lake, run_id, reference, result)
     pm, em = result.pick_matches, result.event_matches
+    span = f"{result.start} .. {result.end}"
+    warnings = []
+    if len(ref_events) and result.reference_events == 0:
+        warnings.append(
+            f"reference {reference!r} has no event in the evaluated span {span} "
+            f"({len(ref_events)} events elsewhere): event metrics are empty; check --reference "
+            "and the days processed"
+        )
+    if len(ref_picks) and result.reference_picks == 0:
+        warnings.append(
+            f"reference {reference!r} has no pick where waveforms were processed ({span}, "
+            f"{len(ref_picks)} picks elsewhere): pick metrics are empty; check --reference "
+            "and the stations and days processed"
+        )
     return UnitResult(
         "analyze",
         f"compare:{reference}",
@@ -51,7 +67,9 @@ def compare_with_reference(
             "events": len(events),
             "reference_picks": result.reference_picks,
             "reference_events": result.reference_events,
-            "span": f"{result.start} .. {result.end}",
+            "span": span,
+            "coverage": "waveform_index" if len(coverage) else "pick span (no waveform_index)",
+            "warnings": warnings,
         },
     )
 
