@@ -92,9 +92,13 @@ def test_rerun_writes_nothing_and_force_recomputes(salton, weights_cache, prefec
     after = _lake_files(lake_root)
     assert after.keys() == files.keys() and all(after[k] != files[k] for k in files)
     assert len(Lake(lake_root).read("picks")) == n
-    # Other thresholds are another configuration: new files beside the first ones.
-    _flow()(salton / "mseed", lake_root, selection=sel, pick=PHASENET.model_copy(update={"p_threshold": 0.5}))
-    assert len(_lake_files(lake_root)) == 6
+    # Other thresholds recompute the units and replace their picks (never two pick sets of one
+    # model x weights side by side: association would read both).
+    strict = _flow()(salton / "mseed", lake_root, selection=sel,
+                     pick=PHASENET.model_copy(update={"p_threshold": 0.5}))
+    assert strict["done"] == 3 and len(_lake_files(lake_root)) == 3
+    picks = Lake(lake_root).read("picks")
+    assert len(picks) < n and (picks.loc[picks["phase"] == "P", "probability"] >= 0.5).all()
 
 
 def test_bad_files_are_reported_and_skipped(salton, weights_cache, prefect_server, lake_root, tmp_path):

@@ -41,6 +41,16 @@ def fingerprint(*parts: Any, length: int = 12) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def frame_digest(frame: pd.DataFrame, columns: list[str]) -> str:
+    """Return a digest of the values of ``columns`` of ``frame``, independent of its row order."""
+    present = [c for c in columns if c in frame.columns]
+    data = frame[present].astype(str)
+    if len(data):
+        data = data.sort_values(present, ignore_index=True)
+    hashes = pd.util.hash_pandas_object(data, index=False).to_numpy()
+    return hashlib.sha256(hashes.tobytes() + ",".join(present).encode()).hexdigest()[:16]
+
+
 def package_versions() -> dict[str, str]:
     """Return the installed versions of the packages that shape results."""
     out = {}

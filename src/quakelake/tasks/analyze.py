@@ -11,7 +11,7 @@ from prefect.cache_policies import NONE
 from quakelake import evaluation, plotting, report
 from quakelake.catalogs import import_catalog
 from quakelake.lakehouse import Lake
-from quakelake.lineage import Stopwatch, UnitResult
+from quakelake.lineage import Stopwatch, UnitResult, fingerprint, frame_digest
 
 
 @task(name="import-reference", retries=1, retry_delay_seconds=[5], cache_policy=NONE)
@@ -40,6 +40,14 @@ def compare_with_reference(
             picks, events, ref_events, ref_picks, params, selection.start, selection.end, coverage
         )
         paths = evaluation.write_evaluation(lake, run_id, reference, result)
+    inputs = fingerprint(
+        frame_digest(picks, ["pick_id", "time", "probability"]),
+        frame_digest(events, ["event_id", "time", "latitude", "longitude"]),
+        frame_digest(ref_picks, ["pick_id", "time"]),
+        frame_digest(ref_events, ["event_id", "time"]),
+        frame_digest(coverage, ["network", "station", "start", "end"]),
+        params.model_dump(),
+    )
     pm, em = result.pick_matches, result.event_matches
     span = f"{result.start} .. {result.end}"
     warnings = []
@@ -62,6 +70,7 @@ def compare_with_reference(
         rows=len(pm) + len(em),
         seconds=sw.seconds,
         output=";".join(str(p) for p in paths),
+        inputs=inputs,
         extra={
             "picks": len(picks),
             "events": len(events),

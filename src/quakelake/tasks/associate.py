@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from prefect.cache_policies import NONE
 from quakelake import association
 from quakelake.lakehouse import Lake, file_path, remove_superseded, unit_stem, write_table
 from quakelake.lakehouse.writer import safe_name
-from quakelake.lineage import Stopwatch, UnitResult, fingerprint
+from quakelake.lineage import Stopwatch, UnitResult, fingerprint, frame_digest
 from quakelake.stations import read_stations
 
 ASSOCIATION_CODE_VERSION = "2"  # bump when a change alters the events made from the same inputs
@@ -69,14 +68,6 @@ def unit_key(config: association.PyOctoConfig | association.GammaConfig, source:
 def unit_file_name(config: association.PyOctoConfig | association.GammaConfig, source: PickSource) -> str:
     """Return the key of a day's events/assignments files (see :func:`unit_key`)."""
     return unit_key(config, source)
-
-
-def frame_digest(frame: pd.DataFrame, columns: list[str]) -> str:
-    """Return a digest of the values of ``columns`` of ``frame``, independent of its row order."""
-    present = [c for c in columns if c in frame.columns]
-    data = frame[present].astype(str).sort_values(present, ignore_index=True) if len(frame) else frame[present]
-    hashes = pd.util.hash_pandas_object(data, index=False).to_numpy()
-    return hashlib.sha256(hashes.tobytes() + ",".join(present).encode()).hexdigest()[:16]
 
 
 def unit_inputs(

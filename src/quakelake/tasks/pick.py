@@ -12,7 +12,14 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from quakelake import picking, waveforms
-from quakelake.lakehouse import file_path, remove_superseded, safe_name, unit_stem, write_atomic, write_table
+from quakelake.lakehouse import (
+    file_path,
+    remove_superseded,
+    safe_name,
+    unit_stem,
+    write_atomic,
+    write_table,
+)
 from quakelake.lakehouse.writer import to_arrow
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint
 from quakelake.params import PickParams, StationSelection, TimeWindow
