@@ -85,7 +85,9 @@ def _events(lake: Path) -> pd.DataFrame:
 
 def _files(lake: Path, table: str) -> dict[str, float]:
     folder = lake / table
-    return {str(p.relative_to(lake)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*.parquet"))}
+    return {
+        str(p.relative_to(lake)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*.parquet"))
+    }
 
 
 def _ledger(lake: Path, run_id: str, stage: str) -> pd.DataFrame:
@@ -160,7 +162,9 @@ def test_replaced_file_and_channel_selection_recompute_exactly_their_instrument(
     _copy(salton, archive, ["COA"])
     full = obspy.read(str(salton / "mseed" / "CI.WMD.2020-10-01T00:00.mseed"))
     wmd = archive / "CI.WMD.2020-10-01T00:00.mseed"
-    full.slice(full[0].stats.starttime, full[0].stats.starttime + 90).write(str(wmd), format="MSEED")
+    full.slice(full[0].stats.starttime, full[0].stats.starttime + 90).write(
+        str(wmd), format="MSEED"
+    )
     # a second instrument at WMD (the same recordings under band EH)
     eh = full.copy()
     for tr in eh:
@@ -178,8 +182,9 @@ def test_replaced_file_and_channel_selection_recompute_exactly_their_instrument(
     second = pick_phases(archive, lake, selection=hh, pick=PHASENET)
     assert (second["done"], second["skipped"]) == (1, 1)  # WMD again, COA untouched
     pd.testing.assert_frame_equal(_picks(lake, "station = ?", ["WMD"]), ref_wmd)
-    pd.testing.assert_frame_equal(_picks(lake, "station = ?", ["COA"]),
-                                  _picks(reference_lake, "station = ?", ["COA"]))
+    pd.testing.assert_frame_equal(
+        _picks(lake, "station = ?", ["COA"]), _picks(reference_lake, "station = ?", ["COA"])
+    )
 
     def band(b: str) -> pd.DataFrame:
         return _picks(lake, "station = ? AND band = ?", ["WMD", b])
@@ -287,9 +292,14 @@ def test_a_cut_record_costs_that_record_not_the_file(salton, tmp_path):
             continue
         # the cut record's samples are a gap; every other sample is there, unchanged
         assert len(got) == 2 and sum(t.stats.npts for t in got) == tr.stats.npts - lost.stats.npts
-        assert got[0].stats.endtime < lost.stats.starttime and got[1].stats.starttime > lost.stats.endtime
+        assert (
+            got[0].stats.endtime < lost.stats.starttime
+            and got[1].stats.starttime > lost.stats.endtime
+        )
         for part in got:
-            assert np.array_equal(part.data, tr.slice(part.stats.starttime, part.stats.endtime).data)
+            assert np.array_equal(
+                part.data, tr.slice(part.stats.starttime, part.stats.endtime).data
+            )
 
 
 def test_overlaps_take_the_later_segment_and_conflicts_are_counted(salton, tmp_path):
@@ -301,7 +311,9 @@ def test_overlaps_take_the_later_segment_and_conflicts_are_counted(salton, tmp_p
     inner = full.select(channel="HHZ").slice(t0 + 60, t0 + 70).copy()  # lies inside the whole one
     inner[0].data = inner[0].data + 1  # a conflicting copy
     inner.write(str(tmp_path / "b_inner.mseed"), format="MSEED")
-    full.select(channel="HHN").write(str(tmp_path / "c_same.mseed"), format="MSEED")  # an identical copy
+    full.select(channel="HHN").write(
+        str(tmp_path / "c_same.mseed"), format="MSEED"
+    )  # an identical copy
 
     (unit,) = station_days(scan_archive(tmp_path).index)
     (inst,), failures = read_station_day(unit)
@@ -313,7 +325,10 @@ def test_overlaps_take_the_later_segment_and_conflicts_are_counted(salton, tmp_p
     assert notes["components"] == "ZNE"
     n_inner = inner[0].stats.npts
     assert notes["channels"]["HHZ"] == {"segments": 1, "overlap": n_inner, "conflicting": n_inner}
-    assert notes["channels"]["HHN"] == {"segments": 1, "overlap": full.select(channel="HHN")[0].stats.npts}
+    assert notes["channels"]["HHN"] == {
+        "segments": 1,
+        "overlap": full.select(channel="HHN")[0].stats.npts,
+    }
     assert notes["channels"]["HHE"] == {"segments": 1}
 
 
@@ -321,8 +336,9 @@ def test_overlaps_take_the_later_segment_and_conflicts_are_counted(salton, tmp_p
 
 
 @pytest.mark.slow
-def test_metrics_are_those_of_the_waveforms_whoever_asks(salton, reference_lake, tmp_path, monkeypatch,
-                                                          capsys):
+def test_metrics_are_those_of_the_waveforms_whoever_asks(
+    salton, reference_lake, tmp_path, monkeypatch, capsys
+):
     """`quakelake analyze -c` reads the configured lake, and equals the pipeline's day-wide analysis."""
     from quakelake.cli import main
     from quakelake.evaluation import RunSelection
@@ -330,9 +346,20 @@ def test_metrics_are_those_of_the_waveforms_whoever_asks(salton, reference_lake,
 
     lake = tmp_path / "elsewhere" / "lake"
     shutil.copytree(reference_lake, lake)
-    assert main(["import-catalog", str(salton / "DERIVED_phasenet_ref_picks_first180s.csv"),
-                 str(salton / "DERIVED_scsn_events_first10min.csv"), "--name", "scsn",
-                 "--lake", str(lake)]) == 0
+    assert (
+        main(
+            [
+                "import-catalog",
+                str(salton / "DERIVED_phasenet_ref_picks_first180s.csv"),
+                str(salton / "DERIVED_scsn_events_first10min.csv"),
+                "--name",
+                "scsn",
+                "--lake",
+                str(lake),
+            ]
+        )
+        == 0
+    )
     config = tmp_path / "run.json"
     config.write_text(json.dumps({"lake": str(lake)}))
     cwd = tmp_path / "cwd"
@@ -347,19 +374,32 @@ def test_metrics_are_those_of_the_waveforms_whoever_asks(salton, reference_lake,
     assert not (cwd / "lake").exists()
 
     def event_metrics(run_id: str) -> pd.Series:
-        return Lake(lake).query(
-            "SELECT tp, fp, fn, recall FROM metrics WHERE run_id = ? AND level = 'event' "
-            "AND group_by = 'associator'", [run_id]).iloc[0]
+        return (
+            Lake(lake)
+            .query(
+                "SELECT tp, fp, fn, recall FROM metrics WHERE run_id = ? AND level = 'event' "
+                "AND group_by = 'associator'",
+                [run_id],
+            )
+            .iloc[0]
+        )
 
     def pick_metrics(run_id: str) -> pd.DataFrame:
         return Lake(lake).query(
             "SELECT phase, tp, fp, fn FROM metrics WHERE run_id = ? AND group_by = ? ORDER BY phase",
-            [run_id, "model,weights,phase"])
+            [run_id, "model,weights,phase"],
+        )
 
-    cli_run = Lake(lake).query("SELECT run_id FROM runs WHERE command = 'analyze'")["run_id"].iloc[0]
+    cli_run = (
+        Lake(lake).query("SELECT run_id FROM runs WHERE command = 'analyze'")["run_id"].iloc[0]
+    )
     # the pipeline asks for the whole day (its window), analyze for what the lake holds
-    day = RunSelection(models=["PhaseNet"], weights=["original"],
-                       start=pd.Timestamp("2020-10-01", tz="UTC"), end=pd.Timestamp("2020-10-02", tz="UTC"))
+    day = RunSelection(
+        models=["PhaseNet"],
+        weights=["original"],
+        start=pd.Timestamp("2020-10-01", tz="UTC"),
+        end=pd.Timestamp("2020-10-02", tz="UTC"),
+    )
     pipeline = analyze_run(lake, "scsn", day, report_dir=tmp_path / "report")
     a, b = event_metrics(cli_run), event_metrics(pipeline["run_id"])
     assert a.equals(b)
@@ -371,7 +411,9 @@ def test_metrics_are_those_of_the_waveforms_whoever_asks(salton, reference_lake,
     # a reference without any event in the span compared is a warning and a non-zero exit
     scsn = pd.read_csv(salton / "DERIVED_scsn_events_first10min.csv")
     late = tmp_path / "late_events.csv"
-    scsn[pd.to_datetime(scsn["time"]) > pd.Timestamp("2020-10-01 00:03:01")].to_csv(late, index=False)
+    scsn[pd.to_datetime(scsn["time"]) > pd.Timestamp("2020-10-01 00:03:01")].to_csv(
+        late, index=False
+    )
     assert main(["import-catalog", str(late), "--name", "late", "--lake", str(lake)]) == 0
     capsys.readouterr()
     assert main(["analyze", "-c", str(config), "--reference", "late", "--silent"]) == 1

@@ -843,9 +843,10 @@ def _evaluate_covered(
         return df[keep]
 
     picks, events = inside(picks), inside(events)
-    with_net = bool(len(reference_picks)) and reference_picks["network"].fillna("").astype(
-        str
-    ).str.len().gt(0).any()
+    with_net = (
+        bool(len(reference_picks))
+        and reference_picks["network"].fillna("").astype(str).str.len().gt(0).any()
+    )
     cov["_key"] = station_match_key(cov, with_net).to_numpy()
     ref_picks = reference_picks
     if len(ref_picks):
@@ -857,7 +858,9 @@ def _evaluate_covered(
     pick_matches = pd.DataFrame(columns=PICK_MATCH_COLUMNS)
     if len(picks):
         pk = picks.assign(_station=station_match_key(picks, with_net))
-        rp = ref_picks.assign(_station=station_match_key(ref_picks, with_net) if len(ref_picks) else [])
+        rp = ref_picks.assign(
+            _station=station_match_key(ref_picks, with_net) if len(ref_picks) else []
+        )
         pick_matches = match_picks(pk, rp, params.pick_tolerance_s, station_key="_station")
     event_matches = pd.DataFrame(columns=["associator", *EVENT_MATCH_COLUMNS])
     if len(events):

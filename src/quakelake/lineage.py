@@ -68,7 +68,7 @@ class UnitResult:
 
     stage: str
     unit: str
-    status: str  # done | skipped | failed | no_data
+    status: str  # done | skipped | failed | no_data | partial (a file read in part)
     rows: int = 0
     error: str = ""
     seconds: float = 0.0

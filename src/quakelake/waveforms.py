@@ -351,10 +351,14 @@ def _inspect(path: Path, size: int) -> tuple[_Sniff, FileFailure | None, bytes |
     if sniff.format is None:
         with open(path, "rb") as fh:
             start = fh.read(24)
-        return sniff, FileFailure(
-            str(path),
-            f"not a waveform file: content is neither miniSEED nor SAC (starts {start!r})",
-        ), None
+        return (
+            sniff,
+            FileFailure(
+                str(path),
+                f"not a waveform file: content is neither miniSEED nor SAC (starts {start!r})",
+            ),
+            None,
+        )
     if sniff.format == "MSEED":
         spans, problem = _mseed_records(path, size, sniff.record_length)
         if problem:
@@ -576,11 +580,26 @@ def station_days(
     data_days = _explode_days(ids, start.dt.floor("D"), (end - pd.Timedelta(1, "us")).dt.floor("D"))
     # days whose padded window [day - pad, day + 1 day + pad] a segment reaches
     segments = [
-        Segment(str(path), str(loc), str(cha), t0.isoformat(), t1.isoformat(), int(n), int(size),
-                float(mtime))
+        Segment(
+            str(path),
+            str(loc),
+            str(cha),
+            t0.isoformat(),
+            t1.isoformat(),
+            int(n),
+            int(size),
+            float(mtime),
+        )
         for path, loc, cha, t0, t1, n, size, mtime in zip(
-            df["path"], df["location"], df["channel"], start, end, df["npts"], df["file_size"],
-            df["file_mtime"], strict=True,
+            df["path"],
+            df["location"],
+            df["channel"],
+            start,
+            end,
+            df["npts"],
+            df["file_size"],
+            df["file_mtime"],
+            strict=True,
         )
     ]
     seg_days = _explode_days(
@@ -724,8 +743,9 @@ def _merge_channel(
     if len(calib) > 1:
         failures.extend(
             FileFailure(
-                p, f"cannot merge the segments of {seed_id} (calibration factors {sorted(calib)} "
-                "differ); the channel was left out"
+                p,
+                f"cannot merge the segments of {seed_id} (calibration factors {sorted(calib)} "
+                "differ); the channel was left out",
             )
             for p in sorted({p for p, _ in kept})
         )
@@ -764,8 +784,9 @@ def _merge_channel(
     if not kept_traces and quality.nonfinite:
         failures.extend(
             FileFailure(
-                p, f"all samples of {seed_id} in this station-day are non-finite (NaN/inf); "
-                "the channel was left out"
+                p,
+                f"all samples of {seed_id} in this station-day are non-finite (NaN/inf); "
+                "the channel was left out",
             )
             for p in sorted({p for p, _ in kept})
         )

@@ -57,7 +57,8 @@ def pick_phases(
             units, failures = index_archive(Path(directory), lake, window, selection, progress)
         timings["scan"] = sw.seconds
         for f in failures:
-            logger.warning("unreadable file skipped: %s (%s)", f.unit, f.error)
+            what = "file read in part" if f.status == "partial" else "unreadable file skipped"
+            logger.warning("%s: %s (%s)", what, f.unit, f.error)
         if not units:
             raise NoWaveforms(
                 f"no waveforms in {directory} for days {window.start or 'any'}..{window.end or 'any'} "

@@ -59,7 +59,9 @@ def unit_stem(key: str, inputs: str) -> str:
     return f"{safe_name(key)}.{safe_name(inputs)}"
 
 
-def remove_superseded(target: Path, key: str, also: Callable[[str], bool] | None = None) -> list[Path]:
+def remove_superseded(
+    target: Path, key: str, also: Callable[[str], bool] | None = None
+) -> list[Path]:
     """Remove the committed files of unit ``key`` next to ``target`` other than ``target`` itself.
 
     Called after ``target`` was committed, so readers see the old rows until the new ones are

@@ -41,8 +41,12 @@ def index_archive(
         target = file_path(lake, "waveform_index", {"archive": key}, name)
         if not target.exists():
             write_atomic(target, to_arrow("waveform_index", scan.index))
+    # a file with a cut record is indexed up to and after it: partial, not failed
+    indexed = set(scan.index["path"])
     failures = [
-        UnitResult("scan", f.path, "failed", error=f.reason, seconds=sw.seconds) for f in scan.failures
+        UnitResult("scan", f.path, "partial" if f.path in indexed else "failed", error=f.reason,
+                   seconds=sw.seconds)
+        for f in scan.failures
     ]
     return waveforms.station_days(scan.index, window, selection), failures
 
