@@ -76,6 +76,12 @@ class MatchParams(BaseModel):
     event_max_km: float = Field(
         8.0, gt=0, description="largest epicentral distance of a matched event (km)"
     )
+    edge_s: float = Field(
+        2.0,
+        ge=0,
+        description="seconds at both ends of each stretch of continuous waveforms left out of the "
+        "comparison (a picker needs context: picks on the first samples are not judged)",
+    )
     station_key: str = Field(
         "station_id",
         description="column that identifies a station when matching picks: 'station_id' "
@@ -740,9 +746,10 @@ def evaluate(
     """Compare picks and events with a reference where waveforms were processed.
 
     With ``coverage`` (the archive's waveforms per station, :func:`load_coverage`) the
-    reference is evaluated where waveforms exist: a reference pick counts when its station has
-    waveforms at its time, a reference event when any station has waveforms at its origin
-    time, both inside ``[start, end]`` when given (the compared span defaults to the coverage's).
+    comparison is made where waveforms exist: a pick (reference or not) counts when its
+    station has waveforms at its time, an event when any station has waveforms at its origin
+    time, both inside ``[start, end]`` when given (the compared span defaults to the
+    coverage's) and at least ``params.edge_s`` from the ends of a stretch of waveforms.
     So a day's run and a run limited to the picks' span give the same metrics. Without
     coverage (picks from elsewhere) the reference is cut to ``[start, end]`` (default: the
     first to the last pick or event, widened by the tolerances) and reference picks to the
@@ -822,7 +829,8 @@ def _evaluate_covered(
 ) -> Evaluation:
     cov = coverage.copy()
     lo, hi = _utc_ts(start), _utc_ts(end)
-    cov["start"], cov["end"] = _utc(cov["start"]), _utc(cov["end"])
+    edge = pd.Timedelta(seconds=params.edge_s)
+    cov["start"], cov["end"] = _utc(cov["start"]) + edge, _utc(cov["end"]) - edge
     if lo is not None:
         cov["start"] = cov["start"].clip(lower=lo)
     if hi is not None:
@@ -848,6 +856,11 @@ def _evaluate_covered(
         and reference_picks["network"].fillna("").astype(str).str.len().gt(0).any()
     )
     cov["_key"] = station_match_key(cov, with_net).to_numpy()
+    # picks and events are judged where the reference is: the same stretches of waveforms
+    if len(picks):
+        picks = picks[_covered(picks["time"], station_match_key(picks, with_net), cov)]
+    if len(events):
+        events = events[_covered(events["time"], None, cov)]
     ref_picks = reference_picks
     if len(ref_picks):
         keys = station_match_key(ref_picks, with_net)
