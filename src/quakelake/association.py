@@ -37,6 +37,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pyproj import CRS, Transformer
 
+from quakelake.errors import BadInput
 from quakelake.stations import station_coordinates
 from quakelake.velocity import (
     cached_table,
@@ -51,7 +52,7 @@ EVENT_COLUMNS = ["event_id", "time", "latitude", "longitude", "depth_km", "n_pic
 ASSIGNMENT_COLUMNS = ["event_id", "pick_id", "station_id", "phase", "time", "residual_s"]
 
 
-class AssociationError(ValueError):
+class AssociationError(BadInput, ValueError):
     """Association input is unusable; the message says what is wrong and what to do."""
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from quakelake.errors import BadInput
 from quakelake.lakehouse.schema import REFERENCE_EVENTS, REFERENCE_PICKS
 
 EVENT_COLUMNS = list(REFERENCE_EVENTS.schema.names)
@@ -56,7 +57,7 @@ _PRIORITY = {
 }
 
 
-class CatalogError(ValueError):
+class CatalogError(BadInput, ValueError):
     """A catalogue file cannot be read; the message names the file, the line and what to do."""
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from quakelake.errors import BadInput
 from quakelake.params import PickParams
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ PICK_COLUMNS = [
 ]
 
 
-class ModelUnavailable(LookupError):
+class ModelUnavailable(BadInput, LookupError):
     """A model class or its pretrained weights cannot be loaded."""
 
 
@@ -75,7 +76,7 @@ def model_class(name: str) -> type:
             if isinstance(getattr(sbm, n), type) and issubclass(getattr(sbm, n), sbm.WaveformModel)
             and n not in {"WaveformModel", "WaveformPipeline", "SeisBenchModel"}
         )
-        raise ModelUnavailable(f"-M/--models: {name!r} is not a SeisBench waveform model; choose from {choices}")
+        raise ModelUnavailable(f"-M/--models: {name!r} is not a SeisBench waveform model; choose from {', '.join(choices)}")
     return cls
 
 

@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from quakelake.download import DownloadParams, DownloadResult, DownloadUnit, FdsnClientSpec
+from quakelake.errors import FailedWork, FdsnUnreachable
 from quakelake.flows.common import current_flow_run_id
 from quakelake.lineage import Stopwatch, new_run_id, record_run, record_units, utcnow
 from quakelake.params import StationSelection, TimeWindow
@@ -20,7 +21,7 @@ from quakelake.tasks.download import (
 )
 
 
-class NoStations(RuntimeError):
+class NoStations(FailedWork):
     """No client listed a station for the selection, domain and days."""
 
 
@@ -73,6 +74,12 @@ def download_waveforms(
         timings["stations"] = sw.seconds
         for name, error in plan.client_errors.items():
             logger.warning("FDSN client %s gave no station metadata: %s", name, error)
+        if not plan.units and set(plan.client_errors) >= {c.name for c in params.clients}:
+            raise FdsnUnreachable(
+                "no FDSN client answered: "
+                + "; ".join(f"{name}: {error}" for name, error in plan.client_errors.items())
+                + "; check --client and the network connection"
+            )
         if not plan.units:
             raise NoStations(
                 f"no station of {selection.networks}.{selection.stations}.{selection.locations}."

@@ -10,13 +10,14 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from tqdm import tqdm
 
 from quakelake import picking
+from quakelake.errors import FailedWork
 from quakelake.flows.common import collect, current_flow_run_id, raise_if_workers_lost
 from quakelake.lineage import Stopwatch, new_run_id, record_run, record_units, utcnow
 from quakelake.params import PickParams, StationSelection, TimeWindow
 from quakelake.tasks.pick import index_archive, phase_counts, pick_station_day, summary_table
 
 
-class NoWaveforms(RuntimeError):
+class NoWaveforms(FailedWork):
     """The archive holds no waveforms for the requested days and channels."""
 
 

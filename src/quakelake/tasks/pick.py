@@ -13,11 +13,12 @@ from quakelake.lakehouse import file_path, write_atomic, write_table
 from quakelake.lakehouse.writer import to_arrow
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint
 from quakelake.params import PickParams, StationSelection, TimeWindow
+from quakelake.tasks.retry import transient_only
 
 PICK_CODE_VERSION = "1"  # bump when a change alters the picks made from the same inputs
 
 
-@task(name="index-archive", retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
+@task(name="index-archive", retry_condition_fn=transient_only, retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
 def index_archive(
     directory: Path, lake: Path, window: TimeWindow, selection: StationSelection, progress: bool = False
 ) -> tuple[list[waveforms.StationDay], list[UnitResult]]:
@@ -45,7 +46,7 @@ def pick_file_name(unit: waveforms.StationDay, spec: picking.ModelSpec, params: 
     return f"{spec.model}.{spec.weights}.{unit.network}.{unit.station}.{fp}"
 
 
-@task(name="pick-station-day", retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
+@task(name="pick-station-day", task_run_name="pick {unit.network}.{unit.station} {unit.day} {spec.model}/{spec.weights}", retry_condition_fn=transient_only, retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
 def pick_station_day(
     unit: waveforms.StationDay,
     spec: picking.ModelSpec,
