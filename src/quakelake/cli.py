@@ -517,8 +517,12 @@ def check_reference(cfg: RunConfig) -> None:
 
 
 def check_models(cfg: RunConfig) -> list[str]:
-    """Refuse unknown SeisBench models before any work; return a warning per weights not cached offline."""
-    from quakelake.weights import check_models as check
+    """Refuse unknown SeisBench models before any work; return weights not cached offline.
+
+    Weights that are not cached are not refused here (SeisBench may fetch them); the pick stage
+    warns about each one it cannot load, with what the cache holds.
+    """
+    from quakelake.picking import check_models as check
 
     return check(cfg.pick.models, cfg.pick.weights)
 
@@ -535,7 +539,8 @@ def check_inputs(cfg: RunConfig, args: argparse.Namespace) -> list[str]:
     velocity = getattr(args, "velocity_model", None)
     if velocity is not None and not Path(velocity).is_file():
         raise CliError(f"--velocity-model: {velocity} does not exist; pass a TauP .nd, VELEST .mod or CSV file")
-    return check_models(cfg)
+    check_models(cfg)
+    return []
 
 
 # ---------------------------------------------------------------------------- Prefect, start-up
@@ -581,7 +586,7 @@ def _expected_error_names() -> set[str]:
     names, todo = set(), [QuakeLakeError]
     while todo:
         cls = todo.pop()
-        names.add(f"{cls.__name__}:")
+        names.update((f"{cls.__name__}:", f"{cls.__name__}("))
         todo += cls.__subclasses__()
     return names
 
@@ -592,7 +597,7 @@ def _install_log_filter(verbosity: int) -> None:
         return
     import logging
 
-    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", "prefect.engine"):
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs", "prefect.engine"):
         for handler in logging.getLogger(name).handlers:
             if isinstance(handler, logging.StreamHandler):
                 handler.addFilter(_DropExpectedErrors())

@@ -17,6 +17,7 @@ import pandas as pd
 
 from quakelake.errors import BadInput
 from quakelake.params import PickParams
+from quakelake.weights import cache_root, has_weights, offline_weights
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +98,9 @@ def load_model(name: str, weights: str, device: str = "cpu") -> object:
             model = cls.from_pretrained(weights)
         except Exception as exc:  # SeisBench raises ValueError, requests errors, OSError ...
             raise ModelUnavailable(
-                f"weights {weights!r} are not available for {name} ({type(exc).__name__}: {exc}); "
-                f"pick others with -W, or put them in the SeisBench cache (SEISBENCH_CACHE_ROOT)"
+                f"-W/--weights: weights {weights!r} are not available for {name}: not in "
+                f"SEISBENCH_CACHE_ROOT={cache_root()} and SeisBench could not fetch them "
+                f"({type(exc).__name__}); available offline: {', '.join(offline_weights(name)) or 'none'}"
             ) from None
         model.to(device)
         model.eval()
@@ -133,6 +135,11 @@ def available_specs(params: PickParams, device: str) -> tuple[list[ModelSpec], l
     for name in params.models:
         model_class(name)  # an unknown class is an error, not a skip
         for weights in params.weights:
+            if has_weights(name, weights):
+                # Cached: the tasks load it where they run (the flow process never needs it,
+                # and a rerun whose units are all done loads nothing).
+                specs.append(ModelSpec(name, weights))
+                continue
             try:
                 load_model(name, weights, device)
             except ModelUnavailable as exc:
@@ -219,3 +226,26 @@ def within_day(picks: pd.DataFrame, day: dt.date) -> pd.DataFrame:
     start = pd.Timestamp(day, tz="UTC")
     keep = (picks["time"] >= start) & (picks["time"] < start + pd.Timedelta(days=1))
     return picks[keep].reset_index(drop=True)
+
+
+def check_models(models: list[str], weights: list[str], root: Path | None = None) -> list[str]:
+    """Check model and weights names before any work starts; return a warning per weights not cached.
+
+    Cheap when the cache holds every combination (no SeisBench import). Otherwise SeisBench is
+    imported to tell an unknown model class (an error) from weights that are only not cached
+    (SeisBench may still download them; the pick stage skips them when it cannot).
+
+    Raises:
+        ModelUnavailable: a name is not a SeisBench waveform model.
+    """
+    missing = [(m, w) for m in models for w in weights if not has_weights(m, w, root)]
+    if not missing:
+        return []
+    for model in dict.fromkeys(m for m, _ in missing):
+        model_class(model)
+    where = f"SEISBENCH_CACHE_ROOT={root or cache_root()}"
+    return [
+        f"-W/--weights: {m} {w!r} is not in {where}; available offline: "
+        f"{', '.join(offline_weights(m, root)) or 'none'} (SeisBench will try to download it)"
+        for m, w in missing
+    ]

@@ -100,8 +100,13 @@ def print_summary(summary: dict, lake: Path | str) -> None:
         f"{counts_text(summary.get('picks_per_phase'))}, unreadable files "
         f"{summary['unreadable_files']} -> lake {lake}"
     )
-    for w in summary.get("skipped_weights", []):
+    skipped = summary.get("skipped_weights", [])
+    for w in skipped:
         warn(w)
+    if skipped:
+        ran = summary.get("models", [])
+        warn(f"ran {len(ran)} of {len(ran) + len(skipped)} model x weights combinations "
+             f"({', '.join(ran)}); the skipped ones are listed above")
 
 
 def print_association(summary: dict) -> None:

@@ -84,27 +84,3 @@ def offline_weights(model: str, root: Path | None = None) -> list[str]:
     folder = (root or cache_root()) / "models" / "v3" / model.lower()
     return sorted({p.name.split(".pt.v")[0] for p in folder.glob("*.pt.v*")})
 
-
-def check_models(models: list[str], weights: list[str], root: Path | None = None) -> list[str]:
-    """Check model and weights names before any work starts; return a warning per weights not cached.
-
-    Cheap when the cache holds every combination (no SeisBench import). Otherwise SeisBench is
-    imported to tell an unknown model class (an error) from weights that are only not cached
-    (SeisBench may still download them; the pick stage skips them when it cannot).
-
-    Raises:
-        ModelUnavailable: a name is not a SeisBench waveform model.
-    """
-    missing = [(m, w) for m in models for w in weights if not has_weights(m, w, root)]
-    if not missing:
-        return []
-    from quakelake.picking import model_class
-
-    for model in dict.fromkeys(m for m, _ in missing):
-        model_class(model)
-    where = f"SEISBENCH_CACHE_ROOT={root or cache_root()}"
-    return [
-        f"-W/--weights: {m} {w!r} is not in {where}; available offline: "
-        f"{', '.join(offline_weights(m, root)) or 'none'} (SeisBench will try to download it)"
-        for m, w in missing
-    ]

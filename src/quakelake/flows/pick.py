@@ -14,6 +14,7 @@ from quakelake.errors import FailedWork
 from quakelake.flows.common import collect, current_flow_run_id, raise_if_workers_lost
 from quakelake.lineage import Stopwatch, new_run_id, record_run, record_units, utcnow
 from quakelake.params import PickParams, StationSelection, TimeWindow
+from quakelake.printing import days_text, selection_text
 from quakelake.tasks.pick import index_archive, phase_counts, pick_station_day, summary_table
 
 
@@ -60,10 +61,12 @@ def pick_phases(
         for f in failures:
             logger.warning("unreadable file skipped: %s (%s)", f.unit, f.error)
         if not units:
+            bad = "; ".join(f"{Path(f.unit).name}: {f.error}" for f in failures[:3])
             raise NoWaveforms(
-                f"no waveforms in {directory} for days {window.start or 'any'}..{window.end or 'any'} "
-                f"and channels {selection.networks}.{selection.stations}.{selection.locations}."
-                f"{selection.channels}; check -d, -D/-J and -N/-S/-C"
+                f"no waveforms in {directory} for {days_text(window)} and channels "
+                f"{selection_text(selection)}"
+                + (f" ({len(failures)} unreadable files, e.g. {bad})" if failures else "")
+                + "; check -d, -D/-J and -N/-S/-C"
             )
         device = picking.resolve_device(pick.device)
         with Stopwatch() as sw:
