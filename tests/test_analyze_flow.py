@@ -87,6 +87,17 @@ def test_analyze_flow_writes_matches_metrics_report(
         png = tmp_path / "report" / f"{name}.png"
         assert png.stat().st_size > 5000 and png.read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "report" / "report.html").read_text().count("<img") == 4
+    # The UI renders the report artifact in a browser: its plots are inline images, not file links.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    flow_run_id = lake.query("SELECT flow_run_id FROM runs WHERE run_id = ?", [run_id])["flow_run_id"][0]
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["analysis-report"]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    assert run_id in artifact.data
+    assert artifact.data.count("](data:image/png;base64,iVBORw0KGgo") == 4
+    assert ".png)" not in artifact.data
 
 
 def test_station_day_figure(shared_data, tmp_path):

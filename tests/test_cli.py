@@ -56,9 +56,17 @@ def test_unavailable_options_and_bad_values_say_so(extra, message, shared_data, 
     assert message in capsys.readouterr().err
 
 
-def test_sql_on_empty_lake_names_missing_table(tmp_path, capsys):
+def test_sql_on_empty_lake_names_missing_table(shared_data, tmp_path, capsys):
     assert main(["sql", "--lake", str(tmp_path), "SELECT * FROM picks"]) == 2
-    assert "Tables with data in lake" in capsys.readouterr().err
+    assert f"error: --lake: {tmp_path} holds no lake" in capsys.readouterr().err
+    salton = shared_data / "phasenet_saltonsea_20201001"
+    assert main(["import-catalog", str(salton / "DERIVED_scsn_events_first10min.csv"), "--name", "scsn",
+                 "--lake", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["sql", "--lake", str(tmp_path), "SELECT * FROM picks"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "Tables with data in lake" in err[0]
+    assert "reference_events" in err[0]
 
 
 def test_import_reference_then_run_with_analysis(shared_data, prefect_server, lake_root, tmp_path, capsys):
