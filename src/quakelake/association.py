@@ -803,8 +803,3 @@ def _finish(setup: _Setup, config: PyOctoConfig | GammaConfig, raw_events: pd.Da
     events = events.sort_values("time", kind="stable").reset_index(drop=True)
     return events, assignments.sort_values(["event_id", "time"], kind="stable").reset_index(drop=True)
 
-
-def config_from_dict(data: dict[str, Any]) -> PyOctoConfig | GammaConfig:
-    """Return the associator config described by ``data`` (key ``associator``: gamma or pyocto)."""
-    kind = data.get("associator", "pyocto")
-    return GammaConfig.model_validate(data) if kind == "gamma" else PyOctoConfig.model_validate(data)
