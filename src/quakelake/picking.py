@@ -5,8 +5,11 @@ Plain Python: no Prefect. The flow calls :func:`pick_station_day` once per unit 
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
+import functools
 import hashlib
+import importlib.util
 import logging
 import threading
 from dataclasses import dataclass
@@ -60,6 +63,30 @@ def resolve_device(preference: str = "auto") -> str:
     if preference == "cuda":
         raise ModelUnavailable("device 'cuda' was requested but torch sees no CUDA device; use --device auto or cpu")
     return "cpu"
+
+
+@functools.lru_cache(maxsize=1)
+def _seisbench_model_names() -> frozenset[str]:
+    """Return the names ``seisbench.models`` exports, read from its source without importing it.
+
+    Importing SeisBench (and torch) costs seconds; a rerun that finds every unit done, or the
+    flow process that only coordinates, needs no more than to know the name is SeisBench's.
+    """
+    spec = importlib.util.find_spec("seisbench")
+    if spec is None or spec.origin is None:
+        return frozenset()
+    source = Path(spec.origin).parent / "models" / "__init__.py"
+    try:
+        tree = ast.parse(source.read_text())
+    except (OSError, SyntaxError):
+        return frozenset()
+    return frozenset(a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                     for a in n.names)
+
+
+def known_model(name: str, weights: str) -> bool:
+    """Return True when ``name`` is exported by SeisBench and its ``weights`` are cached (no import)."""
+    return name in _seisbench_model_names() and has_weights(name, weights)
 
 
 def model_class(name: str) -> type:
@@ -116,9 +143,7 @@ def model_loads() -> int:
 
 def weights_checksum(name: str, weights: str) -> str:
     """Return the sha256 of the cached weights file of ``name``/``weights`` ("" when not cached)."""
-    import seisbench
-
-    folder = Path(seisbench.cache_model_root) / name.lower()
+    folder = cache_root() / "models" / "v3" / name.lower()
     files = sorted(folder.glob(f"{weights}.pt.v*"))
     if not files:
         return ""
@@ -133,15 +158,16 @@ def available_specs(params: PickParams, device: str) -> tuple[list[ModelSpec], l
     """
     specs, warnings = [], []
     for name in params.models:
-        model_class(name)  # an unknown class is an error, not a skip
+        if not all(known_model(name, w) for w in params.weights):
+            model_class(name)  # an unknown class is an error, not a skip
         for weights in params.weights:
-            if has_weights(name, weights):
+            if known_model(name, weights):
                 # Cached: the tasks load it where they run (the flow process never needs it,
                 # and a rerun whose units are all done loads nothing).
                 specs.append(ModelSpec(name, weights))
                 continue
             try:
-                load_model(name, weights, device)
+                load_model(name, weights, resolve_device(device))
             except ModelUnavailable as exc:
                 warnings.append(str(exc))
                 continue
@@ -238,7 +264,8 @@ def check_models(models: list[str], weights: list[str], root: Path | None = None
     Raises:
         ModelUnavailable: a name is not a SeisBench waveform model.
     """
-    missing = [(m, w) for m in models for w in weights if not has_weights(m, w, root)]
+    names = _seisbench_model_names()
+    missing = [(m, w) for m in models for w in weights if not (m in names and has_weights(m, w, root))]
     if not missing:
         return []
     for model in dict.fromkeys(m for m, _ in missing):

@@ -68,10 +68,10 @@ def pick_phases(
                 + (f" ({len(failures)} unreadable files, e.g. {bad})" if failures else "")
                 + "; check -d, -D/-J and -N/-S/-C"
             )
-        device = picking.resolve_device(pick.device)
+        device = pick.device  # resolved where the models run: the flow process loads none
         with Stopwatch() as sw:
             specs, warnings = picking.available_specs(pick, device)
-        timings["load models"] = sw.seconds
+        timings["check models"] = sw.seconds
         for w in warnings:
             logger.warning("%s", w)
         logger.info("picking %d station-days x %d model/weights on %s", len(units), len(specs), device)
