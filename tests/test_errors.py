@@ -157,3 +157,38 @@ def test_bad_input_is_not_retried_by_a_task(prefect_server):
         return len(bad), len(transient)
 
     assert run_both() == (1, 3)
+
+
+def test_interactive_without_a_display_is_refused_before_work(shared_data, tmp_path, monkeypatch, capsys):
+    from quakelake.cli import main
+
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "MPLBACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    code = main(["run", "-d", str(shared_data / SALTON / "mseed"), "--lake", str(tmp_path / "lake"),
+                 "--interactive"])
+    assert code == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --interactive needs a display")
+    assert not (tmp_path / "lake").exists()
+
+
+def test_review_windows_are_titled_with_a_hint(capsys):
+    from matplotlib.figure import Figure
+
+    from quakelake.plotting import HINT, show_one_by_one
+
+    def figures():
+        for title in ("CI.BOM 2020-10-01 PhaseNet/original", "CI.SLV 2020-10-01 PhaseNet/original"):
+            fig = Figure()
+            fig.subplots()
+            fig.suptitle(title)
+            yield fig
+
+    shown = []
+    for fig in figures():
+        assert show_one_by_one([fig]) == 1
+        shown.append(fig)
+    assert [f._suptitle.get_text() for f in shown] == ["CI.BOM 2020-10-01 PhaseNet/original",
+                                                       "CI.SLV 2020-10-01 PhaseNet/original"]
+    assert all(HINT in [t.get_text() for t in f.texts] for f in shown)
+    assert capsys.readouterr().err.count(HINT) == 2  # once per show_one_by_one call
