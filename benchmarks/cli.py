@@ -61,7 +61,7 @@ def measure(name: str, src: Path, work: Path, repeat: int, server: bool) -> dict
     env = {**os.environ, "PYTHONPATH": str(src), "PREFECT_HOME": str(home), "MPLBACKEND": "Agg",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
     env.pop("PREFECT_API_URL", None)
-    if "SEISBENCH_CACHE_ROOT" not in env and (SHARED / "seisbench_cache").is_dir():
+    if not env.get("SEISBENCH_CACHE_ROOT") and (SHARED / "seisbench_cache").is_dir():
         cache = work / "seisbench"
         if not cache.exists():
             shutil.copytree(SHARED / "seisbench_cache", cache)

@@ -221,3 +221,30 @@ def test_demo_without_data_says_how_to_give_some(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "quakelake demo --data DIR" in err and "QUAKELAKE_DEMO_DATA" in err
     assert not (tmp_path / "lake").exists()
+
+
+def test_help_documents_every_option_with_its_default():
+    """Every option says what it does and its default; quakelake --version names the versions."""
+    from quakelake.cli import build_parser
+    from quakelake.config import RunConfig
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name, sub in commands.items():
+        for action in sub._actions:
+            if not action.option_strings or action.help == "show this help message and exit":
+                continue
+            assert action.help, f"{name} {action.option_strings} has no help text"
+            text = action.help.lower()
+            assert "default" in text or "required" in text or "not available yet" in text \
+                or action.nargs == 0, f"{name} {action.option_strings}: no default in {action.help!r}"
+    pick = {a.dest: a.help for a in commands["pick"]._actions}
+    cfg = RunConfig()
+    assert f"(default {cfg.pick.p_threshold})" in pick["pwave"]
+    assert f"(default {cfg.pick.batch_size})" in pick["batch"]
+    assert f"(default {cfg.execution.workers})" in pick["workers"]
+    assert f"default {cfg.pick.models[0]}" in pick["models"]
+    proc = subprocess.run([sys.executable, "-m", "quakelake.cli", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("quakelake ") and "seisbench" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "quakelake.cli", "pick", "--help"], capture_output=True, text=True)
+    assert "examples:" in proc.stdout and "exit status:" in proc.stdout
