@@ -59,7 +59,9 @@ def measure(name: str, src: Path, work: Path, repeat: int, server: bool) -> dict
     home = work / name / "prefect"
     home.mkdir(parents=True)
     env = {**os.environ, "PYTHONPATH": str(src), "PREFECT_HOME": str(home), "MPLBACKEND": "Agg",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+           # Prefect's default (20 s) is too short for its temporary server on a loaded machine.
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}
     env.pop("PREFECT_API_URL", None)
     if not env.get("SEISBENCH_CACHE_ROOT") and (SHARED / "seisbench_cache").is_dir():
         cache = work / "seisbench"

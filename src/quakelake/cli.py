@@ -565,6 +565,9 @@ def _quiet_prefect(cfg: RunConfig) -> str:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
     os.environ.setdefault("PREFECT_LOGGING_LOGGERS_ROOT_LEVEL", level)
     api = resolve_api()
+    if api == "temporary":
+        # Prefect's 20 s are too short for its temporary server on a busy login node.
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if api == "temporary" and cfg.verbosity > 1:
         print("note: no Prefect server configured: starting a temporary one for this command "
               "(quakelake server start keeps one running)", file=sys.stderr)
@@ -984,6 +987,11 @@ def _dispatch(func, args: argparse.Namespace) -> int:
     except Exception as exc:
         if verbose:
             raise
+        if "ephemeral Prefect API server" in str(exc):
+            print("error: Prefect's temporary server did not start in time (a busy machine?); keep one "
+                  "running with quakelake server start, or raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+                  file=sys.stderr)
+            return 1
         print(f"error: unexpected {type(exc).__name__}: {one_line(exc)[:500]} (run again with -v for the "
               "traceback, and report it)", file=sys.stderr)
         return 1
