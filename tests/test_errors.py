@@ -192,3 +192,11 @@ def test_review_windows_are_titled_with_a_hint(capsys):
                                                        "CI.SLV 2020-10-01 PhaseNet/original"]
     assert all(HINT in [t.get_text() for t in f.texts] for f in shown)
     assert capsys.readouterr().err.count(HINT) == 2  # once per show_one_by_one call
+
+
+def test_a_missing_archive_is_bad_input_so_tasks_do_not_retry_it(tmp_path):
+    from quakelake import waveforms
+
+    with pytest.raises(BadInput, match="-d/--directory: waveform archive .* does not exist") as info:
+        waveforms.scan_archive(tmp_path / "no-such-archive")
+    assert isinstance(info.value, FileNotFoundError)  # callers that catch the OS error still do
