@@ -200,3 +200,15 @@ def test_a_missing_archive_is_bad_input_so_tasks_do_not_retry_it(tmp_path):
     with pytest.raises(BadInput, match="-d/--directory: waveform archive .* does not exist") as info:
         waveforms.scan_archive(tmp_path / "no-such-archive")
     assert isinstance(info.value, FileNotFoundError)  # callers that catch the OS error still do
+
+
+def test_verbose_adds_the_traceback_silent_keeps_the_error(tmp_path, capsys):
+    from quakelake.cli import main
+
+    missing = str(tmp_path / "no-such-archive")
+    assert main(["pick", "-d", missing, "--lake", str(tmp_path / "lake"), "-v"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and err.splitlines()[-1].startswith("error: -d/--directory:")
+    assert main(["pick", "-d", missing, "--lake", str(tmp_path / "lake"), "--silent"]) == EXIT_BAD_INPUT
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: -d/--directory: {missing} is not a folder; give the waveform archive"]
