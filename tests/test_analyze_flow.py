@@ -87,6 +87,17 @@ def test_analyze_flow_writes_matches_metrics_report(
         png = tmp_path / "report" / f"{name}.png"
         assert png.stat().st_size > 5000 and png.read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "report" / "report.html").read_text().count("<img") == 4
+    # The UI renders the report artifact in a browser: its plots are inline images, not file links.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    flow_run_id = lake.query("SELECT flow_run_id FROM runs WHERE run_id = ?", [run_id])["flow_run_id"][0]
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["analysis-report"]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    assert run_id in artifact.data
+    assert artifact.data.count("](data:image/png;base64,iVBORw0KGgo") == 4
+    assert ".png)" not in artifact.data
 
 
 def test_station_day_figure(shared_data, tmp_path):
@@ -97,5 +108,18 @@ def test_station_day_figure(shared_data, tmp_path):
     ref = read_catalog(folder / "DERIVED_phasenet_ref_picks_first180s.csv").picks
     ref = ref[ref["station"] == "IMP"]
     assert len(ref) > 0
-    path = save(plot_station_day(stream, None, ref, ref, title="CI.IMP"), tmp_path / "imp.png")
-    assert path.stat().st_size > 10000
+    fig = plot_station_day(stream, None, ref, ref, title="CI.IMP")
+    axes = fig.axes
+    assert [ax.get_ylabel() for ax in axes] == [tr.stats.channel for tr in stream]
+    assert fig._suptitle.get_text() == "CI.IMP"
+    t0 = min(tr.stats.starttime for tr in stream)
+    expected = sorted((pd.to_datetime(ref["time"], utc=True) - pd.Timestamp(t0.datetime, tz="UTC"))
+                      .dt.total_seconds().round(3))
+    for ax in axes:
+        trace, *marks = ax.get_lines()
+        assert len(trace.get_xdata()) == stream[0].stats.npts
+        solid = sorted(round(m.get_xdata()[0], 3) for m in marks if m.get_linestyle() == "-")
+        dashed = sorted(round(m.get_xdata()[0], 3) for m in marks if m.get_linestyle() == "--")
+        assert solid == dashed == expected  # one line per pick at its time, picks and reference
+    path = save(fig, tmp_path / "imp.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"

@@ -22,3 +22,112 @@ def test_science_and_lakehouse_modules_do_not_import_prefect():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert len(modules) >= 12
     assert out.stdout.strip() == "[]", f"science code pulled in Prefect: {out.stdout[:300]}"
+
+
+# ------------------------------------------------------------------------------ the layer graph
+# Rank of each layer: a module may import its own layer or lower ones, never higher ones.
+LAYERS = {
+    "entry": 6,  # cli, demo, server: the command line
+    "flows": 5,
+    "tasks": 4,
+    "blocks": 4,  # tasks may load blocks (secrets); blocks never import tasks or flows
+    "science": 2,
+    "lakehouse": 1,
+    "base": 0,  # errors, params, config: every layer may use them
+}
+ENTRY = {"quakelake.cli", "quakelake.demo", "quakelake.server"}
+BASE = {"quakelake.errors", "quakelake.params", "quakelake.config"}
+
+# Known edges against the design, each with the refactor that removes it (issue 10, section 3).
+# The test fails on any new violation *and* on an entry here that no longer exists.
+KNOWN_VIOLATIONS = {
+    # config should hold the parameter models; today they live with the science that uses them
+    ("quakelake.config", "quakelake.association"),
+    ("quakelake.config", "quakelake.compute"),
+    ("quakelake.config", "quakelake.download"),
+    ("quakelake.config", "quakelake.evaluation"),
+    # ComputeClusterBlock.task_runner() builds the runner of the flows layer
+    ("quakelake.blocks.compute", "quakelake.flows.runners"),
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _layer(module: str) -> str:
+    if module in ENTRY:
+        return "entry"
+    if module in BASE:
+        return "base"
+    sub = module.split(".")[1] if "." in module else ""
+    return sub if sub in ("flows", "tasks", "blocks", "lakehouse") else "science"
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Return every quakelake module's quakelake imports, those inside functions included."""
+    import ast
+
+    modules = {_module_name(p): p for p in SRC.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("quakelake"):
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    edges.add(sub if sub in modules else node.module)
+            elif isinstance(node, ast.Import):
+                edges |= {a.name for a in node.names if a.name.startswith("quakelake.")}
+        graph[name] = {e for e in edges if e in modules and e not in (name, "quakelake")}
+    return graph
+
+
+def test_imports_point_down_the_layers():
+    graph = import_graph()
+    assert {"quakelake.cli", "quakelake.flows.pick", "quakelake.tasks.pick", "quakelake.picking",
+            "quakelake.lakehouse.catalog", "quakelake.errors"} <= set(graph)
+    upward = {(a, b) for a, targets in graph.items() for b in targets
+              if LAYERS[_layer(b)] > LAYERS[_layer(a)]}
+    assert upward - KNOWN_VIOLATIONS == set(), "imports against the layer order"
+    assert KNOWN_VIOLATIONS - upward == set(), "fixed: remove these from KNOWN_VIOLATIONS"
+    blocks_to_tasks = {(a, b) for a, targets in graph.items() for b in targets
+                       if _layer(a) == "blocks" and _layer(b) == "tasks"}
+    assert blocks_to_tasks == set()
+
+
+def test_no_import_cycles():
+    """E.g. cli -> demo -> cli: every module can be understood (and imported) after what it uses."""
+    graph = import_graph()
+    cycles, state = [], {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt])
+            elif nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []
+
+
+def test_the_graph_sees_a_cycle_and_an_upward_import(tmp_path, monkeypatch):
+    """The checks above are not vacuous: a planted demo -> cli import and lakehouse -> flows import show up."""
+    import shutil
+
+    fake = tmp_path / "quakelake"
+    shutil.copytree(SRC, fake, ignore=shutil.ignore_patterns("__pycache__"))
+    (fake / "demo.py").write_text((fake / "demo.py").read_text() + "\nfrom quakelake.cli import main\n")
+    (fake / "lakehouse" / "schema.py").write_text(
+        (fake / "lakehouse" / "schema.py").read_text() + "\nfrom quakelake.flows.pick import pick_phases\n")
+    monkeypatch.setattr(sys.modules[__name__], "SRC", fake)
+    graph = import_graph()
+    assert "quakelake.cli" in graph["quakelake.demo"] and "quakelake.demo" in graph["quakelake.cli"]
+    assert LAYERS[_layer("quakelake.flows.pick")] > LAYERS[_layer("quakelake.lakehouse.schema")]
+    assert "quakelake.flows.pick" in graph["quakelake.lakehouse.schema"]

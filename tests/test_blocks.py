@@ -45,7 +45,13 @@ def test_register_with_the_cli_then_save_and_load(prefect_server, tmp_path):
         timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "3" in proc.stdout  # "Successfully registered 3 blocks"
+    assert "Successfully registered 3 blocks" in " ".join(proc.stdout.split())
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        names = {client.read_block_type_by_slug(slug).name for slug in (
+            "quakelake-lake", "quakelake-fdsn-access", "quakelake-compute-cluster")}
+    assert names == {"QuakeLake Lake", "QuakeLake FDSN Access", "QuakeLake Compute Cluster"}
 
     LakeBlock(root=str(tmp_path / "lake")).save("test-lake", overwrite=True)
     FdsnAccessBlock(clients=["INGV", "http://127.0.0.1:8080"], token="s3cret").save(

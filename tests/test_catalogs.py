@@ -156,3 +156,39 @@ def test_errors_name_the_file(tmp_path):
         read_catalog(tmp_path / "missing.dat")
     with pytest.raises(CatalogError, match="name"):
         import_catalog(tmp_path / "lake", tmp_path, "bad name/")
+
+
+def test_pnsn_analyst_pick_csv_with_epoch_timestamps(shared_data):
+    """PNSN/ELEP analyst picks: epoch-second `timestamp`, `--` for the empty location."""
+    import csv as _csv
+    import datetime as _dt
+
+    from quakelake.catalogs import read_catalog
+
+    path = shared_data / "elep_pnw" / "UW.SHW.2022.037.csv"
+    with path.open() as fh:
+        rows = list(_csv.DictReader(fh))
+    cat = read_catalog(path)
+    assert len(cat.picks) == len(rows) and len(cat.events) == 0
+    expected = [_dt.datetime(int(r["year"]), int(r["month"]), int(r["day"]), int(r["hour"]), int(r["minute"]),
+                             int(r["second"]), int(r["microsecond"]), tzinfo=_dt.UTC) for r in rows]
+    assert [t.to_pydatetime() for t in cat.picks["time"]] == expected  # to the microsecond
+    assert set(cat.picks["station_id"]) == {"UW.SHW."}
+    assert cat.picks["phase"].tolist() == [r["phase"] for r in rows]
+
+
+def test_catalogue_errors_name_what_is_missing(tmp_path):
+    from quakelake.catalogs import CatalogError, read_catalog
+
+    no_time = tmp_path / "picks.csv"
+    no_time.write_text("network,station,phase,arrival\nUW,SHW,P,soon\n")
+    with pytest.raises(CatalogError, match=r"no time column .*its columns: network, station, phase, arrival"):
+        read_catalog(no_time)
+    bad_time = tmp_path / "bad.csv"
+    bad_time.write_text("network,station,phase,time\nUW,SHW,P,2022-02-06T02:14:59Z\nUW,SHW,S,yesterday\n")
+    with pytest.raises(CatalogError, match=r"column 'time': 1 values are not times, e\.g\. yesterday \(lines 3\)"):
+        read_catalog(bad_time)
+    junk = tmp_path / "events.xml"
+    junk.write_text("<html>502 Bad Gateway</html>")
+    with pytest.raises(CatalogError, match="is not QuakeML"):
+        read_catalog(junk)

@@ -47,7 +47,7 @@ def test_picker_alias_fails_clearly_without_waveforms_in_range(shared_data, pref
 @pytest.mark.parametrize(
     "extra, message",
     [(["-T"], "-T/--train"), (["--denoiser"], "--denoiser"), (["-G", "a"], "-G/--groups"),
-     (["-p", "2"], "pick.p_threshold"), (["-M", "NoSuchNet"], "not a SeisBench waveform model")],
+     (["-p", "2"], "-p/--pwave"), (["-M", "NoSuchNet"], "not a SeisBench waveform model")],
 )
 def test_unavailable_options_and_bad_values_say_so(extra, message, shared_data, tmp_path, capsys,
                                                    prefect_server):
@@ -56,9 +56,17 @@ def test_unavailable_options_and_bad_values_say_so(extra, message, shared_data, 
     assert message in capsys.readouterr().err
 
 
-def test_sql_on_empty_lake_names_missing_table(tmp_path, capsys):
+def test_sql_on_empty_lake_names_missing_table(shared_data, tmp_path, capsys):
     assert main(["sql", "--lake", str(tmp_path), "SELECT * FROM picks"]) == 2
-    assert "Tables with data in lake" in capsys.readouterr().err
+    assert f"error: --lake: {tmp_path} holds no lake" in capsys.readouterr().err
+    salton = shared_data / "phasenet_saltonsea_20201001"
+    assert main(["import-catalog", str(salton / "DERIVED_scsn_events_first10min.csv"), "--name", "scsn",
+                 "--lake", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["sql", "--lake", str(tmp_path), "SELECT * FROM picks"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "Tables with data in lake" in err[0]
+    assert "reference_events" in err[0]
 
 
 def test_import_reference_then_run_with_analysis(shared_data, prefect_server, lake_root, tmp_path, capsys):
@@ -124,7 +132,12 @@ def test_run_associates_with_gamma_then_pyocto_on_external_picks(shared_data, pr
     import obspy
 
     catalog = obspy.read_events(str(quakeml))
-    assert len(catalog) >= 1 and all(len(ev.picks) >= 4 for ev in catalog)
+    assert all(len(ev.picks) >= 4 for ev in catalog)
+    # The SCSN M2.4 (00:02:21.07, 33.092 N, -115.585 E) is found from the analyst-style picks too.
+    origins = [ev.preferred_origin() or ev.origins[0] for ev in catalog]
+    assert any(abs(o.time - obspy.UTCDateTime("2020-10-01T00:02:21.07")) <= 2 and abs(o.latitude - 33.092) < 0.08
+               and abs(o.longitude + 115.585) < 0.09 for o in origins), [(str(o.time), o.latitude, o.longitude)
+                                                                         for o in origins]
     assert list((tmp_path / "out" / "associated").rglob("events.csv"))
 
 
@@ -208,3 +221,30 @@ def test_demo_without_data_says_how_to_give_some(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "quakelake demo --data DIR" in err and "QUAKELAKE_DEMO_DATA" in err
     assert not (tmp_path / "lake").exists()
+
+
+def test_help_documents_every_option_with_its_default():
+    """Every option says what it does and its default; quakelake --version names the versions."""
+    from quakelake.cli import build_parser
+    from quakelake.config import RunConfig
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name, sub in commands.items():
+        for action in sub._actions:
+            if not action.option_strings or action.help == "show this help message and exit":
+                continue
+            assert action.help, f"{name} {action.option_strings} has no help text"
+            text = action.help.lower()
+            assert "default" in text or "required" in text or "not available yet" in text \
+                or action.nargs == 0, f"{name} {action.option_strings}: no default in {action.help!r}"
+    pick = {a.dest: a.help for a in commands["pick"]._actions}
+    cfg = RunConfig()
+    assert f"(default {cfg.pick.p_threshold})" in pick["pwave"]
+    assert f"(default {cfg.pick.batch_size})" in pick["batch"]
+    assert f"(default {cfg.execution.workers})" in pick["workers"]
+    assert f"default {cfg.pick.models[0]}" in pick["models"]
+    proc = subprocess.run([sys.executable, "-m", "quakelake.cli", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("quakelake ") and "seisbench" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "quakelake.cli", "pick", "--help"], capture_output=True, text=True)
+    assert "examples:" in proc.stdout and "exit status:" in proc.stdout

@@ -39,6 +39,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pyproj import CRS, Transformer
 
+from quakelake.errors import BadInput
 from quakelake.stations import station_coordinates
 from quakelake.velocity import (
     cached_table,
@@ -53,7 +54,7 @@ EVENT_COLUMNS = ["event_id", "time", "latitude", "longitude", "depth_km", "n_pic
 ASSIGNMENT_COLUMNS = ["event_id", "pick_id", "station_id", "phase", "time", "residual_s"]
 
 
-class AssociationError(ValueError):
+class AssociationError(BadInput, ValueError):
     """Association input is unusable; the message says what is wrong and what to do."""
 
 
@@ -831,8 +832,3 @@ def _finish(setup: _Setup, config: PyOctoConfig | GammaConfig, raw_events: pd.Da
     events = events.sort_values("time", kind="stable").reset_index(drop=True)
     return events, assignments.sort_values(["event_id", "time"], kind="stable").reset_index(drop=True)
 
-
-def config_from_dict(data: dict[str, Any]) -> PyOctoConfig | GammaConfig:
-    """Return the associator config described by ``data`` (key ``associator``: gamma or pyocto)."""
-    kind = data.get("associator", "pyocto")
-    return GammaConfig.model_validate(data) if kind == "gamma" else PyOctoConfig.model_validate(data)

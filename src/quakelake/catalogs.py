@@ -37,12 +37,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from quakelake.errors import BadInput
 from quakelake.lakehouse.schema import REFERENCE_EVENTS, REFERENCE_PICKS
 
 EVENT_COLUMNS = list(REFERENCE_EVENTS.schema.names)
 PICK_COLUMNS = list(REFERENCE_PICKS.schema.names)
 
-QUAKEML_SUFFIXES = {".xml", ".qml", ".quakeml"}
 FORMATS = ("quakeml", "ogs_txt", "hypo71_summary", "hypo71_printout", "hypo71_phase", "csv")
 # Which file wins when several files describe the same event or pick (lower wins): the OGS
 # catalogue carries ML and the place, the summary Md; the phase file holds the picks as read.
@@ -56,7 +56,7 @@ _PRIORITY = {
 }
 
 
-class CatalogError(ValueError):
+class CatalogError(BadInput, ValueError):
     """A catalogue file cannot be read; the message names the file, the line and what to do."""
 
 
@@ -181,6 +181,13 @@ def catalog_files(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
                     out.append((child, fmt))
         else:
             fmt = detect_format(path)
+            if fmt is None and path.suffix.lower() == ".csv":
+                read_csv_catalog(path)  # raises, naming the missing time column
+            if fmt is None and path.suffix.lower() == ".xml":
+                raise CatalogError(
+                    f"{path} is not QuakeML (no QuakeML namespace in its first 4 kB); pass QuakeML "
+                    "event files here (station metadata goes to -F/--file)"
+                )
             if fmt is None:
                 raise CatalogError(
                     f"cannot tell the catalogue format of {path}: use one of the extensions "
@@ -189,7 +196,7 @@ def catalog_files(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
                 )
             out.append((path, fmt))
     if not out:
-        raise CatalogError(f"no catalogue files found in {[str(p) for p in paths]}")
+        raise CatalogError(f"no catalogue files found in {', '.join(str(p) for p in paths)}")
     return out
 
 
@@ -586,9 +593,10 @@ def read_csv_catalog(path: str | Path) -> Catalog:
     tcol = _col(df, "time")
     if tcol is None:
         raise CatalogError(
-            f"CSV catalogue {path} has no time column (one of {_CSV_ALIASES['time']})"
+            f"CSV catalogue {path} has no time column (one of {', '.join(_CSV_ALIASES['time'])}); "
+            f"its columns: {', '.join(map(str, df.columns))}"
         )
-    times = pd.to_datetime(df[tcol], utc=True, format="mixed")
+    times = csv_times(df[tcol], f"CSV catalogue {path}, column {tcol!r}")
     stem = path.stem
     pcol = _col(df, "phase")
     if pcol is not None:
@@ -599,7 +607,7 @@ def read_csv_catalog(path: str | Path) -> Catalog:
     if lat is None or lon is None:
         raise CatalogError(
             f"CSV catalogue {path} has neither a phase column (picks) nor latitude/longitude "
-            f"columns (events); columns: {list(df.columns)}"
+            f"columns (events); its columns: {', '.join(map(str, df.columns))}"
         )
     lower = {c.lower(): c for c in df.columns}
     if "depth_km" in lower:
@@ -631,6 +639,37 @@ def read_csv_catalog(path: str | Path) -> Catalog:
     return Catalog(_frame(events, EVENT_COLUMNS), empty_picks())
 
 
+def csv_times(values: pd.Series, where: str) -> pd.Series:
+    """Return the UTC times written in ``values``: epoch seconds (or ms) or ISO/common date strings.
+
+    Raises:
+        CatalogError: naming ``where``, the first values that are not times, and the accepted forms.
+
+    >>> csv_times(pd.Series(["1644113699.73"]), "t").dt.strftime("%Y-%m-%dT%H:%M:%S.%f").tolist()
+    ['2022-02-06T02:14:59.730000']
+    >>> csv_times(pd.Series(["2020-10-01T00:02:21.07Z"]), "t").dt.year.tolist()
+    [2020]
+    """
+    text = values.astype(str).str.strip()
+    given = text != ""
+    numbers = pd.to_numeric(text.where(given), errors="coerce")
+    if given.any() and numbers[given].notna().all():
+        # Epoch seconds, or milliseconds when too large for seconds (after year 5138).
+        unit = "ms" if numbers[given].abs().max() > 1e11 else "s"
+        times = pd.to_datetime(numbers, unit=unit, utc=True).dt.round("us")  # float64 -> whole µs
+    else:
+        times = pd.to_datetime(text.where(given), utc=True, format="mixed", errors="coerce")
+    bad = given & times.isna()
+    if bad.any():
+        rows = [int(i) + 2 for i in bad[bad].index[:3]]  # +2: header line, 1-based
+        raise CatalogError(
+            f"{where}: {int(bad.sum())} values are not times, e.g. {', '.join(text[bad].head(3))} "
+            f"(lines {', '.join(map(str, rows))}); write epoch seconds (1644113699.73) or ISO 8601 "
+            "(2022-02-06T02:14:59.73Z)"
+        )
+    return times
+
+
 def _csv_picks(
     df: pd.DataFrame, times: pd.Series, pcol: str, stem: str, path: Path
 ) -> pd.DataFrame:
@@ -640,6 +679,7 @@ def _csv_picks(
         return df[lower[name]].astype(str) if name in lower else pd.Series("", index=df.index)
 
     net, sta, loc, cha = column("network"), column("station"), column("location"), column("channel")
+    loc = loc.str.strip().replace("--", "")  # "--" is the FDSN web services' empty location
     sid_col = lower.get("station_id") or lower.get("trace_id") or lower.get("id")
     if sid_col and not sta.str.len().any():
         parts = df[sid_col].astype(str).str.split(".", expand=True)

@@ -1,4 +1,10 @@
-"""The ``quakelake`` command line (and the ``picker`` alias with the original picker.py options)."""
+"""The ``quakelake`` command line (and the ``picker`` alias with the original picker.py options).
+
+Expected failures (:class:`quakelake.errors.QuakeLakeError`) end in one ``error:`` line and exit
+status 2 (bad input) or 1 (failed work); ``-v`` adds the traceback. Heavy modules (Prefect, the
+science stack) are imported only by the commands that need them, so ``--help`` and the checks
+made before any work starts answer quickly.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +14,75 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quakelake import params
-from quakelake.config import ConfigError, RunConfig, build_config
+from quakelake.errors import BadInput, QuakeLakeError, one_line
+from quakelake.printing import (
+    format_table,
+    print_analysis,
+    print_association,
+    print_download,
+    print_summary,
+    print_timing,
+    warn,
+)
+
+if TYPE_CHECKING:
+    from quakelake.config import RunConfig
 
 NOT_YET = {
     "train": "-T/--train (fine-tuning) is not available yet in QuakeLake",
     "groups": "-G/--groups is not available yet in QuakeLake",
 }
 
+# Which option sets a configuration parameter: errors name what the user typed.
+OPTION_OF = {
+    "lake": "--lake", "directory": "-d/--directory", "station_file": "-F/--file",
+    "window": "-D/--dates (or -J/--julian)", "window.start": "-D/--dates (or -J/--julian)",
+    "window.end": "-D/--dates (or -J/--julian)",
+    "selection.networks": "-N/--network", "selection.stations": "-S/--station",
+    "selection.channels": "-C/--channel", "pick.models": "-M/--models", "pick.weights": "-W/--weights",
+    "pick.p_threshold": "-p/--pwave", "pick.s_threshold": "-s/--swave", "pick.batch_size": "-b/--batch",
+    "pick.device": "--device", "execution.runner": "--runner", "execution.workers": "--workers",
+    "execution.address": "--address", "download.clients": "--client", "download.token_file": "-K/--key",
+    "download.channel_priorities": "--channel-priority", "download.rectdomain": "--rectdomain",
+    "download.circdomain": "--circdomain", "analyze.reference": "--reference",
+    "analyze.reference_paths": "--reference-file", "analyze.match.pick_tolerance_s": "--pick-tolerance",
+    "analyze.match.event_max_dt_s": "--event-dt", "analyze.match.event_max_km": "--event-km",
+    "analyze.report_dir": "--report-dir",
+}
 
-class CliError(RuntimeError):
+EXAMPLES = """\
+examples:
+  quakelake server start                  keep a local Prefect server (fast commands, runs in its UI)
+  quakelake pick -d ../shared/data/phasenet_saltonsea_20201001/mseed -M PhaseNet -W original
+  quakelake run -d ARCHIVE -D 201001 201002 -F stations.xml --reference scsn
+  quakelake import-catalog events.xml --name scsn
+  quakelake sql "SELECT model, weights, phase, count(*) FROM picks GROUP BY ALL"
+
+exit status: 0 done, 1 the work failed (no waveforms, a service did not answer),
+             2 bad input (an option, a file or the configuration); -v shows the traceback.
+Prefect API: $PREFECT_API_URL when set, else the server of `quakelake server start`,
+             else a temporary one per command (slow; see README "Prefect server").
+"""
+
+
+class CliError(BadInput):
     """A command-line problem the user can fix; printed without a traceback, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one ``error:`` line (exit status 2), no usage dump."""
+
+    def error(self, message: str):  # argparse's hook: never returns
+        print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=34, width=110)
 
 
 # ----------------------------------------------------------------------------------------- dates
@@ -43,147 +105,185 @@ def parse_julian(text: str, option: str = "-J/--julian") -> dt.date:
 # ------------------------------------------------------------------------------------- arguments
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("general")
-    g.add_argument("--lake", type=Path, help="lake root folder (default ./lake)")
-    g.add_argument("--lake-block", metavar="NAME", help="take the lake folder from a QuakeLake Lake block")
-    g.add_argument("-c", "--config", type=Path, help="JSON or YAML configuration file; options override it")
-    g.add_argument("--timing", action="store_true", default=None, help="report how long each stage took")
+    g.add_argument("--lake", type=Path, help="lake root folder, created when missing (default ./lake)")
+    g.add_argument("--lake-block", metavar="NAME",
+                   help="take the lake folder from a QuakeLake Lake block (default: none)")
+    g.add_argument("-c", "--config", type=Path, metavar="FILE",
+                   help="JSON or YAML configuration file; options override it (default: none)")
+    g.add_argument("--timing", action="store_true", default=None,
+                   help="report how long start-up and each stage took (default off)")
     out = g.add_mutually_exclusive_group()
-    out.add_argument("--silent", action="store_true", help="print only errors and the final result")
-    out.add_argument("-v", "--verbose", action="store_true", help="print more detail")
+    out.add_argument("--silent", action="store_true", help="print only errors and the final result (default off)")
+    out.add_argument("-v", "--verbose", action="store_true",
+                     help="print each task (unit) and, on errors, the traceback (default off)")
 
 
 def _compute(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("execution")
     g.add_argument("--runner", choices=["threads", "dask-local", "slurm", "address"],
                    help="task runner (default threads; slurm needs a compute block or config file)")
-    g.add_argument("--workers", type=int, help="threads or Dask worker processes")
-    g.add_argument("--address", help="existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (--runner address)")
-    g.add_argument("--compute-block", metavar="NAME", help="take the task runner from a Compute Cluster block")
+    g.add_argument("--workers", type=int, metavar="N", help="threads or Dask worker processes (default 2)")
+    g.add_argument("--address", help="existing Dask scheduler, e.g. tcp://10.0.0.5:8786, for --runner address "
+                                     "(default: none)")
+    g.add_argument("--compute-block", metavar="NAME",
+                   help="take the task runner from a Compute Cluster block (default: none)")
+
+
+def _dates(g) -> None:
+    dates = g.add_mutually_exclusive_group()
+    dates.add_argument("-D", "--dates", nargs=2, metavar=("START", "END"),
+                       help="inclusive Gregorian day range, YYMMDD YYMMDD (default: every day found)")
+    dates.add_argument("-J", "--julian", nargs=2, metavar=("START", "END"),
+                       help="inclusive range as year + day-of-year, YYDDD YYDDD (default: every day found)")
 
 
 def _selection(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data selection")
-    g.add_argument("-d", "--directory", type=Path, help="folder with the raw waveforms (any layout)")
-    dates = g.add_mutually_exclusive_group()
-    dates.add_argument("-D", "--dates", nargs=2, metavar=("START", "END"),
-                       help="inclusive Gregorian day range, YYMMDD YYMMDD")
-    dates.add_argument("-J", "--julian", nargs=2, metavar=("START", "END"),
-                       help="inclusive range as year + day-of-year, YYDDD YYDDD")
-    g.add_argument("-N", "--network", nargs="+", help="network codes (FDSN wildcards, * = any)")
-    g.add_argument("-S", "--station", nargs="+", help="station codes (FDSN wildcards)")
-    g.add_argument("-C", "--channel", nargs="+", help="channel codes (FDSN wildcards, e.g. HH? EH?)")
+    g.add_argument("-d", "--directory", type=Path,
+                   help="folder with the raw waveforms, any layout (required; the target with --download)")
+    _dates(g)
+    g.add_argument("-N", "--network", nargs="+", help="network codes, FDSN wildcards (default * = any)")
+    g.add_argument("-S", "--station", nargs="+", help="station codes, FDSN wildcards (default *)")
+    g.add_argument("-C", "--channel", nargs="+", help="channel codes, FDSN wildcards, e.g. HH? EH? (default *)")
     g.add_argument("-G", "--groups", nargs="+", help="analyse the data grouped by a list (not available yet)")
-    g.add_argument("-F", "--file", type=Path, help="station metadata file (StationXML or CSV)")
+    g.add_argument("-F", "--file", type=Path,
+                   help="station metadata file, StationXML or CSV (default: the lake's downloaded stations)")
 
 
 def _picking(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("picking")
-    g.add_argument("-M", "--models", nargs="+", help="SeisBench models, e.g. PhaseNet EQTransformer")
-    g.add_argument("-W", "--weights", nargs="+", help="pretrained weights, e.g. instance original")
-    g.add_argument("-p", "--pwave", type=float, help="P probability threshold (0-1)")
-    g.add_argument("-s", "--swave", type=float, help="S probability threshold (0-1)")
-    g.add_argument("-b", "--batch", type=int, help="batch size for the model")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device (auto picks CUDA)")
-    g.add_argument("--denoiser", action="store_true", default=None, help="run the deep denoiser first")
+    g.add_argument("-M", "--models", nargs="+", help="SeisBench models, e.g. PhaseNet EQTransformer (default PhaseNet)")
+    g.add_argument("-W", "--weights", nargs="+",
+                   help="pretrained weights, every model x weights is run, e.g. instance original (default original)")
+    g.add_argument("-p", "--pwave", type=float, help="P probability threshold, 0-1 (default 0.3)")
+    g.add_argument("-s", "--swave", type=float, help="S probability threshold, 0-1 (default 0.3)")
+    g.add_argument("-b", "--batch", type=int, help="windows per model batch (default 256)")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device; auto picks CUDA (default auto)")
+    g.add_argument("--denoiser", action="store_true", default=None,
+                   help="run the deep denoiser first (not available yet)")
     g.add_argument("-T", "--train", action="store_true", help="train (fine-tune) the model (not available yet)")
-    g.add_argument("--force", action="store_true", default=None, help="recompute results that exist")
+    g.add_argument("--force", action="store_true", default=None, help="recompute results that exist (default off)")
 
 
 def _download_options(g) -> None:
-    g.add_argument("--client", nargs="+", help="FDSN clients in order, e.g. OGS INGV GFZ or base URLs")
-    g.add_argument("-K", "--key", type=Path, help="EIDA token file (never logged or stored)")
-    g.add_argument("--rectdomain", nargs=4, type=float, metavar=("MINLAT", "MAXLAT", "MINLON", "MAXLON"))
-    g.add_argument("--circdomain", nargs=4, type=float, metavar=("LAT", "LON", "MINRAD", "MAXRAD"))
+    g.add_argument("--client", nargs="+",
+                   help="FDSN clients in order, short names or base URLs (default INGV GFZ ORFEUS ETH IRIS)")
+    g.add_argument("-K", "--key", type=Path, metavar="FILE",
+                   help="EIDA token file, never logged or stored (default $QUAKELAKE_EIDA_TOKEN)")
+    g.add_argument("--rectdomain", nargs=4, type=float, metavar=("MINLAT", "MAXLAT", "MINLON", "MAXLON"),
+                   help="only stations inside this latitude/longitude box in degrees (default: anywhere)")
+    g.add_argument("--circdomain", nargs=4, type=float, metavar=("LAT", "LON", "MINRAD", "MAXRAD"),
+                   help="only stations MINRAD..MAXRAD degrees from LAT, LON (default: anywhere)")
     g.add_argument("--channel-priority", nargs="+", metavar="PATTERN",
-                   help="download: channel patterns in order of preference (default HH? EH? HN?)")
+                   help="channel patterns in order of preference (default HH? EH? HN?)")
 
 
 def _association_options(g) -> None:
     g.add_argument("--pyrocko", action="store_true",
-                   help="1-D travel times computed with Pyrocko from --velocity-model (instead of 0-D vp/vs)")
+                   help="1-D travel times computed with Pyrocko from --velocity-model (default: 0-D vp/vs)")
     g.add_argument("--velocity-model", type=Path, metavar="FILE",
-                   help="layered velocity model (TauP .nd, VELEST .mod, CSV depth,vp,vs) for 1-D travel times")
+                   help="layered velocity model (TauP .nd, VELEST .mod, CSV depth,vp,vs) for 1-D travel "
+                        "times (default: none)")
     g.add_argument("--ogs", action="store_true",
                    help="the documented OGS (NE Italy) association default: PyOcto, OGS 1-D model, relocation")
 
 
 def _later_stages(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("download, association, analysis")
-    g.add_argument("--download", action="store_true", help="download the data from FDSN clients first")
+    g.add_argument("--download", action="store_true", help="download the data from FDSN clients first (default off)")
     _download_options(g)
-    g.add_argument("--pyocto", action="store_true", help="associate with PyOcto instead of GaMMA")
+    g.add_argument("--pyocto", action="store_true", help="associate with PyOcto (default GaMMA)")
     _association_options(g)
-    g.add_argument("--interactive", action="store_true", help="show each result as a plot and wait")
+    g.add_argument("--interactive", action="store_true",
+                   help="after the run, show each station-day's waveforms and picks, one window at a time")
     _reference(p)
 
 
 def _reference(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("comparison with a reference catalogue")
-    g.add_argument("--reference", help="name of a reference catalogue in the lake (see import-catalog)")
+    g.add_argument("--reference", help="name of a reference catalogue in the lake, see import-catalog (default: none)")
     g.add_argument("--reference-file", nargs="+", type=Path, metavar="PATH",
-                   help="catalogue files/folders to import under --reference first")
-    g.add_argument("--pick-tolerance", type=float, help="pick match tolerance in s (default 0.5)")
-    g.add_argument("--event-dt", type=float, help="event origin-time tolerance in s (default 2)")
-    g.add_argument("--event-km", type=float, help="event epicentre tolerance in km (default 8)")
-    g.add_argument("--report-dir", type=Path, help="folder for the Markdown/HTML report and plots")
+                   help="catalogue files/folders to import under --reference first (default: none)")
+    g.add_argument("--pick-tolerance", type=float, metavar="S", help="pick match tolerance in s (default 0.5)")
+    g.add_argument("--event-dt", type=float, metavar="S", help="event origin-time tolerance in s (default 2)")
+    g.add_argument("--event-km", type=float, metavar="KM", help="event epicentre tolerance in km (default 8)")
+    g.add_argument("--report-dir", type=Path, metavar="DIR",
+                   help="folder for the Markdown/HTML report and plots (default: none)")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "absent"
+
+    return (f"quakelake {v('quakelake')} (seisbench {v('seisbench')}, obspy {v('obspy')}, "
+            f"prefect {v('prefect')}, duckdb {v('duckdb')})")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``quakelake`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="quakelake",
+    parser = _Parser(
+        prog="quakelake", formatter_class=_Help, epilog=EXAMPLES,
         description="ML phase picks and event catalogues in a DuckDB/Parquet lakehouse.",
     )
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="the pipeline: [download ->] pick -> associate for a date range")
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text, formatter_class=_Help, epilog=EXAMPLES)
+
+    run = command("run", "the pipeline: [download ->] pick -> associate [-> analyze] for a date range")
     for add in (_common, _selection, _picking, _later_stages, _compute):
         add(run)
 
-    pick = sub.add_parser("pick", help="pick phases on a waveform archive into the lake")
+    pick = command("pick", "pick phases on a waveform archive into the lake")
     for add in (_common, _selection, _picking, _compute):
         add(pick)
 
-    download = sub.add_parser("download", help="download waveforms and station metadata from FDSN data centres")
+    download = command("download", "download waveforms and station metadata from FDSN data centres")
     _common(download)
     _selection(download)
     _compute(download)
     g = download.add_argument_group("download")
     _download_options(g)
-    g.add_argument("--force", action="store_true", default=None, help="download again files that exist")
+    g.add_argument("--force", action="store_true", default=None, help="download again files that exist (default off)")
 
-    assoc = sub.add_parser("associate", help="associate picks (lake or --picks FILE) into events")
+    assoc = command("associate", "associate picks (lake or --picks FILE) into events")
     _common(assoc)
     g = assoc.add_argument_group("association")
-    dates = g.add_mutually_exclusive_group()
-    dates.add_argument("-D", "--dates", nargs=2, metavar=("START", "END"), help="inclusive day range, YYMMDD YYMMDD")
-    dates.add_argument("-J", "--julian", nargs=2, metavar=("START", "END"), help="inclusive range, YYDDD YYDDD")
-    g.add_argument("-F", "--file", type=Path, help="station metadata (StationXML or CSV)")
-    g.add_argument("--picks", type=Path, help="external pick table (CSV/Parquet: station id, phase, time[, probability])")
+    _dates(g)
+    g.add_argument("-F", "--file", type=Path,
+                   help="station metadata, StationXML or CSV (default: the lake's downloaded stations)")
+    g.add_argument("--picks", type=Path, metavar="FILE",
+                   help="external pick table, CSV/Parquet: station id, phase, time[, probability] (default: lake picks)")
     g.add_argument("-M", "--models", nargs="+", help="associate the lake picks of these models (default all)")
     g.add_argument("-W", "--weights", nargs="+", help="... and these weights (default all)")
-    g.add_argument("--pyocto", action="store_true", help="associate with PyOcto instead of GaMMA")
+    g.add_argument("--pyocto", action="store_true", help="associate with PyOcto (default GaMMA)")
     _association_options(g)
-    g.add_argument("--force", action="store_true", default=None, help="recompute days that have events")
-    g.add_argument("--quakeml", type=Path, help="also write the events with their picks as QuakeML")
-    g.add_argument("--export", type=Path, metavar="DIR", help="also write the per-day associated/ layout")
+    g.add_argument("--force", action="store_true", default=None, help="recompute days that have events (default off)")
+    g.add_argument("--quakeml", type=Path, metavar="FILE",
+                   help="also write the events with their picks as QuakeML (default: none)")
+    g.add_argument("--export", type=Path, metavar="DIR",
+                   help="also write the per-day associated/ layout (default: none)")
     _compute(assoc)
 
-    exp = sub.add_parser("export", help="write lake picks/events as files (classified/, associated/, QuakeML)")
+    exp = command("export", "write lake picks/events as files (classified/, associated/, QuakeML)")
     _common(exp)
-    dates = exp.add_mutually_exclusive_group()
-    dates.add_argument("-D", "--dates", nargs=2, metavar=("START", "END"), help="inclusive day range, YYMMDD YYMMDD")
-    dates.add_argument("-J", "--julian", nargs=2, metavar=("START", "END"), help="inclusive range, YYDDD YYDDD")
-    exp.add_argument("--classified", type=Path, metavar="DIR", help="picks per day/network/station (CSV)")
-    exp.add_argument("--associated", type=Path, metavar="DIR", help="events and their picks per day")
-    exp.add_argument("--quakeml", type=Path, metavar="FILE", help="events with their picks as QuakeML")
+    _dates(exp)
+    exp.add_argument("--classified", type=Path, metavar="DIR", help="picks per day/network/station as CSV (default: none)")
+    exp.add_argument("--associated", type=Path, metavar="DIR", help="events and their picks per day (default: none)")
+    exp.add_argument("--quakeml", type=Path, metavar="FILE", help="events with their picks as QuakeML (default: none)")
 
-    imp = sub.add_parser("import-catalog", help="import reference catalogue files into the lake")
+    imp = command("import-catalog", "import reference catalogue files into the lake")
     _common(imp)
     imp.add_argument("paths", nargs="+", type=Path, help="QuakeML, OGS .dat/.pun/.hpc/.txt, CSV files or folders")
-    imp.add_argument("--name", required=True, help="name of the reference (several can coexist)")
+    imp.add_argument("--name", required=True, help="name of the reference; several can coexist (required)")
 
-    analyze = sub.add_parser("analyze", help="compare lake picks/events with a reference catalogue")
+    analyze = command("analyze", "compare lake picks/events with a reference catalogue")
     _common(analyze)
     _reference(analyze)
     g = analyze.add_argument_group("what to compare")
@@ -191,30 +291,46 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-M", "--models", nargs="+", help="picker models to compare (default all)")
     g.add_argument("-W", "--weights", nargs="+", help="picker weights to compare (default all)")
     g.add_argument("--associator", nargs="+", help="associators to compare (default all)")
-    g.add_argument("--interactive", action="store_true", help="show each plot in a window, one after another")
+    g.add_argument("--interactive", action="store_true",
+                   help="show each plot in a window, one after another (default off)")
 
-    sql = sub.add_parser("sql", help="run SQL over the lake and print the result as a table")
+    sql = command("sql", "run SQL over the lake and print the result as a table")
     _common(sql)
     sql.add_argument("query", help="SQL, e.g. \"SELECT phase, count(*) FROM picks GROUP BY ALL\"")
-    sql.add_argument("--param", action="append", default=[], help="bound parameter for a ? in the query")
-    sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    sql.add_argument("--max-rows", type=int, default=100, help="rows to print in table format")
+    sql.add_argument("--param", action="append", default=[],
+                     help="bound parameter for a ? in the query, repeat for several (default: none)")
+    sql.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                     help="table: aligned text, csv: comma-separated with a header, json: one object per "
+                          "row (default table)")
+    sql.add_argument("--max-rows", type=int, default=100, help="rows to print in table format (default 100)")
 
-    tables = sub.add_parser("tables", help="list the lake's tables and their row counts")
+    tables = command("tables", "list the lake's tables and their row counts")
     _common(tables)
 
-    demo = sub.add_parser("demo", help="the whole available pipeline on a small real data set")
+    demo = command("demo", "the whole available pipeline on a small real data set")
     _common(demo)
-    demo.add_argument("--data", type=Path, help="folder of real miniSEED/SAC (default: $QUAKELAKE_DEMO_DATA)")
-    demo.add_argument("-F", "--file", type=Path, help="station metadata (StationXML/CSV) to associate events")
+    demo.add_argument("--data", type=Path,
+                      help="folder of real miniSEED/SAC (default: $QUAKELAKE_DEMO_DATA)")
+    demo.add_argument("-F", "--file", type=Path,
+                      help="station metadata (StationXML/CSV) to associate events (default: none)")
     demo.add_argument("--reference-file", nargs="+", type=Path, metavar="PATH",
-                      help="reference catalogue files (picks/events) to compare the demo's results with")
+                      help="reference catalogue files (picks/events) to compare the demo's results with "
+                           "(default: none)")
+
+    server = command("server", "a local Prefect server that outlives one command: start, stop, status")
+    server.add_argument("action", choices=["start", "stop", "status"],
+                        help="start it in the background, stop it, or say whether it runs")
+    server.add_argument("--port", type=int, default=4200, help="port on 127.0.0.1 (default 4200)")
+    out = server.add_mutually_exclusive_group()
+    out.add_argument("--silent", action="store_true", help="print only errors (default off)")
+    out.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors (default off)")
     return parser
 
 
 def picker_parser() -> argparse.ArgumentParser:
     """Return the parser of the ``picker`` alias: ``quakelake run`` with the original picker.py options."""
-    parser = argparse.ArgumentParser(prog="picker", description="picker.py compatible front end of quakelake run")
+    parser = _Parser(prog="picker", formatter_class=_Help, epilog=EXAMPLES,
+                     description="picker.py compatible front end of quakelake run")
     for add in (_common, _selection, _picking, _later_stages, _compute):
         add(parser)
     return parser
@@ -310,8 +426,23 @@ def _refuse_unavailable(args: argparse.Namespace) -> None:
                 raise CliError(f"{flag} belongs to the download stage: add --download")
 
 
+def _flat_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in tree.items():
+        keys.append(prefix + key)
+        if isinstance(value, dict):
+            keys += _flat_keys(value, f"{prefix}{key}.")
+    return keys
+
+
 def load_config(args: argparse.Namespace) -> RunConfig:
-    """Return the run configuration: defaults < ``-c`` file < blocks named on the command line < options."""
+    """Return the run configuration: defaults < ``-c`` file < blocks named on the command line < options.
+
+    Raises:
+        ConfigError: naming the option (or, for values from the file, the parameter) that is invalid.
+    """
+    from quakelake.config import build_config
+
     overrides = overrides_from_args(args)
     if getattr(args, "lake_block", None) and "lake" not in overrides:
         from quakelake.blocks import load_lake
@@ -322,14 +453,168 @@ def load_config(args: argparse.Namespace) -> RunConfig:
 
         block = load_compute(args.compute_block).model_dump(exclude_none=True)
         overrides["execution"] = {**block, **overrides.get("execution", {})}
-    return build_config(getattr(args, "config", None), overrides)
+    given = set(_flat_keys(overrides))
+    if "window.start" in given:
+        given.add("window")
+    names = {key: option for key, option in OPTION_OF.items() if key in given}
+    if getattr(args, "julian", None):
+        names.update({k: "-J/--julian" for k in ("window", "window.start", "window.end") if k in names})
+    elif getattr(args, "dates", None):
+        names.update({k: "-D/--dates" for k in ("window", "window.start", "window.end") if k in names})
+    return build_config(getattr(args, "config", None), overrides, names=names)
 
 
-def _quiet_prefect(cfg: RunConfig) -> None:
-    # Read by Prefect at import: set before any flow module is imported.
+# ------------------------------------------------------------------- checks before any work starts
+def check_lake(lake: Path, must_exist: bool = False) -> None:
+    """Refuse a lake path that is a file (or, for queries, a folder that holds no lake)."""
+    lake = Path(lake)
+    if lake.exists() and not lake.is_dir():
+        raise CliError(f"--lake: {lake} is a file, not a lake folder; give a folder (created when missing)")
+    if must_exist:
+        from quakelake.lakehouse import Lake
+
+        if not lake.is_dir() or not Lake(lake).tables():
+            raise CliError(f"--lake: {lake} holds no lake (no table has data); give the --lake folder of "
+                           "an earlier run, or fill it with pick/run/import-catalog")
+
+
+def check_station_file(path: Path | None) -> None:
+    """Refuse a station file that is missing, unreadable or lists no station (-F)."""
+    if path is None:
+        return
+    from quakelake.stations import read_stations
+
+    path = Path(path)
+    if not path.is_file():
+        raise CliError(f"-F/--file: station file {path} does not exist; pass StationXML or a CSV "
+                       "(network, station, latitude, longitude, elevation)")
+    try:
+        stations = read_stations(path)
+    except QuakeLakeError as exc:
+        raise CliError(f"-F/--file: {one_line(exc)}") from exc
+    except Exception as exc:  # ObsPy/pandas parse errors of a junk file
+        raise CliError(f"-F/--file: {path} is neither StationXML nor a station CSV ({type(exc).__name__}: "
+                       f"{one_line(exc)[:200]}); pass StationXML or a CSV with network, station, latitude, "
+                       "longitude, elevation") from exc
+    if not len(stations):
+        raise CliError(f"-F/--file: {path} lists no station; pass the metadata of the archive's stations")
+
+
+def check_reference(cfg: RunConfig) -> None:
+    """Refuse a --reference name the lake does not hold when no --reference-file imports it."""
+    name = cfg.analyze.reference
+    if not name or cfg.analyze.reference_paths:
+        missing = [str(p) for p in cfg.analyze.reference_paths if not Path(p).exists()]
+        if missing:
+            raise CliError(f"--reference-file: no such file or folder: {', '.join(missing)}")
+        return
+    held = sorted({p.name.removeprefix("catalog=") for table in ("reference_events", "reference_picks")
+                   for p in (Path(cfg.lake) / table).glob("catalog=*") if p.is_dir()})
+    if name not in held:
+        raise CliError(f"--reference: the lake {cfg.lake} holds no reference catalogue {name!r} "
+                       f"(it holds: {', '.join(held) or 'none'}); import it with import-catalog --name {name} "
+                       "or add --reference-file")
+
+
+def check_models(cfg: RunConfig) -> list[str]:
+    """Refuse unknown SeisBench models before any work; return weights not cached offline.
+
+    Weights that are not cached are not refused here (SeisBench may fetch them); the pick stage
+    warns about each one it cannot load, with what the cache holds.
+    """
+    from quakelake.picking import check_models as check
+
+    return check(cfg.pick.models, cfg.pick.weights)
+
+
+def check_inputs(cfg: RunConfig, args: argparse.Namespace) -> list[str]:
+    """Validate every path and name of a pick/run before work starts; return warnings to show."""
+    check_lake(cfg.lake)
+    check_station_file(cfg.station_file)
+    check_reference(cfg)
+    if cfg.download is not None and cfg.download.token_file is not None \
+            and not Path(cfg.download.token_file).expanduser().is_file():
+        raise CliError(f"-K/--key: EIDA token file {cfg.download.token_file} does not exist; pass the file "
+                       "downloaded from the EIDA authentication service")
+    velocity = getattr(args, "velocity_model", None)
+    if velocity is not None and not Path(velocity).is_file():
+        raise CliError(f"--velocity-model: {velocity} does not exist; pass a TauP .nd, VELEST .mod or CSV file")
+    check_models(cfg)
+    return []
+
+
+# ---------------------------------------------------------------------------- Prefect, start-up
+_T0 = time.perf_counter()
+
+
+def _startup_seconds() -> float:
+    """Return the seconds since this process started (interpreter, imports, checks)."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - _T0
+
+
+def _quiet_prefect(cfg: RunConfig) -> str:
+    """Settle the Prefect API and log levels before Prefect is imported; return which API is used."""
+    from quakelake.server import resolve_api
+
     level = {0: "ERROR", 1: "WARNING", 2: "INFO"}[cfg.verbosity]
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
     os.environ.setdefault("PREFECT_LOGGING_LOGGERS_ROOT_LEVEL", level)
+    api = resolve_api()
+    if api == "temporary":
+        # Prefect's 20 s are too short for its temporary server on a busy login node.
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    if api == "temporary" and cfg.verbosity > 1:
+        print("note: no Prefect server configured: starting a temporary one for this command "
+              "(quakelake server start keeps one running)", file=sys.stderr)
+    return api
+
+
+class _DropExpectedErrors:
+    """Console log filter: Prefect's failure logs of an expected error (the CLI prints it once)."""
+
+    def filter(self, record) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, QuakeLakeError):
+            return False
+        text = record.getMessage() if record.levelno >= 40 else ""
+        return not any(name in text for name in _expected_error_names())
+
+
+def _expected_error_names() -> set[str]:
+    names, todo = set(), [QuakeLakeError]
+    while todo:
+        cls = todo.pop()
+        names.update((f"{cls.__name__}:", f"{cls.__name__}("))
+        todo += cls.__subclasses__()
+    return names
+
+
+def _install_log_filter(verbosity: int) -> None:
+    """Keep tracebacks of expected errors off the console unless -v (the Prefect UI still has them)."""
+    if verbosity > 1:
+        return
+    import logging
+
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs", "prefect.engine"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.addFilter(_DropExpectedErrors())
+
+
+def _timing(cfg: RunConfig, stages: dict[str, float], t0: float) -> None:
+    """Print --timing: start-up, each stage, and what Prefect and the flow imports took besides."""
+    if not cfg.timing:
+        return
+    total = _startup_seconds()
+    startup = total - (time.perf_counter() - t0)
+    rest = total - startup - sum(stages.values())
+    print_timing({"start-up (Python, checks)": startup, **stages,
+                  "flow imports, Prefect runs": max(rest, 0.0)}, total)
 
 
 # ------------------------------------------------------------------------------------- commands
@@ -340,30 +625,26 @@ def cmd_pick(args: argparse.Namespace) -> int:
     if cfg.directory is None:
         raise CliError("-d/--directory: give the folder with the raw waveforms to pick")
     if not cfg.directory.is_dir():
-        raise CliError(f"-d/--directory: {cfg.directory} is not a folder")
+        raise CliError(f"-d/--directory: {cfg.directory} is not a folder; give the waveform archive")
+    for w in check_inputs(cfg, args):
+        warn(w)
     _quiet_prefect(cfg)
+    t0 = time.perf_counter()
     from quakelake.flows.pick import pick_phases
     from quakelake.flows.runners import make_task_runner
 
-    t0 = time.perf_counter()
-    summary = pick_phases.with_options(task_runner=make_task_runner(cfg.execution))(cfg.directory, cfg.lake, cfg.window, cfg.selection, cfg.pick, cfg.force,
-                          progress=cfg.verbosity > 0)
-    print_summary(summary, cfg, time.perf_counter() - t0)
-    return 0
+    _install_log_filter(cfg.verbosity)
+    flow_fn = pick_phases.with_options(task_runner=make_task_runner(cfg.execution))
+    summary = flow_fn(cfg.directory, cfg.lake, cfg.window, cfg.selection, cfg.pick, cfg.force,
+                      progress=cfg.verbosity > 0)
+    print_summary(summary, cfg.lake)
+    _timing(cfg, {f"pick: {k}": v for k, v in summary["seconds"].items()}, t0)
+    return _status(summary)
 
 
-def print_summary(summary: dict, cfg: RunConfig, seconds: float) -> None:
-    """Print a run summary (one line in silent mode)."""
-    line = (f"run {summary['run_id']}: {summary['units']} units (done {summary['done']}, skipped "
-            f"{summary['skipped']}, failed {summary['failed']}), picks {summary['picks_per_phase']}, "
-            f"unreadable files {summary['unreadable_files']} -> lake {cfg.lake}")
-    print(line)
-    for w in summary.get("skipped_weights", []):
-        print(f"warning: {w}", file=sys.stderr)
-    if cfg.timing:
-        for stage, s in summary["seconds"].items():
-            print(f"  {stage:<12} {s:8.2f} s")
-        print(f"  {'total':<12} {seconds:8.2f} s")
+def _status(*summaries: dict) -> int:
+    """Return exit status 1 when units failed (the summary says which), else 0."""
+    return 1 if any(s.get("failed") for s in summaries if isinstance(s, dict)) else 0
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -371,6 +652,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from quakelake.lakehouse import Lake
 
     cfg = load_config(args)
+    check_lake(cfg.lake, must_exist=True)
     frame = Lake(cfg.lake).query(args.query, args.param or None)
     if args.format == "csv":
         print(frame.to_csv(index=False), end="")
@@ -381,21 +663,12 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_table(frame, max_rows: int = 100) -> str:
-    """Return ``frame`` as an aligned text table with a row count."""
-    import pandas as pd
-
-    with pd.option_context("display.max_rows", max_rows, "display.max_columns", None,
-                           "display.width", 200, "display.max_colwidth", 60):
-        body = frame.to_string(index=False, max_rows=max_rows) if len(frame) else "(no rows)"
-    return f"{body}\n({len(frame)} row{'s' if len(frame) != 1 else ''})"
-
-
 def cmd_tables(args: argparse.Namespace) -> int:
     """List tables with data and their row counts."""
     from quakelake.lakehouse import Lake
 
     cfg = load_config(args)
+    check_lake(cfg.lake, must_exist=True)
     lake = Lake(cfg.lake)
     for name in lake.tables():
         n = lake.query(f'SELECT count(*) AS n FROM "{name}"')["n"][0]
@@ -409,11 +682,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     reference_files = args.reference_file
     args.reference_file = None  # handled by the demo, not by the configuration
-    return demo.run_demo(args.data, load_config(args), reference_files)
+    cfg = load_config(args)
+    check_lake(cfg.lake)
+    check_station_file(cfg.station_file)
+    _quiet_prefect(cfg)
+    return demo.run_demo(args.data, cfg, reference_files)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run the pipeline: [download ->] pick [-> analyze] for a date range."""
+    """Run the pipeline: [download ->] pick [-> associate] [-> analyze] for a date range."""
     _refuse_unavailable(args)
     cfg = load_config(args)
     if cfg.directory is None:
@@ -422,23 +699,36 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError(f"-d/--directory: {cfg.directory} is not a folder (add --download to fill it)")
     if cfg.download is not None and (cfg.window.start is None or cfg.window.end is None):
         raise CliError("--download needs a date range: give -D/--dates or -J/--julian")
+    if getattr(args, "interactive", False):
+        from quakelake.plotting import require_display
+
+        require_display("--interactive")
+    for w in check_inputs(cfg, args):
+        warn(w)
     _quiet_prefect(cfg)
+    t0 = time.perf_counter()
     from quakelake.flows.pipeline import run_pipeline
 
-    t0 = time.perf_counter()
+    _install_log_filter(cfg.verbosity)
     out = run_pipeline(cfg)
-    status = 0
+    stages: dict[str, float] = {}
     if "download" in out:
         print_download(out["download"])
-    print_summary(out["pick"], cfg, time.perf_counter() - t0)
+        stages.update({f"download: {k}": v for k, v in out["download"].get("seconds", {}).items()})
+    print_summary(out["pick"], cfg.lake)
+    stages.update({f"pick: {k}": v for k, v in out["pick"]["seconds"].items()})
     for summary in out.get("associate", []):
         print_association(summary)
+        stages[f"associate: {summary['pick_source']}"] = float(summary.get("seconds", 0.0))
     if cfg.associate is not None and not out.get("associate"):
-        print("association skipped: no station coordinates (pass -F/--file stations.xml|csv)", file=sys.stderr)
+        warn("association skipped: no station coordinates (pass -F/--file stations.xml|csv)")
     if "analyze" in out:
-        print_analysis(out["analyze"], args)
-        if out["analyze"].get("warnings"):
-            status = 1  # nothing of the reference was compared
+        print_analysis(out["analyze"], out["analyze"].get("lake") or cfg.lake)
+        if "seconds" in out["analyze"]:
+            stages["analyze"] = float(out["analyze"]["seconds"])
+    if "seconds" in out:
+        stages.update({f"{k} (stage)": v for k, v in out["seconds"].items()})
+    _timing(cfg, stages, t0)
     if getattr(args, "interactive", False):
         from quakelake.plotting import show_one_by_one
         from quakelake.review import station_day_views
@@ -446,7 +736,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         shown = show_one_by_one(station_day_views(cfg.lake, cfg.directory, cfg.window, cfg.selection,
                                                   cfg.pick, cfg.analyze.reference))
         print(f"reviewed {shown} instrument-days")
-    return status
+    status = _status(out.get("download", {}), out["pick"], *out.get("associate", []))
+    return status or (1 if out.get("analyze", {}).get("warnings") else 0)  # nothing of the reference compared
 
 
 def cmd_associate(args: argparse.Namespace) -> int:
@@ -454,40 +745,42 @@ def cmd_associate(args: argparse.Namespace) -> int:
     _refuse_unavailable(args)
     cfg = load_config(args)
     if cfg.associate is None:
-        raise CliError("the configuration disables association (associate: null); remove that to associate")
+        raise CliError("-c/--config: the configuration disables association (associate: null); remove that "
+                       "to associate")
     if args.picks is not None and not args.picks.is_file():
         raise CliError(f"--picks: {args.picks} is not a file")
     if args.picks is not None and cfg.station_file is None:
         raise CliError("--picks needs station coordinates: give -F/--file stations.xml|csv")
+    check_lake(cfg.lake)
+    check_station_file(cfg.station_file)
+    velocity = getattr(args, "velocity_model", None)
+    if velocity is not None and not Path(velocity).is_file():
+        raise CliError(f"--velocity-model: {velocity} does not exist; pass a TauP .nd, VELEST .mod or CSV file")
     _quiet_prefect(cfg)
-    from quakelake.flows.associate import associate_events
-    from quakelake.flows.runners import make_task_runner
     from quakelake.lakehouse import Lake
 
-    flow_fn = associate_events.with_options(task_runner=make_task_runner(cfg.execution))
     sources: list[tuple[str | None, str | None]] = [(None, None)]
     if args.picks is None and Lake(cfg.lake).has_files("picks"):
         combos = Lake(cfg.lake).query("SELECT DISTINCT model, weights FROM picks ORDER BY ALL")
         sources = [(m, w) for m, w in combos.itertuples(index=False)
                    if (not args.models or m in args.models) and (not args.weights or w in args.weights)]
         if not sources:
-            raise CliError(f"no picks of models {args.models} x weights {args.weights} in lake {cfg.lake}")
+            held = ", ".join(f"{m}/{w}" for m, w in combos.itertuples(index=False))
+            raise CliError(f"-M/--models, -W/--weights: no picks of {' '.join(args.models or ['any'])} x "
+                           f"{' '.join(args.weights or ['any'])} in lake {cfg.lake} (it holds {held})")
+    from quakelake.flows.associate import associate_events
+    from quakelake.flows.runners import make_task_runner
+
+    _install_log_filter(cfg.verbosity)
+    flow_fn = associate_events.with_options(task_runner=make_task_runner(cfg.execution))
+    summaries = []
     for model, weights in sources:
         summary = flow_fn(cfg.lake, cfg.window, cfg.associate, picks_file=args.picks,
                           station_file=cfg.station_file, model=model, weights=weights, force=cfg.force)
         print_association(summary)
         export_events(cfg.lake, summary["run_id"], args.quakeml, args.export)
-    return 0
-
-
-def print_association(summary: dict) -> None:
-    """Print an association summary line."""
-    print(f"associate {summary['run_id']} ({summary['associator']}, {summary['pick_source']}): "
-          f"{summary['days']} days (done {summary['done']}, skipped {summary['skipped']}, failed "
-          f"{summary['failed']}), {summary['events']} events")
-    if summary.get("unknown_stations"):
-        print(f"warning: picks on stations without coordinates: {', '.join(summary['unknown_stations'])}",
-              file=sys.stderr)
+        summaries.append(summary)
+    return _status(*summaries)
 
 
 def export_events(lake_root: Path, run_id: str, quakeml: Path | None, folder: Path | None) -> None:
@@ -514,12 +807,13 @@ def export_events(lake_root: Path, run_id: str, quakeml: Path | None, folder: Pa
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the lake's picks and events (optionally for a day range) as files."""
-    from quakelake.export import write_associated, write_classified, write_quakeml
-    from quakelake.lakehouse import Lake
-
     if not (args.classified or args.associated or args.quakeml):
         raise CliError("export: say what to write: --classified DIR, --associated DIR and/or --quakeml FILE")
     cfg = load_config(args)
+    check_lake(cfg.lake, must_exist=True)
+    from quakelake.export import write_associated, write_classified, write_quakeml
+    from quakelake.lakehouse import Lake
+
     lake, w = Lake(cfg.lake), cfg.window
     start = w.start or dt.date.min
     end = w.end or dt.date.max
@@ -529,16 +823,25 @@ def cmd_export(args: argparse.Namespace) -> int:
             return lake.read(table)
         return lake.read(table, "day BETWEEN ? AND ?", [start, end])
 
+    written = 0
     if args.classified:
-        files = write_classified(rows("picks"), args.classified)
-        print(f"classified/: {len(files)} files under {args.classified}")
+        picks = rows("picks")
+        files = write_classified(picks, args.classified)
+        written += len(picks)
+        print(f"classified/: {len(files)} files ({len(picks)} picks) under {args.classified}")
     if args.associated or args.quakeml:
         events, assignments = rows("events"), rows("assignments")
+        written += len(events)
         if args.associated:
             print(f"associated/: {len(write_associated(events, assignments, args.associated))} files under "
                   f"{args.associated}")
         if args.quakeml:
             print(f"QuakeML: {write_quakeml(events, assignments, args.quakeml)} ({len(events)} events)")
+    if not written:
+        from quakelake.printing import days_text
+
+        raise CliError(f"-D/--dates: the lake {cfg.lake} has no picks or events for {days_text(w)}; "
+                       "check the day range (quakelake sql \"SELECT DISTINCT day FROM picks\")")
     return 0
 
 
@@ -548,35 +851,38 @@ def cmd_download(args: argparse.Namespace) -> int:
     if cfg.directory is None:
         raise CliError("-d/--directory: give the archive folder to download into")
     if cfg.window.start is None or cfg.window.end is None:
-        raise CliError("download needs a date range: give -D/--dates or -J/--julian")
+        raise CliError("-D/--dates: download needs a date range: give -D/--dates or -J/--julian")
+    if cfg.directory.exists() and not cfg.directory.is_dir():
+        raise CliError(f"-d/--directory: {cfg.directory} is a file; give the archive folder to download into")
+    check_lake(cfg.lake)
+    if cfg.download is not None and cfg.download.token_file is not None \
+            and not Path(cfg.download.token_file).expanduser().is_file():
+        raise CliError(f"-K/--key: EIDA token file {cfg.download.token_file} does not exist; pass the file "
+                       "downloaded from the EIDA authentication service")
     _quiet_prefect(cfg)
+    t0 = time.perf_counter()
     from quakelake.flows.download import download_waveforms
     from quakelake.flows.runners import make_task_runner
 
+    _install_log_filter(cfg.verbosity)
     flow_fn = download_waveforms.with_options(task_runner=make_task_runner(cfg.execution))
-    print_download(flow_fn(cfg.directory, cfg.lake, cfg.window, cfg.selection, cfg.download, cfg.force))
-    return 0
-
-
-def print_download(summary: dict) -> None:
-    """Print a download summary line."""
-    print(f"download {summary['run_id']}: {summary['units']} station-days (ok {summary['ok']}, skipped "
-          f"{summary['skipped']}, no data {summary['no_data']}, failed {summary['failed']}), "
-          f"{summary['bytes'] / 1e6:.1f} MB -> {summary['archive']}")
-    for err in summary.get("client_errors", []) or []:
-        print(f"warning: {err}", file=sys.stderr)
+    summary = flow_fn(cfg.directory, cfg.lake, cfg.window, cfg.selection, cfg.download, cfg.force)
+    print_download(summary)
+    _timing(cfg, {f"download: {k}": v for k, v in summary.get("seconds", {}).items()}, t0)
+    return _status(summary)
 
 
 def cmd_import_catalog(args: argparse.Namespace) -> int:
     """Import reference catalogue files into the lake."""
-    from quakelake.catalogs import import_catalog
-
     cfg = load_config(args)
+    check_lake(cfg.lake)
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         raise CliError(f"import-catalog: no such file or folder: {', '.join(missing)}")
+    from quakelake.catalogs import import_catalog
+
     counts = import_catalog(cfg.lake, args.paths, args.name)
-    print(f"reference {counts['name']!r}: {counts['events']} events, {counts['picks']} picks from "
+    print(f"reference {counts['name']}: {counts['events']} events, {counts['picks']} picks from "
           f"{counts['files']} files -> lake {cfg.lake}")
     return 0
 
@@ -586,39 +892,27 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     if not cfg.analyze.reference:
         raise CliError("--reference NAME: the reference catalogue to compare with (see import-catalog)")
+    check_lake(cfg.lake, must_exist=not cfg.analyze.reference_paths)
+    check_reference(cfg)
+    if getattr(args, "interactive", False):
+        from quakelake.plotting import require_display
+
+        require_display("--interactive")
     _quiet_prefect(cfg)
+    t0 = time.perf_counter()
     from quakelake.evaluation import RunSelection
     from quakelake.flows.analyze import analyze_run
 
+    _install_log_filter(cfg.verbosity)
     selection = RunSelection(run_ids=args.run_id or [], models=args.models or [], weights=args.weights or [],
                              associators=args.associator or [])
     summary = analyze_run(cfg.lake, cfg.analyze.reference, selection, cfg.analyze.match,
                           reference_paths=cfg.analyze.reference_paths or None, report_dir=cfg.analyze.report_dir)
-    print_analysis(summary, args)
-    return 1 if summary.get("warnings") else 0  # nothing of the reference was compared
-
-
-def print_analysis(summary: dict, args: argparse.Namespace) -> None:
-    """Print the metrics of an analysis and show its plots with --interactive."""
-    from quakelake.lakehouse import Lake
-
-    # the lake the analysis wrote to (from -c, --lake-block or --lake), never a guess from the cwd
-    lake = Lake(summary.get("lake") or getattr(args, "lake", None) or "lake")
-    metrics = lake.query(
-        "SELECT level, model, weights, associator, phase, tp, fp, fn, round(precision, 3) AS precision, "
-        "round(recall, 3) AS recall, round(residual_median, 3) AS residual_median FROM metrics "
-        "WHERE run_id = ? AND group_by IN ('model,weights', 'model,weights,phase', 'associator') ORDER BY ALL",
-        [summary["run_id"]],
-    ) if lake.has_files("metrics") else None
-    print(f"analysis {summary['run_id']} against {summary.get('reference')!r}:")
-    if metrics is not None and len(metrics):
-        print(format_table(metrics))
-    for warning in summary.get("warnings") or []:
-        print(f"warning: {warning}", file=sys.stderr)
-    if summary.get("report"):
-        print(f"report: {summary['report']}")
+    print_analysis(summary, summary.get("lake") or cfg.lake)
+    _timing(cfg, {"analyze": time.perf_counter() - t0}, t0)
     if getattr(args, "interactive", False):
         show_images(list((summary.get("figures") or {}).values()))
+    return 1 if summary.get("warnings") else 0  # nothing of the reference was compared
 
 
 def show_images(paths: list[str]) -> int:
@@ -627,46 +921,85 @@ def show_images(paths: list[str]) -> int:
 
     from quakelake.plotting import show_one_by_one
 
-    figures = []
-    for path in paths:
-        fig, ax = plt.subplots(figsize=(10, 7))
-        ax.imshow(plt.imread(path))
-        ax.set_axis_off()
-        ax.set_title(Path(path).stem)
-        figures.append(fig)
-    return show_one_by_one(figures)
+    def figures():
+        for path in paths:
+            fig, ax = plt.subplots(figsize=(10, 7))
+            ax.imshow(plt.imread(path))
+            ax.set_axis_off()
+            ax.set_title(Path(path).stem)
+            yield fig
+
+    return show_one_by_one(figures())
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    """Start, stop or report the local Prefect server that outlives one command."""
+    from quakelake import server
+
+    if args.action == "start":
+        record = server.start(args.port)
+        if not args.silent:
+            print(f"Prefect server: {record['api_url']} (UI {record['api_url'].removesuffix('/api')}, "
+                  f"pid {record['pid']}, log {record['log']}); quakelake commands use it until "
+                  "quakelake server stop")
+        return 0
+    if args.action == "stop":
+        record = server.stop()
+        if not args.silent:
+            print(f"Prefect server at {record['api_url']} stopped" if record else "no local Prefect server ran")
+        return 0
+    record = server.local_server()
+    configured = os.environ.get("PREFECT_API_URL")
+    if configured:
+        why = server.answers(configured)
+        print(f"PREFECT_API_URL={configured}: " + ("answers" if not why else f"does not answer ({why})"))
+        return 0 if not why else 1
+    if record is None:
+        print("no local Prefect server runs: commands start a temporary one (quakelake server start)")
+        return 1
+    print(f"Prefect server: {record['api_url']} (pid {record['pid']}) answers")
+    return 0
 
 
 COMMANDS = {
     "run": cmd_run, "pick": cmd_pick, "associate": cmd_associate, "export": cmd_export,
     "download": cmd_download, "import-catalog": cmd_import_catalog,
     "analyze": cmd_analyze, "sql": cmd_sql, "tables": cmd_tables, "demo": cmd_demo,
+    "server": cmd_server,
 }
 
 
 def _dispatch(func, args: argparse.Namespace) -> int:
-    from quakelake.lakehouse import LakeQueryError
-
+    """Run a command; expected failures become one ``error:`` line and their exit status."""
+    verbose = bool(getattr(args, "verbose", False))
     try:
         return func(args)
-    except (CliError, ConfigError, LakeQueryError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:
-        from quakelake.flows.pick import NoWaveforms
-        from quakelake.picking import ModelUnavailable
+    except QuakeLakeError as exc:
+        if verbose:
+            import traceback
 
-        if isinstance(exc, ModelUnavailable):
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        if isinstance(exc, NoWaveforms):
-            print(f"error: {exc}", file=sys.stderr)
+            traceback.print_exc()
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted; run the same command again to resume (finished units are kept)",
+              file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if verbose:
+            raise
+        if "ephemeral Prefect API server" in str(exc):
+            print("error: Prefect's temporary server did not start in time (a busy machine?); keep one "
+                  "running with quakelake server start, or raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+                  file=sys.stderr)
             return 1
-        raise
+        print(f"error: unexpected {type(exc).__name__}: {one_line(exc)[:500]} (run again with -v for the "
+              "traceback, and report it)", file=sys.stderr)
+        return 1
 
 
 def _no_telemetry() -> None:
-    # Offline observatories and HPC nodes: the temporary Prefect server must not phone home.
+    # Offline observatories and HPC nodes: the Prefect server must not phone home.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
 

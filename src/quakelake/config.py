@@ -6,6 +6,7 @@ Precedence: built-in defaults < configuration file (JSON or YAML, ``-c``) < comm
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +67,29 @@ class RunConfig(_Model):
     verbosity: int = Field(1, ge=0, le=2, description="0 silent, 1 normal, 2 verbose")
 
 
-def format_validation_error(exc: ValidationError, source: str = "") -> str:
-    """Return one line per invalid parameter: its dotted name, the value and what is allowed."""
+def format_validation_error(
+    exc: ValidationError, source: str = "", names: Mapping[str, str] | None = None
+) -> str:
+    """Return one line per invalid parameter: its name, the value and what is allowed.
+
+    Args:
+        exc: pydantic's error.
+        source: the configuration file the values came from ("" for none).
+        names: the option that set a dotted parameter name (``{"pick.p_threshold": "-p/--pwave"}``);
+            such parameters are named by their option, the others by their dotted name.
+    """
     lines = []
     for err in exc.errors():
         name = ".".join(str(p) for p in err["loc"]) or "(config)"
         value = err.get("input")
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        shown = value.isoformat() if hasattr(value, "isoformat") else value
+        got = "" if isinstance(value, dict) else f" (got {shown})"
+        if names and name in names:
+            lines.append(f"{names[name]}: {msg}{got}")
+            continue
         where = f" in {source}" if source else ""
-        lines.append(f"invalid parameter '{name}'{where}: {err['msg']} (got {value!r})")
+        lines.append(f"invalid parameter '{name}'{where}: {msg}{got}")
     return "\n".join(lines)
 
 
@@ -106,9 +122,14 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 
 def build_config(
-    file: Path | None = None, overrides: dict[str, Any] | None = None, model: type[_Model] = RunConfig
+    file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    model: type[_Model] = RunConfig,
+    names: Mapping[str, str] | None = None,
 ) -> Any:
     """Return the validated configuration: defaults < ``file`` < ``overrides``.
+
+    ``names`` maps dotted parameter names to the options that set them, for the error messages.
 
     Raises:
         ConfigError: naming every invalid parameter.
@@ -118,4 +139,4 @@ def build_config(
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(file) if file else "")) from None
+        raise ConfigError(format_validation_error(exc, str(file) if file else "", names)) from None

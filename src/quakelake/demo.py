@@ -5,19 +5,26 @@ Real data only: a folder given with ``--data`` or ``$QUAKELAKE_DEMO_DATA``. Neve
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from pathlib import Path
 
 from quakelake.config import PickParams, RunConfig
+from quakelake.errors import BadInput, FailedWork
+from quakelake.printing import (
+    format_table,
+    print_analysis,
+    print_association,
+    print_summary,
+    print_timing,
+)
 from quakelake.weights import cache_root, has_weights, seed_from_folder, seed_from_sdist
 
 HOW_TO = (
-    "no demo data: give a folder of real miniSEED/SAC recordings with\n"
-    "    quakelake demo --data DIR        (or export QUAKELAKE_DEMO_DATA=DIR, or make demo DEMO_DATA=DIR)\n"
-    "e.g. the Salton Sea sample of the shared data: ../shared/data/phasenet_saltonsea_20201001/mseed,\n"
-    "or any day of continuous data from your network (SDS tree or flat folder)."
+    "--data: no demo data; give a folder of real miniSEED/SAC recordings with quakelake demo --data DIR "
+    "(or export QUAKELAKE_DEMO_DATA=DIR, or make demo DEMO_DATA=DIR), e.g. the Salton Sea sample of the "
+    "shared data ../shared/data/phasenet_saltonsea_20201001/mseed or any day of continuous data from your "
+    "network (SDS tree or flat folder)"
 )
 
 
@@ -34,7 +41,7 @@ def demo_weights() -> PickParams:
         return PickParams(models=["PhaseNet"], weights=["original"])
     if has_weights("PhaseNetLight", "ethz") or seed_from_sdist():
         return PickParams(models=["PhaseNetLight"], weights=["ethz"])
-    raise RuntimeError(
+    raise FailedWork(
         f"no pretrained weights in the SeisBench cache {cache_root()} and none could be fetched: set "
         "QUAKELAKE_WEIGHTS to a SeisBench cache folder with models/v3/... (e.g. ../shared/seisbench_cache)"
     )
@@ -42,22 +49,14 @@ def demo_weights() -> PickParams:
 
 def run_demo(data: Path | None, cfg: RunConfig, reference_files: list[Path] | None = None) -> int:
     """Run the pipeline on the demo data into ``cfg.lake`` (compared with ``reference_files`` if given)."""
-    from quakelake.cli import (
-        CliError,
-        format_table,
-        print_analysis,
-        print_association,
-        print_summary,
-    )
-
     folder = data or (Path(os.environ["QUAKELAKE_DEMO_DATA"]) if os.environ.get("QUAKELAKE_DEMO_DATA") else None)
     if folder is None:
-        raise CliError(HOW_TO)
+        raise BadInput(HOW_TO)
     if not folder.is_dir():
-        raise CliError(f"demo data folder {folder} does not exist.\n{HOW_TO}")
+        raise BadInput(f"--data: demo data folder {folder} does not exist; {HOW_TO.removeprefix('--data: ')}")
     missing = [str(p) for p in reference_files or [] if not p.exists()]
     if missing:
-        raise CliError(f"--reference-file: no such file {', '.join(missing)}")
+        raise BadInput(f"--reference-file: no such file {', '.join(missing)}")
     pick = demo_weights()
     update: dict = {"directory": folder, "pick": pick}
     if reference_files:
@@ -71,7 +70,9 @@ def run_demo(data: Path | None, cfg: RunConfig, reference_files: list[Path] | No
 
     t0 = time.perf_counter()
     out = run_pipeline(cfg)
-    print_summary(out["pick"], cfg, time.perf_counter() - t0)
+    print_summary(out["pick"], cfg.lake)
+    if cfg.timing:
+        print_timing(out["pick"]["seconds"], time.perf_counter() - t0)
     for summary in out.get("associate", []):
         print_association(summary)
     lake = Lake(cfg.lake)
@@ -84,5 +85,5 @@ def run_demo(data: Path | None, cfg: RunConfig, reference_files: list[Path] | No
         print(format_table(lake.query(query)))
     if "analyze" in out:
         print()
-        print_analysis(out["analyze"], argparse.Namespace(lake=cfg.lake))
+        print_analysis(out["analyze"], cfg.lake)
     return 0

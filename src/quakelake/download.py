@@ -49,6 +49,7 @@ from obspy.clients.fdsn.header import (
 from obspy.io.mseed.util import get_record_information
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from quakelake.errors import BadInput
 from quakelake.params import StationSelection, TimeWindow
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,10 @@ Status = Literal["ok", "skipped", "no_data", "failed"]
 
 INCOMING = ".incoming"
 STATIONS_DIR = "stations"
+
+
+class TokenFileMissing(BadInput, FileNotFoundError):
+    """The EIDA token file given with -K does not exist."""
 
 
 class _Model(BaseModel):
@@ -290,13 +295,13 @@ def read_token(params: DownloadParams) -> str | None:
     The token is never logged and never stored in the lake or the ledger.
 
     Raises:
-        FileNotFoundError: naming the token file when it does not exist.
+        TokenFileMissing: naming the token file when it does not exist (bad input).
     """
     if params.token_file is not None:
         path = Path(params.token_file).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(
-                f"EIDA token file {path} (-K) does not exist; pass the file downloaded from "
+            raise TokenFileMissing(
+                f"-K/--key: EIDA token file {path} does not exist; pass the file downloaded from "
                 "the EIDA authentication service"
             )
         return path.read_text().strip() or None

@@ -5,8 +5,11 @@ Plain Python: no Prefect. The flow calls :func:`pick_station_day` once per unit 
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
+import functools
 import hashlib
+import importlib.util
 import logging
 import threading
 from dataclasses import dataclass
@@ -15,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from quakelake.errors import BadInput
 from quakelake.params import PickParams
+from quakelake.weights import cache_root, has_weights, offline_weights
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +35,7 @@ PICK_COLUMNS = [
 ]
 
 
-class ModelUnavailable(LookupError):
+class ModelUnavailable(BadInput, LookupError):
     """A model class or its pretrained weights cannot be loaded."""
 
 
@@ -60,6 +65,30 @@ def resolve_device(preference: str = "auto") -> str:
     return "cpu"
 
 
+@functools.lru_cache(maxsize=1)
+def _seisbench_model_names() -> frozenset[str]:
+    """Return the names ``seisbench.models`` exports, read from its source without importing it.
+
+    Importing SeisBench (and torch) costs seconds; a rerun that finds every unit done, or the
+    flow process that only coordinates, needs no more than to know the name is SeisBench's.
+    """
+    spec = importlib.util.find_spec("seisbench")
+    if spec is None or spec.origin is None:
+        return frozenset()
+    source = Path(spec.origin).parent / "models" / "__init__.py"
+    try:
+        tree = ast.parse(source.read_text())
+    except (OSError, SyntaxError):
+        return frozenset()
+    return frozenset(a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                     for a in n.names)
+
+
+def known_model(name: str, weights: str) -> bool:
+    """Return True when ``name`` is exported by SeisBench and its ``weights`` are cached (no import)."""
+    return name in _seisbench_model_names() and has_weights(name, weights)
+
+
 def model_class(name: str) -> type:
     """Return the ``seisbench.models`` class called ``name``.
 
@@ -75,7 +104,7 @@ def model_class(name: str) -> type:
             if isinstance(getattr(sbm, n), type) and issubclass(getattr(sbm, n), sbm.WaveformModel)
             and n not in {"WaveformModel", "WaveformPipeline", "SeisBenchModel"}
         )
-        raise ModelUnavailable(f"-M/--models: {name!r} is not a SeisBench waveform model; choose from {choices}")
+        raise ModelUnavailable(f"-M/--models: {name!r} is not a SeisBench waveform model; choose from {', '.join(choices)}")
     return cls
 
 
@@ -96,8 +125,9 @@ def load_model(name: str, weights: str, device: str = "cpu") -> object:
             model = cls.from_pretrained(weights)
         except Exception as exc:  # SeisBench raises ValueError, requests errors, OSError ...
             raise ModelUnavailable(
-                f"weights {weights!r} are not available for {name} ({type(exc).__name__}: {exc}); "
-                f"pick others with -W, or put them in the SeisBench cache (SEISBENCH_CACHE_ROOT)"
+                f"-W/--weights: weights {weights!r} are not available for {name}: not in "
+                f"SEISBENCH_CACHE_ROOT={cache_root()} and SeisBench could not fetch them "
+                f"({type(exc).__name__}); available offline: {', '.join(offline_weights(name)) or 'none'}"
             ) from None
         model.to(device)
         model.eval()
@@ -113,9 +143,7 @@ def model_loads() -> int:
 
 def weights_checksum(name: str, weights: str) -> str:
     """Return the sha256 of the cached weights file of ``name``/``weights`` ("" when not cached)."""
-    import seisbench
-
-    folder = Path(seisbench.cache_model_root) / name.lower()
+    folder = cache_root() / "models" / "v3" / name.lower()
     files = sorted(folder.glob(f"{weights}.pt.v*"))
     if not files:
         return ""
@@ -130,10 +158,16 @@ def available_specs(params: PickParams, device: str) -> tuple[list[ModelSpec], l
     """
     specs, warnings = [], []
     for name in params.models:
-        model_class(name)  # an unknown class is an error, not a skip
+        if not all(known_model(name, w) for w in params.weights):
+            model_class(name)  # an unknown class is an error, not a skip
         for weights in params.weights:
+            if known_model(name, weights):
+                # Cached: the tasks load it where they run (the flow process never needs it,
+                # and a rerun whose units are all done loads nothing).
+                specs.append(ModelSpec(name, weights))
+                continue
             try:
-                load_model(name, weights, device)
+                load_model(name, weights, resolve_device(device))
             except ModelUnavailable as exc:
                 warnings.append(str(exc))
                 continue
@@ -218,3 +252,27 @@ def within_day(picks: pd.DataFrame, day: dt.date) -> pd.DataFrame:
     start = pd.Timestamp(day, tz="UTC")
     keep = (picks["time"] >= start) & (picks["time"] < start + pd.Timedelta(days=1))
     return picks[keep].reset_index(drop=True)
+
+
+def check_models(models: list[str], weights: list[str], root: Path | None = None) -> list[str]:
+    """Check model and weights names before any work starts; return a warning per weights not cached.
+
+    Cheap when the cache holds every combination (no SeisBench import). Otherwise SeisBench is
+    imported to tell an unknown model class (an error) from weights that are only not cached
+    (SeisBench may still download them; the pick stage skips them when it cannot).
+
+    Raises:
+        ModelUnavailable: a name is not a SeisBench waveform model.
+    """
+    names = _seisbench_model_names()
+    missing = [(m, w) for m in models for w in weights if not (m in names and has_weights(m, w, root))]
+    if not missing:
+        return []
+    for model in dict.fromkeys(m for m, _ in missing):
+        model_class(model)
+    where = f"SEISBENCH_CACHE_ROOT={root or cache_root()}"
+    return [
+        f"-W/--weights: {m} {w!r} is not in {where}; available offline: "
+        f"{', '.join(offline_weights(m, root)) or 'none'} (SeisBench will try to download it)"
+        for m, w in missing
+    ]

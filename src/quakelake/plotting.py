@@ -9,12 +9,16 @@ Plain Python: no Prefect import here.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+
+from quakelake.errors import BadInput
 
 OUTCOME_COLORS = {"TP": "tab:green", "FN": "tab:red", "FP": "tab:orange"}
 OUTCOME_LABELS = {
@@ -206,8 +210,28 @@ def save(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     return path
 
 
-def show_one_by_one(figures: Iterable[Figure]) -> int:
-    """Show figures in windows one after another; each call blocks until its window closes.
+HINT = "close the window or press q for the next one"
+
+
+def require_display(option: str = "--interactive") -> None:
+    """Refuse to open windows where there is no display (unless a matplotlib backend was chosen).
+
+    Raises:
+        BadInput: naming ``option`` and what to do instead.
+    """
+    if os.environ.get("MPLBACKEND") or sys.platform != "linux":
+        return
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise BadInput(
+            f"{option} needs a display and DISPLAY is not set: run it on a desktop or through ssh -X, "
+            f"or leave out {option} and open the report (--report-dir) instead"
+        )
+
+
+def show_one_by_one(figures: Iterable[Figure], hint: str = HINT) -> int:
+    """Show figures in windows one at a time, each as soon as it is made; each blocks until closed.
+
+    Each window is titled with its figure's title and carries ``hint`` at the bottom.
 
     Returns:
         The number of figures shown.
@@ -216,9 +240,17 @@ def show_one_by_one(figures: Iterable[Figure]) -> int:
 
     count = 0
     for fig in figures:
+        title = fig._suptitle.get_text() if fig._suptitle is not None else ""
+        if not title and fig.axes:
+            title = fig.axes[0].get_title()
+        fig.text(0.5, 0.005, hint, ha="center", va="bottom", fontsize=8, color="0.4")
         manager = plt.figure().canvas.manager  # a pyplot-managed window to host ``fig``
         manager.canvas.figure = fig
         fig.set_canvas(manager.canvas)
+        if title:
+            manager.set_window_title(title)
+        if count == 0:
+            print(f"showing one window at a time: {hint}", file=sys.stderr)
         plt.show(block=True)
         plt.close("all")
         count += 1

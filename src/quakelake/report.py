@@ -147,3 +147,23 @@ def write_report(
         encoding="utf-8",
     )
     return {"markdown": md_path, "html": html_path}
+
+
+def embed_images(markdown_text: str, folder: Path) -> str:
+    """Return ``markdown_text`` with its local PNG links replaced by inline ``data:`` images.
+
+    The Prefect UI renders an artifact's Markdown in the browser, which cannot follow links to
+    files on the flow's machine; inline images show wherever the artifact is opened.
+    """
+    import base64
+    import re
+
+    def inline(match: re.Match) -> str:
+        path = Path(match.group(2))
+        path = path if path.is_absolute() else Path(folder) / path
+        if not path.is_file():
+            return match.group(0)
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f"![{match.group(1)}](data:image/png;base64,{data})"
+
+    return re.sub(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)", inline, markdown_text)

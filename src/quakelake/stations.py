@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from quakelake.errors import BadInput
 from quakelake.lakehouse import write_table
 from quakelake.lakehouse.schema import STATIONS
 
@@ -37,7 +38,7 @@ _ALIASES = {
 }
 
 
-class StationFileError(ValueError):
+class StationFileError(BadInput, ValueError):
     """A station file could not be read; the message names the file and the missing columns."""
 
 

@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from quakelake.errors import BadInput
 
-class VelocityModelError(ValueError):
+
+class VelocityModelError(BadInput, ValueError):
     """A velocity model file could not be read; the message names the file and the problem."""
 
 

@@ -61,6 +61,7 @@ import obspy
 import pandas as pd
 from obspy import Stream, Trace, UTCDateTime
 
+from quakelake.errors import BadInput
 from quakelake.lakehouse.schema import WAVEFORM_INDEX
 from quakelake.params import StationSelection, TimeWindow
 
@@ -80,6 +81,10 @@ _RECORD_START = re.compile(rb"(?=[0-9 \x00]{6}[DRQM][ \x00])")
 _INDEX_COLUMNS = WAVEFORM_INDEX.schema.names
 _RATE_TOLERANCE = 1e-5
 _EPOCH = dt.date(1970, 1, 1)
+
+
+class ArchiveNotFound(BadInput, FileNotFoundError):
+    """The waveform archive folder does not exist."""
 
 
 @dataclass(frozen=True)
@@ -484,12 +489,12 @@ def scan_archive(
         the first and last sample) sorted by network, station, location, channel, start.
 
     Raises:
-        FileNotFoundError: when ``root`` does not exist.
+        ArchiveNotFound: when ``root`` does not exist (bad input: never retried).
     """
     root = Path(root).expanduser()
     if not root.exists():
-        raise FileNotFoundError(
-            f"waveform archive {root} does not exist; pass an existing folder with --directory"
+        raise ArchiveNotFound(
+            f"-d/--directory: waveform archive {root} does not exist; pass an existing folder"
         )
     root = root.resolve()
     selection = selection or StationSelection()

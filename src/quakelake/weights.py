@@ -77,3 +77,10 @@ def seed_from_sdist(root: Path | None = None, timeout: float = 60.0) -> bool:
                 data = tar.extractfile(member).read()
                 (target / Path(rel).name).write_bytes(data)
     return has_weights("PhaseNetLight", "ethz", root)
+
+
+def offline_weights(model: str, root: Path | None = None) -> list[str]:
+    """Return the names of the ``model`` weights held in the SeisBench cache (sorted)."""
+    folder = (root or cache_root()) / "models" / "v3" / model.lower()
+    return sorted({p.name.split(".pt.v")[0] for p in folder.glob("*.pt.v*")})
+

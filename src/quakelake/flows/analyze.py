@@ -124,6 +124,8 @@ def _publish(lake: Path, run_id: str, reference: str, drawn: UnitResult) -> None
                 description=f"{title}: run {run_id} vs {reference}",
             )
         markdown = drawn.extra.get("markdown") or f"# Analysis {run_id}\n\nno report was written"
+        if drawn.output:
+            markdown = report.embed_images(markdown, Path(drawn.output).parent)
         create_markdown_artifact(
             markdown=markdown,
             key="analysis-report",

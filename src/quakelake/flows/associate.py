@@ -10,6 +10,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from quakelake.association import GammaConfig, PyOctoConfig
+from quakelake.errors import FailedWork
 from quakelake.flows.common import collect, current_flow_run_id, raise_if_workers_lost
 from quakelake.lakehouse import Lake
 from quakelake.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
@@ -23,7 +24,7 @@ from quakelake.tasks.associate import (
 )
 
 
-class NoPicks(RuntimeError):
+class NoPicks(FailedWork):
     """No picks for the requested days."""
 
 

@@ -8,9 +8,11 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from quakelake.download import DownloadParams, DownloadResult, DownloadUnit, FdsnClientSpec
+from quakelake.errors import FailedWork, FdsnUnreachable
 from quakelake.flows.common import current_flow_run_id
 from quakelake.lineage import Stopwatch, new_run_id, record_run, record_units, utcnow
 from quakelake.params import StationSelection, TimeWindow
+from quakelake.printing import days_text, selection_text
 from quakelake.tasks.download import (
     download_station_day,
     plan_downloads,
@@ -20,7 +22,7 @@ from quakelake.tasks.download import (
 )
 
 
-class NoStations(RuntimeError):
+class NoStations(FailedWork):
     """No client listed a station for the selection, domain and days."""
 
 
@@ -73,12 +75,19 @@ def download_waveforms(
         timings["stations"] = sw.seconds
         for name, error in plan.client_errors.items():
             logger.warning("FDSN client %s gave no station metadata: %s", name, error)
+        if not plan.units and set(plan.client_errors) >= {c.name for c in params.clients}:
+            raise FdsnUnreachable(
+                "no FDSN client answered: "
+                + "; ".join(f"{name}: {error}" for name, error in plan.client_errors.items())
+                + "; check --client and the network connection"
+            )
         if not plan.units:
+            errors = "; ".join(f"{name}: {error}" for name, error in plan.client_errors.items())
             raise NoStations(
-                f"no station of {selection.networks}.{selection.stations}.{selection.locations}."
-                f"{selection.channels} with channels {params.channel_priorities or 'any'} between "
-                f"{window.start} and {window.end} at {[c.name for c in params.clients]}"
-                + (f" (client errors: {plan.client_errors})" if plan.client_errors else "")
+                f"no station matches {selection_text(selection)} with channels "
+                f"{' '.join(params.channel_priorities) or 'any'} on {days_text(window)} at "
+                f"{', '.join(c.name for c in params.clients)}"
+                + (f" (client errors: {errors})" if errors else "")
                 + "; check -N/-S/-C, --rectdomain/--circdomain, -D/-J and --client"
             )
         logger.info(

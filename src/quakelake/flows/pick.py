@@ -10,13 +10,15 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from tqdm import tqdm
 
 from quakelake import picking
+from quakelake.errors import FailedWork
 from quakelake.flows.common import collect, current_flow_run_id, raise_if_workers_lost
 from quakelake.lineage import Stopwatch, new_run_id, record_run, record_units, utcnow
 from quakelake.params import PickParams, StationSelection, TimeWindow
+from quakelake.printing import days_text, selection_text
 from quakelake.tasks.pick import index_archive, phase_counts, pick_station_day, summary_table
 
 
-class NoWaveforms(RuntimeError):
+class NoWaveforms(FailedWork):
     """The archive holds no waveforms for the requested days and channels."""
 
 
@@ -60,15 +62,17 @@ def pick_phases(
             what = "file read in part" if f.status == "partial" else "unreadable file skipped"
             logger.warning("%s: %s (%s)", what, f.unit, f.error)
         if not units:
+            bad = "; ".join(f"{Path(f.unit).name}: {f.error}" for f in failures[:3])
             raise NoWaveforms(
-                f"no waveforms in {directory} for days {window.start or 'any'}..{window.end or 'any'} "
-                f"and channels {selection.networks}.{selection.stations}.{selection.locations}."
-                f"{selection.channels}; check -d, -D/-J and -N/-S/-C"
+                f"no waveforms in {directory} for {days_text(window)} and channels "
+                f"{selection_text(selection)}"
+                + (f" ({len(failures)} unreadable files, e.g. {bad})" if failures else "")
+                + "; check -d, -D/-J and -N/-S/-C"
             )
-        device = picking.resolve_device(pick.device)
+        device = pick.device  # resolved where the models run: the flow process loads none
         with Stopwatch() as sw:
             specs, warnings = picking.available_specs(pick, device)
-        timings["load models"] = sw.seconds
+        timings["check models"] = sw.seconds
         for w in warnings:
             logger.warning("%s", w)
         logger.info("picking %d station-days x %d model/weights on %s", len(units), len(specs), device)

@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
 
 from quakelake.blocks import load_compute, load_lake
 from quakelake.config import RunConfig
@@ -107,5 +108,41 @@ def run_pipeline(
             config.lake, config.analyze.reference, run_selection(config), config.analyze.match,
             reference_paths=config.analyze.reference_paths or None, report_dir=config.analyze.report_dir,
         )
-    logger.info("pipeline done: %s", {k: v.get("run_id") for k, v in out.items() if isinstance(v, dict)})
+    logger.info("pipeline done: %s", ", ".join(
+        f"{k} {v['run_id']}" for k, v in out.items() if isinstance(v, dict) and "run_id" in v))
+    _publish(config, out)
     return out
+
+
+def pipeline_markdown(config: RunConfig, out: dict) -> str:
+    """Return the Markdown summary of a pipeline run: one section per stage that ran."""
+    w = config.window
+    lines = [f"# Pipeline {w.start or 'any'} .. {w.end or 'any'}", "",
+             f"- archive: `{config.directory}`", f"- lake: `{config.lake}`", ""]
+    if "download" in out:
+        d = out["download"]
+        lines += ["## Download", "", f"- run `{d['run_id']}`: {d['units']} station-days (ok {d['ok']}, "
+                  f"skipped {d['skipped']}, no data {d['no_data']}, failed {d['failed']})", ""]
+    p = out["pick"]
+    phases = ", ".join(f"{k} {v}" for k, v in (p.get("picks_per_phase") or {}).items()) or "none new"
+    lines += ["## Pick", "", f"- run `{p['run_id']}`: {p['units']} units (done {p['done']}, skipped "
+              f"{p['skipped']}, failed {p['failed']})", f"- models: {', '.join(p.get('models', []))}",
+              f"- picks: {phases}", ""]
+    for a in out.get("associate", []):
+        lines += [f"## Associate ({a['associator']}, {a['pick_source']})", "",
+                  f"- run `{a['run_id']}`: {a['days']} days (done {a['done']}, skipped {a['skipped']}, "
+                  f"failed {a['failed']}), {a['events']} events", ""]
+    if "analyze" in out:
+        a = out["analyze"]
+        lines += ["## Analysis", "", f"- run `{a['run_id']}` against `{a.get('reference')}`",
+                  f"- report: `{a.get('report')}` (the analysis-report artifact shows it with its plots)", ""]
+    return "\n".join(lines)
+
+
+def _publish(config: RunConfig, out: dict) -> None:
+    """Attach the run's summary to the pipeline flow run itself (the stages' details sit on their subflows)."""
+    try:
+        create_markdown_artifact(markdown=pipeline_markdown(config, out), key="pipeline-report",
+                                 description="stages of this pipeline run")
+    except Exception as exc:  # artifacts are a courtesy: never fail a finished run over them
+        get_run_logger().warning("could not publish the pipeline artifact: %s", exc)

@@ -9,6 +9,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from quakelake.errors import BadInput
 from quakelake.lakehouse.schema import TABLES
 from quakelake.lakehouse.writer import table_spec
 
@@ -104,7 +105,7 @@ class Lake:
         return self.query(f'SELECT * FROM "{table}"{clause}', params)
 
 
-class LakeQueryError(RuntimeError):
+class LakeQueryError(BadInput):
     """A query over the lake failed (e.g. it names a table with no data yet)."""
 
 

@@ -12,15 +12,16 @@ from quakelake import evaluation, plotting, report
 from quakelake.catalogs import import_catalog
 from quakelake.lakehouse import Lake
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint, frame_digest
+from quakelake.tasks.retry import transient_only
 
 
-@task(name="import-reference", retries=1, retry_delay_seconds=[5], cache_policy=NONE)
+@task(name="import-reference", task_run_name="import reference {name}", retry_condition_fn=transient_only, retries=1, retry_delay_seconds=[5], cache_policy=NONE)
 def import_reference(lake: Path, paths: list[Path], name: str) -> dict:
     """Import reference catalogue files into the lake under ``name`` (idempotent)."""
     return import_catalog(lake, paths, name)
 
 
-@task(name="compare-with-reference", retries=1, retry_delay_seconds=[5], cache_policy=NONE)
+@task(name="compare-with-reference", task_run_name="compare with {reference}", retry_condition_fn=transient_only, retries=1, retry_delay_seconds=[5], cache_policy=NONE)
 def compare_with_reference(
     lake: Path,
     reference: str,
@@ -96,7 +97,7 @@ def read_run_outputs(lake: Path, run_id: str, reference: str) -> dict[str, pd.Da
     return out
 
 
-@task(name="draw-and-report", retries=1, retry_delay_seconds=[5], cache_policy=NONE)
+@task(name="draw-and-report", task_run_name="report {reference}", retry_condition_fn=transient_only, retries=1, retry_delay_seconds=[5], cache_policy=NONE)
 def draw_and_report(
     lake: Path,
     run_id: str,

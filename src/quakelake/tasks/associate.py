@@ -15,6 +15,7 @@ from quakelake.lakehouse import Lake, file_path, remove_superseded, unit_stem, w
 from quakelake.lakehouse.writer import safe_name
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint, frame_digest
 from quakelake.stations import read_stations
+from quakelake.tasks.retry import transient_only
 
 ASSOCIATION_CODE_VERSION = "2"  # bump when a change alters the events made from the same inputs
 
@@ -130,7 +131,7 @@ def read_station_source(lake: Path, source: PickSource) -> pd.DataFrame:
     return stations
 
 
-@task(name="associate-day", retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
+@task(name="associate-day", task_run_name="associate {day} {source.label}", retry_condition_fn=transient_only, retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
 def associate_day_task(
     day: dt.date,
     lake: Path,

@@ -17,6 +17,7 @@ from quakelake.lakehouse import write_table
 from quakelake.lineage import UnitResult
 from quakelake.params import StationSelection, TimeWindow
 from quakelake.stations import read_stations, write_stations
+from quakelake.tasks.retry import transient_only
 
 #: Partition of the `stations` table holding metadata fetched by the download flow.
 STATION_SOURCE = "fdsn"
@@ -33,7 +34,7 @@ def resolve_token(params: download.DownloadParams, access_block: str | None = No
     return token
 
 
-@task(name="plan-downloads", retries=2, retry_delay_seconds=[10, 60], cache_policy=NONE)
+@task(name="plan-downloads", retry_condition_fn=transient_only, retries=2, retry_delay_seconds=[10, 60], cache_policy=NONE)
 def plan_downloads(
     archive: Path,
     window: TimeWindow,
@@ -46,7 +47,7 @@ def plan_downloads(
     return download.plan_downloads(Path(archive), window, selection, params, token)
 
 
-@task(name="download-station-day", retries=2, retry_delay_seconds=[10, 60], cache_policy=NONE)
+@task(name="download-station-day", task_run_name="download {unit.network}.{unit.station} {unit.day}", retry_condition_fn=transient_only, retries=2, retry_delay_seconds=[10, 60], cache_policy=NONE)
 def download_station_day(
     unit: download.DownloadUnit,
     archive: Path,
@@ -59,7 +60,7 @@ def download_station_day(
     return download.download_unit(unit, Path(archive), params, token, force)
 
 
-@task(name="record-downloads", retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
+@task(name="record-downloads", retry_condition_fn=transient_only, retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
 def record_downloads(
     lake: Path, run_id: str, results: list[download.DownloadResult]
 ) -> Path | None:
@@ -70,7 +71,7 @@ def record_downloads(
     return write_table(Path(lake), "downloads", frame, name=run_id)
 
 
-@task(name="record-stations", retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
+@task(name="record-stations", retry_condition_fn=transient_only, retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
 def record_stations(lake: Path, archive: Path, station_files: list[Path]) -> int:
     """Write each network's StationXML into the `stations` table; return the rows written.
 

@@ -23,11 +23,12 @@ from quakelake.lakehouse import (
 from quakelake.lakehouse.writer import to_arrow
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint
 from quakelake.params import PickParams, StationSelection, TimeWindow
+from quakelake.tasks.retry import transient_only
 
 PICK_CODE_VERSION = "2"  # bump when a change alters the picks made from the same inputs
 
 
-@task(name="index-archive", retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
+@task(name="index-archive", retry_condition_fn=transient_only, retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
 def index_archive(
     directory: Path, lake: Path, window: TimeWindow, selection: StationSelection, progress: bool = False
 ) -> tuple[list[waveforms.StationDay], list[UnitResult]]:
@@ -90,7 +91,7 @@ def _legacy_test(unit: waveforms.StationDay, spec: picking.ModelSpec):
     return lambda stem: pattern.fullmatch(stem) is not None
 
 
-@task(name="pick-station-day", retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
+@task(name="pick-station-day", task_run_name="pick {unit.network}.{unit.station} {unit.day} {spec.model}/{spec.weights}", retry_condition_fn=transient_only, retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
 def pick_station_day(
     unit: waveforms.StationDay,
     spec: picking.ModelSpec,

@@ -1,0 +1,140 @@
+"""Command latency of ``quakelake``: help, a bad input, the 180 s Salton Sea pick and its no-op rerun.
+
+Each command runs in its own process, as a user types it, in three set-ups side by side:
+
+- ``baseline``: the code of ``--baseline-src`` (e.g. the main branch before issue 10) with
+  Prefect's temporary server per command (what every command paid before);
+- ``temporary``: this code, no Prefect server configured (Prefect's temporary server per command);
+- ``local``: this code with the server of ``quakelake server start`` running (started once, its
+  start-up reported separately).
+
+"cold" is the first pick into an empty lake (station-days computed), "warm" the identical
+rerun that finds nothing to do. Wall seconds and the CPU seconds of the command's processes
+are printed, then the ratios against the baseline. On a shared machine read the CPU column
+and the ratios; wall seconds grow with the machine's load (printed too).
+
+    .venv/bin/python benchmarks/cli.py
+    .venv/bin/python benchmarks/cli.py --baseline-src ../main/src --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("QUAKELAKE_SHARED", ROOT.parent / "shared"))
+SALTON = SHARED / "data" / "phasenet_saltonsea_20201001" / "mseed"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def timed(args: list[str], env: dict[str, str]) -> tuple[float, float, int, str]:
+    """Run ``python -m quakelake.cli ARGS``; return wall s, CPU s of the child, exit status, stderr tail."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "quakelake.cli", *args], env=env, capture_output=True,
+                          text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, proc.returncode, proc.stderr.strip()[-300:]
+
+
+def measure(name: str, src: Path, work: Path, repeat: int, server: bool) -> dict[str, tuple[float, float]]:
+    """Return (wall, cpu) medians per command for one set-up."""
+    home = work / name / "prefect"
+    home.mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": str(src), "PREFECT_HOME": str(home), "MPLBACKEND": "Agg",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+           # Prefect's default (20 s) is too short for its temporary server on a loaded machine.
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}
+    env.pop("PREFECT_API_URL", None)
+    if not env.get("SEISBENCH_CACHE_ROOT") and (SHARED / "seisbench_cache").is_dir():
+        cache = work / "seisbench"
+        if not cache.exists():
+            shutil.copytree(SHARED / "seisbench_cache", cache)
+        env["SEISBENCH_CACHE_ROOT"] = str(cache)
+    out: dict[str, tuple[float, float]] = {}
+    port = _free_port()
+    if server:
+        wall, cpu, code, err = timed(["server", "start", "--port", str(port), "--silent"], env)
+        if code:
+            raise SystemExit(f"server start failed: {err}")
+        out["server start (once)"] = (wall, cpu)
+    try:
+        rows: dict[str, list[tuple[float, float]]] = {}
+        for i in range(repeat):
+            lake = work / name / f"lake{i}"
+            pick = ["pick", "-d", str(SALTON), "--lake", str(lake), "-M", "PhaseNet", "-W", "original",
+                    "--silent"]
+            for label, args, want in (
+                ("--help", ["--help"], 0),
+                ("bad input (-p 1.5)", [*pick, "-p", "1.5"], 2),
+                ("pick 180 s, cold", pick, 0),
+                ("no-op rerun, warm", pick, 0),
+            ):
+                wall, cpu, code, err = timed(args, env)
+                if code != want:
+                    raise SystemExit(f"{name}: {label} exited {code}: {err}")
+                rows.setdefault(label, []).append((wall, cpu))
+        for label, values in rows.items():
+            out[label] = (statistics.median(v[0] for v in values), statistics.median(v[1] for v in values))
+    finally:
+        if server:
+            timed(["server", "stop", "--silent"], env)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline-src", type=Path, default=None,
+                        help="src folder of the code to compare with, e.g. ../main/src (default: none)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each command, median shown (default 1)")
+    args = parser.parse_args()
+    if not SALTON.is_dir():
+        raise SystemExit(f"the Salton Sea sample {SALTON} is absent (set QUAKELAKE_SHARED)")
+    work = Path(tempfile.mkdtemp(prefix="quakelake-bench-cli-"))
+    setups = []
+    if args.baseline_src:
+        setups.append(("baseline", args.baseline_src.resolve(), False))
+    setups += [("temporary", ROOT / "src", False), ("local", ROOT / "src", True)]
+    results = {}
+    try:
+        for name, src, server in setups:
+            load = os.getloadavg()[0]
+            results[name] = measure(name, src, work, args.repeat, server)
+            print(f"# {name}: src {src}, load average at start {load:.1f}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    labels = list(dict.fromkeys(label for r in results.values() for label in r))
+    print(f"\n{'command':<22}" + "".join(f"{n + ' wall/cpu s':>24}" for n in results))
+    for label in labels:
+        cells = "".join(
+            f"{results[n][label][0]:>14.2f} /{results[n][label][1]:>7.2f}" if label in results[n] else f"{'-':>24}"
+            for n in results
+        )
+        print(f"{label:<22}{cells}")
+    ref = "baseline" if "baseline" in results else "temporary"
+    print(f"\nwall-time ratio {ref} / local (how many times faster with the local server):")
+    for label in labels:
+        if label in results[ref] and label in results["local"]:
+            print(f"  {label:<22} {results[ref][label][0] / max(results['local'][label][0], 1e-9):6.2f}x")
+    print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""What the command line prints: run summaries, tables and timings in seismology's words.
+
+No dict, list or datetime reprs reach the user: phase counts read ``P 90, S 85``, channel
+selections ``CI.*.*.HH?``. Used by :mod:`quakelake.cli` and :mod:`quakelake.demo`; imports
+nothing heavy at module level.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+
+def counts_text(counts: Mapping[str, int] | None, empty: str = "none") -> str:
+    """Return ``{"P": 90, "S": 85}`` as ``P 90, S 85`` (``empty`` when there is nothing).
+
+    >>> counts_text({"P": 90, "S": 85})
+    'P 90, S 85'
+    >>> counts_text({})
+    'none'
+    """
+    if not counts:
+        return empty
+    return ", ".join(f"{key} {value}" for key, value in counts.items())
+
+
+def codes_text(codes: Iterable[str] | str) -> str:
+    """Return a list of codes as ``A,B`` (one code as itself).
+
+    >>> codes_text(["HH?", "EH?"])
+    'HH?,EH?'
+    """
+    if isinstance(codes, str):
+        return codes
+    return ",".join(str(c) for c in codes) or "*"
+
+
+def selection_text(selection: Any) -> str:
+    """Return a :class:`~quakelake.params.StationSelection` as ``NET.STA.LOC.CHA`` patterns.
+
+    >>> from quakelake.params import StationSelection
+    >>> selection_text(StationSelection(networks=["CI"], channels=["HH?", "EH?"]))
+    'CI.*.*.HH?,EH?'
+    """
+    return ".".join(
+        codes_text(getattr(selection, part))
+        for part in ("networks", "stations", "locations", "channels")
+    )
+
+
+def days_text(window: Any) -> str:
+    """Return a :class:`~quakelake.params.TimeWindow` as ``2020-10-01..2020-10-02`` (``any`` for open ends).
+
+    >>> from quakelake.params import TimeWindow
+    >>> import datetime as dt
+    >>> days_text(TimeWindow(start=dt.date(2020, 10, 1), end=dt.date(2020, 10, 1)))
+    '2020-10-01'
+    >>> days_text(TimeWindow())
+    'every day found'
+    """
+    if window.start is None and window.end is None:
+        return "every day found"
+    if window.start == window.end:
+        return str(window.start)
+    return f"{window.start or 'any'}..{window.end or 'any'}"
+
+
+def warn(message: str) -> None:
+    """Print a ``warning:`` line on stderr."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def format_table(frame, max_rows: int = 100) -> str:
+    """Return ``frame`` as an aligned text table with a row count."""
+    import pandas as pd
+
+    with pd.option_context(
+        "display.max_rows", max_rows, "display.max_columns", None,
+        "display.width", 200, "display.max_colwidth", 60,
+    ):
+        body = frame.to_string(index=False, max_rows=max_rows) if len(frame) else "(no rows)"
+    return f"{body}\n({len(frame)} row{'s' if len(frame) != 1 else ''})"
+
+
+def print_timing(stages: Mapping[str, float], total: float | None = None) -> None:
+    """Print one aligned line per stage in seconds, then the total."""
+    for stage, seconds in stages.items():
+        print(f"  {stage:<24} {seconds:8.2f} s")
+    if total is not None:
+        print(f"  {'total':<24} {total:8.2f} s")
+
+
+def print_summary(summary: dict, lake: Path | str) -> None:
+    """Print the summary line of a pick run and a warning per model x weights it skipped."""
+    print(
+        f"run {summary['run_id']}: {summary['units']} units (done {summary['done']}, skipped "
+        f"{summary['skipped']}, failed {summary['failed']}), picks "
+        f"{counts_text(summary.get('picks_per_phase'))}, unreadable files "
+        f"{summary['unreadable_files']} -> lake {lake}"
+    )
+    skipped = summary.get("skipped_weights", [])
+    for w in skipped:
+        warn(w)
+    if skipped:
+        ran = summary.get("models", [])
+        warn(f"ran {len(ran)} of {len(ran) + len(skipped)} model x weights combinations "
+             f"({', '.join(ran)}); the skipped ones are listed above")
+
+
+def print_association(summary: dict) -> None:
+    """Print an association summary line."""
+    print(
+        f"associate {summary['run_id']} ({summary['associator']}, {summary['pick_source']}): "
+        f"{summary['days']} days (done {summary['done']}, skipped {summary['skipped']}, failed "
+        f"{summary['failed']}), {summary['events']} events"
+    )
+    if summary.get("unknown_stations"):
+        warn(f"picks on stations without coordinates: {', '.join(summary['unknown_stations'])}")
+
+
+def print_download(summary: dict) -> None:
+    """Print a download summary line and a warning per FDSN client that failed."""
+    print(
+        f"download {summary['run_id']}: {summary['units']} station-days (ok {summary['ok']}, skipped "
+        f"{summary['skipped']}, no data {summary['no_data']}, failed {summary['failed']}), "
+        f"{summary['bytes'] / 1e6:.1f} MB -> {summary['archive']}"
+    )
+    errors = summary.get("client_errors") or {}
+    items = errors.items() if isinstance(errors, Mapping) else ((None, e) for e in errors)
+    for name, err in items:
+        warn(f"FDSN client {name}: {err}" if name else str(err))
+
+
+def print_analysis(summary: dict, lake: Path | str) -> None:
+    """Print the metrics of an analysis run (precision, recall, residuals per model x weights)."""
+    from quakelake.lakehouse import Lake
+
+    store = Lake(lake)
+    metrics = None
+    if store.has_files("metrics"):
+        metrics = store.query(
+            "SELECT level, model, weights, associator, phase, tp, fp, fn, "
+            "round(precision, 3) AS precision, round(recall, 3) AS recall, "
+            "round(residual_median, 3) AS residual_median FROM metrics WHERE run_id = ? AND "
+            "group_by IN ('model,weights', 'model,weights,phase', 'associator') ORDER BY ALL",
+            [summary["run_id"]],
+        )
+    print(f"analysis {summary['run_id']} against reference {summary.get('reference')}:")
+    if metrics is not None and len(metrics):
+        print(format_table(metrics))
+    for warning in summary.get("warnings") or []:
+        warn(warning)
+    if summary.get("report"):
+        print(f"report: {summary['report']}")

@@ -1,0 +1,172 @@
+"""Which Prefect API the commands talk to, and a local Prefect server that outlives one command.
+
+Every flow run needs a Prefect API. Without one, Prefect starts a temporary server for each
+command (about 10-15 s on a small machine) and throws it away with its flow runs. QuakeLake
+resolves the API in this order, before Prefect is imported:
+
+1. ``PREFECT_API_URL`` when set (an observatory's server, Prefect Cloud): used as it is; a
+   server that does not answer is an ``error:`` before any work starts.
+2. The local server started by ``quakelake server start`` (its address is kept in
+   ``$PREFECT_HOME/quakelake-server.json``): flow runs, logs and artifacts stay visible in its
+   UI, and commands start in a fraction of a second. ``quakelake server stop`` ends it.
+3. Otherwise Prefect's own temporary server, as Prefect does by default (slow, nothing kept).
+
+No Prefect import here: the address must be settled before Prefect reads its settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from quakelake.errors import BadInput, FailedWork, PrefectUnreachable
+
+DEFAULT_PORT = 4200
+HEALTH_TIMEOUT_S = 2.0
+
+
+def prefect_home() -> Path:
+    """Return Prefect's home folder (``$PREFECT_HOME`` or ``~/.prefect``)."""
+    return Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser()
+
+
+def state_file() -> Path:
+    """Return the file that holds the local server's address and process id."""
+    return prefect_home() / "quakelake-server.json"
+
+
+def log_file() -> Path:
+    """Return the local server's log file."""
+    return prefect_home() / "quakelake-server.log"
+
+
+def answers(api_url: str, timeout: float = HEALTH_TIMEOUT_S) -> str:
+    """Return "" when the Prefect API at ``api_url`` answers its health check, else why not."""
+    url = api_url.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (http(s) only)
+            return "" if resp.status == 200 else f"HTTP {resp.status}"
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
+
+
+def local_server() -> dict | None:
+    """Return the running local server's record (``api_url``, ``pid``, ``port``), None when none runs."""
+    try:
+        record = json.loads(state_file().read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or "api_url" not in record:
+        return None
+    return record if not answers(record["api_url"], timeout=1.0) else None
+
+
+def resolve_api() -> str:
+    """Point Prefect at the API the commands use and return a word for it (``configured``, ``local``, ``temporary``).
+
+    Raises:
+        PrefectUnreachable: ``PREFECT_API_URL`` is set but nothing answers there.
+    """
+    url = os.environ.get("PREFECT_API_URL")
+    if url:
+        why = answers(url)
+        if why:
+            raise PrefectUnreachable(
+                f"the Prefect API at PREFECT_API_URL={url} did not answer ({why}); start that server, "
+                "or unset PREFECT_API_URL to use the local one (quakelake server start)"
+            )
+        return "configured"
+    record = local_server()
+    if record is not None:
+        os.environ["PREFECT_API_URL"] = record["api_url"]
+        return "local"
+    return "temporary"
+
+
+def start(port: int = DEFAULT_PORT, timeout: float = 180.0) -> dict:
+    """Start a local Prefect server on 127.0.0.1:``port`` in the background and return its record.
+
+    Raises:
+        BadInput: the port is taken by something else.
+        FailedWork: the server did not answer within ``timeout`` seconds (see its log file).
+    """
+    running = local_server()
+    if running is not None:
+        return running
+    api_url = f"http://127.0.0.1:{port}/api"
+    if not answers(api_url, timeout=1.0):
+        raise BadInput(
+            f"--port: a Prefect server already answers at {api_url}; use it with "
+            f"export PREFECT_API_URL={api_url}, or pick another --port"
+        )
+    home = prefect_home()
+    home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+    env.pop("PREFECT_API_URL", None)
+    prefect = Path(sys.executable).with_name("prefect")
+    command = [str(prefect)] if prefect.is_file() else [sys.executable, "-m", "prefect"]
+    command += ["server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    with log_file().open("ab") as log:
+        proc = subprocess.Popen(  # noqa: S603 (our own interpreter's prefect)
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env=env, start_new_session=True,
+        )
+    record = {"api_url": api_url, "pid": proc.pid, "port": port, "log": str(log_file())}
+    deadline = time.monotonic() + timeout
+    while answers(api_url, timeout=1.0):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _terminate(proc.pid)
+            raise FailedWork(
+                f"the Prefect server on port {port} did not start (exit status {proc.poll()}); "
+                f"see {log_file()}"
+            )
+        time.sleep(0.5)
+    state_file().write_text(json.dumps(record))
+    return record
+
+
+def stop() -> dict | None:
+    """Stop the local server started by :func:`start`; return its record (None when none ran)."""
+    try:
+        record = json.loads(state_file().read_text())
+    except (OSError, ValueError):
+        return None
+    _terminate(int(record.get("pid", 0)))
+    state_file().unlink(missing_ok=True)
+    return record
+
+
+def _terminate(pid: int, wait: float = 20.0) -> None:
+    """End the server's process group (the server and the services it spawned)."""
+    if pid <= 0:
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            break
+        time.sleep(0.2)
+    else:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
