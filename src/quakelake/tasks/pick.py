@@ -8,7 +8,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
-from quakelake import picking, waveforms
+from quakelake import engine, picking, waveforms
 from quakelake.lakehouse import file_path, write_atomic, write_table
 from quakelake.lakehouse.writer import to_arrow
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint
@@ -40,7 +40,8 @@ def index_archive(
 def pick_file_name(unit: waveforms.StationDay, spec: picking.ModelSpec, params: PickParams) -> str:
     """Return the stem of a unit's pick file: the unit plus the fingerprint of what shapes its picks."""
     fp = fingerprint(
-        spec.model, spec.weights, params.p_threshold, params.s_threshold, params.denoise, PICK_CODE_VERSION
+        spec.model, spec.weights, params.p_threshold, params.s_threshold, params.denoise, PICK_CODE_VERSION,
+        *(() if params.engine == "auto" and params.precision == "fp32" else (params.engine, params.precision)),
     )
     return f"{spec.model}.{spec.weights}.{unit.network}.{unit.station}.{fp}"
 
@@ -67,10 +68,11 @@ def pick_station_day(
             # Nothing readable: leave no file, so a later run retries this unit.
             return UnitResult("pick", key, "failed", error=error or "no readable waveforms")
         model = picking.load_model(spec.model, spec.weights, picking.resolve_device(params.device))
-        picks = picking.within_day(picking.pick_streams(model, instruments, spec, params), unit.day)
+        picks, made_by = engine.pick_instruments(model, instruments, spec, params)
+        picks = picking.within_day(picks, unit.day)
         picks.insert(1, "run_id", run_id)
         write_table(lake, "picks", picks, target.stem, {"day": unit.day.isoformat()})
-    extra = {"phases": picks["phase"].value_counts().to_dict()} if len(picks) else {"phases": {}}
+    extra = {"phases": picks["phase"].value_counts().to_dict() if len(picks) else {}, "engine": made_by}
     return UnitResult("pick", key, "done", rows=len(picks), error=error, seconds=sw.seconds,
                       output=str(target), extra=extra)
 
