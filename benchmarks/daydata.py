@@ -19,8 +19,14 @@ MESETAS = ROOT.parent / "shared" / "data" / "seismonitor_mesetas_2019" / "mseed"
 FIRST_DAY = dt.date(2020, 1, 1)
 
 
-def build_day_archive(into: Path, n_days: int, source: Path = MESETAS, stations: int | None = None,
-                      first_day: dt.date = FIRST_DAY, pad_s: float = 60.0) -> Path:
+def build_day_archive(
+    into: Path,
+    n_days: int,
+    source: Path = MESETAS,
+    stations: int | None = None,
+    first_day: dt.date = FIRST_DAY,
+    pad_s: float = 60.0,
+) -> Path:
     """Write ``n_days`` UTC days of every 100 Hz station of ``source`` into ``into``; return it.
 
     Args:
@@ -52,11 +58,17 @@ def build_day_archive(into: Path, n_days: int, source: Path = MESETAS, stations:
                 shift = (k * n // 7) % n  # rotate so consecutive days differ
                 data = np.roll(data, -shift)
                 reps = need // n + 1
-                out = obspy.Trace(np.tile(data, reps)[:need].astype(np.int32), header={
-                    "network": tr.stats.network, "station": tr.stats.station,
-                    "location": tr.stats.location, "channel": tr.stats.channel,
-                    "sampling_rate": 100.0, "starttime": t0,
-                })
+                out = obspy.Trace(
+                    np.tile(data, reps)[:need].astype(np.int32),
+                    header={
+                        "network": tr.stats.network,
+                        "station": tr.stats.station,
+                        "location": tr.stats.location,
+                        "channel": tr.stats.channel,
+                        "sampling_rate": 100.0,
+                        "starttime": t0,
+                    },
+                )
                 name = f"{tr.id}.{day.isoformat()}.mseed"
                 out.write(str(into / name), format="MSEED", encoding="STEIM2", reclen=4096)
     return into

@@ -61,7 +61,9 @@ def _assert_same_picks(ours: pd.DataFrame, ref: pd.DataFrame) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "weights"), MODELS, ids=[f"{m}-{w}" for m, w in MODELS])
-def test_engine_gives_seisbench_picks_for_every_accelerated_model(name, weights, instruments, weights_cache):
+def test_engine_gives_seisbench_picks_for_every_accelerated_model(
+    name, weights, instruments, weights_cache
+):
     model = picking.load_model(name, weights, "cpu")
     params = PickParams(models=[name], weights=[weights], p_threshold=0.3, s_threshold=0.3)
     eng = engine.get_engine(model, params)
@@ -129,18 +131,30 @@ def test_models_without_acceleration_fall_back_to_classify(instruments, weights_
 
 
 @pytest.mark.slow
-def test_pick_flow_records_the_engine_and_matches_classify(salton, weights_cache, prefect_server, tmp_path):
+def test_pick_flow_records_the_engine_and_matches_classify(
+    salton, weights_cache, prefect_server, tmp_path
+):
     from quakelake.flows.pick import pick_phases
 
     sel = StationSelection(stations=SALTON_STATIONS)
     fast = pick_phases(salton, tmp_path / "fast", selection=sel, pick=PickParams())
-    plain = pick_phases(salton, tmp_path / "plain", selection=sel, pick=PickParams(engine="seisbench"))
+    plain = pick_phases(
+        salton, tmp_path / "plain", selection=sel, pick=PickParams(engine="seisbench")
+    )
     assert fast["engines"] == {"PhaseNet/original": ["engine-onnx"]}
     assert plain["engines"] == {"PhaseNet/original": ["seisbench"]}
     config = json.loads(Lake(tmp_path / "fast").read("runs")["config_json"][0])
     assert config["engines"] == {"PhaseNet/original": ["engine-onnx"]}
-    a = Lake(tmp_path / "fast").read("picks").sort_values(["station_id", "phase", "time"], ignore_index=True)
-    b = Lake(tmp_path / "plain").read("picks").sort_values(["station_id", "phase", "time"], ignore_index=True)
+    a = (
+        Lake(tmp_path / "fast")
+        .read("picks")
+        .sort_values(["station_id", "phase", "time"], ignore_index=True)
+    )
+    b = (
+        Lake(tmp_path / "plain")
+        .read("picks")
+        .sort_values(["station_id", "phase", "time"], ignore_index=True)
+    )
     assert len(a) == len(b) and len(a) > 0
     assert (a["time"] - b["time"]).abs().max() <= pd.Timedelta(milliseconds=10)
     assert (a["probability"] - b["probability"]).abs().max() <= 0.01

@@ -88,7 +88,10 @@ def choose_runtime(device: str, preference: str = "auto") -> str:
 
 def batch_size_for(device: str, params: PickParams) -> int:
     """Return windows per batch: the configured size on CPU; on CUDA at least :data:`GPU_BATCH_SIZE`."""
-    if device.startswith("cuda") and params.batch_size == PickParams.model_fields["batch_size"].default:
+    if (
+        device.startswith("cuda")
+        and params.batch_size == PickParams.model_fields["batch_size"].default
+    ):
         return GPU_BATCH_SIZE
     return params.batch_size
 
@@ -145,15 +148,24 @@ class _OnnxRuntime:
         buf = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (example,), buf, input_names=["x"], dynamic_axes={"x": {0: "batch"}},
-                              opset_version=17, dynamo=False)
+            torch.onnx.export(
+                model,
+                (example,),
+                buf,
+                input_names=["x"],
+                dynamic_axes={"x": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, threads)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         # Spinning pool threads steal the cores from decoding threads and from other workers.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            buf.getvalue(), options, providers=["CPUExecutionProvider"]
+        )
         with torch.inference_mode():
             reference = model(example)
         self.tuple_output = isinstance(reference, (tuple, list))
@@ -169,7 +181,9 @@ class _OnnxRuntime:
 def _max_difference(a, b) -> float:
     a = a if isinstance(a, (tuple, list)) else (a,)
     b = b if isinstance(b, (tuple, list)) else (b,)
-    return max(float((x.float().cpu() - y.float().cpu()).abs().max()) for x, y in zip(a, b))
+    return max(
+        float((x.float().cpu() - y.float().cpu()).abs().max()) for x, y in zip(a, b, strict=True)
+    )
 
 
 # --------------------------------------------------------------------------- engine
@@ -231,8 +245,15 @@ class _Group:
 class EngineStats:
     """Seconds spent per stage by one engine since it was made (for profiles and benchmarks)."""
 
-    seconds: dict[str, float] = field(default_factory=lambda: {
-        "preprocess": 0.0, "batch assembly": 0.0, "network": 0.0, "stacking": 0.0, "peaks": 0.0})
+    seconds: dict[str, float] = field(
+        default_factory=lambda: {
+            "preprocess": 0.0,
+            "batch assembly": 0.0,
+            "network": 0.0,
+            "stacking": 0.0,
+            "peaks": 0.0,
+        }
+    )
     windows: int = 0
 
     def add(self, stage: str, seconds: float) -> None:
@@ -250,8 +271,13 @@ class PickEngine:
         threads: intra-op threads of the runtime (default: torch's setting in this process).
     """
 
-    def __init__(self, model: Any, runtime: str = "torch", precision: str = "fp32",
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        runtime: str = "torch",
+        precision: str = "fp32",
+        threads: int | None = None,
+    ) -> None:
         import torch
 
         self.model = model
@@ -262,11 +288,17 @@ class PickEngine:
             try:
                 self.runtime = _OnnxRuntime(model, threads)
                 self._check_runtime()
-            except Exception as exc:  # an export or agreement failure: torch still gives the same picks
-                log.warning("ONNX Runtime unavailable for %s (%s); using torch", type(model).__name__, exc)
+            except (
+                Exception
+            ) as exc:  # an export or agreement failure: torch still gives the same picks
+                log.warning(
+                    "ONNX Runtime unavailable for %s (%s); using torch", type(model).__name__, exc
+                )
                 self.runtime = None
         if self.runtime is None:
-            self.runtime = _TorchRuntime(model, precision if self.device.startswith("cuda") else "fp32")
+            self.runtime = _TorchRuntime(
+                model, precision if self.device.startswith("cuda") else "fp32"
+            )
         self.lock = threading.Lock()
         self.stats = EngineStats()
 
@@ -302,10 +334,14 @@ class PickEngine:
         sampling_rate = stream[0].stats.sampling_rate
         argdict["sampling_rate"] = sampling_rate
         comp_dict, _ = model._build_comp_dict(
-            stream, model._argdict_get_with_default(argdict, "flexible_horizontal_components"))
+            stream, model._argdict_get_with_default(argdict, "flexible_horizontal_components")
+        )
         traces = model._grouping.group_stream(
-            stream, strict=model._argdict_get_with_default(argdict, "strict"),
-            min_length_s=(model.in_samples - 1) / sampling_rate, comp_dict=comp_dict)
+            stream,
+            strict=model._argdict_get_with_default(argdict, "strict"),
+            min_length_s=(model.in_samples - 1) / sampling_rate,
+            comp_dict=comp_dict,
+        )
         method = model._argdict_get_with_default(argdict, "stacking").lower()
         groups = []
         for group in traces:
@@ -331,10 +367,12 @@ class PickEngine:
         jobs = [(g, int(o)) for g in groups for o in g.offsets]
         for start in range(0, len(jobs), batch_size):
             t0 = time.perf_counter()
-            chunk = jobs[start:start + batch_size]
+            chunk = jobs[start : start + batch_size]
             size = chunk[0][0].in_samples
-            windows = np.stack([g.data.data[..., o:o + size] for g, o in chunk])
+            windows = np.stack([g.data.data[..., o : o + size] for g, o in chunk])
             batch = torch.from_numpy(windows)
+            if self.runtime.name == "torch":  # normalise on the device the network runs on
+                batch = batch.to(self.runtime.device, non_blocking=True)
             t1 = time.perf_counter()
             with torch.inference_mode():
                 pre = self.model.annotate_batch_pre(batch, argdict=argdict)
@@ -349,7 +387,7 @@ class PickEngine:
                 pred = pred[..., np.newaxis]
             pred = np.ascontiguousarray(pred.transpose(0, 2, 1))  # (window, channel, sample) rows
             has_nan = bool(np.isnan(pred).any())
-            for (g, o), p in zip(chunk, pred):
+            for (g, o), p in zip(chunk, pred, strict=True):
                 g.add(o, p, has_nan)
             t3 = time.perf_counter()
             self.stats.add("batch assembly", t1 - t0)
@@ -389,9 +427,11 @@ class PickEngine:
             annotations = obspy.Stream()
             for g in (g for g in groups if g.stream_index == i):
                 stacked = PredictionsStacked(
-                    data=g.stacked(), stations=g.data.stations,
+                    data=g.stacked(),
+                    stations=g.data.stations,
                     start_time=g.data.start_time + g.pred_sample[0] / g.data.sampling_rate,
-                    sampling_rate=g.data.sampling_rate * g.factor)
+                    sampling_rate=g.data.sampling_rate * g.factor,
+                )
                 g.acc = g.count = None
                 annotations += self.model._predictions_to_stream(stacked)
             if len(annotations):
@@ -414,7 +454,9 @@ def get_engine(model: Any, params: PickParams) -> PickEngine:
         return engine
 
 
-def pick_instruments(model: Any, instruments: list, spec: ModelSpec, params: PickParams) -> tuple[pd.DataFrame, str]:
+def pick_instruments(
+    model: Any, instruments: list, spec: ModelSpec, params: PickParams
+) -> tuple[pd.DataFrame, str]:
     """Return the picks ``model`` makes on ``instruments`` and what made them (see :func:`engine_name`).
 
     The engine picks the models it accelerates; any other SeisBench model goes through
@@ -429,7 +471,7 @@ def pick_instruments(model: Any, instruments: list, spec: ModelSpec, params: Pic
     kwargs.pop("batch_size")
     outputs = engine.classify([inst.stream for inst in kept], batch_size=batch_size, **kwargs)
     frames = []
-    for inst, output in zip(kept, outputs):
+    for inst, output in zip(kept, outputs, strict=True):
         trace_id = f"{inst.network}.{inst.station}.{inst.location}"
         frame = picks_frame(list(output.picks), spec, {trace_id: inst.band})
         if len(frame):
