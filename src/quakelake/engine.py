@@ -320,10 +320,12 @@ class PickEngine:
 
     # ---------------------------------------------------------------- stages
 
-    def _groups(self, index: int, stream, argdict: dict) -> list[_Group]:
+    def _groups(self, index: int, stream, argdict: dict, copy: bool = True) -> list[_Group]:
         """Return the blocks of one stream after the model's own stream preprocessing and grouping."""
         model = self.model
-        stream = model.classify_stream_pre(stream, argdict).copy()
+        stream = model.classify_stream_pre(stream, argdict)
+        if copy:
+            stream = stream.copy()
         stream.merge(-1)
         if len(stream) == 0:
             return []
@@ -395,12 +397,14 @@ class PickEngine:
             self.stats.add("stacking", t3 - t2)
             self.stats.windows += len(chunk)
 
-    def classify(self, streams: list, batch_size: int = 256, **kwargs) -> list:
+    def classify(self, streams: list, batch_size: int = 256, copy: bool = True, **kwargs) -> list:
         """Return one SeisBench ``ClassifyOutput`` per stream, as ``model.classify(stream, **kwargs)`` would.
 
         Args:
             streams: ObsPy streams (one instrument each, e.g. ``InstrumentStream.stream``).
             batch_size: windows per network call, filled across streams.
+            copy: work on copies of the streams; ``False`` lets the model's stream preprocessing
+                (merge, filter, resample) change them in place and saves one copy of the data.
             kwargs: SeisBench classify arguments (thresholds, overlap, stacking ...).
         """
         import time
@@ -414,7 +418,7 @@ class PickEngine:
             argdict = self.model.default_args.copy()
             argdict.update(kwargs)
             argdict["batch_size"] = batch_size
-            groups.extend(self._groups(i, stream, argdict) if len(stream) else [])
+            groups.extend(self._groups(i, stream, argdict, copy) if len(stream) else [])
             argdicts.append(argdict)
         self.stats.add("preprocess", time.perf_counter() - t0)
         with self.lock:
@@ -469,7 +473,10 @@ def pick_instruments(
     kwargs = classify_kwargs(params)
     batch_size = batch_size_for(engine.device, params)
     kwargs.pop("batch_size")
-    outputs = engine.classify([inst.stream for inst in kept], batch_size=batch_size, **kwargs)
+    # The task drops the instruments after picking: no copy of a day's data.
+    outputs = engine.classify(
+        [inst.stream for inst in kept], batch_size=batch_size, copy=False, **kwargs
+    )
     frames = []
     for inst, output in zip(kept, outputs, strict=True):
         trace_id = f"{inst.network}.{inst.station}.{inst.location}"
