@@ -1,12 +1,17 @@
 """End-to-end station-days per hour of the pick flow on 1 vs 2 Dask worker processes.
 
 Same data, same weights, same flow; each configuration gets a fresh lake so no unit is
-skipped. Prints one line per configuration and the ratio (2 workers / 1 worker).
+skipped. Each worker runs one task at a time with torch, ONNX Runtime and BLAS capped at one
+thread (``ComputeSettings.threads_per_worker``), so two workers use the two cores without
+oversubscribing them. Prints one line per configuration and the ratio (2 workers / 1 worker).
 
-    .venv/bin/python benchmarks/scaleout.py [--archive DIR] [--repeat N] [--workers 1 2]
+    .venv/bin/python benchmarks/scaleout.py                     # full 24-h days (Mesetas-built), 4 units
+    .venv/bin/python benchmarks/scaleout.py --stations 4 --days 2 --engine seisbench
+    .venv/bin/python benchmarks/scaleout.py --archive DIR [--repeat N]   # any archive as it is
 
-The default archive is the Salton Sea set (16 station-days of 180 s each, PhaseNet original
-weights); ``--repeat`` lists it several times as separate archives copies to make the run longer.
+By default the units are whole 24-h station-days built from the real Mesetas recordings
+(:mod:`daydata`); ``--archive`` uses a folder as it is (``--repeat`` lists it several times as
+separate station codes).
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from daydata import FIRST_DAY, MESETAS, build_day_archive  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_ARCHIVE = ROOT.parent / "shared" / "data" / "phasenet_saltonsea_20201001" / "mseed"
 
 
 def prepare_archive(source: Path, repeat: int, into: Path) -> Path:
@@ -38,24 +46,28 @@ def prepare_archive(source: Path, repeat: int, into: Path) -> Path:
     return into
 
 
-def run(archive: Path, workers: int, lake: Path) -> tuple[float, int]:
+def run(archive: Path, workers: int, lake: Path, engine: str, window=None) -> tuple[float, int]:
     """Run the pick flow on ``workers`` Dask worker processes; return (seconds, units done)."""
     from quakelake.compute import ComputeSettings
-    from quakelake.config import PickParams
+    from quakelake.config import PickParams, TimeWindow
     from quakelake.flows.pick import pick_phases
     from quakelake.flows.runners import make_task_runner
 
-    runner = make_task_runner(ComputeSettings(runner="dask-local", workers=workers))
-    params = PickParams(models=["PhaseNet"], weights=["original"], device="cpu")
+    runner = make_task_runner(ComputeSettings(runner="dask-local", workers=workers, threads_per_worker=1))
+    params = PickParams(models=["PhaseNet"], weights=["original"], device="cpu", engine=engine)
     t0 = time.perf_counter()
-    summary = pick_phases.with_options(task_runner=runner)(archive, lake, pick=params)
+    summary = pick_phases.with_options(task_runner=runner)(archive, lake, window=window or TimeWindow(),
+                                                           pick=params)
     return time.perf_counter() - t0, int(summary["done"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--archive", type=Path, default=DEFAULT_ARCHIVE)
-    parser.add_argument("--repeat", type=int, default=1, help="copies of the archive (more units)")
+    parser.add_argument("--archive", type=Path, default=None, help="an archive to use as it is")
+    parser.add_argument("--repeat", type=int, default=1, help="copies of --archive (more units)")
+    parser.add_argument("--stations", type=int, default=2, help="built archive: Mesetas stations")
+    parser.add_argument("--days", type=int, default=2, help="built archive: 24-h days per station")
+    parser.add_argument("--engine", default="auto", help="PickParams.engine (auto or seisbench)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
 
@@ -65,11 +77,24 @@ def main() -> None:
     from prefect.testing.utilities import prefect_test_harness
 
     try:
-        archive = prepare_archive(args.archive, args.repeat, work / "archive")
+        window = None
+        if args.archive is None:
+            import datetime as dt
+
+            from quakelake.config import TimeWindow
+
+            archive = build_day_archive(work / "archive", args.days, MESETAS, stations=args.stations)
+            window = TimeWindow(start=FIRST_DAY, end=FIRST_DAY + dt.timedelta(days=args.days - 1))
+            print(f"data: {args.stations} Mesetas-built stations x {args.days} full days, engine {args.engine}")
+        else:
+            archive = prepare_archive(args.archive, args.repeat, work / "archive")
         rates = {}
-        with prefect_test_harness(server_startup_timeout=120):
+        os.environ.setdefault("SEISBENCH_CACHE_ROOT", str(work / "seisbench"))
+        if not Path(os.environ["SEISBENCH_CACHE_ROOT"]).exists():
+            shutil.copytree(ROOT.parent / "shared" / "seisbench_cache", os.environ["SEISBENCH_CACHE_ROOT"])
+        with prefect_test_harness(server_startup_timeout=180):
             for n in args.workers:
-                seconds, done = run(archive, n, work / f"lake-{n}")
+                seconds, done = run(archive, n, work / f"lake-{n}", args.engine, window)
                 rates[n] = done / seconds * 3600
                 print(f"{n} worker(s): {done} station-days in {seconds:.1f} s "
                       f"= {rates[n]:.0f} station-days/hour (includes cluster start)")

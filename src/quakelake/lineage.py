@@ -21,8 +21,8 @@ import pandas as pd
 
 from quakelake.lakehouse import write_table
 
-PACKAGES = ("quakelake", "seisbench", "torch", "obspy", "numpy", "pyarrow", "duckdb", "prefect",
-            "gmma", "pyocto")
+PACKAGES = ("quakelake", "seisbench", "torch", "onnxruntime", "obspy", "numpy", "pyarrow", "duckdb",
+            "prefect", "gmma", "pyocto")
 
 
 def utcnow() -> dt.datetime:

@@ -99,6 +99,14 @@ class PickParams(_Model):
         "auto", description="torch device; auto picks CUDA when available"
     )
     denoise: bool = Field(False, description="run SeisBench DeepDenoiser before picking")
+    engine: Literal["auto", "onnx", "torch", "seisbench"] = Field(
+        "auto",
+        description="what runs the model: auto = QuakeLake's batched engine (ONNX Runtime on CPU, torch on "
+        "CUDA) for the models it accelerates, SeisBench classify for the others; seisbench = always classify",
+    )
+    precision: Literal["fp32", "fp16", "bf16"] = Field(
+        "fp32", description="network precision on CUDA (the CPU always runs fp32)"
+    )
 
     @field_validator("models", "weights", mode="before")
     @classmethod

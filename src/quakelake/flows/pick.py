@@ -94,7 +94,17 @@ def pick_phases(
         return summary
     finally:
         weights = {s.label: picking.weights_checksum(s.model, s.weights) for s in locals().get("specs", [])}
+        config["engines"] = engines_used(locals().get("results", []))
         record_run(lake, run_id, "pick", config, status, started, utcnow(), current_flow_run_id(), weights)
+
+
+def engines_used(results) -> dict[str, list[str]]:
+    """Return, per model x weights, what picked its units (``engine-onnx``, ``engine-torch``, ``seisbench``)."""
+    used: dict[str, set[str]] = {}
+    for r in results:
+        if "engine" in r.extra:
+            used.setdefault(r.unit.split(":")[0], set()).add(r.extra["engine"])
+    return {label: sorted(names) for label, names in sorted(used.items())}
 
 
 def _summary(run_id, results, failures, timings, specs, warnings) -> dict:
@@ -106,6 +116,7 @@ def _summary(run_id, results, failures, timings, specs, warnings) -> dict:
         "unreadable_files": len(failures),
         "picks_per_phase": phase_counts(results),
         "models": [s.label for s in specs],
+        "engines": engines_used(results),
         "skipped_weights": warnings,
         "seconds": timings,
     }

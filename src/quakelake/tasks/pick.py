@@ -11,7 +11,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
-from quakelake import picking, waveforms
+from quakelake import engine, picking, waveforms
 from quakelake.lakehouse import (
     file_path,
     remove_superseded,
@@ -54,8 +54,10 @@ def index_archive(
 
 def pick_settings(spec: picking.ModelSpec, params: PickParams) -> list:
     """Return what shapes the picks of any unit besides its waveforms (model, weights, thresholds...)."""
+    # a non-default engine or precision may change picks slightly: its picks are other files
+    engine_choice = [] if params.engine == "auto" and params.precision == "fp32" else [params.engine, params.precision]
     return [spec.model, spec.weights, params.p_threshold, params.s_threshold, params.denoise,
-            PICK_CODE_VERSION]
+            PICK_CODE_VERSION, *engine_choice]
 
 
 def instrument_key(unit: waveforms.StationDay, spec: picking.ModelSpec, location: str, band: str) -> str:
@@ -128,7 +130,8 @@ def pick_station_day(
             return UnitResult("pick", key, "failed", error=error or "no readable waveforms",
                               inputs=inputs, notes=notes)
         model = picking.load_model(spec.model, spec.weights, picking.resolve_device(params.device))
-        picks = picking.within_day(picking.pick_streams(model, wanted, spec, params), unit.day)
+        picks, made_by = engine.pick_instruments(model, wanted, spec, params)
+        picks = picking.within_day(picks, unit.day)
         picks.insert(1, "run_id", run_id)
         partition = {"day": unit.day.isoformat()}
         for inst in wanted:
@@ -136,7 +139,7 @@ def pick_station_day(
             mine = picks[(picks["location"] == inst.location) & (picks["band"] == inst.band)]
             write_table(lake, "picks", mine, path.stem, partition)
             remove_superseded(path, inst_key, legacy)
-    extra = {"phases": picks["phase"].value_counts().to_dict()} if len(picks) else {"phases": {}}
+    extra = {"phases": picks["phase"].value_counts().to_dict() if len(picks) else {}, "engine": made_by}
     return UnitResult("pick", key, "done", rows=len(picks), error=error, seconds=sw.seconds,
                       output=outputs, extra=extra, inputs=inputs, notes=notes)
 

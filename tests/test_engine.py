@@ -1,0 +1,160 @@
+"""The batched picking engine against SeisBench ``classify`` on real recordings, real weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import obspy
+import pandas as pd
+import pytest
+
+from quakelake import engine, picking, waveforms
+from quakelake.config import PickParams, StationSelection
+from quakelake.lakehouse import Lake
+
+SALTON_STATIONS = ["BOM", "COA"]
+MODELS = [("PhaseNet", "original"), ("EQTransformer", "original"), ("PhaseNetLight", "ethz")]
+
+
+@pytest.fixture(scope="module")
+def salton(shared_data) -> Path:
+    return shared_data / "phasenet_saltonsea_20201001" / "mseed"
+
+
+@pytest.fixture(scope="module")
+def instruments(shared_data, salton) -> list:
+    """Two Salton Sea station-days (180 s) and the Mesetas mainshock half hour at URMC, read the production way."""
+    out = []
+    sel = StationSelection(stations=SALTON_STATIONS)
+    for unit in waveforms.station_days(waveforms.scan_archive(salton, selection=sel).index):
+        out.extend(waveforms.read_station_day(unit, selection=sel)[0])
+    mesetas = shared_data / "seismonitor_mesetas_2019" / "mseed"
+    st = obspy.Stream()
+    for path in sorted(mesetas.glob("CM.URMC.00.HH?__20191224T185959Z__*.mseed")):
+        st += obspy.read(str(path))
+    st.merge(method=1)
+    st.trim(obspy.UTCDateTime("2019-12-24T19:00:00"), obspy.UTCDateTime("2019-12-24T19:30:00"))
+    out.append(waveforms.InstrumentStream("CM", "URMC", "00", "HH", st))
+    return out
+
+
+def _rows(picks: list) -> pd.DataFrame:
+    return pd.DataFrame(
+        [(p.trace_id, p.phase, p.peak_time.timestamp, float(p.peak_value)) for p in picks],
+        columns=["trace_id", "phase", "t", "p"],
+    ).sort_values(["trace_id", "phase", "t"], ignore_index=True)
+
+
+def _assert_same_picks(ours: pd.DataFrame, ref: pd.DataFrame) -> None:
+    """Same picks: count within 0.5 %, matched times within 10 ms, probabilities within 0.01."""
+    assert abs(len(ours) - len(ref)) <= 0.005 * len(ref)
+    assert len(ref) > 0
+    for (tid, phase), theirs in ref.groupby(["trace_id", "phase"]):
+        mine = ours[(ours["trace_id"] == tid) & (ours["phase"] == phase)]
+        for row in theirs.itertuples():
+            dt = (mine["t"] - row.t).abs()
+            assert dt.min() <= 0.010, f"{tid} {phase} pick at {row.t} missing"
+            assert abs(mine.loc[dt.idxmin(), "p"] - row.p) <= 0.01
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "weights"), MODELS, ids=[f"{m}-{w}" for m, w in MODELS])
+def test_engine_gives_seisbench_picks_for_every_accelerated_model(
+    name, weights, instruments, weights_cache
+):
+    model = picking.load_model(name, weights, "cpu")
+    params = PickParams(models=[name], weights=[weights], p_threshold=0.3, s_threshold=0.3)
+    eng = engine.get_engine(model, params)
+    assert eng.name == "engine-onnx"  # the optimised runtime passed its load-time check
+    kwargs = picking.classify_kwargs(params)
+    ref = _rows([p for inst in instruments for p in model.classify(inst.stream, **kwargs).picks])
+    kwargs.pop("batch_size")
+    outputs = eng.classify([inst.stream for inst in instruments], batch_size=256, **kwargs)
+    _assert_same_picks(_rows([p for out in outputs for p in out.picks]), ref)
+
+
+def test_batches_span_instruments_and_give_each_its_own_picks(instruments, weights_cache):
+    model = picking.load_model("PhaseNet", "original", "cpu")
+    eng = engine.PickEngine(model, "torch")
+    kwargs = {"P_threshold": 0.3, "S_threshold": 0.3}
+    streams = [inst.stream for inst in instruments[:2]]
+    mesetas = instruments[-1].stream
+    streams.append(mesetas.slice(mesetas[0].stats.starttime, mesetas[0].stats.starttime + 300))
+    alone = [eng.classify([st], batch_size=256, **kwargs)[0] for st in streams]
+    windows_alone = eng.stats.windows
+    # 5 windows per batch: the 180-s streams have 11 windows, so batches mix the end of one with the next.
+    together = eng.classify(streams, batch_size=5, **kwargs)
+    assert eng.stats.windows == 2 * windows_alone
+    assert len(together) == len(streams)
+    for a, b in zip(alone, together, strict=True):
+        ra, rb = _rows(a.picks), _rows(b.picks)
+        assert len(ra) == len(rb) and len(ra) > 0
+        assert np.abs(ra["t"].to_numpy() - rb["t"].to_numpy()).max() <= 1e-6
+        assert np.abs(ra["p"].to_numpy() - rb["p"].to_numpy()).max() <= 1e-5
+
+
+def test_device_selection_and_gpu_batch_size():
+    assert engine.choose_runtime("cpu") == "onnx"
+    assert engine.choose_runtime("cpu", "torch") == "torch"
+    assert engine.choose_runtime("cuda") == "torch"
+    assert engine.choose_runtime("cuda:1", "onnx") == "torch"  # no ONNX Runtime GPU build here
+    assert engine.batch_size_for("cpu", PickParams()) == 256
+    assert engine.batch_size_for("cuda", PickParams()) == engine.GPU_BATCH_SIZE
+    assert engine.batch_size_for("cuda:0", PickParams(batch_size=1024)) == 1024
+
+
+def test_reduced_precision_is_cuda_only(weights_cache):
+    model = picking.load_model("PhaseNet", "original", "cpu")
+    eng = engine.PickEngine(model, "torch", precision="fp16")
+    assert eng.runtime.autocast is None  # fp32 on the CPU whatever was asked
+
+
+def test_models_without_acceleration_fall_back_to_classify(instruments, weights_cache):
+    import seisbench.models as sbm
+
+    params = PickParams(models=["GPD"], weights=["none"])
+    gpd = sbm.GPD()  # a point-output model the engine does not accelerate (untrained weights)
+    gpd.eval()
+    assert not engine.accelerated(gpd, params)
+    spec = picking.ModelSpec("GPD", "none")
+    picks, made_by = engine.pick_instruments(gpd, instruments[:1], spec, params)
+    assert made_by == "seisbench"
+    expected = picking.pick_streams(gpd, instruments[:1], spec, params)
+    assert picks["time"].tolist() == expected["time"].tolist()
+
+    phasenet = picking.load_model("PhaseNet", "original", "cpu")
+    forced = PickParams(engine="seisbench")
+    assert engine.engine_name(phasenet, forced) == "seisbench"
+    assert engine.engine_name(phasenet, PickParams()) == "engine-onnx"
+
+
+@pytest.mark.slow
+def test_pick_flow_records_the_engine_and_matches_classify(
+    salton, weights_cache, prefect_server, tmp_path
+):
+    from quakelake.flows.pick import pick_phases
+
+    sel = StationSelection(stations=SALTON_STATIONS)
+    fast = pick_phases(salton, tmp_path / "fast", selection=sel, pick=PickParams())
+    plain = pick_phases(
+        salton, tmp_path / "plain", selection=sel, pick=PickParams(engine="seisbench")
+    )
+    assert fast["engines"] == {"PhaseNet/original": ["engine-onnx"]}
+    assert plain["engines"] == {"PhaseNet/original": ["seisbench"]}
+    config = json.loads(Lake(tmp_path / "fast").read("runs")["config_json"][0])
+    assert config["engines"] == {"PhaseNet/original": ["engine-onnx"]}
+    a = (
+        Lake(tmp_path / "fast")
+        .read("picks")
+        .sort_values(["station_id", "phase", "time"], ignore_index=True)
+    )
+    b = (
+        Lake(tmp_path / "plain")
+        .read("picks")
+        .sort_values(["station_id", "phase", "time"], ignore_index=True)
+    )
+    assert len(a) == len(b) and len(a) > 0
+    assert (a["time"] - b["time"]).abs().max() <= pd.Timedelta(milliseconds=10)
+    assert (a["probability"] - b["probability"]).abs().max() <= 0.01
