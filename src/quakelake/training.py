@@ -163,7 +163,7 @@ def _zne_array(stream, start, samples: int) -> np.ndarray | None:
     """Return ``(3, samples)`` ZNE data from ``start`` on, or None where a component or sample is missing."""
     from obspy import UTCDateTime
 
-    t0 = UTCDateTime(start.to_pydatetime())
+    t0 = UTCDateTime(ns=int(start.value))
     out = np.zeros((3, samples), dtype=np.float32)
     for i, comp in enumerate("ZNE"):
         traces = [tr for tr in stream if tr.stats.channel.endswith(comp)]
