@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from quakelake.params import StationSelection, TimeWindow, _Model
+from quakelake.params import StationSelection, TimeWindow, _Model, denoised_weights
 from quakelake.picking import ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -81,24 +81,39 @@ def load_denoiser(spec: str, device: str = "cpu") -> Any:
         model = _MODELS.get(key)
         if model is not None:
             return model
+        sb_log = logging.getLogger("seisbench")
+        level = sb_log.level
+        sb_log.setLevel(logging.CRITICAL)  # its download warnings would bury the one error line
         try:
             model = getattr(sbm, model_name).from_pretrained(weights)
         except Exception as exc:  # ValueError (unknown name), OSError/requests errors (offline)
             raise DenoiserUnavailable(
                 f"--denoiser: weights {weights!r} of {model_name} are not available ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}); the SeisBench cache holds "
+                f"{(str(exc).splitlines() or [''])[0][:100]}); the SeisBench cache holds "
                 f"{cached_denoisers() or 'no denoiser'}; train one on your archive with "
                 f"'quakelake train --denoiser' or copy weights into SEISBENCH_CACHE_ROOT"
             ) from None
+        finally:
+            sb_log.setLevel(level)
         model.to(device)
         model.eval()
         _MODELS[key] = model
         return model
 
 
+def check_available(spec: str) -> None:
+    """Raise :class:`DenoiserUnavailable` unless ``spec`` is cached (or SeisBench can fetch it).
+
+    The command line calls this before any flow starts, so a bad ``--denoiser`` writes nothing.
+    """
+    model_name, weights = parse_spec(spec)
+    if f"{model_name}/{weights}" not in cached_denoisers():
+        load_denoiser(spec, "cpu")
+
+
 def member_weights(weights: str, denoiser: str) -> str:
     """Return the weights label of the grid member ``weights`` on data denoised by ``denoiser``."""
-    return f"{weights}+{denoiser.replace('/', ':')}" if denoiser else weights
+    return denoised_weights(weights, denoiser)
 
 
 def denoise_stream(model: Any, stream, batch_size: int = 1):

@@ -124,12 +124,15 @@ def labelled_picks(lake: Path, params: TrainParams, window: TimeWindow | None = 
             args += params.label_weights
         frame = lk.read("picks", where, args)
         source = f"lake picks with probability >= {params.min_probability}"
+    if frame.empty:
+        frame = pd.DataFrame({"station_id": pd.Series(dtype=str), "phase": pd.Series(dtype=str),
+                              "time": pd.Series(dtype="datetime64[us, UTC]")})
     frame = frame[frame["phase"].astype(str).str.upper().isin(["P", "S"])].copy()
     frame["phase"] = frame["phase"].str.upper()
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
     if window is not None:
         days = frame["time"].dt.date
-        frame = frame[[window.contains(d) for d in days]]
+        frame = frame[np.array([window.contains(d) for d in days], dtype=bool)]
     frame = frame[["station_id", "phase", "time"]].drop_duplicates().sort_values(["station_id", "time"])
     if frame.empty:
         raise TrainingError(

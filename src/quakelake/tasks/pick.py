@@ -8,7 +8,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
-from quakelake import picking, waveforms
+from quakelake import denoise, picking, waveforms
 from quakelake.lakehouse import file_path, write_atomic, write_table
 from quakelake.lakehouse.writer import to_arrow
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint
@@ -39,10 +39,11 @@ def index_archive(
 
 def pick_file_name(unit: waveforms.StationDay, spec: picking.ModelSpec, params: PickParams) -> str:
     """Return the stem of a unit's pick file: the unit plus the fingerprint of what shapes its picks."""
+    # raw-data members keep the fingerprint they had before denoisers existed (False in that slot)
     fp = fingerprint(
-        spec.model, spec.weights, params.p_threshold, params.s_threshold, params.denoise, PICK_CODE_VERSION
+        spec.model, spec.weights, params.p_threshold, params.s_threshold, spec.denoiser or False, PICK_CODE_VERSION
     )
-    return f"{spec.model}.{spec.weights}.{unit.network}.{unit.station}.{fp}"
+    return f"{spec.model}.{spec.member_weights.replace(':', '-')}.{unit.network}.{unit.station}.{fp}"
 
 
 @task(name="pick-station-day", retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
@@ -66,11 +67,18 @@ def pick_station_day(
         if not instruments:
             # Nothing readable: leave no file, so a later run retries this unit.
             return UnitResult("pick", key, "failed", error=error or "no readable waveforms")
-        model = picking.load_model(spec.model, spec.weights, picking.resolve_device(params.device))
+        device = picking.resolve_device(params.device)
+        denoise_seconds = 0.0
+        if spec.denoiser:
+            with Stopwatch() as dsw:
+                instruments = denoise.denoise_instruments(instruments, spec.denoiser, device)
+            denoise_seconds = dsw.seconds
+        model = picking.load_model(spec.model, spec.weights, device)
         picks = picking.within_day(picking.pick_streams(model, instruments, spec, params), unit.day)
         picks.insert(1, "run_id", run_id)
         write_table(lake, "picks", picks, target.stem, {"day": unit.day.isoformat()})
-    extra = {"phases": picks["phase"].value_counts().to_dict()} if len(picks) else {"phases": {}}
+    extra = {"phases": picks["phase"].value_counts().to_dict() if len(picks) else {},
+             "denoise_seconds": denoise_seconds}
     return UnitResult("pick", key, "done", rows=len(picks), error=error, seconds=sw.seconds,
                       output=str(target), extra=extra)
 
