@@ -430,6 +430,20 @@ def _evaluate(model, loader, params: TrainParams, device: str, seed: int) -> dic
     }
 
 
+def _train_mode(model) -> None:
+    """Put ``model`` in training mode with its batch-norm statistics frozen.
+
+    A few dozen windows in small batches would drag the parent's running means and variances
+    towards one batch's; frozen, fine-tuning moves only the weights (the usual transfer recipe).
+    """
+    import torch
+
+    model.train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
 def fine_tune(dataset_path: Path, params: TrainParams, model: Any | None = None) -> TrainResult:
     """Fine-tune ``params.model``/``params.weights`` on the SeisBench dataset in ``dataset_path``.
 
@@ -461,7 +475,7 @@ def fine_tune(dataset_path: Path, params: TrainParams, model: Any | None = None)
     parent = _evaluate(model, dev_loader, params, device, params.seed + 1)
     history = [{"epoch": 0, "train_loss": math.nan, "val_loss": parent["loss"], "val_recall": parent["recall"]}]
     for epoch in range(1, params.epochs + 1):
-        model.train()
+        _train_mode(model)
         total, n = 0.0, 0
         for batch in train_loader:
             x, y = batch["X"].to(device), batch["y"].to(device)
