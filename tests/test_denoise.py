@@ -22,10 +22,13 @@ def salton(shared_data) -> Path:
     return shared_data / "phasenet_saltonsea_20201001"
 
 
-def test_unknown_denoiser_is_one_error_line_listing_the_cache_and_writes_nothing(salton, weights_cache, tmp_path,
-                                                                                capsys):
+def test_unknown_denoiser_is_one_error_line_listing_the_cache_and_writes_nothing(
+    salton, weights_cache, tmp_path, capsys
+):
     for option in (["--denoiser", "SeisDAE/nosuch"], ["--denoiser", "Wiener/x"]):
-        code = main(["pick", "-d", str(salton / "mseed"), "--lake", str(tmp_path / "lake"), *option])
+        code = main(
+            ["pick", "-d", str(salton / "mseed"), "--lake", str(tmp_path / "lake"), *option]
+        )
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and err[0].startswith("error: --denoiser:")
         assert "cache" in err[0]
@@ -35,8 +38,12 @@ def test_unknown_denoiser_is_one_error_line_listing_the_cache_and_writes_nothing
 def test_legacy_denoise_switch_means_deepdenoiser_original_and_grid_labels():
     params = PickParams.model_validate({"weights": ["original", "instance"], "denoise": True})
     assert params.denoiser == "DeepDenoiser/original"
-    assert params.grid_weights() == ["original", "instance", "original+DeepDenoiser:original",
-                                     "instance+DeepDenoiser:original"]
+    assert params.grid_weights() == [
+        "original",
+        "instance",
+        "original+DeepDenoiser:original",
+        "instance+DeepDenoiser:original",
+    ]
     assert PickParams().grid_weights() == ["original"]
 
 
@@ -44,8 +51,15 @@ def test_legacy_denoise_switch_means_deepdenoiser_original_and_grid_labels():
 def trained_denoiser(salton, weights_cache, tmp_path_factory) -> tuple[Path, dict]:
     lake = tmp_path_factory.mktemp("denoise") / "lake"
     import_catalog(lake, [salton / "DERIVED_phasenet_ref_picks_first180s.csv"], "pn")
-    params = denoise.DenoiserTrainParams(labels="reference", reference="pn", name="salton_dn", epochs=1,
-                                         noise_margin_s=3.0, min_snr_db=6.0, device="cpu")
+    params = denoise.DenoiserTrainParams(
+        labels="reference",
+        reference="pn",
+        name="salton_dn",
+        epochs=1,
+        noise_margin_s=3.0,
+        min_snr_db=6.0,
+        device="cpu",
+    )
     return lake, denoise.train_denoiser(lake, salton / "mseed", params)
 
 
@@ -55,7 +69,9 @@ def test_denoiser_trained_on_archive_windows_is_saved_with_a_card(trained_denois
     assert card["windows"]["signal_train"] >= 20 and card["windows"]["noise_train"] >= 10
     assert card["windows"]["signal_dev"] >= 1 and card["windows"]["noise_dev"] >= 1
     assert len(card["history"]) == 2 and np.isfinite(card["history"][-1]["val_loss"])
-    meta = json.loads((weights_cache / "models" / "v3" / "seisdae" / "salton_dn.json.v1").read_text())
+    meta = json.loads(
+        (weights_cache / "models" / "v3" / "seisdae" / "salton_dn.json.v1").read_text()
+    )
     assert meta["quakelake_card"]["noise"] == "windows with no pick within 3.0 s"
     assert "SeisDAE/salton_dn" in denoise.cached_denoisers()
 
@@ -71,16 +87,20 @@ def test_denoised_stream_keeps_channels_and_span(trained_denoiser, salton):
         assert abs(tr.stats.npts - raw.stats.npts) <= 1 and np.isfinite(tr.data).all()
         # the denoiser removes energy: the output is quieter than the raw trace but not silent
         raw_rms = np.sqrt(np.mean((raw.data - raw.data.mean()) ** 2))
-        assert 0.01 * raw_rms < np.sqrt(np.mean(tr.data ** 2)) < raw_rms
+        assert 0.01 * raw_rms < np.sqrt(np.mean(tr.data**2)) < raw_rms
 
 
 @pytest.mark.slow
-def test_pick_flow_with_denoiser_adds_a_denoised_grid_member(trained_denoiser, salton, prefect_server, tmp_path):
+def test_pick_flow_with_denoiser_adds_a_denoised_grid_member(
+    trained_denoiser, salton, prefect_server, tmp_path
+):
     from quakelake.flows.pick import pick_phases
 
     lake = tmp_path / "lake"
     selection = StationSelection(stations=["WMD", "SLV"])
-    params = PickParams(models=["PhaseNetLight"], weights=["ethz"], denoiser="SeisDAE/salton_dn", device="cpu")
+    params = PickParams(
+        models=["PhaseNetLight"], weights=["ethz"], denoiser="SeisDAE/salton_dn", device="cpu"
+    )
     summary = pick_phases(salton / "mseed", lake, selection=selection, pick=params)
     assert summary["done"] == 4 and summary["failed"] == 0
     assert summary["models"] == ["PhaseNetLight/ethz", "PhaseNetLight/ethz+SeisDAE:salton_dn"]
@@ -93,8 +113,12 @@ def test_pick_flow_with_denoiser_adds_a_denoised_grid_member(trained_denoiser, s
     assert "SeisDAE/salton_dn" in json.loads(runs["weights_json"][0])
 
     # the raw-data member is exactly what a run without the denoiser makes (same file names: no recompute)
-    raw_only = pick_phases(salton / "mseed", lake, selection=selection,
-                           pick=params.model_copy(update={"denoiser": None}))
+    raw_only = pick_phases(
+        salton / "mseed",
+        lake,
+        selection=selection,
+        pick=params.model_copy(update={"denoiser": None}),
+    )
     assert raw_only["skipped"] == 2 and raw_only["done"] == 0
     again = pick_phases(salton / "mseed", lake, selection=selection, pick=params)
     assert again["skipped"] == 4 and again["done"] == 0

@@ -33,34 +33,89 @@ def _reference(salton: Path) -> pd.DataFrame:
     return ref
 
 
-def test_training_without_reference_name_or_labels_says_which_option(tmp_path, weights_cache, salton, capsys):
+def test_training_without_reference_name_or_labels_says_which_option(
+    tmp_path, weights_cache, salton, capsys
+):
     with pytest.raises(training.TrainingError, match="--reference"):
         training.labelled_picks(tmp_path, training.TrainParams(labels="reference"))
     # an empty lake: no pseudo-label either; one error line, nothing written (no lake, no weights)
-    code = main(["train", "-d", str(salton / "mseed"), "--lake", str(tmp_path / "empty"), "-M", "PhaseNetLight",
-                 "-W", "ethz", "--name", "never_written"])
+    code = main(
+        [
+            "train",
+            "-d",
+            str(salton / "mseed"),
+            "--lake",
+            str(tmp_path / "empty"),
+            "-M",
+            "PhaseNetLight",
+            "-W",
+            "ethz",
+            "--name",
+            "never_written",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and "no labelled pick" in err[0]
+    assert (
+        code == 2
+        and len(err) == 1
+        and err[0].startswith("error: ")
+        and "no labelled pick" in err[0]
+    )
     assert not (tmp_path / "empty").exists()
     assert "never_written" not in training.cached_weights("PhaseNetLight")
 
 
-def test_unknown_model_or_parent_weights_fail_before_any_window(labelled_lake, salton, weights_cache, capsys):
-    assert main(["train", "-d", str(salton / "mseed"), "--lake", str(labelled_lake), "--reference", "pn",
-                 "-M", "EQTransformer"]) == 2
+def test_unknown_model_or_parent_weights_fail_before_any_window(
+    labelled_lake, salton, weights_cache, capsys
+):
+    assert (
+        main(
+            [
+                "train",
+                "-d",
+                str(salton / "mseed"),
+                "--lake",
+                str(labelled_lake),
+                "--reference",
+                "pn",
+                "-M",
+                "EQTransformer",
+            ]
+        )
+        == 2
+    )
     assert "-M/--models: fine-tuning supports" in capsys.readouterr().err
-    assert main(["train", "-d", str(salton / "mseed"), "--lake", str(labelled_lake), "--reference", "pn",
-                 "-M", "PhaseNetLight", "-W", "nosuchweights"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "-d",
+                str(salton / "mseed"),
+                "--lake",
+                str(labelled_lake),
+                "--reference",
+                "pn",
+                "-M",
+                "PhaseNetLight",
+                "-W",
+                "nosuchweights",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "-W/--weights" in err and "ethz" in err  # names what the cache holds
     assert not (labelled_lake / "_training").exists()
 
 
-def test_dataset_windows_carry_the_reference_picks_and_hold_out_stations(labelled_lake, salton, tmp_path,
-                                                                        weights_cache):
+def test_dataset_windows_carry_the_reference_picks_and_hold_out_stations(
+    labelled_lake, salton, tmp_path, weights_cache
+):
     import seisbench.data as sbd
 
-    params = training.TrainParams(reference="pn", window_s=40.0, holdout_stations=["CI.WMD", "CI.SLV"])
+    params = training.TrainParams(
+        reference="pn", window_s=40.0, holdout_stations=["CI.WMD", "CI.SLV"]
+    )
     labels = training.labelled_picks(labelled_lake, params)
     assert len(labels) == 184
     summary = training.build_dataset(salton / "mseed", labels, tmp_path / "ds", params)
@@ -83,18 +138,48 @@ def test_dataset_windows_carry_the_reference_picks_and_hold_out_stations(labelle
                 if pd.isna(sample):
                     continue
                 t = start + pd.Timedelta(seconds=sample / row.trace_sampling_rate_hz)
-                same = ref[(ref["station_id"] == f"CI.{row.station_code}..HH") & (ref["phase"] == phase)]
+                same = ref[
+                    (ref["station_id"] == f"CI.{row.station_code}..HH") & (ref["phase"] == phase)
+                ]
                 assert (same["time"] - t).abs().min() <= pd.Timedelta(seconds=0.011)
                 checked += 1
     assert checked >= 184  # each reference pick lies in at least one window
 
 
 @pytest.mark.slow
-def test_fine_tuning_lowers_validation_loss_and_new_weights_pick_through_W(labelled_lake, salton, weights_cache,
-                                                                          capsys):
-    code = main(["train", "-d", str(salton / "mseed"), "--lake", str(labelled_lake), "--reference", "pn",
-                 "-M", "PhaseNetLight", "-W", "ethz", "--name", "salton_ft", "--epochs", "4", "--window", "40",
-                 "-b", "16", "--device", "cpu", "--holdout-stations", "CI.WMD", "CI.SLV", "CI.RXH", "CI.SNR"])
+def test_fine_tuning_lowers_validation_loss_and_new_weights_pick_through_W(
+    labelled_lake, salton, weights_cache, capsys
+):
+    code = main(
+        [
+            "train",
+            "-d",
+            str(salton / "mseed"),
+            "--lake",
+            str(labelled_lake),
+            "--reference",
+            "pn",
+            "-M",
+            "PhaseNetLight",
+            "-W",
+            "ethz",
+            "--name",
+            "salton_ft",
+            "--epochs",
+            "4",
+            "--window",
+            "40",
+            "-b",
+            "16",
+            "--device",
+            "cpu",
+            "--holdout-stations",
+            "CI.WMD",
+            "CI.SLV",
+            "CI.RXH",
+            "CI.SNR",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "trained PhaseNetLight/salton_ft (parent ethz)" in out
 
@@ -102,20 +187,33 @@ def test_fine_tuning_lowers_validation_loss_and_new_weights_pick_through_W(label
     card = json.loads(meta_file.read_text())["quakelake_card"]
     history = card["history"]
     assert len(history) == 5 and history[-1]["val_loss"] < history[0]["val_loss"]
-    assert card["parent_weights"] == "ethz" and card["split_stations"]["dev"] == ["CI.RXH", "CI.SLV", "CI.SNR",
-                                                                                 "CI.WMD"]
-    assert card["epochs"] == 4 and card["learning_rate"] == 1e-3 and card["labels"] == "reference 'pn'"
-    assert (meta_file.parent / "salton_ft.card.md").read_text().startswith("# PhaseNetLight/salton_ft")
+    assert card["parent_weights"] == "ethz" and card["split_stations"]["dev"] == [
+        "CI.RXH",
+        "CI.SLV",
+        "CI.SNR",
+        "CI.WMD",
+    ]
+    assert (
+        card["epochs"] == 4 and card["learning_rate"] == 1e-3 and card["labels"] == "reference 'pn'"
+    )
+    assert (
+        (meta_file.parent / "salton_ft.card.md").read_text().startswith("# PhaseNetLight/salton_ft")
+    )
     runs = pd.read_parquet(labelled_lake / "runs")
     assert "train" in set(runs["command"])
 
     # -W salton_ft loads like any weights and picks the held-out station WMD within 0.5 s of the reference
     model = picking.load_model("PhaseNetLight", "salton_ft", "cpu")
     st = obspy.read(str(salton / "mseed" / "CI.WMD.2020-10-01T00:00.mseed"))
-    picks = picking.picks_frame(list(model.classify(st, P_threshold=0.3, S_threshold=0.3).picks),
-                                picking.ModelSpec("PhaseNetLight", "salton_ft"), {"CI.WMD.": "HH"})
+    picks = picking.picks_frame(
+        list(model.classify(st, P_threshold=0.3, S_threshold=0.3).picks),
+        picking.ModelSpec("PhaseNetLight", "salton_ft"),
+        {"CI.WMD.": "HH"},
+    )
     ref = _reference(salton)
     ref = ref[(ref["station_id"] == "CI.WMD..HH") & (ref["phase"] == "P")]
-    hits = sum(((picks["phase"] == "P") & ((picks["time"] - t).abs() <= pd.Timedelta(seconds=0.5))).any()
-               for t in ref["time"])
+    hits = sum(
+        ((picks["phase"] == "P") & ((picks["time"] - t).abs() <= pd.Timedelta(seconds=0.5))).any()
+        for t in ref["time"]
+    )
     assert hits >= len(ref) - 2

@@ -32,8 +32,13 @@ from quakelake.params import PickParams, StationSelection, TimeWindow, _Model
 
 log = logging.getLogger(__name__)
 
-TRAINABLE = ("PhaseNet", "PhaseNetLight")  # models whose forward() returns one (batch, labels, samples) tensor
-MAX_PICKS_PER_PHASE = 6  # label columns per phase in one window (SeisBench maps each to the same label)
+TRAINABLE = (
+    "PhaseNet",
+    "PhaseNetLight",
+)  # models whose forward() returns one (batch, labels, samples) tensor
+MAX_PICKS_PER_PHASE = (
+    6  # label columns per phase in one window (SeisBench maps each to the same label)
+)
 
 
 class TrainingError(ValueError):
@@ -43,32 +48,58 @@ class TrainingError(ValueError):
 class TrainParams(_Model):
     """How a picker is fine-tuned on the lake's labelled picks."""
 
-    model: str = Field("PhaseNet", description="SeisBench model class to fine-tune (PhaseNet, PhaseNetLight)")
-    weights: str = Field("original", description="parent pretrained weights")
-    name: str | None = Field(None, description="name of the new weights (default <weights>_<labels>_<YYYYMMDD>)")
-    labels: Literal["reference", "picks"] = Field(
-        "reference", description="reference: analyst picks of --reference; picks: the lake's picks (pseudo-labels)"
+    model: str = Field(
+        "PhaseNet", description="SeisBench model class to fine-tune (PhaseNet, PhaseNetLight)"
     )
-    reference: str | None = Field(None, description="reference catalogue in the lake whose picks are the labels")
+    weights: str = Field("original", description="parent pretrained weights")
+    name: str | None = Field(
+        None, description="name of the new weights (default <weights>_<labels>_<YYYYMMDD>)"
+    )
+    labels: Literal["reference", "picks"] = Field(
+        "reference",
+        description="reference: analyst picks of --reference; picks: the lake's picks (pseudo-labels)",
+    )
+    reference: str | None = Field(
+        None, description="reference catalogue in the lake whose picks are the labels"
+    )
     min_probability: float = Field(
         0.7, ge=0.0, le=1.0, description="pseudo-labels: lake picks at or above this probability"
     )
-    label_models: list[str] = Field([], description="pseudo-labels: only picks of these models (empty: all)")
-    label_weights: list[str] = Field([], description="pseudo-labels: only picks of these weights (empty: all)")
-    window_s: float = Field(60.0, gt=0, description="length of each stored training window in seconds")
-    holdout_stations: list[str] = Field(
-        [], description="stations (NET.STA, wildcards) kept for validation; empty: every k-th station"
+    label_models: list[str] = Field(
+        [], description="pseudo-labels: only picks of these models (empty: all)"
     )
-    holdout_days: list[dt.date] = Field([], description="days kept for validation (instead of stations)")
-    validation_fraction: float = Field(0.25, gt=0, lt=1, description="share of stations held out by default")
+    label_weights: list[str] = Field(
+        [], description="pseudo-labels: only picks of these weights (empty: all)"
+    )
+    window_s: float = Field(
+        60.0, gt=0, description="length of each stored training window in seconds"
+    )
+    holdout_stations: list[str] = Field(
+        [],
+        description="stations (NET.STA, wildcards) kept for validation; empty: every k-th station",
+    )
+    holdout_days: list[dt.date] = Field(
+        [], description="days kept for validation (instead of stations)"
+    )
+    validation_fraction: float = Field(
+        0.25, gt=0, lt=1, description="share of stations held out by default"
+    )
     epochs: int = Field(5, ge=1, le=10000, description="passes over the training windows")
     learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate")
     batch_size: int = Field(32, ge=1, le=4096, description="windows per optimisation step")
-    sigma_s: float = Field(0.2, gt=0, description="half-width of the Gaussian pick labels in seconds")
-    tolerance_s: float = Field(0.5, gt=0, description="validation: a pick within this of a label is a hit")
-    threshold: float = Field(0.3, ge=0, le=1, description="validation: probability threshold of a pick")
+    sigma_s: float = Field(
+        0.2, gt=0, description="half-width of the Gaussian pick labels in seconds"
+    )
+    tolerance_s: float = Field(
+        0.5, gt=0, description="validation: a pick within this of a label is a hit"
+    )
+    threshold: float = Field(
+        0.3, ge=0, le=1, description="validation: probability threshold of a pick"
+    )
     seed: int = Field(0, description="seed of the window crops, splits and PyTorch")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="torch device; auto takes CUDA when present")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="torch device; auto takes CUDA when present"
+    )
 
 
 @dataclass
@@ -97,7 +128,9 @@ class TrainResult:
 
 
 # ------------------------------------------------------------------------------------- labels
-def labelled_picks(lake: Path, params: TrainParams, window: TimeWindow | None = None) -> pd.DataFrame:
+def labelled_picks(
+    lake: Path, params: TrainParams, window: TimeWindow | None = None
+) -> pd.DataFrame:
     """Return the training labels: ``station_id`` (NET.STA.LOC.BAND), ``phase`` (P/S), ``time``.
 
     Raises:
@@ -125,15 +158,22 @@ def labelled_picks(lake: Path, params: TrainParams, window: TimeWindow | None = 
         frame = lk.read("picks", where, args)
         source = f"lake picks with probability >= {params.min_probability}"
     if frame.empty:
-        frame = pd.DataFrame({"station_id": pd.Series(dtype=str), "phase": pd.Series(dtype=str),
-                              "time": pd.Series(dtype="datetime64[us, UTC]")})
+        frame = pd.DataFrame(
+            {
+                "station_id": pd.Series(dtype=str),
+                "phase": pd.Series(dtype=str),
+                "time": pd.Series(dtype="datetime64[us, UTC]"),
+            }
+        )
     frame = frame[frame["phase"].astype(str).str.upper().isin(["P", "S"])].copy()
     frame["phase"] = frame["phase"].str.upper()
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
     if window is not None:
         days = frame["time"].dt.date
         frame = frame[np.array([window.contains(d) for d in days], dtype=bool)]
-    frame = frame[["station_id", "phase", "time"]].drop_duplicates().sort_values(["station_id", "time"])
+    frame = (
+        frame[["station_id", "phase", "time"]].drop_duplicates().sort_values(["station_id", "time"])
+    )
     if frame.empty:
         raise TrainingError(
             f"--reference/--labels: the training set has no labelled pick ({source} in lake {lake} "
@@ -174,7 +214,7 @@ def _zne_array(stream, start, samples: int) -> np.ndarray | None:
         for tr in traces:
             offset = int(round((t0 - tr.stats.starttime) * tr.stats.sampling_rate))
             if offset >= 0 and offset + samples <= tr.stats.npts:
-                got = tr.data[offset:offset + samples]
+                got = tr.data[offset : offset + samples]
                 break
         if got is None:
             return None
@@ -236,15 +276,25 @@ def pick_windows(
                 continue
             lead = pd.Timedelta(seconds=float(rng.uniform(0.1, 0.4)) * window_s)
             start = max(t_start, min(t - lead, t_end - pd.Timedelta(seconds=window_s)))
-            start = t_start + pd.Timedelta(seconds=round((start - t_start).total_seconds() * rate) / rate)
+            start = t_start + pd.Timedelta(
+                seconds=round((start - t_start).total_seconds() * rate) / rate
+            )
             data = _zne_array(inst.stream, start, samples)
             if data is None:
                 continue
             end = start + pd.Timedelta(seconds=(samples - 1) / rate)
             inside = picks[(picks["time"] >= start) & (picks["time"] <= end)]
             covered_until = end - pd.Timedelta(seconds=0.1 * window_s)
-            yield Window(inst.network, inst.station, inst.location, inst.band, start, rate, data,
-                         inside[["phase", "time"]].reset_index(drop=True))
+            yield Window(
+                inst.network,
+                inst.station,
+                inst.location,
+                inst.band,
+                start,
+                rate,
+                data,
+                inside[["phase", "time"]].reset_index(drop=True),
+            )
 
 
 def label_columns(phase: str) -> list[str]:
@@ -302,20 +352,28 @@ def build_dataset(
     split_stations: dict[str, set[str]] = {"train": set(), "dev": set()}
     used, day_set = 0, set()
     with sbd.WaveformDataWriter(out / "metadata.csv", out / "waveforms.hdf5") as writer:
-        writer.data_format = {"dimension_order": "CW", "component_order": "ZNE", "measurement": "velocity",
-                              "unit": "counts", "instrument_response": "not restituted"}
+        writer.data_format = {
+            "dimension_order": "CW",
+            "component_order": "ZNE",
+            "measurement": "velocity",
+            "unit": "counts",
+            "instrument_response": "not restituted",
+        }
         for w in pick_windows(directory, labels, params.window_s, selection, days, rng):
             station = f"{w.network}.{w.station}"
             split = _split_of(station, w.start.date(), params, held)
             meta: dict[str, Any] = {
-                "station_network_code": w.network, "station_code": w.station,
-                "station_location_code": w.location, "trace_channel": w.band,
-                "trace_start_time": w.start.isoformat(), "trace_sampling_rate_hz": w.sampling_rate,
+                "station_network_code": w.network,
+                "station_code": w.station,
+                "station_location_code": w.location,
+                "trace_channel": w.band,
+                "trace_start_time": w.start.isoformat(),
+                "trace_sampling_rate_hz": w.sampling_rate,
                 "split": split,
             }
             for phase in ("P", "S"):
                 times = w.picks.loc[w.picks["phase"] == phase, "time"].sort_values().tolist()
-                for col, t in zip(label_columns(phase), times[:MAX_PICKS_PER_PHASE]):
+                for col, t in zip(label_columns(phase), times[:MAX_PICKS_PER_PHASE], strict=False):
                     meta[col] = (t - w.start).total_seconds() * w.sampling_rate
                 used += min(len(times), MAX_PICKS_PER_PHASE)
             writer.add_trace(meta, w.data)
@@ -333,8 +391,15 @@ def build_dataset(
                 f"--holdout-stations/--holdout-days: the {split} split is empty ({counts}); hold out other "
                 f"stations or days so both splits hold windows"
             )
-    return DatasetSummary(out, counts["train"] + counts["dev"], counts,
-                          {k: sorted(v) for k, v in split_stations.items()}, used, len(labels), sorted(day_set))
+    return DatasetSummary(
+        out,
+        counts["train"] + counts["dev"],
+        counts,
+        {k: sorted(v) for k, v in split_stations.items()},
+        used,
+        len(labels),
+        sorted(day_set),
+    )
 
 
 # ------------------------------------------------------------------------------------ training
@@ -363,24 +428,44 @@ def cached_weights(name: str) -> list[str]:
     import seisbench
 
     folder = Path(seisbench.cache_model_root) / name.lower()
-    return sorted({p.name.split(".json")[0] for p in folder.glob("*.json*")}) if folder.is_dir() else []
+    return (
+        sorted({p.name.split(".json")[0] for p in folder.glob("*.json*")})
+        if folder.is_dir()
+        else []
+    )
 
 
 def _generator(dataset, model, params: TrainParams):
     import seisbench.generate as sbg
 
-    cols = {c: phase for phase in ("P", "S") for c in label_columns(phase) if c in dataset.metadata.columns}
+    cols = {
+        c: phase
+        for phase in ("P", "S")
+        for c in label_columns(phase)
+        if c in dataset.metadata.columns
+    }
     n = model.in_samples
     gen = sbg.GenericGenerator(dataset)
-    gen.add_augmentations([
-        sbg.WindowAroundSample(list(cols), samples_before=n, windowlen=2 * n, selection="random",
-                               strategy="variable"),
-        sbg.RandomWindow(windowlen=n, strategy="pad"),
-        sbg.Normalize(demean_axis=-1, amp_norm_axis=-1, amp_norm_type=model.norm),
-        sbg.ChangeDtype(np.float32),
-        sbg.ProbabilisticLabeller(label_columns=cols, model_labels=model.labels,
-                                  sigma=params.sigma_s * model.sampling_rate, dim=0),
-    ])
+    gen.add_augmentations(
+        [
+            sbg.WindowAroundSample(
+                list(cols),
+                samples_before=n,
+                windowlen=2 * n,
+                selection="random",
+                strategy="variable",
+            ),
+            sbg.RandomWindow(windowlen=n, strategy="pad"),
+            sbg.Normalize(demean_axis=-1, amp_norm_axis=-1, amp_norm_type=model.norm),
+            sbg.ChangeDtype(np.float32),
+            sbg.ProbabilisticLabeller(
+                label_columns=cols,
+                model_labels=model.labels,
+                sigma=params.sigma_s * model.sampling_rate,
+                dim=0,
+            ),
+        ]
+    )
     return gen
 
 
@@ -463,17 +548,34 @@ def fine_tune(dataset_path: Path, params: TrainParams, model: Any | None = None)
     np.random.seed(params.seed)
     model = model if model is not None else trainable_model(params.model, params.weights)
     model.to(device)
-    data = sbd.WaveformDataset(dataset_path, sampling_rate=model.sampling_rate,
-                               component_order=model.component_order, dimension_order="NCW")
+    data = sbd.WaveformDataset(
+        dataset_path,
+        sampling_rate=model.sampling_rate,
+        component_order=model.component_order,
+        dimension_order="NCW",
+    )
     train, dev = data.train(), data.dev()
-    train_loader = DataLoader(_generator(train, model, params), batch_size=params.batch_size, shuffle=True,
-                              num_workers=0, generator=torch.Generator().manual_seed(params.seed))
-    dev_loader = DataLoader(_generator(dev, model, params), batch_size=params.batch_size, shuffle=False,
-                            num_workers=0)
+    train_loader = DataLoader(
+        _generator(train, model, params),
+        batch_size=params.batch_size,
+        shuffle=True,
+        num_workers=0,
+        generator=torch.Generator().manual_seed(params.seed),
+    )
+    dev_loader = DataLoader(
+        _generator(dev, model, params), batch_size=params.batch_size, shuffle=False, num_workers=0
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=params.learning_rate)
     t0 = time.perf_counter()
     parent = _evaluate(model, dev_loader, params, device, params.seed + 1)
-    history = [{"epoch": 0, "train_loss": math.nan, "val_loss": parent["loss"], "val_recall": parent["recall"]}]
+    history = [
+        {
+            "epoch": 0,
+            "train_loss": math.nan,
+            "val_loss": parent["loss"],
+            "val_recall": parent["recall"],
+        }
+    ]
     for epoch in range(1, params.epochs + 1):
         _train_mode(model)
         total, n = 0.0, 0
@@ -486,10 +588,21 @@ def fine_tune(dataset_path: Path, params: TrainParams, model: Any | None = None)
             total += loss.item() * len(x)
             n += len(x)
         val = _evaluate(model, dev_loader, params, device, params.seed + 1)
-        history.append({"epoch": epoch, "train_loss": total / max(n, 1), "val_loss": val["loss"],
-                        "val_recall": val["recall"]})
-        log.info("epoch %d: train loss %.4f, validation loss %.4f, recall %.3f",
-                 epoch, history[-1]["train_loss"], val["loss"], val["recall"])
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": total / max(n, 1),
+                "val_loss": val["loss"],
+                "val_recall": val["recall"],
+            }
+        )
+        log.info(
+            "epoch %d: train loss %.4f, validation loss %.4f, recall %.3f",
+            epoch,
+            history[-1]["train_loss"],
+            val["loss"],
+            val["recall"],
+        )
     model.eval()
     model.to("cpu")
     return TrainResult(model, history, parent, val, device, time.perf_counter() - t0)
@@ -534,11 +647,19 @@ def card_markdown(card: dict[str, Any]) -> str:
     for key, value in card.items():
         if key in ("summary", "history"):
             continue
-        lines.append(f"- **{key}**: {json.dumps(value, default=str) if isinstance(value, dict | list) else value}")
+        lines.append(
+            f"- **{key}**: {json.dumps(value, default=str) if isinstance(value, dict | list) else value}"
+        )
     if card.get("history"):
-        lines += ["", "| epoch | train loss | validation loss | validation recall |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "| epoch | train loss | validation loss | validation recall |",
+            "|---|---|---|---|",
+        ]
         for h in card["history"]:
-            lines.append(f"| {h['epoch']} | {h['train_loss']:.4f} | {h['val_loss']:.4f} | {h['val_recall']:.3f} |")
+            lines.append(
+                f"| {h['epoch']} | {h['train_loss']:.4f} | {h['val_loss']:.4f} | {h['val_recall']:.3f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -560,8 +681,10 @@ def train_picker(
     trainable_model(params.model, params.weights)  # fail on bad -M/-W before cutting any window
     name = params.name or default_name(params)
     if name in cached_weights(params.model):
-        raise TrainingError(f"--name: weights {params.model}/{name} already exist in the SeisBench cache; "
-                            f"choose another name")
+        raise TrainingError(
+            f"--name: weights {params.model}/{name} already exist in the SeisBench cache; "
+            f"choose another name"
+        )
     labels = labelled_picks(lake, params, days)
     work_dir = Path(work_dir or Path(lake) / "_training" / f"{params.model}.{name}")
     if (work_dir / "metadata.csv").exists():
@@ -570,25 +693,49 @@ def train_picker(
     summary = build_dataset(directory, labels, work_dir, params, selection, days)
     result = fine_tune(summary.path, params)
     card = {
-        "name": name, "model": params.model, "parent_weights": params.weights,
+        "name": name,
+        "model": params.model,
+        "parent_weights": params.weights,
         "summary": f"{params.model} {params.weights!r} fine-tuned on {summary.traces} windows of {directory}",
-        "labels": (f"reference {params.reference!r}" if params.labels == "reference"
-                   else f"lake picks with probability >= {params.min_probability}"),
-        "label_occurrences_in_windows": summary.labels_used, "labels_total": summary.labels_total,
-        "dataset": str(summary.path), "archive": str(directory), "days": summary.days,
-        "windows": summary.splits, "window_s": params.window_s, "split_stations": summary.stations,
+        "labels": (
+            f"reference {params.reference!r}"
+            if params.labels == "reference"
+            else f"lake picks with probability >= {params.min_probability}"
+        ),
+        "label_occurrences_in_windows": summary.labels_used,
+        "labels_total": summary.labels_total,
+        "dataset": str(summary.path),
+        "archive": str(directory),
+        "days": summary.days,
+        "windows": summary.splits,
+        "window_s": params.window_s,
+        "split_stations": summary.stations,
         "holdout_days": [d.isoformat() for d in params.holdout_days],
-        "epochs": params.epochs, "learning_rate": params.learning_rate, "batch_size": params.batch_size,
-        "sigma_s": params.sigma_s, "seed": params.seed, "device": result.device,
+        "epochs": params.epochs,
+        "learning_rate": params.learning_rate,
+        "batch_size": params.batch_size,
+        "sigma_s": params.sigma_s,
+        "seed": params.seed,
+        "device": result.device,
         "seconds": round(result.seconds, 1),
-        "validation_parent": result.parent_validation, "validation": result.validation,
-        "history": result.history, "created": lineage.utcnow().isoformat(),
+        "validation_parent": result.parent_validation,
+        "validation": result.validation,
+        "history": result.history,
+        "created": lineage.utcnow().isoformat(),
         "versions": lineage.package_versions(),
     }
     card["weights_path"] = str(save_weights(result.model, name, card))
     run_id = lineage.new_run_id()
-    lineage.record_run(Path(lake), run_id, "train", card, "completed", lineage.utcnow(), lineage.utcnow(),
-                       weights={f"{params.model}/{name}": weights_checksum(params.model, name)})
+    lineage.record_run(
+        Path(lake),
+        run_id,
+        "train",
+        card,
+        "completed",
+        lineage.utcnow(),
+        lineage.utcnow(),
+        weights={f"{params.model}/{name}": weights_checksum(params.model, name)},
+    )
     card["run_id"] = run_id
     return card
 
