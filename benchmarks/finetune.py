@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         f"threshold {args.threshold}, tolerance {args.tolerance} s, torch threads {torch.get_num_threads()}"
     )
     rows, all_parent, all_tuned, all_ref = [], [], [], []
+    all_parent_low, all_tuned_low = [], []
     for fold in range(args.folds):
         held = stations[fold :: args.folds]
         params = training.TrainParams(
@@ -159,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
             tuned, picking.ModelSpec(args.model, card["name"]), held_files, args.threshold
         )
         sp, st_ = score(pp, held_ref, args.tolerance), score(tp, held_ref, args.tolerance)
+        all_parent_low.append(
+            pick_stations(parent, picking.ModelSpec(args.model, args.weights), held_files, 0.1)
+        )
+        all_tuned_low.append(
+            pick_stations(tuned, picking.ModelSpec(args.model, card["name"]), held_files, 0.1)
+        )
         all_parent.append(pp)
         all_tuned.append(tp)
         all_ref.append(held_ref)
@@ -196,6 +203,28 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  ratio fine-tuned/parent: recall {at['recall'] / max(ap['recall'], 1e-9):.2f}, "
         f"precision {at['precision'] / max(ap['precision'], 1e-9):.2f}"
+    )
+    # thresholds move recall against precision: compare at every threshold, and at best F1
+    print("\nthreshold sweep over all held-out stations (picks made at 0.1, kept at >= threshold):")
+    print(f"{'threshold':>10}{'parent R/P/F1':>22}{'tuned R/P/F1':>22}")
+    every_p = pd.concat(all_parent_low, ignore_index=True)
+    every_t = pd.concat(all_tuned_low, ignore_index=True)
+    refs = pd.concat(all_ref)
+    best = {"parent": (0.0, 0.0), "fine-tuned": (0.0, 0.0)}
+    for thr in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
+        cells = []
+        for name, frame in (("parent", every_p), ("fine-tuned", every_t)):
+            s = score(
+                frame[frame["probability"] >= thr].reset_index(drop=True), refs, args.tolerance
+            )
+            f1 = 2 * s["recall"] * s["precision"] / max(s["recall"] + s["precision"], 1e-9)
+            best[name] = max(best[name], (f1, thr))
+            cells.append(f"{s['recall']:.3f}/{s['precision']:.3f}/{f1:.3f}")
+        print(f"{thr:10.1f}{cells[0]:>22}{cells[1]:>22}")
+    print(
+        f"  best F1: parent {best['parent'][0]:.3f} at {best['parent'][1]:.1f}, "
+        f"fine-tuned {best['fine-tuned'][0]:.3f} at {best['fine-tuned'][1]:.1f}; "
+        f"ratio {best['fine-tuned'][0] / max(best['parent'][0], 1e-9):.2f}"
     )
     shutil.rmtree(tmp, ignore_errors=True)
     return 0

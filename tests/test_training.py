@@ -13,6 +13,7 @@ import pytest
 from quakelake import picking, training
 from quakelake.catalogs import import_catalog
 from quakelake.cli import main
+from quakelake.lakehouse import Lake
 
 
 @pytest.fixture(scope="module")
@@ -217,3 +218,44 @@ def test_fine_tuning_lowers_validation_loss_and_new_weights_pick_through_W(
         for t in ref["time"]
     )
     assert hits >= len(ref) - 2
+
+
+@pytest.mark.slow
+def test_pick_T_fine_tunes_then_picks_with_parent_and_new_weights(
+    labelled_lake, salton, weights_cache, prefect_server, capsys
+):
+    code = main(
+        [
+            "pick",
+            "-d",
+            str(salton / "mseed"),
+            "--lake",
+            str(labelled_lake),
+            "-S",
+            "WMD",
+            "SLV",
+            "BOM",
+            "COA",
+            "-M",
+            "PhaseNetLight",
+            "-W",
+            "ethz",
+            "-T",
+            "--reference",
+            "pn",
+            "--epochs",
+            "1",
+            "--name",
+            "salton_T",
+            "--device",
+            "cpu",
+            "--silent",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and "trained PhaseNetLight/salton_T (parent ethz)" in out
+    picks = Lake(labelled_lake).read("picks")
+    assert set(picks["weights"]) == {"ethz", "salton_T"}
+    assert set(picks["station"]) <= {"WMD", "SLV", "BOM", "COA"}
+    pick_runs = Lake(labelled_lake).query("SELECT config_json FROM runs WHERE command = 'pick'")
+    assert json.loads(pick_runs["config_json"][0])["pick"]["weights"] == ["ethz", "salton_T"]

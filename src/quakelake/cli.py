@@ -146,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     pick = sub.add_parser("pick", help="pick phases on a waveform archive into the lake")
     for add in (_common, _selection, _picking, _compute):
         add(pick)
+    pick.add_argument("--reference", help="-T: reference catalogue (import-catalog --name) labelling the windows")
 
     download = sub.add_parser("download", help="download waveforms and station metadata from FDSN data centres")
     _common(download)
