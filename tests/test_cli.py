@@ -46,8 +46,8 @@ def test_picker_alias_fails_clearly_without_waveforms_in_range(shared_data, pref
 
 @pytest.mark.parametrize(
     "extra, message",
-    [(["-T"], "-T/--train"), (["--denoiser"], "--denoiser"), (["-G", "a"], "-G/--groups"),
-     (["-p", "2"], "-p/--pwave"), (["-M", "NoSuchNet"], "not a SeisBench waveform model")],
+    [(["-T"], "no labelled pick"), (["--denoiser"], "--denoiser: weights 'original' of DeepDenoiser"),
+     (["-G", "a"], "-G/--groups"), (["-p", "2"], "-p/--pwave"), (["-M", "NoSuchNet"], "not a SeisBench waveform model")],
 )
 def test_unavailable_options_and_bad_values_say_so(extra, message, shared_data, tmp_path, capsys,
                                                    prefect_server):

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from quakelake.config import RunConfig
 
 NOT_YET = {
-    "train": "-T/--train (fine-tuning) is not available yet in QuakeLake",
     "groups": "-G/--groups is not available yet in QuakeLake",
 }
 
@@ -159,9 +158,13 @@ def _picking(p: argparse.ArgumentParser) -> None:
     g.add_argument("-s", "--swave", type=float, help="S probability threshold, 0-1 (default 0.3)")
     g.add_argument("-b", "--batch", type=int, help="windows per model batch (default 256)")
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device; auto picks CUDA (default auto)")
-    g.add_argument("--denoiser", action="store_true", default=None,
-                   help="run the deep denoiser first (not available yet)")
-    g.add_argument("-T", "--train", action="store_true", help="train (fine-tune) the model (not available yet)")
+    g.add_argument("--denoiser", nargs="?", const="DeepDenoiser/original", metavar="CLASS/WEIGHTS",
+                   help="also pick on data denoised first (default DeepDenoiser/original; SeisDAE/<name> from "
+                        "'quakelake train --denoiser'); its picks are extra members, weights '<W>+CLASS:WEIGHTS' "
+                        "(default off)")
+    g.add_argument("-T", "--train", action="store_true",
+                   help="fine-tune the first -M x -W on the lake's labelled picks (--reference, else the lake's "
+                        "picks as pseudo-labels) and pick with the new weights too (see quakelake train) (default off)")
     g.add_argument("--force", action="store_true", default=None, help="recompute results that exist (default off)")
 
 
@@ -243,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     pick = command("pick", "pick phases on a waveform archive into the lake")
     for add in (_common, _selection, _picking, _compute):
         add(pick)
+    pick.add_argument("--reference", help="-T: reference catalogue (import-catalog --name) labelling the windows")
 
     download = command("download", "download waveforms and station metadata from FDSN data centres")
     _common(download)
@@ -303,6 +307,43 @@ def build_parser() -> argparse.ArgumentParser:
                      help="table: aligned text, csv: comma-separated with a header, json: one object per "
                           "row (default table)")
     sql.add_argument("--max-rows", type=int, default=100, help="rows to print in table format (default 100)")
+
+    train = command(
+        "train", "fine-tune a picker (or train a denoiser) on the archive and the lake's labelled picks",
+        description="Fine-tune -M x -W on windows of the archive around labelled picks (analyst picks of "
+                    "--reference, or the lake's picks above --min-probability) and save new named weights with "
+                    "a model card in the SeisBench cache; pick with them through -W NAME. With --denoiser, train "
+                    "SeisDAE on the archive's signal (high-SNR picks) and noise (no pick) windows instead.")
+    _common(train)
+    g = train.add_argument_group("data")
+    g.add_argument("-d", "--directory", type=Path, help="waveform archive the windows are cut from")
+    dates = g.add_mutually_exclusive_group()
+    dates.add_argument("-D", "--dates", nargs=2, metavar=("START", "END"), help="inclusive day range, YYMMDD YYMMDD")
+    dates.add_argument("-J", "--julian", nargs=2, metavar=("START", "END"), help="inclusive range, YYDDD YYDDD")
+    g.add_argument("-N", "--network", nargs="+", help="network codes (FDSN wildcards)")
+    g.add_argument("-S", "--station", nargs="+", help="station codes (FDSN wildcards)")
+    g.add_argument("-C", "--channel", nargs="+", help="channel codes (FDSN wildcards)")
+    g = train.add_argument_group("labels and splits")
+    g.add_argument("--reference", help="reference catalogue (import-catalog --name) whose picks are the labels")
+    g.add_argument("--labels", choices=["reference", "picks"],
+                   help="reference (default with --reference) or the lake's own picks (pseudo-labels)")
+    g.add_argument("--min-probability", type=float, help="pseudo-labels: lake picks at or above this (default 0.7)")
+    g.add_argument("--holdout-stations", nargs="+", metavar="NET.STA",
+                   help="stations kept for validation (default every 4th station)")
+    g.add_argument("--holdout-days", nargs="+", metavar="DAY", help="days kept for validation (YYMMDD ...)")
+    g = train.add_argument_group("training")
+    g.add_argument("-M", "--models", nargs=1, metavar="MODEL", help="model class to fine-tune (PhaseNet, PhaseNetLight)")
+    g.add_argument("-W", "--weights", nargs=1, metavar="WEIGHTS", help="parent weights (default original)")
+    g.add_argument("--name", help="name of the new weights in the SeisBench cache")
+    g.add_argument("--epochs", type=int, help="passes over the training windows (default 5)")
+    g.add_argument("--learning-rate", type=float, help="Adam learning rate (default 1e-3)")
+    g.add_argument("-b", "--batch", type=int, help="windows per optimisation step")
+    g.add_argument("--window", type=float, help="seconds per stored training window (default 60)")
+    g.add_argument("--seed", type=int, help="seed of crops, splits and PyTorch (default 0)")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device (auto takes CUDA)")
+    g.add_argument("--denoiser", action="store_true", help="train a SeisDAE denoiser instead of fine-tuning a picker")
+    g.add_argument("--min-snr", type=float, help="denoiser: signal windows whose P/S SNR reaches this, dB (default 10)")
+    g.add_argument("--noise-margin", type=float, help="denoiser: noise windows this far from any pick, s (default 30)")
 
     tables = command("tables", "list the lake's tables and their row counts")
     _common(tables)
@@ -368,7 +409,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     put("pick.s_threshold", getattr(args, "swave", None))
     put("pick.batch_size", getattr(args, "batch", None))
     put("pick.device", getattr(args, "device", None))
-    put("pick.denoise", getattr(args, "denoiser", None))
+    if isinstance(getattr(args, "denoiser", None), str):  # `train --denoiser` is a switch, not a name
+        put("pick.denoiser", args.denoiser)
     put("execution.runner", getattr(args, "runner", None))
     put("execution.workers", getattr(args, "workers", None))
     put("execution.address", getattr(args, "address", None))
@@ -407,15 +449,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _refuse_unavailable(args: argparse.Namespace) -> None:
-    if getattr(args, "train", False):
-        raise CliError(NOT_YET["train"])
     if getattr(args, "groups", None):
         raise CliError(NOT_YET["groups"])
-    if getattr(args, "denoiser", None):
-        raise CliError(
-            "--denoiser is not available yet: SeisBench DeepDenoiser weights are not in the offline cache "
-            "and the denoising stage is not built; run without --denoiser"
-        )
     if getattr(args, "pyrocko", False) and not (getattr(args, "velocity_model", None) or getattr(args, "ogs", False)):
         raise CliError("--pyrocko computes 1-D travel times from a layered model: add --velocity-model FILE "
                        "(TauP .nd, VELEST .mod or CSV depth,vp,vs), or --ogs for the OGS model")
@@ -438,9 +473,20 @@ def _flat_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
 def load_config(args: argparse.Namespace) -> RunConfig:
     """Return the run configuration: defaults < ``-c`` file < blocks named on the command line < options.
 
+    A ``--denoiser`` that is neither cached nor fetchable fails here, before any work starts.
+
     Raises:
         ConfigError: naming the option (or, for values from the file, the parameter) that is invalid.
     """
+    cfg = _load_config(args)
+    if cfg.pick.denoiser and getattr(args, "command", "run") in ("run", "pick"):
+        from quakelake.denoise import check_available
+
+        check_available(cfg.pick.denoiser)
+    return cfg
+
+
+def _load_config(args: argparse.Namespace) -> RunConfig:
     from quakelake.config import build_config
 
     overrides = overrides_from_args(args)
@@ -626,6 +672,8 @@ def cmd_pick(args: argparse.Namespace) -> int:
         raise CliError("-d/--directory: give the folder with the raw waveforms to pick")
     if not cfg.directory.is_dir():
         raise CliError(f"-d/--directory: {cfg.directory} is not a folder; give the waveform archive")
+    if getattr(args, "train", False):
+        cfg = fine_tune_before_picking(args, cfg)
     for w in check_inputs(cfg, args):
         warn(w)
     _quiet_prefect(cfg)
@@ -689,10 +737,98 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.run_demo(args.data, cfg, reference_files)
 
 
+def train_params(args: argparse.Namespace, cfg: RunConfig) -> dict[str, Any]:
+    """Return the training parameters given on the command line (the models' defaults fill the rest)."""
+    o: dict[str, Any] = {}
+    reference = getattr(args, "reference", None) or cfg.analyze.reference
+    values = {
+        "reference": reference,
+        "labels": getattr(args, "labels", None) or ("reference" if reference else "picks"),
+        "min_probability": getattr(args, "min_probability", None),
+        "holdout_stations": getattr(args, "holdout_stations", None),
+        "holdout_days": [parse_gregorian(d, "--holdout-days") for d in args.holdout_days]
+        if getattr(args, "holdout_days", None) else None,
+        "name": getattr(args, "name", None),
+        "epochs": getattr(args, "epochs", None),
+        "learning_rate": getattr(args, "learning_rate", None),
+        "batch_size": getattr(args, "batch", None) if getattr(args, "command", "") == "train" else None,
+        "window_s": getattr(args, "window", None),
+        "seed": getattr(args, "seed", None),
+        "device": getattr(args, "device", None),
+        "min_snr_db": getattr(args, "min_snr", None),
+        "noise_margin_s": getattr(args, "noise_margin", None),
+    }
+    o.update({k: v for k, v in values.items() if v is not None})
+    return o
+
+
+def fine_tune_before_picking(args: argparse.Namespace, cfg: RunConfig) -> RunConfig:
+    """-T/--train: fine-tune the first model x weights, then return ``cfg`` with the new weights in the grid."""
+    from quakelake import training
+    from quakelake.config import build_config
+
+    if cfg.directory is None or not cfg.directory.is_dir():
+        raise CliError("-T/--train: -d/--directory must be the archive to cut training windows from")
+    values = train_params(args, cfg)
+    if cfg.analyze.reference and cfg.analyze.reference_paths:
+        from quakelake.catalogs import import_catalog
+
+        import_catalog(cfg.lake, cfg.analyze.reference_paths, cfg.analyze.reference)
+    values = {k: v for k, v in values.items() if k in training.TrainParams.model_fields}
+    params = build_config(None, {"model": cfg.pick.models[0], "weights": cfg.pick.weights[0], **values},
+                          model=training.TrainParams)
+    card = training.train_picker(cfg.lake, cfg.directory, params, selection=cfg.selection, days=cfg.window)
+    print_card(card)
+    return cfg.model_copy(update={"pick": training.pick_params_with(cfg.pick, card["name"])})
+
+
+def print_card(card: dict[str, Any]) -> None:
+    """Print what a training run produced: weights name, windows, loss curve, validation."""
+    first, last = card["history"][0], card["history"][-1]
+    print(f"trained {card['model']}/{card['name']} (parent {card['parent_weights']}) on {card['windows']} "
+          f"windows in {card['seconds']} s on {card['device']}: validation loss {first['val_loss']:.4f} -> "
+          f"{last['val_loss']:.4f}")
+    for key in ("validation_parent", "validation"):
+        if key in card:
+            v = card[key]
+            print(f"  {key:<18} recall {v['recall']:.3f}  precision {v['precision']:.3f}  "
+                  f"residual median {v['residual_median_s']:+.3f} s")
+    print(f"  weights: {card['weights_path']}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Fine-tune a picker, or train a denoiser, on the archive and the lake's labelled picks."""
+    from quakelake import denoise, training
+    from quakelake.config import build_config
+
+    cfg = load_config(args)
+    if cfg.directory is None or not cfg.directory.is_dir():
+        raise CliError("-d/--directory: give the waveform archive to cut training windows from")
+    values = train_params(args, cfg)
+    if args.denoiser:
+        if args.models and args.models[0] != "SeisDAE":
+            raise CliError(f"-M/--models: a denoiser is trained as SeisDAE, not {args.models[0]!r}")
+        values = {k: v for k, v in values.items() if k in denoise.DenoiserTrainParams.model_fields}
+        params = build_config(None, values, model=denoise.DenoiserTrainParams)
+        card = denoise.train_denoiser(cfg.lake, cfg.directory, params, cfg.selection, cfg.window)
+        print_card(card)
+        print(f"  denoise before picking with --denoiser {card['model']}/{card['name']}")
+        return 0
+    values = {k: v for k, v in values.items() if k in training.TrainParams.model_fields}
+    params = build_config(None, {"model": (args.models or ["PhaseNet"])[0], "weights": (args.weights or ["original"])[0],
+                                 **values}, model=training.TrainParams)
+    card = training.train_picker(cfg.lake, cfg.directory, params, selection=cfg.selection, days=cfg.window)
+    print_card(card)
+    print(f"  pick with -M {card['model']} -W {card['name']}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the pipeline: [download ->] pick [-> associate] [-> analyze] for a date range."""
     _refuse_unavailable(args)
     cfg = load_config(args)
+    if getattr(args, "train", False):
+        cfg = fine_tune_before_picking(args, cfg)
     if cfg.directory is None:
         raise CliError("-d/--directory: give the waveform archive (the download target with --download)")
     if cfg.download is None and not cfg.directory.is_dir():
@@ -964,7 +1100,7 @@ def cmd_server(args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": cmd_run, "pick": cmd_pick, "associate": cmd_associate, "export": cmd_export,
     "download": cmd_download, "import-catalog": cmd_import_catalog,
-    "analyze": cmd_analyze, "sql": cmd_sql, "tables": cmd_tables, "demo": cmd_demo,
+    "analyze": cmd_analyze, "sql": cmd_sql, "tables": cmd_tables, "demo": cmd_demo, "train": cmd_train,
     "server": cmd_server,
 }
 

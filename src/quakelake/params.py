@@ -98,7 +98,11 @@ class PickParams(_Model):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="torch device; auto picks CUDA when available"
     )
-    denoise: bool = Field(False, description="run SeisBench DeepDenoiser before picking")
+    denoiser: str | None = Field(
+        None,
+        description="denoiser Class/weights (DeepDenoiser/original, SeisDAE/<trained>) run before picking; "
+        "its picks are extra grid members (weights '<weights>+Class:weights') beside the raw-data picks",
+    )
     engine: Literal["auto", "onnx", "torch", "seisbench"] = Field(
         "auto",
         description="what runs the model: auto = QuakeLake's batched engine (ONNX Runtime on CPU, torch on "
@@ -112,6 +116,26 @@ class PickParams(_Model):
     @classmethod
     def _listify(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_denoise(cls, data: Any) -> Any:
+        # configuration files of the original tool say `denoise: true` (DeepDenoiser, original weights)
+        if isinstance(data, dict) and "denoise" in data:
+            data = dict(data)
+            if data.pop("denoise") and not data.get("denoiser"):
+                data["denoiser"] = "DeepDenoiser/original"
+        return data
+
+    def grid_weights(self) -> list[str]:
+        """Return the weights labels of every grid member: each weights, then each on denoised data."""
+        denoised = [denoised_weights(w, self.denoiser) for w in self.weights] if self.denoiser else []
+        return [*self.weights, *denoised]
+
+
+def denoised_weights(weights: str, denoiser: str | None) -> str:
+    """Return the weights label of the grid member ``weights`` picking on data denoised by ``denoiser``."""
+    return f"{weights}+{denoiser.replace('/', ':')}" if denoiser else weights
 
 
 def _century(two_or_four: str) -> int:

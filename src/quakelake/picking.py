@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from quakelake.errors import BadInput
-from quakelake.params import PickParams
+from quakelake.params import PickParams, denoised_weights
 from quakelake.weights import cache_root, has_weights, offline_weights
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ _LOADS = {"count": 0}
 
 PICK_COLUMNS = [
     "pick_id", "model", "weights", "network", "station", "location", "band", "station_id",
-    "phase", "time", "start_time", "end_time", "probability",
+    "phase", "time", "start_time", "end_time", "probability", "denoiser",
 ]
 
 
@@ -41,15 +41,21 @@ class ModelUnavailable(BadInput, LookupError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One model x weights combination to run."""
+    """One model x weights combination to run, on raw data or on data denoised by ``denoiser``."""
 
     model: str
     weights: str
+    denoiser: str = ""
+
+    @property
+    def member_weights(self) -> str:
+        """Return the weights label of the picks: ``weights``, or ``weights+Class:weights`` when denoised."""
+        return denoised_weights(self.weights, self.denoiser)
 
     @property
     def label(self) -> str:
-        """Return ``Model/weights``."""
-        return f"{self.model}/{self.weights}"
+        """Return ``Model/weights`` (``Model/weights+Denoiser:weights`` on denoised data)."""
+        return f"{self.model}/{self.member_weights}"
 
 
 def resolve_device(preference: str = "auto") -> str:
@@ -174,11 +180,16 @@ def available_specs(params: PickParams, device: str) -> tuple[list[ModelSpec], l
             specs.append(ModelSpec(name, weights))
     if not specs:
         raise ModelUnavailable("no model x weights combination could be loaded:\n" + "\n".join(warnings))
+    if params.denoiser:
+        from quakelake.denoise import load_denoiser
+
+        load_denoiser(params.denoiser, device)  # an unknown denoiser is an error, not a skip
+        specs += [ModelSpec(s.model, s.weights, params.denoiser) for s in specs]
     return specs, warnings
 
 
 def _pick_id(spec: ModelSpec, station_id: str, phase: str, time: pd.Timestamp) -> str:
-    text = f"{spec.model}|{spec.weights}|{station_id}|{phase}|{time.value}"
+    text = f"{spec.model}|{spec.member_weights}|{station_id}|{phase}|{time.value}"
     return hashlib.sha1(text.encode()).hexdigest()[:20]
 
 
@@ -208,7 +219,7 @@ def picks_frame(picks: list, spec: ModelSpec, band_of: dict[str, str]) -> pd.Dat
         rows.append({
             "pick_id": _pick_id(spec, station_id, p.phase, time),
             "model": spec.model,
-            "weights": spec.weights,
+            "weights": spec.member_weights,
             "network": net,
             "station": sta,
             "location": loc,
@@ -219,6 +230,7 @@ def picks_frame(picks: list, spec: ModelSpec, band_of: dict[str, str]) -> pd.Dat
             "start_time": pd.Timestamp(p.start_time.datetime, tz="UTC") if p.start_time else pd.NaT,
             "end_time": pd.Timestamp(p.end_time.datetime, tz="UTC") if p.end_time else pd.NaT,
             "probability": np.float32(p.peak_value) if p.peak_value is not None else np.nan,
+            "denoiser": spec.denoiser,
         })
     frame = pd.DataFrame(rows, columns=PICK_COLUMNS)
     return frame.sort_values(["time", "station_id", "phase"], ignore_index=True) if rows else frame

@@ -86,6 +86,8 @@ def pick_phases(
             results = [collect(key, fut, "pick") for key, fut in
                        tqdm(submitted, desc="station-days", unit="unit", disable=not progress)]
         timings["pick"] = sw.seconds
+        if pick.denoiser:  # the denoise stage runs inside the pick units; its share of their time
+            timings["denoise (in units)"] = sum(r.extra.get("denoise_seconds", 0.0) for r in results)
         record_units(lake, run_id, "pick", failures + results)
         raise_if_workers_lost(results, "station-days")
         summary = _summary(run_id, results, failures, timings, specs, warnings)
@@ -95,6 +97,8 @@ def pick_phases(
     finally:
         weights = {s.label: picking.weights_checksum(s.model, s.weights) for s in locals().get("specs", [])}
         config["engines"] = engines_used(locals().get("results", []))
+        if pick.denoiser and "/" in pick.denoiser:
+            weights[pick.denoiser] = picking.weights_checksum(*pick.denoiser.split("/", 1))
         record_run(lake, run_id, "pick", config, status, started, utcnow(), current_flow_run_id(), weights)
 
 

@@ -40,7 +40,7 @@ def associate_picks(config: RunConfig) -> list[dict]:
     if not Lake(config.lake).has_files("picks"):
         return runs
     for model in config.pick.models:
-        for weights in config.pick.weights:
+        for weights in config.pick.grid_weights():
             if not Lake(config.lake).query("SELECT count(*) AS n FROM picks WHERE model = ? AND weights = ?",
                                            [model, weights])["n"][0]:
                 continue  # weights this model lacks were skipped by the pick stage
@@ -59,7 +59,7 @@ def run_selection(config: RunConfig) -> RunSelection:
     w = config.window
     start = dt.datetime.combine(w.start, dt.time(), dt.UTC) if w.start else None
     end = dt.datetime.combine(w.end + dt.timedelta(days=1), dt.time(), dt.UTC) if w.end else None
-    return RunSelection(models=config.pick.models, weights=config.pick.weights, start=start, end=end)
+    return RunSelection(models=config.pick.models, weights=config.pick.grid_weights(), start=start, end=end)
 
 
 @flow(name="quakelake-pipeline", log_prints=True)

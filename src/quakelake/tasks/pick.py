@@ -11,7 +11,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
-from quakelake import engine, picking, waveforms
+from quakelake import denoise, engine, picking, waveforms
 from quakelake.lakehouse import (
     file_path,
     remove_superseded,
@@ -56,13 +56,14 @@ def pick_settings(spec: picking.ModelSpec, params: PickParams) -> list:
     """Return what shapes the picks of any unit besides its waveforms (model, weights, thresholds...)."""
     # a non-default engine or precision may change picks slightly: its picks are other files
     engine_choice = [] if params.engine == "auto" and params.precision == "fp32" else [params.engine, params.precision]
-    return [spec.model, spec.weights, params.p_threshold, params.s_threshold, params.denoise,
+    return [spec.model, spec.weights, params.p_threshold, params.s_threshold, spec.denoiser or False,
             PICK_CODE_VERSION, *engine_choice]
 
 
 def instrument_key(unit: waveforms.StationDay, spec: picking.ModelSpec, location: str, band: str) -> str:
     """Return the key of one instrument's picks: model, weights, station and instrument."""
-    return f"{spec.model}.{spec.weights}.{unit.network}.{unit.station}.{location or '--'}.{band}"
+    weights = spec.member_weights.replace(":", "-")  # a denoised member is its own key
+    return f"{spec.model}.{weights}.{unit.network}.{unit.station}.{location or '--'}.{band}"
 
 
 def pick_files(
@@ -129,7 +130,13 @@ def pick_station_day(
             # Nothing readable: leave no file, so a later run retries this unit.
             return UnitResult("pick", key, "failed", error=error or "no readable waveforms",
                               inputs=inputs, notes=notes)
-        model = picking.load_model(spec.model, spec.weights, picking.resolve_device(params.device))
+        device = picking.resolve_device(params.device)
+        denoise_seconds = 0.0
+        if spec.denoiser:
+            with Stopwatch() as dsw:
+                wanted = denoise.denoise_instruments(wanted, spec.denoiser, device)
+            denoise_seconds = dsw.seconds
+        model = picking.load_model(spec.model, spec.weights, device)
         picks, made_by = engine.pick_instruments(model, wanted, spec, params)
         picks = picking.within_day(picks, unit.day)
         picks.insert(1, "run_id", run_id)
@@ -139,7 +146,8 @@ def pick_station_day(
             mine = picks[(picks["location"] == inst.location) & (picks["band"] == inst.band)]
             write_table(lake, "picks", mine, path.stem, partition)
             remove_superseded(path, inst_key, legacy)
-    extra = {"phases": picks["phase"].value_counts().to_dict() if len(picks) else {}, "engine": made_by}
+    extra = {"phases": picks["phase"].value_counts().to_dict() if len(picks) else {}, "engine": made_by,
+             "denoise_seconds": denoise_seconds}
     return UnitResult("pick", key, "done", rows=len(picks), error=error, seconds=sw.seconds,
                       output=outputs, extra=extra, inputs=inputs, notes=notes)
 
