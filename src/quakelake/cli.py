@@ -15,8 +15,10 @@ from quakelake.config import ConfigError, RunConfig, build_config
 
 NOT_YET = {
     "train": "-T/--train (fine-tuning) is not available yet in QuakeLake",
-    "groups": "-G/--groups is not available yet in QuakeLake",
 }
+GROUPS_HELP = ("run per named station group (sub-network): groups are defined under 'groups:' in the -c "
+               "config file or in --groups-file as name: [NET.STA, NET.*, ...]; picking covers the stations of "
+               "the chosen groups, association runs once per group, the analyzer adds metrics per group")
 
 
 class CliError(RuntimeError):
@@ -72,8 +74,14 @@ def _selection(p: argparse.ArgumentParser) -> None:
     g.add_argument("-N", "--network", nargs="+", help="network codes (FDSN wildcards, * = any)")
     g.add_argument("-S", "--station", nargs="+", help="station codes (FDSN wildcards)")
     g.add_argument("-C", "--channel", nargs="+", help="channel codes (FDSN wildcards, e.g. HH? EH?)")
-    g.add_argument("-G", "--groups", nargs="+", help="analyse the data grouped by a list (not available yet)")
+    _group_options(g)
     g.add_argument("-F", "--file", type=Path, help="station metadata file (StationXML or CSV)")
+
+
+def _group_options(g) -> None:
+    g.add_argument("-G", "--groups", nargs="+", metavar="NAME", help=GROUPS_HELP)
+    g.add_argument("--groups-file", type=Path, metavar="FILE",
+                   help="YAML/JSON file of station groups, name: [NET.STA, NET.*, ...] (see -G)")
 
 
 def _picking(p: argparse.ArgumentParser) -> None:
@@ -85,6 +93,10 @@ def _picking(p: argparse.ArgumentParser) -> None:
     g.add_argument("-b", "--batch", type=int, help="batch size for the model")
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device (auto picks CUDA)")
     g.add_argument("--denoiser", action="store_true", default=None, help="run the deep denoiser first")
+    g.add_argument("--ensemble", nargs="?", const="mean", choices=["mean", "median", "semblance"],
+                   help="also store consensus picks of all -M x -W members as model 'ensemble' (needs two "
+                        "or more members): the members' probability curves aggregated by METHOD (default "
+                        "mean; semblance = mean weighted by the members' coherence, as ELEP) and picked")
     g.add_argument("-T", "--train", action="store_true", help="train (fine-tune) the model (not available yet)")
     g.add_argument("--force", action="store_true", default=None, help="recompute results that exist")
 
@@ -164,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-W", "--weights", nargs="+", help="... and these weights (default all)")
     g.add_argument("--pyocto", action="store_true", help="associate with PyOcto instead of GaMMA")
     _association_options(g)
+    _group_options(g)
     g.add_argument("--force", action="store_true", default=None, help="recompute days that have events")
     g.add_argument("--quakeml", type=Path, help="also write the events with their picks as QuakeML")
     g.add_argument("--export", type=Path, metavar="DIR", help="also write the per-day associated/ layout")
@@ -191,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-M", "--models", nargs="+", help="picker models to compare (default all)")
     g.add_argument("-W", "--weights", nargs="+", help="picker weights to compare (default all)")
     g.add_argument("--associator", nargs="+", help="associators to compare (default all)")
+    _group_options(g)
     g.add_argument("--interactive", action="store_true", help="show each plot in a window, one after another")
 
     sql = sub.add_parser("sql", help="run SQL over the lake and print the result as a table")
@@ -253,6 +267,9 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     put("pick.batch_size", getattr(args, "batch", None))
     put("pick.device", getattr(args, "device", None))
     put("pick.denoise", getattr(args, "denoiser", None))
+    put("ensemble.method", getattr(args, "ensemble", None))
+    put("use_groups", getattr(args, "groups", None))
+    put("groups_file", getattr(args, "groups_file", None))
     put("execution.runner", getattr(args, "runner", None))
     put("execution.workers", getattr(args, "workers", None))
     put("execution.address", getattr(args, "address", None))
@@ -293,8 +310,6 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def _refuse_unavailable(args: argparse.Namespace) -> None:
     if getattr(args, "train", False):
         raise CliError(NOT_YET["train"])
-    if getattr(args, "groups", None):
-        raise CliError(NOT_YET["groups"])
     if getattr(args, "denoiser", None):
         raise CliError(
             "--denoiser is not available yet: SeisBench DeepDenoiser weights are not in the offline cache "
@@ -308,6 +323,48 @@ def _refuse_unavailable(args: argparse.Namespace) -> None:
                            ("circdomain", "--circdomain"), ("channel_priority", "--channel-priority")):
             if getattr(args, name, None):
                 raise CliError(f"{flag} belongs to the download stage: add --download")
+
+
+def check_ensemble(cfg: RunConfig) -> None:
+    """Refuse an ensemble of fewer than two model x weights members before any work starts."""
+    if cfg.ensemble is not None:
+        from quakelake.ensemble import check_members
+
+        check_members([f"{m}/{w}" for m in cfg.pick.models for w in cfg.pick.weights])
+
+
+def chosen_groups(cfg: RunConfig, stations: set[tuple[str, str]] | None, what: str) -> dict[str, list[str]]:
+    """Return the groups chosen with -G, each checked to match one of ``stations`` (``(NET, STA)``)."""
+    from quakelake import groups as station_groups
+
+    chosen = station_groups.resolve(cfg.groups, cfg.groups_file, cfg.use_groups)
+    if chosen and stations is not None:
+        station_groups.check_matches(chosen, stations, what)
+    return chosen
+
+
+def archive_stations(cfg: RunConfig) -> tuple[set[tuple[str, str]], str]:
+    """Return the (NET, STA) of the station file (-F) or else of the archive's selected data."""
+    if cfg.station_file is not None and cfg.station_file.is_file():
+        from quakelake.stations import read_stations
+
+        st = read_stations(cfg.station_file)
+        return set(zip(st["network"].astype(str), st["station"].astype(str), strict=True)), str(cfg.station_file)
+    from quakelake.waveforms import scan_archive
+
+    index = scan_archive(cfg.directory, selection=cfg.selection).index
+    return set(zip(index["network"].astype(str), index["station"].astype(str), strict=True)), f"archive {cfg.directory}"
+
+
+def lake_stations(cfg: RunConfig) -> set[tuple[str, str]] | None:
+    """Return the (NET, STA) that have picks in the lake (None when it has none)."""
+    from quakelake.lakehouse import Lake
+
+    lake = Lake(cfg.lake)
+    if not lake.has_files("picks"):
+        return None
+    rows = lake.query("SELECT DISTINCT network, station FROM picks")
+    return set(zip(rows["network"].astype(str), rows["station"].astype(str), strict=True))
 
 
 def load_config(args: argparse.Namespace) -> RunConfig:
@@ -341,13 +398,15 @@ def cmd_pick(args: argparse.Namespace) -> int:
         raise CliError("-d/--directory: give the folder with the raw waveforms to pick")
     if not cfg.directory.is_dir():
         raise CliError(f"-d/--directory: {cfg.directory} is not a folder")
+    check_ensemble(cfg)
+    groups = chosen_groups(cfg, *archive_stations(cfg)) if cfg.use_groups else {}
     _quiet_prefect(cfg)
     from quakelake.flows.pick import pick_phases
     from quakelake.flows.runners import make_task_runner
 
     t0 = time.perf_counter()
     summary = pick_phases.with_options(task_runner=make_task_runner(cfg.execution))(cfg.directory, cfg.lake, cfg.window, cfg.selection, cfg.pick, cfg.force,
-                          progress=cfg.verbosity > 0)
+                          progress=cfg.verbosity > 0, ensemble=cfg.ensemble, groups=groups or None)
     print_summary(summary, cfg, time.perf_counter() - t0)
     return 0
 
@@ -422,6 +481,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError(f"-d/--directory: {cfg.directory} is not a folder (add --download to fill it)")
     if cfg.download is not None and (cfg.window.start is None or cfg.window.end is None):
         raise CliError("--download needs a date range: give -D/--dates or -J/--julian")
+    check_ensemble(cfg)
+    if cfg.use_groups:
+        if cfg.download is None or cfg.station_file is not None:
+            chosen_groups(cfg, *archive_stations(cfg))
+        else:
+            chosen_groups(cfg, None, "")  # names only: the archive is filled by the download
     _quiet_prefect(cfg)
     from quakelake.flows.pipeline import run_pipeline
 
@@ -456,6 +521,7 @@ def cmd_associate(args: argparse.Namespace) -> int:
         raise CliError(f"--picks: {args.picks} is not a file")
     if args.picks is not None and cfg.station_file is None:
         raise CliError("--picks needs station coordinates: give -F/--file stations.xml|csv")
+    groups = chosen_groups(cfg, None if args.picks else lake_stations(cfg), f"the picks in lake {cfg.lake}")
     _quiet_prefect(cfg)
     from quakelake.flows.associate import associate_events
     from quakelake.flows.runners import make_task_runner
@@ -470,10 +536,12 @@ def cmd_associate(args: argparse.Namespace) -> int:
         if not sources:
             raise CliError(f"no picks of models {args.models} x weights {args.weights} in lake {cfg.lake}")
     for model, weights in sources:
-        summary = flow_fn(cfg.lake, cfg.window, cfg.associate, picks_file=args.picks,
-                          station_file=cfg.station_file, model=model, weights=weights, force=cfg.force)
-        print_association(summary)
-        export_events(cfg.lake, summary["run_id"], args.quakeml, args.export)
+        for group, patterns in (groups.items() if groups else [(None, None)]):
+            summary = flow_fn(cfg.lake, cfg.window, cfg.associate, picks_file=args.picks,
+                              station_file=cfg.station_file, model=model, weights=weights, force=cfg.force,
+                              group=group, group_stations=patterns)
+            print_association(summary)
+            export_events(cfg.lake, summary["run_id"], args.quakeml, args.export)
     return 0
 
 
@@ -583,6 +651,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     if not cfg.analyze.reference:
         raise CliError("--reference NAME: the reference catalogue to compare with (see import-catalog)")
+    groups = chosen_groups(cfg, lake_stations(cfg), f"the picks in lake {cfg.lake}")
     _quiet_prefect(cfg)
     from quakelake.evaluation import RunSelection
     from quakelake.flows.analyze import analyze_run
@@ -590,7 +659,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     selection = RunSelection(run_ids=args.run_id or [], models=args.models or [], weights=args.weights or [],
                              associators=args.associator or [])
     summary = analyze_run(cfg.lake, cfg.analyze.reference, selection, cfg.analyze.match,
-                          reference_paths=cfg.analyze.reference_paths or None, report_dir=cfg.analyze.report_dir)
+                          reference_paths=cfg.analyze.reference_paths or None, report_dir=cfg.analyze.report_dir,
+                          groups=groups or None)
     print_analysis(summary, args)
     return 0
 
@@ -601,9 +671,11 @@ def print_analysis(summary: dict, args: argparse.Namespace) -> None:
 
     lake = Lake(getattr(args, "lake", None) or "lake")
     metrics = lake.query(
-        "SELECT level, model, weights, associator, phase, tp, fp, fn, round(precision, 3) AS precision, "
-        "round(recall, 3) AS recall, round(residual_median, 3) AS residual_median FROM metrics "
-        "WHERE run_id = ? AND group_by IN ('model,weights', 'model,weights,phase', 'associator') ORDER BY ALL",
+        "SELECT level, CASE WHEN group_by LIKE 'group,%' THEN group_value ELSE '' END AS \"group\", model, "
+        "weights, associator, phase, tp, fp, fn, round(precision, 3) AS precision, round(recall, 3) AS recall, "
+        "round(residual_median, 3) AS residual_median FROM metrics WHERE run_id = ? AND group_by IN "
+        "('model,weights', 'model,weights,phase', 'associator', 'group,model,weights', "
+        "'group,model,weights,phase', 'group,associator') ORDER BY ALL",
         [summary["run_id"]],
     ) if lake.has_files("metrics") else None
     print(f"analysis {summary['run_id']} against {summary.get('reference')!r}:")
