@@ -198,7 +198,8 @@ def group_metrics(
                 keys = reference_picks["network"].fillna("").astype(str) + "." + reference_picks["station"].astype(str)
                 on_group = reference_picks[_members(keys.str.lstrip("."), patterns)]
                 ref = ref[ref["event_id"].isin(set(on_group["event_id"].dropna()))]
-            for associator, group in mine.groupby(mine["associator"].fillna(""), sort=True):
+            for associator in sorted(events["associator"].fillna("").unique()):
+                group = mine[mine["associator"].fillna("") == associator]
                 em = evaluation.match_events(group, ref, max_dt_s, max_km)
                 part = evaluation.event_metrics(em, by=[])
                 rows.append(part.assign(level="event", group_by="group,associator", group_value=name,
