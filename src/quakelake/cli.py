@@ -417,6 +417,8 @@ def print_summary(summary: dict, cfg: RunConfig, seconds: float) -> None:
             f"{summary['skipped']}, failed {summary['failed']}), picks {summary['picks_per_phase']}, "
             f"unreadable files {summary['unreadable_files']} -> lake {cfg.lake}")
     print(line)
+    if summary.get("ensemble"):
+        print(f"ensemble picks: model 'ensemble', weights {summary['ensemble']!r}")
     for w in summary.get("skipped_weights", []):
         print(f"warning: {w}", file=sys.stderr)
     if cfg.timing:
