@@ -29,8 +29,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("QUAKELAKE_SHARED", ROOT.parent / "shared"))
-DEFAULT_MEMBERS = ["PhaseNet/original", "PhaseNet/volpick", "EQTransformer/original",
-                   "EQTransformer/conservative", "EQTransformer/volpick"]
+DEFAULT_MEMBERS = [
+    "PhaseNet/original",
+    "PhaseNet/volpick",
+    "EQTransformer/original",
+    "EQTransformer/conservative",
+    "EQTransformer/volpick",
+]
 THRESHOLDS = [round(0.05 * i, 2) for i in range(1, 20)]
 RUN_THRESHOLD = 0.3
 EDGE_S = 3.0  # picks this close to the ends of a recording are window artefacts for every model
@@ -63,11 +68,15 @@ def elep():
     parts = []
     for path in sorted(folder.glob("*.csv")):
         df = pd.read_csv(path)
-        parts.append(pd.DataFrame({
-            "station": df["network"] + "." + df["station"],
-            "phase": df["phase"].str[:1].str.upper(),
-            "time": pd.to_datetime(df["timestamp"], unit="s", utc=True),
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "station": df["network"] + "." + df["station"],
+                    "phase": df["phase"].str[:1].str.upper(),
+                    "time": pd.to_datetime(df["timestamp"], unit="s", utc=True),
+                }
+            )
+        )
     return folder, pd.concat(parts, ignore_index=True)
 
 
@@ -93,7 +102,10 @@ def annotate_all(folder: Path, members: list[str], batch_size: int):
                 anns.append(model.annotate(inst.stream, batch_size=batch_size))
                 seconds[label] += time.perf_counter() - t0
             out[key] = anns
-            spans[key] = (min(tr.stats.starttime for tr in inst.stream), max(tr.stats.endtime for tr in inst.stream))
+            spans[key] = (
+                min(tr.stats.starttime for tr in inst.stream),
+                max(tr.stats.endtime for tr in inst.stream),
+            )
     return out, spans, seconds
 
 
@@ -119,7 +131,9 @@ def pick_sets(annotations, spans, members, method_sets):
                 params = ensemble.EnsembleParams(method=method)
                 for thr in THRESHOLDS:
                     t0 = time.perf_counter()
-                    picks, _ = ensemble.consensus(sub, phase, labels, thr, thr, params, trace_id, band, name)
+                    picks, _ = ensemble.consensus(
+                        sub, phase, labels, thr, thr, params, trace_id, band, name
+                    )
                     if len(idx) > 1 and thr == RUN_THRESHOLD:
                         seconds += time.perf_counter() - t0
                     keep = [p for p in picks if lo + EDGE_S <= p["time"].timestamp() <= hi - EDGE_S]
@@ -132,7 +146,14 @@ def pick_sets(annotations, spans, members, method_sets):
                 df = pd.DataFrame(rows)[["pick_id", "station_id", "phase", "time"]]
                 df["station"] = df["station_id"].str.split(".").str[:2].str.join(".")
             else:
-                df = pd.DataFrame({"pick_id": [], "station": [], "phase": [], "time": pd.to_datetime([], utc=True)})
+                df = pd.DataFrame(
+                    {
+                        "pick_id": [],
+                        "station": [],
+                        "phase": [],
+                        "time": pd.to_datetime([], utc=True),
+                    }
+                )
             frames[name][thr] = df
     return frames, seconds
 
@@ -142,10 +163,20 @@ def score(picks, reference, tolerance: float):
     from quakelake import evaluation
 
     ref = reference.assign(pick_id=[f"r{i}" for i in range(len(reference))])
-    m = evaluation.match_picks(picks[["pick_id", "station", "phase", "time"]], ref, tolerance, station_key="station")
+    m = evaluation.match_picks(
+        picks[["pick_id", "station", "phase", "time"]], ref, tolerance, station_key="station"
+    )
     row = evaluation.pick_metrics(m, by=[]).iloc[0]
-    return (int(row.tp), int(row.fp), int(row.fn), row.precision, row.recall, row.f1, row.residual_median,
-            row.residual_mae)
+    return (
+        int(row.tp),
+        int(row.fp),
+        int(row.fn),
+        row.precision,
+        row.recall,
+        row.f1,
+        row.residual_median,
+        row.residual_mae,
+    )
 
 
 def report(name: str, frames, reference, tolerance: float, members: list[str]) -> list[str]:
@@ -154,31 +185,52 @@ def report(name: str, frames, reference, tolerance: float, members: list[str]) -
 
     lines = []
     run = {k: score(v[RUN_THRESHOLD], reference, tolerance) for k, v in frames.items()}
-    sweep = {k: {thr: score(df, reference, tolerance) for thr, df in v.items()} for k, v in frames.items()}
-    best_member = max(members, key=lambda m: (run[m][5] if not math.isnan(run[m][5]) else -1))
+    sweep = {
+        k: {thr: score(df, reference, tolerance) for thr, df in v.items()}
+        for k, v in frames.items()
+    }
+    best_member = max(members, key=lambda m: run[m][5] if not math.isnan(run[m][5]) else -1)
     bp, br = run[best_member][3], run[best_member][4]
-    print(f"\n== {name}: {len(reference)} reference picks, tolerance {tolerance} s, run threshold {RUN_THRESHOLD}")
-    head = (f"{'pick set':<34} {'tp':>4} {'fp':>4} {'fn':>4} {'prec':>6} {'recall':>6} {'f1':>6} {'med_res':>8} "
-            f"{'mae':>6} {'bestF1':>6}@thr {'recall@P>=best':>14} {'ratio':>6}")
+    print(
+        f"\n== {name}: {len(reference)} reference picks, tolerance {tolerance} s, run threshold {RUN_THRESHOLD}"
+    )
+    head = (
+        f"{'pick set':<34} {'tp':>4} {'fp':>4} {'fn':>4} {'prec':>6} {'recall':>6} {'f1':>6} {'med_res':>8} "
+        f"{'mae':>6} {'bestF1':>6}@thr {'recall@P>=best':>14} {'ratio':>6}"
+    )
     print(head)
     for key in frames:
         tp, fp, fn, p, r, f1, med, mae = run[key]
-        bf1, bthr = max(((s[5] if not math.isnan(s[5]) else -1), thr) for thr, s in sweep[key].items())
-        ok = [(thr, s) for thr, s in sorted(sweep[key].items()) if not math.isnan(s[3]) and s[3] >= bp]
+        bf1, bthr = max(
+            ((s[5] if not math.isnan(s[5]) else -1), thr) for thr, s in sweep[key].items()
+        )
+        ok = [
+            (thr, s) for thr, s in sorted(sweep[key].items()) if not math.isnan(s[3]) and s[3] >= bp
+        ]
         at = max(s[4] for _, s in ok) if ok else float("nan")
         ratio = at / br if br else float("nan")
-        print(f"{key:<34} {tp:>4} {fp:>4} {fn:>4} {p:>6.3f} {r:>6.3f} {f1:>6.3f} {med:>8.3f} {mae:>6.3f} "
-              f"{bf1:>6.3f}@{bthr:<4} {at:>14.3f} {ratio:>6.2f}")
-        lines.append(f"| {name} | {key} | {tp}/{fp}/{fn} | {p:.3f} | {r:.3f} | {f1:.3f} | {mae:.3f} | "
-                     f"{bf1:.3f} @ {bthr} | {at:.3f} | {ratio:.2f} |")
-    print(f"best member at the run threshold (F1): {best_member} (precision {bp:.3f}, recall {br:.3f})")
+        print(
+            f"{key:<34} {tp:>4} {fp:>4} {fn:>4} {p:>6.3f} {r:>6.3f} {f1:>6.3f} {med:>8.3f} {mae:>6.3f} "
+            f"{bf1:>6.3f}@{bthr:<4} {at:>14.3f} {ratio:>6.2f}"
+        )
+        lines.append(
+            f"| {name} | {key} | {tp}/{fp}/{fn} | {p:.3f} | {r:.3f} | {f1:.3f} | {mae:.3f} | "
+            f"{bf1:.3f} @ {bthr} | {at:.3f} | {ratio:.2f} |"
+        )
+    print(
+        f"best member at the run threshold (F1): {best_member} (precision {bp:.3f}, recall {br:.3f})"
+    )
     return lines
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=["saltonsea", "elep"])
-    parser.add_argument("--members", nargs="+", default=DEFAULT_MEMBERS, help="Model/weights members")
+    parser.add_argument(
+        "--datasets", nargs="+", choices=sorted(DATASETS), default=["saltonsea", "elep"]
+    )
+    parser.add_argument(
+        "--members", nargs="+", default=DEFAULT_MEMBERS, help="Model/weights members"
+    )
     parser.add_argument("--tolerance", type=float, default=0.5, help="pick match tolerance (s)")
     parser.add_argument("--batch", type=int, default=256)
     args = parser.parse_args()
@@ -188,12 +240,17 @@ def main() -> int:
     try:
         members = args.members
         all_idx = list(range(len(members)))
-        method_sets = [(f"ensemble-{m}(all {len(members)})", all_idx, m) for m in ("mean", "median", "semblance")]
+        method_sets = [
+            (f"ensemble-{m}(all {len(members)})", all_idx, m)
+            for m in ("mean", "median", "semblance")
+        ]
         pn = [i for i, m in enumerate(members) if m.startswith("PhaseNet/")]
         eqt = [i for i, m in enumerate(members) if m.startswith("EQTransformer/")]
         if pn and eqt:
             pair = [pn[0], eqt[0]]
-            method_sets.append((f"ensemble-mean({members[pair[0]]}+{members[pair[1]]})", pair, "mean"))
+            method_sets.append(
+                (f"ensemble-mean({members[pair[0]]}+{members[pair[1]]})", pair, "mean")
+            )
         table = []
         for name in args.datasets:
             folder, reference = DATASETS[name]()
@@ -204,16 +261,24 @@ def main() -> int:
             import pandas as pd
 
             t = reference["time"]
-            reference = reference[(t >= pd.Timestamp(lo, tz="UTC") + pd.Timedelta(seconds=EDGE_S))
-                                  & (t <= pd.Timestamp(hi, tz="UTC") - pd.Timedelta(seconds=EDGE_S))]
-            reference = reference[reference["station"].isin({k[0].rsplit(".", 1)[0] for k in annotations})]
+            reference = reference[
+                (t >= pd.Timestamp(lo, tz="UTC") + pd.Timedelta(seconds=EDGE_S))
+                & (t <= pd.Timestamp(hi, tz="UTC") - pd.Timedelta(seconds=EDGE_S))
+            ]
+            reference = reference[
+                reference["station"].isin({k[0].rsplit(".", 1)[0] for k in annotations})
+            ]
             frames, ens_s = pick_sets(annotations, spans, members, method_sets)
             table += report(name, frames, reference, args.tolerance, members)
-            print(f"seconds: annotate per member {', '.join(f'{k} {v:.1f}' for k, v in member_s.items())}; "
-                  f"all members {sum(member_s.values()):.1f}; aggregation+picking of {len(method_sets)} "
-                  f"ensembles {ens_s:.2f}; data set total {time.perf_counter() - t0:.1f}")
-        print("\n| data | pick set | TP/FP/FN @0.3 | precision | recall | F1 | MAE s | best F1 @ thr | "
-              "recall @ precision >= best member | ratio to best member |")
+            print(
+                f"seconds: annotate per member {', '.join(f'{k} {v:.1f}' for k, v in member_s.items())}; "
+                f"all members {sum(member_s.values()):.1f}; aggregation+picking of {len(method_sets)} "
+                f"ensembles {ens_s:.2f}; data set total {time.perf_counter() - t0:.1f}"
+            )
+        print(
+            "\n| data | pick set | TP/FP/FN @0.3 | precision | recall | F1 | MAE s | best F1 @ thr | "
+            "recall @ precision >= best member | ratio to best member |"
+        )
         print("|---|---|---|---|---|---|---|---|---|---|")
         print("\n".join(table))
     finally:

@@ -21,7 +21,7 @@ def salton(shared_data) -> Path:
 @pytest.fixture
 def groups_file(tmp_path) -> Path:
     path = tmp_path / "groups.yaml"
-    path.write_text(f"WEST: [{', '.join(WEST)}]\nEAST: \"{' '.join(EAST)}\"\nELSEWHERE: [XX.*]\n")
+    path.write_text(f'WEST: [{", ".join(WEST)}]\nEAST: "{" ".join(EAST)}"\nELSEWHERE: [XX.*]\n')
     return path
 
 
@@ -31,81 +31,149 @@ def test_groups_come_from_the_config_and_a_groups_file(groups_file, tmp_path):
     assert groups.resolve({"ALL": ["CI.*"]}, None, []) == {}
     assert groups.in_group("CI", "BOM", ["CI.*"]) and groups.in_group("CI", "BOM", ["BOM"])
     assert not groups.in_group("CI", "BOM", ["IV.*", "CI.B?X"])
-    with pytest.raises(groups.GroupError, match=r"unknown group FVG \(defined: ALL, EAST, ELSEWHERE, WEST\)"):
+    with pytest.raises(
+        groups.GroupError, match=r"unknown group FVG \(defined: ALL, EAST, ELSEWHERE, WEST\)"
+    ):
         groups.resolve({"ALL": ["CI.*"]}, groups_file, ["FVG"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("FVG: 3\n")
-    with pytest.raises(groups.GroupError, match="--groups-file .*group 'FVG' must list NET.STA patterns"):
+    with pytest.raises(
+        groups.GroupError, match="--groups-file .*group 'FVG' must list NET.STA patterns"
+    ):
         groups.resolve({}, bad, ["FVG"])
-    with pytest.raises(groups.GroupError, match="group ELSEWHERE .* matches no station of the archive"):
-        groups.check_matches(groups.resolve({}, groups_file, ["WEST", "ELSEWHERE"]), {("CI", "BOM")}, "the archive")
+    with pytest.raises(
+        groups.GroupError, match="group ELSEWHERE .* matches no station of the archive"
+    ):
+        groups.check_matches(
+            groups.resolve({}, groups_file, ["WEST", "ELSEWHERE"]), {("CI", "BOM")}, "the archive"
+        )
 
 
-@pytest.mark.parametrize("names, message", [
-    (["ELSEWHERE"], "error: -G/--groups: group ELSEWHERE ['XX.*'] matches no station of archive"),
-    (["FVG"], "error: -G/--groups: unknown group FVG"),
-])
-def test_a_bad_group_is_refused_before_any_work(salton, groups_file, tmp_path, capsys, names, message):
+@pytest.mark.parametrize(
+    "names, message",
+    [
+        (
+            ["ELSEWHERE"],
+            "error: -G/--groups: group ELSEWHERE ['XX.*'] matches no station of archive",
+        ),
+        (["FVG"], "error: -G/--groups: unknown group FVG"),
+    ],
+)
+def test_a_bad_group_is_refused_before_any_work(
+    salton, groups_file, tmp_path, capsys, names, message
+):
     from quakelake.cli import main
 
     lake = tmp_path / "lake"
     for command in ("pick", "run"):
-        code = main([command, "-d", str(salton / "mseed"), "-G", *names, "--groups-file", str(groups_file),
-                     "--lake", str(lake)])
+        code = main(
+            [
+                command,
+                "-d",
+                str(salton / "mseed"),
+                "-G",
+                *names,
+                "--groups-file",
+                str(groups_file),
+                "--lake",
+                str(lake),
+            ]
+        )
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and err[0].startswith(message), err
     assert not lake.exists()
 
 
 @pytest.mark.slow
-def test_run_picks_associates_and_scores_per_group_with_an_ensemble(salton, groups_file, weights_cache,
-                                                                   prefect_server, tmp_path, capsys):
+def test_run_picks_associates_and_scores_per_group_with_an_ensemble(
+    salton, groups_file, weights_cache, prefect_server, tmp_path, capsys
+):
     from quakelake.cli import main
 
     lake_root = tmp_path / "lake"
-    code = main(["run", "-d", str(salton / "mseed"), "-M", "PhaseNet", "-W", "original", "volpick", "--ensemble",
-                 "-G", "WEST", "EAST", "--groups-file", str(groups_file), "-F", str(salton / "stations.xml"),
-                 "--reference", "pn", "--reference-file",
-                 str(salton / "DERIVED_phasenet_ref_picks_first180s.csv"), "--lake", str(lake_root), "--silent"])
+    code = main(
+        [
+            "run",
+            "-d",
+            str(salton / "mseed"),
+            "-M",
+            "PhaseNet",
+            "-W",
+            "original",
+            "volpick",
+            "--ensemble",
+            "-G",
+            "WEST",
+            "EAST",
+            "--groups-file",
+            str(groups_file),
+            "-F",
+            str(salton / "stations.xml"),
+            "--reference",
+            "pn",
+            "--reference-file",
+            str(salton / "DERIVED_phasenet_ref_picks_first180s.csv"),
+            "--lake",
+            str(lake_root),
+            "--silent",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     lake = Lake(lake_root)
-    sets = [("PhaseNet", "original"), ("PhaseNet", "volpick"), ("ensemble", "mean:PhaseNet/original+PhaseNet/volpick")]
+    sets = [
+        ("PhaseNet", "original"),
+        ("PhaseNet", "volpick"),
+        ("ensemble", "mean:PhaseNet/original+PhaseNet/volpick"),
+    ]
 
     # Picking covered the groups' stations only.
     picked = lake.query("SELECT DISTINCT network || '.' || station AS s FROM picks")["s"]
     assert sorted(picked) == sorted(WEST + EAST)
-    assert sorted(map(tuple, lake.query("SELECT DISTINCT model, weights FROM picks").values.tolist())) == sorted(sets)
+    assert sorted(
+        map(tuple, lake.query("SELECT DISTINCT model, weights FROM picks").values.tolist())
+    ) == sorted(sets)
 
     # One association per pick set and group, each on its group's picks only.
-    runs = lake.query("SELECT json_extract_string(config_json, '$.pick_source') AS src FROM runs "
-                      "WHERE command = 'associate'")["src"]
+    runs = lake.query(
+        "SELECT json_extract_string(config_json, '$.pick_source') AS src FROM runs "
+        "WHERE command = 'associate'"
+    )["src"]
     assert sorted(groups.source_group(s) for s in runs) == ["EAST"] * 3 + ["WEST"] * 3
     assert {s.split("@")[0] for s in runs} == {f"lake-{m}-{w}" for m, w in sets}
     if lake.has_files("assignments"):
-        assigned = lake.query("SELECT e.pick_source, a.station_id FROM assignments a JOIN events e USING (event_id)")
+        assigned = lake.query(
+            "SELECT e.pick_source, a.station_id FROM assignments a JOIN events e USING (event_id)"
+        )
         for src, station_id in assigned.itertuples(index=False):
             members = WEST if groups.source_group(src) == "WEST" else EAST
             assert ".".join(station_id.split(".")[:2]) in members
 
     # The analyzer's metrics per group: each group's rows count exactly the picks on its stations,
     # and the two disjoint groups together give the whole network's figures.
-    metrics = lake.query("SELECT group_by, group_value, model, weights, tp, fp, fn FROM metrics "
-                         "WHERE level = 'pick' AND group_by IN ('model,weights', 'group,model,weights')")
+    metrics = lake.query(
+        "SELECT group_by, group_value, model, weights, tp, fp, fn FROM metrics "
+        "WHERE level = 'pick' AND group_by IN ('model,weights', 'group,model,weights')"
+    )
     for model, weights in sets:
         rows = metrics[(metrics["model"] == model) & (metrics["weights"] == weights)]
         whole = rows[rows["group_by"] == "model,weights"].iloc[0]
         per = rows[rows["group_by"] == "group,model,weights"].set_index("group_value")
         assert sorted(per.index) == ["EAST", "WEST"]
         for g, members in (("WEST", WEST), ("EAST", EAST)):
-            n = lake.query("SELECT count(*) AS n FROM picks WHERE model = ? AND weights = ? AND "
-                           "list_contains(?, network || '.' || station)", [model, weights, members])["n"][0]
+            n = lake.query(
+                "SELECT count(*) AS n FROM picks WHERE model = ? AND weights = ? AND "
+                "list_contains(?, network || '.' || station)",
+                [model, weights, members],
+            )["n"][0]
             assert per.loc[g, "tp"] + per.loc[g, "fp"] == n
         for col in ("tp", "fp", "fn"):
             assert per[col].sum() == whole[col]
 
     # Events per group: this reference has picks only, so every event of a group is a false positive.
-    per_group = lake.query("SELECT group_value, fp FROM metrics WHERE group_by = 'group,associator'")
+    per_group = lake.query(
+        "SELECT group_value, fp FROM metrics WHERE group_by = 'group,associator'"
+    )
     if lake.has_files("events"):
         counts = lake.read("events")["pick_source"].map(groups.source_group).value_counts()
         assert sorted(per_group["group_value"]) == ["EAST", "WEST"]

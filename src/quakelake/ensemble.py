@@ -26,7 +26,15 @@ from quakelake.params import ConfigError, PickParams, _Model
 ENSEMBLE_MODEL = "ensemble"
 PHASES = ("P", "S")
 CONSENSUS_COLUMNS = [
-    "pick_id", "weights", "station_id", "phase", "time", "n_members", "n_agree", "spread_s", "agreeing",
+    "pick_id",
+    "weights",
+    "station_id",
+    "phase",
+    "time",
+    "n_members",
+    "n_agree",
+    "spread_s",
+    "agreeing",
 ]
 
 
@@ -43,14 +51,24 @@ class EnsembleParams(_Model):
         "(mean weighted by the members' coherence over a sliding window, as ELEP does)",
     )
     agreement_s: float = Field(
-        0.5, gt=0, description="a member agrees with a consensus pick when its own pick lies this close (s)"
+        0.5,
+        gt=0,
+        description="a member agrees with a consensus pick when its own pick lies this close (s)",
     )
-    semblance_window_s: float = Field(0.5, gt=0, description="sliding window of the semblance weight (s)")
+    semblance_window_s: float = Field(
+        0.5, gt=0, description="sliding window of the semblance weight (s)"
+    )
     p_threshold: float | None = Field(
-        None, ge=0.0, le=1.0, description="P threshold on the aggregate (default: the pick P threshold)"
+        None,
+        ge=0.0,
+        le=1.0,
+        description="P threshold on the aggregate (default: the pick P threshold)",
     )
     s_threshold: float | None = Field(
-        None, ge=0.0, le=1.0, description="S threshold on the aggregate (default: the pick S threshold)"
+        None,
+        ge=0.0,
+        le=1.0,
+        description="S threshold on the aggregate (default: the pick S threshold)",
     )
 
 
@@ -129,7 +147,9 @@ def aggregate(curves: np.ndarray, method: str, window: int = 50) -> np.ndarray:
             # sliding window; 1 when the members agree in shape and time, 1/N when only one fires.
             kernel = np.ones(max(int(window), 1))
             stack = np.convolve(filled.sum(axis=0) ** 2, kernel, mode="same")
-            energy = np.convolve((filled**2).sum(axis=0) * np.maximum(n_present, 1), kernel, mode="same")
+            energy = np.convolve(
+                (filled**2).sum(axis=0) * np.maximum(n_present, 1), kernel, mode="same"
+            )
             weight = np.where(energy > 0, stack / np.where(energy > 0, energy, 1.0), 0.0)
             out = out * np.clip(weight, 0.0, 1.0)
     return np.where(n_present > 0, out, 0.0)
@@ -202,18 +222,40 @@ def consensus(
                     agreeing.append(label)
         time = pd.Timestamp(grid.start + sp * grid.delta, unit="s", tz="UTC").round("us")
         pick_id = _pick_id(weights, station_id, phase, time)
-        picks.append({
-            "pick_id": pick_id, "model": ENSEMBLE_MODEL, "weights": weights, "network": net, "station": sta,
-            "location": loc, "band": band, "station_id": station_id, "phase": phase, "time": time,
-            "start_time": pd.Timestamp(grid.start + s0 * grid.delta, unit="s", tz="UTC").round("us"),
-            "end_time": pd.Timestamp(grid.start + s1 * grid.delta, unit="s", tz="UTC").round("us"),
-            "probability": np.float32(value),
-        })
-        rows.append({
-            "pick_id": pick_id, "weights": weights, "station_id": station_id, "phase": phase, "time": time,
-            "n_members": len(members), "n_agree": len(agreeing),
-            "spread_s": float(np.std(offsets)) if offsets else np.nan, "agreeing": "+".join(agreeing),
-        })
+        picks.append(
+            {
+                "pick_id": pick_id,
+                "model": ENSEMBLE_MODEL,
+                "weights": weights,
+                "network": net,
+                "station": sta,
+                "location": loc,
+                "band": band,
+                "station_id": station_id,
+                "phase": phase,
+                "time": time,
+                "start_time": pd.Timestamp(grid.start + s0 * grid.delta, unit="s", tz="UTC").round(
+                    "us"
+                ),
+                "end_time": pd.Timestamp(grid.start + s1 * grid.delta, unit="s", tz="UTC").round(
+                    "us"
+                ),
+                "probability": np.float32(value),
+            }
+        )
+        rows.append(
+            {
+                "pick_id": pick_id,
+                "weights": weights,
+                "station_id": station_id,
+                "phase": phase,
+                "time": time,
+                "n_members": len(members),
+                "n_agree": len(agreeing),
+                "spread_s": float(np.std(offsets)) if offsets else np.nan,
+                "agreeing": "+".join(agreeing),
+            }
+        )
     return picks, rows
 
 
@@ -240,21 +282,34 @@ def pick_ensemble(
     check_members(labels)
     weights = ensemble_weights(params.method, labels)
     member_thr = {"P": pick.p_threshold, "S": pick.s_threshold}
-    thr = {"P": params.p_threshold if params.p_threshold is not None else pick.p_threshold,
-           "S": params.s_threshold if params.s_threshold is not None else pick.s_threshold}
+    thr = {
+        "P": params.p_threshold if params.p_threshold is not None else pick.p_threshold,
+        "S": params.s_threshold if params.s_threshold is not None else pick.s_threshold,
+    }
     picks, rows = [], []
     for inst in instruments:
         if not len(inst.stream):
             continue
         # annotate, not classify: the members' curves are what the consensus needs.
-        annotations = [model.annotate(inst.stream, batch_size=pick.batch_size) for _, model in models]
+        annotations = [
+            model.annotate(inst.stream, batch_size=pick.batch_size) for _, model in models
+        ]
         trace_id = f"{inst.network}.{inst.station}.{inst.location}"
         for phase in PHASES:
             grid = phase_grid(annotations, phase)
             if grid is None:
                 continue
-            p, r = consensus(grid, phase, labels, thr[phase], member_thr[phase], params, trace_id,
-                             inst.band, weights)
+            p, r = consensus(
+                grid,
+                phase,
+                labels,
+                thr[phase],
+                member_thr[phase],
+                params,
+                trace_id,
+                inst.band,
+                weights,
+            )
             picks.extend(p)
             rows.extend(r)
     frame = pd.DataFrame(picks, columns=PICK_COLUMNS)

@@ -38,7 +38,9 @@ def read_groups_file(path: Path) -> dict[str, list[str]]:
     """
     path = Path(path)
     if not path.is_file():
-        raise GroupError(f"--groups-file: {path} does not exist; give a YAML/JSON file of name: [NET.STA, ...]")
+        raise GroupError(
+            f"--groups-file: {path} does not exist; give a YAML/JSON file of name: [NET.STA, ...]"
+        )
     text = path.read_text()
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
@@ -57,8 +59,14 @@ def validate_definitions(data: object, where: str = "groups") -> dict[str, list[
     for name, patterns in data.items():
         if isinstance(patterns, str):
             patterns = [p for p in patterns.replace(",", " ").split() if p]
-        if not isinstance(patterns, list) or not patterns or not all(isinstance(p, str) and p for p in patterns):
-            raise GroupError(f"{where}: group {name!r} must list NET.STA patterns, e.g. {name}: [OX.*, IV.TRI]")
+        if (
+            not isinstance(patterns, list)
+            or not patterns
+            or not all(isinstance(p, str) and p for p in patterns)
+        ):
+            raise GroupError(
+                f"{where}: group {name!r} must list NET.STA patterns, e.g. {name}: [OX.*, IV.TRI]"
+            )
         if GROUP_SEPARATOR in str(name):
             raise GroupError(f"{where}: group name {name!r} must not contain {GROUP_SEPARATOR!r}")
         out[str(name)] = [p.strip() for p in patterns]
@@ -111,7 +119,9 @@ def in_any(network: str, station: str, groups: Mapping[str, Sequence[str]]) -> b
     return any(in_group(network, station, p) for p in groups.values())
 
 
-def check_matches(groups: Mapping[str, Sequence[str]], stations: Iterable[tuple[str, str]], what: str) -> None:
+def check_matches(
+    groups: Mapping[str, Sequence[str]], stations: Iterable[tuple[str, str]], what: str
+) -> None:
     """Raise :class:`GroupError` naming every group that matches none of ``stations`` (``(NET, STA)``).
 
     Args:
@@ -122,9 +132,12 @@ def check_matches(groups: Mapping[str, Sequence[str]], stations: Iterable[tuple[
     stations = sorted(set(stations))
     empty = [g for g, p in groups.items() if not any(in_group(n, s, p) for n, s in stations)]
     if empty:
-        shown = ", ".join(f"{n}.{s}" for n, s in stations[:12]) + (" ..." if len(stations) > 12 else "")
+        shown = ", ".join(f"{n}.{s}" for n, s in stations[:12]) + (
+            " ..." if len(stations) > 12 else ""
+        )
         raise GroupError(
-            "-G/--groups: group " + ", ".join(f"{g} {groups[g]}" for g in empty)
+            "-G/--groups: group "
+            + ", ".join(f"{g} {groups[g]}" for g in empty)
             + f" matches no station of {what} ({shown or 'none'}); fix its NET.STA patterns or choose other groups"
         )
 
@@ -137,7 +150,9 @@ def source_group(pick_source: str) -> str:
 
 
 def _net_sta(keys: pd.Series) -> tuple[pd.Series, pd.Series]:
-    parts = keys.fillna("").astype(str).str.split(".", expand=True).reindex(columns=range(2)).fillna("")
+    parts = (
+        keys.fillna("").astype(str).str.split(".", expand=True).reindex(columns=range(2)).fillna("")
+    )
     bare = parts[1] == ""
     net = parts[0].where(~bare, "")
     sta = parts[1].where(~bare, parts[0])
@@ -147,8 +162,14 @@ def _net_sta(keys: pd.Series) -> tuple[pd.Series, pd.Series]:
 def _members(keys: pd.Series, patterns: Sequence[str]) -> pd.Series:
     net, sta = _net_sta(keys)
     # Bulletins without network codes compare on the station code: any network pattern matches.
-    return pd.Series([in_group(n, s, patterns) if n else in_group_code(s, patterns)
-                      for n, s in zip(net, sta, strict=True)], index=keys.index, dtype=bool)
+    return pd.Series(
+        [
+            in_group(n, s, patterns) if n else in_group_code(s, patterns)
+            for n, s in zip(net, sta, strict=True)
+        ],
+        index=keys.index,
+        dtype=bool,
+    )
 
 
 def in_group_code(station: str, patterns: Sequence[str]) -> bool:
@@ -190,20 +211,34 @@ def group_metrics(
             for by in (("model", "weights"), ("model", "weights", "phase")):
                 if len(m):
                     part = evaluation.pick_metrics(m, by=list(by))
-                    rows.append(part.assign(level="pick", group_by="group," + ",".join(by), group_value=name))
+                    rows.append(
+                        part.assign(
+                            level="pick", group_by="group," + ",".join(by), group_value=name
+                        )
+                    )
         if events is not None and len(events) and reference_events is not None:
             mine = events[events["pick_source"].fillna("").map(source_group) == name]
             ref = reference_events
             if reference_picks is not None and len(reference_picks):
-                keys = reference_picks["network"].fillna("").astype(str) + "." + reference_picks["station"].astype(str)
+                keys = (
+                    reference_picks["network"].fillna("").astype(str)
+                    + "."
+                    + reference_picks["station"].astype(str)
+                )
                 on_group = reference_picks[_members(keys.str.lstrip("."), patterns)]
                 ref = ref[ref["event_id"].isin(set(on_group["event_id"].dropna()))]
             for associator in sorted(events["associator"].fillna("").unique()):
                 group = mine[mine["associator"].fillna("") == associator]
                 em = evaluation.match_events(group, ref, max_dt_s, max_km)
                 part = evaluation.event_metrics(em, by=[])
-                rows.append(part.assign(level="event", group_by="group,associator", group_value=name,
-                                        associator=associator))
+                rows.append(
+                    part.assign(
+                        level="event",
+                        group_by="group,associator",
+                        group_value=name,
+                        associator=associator,
+                    )
+                )
     cols = ["level", "group_by", "group_value", "model", "weights", "associator", "phase"]
     if not rows:
         return pd.DataFrame(columns=cols + evaluation.METRIC_COLUMNS)

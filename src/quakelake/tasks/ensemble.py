@@ -12,16 +12,25 @@ from quakelake.lakehouse import file_path, write_table
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint
 from quakelake.params import PickParams, StationSelection
 
-ENSEMBLE_CODE_VERSION = "1"  # bump when a change alters the consensus picks made from the same inputs
+ENSEMBLE_CODE_VERSION = (
+    "1"  # bump when a change alters the consensus picks made from the same inputs
+)
 
 
 def ensemble_file_name(
-    unit: waveforms.StationDay, members: list[picking.ModelSpec], pick: PickParams, params: ensemble.EnsembleParams
+    unit: waveforms.StationDay,
+    members: list[picking.ModelSpec],
+    pick: PickParams,
+    params: ensemble.EnsembleParams,
 ) -> str:
     """Return the stem of a unit's ensemble pick file: method, unit and the fingerprint of all that shapes it."""
     fp = fingerprint(
-        sorted(m.label for m in members), pick.p_threshold, pick.s_threshold, pick.denoise,
-        params.model_dump(mode="json"), ENSEMBLE_CODE_VERSION,
+        sorted(m.label for m in members),
+        pick.p_threshold,
+        pick.s_threshold,
+        pick.denoise,
+        params.model_dump(mode="json"),
+        ENSEMBLE_CODE_VERSION,
     )
     return f"{ensemble.ENSEMBLE_MODEL}.{params.method}.{unit.network}.{unit.station}.{fp}"
 
@@ -62,5 +71,13 @@ def ensemble_station_day(
         write_table(lake, "ensemble_picks", agreement.assign(run_id=run_id), name, partition)
         write_table(lake, "picks", picks, name, partition)
     extra = {"phases": picks["phase"].value_counts().to_dict()} if len(picks) else {"phases": {}}
-    return UnitResult("ensemble", key, "done", rows=len(picks), error=error, seconds=sw.seconds,
-                      output=str(target), extra=extra)
+    return UnitResult(
+        "ensemble",
+        key,
+        "done",
+        rows=len(picks),
+        error=error,
+        seconds=sw.seconds,
+        output=str(target),
+        extra=extra,
+    )
