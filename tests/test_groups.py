@@ -180,3 +180,5 @@ def test_run_picks_associates_and_scores_per_group_with_an_ensemble(
         for g, fp in per_group.itertuples(index=False):
             assert fp == counts.get(g, 0)
     assert "WEST" in out and "EAST" in out
+    report = next((lake_root / "reports").rglob("report.md")).read_text()
+    assert "Picks per group x model x weights" in report

@@ -12,9 +12,10 @@ from quakelake.lakehouse import file_path, write_table
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint
 from quakelake.params import PickParams, StationSelection
 
-ENSEMBLE_CODE_VERSION = (
-    "1"  # bump when a change alters the consensus picks made from the same inputs
-)
+# Bump when a change alters the consensus picks made from the same inputs.
+ENSEMBLE_CODE_VERSION = "1"
+# Pick parameters that do not shape the picks (the members are named separately).
+_SPEED_ONLY = ("models", "weights", "batch_size", "device")
 
 
 def ensemble_file_name(
@@ -24,11 +25,11 @@ def ensemble_file_name(
     params: ensemble.EnsembleParams,
 ) -> str:
     """Return the stem of a unit's ensemble pick file: method, unit and the fingerprint of all that shapes it."""
+    # Every pick parameter that shapes picks (thresholds, denoising ...), not those that only shape speed.
+    shaping = {k: v for k, v in pick.model_dump(mode="json").items() if k not in _SPEED_ONLY}
     fp = fingerprint(
         sorted(m.label for m in members),
-        pick.p_threshold,
-        pick.s_threshold,
-        pick.denoise,
+        shaping,
         params.model_dump(mode="json"),
         ENSEMBLE_CODE_VERSION,
     )
