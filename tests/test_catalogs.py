@@ -156,3 +156,16 @@ def test_errors_name_the_file(tmp_path):
         read_catalog(tmp_path / "missing.dat")
     with pytest.raises(CatalogError, match="name"):
         import_catalog(tmp_path / "lake", tmp_path, "bad name/")
+
+
+def test_csv_picks_with_posix_second_times(shared_data):
+    # PNSN analyst picks (ELEP data) give their times as POSIX seconds next to calendar columns.
+    import pandas as pd
+
+    path = shared_data / "elep_pnw" / "UW.SHW.2022.037.csv"
+    raw = pd.read_csv(path)
+    picks = read_catalog(path).picks
+    assert len(picks) == len(raw) == 7
+    calendar = pd.to_datetime(raw[["year", "month", "day", "hour", "minute", "second", "microsecond"]], utc=True)
+    assert (picks["time"].reset_index(drop=True) - calendar).abs().max() <= pd.Timedelta(microseconds=1)
+    assert set(picks["station"]) == {"SHW"} and set(picks["phase"]) <= {"P", "S"}

@@ -570,6 +570,14 @@ def _col(df: pd.DataFrame, key: str) -> str | None:
     return None
 
 
+def _csv_times(values: pd.Series) -> pd.Series:
+    """Return UTC times from ISO strings, or from POSIX seconds when every value is a number (PNSN CSVs)."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    if len(values) and numbers.notna().all():
+        return pd.to_datetime(numbers, unit="s", utc=True)
+    return pd.to_datetime(values, utc=True, format="mixed")
+
+
 def read_csv_catalog(path: str | Path) -> Catalog:
     """Read a CSV of events (time, latitude, longitude, ...) or picks (station, phase, time).
 
@@ -588,7 +596,7 @@ def read_csv_catalog(path: str | Path) -> Catalog:
         raise CatalogError(
             f"CSV catalogue {path} has no time column (one of {_CSV_ALIASES['time']})"
         )
-    times = pd.to_datetime(df[tcol], utc=True, format="mixed")
+    times = _csv_times(df[tcol])
     stem = path.stem
     pcol = _col(df, "phase")
     if pcol is not None:
