@@ -116,7 +116,7 @@ def phase_grid(annotations: Sequence, phase: str) -> PhaseGrid | None:
     end = max(float(tr.stats.endtime.timestamp) for tr in every)
     n = int(round((end - start) / delta)) + 1
     grid_t = start + delta * np.arange(n)
-    curves = np.full((len(annotations), n), np.nan)
+    curves = np.full((len(annotations), n), np.nan, dtype=np.float32)  # a day x members stays small
     for i, member in enumerate(traces):
         for tr in member:
             t = float(tr.stats.starttime.timestamp) + tr.times()
