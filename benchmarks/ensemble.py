@@ -131,13 +131,21 @@ def pick_sets(annotations, spans, members, method_sets):
                 params = ensemble.EnsembleParams(method=method)
                 for thr in THRESHOLDS:
                     t0 = time.perf_counter()
-                    picks, _ = ensemble.consensus(
+                    picks, rows = ensemble.consensus(
                         sub, phase, labels, thr, thr, params, trace_id, band, name
                     )
                     if len(idx) > 1 and thr == RUN_THRESHOLD:
                         seconds += time.perf_counter() - t0
-                    keep = [p for p in picks if lo + EDGE_S <= p["time"].timestamp() <= hi - EDGE_S]
-                    sets.setdefault(name, {}).setdefault(thr, []).extend(keep)
+                    inside = [
+                        (p, r)
+                        for p, r in zip(picks, rows, strict=True)
+                        if lo + EDGE_S <= p["time"].timestamp() <= hi - EDGE_S
+                    ]
+                    sets.setdefault(name, {}).setdefault(thr, []).extend(p for p, _ in inside)
+                    if len(idx) > 1 and method == "mean":
+                        # the same consensus, kept only where two members or more agree (ensemble_picks.n_agree)
+                        agreed = [p for p, r in inside if r["n_agree"] >= 2]
+                        sets.setdefault(f"{name} n_agree>=2", {}).setdefault(thr, []).extend(agreed)
     frames = {}
     for name, by_thr in sets.items():
         frames[name] = {}
