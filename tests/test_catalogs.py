@@ -192,3 +192,14 @@ def test_catalogue_errors_name_what_is_missing(tmp_path):
     junk.write_text("<html>502 Bad Gateway</html>")
     with pytest.raises(CatalogError, match="is not QuakeML"):
         read_catalog(junk)
+def test_csv_picks_with_posix_second_times(shared_data):
+    # PNSN analyst picks (ELEP data) give their times as POSIX seconds next to calendar columns.
+    import pandas as pd
+
+    path = shared_data / "elep_pnw" / "UW.SHW.2022.037.csv"
+    raw = pd.read_csv(path)
+    picks = read_catalog(path).picks
+    assert len(picks) == len(raw) == 7
+    calendar = pd.to_datetime(raw[["year", "month", "day", "hour", "minute", "second", "microsecond"]], utc=True)
+    assert (picks["time"].reset_index(drop=True) - calendar).abs().max() <= pd.Timedelta(microseconds=1)
+    assert set(picks["station"]) == {"SHW"} and set(picks["phase"]) <= {"P", "S"}

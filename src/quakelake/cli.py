@@ -31,9 +31,9 @@ from quakelake.printing import (
 if TYPE_CHECKING:
     from quakelake.config import RunConfig
 
-NOT_YET = {
-    "groups": "-G/--groups is not available yet in QuakeLake",
-}
+GROUPS_HELP = ("run per named station group (sub-network): groups are defined under 'groups:' in the -c "
+               "config file or in --groups-file as name: [NET.STA, NET.*, ...]; picking covers the stations of "
+               "the chosen groups, association runs once per group, the analyzer adds metrics per group")
 
 # Which option sets a configuration parameter: errors name what the user typed.
 OPTION_OF = {
@@ -144,9 +144,15 @@ def _selection(p: argparse.ArgumentParser) -> None:
     g.add_argument("-N", "--network", nargs="+", help="network codes, FDSN wildcards (default * = any)")
     g.add_argument("-S", "--station", nargs="+", help="station codes, FDSN wildcards (default *)")
     g.add_argument("-C", "--channel", nargs="+", help="channel codes, FDSN wildcards, e.g. HH? EH? (default *)")
-    g.add_argument("-G", "--groups", nargs="+", help="analyse the data grouped by a list (not available yet)")
+    _group_options(g)
     g.add_argument("-F", "--file", type=Path,
                    help="station metadata file, StationXML or CSV (default: the lake's downloaded stations)")
+
+
+def _group_options(g) -> None:
+    g.add_argument("-G", "--groups", nargs="+", metavar="NAME", help=GROUPS_HELP)
+    g.add_argument("--groups-file", type=Path, metavar="FILE",
+                   help="YAML/JSON file of station groups, name: [NET.STA, NET.*, ...] (see -G)")
 
 
 def _picking(p: argparse.ArgumentParser) -> None:
@@ -162,6 +168,10 @@ def _picking(p: argparse.ArgumentParser) -> None:
                    help="also pick on data denoised first (default DeepDenoiser/original; SeisDAE/<name> from "
                         "'quakelake train --denoiser'); its picks are extra members, weights '<W>+CLASS:WEIGHTS' "
                         "(default off)")
+    g.add_argument("--ensemble", nargs="?", const="mean", choices=["mean", "median", "semblance"],
+                   help="also store consensus picks of all -M x -W members as model 'ensemble' (needs two "
+                        "or more members): the members' probability curves aggregated by METHOD (default "
+                        "mean; semblance = mean weighted by the members' coherence, as ELEP) (default off)")
     g.add_argument("-T", "--train", action="store_true",
                    help="fine-tune the first -M x -W on the lake's labelled picks (--reference, else the lake's "
                         "picks as pseudo-labels) and pick with the new weights too (see quakelake train) (default off)")
@@ -268,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-W", "--weights", nargs="+", help="... and these weights (default all)")
     g.add_argument("--pyocto", action="store_true", help="associate with PyOcto (default GaMMA)")
     _association_options(g)
+    _group_options(g)
     g.add_argument("--force", action="store_true", default=None, help="recompute days that have events (default off)")
     g.add_argument("--quakeml", type=Path, metavar="FILE",
                    help="also write the events with their picks as QuakeML (default: none)")
@@ -295,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-M", "--models", nargs="+", help="picker models to compare (default all)")
     g.add_argument("-W", "--weights", nargs="+", help="picker weights to compare (default all)")
     g.add_argument("--associator", nargs="+", help="associators to compare (default all)")
+    _group_options(g)
     g.add_argument("--interactive", action="store_true",
                    help="show each plot in a window, one after another (default off)")
 
@@ -411,6 +423,9 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     put("pick.device", getattr(args, "device", None))
     if isinstance(getattr(args, "denoiser", None), str):  # `train --denoiser` is a switch, not a name
         put("pick.denoiser", args.denoiser)
+    put("ensemble.method", getattr(args, "ensemble", None))
+    put("use_groups", getattr(args, "groups", None))
+    put("groups_file", getattr(args, "groups_file", None))
     put("execution.runner", getattr(args, "runner", None))
     put("execution.workers", getattr(args, "workers", None))
     put("execution.address", getattr(args, "address", None))
@@ -449,8 +464,6 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _refuse_unavailable(args: argparse.Namespace) -> None:
-    if getattr(args, "groups", None):
-        raise CliError(NOT_YET["groups"])
     if getattr(args, "pyrocko", False) and not (getattr(args, "velocity_model", None) or getattr(args, "ogs", False)):
         raise CliError("--pyrocko computes 1-D travel times from a layered model: add --velocity-model FILE "
                        "(TauP .nd, VELEST .mod or CSV depth,vp,vs), or --ogs for the OGS model")
@@ -468,6 +481,48 @@ def _flat_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
         if isinstance(value, dict):
             keys += _flat_keys(value, f"{prefix}{key}.")
     return keys
+
+
+def check_ensemble(cfg: RunConfig) -> None:
+    """Refuse an ensemble of fewer than two model x weights members before any work starts."""
+    if cfg.ensemble is not None:
+        from quakelake.ensemble import check_members
+
+        check_members([f"{m}/{w}" for m in cfg.pick.models for w in cfg.pick.weights])
+
+
+def chosen_groups(cfg: RunConfig, stations: set[tuple[str, str]] | None, what: str) -> dict[str, list[str]]:
+    """Return the groups chosen with -G, each checked to match one of ``stations`` (``(NET, STA)``)."""
+    from quakelake import groups as station_groups
+
+    chosen = station_groups.resolve(cfg.groups, cfg.groups_file, cfg.use_groups)
+    if chosen and stations is not None:
+        station_groups.check_matches(chosen, stations, what)
+    return chosen
+
+
+def archive_stations(cfg: RunConfig) -> tuple[set[tuple[str, str]], str]:
+    """Return the (NET, STA) of the station file (-F) or else of the archive's selected data."""
+    if cfg.station_file is not None and cfg.station_file.is_file():
+        from quakelake.stations import read_stations
+
+        st = read_stations(cfg.station_file)
+        return set(zip(st["network"].astype(str), st["station"].astype(str), strict=True)), str(cfg.station_file)
+    from quakelake.waveforms import scan_archive
+
+    index = scan_archive(cfg.directory, selection=cfg.selection).index
+    return set(zip(index["network"].astype(str), index["station"].astype(str), strict=True)), f"archive {cfg.directory}"
+
+
+def lake_stations(cfg: RunConfig) -> set[tuple[str, str]] | None:
+    """Return the (NET, STA) that have picks in the lake (None when it has none)."""
+    from quakelake.lakehouse import Lake
+
+    lake = Lake(cfg.lake)
+    if not lake.has_files("picks"):
+        return None
+    rows = lake.query("SELECT DISTINCT network, station FROM picks")
+    return set(zip(rows["network"].astype(str), rows["station"].astype(str), strict=True))
 
 
 def load_config(args: argparse.Namespace) -> RunConfig:
@@ -676,6 +731,8 @@ def cmd_pick(args: argparse.Namespace) -> int:
         cfg = fine_tune_before_picking(args, cfg)
     for w in check_inputs(cfg, args):
         warn(w)
+    check_ensemble(cfg)
+    groups = chosen_groups(cfg, *archive_stations(cfg)) if cfg.use_groups else {}
     _quiet_prefect(cfg)
     t0 = time.perf_counter()
     from quakelake.flows.pick import pick_phases
@@ -684,7 +741,7 @@ def cmd_pick(args: argparse.Namespace) -> int:
     _install_log_filter(cfg.verbosity)
     flow_fn = pick_phases.with_options(task_runner=make_task_runner(cfg.execution))
     summary = flow_fn(cfg.directory, cfg.lake, cfg.window, cfg.selection, cfg.pick, cfg.force,
-                      progress=cfg.verbosity > 0)
+                      progress=cfg.verbosity > 0, ensemble=cfg.ensemble, groups=groups or None)
     print_summary(summary, cfg.lake)
     _timing(cfg, {f"pick: {k}": v for k, v in summary["seconds"].items()}, t0)
     return _status(summary)
@@ -841,6 +898,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         require_display("--interactive")
     for w in check_inputs(cfg, args):
         warn(w)
+    check_ensemble(cfg)
+    if cfg.use_groups:
+        if cfg.download is None or cfg.station_file is not None:
+            chosen_groups(cfg, *archive_stations(cfg))
+        else:
+            chosen_groups(cfg, None, "")  # names only: the archive is filled by the download
     _quiet_prefect(cfg)
     t0 = time.perf_counter()
     from quakelake.flows.pipeline import run_pipeline
@@ -892,6 +955,7 @@ def cmd_associate(args: argparse.Namespace) -> int:
     velocity = getattr(args, "velocity_model", None)
     if velocity is not None and not Path(velocity).is_file():
         raise CliError(f"--velocity-model: {velocity} does not exist; pass a TauP .nd, VELEST .mod or CSV file")
+    groups = chosen_groups(cfg, None if args.picks else lake_stations(cfg), f"the picks in lake {cfg.lake}")
     _quiet_prefect(cfg)
     from quakelake.lakehouse import Lake
 
@@ -911,11 +975,13 @@ def cmd_associate(args: argparse.Namespace) -> int:
     flow_fn = associate_events.with_options(task_runner=make_task_runner(cfg.execution))
     summaries = []
     for model, weights in sources:
-        summary = flow_fn(cfg.lake, cfg.window, cfg.associate, picks_file=args.picks,
-                          station_file=cfg.station_file, model=model, weights=weights, force=cfg.force)
-        print_association(summary)
-        export_events(cfg.lake, summary["run_id"], args.quakeml, args.export)
-        summaries.append(summary)
+        for group, patterns in (groups.items() if groups else [(None, None)]):
+            summary = flow_fn(cfg.lake, cfg.window, cfg.associate, picks_file=args.picks,
+                              station_file=cfg.station_file, model=model, weights=weights, force=cfg.force,
+                              group=group, group_stations=patterns)
+            print_association(summary)
+            export_events(cfg.lake, summary["run_id"], args.quakeml, args.export)
+            summaries.append(summary)
     return _status(*summaries)
 
 
@@ -1034,6 +1100,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         from quakelake.plotting import require_display
 
         require_display("--interactive")
+    groups = chosen_groups(cfg, lake_stations(cfg), f"the picks in lake {cfg.lake}")
     _quiet_prefect(cfg)
     t0 = time.perf_counter()
     from quakelake.evaluation import RunSelection
@@ -1043,7 +1110,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     selection = RunSelection(run_ids=args.run_id or [], models=args.models or [], weights=args.weights or [],
                              associators=args.associator or [])
     summary = analyze_run(cfg.lake, cfg.analyze.reference, selection, cfg.analyze.match,
-                          reference_paths=cfg.analyze.reference_paths or None, report_dir=cfg.analyze.report_dir)
+                          reference_paths=cfg.analyze.reference_paths or None, report_dir=cfg.analyze.report_dir,
+                          groups=groups or None)
     print_analysis(summary, summary.get("lake") or cfg.lake)
     _timing(cfg, {"analyze": time.perf_counter() - t0}, t0)
     if getattr(args, "interactive", False):

@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError
 from quakelake.association import AssociatorConfig, GammaConfig
 from quakelake.compute import ComputeSettings
 from quakelake.download import DownloadParams
+from quakelake.ensemble import EnsembleParams
 from quakelake.evaluation import MatchParams
 from quakelake.params import (
     ConfigError,
@@ -56,6 +57,16 @@ class RunConfig(_Model):
         None, description="FDSN download before picking (None: use the archive as it is)"
     )
     pick: PickParams = Field(default_factory=PickParams, description="picking parameters")
+    ensemble: EnsembleParams | None = Field(
+        None, description="also store consensus picks of all model x weights members (model 'ensemble'); None: off"
+    )
+    groups: dict[str, list[str]] = Field(
+        {}, description="named station groups (sub-networks): name -> NET.STA patterns, e.g. FVG: [OX.*, IV.TRI]"
+    )
+    groups_file: Path | None = Field(None, description="YAML/JSON file of more groups (name: [NET.STA, ...])")
+    use_groups: list[str] = Field(
+        [], description="groups to run per (-G): picking on their stations, association and metrics per group"
+    )
     associate: AssociatorConfig | None = Field(
         default_factory=GammaConfig,
         description="associator (GaMMA by default, PyOcto with associator: pyocto); None: no association",

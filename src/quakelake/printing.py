@@ -100,6 +100,8 @@ def print_summary(summary: dict, lake: Path | str) -> None:
         f"{counts_text(summary.get('picks_per_phase'))}, unreadable files "
         f"{summary['unreadable_files']} -> lake {lake}"
     )
+    if summary.get("ensemble"):
+        print(f"ensemble picks: model 'ensemble', weights {summary['ensemble']}")
     skipped = summary.get("skipped_weights", [])
     for w in skipped:
         warn(w)
@@ -141,10 +143,11 @@ def print_analysis(summary: dict, lake: Path | str) -> None:
     metrics = None
     if store.has_files("metrics"):
         metrics = store.query(
-            "SELECT level, model, weights, associator, phase, tp, fp, fn, "
-            "round(precision, 3) AS precision, round(recall, 3) AS recall, "
-            "round(residual_median, 3) AS residual_median FROM metrics WHERE run_id = ? AND "
-            "group_by IN ('model,weights', 'model,weights,phase', 'associator') ORDER BY ALL",
+            "SELECT level, CASE WHEN group_by LIKE 'group,%' THEN group_value ELSE '' END AS \"group\", "
+            "model, weights, associator, phase, tp, fp, fn, round(precision, 3) AS precision, "
+            "round(recall, 3) AS recall, round(residual_median, 3) AS residual_median FROM metrics "
+            "WHERE run_id = ? AND group_by IN ('model,weights', 'model,weights,phase', 'associator', "
+            "'group,model,weights', 'group,model,weights,phase', 'group,associator') ORDER BY ALL",
             [summary["run_id"]],
         )
     print(f"analysis {summary['run_id']} against reference {summary.get('reference')}:")

@@ -28,11 +28,13 @@ def summary_tables(metrics: pd.DataFrame) -> dict[str, pd.DataFrame]:
             ["model", "weights", "phase"],
         ),
         "Events per associator": ("event", "associator", ["associator"]),
+        "Picks per group x model x weights": ("pick", "group,model,weights", ["group_value", "model", "weights"]),
+        "Events per group x associator": ("event", "group,associator", ["group_value", "associator"]),
     }
     for title, (level, group_by, keys) in sel.items():
         rows = metrics[(metrics["level"] == level) & (metrics["group_by"] == group_by)]
         if len(rows):
-            out[title] = rows[keys + SUMMARY_COLUMNS].reset_index(drop=True)
+            out[title] = rows[keys + SUMMARY_COLUMNS].reset_index(drop=True).rename(columns={"group_value": "group"})
     return out
 
 

@@ -29,6 +29,7 @@ def analyze_run(
     reference_paths: list[Path] | None = None,
     report_dir: Path | None = None,
     run_id: str | None = None,
+    groups: dict[str, list[str]] | None = None,
 ) -> dict:
     """Compare the lake's picks and events with a reference catalogue and report the result.
 
@@ -41,6 +42,7 @@ def analyze_run(
         report_dir: folder of report.md/report.html and the PNG figures
             (default: ``<lake>/reports/<run_id>``).
         run_id: lineage id of this analysis (a new one when empty).
+        groups: station groups {name: NET.STA patterns}: also report metrics per group.
     """
     logger = get_run_logger()
     lake = Path(lake)
@@ -53,6 +55,7 @@ def analyze_run(
         "params": params.model_dump(),
         "reference_paths": [str(p) for p in reference_paths or []],
         "report_dir": str(folder),
+        "groups": groups or {},
     }
     record_run(
         lake, run_id, "analyze", config, "running", started, flow_run_id=current_flow_run_id()
@@ -70,7 +73,7 @@ def analyze_run(
             )
         compared = collect(
             f"compare:{reference}",
-            compare_with_reference.submit(lake, reference, selection, params, run_id),
+            compare_with_reference.submit(lake, reference, selection, params, run_id, groups),
             "analyze",
         )
         results.append(compared)

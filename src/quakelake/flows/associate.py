@@ -40,6 +40,8 @@ def associate_events(
     margin_s: float = 120.0,
     force: bool = False,
     run_id: str | None = None,
+    group: str | None = None,
+    group_stations: list[str] | None = None,
 ) -> dict:
     """Associate picks into events, one task per UTC day, and write `events`/`assignments`.
 
@@ -54,12 +56,16 @@ def associate_events(
         margin_s: seconds of picks read on both sides of each day.
         force: recompute days whose events already exist.
         run_id: lineage id of the run (a new one when empty).
+        group: associate only the picks of this station group (its events get the pick source
+            ``...@group-<fingerprint>``); None: every station.
+        group_stations: the group's NET.STA patterns.
     """
     logger = get_run_logger()
     lake = Path(lake)
     run_id = run_id or new_run_id()
     started = utcnow()
-    source = PickSource(picks_file=picks_file, model=model, weights=weights, station_file=station_file)
+    source = PickSource(picks_file=picks_file, model=model, weights=weights, station_file=station_file,
+                        group=group, group_stations=tuple(group_stations or ()))
     run_config = {"window": window.model_dump(mode="json"), "config": config.model_dump(mode="json"),
                   "config_fingerprint": config_fingerprint(config), "pick_source": source.label,
                   "picks_file": str(picks_file or ""), "station_file": str(station_file or ""),

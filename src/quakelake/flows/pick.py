@@ -9,12 +9,15 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from tqdm import tqdm
 
+from quakelake import ensemble as ensembles
+from quakelake import groups as station_groups
 from quakelake import picking
 from quakelake.errors import FailedWork
 from quakelake.flows.common import collect, current_flow_run_id, raise_if_workers_lost
 from quakelake.lineage import Stopwatch, new_run_id, record_run, record_units, utcnow
 from quakelake.params import PickParams, StationSelection, TimeWindow
 from quakelake.printing import days_text, selection_text
+from quakelake.tasks.ensemble import ensemble_station_day
 from quakelake.tasks.pick import index_archive, phase_counts, pick_station_day, summary_table
 
 
@@ -32,6 +35,8 @@ def pick_phases(
     force: bool = False,
     progress: bool = False,
     run_id: str | None = None,
+    ensemble: ensembles.EnsembleParams | None = None,
+    groups: dict[str, list[str]] | None = None,
 ) -> dict:
     """Pick phases on every station-day of a waveform archive with every model x weights combination.
 
@@ -44,13 +49,17 @@ def pick_phases(
         force: recompute station-days whose picks already exist.
         progress: show a progress bar.
         run_id: lineage id of the run (a new one when empty).
+        ensemble: also pick each station-day with the consensus of all loaded members (model
+            ``ensemble``); None: members only.
+        groups: station groups {name: NET.STA patterns}: pick only their stations (None: all).
     """
     logger = get_run_logger()
     lake = Path(lake)
     run_id = run_id or new_run_id()
     started = utcnow()
     config = {"directory": str(directory), "window": window.model_dump(mode="json"),
-              "selection": selection.model_dump(), "pick": pick.model_dump(), "force": force}
+              "selection": selection.model_dump(), "pick": pick.model_dump(), "force": force,
+              "ensemble": ensemble.model_dump() if ensemble else None, "groups": groups or {}}
     record_run(lake, run_id, "pick", config, "running", started, flow_run_id=current_flow_run_id())
     timings: dict[str, float] = {}
     status = "failed"
@@ -61,6 +70,9 @@ def pick_phases(
         for f in failures:
             what = "file read in part" if f.status == "partial" else "unreadable file skipped"
             logger.warning("%s: %s (%s)", what, f.unit, f.error)
+        if groups and units:
+            station_groups.check_matches(groups, {(u.network, u.station) for u in units}, f"archive {directory}")
+            units = [u for u in units if station_groups.in_any(u.network, u.station, groups)]
         if not units:
             bad = "; ".join(f"{Path(f.unit).name}: {f.error}" for f in failures[:3])
             raise NoWaveforms(
@@ -75,6 +87,8 @@ def pick_phases(
         timings["check models"] = sw.seconds
         for w in warnings:
             logger.warning("%s", w)
+        if ensemble is not None:
+            ensembles.check_members([s.label for s in specs])  # before any unit is picked
         logger.info("picking %d station-days x %d model/weights on %s", len(units), len(specs), device)
         with Stopwatch() as sw:
             submitted = [
@@ -83,7 +97,14 @@ def pick_phases(
                 for spec in specs
                 for unit in units
             ]
-            results = [collect(key, fut, "pick") for key, fut in
+            if ensemble is not None:
+                label = ensembles.ensemble_weights(ensemble.method, [s.label for s in specs])
+                submitted += [
+                    (f"{ensembles.ENSEMBLE_MODEL}/{label}:{unit.key}",
+                     ensemble_station_day.submit(unit, specs, pick, ensemble, selection, lake, run_id, force))
+                    for unit in units
+                ]
+            results = [collect(key, fut, "ensemble" if key.startswith("ensemble/") else "pick") for key, fut in
                        tqdm(submitted, desc="station-days", unit="unit", disable=not progress)]
         timings["pick"] = sw.seconds
         if pick.denoiser:  # the denoise stage runs inside the pick units; its share of their time
@@ -91,6 +112,8 @@ def pick_phases(
         record_units(lake, run_id, "pick", failures + results)
         raise_if_workers_lost(results, "station-days")
         summary = _summary(run_id, results, failures, timings, specs, warnings)
+        if ensemble is not None:
+            summary["ensemble"] = ensembles.ensemble_weights(ensemble.method, [s.label for s in specs])
         _publish(summary, results + failures)
         status = "completed" if not any(r.status == "failed" for r in results) else "completed_with_failures"
         return summary

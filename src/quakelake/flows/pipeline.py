@@ -16,6 +16,7 @@ from quakelake.flows.associate import associate_events
 from quakelake.flows.download import download_waveforms
 from quakelake.flows.pick import pick_phases
 from quakelake.flows.runners import make_task_runner
+from quakelake.groups import resolve as resolve_groups
 from quakelake.lakehouse import Lake
 from quakelake.params import TimeWindow
 
@@ -27,8 +28,18 @@ def previous_utc_day(today: dt.date | None = None) -> TimeWindow:
     return TimeWindow(start=day, end=day)
 
 
-def associate_picks(config: RunConfig) -> list[dict]:
-    """Associate the picks of every model x weights of the run; one associate run each.
+def pick_sets(config: RunConfig, ensemble_weights: str | None = None) -> list[tuple[str, str]]:
+    """Return the (model, weights) pick sets of a run: every member, and the ensemble when made."""
+    sets = [(m, w) for m in config.pick.models for w in config.pick.grid_weights()]
+    if ensemble_weights:
+        sets.append(("ensemble", ensemble_weights))
+    return sets
+
+
+def associate_picks(config: RunConfig, ensemble_weights: str | None = None) -> list[dict]:
+    """Associate the picks of every model x weights (and ensemble) of the run; one associate run each.
+
+    With station groups (``config.use_groups``) one associate run per pick set and group.
 
     Skipped with a warning when no station coordinates are known (no -F file, nothing downloaded).
     """
@@ -39,19 +50,20 @@ def associate_picks(config: RunConfig) -> list[dict]:
     runs: list[dict] = []
     if not Lake(config.lake).has_files("picks"):
         return runs
-    for model in config.pick.models:
-        for weights in config.pick.grid_weights():
-            if not Lake(config.lake).query("SELECT count(*) AS n FROM picks WHERE model = ? AND weights = ?",
-                                           [model, weights])["n"][0]:
-                continue  # weights this model lacks were skipped by the pick stage
+    groups = resolve_groups(config.groups, config.groups_file, config.use_groups)
+    for model, weights in pick_sets(config, ensemble_weights):
+        if not Lake(config.lake).query("SELECT count(*) AS n FROM picks WHERE model = ? AND weights = ?",
+                                       [model, weights])["n"][0]:
+            continue  # weights this model lacks were skipped by the pick stage
+        for group, patterns in (groups.items() if groups else [(None, None)]):
             runs.append(associate_events(
                 config.lake, config.window, config.associate, station_file=config.station_file,
-                model=model, weights=weights, force=config.force,
+                model=model, weights=weights, force=config.force, group=group, group_stations=patterns,
             ))
     return runs
 
 
-def run_selection(config: RunConfig) -> RunSelection:
+def run_selection(config: RunConfig, ensemble_weights: str | None = None) -> RunSelection:
     """Return the lake rows a pipeline run is judged on: its models x weights over its days.
 
     Not its run id: units skipped because an earlier run made them still belong to this range.
@@ -59,7 +71,9 @@ def run_selection(config: RunConfig) -> RunSelection:
     w = config.window
     start = dt.datetime.combine(w.start, dt.time(), dt.UTC) if w.start else None
     end = dt.datetime.combine(w.end + dt.timedelta(days=1), dt.time(), dt.UTC) if w.end else None
-    return RunSelection(models=config.pick.models, weights=config.pick.grid_weights(), start=start, end=end)
+    sets = pick_sets(config, ensemble_weights)
+    return RunSelection(models=sorted({m for m, _ in sets}), weights=sorted({w for _, w in sets}),
+                        start=start, end=end)
 
 
 @flow(name="quakelake-pipeline", log_prints=True)
@@ -97,16 +111,19 @@ def run_pipeline(
             Path(config.directory), config.lake, config.window, config.selection, config.download, config.force,
             access_block=fdsn_block,
         )
+    groups = resolve_groups(config.groups, config.groups_file, config.use_groups)
     out["pick"] = pick_phases.with_options(task_runner=make_task_runner(config.execution))(
         Path(config.directory), config.lake, config.window, config.selection, config.pick, config.force,
-        progress=config.verbosity > 0,
+        progress=config.verbosity > 0, ensemble=config.ensemble, groups=groups or None,
     )
+    ensemble_weights = out["pick"].get("ensemble")
     if config.associate is not None:
-        out["associate"] = associate_picks(config)
+        out["associate"] = associate_picks(config, ensemble_weights)
     if config.analyze.reference:
         out["analyze"] = analyze_run(
-            config.lake, config.analyze.reference, run_selection(config), config.analyze.match,
+            config.lake, config.analyze.reference, run_selection(config, ensemble_weights), config.analyze.match,
             reference_paths=config.analyze.reference_paths or None, report_dir=config.analyze.report_dir,
+            groups=groups or None,
         )
     logger.info("pipeline done: %s", ", ".join(
         f"{k} {v['run_id']}" for k, v in out.items() if isinstance(v, dict) and "run_id" in v))

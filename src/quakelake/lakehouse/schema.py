@@ -89,6 +89,24 @@ PICKS = TableSpec(
     "one row per phase pick",
 )
 
+ENSEMBLE_PICKS = TableSpec(
+    "ensemble_picks",
+    _schema(
+        ("pick_id", pa.string()),
+        ("run_id", pa.string()),
+        ("weights", pa.string()),
+        ("station_id", pa.string()),
+        ("phase", pa.string()),
+        ("time", TS),
+        ("n_members", pa.int32()),
+        ("n_agree", pa.int32()),
+        ("spread_s", pa.float64()),
+        ("agreeing", pa.string()),
+    ),
+    ("day",),
+    "one row per ensemble (consensus) pick: members agreeing and their time spread (join picks on pick_id)",
+)
+
 EVENTS = TableSpec(
     "events",
     _schema(
@@ -294,6 +312,7 @@ TABLES: dict[str, TableSpec] = {
         STATIONS,
         WAVEFORM_INDEX,
         PICKS,
+        ENSEMBLE_PICKS,
         EVENTS,
         ASSIGNMENTS,
         REFERENCE_EVENTS,

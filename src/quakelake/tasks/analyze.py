@@ -9,6 +9,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from quakelake import evaluation, plotting, report
+from quakelake import groups as station_groups
 from quakelake.catalogs import import_catalog
 from quakelake.lakehouse import Lake
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint, frame_digest
@@ -28,8 +29,9 @@ def compare_with_reference(
     selection: evaluation.RunSelection,
     params: evaluation.MatchParams,
     run_id: str,
+    groups: dict[str, list[str]] | None = None,
 ) -> UnitResult:
-    """Match the selected picks and events with ``reference``; write matches and metrics."""
+    """Match the selected picks and events with ``reference``; write matches and metrics (per group too)."""
     with Stopwatch() as sw:
         db = Lake(lake)
         picks = evaluation.load_picks(db, selection)
@@ -40,6 +42,15 @@ def compare_with_reference(
         result = evaluation.evaluate(
             picks, events, ref_events, ref_picks, params, selection.start, selection.end, coverage
         )
+        if groups:
+            in_span = ref_events
+            if len(ref_events) and result.start is not None:
+                t = pd.to_datetime(ref_events["time"], utc=True)
+                in_span = ref_events[(t >= result.start) & (t <= result.end)]
+            per_group = station_groups.group_metrics(
+                result.pick_matches, groups, events, in_span, ref_picks, params.event_max_dt_s, params.event_max_km
+            )
+            result.metrics = pd.concat([result.metrics, per_group], ignore_index=True)
         paths = evaluation.write_evaluation(lake, run_id, reference, result)
     inputs = fingerprint(
         frame_digest(picks, ["pick_id", "time", "probability"]),

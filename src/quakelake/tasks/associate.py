@@ -11,6 +11,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from quakelake import association
+from quakelake import groups as station_groups
 from quakelake.lakehouse import Lake, file_path, remove_superseded, unit_stem, write_table
 from quakelake.lakehouse.writer import safe_name
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint, frame_digest
@@ -30,19 +31,27 @@ class PickSource:
         model: only picks of this model (lake source).
         weights: only picks of these weights (lake source).
         station_file: station metadata (StationXML/CSV); None reads the lake's `stations` table.
+        group: name of the station group whose picks only are associated (None: every station).
+        group_stations: the group's NET.STA patterns.
     """
 
     picks_file: Path | None = None
     model: str | None = None
     weights: str | None = None
     station_file: Path | None = None
+    group: str | None = None
+    group_stations: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
-        """Short name of the source, used in file names and event ids."""
+        """Short name of the source, used in file names and event ids (``...@GROUP`` for a group)."""
         if self.picks_file is not None:
-            return "file-" + fingerprint(str(Path(self.picks_file).resolve()), length=8)
-        return f"lake-{self.model or 'all'}-{self.weights or 'all'}"
+            base = "file-" + fingerprint(str(Path(self.picks_file).resolve()), length=8)
+        else:
+            base = f"lake-{self.model or 'all'}-{self.weights or 'all'}"
+        if self.group:
+            base += f"{station_groups.GROUP_SEPARATOR}{self.group}-{fingerprint(list(self.group_stations), length=6)}"
+        return base
 
 
 def config_fingerprint(config: association.PyOctoConfig | association.GammaConfig) -> str:
@@ -95,7 +104,7 @@ def unit_inputs(
 def read_picks(lake: Path, source: PickSource, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     """Return the picks of ``source`` with ``start <= time < end`` (bound query parameters only)."""
     if source.picks_file is not None:
-        return _read_pick_file(Path(source.picks_file), start, end)
+        return _in_group(_read_pick_file(Path(source.picks_file), start, end), source)
     lake_ = Lake(lake)
     if not lake_.has_files("picks"):
         return pd.DataFrame(columns=["pick_id", "station_id", "phase", "time", "probability"])
@@ -112,7 +121,16 @@ def read_picks(lake: Path, source: PickSource, start: pd.Timestamp, end: pd.Time
     built = (df["network"].fillna("") + "." + df["station"].fillna("") + "." + df["location"].fillna(""))
     df["station_id"] = df["station_id"].where(df["station_id"].notna() & (df["station_id"] != ""), built)
     df["time"] = pd.to_datetime(df["time"], utc=True)
-    return df[["pick_id", "station_id", "phase", "time", "probability"]]
+    return _in_group(df[["pick_id", "station_id", "phase", "time", "probability"]], source)
+
+
+def _in_group(picks: pd.DataFrame, source: PickSource) -> pd.DataFrame:
+    """Return the picks on the stations of ``source``'s group (all picks without a group)."""
+    if not source.group or not len(picks):
+        return picks
+    parts = picks["station_id"].astype(str).str.split(".")
+    keep = [station_groups.in_group(p[0], p[1] if len(p) > 1 else "", source.group_stations) for p in parts]
+    return picks[pd.Series(keep, index=picks.index, dtype=bool)]
 
 
 def _read_pick_file(path: Path, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
