@@ -246,8 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=text, description=text, formatter_class=_Help, epilog=EXAMPLES)
+    def command(name: str, text: str, description: str | None = None) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=description or text, formatter_class=_Help,
+                              epilog=EXAMPLES)
 
     run = command("run", "the pipeline: [download ->] pick -> associate [-> analyze] for a date range")
     for add in (_common, _selection, _picking, _later_stages, _compute):
