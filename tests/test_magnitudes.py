@@ -139,3 +139,68 @@ def test_event_magnitude_is_median_with_spread():
     assert ev.loc["a", "magnitude_station_count"] == 3
     assert np.isnan(ev.loc["b", "magnitude_uncertainty"])
     assert list(mag.event_magnitudes(sm, min_stations=2)["event_id"]) == ["a"]
+
+
+@pytest.mark.slow
+def test_associate_flow_writes_magnitudes_and_quakeml(shared_data, prefect_server, lake_root, tmp_path):
+    """Associate flow on the Salton Sea reference picks: events carry ML, station MLs and amplitudes land
+    in the lake, a rerun computes nothing, and QuakeML holds amplitudes and station magnitudes."""
+    from quakelake.export import to_catalog
+    from quakelake.flows.associate import associate_events
+    from quakelake.lakehouse import Lake, file_path, to_arrow, write_atomic, write_table
+    from quakelake.waveforms import archive_key, scan_archive
+
+    folder = shared_data / "phasenet_saltonsea_20201001"
+    scan = scan_archive(folder / "mseed")
+    write_atomic(file_path(lake_root, "waveform_index", {"archive": archive_key(folder / "mseed")}, "index"),
+                 to_arrow("waveform_index", scan.index))
+    picks = pd.read_csv(folder / "DERIVED_phasenet_ref_picks_first180s.csv")
+    parts = picks["station_id"].str.split(".", expand=True)
+    picks = pd.DataFrame({
+        "pick_id": [f"ref{i}" for i in range(len(picks))], "model": "PhaseNet", "weights": "reference",
+        "network": parts[0], "station": parts[1], "location": parts[2], "band": parts[3],
+        "station_id": parts[0] + "." + parts[1] + "." + parts[2], "phase": picks["phase"],
+        "time": pd.to_datetime(picks["time"], utc=True, format="ISO8601"), "probability": picks["prob"],
+    })
+    write_table(lake_root, "picks", picks, "reference", {"day": "2020-10-01"})
+
+    first = associate_events(lake=lake_root, station_file=folder / "stations.xml")
+    assert first["magnitudes"]["done"] == 1 and first["magnitudes"]["law"] == "HB87"
+    lake = Lake(lake_root)
+    events = lake.read("events")
+    scsn = events[(pd.to_datetime(events["time"], utc=True) - SCSN_EVENT["time"]).abs() < pd.Timedelta(seconds=2)]
+    assert len(scsn) == 1
+    ev = scsn.iloc[0]
+    assert abs(ev["magnitude"] - SCSN_EVENT["magnitude"]) <= 0.5
+    assert ev["magnitude_type"] == "ML" and ev["magnitude_station_count"] >= 10
+    station_ml = lake.query("SELECT * FROM station_magnitudes WHERE event_id = ?", [ev["event_id"]])
+    assert len(station_ml) == ev["magnitude_station_count"]
+    assert float(np.median(station_ml["magnitude"])) == pytest.approx(ev["magnitude"])
+    amps = lake.query("SELECT * FROM amplitudes WHERE event_id = ?", [ev["event_id"]])
+    assert set(amps["channel"]) == {"HHE", "HHN"} and set(amps["station_id"]) == set(station_ml["station_id"])
+    assert events["magnitude"].notna().all()
+    print("Salton Sea events (time, ML, spread, stations):",
+          events[["time", "magnitude", "magnitude_uncertainty", "magnitude_station_count"]].to_string())
+
+    def outputs():
+        return sorted((str(p.relative_to(lake_root)), p.stat().st_mtime_ns) for table in
+                      ("events", "amplitudes", "station_magnitudes") for p in (lake_root / table).rglob("*.parquet"))
+
+    files = outputs()
+    again = associate_events(lake=lake_root, station_file=folder / "stations.xml")
+    assert again["magnitudes"]["skipped"] == 1 and again["magnitudes"]["done"] == 0
+    assert outputs() == files
+
+    assignments = lake.read("assignments")
+    path = tmp_path / "events.xml"
+    to_catalog(events, assignments, amplitudes=lake.read("amplitudes"),
+               station_magnitudes=lake.read("station_magnitudes")).write(str(path), format="QUAKEML")
+    back = {str(e.resource_id).rsplit("/", 1)[-1]: e for e in obspy.read_events(str(path))}
+    qev = back[ev["event_id"]]
+    assert qev.preferred_magnitude().mag == pytest.approx(ev["magnitude"])
+    assert qev.preferred_magnitude().station_count == ev["magnitude_station_count"]
+    assert qev.preferred_magnitude().mag_errors.uncertainty == pytest.approx(ev["magnitude_uncertainty"])
+    assert len(qev.amplitudes) == len(amps) and len(qev.station_magnitudes) == len(station_ml)
+    assert {a.waveform_id.channel_code for a in qev.amplitudes} == {"HHE", "HHN"}
+    assert all(sm.amplitude_id.get_referred_object() is not None for sm in qev.station_magnitudes)
+    assert len(qev.preferred_magnitude().station_magnitude_contributions) == len(station_ml)

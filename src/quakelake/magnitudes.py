@@ -43,9 +43,12 @@ amplitudes and distances).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import obspy
 import pandas as pd
 from obspy import Inventory, Stream, UTCDateTime
 from obspy.geodetics import gps2dist_azimuth
@@ -250,7 +253,7 @@ def measure_amplitudes(
     picks: pd.DataFrame,
     stream: Stream,
     inventory: Inventory,
-    params: AmplitudeParams = AmplitudeParams(),
+    params: AmplitudeParams | None = None,
     origin_time: pd.Timestamp | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Return the Wood-Anderson amplitude of each horizontal channel at each picked station.
@@ -267,6 +270,7 @@ def measure_amplitudes(
     Returns:
         (rows of :data:`AMPLITUDE_COLUMNS`, messages naming the stations left out and why).
     """
+    params = params or AmplitudeParams()
     rows: list[dict] = []
     messages: list[str] = []
     picks = picks.reset_index(drop=True)
@@ -283,8 +287,13 @@ def measure_amplitudes(
         wa = wood_anderson(raw, inventory, params)
         for cid, reason in wa.missing:
             messages.append(f"{event_id} {cid}: no usable response ({reason[:200]})")
-        for tr in wa:
+        longest: dict[str, obspy.Trace] = {}
+        for tr in wa:  # a gap splits a channel: keep the piece that covers most of the window
             part = tr.slice(t0, t1)
+            if tr.id not in longest or part.stats.npts > longest[tr.id].stats.npts:
+                longest[tr.id] = part
+        for part in longest.values():
+            tr = part
             if part.stats.npts < 2 or part.stats.endtime - part.stats.starttime < 0.5 * (t1 - t0):
                 messages.append(f"{event_id} {tr.id}: window {t0}..{t1} not covered by data")
                 continue
@@ -316,7 +325,7 @@ def station_magnitudes(
     amplitudes: pd.DataFrame,
     events: pd.DataFrame,
     stations: pd.DataFrame,
-    law: AttenuationLaw = AttenuationLaw(),
+    law: AttenuationLaw | None = None,
     magnitude_type: str = "ML",
 ) -> pd.DataFrame:
     """Return one station ML per (event, station): mean of its horizontal channels' MLs.
@@ -329,6 +338,7 @@ def station_magnitudes(
         law: the attenuation law.
         magnitude_type: written on each row.
     """
+    law = law or AttenuationLaw()
     if len(amplitudes) == 0:
         return pd.DataFrame(columns=STATION_MAGNITUDE_COLUMNS)
     coords = stations.copy()
@@ -381,3 +391,115 @@ def event_magnitudes(station_mags: pd.DataFrame, min_stations: int = 1, magnitud
                      "magnitude_uncertainty": float(np.std(mags, ddof=1)) if len(mags) > 1 else float("nan"),
                      "magnitude_station_count": len(mags)})
     return pd.DataFrame(rows, columns=EVENT_MAGNITUDE_COLUMNS)
+
+
+# ----------------------------------------------------------------------------- one day of events
+
+
+def read_inventory(paths: Iterable[str | Path]) -> Inventory:
+    """Return one inventory of every StationXML file in ``paths`` (the responses)."""
+    inventory = Inventory(networks=[], source="quakelake")
+    for path in paths:
+        inventory += obspy.read_inventory(str(path))
+    return inventory
+
+
+def read_waveforms(index: pd.DataFrame, station_id: str, start: pd.Timestamp, end: pd.Timestamp
+                   ) -> tuple[Stream, list[str]]:
+    """Return the horizontal channels of ``station_id`` in ``[start, end]`` from the indexed archive files.
+
+    Args:
+        index: ``waveform_index`` rows (path, format, network, station, location, channel, start, end).
+        station_id: ``NET.STA.LOC``.
+        start: first time wanted (UTC).
+        end: last time wanted (UTC).
+
+    Returns:
+        (stream, messages naming unreadable files).
+    """
+    net, sta, loc = (station_id.split(".") + ["", ""])[:3]
+    loc_col = index["location"].fillna("").astype(str)
+    rows = index[(index["network"] == net) & (index["station"] == sta) & (loc_col == loc)
+                 & index["channel"].astype(str).str[-1:].isin(list("NE12"))
+                 & (pd.to_datetime(index["start"], utc=True) <= end) & (pd.to_datetime(index["end"], utc=True) >= start)]
+    stream, messages = Stream(), []
+    t0, t1 = UTCDateTime(start.to_pydatetime()), UTCDateTime(end.to_pydatetime())
+    for path, fmt in rows[["path", "format"]].drop_duplicates("path").itertuples(index=False):
+        kwargs = {"sourcename": f"{net}.{sta}.*"} if fmt == "MSEED" else {}
+        try:
+            st = obspy.read(str(path), format=fmt or None, starttime=t0, endtime=t1, **kwargs)
+        except Exception as exc:  # ObsPy raises bare Exception for unreadable files
+            messages.append(f"{path}: unreadable ({type(exc).__name__}: {exc})"[:300])
+            continue
+        stream += st.select(network=net, station=sta, location=loc)
+    if len(stream):
+        stream.merge(method=1)
+        stream = stream.split()  # gaps become separate traces, never masked arrays
+    return stream, messages
+
+
+@dataclass
+class DayMagnitudes:
+    """What the magnitude stage made of one day of events."""
+
+    amplitudes: pd.DataFrame
+    station_magnitudes: pd.DataFrame
+    events: pd.DataFrame
+    messages: list[str] = field(default_factory=list)
+
+
+def day_magnitudes(
+    events: pd.DataFrame,
+    assignments: pd.DataFrame,
+    stations: pd.DataFrame,
+    inventory: Inventory,
+    index: pd.DataFrame,
+    params: MagnitudeParams | None = None,
+) -> DayMagnitudes:
+    """Return amplitudes, station MLs and event MLs of ``events`` from the archive that ``index`` lists.
+
+    Each station's horizontal waveforms are read once for all the events it picked.
+
+    Args:
+        events: ``event_id, time, latitude, longitude, depth_km`` (lake ``events`` rows).
+        assignments: ``event_id, pick_id, station_id, phase, time`` (lake ``assignments`` rows).
+        stations: station coordinates (lake ``stations`` rows).
+        inventory: StationXML responses.
+        index: ``waveform_index`` rows covering the day.
+        params: amplitude window, law and event ML settings.
+    """
+    params = params or MagnitudeParams()
+    amp_params = params.amplitude
+    origin = dict(zip(events["event_id"].astype(str), pd.to_datetime(events["time"], utc=True), strict=True))
+    picks = assignments[assignments["event_id"].astype(str).isin(origin)].copy()
+    picks["time"] = pd.to_datetime(picks["time"], utc=True)
+    amplitudes, messages = [], []
+    for sid, at_station in picks.groupby(picks["station_id"].astype(str), sort=True):
+        if sid.count(".") < 2:
+            messages.append(f"{sid}: no network code in the station id; no waveforms looked up")
+            continue
+        windows = {eid: amplitude_window(g, amp_params, origin[eid])
+                   for eid, g in at_station.groupby(at_station["event_id"].astype(str))}
+        pad = pd.Timedelta(seconds=amp_params.pad_s)
+        lo = min(w[0] for w in windows.values()) - pad
+        hi = max(w[1] for w in windows.values()) + pad
+        stream, problems = read_waveforms(index, sid, lo, hi)
+        messages += problems
+        for eid, g in at_station.groupby(at_station["event_id"].astype(str)):
+            rows, notes = measure_amplitudes(eid, g, stream, inventory, amp_params, origin[eid])
+            amplitudes.append(rows)
+            messages += notes
+    amps = pd.concat(amplitudes, ignore_index=True) if amplitudes else pd.DataFrame(columns=AMPLITUDE_COLUMNS)
+    station_ml = station_magnitudes(amps, events, stations, params.law, params.magnitude_type)
+    station_ml["law"] = params.law.name
+    event_ml = event_magnitudes(station_ml, params.min_stations, params.magnitude_type)
+    return DayMagnitudes(amps, station_ml, with_magnitudes(events, event_ml), messages)
+
+
+def with_magnitudes(events: pd.DataFrame, event_ml: pd.DataFrame) -> pd.DataFrame:
+    """Return ``events`` with their magnitude columns replaced by ``event_ml`` (same row order)."""
+    out = events.drop(columns=[c for c in EVENT_MAGNITUDE_COLUMNS[1:] if c in events]).copy()
+    merged = out[["event_id"]].astype(str).merge(event_ml.astype({"event_id": str}), on="event_id", how="left")
+    for col in EVENT_MAGNITUDE_COLUMNS[1:]:
+        out[col] = merged[col].to_numpy()
+    return out

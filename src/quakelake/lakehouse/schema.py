@@ -107,6 +107,10 @@ EVENTS = TableSpec(
         ("n_stations", pa.int32()),
         ("score", pa.float64()),
         ("rms_residual_s", pa.float64()),
+        # local magnitude (the magnitude stage fills `magnitude` and these; see quakelake.magnitudes)
+        ("magnitude_type", pa.string()),
+        ("magnitude_uncertainty", pa.float64()),
+        ("magnitude_station_count", pa.int32()),
     ),
     ("day",),
     "one row per associated event",
@@ -127,6 +131,56 @@ ASSIGNMENTS = TableSpec(
     ),
     ("day",),
     "one row per pick assigned to an event",
+)
+
+AMPLITUDES = TableSpec(
+    "amplitudes",
+    _schema(
+        ("event_id", pa.string()),
+        ("pick_id", pa.string()),
+        ("run_id", pa.string()),
+        ("associator", pa.string()),
+        ("config_fingerprint", pa.string()),
+        ("station_id", pa.string()),
+        ("network", pa.string()),
+        ("station", pa.string()),
+        ("location", pa.string()),
+        ("channel", pa.string()),
+        ("phase", pa.string()),
+        ("amplitude_m", pa.float64()),
+        ("period_s", pa.float64()),
+        ("time", TS),
+        ("window_start", TS),
+        ("window_end", TS),
+        ("type", pa.string()),
+        ("unit", pa.string()),
+    ),
+    ("day",),
+    "one row per Wood-Anderson amplitude (event x horizontal channel), with the pick that placed its window",
+)
+
+STATION_MAGNITUDES = TableSpec(
+    "station_magnitudes",
+    _schema(
+        ("event_id", pa.string()),
+        ("run_id", pa.string()),
+        ("associator", pa.string()),
+        ("config_fingerprint", pa.string()),
+        ("station_id", pa.string()),
+        ("network", pa.string()),
+        ("station", pa.string()),
+        ("location", pa.string()),
+        ("channels", pa.string()),
+        ("magnitude", pa.float64()),
+        ("magnitude_type", pa.string()),
+        ("law", pa.string()),
+        ("distance_km", pa.float64()),
+        ("epicentral_km", pa.float64()),
+        ("amplitude_m", pa.float64()),
+        ("n_channels", pa.int32()),
+    ),
+    ("day",),
+    "one row per station magnitude of an event",
 )
 
 REFERENCE_EVENTS = TableSpec(
@@ -293,6 +347,8 @@ TABLES: dict[str, TableSpec] = {
         PICKS,
         EVENTS,
         ASSIGNMENTS,
+        AMPLITUDES,
+        STATION_MAGNITUDES,
         REFERENCE_EVENTS,
         REFERENCE_PICKS,
         RUNS,

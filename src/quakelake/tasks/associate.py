@@ -7,16 +7,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NONE
 
-from quakelake import association
+from quakelake import association, magnitudes
 from quakelake.lakehouse import Lake, file_path, write_table
 from quakelake.lakehouse.writer import safe_name
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint
 from quakelake.stations import read_stations
 
 ASSOCIATION_CODE_VERSION = "1"  # bump when a change alters the events made from the same inputs
+MAGNITUDE_CODE_VERSION = "1"  # bump when a change alters the magnitudes made from the same inputs
 
 
 @dataclass(frozen=True)
@@ -136,4 +138,67 @@ def associate_day_task(
         "associate", key, "done", rows=len(events), seconds=sw.seconds, output=str(target),
         error="; ".join(result.messages)[:2000],
         extra={"picks": len(picks), "assigned": len(assignments), "unknown_stations": result.unknown_stations},
+    )
+
+
+def magnitude_file_name(config: association.PyOctoConfig | association.GammaConfig, source: PickSource,
+                        params: magnitudes.MagnitudeParams) -> str:
+    """Return the stem of a day's amplitudes/station_magnitudes files: the events' stem + magnitude settings."""
+    return (unit_file_name(config, source) + "."
+            + fingerprint(params.model_dump(mode="json"), MAGNITUDE_CODE_VERSION, length=8))
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    return pq.ParquetFile(path).read().to_pandas()  # one file: no partition columns from its folder
+
+
+@task(name="magnitudes-day", retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
+def magnitudes_day_task(
+    day: dt.date,
+    lake: Path,
+    config: association.PyOctoConfig | association.GammaConfig,
+    source: PickSource,
+    params: magnitudes.MagnitudeParams,
+    response_files: list[Path],
+    force: bool = False,
+) -> UnitResult:
+    """Measure amplitudes and local magnitudes of one day's events; fill the day's `events` file.
+
+    Writes `amplitudes`, rewrites the day's `events` file (atomically) with the magnitude
+    columns, then `station_magnitudes` (which marks the unit done). Skipped when that file is
+    newer than the events file, unless ``force``.
+    """
+    key = day.isoformat()
+    partition = {"day": key}
+    name = unit_file_name(config, source)
+    events_path = file_path(lake, "events", partition, name)
+    target = file_path(lake, "station_magnitudes", partition, magnitude_file_name(config, source, params))
+    if not events_path.exists():
+        return UnitResult("magnitude", key, "no_data", error="no events file for the day")
+    if target.exists() and not force and target.stat().st_mtime >= events_path.stat().st_mtime:
+        return UnitResult("magnitude", key, "skipped", output=str(target))
+    if not response_files:
+        return UnitResult("magnitude", key, "no_data",
+                          error="no StationXML with responses; pass -F/--file stations.xml")
+    with Stopwatch() as sw:
+        events = _read_file(events_path)
+        assignments = _read_file(file_path(lake, "assignments", partition, name))
+        lake_ = Lake(lake)
+        if not lake_.has_files("waveform_index"):
+            return UnitResult("magnitude", key, "no_data", error="no waveform_index in the lake; pick from an archive")
+        start = pd.Timestamp(day, tz="UTC") - pd.Timedelta(hours=1)
+        index = lake_.query('SELECT * FROM waveform_index WHERE "end" >= ? AND start <= ?',
+                            [start.to_pydatetime(), (start + pd.Timedelta(hours=26)).to_pydatetime()])
+        stations = read_station_source(lake, source)
+        inventory = magnitudes.read_inventory(response_files)
+        result = magnitudes.day_magnitudes(events, assignments, stations, inventory, index, params)
+        common = {c: events[c].iloc[0] if len(events) else None for c in ("run_id", "associator", "config_fingerprint")}
+        write_table(lake, "amplitudes", result.amplitudes.assign(**common), target.stem, partition)
+        write_table(lake, "events", result.events, name, partition)
+        write_table(lake, "station_magnitudes", result.station_magnitudes.assign(**common), target.stem, partition)
+    with_ml = int(result.events["magnitude"].notna().sum()) if len(result.events) else 0
+    return UnitResult(
+        "magnitude", key, "done", rows=len(result.station_magnitudes), seconds=sw.seconds, output=str(target),
+        error="; ".join(result.messages)[:2000],
+        extra={"events": len(events), "events_with_ml": with_ml, "amplitudes": len(result.amplitudes)},
     )
