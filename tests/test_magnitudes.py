@@ -142,7 +142,7 @@ def test_event_magnitude_is_median_with_spread():
 
 
 @pytest.mark.slow
-def test_associate_flow_writes_magnitudes_and_quakeml(shared_data, prefect_server, lake_root, tmp_path):
+def test_associate_flow_writes_magnitudes_and_quakeml(shared_data, prefect_server, lake_root, tmp_path, capsys):
     """Associate flow on the Salton Sea reference picks: events carry ML, station MLs and amplitudes land
     in the lake, a rerun computes nothing, and QuakeML holds amplitudes and station magnitudes."""
     from quakelake.export import to_catalog
@@ -204,3 +204,26 @@ def test_associate_flow_writes_magnitudes_and_quakeml(shared_data, prefect_serve
     assert {a.waveform_id.channel_code for a in qev.amplitudes} == {"HHE", "HHN"}
     assert all(sm.amplitude_id.get_referred_object() is not None for sm in qev.station_magnitudes)
     assert len(qev.preferred_magnitude().station_magnitude_contributions) == len(station_ml)
+
+    # one catalogue per export: GaMMA's copy of the same earthquakes is not merged in
+    from quakelake.association import GammaConfig
+    from quakelake.cli import main
+
+    gamma = associate_events(lake=lake_root, station_file=folder / "stations.xml", config=GammaConfig())
+    assert gamma["magnitudes"]["done"] == 1
+    both = Lake(lake_root).read("events")
+    n_gamma = int((both["associator"] == "gamma").sum())
+    assert n_gamma >= 1 and len(both) == len(events) + n_gamma
+    capsys.readouterr()
+    for extra, associator, n in (([], "gamma", n_gamma), (["--associator", "pyocto"], "pyocto", len(events)),
+                                 (["--run-id", first["run_id"]], "pyocto", len(events))):
+        out = tmp_path / f"{associator}{len(extra)}.xml"
+        assert main(["export", "--lake", str(lake_root), "--quakeml", str(out), *extra]) == 0
+        assert f"catalogue: {associator} " in capsys.readouterr().out
+        cat = obspy.read_events(str(out))
+        assert len(cat) == n
+        assert all(ev.preferred_magnitude() is not None for ev in cat)
+        channels = {(p.phase_hint, p.waveform_id.channel_code) for ev in cat for p in ev.picks}
+        assert channels == {("P", "HHZ"), ("S", "HHN")}
+    assert main(["export", "--lake", str(lake_root), "--quakeml", str(tmp_path / "x.xml"), "--run-id", "nope"]) == 2
+    assert "--run-id nope: no association run" in capsys.readouterr().err

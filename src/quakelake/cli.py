@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--classified", type=Path, metavar="DIR", help="picks per day/network/station (CSV)")
     exp.add_argument("--associated", type=Path, metavar="DIR", help="events and their picks per day")
     exp.add_argument("--quakeml", type=Path, metavar="FILE", help="events with their picks as QuakeML")
+    exp.add_argument("--associator", choices=["gamma", "pyocto"],
+                     help="events of this associator's latest catalogue (default: the latest catalogue)")
+    exp.add_argument("--run-id", help="events of the catalogue of this association run")
 
     imp = sub.add_parser("import-catalog", help="import reference catalogue files into the lake")
     _common(imp)
@@ -494,19 +497,38 @@ def export_events(lake_root: Path, run_id: str, quakeml: Path | None, folder: Pa
     from quakelake.export import write_associated, write_quakeml
     from quakelake.lakehouse import Lake
 
+    from quakelake.export import select_catalogue
+
     lake = Lake(lake_root)
-    fp = lake.query("SELECT json_extract_string(config_json, '$.config_fingerprint') AS fp, "
-                    "json_extract_string(config_json, '$.pick_source') AS src FROM runs WHERE run_id = ?",
-                    [run_id])
-    where, params_ = "config_fingerprint = ? AND pick_source = ?", [fp["fp"][0], fp["src"][0]]
-    events = lake.read("events", where, params_) if lake.has_files("events") else lake.read("events")
-    assignments = lake.read("assignments", "config_fingerprint = ?", [fp["fp"][0]]) \
-        if lake.has_files("assignments") else lake.read("assignments")
-    assignments = assignments[assignments["event_id"].isin(events["event_id"])]
+    events, _ = select_catalogue(lake.read("events"), lake.read("runs"), run_id=run_id)
+    tables = catalogue_tables(lake, events)
+    assignments = tables.pop("assignments")
     if quakeml is not None:
-        print(f"QuakeML: {write_quakeml(events, assignments, quakeml)} ({len(events)} events)")
+        print(f"QuakeML: {write_quakeml(events, assignments, quakeml, **tables)} ({len(events)} events)")
     if folder is not None:
         print(f"associated/ layout: {len(write_associated(events, assignments, folder))} files under {folder}")
+
+
+def catalogue_tables(lake, events) -> dict:
+    """Return the assignments (with the picks' band codes), amplitudes and station magnitudes of ``events``."""
+    import pandas as pd
+
+    ids = set(events["event_id"].astype(str))
+    fps = set(events["config_fingerprint"].dropna().astype(str)) if "config_fingerprint" in events else set()
+    out = {}
+    for table, key in (("assignments", "assignments"), ("amplitudes", "amplitudes"),
+                       ("station_magnitudes", "station_magnitudes")):
+        rows = lake.read(table)
+        rows = rows[rows["event_id"].astype(str).isin(ids)]
+        if fps and "config_fingerprint" in rows:
+            rows = rows[rows["config_fingerprint"].astype(str).isin(fps)]
+        out[key] = rows
+    a = out["assignments"]
+    if len(a) and lake.has_files("picks"):
+        bands = lake.query("SELECT DISTINCT pick_id, band FROM picks WHERE band IS NOT NULL")
+        a = a.merge(bands.drop_duplicates("pick_id"), on="pick_id", how="left")
+    out["assignments"] = a if len(a) else pd.DataFrame(columns=list(a.columns))
+    return out
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -530,12 +552,20 @@ def cmd_export(args: argparse.Namespace) -> int:
         files = write_classified(rows("picks"), args.classified)
         print(f"classified/: {len(files)} files under {args.classified}")
     if args.associated or args.quakeml:
-        events, assignments = rows("events"), rows("assignments")
+        from quakelake.export import ExportError, select_catalogue
+
+        try:
+            events, label = select_catalogue(rows("events"), lake.read("runs"), args.associator, args.run_id)
+        except ExportError as exc:
+            raise CliError(str(exc)) from exc
+        tables = catalogue_tables(lake, events)
+        assignments = tables.pop("assignments")
+        print(f"catalogue: {label}")
         if args.associated:
             print(f"associated/: {len(write_associated(events, assignments, args.associated))} files under "
                   f"{args.associated}")
         if args.quakeml:
-            print(f"QuakeML: {write_quakeml(events, assignments, args.quakeml)} ({len(events)} events)")
+            print(f"QuakeML: {write_quakeml(events, assignments, args.quakeml, **tables)} ({len(events)} events)")
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 RESOURCE_PREFIX = "smi:quakelake"
@@ -23,6 +24,72 @@ def _rid(*parts: object) -> str:
 def _value(row, name: str):
     value = getattr(row, name, None)
     return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
+
+
+CATALOGUE_KEYS = ("associator", "config_fingerprint", "pick_source")
+
+
+class ExportError(ValueError):
+    """The catalogue asked for is not in the lake."""
+
+
+def select_catalogue(
+    events: pd.DataFrame,
+    runs: pd.DataFrame | None = None,
+    associator: str | None = None,
+    run_id: str | None = None,
+) -> tuple[pd.DataFrame, str]:
+    """Return the events of one catalogue and its label: one associator x configuration x pick source.
+
+    The lake keeps every association run's events side by side (GaMMA's and PyOcto's copies of
+    the same earthquakes, several configurations); a published catalogue is one of them:
+
+    * ``run_id``: the catalogue that association run made or found already made (its days
+      skipped because an earlier run wrote them still belong to it);
+    * ``associator``: that associator's most recent catalogue;
+    * neither: the most recent catalogue (latest run id; run ids sort by time).
+
+    Args:
+        events: lake ``events`` rows (with ``run_id``, ``associator``, ``config_fingerprint``,
+            ``pick_source``).
+        runs: lake ``runs`` rows; used to resolve ``run_id`` when it wrote no events itself.
+        associator: ``gamma`` or ``pyocto``.
+        run_id: an association run id.
+
+    Raises:
+        ExportError: naming the option and the catalogues available.
+    """
+    if len(events) == 0:
+        return events, "no events"
+    ev = events.copy()
+    for col in CATALOGUE_KEYS + ("run_id",):
+        ev[col] = ev[col].fillna("").astype(str) if col in ev else ""
+    latest = ev.groupby(list(CATALOGUE_KEYS))["run_id"].max().reset_index()
+    available = "; ".join(f"{r.associator} {r.config_fingerprint} ({r.pick_source}, run {r.run_id})"
+                          for r in latest.itertuples(index=False))
+    if run_id:
+        key = None
+        if runs is not None and len(runs) and (runs["run_id"] == run_id).any():
+            import json
+
+            config = json.loads(runs.loc[runs["run_id"] == run_id, "config_json"].iloc[0] or "{}")
+            if "config_fingerprint" in config:
+                key = ((config.get("config") or {}).get("associator", ""), config["config_fingerprint"],
+                       config.get("pick_source", ""))
+        mine = ev[ev["run_id"] == run_id]
+        if key is None and len(mine):
+            key = tuple(mine.iloc[0][list(CATALOGUE_KEYS)])
+        if key is None:
+            raise ExportError(f"--run-id {run_id}: no association run of that id in the lake; catalogues: {available}")
+    else:
+        if associator:
+            latest = latest[latest["associator"] == associator]
+            if not len(latest):
+                have = ", ".join(sorted(set(ev["associator"])))
+                raise ExportError(f"--associator {associator}: no events of that associator; the lake has: {have}")
+        key = tuple(latest.sort_values("run_id").iloc[-1][list(CATALOGUE_KEYS)])
+    keep = np.logical_and.reduce([ev[c] == v for c, v in zip(CATALOGUE_KEYS, key, strict=True)])
+    return events[keep], f"{key[0]} config {key[1]} ({key[2]})"
 
 
 def full_channel(channel: str, phase: str | None) -> str | None:
