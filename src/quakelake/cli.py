@@ -125,6 +125,8 @@ def _reference(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pick-tolerance", type=float, help="pick match tolerance in s (default 0.5)")
     g.add_argument("--event-dt", type=float, help="event origin-time tolerance in s (default 2)")
     g.add_argument("--event-km", type=float, help="event epicentre tolerance in km (default 8)")
+    g.add_argument("--earthquakes-only", action="store_true",
+                   help="leave reference events typed otherwise (quarry blasts, explosions) and their picks out")
     g.add_argument("--report-dir", type=Path, help="folder for the Markdown/HTML report and plots")
 
 
@@ -284,6 +286,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     put("analyze.match.pick_tolerance_s", getattr(args, "pick_tolerance", None))
     put("analyze.match.event_max_dt_s", getattr(args, "event_dt", None))
     put("analyze.match.event_max_km", getattr(args, "event_km", None))
+    if getattr(args, "earthquakes_only", False):
+        put("analyze.match.event_types", ["earthquake"])
     put("analyze.report_dir", getattr(args, "report_dir", None))
     put("timing", getattr(args, "timing", None))
     if getattr(args, "silent", False):
@@ -474,7 +478,8 @@ def cmd_associate(args: argparse.Namespace) -> int:
             raise CliError(f"no picks of models {args.models} x weights {args.weights} in lake {cfg.lake}")
     for model, weights in sources:
         summary = flow_fn(cfg.lake, cfg.window, cfg.associate, picks_file=args.picks,
-                          station_file=cfg.station_file, model=model, weights=weights, force=cfg.force)
+                          station_file=cfg.station_file, model=model, weights=weights, force=cfg.force,
+                          magnitude=cfg.magnitude)
         print_association(summary)
         export_events(cfg.lake, summary["run_id"], args.quakeml, args.export)
     return 0
@@ -485,6 +490,11 @@ def print_association(summary: dict) -> None:
     print(f"associate {summary['run_id']} ({summary['associator']}, {summary['pick_source']}): "
           f"{summary['days']} days (done {summary['done']}, skipped {summary['skipped']}, failed "
           f"{summary['failed']}), {summary['events']} events")
+    mags = summary.get("magnitudes")
+    if mags:
+        why = f" ({'; '.join(mags['why_none'])})" if mags.get("why_none") else ""
+        print(f"magnitudes ({mags['law']}): {mags['events_with_ml']} events with ML, days done {mags['done']}, "
+              f"skipped {mags['skipped']}, failed {mags['failed']}, without data {mags['no_data']}{why}")
     if summary.get("unknown_stations"):
         print(f"warning: picks on stations without coordinates: {', '.join(summary['unknown_stations'])}",
               file=sys.stderr)
@@ -494,10 +504,8 @@ def export_events(lake_root: Path, run_id: str, quakeml: Path | None, folder: Pa
     """Write the events of the association run ``run_id`` (incl. days it found already done) out."""
     if quakeml is None and folder is None:
         return
-    from quakelake.export import write_associated, write_quakeml
+    from quakelake.export import select_catalogue, write_associated, write_quakeml
     from quakelake.lakehouse import Lake
-
-    from quakelake.export import select_catalogue
 
     lake = Lake(lake_root)
     events, _ = select_catalogue(lake.read("events"), lake.read("runs"), run_id=run_id)

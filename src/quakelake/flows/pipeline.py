@@ -45,9 +45,19 @@ def associate_picks(config: RunConfig) -> list[dict]:
                 continue  # weights this model lacks were skipped by the pick stage
             runs.append(associate_events(
                 config.lake, config.window, config.associate, station_file=config.station_file,
-                model=model, weights=weights, force=config.force,
+                model=model, weights=weights, force=config.force, magnitude=config.magnitude,
+                response_files=response_files(config),
             ))
     return runs
+
+
+def response_files(config: RunConfig) -> list[Path]:
+    """Return the StationXML files with instrument responses: -F when StationXML, else the downloaded ones."""
+    if config.station_file is not None and Path(config.station_file).suffix.lower() in (".xml", ".stationxml"):
+        return [Path(config.station_file)]
+    if config.directory is not None:
+        return sorted((Path(config.directory) / "stations").glob("*.xml"))
+    return []
 
 
 def run_selection(config: RunConfig) -> RunSelection:

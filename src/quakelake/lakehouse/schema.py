@@ -195,9 +195,10 @@ REFERENCE_EVENTS = TableSpec(
         ("magnitude_type", pa.string()),
         ("n_picks", pa.int32()),
         ("source_file", pa.string()),
+        ("event_type", pa.string()),
     ),
     ("catalog",),
-    "one row per event of an imported reference catalogue",
+    "one row per event of an imported reference catalogue (event_type in QuakeML vocabulary)",
 )
 
 REFERENCE_PICKS = TableSpec(
@@ -288,9 +289,12 @@ EVENT_MATCHES = TableSpec(
         ("dt_s", pa.float64()),
         ("distance_km", pa.float64()),
         ("outcome", pa.string()),
+        ("magnitude", pa.float64()),
+        ("reference_magnitude", pa.float64()),
+        ("magnitude_residual", pa.float64()),
     ),
     ("reference",),
-    "one row per event or reference event: TP, FP or FN",
+    "one row per event or reference event: TP, FP or FN (magnitude residual: ours - reference, TP)",
 )
 
 METRICS = TableSpec(
