@@ -111,16 +111,22 @@ def _response_files(response_files: list[Path] | None, station_file: Path | None
 
 def _magnitudes(lake: Path, run_id: str, config, source: PickSource, params: MagnitudeParams,
                 days: list[UnitResult], response_files: list[Path], force: bool) -> dict:
-    """Run the magnitude stage on the days that have events; return its counts."""
+    """Run the magnitude stage on the days that have events; return its counts.
+
+    Without instrument responses (a CSV station file, nothing downloaded) the stage does not run.
+    """
+    counts: dict = {"done": 0, "skipped": 0, "failed": 0, "no_data": 0, "events_with_ml": 0, "law": params.law.name}
+    if not response_files:
+        get_run_logger().warning("magnitudes skipped: no StationXML with responses; pass -F/--file stations.xml")
+        return {**counts, "why_none": ["no StationXML with responses; pass -F/--file stations.xml"]}
     keys = [r.unit for r in days if r.status in ("done", "skipped")]
     futures = [(k, magnitudes_day_task.submit(dt.date.fromisoformat(k), lake, config, source, params,
                                               response_files, force)) for k in keys]
     results = [collect(k, fut, "magnitude") for k, fut in futures]
     record_units(lake, run_id, "magnitude", results)
     raise_if_workers_lost(results, "magnitude days")
-    counts = {s: sum(1 for r in results if r.status == s) for s in ("done", "skipped", "failed", "no_data")}
+    counts.update({s: sum(1 for r in results if r.status == s) for s in ("done", "skipped", "failed", "no_data")})
     counts["events_with_ml"] = sum(r.extra.get("events_with_ml", 0) for r in results)
-    counts["law"] = params.law.name
     counts["why_none"] = sorted({r.error for r in results if r.status == "no_data"})
     return counts
 
