@@ -11,8 +11,14 @@ from obspy.geodetics import degrees2kilometers
 from quakelake import magnitudes as mag
 from quakelake.stations import read_stations
 
-SCSN_EVENT = {"event_id": "scsn", "time": pd.Timestamp("2020-10-01T00:02:21.07", tz="UTC"),
-              "latitude": 33.092, "longitude": -115.585, "depth_km": 2.51, "magnitude": 2.43}
+SCSN_EVENT = {
+    "event_id": "scsn",
+    "time": pd.Timestamp("2020-10-01T00:02:21.07", tz="UTC"),
+    "latitude": 33.092,
+    "longitude": -115.585,
+    "depth_km": 2.51,
+    "magnitude": 2.43,
+}
 
 
 def _ingv_station_mls(folder) -> pd.DataFrame:
@@ -30,14 +36,24 @@ def _ingv_station_mls(folder) -> pd.DataFrame:
             for arrival in origin.arrivals:
                 pick = arrival.pick_id.get_referred_object()
                 if pick is not None and arrival.distance is not None:
-                    distance[(pick.waveform_id.network_code, pick.waveform_id.station_code)] = arrival.distance
+                    distance[(pick.waveform_id.network_code, pick.waveform_id.station_code)] = (
+                        arrival.distance
+                    )
             key = (sm.waveform_id.network_code, sm.waveform_id.station_code)
             if key not in distance:
                 continue
             epi = degrees2kilometers(distance[key])
-            rows.append({"event": path.name, "station_id": ".".join(key) + ".", "ml": sm.mag,
-                         "amplitude_m": amp.generic_amplitude, "unit": amp.unit, "type": amp.type,
-                         "distance_km": float(np.hypot(epi, origin.depth / 1000.0))})
+            rows.append(
+                {
+                    "event": path.name,
+                    "station_id": ".".join(key) + ".",
+                    "ml": sm.mag,
+                    "amplitude_m": amp.generic_amplitude,
+                    "unit": amp.unit,
+                    "type": amp.type,
+                    "distance_km": float(np.hypot(epi, origin.depth / 1000.0)),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -65,11 +81,17 @@ def _salton_event_picks(folder, stations: pd.DataFrame) -> pd.DataFrame:
     picks["time"] = pd.to_datetime(picks["time"], utc=True, format="ISO8601")
     picks["station_id"] = picks["station_id"].str.rsplit(".", n=1).str[0]  # CI.IMP..HH -> CI.IMP.
     coords = stations.drop_duplicates(["network", "station", "location"])
-    hypo, _ = mag.hypocentral_km(SCSN_EVENT["latitude"], SCSN_EVENT["longitude"], SCSN_EVENT["depth_km"],
-                                 coords["latitude"].to_numpy(), coords["longitude"].to_numpy())
+    hypo, _ = mag.hypocentral_km(
+        SCSN_EVENT["latitude"],
+        SCSN_EVENT["longitude"],
+        SCSN_EVENT["depth_km"],
+        coords["latitude"].to_numpy(),
+        coords["longitude"].to_numpy(),
+    )
     keep = []
-    for (net, sta, loc), r in zip(coords[["network", "station", "location"]].itertuples(index=False), hypo,
-                                  strict=True):
+    for (net, sta, loc), r in zip(
+        coords[["network", "station", "location"]].itertuples(index=False), hypo, strict=True
+    ):
         for phase, speed in (("P", 6.0), ("S", 3.46)):
             expected = SCSN_EVENT["time"] + pd.Timedelta(seconds=r / speed)
             mine = picks[(picks["station_id"] == f"{net}.{sta}.{loc}") & (picks["phase"] == phase)]
@@ -97,7 +119,9 @@ def test_salton_sea_scsn_event_magnitude_from_waveforms(shared_data):
     picks = _salton_event_picks(folder, stations)
     assert picks["station_id"].nunique() >= 14
 
-    amps, messages = mag.measure_amplitudes("scsn", picks, stream, inventory, origin_time=SCSN_EVENT["time"])
+    amps, messages = mag.measure_amplitudes(
+        "scsn", picks, stream, inventory, origin_time=SCSN_EVENT["time"]
+    )
     assert messages == []
     assert len(amps) == 2 * picks["station_id"].nunique()
     assert set(amps["channel"]) == {"HHE", "HHN"}
@@ -119,8 +143,12 @@ def test_salton_sea_scsn_event_magnitude_from_waveforms(shared_data):
 
 def test_law_from_table_and_corrections():
     """A -log A0 table interpolates; station corrections add; distances outside give NaN."""
-    law = mag.AttenuationLaw(name="table", table=[(10, 1.5), (100, 3.0)], station_corrections={"OX.ACOM": -0.2})
-    ml = law.magnitude([1e-3, 1e-3, 1e-3, 1e-3], [10, 55, 100, 150], ["XX.A.", "XX.A.", "OX.ACOM.", "XX.A."])
+    law = mag.AttenuationLaw(
+        name="table", table=[(10, 1.5), (100, 3.0)], station_corrections={"OX.ACOM": -0.2}
+    )
+    ml = law.magnitude(
+        [1e-3, 1e-3, 1e-3, 1e-3], [10, 55, 100, 150], ["XX.A.", "XX.A.", "OX.ACOM.", "XX.A."]
+    )
     assert ml[:3] == pytest.approx([1.5, 2.25, 2.8])
     assert np.isnan(ml[3])
     hb = mag.AttenuationLaw()
@@ -142,7 +170,9 @@ def test_event_magnitude_is_median_with_spread():
 
 
 @pytest.mark.slow
-def test_associate_flow_writes_magnitudes_and_quakeml(shared_data, prefect_server, lake_root, tmp_path, capsys):
+def test_associate_flow_writes_magnitudes_and_quakeml(
+    shared_data, prefect_server, lake_root, tmp_path, capsys
+):
     """Associate flow on the Salton Sea reference picks: events carry ML, station MLs and amplitudes land
     in the lake, a rerun computes nothing, and QuakeML holds amplitudes and station magnitudes."""
     from quakelake.export import to_catalog
@@ -152,23 +182,37 @@ def test_associate_flow_writes_magnitudes_and_quakeml(shared_data, prefect_serve
 
     folder = shared_data / "phasenet_saltonsea_20201001"
     scan = scan_archive(folder / "mseed")
-    write_atomic(file_path(lake_root, "waveform_index", {"archive": archive_key(folder / "mseed")}, "index"),
-                 to_arrow("waveform_index", scan.index))
+    write_atomic(
+        file_path(lake_root, "waveform_index", {"archive": archive_key(folder / "mseed")}, "index"),
+        to_arrow("waveform_index", scan.index),
+    )
     picks = pd.read_csv(folder / "DERIVED_phasenet_ref_picks_first180s.csv")
     parts = picks["station_id"].str.split(".", expand=True)
-    picks = pd.DataFrame({
-        "pick_id": [f"ref{i}" for i in range(len(picks))], "model": "PhaseNet", "weights": "reference",
-        "network": parts[0], "station": parts[1], "location": parts[2], "band": parts[3],
-        "station_id": parts[0] + "." + parts[1] + "." + parts[2], "phase": picks["phase"],
-        "time": pd.to_datetime(picks["time"], utc=True, format="ISO8601"), "probability": picks["prob"],
-    })
+    picks = pd.DataFrame(
+        {
+            "pick_id": [f"ref{i}" for i in range(len(picks))],
+            "model": "PhaseNet",
+            "weights": "reference",
+            "network": parts[0],
+            "station": parts[1],
+            "location": parts[2],
+            "band": parts[3],
+            "station_id": parts[0] + "." + parts[1] + "." + parts[2],
+            "phase": picks["phase"],
+            "time": pd.to_datetime(picks["time"], utc=True, format="ISO8601"),
+            "probability": picks["prob"],
+        }
+    )
     write_table(lake_root, "picks", picks, "reference", {"day": "2020-10-01"})
 
     first = associate_events(lake=lake_root, station_file=folder / "stations.xml")
     assert first["magnitudes"]["done"] == 1 and first["magnitudes"]["law"] == "HB87"
     lake = Lake(lake_root)
     events = lake.read("events")
-    scsn = events[(pd.to_datetime(events["time"], utc=True) - SCSN_EVENT["time"]).abs() < pd.Timedelta(seconds=2)]
+    scsn = events[
+        (pd.to_datetime(events["time"], utc=True) - SCSN_EVENT["time"]).abs()
+        < pd.Timedelta(seconds=2)
+    ]
     assert len(scsn) == 1
     ev = scsn.iloc[0]
     assert abs(ev["magnitude"] - SCSN_EVENT["magnitude"]) <= 0.5
@@ -177,14 +221,35 @@ def test_associate_flow_writes_magnitudes_and_quakeml(shared_data, prefect_serve
     assert len(station_ml) == ev["magnitude_station_count"]
     assert float(np.median(station_ml["magnitude"])) == pytest.approx(ev["magnitude"])
     amps = lake.query("SELECT * FROM amplitudes WHERE event_id = ?", [ev["event_id"]])
-    assert set(amps["channel"]) == {"HHE", "HHN"} and set(amps["station_id"]) == set(station_ml["station_id"])
+    assert set(amps["channel"]) == {"HHE", "HHN"} and set(amps["station_id"]) == set(
+        station_ml["station_id"]
+    )
     assert events["magnitude"].notna().all()
-    print("Salton Sea events (time, ML, spread, stations):",
-          events[["time", "magnitude", "magnitude_uncertainty", "magnitude_station_count"]].to_string())
+    print(
+        "Salton Sea events (time, ML, spread, stations):",
+        events[
+            ["time", "magnitude", "magnitude_uncertainty", "magnitude_station_count"]
+        ].to_string(),
+    )
 
     def outputs():
-        return sorted((str(p.relative_to(lake_root)), p.stat().st_mtime_ns) for table in
-                      ("events", "amplitudes", "station_magnitudes") for p in (lake_root / table).rglob("*.parquet"))
+        return sorted(
+            (str(p.relative_to(lake_root)), p.stat().st_mtime_ns)
+            for table in ("events", "amplitudes", "station_magnitudes")
+            for p in (lake_root / table).rglob("*.parquet")
+        )
+
+    # the analyzer's magnitude residual against the SCSN catalogue (which has magnitudes)
+    from quakelake.catalogs import read_catalog
+    from quakelake.evaluation import evaluate
+
+    scsn_ref = read_catalog(folder / "DERIVED_scsn_events_first10min.csv").events
+    result = evaluate(pd.DataFrame(), events, scsn_ref, pd.DataFrame(columns=["event_id", "time"]))
+    row = result.metrics[result.metrics["level"] == "magnitude"].iloc[0]
+    assert row["associator"] == "pyocto" and row["tp"] == 1
+    assert row["residual_mean"] == pytest.approx(ev["magnitude"] - SCSN_EVENT["magnitude"])
+    tp = result.event_matches[result.event_matches["outcome"] == "TP"].iloc[0]
+    assert tp["reference_magnitude"] == pytest.approx(2.43)
 
     files = outputs()
     again = associate_events(lake=lake_root, station_file=folder / "stations.xml")
@@ -193,13 +258,19 @@ def test_associate_flow_writes_magnitudes_and_quakeml(shared_data, prefect_serve
 
     assignments = lake.read("assignments")
     path = tmp_path / "events.xml"
-    to_catalog(events, assignments, amplitudes=lake.read("amplitudes"),
-               station_magnitudes=lake.read("station_magnitudes")).write(str(path), format="QUAKEML")
+    to_catalog(
+        events,
+        assignments,
+        amplitudes=lake.read("amplitudes"),
+        station_magnitudes=lake.read("station_magnitudes"),
+    ).write(str(path), format="QUAKEML")
     back = {str(e.resource_id).rsplit("/", 1)[-1]: e for e in obspy.read_events(str(path))}
     qev = back[ev["event_id"]]
     assert qev.preferred_magnitude().mag == pytest.approx(ev["magnitude"])
     assert qev.preferred_magnitude().station_count == ev["magnitude_station_count"]
-    assert qev.preferred_magnitude().mag_errors.uncertainty == pytest.approx(ev["magnitude_uncertainty"])
+    assert qev.preferred_magnitude().mag_errors.uncertainty == pytest.approx(
+        ev["magnitude_uncertainty"]
+    )
     assert len(qev.amplitudes) == len(amps) and len(qev.station_magnitudes) == len(station_ml)
     assert {a.waveform_id.channel_code for a in qev.amplitudes} == {"HHE", "HHN"}
     assert all(sm.amplitude_id.get_referred_object() is not None for sm in qev.station_magnitudes)
@@ -209,14 +280,19 @@ def test_associate_flow_writes_magnitudes_and_quakeml(shared_data, prefect_serve
     from quakelake.association import GammaConfig
     from quakelake.cli import main
 
-    gamma = associate_events(lake=lake_root, station_file=folder / "stations.xml", config=GammaConfig())
+    gamma = associate_events(
+        lake=lake_root, station_file=folder / "stations.xml", config=GammaConfig()
+    )
     assert gamma["magnitudes"]["done"] == 1
     both = Lake(lake_root).read("events")
     n_gamma = int((both["associator"] == "gamma").sum())
     assert n_gamma >= 1 and len(both) == len(events) + n_gamma
     capsys.readouterr()
-    for extra, associator, n in (([], "gamma", n_gamma), (["--associator", "pyocto"], "pyocto", len(events)),
-                                 (["--run-id", first["run_id"]], "pyocto", len(events))):
+    for extra, associator, n in (
+        ([], "gamma", n_gamma),
+        (["--associator", "pyocto"], "pyocto", len(events)),
+        (["--run-id", first["run_id"]], "pyocto", len(events)),
+    ):
         out = tmp_path / f"{associator}{len(extra)}.xml"
         assert main(["export", "--lake", str(lake_root), "--quakeml", str(out), *extra]) == 0
         assert f"catalogue: {associator} " in capsys.readouterr().out
@@ -225,5 +301,18 @@ def test_associate_flow_writes_magnitudes_and_quakeml(shared_data, prefect_serve
         assert all(ev.preferred_magnitude() is not None for ev in cat)
         channels = {(p.phase_hint, p.waveform_id.channel_code) for ev in cat for p in ev.picks}
         assert channels == {("P", "HHZ"), ("S", "HHN")}
-    assert main(["export", "--lake", str(lake_root), "--quakeml", str(tmp_path / "x.xml"), "--run-id", "nope"]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "--lake",
+                str(lake_root),
+                "--quakeml",
+                str(tmp_path / "x.xml"),
+                "--run-id",
+                "nope",
+            ]
+        )
+        == 2
+    )
     assert "--run-id nope: no association run" in capsys.readouterr().err

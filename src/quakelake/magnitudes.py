@@ -64,15 +64,43 @@ WOOD_ANDERSON = {
 }
 
 AMPLITUDE_COLUMNS = [
-    "event_id", "pick_id", "station_id", "network", "station", "location", "channel", "phase",
-    "amplitude_m", "period_s", "time", "window_start", "window_end", "type", "unit",
+    "event_id",
+    "pick_id",
+    "station_id",
+    "network",
+    "station",
+    "location",
+    "channel",
+    "phase",
+    "amplitude_m",
+    "period_s",
+    "time",
+    "window_start",
+    "window_end",
+    "type",
+    "unit",
 ]
 STATION_MAGNITUDE_COLUMNS = [
-    "event_id", "station_id", "network", "station", "location", "channels", "magnitude", "magnitude_type",
-    "distance_km", "epicentral_km", "amplitude_m", "n_channels",
+    "event_id",
+    "station_id",
+    "network",
+    "station",
+    "location",
+    "channels",
+    "magnitude",
+    "magnitude_type",
+    "distance_km",
+    "epicentral_km",
+    "amplitude_m",
+    "n_channels",
 ]
-EVENT_MAGNITUDE_COLUMNS = ["event_id", "magnitude", "magnitude_type", "magnitude_uncertainty",
-                           "magnitude_station_count"]
+EVENT_MAGNITUDE_COLUMNS = [
+    "event_id",
+    "magnitude",
+    "magnitude_type",
+    "magnitude_uncertainty",
+    "magnitude_station_count",
+]
 
 
 class MagnitudeError(ValueError):
@@ -97,11 +125,15 @@ class AttenuationLaw(_Model):
     c: float = Field(3.0, description="-log A0 at the reference distance")
     ref_km: float = Field(100.0, gt=0, description="reference distance, km")
     distance: Literal["hypocentral", "epicentral"] = Field(
-        "hypocentral", description="distance the law takes")
+        "hypocentral", description="distance the law takes"
+    )
     table: list[tuple[float, float]] | None = Field(
-        None, description="(distance km, -log A0) points, linear in distance; replaces a/b/c when given")
+        None,
+        description="(distance km, -log A0) points, linear in distance; replaces a/b/c when given",
+    )
     station_corrections: dict[str, float] = Field(
-        {}, description="additive station corrections by NET.STA or NET.STA.LOC")
+        {}, description="additive station corrections by NET.STA or NET.STA.LOC"
+    )
     min_km: float = Field(0.0, ge=0, description="stations nearer than this are not used")
     max_km: float = Field(600.0, gt=0, description="stations farther than this are not used")
 
@@ -109,7 +141,9 @@ class AttenuationLaw(_Model):
     def _check_table(self) -> AttenuationLaw:
         if self.table is not None:
             if len(self.table) < 2:
-                raise MagnitudeError("magnitude.law.table: give at least two (distance_km, -logA0) points")
+                raise MagnitudeError(
+                    "magnitude.law.table: give at least two (distance_km, -logA0) points"
+                )
             distances = [d for d, _ in self.table]
             if any(b <= a for a, b in zip(distances, distances[1:], strict=False)):
                 raise MagnitudeError("magnitude.law.table: distances must increase strictly")
@@ -132,8 +166,12 @@ class AttenuationLaw(_Model):
             return self.station_corrections[station_id]
         return self.station_corrections.get(".".join(station_id.split(".")[:2]), 0.0)
 
-    def magnitude(self, amplitude_m: np.ndarray | float, distance_km: np.ndarray | float,
-                  station_ids: Iterable[str] | None = None) -> np.ndarray:
+    def magnitude(
+        self,
+        amplitude_m: np.ndarray | float,
+        distance_km: np.ndarray | float,
+        station_ids: Iterable[str] | None = None,
+    ) -> np.ndarray:
         """Return ML from Wood-Anderson amplitudes in metres and distances in km."""
         amp = np.asarray(amplitude_m, dtype=float)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -147,26 +185,39 @@ class AttenuationLaw(_Model):
 class AmplitudeParams(_Model):
     """Where and how the Wood-Anderson amplitude is read."""
 
-    pre_s: float = Field(1.0, ge=0, description="window opens this many seconds before the S (or P) pick")
+    pre_s: float = Field(
+        1.0, ge=0, description="window opens this many seconds before the S (or P) pick"
+    )
     window_s: float = Field(10.0, gt=0, description="window length after the S pick, seconds")
-    vp_vs: float = Field(1.73, gt=1, description="Vp/Vs used to place the S window when a station has no S pick")
-    pad_s: float = Field(30.0, ge=0, description="data read on both sides of the window for the response removal")
+    vp_vs: float = Field(
+        1.73, gt=1, description="Vp/Vs used to place the S window when a station has no S pick"
+    )
+    pad_s: float = Field(
+        30.0, ge=0, description="data read on both sides of the window for the response removal"
+    )
     pre_filt_hz: tuple[float, float] = Field(
-        (0.2, 0.5), description="low corners of the cosine pre-filter (high corners: 0.8 and 0.9 x Nyquist)")
+        (0.2, 0.5),
+        description="low corners of the cosine pre-filter (high corners: 0.8 and 0.9 x Nyquist)",
+    )
     water_level_db: float = Field(60.0, description="water level of the spectral division, dB")
 
 
 class MagnitudeParams(_Model):
     """Local magnitude stage: amplitudes, law, event ML."""
 
-    amplitude: AmplitudeParams = Field(default_factory=AmplitudeParams, description="amplitude measurement")
-    law: AttenuationLaw = Field(default_factory=AttenuationLaw, description="attenuation law (HB87 default)")
+    amplitude: AmplitudeParams = Field(
+        default_factory=AmplitudeParams, description="amplitude measurement"
+    )
+    law: AttenuationLaw = Field(
+        default_factory=AttenuationLaw, description="attenuation law (HB87 default)"
+    )
     magnitude_type: str = Field("ML", description="magnitude type written with the values")
     min_stations: int = Field(1, ge=1, description="fewest stations with an ML for an event ML")
 
 
-def amplitude_window(picks: pd.DataFrame, params: AmplitudeParams, origin_time: pd.Timestamp | None = None
-                     ) -> tuple[pd.Timestamp, pd.Timestamp, str, str | None]:
+def amplitude_window(
+    picks: pd.DataFrame, params: AmplitudeParams, origin_time: pd.Timestamp | None = None
+) -> tuple[pd.Timestamp, pd.Timestamp, str, str | None]:
     """Return (start, end, phase, pick_id) of the amplitude window of one station's picks of an event.
 
     The window opens ``pre_s`` before the S pick and lasts ``pre_s + window_s``; without S it
@@ -190,6 +241,10 @@ def amplitude_window(picks: pd.DataFrame, params: AmplitudeParams, origin_time: 
     else:
         s_expected = p[i] + pd.Timedelta(seconds=params.window_s)
     return p[i] - pre, s_expected + pd.Timedelta(seconds=params.window_s), "P", _pick_id(picks, i)
+
+
+def _utc(t: pd.Timestamp) -> UTCDateTime:
+    return UTCDateTime(ns=int(pd.Timestamp(t).value))
 
 
 def _pick_id(picks: pd.DataFrame, index) -> str | None:
@@ -233,15 +288,50 @@ def wood_anderson(stream: Stream, inventory: Inventory, params: AmplitudeParams)
             tr.detrend("demean")
             tr.detrend("linear")
             tr.taper(0.05, type="cosine")
-            tr.remove_response(inventory=inventory, output="DISP", water_level=params.water_level_db,
-                               pre_filt=(f1, f2, 0.8 * nyquist, 0.9 * nyquist), zero_mean=True, taper=False)
-            tr.simulate(paz_simulate=WOOD_ANDERSON, remove_sensitivity=False, simulate_sensitivity=True)
-        except Exception as exc:  # ObsPy raises ValueError/Exception for missing or unusable responses
+            response = inventory.get_response(tr.id, tr.stats.starttime)
+            if response.response_stages:
+                tr.remove_response(
+                    inventory=inventory,
+                    output="DISP",
+                    water_level=params.water_level_db,
+                    pre_filt=(f1, f2, 0.8 * nyquist, 0.9 * nyquist),
+                    zero_mean=True,
+                    taper=False,
+                )
+            else:
+                _sensitivity_only(tr, response, f2, 0.8 * nyquist)
+            tr.simulate(
+                paz_simulate=WOOD_ANDERSON, remove_sensitivity=False, simulate_sensitivity=True
+            )
+        except (
+            Exception
+        ) as exc:  # ObsPy raises ValueError/Exception for missing or unusable responses
             missing.append((tr.id, f"{type(exc).__name__}: {exc}"))
             continue
         out.append(tr)
     out.missing = missing  # type: ignore[attr-defined]
     return out
+
+
+def _sensitivity_only(tr, response, f_low: float, f_high: float) -> None:
+    """Convert ``tr`` to displacement with the overall sensitivity only (StationXML without stages).
+
+    Some agencies publish only the overall sensitivity of a channel. A broadband velocity
+    sensor (or an accelerometer) is flat across the Wood-Anderson band (about 0.5-20 Hz), so
+    dividing by the sensitivity, band-limiting and integrating gives the displacement there.
+    """
+    sensitivity = response.instrument_sensitivity
+    units = (sensitivity.input_units or "").upper() if sensitivity is not None else ""
+    if sensitivity is None or not sensitivity.value or units not in ("M/S", "M/S**2", "M/S2"):
+        raise MagnitudeError(
+            f"response has no stages and no velocity/acceleration sensitivity (units {units!r})"
+        )
+    tr.data = tr.data.astype(float) / float(sensitivity.value)
+    tr.filter("bandpass", freqmin=f_low, freqmax=f_high, corners=4, zerophase=True)
+    for _ in range(2 if units != "M/S" else 1):
+        tr.integrate()
+        tr.detrend("linear")
+        tr.filter("highpass", freq=f_low, corners=2, zerophase=True)
 
 
 def _is_horizontal(channel: str) -> bool:
@@ -277,7 +367,7 @@ def measure_amplitudes(
     for sid, mine in picks.groupby(picks["station_id"].astype(str), sort=True):
         net, sta, loc = (sid.split(".") + ["", ""])[:3]
         start, end, phase, pick_id = amplitude_window(mine, params, origin_time)
-        t0, t1 = UTCDateTime(start.to_pydatetime()), UTCDateTime(end.to_pydatetime())
+        t0, t1 = _utc(start), _utc(end)
         raw = stream.select(network=net, station=sta, location=loc or "")
         raw = Stream([tr for tr in raw if _is_horizontal(tr.stats.channel)])
         raw = raw.slice(t0 - params.pad_s, t1 + params.pad_s)
@@ -302,21 +392,47 @@ def measure_amplitudes(
                 messages.append(f"{event_id} {tr.id}: non-finite samples in the window")
                 continue
             i, amp, period = _peak(data, part.stats.delta)
-            rows.append({
-                "event_id": str(event_id), "pick_id": pick_id, "station_id": sid, "network": net, "station": sta,
-                "location": loc, "channel": tr.stats.channel, "phase": phase, "amplitude_m": amp,
-                "period_s": period, "time": pd.Timestamp((part.stats.starttime + i * part.stats.delta).datetime,
-                                                         tz="UTC"),
-                "window_start": start, "window_end": end, "type": "AML", "unit": "m",
-            })
+            rows.append(
+                {
+                    "event_id": str(event_id),
+                    "pick_id": pick_id,
+                    "station_id": sid,
+                    "network": net,
+                    "station": sta,
+                    "location": loc,
+                    "channel": tr.stats.channel,
+                    "phase": phase,
+                    "amplitude_m": amp,
+                    "period_s": period,
+                    "time": pd.Timestamp(
+                        (part.stats.starttime + i * part.stats.delta).datetime, tz="UTC"
+                    ),
+                    "window_start": start,
+                    "window_end": end,
+                    "type": "AML",
+                    "unit": "m",
+                }
+            )
     return pd.DataFrame(rows, columns=AMPLITUDE_COLUMNS), messages
 
 
-def hypocentral_km(lat: float, lon: float, depth_km: float, st_lat: np.ndarray, st_lon: np.ndarray,
-                   st_elev_m: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def hypocentral_km(
+    lat: float,
+    lon: float,
+    depth_km: float,
+    st_lat: np.ndarray,
+    st_lon: np.ndarray,
+    st_elev_m: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Return (hypocentral, epicentral) distances in km from an event to stations (WGS84)."""
-    epi = np.array([gps2dist_azimuth(lat, lon, a, b)[0] / 1000.0 for a, b in zip(st_lat, st_lon, strict=True)])
-    elev = np.zeros_like(epi) if st_elev_m is None else np.nan_to_num(np.asarray(st_elev_m, float)) / 1000.0
+    epi = np.array(
+        [gps2dist_azimuth(lat, lon, a, b)[0] / 1000.0 for a, b in zip(st_lat, st_lon, strict=True)]
+    )
+    elev = (
+        np.zeros_like(epi)
+        if st_elev_m is None
+        else np.nan_to_num(np.asarray(st_elev_m, float)) / 1000.0
+    )
     depth = 0.0 if depth_km is None or not np.isfinite(depth_km) else float(depth_km)
     return np.hypot(epi, depth + elev), epi
 
@@ -343,9 +459,16 @@ def station_magnitudes(
         return pd.DataFrame(columns=STATION_MAGNITUDE_COLUMNS)
     coords = stations.copy()
     coords["location"] = coords["location"].fillna("").astype(str)
-    coords["station_id"] = coords["network"].astype(str) + "." + coords["station"].astype(str) + "." + coords["location"]
-    coords = coords.groupby("station_id")[["latitude", "longitude"] + (
-        ["elevation_m"] if "elevation_m" in coords else [])].first()
+    coords["station_id"] = (
+        coords["network"].astype(str)
+        + "."
+        + coords["station"].astype(str)
+        + "."
+        + coords["location"]
+    )
+    coords = coords.groupby("station_id")[
+        ["latitude", "longitude"] + (["elevation_m"] if "elevation_m" in coords else [])
+    ].first()
     out = []
     ev_by_id = events.set_index(events["event_id"].astype(str))
     for eid, amps in amplitudes.groupby(amplitudes["event_id"].astype(str), sort=False):
@@ -356,26 +479,41 @@ def station_magnitudes(
         if not len(amps):
             continue
         c = coords.loc[amps["station_id"]]
-        hypo, epi = hypocentral_km(float(ev["latitude"]), float(ev["longitude"]), float(ev.get("depth_km", np.nan)),
-                                   c["latitude"].to_numpy(), c["longitude"].to_numpy(),
-                                   c["elevation_m"].to_numpy() if "elevation_m" in c else None)
+        hypo, epi = hypocentral_km(
+            float(ev["latitude"]),
+            float(ev["longitude"]),
+            float(ev.get("depth_km", np.nan)),
+            c["latitude"].to_numpy(),
+            c["longitude"].to_numpy(),
+            c["elevation_m"].to_numpy() if "elevation_m" in c else None,
+        )
         amps["distance_km"] = hypo if law.distance == "hypocentral" else epi
         amps["hypocentral_km"], amps["epicentral_km"] = hypo, epi
         amps["ml"] = law.magnitude(amps["amplitude_m"], amps["distance_km"], amps["station_id"])
         amps = amps[np.isfinite(amps["ml"])]
         for sid, g in amps.groupby("station_id", sort=True):
-            out.append({
-                "event_id": eid, "station_id": sid, "network": g["network"].iloc[0], "station": g["station"].iloc[0],
-                "location": g["location"].iloc[0], "channels": ",".join(sorted(g["channel"])),
-                "magnitude": float(g["ml"].mean()), "magnitude_type": magnitude_type,
-                "distance_km": float(g["hypocentral_km"].iloc[0]), "epicentral_km": float(g["epicentral_km"].iloc[0]),
-                "amplitude_m": float(g["amplitude_m"].max()), "n_channels": len(g),
-            })
+            out.append(
+                {
+                    "event_id": eid,
+                    "station_id": sid,
+                    "network": g["network"].iloc[0],
+                    "station": g["station"].iloc[0],
+                    "location": g["location"].iloc[0],
+                    "channels": ",".join(sorted(g["channel"])),
+                    "magnitude": float(g["ml"].mean()),
+                    "magnitude_type": magnitude_type,
+                    "distance_km": float(g["hypocentral_km"].iloc[0]),
+                    "epicentral_km": float(g["epicentral_km"].iloc[0]),
+                    "amplitude_m": float(g["amplitude_m"].max()),
+                    "n_channels": len(g),
+                }
+            )
     return pd.DataFrame(out, columns=STATION_MAGNITUDE_COLUMNS)
 
 
-def event_magnitudes(station_mags: pd.DataFrame, min_stations: int = 1, magnitude_type: str = "ML"
-                     ) -> pd.DataFrame:
+def event_magnitudes(
+    station_mags: pd.DataFrame, min_stations: int = 1, magnitude_type: str = "ML"
+) -> pd.DataFrame:
     """Return per event: median of its station MLs, their standard deviation, the station count.
 
     Events with fewer than ``min_stations`` station MLs are left out. The uncertainty of a
@@ -387,9 +525,17 @@ def event_magnitudes(station_mags: pd.DataFrame, min_stations: int = 1, magnitud
         mags = mags[np.isfinite(mags)]
         if len(mags) < min_stations or not len(mags):
             continue
-        rows.append({"event_id": eid, "magnitude": float(np.median(mags)), "magnitude_type": magnitude_type,
-                     "magnitude_uncertainty": float(np.std(mags, ddof=1)) if len(mags) > 1 else float("nan"),
-                     "magnitude_station_count": len(mags)})
+        rows.append(
+            {
+                "event_id": eid,
+                "magnitude": float(np.median(mags)),
+                "magnitude_type": magnitude_type,
+                "magnitude_uncertainty": float(np.std(mags, ddof=1))
+                if len(mags) > 1
+                else float("nan"),
+                "magnitude_station_count": len(mags),
+            }
+        )
     return pd.DataFrame(rows, columns=EVENT_MAGNITUDE_COLUMNS)
 
 
@@ -404,8 +550,9 @@ def read_inventory(paths: Iterable[str | Path]) -> Inventory:
     return inventory
 
 
-def read_waveforms(index: pd.DataFrame, station_id: str, start: pd.Timestamp, end: pd.Timestamp
-                   ) -> tuple[Stream, list[str]]:
+def read_waveforms(
+    index: pd.DataFrame, station_id: str, start: pd.Timestamp, end: pd.Timestamp
+) -> tuple[Stream, list[str]]:
     """Return the horizontal channels of ``station_id`` in ``[start, end]`` from the indexed archive files.
 
     Args:
@@ -419,11 +566,16 @@ def read_waveforms(index: pd.DataFrame, station_id: str, start: pd.Timestamp, en
     """
     net, sta, loc = (station_id.split(".") + ["", ""])[:3]
     loc_col = index["location"].fillna("").astype(str)
-    rows = index[(index["network"] == net) & (index["station"] == sta) & (loc_col == loc)
-                 & index["channel"].astype(str).str[-1:].isin(list("NE12"))
-                 & (pd.to_datetime(index["start"], utc=True) <= end) & (pd.to_datetime(index["end"], utc=True) >= start)]
+    rows = index[
+        (index["network"] == net)
+        & (index["station"] == sta)
+        & (loc_col == loc)
+        & index["channel"].astype(str).str[-1:].isin(list("NE12"))
+        & (pd.to_datetime(index["start"], utc=True) <= end)
+        & (pd.to_datetime(index["end"], utc=True) >= start)
+    ]
     stream, messages = Stream(), []
-    t0, t1 = UTCDateTime(start.to_pydatetime()), UTCDateTime(end.to_pydatetime())
+    t0, t1 = _utc(start), _utc(end)
     for path, fmt in rows[["path", "format"]].drop_duplicates("path").itertuples(index=False):
         kwargs = {"sourcename": f"{net}.{sta}.*"} if fmt == "MSEED" else {}
         try:
@@ -470,7 +622,9 @@ def day_magnitudes(
     """
     params = params or MagnitudeParams()
     amp_params = params.amplitude
-    origin = dict(zip(events["event_id"].astype(str), pd.to_datetime(events["time"], utc=True), strict=True))
+    origin = dict(
+        zip(events["event_id"].astype(str), pd.to_datetime(events["time"], utc=True), strict=True)
+    )
     picks = assignments[assignments["event_id"].astype(str).isin(origin)].copy()
     picks["time"] = pd.to_datetime(picks["time"], utc=True)
     amplitudes, messages = [], []
@@ -478,8 +632,10 @@ def day_magnitudes(
         if sid.count(".") < 2:
             messages.append(f"{sid}: no network code in the station id; no waveforms looked up")
             continue
-        windows = {eid: amplitude_window(g, amp_params, origin[eid])
-                   for eid, g in at_station.groupby(at_station["event_id"].astype(str))}
+        windows = {
+            eid: amplitude_window(g, amp_params, origin[eid])
+            for eid, g in at_station.groupby(at_station["event_id"].astype(str))
+        }
         pad = pd.Timedelta(seconds=amp_params.pad_s)
         lo = min(w[0] for w in windows.values()) - pad
         hi = max(w[1] for w in windows.values()) + pad
@@ -489,7 +645,11 @@ def day_magnitudes(
             rows, notes = measure_amplitudes(eid, g, stream, inventory, amp_params, origin[eid])
             amplitudes.append(rows)
             messages += notes
-    amps = pd.concat(amplitudes, ignore_index=True) if amplitudes else pd.DataFrame(columns=AMPLITUDE_COLUMNS)
+    amps = (
+        pd.concat(amplitudes, ignore_index=True)
+        if amplitudes
+        else pd.DataFrame(columns=AMPLITUDE_COLUMNS)
+    )
     station_ml = station_magnitudes(amps, events, stations, params.law, params.magnitude_type)
     station_ml["law"] = params.law.name
     event_ml = event_magnitudes(station_ml, params.min_stations, params.magnitude_type)
@@ -499,7 +659,11 @@ def day_magnitudes(
 def with_magnitudes(events: pd.DataFrame, event_ml: pd.DataFrame) -> pd.DataFrame:
     """Return ``events`` with their magnitude columns replaced by ``event_ml`` (same row order)."""
     out = events.drop(columns=[c for c in EVENT_MAGNITUDE_COLUMNS[1:] if c in events]).copy()
-    merged = out[["event_id"]].astype(str).merge(event_ml.astype({"event_id": str}), on="event_id", how="left")
+    merged = (
+        out[["event_id"]]
+        .astype(str)
+        .merge(event_ml.astype({"event_id": str}), on="event_id", how="left")
+    )
     for col in EVENT_MAGNITUDE_COLUMNS[1:]:
         out[col] = merged[col].to_numpy()
     return out
