@@ -316,3 +316,15 @@ def test_associate_flow_writes_magnitudes_and_quakeml(
         == 2
     )
     assert "--run-id nope: no association run" in capsys.readouterr().err
+
+
+def test_law_from_configuration_and_bad_values():
+    """The law comes from the run configuration; a bad table names the parameter."""
+    from quakelake.config import ConfigError, build_config
+
+    cfg = build_config(overrides={"magnitude": {"law": {"name": "OGS-ML", "table": [[10, 1.6], [100, 3.0]]}}})
+    assert cfg.magnitude.law.name == "OGS-ML"
+    assert cfg.magnitude.law.magnitude(1e-3, 100.0) == pytest.approx(3.0)
+    assert build_config(overrides={"magnitude": None}).magnitude is None
+    with pytest.raises(ConfigError, match=r"magnitude\.law.*increase"):
+        build_config(overrides={"magnitude": {"law": {"table": [[10, 1.0], [5, 2.0]]}}})
