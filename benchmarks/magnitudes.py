@@ -58,9 +58,10 @@ def ingv() -> None:
             }
             key = (sm.waveform_id.network_code, sm.waveform_id.station_code)
             if key in dist:
-                r = float(np.hypot(degrees2kilometers(dist[key]), origin.depth / 1000.0))
-                rows.append((sm.mag, amp.generic_amplitude, r))
-    df = pd.DataFrame(rows, columns=["ml", "amplitude_m", "distance_km"])
+                epi = degrees2kilometers(dist[key])
+                r = float(np.hypot(epi, origin.depth / 1000.0))
+                rows.append((sm.mag, amp.generic_amplitude, r, epi))
+    df = pd.DataFrame(rows, columns=["ml", "amplitude_m", "distance_km", "epicentral_km"])
     ours = mag.AttenuationLaw().magnitude(df["amplitude_m"], df["distance_km"])
     d = ours - df["ml"]
     print(
@@ -68,6 +69,10 @@ def ingv() -> None:
         f"mean diff {d.mean():+.3f}, std {d.std():.3f}, max |diff| {d.abs().max():.3f}, "
         f"same after rounding to 0.1: {np.mean(np.round(ours, 1) == df['ml']):.1%}, "
         f"|diff| <= 0.05: {np.mean(d.abs() <= 0.0501):.1%}"
+    )
+    d_epi = mag.AttenuationLaw().magnitude(df["amplitude_m"], df["epicentral_km"]) - df["ml"]
+    print(
+        f"  the same law with epicentral distance: mean diff {d_epi.mean():+.3f}, std {d_epi.std():.3f}"
     )
 
 
