@@ -32,7 +32,7 @@ def _seed_lake(lake_root: Path, ogs) -> tuple[int, int]:
     for day, group in rows.groupby(rows["time"].dt.strftime("%Y-%m-%d")):
         write_table(lake_root, "picks", group, name=f"manual.{day}", partition={"day": day})
     events = ogs.events[ogs.events["time"] < end]
-    ev = events.drop(columns=["magnitude_type", "source_file"]).assign(
+    ev = events.drop(columns=["magnitude_type", "source_file", "event_type"]).assign(
         run_id="pipe-1",
         associator="pyocto",
         event_id="ml-" + events["event_id"],

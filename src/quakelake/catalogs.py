@@ -273,6 +273,7 @@ def read_quakeml(path: str | Path) -> Catalog:
                 "magnitude_type": mag.magnitude_type if mag else None,
                 "n_picks": len(event.picks),
                 "source_file": str(path),
+                "event_type": str(event.event_type) if event.event_type else None,
             }
         )
         for pick in event.picks:
@@ -525,8 +526,16 @@ def read_hypo71_printout(path: str | Path) -> Catalog:
     return Catalog(_frame(events, EVENT_COLUMNS), _frame(picks, PICK_COLUMNS))
 
 
+def ogs_event_type(text: object) -> str | None:
+    """Return the QuakeML event type of an OGS ``event_type`` field (``[earthquake]``, ``[quarry blast]``)."""
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return None
+    kind = str(text).strip().strip("[]").strip().lower().replace("_", " ")
+    return {"explosion": "explosion", "quarry": "quarry blast", "blast": "quarry blast"}.get(kind, kind) or None
+
+
 def read_ogs_catalogue(path: str | Path) -> Catalog:
-    """Read the OGS ``;``-separated catalogue (``.txt``): ML when given, else Md."""
+    """Read the OGS ``;``-separated catalogue (``.txt``): ML when given, else Md; the event type."""
     path = Path(path)
     try:
         df = pd.read_csv(path, sep=";", dtype=str, skipinitialspace=True, encoding="latin-1")
@@ -552,6 +561,7 @@ def read_ogs_catalogue(path: str | Path) -> Catalog:
             "magnitude_type": np.where(ml.notna(), "ML", np.where(md.notna(), "Md", None)),
             "n_picks": None,
             "source_file": str(path),
+            "event_type": df["event_type"].map(ogs_event_type) if "event_type" in df.columns else None,
         }
     )
     return Catalog(_frame(events, EVENT_COLUMNS), empty_picks())

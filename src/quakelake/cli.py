@@ -220,6 +220,9 @@ def _reference(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pick-tolerance", type=float, metavar="S", help="pick match tolerance in s (default 0.5)")
     g.add_argument("--event-dt", type=float, metavar="S", help="event origin-time tolerance in s (default 2)")
     g.add_argument("--event-km", type=float, metavar="KM", help="event epicentre tolerance in km (default 8)")
+    g.add_argument("--earthquakes-only", action="store_true",
+                   help="leave reference events typed otherwise (quarry blasts, explosions) and their picks out "
+                        "(default off)")
     g.add_argument("--report-dir", type=Path, metavar="DIR",
                    help="folder for the Markdown/HTML report and plots (default: none)")
 
@@ -293,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--classified", type=Path, metavar="DIR", help="picks per day/network/station as CSV (default: none)")
     exp.add_argument("--associated", type=Path, metavar="DIR", help="events and their picks per day (default: none)")
     exp.add_argument("--quakeml", type=Path, metavar="FILE", help="events with their picks as QuakeML (default: none)")
+    exp.add_argument("--associator", choices=["gamma", "pyocto"],
+                     help="events of this associator's latest catalogue (default: the latest catalogue)")
+    exp.add_argument("--run-id", help="events of the catalogue of this association run (default: the latest)")
 
     imp = command("import-catalog", "import reference catalogue files into the lake")
     _common(imp)
@@ -455,6 +461,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     put("analyze.match.pick_tolerance_s", getattr(args, "pick_tolerance", None))
     put("analyze.match.event_max_dt_s", getattr(args, "event_dt", None))
     put("analyze.match.event_max_km", getattr(args, "event_km", None))
+    if getattr(args, "earthquakes_only", False):
+        put("analyze.match.event_types", ["earthquake"])
     put("analyze.report_dir", getattr(args, "report_dir", None))
     put("timing", getattr(args, "timing", None))
     if getattr(args, "silent", False):
@@ -979,7 +987,7 @@ def cmd_associate(args: argparse.Namespace) -> int:
         for group, patterns in (groups.items() if groups else [(None, None)]):
             summary = flow_fn(cfg.lake, cfg.window, cfg.associate, picks_file=args.picks,
                               station_file=cfg.station_file, model=model, weights=weights, force=cfg.force,
-                              group=group, group_stations=patterns)
+                              group=group, group_stations=patterns, magnitude=cfg.magnitude)
             print_association(summary)
             export_events(cfg.lake, summary["run_id"], args.quakeml, args.export)
             summaries.append(summary)
@@ -990,20 +998,15 @@ def export_events(lake_root: Path, run_id: str, quakeml: Path | None, folder: Pa
     """Write the events of the association run ``run_id`` (incl. days it found already done) out."""
     if quakeml is None and folder is None:
         return
-    from quakelake.export import write_associated, write_quakeml
+    from quakelake.export import catalogue_tables, select_catalogue, write_associated, write_quakeml
     from quakelake.lakehouse import Lake
 
     lake = Lake(lake_root)
-    fp = lake.query("SELECT json_extract_string(config_json, '$.config_fingerprint') AS fp, "
-                    "json_extract_string(config_json, '$.pick_source') AS src FROM runs WHERE run_id = ?",
-                    [run_id])
-    where, params_ = "config_fingerprint = ? AND pick_source = ?", [fp["fp"][0], fp["src"][0]]
-    events = lake.read("events", where, params_) if lake.has_files("events") else lake.read("events")
-    assignments = lake.read("assignments", "config_fingerprint = ?", [fp["fp"][0]]) \
-        if lake.has_files("assignments") else lake.read("assignments")
-    assignments = assignments[assignments["event_id"].isin(events["event_id"])]
+    events, _ = select_catalogue(lake.read("events"), lake.read("runs"), run_id=run_id)
+    tables = catalogue_tables(lake, events)
+    assignments = tables.pop("assignments")
     if quakeml is not None:
-        print(f"QuakeML: {write_quakeml(events, assignments, quakeml)} ({len(events)} events)")
+        print(f"QuakeML: {write_quakeml(events, assignments, quakeml, **tables)} ({len(events)} events)")
     if folder is not None:
         print(f"associated/ layout: {len(write_associated(events, assignments, folder))} files under {folder}")
 
@@ -1033,13 +1036,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         written += len(picks)
         print(f"classified/: {len(files)} files ({len(picks)} picks) under {args.classified}")
     if args.associated or args.quakeml:
-        events, assignments = rows("events"), rows("assignments")
+        from quakelake.export import catalogue_tables, select_catalogue
+
+        events, label = select_catalogue(rows("events"), lake.read("runs"), args.associator, args.run_id)
+        tables = catalogue_tables(lake, events)
+        assignments = tables.pop("assignments")
         written += len(events)
+        print(f"catalogue: {label}")
         if args.associated:
             print(f"associated/: {len(write_associated(events, assignments, args.associated))} files under "
                   f"{args.associated}")
         if args.quakeml:
-            print(f"QuakeML: {write_quakeml(events, assignments, args.quakeml)} ({len(events)} events)")
+            print(f"QuakeML: {write_quakeml(events, assignments, args.quakeml, **tables)} ({len(events)} events)")
     if not written:
         from quakelake.printing import days_text
 

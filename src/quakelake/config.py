@@ -18,6 +18,7 @@ from quakelake.compute import ComputeSettings
 from quakelake.download import DownloadParams
 from quakelake.ensemble import EnsembleParams
 from quakelake.evaluation import MatchParams
+from quakelake.magnitudes import MagnitudeParams
 from quakelake.params import (
     ConfigError,
     PickParams,
@@ -70,6 +71,10 @@ class RunConfig(_Model):
     associate: AssociatorConfig | None = Field(
         default_factory=GammaConfig,
         description="associator (GaMMA by default, PyOcto with associator: pyocto); None: no association",
+    )
+    magnitude: MagnitudeParams | None = Field(
+        default_factory=MagnitudeParams,
+        description="local magnitudes after association (Wood-Anderson amplitudes, HB87 law); None: none",
     )
     analyze: AnalyzeParams = Field(default_factory=AnalyzeParams, description="comparison with a reference")
     execution: ComputeSettings = Field(default_factory=ComputeSettings, description="task runner")

@@ -87,6 +87,60 @@ class MatchParams(BaseModel):
         description="column that identifies a station when matching picks: 'station_id' "
         "(NET.STA.LOC) or 'station' (station code only, for bulletins without network codes)",
     )
+    event_types: list[str] | None = Field(
+        None,
+        description="compare only reference events of these types (e.g. ['earthquake'] leaves quarry "
+        "blasts out, with their picks); reference events without a type are kept; None: all",
+    )
+
+
+def keep_event_types(
+    reference_events: pd.DataFrame, reference_picks: pd.DataFrame, types: Sequence[str] | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return the reference events of ``types`` (untyped ones kept) and the picks of the events kept."""
+    if not types or "event_type" not in reference_events.columns or not len(reference_events):
+        return reference_events, reference_picks
+    kind = reference_events["event_type"]
+    dropped = reference_events.loc[kind.notna() & ~kind.isin(list(types)), "event_id"]
+    events = reference_events[~reference_events["event_id"].isin(dropped)]
+    picks = reference_picks
+    if len(picks) and "event_id" in picks.columns:
+        picks = picks[~picks["event_id"].isin(dropped)]
+    return events, picks
+
+
+def magnitude_residuals(
+    event_matches: pd.DataFrame, events: pd.DataFrame, reference_events: pd.DataFrame
+) -> pd.DataFrame:
+    """Return ``event_matches`` with ``magnitude``, ``reference_magnitude`` and their difference.
+
+    ``magnitude_residual`` is ours minus the reference's, on matched (TP) pairs where both have
+    a magnitude (magnitude units; the reference's type may differ: see ``magnitude_type``).
+    """
+    out = event_matches.copy()
+    ours = dict(zip(events["event_id"].astype(str), events.get("magnitude", pd.Series(dtype=float)), strict=False))
+    ref_mag = reference_events.get("magnitude", pd.Series(np.nan, index=reference_events.index))
+    theirs = dict(zip(reference_events["event_id"].astype(str), ref_mag, strict=False))
+    out["magnitude"] = pd.to_numeric(out["event_id"].astype(str).map(ours), errors="coerce").astype(float)
+    out["reference_magnitude"] = pd.to_numeric(
+        out["reference_event_id"].astype(str).map(theirs), errors="coerce").astype(float)
+    out["magnitude_residual"] = (out["magnitude"] - out["reference_magnitude"]).where(out["outcome"] == "TP")
+    return out
+
+
+def magnitude_metrics(event_matches: pd.DataFrame) -> pd.DataFrame:
+    """Return one ``metrics`` row per associator of level ``magnitude``: ML minus reference statistics.
+
+    ``tp`` counts the matched pairs that both carry a magnitude; precision/recall do not apply.
+    """
+    cols = ["level", "group_by", "group_value", "model", "weights", "associator", "phase"]
+    pairs = event_matches.dropna(subset=["magnitude_residual"]) if "magnitude_residual" in event_matches else None
+    if pairs is None or not len(pairs):
+        return pd.DataFrame(columns=cols + METRIC_COLUMNS)
+    m = _metrics(pairs.assign(associator=pairs["associator"].fillna("")), "magnitude_residual", ["associator"])
+    m[["precision", "recall", "f1"]] = np.nan
+    m = m.assign(level="magnitude", group_by="associator", group_value="", model=None, weights=None, phase=None)
+    return m[cols + METRIC_COLUMNS]
 
 
 def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
@@ -767,6 +821,7 @@ def evaluate(
         coverage: waveforms per station (``network, station, start, end``), or None.
     """
     params = params or MatchParams()
+    reference_events, reference_picks = keep_event_types(reference_events, reference_picks, params.event_types)
     if coverage is not None and len(coverage):
         return _evaluate_covered(
             picks, events, reference_events, reference_picks, params, start, end, coverage
@@ -802,6 +857,16 @@ def evaluate(
         rp = rp[rp["_station"].isin(set(pk["_station"]))]
         ref_picks = rp
         pick_matches = match_picks(pk, rp, params.pick_tolerance_s, station_key="_station")
+    event_matches, metrics = _events_and_metrics(pick_matches, events, ref_events, params)
+    return Evaluation(
+        pick_matches, event_matches, metrics, start, end, len(ref_picks), len(ref_events)
+    )
+
+
+def _events_and_metrics(
+    pick_matches: pd.DataFrame, events: pd.DataFrame, ref_events: pd.DataFrame, params: MatchParams
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return the event matches per associator (with magnitude residuals) and every metric row."""
     event_matches = pd.DataFrame(columns=["associator", *EVENT_MATCH_COLUMNS])
     if len(events):
         parts = []
@@ -809,12 +874,14 @@ def evaluate(
             m = match_events(group, ref_events, params.event_max_dt_s, params.event_max_km)
             parts.append(m.assign(associator=associator))
         event_matches = pd.concat(parts, ignore_index=True)[["associator", *EVENT_MATCH_COLUMNS]]
+        event_matches = magnitude_residuals(event_matches, events, ref_events)
     metrics = metrics_table(
         pick_matches if len(pick_matches) else None, event_matches if len(event_matches) else None
     )
-    return Evaluation(
-        pick_matches, event_matches, metrics, start, end, len(ref_picks), len(ref_events)
-    )
+    magnitudes = magnitude_metrics(event_matches)
+    if len(magnitudes):
+        metrics = pd.concat([metrics, magnitudes], ignore_index=True)
+    return event_matches, metrics
 
 
 def _evaluate_covered(
@@ -875,16 +942,7 @@ def _evaluate_covered(
             _station=station_match_key(ref_picks, with_net) if len(ref_picks) else []
         )
         pick_matches = match_picks(pk, rp, params.pick_tolerance_s, station_key="_station")
-    event_matches = pd.DataFrame(columns=["associator", *EVENT_MATCH_COLUMNS])
-    if len(events):
-        parts = []
-        for associator, group in events.groupby(events["associator"].fillna(""), sort=True):
-            m = match_events(group, ref_events, params.event_max_dt_s, params.event_max_km)
-            parts.append(m.assign(associator=associator))
-        event_matches = pd.concat(parts, ignore_index=True)[["associator", *EVENT_MATCH_COLUMNS]]
-    metrics = metrics_table(
-        pick_matches if len(pick_matches) else None, event_matches if len(event_matches) else None
-    )
+    event_matches, metrics = _events_and_metrics(pick_matches, events, ref_events, params)
     return Evaluation(
         pick_matches, event_matches, metrics, span_start, span_end, len(ref_picks), len(ref_events)
     )

@@ -9,7 +9,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+
+from quakelake.errors import BadInput
 
 RESOURCE_PREFIX = "smi:quakelake"
 # Characters a QuakeML resource identifier may hold after its authority (QuakeML 1.2 URI rule).
@@ -25,6 +28,84 @@ def _value(row, name: str):
     return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
 
 
+CATALOGUE_KEYS = ("associator", "config_fingerprint", "pick_source")
+
+
+class ExportError(BadInput, ValueError):
+    """The catalogue asked for is not in the lake."""
+
+
+def select_catalogue(
+    events: pd.DataFrame,
+    runs: pd.DataFrame | None = None,
+    associator: str | None = None,
+    run_id: str | None = None,
+) -> tuple[pd.DataFrame, str]:
+    """Return the events of one catalogue and its label: one associator x configuration x pick source.
+
+    The lake keeps every association run's events side by side (GaMMA's and PyOcto's copies of
+    the same earthquakes, several configurations); a published catalogue is one of them:
+
+    * ``run_id``: the catalogue that association run made or found already made (its days
+      skipped because an earlier run wrote them still belong to it);
+    * ``associator``: that associator's most recent catalogue;
+    * neither: the most recent catalogue (latest run id; run ids sort by time).
+
+    Args:
+        events: lake ``events`` rows (with ``run_id``, ``associator``, ``config_fingerprint``,
+            ``pick_source``).
+        runs: lake ``runs`` rows; used to resolve ``run_id`` when it wrote no events itself.
+        associator: ``gamma`` or ``pyocto``.
+        run_id: an association run id.
+
+    Raises:
+        ExportError: naming the option and the catalogues available.
+    """
+    if len(events) == 0:
+        return events, "no events"
+    ev = events.copy()
+    for col in CATALOGUE_KEYS + ("run_id",):
+        ev[col] = ev[col].fillna("").astype(str) if col in ev else ""
+    latest = ev.groupby(list(CATALOGUE_KEYS))["run_id"].max().reset_index()
+    available = "; ".join(f"{r.associator} {r.config_fingerprint} ({r.pick_source}, run {r.run_id})"
+                          for r in latest.itertuples(index=False))
+    if run_id:
+        key = None
+        if runs is not None and len(runs) and (runs["run_id"] == run_id).any():
+            import json
+
+            config = json.loads(runs.loc[runs["run_id"] == run_id, "config_json"].iloc[0] or "{}")
+            if "config_fingerprint" in config:
+                key = ((config.get("config") or {}).get("associator", ""), config["config_fingerprint"],
+                       config.get("pick_source", ""))
+        mine = ev[ev["run_id"] == run_id]
+        if key is None and len(mine):
+            key = tuple(mine.iloc[0][list(CATALOGUE_KEYS)])
+        if key is None:
+            raise ExportError(f"--run-id {run_id}: no association run of that id in the lake; catalogues: {available}")
+    else:
+        if associator:
+            latest = latest[latest["associator"] == associator]
+            if not len(latest):
+                have = ", ".join(sorted(set(ev["associator"])))
+                raise ExportError(f"--associator {associator}: no events of that associator; the lake has: {have}")
+        key = tuple(latest.sort_values("run_id").iloc[-1][list(CATALOGUE_KEYS)])
+    keep = np.logical_and.reduce([ev[c] == v for c, v in zip(CATALOGUE_KEYS, key, strict=True)])
+    return events[keep], f"{key[0]} config {key[1]} ({key[2]})"
+
+
+def full_channel(channel: str, phase: str | None) -> str | None:
+    """Return a three-letter channel code: a band code (``HH``) gets ``Z`` for P picks, ``N`` for S.
+
+    ML pickers pick on the three components of a band together; QuakeML readers expect one
+    channel, so P is written on the vertical and S on the north component.
+    """
+    channel = channel or ""
+    if len(channel) == 2:
+        return channel + ("N" if str(phase or "").upper().startswith("S") else "Z")
+    return channel or None
+
+
 def _waveform_id(row):
     from obspy.core.event import WaveformStreamID
 
@@ -34,7 +115,82 @@ def _waveform_id(row):
         net, sta, loc, cha = (str(row.station_id).split(".") + ["", "", ""])[:4]
         if "." not in str(row.station_id):
             net, sta = "", str(row.station_id)
-    return WaveformStreamID(network_code=net, station_code=sta, location_code=loc, channel_code=cha or None)
+    cha = cha or _value(row, "band") or ""
+    return WaveformStreamID(network_code=net, station_code=sta, location_code=loc,
+                            channel_code=full_channel(cha, _value(row, "phase")))
+
+
+def _by_event(frame: pd.DataFrame | None) -> dict[str, pd.DataFrame]:
+    if frame is None or len(frame) == 0:
+        return {}
+    return {str(k): g for k, g in frame.groupby(frame["event_id"].astype(str))}
+
+
+def _utc(value):
+    from obspy import UTCDateTime
+
+    return UTCDateTime(pd.Timestamp(value).to_pydatetime())
+
+
+def _add_magnitudes(event, eid: str, ev, origin, amplitudes: pd.DataFrame | None,
+                    station_mags: pd.DataFrame | None, info) -> None:
+    """Append the event's amplitudes, station magnitudes and its (preferred) magnitude."""
+    from obspy.core.event import (
+        Amplitude,
+        Magnitude,
+        QuantityError,
+        ResourceIdentifier,
+        StationMagnitude,
+        StationMagnitudeContribution,
+        TimeWindow,
+        WaveformStreamID,
+    )
+
+    amp_of: dict[str, tuple[float, ResourceIdentifier]] = {}
+    for a in (amplitudes.itertuples(index=False) if amplitudes is not None else ()):
+        rid = ResourceIdentifier(_rid("event", eid, "amplitude", a.station_id, a.channel))
+        start, end = pd.Timestamp(a.window_start), pd.Timestamp(a.window_end)
+        event.amplitudes.append(Amplitude(
+            resource_id=rid, generic_amplitude=float(a.amplitude_m), type=_value(a, "type") or "AML",
+            unit="m", period=_value(a, "period_s"), magnitude_hint="ML", category="point",
+            time_window=TimeWindow(begin=0.0, end=(end - start).total_seconds(), reference=_utc(start)),
+            scaling_time=_utc(a.time) if _value(a, "time") is not None else None,
+            waveform_id=WaveformStreamID(network_code=a.network, station_code=a.station,
+                                         location_code=a.location or "", channel_code=a.channel),
+            pick_id=ResourceIdentifier(_rid("pick", a.pick_id)) if _value(a, "pick_id") else None,
+            evaluation_mode="automatic", creation_info=info,
+        ))
+        best = amp_of.get(a.station_id)
+        if best is None or a.amplitude_m > best[0]:
+            amp_of[a.station_id] = (float(a.amplitude_m), rid)
+    contributions = []
+    for sm in (station_mags.itertuples(index=False) if station_mags is not None else ()):
+        rid = ResourceIdentifier(_rid("event", eid, "station_magnitude", sm.station_id))
+        event.station_magnitudes.append(StationMagnitude(
+            resource_id=rid, origin_id=origin.resource_id, mag=float(sm.magnitude),
+            station_magnitude_type=sm.magnitude_type, amplitude_id=amp_of.get(sm.station_id, (0, None))[1],
+            method_id=ResourceIdentifier(_rid("method", "magnitude", _value(sm, "law") or "ML")),
+            waveform_id=WaveformStreamID(network_code=sm.network, station_code=sm.station,
+                                         location_code=sm.location or ""),
+            creation_info=info,
+        ))
+        contributions.append(StationMagnitudeContribution(station_magnitude_id=rid, weight=1.0))
+    mag = _value(ev, "magnitude")
+    if mag is None:
+        return
+    count = _value(ev, "magnitude_station_count")
+    magnitude = Magnitude(
+        resource_id=ResourceIdentifier(_rid("event", eid, "magnitude")), mag=float(mag),
+        mag_errors=QuantityError(uncertainty=_value(ev, "magnitude_uncertainty")),
+        magnitude_type=_value(ev, "magnitude_type"), origin_id=origin.resource_id,
+        station_count=int(count) if count is not None else None,
+        station_magnitude_contributions=contributions, creation_info=info,
+    )
+    if contributions:
+        magnitude.method_id = ResourceIdentifier(_rid("method", "magnitude", "median"))
+        magnitude.evaluation_mode = "automatic"
+    event.magnitudes.append(magnitude)
+    event.preferred_magnitude_id = magnitude.resource_id
 
 
 def to_catalog(
@@ -42,6 +198,8 @@ def to_catalog(
     picks: pd.DataFrame | None,
     creator: str = "quakelake",
     evaluation_mode: str | None = "automatic",
+    amplitudes: pd.DataFrame | None = None,
+    station_magnitudes: pd.DataFrame | None = None,
 ):
     """Return an ObsPy ``Catalog``: one Event per row of ``events`` with its Origin, Picks, Arrivals.
 
@@ -54,6 +212,9 @@ def to_catalog(
             ``assignments`` or ``reference_picks`` rows); None for events only.
         creator: agency/author written into the creation info.
         evaluation_mode: of the picks ("automatic" for ML picks, None to leave it unset).
+        amplitudes: lake ``amplitudes`` rows (written as QuakeML amplitudes of their events).
+        station_magnitudes: lake ``station_magnitudes`` rows (station magnitudes, contributions
+            of the preferred magnitude).
     """
     from obspy import UTCDateTime
     from obspy.core.event import (
@@ -61,7 +222,6 @@ def to_catalog(
         Catalog,
         CreationInfo,
         Event,
-        Magnitude,
         Origin,
         OriginQuality,
         Pick,
@@ -70,7 +230,8 @@ def to_catalog(
 
     picks = picks if picks is not None else pd.DataFrame(columns=["event_id"])
     catalog = Catalog(resource_id=ResourceIdentifier(_rid("catalog")))
-    by_event = {str(k): g for k, g in picks.groupby(picks["event_id"].astype(str))} if len(picks) else {}
+    by_event = _by_event(picks)
+    amps_by_event, mags_by_event = _by_event(amplitudes), _by_event(station_magnitudes)
     info = CreationInfo(author=creator)
     for ev in events.itertuples(index=False):
         eid = str(ev.event_id)
@@ -85,15 +246,9 @@ def to_catalog(
         )
         if _value(ev, "associator"):
             origin.method_id = ResourceIdentifier(_rid("method", ev.associator))
-        event = Event(resource_id=ResourceIdentifier(_rid("event", eid)), event_type="earthquake",
-                      creation_info=info)
-        mag = _value(ev, "magnitude")
-        if mag is not None:
-            magnitude = Magnitude(resource_id=ResourceIdentifier(_rid("event", eid, "magnitude")),
-                                  mag=float(mag), magnitude_type=_value(ev, "magnitude_type"),
-                                  origin_id=origin.resource_id)
-            event.magnitudes.append(magnitude)
-            event.preferred_magnitude_id = magnitude.resource_id
+        event = Event(resource_id=ResourceIdentifier(_rid("event", eid)),
+                      event_type=_value(ev, "event_type") or "earthquake", creation_info=info)
+        _add_magnitudes(event, eid, ev, origin, amps_by_event.get(eid), mags_by_event.get(eid), info)
         mine = by_event.get(eid, picks.iloc[0:0])
         for pk in mine.itertuples(index=False):
             pick_rid = ResourceIdentifier(_rid("pick", pk.pick_id))
@@ -183,3 +338,23 @@ def write_classified(picks: pd.DataFrame, folder: str | Path) -> list[Path]:
             target, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
         written.append(target)
     return written
+
+
+def catalogue_tables(lake, events) -> dict:
+    """Return the assignments (with the picks' band codes), amplitudes and station magnitudes of ``events``."""
+    ids = set(events["event_id"].astype(str))
+    fps = set(events["config_fingerprint"].dropna().astype(str)) if "config_fingerprint" in events else set()
+    out = {}
+    for table, key in (("assignments", "assignments"), ("amplitudes", "amplitudes"),
+                       ("station_magnitudes", "station_magnitudes")):
+        rows = lake.read(table)
+        rows = rows[rows["event_id"].astype(str).isin(ids)]
+        if fps and "config_fingerprint" in rows:
+            rows = rows[rows["config_fingerprint"].astype(str).isin(fps)]
+        out[key] = rows
+    a = out["assignments"]
+    if len(a) and lake.has_files("picks"):
+        bands = lake.query("SELECT DISTINCT pick_id, band FROM picks WHERE band IS NOT NULL")
+        a = a.merge(bands.drop_duplicates("pick_id"), on="pick_id", how="left")
+    out["assignments"] = a if len(a) else pd.DataFrame(columns=list(a.columns))
+    return out

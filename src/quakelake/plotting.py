@@ -58,18 +58,27 @@ def plot_pick_residuals(pick_matches: pd.DataFrame, tolerance_s: float | None = 
 
 
 def plot_precision_recall(metrics: pd.DataFrame) -> Figure:
-    """Return a bar chart of precision, recall and F1 per model x weights (pick level)."""
-    rows = metrics[(metrics["level"] == "pick") & (metrics["group_by"] == "model,weights")]
-    fig = Figure(figsize=(max(5, 1.6 * len(rows) + 2), 3.8), layout="constrained")
+    """Return bars of precision, recall and F1 per model x weights, split by phase, with their values."""
+    picks = metrics[metrics["level"] == "pick"]
+    rows = picks[picks["group_by"] == "model,weights,phase"]
+    if not len(rows):
+        rows = picks[picks["group_by"] == "model,weights"].assign(phase="all")
+    rows = rows.sort_values(["model", "weights", "phase"], kind="stable")
+    fig = Figure(figsize=(max(5.5, 1.9 * len(rows) + 2), 4.2), layout="constrained")
     ax = fig.subplots()
-    labels = [_label(m, w) for m, w in zip(rows["model"], rows["weights"], strict=True)]
+    labels = [f"{_label(m, w)}\n{p}" for m, w, p in zip(rows["model"], rows["weights"], rows["phase"],
+                                                            strict=True)]
     x = np.arange(len(rows))
     for i, key in enumerate(("precision", "recall", "f1")):
-        ax.bar(x + (i - 1) * 0.27, rows[key].astype(float), width=0.27, label=key)
-    ax.set_xticks(x, labels, rotation=20, ha="right")
-    ax.set(ylim=(0, 1.05), ylabel="score", title="picks vs reference")
+        bars = ax.bar(x + (i - 1) * 0.27, rows[key].astype(float), width=0.27, label=key)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set(ylim=(0, 1.12), ylabel="score", title="picks vs reference, per phase")
     ax.legend(fontsize=8, loc="lower right")
     return fig
+
+
+ASSOCIATOR_MARKERS = ("o", "s", "D", "v", "P", "*")
 
 
 def plot_event_map(
@@ -78,60 +87,75 @@ def plot_event_map(
     reference_events: pd.DataFrame,
     stations: pd.DataFrame | None = None,
 ) -> Figure:
-    """Return a map of matched, missed and extra events with the stations.
+    """Return a map of the reference events, each associator's matched/extra/missed events, the stations.
+
+    Colour says the outcome, the marker shape says the associator; reference events are open
+    black circles; stations are labelled with their codes.
 
     Args:
-        event_matches: output of :func:`quakelake.evaluation.match_events` (any associators).
+        event_matches: output of :func:`quakelake.evaluation.match_events` (``associator``
+            column for several associators).
         events: events with ``event_id, latitude, longitude``.
         reference_events: reference events with the same columns.
         stations: optional ``latitude``/``longitude`` (and ``station``) of the stations.
     """
-    fig = Figure(figsize=(6.5, 6), layout="constrained")
+    fig = Figure(figsize=(7, 6.5), layout="constrained")
     ax = fig.subplots()
-    ev = events.set_index("event_id")[["latitude", "longitude"]] if len(events) else None
+    ev = events.drop_duplicates("event_id").set_index("event_id")[["latitude", "longitude"]] if len(events) else None
     ref = (
-        reference_events.set_index("event_id")[["latitude", "longitude"]]
+        reference_events.drop_duplicates("event_id").set_index("event_id")[["latitude", "longitude"]]
         if len(reference_events)
         else None
     )
-    for outcome in ("TP", "FN", "FP"):
-        rows = event_matches[event_matches["outcome"] == outcome]
-        if outcome == "FP":
-            src, ids = ev, rows["event_id"]
-        else:
-            src, ids = ref, rows["reference_event_id"]
-        if src is None or not len(rows):
-            continue
-        pos = src.reindex(ids.dropna().unique()).dropna()
-        ax.scatter(
-            pos["longitude"],
-            pos["latitude"],
-            s=14,
-            c=OUTCOME_COLORS[outcome],
-            label=f"{OUTCOME_LABELS[outcome]} ({len(rows)})",
-            alpha=0.8,
-            edgecolors="none",
-        )
+    if ref is not None:
+        ax.scatter(ref["longitude"], ref["latitude"], s=60, facecolors="none", edgecolors="k", linewidths=0.8,
+                   label=f"reference ({len(ref)})", zorder=2)
+    matches = event_matches if "associator" in event_matches else event_matches.assign(associator="")
+    associators = sorted(matches["associator"].fillna("").unique())
+    for k, name in enumerate(associators):
+        mine = matches[matches["associator"].fillna("") == name]
+        marker = ASSOCIATOR_MARKERS[k % len(ASSOCIATOR_MARKERS)]
+        for outcome in ("TP", "FP", "FN"):
+            rows = mine[mine["outcome"] == outcome]
+            src, ids = (ev, rows["event_id"]) if outcome != "FN" else (ref, rows["reference_event_id"])
+            if src is None or not len(rows):
+                continue
+            pos = src.reindex(ids.dropna().unique()).dropna()
+            ax.scatter(pos["longitude"], pos["latitude"], s=18, marker=marker, c=OUTCOME_COLORS[outcome],
+                       label=f"{name or 'events'}: {OUTCOME_LABELS[outcome]} ({len(rows)})", alpha=0.85,
+                       edgecolors="none", zorder=3)
     if stations is not None and len(stations):
         st = stations.drop_duplicates(subset=[c for c in ("network", "station") if c in stations])
-        ax.scatter(st["longitude"], st["latitude"], marker="^", s=40, c="k", label="stations")
+        ax.scatter(st["longitude"], st["latitude"], marker="^", s=40, c="k", label="stations", zorder=4)
+        if "station" in st:
+            for code, lon, lat in zip(st["station"], st["longitude"], st["latitude"], strict=True):
+                ax.annotate(str(code), (lon, lat), xytext=(3, 3), textcoords="offset points", fontsize=6)
     ax.set(xlabel="longitude (°)", ylabel="latitude (°)", title="events vs reference")
     ax.set_aspect(1 / np.cos(np.deg2rad(np.nanmean(ax.get_ylim()))))
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     return fig
 
 
 def plot_cumulative_events(events: pd.DataFrame, reference_events: pd.DataFrame) -> Figure:
-    """Return cumulative event counts over time, per associator, against the reference."""
+    """Return cumulative event counts over time, per associator, against the reference.
+
+    Every curve starts at 0 at the first time of any curve and runs to the last, so a
+    catalogue of one event still shows as a step (with a marker at the event).
+    """
     fig = Figure(figsize=(7, 3.8), layout="constrained")
     ax = fig.subplots()
+    all_times = [pd.to_datetime(df["time"], utc=True) for df in (events, reference_events) if len(df)]
+    lo = min(t.min() for t in all_times) if all_times else None
+    hi = max(t.max() for t in all_times) if all_times else None
 
     def step(times: pd.Series, label: str, **kw) -> None:
-        t = pd.to_datetime(times, utc=True).sort_values()
-        if len(t):
-            ax.step(
-                t.dt.tz_localize(None), np.arange(1, len(t) + 1), where="post", label=label, **kw
-            )
+        t = pd.to_datetime(times, utc=True).sort_values().dt.tz_localize(None)
+        if not len(t):
+            return
+        x = [lo.tz_localize(None), *t, hi.tz_localize(None)]
+        y = [0, *np.arange(1, len(t) + 1), len(t)]
+        (line,) = ax.step(x, y, where="post", label=label, **kw)
+        ax.plot(t, np.arange(1, len(t) + 1), "o", ms=3, color=line.get_color())
 
     step(
         reference_events["time"] if len(reference_events) else pd.Series([], dtype=object),
@@ -148,6 +172,7 @@ def plot_cumulative_events(events: pd.DataFrame, reference_events: pd.DataFrame)
         for name, group in events.groupby(key):
             step(group["time"], f"{name or 'events'} ({len(group)})")
     ax.set(xlabel="time (UTC)", ylabel="cumulative events", title="event counts")
+    ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
     fig.autofmt_xdate()
     return fig

@@ -118,6 +118,11 @@ def print_association(summary: dict) -> None:
         f"{summary['days']} days (done {summary['done']}, skipped {summary['skipped']}, failed "
         f"{summary['failed']}), {summary['events']} events"
     )
+    mags = summary.get("magnitudes")
+    if mags:
+        why = f" ({'; '.join(mags['why_none'])})" if mags.get("why_none") else ""
+        print(f"magnitudes ({mags['law']}): {mags['events_with_ml']} events with ML, days done {mags['done']}, "
+              f"skipped {mags['skipped']}, failed {mags['failed']}, without data {mags['no_data']}{why}")
     if summary.get("unknown_stations"):
         warn(f"picks on stations without coordinates: {', '.join(summary['unknown_stations'])}")
 

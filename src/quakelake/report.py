@@ -13,6 +13,12 @@ import pandas as pd
 from quakelake.evaluation import METRIC_COLUMNS
 
 SUMMARY_COLUMNS = METRIC_COLUMNS
+RESIDUAL_COLUMNS = [c for c in METRIC_COLUMNS if c.startswith("residual_")]
+
+
+def _with_units(table: pd.DataFrame, unit: str) -> pd.DataFrame:
+    """Return ``table`` with its residual columns named with their unit, e.g. ``residual_mean (s)``."""
+    return table.rename(columns={c: f"{c} ({unit})" for c in RESIDUAL_COLUMNS})
 
 
 def summary_tables(metrics: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -34,7 +40,14 @@ def summary_tables(metrics: pd.DataFrame) -> dict[str, pd.DataFrame]:
     for title, (level, group_by, keys) in sel.items():
         rows = metrics[(metrics["level"] == level) & (metrics["group_by"] == group_by)]
         if len(rows):
-            out[title] = rows[keys + SUMMARY_COLUMNS].reset_index(drop=True).rename(columns={"group_value": "group"})
+            # pick residuals: pick - reference time; event residuals: origin time difference
+            out[title] = _with_units(
+                rows[keys + SUMMARY_COLUMNS].reset_index(drop=True).rename(columns={"group_value": "group"}), "s")
+    rows = metrics[metrics["level"] == "magnitude"]
+    if len(rows):
+        table = rows[["associator", "tp", *RESIDUAL_COLUMNS]].rename(columns={"tp": "matched events with magnitudes"})
+        out["Magnitude residuals per associator (ours - reference)"] = _with_units(
+            table.reset_index(drop=True), "magnitude units")
     return out
 
 

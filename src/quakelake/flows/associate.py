@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
 
@@ -14,12 +15,14 @@ from quakelake.errors import FailedWork
 from quakelake.flows.common import collect, current_flow_run_id, raise_if_workers_lost
 from quakelake.lakehouse import Lake
 from quakelake.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
+from quakelake.magnitudes import MagnitudeParams
 from quakelake.params import TimeWindow
 from quakelake.stations import read_stations, write_stations
 from quakelake.tasks.associate import (
     PickSource,
     associate_day_task,
     config_fingerprint,
+    magnitudes_day_task,
     read_picks,
 )
 
@@ -42,6 +45,8 @@ def associate_events(
     run_id: str | None = None,
     group: str | None = None,
     group_stations: list[str] | None = None,
+    magnitude: MagnitudeParams | None = MagnitudeParams(),
+    response_files: list[Path] | None = None,
 ) -> dict:
     """Associate picks into events, one task per UTC day, and write `events`/`assignments`.
 
@@ -59,6 +64,9 @@ def associate_events(
         group: associate only the picks of this station group (its events get the pick source
             ``...@group-<fingerprint>``); None: every station.
         group_stations: the group's NET.STA patterns.
+        magnitude: local magnitude settings (amplitude window, attenuation law); None: no magnitudes.
+        response_files: StationXML files with the instrument responses; empty: ``station_file``
+            when it is StationXML.
     """
     logger = get_run_logger()
     lake = Path(lake)
@@ -69,7 +77,8 @@ def associate_events(
     run_config = {"window": window.model_dump(mode="json"), "config": config.model_dump(mode="json"),
                   "config_fingerprint": config_fingerprint(config), "pick_source": source.label,
                   "picks_file": str(picks_file or ""), "station_file": str(station_file or ""),
-                  "margin_s": margin_s, "force": force}
+                  "margin_s": margin_s, "force": force,
+                  "magnitude": magnitude.model_dump(mode="json") if magnitude is not None else None}
     record_run(lake, run_id, "associate", run_config, "running", started, flow_run_id=current_flow_run_id())
     status = "failed"
     try:
@@ -86,6 +95,9 @@ def associate_events(
         record_units(lake, run_id, "associate", results)
         raise_if_workers_lost(results, "days")
         summary = _summary(run_id, config, source, results)
+        if magnitude is not None:
+            summary["magnitudes"] = _magnitudes(lake, run_id, config, source, magnitude, results,
+                                                _response_files(response_files, station_file), force)
         for r in results:
             for sid in r.extra.get("unknown_stations", []):
                 logger.warning("day %s: picks on station %s without coordinates", r.unit, sid)
@@ -94,6 +106,36 @@ def associate_events(
         return summary
     finally:
         record_run(lake, run_id, "associate", run_config, status, started, utcnow(), current_flow_run_id())
+
+
+def _response_files(response_files: list[Path] | None, station_file: Path | None) -> list[Path]:
+    if response_files:
+        return [Path(p) for p in response_files]
+    if station_file is not None and Path(station_file).suffix.lower() in (".xml", ".stationxml"):
+        return [Path(station_file)]
+    return []
+
+
+def _magnitudes(lake: Path, run_id: str, config, source: PickSource, params: MagnitudeParams,
+                days: list[UnitResult], response_files: list[Path], force: bool) -> dict:
+    """Run the magnitude stage on the days that have events; return its counts.
+
+    Without instrument responses (a CSV station file, nothing downloaded) the stage does not run.
+    """
+    counts: dict = {"done": 0, "skipped": 0, "failed": 0, "no_data": 0, "events_with_ml": 0, "law": params.law.name}
+    if not response_files:
+        get_run_logger().warning("magnitudes skipped: no StationXML with responses; pass -F/--file stations.xml")
+        return {**counts, "why_none": ["no StationXML with responses; pass -F/--file stations.xml"]}
+    todo = [(r.unit, Path(r.output)) for r in days if r.status in ("done", "skipped") and r.output]
+    futures = [(k, magnitudes_day_task.submit(dt.date.fromisoformat(k), lake, events, config, source, params,
+                                              response_files, force)) for k, events in todo]
+    results = [collect(k, fut, "magnitude") for k, fut in futures]
+    record_units(lake, run_id, "magnitude", results)
+    raise_if_workers_lost(results, "magnitude days")
+    counts.update({s: sum(1 for r in results if r.status == s) for s in ("done", "skipped", "failed", "no_data")})
+    counts["events_with_ml"] = sum(r.extra.get("events_with_ml", 0) for r in results)
+    counts["why_none"] = sorted({r.error for r in results if r.status == "no_data"})
+    return counts
 
 
 def _days(lake: Path, source: PickSource, window: TimeWindow):
@@ -141,6 +183,7 @@ def _publish(summary: dict) -> None:
                  f"- days: {summary['days']} (done {summary['done']}, skipped {summary['skipped']}, "
                  f"no picks {summary['no_data']}, failed {summary['failed']})",
                  f"- events written: {summary['events']}",
+                 f"- magnitudes: {summary.get('magnitudes', 'not computed')}",
                  f"- stations without coordinates: {', '.join(summary['unknown_stations']) or 'none'}"]
         create_markdown_artifact(markdown="\n".join(lines), key="associate-report")
     except Exception as exc:  # artifacts are a courtesy: never fail a finished run over them

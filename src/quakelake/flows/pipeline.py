@@ -59,8 +59,18 @@ def associate_picks(config: RunConfig, ensemble_weights: str | None = None) -> l
             runs.append(associate_events(
                 config.lake, config.window, config.associate, station_file=config.station_file,
                 model=model, weights=weights, force=config.force, group=group, group_stations=patterns,
+                magnitude=config.magnitude, response_files=response_files(config),
             ))
     return runs
+
+
+def response_files(config: RunConfig) -> list[Path]:
+    """Return the StationXML files with instrument responses: -F when StationXML, else the downloaded ones."""
+    if config.station_file is not None and Path(config.station_file).suffix.lower() in (".xml", ".stationxml"):
+        return [Path(config.station_file)]
+    if config.directory is not None:
+        return sorted((Path(config.directory) / "stations").glob("*.xml"))
+    return []
 
 
 def run_selection(config: RunConfig, ensemble_weights: str | None = None) -> RunSelection:

@@ -126,6 +126,10 @@ EVENTS = TableSpec(
         ("n_stations", pa.int32()),
         ("score", pa.float64()),
         ("rms_residual_s", pa.float64()),
+        # local magnitude (the magnitude stage fills `magnitude` and these; see quakelake.magnitudes)
+        ("magnitude_type", pa.string()),
+        ("magnitude_uncertainty", pa.float64()),
+        ("magnitude_station_count", pa.int32()),
     ),
     ("day",),
     "one row per associated event",
@@ -148,6 +152,56 @@ ASSIGNMENTS = TableSpec(
     "one row per pick assigned to an event",
 )
 
+AMPLITUDES = TableSpec(
+    "amplitudes",
+    _schema(
+        ("event_id", pa.string()),
+        ("pick_id", pa.string()),
+        ("run_id", pa.string()),
+        ("associator", pa.string()),
+        ("config_fingerprint", pa.string()),
+        ("station_id", pa.string()),
+        ("network", pa.string()),
+        ("station", pa.string()),
+        ("location", pa.string()),
+        ("channel", pa.string()),
+        ("phase", pa.string()),
+        ("amplitude_m", pa.float64()),
+        ("period_s", pa.float64()),
+        ("time", TS),
+        ("window_start", TS),
+        ("window_end", TS),
+        ("type", pa.string()),
+        ("unit", pa.string()),
+    ),
+    ("day",),
+    "one row per Wood-Anderson amplitude (event x horizontal channel), with the pick that placed its window",
+)
+
+STATION_MAGNITUDES = TableSpec(
+    "station_magnitudes",
+    _schema(
+        ("event_id", pa.string()),
+        ("run_id", pa.string()),
+        ("associator", pa.string()),
+        ("config_fingerprint", pa.string()),
+        ("station_id", pa.string()),
+        ("network", pa.string()),
+        ("station", pa.string()),
+        ("location", pa.string()),
+        ("channels", pa.string()),
+        ("magnitude", pa.float64()),
+        ("magnitude_type", pa.string()),
+        ("law", pa.string()),
+        ("distance_km", pa.float64()),
+        ("epicentral_km", pa.float64()),
+        ("amplitude_m", pa.float64()),
+        ("n_channels", pa.int32()),
+    ),
+    ("day",),
+    "one row per station magnitude of an event",
+)
+
 REFERENCE_EVENTS = TableSpec(
     "reference_events",
     _schema(
@@ -160,9 +214,10 @@ REFERENCE_EVENTS = TableSpec(
         ("magnitude_type", pa.string()),
         ("n_picks", pa.int32()),
         ("source_file", pa.string()),
+        ("event_type", pa.string()),
     ),
     ("catalog",),
-    "one row per event of an imported reference catalogue",
+    "one row per event of an imported reference catalogue (event_type in QuakeML vocabulary)",
 )
 
 REFERENCE_PICKS = TableSpec(
@@ -255,9 +310,12 @@ EVENT_MATCHES = TableSpec(
         ("dt_s", pa.float64()),
         ("distance_km", pa.float64()),
         ("outcome", pa.string()),
+        ("magnitude", pa.float64()),
+        ("reference_magnitude", pa.float64()),
+        ("magnitude_residual", pa.float64()),
     ),
     ("reference",),
-    "one row per event or reference event: TP, FP or FN",
+    "one row per event or reference event: TP, FP or FN (magnitude residual: ours - reference, TP)",
 )
 
 METRICS = TableSpec(
@@ -315,6 +373,8 @@ TABLES: dict[str, TableSpec] = {
         ENSEMBLE_PICKS,
         EVENTS,
         ASSIGNMENTS,
+        AMPLITUDES,
+        STATION_MAGNITUDES,
         REFERENCE_EVENTS,
         REFERENCE_PICKS,
         RUNS,

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NONE
 
-from quakelake import association
+from quakelake import association, magnitudes
 from quakelake import groups as station_groups
 from quakelake.lakehouse import Lake, file_path, remove_superseded, unit_stem, write_table
 from quakelake.lakehouse.writer import safe_name
@@ -19,6 +20,7 @@ from quakelake.stations import read_stations
 from quakelake.tasks.retry import transient_only
 
 ASSOCIATION_CODE_VERSION = "2"  # bump when a change alters the events made from the same inputs
+MAGNITUDE_CODE_VERSION = "1"  # bump when a change alters the magnitudes made from the same inputs
 
 
 @dataclass(frozen=True)
@@ -204,3 +206,72 @@ def _supersede(events_file: Path, assignments_file: Path, key: str) -> None:
     """Remove the day's events/assignments files computed from older inputs (events first)."""
     remove_superseded(events_file, key)
     remove_superseded(assignments_file, key)
+
+
+def magnitude_key(config: association.PyOctoConfig | association.GammaConfig, source: PickSource,
+                  params: magnitudes.MagnitudeParams) -> str:
+    """Return the key of a day's amplitudes/station_magnitudes files: the events' key + magnitude settings."""
+    return (unit_key(config, source) + ".ml"
+            + fingerprint(params.model_dump(mode="json"), MAGNITUDE_CODE_VERSION, length=8))
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    return pq.ParquetFile(path).read().to_pandas()  # one file: no partition columns from its folder
+
+
+@task(name="magnitudes-day", task_run_name="magnitudes {day}", retry_condition_fn=transient_only, retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
+def magnitudes_day_task(
+    day: dt.date,
+    lake: Path,
+    events_path: Path,
+    config: association.PyOctoConfig | association.GammaConfig,
+    source: PickSource,
+    params: magnitudes.MagnitudeParams,
+    response_files: list[Path],
+    force: bool = False,
+) -> UnitResult:
+    """Measure amplitudes and local magnitudes of one day's events; fill the day's `events` file.
+
+    Writes `amplitudes`, rewrites the day's `events` file (atomically) with the magnitude
+    columns, then `station_magnitudes` (which marks the unit done). Skipped when that file is
+    newer than the events file, unless ``force``. ``events_path`` is the day's current events
+    file (the associate task's output); the magnitude files carry its inputs' fingerprint, and
+    those of older inputs are removed once the new ones are written.
+    """
+    key = day.isoformat()
+    partition = {"day": key}
+    events_path = Path(events_path)
+    name = events_path.stem
+    mkey = magnitude_key(config, source, params)
+    target = file_path(lake, "station_magnitudes", partition, unit_stem(mkey, name.rsplit(".", 1)[-1]))
+    if not events_path.exists():
+        return UnitResult("magnitude", key, "no_data", error="no events file for the day")
+    if target.exists() and not force and target.stat().st_mtime >= events_path.stat().st_mtime:
+        return UnitResult("magnitude", key, "skipped", output=str(target))
+    if not response_files:
+        return UnitResult("magnitude", key, "no_data",
+                          error="no StationXML with responses; pass -F/--file stations.xml")
+    with Stopwatch() as sw:
+        events = _read_file(events_path)
+        assignments = _read_file(file_path(lake, "assignments", partition, name))
+        lake_ = Lake(lake)
+        if not lake_.has_files("waveform_index"):
+            return UnitResult("magnitude", key, "no_data", error="no waveform_index in the lake; pick from an archive")
+        start = pd.Timestamp(day, tz="UTC") - pd.Timedelta(hours=1)
+        index = lake_.query('SELECT * FROM waveform_index WHERE "end" >= ? AND start <= ?',
+                            [start.to_pydatetime(), (start + pd.Timedelta(hours=26)).to_pydatetime()])
+        stations = read_station_source(lake, source)
+        inventory = magnitudes.read_inventory(response_files)
+        result = magnitudes.day_magnitudes(events, assignments, stations, inventory, index, params)
+        common = {c: events[c].iloc[0] if len(events) else None for c in ("run_id", "associator", "config_fingerprint")}
+        write_table(lake, "amplitudes", result.amplitudes.assign(**common), target.stem, partition)
+        write_table(lake, "events", result.events, name, partition)
+        write_table(lake, "station_magnitudes", result.station_magnitudes.assign(**common), target.stem, partition)
+        remove_superseded(file_path(lake, "amplitudes", partition, target.stem), mkey)
+        remove_superseded(target, mkey)
+    with_ml = int(result.events["magnitude"].notna().sum()) if len(result.events) else 0
+    return UnitResult(
+        "magnitude", key, "done", rows=len(result.station_magnitudes), seconds=sw.seconds, output=str(target),
+        error="; ".join(result.messages)[:2000],
+        extra={"events": len(events), "events_with_ml": with_ml, "amplitudes": len(result.amplitudes)},
+    )
