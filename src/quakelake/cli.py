@@ -482,6 +482,11 @@ def print_association(summary: dict) -> None:
     print(f"associate {summary['run_id']} ({summary['associator']}, {summary['pick_source']}): "
           f"{summary['days']} days (done {summary['done']}, skipped {summary['skipped']}, failed "
           f"{summary['failed']}), {summary['events']} events")
+    if summary.get("settings"):
+        from quakelake.association import format_settings
+
+        print(f"derived association settings ({format_settings(summary['settings'])}); "
+              "set any of them in the config file to override")
     if summary.get("unknown_stations"):
         print(f"warning: picks on stations without coordinates: {', '.join(summary['unknown_stations'])}",
               file=sys.stderr)

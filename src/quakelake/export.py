@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -117,12 +118,46 @@ def to_catalog(
             associated_phase_count=len(mine),
             used_phase_count=len(mine),
             associated_station_count=len(stations),
+            used_station_count=len(stations),
             standard_error=float(rms) if rms is not None else None,
         )
+        _origin_errors(origin, ev)
         event.origins.append(origin)
         event.preferred_origin_id = origin.resource_id
         catalog.append(event)
     return catalog
+
+
+def _origin_errors(origin, ev) -> None:
+    """Set the origin's 1-sigma errors, uncertainty, gap and flag from the location-quality columns."""
+    from obspy.core.event import Comment, OriginUncertainty, QuantityError
+
+    km_per_deg = 111.195
+    t, lat_km, lon_km, h_km, z_km = (_value(ev, c) for c in (
+        "time_uncertainty_s", "latitude_uncertainty_km", "longitude_uncertainty_km",
+        "horizontal_uncertainty_km", "vertical_uncertainty_km"))
+    if t is not None:
+        origin.time_errors = QuantityError(uncertainty=float(t))
+    if lat_km is not None:
+        origin.latitude_errors = QuantityError(uncertainty=float(lat_km) / km_per_deg)
+    if lon_km is not None:
+        cos_lat = max(math.cos(math.radians(float(origin.latitude))), 0.01)
+        origin.longitude_errors = QuantityError(uncertainty=float(lon_km) / (km_per_deg * cos_lat))
+    if z_km is not None:
+        origin.depth_errors = QuantityError(uncertainty=float(z_km) * 1000.0)
+    if h_km is not None:
+        origin.origin_uncertainty = OriginUncertainty(
+            horizontal_uncertainty=float(h_km) * 1000.0, preferred_description="horizontal uncertainty")
+    gap, near = _value(ev, "azimuthal_gap_deg"), _value(ev, "min_distance_km")
+    if gap is not None:
+        origin.quality.azimuthal_gap = float(gap)
+    if near is not None:
+        origin.quality.minimum_distance = float(near) / km_per_deg
+    if _value(ev, "location_quality") == "unconstrained":
+        origin.evaluation_status = "preliminary"
+        origin.comments.append(Comment(text=(
+            f"location unconstrained: azimuthal gap {float(gap or 360.0):.0f} deg, "
+            f"{origin.quality.used_station_count} stations")))
 
 
 def write_quakeml(events: pd.DataFrame, picks: pd.DataFrame | None, path: str | Path, **kwargs) -> Path:
