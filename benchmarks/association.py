@@ -114,15 +114,15 @@ def timed(picks: pd.DataFrame, stations: pd.DataFrame, cfg: Config) -> tuple[asc
 
 
 def settings_note(res: asc.AssociationResult) -> str:
-    """The derived counts and overlap, for the table's last column."""
+    """The derived counts and overlap (or GaMMA's eps), for the table's last column."""
     d = res.settings.get("derived", {})
-    if not d:
-        return ""
     if "n_picks" in d:
         counts = f"{d['n_picks']}/{d['n_p_picks']}/{d['n_s_picks']}/{d['n_p_and_s_picks']}"
         return f"{counts}, overlap {d['time_before_s']:.0f} s, tol {d['tolerance_s']} s, z {d['area.depth_km'][1]:.0f}"
-    counts = f"{d['min_picks_per_eq']}/{d['min_p_picks_per_eq']}/{d['min_s_picks_per_eq']}"
-    return f"{counts}, eps {d['dbscan_eps']} s, vp/vs {d['velocity.vp']}/{d['velocity.vs']}"
+    if "min_picks_per_eq" in d:
+        counts = f"{d['min_picks_per_eq']}/{d['min_p_picks_per_eq']}/{d['min_s_picks_per_eq']}"
+        return f"{counts}, eps {d['dbscan_eps']} s, vp/vs {d['velocity.vp']}/{d['velocity.vs']}"
+    return ""
 
 
 # ----------------------------------------------------------------------------- OGS

@@ -497,7 +497,9 @@ def resolve_config(
                   "min_s_picks_per_eq": "n_s_picks", "max_sigma11": "max_sigma11"}
     top = [n for n in source if _unset(config, n)]
     area_unset = [n for n in ("latitude", "longitude", "depth_km") if _unset(area, n)]
-    vel_unset = [n for n in ("grid_km", "max_depth_km", "vp", "vs") if _unset(vel, n)]
+    wanted = (["grid_km", "max_depth_km"] if vel.kind != "0d" else []) + (
+        ["vp", "vs"] if isinstance(config, GammaConfig) or vel.kind == "0d" else [])
+    vel_unset = [n for n in wanted if _unset(vel, n)]
     if not (top or area_unset or vel_unset or vel.kind == "auto" or reloc.enabled is None):
         return config, {}
     geometry = network_geometry(sites, picks_per_site, hours)
