@@ -164,3 +164,19 @@ def test_scsn_event_uncertainties_and_an_unconstrained_two_station_event(salton,
     assert o.evaluation_status is None
     assert bad.preferred_origin().evaluation_status == "preliminary"
     assert "unconstrained" in bad.preferred_origin().comments[0].text
+
+
+def test_nonlinloc_phase_file_has_one_block_per_event(salton, tmp_path):
+    from quakelake.export import write_nonlinloc
+
+    picks, stations, _ = salton
+    res = asc.associate(picks, stations, asc.PyOctoConfig())
+    path = write_nonlinloc(res.assignments, tmp_path / "phases.obs")
+    blocks = [b.splitlines() for b in path.read_text().strip().split("\n\n")]
+    assert len(blocks) == len(res.events)
+    assert [len(b) - 1 for b in blocks] == res.events.sort_values("event_id")["n_picks"].tolist()
+    first = blocks[0][1].split()
+    row = res.assignments.sort_values(["event_id", "time"]).iloc[0]
+    assert first[0] == row["station_id"].split(".")[1] and first[4] == row["phase"]
+    t = pd.Timestamp(row["time"])
+    assert first[6:9] == [t.strftime("%Y%m%d"), t.strftime("%H%M"), t.strftime("%S.%f")[:-2]]

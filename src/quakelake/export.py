@@ -218,3 +218,33 @@ def write_classified(picks: pd.DataFrame, folder: str | Path) -> list[Path]:
             target, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
         written.append(target)
     return written
+
+
+def write_nonlinloc(assignments: pd.DataFrame, path: str | Path, pick_std_s: float = 0.05) -> Path:
+    """Write the assigned picks as a NonLinLoc phase file (``.obs``, one block per event); return its path.
+
+    Uses PyOcto's writer (``OctoAssociator.to_nonlinloc``) so users can relocate events with
+    NonLinLoc. Station names are the station codes (``STA`` of ``NET.STA.LOC``), as NonLinLoc
+    station files name them; every pick gets the Gaussian uncertainty ``pick_std_s``.
+
+    Args:
+        assignments: lake ``assignments`` rows (``event_id, station_id, phase, time``).
+        path: the file to write (written to a temporary name, then renamed).
+        pick_std_s: pick uncertainty (s).
+    """
+    from pyocto import OctoAssociator
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    a = assignments.sort_values(["event_id", "time"], kind="stable")
+    codes = a["station_id"].astype(str).str.split(".")
+    frame = pd.DataFrame({
+        "event_idx": pd.factorize(a["event_id"], sort=True)[0],
+        "station": [c[1] if len(c) > 1 else c[0] for c in codes],
+        "phase": a["phase"].astype(str).to_numpy(),
+        "time": [t.to_pydatetime() for t in pd.to_datetime(a["time"], utc=True).dt.tz_convert(None).dt.round("us")],
+    })
+    tmp = path.with_name(f".{path.name}.tmp")
+    OctoAssociator.to_nonlinloc(frame, tmp, pick_std=pick_std_s)
+    tmp.replace(path)
+    return path
