@@ -107,10 +107,13 @@ def standard_runs(model_file: Path | None, with_gamma: bool) -> list[tuple[str, 
 
 
 def timed(picks: pd.DataFrame, stations: pd.DataFrame, cfg: Config) -> tuple[asc.AssociationResult, float]:
-    """Return the association result and its wall time."""
+    """Return the association result and its wall time (and say which run finished, for long sets)."""
     t0 = time.perf_counter()
     res = asc.associate(picks, stations, cfg)
-    return res, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    print(f"# {cfg.associator}: {len(res.events)} events in {seconds:.1f} s; {asc.format_settings(res.settings)}",
+          file=sys.stderr, flush=True)
+    return res, seconds
 
 
 def settings_note(res: asc.AssociationResult) -> str:
@@ -341,7 +344,6 @@ def bench_italy(with_gamma: bool) -> list[dict]:
         rows.append({"data": "italy 2016-10-14", "run": label, "picks": len(picks), "seconds": seconds,
                      "events": len(res.events), "TP": tp, "reference": len(catalogue),
                      "recall": tp / len(catalogue), "derived": settings_note(res)})
-        print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
     return rows
 
 
