@@ -1,21 +1,35 @@
-"""Association benchmark: GaMMA vs PyOcto on the same pick sets, side by side.
+"""Association benchmark: automatic settings vs presets vs plain library defaults, GaMMA and PyOcto.
 
-Data (``../shared/data``):
+Every real set with a reference (``../shared/data``), each run through
+``quakelake.association.associate`` (the code path the associate flow uses):
 
-* ``ogs_rsfvg_2024``: the 2024 OGS analyst picks fed *without* their event grouping, stations from
-  ``DERIVED_station_coords_from_hpc.csv``; events matched 1-to-1 to the OGS catalogue
-  (origin time <= 2 s, epicentre <= 8 km). R4 = recall of the catalogue events that have >= 4
-  picks, P = precision.
-* ``pyocto_chile_test``: every pick labelled with its true event: pick-level precision/recall
-  of the assignments and the adjusted Rand index.
-* ``real_demo_italy_20161014``: 115k PhaseNet picks of one day on 56 stations, events compared
-  with REAL's automatic catalogue (same 2 s / 8 km matching).
+* ``ogs``: the 2024 OGS analyst picks fed *without* their event grouping, stations from
+  ``DERIVED_station_coords_from_hpc.csv``; events matched 1-to-1 to the OGS catalogue (origin time
+  <= 2 s, epicentre <= 8 km). R4 = recall of the catalogue events that have >= 4 picks, P = precision.
+* ``chile``: PyOcto's test set, every pick labelled with its true event: pick-level
+  precision/recall of the assignments and the adjusted Rand index.
+* ``italy``: 115k PhaseNet picks of 2016-10-14 on 56 stations, events compared with REAL's
+  automatic catalogue (2 s / 8 km).
+* ``salton``: the 184 reference PhaseNet picks of the 180 s Salton Sea sample; the one SCSN event
+  inside the span (2 s / 8 km).
+* ``mesetas``: SeisMonitor's PhaseNet picks (cached in the data set) of 6 h of the 2019 Mesetas
+  Mw 6.0 sequence on 7 regional stations; SeisMonitor's own GaMMA catalogue as reference
+  (automatic, local x/y only: matched on origin time <= 3 s).
+* ``hengill``: 20 dense stations, 5 min; picks made here once with PhaseNet/original and cached
+  under ``benchmarks/out/``; reference = ObsPy STA/LTA coincidence triggers on >= 10 vertical
+  channels (an event matches when its origin lies 0-5 s before a trigger).
+
+Runs per set: ``auto`` (no settings; the set's regional 1-D model file as a user would give it),
+``auto, ak135`` (nothing given at all), the set's preset where one exists (OGS default, PyOcto's
+Chile test settings, the Italy settings), and ``plain`` PyOcto / GaMMA with the libraries' own
+defaults (QuakeLake's defaults before settings were derived: 0-D 6.0/3.43 km/s, 10/3/3/3 picks
+and a 60 s overlap for PyOcto; eps 10 s, 5/3/2 picks for GaMMA; stations' box + 0.3 deg, 0-30 km).
 
 Usage::
 
-    python benchmarks/association.py [ogs|chile|italy ...] [--gamma] [--per-day]
+    python benchmarks/association.py [ogs chile italy salton mesetas hengill] [--gamma] [--per-day]
 
-GaMMA on the whole OGS year takes about a minute on 2 cores; ``--gamma`` adds it.
+``--gamma`` adds GaMMA runs (slow on OGS and Italy on 2 cores).
 """
 
 from __future__ import annotations
@@ -37,7 +51,81 @@ from quakelake.evaluation import match_events  # noqa: E402
 from quakelake.stations import read_stations  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("QUAKELAKE_SHARED", ROOT.parent / "shared")) / "data"
+SHARED = Path(os.environ.get("QUAKELAKE_SHARED", ROOT.parent / "shared"))
+DATA = SHARED / "data"
+OUT = ROOT / "benchmarks" / "out"
+
+Config = asc.PyOctoConfig | asc.GammaConfig
+
+
+def auto_pyocto(model_file: Path | None = None) -> asc.PyOctoConfig:
+    """PyOcto with every setting derived (only the regional model file given, when there is one)."""
+    if model_file is None:
+        return asc.PyOctoConfig()
+    return asc.PyOctoConfig(velocity=asc.VelocityParams(kind="auto", model_file=model_file))
+
+
+def auto_gamma(model_file: Path | None = None) -> asc.GammaConfig:
+    """GaMMA with every setting derived (only the regional model file given, when there is one)."""
+    if model_file is None:
+        return asc.GammaConfig()
+    return asc.GammaConfig(velocity=asc.VelocityParams(kind="auto", model_file=model_file))
+
+
+def plain_pyocto() -> asc.PyOctoConfig:
+    """PyOcto with its own defaults (OctoAssociator's counts), a 0-D model and a 60 s overlap."""
+    return asc.PyOctoConfig(
+        area=asc.AreaParams(depth_km=(0.0, 30.0), margin_deg=0.3),
+        velocity=asc.VelocityParams(kind="0d", vp=6.0, vs=6.0 / 1.75, grid_km=1.0, max_depth_km=60.0),
+        tolerance_s=1.5, time_before_s=60.0, n_picks=10, n_p_picks=3, n_s_picks=3, n_p_and_s_picks=3,
+        min_pick_fraction=0.25, pick_match_tolerance_s=1.5, min_node_size_km=10.0,
+        min_node_size_location_km=1.5, time_slicing_s=1200.0, relocation=asc.RelocationParams(enabled=False),
+    )
+
+
+def plain_gamma() -> asc.GammaConfig:
+    """GaMMA with the defaults of its examples: 0-D 6.0/3.43 km/s, eps 10 s, 5/3/2 picks, sigma 2 s."""
+    return asc.GammaConfig(
+        area=asc.AreaParams(depth_km=(0.0, 30.0), margin_deg=0.3),
+        velocity=asc.VelocityParams(kind="0d", vp=6.0, vs=6.0 / 1.75, grid_km=1.0, max_depth_km=60.0),
+        dbscan_eps=10.0, min_picks_per_eq=5, min_p_picks_per_eq=3, min_s_picks_per_eq=2, max_sigma11=2.0,
+        relocation=asc.RelocationParams(enabled=False),
+    )
+
+
+def standard_runs(model_file: Path | None, with_gamma: bool) -> list[tuple[str, Config]]:
+    """The runs every set gets: automatic (with and without its model file) and plain defaults."""
+    runs: list[tuple[str, Config]] = []
+    if model_file is not None:
+        runs.append((f"PyOcto auto ({model_file.name})", auto_pyocto(model_file)))
+    runs.append(("PyOcto auto (ak135)", auto_pyocto()))
+    runs.append(("PyOcto plain defaults", plain_pyocto()))
+    if with_gamma:
+        runs.append((f"GaMMA auto ({model_file.name if model_file else 'ak135'})", auto_gamma(model_file)))
+        runs.append(("GaMMA plain defaults", plain_gamma()))
+    return runs
+
+
+def timed(picks: pd.DataFrame, stations: pd.DataFrame, cfg: Config) -> tuple[asc.AssociationResult, float]:
+    """Return the association result and its wall time (and say which run finished, for long sets)."""
+    t0 = time.perf_counter()
+    res = asc.associate(picks, stations, cfg)
+    seconds = time.perf_counter() - t0
+    print(f"# {cfg.associator}: {len(res.events)} events in {seconds:.1f} s; {asc.format_settings(res.settings)}",
+          file=sys.stderr, flush=True)
+    return res, seconds
+
+
+def settings_note(res: asc.AssociationResult) -> str:
+    """The derived counts and overlap (or GaMMA's eps), for the table's last column."""
+    d = res.settings.get("derived", {})
+    if "n_picks" in d:
+        counts = f"{d['n_picks']}/{d['n_p_picks']}/{d['n_s_picks']}/{d['n_p_and_s_picks']}"
+        return f"{counts}, overlap {d['time_before_s']:.0f} s, tol {d['tolerance_s']} s, z {d['area.depth_km'][1]:.0f}"
+    if "min_picks_per_eq" in d:
+        counts = f"{d['min_picks_per_eq']}/{d['min_p_picks_per_eq']}/{d['min_s_picks_per_eq']}"
+        return f"{counts}, eps {d['dbscan_eps']} s, vp/vs {d['velocity.vp']}/{d['velocity.vs']}"
+    return ""
 
 
 # ----------------------------------------------------------------------------- OGS
@@ -105,29 +193,27 @@ def ogs_pyocto_practitioner() -> asc.PyOctoConfig:
 
 def bench_ogs(with_gamma: bool, per_day: bool) -> list[dict]:
     picks, stations, catalogue, with4 = ogs_inputs()
+    model = DATA / "ogs_rsfvg_2024" / "velocity_1d" / "taup_tt.nd"
     rows = []
-    configs: list[tuple[str, asc.PyOctoConfig | asc.GammaConfig]] = [
-        ("PyOcto practitioner 6/3/3/3 (plain)", ogs_pyocto_practitioner()),
-        ("PyOcto OGS default (4/2/0/0 + relocation)", asc.ogs_default()),
+    configs: list[tuple[str, Config]] = standard_runs(model, with_gamma) + [
+        ("PyOcto OGS preset (--ogs)", asc.ogs_default()),
+        ("PyOcto practitioner 6/3/3/3", ogs_pyocto_practitioner()),
     ]
     if with_gamma:
         configs.append(("GaMMA practitioner (eps 8.1, 5/3/2)", ogs_gamma_practitioner()))
     for label, cfg in configs:
-        t0 = time.perf_counter()
-        res = asc.associate(picks, stations, cfg)
-        seconds = time.perf_counter() - t0
+        res, seconds = timed(picks, stations, cfg)
         rows.append({"data": "ogs 2024", "run": label, "picks": len(picks), "seconds": seconds,
-                     "picks/s": len(picks) / seconds, **ogs_scores(res.events, catalogue, with4)})
+                     **ogs_scores(res.events, catalogue, with4), "derived": settings_note(res)})
     if per_day:
-        cfg = asc.ogs_default()
+        cfg, _ = asc.resolve_for_network(auto_pyocto(model), stations)
         days = pd.date_range("2024-01-01", "2024-12-31", freq="D").date
         t0 = time.perf_counter()
         parts = [asc.associate_day(picks, stations, day, cfg, margin_s=120.0).events for day in days]
         seconds = time.perf_counter() - t0
         events = pd.concat(parts, ignore_index=True)
-        rows.append({"data": "ogs 2024", "run": "PyOcto OGS default, 366 day units", "picks": len(picks),
-                     "seconds": seconds, "picks/s": len(picks) / seconds,
-                     **ogs_scores(events, catalogue, with4)})
+        rows.append({"data": "ogs 2024", "run": "PyOcto auto, 366 day units", "picks": len(picks),
+                     "seconds": seconds, **ogs_scores(events, catalogue, with4)})
     return rows
 
 
@@ -192,15 +278,13 @@ def pick_scores(picks: pd.DataFrame, assignments: pd.DataFrame) -> dict[str, flo
 def bench_chile(with_gamma: bool) -> list[dict]:
     picks, stations, model = chile_inputs()
     rows = []
-    configs = [("PyOcto 1-D", chile_pyocto(model))]
+    configs = standard_runs(model, with_gamma) + [("PyOcto test settings (10/2/2/4)", chile_pyocto(model))]
     if with_gamma:
-        configs.append(("GaMMA", chile_gamma()))
+        configs.append(("GaMMA tuned (eps 30, 8/4/2)", chile_gamma()))
     for label, cfg in configs:
-        t0 = time.perf_counter()
-        res = asc.associate(picks, stations, cfg)
-        seconds = time.perf_counter() - t0
+        res, seconds = timed(picks, stations, cfg)
         rows.append({"data": "chile test", "run": label, "picks": len(picks), "seconds": seconds,
-                     "picks/s": len(picks) / seconds, **pick_scores(picks, res.assignments)})
+                     **pick_scores(picks, res.assignments), "derived": settings_note(res)})
     return rows
 
 
@@ -248,40 +332,178 @@ def bench_italy(with_gamma: bool) -> list[dict]:
     picks, stations, catalogue = italy_inputs()
     model = DATA / "real_demo_italy_20161014" / "italy.mod"
     rows = []
-    configs: list[tuple[str, asc.PyOctoConfig | asc.GammaConfig]] = [("PyOcto 1-D + relocation", italy_pyocto(model))]
+    configs: list[tuple[str, Config]] = [(f"PyOcto auto ({model.name})", auto_pyocto(model)),
+                                         ("PyOcto Italy preset (8/4/3/2)", italy_pyocto(model)),
+                                         ("PyOcto plain defaults", plain_pyocto())]
     if with_gamma:
-        configs.append(("GaMMA", asc.GammaConfig(
-            area=asc.AreaParams(latitude=(42.3, 43.3), longitude=(12.6, 13.7), depth_km=(0.0, 20.0)),
-            dbscan_eps=5.0, min_picks_per_eq=8, min_p_picks_per_eq=4, min_s_picks_per_eq=2)))
+        configs.append((f"GaMMA auto ({model.name})", auto_gamma(model)))
     for label, cfg in configs:
-        t0 = time.perf_counter()
-        res = asc.associate(picks, stations, cfg)
-        seconds = time.perf_counter() - t0
+        res, seconds = timed(picks, stations, cfg)
         m = match_events(res.events, catalogue, max_dt_s=2.0, max_km=8.0)
         tp = int((m["outcome"] == "TP").sum())
         rows.append({"data": "italy 2016-10-14", "run": label, "picks": len(picks), "seconds": seconds,
-                     "picks/s": len(picks) / seconds, "events": len(res.events),
-                     "TP": tp, "REAL events": len(catalogue),
-                     "recall vs REAL": tp / len(catalogue), "P vs REAL": tp / max(len(res.events), 1)})
+                     "events": len(res.events), "TP": tp, "reference": len(catalogue),
+                     "recall": tp / len(catalogue), "derived": settings_note(res)})
     return rows
+
+
+# ----------------------------------------------------------------------------- Salton Sea
+
+
+def salton_inputs(data: Path = DATA) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Return (reference PhaseNet picks of the 180 s, stations, the SCSN event inside the span)."""
+    d = data / "phasenet_saltonsea_20201001"
+    picks = pd.read_csv(d / "DERIVED_phasenet_ref_picks_first180s.csv")
+    scsn = pd.read_csv(d / "DERIVED_scsn_events_first10min.csv")
+    ref = pd.DataFrame({"event_id": [f"scsn{i}" for i in range(len(scsn))],
+                        "time": pd.to_datetime(scsn["time"], utc=True), "latitude": scsn["lat"],
+                        "longitude": scsn["lng"]})
+    ref = ref[ref["time"] < pd.Timestamp("2020-10-01T00:03:00Z")].reset_index(drop=True)
+    return picks, read_stations(d / "stations.xml"), ref
+
+
+def located_scores(events: pd.DataFrame, reference: pd.DataFrame) -> dict:
+    """Matched reference events (2 s / 8 km) and the matched origins' offsets."""
+    m = match_events(events, reference, max_dt_s=2.0, max_km=8.0)
+    tp = m[m["outcome"] == "TP"]
+    return {"events": len(events), "TP": len(tp), "reference": len(reference),
+            "recall": len(tp) / max(len(reference), 1),
+            "dt_s": float(tp["dt_s"].abs().max()) if len(tp) else np.nan,
+            "km": float(tp["distance_km"].max()) if len(tp) else np.nan}
+
+
+def bench_salton(with_gamma: bool) -> list[dict]:
+    picks, stations, ref = salton_inputs()
+    rows = []
+    for label, cfg in standard_runs(None, with_gamma):
+        res, seconds = timed(picks, stations, cfg)
+        rows.append({"data": "salton 180 s", "run": label, "picks": len(picks), "seconds": seconds,
+                     **located_scores(res.events, ref), "derived": settings_note(res)})
+    return rows
+
+
+# ----------------------------------------------------------------------------- time-only references
+
+
+def time_scores(events: pd.DataFrame, reference: pd.Series, before_s: float, after_s: float) -> dict:
+    """1-to-1 matches of event origins to reference times ``t``: ``t - before <= origin <= t + after``."""
+    ev = np.sort(pd.to_datetime(events["time"], utc=True).astype("int64").to_numpy() / 1e9)
+    ref = np.sort(pd.to_datetime(reference, utc=True).astype("int64").to_numpy() / 1e9)
+    used = np.zeros(len(ev), bool)
+    tp = 0
+    for t in ref:
+        ok = np.flatnonzero(~used & (ev >= t - before_s) & (ev <= t + after_s))
+        if len(ok):
+            used[ok[np.argmin(np.abs(ev[ok] - t))]] = True
+            tp += 1
+    return {"events": len(ev), "TP": tp, "reference": len(ref), "recall": tp / max(len(ref), 1)}
+
+
+def mesetas_inputs(data: Path = DATA) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """Return (SeisMonitor PhaseNet picks, stations, SeisMonitor GaMMA origin times)."""
+    d = data / "seismonitor_mesetas_2019"
+    raw = pd.read_csv(d / "seismonitor_outputs" / "pnet_seismonitor_picks.csv")
+    loc = raw["location"].fillna(0).astype(int).astype(str).str.zfill(2)
+    picks = pd.DataFrame({"station_id": raw["network"] + "." + raw["station"] + "." + loc,
+                          "phase": raw["phasehint"], "time": pd.to_datetime(raw["arrival_time"]).dt.tz_localize("UTC"),
+                          "probability": raw["probability"]})
+    cat = pd.read_csv(d / "seismonitor_outputs" / "events_pnet_catalog.csv")
+    return picks, read_stations(d / "inv.xml"), pd.to_datetime(cat["time"]).dt.tz_localize("UTC")
+
+
+def bench_mesetas(with_gamma: bool) -> list[dict]:
+    picks, stations, ref = mesetas_inputs()
+    rows = []
+    for label, cfg in standard_runs(DATA / "seismonitor_mesetas_2019" / "vel1d_col.csv", with_gamma):
+        res, seconds = timed(picks, stations, cfg)
+        rows.append({"data": "mesetas 6 h", "run": label, "picks": len(picks), "seconds": seconds,
+                     **time_scores(res.events, ref, 3.0, 3.0), "derived": settings_note(res)})
+    return rows
+
+
+def hengill_picks(data: Path = DATA) -> pd.DataFrame:
+    """Return PhaseNet/original picks of the Hengill 5 minutes (picked once, cached in benchmarks/out)."""
+    cache = OUT / "hengill_phasenet_original_picks.csv"
+    if cache.is_file():
+        return pd.read_csv(cache)
+    import shutil
+    import tempfile
+
+    import obspy
+
+    from quakelake.params import PickParams
+    from quakelake.picking import classify_kwargs, load_model
+
+    if "SEISBENCH_CACHE_ROOT" not in os.environ:
+        tmp = Path(tempfile.mkdtemp(prefix="quakelake-bench-"))
+        shutil.copytree(SHARED / "seisbench_cache", tmp / "seisbench")
+        os.environ["SEISBENCH_CACHE_ROOT"] = str(tmp / "seisbench")
+    st = obspy.Stream()
+    for f in sorted((data / "malmi_hengill_20181230" / "mseed").glob("*.mseed")):
+        st += obspy.read(str(f))
+    model = load_model("PhaseNet", "original", "cpu")
+    out = model.classify(st, **classify_kwargs(PickParams())).picks
+    picks = pd.DataFrame({"station_id": [p.trace_id.rstrip(".") for p in out], "phase": [p.phase for p in out],
+                          "time": [pd.Timestamp(p.peak_time.datetime, tz="UTC") for p in out],
+                          "probability": [p.peak_value for p in out]})
+    OUT.mkdir(parents=True, exist_ok=True)
+    picks.to_csv(cache, index=False)
+    return picks
+
+
+def hengill_triggers(data: Path = DATA, min_stations: int = 10) -> pd.Series:
+    """Return the times of STA/LTA coincidence triggers on >= ``min_stations`` vertical channels."""
+    import obspy
+    from obspy.signal.trigger import coincidence_trigger
+
+    st = obspy.Stream()
+    for f in sorted((data / "malmi_hengill_20181230" / "mseed").glob("*Z__*.mseed")):
+        st += obspy.read(str(f))
+    st.detrend("demean").filter("bandpass", freqmin=2.0, freqmax=20.0)
+    trig = coincidence_trigger("recstalta", 3.5, 1.5, st, min_stations, sta=0.5, lta=10.0)
+    return pd.Series([pd.Timestamp(t["time"].datetime, tz="UTC") for t in trig], dtype="datetime64[ns, UTC]")
+
+
+def bench_hengill(with_gamma: bool) -> list[dict]:
+    picks = hengill_picks()
+    d = DATA / "malmi_hengill_20181230"
+    stations, ref = read_stations(d / "stations.csv"), hengill_triggers()
+    rows = []
+    for label, cfg in standard_runs(d / "velocity_model_local.txt", with_gamma):
+        res, seconds = timed(picks, stations, cfg)
+        rows.append({"data": "hengill 5 min", "run": label, "picks": len(picks), "seconds": seconds,
+                     **time_scores(res.events, ref, 5.0, 0.5), "derived": settings_note(res)})
+    return rows
+
+
+BENCHES = ("ogs", "chile", "italy", "salton", "mesetas", "hengill")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sets", nargs="*", default=["ogs", "chile", "italy"])
-    parser.add_argument("--gamma", action="store_true", help="also run GaMMA (slow on the OGS year)")
+    parser.add_argument("sets", nargs="*", default=list(BENCHES), help=f"sets among {', '.join(BENCHES)}")
+    parser.add_argument("--gamma", action="store_true", help="also run GaMMA (slow on OGS and Italy)")
     parser.add_argument("--per-day", action="store_true", help="also run OGS as 366 day units")
     args = parser.parse_args(argv)
     rows: list[dict] = []
-    if "ogs" in args.sets:
-        rows += bench_ogs(args.gamma, args.per_day)
-    if "chile" in args.sets:
-        rows += bench_chile(args.gamma)
-    if "italy" in args.sets:
-        rows += bench_italy(args.gamma)
+    for name in args.sets:
+        if name == "ogs":
+            rows += bench_ogs(args.gamma, args.per_day)
+        elif name == "chile":
+            rows += bench_chile(args.gamma)
+        elif name == "italy":
+            rows += bench_italy(args.gamma)
+        elif name == "salton":
+            rows += bench_salton(args.gamma)
+        elif name == "mesetas":
+            rows += bench_mesetas(args.gamma)
+        elif name == "hengill":
+            rows += bench_hengill(args.gamma)
+        else:
+            parser.error(f"unknown set {name!r}; use {', '.join(BENCHES)}")
     table = pd.DataFrame(rows)
-    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format",
-                           "{:.3f}".format):
+    with pd.option_context("display.width", 300, "display.max_columns", 30, "display.max_colwidth", 80,
+                           "display.float_format", "{:.3f}".format):
         print(table.to_string(index=False))
     return 0
 

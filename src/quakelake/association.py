@@ -39,18 +39,27 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pyproj import CRS, Transformer
 
+from quakelake.association_auto import derive_settings, network_geometry
 from quakelake.errors import BadInput
 from quakelake.stations import station_coordinates
 from quakelake.velocity import (
     cached_table,
     read_velocity_model,
+    standard_model,
     validate_velocity_model,
 )
 
 log = logging.getLogger(__name__)
 
+# Location quality, from the relocation's covariance and the station geometry (lake `events` too).
+QUALITY_COLUMNS = ["time_uncertainty_s", "latitude_uncertainty_km", "longitude_uncertainty_km",
+                   "horizontal_uncertainty_km", "vertical_uncertainty_km", "azimuthal_gap_deg",
+                   "min_distance_km", "location_quality"]
 EVENT_COLUMNS = ["event_id", "time", "latitude", "longitude", "depth_km", "n_picks", "n_p", "n_s",
-                 "n_stations", "score", "rms_residual_s"]
+                 "n_stations", "score", "rms_residual_s", *QUALITY_COLUMNS]
+# An event is "unconstrained" when its stations leave a gap above this or are fewer than 3.
+UNCONSTRAINED_GAP_DEG = 300.0
+UNCONSTRAINED_MIN_STATIONS = 3
 ASSIGNMENT_COLUMNS = ["event_id", "pick_id", "station_id", "phase", "time", "residual_s"]
 
 
@@ -63,19 +72,32 @@ class _Model(BaseModel):
 
 
 class VelocityParams(_Model):
-    """Velocity model shared by both associators and the relocation step."""
+    """Velocity model shared by both associators and the relocation step.
 
-    kind: Literal["0d", "1d"] = Field("1d", description="0d: homogeneous vp/vs; 1d: layered model")
+    Empty values are derived from the network (see :mod:`quakelake.association_auto`);
+    ``kind: auto`` is the user's ``model_file``/``layers`` when given, else the ``standard`` model.
+    """
+
+    kind: Literal["auto", "0d", "1d"] = Field(
+        "1d", description="0d: homogeneous vp/vs; 1d: layered model; auto: model_file/layers, else ak135"
+    )
     model_file: Path | None = Field(
         None, description="layered model file (TauP .nd, VELEST .mod, CSV depth,vp,vs) for kind=1d"
     )
     layers: list[tuple[float, float, float]] | None = Field(
         None, description="inline model points (depth km, vp, vs km/s), used when no model_file"
     )
-    vp: float = Field(6.0, gt=0, description="P velocity (km/s) of the 0-D model")
-    vs: float = Field(6.0 / 1.75, gt=0, description="S velocity (km/s) of the 0-D model")
-    grid_km: float = Field(1.0, gt=0, description="travel-time table spacing (km) for kind=1d")
-    max_depth_km: float = Field(60.0, gt=0, description="deepest tabulated source (km) for kind=1d")
+    standard: Literal["ak135", "iasp91"] = Field(
+        "ak135", description="standard model (ObsPy TauP) used by kind=auto when no regional model is given"
+    )
+    vp: float | None = Field(
+        None, gt=0, description="P velocity (km/s) of the 0-D model (empty: the 1-D model's crustal average)"
+    )
+    vs: float | None = Field(
+        None, gt=0, description="S velocity (km/s) of the 0-D model (empty: the 1-D model's crustal average)"
+    )
+    grid_km: float | None = Field(None, gt=0, description="travel-time table spacing (km); empty: derived")
+    max_depth_km: float | None = Field(None, gt=0, description="deepest tabulated source (km); empty: derived")
     table_dir: Path | None = Field(
         None, description="cache folder of travel-time tables (system temp folder when empty)"
     )
@@ -83,8 +105,14 @@ class VelocityParams(_Model):
     @model_validator(mode="after")
     def _has_model(self) -> VelocityParams:
         if self.kind == "1d" and self.model_file is None and not self.layers:
-            raise ValueError("velocity kind '1d' needs model_file or layers (or use kind '0d')")
+            raise ValueError("velocity kind '1d' needs model_file or layers (or use kind 'auto' or '0d')")
         return self
+
+    def layered_model(self, max_depth_km: float = 800.0) -> pd.DataFrame:
+        """Return the 1-D model: ``model_file``, ``layers`` or, when neither, the ``standard`` model."""
+        if self.model_file is not None or self.layers:
+            return self.model()
+        return standard_model(self.standard, max_depth_km)
 
     def model(self) -> pd.DataFrame:
         """Return the layered model points (depth, vp, vs)."""
@@ -95,6 +123,8 @@ class VelocityParams(_Model):
     def surface_velocities(self) -> tuple[float, float]:
         """Return (vp, vs) at the surface, used for station elevation corrections."""
         if self.kind == "0d":
+            if self.vp is None or self.vs is None:
+                raise AssociationError("0-D velocity model without vp/vs: resolve the config first")
             return self.vp, self.vs
         m = self.model()
         top = m[m["depth"] <= 0.0]
@@ -103,23 +133,28 @@ class VelocityParams(_Model):
 
 
 class AreaParams(_Model):
-    """Search area; empty latitude/longitude ranges mean the stations' box plus a margin."""
+    """Search area; empty values are derived from the stations (box plus a margin, depth range)."""
 
-    latitude: tuple[float, float] | None = Field(None, description="min, max latitude (deg)")
-    longitude: tuple[float, float] | None = Field(None, description="min, max longitude (deg)")
-    depth_km: tuple[float, float] = Field((0.0, 30.0), description="min, max depth (km)")
-    margin_deg: float = Field(0.3, ge=0, description="margin around the stations' box (deg)")
+    latitude: tuple[float, float] | None = Field(None, description="min, max latitude (deg); empty: derived")
+    longitude: tuple[float, float] | None = Field(None, description="min, max longitude (deg); empty: derived")
+    depth_km: tuple[float, float] | None = Field(None, description="min, max depth (km); empty: derived")
+    margin_deg: float | None = Field(
+        None, ge=0, description="margin around the stations' box (deg); empty: 10 % of the aperture (10-50 km)"
+    )
 
 
 class RelocationParams(_Model):
     """Robust least-squares relocation of each event from its assigned picks."""
 
-    enabled: bool = Field(True, description="relocate events after association")
+    enabled: bool | None = Field(None, description="relocate events after association (empty: yes)")
     iterations: int = Field(30, ge=1, le=500, description="Levenberg-Marquardt iterations")
     huber_s: float = Field(1.0, gt=0, description="residual (s) beyond which picks are down-weighted")
     s_weight: float = Field(0.5, ge=0, le=1, description="weight of S picks relative to P picks")
     max_residual_s: float | None = Field(
         None, gt=0, description="drop picks whose final |residual| exceeds this (s); none when empty"
+    )
+    min_sigma_s: float = Field(
+        0.1, gt=0, description="floor of the pick-time standard error (s) in the location uncertainties"
     )
 
 
@@ -129,21 +164,33 @@ class PyOctoConfig(_Model):
     associator: Literal["pyocto"] = "pyocto"
     area: AreaParams = Field(default_factory=AreaParams, description="search area (from_area)")
     velocity: VelocityParams = Field(
-        default_factory=lambda: VelocityParams(kind="0d"), description="velocity model"
+        default_factory=lambda: VelocityParams(kind="auto"), description="velocity model"
     )
-    tolerance_s: float = Field(1.5, gt=0, description="velocity model tolerance (s)")
-    time_before_s: float = Field(60.0, gt=0, description="overlap of time slices (s), ~ travel time through the network")
-    n_picks: int = Field(10, ge=1, description="minimum picks per event")
-    n_p_picks: int = Field(3, ge=0, description="minimum P picks per event")
-    n_s_picks: int = Field(3, ge=0, description="minimum S picks per event")
-    n_p_and_s_picks: int = Field(3, ge=0, description="minimum stations with both P and S")
-    min_pick_fraction: float = Field(0.25, ge=0, le=1, description="distance-based station pick criterion")
-    pick_match_tolerance_s: float = Field(1.5, gt=0, description="max |residual| when refining picks (s)")
+    tolerance_s: float | None = Field(None, gt=0, description="velocity model tolerance (s); empty: derived")
+    time_before_s: float | None = Field(
+        None, gt=0, description="overlap of time slices (s), ~ travel time through the network; empty: derived"
+    )
+    n_picks: int | None = Field(None, ge=1, description="minimum picks per event; empty: derived")
+    n_p_picks: int | None = Field(None, ge=0, description="minimum P picks per event; empty: derived")
+    n_s_picks: int | None = Field(None, ge=0, description="minimum S picks per event; empty: derived")
+    n_p_and_s_picks: int | None = Field(
+        None, ge=0, description="minimum stations with both P and S; empty: derived"
+    )
+    min_pick_fraction: float | None = Field(
+        None, ge=0, le=1, description="distance-based station pick criterion; empty: derived"
+    )
+    pick_match_tolerance_s: float | None = Field(
+        None, gt=0, description="max |residual| when refining picks (s); empty: derived"
+    )
     min_interevent_time_s: float = Field(3.0, ge=0, description="minimum time between two events (s)")
-    min_node_size_km: float = Field(10.0, gt=0, description="octree node size that triggers location (km)")
-    min_node_size_location_km: float = Field(1.5, gt=0, description="location precision (km)")
+    min_node_size_km: float | None = Field(
+        None, gt=0, description="octree node size that triggers location (km); empty: derived"
+    )
+    min_node_size_location_km: float | None = Field(
+        None, gt=0, description="location precision (km); empty: derived"
+    )
     refinement_iterations: int = Field(3, ge=1, description="location / pick matching iterations")
-    time_slicing_s: float = Field(1200.0, gt=0, description="time block size (s)")
+    time_slicing_s: float | None = Field(None, gt=0, description="time block size (s); empty: derived")
     second_pass: dict[str, Any] | None = Field(
         None, description="PyOcto second_pass_overwrites (e.g. relaxed pick counts on unused picks)"
     )
@@ -158,25 +205,26 @@ class GammaConfig(_Model):
     method: Literal["BGMM", "GMM"] = Field("BGMM", description="Bayesian or plain Gaussian mixture")
     area: AreaParams = Field(default_factory=AreaParams, description="search area")
     velocity: VelocityParams = Field(
-        default_factory=lambda: VelocityParams(kind="0d"),
-        description="velocity: vp/vs are GaMMA's; a 1-D model is used by the relocation only",
+        default_factory=lambda: VelocityParams(kind="auto"),
+        description="velocity: GaMMA uses vp/vs (empty: the 1-D model's crustal average); the 1-D model "
+        "serves the relocation",
     )
     use_dbscan: bool = Field(True, description="DBSCAN pre-clustering in time")
-    dbscan_eps: float = Field(10.0, gt=0, description="DBSCAN eps (s)")
+    dbscan_eps: float | None = Field(None, gt=0, description="DBSCAN eps (s); empty: derived")
     dbscan_min_samples: int = Field(3, ge=1, description="DBSCAN min samples")
     oversample_factor: int = Field(5, ge=1, description="initial mixture components per pick set")
-    min_picks_per_eq: int = Field(5, ge=1, description="minimum picks per event")
-    min_p_picks_per_eq: int = Field(3, ge=0, description="minimum P picks per event")
-    min_s_picks_per_eq: int = Field(2, ge=0, description="minimum S picks per event")
-    max_sigma11: float = Field(2.0, gt=0, description="max time residual std of an event (s)")
+    min_picks_per_eq: int | None = Field(None, ge=1, description="minimum picks per event; empty: derived")
+    min_p_picks_per_eq: int | None = Field(None, ge=0, description="minimum P picks per event; empty: derived")
+    min_s_picks_per_eq: int | None = Field(None, ge=0, description="minimum S picks per event; empty: derived")
+    max_sigma11: float | None = Field(
+        None, gt=0, description="max time residual std of an event (s); empty: derived"
+    )
     ncpu: int = Field(1, ge=1, description="GaMMA worker processes")
     seed: int = Field(
         42, ge=0, description="seed of GaMMA's random initialisation (same picks + seed = same events)"
     )
     threads: int = Field(1, ge=1, description="BLAS/OpenMP threads per process (1 avoids oversubscription)")
-    relocation: RelocationParams = Field(
-        default_factory=lambda: RelocationParams(enabled=False), description="relocation"
-    )
+    relocation: RelocationParams = Field(default_factory=RelocationParams, description="relocation")
 
 
 AssociatorConfig = Annotated[PyOctoConfig | GammaConfig, Field(discriminator="associator")]
@@ -202,6 +250,7 @@ def ogs_default() -> PyOctoConfig:
             layers=[(0.0, 5.85, 3.28652), (22.0, 6.8, 3.82022), (39.5, 8.0, 4.42438),
                     (40.0, 8.10119, 4.48486), (60.0, 8.08907, 4.47715)],
             max_depth_km=60.0,
+            grid_km=1.0,
         ),
         tolerance_s=1.5,
         time_before_s=60.0,
@@ -210,6 +259,10 @@ def ogs_default() -> PyOctoConfig:
         n_s_picks=0,
         n_p_and_s_picks=0,
         min_pick_fraction=0.0,
+        pick_match_tolerance_s=1.5,
+        min_node_size_km=10.0,
+        min_node_size_location_km=1.5,
+        time_slicing_s=1200.0,
         relocation=RelocationParams(enabled=True, huber_s=1.0, s_weight=0.5),
     )
 
@@ -223,6 +276,7 @@ class AssociationResult:
     unknown_stations: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, messages: list[str] | None = None, unknown: list[str] | None = None) -> AssociationResult:
@@ -233,6 +287,7 @@ class AssociationResult:
 def _empty_events() -> pd.DataFrame:
     df = pd.DataFrame({c: pd.Series(dtype=float) for c in EVENT_COLUMNS})
     df["event_id"] = df["event_id"].astype(object)
+    df["location_quality"] = df["location_quality"].astype(object)
     df["time"] = pd.to_datetime(df["time"], utc=True)
     return df
 
@@ -408,10 +463,127 @@ class Projection:
 
 def area_bounds(area: AreaParams, stations: pd.DataFrame) -> tuple[tuple[float, float], tuple[float, float]]:
     """Return the (latitude, longitude) ranges of the search area."""
-    m = area.margin_deg
+    m = 0.3 if area.margin_deg is None else area.margin_deg
     lat = area.latitude or (float(stations["latitude"].min()) - m, float(stations["latitude"].max()) + m)
     lon = area.longitude or (float(stations["longitude"].min()) - m, float(stations["longitude"].max()) + m)
     return lat, lon
+
+
+def _unset(model: BaseModel, name: str) -> bool:
+    return getattr(model, name) is None
+
+
+def resolve_config(
+    config: PyOctoConfig | GammaConfig,
+    sites: pd.DataFrame,
+    picks_per_site: pd.Series | None = None,
+    hours: float = 0.0,
+) -> tuple[PyOctoConfig | GammaConfig, dict[str, Any]]:
+    """Return ``config`` with every empty setting derived from the network, and what was derived.
+
+    Values the user gave are kept as they are; the others come from
+    :func:`quakelake.association_auto.derive_settings` on the geometry of the stations that have
+    picks. The second value is ``{"derived": {setting: value}, "geometry": {...}}`` (empty when
+    nothing was left to derive), for printing and for the run's lineage.
+
+    Args:
+        config: associator configuration, possibly with empty (None) settings.
+        sites: one row per site with ``latitude, longitude`` (see :func:`station_table`).
+        picks_per_site: picks per row of ``sites``; sites without picks do not count.
+        hours: time span of those picks.
+    """
+    vel, area, reloc = config.velocity, config.area, config.relocation
+    if isinstance(config, PyOctoConfig):
+        names = ["tolerance_s", "time_before_s", "n_picks", "n_p_picks", "n_s_picks", "n_p_and_s_picks",
+                 "min_pick_fraction", "pick_match_tolerance_s", "min_node_size_km", "min_node_size_location_km",
+                 "time_slicing_s"]
+        source = {n: n for n in names}
+    else:
+        source = {"dbscan_eps": "dbscan_eps", "min_picks_per_eq": "n_picks", "min_p_picks_per_eq": "n_p_picks",
+                  "min_s_picks_per_eq": "n_s_picks", "max_sigma11": "max_sigma11"}
+    top = [n for n in source if _unset(config, n)]
+    area_unset = [n for n in ("latitude", "longitude", "depth_km") if _unset(area, n)]
+    wanted = (["grid_km", "max_depth_km"] if vel.kind != "0d" else []) + (
+        ["vp", "vs"] if isinstance(config, GammaConfig) or vel.kind == "0d" else [])
+    vel_unset = [n for n in wanted if _unset(vel, n)]
+    if not (top or area_unset or vel_unset or vel.kind == "auto" or reloc.enabled is None):
+        return config, {}
+    geometry = network_geometry(sites, picks_per_site, hours)
+    user_depth = area.depth_km[1] if area.depth_km is not None else None
+    model = vel.layered_model(max(user_depth or 0.0, 310.0)) if vel.kind != "0d" else None
+    if model is None:
+        model = pd.DataFrame({"depth": [0.0, 1.0], "vp": [vel.vp or 6.0] * 2, "vs": [vel.vs or 6.0 / 1.75] * 2})
+    auto = derive_settings(geometry, model)
+    derived: dict[str, Any] = {}
+
+    def take(key: str, name: str) -> Any:
+        derived[name] = auto[key]
+        return auto[key]
+
+    area_update: dict[str, Any] = {}
+    if area.margin_deg is not None:  # the user's margin around the stations' box
+        m = area.margin_deg
+        auto["latitude"] = (geometry.latitude[0] - m, geometry.latitude[1] + m)
+        auto["longitude"] = (geometry.longitude[0] - m, geometry.longitude[1] + m)
+    if user_depth is not None:
+        auto["max_depth_km"] = max(auto["max_depth_km"], user_depth + 10.0)
+    for n in area_unset:
+        area_update[n] = take(n, f"area.{n}")
+    vel_update: dict[str, Any] = {}
+    if vel.kind == "auto":
+        if vel.model_file is None and not vel.layers:
+            vel_update["layers"] = [tuple(r) for r in standard_model(vel.standard, auto["max_depth_km"] + 10.0)
+                                    .to_numpy().round(5).tolist()]
+            derived["velocity.model"] = f"{vel.standard} (ObsPy TauP), {len(vel_update['layers'])} points"
+        else:
+            derived["velocity.model"] = str(vel.model_file or "layers")
+        vel_update["kind"] = "1d"
+    for n in vel_unset:
+        vel_update[n] = take(n, f"velocity.{n}")
+    update: dict[str, Any] = {n: take(source[n], n) for n in top}
+    if area_update:
+        update["area"] = area.model_copy(update=area_update)
+    if vel_update:
+        update["velocity"] = vel.model_copy(update=vel_update)
+    if reloc.enabled is None:
+        update["relocation"] = reloc.model_copy(update={"enabled": take("relocation", "relocation.enabled")})
+    resolved = config.model_copy(update=update)
+    settings = {"derived": derived, "geometry": geometry.as_dict()} if derived else {}
+    return resolved, settings
+
+
+def resolve_for_network(
+    config: PyOctoConfig | GammaConfig,
+    stations: pd.DataFrame,
+    pick_counts: pd.DataFrame | None = None,
+    hours: float = 0.0,
+) -> tuple[PyOctoConfig | GammaConfig, dict[str, Any]]:
+    """Return :func:`resolve_config` for a station table and picks counted per station.
+
+    Args:
+        config: associator configuration, possibly with empty settings.
+        stations: station table (columns of the lake's `stations` table).
+        pick_counts: ``station_id, n`` (picks per station id); None: every station counts.
+        hours: time span of the counted picks.
+    """
+    sites, _ = station_table(stations)
+    per_site = None
+    if pick_counts is not None and len(pick_counts):
+        rows, _ = resolve_stations(pick_counts.assign(station_id=pick_counts["station_id"].astype(str)), sites)
+        known = rows.to_numpy() >= 0
+        per_site = pick_counts["n"][known].groupby(rows.to_numpy()[known]).sum()
+    return resolve_config(config, sites, per_site, hours)
+
+
+def format_settings(settings: dict[str, Any]) -> str:
+    """Return the derived settings as one line ``name=value, ...`` (empty when none)."""
+    derived = settings.get("derived", {})
+    if not derived:
+        return ""
+    g = settings.get("geometry", {})
+    head = (f"{g.get('n_stations')} stations, aperture {g.get('aperture_km', 0):.0f} km, spacing "
+            f"{g.get('spacing_km', 0):.1f} km, {g.get('n_visible')} within {g.get('visibility_km', 0):.0f} km")
+    return head + ": " + ", ".join(f"{k}={v}" for k, v in derived.items())
 
 
 class _HomogeneousTimes:
@@ -428,6 +600,8 @@ class _HomogeneousTimes:
 
 @dataclass
 class _Setup:
+    config: PyOctoConfig | GammaConfig  # with every derived setting filled in
+    settings: dict[str, Any]     # what was derived (resolve_config)
     picks: pd.DataFrame          # normalised picks with station row, x, y, z (km, z down)
     stations: pd.DataFrame       # sites with x, y, z
     projection: Projection
@@ -457,6 +631,10 @@ def _prepare(picks: pd.DataFrame, stations: pd.DataFrame, config: PyOctoConfig |
         messages.append(text)
     norm = norm[rows.to_numpy() >= 0].copy()
     norm["site"] = rows[rows >= 0].to_numpy()
+    if len(norm) == 0:
+        return None, unknown
+    hours = (norm["time"].max() - norm["time"].min()).total_seconds() / 3600.0
+    config, settings = resolve_config(config, sites, norm["site"].value_counts(), hours)
     lat, lon = area_bounds(config.area, sites)
     proj = Projection.centred(lat, lon)
     sites["x"], sites["y"] = proj.to_xy(sites["latitude"].to_numpy(), sites["longitude"].to_numpy())
@@ -472,7 +650,7 @@ def _prepare(picks: pd.DataFrame, stations: pd.DataFrame, config: PyOctoConfig |
         path, times = cached_table(vel.model(), vel.grid_km, xdist, zdist, vel.table_dir)
     else:
         path, times = None, _HomogeneousTimes(vel.vp, vel.vs)
-    setup = _Setup(norm, sites, proj, lat, lon, times, path, vel.surface_velocities())
+    setup = _Setup(config, settings, norm, sites, proj, lat, lon, times, path, vel.surface_velocities())
     return setup, unknown
 
 
@@ -512,12 +690,15 @@ def associate(
     p["x"] = setup.stations["x"].to_numpy()[p["site"]]
     p["y"] = setup.stations["y"].to_numpy()[p["site"]]
     p["z"] = setup.stations["z"].to_numpy()[p["site"]]
+    config = setup.config
+    if setup.settings:
+        log.info("derived association settings: %s", format_settings(setup.settings))
     if isinstance(config, PyOctoConfig):
         raw_events, raw_assign = _run_pyocto(setup, config)
     else:
         raw_events, raw_assign = _run_gamma(setup, config)
     events, assignments = _finish(setup, config, raw_events, raw_assign, event_prefix)
-    res = AssociationResult(events, assignments, unknown, messages)
+    res = AssociationResult(events, assignments, unknown, messages, settings=setup.settings)
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -702,6 +883,12 @@ def relocate(
 
     All events are solved together (padded arrays, batched 4x4 Levenberg-Marquardt steps), so
     a year of events relocates in about a second.
+
+    The returned events also carry 1-sigma uncertainties from the covariance
+    ``s^2 (J^T W J)^-1`` at the solution (``s^2`` = weighted residual variance with
+    ``4`` degrees of freedom removed, at least ``params.min_sigma_s^2``): ``sigma_x, sigma_y,
+    sigma_z`` (km), ``sigma_t`` (s) and ``sigma_h`` (km, semi-major axis of the epicentral
+    ellipse). Unconstrained directions (too few picks) give very large values.
     """
     n_ev = len(events)
     ei = picks["event"].to_numpy()
@@ -767,6 +954,19 @@ def relocate(
     out = events.copy()
     out["x"], out["y"], out["z"] = theta[:, 0], theta[:, 1], theta[:, 2]
     out["time"] = tref + theta[:, 3]
+    if n_ev:
+        a = np.abs(res)
+        w = weight * np.where(a <= params.huber_s, 1.0, params.huber_s / np.maximum(a, 1e-9))
+        normal = np.einsum("emi,emj->eij", jac * w[..., None], jac)
+        dof = np.maximum(w.sum(axis=1) - 4.0, 1.0)
+        s2 = np.maximum((w * res**2).sum(axis=1) / dof, params.min_sigma_s**2)
+        cov = np.linalg.pinv(normal) * s2[:, None, None]
+        var = np.clip(np.diagonal(cov, axis1=1, axis2=2), 0.0, None)
+        out["sigma_x"], out["sigma_y"], out["sigma_z"], out["sigma_t"] = (np.sqrt(var[:, k]) for k in range(4))
+        out["sigma_h"] = np.sqrt(np.clip(np.linalg.eigvalsh(cov[:, :2, :2])[:, -1], 0.0, None))
+    else:
+        for c in ("sigma_x", "sigma_y", "sigma_z", "sigma_t", "sigma_h"):
+            out[c] = np.zeros(0)
     residual = np.empty(len(picks))
     residual[order] = res[ei_sorted, rank]
     return out, residual
@@ -798,6 +998,7 @@ def _finish(setup: _Setup, config: PyOctoConfig | GammaConfig, raw_events: pd.Da
     p["is_s"] = (p["phase"] == "S").astype(int)
     p["res2"] = np.square(p["residual_s"].to_numpy())
     grp = p.groupby("event")
+    gap, min_dist = _station_geometry(p, ev)
     stats = pd.DataFrame({
         "n_picks": grp.size(),
         "n_p": grp["is_p"].sum(),
@@ -821,6 +1022,7 @@ def _finish(setup: _Setup, config: PyOctoConfig | GammaConfig, raw_events: pd.Da
         "n_stations": stats["n_stations"].fillna(0).astype(int).to_numpy(),
         "score": ev["score"].to_numpy(), "rms_residual_s": stats["rms_residual_s"].to_numpy(),
     })
+    events = events.assign(**_quality(ev, gap, min_dist, events["n_stations"].to_numpy()))
     events = events[events["n_picks"] > 0]
     assignments = pd.DataFrame({
         "event_id": np.asarray(ids, dtype=object)[p["event"].to_numpy()],
@@ -832,3 +1034,37 @@ def _finish(setup: _Setup, config: PyOctoConfig | GammaConfig, raw_events: pd.Da
     events = events.sort_values("time", kind="stable").reset_index(drop=True)
     return events, assignments.sort_values(["event_id", "time"], kind="stable").reset_index(drop=True)
 
+
+def _station_geometry(p: pd.DataFrame, ev: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Return per event the azimuthal gap (deg) of its stations and the nearest one's distance (km)."""
+    gap = np.full(len(ev), 360.0)
+    near = np.full(len(ev), np.nan)
+    if len(p) == 0:
+        return gap, near
+    sites = p.drop_duplicates(["event", "site"])
+    ei = sites["event"].to_numpy()
+    dx = sites["x"].to_numpy(float) - ev["x"].to_numpy(float)[ei]
+    dy = sites["y"].to_numpy(float) - ev["y"].to_numpy(float)[ei]
+    az = np.degrees(np.arctan2(dx, dy)) % 360.0
+    frame = pd.DataFrame({"event": ei, "az": az, "dist": np.hypot(dx, dy)}).sort_values(["event", "az"])
+    for e, g in frame.groupby("event", sort=False):
+        a = g["az"].to_numpy()
+        if len(a) > 1:
+            gap[e] = float(np.max(np.diff(np.append(a, a[0] + 360.0))))
+        near[e] = float(g["dist"].min())
+    return gap, near
+
+
+def _quality(ev: pd.DataFrame, gap: np.ndarray, min_dist: np.ndarray, n_stations: np.ndarray) -> dict[str, np.ndarray]:
+    """Return the location-quality columns (QUALITY_COLUMNS) of relocated events."""
+    unconstrained = (gap > UNCONSTRAINED_GAP_DEG) | (n_stations < UNCONSTRAINED_MIN_STATIONS)
+    return {
+        "time_uncertainty_s": ev["sigma_t"].to_numpy(),
+        "latitude_uncertainty_km": ev["sigma_y"].to_numpy(),
+        "longitude_uncertainty_km": ev["sigma_x"].to_numpy(),
+        "horizontal_uncertainty_km": ev["sigma_h"].to_numpy(),
+        "vertical_uncertainty_km": ev["sigma_z"].to_numpy(),
+        "azimuthal_gap_deg": gap,
+        "min_distance_km": min_dist,
+        "location_quality": np.where(unconstrained, "unconstrained", "constrained").astype(object),
+    }

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -272,12 +273,46 @@ def to_catalog(
             associated_phase_count=len(mine),
             used_phase_count=len(mine),
             associated_station_count=len(stations),
+            used_station_count=len(stations),
             standard_error=float(rms) if rms is not None else None,
         )
+        _origin_errors(origin, ev)
         event.origins.append(origin)
         event.preferred_origin_id = origin.resource_id
         catalog.append(event)
     return catalog
+
+
+def _origin_errors(origin, ev) -> None:
+    """Set the origin's 1-sigma errors, uncertainty, gap and flag from the location-quality columns."""
+    from obspy.core.event import Comment, OriginUncertainty, QuantityError
+
+    km_per_deg = 111.195
+    t, lat_km, lon_km, h_km, z_km = (_value(ev, c) for c in (
+        "time_uncertainty_s", "latitude_uncertainty_km", "longitude_uncertainty_km",
+        "horizontal_uncertainty_km", "vertical_uncertainty_km"))
+    if t is not None:
+        origin.time_errors = QuantityError(uncertainty=float(t))
+    if lat_km is not None:
+        origin.latitude_errors = QuantityError(uncertainty=float(lat_km) / km_per_deg)
+    if lon_km is not None:
+        cos_lat = max(math.cos(math.radians(float(origin.latitude))), 0.01)
+        origin.longitude_errors = QuantityError(uncertainty=float(lon_km) / (km_per_deg * cos_lat))
+    if z_km is not None:
+        origin.depth_errors = QuantityError(uncertainty=float(z_km) * 1000.0)
+    if h_km is not None:
+        origin.origin_uncertainty = OriginUncertainty(
+            horizontal_uncertainty=float(h_km) * 1000.0, preferred_description="horizontal uncertainty")
+    gap, near = _value(ev, "azimuthal_gap_deg"), _value(ev, "min_distance_km")
+    if gap is not None:
+        origin.quality.azimuthal_gap = float(gap)
+    if near is not None:
+        origin.quality.minimum_distance = float(near) / km_per_deg
+    if _value(ev, "location_quality") == "unconstrained":
+        origin.evaluation_status = "preliminary"
+        origin.comments.append(Comment(text=(
+            f"location unconstrained: azimuthal gap {float(gap or 360.0):.0f} deg, "
+            f"{origin.quality.used_station_count} stations")))
 
 
 def write_quakeml(events: pd.DataFrame, picks: pd.DataFrame | None, path: str | Path, **kwargs) -> Path:
@@ -358,3 +393,33 @@ def catalogue_tables(lake, events) -> dict:
         a = a.merge(bands.drop_duplicates("pick_id"), on="pick_id", how="left")
     out["assignments"] = a if len(a) else pd.DataFrame(columns=list(a.columns))
     return out
+
+
+def write_nonlinloc(assignments: pd.DataFrame, path: str | Path, pick_std_s: float = 0.05) -> Path:
+    """Write the assigned picks as a NonLinLoc phase file (``.obs``, one block per event); return its path.
+
+    Uses PyOcto's writer (``OctoAssociator.to_nonlinloc``) so users can relocate events with
+    NonLinLoc. Station names are the station codes (``STA`` of ``NET.STA.LOC``), as NonLinLoc
+    station files name them; every pick gets the Gaussian uncertainty ``pick_std_s``.
+
+    Args:
+        assignments: lake ``assignments`` rows (``event_id, station_id, phase, time``).
+        path: the file to write (written to a temporary name, then renamed).
+        pick_std_s: pick uncertainty (s).
+    """
+    from pyocto import OctoAssociator
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    a = assignments.sort_values(["event_id", "time"], kind="stable")
+    codes = a["station_id"].astype(str).str.split(".")
+    frame = pd.DataFrame({
+        "event_idx": pd.factorize(a["event_id"], sort=True)[0],
+        "station": [c[1] if len(c) > 1 else c[0] for c in codes],
+        "phase": a["phase"].astype(str).to_numpy(),
+        "time": [t.to_pydatetime() for t in pd.to_datetime(a["time"], utc=True).dt.tz_convert(None).dt.round("us")],
+    })
+    tmp = path.with_name(f".{path.name}.tmp")
+    OctoAssociator.to_nonlinloc(frame, tmp, pick_std=pick_std_s)
+    tmp.replace(path)
+    return path

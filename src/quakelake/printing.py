@@ -118,6 +118,11 @@ def print_association(summary: dict) -> None:
         f"{summary['days']} days (done {summary['done']}, skipped {summary['skipped']}, failed "
         f"{summary['failed']}), {summary['events']} events"
     )
+    if summary.get("settings"):
+        from quakelake.association import format_settings
+
+        print(f"derived association settings ({format_settings(summary['settings'])}); "
+              "set any of them in the config file to override")
     mags = summary.get("magnitudes")
     if mags:
         why = f" ({'; '.join(mags['why_none'])})" if mags.get("why_none") else ""

@@ -6,7 +6,7 @@ A velocity model is a DataFrame of points ``depth`` (km below sea level), ``vp``
 * TauP ``.nd`` (``depth vp vs rho [qp qs]``, named discontinuities such as ``mantle`` ignored),
 * VELEST ``.mod`` (a P block and an S block of ``velocity depth damping`` layer tops),
 * CSV with a header ``depth, vp, vs`` (optionally ``vp_grad``/``vs_grad`` per km, as PyOcto's
-  test models have),
+  test models have; a P-only model, ``vs`` absent or 0, gets ``vs = vp / sqrt(3)``),
 * whitespace tables of layers ``depth vp [vp_grad] vs [vs_grad] ...`` after a ``#`` comment line.
 
 Velocities are linear between consecutive points; two points at the same depth make a
@@ -31,9 +31,44 @@ import pandas as pd
 
 from quakelake.errors import BadInput
 
+STANDARD_MODELS = ("ak135", "iasp91")
+
 
 class VelocityModelError(BadInput, ValueError):
     """A velocity model file could not be read; the message names the file and the problem."""
+
+
+def standard_model(name: str = "ak135", max_depth_km: float = 800.0) -> pd.DataFrame:
+    """Return a standard Earth model (ObsPy TauP's ``ak135``/``iasp91`` tables) down to ``max_depth_km``.
+
+    The global models' crust (5.8/6.5 km/s over a 35 km Moho in ak135) is the neutral choice for
+    a network without a regional model: layered, with a Moho, instead of one 0-D velocity.
+
+    Raises:
+        VelocityModelError: for a name other than ``ak135`` or ``iasp91``.
+    """
+    if name not in STANDARD_MODELS:
+        raise VelocityModelError(f"unknown standard model {name!r}; use one of {', '.join(STANDARD_MODELS)}")
+    import obspy.taup
+
+    path = Path(obspy.taup.__file__).parent / "data" / f"{name}.tvel"
+    rows = []
+    for line in path.read_text().splitlines()[2:]:  # two title lines
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        depth, vp, vs = (float(v) for v in parts[:3])
+        if depth > max_depth_km and rows and rows[-1][0] >= max_depth_km:
+            break
+        rows.append([depth, vp, vs])
+    return validate_velocity_model(pd.DataFrame(rows, columns=["depth", "vp", "vs"]), name)
+
+
+def effective_velocities(model: pd.DataFrame, max_depth_km: float) -> tuple[float, float]:
+    """Return the slowness-averaged (vp, vs) of ``model`` between the surface and ``max_depth_km``."""
+    z = np.linspace(0.0, max(max_depth_km, 1.0), 200)
+    vp, vs = velocities_at(validate_velocity_model(model), z)
+    return float(1.0 / np.mean(1.0 / vp)), float(1.0 / np.mean(1.0 / vs))
 
 
 def read_velocity_model(path: str | Path) -> pd.DataFrame:
@@ -161,9 +196,15 @@ def _layers_to_points(
     return pd.DataFrame(rows, columns=["depth", "vp", "vs"])
 
 
+# Vp/Vs of a Poisson solid, for P-only models (vs missing or zero, as SeisMonitor's vel1d_col.csv).
+POISSON_VP_VS = 3.0**0.5
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
     df = pd.read_csv(path)
     df.columns = [str(c).strip().lower() for c in df.columns]
+    if "vp" in df.columns and ("vs" not in df.columns or (pd.to_numeric(df["vs"], errors="coerce").fillna(0) <= 0).all()):
+        df["vs"] = df["vp"].astype(float) / POISSON_VP_VS
     if {"vp_grad", "vs_grad"} <= set(df.columns):
         return _layers_to_points(
             df["depth"].tolist(), df["vp"].tolist(), df["vs"].tolist(),

@@ -10,7 +10,7 @@ import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from quakelake.association import GammaConfig, PyOctoConfig
+from quakelake.association import GammaConfig, PyOctoConfig, format_settings
 from quakelake.errors import FailedWork
 from quakelake.flows.common import collect, current_flow_run_id, raise_if_workers_lost
 from quakelake.lakehouse import Lake
@@ -22,6 +22,7 @@ from quakelake.tasks.associate import (
     PickSource,
     associate_day_task,
     config_fingerprint,
+    derive_settings_task,
     magnitudes_day_task,
     read_picks,
 )
@@ -88,6 +89,13 @@ def associate_events(
         if not days:
             raise NoPicks(f"no picks from {source.label} for days {window.start or 'any'}..{window.end or 'any'}; "
                           "pick first (quakelake pick) or pass --picks FILE")
+        margin = pd.Timedelta(seconds=margin_s)
+        config, settings = derive_settings_task(lake, config, source, pd.Timestamp(days[0], tz="UTC") - margin,
+                                                pd.Timestamp(days[-1], tz="UTC") + pd.Timedelta(days=1) + margin)
+        if settings:
+            logger.info("derived association settings (%s)", format_settings(settings))
+        run_config.update(derived=settings, resolved_config=config.model_dump(mode="json"),
+                          config_fingerprint=config_fingerprint(config))
         logger.info("associating %d days with %s (%s)", len(days), config.associator, source.label)
         futures = [(d.isoformat(), associate_day_task.submit(d, lake, config, source, run_id, margin_s, force))
                    for d in days]
@@ -98,6 +106,7 @@ def associate_events(
         if magnitude is not None:
             summary["magnitudes"] = _magnitudes(lake, run_id, config, source, magnitude, results,
                                                 _response_files(response_files, station_file), force)
+        summary["settings"] = settings
         for r in results:
             for sid in r.extra.get("unknown_stations", []):
                 logger.warning("day %s: picks on station %s without coordinates", r.unit, sid)

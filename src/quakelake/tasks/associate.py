@@ -151,6 +151,41 @@ def read_station_source(lake: Path, source: PickSource) -> pd.DataFrame:
     return stations
 
 
+def pick_counts(lake: Path, source: PickSource, start: pd.Timestamp, end: pd.Timestamp) -> tuple[pd.DataFrame, float]:
+    """Return picks per station id (``station_id, n``) of ``source`` in ``[start, end)`` and their span (h)."""
+    if source.picks_file is None and Lake(lake).has_files("picks"):
+        df = Lake(lake).query(
+            "SELECT coalesce(nullif(station_id, ''), network || '.' || station || '.' || coalesce(location, '')) "
+            "AS station_id, count(*) AS n, min(time) AS lo, max(time) AS hi FROM picks "
+            "WHERE time >= ? AND time < ?" + (" AND model = ?" if source.model else "")
+            + (" AND weights = ?" if source.weights else "") + " GROUP BY 1",
+            [start.to_pydatetime(), end.to_pydatetime()] + [v for v in (source.model, source.weights) if v])
+    else:
+        picks = read_picks(lake, source, start, end)
+        df = picks.groupby("station_id").agg(n=("time", "size"), lo=("time", "min"), hi=("time", "max")).reset_index()
+    if len(df) == 0:
+        return pd.DataFrame(columns=["station_id", "n"]), 0.0
+    hours = (pd.Timestamp(df["hi"].max()) - pd.Timestamp(df["lo"].min())).total_seconds() / 3600.0
+    return df[["station_id", "n"]], hours
+
+
+@task(name="derive-association-settings", retry_condition_fn=transient_only, retries=1, cache_policy=NONE)
+def derive_settings_task(
+    lake: Path,
+    config: association.PyOctoConfig | association.GammaConfig,
+    source: PickSource,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+) -> tuple[association.PyOctoConfig | association.GammaConfig, dict]:
+    """Return ``config`` with its empty settings derived from the stations and picks of the run.
+
+    Derived once per run (not per day), so every day of a run uses the same settings and the
+    run's lineage records them.
+    """
+    counts, hours = pick_counts(lake, source, start, end)
+    return association.resolve_for_network(config, read_station_source(lake, source), counts, hours)
+
+
 @task(name="associate-day", task_run_name="associate {day} {source.label}", retry_condition_fn=transient_only, retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
 def associate_day_task(
     day: dt.date,

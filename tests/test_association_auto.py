@@ -1,0 +1,182 @@
+"""Association settings derived from the network, and location quality, on real data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from quakelake import association as asc
+from quakelake.association_auto import distances_km
+from quakelake.evaluation import match_events
+from quakelake.export import write_quakeml
+from quakelake.stations import read_stations
+from quakelake.velocity import read_velocity_model, standard_model
+
+SCSN = {"time": pd.Timestamp("2020-10-01T00:02:21.07Z"), "latitude": 33.092, "longitude": -115.585}
+
+
+@pytest.fixture(scope="module")
+def salton(shared_data):
+    d = shared_data / "phasenet_saltonsea_20201001"
+    picks = pd.read_csv(d / "DERIVED_phasenet_ref_picks_first180s.csv")
+    stations = read_stations(d / "stations.xml")
+    reference = pd.DataFrame({"event_id": ["scsn"], **{k: [v] for k, v in SCSN.items()}})
+    return picks, stations, reference
+
+
+def nearest_stations(stations: pd.DataFrame, n: int) -> list[str]:
+    sites, _ = asc.station_table(stations)
+    lat = np.append(sites["latitude"].to_numpy(), SCSN["latitude"])
+    lon = np.append(sites["longitude"].to_numpy(), SCSN["longitude"])
+    order = np.argsort(distances_km(lat, lon)[-1, :-1])
+    return sites["station"].iloc[order[:n]].tolist()
+
+
+def scsn_match(events: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    m = match_events(events, reference, max_dt_s=2.0, max_km=8.0)
+    return events[events["event_id"].isin(m.loc[m["outcome"] == "TP", "event_id"])]
+
+
+# ----------------------------------------------------------------------------- derived settings
+
+
+@pytest.mark.parametrize("config", [asc.PyOctoConfig(), asc.GammaConfig()], ids=["pyocto", "gamma"])
+def test_seven_stations_over_50_km_find_the_scsn_event_without_settings(salton, config):
+    picks, stations, reference = salton
+    seven = nearest_stations(stations, 7)
+    sites, _ = asc.station_table(stations[stations["station"].isin(seven)])
+    assert distances_km(sites["latitude"], sites["longitude"]).max() < 60.0
+    mine = picks[picks["station_id"].str.split(".").str[1].isin(seven)]
+    res = asc.associate(mine, stations, config)
+    assert len(scsn_match(res.events, reference)) == 1
+    # derived from the 7 stations that have picks (not the 16 of the station file) and recorded
+    derived = res.settings["derived"]
+    assert res.settings["geometry"]["n_stations"] == 7
+    n_min = derived.get("n_picks", derived.get("min_picks_per_eq"))
+    assert 4 <= n_min <= 7 and derived["velocity.model"].startswith("ak135")
+
+
+def test_hundred_stations_over_300_km_without_settings(shared_data):
+    """OGS March 2024: 100+ stations over ~500 km with only the regional model file given."""
+    d = shared_data / "ogs_rsfvg_2024"
+    raw = pd.read_parquet(d / "parquet" / "onlyEQ-2024.dat.parquet")
+    raw["time"] = pd.to_datetime(raw["time"]).dt.tz_localize("UTC")
+    lo, hi = pd.Timestamp("2024-03-01", tz="UTC"), pd.Timestamp("2024-04-01", tz="UTC")
+    raw = raw[(raw["time"] >= lo) & (raw["time"] < hi)]
+    picks = pd.DataFrame({"station_id": raw["station"].str.strip("."), "phase": raw["phase"], "time": raw["time"]})
+    cat = pd.read_csv(d / "manual" / "RSFVG-2024.txt", sep=";")
+    catalogue = pd.DataFrame({"event_id": cat["event-id"].astype(str),
+                              "time": pd.to_datetime(cat["origin_time(UTC)"], utc=True),
+                              "latitude": cat["lat"], "longitude": cat["lon"]})
+    catalogue = catalogue[(catalogue["time"] >= lo) & (catalogue["time"] < hi)]
+    stations = read_stations(d / "DERIVED_station_coords_from_hpc.csv")
+    config = asc.PyOctoConfig(velocity=asc.VelocityParams(kind="1d", model_file=d / "velocity_1d" / "taup_tt.nd"))
+    res = asc.associate(picks, stations, config)
+    m = match_events(res.events, catalogue, max_dt_s=2.0, max_km=8.0)
+    tp = int((m["outcome"] == "TP").sum())
+    # the OGS groups of >= 4 picks are the events a 4-pick minimum can find
+    groups = raw.groupby("index").size()
+    assert tp / len(res.events) >= 0.97 and tp / int((groups >= 4).sum()) >= 0.97
+    derived = res.settings["derived"]
+    assert derived["time_before_s"] > 60.0 and res.settings["geometry"]["aperture_km"] > 300.0
+
+
+def test_user_values_override_derived_ones(salton):
+    picks, stations, _ = salton
+    config = asc.PyOctoConfig(n_picks=12, area=asc.AreaParams(depth_km=(0.0, 15.0)))
+    res = asc.associate(picks, stations, config)
+    assert len(res.events) >= 1
+    assert (res.events["n_picks"] >= 12).all() and (res.events["depth_km"] <= 15.0 + 1e-6).all()
+    derived = res.settings["derived"]
+    assert "n_picks" not in derived and "area.depth_km" not in derived and "time_before_s" in derived
+    # a fully given configuration derives nothing
+    assert asc.associate(picks, stations, asc.ogs_default()).settings == {}
+
+
+def test_derived_settings_land_in_the_run_lineage(prefect_server, lake_root, shared_data):
+    from quakelake.flows.associate import associate_events
+    from quakelake.lakehouse import Lake
+    from quakelake.params import TimeWindow
+
+    d = shared_data / "phasenet_saltonsea_20201001"
+    out = associate_events(lake=lake_root, window=TimeWindow(start=dt.date(2020, 10, 1), end=dt.date(2020, 10, 1)),
+                           config=asc.PyOctoConfig(), picks_file=d / "DERIVED_phasenet_ref_picks_first180s.csv",
+                           station_file=d / "stations.xml")
+    assert out["done"] == 1 and out["settings"]["derived"]["n_picks"] >= 4
+    lake = Lake(lake_root)
+    run = json.loads(lake.query("SELECT config_json FROM runs WHERE run_id = ?", [out["run_id"]])["config_json"][0])
+    assert run["derived"] == json.loads(json.dumps(out["settings"], default=str))
+    assert run["resolved_config"]["n_picks"] == out["settings"]["derived"]["n_picks"]
+    events = lake.read("events")
+    assert len(events) == out["events"] and set(events["location_quality"]) <= {"constrained", "unconstrained"}
+
+
+# ----------------------------------------------------------------------------- velocity models
+
+
+def test_standard_and_p_only_models(shared_data):
+    ak = standard_model("ak135", 100.0)
+    assert ak.iloc[0].tolist() == pytest.approx([0.0, 5.8, 3.46])
+    assert ak.loc[ak["vp"] > 8.0, "depth"].min() == pytest.approx(35.0)
+    # SeisMonitor's Colombian model gives Vp only (vs = 0): vs follows from a Poisson solid
+    col = read_velocity_model(shared_data / "seismonitor_mesetas_2019" / "vel1d_col.csv")
+    assert col["vs"].to_numpy() == pytest.approx(col["vp"].to_numpy() / np.sqrt(3.0))
+
+
+# ----------------------------------------------------------------------------- location quality
+
+
+def test_scsn_event_uncertainties_and_an_unconstrained_two_station_event(salton, tmp_path):
+    import obspy
+
+    picks, stations, reference = salton
+    res = asc.associate(picks, stations, asc.PyOctoConfig())
+    ev = scsn_match(res.events, reference).iloc[0]
+    assert 0.0 < ev["horizontal_uncertainty_km"] < 5.0 and 0.0 < ev["vertical_uncertainty_km"] < 10.0
+    assert 0.0 < ev["time_uncertainty_s"] < 1.0 and ev["azimuthal_gap_deg"] < 180.0
+    assert ev["n_stations"] >= 10 and ev["location_quality"] == "constrained"
+    # SCSN's epicentre lies within the 3-sigma ellipse (plus 1 km for the reference's own error)
+    d = distances_km(np.array([ev["latitude"], SCSN["latitude"]]), np.array([ev["longitude"], SCSN["longitude"]]))
+    assert d[0, 1] <= 3.0 * ev["horizontal_uncertainty_km"] + 1.0
+
+    two = nearest_stations(stations, 2)
+    near = picks[picks["station_id"].str.split(".").str[1].isin(two)]
+    loose = asc.PyOctoConfig(n_picks=3, n_p_picks=2, n_s_picks=1, n_p_and_s_picks=1)
+    flagged = asc.associate(near, stations, loose).events
+    assert len(flagged) >= 1 and (flagged["n_stations"] <= 2).all()
+    assert (flagged["location_quality"] == "unconstrained").all()
+
+    # QuakeML: origin errors, uncertainty, gap and station counts; the flagged origin is preliminary
+    both = pd.concat([res.events[res.events["event_id"] == ev["event_id"]], flagged.iloc[:1].assign(
+        event_id="two-" + flagged["event_id"].iloc[:1])], ignore_index=True)
+    path = write_quakeml(both, None, tmp_path / "events.xml")
+    good, bad = obspy.read_events(str(path))
+    o = good.preferred_origin()
+    assert o.quality.azimuthal_gap == pytest.approx(ev["azimuthal_gap_deg"])
+    assert o.origin_uncertainty.horizontal_uncertainty == pytest.approx(ev["horizontal_uncertainty_km"] * 1000.0)
+    assert o.depth_errors.uncertainty == pytest.approx(ev["vertical_uncertainty_km"] * 1000.0)
+    assert o.time_errors.uncertainty == pytest.approx(ev["time_uncertainty_s"])
+    assert o.quality.standard_error == pytest.approx(ev["rms_residual_s"])
+    assert o.evaluation_status is None
+    assert bad.preferred_origin().evaluation_status == "preliminary"
+    assert "unconstrained" in bad.preferred_origin().comments[0].text
+
+
+def test_nonlinloc_phase_file_has_one_block_per_event(salton, tmp_path):
+    from quakelake.export import write_nonlinloc
+
+    picks, stations, _ = salton
+    res = asc.associate(picks, stations, asc.PyOctoConfig())
+    path = write_nonlinloc(res.assignments, tmp_path / "phases.obs")
+    blocks = [b.splitlines() for b in path.read_text().strip().split("\n\n")]
+    assert len(blocks) == len(res.events)
+    assert [len(b) - 1 for b in blocks] == res.events.sort_values("event_id")["n_picks"].tolist()
+    first = blocks[0][1].split()
+    row = res.assignments.sort_values(["event_id", "time"]).iloc[0]
+    assert first[0] == row["station_id"].split(".")[1] and first[4] == row["phase"]
+    t = pd.Timestamp(row["time"])
+    assert first[6:9] == [t.strftime("%Y%m%d"), t.strftime("%H%M"), t.strftime("%S.%f")[:-2]]
