@@ -14,6 +14,7 @@ import math
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -51,8 +52,11 @@ STATION_PARAMS = {
 
 
 def _tool(name: str) -> str:
-    path = VENV_BIN / name
-    found = str(path) if path.exists() else shutil.which(name)
+    # The project's venv, else the venv of the running interpreter (a worktree sharing one), else PATH.
+    for folder in (VENV_BIN, Path(sys.executable).parent):
+        if (folder / name).exists():
+            return str(folder / name)
+    found = shutil.which(name)
     if not found:
         raise FileNotFoundError(f"{name} is not installed; pip install the project's test extra")
     return found

@@ -349,7 +349,22 @@ def cmd_pick(args: argparse.Namespace) -> int:
     summary = pick_phases.with_options(task_runner=make_task_runner(cfg.execution))(cfg.directory, cfg.lake, cfg.window, cfg.selection, cfg.pick, cfg.force,
                           progress=cfg.verbosity > 0)
     print_summary(summary, cfg, time.perf_counter() - t0)
-    return 0
+    return exit_status(summary)
+
+
+#: Exit statuses: 0 every unit done or skipped, 1 some unit failed (work lost), 2 bad input.
+EXIT_OK, EXIT_FAILED_WORK, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def exit_status(*summaries: dict | list | None) -> int:
+    """Return 1 when any stage summary counts a failed unit, else 0 (lists hold one per run)."""
+    flat: list[dict] = []
+    for s in summaries:
+        if isinstance(s, list):
+            flat.extend(x for x in s if isinstance(x, dict))
+        elif isinstance(s, dict):
+            flat.append(s)
+    return EXIT_FAILED_WORK if any(int(s.get("failed", 0) or 0) > 0 for s in flat) else EXIT_OK
 
 
 def print_summary(summary: dict, cfg: RunConfig, seconds: float) -> None:
@@ -431,7 +446,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print_download(out["download"])
     print_summary(out["pick"], cfg, time.perf_counter() - t0)
     for summary in out.get("associate", []):
-        print_association(summary)
+        print_association(summary, cfg.lake, cfg.window)
     if cfg.associate is not None and not out.get("associate"):
         print("association skipped: no station coordinates (pass -F/--file stations.xml|csv)", file=sys.stderr)
     if "analyze" in out:
@@ -443,7 +458,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         shown = show_one_by_one(station_day_views(cfg.lake, cfg.directory, cfg.window, cfg.selection,
                                                   cfg.pick, cfg.analyze.reference))
         print(f"reviewed {shown} instrument-days")
-    return 0
+    status = exit_status(out.get("download"), out.get("pick"), out.get("associate"))
+    if status:
+        print("error: some units failed (see the failed counts above and `quakelake sql \"SELECT * FROM units "
+              "WHERE status = 'failed'\"`); run the same command again to retry them", file=sys.stderr)
+    return status
 
 
 def cmd_associate(args: argparse.Namespace) -> int:
@@ -469,19 +488,49 @@ def cmd_associate(args: argparse.Namespace) -> int:
                    if (not args.models or m in args.models) and (not args.weights or w in args.weights)]
         if not sources:
             raise CliError(f"no picks of models {args.models} x weights {args.weights} in lake {cfg.lake}")
+    status = EXIT_OK
     for model, weights in sources:
         summary = flow_fn(cfg.lake, cfg.window, cfg.associate, picks_file=args.picks,
                           station_file=cfg.station_file, model=model, weights=weights, force=cfg.force)
-        print_association(summary)
+        print_association(summary, cfg.lake, cfg.window)
         export_events(cfg.lake, summary["run_id"], args.quakeml, args.export)
-    return 0
+        status = max(status, exit_status(summary))
+    return status
 
 
-def print_association(summary: dict) -> None:
-    """Print an association summary line."""
-    print(f"associate {summary['run_id']} ({summary['associator']}, {summary['pick_source']}): "
-          f"{summary['days']} days (done {summary['done']}, skipped {summary['skipped']}, failed "
-          f"{summary['failed']}), {summary['events']} events")
+def lake_events(lake_root: Path, summary: dict, window: params.TimeWindow | None = None) -> int | None:
+    """Return the events the lake holds for an association summary's configuration and pick source.
+
+    Counts every committed event of the same associator configuration and picks over the window
+    (all days when open), so days skipped because an earlier run made them are counted too.
+    None when the lake has no events table yet.
+    """
+    from quakelake.lakehouse import Lake
+
+    lake = Lake(lake_root)
+    if not lake.has_files("events"):
+        return None
+    where = "config_fingerprint = ? AND pick_source = ?"
+    values: list[Any] = [summary["config_fingerprint"], summary["pick_source"]]
+    if window is not None and window.start is not None:
+        where += " AND day >= ?"
+        values.append(window.start)
+    if window is not None and window.end is not None:
+        where += " AND day <= ?"
+        values.append(window.end)
+    return int(lake.query(f"SELECT count(*) AS n FROM events WHERE {where}", values)["n"][0])
+
+
+def print_association(summary: dict, lake_root: Path | None = None,
+                      window: params.TimeWindow | None = None) -> None:
+    """Print an association summary line: days by status, events written and events the lake holds."""
+    held = lake_events(lake_root, summary, window) if lake_root is not None else None
+    line = (f"associate {summary['run_id']} ({summary['associator']}, {summary['pick_source']}): "
+            f"{summary['days']} days (done {summary['done']}, skipped {summary['skipped']}, failed "
+            f"{summary['failed']}), {summary['events']} events written")
+    if held is not None:
+        line += f", lake holds {held} events for these days"
+    print(line)
     if summary.get("unknown_stations"):
         print(f"warning: picks on stations without coordinates: {', '.join(summary['unknown_stations'])}",
               file=sys.stderr)
@@ -548,11 +597,17 @@ def cmd_download(args: argparse.Namespace) -> int:
         raise CliError("download needs a date range: give -D/--dates or -J/--julian")
     _quiet_prefect(cfg)
     from quakelake.flows.download import download_waveforms
-    from quakelake.flows.runners import make_task_runner
+    from quakelake.flows.runners import stage_runner
 
-    flow_fn = download_waveforms.with_options(task_runner=make_task_runner(cfg.execution))
-    print_download(flow_fn(cfg.directory, cfg.lake, cfg.window, cfg.selection, cfg.download, cfg.force))
-    return 0
+    # Downloads run in this process whatever --runner says: compute nodes have no internet.
+    flow_fn = download_waveforms.with_options(task_runner=stage_runner("download", cfg.execution))
+    summary = flow_fn(cfg.directory, cfg.lake, cfg.window, cfg.selection, cfg.download, cfg.force)
+    print_download(summary)
+    status = exit_status(summary)
+    if status:
+        print(f"error: {summary['failed']} of {summary['units']} station-days failed to download (see the "
+              "`downloads` table); run the same command again to retry them", file=sys.stderr)
+    return status
 
 
 def print_download(summary: dict) -> None:

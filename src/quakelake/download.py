@@ -49,6 +49,7 @@ from obspy.clients.fdsn.header import (
 from obspy.io.mseed.util import get_record_information
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from quakelake.lineage import where_label
 from quakelake.params import StationSelection, TimeWindow
 
 log = logging.getLogger(__name__)
@@ -254,10 +255,13 @@ class DownloadResult:
     error: str = ""
     seconds: float = 0.0
     finished: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    where: str = field(default_factory=lambda: where_label())
 
     def row(self) -> dict[str, Any]:
         """Return the ledger row as a mapping (without run_id)."""
-        return asdict(self)
+        row = asdict(self)
+        row.pop("where")
+        return row
 
 
 # --------------------------------------------------------------------------- dates

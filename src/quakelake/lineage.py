@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import importlib.metadata
 import json
+import os
 import socket
 import time
 import uuid
@@ -49,6 +50,27 @@ def package_versions() -> dict[str, str]:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             out[name] = "absent"
+    return out
+
+
+def where_label() -> str:
+    """Return where this process runs: ``host pid N`` plus ``slurm job J`` inside a SLURM job.
+
+    Recorded per unit (``UnitResult.extra["where"]``) so a run shows which units ran on the
+    cluster and which in the flow process.
+    """
+    label = f"{socket.gethostname()} pid {os.getpid()}"
+    job = os.environ.get("SLURM_JOB_ID")
+    return f"{label} slurm job {job}" if job else label
+
+
+def where_counts(results: Iterable[UnitResult]) -> dict[str, int]:
+    """Return how many of ``results`` ran at each place (see :func:`where_label`)."""
+    out: dict[str, int] = {}
+    for r in results:
+        place = r.extra.get("where", "")
+        if place:
+            out[place] = out.get(place, 0) + 1
     return out
 
 

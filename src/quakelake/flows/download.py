@@ -9,7 +9,14 @@ from prefect.artifacts import create_markdown_artifact
 
 from quakelake.download import DownloadParams, DownloadResult, DownloadUnit, FdsnClientSpec
 from quakelake.flows.common import current_flow_run_id
-from quakelake.lineage import Stopwatch, new_run_id, record_run, record_units, utcnow
+from quakelake.lineage import (
+    Stopwatch,
+    new_run_id,
+    record_run,
+    record_units,
+    utcnow,
+    where_counts,
+)
 from quakelake.params import StationSelection, TimeWindow
 from quakelake.tasks.download import (
     download_station_day,
@@ -146,6 +153,7 @@ def _summary(run_id, archive, results, station_rows, client_errors, timings) -> 
         **counts,
         "bytes": sum(r.bytes for r in results if r.status == "ok"),
         "station_rows": station_rows,
+        "ran_on": where_counts([unit_result(r) for r in results]),
         "client_errors": client_errors,
         "seconds": timings,
     }

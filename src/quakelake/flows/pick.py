@@ -10,8 +10,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from tqdm import tqdm
 
 from quakelake import picking
+from quakelake import weights as weight_cache
 from quakelake.flows.common import collect, current_flow_run_id, raise_if_workers_lost
-from quakelake.lineage import Stopwatch, new_run_id, record_run, record_units, utcnow
+from quakelake.lineage import Stopwatch, new_run_id, record_run, record_units, utcnow, where_counts
 from quakelake.params import PickParams, StationSelection, TimeWindow
 from quakelake.tasks.pick import index_archive, phase_counts, pick_station_day, summary_table
 
@@ -66,8 +67,8 @@ def pick_phases(
             )
         device = picking.resolve_device(pick.device)
         with Stopwatch() as sw:
-            specs, warnings = picking.available_specs(pick, device)
-        timings["load models"] = sw.seconds
+            specs, warnings = cached_specs(pick)
+        timings["check weights"] = sw.seconds
         for w in warnings:
             logger.warning("%s", w)
         logger.info("picking %d station-days x %d model/weights on %s", len(units), len(specs), device)
@@ -92,6 +93,24 @@ def pick_phases(
         record_run(lake, run_id, "pick", config, status, started, utcnow(), current_flow_run_id(), weights)
 
 
+def cached_specs(pick: PickParams) -> tuple[list[picking.ModelSpec], list[str]]:
+    """Return the model x weights combinations whose weights are cached, and a warning per other.
+
+    The flow process only lists the SeisBench cache (it may live on a login node): the workers
+    load the models. An unknown model class is an error, not a skip.
+
+    Raises:
+        picking.ModelUnavailable: an unknown model, or no combination cached at all.
+    """
+    for name in pick.models:
+        picking.model_class(name)
+    try:
+        pairs, warnings = weight_cache.cached_combinations(pick.models, pick.weights)
+    except FileNotFoundError as exc:
+        raise picking.ModelUnavailable(str(exc)) from None
+    return [picking.ModelSpec(m, w) for m, w in pairs], warnings
+
+
 def _summary(run_id, results, failures, timings, specs, warnings) -> dict:
     counts = {s: sum(1 for r in results if r.status == s) for s in ("done", "skipped", "failed")}
     return {
@@ -102,6 +121,7 @@ def _summary(run_id, results, failures, timings, specs, warnings) -> dict:
         "picks_per_phase": phase_counts(results),
         "models": [s.label for s in specs],
         "skipped_weights": warnings,
+        "ran_on": where_counts(results),
         "seconds": timings,
     }
 

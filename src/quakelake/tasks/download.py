@@ -99,4 +99,5 @@ def unit_result(result: download.DownloadResult) -> UnitResult:
         seconds=result.seconds,
         output=result.path,
         finished=result.finished,
+        extra={"where": result.where},
     )

@@ -11,7 +11,7 @@ from prefect.cache_policies import NONE
 from quakelake import picking, waveforms
 from quakelake.lakehouse import file_path, write_atomic, write_table
 from quakelake.lakehouse.writer import to_arrow
-from quakelake.lineage import Stopwatch, UnitResult, fingerprint
+from quakelake.lineage import Stopwatch, UnitResult, fingerprint, where_label
 from quakelake.params import PickParams, StationSelection, TimeWindow
 
 PICK_CODE_VERSION = "1"  # bump when a change alters the picks made from the same inputs
@@ -59,7 +59,7 @@ def pick_station_day(
     key = f"{spec.label}:{unit.key}"
     target = file_path(lake, "picks", {"day": unit.day.isoformat()}, pick_file_name(unit, spec, params))
     if target.exists() and not force:
-        return UnitResult("pick", key, "skipped", output=str(target))
+        return UnitResult("pick", key, "skipped", output=str(target), extra={"where": where_label()})
     with Stopwatch() as sw:
         instruments, failures = waveforms.read_station_day(unit, selection=selection)
         error = "; ".join(f"skipped {f.path}: {f.reason}" for f in failures)
@@ -70,7 +70,7 @@ def pick_station_day(
         picks = picking.within_day(picking.pick_streams(model, instruments, spec, params), unit.day)
         picks.insert(1, "run_id", run_id)
         write_table(lake, "picks", picks, target.stem, {"day": unit.day.isoformat()})
-    extra = {"phases": picks["phase"].value_counts().to_dict()} if len(picks) else {"phases": {}}
+    extra = {"phases": picks["phase"].value_counts().to_dict() if len(picks) else {}, "where": where_label()}
     return UnitResult("pick", key, "done", rows=len(picks), error=error, seconds=sw.seconds,
                       output=str(target), extra=extra)
 
