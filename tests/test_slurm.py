@@ -49,6 +49,7 @@ def slurm_execution(tmp_path: Path, allowed_failures: int = 1) -> ComputeSetting
         allowed_failures=allowed_failures,
         slurm=SlurmSettings(account="quakelake", partition="debug", cores=1, memory="3GB",
                             walltime="00:20:00", lifetime_margin_minutes=0, max_jobs=1,
+                            interface="lo",  # scheduler and workers on 127.0.0.1 only
                             local_directory=str(tmp_path / "worker-scratch"),
                             log_directory=str(tmp_path / "slurm-logs")),
     )
@@ -101,10 +102,11 @@ def test_cancelled_slurm_job_fails_the_flow_keeps_done_units_and_a_rerun_complet
     from quakelake.flows.pipeline import run_pipeline
 
     archive = shared_data / "seismonitor_mesetas_2019" / "mseed"
-    selection = StationSelection(stations=["CHI", "FLO2", "GARC"])  # 3 stations x 2 days
+    selection = StationSelection(stations=["CHI", "FLO2", "GARC", "ORTC", "PRA", "URMC", "YOT"])
+    window = TimeWindow(start=dt.date(2019, 12, 25), end=dt.date(2019, 12, 25))  # 1 h per station
     lake = tmp_path / "lake"
-    config = RunConfig(lake=lake, directory=archive, selection=selection, pick=PICK, associate=None,
-                       execution=slurm_execution(tmp_path, allowed_failures=0))
+    config = RunConfig(lake=lake, directory=archive, window=window, selection=selection, pick=PICK,
+                       associate=None, execution=slurm_execution(tmp_path, allowed_failures=0))
     cancelled: list[str] = []
 
     def cancel_the_job_once_a_unit_is_done() -> None:
@@ -123,7 +125,7 @@ def test_cancelled_slurm_job_fails_the_flow_keeps_done_units_and_a_rerun_complet
     assert state.is_failed()
     assert "lost their worker" in str(state.message) + repr(state.data)
     kept = len(list(lake.glob("picks/*/*.parquet")))
-    assert 1 <= kept < 6
+    assert 1 <= kept < 7
     runs = Lake(lake).read("runs")
     assert runs["status"].tolist() == ["failed"]
     units = Lake(lake).read("units")
@@ -131,10 +133,10 @@ def test_cancelled_slurm_job_fails_the_flow_keeps_done_units_and_a_rerun_complet
     assert units["error"].str.startswith("lost worker").sum() >= 1
 
     again = run_pipeline(config)
-    assert again["pick"]["skipped"] == kept and again["pick"]["done"] == 6 - kept
+    assert again["pick"]["skipped"] == kept and again["pick"]["done"] == 7 - kept
     assert again["pick"]["failed"] == 0
     assert all("slurm job" in p for p in again["pick"]["ran_on"])
 
-    reference = pick_phases(archive, tmp_path / "reference", selection=selection, pick=PICK)
-    assert reference["done"] == 6
+    reference = pick_phases(archive, tmp_path / "reference", window, selection, PICK)
+    assert reference["done"] == 7
     pd.testing.assert_frame_equal(picks(lake), picks(tmp_path / "reference"))

@@ -279,10 +279,19 @@ def _job_kwargs(s: SlurmSettings) -> dict[str, Any]:
     return kwargs
 
 
-def slurm_cluster_kwargs(s: SlurmSettings, allowed_failures: int = 1) -> dict[str, Any]:
-    """Return the ``dask_jobqueue.SLURMCluster`` arguments for these job settings."""
+def slurm_cluster_kwargs(
+    s: SlurmSettings, allowed_failures: int = 1, dashboard_address: str | None = None
+) -> dict[str, Any]:
+    """Return the ``dask_jobqueue.SLURMCluster`` arguments for these job settings.
+
+    The scheduler's dashboard is served only when ``dashboard_address`` is given (e.g. ``:8787``).
+    """
     kwargs = _job_kwargs(s)
     scheduler: dict[str, Any] = {"allowed_failures": allowed_failures}
+    if dashboard_address:
+        scheduler["dashboard_address"] = dashboard_address
+    else:
+        scheduler["dashboard"] = False
     if s.scheduler_interface:
         scheduler["interface"] = s.scheduler_interface
     kwargs["scheduler_options"] = scheduler

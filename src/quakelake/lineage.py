@@ -125,11 +125,122 @@ def record_run(
         "weights_json": json.dumps(weights or {}, sort_keys=True),
         "host": socket.gethostname(),
     }
+    if status == "running":
+        # Who runs it: a later run on this host tells a live run from one that was killed.
+        process = {"pid": os.getpid(), "process_started": _process_started(os.getpid())}
+        row["config_json"] = json.dumps({**config, "_process": process}, sort_keys=True, default=str)
     return write_table(lake, "runs", pd.DataFrame([row]), name=f"{run_id}__{status}")
 
 
-def record_units(lake: Path, run_id: str, stage: str, results: Iterable[UnitResult]) -> Path | None:
-    """Write the ledger rows of ``results`` for one run and stage as one file."""
+def _process_started(pid: int) -> float | None:
+    """Return when process ``pid`` started (epoch seconds, Linux /proc), None when unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])  # field 22 of stat: start time in clock ticks after boot
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _alive(pid: int, started: float | None) -> bool:
+    """Return True when ``pid`` is alive and is the process that started (not a reused pid)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    now = _process_started(pid)
+    return started is None or now is None or abs(now - started) < 2.0
+
+
+def stale_runs(lake: Path) -> pd.DataFrame:
+    """Return the runs still ``running`` whose process, on this host, is gone (killed runs).
+
+    Runs of other hosts are left alone: nothing here can tell whether they still run.
+    """
+    from quakelake.lakehouse import Lake
+
+    db = Lake(lake)
+    if not db.has_files("runs"):
+        return pd.DataFrame()
+    running = db.query("SELECT * FROM runs WHERE status = 'running' AND host = ?", [socket.gethostname()])
+    stale = []
+    for row in running.itertuples(index=False):
+        process = json.loads(row.config_json or "{}").get("_process", {})
+        pid = process.get("pid")
+        if pid is None or not _alive(int(pid), process.get("process_started")):
+            stale.append(row)
+    return pd.DataFrame(stale, columns=running.columns)
+
+
+def committed_pick_units(lake: Path, run_id: str) -> dict[str, tuple[str, int]]:
+    """Return the pick units whose picks file of run ``run_id`` is committed: key -> (path, rows).
+
+    Keys are those of the pick flow's ledger (``Model/weights:NET.STA.YYYY-MM-DD``); a unit that
+    made no pick leaves no rows to find and is not returned.
+    """
+    import duckdb
+
+    from quakelake.lakehouse import Lake
+
+    files = [str(f) for f in Lake(lake).files("picks")]
+    if not files:
+        return {}
+    frame = duckdb.execute(
+        "SELECT filename, any_value(model) AS model, any_value(weights) AS weights, "
+        "any_value(network) AS network, any_value(station) AS station, count(*) AS n "
+        "FROM read_parquet(?, filename = true) WHERE run_id = ? GROUP BY filename",
+        [files, run_id],
+    ).df()
+    out = {}
+    for r in frame.itertuples(index=False):
+        day = next((p.split("=", 1)[1] for p in Path(r.filename).parts if p.startswith("day=")), "")
+        out[f"{r.model}/{r.weights}:{r.network}.{r.station}.{day}"] = (str(r.filename), int(r.n))
+    return out
+
+
+def mark_crashed_runs(lake: Path) -> list[dict[str, Any]]:
+    """Record every stale run (see :func:`stale_runs`) as ``crashed`` and account for its units.
+
+    The pick units a killed run committed (their picks carry its run id) get their `units`
+    rows, status ``done``, unless the ledger has them already. Returns one mapping per run
+    marked: run_id, flow_run_id, command and the units accounted.
+    """
+    from quakelake.lakehouse import Lake
+
+    stale = stale_runs(lake)
+    marked = []
+    for row in stale.itertuples(index=False):
+        accounted = 0
+        if row.command == "pick":
+            ledger = Lake(lake).query("SELECT unit FROM units WHERE run_id = ?", [row.run_id]) \
+                if Lake(lake).has_files("units") else pd.DataFrame({"unit": []})
+            known = set(ledger["unit"])
+            done = [
+                UnitResult("pick", key, "done", rows=n, output=path,
+                           error="accounted after the run was killed")
+                for key, (path, n) in sorted(committed_pick_units(lake, row.run_id).items())
+                if key not in known
+            ]
+            if done:
+                record_units(lake, row.run_id, "pick", done, name=f"{row.run_id}__crashed")
+            accounted = len(done)
+        config = json.loads(row.config_json or "{}")
+        config.pop("_process", None)
+        record_run(lake, row.run_id, row.command, config, "crashed", row.started, utcnow(),
+                   row.flow_run_id or "")
+        marked.append({"run_id": row.run_id, "flow_run_id": row.flow_run_id or "",
+                       "command": row.command, "units_accounted": accounted})
+    return marked
+
+
+def record_units(
+    lake: Path, run_id: str, stage: str, results: Iterable[UnitResult], name: str | None = None
+) -> Path | None:
+    """Write the ledger rows of ``results`` for one run and stage as one file (stem ``name``)."""
     rows = []
     for r in results:
         d = asdict(r)
@@ -138,4 +249,4 @@ def record_units(lake: Path, run_id: str, stage: str, results: Iterable[UnitResu
         rows.append({"run_id": run_id, **d})
     if not rows:
         return None
-    return write_table(lake, "units", pd.DataFrame(rows), name=run_id, partition={"stage": stage})
+    return write_table(lake, "units", pd.DataFrame(rows), name=name or run_id, partition={"stage": stage})

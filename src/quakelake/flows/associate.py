@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from quakelake.association import GammaConfig, PyOctoConfig
-from quakelake.flows.common import collect, current_flow_run_id, raise_if_workers_lost
+from quakelake.flows.common import collect, current_flow_run_id, raise_if_workers_lost, recover_crashed_runs
 from quakelake.lakehouse import Lake
 from quakelake.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
 from quakelake.params import TimeWindow
@@ -63,6 +63,7 @@ def associate_events(
                   "config_fingerprint": config_fingerprint(config), "pick_source": source.label,
                   "picks_file": str(picks_file or ""), "station_file": str(station_file or ""),
                   "margin_s": margin_s, "force": force}
+    recover_crashed_runs(lake)
     record_run(lake, run_id, "associate", run_config, "running", started, flow_run_id=current_flow_run_id())
     status = "failed"
     try:

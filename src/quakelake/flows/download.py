@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from quakelake.download import DownloadParams, DownloadResult, DownloadUnit, FdsnClientSpec
-from quakelake.flows.common import current_flow_run_id
+from quakelake.flows.common import current_flow_run_id, recover_crashed_runs
 from quakelake.lineage import (
     Stopwatch,
     new_run_id,
@@ -69,6 +69,7 @@ def download_waveforms(
         "force": force,
         "access_block": access_block,
     }
+    recover_crashed_runs(lake)
     record_run(
         lake, run_id, "download", config, "running", started, flow_run_id=current_flow_run_id()
     )

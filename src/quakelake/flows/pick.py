@@ -11,7 +11,13 @@ from tqdm import tqdm
 
 from quakelake import picking
 from quakelake import weights as weight_cache
-from quakelake.flows.common import collect, current_flow_run_id, raise_if_workers_lost
+from quakelake.flows.common import (
+    account_lost_pick_units,
+    collect,
+    current_flow_run_id,
+    raise_if_workers_lost,
+    recover_crashed_runs,
+)
 from quakelake.lineage import Stopwatch, new_run_id, record_run, record_units, utcnow, where_counts
 from quakelake.params import PickParams, StationSelection, TimeWindow
 from quakelake.tasks.pick import index_archive, phase_counts, pick_station_day, summary_table
@@ -50,6 +56,7 @@ def pick_phases(
     started = utcnow()
     config = {"directory": str(directory), "window": window.model_dump(mode="json"),
               "selection": selection.model_dump(), "pick": pick.model_dump(), "force": force}
+    recover_crashed_runs(lake)
     record_run(lake, run_id, "pick", config, "running", started, flow_run_id=current_flow_run_id())
     timings: dict[str, float] = {}
     status = "failed"
@@ -82,6 +89,7 @@ def pick_phases(
             results = [collect(key, fut, "pick") for key, fut in
                        tqdm(submitted, desc="station-days", unit="unit", disable=not progress)]
         timings["pick"] = sw.seconds
+        results = account_lost_pick_units(results, lake, run_id)
         record_units(lake, run_id, "pick", failures + results)
         raise_if_workers_lost(results, "station-days")
         summary = _summary(run_id, results, failures, timings, specs, warnings)

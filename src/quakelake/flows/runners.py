@@ -67,7 +67,7 @@ def make_task_runner(
         assert s.slurm is not None  # checked by ComputeSettings
         return DaskTaskRunner(
             cluster_class="dask_jobqueue.SLURMCluster",
-            cluster_kwargs=slurm_cluster_kwargs(s.slurm, s.allowed_failures),
+            cluster_kwargs=slurm_cluster_kwargs(s.slurm, s.allowed_failures, s.dashboard_address),
             adapt_kwargs=slurm_adapt_kwargs(s.slurm),
         )
     return DaskTaskRunner(address=s.address)
