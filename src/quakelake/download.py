@@ -1092,28 +1092,36 @@ def _complete_from(
             problems.append(problem)
     confirmed: set[tuple[str, str]] = set()
     for _ in range(params.follow_ups):
-        by_channel = _by_channel(records, unit.day)
-        missing = _missing(unit, by_channel, confirmed)
+        missing = _missing(unit, _by_channel(records, unit.day), confirmed)
         if not missing:
             break
-        start = min(missing.values())
-        try:
-            data = _fetch(client, name, unit, params, sorted(missing), start)
-        except Exception as exc:
-            if _is_no_data(exc):
-                confirmed |= set(missing)
-                continue
-            problems.append(f"asking for the rest: {_short_error(exc)}")
+        # One request per group of channels that stop at the same second; a group whose
+        # answer brings nothing new is complete (the centre has no more for it).
+        groups: dict[int, list[tuple[str, str]]] = {}
+        for channel, stop in sorted(missing.items()):
+            groups.setdefault(int(stop.timestamp), []).append(channel)
+        failed = False
+        for channels in groups.values():
+            start = min(missing[c] for c in channels)
+            try:
+                data = _fetch(client, name, unit, params, channels, start)
+            except Exception as exc:
+                if _is_no_data(exc):
+                    confirmed |= set(channels)
+                    continue
+                problems.append(f"asking for the rest: {_short_error(exc)}")
+                failed = True
+                break
+            more, problem = parse_records(data)
+            seen = {(r.key, float(r.start.timestamp)) for r in records}
+            new = [r for r in more if (r.key, float(r.start.timestamp)) not in seen]
+            if problem:
+                problems.append(problem)
+            elif not new:
+                confirmed |= set(channels)
+            records += new
+        if failed:
             break
-        more, problem = parse_records(data)
-        if problem:
-            problems.append(problem)
-        seen = {(r.key, float(r.start.timestamp)) for r in records}
-        new = [r for r in more if (r.key, float(r.start.timestamp)) not in seen]
-        if not new:
-            confirmed |= set(missing)  # the centre sent only what we have: there is no more
-            continue
-        records += new
     by_channel = _by_channel(records, unit.day)
     missing = _missing(unit, by_channel, confirmed)
     for key, recs in by_channel.items():
