@@ -612,9 +612,11 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def print_download(summary: dict) -> None:
     """Print a download summary line."""
-    print(f"download {summary['run_id']}: {summary['units']} station-days (ok {summary['ok']}, skipped "
-          f"{summary['skipped']}, no data {summary['no_data']}, failed {summary['failed']}), "
-          f"{summary['bytes'] / 1e6:.1f} MB -> {summary['archive']}")
+    print(f"download {summary['run_id']}: {summary['units']} station-days (ok {summary['ok']}, partial "
+          f"{summary.get('partial', 0)}, skipped {summary['skipped']}, no data {summary['no_data']}, failed "
+          f"{summary['failed']}), {summary['bytes'] / 1e6:.1f} MB -> {summary['archive']}")
+    for unit, gap in (summary.get("gaps") or {}).items():
+        print(f"warning: {unit} is partial: {gap}; the next run fetches the missing part", file=sys.stderr)
     for err in summary.get("client_errors", []) or []:
         print(f"warning: {err}", file=sys.stderr)
 
@@ -720,10 +722,23 @@ def _no_telemetry() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
+#: Commands that run flows, so start children (the temporary Prefect server, Dask workers).
+FLOW_COMMANDS = {"run", "pick", "download", "associate", "analyze", "demo"}
+
+
+def _guard_children() -> None:
+    # A SIGKILLed command must not leave its Prefect server or Dask workers running.
+    from quakelake import lifeline
+
+    lifeline.start()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``quakelake``."""
     _no_telemetry()
     args = build_parser().parse_args(argv)
+    if args.command in FLOW_COMMANDS:
+        _guard_children()
     return _dispatch(COMMANDS[args.command], args)
 
 
@@ -732,6 +747,7 @@ def picker_main(argv: list[str] | None = None) -> int:
     _no_telemetry()
     args = picker_parser().parse_args(argv)
     args.command = "run"
+    _guard_children()
     return _dispatch(cmd_run, args)
 
 
