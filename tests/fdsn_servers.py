@@ -372,7 +372,9 @@ class FdsnServer:
 
             def send_faulty(self, body: bytes, ctype: str) -> None:
                 with server.lock:
-                    cut = server.cut is not None and (server.cuts_left is None or server.cuts_left > 0)
+                    cut = server.cut is not None and (
+                        server.cuts_left is None or server.cuts_left > 0
+                    )
                     if cut and server.cuts_left is not None:
                         server.cuts_left -= 1
                 if cut:

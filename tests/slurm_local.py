@@ -53,8 +53,10 @@ class LocalSlurm:
         missing = [p for p in PROGRAMS.values() if not Path(p).exists()]
         missing += [c for c in CLIENTS if shutil.which(c) is None]
         if missing:
-            return (f"SLURM is not installed ({', '.join(missing)} missing): "
-                    "apt-get install slurm-wlm munge (.ci/run does)")
+            return (
+                f"SLURM is not installed ({', '.join(missing)} missing): "
+                "apt-get install slurm-wlm munge (.ci/run does)"
+            )
         if os.geteuid() != 0:
             return "starting slurmd needs root (run the tests as root, as .ci/run does)"
         return None
@@ -102,17 +104,21 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
 """)
 
     def _run(self, *cmd: str) -> None:
-        proc = subprocess.run(list(cmd), capture_output=True, text=True,
-                              env={**os.environ, **self.env}, timeout=60)
+        proc = subprocess.run(
+            list(cmd), capture_output=True, text=True, env={**os.environ, **self.env}, timeout=60
+        )
         if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}\n"
-                               + self.logs())
+            raise RuntimeError(
+                f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}\n" + self.logs()
+            )
 
     def logs(self) -> str:
         """Return the tail of the daemons' logs (for failure messages)."""
         out = []
         for log in sorted((self.dir / "log").glob("*.log")):
-            out.append(f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:]))
+            out.append(
+                f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+            )
         return "\n".join(out)
 
     def start(self) -> LocalSlurm:
@@ -120,21 +126,31 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
         key = self.dir / "munge.key"
         self._run(PROGRAMS["mungekey"], "--create", "--force", f"--keyfile={key}")
         key.chmod(0o600)
-        self._run(PROGRAMS["munged"], "--force", f"--socket={self.socket}", f"--key-file={key}",
-                  f"--pid-file={self.dir}/munged.pid", f"--log-file={self.dir}/log/munged.log",
-                  f"--seed-file={self.dir}/munge.seed")
+        self._run(
+            PROGRAMS["munged"],
+            "--force",
+            f"--socket={self.socket}",
+            f"--key-file={key}",
+            f"--pid-file={self.dir}/munged.pid",
+            f"--log-file={self.dir}/log/munged.log",
+            f"--seed-file={self.dir}/munge.seed",
+        )
         self._run(PROGRAMS["slurmctld"], "-f", str(self.conf), "-i")
         self._run(PROGRAMS["slurmd"], "-f", str(self.conf))
         self._env_before = os.environ.get("SLURM_CONF")
         os.environ.update(self.env)
         deadline = time.monotonic() + 60
         while True:
-            state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.strip()
+            state = subprocess.run(
+                ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True
+            ).stdout.strip()
             if state in ("idle", "mixed", "allocated"):
                 return self
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"the local SLURM node did not come up (state {state!r})\n{self.logs()}")
+                raise RuntimeError(
+                    f"the local SLURM node did not come up (state {state!r})\n{self.logs()}"
+                )
             time.sleep(0.5)
 
     def jobs(self) -> list[str]:

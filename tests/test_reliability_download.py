@@ -24,7 +24,6 @@ from quakelake.download import (
     FdsnClientSpec,
     download,
     partial_marker,
-    sds_path,
 )
 
 pytestmark = pytest.mark.integration
@@ -48,8 +47,12 @@ def dataselect(salton: Path, tmp_path_factory):
 @pytest.fixture(scope="module")
 def direct(dataselect, salton) -> FdsnClientSpec:
     front = FdsnServer(salton / "stations.xml").start()
-    yield FdsnClientSpec(name="loopback", url=dataselect.url, dataselect=dataselect.service_url,
-                         station=f"{front.url}/fdsnws/station/1")
+    yield FdsnClientSpec(
+        name="loopback",
+        url=dataselect.url,
+        dataselect=dataselect.service_url,
+        station=f"{front.url}/fdsnws/station/1",
+    )
     front.stop()
 
 
@@ -151,8 +154,9 @@ def test_a_retry_after_beyond_the_limit_falls_through_to_the_next_centre(
     archive = tmp_path / "archive"
     with faulty(salton, dataselect, busy_first=100, retry_after="3600") as front:
         t0 = time.perf_counter()
-        _, results = download(archive, WINDOW, BOM, fast(FdsnClientSpec.parse(front.url), direct,
-                                                          max_retry_after=30))
+        _, results = download(
+            archive, WINDOW, BOM, fast(FdsnClientSpec.parse(front.url), direct, max_retry_after=30)
+        )
         seconds = time.perf_counter() - t0
     (row,) = results
     assert (row.status, row.client) == ("ok", "loopback")
@@ -167,8 +171,12 @@ def test_a_trickling_centre_is_cut_off_by_the_request_deadline(
     archive = tmp_path / "archive"
     with faulty(salton, dataselect, trickle=0.2, trickle_bytes=512) as front:
         t0 = time.perf_counter()
-        _, results = download(archive, WINDOW, BOM, fast(FdsnClientSpec.parse(front.url), direct,
-                                                          timeout=1, retries=0, request_deadline=2))
+        _, results = download(
+            archive,
+            WINDOW,
+            BOM,
+            fast(FdsnClientSpec.parse(front.url), direct, timeout=1, retries=0, request_deadline=2),
+        )
         seconds = time.perf_counter() - t0
     (row,) = results
     assert (row.status, row.client) == ("ok", "loopback")
@@ -179,5 +187,11 @@ def test_a_trickling_centre_is_cut_off_by_the_request_deadline(
 
 def test_rectdomain_longitudes_are_checked():
     with pytest.raises(ValueError, match="maxlon -116.0 is west of minlon -115.0"):
-        DownloadParams(rectdomain={"minlatitude": 32, "maxlatitude": 34,
-                                   "minlongitude": -115, "maxlongitude": -116})
+        DownloadParams(
+            rectdomain={
+                "minlatitude": 32,
+                "maxlatitude": 34,
+                "minlongitude": -115,
+                "maxlongitude": -116,
+            }
+        )

@@ -30,14 +30,33 @@ MESETAS_STATIONS = ["CHI", "FLO2", "GARC", "ORTC", "PRA", "URMC", "YOT"]
 
 
 def pick_args(archive: Path, lake: Path) -> list[str]:
-    return ["pick", "-d", str(archive), "--lake", str(lake), "-J", "2019359", "2019359",
-            "-S", *MESETAS_STATIONS, "-M", "PhaseNet", "-W", "original", "--device", "cpu",
-            "--workers", "1", "--silent"]
+    return [
+        "pick",
+        "-d",
+        str(archive),
+        "--lake",
+        str(lake),
+        "-J",
+        "2019359",
+        "2019359",
+        "-S",
+        *MESETAS_STATIONS,
+        "-M",
+        "PhaseNet",
+        "-W",
+        "original",
+        "--device",
+        "cpu",
+        "--workers",
+        "1",
+        "--silent",
+    ]
 
 
 def command_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "180"  # a loaded CI machine
     return env
 
 
@@ -70,8 +89,12 @@ def test_sigkill_leaves_no_child_and_the_next_run_marks_it_crashed_with_its_unit
         pytest.skip("the watchdog reads /proc (Linux only)")
     archive = shared_data / "seismonitor_mesetas_2019" / "mseed"
     lake = tmp_path / "lake"
-    proc = subprocess.Popen([sys.executable, "-m", "quakelake.cli", *pick_args(archive, lake)],
-                            env=command_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "quakelake.cli", *pick_args(archive, lake)],
+        env=command_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     children: dict[int, int] = {}
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:
@@ -95,8 +118,13 @@ def test_sigkill_leaves_no_child_and_the_next_run_marks_it_crashed_with_its_unit
     assert runs["status"].tolist() == ["running"]  # what the kill left: nobody could say more
     killed = runs["run_id"][0]
 
-    done = subprocess.run([sys.executable, "-m", "quakelake.cli", *pick_args(archive, lake)],
-                          env=command_env(), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "quakelake.cli", *pick_args(archive, lake)],
+        env=command_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"skipped {len(committed)}" in done.stdout
     runs = Lake(lake).read("runs").set_index("run_id")
@@ -110,9 +138,13 @@ def test_sigkill_leaves_no_child_and_the_next_run_marks_it_crashed_with_its_unit
 
     reference = tmp_path / "reference"
     day = dt.date(2019, 12, 25)
-    pick_phases(archive, reference, TimeWindow(start=day, end=day),
-                StationSelection(stations=MESETAS_STATIONS),
-                PickParams(models=["PhaseNet"], weights=["original"], device="cpu"))
+    pick_phases(
+        archive,
+        reference,
+        TimeWindow(start=day, end=day),
+        StationSelection(stations=MESETAS_STATIONS),
+        PickParams(models=["PhaseNet"], weights=["original"], device="cpu"),
+    )
     pd.testing.assert_frame_equal(picks(lake), picks(reference))
 
 
@@ -130,7 +162,17 @@ def test_download_and_run_with_failed_units_exit_one(
     config = tmp_path / "config.yaml"
     config.write_text("download:\n  retries: 0\n  timeout: 5\nassociate: null\n")
     archive, lake = tmp_path / "archive", tmp_path / "lake"
-    common = ["-c", str(config), "-d", str(archive), "--lake", str(lake), "-D", "20201001", "20201001"]
+    common = [
+        "-c",
+        str(config),
+        "-d",
+        str(archive),
+        "--lake",
+        str(lake),
+        "-D",
+        "20201001",
+        "20201001",
+    ]
     with DataselectServer(salton / "mseed", tmp_path / "ds") as ds:
         with FdsnServer(salton / "stations.xml", ds.service_url) as good:
             assert main(["download", *common, "-S", "BOM", "--client", good.url]) == 0
@@ -141,8 +183,22 @@ def test_download_and_run_with_failed_units_exit_one(
             assert "failed 2)" in out.out
             assert "error: 2 of 2 station-days failed to download" in out.err
             # BOM is in the archive already and is picked; COA fails to download: exit 1, not 0.
-            run = ["run", "--download", *common, "-S", "BOM", "COA", "--client", broken.url,
-                   "-M", "PhaseNet", "-W", "original", "--device", "cpu"]
+            run = [
+                "run",
+                "--download",
+                *common,
+                "-S",
+                "BOM",
+                "COA",
+                "--client",
+                broken.url,
+                "-M",
+                "PhaseNet",
+                "-W",
+                "original",
+                "--device",
+                "cpu",
+            ]
             assert main(run) == 1
             out = capsys.readouterr()
     assert "skipped 1, no data 0, failed 1)" in out.out and "1 units (done 1" in out.out
@@ -152,11 +208,20 @@ def test_download_and_run_with_failed_units_exit_one(
 
 
 @pytest.mark.integration
-def test_a_skipped_association_prints_the_events_the_lake_holds(shared_data, prefect_server, tmp_path, capsys):
+def test_a_skipped_association_prints_the_events_the_lake_holds(
+    shared_data, prefect_server, tmp_path, capsys
+):
     salton = shared_data / "phasenet_saltonsea_20201001"
-    args = ["associate", "--lake", str(tmp_path / "lake"), "--picks",
-            str(salton / "DERIVED_phasenet_ref_picks_first180s.csv"), "-F", str(salton / "stations.xml"),
-            "--pyocto"]
+    args = [
+        "associate",
+        "--lake",
+        str(tmp_path / "lake"),
+        "--picks",
+        str(salton / "DERIVED_phasenet_ref_picks_first180s.csv"),
+        "-F",
+        str(salton / "stations.xml"),
+        "--pyocto",
+    ]
     assert main(args) == 0
     first = capsys.readouterr().out
     events = Lake(tmp_path / "lake").query("SELECT count(*) AS n FROM events")["n"][0]

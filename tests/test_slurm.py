@@ -47,11 +47,18 @@ def slurm_execution(tmp_path: Path, allowed_failures: int = 1) -> ComputeSetting
     return ComputeSettings(
         runner="slurm",
         allowed_failures=allowed_failures,
-        slurm=SlurmSettings(account="quakelake", partition="debug", cores=1, memory="3GB",
-                            walltime="00:20:00", lifetime_margin_minutes=0, max_jobs=1,
-                            interface="lo",  # scheduler and workers on 127.0.0.1 only
-                            local_directory=str(tmp_path / "worker-scratch"),
-                            log_directory=str(tmp_path / "slurm-logs")),
+        slurm=SlurmSettings(
+            account="quakelake",
+            partition="debug",
+            cores=1,
+            memory="3GB",
+            walltime="00:20:00",
+            lifetime_margin_minutes=0,
+            max_jobs=1,
+            interface="lo",  # scheduler and workers on 127.0.0.1 only
+            local_directory=str(tmp_path / "worker-scratch"),
+            log_directory=str(tmp_path / "slurm-logs"),
+        ),
     )
 
 
@@ -68,20 +75,34 @@ def test_downloads_stay_in_the_flow_process_and_picks_run_in_slurm_jobs(
 
     salton = shared_data / "phasenet_saltonsea_20201001"
     selection = StationSelection(stations=["BOM", "COA", "CRR"])
-    with DataselectServer(salton / "mseed", tmp_path / "dataselect") as ds, \
-            FdsnServer(salton / "stations.xml") as front:
-        spec = FdsnClientSpec(name="loopback", url=ds.url, dataselect=ds.service_url,
-                              station=f"{front.url}/fdsnws/station/1")
+    with (
+        DataselectServer(salton / "mseed", tmp_path / "dataselect") as ds,
+        FdsnServer(salton / "stations.xml") as front,
+    ):
+        spec = FdsnClientSpec(
+            name="loopback",
+            url=ds.url,
+            dataselect=ds.service_url,
+            station=f"{front.url}/fdsnws/station/1",
+        )
         config = RunConfig(
-            lake=tmp_path / "lake", directory=tmp_path / "archive",
-            window=TimeWindow(start=SALTON_DAY, end=SALTON_DAY), selection=selection,
+            lake=tmp_path / "lake",
+            directory=tmp_path / "archive",
+            window=TimeWindow(start=SALTON_DAY, end=SALTON_DAY),
+            selection=selection,
             download=DownloadParams(clients=[spec], timeout=10, retries=1, backoff=0.05),
-            pick=PICK, associate=None, execution=slurm_execution(tmp_path),
+            pick=PICK,
+            associate=None,
+            execution=slurm_execution(tmp_path),
         )
         out = run_pipeline(config)
 
-    assert out["stage_places"] == {"download": "flow", "pick": "runner", "associate": "flow",
-                                   "analyze": "flow"}
+    assert out["stage_places"] == {
+        "download": "flow",
+        "pick": "runner",
+        "associate": "flow",
+        "analyze": "flow",
+    }
     assert out["download"]["ok"] == 3 and out["download"]["failed"] == 0
     assert out["pick"]["done"] == 3 and out["pick"]["failed"] == 0
     download_places, pick_places = out["download"]["ran_on"], out["pick"]["ran_on"]
@@ -90,7 +111,9 @@ def test_downloads_stay_in_the_flow_process_and_picks_run_in_slurm_jobs(
     assert all("slurm job" in p and f"pid {os.getpid()} " not in p + " " for p in pick_places)
     assert slurm.jobs() == []  # the cluster closed with the flow: no job left behind
 
-    reference = pick_phases(tmp_path / "archive", tmp_path / "reference", selection=selection, pick=PICK)
+    reference = pick_phases(
+        tmp_path / "archive", tmp_path / "reference", selection=selection, pick=PICK
+    )
     assert reference["done"] == 3
     pd.testing.assert_frame_equal(picks(tmp_path / "lake"), picks(tmp_path / "reference"))
 
@@ -105,8 +128,15 @@ def test_cancelled_slurm_job_fails_the_flow_keeps_done_units_and_a_rerun_complet
     selection = StationSelection(stations=["CHI", "FLO2", "GARC", "ORTC", "PRA", "URMC", "YOT"])
     window = TimeWindow(start=dt.date(2019, 12, 25), end=dt.date(2019, 12, 25))  # 1 h per station
     lake = tmp_path / "lake"
-    config = RunConfig(lake=lake, directory=archive, window=window, selection=selection, pick=PICK,
-                       associate=None, execution=slurm_execution(tmp_path, allowed_failures=0))
+    config = RunConfig(
+        lake=lake,
+        directory=archive,
+        window=window,
+        selection=selection,
+        pick=PICK,
+        associate=None,
+        execution=slurm_execution(tmp_path, allowed_failures=0),
+    )
     cancelled: list[str] = []
 
     def cancel_the_job_once_a_unit_is_done() -> None:

@@ -742,11 +742,16 @@ def parse_records(data: bytes) -> tuple[list[Record], str]:
         if length <= 0:
             return records, f"miniSEED record at byte {offset} has length {length}"
         if offset + length > len(data):
-            return records, f"record at byte {offset} is cut ({len(data) - offset} of {length} bytes)"
+            return (
+                records,
+                f"record at byte {offset} is cut ({len(data) - offset} of {length} bytes)",
+            )
         key = (info["network"], info["station"], info["location"], info["channel"])
         rate = float(info.get("samp_rate") or 0.0)
         delta = 1.0 / rate if rate > 0 else 0.0
-        records.append(Record(key, info["starttime"], info["endtime"] + delta, data[offset : offset + length]))
+        records.append(
+            Record(key, info["starttime"], info["endtime"] + delta, data[offset : offset + length])
+        )
         offset += length
     return records, ""
 
@@ -902,7 +907,11 @@ def _fetch(
     """Return the miniSEED bytes of ``unit`` (or of ``channels`` from ``start`` to the day's end)."""
     day_start = UTCDateTime(unit.day.isoformat())
     url = dataselect_url(
-        client, unit.network, unit.station, channels or unit.channels, start or day_start,
+        client,
+        unit.network,
+        unit.station,
+        channels or unit.channels,
+        start or day_start,
         day_start + 86400,
     )
 

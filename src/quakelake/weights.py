@@ -95,7 +95,9 @@ def seed_from_sdist(root: Path | None = None, timeout: float = 60.0) -> bool:
     if has_weights("PhaseNetLight", "ethz", root):
         return True
     version = importlib.metadata.version("seisbench")
-    request = urllib.request.Request(PYPI_SIMPLE, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    request = urllib.request.Request(
+        PYPI_SIMPLE, headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:
             files = json.load(resp)["files"]
@@ -104,7 +106,9 @@ def seed_from_sdist(root: Path | None = None, timeout: float = 60.0) -> bool:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             blob = resp.read()
     except Exception as exc:  # offline, registry unreachable, file missing
-        log.warning("could not fetch the SeisBench %s source distribution from PyPI: %s", version, exc)
+        log.warning(
+            "could not fetch the SeisBench %s source distribution from PyPI: %s", version, exc
+        )
         return False
     target = root / "models" / "v3" / "phasenetlight"
     target.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,12 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from quakelake.association import GammaConfig, PyOctoConfig
-from quakelake.flows.common import collect, current_flow_run_id, raise_if_workers_lost, recover_crashed_runs
+from quakelake.flows.common import (
+    collect,
+    current_flow_run_id,
+    raise_if_workers_lost,
+    recover_crashed_runs,
+)
 from quakelake.lakehouse import Lake
 from quakelake.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
 from quakelake.params import TimeWindow

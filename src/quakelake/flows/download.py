@@ -156,7 +156,9 @@ def _summary(run_id, archive, results, station_rows, client_errors, timings) -> 
         "units": len(results),
         **counts,
         "bytes": sum(r.bytes for r in results if r.status in ("ok", "partial")),
-        "gaps": {f"{r.network}.{r.station}.{r.day}": r.error for r in results if r.status == "partial"},
+        "gaps": {
+            f"{r.network}.{r.station}.{r.day}": r.error for r in results if r.status == "partial"
+        },
         "station_rows": station_rows,
         "ran_on": where_counts([unit_result(r) for r in results]),
         "client_errors": client_errors,

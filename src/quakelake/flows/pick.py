@@ -111,7 +111,8 @@ def cached_specs(pick: PickParams) -> tuple[list[picking.ModelSpec], list[str]]:
         picking.ModelUnavailable: an unknown model, or no combination cached at all.
     """
     for name in pick.models:
-        picking.model_class(name)
+        if not weight_cache.cached_weights(name):
+            picking.model_class(name)  # nothing cached: tell an unknown model from missing weights
     try:
         pairs, warnings = weight_cache.cached_combinations(pick.models, pick.weights)
     except FileNotFoundError as exc:
