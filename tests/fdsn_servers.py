@@ -5,7 +5,9 @@
 - :class:`FdsnServer` is a small fdsnws front (``http.server`` in a thread): it answers
   fdsnws-station queries from a real StationXML file (filtered by network, station, location,
   channel, time and domain) and passes fdsnws-dataselect requests on to a real dataselect server,
-  optionally misbehaving first: 500 for the first N queries, 204 for every query, or a delay.
+  optionally misbehaving first: 500 for the first N queries, 204 for every query, or a delay;
+  503 with ``Retry-After``; bodies cut at or inside a miniSEED record (the HTTP answer itself
+  complete), a body shorter than its ``Content-Length`` (``IncompleteRead``); or a trickle.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -26,6 +29,7 @@ from urllib.parse import parse_qs, urlparse
 
 from obspy import Inventory, UTCDateTime, read_inventory
 from obspy.geodetics import locations2degrees
+from obspy.io.mseed.util import get_record_information
 
 VENV_BIN = Path(__file__).resolve().parents[1] / ".venv" / "bin"
 
@@ -51,8 +55,11 @@ STATION_PARAMS = {
 
 
 def _tool(name: str) -> str:
-    path = VENV_BIN / name
-    found = str(path) if path.exists() else shutil.which(name)
+    # The project's venv, else the venv of the running interpreter (a worktree sharing one), else PATH.
+    for folder in (VENV_BIN, Path(sys.executable).parent):
+        if (folder / name).exists():
+            return str(folder / name)
+    found = shutil.which(name)
     if not found:
         raise FileNotFoundError(f"{name} is not installed; pip install the project's test extra")
     return found
@@ -219,6 +226,14 @@ class FdsnServer:
         fail_first: answer 500 to the first N dataselect queries, then pass them on.
         nodata: answer 204 to every dataselect query.
         delay: seconds to wait before answering a dataselect query.
+        busy_first: answer 503 with ``Retry-After: retry_after`` to the first N dataselect queries.
+        retry_after: the ``Retry-After`` value of those answers (seconds).
+        cut: how to cut dataselect bodies: ``boundary`` (at a record boundary, Content-Length of
+            the cut body), ``inside`` (inside a record, Content-Length of the cut body) or
+            ``incomplete`` (Content-Length of the whole body, connection closed after the cut).
+        cut_first: cut only the first N dataselect bodies (None: every one).
+        cut_fraction: where the cut falls, as a fraction of the body.
+        trickle: seconds between chunks of ``trickle_bytes`` when sending a dataselect body.
     """
 
     def __init__(
@@ -228,6 +243,13 @@ class FdsnServer:
         fail_first: int = 0,
         nodata: bool = False,
         delay: float = 0.0,
+        busy_first: int = 0,
+        retry_after: str = "1",
+        cut: str | None = None,
+        cut_first: int | None = None,
+        cut_fraction: float = 0.6,
+        trickle: float = 0.0,
+        trickle_bytes: int = 512,
     ):
         self.inventory = read_inventory(str(stationxml))
         self.dataselect = dataselect.rstrip("/") if dataselect else None
@@ -235,6 +257,15 @@ class FdsnServer:
         self.nodata = nodata
         self.delay = delay
         self.failures_left = fail_first
+        self.busy_left = busy_first
+        self.retry_after = retry_after
+        self.cut = cut
+        self.cuts_left = cut_first
+        self.cut_fraction = cut_fraction
+        self.trickle = trickle
+        self.trickle_bytes = trickle_bytes
+        #: (monotonic time, query string) of every dataselect query received.
+        self.queries: list[tuple[float, str]] = []
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
@@ -300,6 +331,18 @@ class FdsnServer:
 
             def dataselect(self, endpoint: str, query: str) -> None:
                 if endpoint == "query":
+                    with server.lock:
+                        server.queries.append((time.monotonic(), query))
+                        busy = server.busy_left > 0
+                        server.busy_left -= int(busy)
+                    if busy:
+                        body = b"Service unavailable (test: busy on purpose)"
+                        self.send_response(503)
+                        self.send_header("Retry-After", server.retry_after)
+                        self.send_header("Content-Length", str(len(body)))
+                        self.end_headers()
+                        self.wfile.write(body)
+                        return
                     if server.delay:
                         time.sleep(server.delay)
                     if server.nodata:
@@ -317,9 +360,55 @@ class FdsnServer:
                 target = f"{server.dataselect}/{endpoint}" + (f"?{query}" if query else "")
                 try:
                     with urllib.request.urlopen(target, timeout=30) as r:
-                        self.send(r.status, r.read(), r.headers.get("Content-Type", "text/plain"))
+                        status, body = r.status, r.read()
+                        ctype = r.headers.get("Content-Type", "text/plain")
                 except urllib.error.HTTPError as e:
                     self.send(e.code, e.read())
+                    return
+                if endpoint == "query" and status == 200:
+                    self.send_faulty(body, ctype)
+                else:
+                    self.send(status, body, ctype)
+
+            def send_faulty(self, body: bytes, ctype: str) -> None:
+                with server.lock:
+                    cut = server.cut is not None and (
+                        server.cuts_left is None or server.cuts_left > 0
+                    )
+                    if cut and server.cuts_left is not None:
+                        server.cuts_left -= 1
+                if cut:
+                    mode = server.cut
+                    length = get_record_information(BytesIO(body))["record_length"]
+                    at = int(len(body) * server.cut_fraction)
+                    at = max(length, at - at % length)  # a record boundary
+                    if mode == "inside":
+                        at = min(len(body) - 1, at + length // 3)
+                    if mode == "incomplete":
+                        self.send_response(200)
+                        self.send_header("Content-Type", ctype)
+                        self.send_header("Content-Length", str(len(body)))
+                        self.end_headers()
+                        self.wfile.write(body[:at])
+                        self.wfile.flush()
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    body = body[:at]
+                if not server.trickle:
+                    self.send(200, body, ctype)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    for i in range(0, len(body), server.trickle_bytes):
+                        self.wfile.write(body[i : i + server.trickle_bytes])
+                        self.wfile.flush()
+                        time.sleep(server.trickle)
+                except OSError:  # the client gave up
+                    self.close_connection = True
 
         return Handler
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from quakelake import params
-from quakelake.errors import BadInput, QuakeLakeError, one_line
+from quakelake.errors import EXIT_FAILED_WORK, EXIT_OK, BadInput, QuakeLakeError, one_line
 from quakelake.printing import (
     format_table,
     print_analysis,
@@ -753,12 +753,18 @@ def cmd_pick(args: argparse.Namespace) -> int:
                       progress=cfg.verbosity > 0, ensemble=cfg.ensemble, groups=groups or None)
     print_summary(summary, cfg.lake)
     _timing(cfg, {f"pick: {k}": v for k, v in summary["seconds"].items()}, t0)
-    return _status(summary)
+    return exit_status(summary)
 
 
-def _status(*summaries: dict) -> int:
-    """Return exit status 1 when units failed (the summary says which), else 0."""
-    return 1 if any(s.get("failed") for s in summaries if isinstance(s, dict)) else 0
+def exit_status(*summaries: dict | list | None) -> int:
+    """Return 1 when any stage summary counts a failed unit, else 0 (lists hold one per run)."""
+    flat: list[dict] = []
+    for s in summaries:
+        if isinstance(s, list):
+            flat.extend(x for x in s if isinstance(x, dict))
+        elif isinstance(s, dict):
+            flat.append(s)
+    return EXIT_FAILED_WORK if any(int(s.get("failed", 0) or 0) > 0 for s in flat) else EXIT_OK
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -926,7 +932,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print_summary(out["pick"], cfg.lake)
     stages.update({f"pick: {k}": v for k, v in out["pick"]["seconds"].items()})
     for summary in out.get("associate", []):
-        print_association(summary)
+        print_association(summary, cfg.lake, cfg.window)
         stages[f"associate: {summary['pick_source']}"] = float(summary.get("seconds", 0.0))
     if cfg.associate is not None and not out.get("associate"):
         warn("association skipped: no station coordinates (pass -F/--file stations.xml|csv)")
@@ -944,8 +950,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         shown = show_one_by_one(station_day_views(cfg.lake, cfg.directory, cfg.window, cfg.selection,
                                                   cfg.pick, cfg.analyze.reference))
         print(f"reviewed {shown} instrument-days")
-    status = _status(out.get("download", {}), out["pick"], *out.get("associate", []))
-    return status or (1 if out.get("analyze", {}).get("warnings") else 0)  # nothing of the reference compared
+    status = exit_status(out.get("download"), out.get("pick"), out.get("associate"))
+    if status:
+        print("error: some units failed (see the failed counts above and `quakelake sql \"SELECT * FROM units "
+              "WHERE status = 'failed'\"`); run the same command again to retry them", file=sys.stderr)
+        return status
+    return 1 if out.get("analyze", {}).get("warnings") else 0  # nothing of the reference compared
 
 
 def cmd_associate(args: argparse.Namespace) -> int:
@@ -988,10 +998,10 @@ def cmd_associate(args: argparse.Namespace) -> int:
             summary = flow_fn(cfg.lake, cfg.window, cfg.associate, picks_file=args.picks,
                               station_file=cfg.station_file, model=model, weights=weights, force=cfg.force,
                               group=group, group_stations=patterns, magnitude=cfg.magnitude)
-            print_association(summary)
+            print_association(summary, cfg.lake, cfg.window)
             export_events(cfg.lake, summary["run_id"], args.quakeml, args.export)
             summaries.append(summary)
-    return _status(*summaries)
+    return exit_status(*summaries)
 
 
 def export_events(lake_root: Path, run_id: str, quakeml: Path | None, folder: Path | None) -> None:
@@ -1073,14 +1083,19 @@ def cmd_download(args: argparse.Namespace) -> int:
     _quiet_prefect(cfg)
     t0 = time.perf_counter()
     from quakelake.flows.download import download_waveforms
-    from quakelake.flows.runners import make_task_runner
+    from quakelake.flows.runners import stage_runner
 
+    # Downloads run in this process whatever --runner says: compute nodes have no internet.
     _install_log_filter(cfg.verbosity)
-    flow_fn = download_waveforms.with_options(task_runner=make_task_runner(cfg.execution))
+    flow_fn = download_waveforms.with_options(task_runner=stage_runner("download", cfg.execution))
     summary = flow_fn(cfg.directory, cfg.lake, cfg.window, cfg.selection, cfg.download, cfg.force)
     print_download(summary)
     _timing(cfg, {f"download: {k}": v for k, v in summary.get("seconds", {}).items()}, t0)
-    return _status(summary)
+    status = exit_status(summary)
+    if status:
+        print(f"error: {summary['failed']} of {summary['units']} station-days failed to download (see the "
+              "`downloads` table); run the same command again to retry them", file=sys.stderr)
+    return status
 
 
 def cmd_import_catalog(args: argparse.Namespace) -> int:
@@ -1217,10 +1232,23 @@ def _no_telemetry() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
+#: Commands that run flows, so start children (the temporary Prefect server, Dask workers).
+FLOW_COMMANDS = {"run", "pick", "download", "associate", "analyze", "demo"}
+
+
+def _guard_children() -> None:
+    # A SIGKILLed command must not leave its Prefect server or Dask workers running.
+    from quakelake import lifeline
+
+    lifeline.start()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``quakelake``."""
     _no_telemetry()
     args = build_parser().parse_args(argv)
+    if args.command in FLOW_COMMANDS:
+        _guard_children()
     return _dispatch(COMMANDS[args.command], args)
 
 
@@ -1229,6 +1257,7 @@ def picker_main(argv: list[str] | None = None) -> int:
     _no_telemetry()
     args = picker_parser().parse_args(argv)
     args.command = "run"
+    _guard_children()
     return _dispatch(cmd_run, args)
 
 

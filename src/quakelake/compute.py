@@ -33,6 +33,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 RunnerKind = Literal["threads", "dask-local", "slurm", "address"]
 
+#: Where a stage other than picking runs: ``flow`` = threads in the flow process, ``runner`` = the
+#: configured task runner (the Dask or SLURM cluster that picks).
+StagePlace = Literal["flow", "runner"]
+
 #: Environment variable that tells :func:`dask_setup` to give each worker of a job one GPU.
 PIN_GPU_ENV = "QUAKELAKE_PIN_GPU"
 
@@ -197,6 +201,15 @@ class ComputeSettings(_Model):
         None, description="Dask dashboard address of a new cluster, e.g. :8787 (None: off)"
     )
     slurm: SlurmSettings | None = Field(None, description="runner=slurm: the SLURM job settings")
+    associate_on: StagePlace = Field(
+        "flow",
+        description="where association tasks run: flow (threads in the flow process) or runner "
+        "(the configured cluster); downloads always run in the flow process (compute nodes have "
+        "no internet), picking always on the runner",
+    )
+    analyze_on: StagePlace = Field(
+        "flow", description="where analysis tasks run: flow (threads) or runner (the cluster)"
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> ComputeSettings:
@@ -266,10 +279,19 @@ def _job_kwargs(s: SlurmSettings) -> dict[str, Any]:
     return kwargs
 
 
-def slurm_cluster_kwargs(s: SlurmSettings, allowed_failures: int = 1) -> dict[str, Any]:
-    """Return the ``dask_jobqueue.SLURMCluster`` arguments for these job settings."""
+def slurm_cluster_kwargs(
+    s: SlurmSettings, allowed_failures: int = 1, dashboard_address: str | None = None
+) -> dict[str, Any]:
+    """Return the ``dask_jobqueue.SLURMCluster`` arguments for these job settings.
+
+    The scheduler's dashboard is served only when ``dashboard_address`` is given (e.g. ``:8787``).
+    """
     kwargs = _job_kwargs(s)
     scheduler: dict[str, Any] = {"allowed_failures": allowed_failures}
+    if dashboard_address:
+        scheduler["dashboard_address"] = dashboard_address
+    else:
+        scheduler["dashboard"] = False
     if s.scheduler_interface:
         scheduler["interface"] = s.scheduler_interface
     kwargs["scheduler_options"] = scheduler

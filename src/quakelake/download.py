@@ -7,7 +7,17 @@ One unit of work is one (station, day): its miniSEED records are fetched with a 
     <archive>/<YEAR>/<NET>/<STA>/<CHA>.D/<NET>.<STA>.<LOC>.<CHA>.D.<YEAR>.<DOY>
 
 Files are written under ``<archive>/.incoming/`` and renamed into place, so a reader (or a
-killed run) never sees a partial file. Station metadata lands as StationXML per network in
+killed run) never sees a partial file.
+
+Every unit is checked for completeness before it counts as ``ok``: the response is cut into whole
+miniSEED records (a record cut by a short body is dropped, never written), each record goes to
+the file of its own channel, and a channel that is missing or ends before the day does is asked
+for again from where it stops. The unit is ``ok`` once the data centre confirms it has nothing
+more; when the missing part cannot be fetched the unit is ``partial``: its gap is recorded in the
+ledger and in ``<archive>/.partial/<NET.STA.DAY>.json``, and the next run fetches only that part.
+
+Requests honour ``Retry-After``, retry a truncated body and have an overall deadline, so a
+server that trickles bytes cannot hold a unit for longer than ``request_deadline`` seconds. Station metadata lands as StationXML per network in
 ``<archive>/stations/<NET>.xml``.
 
 Example:
@@ -21,13 +31,19 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import hashlib
+import http.client
 import io
+import json
 import logging
 import os
 import re
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatchcase
@@ -35,7 +51,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from obspy import Inventory, UTCDateTime, read_inventory
+from obspy import read as read_waveforms
 from obspy.clients.fdsn import Client
+from obspy.clients.fdsn.client import raise_on_error
 from obspy.clients.fdsn.header import (
     FDSNBadGatewayException,
     FDSNException,
@@ -50,6 +68,7 @@ from obspy.io.mseed.util import get_record_information
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from quakelake.errors import BadInput
+from quakelake.lineage import where_label
 from quakelake.params import StationSelection, TimeWindow
 
 log = logging.getLogger(__name__)
@@ -61,9 +80,10 @@ TOKEN_ENV = "QUAKELAKE_EIDA_TOKEN"
 EXTRA_SHORT_NAMES = {"OGS": "http://158.110.30.217:8080"}
 
 #: Ledger statuses of a unit (the ``downloads`` table's ``status`` column).
-Status = Literal["ok", "skipped", "no_data", "failed"]
+Status = Literal["ok", "partial", "skipped", "no_data", "failed"]
 
 INCOMING = ".incoming"
+PARTIAL = ".partial"
 STATIONS_DIR = "stations"
 
 
@@ -122,6 +142,12 @@ class RectDomain(_Model):
             raise ValueError(
                 f"rectangular domain: maxlat {self.maxlatitude} is below minlat {self.minlatitude}"
             )
+        if self.maxlongitude < self.minlongitude:
+            raise ValueError(
+                f"rectangular domain: maxlon {self.maxlongitude} is west of minlon "
+                f"{self.minlongitude}; give --rectdomain MINLAT MAXLAT MINLON MAXLON with "
+                "MINLON <= MAXLON (a domain across the antimeridian: download each side apart)"
+            )
         return self
 
 
@@ -175,6 +201,25 @@ class DownloadParams(_Model):
     )
     backoff: float = Field(
         2.0, ge=0, description="seconds before the first retry; doubles each time"
+    )
+    request_deadline: float = Field(
+        600.0,
+        gt=0,
+        description="most seconds one waveform request may take, its body included: a server "
+        "that trickles bytes is cut off (timeout only bounds each wait for a packet)",
+    )
+    max_retry_after: float = Field(
+        300.0,
+        ge=0,
+        description="longest Retry-After (seconds) honoured by waiting; a centre asking for "
+        "more is left for the next client",
+    )
+    follow_ups: int = Field(
+        3,
+        ge=0,
+        le=20,
+        description="requests per unit for the part of a day a response did not bring (a short "
+        "or cut body), before the unit is recorded partial",
     )
 
     @field_validator("clients", mode="before")
@@ -259,10 +304,13 @@ class DownloadResult:
     error: str = ""
     seconds: float = 0.0
     finished: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    where: str = field(default_factory=lambda: where_label())
 
     def row(self) -> dict[str, Any]:
         """Return the ledger row as a mapping (without run_id)."""
-        return asdict(self)
+        row = asdict(self)
+        row.pop("where")
+        return row
 
 
 # --------------------------------------------------------------------------- dates
@@ -365,6 +413,7 @@ def _is_retryable(exc: BaseException) -> bool:
             FDSNTooManyRequestsException,
             TimeoutError,
             ConnectionError,
+            http.client.IncompleteRead,
         ),
     ):
         return True
@@ -394,6 +443,14 @@ def call_with_retries(func: Any, params: DownloadParams, what: str) -> Any:
             if _is_no_data(exc) or not _is_retryable(exc) or attempt >= params.retries:
                 raise
             delay = params.backoff * (2**attempt)
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after is not None:
+                if retry_after > params.max_retry_after:
+                    raise FDSNServiceUnavailableException(
+                        f"{what}: the data centre asks to retry after {retry_after:.0f} s, more "
+                        f"than max_retry_after={params.max_retry_after:.0f} s"
+                    ) from exc
+                delay = max(delay, retry_after)
             attempt += 1
             log.info(
                 "%s: %s; retry %d/%d in %.1f s",
@@ -659,27 +716,70 @@ def _atomic_write(archive: Path, target: Path, data: bytes, prefix: str) -> None
             tmp.unlink()
 
 
-def split_records(data: bytes, day: dt.date) -> dict[tuple[str, str, str, str], bytes]:
-    """Return the miniSEED records of ``data`` that start on ``day``, grouped per channel id.
+ChannelKey = tuple[str, str, str, str]
 
-    Records are copied byte for byte (no decoding); a record starting the day before belongs to
-    that day's file, as SDS archives do.
+
+@dataclass
+class Record:
+    """One whole miniSEED record of a response: its channel, time span and bytes."""
+
+    key: ChannelKey
+    start: UTCDateTime
+    end: UTCDateTime  #: time of the sample after its last one
+    data: bytes
+
+
+def parse_records(data: bytes) -> tuple[list[Record], str]:
+    """Return the whole miniSEED records of ``data`` and why the rest was dropped ("" when none).
+
+    Records are copied byte for byte; parsing stops at the first record that is cut (the body
+    ended inside it) or unreadable, so a short response never yields a half record.
     """
-    start = UTCDateTime(day.isoformat())
-    end = start + 86400
     buf = io.BytesIO(data)
-    out: dict[tuple[str, str, str, str], list[bytes]] = {}
+    records: list[Record] = []
     offset = 0
     while offset < len(data):
-        info = get_record_information(buf, offset=offset)
+        try:
+            info = get_record_information(buf, offset=offset)
+        except Exception as exc:  # a header cut short or garbage
+            return records, f"unreadable record at byte {offset} ({_short_error(exc)})"
         length = int(info["record_length"])
         if length <= 0:
-            raise ValueError(f"miniSEED record at byte {offset} has length {length}")
-        if start <= info["starttime"] < end:
-            key = (info["network"], info["station"], info["location"], info["channel"])
-            out.setdefault(key, []).append(data[offset : offset + length])
+            return records, f"miniSEED record at byte {offset} has length {length}"
+        if offset + length > len(data):
+            return (
+                records,
+                f"record at byte {offset} is cut ({len(data) - offset} of {length} bytes)",
+            )
+        key = (info["network"], info["station"], info["location"], info["channel"])
+        rate = float(info.get("samp_rate") or 0.0)
+        delta = 1.0 / rate if rate > 0 else 0.0
+        records.append(
+            Record(key, info["starttime"], info["endtime"] + delta, data[offset : offset + length])
+        )
         offset += length
-    return {k: b"".join(v) for k, v in out.items()}
+    return records, ""
+
+
+def split_records(data: bytes, day: dt.date) -> dict[ChannelKey, bytes]:
+    """Return the whole miniSEED records of ``data`` that start on ``day``, grouped per channel id.
+
+    Records are copied byte for byte (no decoding); a record starting the day before belongs to
+    that day's file, as SDS archives do. A record cut at the end of ``data`` is left out.
+    """
+    records, _ = parse_records(data)
+    return {k: b"".join(r.data for r in v) for k, v in _by_channel(records, day).items()}
+
+
+def _by_channel(records: list[Record], day: dt.date) -> dict[ChannelKey, list[Record]]:
+    """Return the records starting on ``day`` per channel, in time order, duplicates dropped."""
+    start = UTCDateTime(day.isoformat())
+    end = start + 86400
+    out: dict[ChannelKey, dict[float, Record]] = {}
+    for r in records:
+        if start <= r.start < end:
+            out.setdefault(r.key, {}).setdefault(float(r.start.timestamp), r)
+    return {k: [v[t] for t in sorted(v)] for k, v in out.items()}
 
 
 def unit_paths(unit: DownloadUnit, archive: Path) -> list[Path]:
@@ -688,6 +788,11 @@ def unit_paths(unit: DownloadUnit, archive: Path) -> list[Path]:
         sds_path(archive, unit.network, unit.station, loc, cha, unit.day)
         for loc, cha in unit.channels
     ]
+
+
+def partial_marker(archive: Path, unit: DownloadUnit) -> Path:
+    """Return the file recording the gap of a partial unit (absent once the unit is complete)."""
+    return Path(archive) / PARTIAL / f"{unit.key}.json"
 
 
 def _clean_stale(archive: Path, unit: DownloadUnit) -> None:
@@ -699,27 +804,170 @@ def _clean_stale(archive: Path, unit: DownloadUnit) -> None:
         tmp.unlink(missing_ok=True)
 
 
+class RequestDeadlineExceeded(FDSNException):
+    """A response took longer than ``request_deadline`` seconds in all (a trickling server)."""
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Return the seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+def http_get(client: Client, url: str, params: DownloadParams) -> bytes:
+    """Return the body of a GET through ``client``'s opener (its EIDA credentials included).
+
+    Raises:
+        FDSNException: ObsPy's exception for the HTTP code (204/404: no data), with a
+            ``retry_after`` attribute when the server sent ``Retry-After``.
+        http.client.IncompleteRead: the body ended before its announced length.
+        RequestDeadlineExceeded: the whole answer took more than ``params.request_deadline``.
+        FDSNTimeoutException: no packet for ``params.timeout`` seconds.
+    """
+    deadline = time.monotonic() + params.request_deadline
+    request = urllib.request.Request(url, headers=dict(client.request_headers))
+    try:
+        response = client._url_opener.open(
+            request, timeout=min(params.timeout, params.request_deadline)
+        )
+    except urllib.error.HTTPError as exc:
+        try:
+            body = exc.read(4096)
+        except Exception:
+            body = b""
+        try:
+            raise_on_error(exc.code, body)
+        except Exception as err:
+            err.retry_after = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
+            raise
+        raise FDSNException(f"HTTP code {exc.code}") from exc
+    except (TimeoutError, urllib.error.URLError) as exc:
+        if isinstance(exc, TimeoutError) or "timed out" in str(exc).lower():
+            raise FDSNTimeoutException(f"Timed Out after {params.timeout:g} s") from exc
+        raise ConnectionError(str(exc)) from exc
+    with response:
+        if response.getcode() == 204:
+            raise FDSNNoDataException("No data available for request.")
+        if response.getcode() != 200:
+            raise_on_error(response.getcode(), response.read(4096))
+        chunks = []
+        try:
+            while True:
+                if time.monotonic() > deadline:
+                    raise RequestDeadlineExceeded(
+                        f"answer took more than request_deadline={params.request_deadline:g} s "
+                        f"({sum(map(len, chunks))} bytes so far)"
+                    )
+                chunk = response.read1(1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except TimeoutError as exc:
+            raise FDSNTimeoutException(f"Timed Out after {params.timeout:g} s mid-body") from exc
+        body = b"".join(chunks)
+        if response.length:  # the connection closed before Content-Length bytes came
+            raise http.client.IncompleteRead(body, response.length)
+    return body
+
+
+def dataselect_url(
+    client: Client,
+    network: str,
+    station: str,
+    channels: list[tuple[str, str]],
+    start: UTCDateTime,
+    end: UTCDateTime,
+) -> str:
+    """Return the fdsnws-dataselect query URL (``queryauth`` with EIDA credentials)."""
+    query = {
+        "network": network,
+        "station": station,
+        "location": _fdsn_list(sorted({loc for loc, _ in channels}), location=True),
+        "channel": ",".join(sorted({cha for _, cha in channels})),
+        "starttime": start.strftime("%Y-%m-%dT%H:%M:%S.%f"),
+        "endtime": end.strftime("%Y-%m-%dT%H:%M:%S.%f"),
+    }
+    base = client._build_url("dataselect", "query")
+    return f"{base}?{urllib.parse.urlencode(query, safe=',*?')}"
+
+
 def _fetch(
-    client: Client, name: str, unit: DownloadUnit, params: DownloadParams, target: Path
+    client: Client,
+    name: str,
+    unit: DownloadUnit,
+    params: DownloadParams,
+    channels: list[tuple[str, str]] | None = None,
+    start: UTCDateTime | None = None,
 ) -> bytes:
-    start = UTCDateTime(unit.day.isoformat())
-    locations = sorted({loc for loc, _ in unit.channels})
-    channels = sorted({cha for _, cha in unit.channels})
+    """Return the miniSEED bytes of ``unit`` (or of ``channels`` from ``start`` to the day's end)."""
+    day_start = UTCDateTime(unit.day.isoformat())
+    url = dataselect_url(
+        client,
+        unit.network,
+        unit.station,
+        channels or unit.channels,
+        start or day_start,
+        day_start + 86400,
+    )
 
     def request() -> bytes:
         with request_slot(name, params.max_concurrent):
-            client.get_waveforms(
-                unit.network,
-                unit.station,
-                _fdsn_list(locations, location=True),
-                ",".join(channels),
-                start,
-                start + 86400,
-                filename=str(target),
-            )
-        return target.read_bytes()
+            return http_get(client, url, params)
 
     return call_with_retries(request, params, f"{unit.key}")
+
+
+def _fmt(t: UTCDateTime, day: dt.date) -> str:
+    if t >= UTCDateTime((day + dt.timedelta(days=1)).isoformat()):
+        return "24:00:00"
+    return t.strftime("%H:%M:%S")
+
+
+def _missing(
+    unit: DownloadUnit, by_channel: dict[ChannelKey, list[Record]], confirmed: set[tuple[str, str]]
+) -> dict[tuple[str, str], UTCDateTime]:
+    """Return each expected channel that lacks data up to the day's end -> where its data stop."""
+    day_start = UTCDateTime(unit.day.isoformat())
+    day_end = day_start + 86400
+    out = {}
+    for loc, cha in unit.channels:
+        if (loc, cha) in confirmed:
+            continue
+        records = by_channel.get((unit.network, unit.station, loc, cha), [])
+        if not records:
+            out[(loc, cha)] = day_start
+            continue
+        tail = max(r.end for r in records)
+        if tail < day_end - 1e-3:
+            out[(loc, cha)] = tail
+    return out
+
+
+def _decodes(blob: bytes) -> str:
+    """Return why ``blob`` does not decode as miniSEED ("" when it does)."""
+    try:
+        read_waveforms(io.BytesIO(blob), format="MSEED")
+    except Exception as exc:
+        return _short_error(exc)
+    return ""
+
+
+def _existing_records(unit: DownloadUnit, archive: Path) -> list[Record]:
+    records: list[Record] = []
+    for path in unit_paths(unit, archive):
+        if path.is_file():
+            records += parse_records(path.read_bytes())[0]
+    return records
 
 
 def download_unit(
@@ -729,12 +977,16 @@ def download_unit(
     token: str | None = None,
     force: bool = False,
 ) -> DownloadResult:
-    """Fetch one (station, day) into the SDS archive and return its ledger row.
+    """Fetch one (station, day) into the SDS archive, check it is complete, return its ledger row.
 
-    Skips the unit when every expected channel file exists (unless ``force``). Tries the
-    unit's clients in order: "no data" or a failure falls through to the next client. The
-    row's status is ``ok``, ``skipped``, ``no_data`` (every client answered 204/404) or
-    ``failed``; ``error`` keeps what each failing client said (never the token).
+    Skips the unit when every expected channel file exists and no gap is recorded for it
+    (unless ``force``); a unit recorded ``partial`` asks only for its missing part. Tries the
+    unit's clients in order: "no data" or a failure falls through to the next client. The row's
+    status is ``ok`` (complete: every expected channel up to the end of the day, or up to where
+    the data centre confirms it has nothing more), ``partial`` (a part could not be fetched; the
+    gap is in ``error`` and in the unit's ``.partial`` marker), ``skipped``, ``no_data`` (every
+    client answered 204/404) or ``failed``; ``error`` keeps what each failing client said (never
+    the token).
     """
     archive = Path(archive)
     t0 = time.perf_counter()
@@ -742,7 +994,8 @@ def download_unit(
     rel = ";".join(str(p.relative_to(archive)) for p in paths)
     base = {"network": unit.network, "station": unit.station, "day": unit.day.isoformat()}
     _clean_stale(archive, unit)
-    if not force and all(p.is_file() for p in paths):
+    marker = partial_marker(archive, unit)
+    if not force and not marker.exists() and all(p.is_file() for p in paths):
         size = sum(p.stat().st_size for p in paths)
         return DownloadResult(
             **base,
@@ -752,57 +1005,146 @@ def download_unit(
             path=rel,
             seconds=time.perf_counter() - t0,
         )
+    held = [] if force else _existing_records(unit, archive)
     errors: list[str] = []
     no_data: list[str] = []
+    best: tuple[str, dict[ChannelKey, list[Record]], dict[tuple[str, str], UTCDateTime], str] | None
+    best = None
     for name in unit.clients:
-        incoming = archive / INCOMING
-        incoming.mkdir(parents=True, exist_ok=True)
-        raw = incoming / f"{unit.key}.{uuid.uuid4().hex}.part"
         try:
             client = call_with_retries(
                 lambda n=name: fdsn_client(params.client(n), params.timeout, token),
                 params,
                 f"{name} services",
             )
-            data = _fetch(client, name, unit, params, raw)
-            pieces = split_records(data, unit.day)
         except Exception as exc:
-            if _is_no_data(exc):
+            errors.append(f"{name}: {_short_error(exc)}")
+            continue
+        got = _complete_from(client, name, unit, params, held)
+        if isinstance(got, Exception):
+            if _is_no_data(got):
                 no_data.append(name)
             else:
-                errors.append(f"{name}: {_short_error(exc)}")
+                errors.append(f"{name}: {_short_error(got)}")
                 log.warning("%s from %s failed: %s", unit.key, name, errors[-1])
             continue
-        finally:
-            raw.unlink(missing_ok=True)
-        if not pieces:
-            no_data.append(name)
+        by_channel, missing, note = got
+        if not by_channel:
+            if note:
+                errors.append(f"{name}: {note}")
+            else:
+                no_data.append(name)
             continue
-        written = []
-        for (net, sta, loc, cha), blob in sorted(pieces.items()):
-            target = sds_path(archive, net, sta, loc, cha, unit.day)
-            _atomic_write(archive, target, blob, prefix=unit.key)
-            written.append(target)
+        if not missing:
+            best = (name, by_channel, missing, note)
+            break
+        if best is None or len(missing) < len(best[2]):
+            best = (name, by_channel, missing, note)
+        held = [r for recs in by_channel.values() for r in recs]  # the next client fills the gap
+        errors.append(f"{name}: {note}")
+    if best is None:
+        status = "failed" if errors else "no_data"
+        if no_data:
+            errors.append("no data from " + ", ".join(no_data))
         return DownloadResult(
             **base,
-            client=name,
-            status="ok",
-            bytes=sum(p.stat().st_size for p in written),
-            path=";".join(str(p.relative_to(archive)) for p in written),
+            client=(unit.clients[-1] if unit.clients else ""),
+            status=status,
+            path=rel,
             error="; ".join(errors),
             seconds=time.perf_counter() - t0,
         )
-    status = "failed" if errors else "no_data"
-    if no_data:
-        errors.append("no data from " + ", ".join(no_data))
+    name, by_channel, missing, note = best
+    written = []
+    for (net, sta, loc, cha), records in sorted(by_channel.items()):
+        target = sds_path(archive, net, sta, loc, cha, unit.day)
+        _atomic_write(archive, target, b"".join(r.data for r in records), prefix=unit.key)
+        written.append(target)
+    gaps = [
+        f"{loc}.{cha} {_fmt(t, unit.day)}-24:00:00" for (loc, cha), t in sorted(missing.items())
+    ]
+    if gaps:
+        body = json.dumps({"unit": unit.key, "client": name, "gaps": gaps, "why": note}).encode()
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(archive, marker, body, prefix=unit.key)
+        errors = [e for e in errors if not e.startswith(f"{name}: ")]
+        errors.insert(0, "missing " + ", ".join(gaps) + (f" ({note})" if note else ""))
+    else:
+        marker.unlink(missing_ok=True)
     return DownloadResult(
         **base,
-        client=(unit.clients[-1] if unit.clients else ""),
-        status=status,
-        path=rel,
+        client=name,
+        status="partial" if gaps else "ok",
+        bytes=sum(p.stat().st_size for p in written),
+        path=";".join(str(p.relative_to(archive)) for p in written),
         error="; ".join(errors),
         seconds=time.perf_counter() - t0,
     )
+
+
+def _complete_from(
+    client: Client, name: str, unit: DownloadUnit, params: DownloadParams, held: list[Record]
+) -> tuple[dict[ChannelKey, list[Record]], dict[tuple[str, str], UTCDateTime], str] | Exception:
+    """Return what one client brings for ``unit`` on top of ``held``: records per channel, the
+    channels still missing data (-> where they stop) and why; or the exception of a failed
+    first request.
+
+    Without ``held`` records the whole day is asked for first. Then, while an expected channel
+    is missing or ends before midnight, its remaining part is asked for (at most
+    ``params.follow_ups`` times): new records mean the earlier answer was short; "no data" or
+    nothing new means the data centre has no more, and the channel is complete as far as it can be.
+    """
+    records = list(held)
+    problems: list[str] = []
+    if not records:
+        try:
+            data = _fetch(client, name, unit, params)
+        except Exception as exc:
+            return exc
+        records, problem = parse_records(data)
+        if problem:
+            problems.append(problem)
+    confirmed: set[tuple[str, str]] = set()
+    for _ in range(params.follow_ups):
+        missing = _missing(unit, _by_channel(records, unit.day), confirmed)
+        if not missing:
+            break
+        # One request per group of channels that stop at the same second; a group whose
+        # answer brings nothing new is complete (the centre has no more for it).
+        groups: dict[int, list[tuple[str, str]]] = {}
+        for channel, stop in sorted(missing.items()):
+            groups.setdefault(int(stop.timestamp), []).append(channel)
+        failed = False
+        for channels in groups.values():
+            start = min(missing[c] for c in channels)
+            try:
+                data = _fetch(client, name, unit, params, channels, start)
+            except Exception as exc:
+                if _is_no_data(exc):
+                    confirmed |= set(channels)
+                    continue
+                problems.append(f"asking for the rest: {_short_error(exc)}")
+                failed = True
+                break
+            more, problem = parse_records(data)
+            seen = {(r.key, float(r.start.timestamp)) for r in records}
+            new = [r for r in more if (r.key, float(r.start.timestamp)) not in seen]
+            if problem:
+                problems.append(problem)
+            elif not new:
+                confirmed |= set(channels)
+            records += new
+        if failed:
+            break
+    by_channel = _by_channel(records, unit.day)
+    missing = _missing(unit, by_channel, confirmed)
+    for key, recs in by_channel.items():
+        why = _decodes(b"".join(r.data for r in recs))
+        if why:
+            return FDSNException(f"{'.'.join(key)}: records do not decode ({why})")
+    if missing and not problems:
+        problems.append(f"still short after {params.follow_ups} follow-up requests")
+    return by_channel, missing, "; ".join(problems)
 
 
 def download(

@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import importlib.metadata
 import json
+import os
 import socket
 import time
 import uuid
@@ -59,6 +60,27 @@ def package_versions() -> dict[str, str]:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             out[name] = "absent"
+    return out
+
+
+def where_label() -> str:
+    """Return where this process runs: ``host pid N`` plus ``slurm job J`` inside a SLURM job.
+
+    Recorded per unit (``UnitResult.extra["where"]``) so a run shows which units ran on the
+    cluster and which in the flow process.
+    """
+    label = f"{socket.gethostname()} pid {os.getpid()}"
+    job = os.environ.get("SLURM_JOB_ID")
+    return f"{label} slurm job {job}" if job else label
+
+
+def where_counts(results: Iterable[UnitResult]) -> dict[str, int]:
+    """Return how many of ``results`` ran at each place (see :func:`where_label`)."""
+    out: dict[str, int] = {}
+    for r in results:
+        place = r.extra.get("where", "")
+        if place:
+            out[place] = out.get(place, 0) + 1
     return out
 
 
@@ -115,11 +137,125 @@ def record_run(
         "weights_json": json.dumps(weights or {}, sort_keys=True),
         "host": socket.gethostname(),
     }
+    if status == "running":
+        # Who runs it: a later run on this host tells a live run from one that was killed.
+        process = {"pid": os.getpid(), "process_started": _process_started(os.getpid())}
+        row["config_json"] = json.dumps({**config, "_process": process}, sort_keys=True, default=str)
     return write_table(lake, "runs", pd.DataFrame([row]), name=f"{run_id}__{status}")
 
 
-def record_units(lake: Path, run_id: str, stage: str, results: Iterable[UnitResult]) -> Path | None:
-    """Write the ledger rows of ``results`` for one run and stage as one file."""
+def _process_started(pid: int) -> float | None:
+    """Return when process ``pid`` started (epoch seconds, Linux /proc), None when unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])  # field 22 of stat: start time in clock ticks after boot
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _alive(pid: int, started: float | None) -> bool:
+    """Return True when ``pid`` is alive and is the process that started (not a reused pid)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    now = _process_started(pid)
+    return started is None or now is None or abs(now - started) < 2.0
+
+
+def stale_runs(lake: Path) -> pd.DataFrame:
+    """Return the runs still ``running`` whose process, on this host, is gone (killed runs).
+
+    Runs of other hosts are left alone: nothing here can tell whether they still run.
+    """
+    from quakelake.lakehouse import Lake
+
+    db = Lake(lake)
+    if not db.has_files("runs"):
+        return pd.DataFrame()
+    running = db.query("SELECT * FROM runs WHERE status = 'running' AND host = ?", [socket.gethostname()])
+    stale = []
+    for row in running.itertuples(index=False):
+        process = json.loads(row.config_json or "{}").get("_process", {})
+        pid = process.get("pid")
+        if pid is None or not _alive(int(pid), process.get("process_started")):
+            stale.append(row)
+    return pd.DataFrame(stale, columns=running.columns)
+
+
+def committed_pick_units(lake: Path, run_id: str) -> dict[str, tuple[str, int]]:
+    """Return the pick units whose picks file of run ``run_id`` is committed: key -> (path, rows).
+
+    Keys are those of the pick flow's ledger (``Model/weights:NET.STA.YYYY-MM-DD``); a unit that
+    made no pick leaves no rows to find and is not returned.
+    """
+    import duckdb
+
+    from quakelake.lakehouse import Lake
+
+    files = [str(f) for f in Lake(lake).files("picks")]
+    if not files:
+        return {}
+    frame = duckdb.execute(
+        "SELECT filename, any_value(model) AS model, any_value(weights) AS weights, "
+        "any_value(network) AS network, any_value(station) AS station, count(*) AS n "
+        "FROM read_parquet(?, filename = true) WHERE run_id = ? GROUP BY filename",
+        [files, run_id],
+    ).df()
+    out: dict[str, tuple[str, int]] = {}
+    for r in frame.sort_values("filename").itertuples(index=False):
+        day = next((p.split("=", 1)[1] for p in Path(r.filename).parts if p.startswith("day=")), "")
+        key = f"{r.model}/{r.weights}:{r.network}.{r.station}.{day}"
+        # a station-day has one file per instrument: the unit's output lists them all
+        paths, n = out.get(key, ("", 0))
+        out[key] = (f"{paths};{r.filename}" if paths else str(r.filename), n + int(r.n))
+    return out
+
+
+def mark_crashed_runs(lake: Path) -> list[dict[str, Any]]:
+    """Record every stale run (see :func:`stale_runs`) as ``crashed`` and account for its units.
+
+    The pick units a killed run committed (their picks carry its run id) get their `units`
+    rows, status ``done``, unless the ledger has them already. Returns one mapping per run
+    marked: run_id, flow_run_id, command and the units accounted.
+    """
+    from quakelake.lakehouse import Lake
+
+    stale = stale_runs(lake)
+    marked = []
+    for row in stale.itertuples(index=False):
+        accounted = 0
+        if row.command == "pick":
+            ledger = Lake(lake).query("SELECT unit FROM units WHERE run_id = ?", [row.run_id]) \
+                if Lake(lake).has_files("units") else pd.DataFrame({"unit": []})
+            known = set(ledger["unit"])
+            done = [
+                UnitResult("pick", key, "done", rows=n, output=path,
+                           error="accounted after the run was killed")
+                for key, (path, n) in sorted(committed_pick_units(lake, row.run_id).items())
+                if key not in known
+            ]
+            if done:
+                record_units(lake, row.run_id, "pick", done, name=f"{row.run_id}__crashed")
+            accounted = len(done)
+        config = json.loads(row.config_json or "{}")
+        config.pop("_process", None)
+        record_run(lake, row.run_id, row.command, config, "crashed", row.started, utcnow(),
+                   row.flow_run_id or "")
+        marked.append({"run_id": row.run_id, "flow_run_id": row.flow_run_id or "",
+                       "command": row.command, "units_accounted": accounted})
+    return marked
+
+
+def record_units(
+    lake: Path, run_id: str, stage: str, results: Iterable[UnitResult], name: str | None = None
+) -> Path | None:
+    """Write the ledger rows of ``results`` for one run and stage as one file (stem ``name``)."""
     rows = []
     for r in results:
         d = asdict(r)
@@ -128,4 +264,4 @@ def record_units(lake: Path, run_id: str, stage: str, results: Iterable[UnitResu
         rows.append({"run_id": run_id, **d})
     if not rows:
         return None
-    return write_table(lake, "units", pd.DataFrame(rows), name=run_id, partition={"stage": stage})
+    return write_table(lake, "units", pd.DataFrame(rows), name=name or run_id, partition={"stage": stage})

@@ -111,13 +111,38 @@ def print_summary(summary: dict, lake: Path | str) -> None:
              f"({', '.join(ran)}); the skipped ones are listed above")
 
 
-def print_association(summary: dict) -> None:
-    """Print an association summary line."""
-    print(
-        f"associate {summary['run_id']} ({summary['associator']}, {summary['pick_source']}): "
-        f"{summary['days']} days (done {summary['done']}, skipped {summary['skipped']}, failed "
-        f"{summary['failed']}), {summary['events']} events"
-    )
+def lake_events(lake_root: Path | str, summary: dict, window: Any = None) -> int | None:
+    """Return the events the lake holds for an association summary's configuration and pick source.
+
+    Counts every committed event of the same associator configuration and picks over the window
+    (all days when open), so days skipped because an earlier run made them are counted too.
+    None when the lake has no events table yet.
+    """
+    from quakelake.lakehouse import Lake
+
+    lake = Lake(lake_root)
+    if not lake.has_files("events"):
+        return None
+    where = "config_fingerprint = ? AND pick_source = ?"
+    values: list[Any] = [summary["config_fingerprint"], summary["pick_source"]]
+    if window is not None and window.start is not None:
+        where += " AND day >= ?"
+        values.append(window.start)
+    if window is not None and window.end is not None:
+        where += " AND day <= ?"
+        values.append(window.end)
+    return int(lake.query(f"SELECT count(*) AS n FROM events WHERE {where}", values)["n"][0])
+
+
+def print_association(summary: dict, lake_root: Path | str | None = None, window: Any = None) -> None:
+    """Print an association summary line: days by status, events written and events the lake holds."""
+    held = lake_events(lake_root, summary, window) if lake_root is not None else None
+    line = (f"associate {summary['run_id']} ({summary['associator']}, {summary['pick_source']}): "
+            f"{summary['days']} days (done {summary['done']}, skipped {summary['skipped']}, failed "
+            f"{summary['failed']}), {summary['events']} events written")
+    if held is not None:
+        line += f", lake holds {held} events for these days"
+    print(line)
     if summary.get("settings"):
         from quakelake.association import format_settings
 
@@ -135,10 +160,12 @@ def print_association(summary: dict) -> None:
 def print_download(summary: dict) -> None:
     """Print a download summary line and a warning per FDSN client that failed."""
     print(
-        f"download {summary['run_id']}: {summary['units']} station-days (ok {summary['ok']}, skipped "
-        f"{summary['skipped']}, no data {summary['no_data']}, failed {summary['failed']}), "
-        f"{summary['bytes'] / 1e6:.1f} MB -> {summary['archive']}"
+        f"download {summary['run_id']}: {summary['units']} station-days (ok {summary['ok']}, partial "
+        f"{summary.get('partial', 0)}, skipped {summary['skipped']}, no data {summary['no_data']}, failed "
+        f"{summary['failed']}), {summary['bytes'] / 1e6:.1f} MB -> {summary['archive']}"
     )
+    for unit, gap in (summary.get("gaps") or {}).items():
+        warn(f"{unit} is partial: {gap}; the next run fetches the missing part")
     errors = summary.get("client_errors") or {}
     items = errors.items() if isinstance(errors, Mapping) else ((None, e) for e in errors)
     for name, err in items:

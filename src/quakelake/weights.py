@@ -34,6 +34,44 @@ def has_weights(model: str, weights: str, root: Path | None = None) -> bool:
     return any(folder.glob(f"{weights}.pt.v*"))
 
 
+def cached_weights(model: str, root: Path | None = None) -> list[str]:
+    """Return the weight names of ``model`` in the SeisBench cache, from the folder listing.
+
+    Nothing is loaded or downloaded: the flow process (perhaps on a login node with minutes of
+    CPU per process) checks availability this way and leaves loading to the workers.
+    """
+    folder = (root or cache_root()) / "models" / "v3" / model.lower()
+    return sorted({p.name.split(".pt.v", 1)[0] for p in folder.glob("*.pt.v*")})
+
+
+def cached_combinations(
+    models: list[str], weights: list[str], root: Path | None = None
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """Return the (model, weights) pairs whose weights are cached, and a warning per pair missing.
+
+    Raises:
+        FileNotFoundError: when no pair at all is cached (nothing to pick with).
+    """
+    root = root or cache_root()
+    found, warnings = [], []
+    for model in models:
+        cached = cached_weights(model, root)
+        for name in weights:
+            if name in cached:
+                found.append((model, name))
+                continue
+            warnings.append(
+                f"weights {name!r} are not available for {model} (not in the SeisBench cache "
+                f"{root / 'models' / 'v3' / model.lower()}; cached: {', '.join(cached) or 'none'}); "
+                "pick others with -W, or put them in the SeisBench cache (SEISBENCH_CACHE_ROOT)"
+            )
+    if not found:
+        raise FileNotFoundError(
+            "no model x weights combination is in the SeisBench cache:\n" + "\n".join(warnings)
+        )
+    return found, warnings
+
+
 def seed_from_folder(source: Path, root: Path | None = None) -> int:
     """Copy the weight files of a SeisBench cache folder ``source`` that the cache lacks; return how many."""
     root = root or cache_root()
@@ -57,7 +95,9 @@ def seed_from_sdist(root: Path | None = None, timeout: float = 60.0) -> bool:
     if has_weights("PhaseNetLight", "ethz", root):
         return True
     version = importlib.metadata.version("seisbench")
-    request = urllib.request.Request(PYPI_SIMPLE, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    request = urllib.request.Request(
+        PYPI_SIMPLE, headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:
             files = json.load(resp)["files"]
@@ -66,7 +106,9 @@ def seed_from_sdist(root: Path | None = None, timeout: float = 60.0) -> bool:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             blob = resp.read()
     except Exception as exc:  # offline, registry unreachable, file missing
-        log.warning("could not fetch the SeisBench %s source distribution from PyPI: %s", version, exc)
+        log.warning(
+            "could not fetch the SeisBench %s source distribution from PyPI: %s", version, exc
+        )
         return False
     target = root / "models" / "v3" / "phasenetlight"
     target.mkdir(parents=True, exist_ok=True)

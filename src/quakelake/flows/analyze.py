@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from quakelake import report
 from quakelake.evaluation import MatchParams, RunSelection
-from quakelake.flows.common import collect, current_flow_run_id
+from quakelake.flows.common import collect, current_flow_run_id, recover_crashed_runs
 from quakelake.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
 from quakelake.tasks.analyze import (
     compare_with_reference,
@@ -57,6 +57,7 @@ def analyze_run(
         "report_dir": str(folder),
         "groups": groups or {},
     }
+    recover_crashed_runs(lake)
     record_run(
         lake, run_id, "analyze", config, "running", started, flow_run_id=current_flow_run_id()
     )

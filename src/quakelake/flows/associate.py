@@ -12,7 +12,12 @@ from prefect.artifacts import create_markdown_artifact
 
 from quakelake.association import GammaConfig, PyOctoConfig, format_settings
 from quakelake.errors import FailedWork
-from quakelake.flows.common import collect, current_flow_run_id, raise_if_workers_lost
+from quakelake.flows.common import (
+    collect,
+    current_flow_run_id,
+    raise_if_workers_lost,
+    recover_crashed_runs,
+)
 from quakelake.lakehouse import Lake
 from quakelake.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
 from quakelake.magnitudes import MagnitudeParams
@@ -80,6 +85,7 @@ def associate_events(
                   "picks_file": str(picks_file or ""), "station_file": str(station_file or ""),
                   "margin_s": margin_s, "force": force,
                   "magnitude": magnitude.model_dump(mode="json") if magnitude is not None else None}
+    recover_crashed_runs(lake)
     record_run(lake, run_id, "associate", run_config, "running", started, flow_run_id=current_flow_run_id())
     status = "failed"
     try:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 from prefect.context import get_run_context
 
-from quakelake.lineage import UnitResult
+from quakelake.lineage import UnitResult, committed_pick_units, mark_crashed_runs
+
+log = logging.getLogger(__name__)
 
 LOST_WORKER = "lost worker: "
 _INFRASTRUCTURE_ERRORS = ("KilledWorker", "CancelledError")
@@ -35,5 +40,60 @@ def raise_if_workers_lost(results: list[UnitResult], what: str) -> None:
     """Raise when units lost their worker: the cluster failed, the units done are kept, rerun finishes."""
     lost = [r for r in results if r.error.startswith(LOST_WORKER)]
     if lost:
+        kept = sum(r.status in ("done", "skipped") for r in results)
         raise RuntimeError(f"{len(lost)} {what} lost their worker (killed, out of memory or past walltime); "
-                           f"{len(results) - len(lost)} are in the lake; run again to finish")
+                           f"{kept} are in the lake; run again to finish")
+
+
+def account_lost_pick_units(results: list[UnitResult], lake: Path, run_id: str) -> list[UnitResult]:
+    """Return ``results`` with each unit that lost its worker *after* committing its picks as done.
+
+    A worker killed between writing a unit's file and reporting back leaves picks of this run in
+    the lake: the ledger must say so, or the lake holds rows no unit accounts for.
+    """
+    if not any(r.error.startswith(LOST_WORKER) for r in results):
+        return results
+    committed = committed_pick_units(lake, run_id)
+    out = []
+    for r in results:
+        if r.error.startswith(LOST_WORKER) and r.unit in committed:
+            path, rows = committed[r.unit]
+            r = UnitResult(r.stage, r.unit, "done", rows=rows, output=path,
+                           error="committed; its worker was lost before reporting back")
+        out.append(r)
+    return out
+
+
+def recover_crashed_runs(lake: Path) -> list[dict]:
+    """Mark killed runs of this host ``crashed`` in the lake and in Prefect; return them.
+
+    Their committed units get ledger rows (see :func:`quakelake.lineage.mark_crashed_runs`); the
+    Prefect flow run of each, left Running by the kill, is set Crashed when the API knows it.
+    """
+    try:
+        marked = mark_crashed_runs(Path(lake))
+    except Exception as exc:  # recovery is a courtesy to the ledger: never block a new run
+        log.warning("could not check the lake for killed runs: %s", exc)
+        return []
+    for run in marked:
+        log.warning("run %s (%s) was killed: marked crashed, %d finished units accounted",
+                    run["run_id"], run["command"], run["units_accounted"])
+        if run["flow_run_id"]:
+            _crash_flow_run(run["flow_run_id"])
+    return marked
+
+
+def _crash_flow_run(flow_run_id: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(flow_run_id).state
+            if state is not None and not state.is_final():
+                client.set_flow_run_state(
+                    flow_run_id, Crashed(message="its process was killed; found by a later run"),
+                    force=True,
+                )
+    except Exception as exc:  # the flow run may live on another Prefect server
+        log.info("could not mark flow run %s crashed: %s", flow_run_id, exc)

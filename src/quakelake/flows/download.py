@@ -9,8 +9,15 @@ from prefect.artifacts import create_markdown_artifact
 
 from quakelake.download import DownloadParams, DownloadResult, DownloadUnit, FdsnClientSpec
 from quakelake.errors import FailedWork, FdsnUnreachable
-from quakelake.flows.common import current_flow_run_id
-from quakelake.lineage import Stopwatch, new_run_id, record_run, record_units, utcnow
+from quakelake.flows.common import current_flow_run_id, recover_crashed_runs
+from quakelake.lineage import (
+    Stopwatch,
+    new_run_id,
+    record_run,
+    record_units,
+    utcnow,
+    where_counts,
+)
 from quakelake.params import StationSelection, TimeWindow
 from quakelake.printing import days_text, selection_text
 from quakelake.tasks.download import (
@@ -64,6 +71,7 @@ def download_waveforms(
         "force": force,
         "access_block": access_block,
     }
+    recover_crashed_runs(lake)
     record_run(
         lake, run_id, "download", config, "running", started, flow_run_id=current_flow_run_id()
     )
@@ -107,6 +115,8 @@ def download_waveforms(
         station_rows = record_stations(lake, archive, plan.station_files)
         summary = _summary(run_id, archive, results, station_rows, plan.client_errors, timings)
         _publish(summary)
+        for unit, gap in summary["gaps"].items():
+            logger.warning("%s is partial: %s; the next run fetches the missing part", unit, gap)
         status = "completed" if summary["failed"] == 0 else "completed_with_failures"
         return summary
     finally:
@@ -146,15 +156,20 @@ def collect(unit: DownloadUnit, future) -> DownloadResult:
 
 def _summary(run_id, archive, results, station_rows, client_errors, timings) -> dict:
     counts = {
-        s: sum(1 for r in results if r.status == s) for s in ("ok", "skipped", "no_data", "failed")
+        s: sum(1 for r in results if r.status == s)
+        for s in ("ok", "partial", "skipped", "no_data", "failed")
     }
     return {
         "run_id": run_id,
         "archive": str(archive),
         "units": len(results),
         **counts,
-        "bytes": sum(r.bytes for r in results if r.status == "ok"),
+        "bytes": sum(r.bytes for r in results if r.status in ("ok", "partial")),
+        "gaps": {
+            f"{r.network}.{r.station}.{r.day}": r.error for r in results if r.status == "partial"
+        },
         "station_rows": station_rows,
+        "ran_on": where_counts([unit_result(r) for r in results]),
         "client_errors": client_errors,
         "seconds": timings,
     }
@@ -165,8 +180,8 @@ def _publish(summary: dict) -> None:
         f"# Download run `{summary['run_id']}`",
         "",
         f"- archive: `{summary['archive']}`",
-        f"- station-days: {summary['units']} (ok {summary['ok']}, skipped {summary['skipped']}, "
-        f"no data {summary['no_data']}, failed {summary['failed']})",
+        f"- station-days: {summary['units']} (ok {summary['ok']}, partial {summary['partial']}, "
+        f"skipped {summary['skipped']}, no data {summary['no_data']}, failed {summary['failed']})",
         f"- bytes downloaded: {summary['bytes']}",
         f"- station channel epochs recorded: {summary['station_rows']}",
         "- seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["seconds"].items()),

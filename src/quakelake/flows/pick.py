@@ -13,8 +13,14 @@ from quakelake import ensemble as ensembles
 from quakelake import groups as station_groups
 from quakelake import picking
 from quakelake.errors import FailedWork
-from quakelake.flows.common import collect, current_flow_run_id, raise_if_workers_lost
-from quakelake.lineage import Stopwatch, new_run_id, record_run, record_units, utcnow
+from quakelake.flows.common import (
+    account_lost_pick_units,
+    collect,
+    current_flow_run_id,
+    raise_if_workers_lost,
+    recover_crashed_runs,
+)
+from quakelake.lineage import Stopwatch, new_run_id, record_run, record_units, utcnow, where_counts
 from quakelake.params import PickParams, StationSelection, TimeWindow
 from quakelake.printing import days_text, selection_text
 from quakelake.tasks.ensemble import ensemble_station_day
@@ -60,6 +66,7 @@ def pick_phases(
     config = {"directory": str(directory), "window": window.model_dump(mode="json"),
               "selection": selection.model_dump(), "pick": pick.model_dump(), "force": force,
               "ensemble": ensemble.model_dump() if ensemble else None, "groups": groups or {}}
+    recover_crashed_runs(lake)
     record_run(lake, run_id, "pick", config, "running", started, flow_run_id=current_flow_run_id())
     timings: dict[str, float] = {}
     status = "failed"
@@ -109,6 +116,7 @@ def pick_phases(
         timings["pick"] = sw.seconds
         if pick.denoiser:  # the denoise stage runs inside the pick units; its share of their time
             timings["denoise (in units)"] = sum(r.extra.get("denoise_seconds", 0.0) for r in results)
+        results = account_lost_pick_units(results, lake, run_id)
         record_units(lake, run_id, "pick", failures + results)
         raise_if_workers_lost(results, "station-days")
         summary = _summary(run_id, results, failures, timings, specs, warnings)
@@ -145,6 +153,7 @@ def _summary(run_id, results, failures, timings, specs, warnings) -> dict:
         "models": [s.label for s in specs],
         "engines": engines_used(results),
         "skipped_weights": warnings,
+        "ran_on": where_counts(results),
         "seconds": timings,
     }
 

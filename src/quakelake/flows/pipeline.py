@@ -15,7 +15,7 @@ from quakelake.flows.analyze import analyze_run
 from quakelake.flows.associate import associate_events
 from quakelake.flows.download import download_waveforms
 from quakelake.flows.pick import pick_phases
-from quakelake.flows.runners import make_task_runner
+from quakelake.flows.runners import stage_place, stage_runner
 from quakelake.groups import resolve as resolve_groups
 from quakelake.lakehouse import Lake
 from quakelake.params import TimeWindow
@@ -56,7 +56,8 @@ def associate_picks(config: RunConfig, ensemble_weights: str | None = None) -> l
                                        [model, weights])["n"][0]:
             continue  # weights this model lacks were skipped by the pick stage
         for group, patterns in (groups.items() if groups else [(None, None)]):
-            runs.append(associate_events(
+            flow_fn = associate_events.with_options(task_runner=stage_runner("associate", config.execution))
+            runs.append(flow_fn(
                 config.lake, config.window, config.associate, station_file=config.station_file,
                 model=model, weights=weights, force=config.force, group=group, group_stations=patterns,
                 magnitude=config.magnitude, response_files=response_files(config),
@@ -114,15 +115,17 @@ def run_pipeline(
         config = config.model_copy(update={"execution": load_compute(compute_block)})
     if config.directory is None:
         raise ValueError("config.directory: give the waveform archive (the download target with --download)")
-    runner = make_task_runner(config.execution)
-    out: dict = {"window": config.window.model_dump(mode="json")}
+    places = {stage: stage_place(stage, config.execution) for stage in ("download", "pick", "associate", "analyze")}
+    logger.info("stages run on: %s (runner %s)", places, config.execution.runner)
+    out: dict = {"window": config.window.model_dump(mode="json"), "stage_places": places}
     if config.download is not None:
-        out["download"] = download_waveforms.with_options(task_runner=runner)(
+        # Always threads in this process: compute nodes have no internet.
+        out["download"] = download_waveforms.with_options(task_runner=stage_runner("download", config.execution))(
             Path(config.directory), config.lake, config.window, config.selection, config.download, config.force,
             access_block=fdsn_block,
         )
     groups = resolve_groups(config.groups, config.groups_file, config.use_groups)
-    out["pick"] = pick_phases.with_options(task_runner=make_task_runner(config.execution))(
+    out["pick"] = pick_phases.with_options(task_runner=stage_runner("pick", config.execution))(
         Path(config.directory), config.lake, config.window, config.selection, config.pick, config.force,
         progress=config.verbosity > 0, ensemble=config.ensemble, groups=groups or None,
     )
@@ -130,7 +133,7 @@ def run_pipeline(
     if config.associate is not None:
         out["associate"] = associate_picks(config, ensemble_weights)
     if config.analyze.reference:
-        out["analyze"] = analyze_run(
+        out["analyze"] = analyze_run.with_options(task_runner=stage_runner("analyze", config.execution))(
             config.lake, config.analyze.reference, run_selection(config, ensemble_weights), config.analyze.match,
             reference_paths=config.analyze.reference_paths or None, report_dir=config.analyze.report_dir,
             groups=groups or None,

@@ -3,6 +3,10 @@
 Use with any flow::
 
     flow_fn.with_options(task_runner=make_task_runner(settings))(...)
+
+Each stage gets its runner explicitly (:func:`stage_runner`): downloads run in threads of the flow
+process (compute nodes have no internet), picking on the configured runner, association and
+analysis where ``associate_on`` / ``analyze_on`` say.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pydantic import BaseModel
 
 from quakelake.compute import (
     ComputeSettings,
+    StagePlace,
     local_cluster_kwargs,
     slurm_adapt_kwargs,
     slurm_cluster_kwargs,
@@ -62,7 +67,48 @@ def make_task_runner(
         assert s.slurm is not None  # checked by ComputeSettings
         return DaskTaskRunner(
             cluster_class="dask_jobqueue.SLURMCluster",
-            cluster_kwargs=slurm_cluster_kwargs(s.slurm, s.allowed_failures),
+            cluster_kwargs=slurm_cluster_kwargs(s.slurm, s.allowed_failures, s.dashboard_address),
             adapt_kwargs=slurm_adapt_kwargs(s.slurm),
         )
     return DaskTaskRunner(address=s.address)
+
+
+#: Stages of the pipeline and where each may run.
+STAGES = ("download", "pick", "associate", "analyze")
+
+
+def flow_process_runner(workers: int = 4) -> TaskRunner:
+    """Return a thread pool in the flow process (downloads; stages configured ``flow``)."""
+    return ThreadPoolTaskRunner(max_workers=workers)
+
+
+def stage_place(
+    stage: str, settings: ComputeSettings | BaseModel | Mapping[str, Any] | None = None
+) -> StagePlace:
+    """Return where ``stage`` runs: ``flow`` (threads in the flow process) or ``runner``.
+
+    Downloads always run in the flow process, picking always on the runner.
+
+    Raises:
+        ValueError: for an unknown stage.
+    """
+    s = compute_settings(settings)
+    places: dict[str, StagePlace] = {
+        "download": "flow",
+        "pick": "runner",
+        "associate": s.associate_on,
+        "analyze": s.analyze_on,
+    }
+    if stage not in places:
+        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    return places[stage]
+
+
+def stage_runner(
+    stage: str, settings: ComputeSettings | BaseModel | Mapping[str, Any] | None = None
+) -> TaskRunner:
+    """Return the task runner of ``stage`` (see :func:`stage_place`); a new one per call."""
+    s = compute_settings(settings)
+    if stage_place(stage, s) == "flow":
+        return flow_process_runner(max(s.workers, 4) if s.runner == "threads" else 4)
+    return make_task_runner(s)

@@ -90,7 +90,8 @@ def record_stations(lake: Path, archive: Path, station_files: list[Path]) -> int
 def unit_result(result: download.DownloadResult) -> UnitResult:
     """Return the generic `units` ledger row of a download result."""
     status = {"ok": "done"}.get(result.status, result.status)
-    files = len(result.path.split(";")) if result.path and result.status in ("ok", "skipped") else 0
+    done = ("ok", "partial", "skipped")
+    files = len(result.path.split(";")) if result.path and result.status in done else 0
     return UnitResult(
         "download",
         f"{result.network}.{result.station}.{result.day}",
@@ -100,4 +101,5 @@ def unit_result(result: download.DownloadResult) -> UnitResult:
         seconds=result.seconds,
         output=result.path,
         finished=result.finished,
+        extra={"where": result.where},
     )

@@ -21,7 +21,7 @@ from quakelake.lakehouse import (
     write_table,
 )
 from quakelake.lakehouse.writer import to_arrow
-from quakelake.lineage import Stopwatch, UnitResult, fingerprint
+from quakelake.lineage import Stopwatch, UnitResult, fingerprint, where_label
 from quakelake.params import PickParams, StationSelection, TimeWindow
 from quakelake.tasks.retry import transient_only
 
@@ -120,7 +120,7 @@ def pick_station_day(
     if files and not todo:
         for inst_key, path in files.values():
             remove_superseded(path, inst_key, legacy)  # left by a run killed between commit and removal
-        return UnitResult("pick", key, "skipped", output=outputs, inputs=inputs)
+        return UnitResult("pick", key, "skipped", output=outputs, inputs=inputs, extra={"where": where_label()})
     with Stopwatch() as sw:
         instruments, failures = waveforms.read_station_day(unit, selection=selection)
         error = "; ".join(f"skipped {f.path}: {f.reason}" for f in failures)
@@ -147,7 +147,7 @@ def pick_station_day(
             write_table(lake, "picks", mine, path.stem, partition)
             remove_superseded(path, inst_key, legacy)
     extra = {"phases": picks["phase"].value_counts().to_dict() if len(picks) else {}, "engine": made_by,
-             "denoise_seconds": denoise_seconds}
+             "denoise_seconds": denoise_seconds, "where": where_label()}
     return UnitResult("pick", key, "done", rows=len(picks), error=error, seconds=sw.seconds,
                       output=outputs, extra=extra, inputs=inputs, notes=notes)
 
