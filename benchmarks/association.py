@@ -76,10 +76,21 @@ def plain_pyocto() -> asc.PyOctoConfig:
     """PyOcto with its own defaults (OctoAssociator's counts), a 0-D model and a 60 s overlap."""
     return asc.PyOctoConfig(
         area=asc.AreaParams(depth_km=(0.0, 30.0), margin_deg=0.3),
-        velocity=asc.VelocityParams(kind="0d", vp=6.0, vs=6.0 / 1.75, grid_km=1.0, max_depth_km=60.0),
-        tolerance_s=1.5, time_before_s=60.0, n_picks=10, n_p_picks=3, n_s_picks=3, n_p_and_s_picks=3,
-        min_pick_fraction=0.25, pick_match_tolerance_s=1.5, min_node_size_km=10.0,
-        min_node_size_location_km=1.5, time_slicing_s=1200.0, relocation=asc.RelocationParams(enabled=False),
+        velocity=asc.VelocityParams(
+            kind="0d", vp=6.0, vs=6.0 / 1.75, grid_km=1.0, max_depth_km=60.0
+        ),
+        tolerance_s=1.5,
+        time_before_s=60.0,
+        n_picks=10,
+        n_p_picks=3,
+        n_s_picks=3,
+        n_p_and_s_picks=3,
+        min_pick_fraction=0.25,
+        pick_match_tolerance_s=1.5,
+        min_node_size_km=10.0,
+        min_node_size_location_km=1.5,
+        time_slicing_s=1200.0,
+        relocation=asc.RelocationParams(enabled=False),
     )
 
 
@@ -87,8 +98,14 @@ def plain_gamma() -> asc.GammaConfig:
     """GaMMA with the defaults of its examples: 0-D 6.0/3.43 km/s, eps 10 s, 5/3/2 picks, sigma 2 s."""
     return asc.GammaConfig(
         area=asc.AreaParams(depth_km=(0.0, 30.0), margin_deg=0.3),
-        velocity=asc.VelocityParams(kind="0d", vp=6.0, vs=6.0 / 1.75, grid_km=1.0, max_depth_km=60.0),
-        dbscan_eps=10.0, min_picks_per_eq=5, min_p_picks_per_eq=3, min_s_picks_per_eq=2, max_sigma11=2.0,
+        velocity=asc.VelocityParams(
+            kind="0d", vp=6.0, vs=6.0 / 1.75, grid_km=1.0, max_depth_km=60.0
+        ),
+        dbscan_eps=10.0,
+        min_picks_per_eq=5,
+        min_p_picks_per_eq=3,
+        min_s_picks_per_eq=2,
+        max_sigma11=2.0,
         relocation=asc.RelocationParams(enabled=False),
     )
 
@@ -101,18 +118,25 @@ def standard_runs(model_file: Path | None, with_gamma: bool) -> list[tuple[str, 
     runs.append(("PyOcto auto (ak135)", auto_pyocto()))
     runs.append(("PyOcto plain defaults", plain_pyocto()))
     if with_gamma:
-        runs.append((f"GaMMA auto ({model_file.name if model_file else 'ak135'})", auto_gamma(model_file)))
+        runs.append(
+            (f"GaMMA auto ({model_file.name if model_file else 'ak135'})", auto_gamma(model_file))
+        )
         runs.append(("GaMMA plain defaults", plain_gamma()))
     return runs
 
 
-def timed(picks: pd.DataFrame, stations: pd.DataFrame, cfg: Config) -> tuple[asc.AssociationResult, float]:
+def timed(
+    picks: pd.DataFrame, stations: pd.DataFrame, cfg: Config
+) -> tuple[asc.AssociationResult, float]:
     """Return the association result and its wall time (and say which run finished, for long sets)."""
     t0 = time.perf_counter()
     res = asc.associate(picks, stations, cfg)
     seconds = time.perf_counter() - t0
-    print(f"# {cfg.associator}: {len(res.events)} events in {seconds:.1f} s; {asc.format_settings(res.settings)}",
-          file=sys.stderr, flush=True)
+    print(
+        f"# {cfg.associator}: {len(res.events)} events in {seconds:.1f} s; {asc.format_settings(res.settings)}",
+        file=sys.stderr,
+        flush=True,
+    )
     return res, seconds
 
 
@@ -135,25 +159,36 @@ def ogs_inputs(data: Path = DATA) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
     """Return (picks without grouping, stations, catalogue, ids of catalogue events with >= 4 picks)."""
     d = data / "ogs_rsfvg_2024"
     raw = pd.read_parquet(d / "parquet" / "onlyEQ-2024.dat.parquet")
-    picks = pd.DataFrame({
-        "station_id": raw["station"].str.strip("."),
-        "phase": raw["phase"],
-        "time": pd.to_datetime(raw["time"]).dt.tz_localize("UTC"),
-    })
+    picks = pd.DataFrame(
+        {
+            "station_id": raw["station"].str.strip("."),
+            "phase": raw["phase"],
+            "time": pd.to_datetime(raw["time"]).dt.tz_localize("UTC"),
+        }
+    )
     stations = read_stations(d / "DERIVED_station_coords_from_hpc.csv")
     cat = pd.read_csv(d / "manual" / "RSFVG-2024.txt", sep=";")
-    catalogue = pd.DataFrame({
-        "event_id": cat["event-id"].astype(str),
-        "time": pd.to_datetime(cat["origin_time(UTC)"], utc=True),
-        "latitude": cat["lat"], "longitude": cat["lon"], "depth_km": cat["depth"],
-    })
+    catalogue = pd.DataFrame(
+        {
+            "event_id": cat["event-id"].astype(str),
+            "time": pd.to_datetime(cat["origin_time(UTC)"], utc=True),
+            "latitude": cat["lat"],
+            "longitude": cat["lon"],
+            "depth_km": cat["depth"],
+        }
+    )
     # The pick file numbers its events differently from the catalogue: a pick group belongs to
     # the last catalogue origin before its first pick.
     groups = raw.groupby("index").agg(first=("time", "min"), n=("time", "size")).reset_index()
     groups["first"] = groups["first"].dt.tz_localize("UTC")
     groups = groups.sort_values("first")
-    joined = pd.merge_asof(groups, catalogue.sort_values("time"), left_on="first", right_on="time",
-                           direction="backward")
+    joined = pd.merge_asof(
+        groups,
+        catalogue.sort_values("time"),
+        left_on="first",
+        right_on="time",
+        direction="backward",
+    )
     with4 = set(joined.loc[joined["n"] >= 4, "event_id"])
     return picks, stations, catalogue, with4
 
@@ -177,18 +212,29 @@ def ogs_gamma_practitioner() -> asc.GammaConfig:
     return asc.GammaConfig(
         area=asc.AreaParams(latitude=(44.0, 47.6), longitude=(9.0, 15.6), depth_km=(0.0, 50.0)),
         velocity=asc.VelocityParams(kind="0d", vp=6.0, vs=6.0 / 1.75),
-        dbscan_eps=8.1, min_picks_per_eq=5, min_p_picks_per_eq=3, min_s_picks_per_eq=2,
-        max_sigma11=1.5, threads=1, ncpu=1,
+        dbscan_eps=8.1,
+        min_picks_per_eq=5,
+        min_p_picks_per_eq=3,
+        min_s_picks_per_eq=2,
+        max_sigma11=1.5,
+        threads=1,
+        ncpu=1,
     )
 
 
 def ogs_pyocto_practitioner() -> asc.PyOctoConfig:
     """Plain PyOcto with the OGS practitioner counts (6/3/3/3), 1-D model, no relocation."""
     cfg = asc.ogs_default()
-    return cfg.model_copy(update={
-        "n_picks": 6, "n_p_picks": 3, "n_s_picks": 3, "n_p_and_s_picks": 3, "min_pick_fraction": 0.25,
-        "relocation": asc.RelocationParams(enabled=False),
-    })
+    return cfg.model_copy(
+        update={
+            "n_picks": 6,
+            "n_p_picks": 3,
+            "n_s_picks": 3,
+            "n_p_and_s_picks": 3,
+            "min_pick_fraction": 0.25,
+            "relocation": asc.RelocationParams(enabled=False),
+        }
+    )
 
 
 def bench_ogs(with_gamma: bool, per_day: bool) -> list[dict]:
@@ -203,17 +249,34 @@ def bench_ogs(with_gamma: bool, per_day: bool) -> list[dict]:
         configs.append(("GaMMA practitioner (eps 8.1, 5/3/2)", ogs_gamma_practitioner()))
     for label, cfg in configs:
         res, seconds = timed(picks, stations, cfg)
-        rows.append({"data": "ogs 2024", "run": label, "picks": len(picks), "seconds": seconds,
-                     **ogs_scores(res.events, catalogue, with4), "derived": settings_note(res)})
+        rows.append(
+            {
+                "data": "ogs 2024",
+                "run": label,
+                "picks": len(picks),
+                "seconds": seconds,
+                **ogs_scores(res.events, catalogue, with4),
+                "derived": settings_note(res),
+            }
+        )
     if per_day:
         cfg, _ = asc.resolve_for_network(auto_pyocto(model), stations)
         days = pd.date_range("2024-01-01", "2024-12-31", freq="D").date
         t0 = time.perf_counter()
-        parts = [asc.associate_day(picks, stations, day, cfg, margin_s=120.0).events for day in days]
+        parts = [
+            asc.associate_day(picks, stations, day, cfg, margin_s=120.0).events for day in days
+        ]
         seconds = time.perf_counter() - t0
         events = pd.concat(parts, ignore_index=True)
-        rows.append({"data": "ogs 2024", "run": "PyOcto auto, 366 day units", "picks": len(picks),
-                     "seconds": seconds, **ogs_scores(events, catalogue, with4)})
+        rows.append(
+            {
+                "data": "ogs 2024",
+                "run": "PyOcto auto, 366 day units",
+                "picks": len(picks),
+                "seconds": seconds,
+                **ogs_scores(events, catalogue, with4),
+            }
+        )
     return rows
 
 
@@ -224,21 +287,34 @@ def chile_inputs(data: Path = DATA) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
     """Return (labelled picks, stations, velocity model file) of the PyOcto test set."""
     d = data / "pyocto_chile_test"
     raw = pd.read_parquet(d / "picks.parquet")
-    picks = pd.DataFrame({
-        "pick_id": [f"p{i}" for i in range(len(raw))],
-        "station_id": raw["station"], "phase": raw["phase"],
-        "time": pd.to_datetime(raw["time"]).dt.tz_localize("UTC"), "event": raw["event"],
-    })
+    picks = pd.DataFrame(
+        {
+            "pick_id": [f"p{i}" for i in range(len(raw))],
+            "station_id": raw["station"],
+            "phase": raw["phase"],
+            "time": pd.to_datetime(raw["time"]).dt.tz_localize("UTC"),
+            "event": raw["event"],
+        }
+    )
     return picks, read_stations(d / "stations.parquet"), d / "graeber.csv"
 
 
 def chile_pyocto(model_file: Path) -> asc.PyOctoConfig:
     """PyOcto on the Chile test set: its 1-D model, PyOcto's test settings."""
     return asc.PyOctoConfig(
-        area=asc.AreaParams(latitude=(-25.0, -18.0), longitude=(-72.0, -67.0), depth_km=(0.0, 250.0)),
-        velocity=asc.VelocityParams(kind="1d", model_file=model_file, max_depth_km=300.0, grid_km=1.0),
-        tolerance_s=2.0, pick_match_tolerance_s=2.0, time_before_s=300.0,
-        n_picks=10, n_p_picks=2, n_s_picks=2, n_p_and_s_picks=4,
+        area=asc.AreaParams(
+            latitude=(-25.0, -18.0), longitude=(-72.0, -67.0), depth_km=(0.0, 250.0)
+        ),
+        velocity=asc.VelocityParams(
+            kind="1d", model_file=model_file, max_depth_km=300.0, grid_km=1.0
+        ),
+        tolerance_s=2.0,
+        pick_match_tolerance_s=2.0,
+        time_before_s=300.0,
+        n_picks=10,
+        n_p_picks=2,
+        n_s_picks=2,
+        n_p_and_s_picks=4,
         relocation=asc.RelocationParams(enabled=False),
     )
 
@@ -246,9 +322,14 @@ def chile_pyocto(model_file: Path) -> asc.PyOctoConfig:
 def chile_gamma() -> asc.GammaConfig:
     """GaMMA on the Chile test set (deep subduction seismicity)."""
     return asc.GammaConfig(
-        area=asc.AreaParams(latitude=(-25.0, -18.0), longitude=(-72.0, -67.0), depth_km=(0.0, 250.0)),
+        area=asc.AreaParams(
+            latitude=(-25.0, -18.0), longitude=(-72.0, -67.0), depth_km=(0.0, 250.0)
+        ),
         velocity=asc.VelocityParams(kind="0d", vp=7.0, vs=4.0),
-        dbscan_eps=30.0, min_picks_per_eq=8, min_p_picks_per_eq=4, min_s_picks_per_eq=2,
+        dbscan_eps=30.0,
+        min_picks_per_eq=8,
+        min_p_picks_per_eq=4,
+        min_s_picks_per_eq=2,
         max_sigma11=5.0,
     )
 
@@ -257,11 +338,15 @@ def pick_scores(picks: pd.DataFrame, assignments: pd.DataFrame) -> dict[str, flo
     """Pick-level precision/recall of assignments and adjusted Rand index against true labels."""
     from sklearn.metrics import adjusted_rand_score
 
-    pred = picks["pick_id"].map(dict(zip(assignments["pick_id"], assignments["event_id"], strict=False)))
+    pred = picks["pick_id"].map(
+        dict(zip(assignments["pick_id"], assignments["event_id"], strict=False))
+    )
     true = picks["event"]
     # predicted event -> the true event most of its picks belong to
     joined = pd.DataFrame({"pred": pred, "true": true}).dropna(subset=["pred"])
-    major = joined[joined["true"] >= 0].groupby("pred")["true"].agg(lambda s: s.value_counts().index[0])
+    major = (
+        joined[joined["true"] >= 0].groupby("pred")["true"].agg(lambda s: s.value_counts().index[0])
+    )
     correct = joined["pred"].map(major) == joined["true"]
     tp = int(correct.sum())
     n_true = int((true >= 0).sum())
@@ -270,21 +355,35 @@ def pick_scores(picks: pd.DataFrame, assignments: pd.DataFrame) -> dict[str, flo
     labels_pred = pred.astype(object).where(pred.notna(), singles).astype(str)
     labels_true = true.astype(str).where(true >= 0, singles)
     found = major.nunique()
-    return {"pick_recall": tp / n_true, "pick_precision": tp / max(len(joined), 1),
-            "ARI": adjusted_rand_score(labels_true, labels_pred), "events": len(major),
-            "true_events_found": f"{found}/{true[true >= 0].nunique()}"}
+    return {
+        "pick_recall": tp / n_true,
+        "pick_precision": tp / max(len(joined), 1),
+        "ARI": adjusted_rand_score(labels_true, labels_pred),
+        "events": len(major),
+        "true_events_found": f"{found}/{true[true >= 0].nunique()}",
+    }
 
 
 def bench_chile(with_gamma: bool) -> list[dict]:
     picks, stations, model = chile_inputs()
     rows = []
-    configs = standard_runs(model, with_gamma) + [("PyOcto test settings (10/2/2/4)", chile_pyocto(model))]
+    configs = standard_runs(model, with_gamma) + [
+        ("PyOcto test settings (10/2/2/4)", chile_pyocto(model))
+    ]
     if with_gamma:
         configs.append(("GaMMA tuned (eps 30, 8/4/2)", chile_gamma()))
     for label, cfg in configs:
         res, seconds = timed(picks, stations, cfg)
-        rows.append({"data": "chile test", "run": label, "picks": len(picks), "seconds": seconds,
-                     **pick_scores(picks, res.assignments), "derived": settings_note(res)})
+        rows.append(
+            {
+                "data": "chile test",
+                "run": label,
+                "picks": len(picks),
+                "seconds": seconds,
+                **pick_scores(picks, res.assignments),
+                "derived": settings_note(res),
+            }
+        )
     return rows
 
 
@@ -301,20 +400,37 @@ def italy_inputs(data: Path = DATA) -> tuple[pd.DataFrame, pd.DataFrame, pd.Data
         net, sta = parts[-3], parts[-2]
         t0 = pd.Timestamp(row["t0"], tz="UTC")
         for phase, idx_col, prob_col in (("P", "p_idx", "p_prob"), ("S", "s_idx", "s_prob")):
-            idx = np.array(str(row[idx_col]).strip("[]").split(","), dtype=float) if len(
-                str(row[idx_col]).strip("[]")) else np.array([])
-            prob = np.array(str(row[prob_col]).strip("[]").split(","), dtype=float) if len(idx) else idx
-            frames.append(pd.DataFrame({"station_id": f"{net}.{sta}", "phase": phase,
-                                        "time": t0 + pd.to_timedelta(idx / 100.0, unit="s"),
-                                        "probability": prob}))
+            idx = (
+                np.array(str(row[idx_col]).strip("[]").split(","), dtype=float)
+                if len(str(row[idx_col]).strip("[]"))
+                else np.array([])
+            )
+            prob = (
+                np.array(str(row[prob_col]).strip("[]").split(","), dtype=float)
+                if len(idx)
+                else idx
+            )
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "station_id": f"{net}.{sta}",
+                        "phase": phase,
+                        "time": t0 + pd.to_timedelta(idx / 100.0, unit="s"),
+                        "probability": prob,
+                    }
+                )
+            )
     picks = pd.concat(frames, ignore_index=True)
     stations = read_stations(d / "station.dat")
     cat = pd.read_csv(d / "REAL_output_catalog_sel.txt", sep=r"\s+", header=None)
-    catalogue = pd.DataFrame({
-        "event_id": cat[0].astype(str),
-        "time": pd.Timestamp("2016-10-14", tz="UTC") + pd.to_timedelta(cat[5], unit="s"),
-        "latitude": cat[7], "longitude": cat[8],
-    })
+    catalogue = pd.DataFrame(
+        {
+            "event_id": cat[0].astype(str),
+            "time": pd.Timestamp("2016-10-14", tz="UTC") + pd.to_timedelta(cat[5], unit="s"),
+            "latitude": cat[7],
+            "longitude": cat[8],
+        }
+    )
     return picks, stations, catalogue
 
 
@@ -323,7 +439,11 @@ def italy_pyocto(model_file: Path) -> asc.PyOctoConfig:
     return asc.PyOctoConfig(
         area=asc.AreaParams(latitude=(42.3, 43.3), longitude=(12.6, 13.7), depth_km=(0.0, 20.0)),
         velocity=asc.VelocityParams(kind="1d", model_file=model_file, max_depth_km=40.0),
-        time_before_s=30.0, n_picks=8, n_p_picks=4, n_s_picks=3, n_p_and_s_picks=2,
+        time_before_s=30.0,
+        n_picks=8,
+        n_p_picks=4,
+        n_s_picks=3,
+        n_p_and_s_picks=2,
         relocation=asc.RelocationParams(enabled=True),
     )
 
@@ -332,18 +452,30 @@ def bench_italy(with_gamma: bool) -> list[dict]:
     picks, stations, catalogue = italy_inputs()
     model = DATA / "real_demo_italy_20161014" / "italy.mod"
     rows = []
-    configs: list[tuple[str, Config]] = [(f"PyOcto auto ({model.name})", auto_pyocto(model)),
-                                         ("PyOcto Italy preset (8/4/3/2)", italy_pyocto(model)),
-                                         ("PyOcto plain defaults", plain_pyocto())]
+    configs: list[tuple[str, Config]] = [
+        (f"PyOcto auto ({model.name})", auto_pyocto(model)),
+        ("PyOcto Italy preset (8/4/3/2)", italy_pyocto(model)),
+        ("PyOcto plain defaults", plain_pyocto()),
+    ]
     if with_gamma:
         configs.append((f"GaMMA auto ({model.name})", auto_gamma(model)))
     for label, cfg in configs:
         res, seconds = timed(picks, stations, cfg)
         m = match_events(res.events, catalogue, max_dt_s=2.0, max_km=8.0)
         tp = int((m["outcome"] == "TP").sum())
-        rows.append({"data": "italy 2016-10-14", "run": label, "picks": len(picks), "seconds": seconds,
-                     "events": len(res.events), "TP": tp, "reference": len(catalogue),
-                     "recall": tp / len(catalogue), "derived": settings_note(res)})
+        rows.append(
+            {
+                "data": "italy 2016-10-14",
+                "run": label,
+                "picks": len(picks),
+                "seconds": seconds,
+                "events": len(res.events),
+                "TP": tp,
+                "reference": len(catalogue),
+                "recall": tp / len(catalogue),
+                "derived": settings_note(res),
+            }
+        )
     return rows
 
 
@@ -355,9 +487,14 @@ def salton_inputs(data: Path = DATA) -> tuple[pd.DataFrame, pd.DataFrame, pd.Dat
     d = data / "phasenet_saltonsea_20201001"
     picks = pd.read_csv(d / "DERIVED_phasenet_ref_picks_first180s.csv")
     scsn = pd.read_csv(d / "DERIVED_scsn_events_first10min.csv")
-    ref = pd.DataFrame({"event_id": [f"scsn{i}" for i in range(len(scsn))],
-                        "time": pd.to_datetime(scsn["time"], utc=True), "latitude": scsn["lat"],
-                        "longitude": scsn["lng"]})
+    ref = pd.DataFrame(
+        {
+            "event_id": [f"scsn{i}" for i in range(len(scsn))],
+            "time": pd.to_datetime(scsn["time"], utc=True),
+            "latitude": scsn["lat"],
+            "longitude": scsn["lng"],
+        }
+    )
     ref = ref[ref["time"] < pd.Timestamp("2020-10-01T00:03:00Z")].reset_index(drop=True)
     return picks, read_stations(d / "stations.xml"), ref
 
@@ -366,10 +503,14 @@ def located_scores(events: pd.DataFrame, reference: pd.DataFrame) -> dict:
     """Matched reference events (2 s / 8 km) and the matched origins' offsets."""
     m = match_events(events, reference, max_dt_s=2.0, max_km=8.0)
     tp = m[m["outcome"] == "TP"]
-    return {"events": len(events), "TP": len(tp), "reference": len(reference),
-            "recall": len(tp) / max(len(reference), 1),
-            "dt_s": float(tp["dt_s"].abs().max()) if len(tp) else np.nan,
-            "km": float(tp["distance_km"].max()) if len(tp) else np.nan}
+    return {
+        "events": len(events),
+        "TP": len(tp),
+        "reference": len(reference),
+        "recall": len(tp) / max(len(reference), 1),
+        "dt_s": float(tp["dt_s"].abs().max()) if len(tp) else np.nan,
+        "km": float(tp["distance_km"].max()) if len(tp) else np.nan,
+    }
 
 
 def bench_salton(with_gamma: bool) -> list[dict]:
@@ -377,15 +518,25 @@ def bench_salton(with_gamma: bool) -> list[dict]:
     rows = []
     for label, cfg in standard_runs(None, with_gamma):
         res, seconds = timed(picks, stations, cfg)
-        rows.append({"data": "salton 180 s", "run": label, "picks": len(picks), "seconds": seconds,
-                     **located_scores(res.events, ref), "derived": settings_note(res)})
+        rows.append(
+            {
+                "data": "salton 180 s",
+                "run": label,
+                "picks": len(picks),
+                "seconds": seconds,
+                **located_scores(res.events, ref),
+                "derived": settings_note(res),
+            }
+        )
     return rows
 
 
 # ----------------------------------------------------------------------------- time-only references
 
 
-def time_scores(events: pd.DataFrame, reference: pd.Series, before_s: float, after_s: float) -> dict:
+def time_scores(
+    events: pd.DataFrame, reference: pd.Series, before_s: float, after_s: float
+) -> dict:
     """1-to-1 matches of event origins to reference times ``t``: ``t - before <= origin <= t + after``."""
     ev = np.sort(pd.to_datetime(events["time"], utc=True).astype("int64").to_numpy() / 1e9)
     ref = np.sort(pd.to_datetime(reference, utc=True).astype("int64").to_numpy() / 1e9)
@@ -404,9 +555,14 @@ def mesetas_inputs(data: Path = DATA) -> tuple[pd.DataFrame, pd.DataFrame, pd.Se
     d = data / "seismonitor_mesetas_2019"
     raw = pd.read_csv(d / "seismonitor_outputs" / "pnet_seismonitor_picks.csv")
     loc = raw["location"].fillna(0).astype(int).astype(str).str.zfill(2)
-    picks = pd.DataFrame({"station_id": raw["network"] + "." + raw["station"] + "." + loc,
-                          "phase": raw["phasehint"], "time": pd.to_datetime(raw["arrival_time"]).dt.tz_localize("UTC"),
-                          "probability": raw["probability"]})
+    picks = pd.DataFrame(
+        {
+            "station_id": raw["network"] + "." + raw["station"] + "." + loc,
+            "phase": raw["phasehint"],
+            "time": pd.to_datetime(raw["arrival_time"]).dt.tz_localize("UTC"),
+            "probability": raw["probability"],
+        }
+    )
     cat = pd.read_csv(d / "seismonitor_outputs" / "events_pnet_catalog.csv")
     return picks, read_stations(d / "inv.xml"), pd.to_datetime(cat["time"]).dt.tz_localize("UTC")
 
@@ -414,10 +570,20 @@ def mesetas_inputs(data: Path = DATA) -> tuple[pd.DataFrame, pd.DataFrame, pd.Se
 def bench_mesetas(with_gamma: bool) -> list[dict]:
     picks, stations, ref = mesetas_inputs()
     rows = []
-    for label, cfg in standard_runs(DATA / "seismonitor_mesetas_2019" / "vel1d_col.csv", with_gamma):
+    for label, cfg in standard_runs(
+        DATA / "seismonitor_mesetas_2019" / "vel1d_col.csv", with_gamma
+    ):
         res, seconds = timed(picks, stations, cfg)
-        rows.append({"data": "mesetas 6 h", "run": label, "picks": len(picks), "seconds": seconds,
-                     **time_scores(res.events, ref, 3.0, 3.0), "derived": settings_note(res)})
+        rows.append(
+            {
+                "data": "mesetas 6 h",
+                "run": label,
+                "picks": len(picks),
+                "seconds": seconds,
+                **time_scores(res.events, ref, 3.0, 3.0),
+                "derived": settings_note(res),
+            }
+        )
     return rows
 
 
@@ -443,9 +609,14 @@ def hengill_picks(data: Path = DATA) -> pd.DataFrame:
         st += obspy.read(str(f))
     model = load_model("PhaseNet", "original", "cpu")
     out = model.classify(st, **classify_kwargs(PickParams())).picks
-    picks = pd.DataFrame({"station_id": [p.trace_id.rstrip(".") for p in out], "phase": [p.phase for p in out],
-                          "time": [pd.Timestamp(p.peak_time.datetime, tz="UTC") for p in out],
-                          "probability": [p.peak_value for p in out]})
+    picks = pd.DataFrame(
+        {
+            "station_id": [p.trace_id.rstrip(".") for p in out],
+            "phase": [p.phase for p in out],
+            "time": [pd.Timestamp(p.peak_time.datetime, tz="UTC") for p in out],
+            "probability": [p.peak_value for p in out],
+        }
+    )
     OUT.mkdir(parents=True, exist_ok=True)
     picks.to_csv(cache, index=False)
     return picks
@@ -461,7 +632,9 @@ def hengill_triggers(data: Path = DATA, min_stations: int = 10) -> pd.Series:
         st += obspy.read(str(f))
     st.detrend("demean").filter("bandpass", freqmin=2.0, freqmax=20.0)
     trig = coincidence_trigger("recstalta", 3.5, 1.5, st, min_stations, sta=0.5, lta=10.0)
-    return pd.Series([pd.Timestamp(t["time"].datetime, tz="UTC") for t in trig], dtype="datetime64[ns, UTC]")
+    return pd.Series(
+        [pd.Timestamp(t["time"].datetime, tz="UTC") for t in trig], dtype="datetime64[ns, UTC]"
+    )
 
 
 def bench_hengill(with_gamma: bool) -> list[dict]:
@@ -471,8 +644,16 @@ def bench_hengill(with_gamma: bool) -> list[dict]:
     rows = []
     for label, cfg in standard_runs(d / "velocity_model_local.txt", with_gamma):
         res, seconds = timed(picks, stations, cfg)
-        rows.append({"data": "hengill 5 min", "run": label, "picks": len(picks), "seconds": seconds,
-                     **time_scores(res.events, ref, 5.0, 0.5), "derived": settings_note(res)})
+        rows.append(
+            {
+                "data": "hengill 5 min",
+                "run": label,
+                "picks": len(picks),
+                "seconds": seconds,
+                **time_scores(res.events, ref, 5.0, 0.5),
+                "derived": settings_note(res),
+            }
+        )
     return rows
 
 
@@ -481,8 +662,12 @@ BENCHES = ("ogs", "chile", "italy", "salton", "mesetas", "hengill")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sets", nargs="*", default=list(BENCHES), help=f"sets among {', '.join(BENCHES)}")
-    parser.add_argument("--gamma", action="store_true", help="also run GaMMA (slow on OGS and Italy)")
+    parser.add_argument(
+        "sets", nargs="*", default=list(BENCHES), help=f"sets among {', '.join(BENCHES)}"
+    )
+    parser.add_argument(
+        "--gamma", action="store_true", help="also run GaMMA (slow on OGS and Italy)"
+    )
     parser.add_argument("--per-day", action="store_true", help="also run OGS as 366 day units")
     args = parser.parse_args(argv)
     rows: list[dict] = []
@@ -502,8 +687,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             parser.error(f"unknown set {name!r}; use {', '.join(BENCHES)}")
     table = pd.DataFrame(rows)
-    with pd.option_context("display.width", 300, "display.max_columns", 30, "display.max_colwidth", 80,
-                           "display.float_format", "{:.3f}".format):
+    with pd.option_context(
+        "display.width",
+        300,
+        "display.max_columns",
+        30,
+        "display.max_colwidth",
+        80,
+        "display.float_format",
+        "{:.3f}".format,
+    ):
         print(table.to_string(index=False))
     return 0
 

@@ -46,22 +46,31 @@ def timed(args: list[str], env: dict[str, str]) -> tuple[float, float, int, str]
     """Run ``python -m quakelake.cli ARGS``; return wall s, CPU s of the child, exit status, stderr tail."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "quakelake.cli", *args], env=env, capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "quakelake.cli", *args], env=env, capture_output=True, text=True
+    )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu, proc.returncode, proc.stderr.strip()[-300:]
 
 
-def measure(name: str, src: Path, work: Path, repeat: int, server: bool) -> dict[str, tuple[float, float]]:
+def measure(
+    name: str, src: Path, work: Path, repeat: int, server: bool
+) -> dict[str, tuple[float, float]]:
     """Return (wall, cpu) medians per command for one set-up."""
     home = work / name / "prefect"
     home.mkdir(parents=True)
-    env = {**os.environ, "PYTHONPATH": str(src), "PREFECT_HOME": str(home), "MPLBACKEND": "Agg",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-           # Prefect's default (20 s) is too short for its temporary server on a loaded machine.
-           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(src),
+        "PREFECT_HOME": str(home),
+        "MPLBACKEND": "Agg",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        # Prefect's default (20 s) is too short for its temporary server on a loaded machine.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
+    }
     env.pop("PREFECT_API_URL", None)
     if not env.get("SEISBENCH_CACHE_ROOT") and (SHARED / "seisbench_cache").is_dir():
         cache = work / "seisbench"
@@ -79,8 +88,18 @@ def measure(name: str, src: Path, work: Path, repeat: int, server: bool) -> dict
         rows: dict[str, list[tuple[float, float]]] = {}
         for i in range(repeat):
             lake = work / name / f"lake{i}"
-            pick = ["pick", "-d", str(SALTON), "--lake", str(lake), "-M", "PhaseNet", "-W", "original",
-                    "--silent"]
+            pick = [
+                "pick",
+                "-d",
+                str(SALTON),
+                "--lake",
+                str(lake),
+                "-M",
+                "PhaseNet",
+                "-W",
+                "original",
+                "--silent",
+            ]
             for label, args, want in (
                 ("--help", ["--help"], 0),
                 ("bad input (-p 1.5)", [*pick, "-p", "1.5"], 2),
@@ -92,7 +111,10 @@ def measure(name: str, src: Path, work: Path, repeat: int, server: bool) -> dict
                     raise SystemExit(f"{name}: {label} exited {code}: {err}")
                 rows.setdefault(label, []).append((wall, cpu))
         for label, values in rows.items():
-            out[label] = (statistics.median(v[0] for v in values), statistics.median(v[1] for v in values))
+            out[label] = (
+                statistics.median(v[0] for v in values),
+                statistics.median(v[1] for v in values),
+            )
     finally:
         if server:
             timed(["server", "stop", "--silent"], env)
@@ -100,10 +122,18 @@ def measure(name: str, src: Path, work: Path, repeat: int, server: bool) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--baseline-src", type=Path, default=None,
-                        help="src folder of the code to compare with, e.g. ../main/src (default: none)")
-    parser.add_argument("--repeat", type=int, default=1, help="runs of each command, median shown (default 1)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        help="src folder of the code to compare with, e.g. ../main/src (default: none)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of each command, median shown (default 1)"
+    )
     args = parser.parse_args()
     if not SALTON.is_dir():
         raise SystemExit(f"the Salton Sea sample {SALTON} is absent (set QUAKELAKE_SHARED)")
@@ -124,7 +154,9 @@ def main() -> None:
     print(f"\n{'command':<22}" + "".join(f"{n + ' wall/cpu s':>24}" for n in results))
     for label in labels:
         cells = "".join(
-            f"{results[n][label][0]:>14.2f} /{results[n][label][1]:>7.2f}" if label in results[n] else f"{'-':>24}"
+            f"{results[n][label][0]:>14.2f} /{results[n][label][1]:>7.2f}"
+            if label in results[n]
+            else f"{'-':>24}"
             for n in results
         )
         print(f"{label:<22}{cells}")
@@ -132,7 +164,9 @@ def main() -> None:
     print(f"\nwall-time ratio {ref} / local (how many times faster with the local server):")
     for label in labels:
         if label in results[ref] and label in results["local"]:
-            print(f"  {label:<22} {results[ref][label][0] / max(results['local'][label][0], 1e-9):6.2f}x")
+            print(
+                f"  {label:<22} {results[ref][label][0] / max(results['local'][label][0], 1e-9):6.2f}x"
+            )
     print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 

@@ -72,7 +72,9 @@ def real_picks(data: Path, model: str, weights: list[str]) -> tuple[dict[str, li
         net = picking.load_model(model, w, "cpu")
         templates[w] = []
         for unit, instruments in readings:
-            picks = picking.within_day(picking.pick_streams(net, instruments, spec, params), unit.day)
+            picks = picking.within_day(
+                picking.pick_streams(net, instruments, spec, params), unit.day
+            )
             midnight = pd.Timestamp(unit.day, tz="UTC")
             for col in OFFSET_COLS:
                 picks[col] = picks[col] - midnight
@@ -109,8 +111,12 @@ def _write_days(args: tuple) -> tuple[int, int]:
                 for col in OFFSET_COLS:
                     df[col] = df[col] + midnight
                 df["station"] = sta
-                df["station_id"] = df["network"] + "." + sta + "." + df["location"] + "." + df["band"]
-                df["pick_id"] = np.frombuffer(rng.bytes(10 * len(df)).hex().encode(), dtype="S20").astype(str)
+                df["station_id"] = (
+                    df["network"] + "." + sta + "." + df["location"] + "." + df["band"]
+                )
+                df["pick_id"] = np.frombuffer(
+                    rng.bytes(10 * len(df)).hex().encode(), dtype="S20"
+                ).astype(str)
                 df.insert(1, "run_id", f"bench-{model}-{w}")
                 name = f"{model}.{w}.{df['network'].iat[0]}.{sta}.bench0000000"
                 write_table(root, "picks", df, name, {"day": day.isoformat()})
@@ -119,12 +125,15 @@ def _write_days(args: tuple) -> tuple[int, int]:
     return rows, files
 
 
-def build_lake(root: Path, templates: dict[str, list], model: str, stations: int, days: int,
-               jobs: int) -> tuple[int, float]:
+def build_lake(
+    root: Path, templates: dict[str, list], model: str, stations: int, days: int, jobs: int
+) -> tuple[int, float]:
     """Write the replicated picks, one file per unit; return rows and seconds."""
     t0 = time.perf_counter()
-    work = [(root, templates, model, stations, list(range(d, min(d + 4, days))))
-            for d in range(0, days, 4)]
+    work = [
+        (root, templates, model, stations, list(range(d, min(d + 4, days))))
+        for d in range(0, days, 4)
+    ]
     if jobs > 1:
         with ProcessPoolExecutor(jobs) as pool:
             done = list(pool.map(_write_days, work))
@@ -173,11 +182,17 @@ def queries(days: int) -> list[dict]:
     station = "S0003"
 
     def day_range(lo, hi):
-        return (ds.field("day") >= pa.scalar(lo, pa.date32())) & (ds.field("day") <= pa.scalar(hi, pa.date32()))
+        return (ds.field("day") >= pa.scalar(lo, pa.date32())) & (
+            ds.field("day") <= pa.scalar(hi, pa.date32())
+        )
 
     def count_month(dset):
         t = dset.to_table(columns=["model", "weights", "phase", "day"], filter=day_range(*month))
-        return t.group_by(["model", "weights", "phase", "day"]).aggregate([([], "count_all")]).to_pandas()
+        return (
+            t.group_by(["model", "weights", "phase", "day"])
+            .aggregate([([], "count_all")])
+            .to_pandas()
+        )
 
     def station_week(dset):
         cols = ["pick_id", "model", "weights", "phase", "time", "probability", "day"]
@@ -186,28 +201,46 @@ def queries(days: int) -> list[dict]:
 
     def above(dset):
         f = (ds.field("probability") >= 0.9) & day_range(*span)
-        return dset.to_table(columns=["station_id", "phase", "time", "probability"], filter=f).to_pandas()
+        return dset.to_table(
+            columns=["station_id", "phase", "time", "probability"], filter=f
+        ).to_pandas()
 
     def readme(dset):
         t = dset.to_table(columns=["model", "weights", "phase"])
         return t.group_by(["model", "weights", "phase"]).aggregate([([], "count_all")]).to_pandas()
 
     return [
-        {"name": "count per model/phase/day, 30 days",
-         "sql": "SELECT model, weights, phase, day, count(*) AS n FROM picks "
-                "WHERE day BETWEEN ? AND ? GROUP BY ALL", "params": list(month),
-         "arrow": count_month, "keys": ["model", "weights", "phase", "day"]},
-        {"name": "one station's picks, 7 days",
-         "sql": "SELECT pick_id, model, weights, phase, time, probability, day FROM picks "
-                "WHERE station = ? AND day BETWEEN ? AND ? ORDER BY time", "params": [station, *week],
-         "arrow": station_week, "keys": ["pick_id"]},
-        {"name": "probability >= 0.9, 10 days",
-         "sql": "SELECT station_id, phase, time, probability FROM picks "
-                "WHERE probability >= ? AND day BETWEEN ? AND ?", "params": [0.9, *span],
-         "arrow": above, "keys": ["station_id", "phase", "time"]},
-        {"name": "README: model, weights, phase, count(*)",
-         "sql": "SELECT model, weights, phase, count(*) AS n FROM picks GROUP BY ALL", "params": [],
-         "arrow": readme, "keys": ["model", "weights", "phase"]},
+        {
+            "name": "count per model/phase/day, 30 days",
+            "sql": "SELECT model, weights, phase, day, count(*) AS n FROM picks "
+            "WHERE day BETWEEN ? AND ? GROUP BY ALL",
+            "params": list(month),
+            "arrow": count_month,
+            "keys": ["model", "weights", "phase", "day"],
+        },
+        {
+            "name": "one station's picks, 7 days",
+            "sql": "SELECT pick_id, model, weights, phase, time, probability, day FROM picks "
+            "WHERE station = ? AND day BETWEEN ? AND ? ORDER BY time",
+            "params": [station, *week],
+            "arrow": station_week,
+            "keys": ["pick_id"],
+        },
+        {
+            "name": "probability >= 0.9, 10 days",
+            "sql": "SELECT station_id, phase, time, probability FROM picks "
+            "WHERE probability >= ? AND day BETWEEN ? AND ?",
+            "params": [0.9, *span],
+            "arrow": above,
+            "keys": ["station_id", "phase", "time"],
+        },
+        {
+            "name": "README: model, weights, phase, count(*)",
+            "sql": "SELECT model, weights, phase, count(*) AS n FROM picks GROUP BY ALL",
+            "params": [],
+            "arrow": readme,
+            "keys": ["model", "weights", "phase"],
+        },
     ]
 
 
@@ -217,7 +250,9 @@ def _normal(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         if col == "day":
             df[col] = pd.to_datetime(df[col].astype(str)).dt.strftime("%Y-%m-%d")
         elif col == "time":
-            df[col] = pd.to_datetime(df[col], utc=True).astype("datetime64[us, UTC]").astype("int64")
+            df[col] = (
+                pd.to_datetime(df[col], utc=True).astype("datetime64[us, UTC]").astype("int64")
+            )
         elif col == "n":
             df[col] = df[col].astype("int64")
         elif col == "probability":
@@ -257,9 +292,20 @@ def run_queries(root: Path, days: int, repeat: int) -> list[dict]:
         duck, d_cold, d_warm = timed(lambda q=q: lake.query(q["sql"], q["params"]), files, repeat)
         arrow, a_cold, a_warm = timed(
             lambda q=q: q["arrow"](ds.dataset(root / "picks", format="parquet", partitioning=part)),
-            files, repeat)
-        out.append({"query": q["name"], "rows": len(duck), "duck_cold": d_cold, "duck": d_warm,
-                    "arrow_cold": a_cold, "arrow": a_warm, "agree": agree(duck, arrow, q["keys"])})
+            files,
+            repeat,
+        )
+        out.append(
+            {
+                "query": q["name"],
+                "rows": len(duck),
+                "duck_cold": d_cold,
+                "duck": d_warm,
+                "arrow_cold": a_cold,
+                "arrow": a_warm,
+                "agree": agree(duck, arrow, q["keys"]),
+            }
+        )
     # Where DuckDB's time goes: the same 30-day count straight from read_parquet without
     # union_by_name (which makes DuckDB open every file's footer to unify schemas).
     import duckdb
@@ -267,7 +313,9 @@ def run_queries(root: Path, days: int, repeat: int) -> list[dict]:
     first = queries(days)[0]
     glob = str(root / "picks") + "/*/[!.]*.parquet"
     raw_sql = first["sql"].replace(
-        "FROM picks", f"FROM read_parquet('{glob}', hive_partitioning=true, hive_types={{'day': 'DATE'}})")
+        "FROM picks",
+        f"FROM read_parquet('{glob}', hive_partitioning=true, hive_types={{'day': 'DATE'}})",
+    )
 
     def raw():
         con = duckdb.connect()
@@ -277,49 +325,82 @@ def run_queries(root: Path, days: int, repeat: int) -> list[dict]:
             con.close()
 
     result, r_cold, r_warm = timed(raw, files, repeat)
-    out.append({"query": "(30-day count, read_parquet w/o union_by_name)", "rows": len(result),
-                "duck_cold": r_cold, "duck": r_warm, "arrow_cold": out[0]["arrow_cold"],
-                "arrow": out[0]["arrow"], "agree": agree(result, first["arrow"](
-                    ds.dataset(root / "picks", format="parquet", partitioning=part)), first["keys"])})
+    out.append(
+        {
+            "query": "(30-day count, read_parquet w/o union_by_name)",
+            "rows": len(result),
+            "duck_cold": r_cold,
+            "duck": r_warm,
+            "arrow_cold": out[0]["arrow_cold"],
+            "arrow": out[0]["arrow"],
+            "agree": agree(
+                result,
+                first["arrow"](ds.dataset(root / "picks", format="parquet", partitioning=part)),
+                first["keys"],
+            ),
+        }
+    )
     # What every Lake.query pays before DuckDB runs: listing the lake's files to create views.
     t0 = time.perf_counter()
     for _ in range(repeat):
         lake.connect().close()
-    out.append({"query": "(Lake.connect only: list files, create views)", "rows": 0,
-                "duck_cold": float("nan"), "duck": (time.perf_counter() - t0) / repeat,
-                "arrow_cold": float("nan"), "arrow": float("nan"), "agree": True})
+    out.append(
+        {
+            "query": "(Lake.connect only: list files, create views)",
+            "rows": 0,
+            "duck_cold": float("nan"),
+            "duck": (time.perf_counter() - t0) / repeat,
+            "arrow_cold": float("nan"),
+            "arrow": float("nan"),
+            "agree": True,
+        }
+    )
     return out
 
 
 def size_line(label: str, root: Path, rows: int) -> tuple[int, int]:
     files = lake_files(root)
     total = sum(p.stat().st_size for p in files)
-    print(f"{label:<28}{len(files):>10,} files{total / 2**20:>10.1f} MiB{total / rows:>8.1f} bytes/pick"
-          f"{total / len(files) / 1024:>9.1f} KiB/file")
+    print(
+        f"{label:<28}{len(files):>10,} files{total / 2**20:>10.1f} MiB{total / rows:>8.1f} bytes/pick"
+        f"{total / len(files) / 1024:>9.1f} KiB/file"
+    )
     return len(files), total
 
 
 def print_table(title: str, results: list[dict]) -> None:
     print(f"\n{title}")
-    head = (f"{'query':<48}{'rows':>9}{'duckdb cold':>12}{'duckdb med':>11}"
-            f"{'arrow cold':>11}{'arrow med':>10}{'arrow/duck':>11}  agree")
+    head = (
+        f"{'query':<48}{'rows':>9}{'duckdb cold':>12}{'duckdb med':>11}"
+        f"{'arrow cold':>11}{'arrow med':>10}{'arrow/duck':>11}  agree"
+    )
     print(head)
     print("-" * len(head))
     for r in results:
         ratio = r["arrow"] / r["duck"] if r["duck"] and not math.isnan(r["arrow"]) else float("nan")
-        print(f"{r['query']:<48}{r['rows']:>9,}{r['duck_cold']:>12.3f}{r['duck']:>11.3f}"
-              f"{r['arrow_cold']:>11.3f}{r['arrow']:>10.3f}{ratio:>11.2f}  {'yes' if r['agree'] else 'NO'}")
+        print(
+            f"{r['query']:<48}{r['rows']:>9,}{r['duck_cold']:>12.3f}{r['duck']:>11.3f}"
+            f"{r['arrow_cold']:>11.3f}{r['arrow']:>10.3f}{ratio:>11.2f}  {'yes' if r['agree'] else 'NO'}"
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=SHARED / "data" / "seismonitor_mesetas_2019" / "mseed")
+    parser.add_argument(
+        "--data", type=Path, default=SHARED / "data" / "seismonitor_mesetas_2019" / "mseed"
+    )
     parser.add_argument("--rows", type=float, default=1e7, help="pick rows to write (default 1e7)")
-    parser.add_argument("--days", type=int, default=366,
-                        help="days the rows span; stations per day follow from --rows (default 366)")
+    parser.add_argument(
+        "--days",
+        type=int,
+        default=366,
+        help="days the rows span; stations per day follow from --rows (default 366)",
+    )
     parser.add_argument("--model", default="PhaseNet")
     parser.add_argument("--weights", nargs="+", default=["original", "volpick"])
-    parser.add_argument("--repeat", type=int, default=5, help="warm runs per query (median reported)")
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="warm runs per query (median reported)"
+    )
     parser.add_argument("--jobs", type=int, default=2, help="processes writing the lake")
     args = parser.parse_args()
     if not args.data.is_dir():
@@ -332,32 +413,47 @@ def main() -> int:
         real = sum(len(t) for units in templates.values() for t in units)
         n_units = len(next(iter(templates.values())))
         stations, per_sd = _plan(templates, int(args.rows), args.days)
-        print(f"real picks: {real:,} from {n_units} station-days of {args.data.parent.name} "
-              f"({args.model} x {', '.join(args.weights)}, picked in {pick_s:.1f} s)")
-        print(f"lake rows are these REAL picks REPLICATED: each (station, day, weights) file is a copy of "
-              f"one real station-day's picks, shifted by whole days and renamed S0000..S{stations - 1:04d}, "
-              f"new pick_ids; {per_sd:.0f} rows per station-day over all weights")
+        print(
+            f"real picks: {real:,} from {n_units} station-days of {args.data.parent.name} "
+            f"({args.model} x {', '.join(args.weights)}, picked in {pick_s:.1f} s)"
+        )
+        print(
+            f"lake rows are these REAL picks REPLICATED: each (station, day, weights) file is a copy of "
+            f"one real station-day's picks, shifted by whole days and renamed S0000..S{stations - 1:04d}, "
+            f"new pick_ids; {per_sd:.0f} rows per station-day over all weights"
+        )
 
         lake, packed = tmp / "lake", tmp / "lake_compacted"
         rows, gen_s = build_lake(lake, templates, args.model, stations, args.days, args.jobs)
-        print(f"wrote {rows:,} rows: {args.days} days x {stations} stations x {len(args.weights)} weights "
-              f"with quakelake.lakehouse.write_table in {gen_s:.1f} s ({args.jobs} processes)")
+        print(
+            f"wrote {rows:,} rows: {args.days} days x {stations} stations x {len(args.weights)} weights "
+            f"with quakelake.lakehouse.write_table in {gen_s:.1f} s ({args.jobs} processes)"
+        )
         comp_s = compact(lake, packed)
-        print(f"compacted to one file per day (pyarrow, sorted by station_id, time) in {comp_s:.1f} s\n")
+        print(
+            f"compacted to one file per day (pyarrow, sorted by station_id, time) in {comp_s:.1f} s\n"
+        )
         size_line("one file per unit", lake, rows)
         size_line("one file per day (compacted)", packed, rows)
 
         per_unit = run_queries(lake, args.days, args.repeat)
-        print_table(f"Per-unit lake ({stations * len(args.weights)} files/day), seconds; cold = page cache "
-                    f"dropped, med = median of {args.repeat} warm runs", per_unit)
+        print_table(
+            f"Per-unit lake ({stations * len(args.weights)} files/day), seconds; cold = page cache "
+            f"dropped, med = median of {args.repeat} warm runs",
+            per_unit,
+        )
         per_day = run_queries(packed, args.days, args.repeat)
         print_table("Compacted lake (1 file/day), seconds", per_day)
 
         print("\nEffect of compaction (DuckDB Lake.query, warm median):")
         for a, b in zip(per_unit, per_day, strict=True):
-            print(f"  {a['query']:<48}{a['duck']:>8.3f} -> {b['duck']:.3f} s ({a['duck'] / b['duck']:.1f}x)")
+            print(
+                f"  {a['query']:<48}{a['duck']:>8.3f} -> {b['duck']:.3f} s ({a['duck'] / b['duck']:.1f}x)"
+            )
         ok = all(r["agree"] for r in per_unit + per_day)
-        print(f"\nanswers agree (DuckDB vs pyarrow, both lakes, row by row): {'yes' if ok else 'NO'}")
+        print(
+            f"\nanswers agree (DuckDB vs pyarrow, both lakes, row by row): {'yes' if ok else 'NO'}"
+        )
         return 0 if ok else 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -53,11 +53,14 @@ def run(archive: Path, workers: int, lake: Path, engine: str, window=None) -> tu
     from quakelake.flows.pick import pick_phases
     from quakelake.flows.runners import make_task_runner
 
-    runner = make_task_runner(ComputeSettings(runner="dask-local", workers=workers, threads_per_worker=1))
+    runner = make_task_runner(
+        ComputeSettings(runner="dask-local", workers=workers, threads_per_worker=1)
+    )
     params = PickParams(models=["PhaseNet"], weights=["original"], device="cpu", engine=engine)
     t0 = time.perf_counter()
-    summary = pick_phases.with_options(task_runner=runner)(archive, lake, window=window or TimeWindow(),
-                                                           pick=params)
+    summary = pick_phases.with_options(task_runner=runner)(
+        archive, lake, window=window or TimeWindow(), pick=params
+    )
     return time.perf_counter() - t0, int(summary["done"])
 
 
@@ -83,25 +86,35 @@ def main() -> None:
 
             from quakelake.config import TimeWindow
 
-            archive = build_day_archive(work / "archive", args.days, MESETAS, stations=args.stations)
+            archive = build_day_archive(
+                work / "archive", args.days, MESETAS, stations=args.stations
+            )
             window = TimeWindow(start=FIRST_DAY, end=FIRST_DAY + dt.timedelta(days=args.days - 1))
-            print(f"data: {args.stations} Mesetas-built stations x {args.days} full days, engine {args.engine}")
+            print(
+                f"data: {args.stations} Mesetas-built stations x {args.days} full days, engine {args.engine}"
+            )
         else:
             archive = prepare_archive(args.archive, args.repeat, work / "archive")
         rates = {}
         os.environ.setdefault("SEISBENCH_CACHE_ROOT", str(work / "seisbench"))
         if not Path(os.environ["SEISBENCH_CACHE_ROOT"]).exists():
-            shutil.copytree(ROOT.parent / "shared" / "seisbench_cache", os.environ["SEISBENCH_CACHE_ROOT"])
+            shutil.copytree(
+                ROOT.parent / "shared" / "seisbench_cache", os.environ["SEISBENCH_CACHE_ROOT"]
+            )
         with prefect_test_harness(server_startup_timeout=180):
             for n in args.workers:
                 seconds, done = run(archive, n, work / f"lake-{n}", args.engine, window)
                 rates[n] = done / seconds * 3600
-                print(f"{n} worker(s): {done} station-days in {seconds:.1f} s "
-                      f"= {rates[n]:.0f} station-days/hour (includes cluster start)")
+                print(
+                    f"{n} worker(s): {done} station-days in {seconds:.1f} s "
+                    f"= {rates[n]:.0f} station-days/hour (includes cluster start)"
+                )
         if len(rates) >= 2:
             a, b = args.workers[0], args.workers[-1]
-            print(f"ratio {b} vs {a} workers: {rates[b] / rates[a]:.2f}x "
-                  f"(cores on this machine: {os.cpu_count()})")
+            print(
+                f"ratio {b} vs {a} workers: {rates[b] / rates[a]:.2f}x "
+                f"(cores on this machine: {os.cpu_count()})"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

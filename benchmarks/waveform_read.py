@@ -39,8 +39,9 @@ def plain(unit: waveforms.StationDay, pad_s: float = 60.0) -> obspy.Stream:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path,
-                        default=SHARED / "data" / "seismonitor_mesetas_2019" / "mseed")
+    parser.add_argument(
+        "--data", type=Path, default=SHARED / "data" / "seismonitor_mesetas_2019" / "mseed"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="best of N runs")
     args = parser.parse_args()
     units = waveforms.station_days(waveforms.scan_archive(args.data).index)

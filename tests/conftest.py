@@ -39,7 +39,9 @@ def pytest_sessionfinish(session, exitstatus):
 def shared_data() -> Path:
     """The real data folder ``../shared/data`` (tests skip when it is absent)."""
     if not DATA.is_dir():
-        pytest.skip(f"real data folder {DATA} is absent (set QUAKELAKE_SHARED to the shared folder)")
+        pytest.skip(
+            f"real data folder {DATA} is absent (set QUAKELAKE_SHARED to the shared folder)"
+        )
     return DATA
 
 

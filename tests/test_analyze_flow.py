@@ -89,12 +89,22 @@ def test_analyze_flow_writes_matches_metrics_report(
     assert (tmp_path / "report" / "report.html").read_text().count("<img") == 4
     # The UI renders the report artifact in a browser: its plots are inline images, not file links.
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
 
-    flow_run_id = lake.query("SELECT flow_run_id FROM runs WHERE run_id = ?", [run_id])["flow_run_id"][0]
+    flow_run_id = lake.query("SELECT flow_run_id FROM runs WHERE run_id = ?", [run_id])[
+        "flow_run_id"
+    ][0]
     with get_client(sync_client=True) as client:
-        (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=["analysis-report"]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["analysis-report"]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+            )
+        )
     assert run_id in artifact.data
     assert artifact.data.count("](data:image/png;base64,iVBORw0KGgo") == 4
     assert ".png)" not in artifact.data
@@ -113,8 +123,11 @@ def test_station_day_figure(shared_data, tmp_path):
     assert [ax.get_ylabel() for ax in axes] == [tr.stats.channel for tr in stream]
     assert fig._suptitle.get_text() == "CI.IMP"
     t0 = min(tr.stats.starttime for tr in stream)
-    expected = sorted((pd.to_datetime(ref["time"], utc=True) - pd.Timestamp(t0.datetime, tz="UTC"))
-                      .dt.total_seconds().round(3))
+    expected = sorted(
+        (pd.to_datetime(ref["time"], utc=True) - pd.Timestamp(t0.datetime, tz="UTC"))
+        .dt.total_seconds()
+        .round(3)
+    )
     for ax in axes:
         trace, *marks = ax.get_lines()
         assert len(trace.get_xdata()) == stream[0].stats.npts

@@ -74,7 +74,11 @@ def import_graph() -> dict[str, set[str]]:
     for name, path in modules.items():
         edges: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("quakelake"):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.level == 0
+                and (node.module or "").startswith("quakelake")
+            ):
                 for alias in node.names:
                     sub = f"{node.module}.{alias.name}"
                     edges.add(sub if sub in modules else node.module)
@@ -86,14 +90,28 @@ def import_graph() -> dict[str, set[str]]:
 
 def test_imports_point_down_the_layers():
     graph = import_graph()
-    assert {"quakelake.cli", "quakelake.flows.pick", "quakelake.tasks.pick", "quakelake.picking",
-            "quakelake.lakehouse.catalog", "quakelake.errors"} <= set(graph)
-    upward = {(a, b) for a, targets in graph.items() for b in targets
-              if LAYERS[_layer(b)] > LAYERS[_layer(a)]}
+    assert {
+        "quakelake.cli",
+        "quakelake.flows.pick",
+        "quakelake.tasks.pick",
+        "quakelake.picking",
+        "quakelake.lakehouse.catalog",
+        "quakelake.errors",
+    } <= set(graph)
+    upward = {
+        (a, b)
+        for a, targets in graph.items()
+        for b in targets
+        if LAYERS[_layer(b)] > LAYERS[_layer(a)]
+    }
     assert upward - KNOWN_VIOLATIONS == set(), "imports against the layer order"
     assert KNOWN_VIOLATIONS - upward == set(), "fixed: remove these from KNOWN_VIOLATIONS"
-    blocks_to_tasks = {(a, b) for a, targets in graph.items() for b in targets
-                       if _layer(a) == "blocks" and _layer(b) == "tasks"}
+    blocks_to_tasks = {
+        (a, b)
+        for a, targets in graph.items()
+        for b in targets
+        if _layer(a) == "blocks" and _layer(b) == "tasks"
+    }
     assert blocks_to_tasks == set()
 
 
@@ -106,7 +124,7 @@ def test_no_import_cycles():
         state[node] = "open"
         for nxt in sorted(graph[node]):
             if state.get(nxt) == "open":
-                cycles.append(path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt])
+                cycles.append(path[path.index(nxt) :] + [nxt] if nxt in path else [node, nxt])
             elif nxt not in state:
                 visit(nxt, path + [nxt])
         state[node] = "done"
@@ -123,9 +141,13 @@ def test_the_graph_sees_a_cycle_and_an_upward_import(tmp_path, monkeypatch):
 
     fake = tmp_path / "quakelake"
     shutil.copytree(SRC, fake, ignore=shutil.ignore_patterns("__pycache__"))
-    (fake / "demo.py").write_text((fake / "demo.py").read_text() + "\nfrom quakelake.cli import main\n")
+    (fake / "demo.py").write_text(
+        (fake / "demo.py").read_text() + "\nfrom quakelake.cli import main\n"
+    )
     (fake / "lakehouse" / "schema.py").write_text(
-        (fake / "lakehouse" / "schema.py").read_text() + "\nfrom quakelake.flows.pick import pick_phases\n")
+        (fake / "lakehouse" / "schema.py").read_text()
+        + "\nfrom quakelake.flows.pick import pick_phases\n"
+    )
     monkeypatch.setattr(sys.modules[__name__], "SRC", fake)
     graph = import_graph()
     assert "quakelake.cli" in graph["quakelake.demo"] and "quakelake.demo" in graph["quakelake.cli"]

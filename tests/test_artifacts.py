@@ -33,11 +33,16 @@ def test_pipeline_flow_run_carries_its_own_summary_artifact(prefect_server, shar
     from quakelake.config import RunConfig
     from quakelake.flows.pipeline import run_pipeline
 
-    cfg = RunConfig.model_validate({
-        "directory": shared_data / "phasenet_saltonsea_20201001" / "mseed", "lake": lake_root,
-        "selection": {"stations": ["BOM", "SLV"]}, "associate": None,
-        "pick": {"models": ["PhaseNet"], "weights": ["original"]}, "verbosity": 0,
-    })
+    cfg = RunConfig.model_validate(
+        {
+            "directory": shared_data / "phasenet_saltonsea_20201001" / "mseed",
+            "lake": lake_root,
+            "selection": {"stations": ["BOM", "SLV"]},
+            "associate": None,
+            "pick": {"models": ["PhaseNet"], "weights": ["original"]},
+            "verbosity": 0,
+        }
+    )
     state = run_pipeline(cfg, return_state=True)
     out = state.result()
     artifacts = _artifacts(flow_run_id=state.state_details.flow_run_id)
@@ -58,6 +63,8 @@ def test_report_images_are_inlined_for_the_ui(tmp_path):
     plt.close(fig)
     text = "# Analysis\n\n![pick_residuals](pick_residuals.png)\n\n![gone](missing.png)\n"
     inlined = embed_images(text, tmp_path)
-    data = re.search(r"!\[pick_residuals\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", inlined).group(1)
+    data = re.search(
+        r"!\[pick_residuals\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", inlined
+    ).group(1)
     assert base64.b64decode(data) == (tmp_path / "pick_residuals.png").read_bytes()
     assert "![gone](missing.png)" in inlined  # a missing file stays a plain link

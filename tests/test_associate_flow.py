@@ -23,24 +23,38 @@ def ogs_days(shared_data):
     raw["time"] = pd.to_datetime(raw["time"]).dt.tz_localize("UTC")
     lo, hi = pd.Timestamp(DAYS[0], tz="UTC"), pd.Timestamp(DAYS[1], tz="UTC") + pd.Timedelta(days=1)
     raw = raw[(raw["time"] >= lo) & (raw["time"] < hi)].reset_index(drop=True)
-    picks = pd.DataFrame({
-        "pick_id": [f"ogs{i}" for i in range(len(raw))],
-        "model": "analyst", "weights": "ogs",
-        "network": "", "station": raw["station"].str.strip("."), "location": "",
-        "station_id": raw["station"].str.strip("."),
-        "phase": raw["phase"], "time": raw["time"], "probability": 1.0,
-    })
+    picks = pd.DataFrame(
+        {
+            "pick_id": [f"ogs{i}" for i in range(len(raw))],
+            "model": "analyst",
+            "weights": "ogs",
+            "network": "",
+            "station": raw["station"].str.strip("."),
+            "location": "",
+            "station_id": raw["station"].str.strip("."),
+            "phase": raw["phase"],
+            "time": raw["time"],
+            "probability": 1.0,
+        }
+    )
     cat = pd.read_csv(d / "manual" / "RSFVG-2024.txt", sep=";")
-    catalogue = pd.DataFrame({"event_id": cat["event-id"].astype(str),
-                              "time": pd.to_datetime(cat["origin_time(UTC)"], utc=True),
-                              "latitude": cat["lat"], "longitude": cat["lon"]})
+    catalogue = pd.DataFrame(
+        {
+            "event_id": cat["event-id"].astype(str),
+            "time": pd.to_datetime(cat["origin_time(UTC)"], utc=True),
+            "latitude": cat["lat"],
+            "longitude": cat["lon"],
+        }
+    )
     catalogue = catalogue[(catalogue["time"] >= lo) & (catalogue["time"] < hi)]
     return picks, d / "DERIVED_station_coords_from_hpc.csv", catalogue, raw["index"].nunique()
 
 
 def _fill_lake(lake, picks):
     for day, rows in picks.groupby(picks["time"].dt.date):
-        write_table(lake, "picks", rows, name=f"analyst.ogs.{day}", partition={"day": day.isoformat()})
+        write_table(
+            lake, "picks", rows, name=f"analyst.ogs.{day}", partition={"day": day.isoformat()}
+        )
 
 
 def test_flow_writes_events_and_is_idempotent(prefect_server, lake_root, ogs_days, tmp_path):
@@ -49,8 +63,14 @@ def test_flow_writes_events_and_is_idempotent(prefect_server, lake_root, ogs_day
     picks, station_file, catalogue, n_groups = ogs_days
     _fill_lake(lake_root, picks)
     window = TimeWindow(start=dt.date.fromisoformat(DAYS[0]), end=dt.date.fromisoformat(DAYS[1]))
-    first = associate_events(lake=lake_root, window=window, config=ogs_default(),
-                             station_file=station_file, model="analyst", weights="ogs")
+    first = associate_events(
+        lake=lake_root,
+        window=window,
+        config=ogs_default(),
+        station_file=station_file,
+        model="analyst",
+        weights="ogs",
+    )
     assert first["done"] == 4 and first["failed"] == 0
     lake = Lake(lake_root)
     events = lake.read("events")
@@ -63,16 +83,26 @@ def test_flow_writes_events_and_is_idempotent(prefect_server, lake_root, ogs_day
     tp = int((m["outcome"] == "TP").sum())
     assert tp / len(events) >= 0.95 and tp / n_groups >= 0.95
     # lineage: the run and its four units are in the ledger
-    units = lake.query("SELECT status, count(*) AS n FROM units WHERE run_id = ? GROUP BY status",
-                       [first["run_id"]])
+    units = lake.query(
+        "SELECT status, count(*) AS n FROM units WHERE run_id = ? GROUP BY status",
+        [first["run_id"]],
+    )
     assert dict(zip(units["status"], units["n"], strict=True)) == {"done": 4}
     assert len(lake.read("stations")) == 106
 
     files_before = sorted(p.name for p in lake_root.rglob("*.parquet") if "events" in p.parts)
-    second = associate_events(lake=lake_root, window=window, config=ogs_default(),
-                              station_file=station_file, model="analyst", weights="ogs")
+    second = associate_events(
+        lake=lake_root,
+        window=window,
+        config=ogs_default(),
+        station_file=station_file,
+        model="analyst",
+        weights="ogs",
+    )
     assert second["skipped"] == 4 and second["done"] == 0
-    assert sorted(p.name for p in lake_root.rglob("*.parquet") if "events" in p.parts) == files_before
+    assert (
+        sorted(p.name for p in lake_root.rglob("*.parquet") if "events" in p.parts) == files_before
+    )
     assert len(Lake(lake_root).read("events")) == len(events)
 
     # export: QuakeML catalogue and the per-day associated/ folders
@@ -80,7 +110,12 @@ def test_flow_writes_events_and_is_idempotent(prefect_server, lake_root, ogs_day
     assert len(catalog) == len(events)
     assert sum(len(e.picks) for e in catalog) == len(assignments)
     written = write_associated(events, assignments, tmp_path / "out")
-    assert {p.parent.name for p in written} == {"2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04"}
+    assert {p.parent.name for p in written} == {
+        "2024-03-01",
+        "2024-03-02",
+        "2024-03-03",
+        "2024-03-04",
+    }
 
 
 def test_flow_on_external_pick_file(prefect_server, lake_root, ogs_days, tmp_path):
@@ -89,8 +124,13 @@ def test_flow_on_external_pick_file(prefect_server, lake_root, ogs_days, tmp_pat
     picks, station_file, _, _ = ogs_days
     csv = tmp_path / "analyst_picks.csv"
     picks[["station_id", "phase", "time"]].to_csv(csv, index=False)
-    out = associate_events(lake=lake_root, window=TimeWindow(), config=ogs_default(),
-                           picks_file=csv, station_file=station_file)
+    out = associate_events(
+        lake=lake_root,
+        window=TimeWindow(),
+        config=ogs_default(),
+        picks_file=csv,
+        station_file=station_file,
+    )
     assert out["done"] >= 4 and out["failed"] == 0 and out["pick_source"].startswith("file-")
     events = Lake(lake_root).read("events")
     assert set(events["pick_source"]) == {out["pick_source"]} and len(events) == out["events"] > 0

@@ -20,19 +20,24 @@ from quakelake.velocity import TravelTimeTable, read_velocity_model
 def ogs(shared_data):
     d = shared_data / "ogs_rsfvg_2024"
     raw = pd.read_parquet(d / "parquet" / "onlyEQ-2024.dat.parquet")
-    picks = pd.DataFrame({
-        "station_id": raw["station"].str.strip("."),
-        "phase": raw["phase"],
-        "time": pd.to_datetime(raw["time"]).dt.tz_localize("UTC"),
-        "group": raw["index"],
-    })
+    picks = pd.DataFrame(
+        {
+            "station_id": raw["station"].str.strip("."),
+            "phase": raw["phase"],
+            "time": pd.to_datetime(raw["time"]).dt.tz_localize("UTC"),
+            "group": raw["index"],
+        }
+    )
     stations = read_stations(d / "DERIVED_station_coords_from_hpc.csv")
     cat = pd.read_csv(d / "manual" / "RSFVG-2024.txt", sep=";")
-    catalogue = pd.DataFrame({
-        "event_id": cat["event-id"].astype(str),
-        "time": pd.to_datetime(cat["origin_time(UTC)"], utc=True),
-        "latitude": cat["lat"], "longitude": cat["lon"],
-    })
+    catalogue = pd.DataFrame(
+        {
+            "event_id": cat["event-id"].astype(str),
+            "time": pd.to_datetime(cat["origin_time(UTC)"], utc=True),
+            "latitude": cat["lat"],
+            "longitude": cat["lon"],
+        }
+    )
     return picks, stations, catalogue
 
 
@@ -40,27 +45,41 @@ def ogs(shared_data):
 def chile(shared_data):
     d = shared_data / "pyocto_chile_test"
     raw = pd.read_parquet(d / "picks.parquet")
-    picks = pd.DataFrame({
-        "pick_id": [f"p{i}" for i in range(len(raw))],
-        "station_id": raw["station"], "phase": raw["phase"],
-        "time": pd.to_datetime(raw["time"]).dt.tz_localize("UTC"), "event": raw["event"],
-    })
+    picks = pd.DataFrame(
+        {
+            "pick_id": [f"p{i}" for i in range(len(raw))],
+            "station_id": raw["station"],
+            "phase": raw["phase"],
+            "time": pd.to_datetime(raw["time"]).dt.tz_localize("UTC"),
+            "event": raw["event"],
+        }
+    )
     return picks, read_stations(d / "stations.parquet"), d / "graeber.csv"
 
 
 def chile_scores(picks: pd.DataFrame, assignments: pd.DataFrame) -> dict[str, float]:
     from sklearn.metrics import adjusted_rand_score
 
-    pred = picks["pick_id"].map(dict(zip(assignments["pick_id"], assignments["event_id"], strict=True)))
+    pred = picks["pick_id"].map(
+        dict(zip(assignments["pick_id"], assignments["event_id"], strict=True))
+    )
     true = picks["event"]
     joined = pd.DataFrame({"pred": pred, "true": true}).dropna(subset=["pred"])
-    major = joined[joined["true"] >= 0].groupby("pred")["true"].agg(lambda s: s.value_counts().index[0])
+    major = (
+        joined[joined["true"] >= 0].groupby("pred")["true"].agg(lambda s: s.value_counts().index[0])
+    )
     tp = int((joined["pred"].map(major) == joined["true"]).sum())
     singles = pd.Series([f"s{i}" for i in range(len(picks))], index=picks.index)
-    ari = adjusted_rand_score(true.astype(str).where(true >= 0, singles),
-                              pred.astype(object).where(pred.notna(), singles).astype(str))
-    return {"recall": tp / int((true >= 0).sum()), "precision": tp / len(joined), "ari": ari,
-            "found": major.nunique()}
+    ari = adjusted_rand_score(
+        true.astype(str).where(true >= 0, singles),
+        pred.astype(object).where(pred.notna(), singles).astype(str),
+    )
+    return {
+        "recall": tp / int((true >= 0).sum()),
+        "precision": tp / len(joined),
+        "ari": ari,
+        "found": major.nunique(),
+    }
 
 
 # ----------------------------------------------------------------------------- velocity
@@ -73,14 +92,18 @@ def test_velocity_model_files(shared_data):
     assert mod["vp"].max() == pytest.approx(7.5) and mod["depth"].min() == pytest.approx(-3.0)
     csv = read_velocity_model(shared_data / "pyocto_chile_test" / "graeber.csv")
     assert csv[csv["depth"] == 20.0]["vp"].iloc[0] == pytest.approx(6.4)
-    layers = read_velocity_model(shared_data / "malmi_hengill_20181230" / "velocity_model_local.txt")
+    layers = read_velocity_model(
+        shared_data / "malmi_hengill_20181230" / "velocity_model_local.txt"
+    )
     assert layers["vs"].iloc[0] == pytest.approx(1.87)
 
 
 def test_travel_time_table_matches_straight_rays_in_a_homogeneous_model():
     model = pd.DataFrame({"depth": [0.0, 50.0], "vp": [6.0, 6.0], "vs": [3.5, 3.5]})
     table = TravelTimeTable.from_model(model, 1.0, 100.0, 40.0)
-    t, dtdx, _ = table.times(np.array([False, True]), np.array([60.0, 60.0]), np.array([10.0, 10.0]))
+    t, dtdx, _ = table.times(
+        np.array([False, True]), np.array([60.0, 60.0]), np.array([10.0, 10.0])
+    )
     r = np.hypot(60.0, 10.0)
     assert t == pytest.approx([r / 6.0, r / 3.5], rel=0.02)
     assert dtdx[0] == pytest.approx(60.0 / r / 6.0, rel=0.05)
@@ -92,10 +115,17 @@ def test_travel_time_table_matches_straight_rays_in_a_homogeneous_model():
 def test_pyocto_chile_pick_level(chile):
     picks, stations, model = chile
     cfg = asc.PyOctoConfig(
-        area=asc.AreaParams(latitude=(-25.0, -18.0), longitude=(-72.0, -67.0), depth_km=(0.0, 250.0)),
+        area=asc.AreaParams(
+            latitude=(-25.0, -18.0), longitude=(-72.0, -67.0), depth_km=(0.0, 250.0)
+        ),
         velocity=asc.VelocityParams(kind="1d", model_file=model, max_depth_km=300.0),
-        tolerance_s=2.0, pick_match_tolerance_s=2.0, time_before_s=300.0,
-        n_picks=10, n_p_picks=2, n_s_picks=2, n_p_and_s_picks=4,
+        tolerance_s=2.0,
+        pick_match_tolerance_s=2.0,
+        time_before_s=300.0,
+        n_picks=10,
+        n_p_picks=2,
+        n_s_picks=2,
+        n_p_and_s_picks=4,
         relocation=asc.RelocationParams(enabled=False),
     )
     res = asc.associate(picks, stations, cfg)
@@ -111,9 +141,15 @@ def test_pyocto_chile_pick_level(chile):
 def test_gamma_chile_pick_level(chile):
     picks, stations, _ = chile
     cfg = asc.GammaConfig(
-        area=asc.AreaParams(latitude=(-25.0, -18.0), longitude=(-72.0, -67.0), depth_km=(0.0, 250.0)),
+        area=asc.AreaParams(
+            latitude=(-25.0, -18.0), longitude=(-72.0, -67.0), depth_km=(0.0, 250.0)
+        ),
         velocity=asc.VelocityParams(kind="0d", vp=7.0, vs=4.0),
-        dbscan_eps=30.0, min_picks_per_eq=8, min_p_picks_per_eq=4, min_s_picks_per_eq=2, max_sigma11=5.0,
+        dbscan_eps=30.0,
+        min_picks_per_eq=8,
+        min_p_picks_per_eq=4,
+        min_s_picks_per_eq=2,
+        max_sigma11=5.0,
     )
     res = asc.associate(picks, stations, cfg)
     s = chile_scores(picks, res.assignments)
@@ -129,8 +165,8 @@ def test_ogs_default_on_one_month_of_analyst_picks(ogs):
     m = match_events(res.events, ref, max_dt_s=2.0, max_km=8.0)
     tp = int((m["outcome"] == "TP").sum())
     n_groups = month["group"].nunique()
-    assert tp / len(res.events) >= 0.97      # precision
-    assert tp / n_groups >= 0.97             # recall of the events that have picks
+    assert tp / len(res.events) >= 0.97  # precision
+    assert tp / n_groups >= 0.97  # recall of the events that have picks
     assert any("without elevation" in msg for msg in res.messages)
 
 
@@ -169,9 +205,16 @@ def test_event_at_midnight_found_exactly_once(ogs, origin_text):
 
 def test_unknown_stations_reported_once_not_dropped_silently(ogs, caplog):
     picks, stations, _ = ogs
-    day = picks[(picks["time"] >= "2024-03-01") & (picks["time"] < "2024-03-02")].drop(columns="group")
-    extra = pd.DataFrame({"station_id": ["XX.NOPE.", "XX.NOPE.", "ZZZ"], "phase": ["P", "S", "P"],
-                          "time": day["time"].iloc[:3].to_numpy()})
+    day = picks[(picks["time"] >= "2024-03-01") & (picks["time"] < "2024-03-02")].drop(
+        columns="group"
+    )
+    extra = pd.DataFrame(
+        {
+            "station_id": ["XX.NOPE.", "XX.NOPE.", "ZZZ"],
+            "phase": ["P", "S", "P"],
+            "time": day["time"].iloc[:3].to_numpy(),
+        }
+    )
     with caplog.at_level("WARNING"):
         res = asc.associate(pd.concat([day, extra], ignore_index=True), stations, asc.ogs_default())
     assert res.unknown_stations == ["XX.NOPE.", "ZZZ"]
@@ -187,7 +230,9 @@ def test_empty_single_and_duplicated_picks(ogs):
     assert len(empty.events) == 0 and list(empty.events.columns) == asc.EVENT_COLUMNS
     single = asc.associate(picks.iloc[:1].drop(columns="group"), stations, cfg)
     assert len(single.events) == 0 and len(single.assignments) == 0
-    day = picks[(picks["time"] >= "2024-03-01") & (picks["time"] < "2024-03-02")].drop(columns="group")
+    day = picks[(picks["time"] >= "2024-03-01") & (picks["time"] < "2024-03-02")].drop(
+        columns="group"
+    )
     once = asc.associate(day, stations, cfg)
     twice = asc.associate(pd.concat([day, day], ignore_index=True), stations, cfg)
     assert any(f"{len(day)} duplicated picks" in m for m in twice.messages)
@@ -198,8 +243,10 @@ def test_empty_single_and_duplicated_picks(ogs):
 
 def test_missing_columns_are_named():
     with pytest.raises(asc.AssociationError, match=r"picks lack columns \['phase'\]"):
-        asc.associate(pd.DataFrame({"station_id": ["A"], "time": ["2024-01-01"]}),
-                      pd.DataFrame({"station": ["A"], "latitude": [1.0], "longitude": [1.0]}),
-                      asc.PyOctoConfig())
+        asc.associate(
+            pd.DataFrame({"station_id": ["A"], "time": ["2024-01-01"]}),
+            pd.DataFrame({"station": ["A"], "latitude": [1.0], "longitude": [1.0]}),
+            asc.PyOctoConfig(),
+        )
     with pytest.raises(ValueError, match="needs model_file or layers"):
         asc.VelocityParams(kind="1d")

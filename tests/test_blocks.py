@@ -46,11 +46,12 @@ def test_register_with_the_cli_then_save_and_load(prefect_server, tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Successfully registered 3 blocks" in " ".join(proc.stdout.split())
-    from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        names = {client.read_block_type_by_slug(slug).name for slug in (
-            "quakelake-lake", "quakelake-fdsn-access", "quakelake-compute-cluster")}
+        names = {
+            client.read_block_type_by_slug(slug).name
+            for slug in ("quakelake-lake", "quakelake-fdsn-access", "quakelake-compute-cluster")
+        }
     assert names == {"QuakeLake Lake", "QuakeLake FDSN Access", "QuakeLake Compute Cluster"}
 
     LakeBlock(root=str(tmp_path / "lake")).save("test-lake", overwrite=True)
@@ -84,7 +85,9 @@ def test_lake_path_expands_environment(monkeypatch, tmp_path):
     assert LakeBlock(root="$QL_TEST_WORK/lake").path() == tmp_path / "lake"
 
 
-def test_pipeline_takes_lake_and_compute_from_block_names(prefect_server, shared_data, weights_cache, tmp_path):
+def test_pipeline_takes_lake_and_compute_from_block_names(
+    prefect_server, shared_data, weights_cache, tmp_path
+):
     from quakelake.config import RunConfig
     from quakelake.flows.pipeline import run_pipeline
     from quakelake.lakehouse import Lake

@@ -170,8 +170,19 @@ def test_pnsn_analyst_pick_csv_with_epoch_timestamps(shared_data):
         rows = list(_csv.DictReader(fh))
     cat = read_catalog(path)
     assert len(cat.picks) == len(rows) and len(cat.events) == 0
-    expected = [_dt.datetime(int(r["year"]), int(r["month"]), int(r["day"]), int(r["hour"]), int(r["minute"]),
-                             int(r["second"]), int(r["microsecond"]), tzinfo=_dt.UTC) for r in rows]
+    expected = [
+        _dt.datetime(
+            int(r["year"]),
+            int(r["month"]),
+            int(r["day"]),
+            int(r["hour"]),
+            int(r["minute"]),
+            int(r["second"]),
+            int(r["microsecond"]),
+            tzinfo=_dt.UTC,
+        )
+        for r in rows
+    ]
     assert [t.to_pydatetime() for t in cat.picks["time"]] == expected  # to the microsecond
     assert set(cat.picks["station_id"]) == {"UW.SHW."}
     assert cat.picks["phase"].tolist() == [r["phase"] for r in rows]
@@ -182,16 +193,24 @@ def test_catalogue_errors_name_what_is_missing(tmp_path):
 
     no_time = tmp_path / "picks.csv"
     no_time.write_text("network,station,phase,arrival\nUW,SHW,P,soon\n")
-    with pytest.raises(CatalogError, match=r"no time column .*its columns: network, station, phase, arrival"):
+    with pytest.raises(
+        CatalogError, match=r"no time column .*its columns: network, station, phase, arrival"
+    ):
         read_catalog(no_time)
     bad_time = tmp_path / "bad.csv"
-    bad_time.write_text("network,station,phase,time\nUW,SHW,P,2022-02-06T02:14:59Z\nUW,SHW,S,yesterday\n")
-    with pytest.raises(CatalogError, match=r"column 'time': 1 values are not times, e\.g\. yesterday \(lines 3\)"):
+    bad_time.write_text(
+        "network,station,phase,time\nUW,SHW,P,2022-02-06T02:14:59Z\nUW,SHW,S,yesterday\n"
+    )
+    with pytest.raises(
+        CatalogError, match=r"column 'time': 1 values are not times, e\.g\. yesterday \(lines 3\)"
+    ):
         read_catalog(bad_time)
     junk = tmp_path / "events.xml"
     junk.write_text("<html>502 Bad Gateway</html>")
     with pytest.raises(CatalogError, match="is not QuakeML"):
         read_catalog(junk)
+
+
 def test_csv_picks_with_posix_second_times(shared_data):
     # PNSN analyst picks (ELEP data) give their times as POSIX seconds next to calendar columns.
     import pandas as pd
@@ -200,6 +219,10 @@ def test_csv_picks_with_posix_second_times(shared_data):
     raw = pd.read_csv(path)
     picks = read_catalog(path).picks
     assert len(picks) == len(raw) == 7
-    calendar = pd.to_datetime(raw[["year", "month", "day", "hour", "minute", "second", "microsecond"]], utc=True)
-    assert (picks["time"].reset_index(drop=True) - calendar).abs().max() <= pd.Timedelta(microseconds=1)
+    calendar = pd.to_datetime(
+        raw[["year", "month", "day", "hour", "minute", "second", "microsecond"]], utc=True
+    )
+    assert (picks["time"].reset_index(drop=True) - calendar).abs().max() <= pd.Timedelta(
+        microseconds=1
+    )
     assert set(picks["station"]) == {"SHW"} and set(picks["phase"]) <= {"P", "S"}

@@ -14,11 +14,13 @@ from quakelake.config import ConfigError, build_config
 def test_precedence_defaults_file_command_line(tmp_path):
     cfg_file = tmp_path / "run.json"
     cfg_file.write_text(json.dumps({"pick": {"p_threshold": 0.5, "batch_size": 64}, "lake": "L1"}))
-    args = build_parser().parse_args(["pick", "-c", str(cfg_file), "-p", "0.1", "-M", "PhaseNet", "EQTransformer"])
+    args = build_parser().parse_args(
+        ["pick", "-c", str(cfg_file), "-p", "0.1", "-M", "PhaseNet", "EQTransformer"]
+    )
     cfg = load_config(args)
-    assert cfg.pick.p_threshold == 0.1           # command line beats file
-    assert cfg.pick.batch_size == 64             # file beats default
-    assert cfg.pick.s_threshold == 0.3           # default
+    assert cfg.pick.p_threshold == 0.1  # command line beats file
+    assert cfg.pick.batch_size == 64  # file beats default
+    assert cfg.pick.s_threshold == 0.3  # default
     assert cfg.pick.models == ["PhaseNet", "EQTransformer"]
     assert str(cfg.lake) == "L1"
 
@@ -34,10 +36,12 @@ def test_yaml_file_and_wildcard_selection(tmp_path):
 
 @pytest.mark.parametrize(
     "overrides, name",
-    [({"pick": {"p_threshold": 1.5}}, "pick.p_threshold"),
-     ({"pick": {"device": "tpu"}}, "pick.device"),
-     ({"window": {"start": "2020-10-02", "end": "2020-10-01"}}, "window"),
-     ({"pick": {"batch": 3}}, "pick.batch")],
+    [
+        ({"pick": {"p_threshold": 1.5}}, "pick.p_threshold"),
+        ({"pick": {"device": "tpu"}}, "pick.device"),
+        ({"window": {"start": "2020-10-02", "end": "2020-10-01"}}, "window"),
+        ({"pick": {"batch": 3}}, "pick.batch"),
+    ],
 )
 def test_bad_values_name_the_parameter(overrides, name):
     with pytest.raises(ConfigError) as err:
@@ -63,7 +67,9 @@ def test_gregorian_and_julian_days():
     assert parse_julian("2020275") == dt.date(2020, 10, 1)
     assert parse_julian("2020.366") == dt.date(2020, 12, 31)
     assert parse_julian("2023-365") == dt.date(2023, 12, 31)
-    with pytest.raises(CliError, match="-J/--julian: '23366': day of year 366 is outside 1..365 of 2023"):
+    with pytest.raises(
+        CliError, match="-J/--julian: '23366': day of year 366 is outside 1..365 of 2023"
+    ):
         parse_julian("23366")
     with pytest.raises(CliError, match="YYDDD"):
         parse_julian("2020-10-01")

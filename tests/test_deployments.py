@@ -46,8 +46,13 @@ def live(tmp_path_factory, shared_data, weights_cache):
     archive = shared_data / "phasenet_saltonsea_20201001" / "mseed"
     env = {"QUAKELAKE_ARCHIVE": str(archive), "QUAKELAKE_LAKE": str(lake)}
     with deployed(home, PREFECT_YAML, POOL, env) as api, temporary_settings({PREFECT_API_URL: api}):
-        yield {"api": api, "home": home, "lake": lake, "worker_log": home / f"worker-{POOL}.log",
-               "stations": archive.parent / "stations.xml"}
+        yield {
+            "api": api,
+            "home": home,
+            "lake": lake,
+            "worker_log": home / f"worker-{POOL}.log",
+            "stations": archive.parent / "stations.xml",
+        }
 
 
 def test_pipeline_deployment_run_from_the_api_fills_the_lake(live):

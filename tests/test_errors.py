@@ -29,8 +29,13 @@ def _closed_port() -> int:
 
 def _quakelake(args: list[str], env: dict[str, str] | None = None, timeout: float = 300):
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "quakelake.cli", *args], capture_output=True, text=True,
-                          env=full_env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "quakelake.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +55,13 @@ def bad_files(shared_data, tmp_path_factory) -> dict[str, Path]:
     (root / "truncated" / "CI.BOM.2020-10-01T00:00.mseed").write_bytes(real[:3000])
     (root / "junk.xml").write_text("<html><body>502 Bad Gateway</body></html>\n")
     (root / "lake-file").write_text("not a folder\n")
-    return {"truncated": root / "truncated", "junk": root / "junk.xml", "lake_file": root / "lake-file",
-            "missing_xml": root / "no-such-stations.xml", "lake": root / "lake"}
+    return {
+        "truncated": root / "truncated",
+        "junk": root / "junk.xml",
+        "lake_file": root / "lake-file",
+        "missing_xml": root / "no-such-stations.xml",
+        "lake": root / "lake",
+    }
 
 
 def _walk(shared_data: Path, bad: dict[str, Path]) -> list[tuple[str, list[str], int, str]]:
@@ -62,16 +72,42 @@ def _walk(shared_data: Path, bad: dict[str, Path]) -> list[tuple[str, list[str],
         ("wrong date order", [*base, "-D", "201002", "201001"], EXIT_BAD_INPUT, "-D/--dates"),
         ("unknown model", [*base, "-M", "NoSuchNet"], EXIT_BAD_INPUT, "-M/--models"),
         ("threshold 1.5", [*base, "-p", "1.5"], EXIT_BAD_INPUT, "-p/--pwave"),
-        ("missing folder", ["pick", "-d", str(bad["lake"] / "no-such-archive"), "--lake", lake],
-         EXIT_BAD_INPUT, "-d/--directory"),
-        ("lake path is a file", ["pick", "-d", mseed, "--lake", str(bad["lake_file"])], EXIT_BAD_INPUT, "--lake"),
-        ("-D with -J", [*base, "-D", "201001", "201001", "-J", "20275", "20275"], EXIT_BAD_INPUT, "-J/--julian"),
-        ("missing station file", ["run", "-d", mseed, "--lake", lake, "-F", str(bad["missing_xml"])],
-         EXIT_BAD_INPUT, "-F/--file"),
-        ("junk station file", ["run", "-d", mseed, "--lake", lake, "-F", str(bad["junk"])], EXIT_BAD_INPUT,
-         "-F/--file"),
-        ("sql on a folder that is no lake", ["sql", "--lake", str(bad["truncated"]), "SELECT 1"],
-         EXIT_BAD_INPUT, "--lake"),
+        (
+            "missing folder",
+            ["pick", "-d", str(bad["lake"] / "no-such-archive"), "--lake", lake],
+            EXIT_BAD_INPUT,
+            "-d/--directory",
+        ),
+        (
+            "lake path is a file",
+            ["pick", "-d", mseed, "--lake", str(bad["lake_file"])],
+            EXIT_BAD_INPUT,
+            "--lake",
+        ),
+        (
+            "-D with -J",
+            [*base, "-D", "201001", "201001", "-J", "20275", "20275"],
+            EXIT_BAD_INPUT,
+            "-J/--julian",
+        ),
+        (
+            "missing station file",
+            ["run", "-d", mseed, "--lake", lake, "-F", str(bad["missing_xml"])],
+            EXIT_BAD_INPUT,
+            "-F/--file",
+        ),
+        (
+            "junk station file",
+            ["run", "-d", mseed, "--lake", lake, "-F", str(bad["junk"])],
+            EXIT_BAD_INPUT,
+            "-F/--file",
+        ),
+        (
+            "sql on a folder that is no lake",
+            ["sql", "--lake", str(bad["truncated"]), "SELECT 1"],
+            EXIT_BAD_INPUT,
+            "--lake",
+        ),
     ]
 
 
@@ -95,8 +131,10 @@ def test_bad_inputs_give_one_error_line_and_exit_status_2(shared_data, bad_files
 @pytest.mark.slow
 def test_stopped_prefect_api_is_said_before_any_work(shared_data, tmp_path):
     url = f"http://127.0.0.1:{_closed_port()}/api"
-    proc = _quakelake(["pick", "-d", str(shared_data / SALTON / "mseed"), "--lake", str(tmp_path / "lake")],
-                      env={"PREFECT_API_URL": url})
+    proc = _quakelake(
+        ["pick", "-d", str(shared_data / SALTON / "mseed"), "--lake", str(tmp_path / "lake")],
+        env={"PREFECT_API_URL": url},
+    )
     assert proc.returncode == EXIT_FAILED_WORK
     line = _one_error_line(proc, "PREFECT_API_URL")
     assert url in line and "quakelake server start" in line
@@ -105,8 +143,10 @@ def test_stopped_prefect_api_is_said_before_any_work(shared_data, tmp_path):
 
 @pytest.mark.slow
 def test_truncated_miniseed_only_fails_the_work_naming_the_file(bad_files, api_url, tmp_path):
-    proc = _quakelake(["pick", "-d", str(bad_files["truncated"]), "--lake", str(tmp_path / "lake")],
-                      env={"PREFECT_API_URL": api_url})
+    proc = _quakelake(
+        ["pick", "-d", str(bad_files["truncated"]), "--lake", str(tmp_path / "lake")],
+        env={"PREFECT_API_URL": api_url},
+    )
     assert proc.returncode == EXIT_FAILED_WORK, proc.stderr[-2000:]
     line = _one_error_line(proc, "no waveforms in")
     assert "CI.BOM.2020-10-01T00:00.mseed: truncated miniSEED record" in line
@@ -117,9 +157,25 @@ def test_truncated_miniseed_only_fails_the_work_naming_the_file(bad_files, api_u
 @pytest.mark.integration
 def test_unreachable_fdsn_is_said_as_such(api_url, tmp_path):
     url = f"http://127.0.0.1:{_closed_port()}"
-    proc = _quakelake(["download", "-d", str(tmp_path / "archive"), "--lake", str(tmp_path / "lake"),
-                       "-D", "201001", "201001", "-N", "CI", "-S", "BOM", "--client", url],
-                      env={"PREFECT_API_URL": api_url})
+    proc = _quakelake(
+        [
+            "download",
+            "-d",
+            str(tmp_path / "archive"),
+            "--lake",
+            str(tmp_path / "lake"),
+            "-D",
+            "201001",
+            "201001",
+            "-N",
+            "CI",
+            "-S",
+            "BOM",
+            "--client",
+            url,
+        ],
+        env={"PREFECT_API_URL": api_url},
+    )
     assert proc.returncode == EXIT_FAILED_WORK, proc.stderr[-2000:]
     line = _one_error_line(proc, "no FDSN client answered")
     assert "127.0.0.1" in line and "no station matches" not in line
@@ -152,20 +208,33 @@ def test_bad_input_is_not_retried_by_a_task(prefect_server):
     @flow
     def run_both() -> tuple[int, int]:
         bad, transient = [], []
-        for error, attempts in ((BadInput("-d/--directory: missing"), bad), (OSError("NFS hiccup"), transient)):
+        for error, attempts in (
+            (BadInput("-d/--directory: missing"), bad),
+            (OSError("NFS hiccup"), transient),
+        ):
             fails(error, attempts, return_state=True)
         return len(bad), len(transient)
 
     assert run_both() == (1, 3)
 
 
-def test_interactive_without_a_display_is_refused_before_work(shared_data, tmp_path, monkeypatch, capsys):
+def test_interactive_without_a_display_is_refused_before_work(
+    shared_data, tmp_path, monkeypatch, capsys
+):
     from quakelake.cli import main
 
     for name in ("DISPLAY", "WAYLAND_DISPLAY", "MPLBACKEND"):
         monkeypatch.delenv(name, raising=False)
-    code = main(["run", "-d", str(shared_data / SALTON / "mseed"), "--lake", str(tmp_path / "lake"),
-                 "--interactive"])
+    code = main(
+        [
+            "run",
+            "-d",
+            str(shared_data / SALTON / "mseed"),
+            "--lake",
+            str(tmp_path / "lake"),
+            "--interactive",
+        ]
+    )
     assert code == EXIT_BAD_INPUT
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("error: --interactive needs a display")
@@ -188,8 +257,10 @@ def test_review_windows_are_titled_with_a_hint(capsys):
     for fig in figures():
         assert show_one_by_one([fig]) == 1
         shown.append(fig)
-    assert [f._suptitle.get_text() for f in shown] == ["CI.BOM 2020-10-01 PhaseNet/original",
-                                                       "CI.SLV 2020-10-01 PhaseNet/original"]
+    assert [f._suptitle.get_text() for f in shown] == [
+        "CI.BOM 2020-10-01 PhaseNet/original",
+        "CI.SLV 2020-10-01 PhaseNet/original",
+    ]
     assert all(HINT in [t.get_text() for t in f.texts] for f in shown)
     assert capsys.readouterr().err.count(HINT) == 2  # once per show_one_by_one call
 
@@ -197,7 +268,9 @@ def test_review_windows_are_titled_with_a_hint(capsys):
 def test_a_missing_archive_is_bad_input_so_tasks_do_not_retry_it(tmp_path):
     from quakelake import waveforms
 
-    with pytest.raises(BadInput, match="-d/--directory: waveform archive .* does not exist") as info:
+    with pytest.raises(
+        BadInput, match="-d/--directory: waveform archive .* does not exist"
+    ) as info:
         waveforms.scan_archive(tmp_path / "no-such-archive")
     assert isinstance(info.value, FileNotFoundError)  # callers that catch the OS error still do
 
@@ -209,6 +282,10 @@ def test_verbose_adds_the_traceback_silent_keeps_the_error(tmp_path, capsys):
     assert main(["pick", "-d", missing, "--lake", str(tmp_path / "lake"), "-v"]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert err.startswith("Traceback") and err.splitlines()[-1].startswith("error: -d/--directory:")
-    assert main(["pick", "-d", missing, "--lake", str(tmp_path / "lake"), "--silent"]) == EXIT_BAD_INPUT
+    assert (
+        main(["pick", "-d", missing, "--lake", str(tmp_path / "lake"), "--silent"])
+        == EXIT_BAD_INPUT
+    )
     assert capsys.readouterr().err.splitlines() == [
-        f"error: -d/--directory: {missing} is not a folder; give the waveform archive"]
+        f"error: -d/--directory: {missing} is not a folder; give the waveform archive"
+    ]

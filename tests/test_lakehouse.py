@@ -12,14 +12,16 @@ from quakelake.lineage import UnitResult, new_run_id, record_run, record_units, 
 
 def _picks(n: int) -> pd.DataFrame:
     t0 = pd.Timestamp("2020-10-01T00:00:00", tz="UTC")
-    return pd.DataFrame({
-        "pick_id": [f"p{i}" for i in range(n)],
-        "run_id": "r1",
-        "station_id": "CI.BOM..HH",
-        "phase": ["P", "S"] * (n // 2) + ["P"] * (n % 2),
-        "time": [t0 + pd.Timedelta(seconds=i) for i in range(n)],
-        "probability": 0.5,
-    })
+    return pd.DataFrame(
+        {
+            "pick_id": [f"p{i}" for i in range(n)],
+            "run_id": "r1",
+            "station_id": "CI.BOM..HH",
+            "phase": ["P", "S"] * (n // 2) + ["P"] * (n % 2),
+            "time": [t0 + pd.Timedelta(seconds=i) for i in range(n)],
+            "probability": 0.5,
+        }
+    )
 
 
 def test_write_casts_to_the_explicit_schema_and_leaves_no_temporary_file(lake_root):
@@ -53,11 +55,15 @@ def test_views_read_partitions_and_bind_parameters(lake_root):
     # A leftover temporary file of a killed writer is invisible to the views.
     (lake_root / "picks" / "day=2020-10-02" / ".c.parquet.123.tmp").write_bytes(b"partial")
     lake = Lake(lake_root)
-    out = lake.query("SELECT day, count(*) AS n FROM picks WHERE phase = ? GROUP BY day ORDER BY day", ["P"])
+    out = lake.query(
+        "SELECT day, count(*) AS n FROM picks WHERE phase = ? GROUP BY day ORDER BY day", ["P"]
+    )
     assert out["n"].tolist() == [2, 1]
     assert str(out["day"][0].date()) == "2020-10-01"
     # A value that would break string-built SQL is just a value here.
-    assert lake.query("SELECT count(*) AS n FROM picks WHERE phase = ?", ["P' OR '1'='1"])["n"][0] == 0
+    assert (
+        lake.query("SELECT count(*) AS n FROM picks WHERE phase = ?", ["P' OR '1'='1"])["n"][0] == 0
+    )
 
 
 def test_missing_table_error_lists_the_tables_with_data(lake_root):
@@ -72,13 +78,22 @@ def test_runs_view_keeps_each_runs_latest_state_and_units_ledger(lake_root):
     started = utcnow()
     record_run(lake_root, run, "pick", {"x": 1}, "running", started)
     record_run(lake_root, run, "pick", {"x": 1}, "completed", started, utcnow())
-    record_units(lake_root, run, "pick", [UnitResult("pick", "CI.BOM.2020-10-01", "done", rows=3),
-                                          UnitResult("pick", "bad.mseed", "failed", error="truncated")])
+    record_units(
+        lake_root,
+        run,
+        "pick",
+        [
+            UnitResult("pick", "CI.BOM.2020-10-01", "done", rows=3),
+            UnitResult("pick", "bad.mseed", "failed", error="truncated"),
+        ],
+    )
     lake = Lake(lake_root)
     runs = lake.read("runs")
     assert runs["status"].tolist() == ["completed"]
     assert '"seisbench"' in runs["versions_json"][0]
-    units = lake.query("SELECT unit, status, error FROM units WHERE stage = ? ORDER BY unit", ["pick"])
+    units = lake.query(
+        "SELECT unit, status, error FROM units WHERE stage = ? ORDER BY unit", ["pick"]
+    )
     assert units["unit"].tolist() == ["CI.BOM.2020-10-01", "bad.mseed"]
     assert units["status"].tolist() == ["done", "failed"]
     assert units["error"].tolist()[1] == "truncated"

@@ -322,7 +322,9 @@ def test_law_from_configuration_and_bad_values():
     """The law comes from the run configuration; a bad table names the parameter."""
     from quakelake.config import ConfigError, build_config
 
-    cfg = build_config(overrides={"magnitude": {"law": {"name": "OGS-ML", "table": [[10, 1.6], [100, 3.0]]}}})
+    cfg = build_config(
+        overrides={"magnitude": {"law": {"name": "OGS-ML", "table": [[10, 1.6], [100, 3.0]]}}}
+    )
     assert cfg.magnitude.law.name == "OGS-ML"
     assert cfg.magnitude.law.magnitude(1e-3, 100.0) == pytest.approx(3.0)
     assert build_config(overrides={"magnitude": None}).magnitude is None

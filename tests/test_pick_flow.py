@@ -28,7 +28,9 @@ def _flow():
 
 
 def _lake_files(root: Path) -> dict[str, float]:
-    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in (root / "picks").rglob("*.parquet")}
+    return {
+        str(p.relative_to(root)): p.stat().st_mtime_ns for p in (root / "picks").rglob("*.parquet")
+    }
 
 
 def _matched(picks: pd.DataFrame, ref: pd.DataFrame, tol: float) -> int:
@@ -40,8 +42,9 @@ def _matched(picks: pd.DataFrame, ref: pd.DataFrame, tol: float) -> int:
     return hits
 
 
-def test_salton_sea_picks_agree_with_reference_and_plain_seisbench(salton, weights_cache, prefect_server,
-                                                                    lake_root):
+def test_salton_sea_picks_agree_with_reference_and_plain_seisbench(
+    salton, weights_cache, prefect_server, lake_root
+):
     summary = _flow()(salton / "mseed", lake_root, pick=PHASENET)
     assert summary["done"] == 16 and summary["failed"] == 0
     picks = Lake(lake_root).read("picks")
@@ -53,7 +56,10 @@ def test_salton_sea_picks_agree_with_reference_and_plain_seisbench(salton, weigh
     ref["time"] = pd.to_datetime(ref["time"], utc=True, format="ISO8601")
     ref["station_id"] = ref["station_id"]  # NET.STA.LOC.BAND, as in the lake
     t0 = pd.Timestamp("2020-10-01T00:00:00.003", tz="UTC")
-    inner = ref[(ref["time"] > t0 + pd.Timedelta(seconds=3)) & (ref["time"] < t0 + pd.Timedelta(seconds=177))]
+    inner = ref[
+        (ref["time"] > t0 + pd.Timedelta(seconds=3))
+        & (ref["time"] < t0 + pd.Timedelta(seconds=177))
+    ]
     p_ref = inner[inner["phase"] == "P"]
     assert _matched(picks, p_ref, 0.5) / len(p_ref) >= 0.85
 
@@ -75,10 +81,19 @@ def test_salton_sea_picks_agree_with_reference_and_plain_seisbench(salton, weigh
     run = lake.read("runs")
     assert run["status"].tolist() == ["completed"] and "PhaseNet" in run["config_json"][0]
     assert "PhaseNet/original" in run["weights_json"][0]
-    assert len(lake.query("SELECT * FROM units WHERE run_id = ? AND status = 'done'", [summary["run_id"]])) == 16
+    assert (
+        len(
+            lake.query(
+                "SELECT * FROM units WHERE run_id = ? AND status = 'done'", [summary["run_id"]]
+            )
+        )
+        == 16
+    )
 
 
-def test_rerun_writes_nothing_and_force_recomputes(salton, weights_cache, prefect_server, lake_root):
+def test_rerun_writes_nothing_and_force_recomputes(
+    salton, weights_cache, prefect_server, lake_root
+):
     sel = StationSelection(stations=["BOM", "COA", "CRR"])
     first = _flow()(salton / "mseed", lake_root, selection=sel, pick=PHASENET)
     files = _lake_files(lake_root)
@@ -94,14 +109,20 @@ def test_rerun_writes_nothing_and_force_recomputes(salton, weights_cache, prefec
     assert len(Lake(lake_root).read("picks")) == n
     # Other thresholds recompute the units and replace their picks (never two pick sets of one
     # model x weights side by side: association would read both).
-    strict = _flow()(salton / "mseed", lake_root, selection=sel,
-                     pick=PHASENET.model_copy(update={"p_threshold": 0.5}))
+    strict = _flow()(
+        salton / "mseed",
+        lake_root,
+        selection=sel,
+        pick=PHASENET.model_copy(update={"p_threshold": 0.5}),
+    )
     assert strict["done"] == 3 and len(_lake_files(lake_root)) == 3
     picks = Lake(lake_root).read("picks")
     assert len(picks) < n and (picks.loc[picks["phase"] == "P", "probability"] >= 0.5).all()
 
 
-def test_bad_files_are_reported_and_skipped(salton, weights_cache, prefect_server, lake_root, tmp_path):
+def test_bad_files_are_reported_and_skipped(
+    salton, weights_cache, prefect_server, lake_root, tmp_path
+):
     archive = tmp_path / "archive"
     archive.mkdir()
     for sta in ("BOM", "COA"):
@@ -135,8 +156,9 @@ def test_no_waveforms_in_range_fails_clearly(salton, weights_cache, prefect_serv
 
 
 @pytest.mark.slow
-def test_continuous_two_instrument_types_find_the_analyst_picks(shared_data, weights_cache, prefect_server,
-                                                                lake_root):
+def test_continuous_two_instrument_types_find_the_analyst_picks(
+    shared_data, weights_cache, prefect_server, lake_root
+):
     folder = shared_data / "elep_pnw"
     summary = _flow()(folder, lake_root, pick=PHASENET)
     assert summary["failed"] == 0
@@ -145,15 +167,23 @@ def test_continuous_two_instrument_types_find_the_analyst_picks(shared_data, wei
     analyst = pd.concat([pd.read_csv(p) for p in folder.glob("*.csv")])
     analyst["time"] = pd.to_datetime(analyst["timestamp"], unit="s", utc=True)
     inside = analyst[analyst["time"] < pd.Timestamp("2022-02-06T04:00", tz="UTC")]
-    inside = inside.assign(station_id=inside["network"] + "." + inside["station"] + ".." + inside["channel"].str[:2])
+    inside = inside.assign(
+        station_id=inside["network"] + "." + inside["station"] + ".." + inside["channel"].str[:2]
+    )
     assert len(inside) == 6
     assert _matched(picks, inside, 0.5) >= 5
 
 
 @pytest.mark.slow
-def test_chunked_accelerometer_and_mixed_rates_run_through(shared_data, weights_cache, prefect_server, lake_root):
-    mesetas = _flow()(shared_data / "seismonitor_mesetas_2019" / "mseed", lake_root,
-                      selection=StationSelection(stations=["CLEJA", "URMC"]), pick=PHASENET)
+def test_chunked_accelerometer_and_mixed_rates_run_through(
+    shared_data, weights_cache, prefect_server, lake_root
+):
+    mesetas = _flow()(
+        shared_data / "seismonitor_mesetas_2019" / "mseed",
+        lake_root,
+        selection=StationSelection(stations=["CLEJA", "URMC"]),
+        pick=PHASENET,
+    )
     # URMC spans two days (19:00 -> 01:00), CLEJA ends at 23:00
     assert mesetas["failed"] == 0 and mesetas["done"] == 3
     malmi = _flow()(shared_data / "malmi_hengill_20181230" / "mseed", lake_root, pick=PHASENET)

@@ -31,10 +31,28 @@ def test_killed_run_resumes_to_the_same_lake(shared_data, weights_cache, prefect
     stations = ["CHI", "FLO2", "GARC", "ORTC", "PRA", "URMC", "YOT"]
     killed = tmp_path / "killed"
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    cmd = [sys.executable, "-m", "quakelake.cli", "pick", "-d", str(archive), "--lake", str(killed),
-           "-S", *stations, "-M", "PhaseNet", "-W", "original", "--silent", "--workers", "1"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "quakelake.cli",
+        "pick",
+        "-d",
+        str(archive),
+        "--lake",
+        str(killed),
+        "-S",
+        *stations,
+        "-M",
+        "PhaseNet",
+        "-W",
+        "original",
+        "--silent",
+        "--workers",
+        "1",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     deadline = time.monotonic() + 240
     while len(_pick_files(killed)) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)

@@ -201,7 +201,9 @@ def test_pick_flow_fails_when_a_worker_dies_and_a_rerun_finishes(
     lake = tmp_path / "lake"
     settings = ComputeSettings(runner="dask-local", workers=2, allowed_failures=0)
     with LocalCluster(**local_cluster_kwargs(settings)) as cluster, Client(cluster) as client:
-        runner = make_task_runner(ComputeSettings(runner="address", address=cluster.scheduler_address))
+        runner = make_task_runner(
+            ComputeSettings(runner="address", address=cluster.scheduler_address)
+        )
         pids = list(client.run(os.getpid).values())
 
         def kill_one_worker_when_picking() -> None:

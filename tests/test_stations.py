@@ -27,7 +27,9 @@ def test_ogs_csv_without_network_or_elevation(shared_data):
 
 def test_csv_parquet_and_real_lists(shared_data):
     malmi = read_stations(shared_data / "malmi_hengill_20181230" / "stations.csv")
-    assert len(malmi) == 20 and set(malmi["network"]) >= {"2C"} and malmi["elevation_m"].notna().all()
+    assert (
+        len(malmi) == 20 and set(malmi["network"]) >= {"2C"} and malmi["elevation_m"].notna().all()
+    )
     chile = read_stations(shared_data / "pyocto_chile_test" / "stations.parquet")
     assert len(chile) == 20 and set(chile["network"]) == {"CX"} and "PB01" in set(chile["station"])
     real = read_stations(shared_data / "real_demo_italy_20161014" / "station.dat")
@@ -46,7 +48,9 @@ def test_stationxml_channel_epochs(shared_data):
 def test_missing_columns_name_the_file(tmp_path):
     bad = tmp_path / "stations.csv"
     bad.write_text("name,x,y\nA,1,2\n")
-    with pytest.raises(StationFileError, match=r"stations.csv lacks columns \['latitude', 'longitude'\]"):
+    with pytest.raises(
+        StationFileError, match=r"stations.csv lacks columns \['latitude', 'longitude'\]"
+    ):
         read_stations(bad)
     with pytest.raises(StationFileError, match="does not exist"):
         read_stations(tmp_path / "absent.xml")

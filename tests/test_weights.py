@@ -31,6 +31,8 @@ def test_sdist_weights_seed_an_empty_cache_and_pick(tmp_path, monkeypatch, share
     assert weights.seed_from_sdist()
     assert weights.has_weights("PhaseNetLight", "ethz")
     model = picking.load_model("PhaseNetLight", "ethz", "cpu")
-    st = obspy.read(str(shared_data / "phasenet_saltonsea_20201001" / "mseed" / "CI.WMD.2020-10-01T00:00.mseed"))
+    st = obspy.read(
+        str(shared_data / "phasenet_saltonsea_20201001" / "mseed" / "CI.WMD.2020-10-01T00:00.mseed")
+    )
     picks = model.classify(st, P_threshold=0.3, S_threshold=0.3).picks
     assert len(picks) >= 5 and {p.phase for p in picks} == {"P", "S"}

@@ -52,11 +52,30 @@ from quakelake.velocity import (
 log = logging.getLogger(__name__)
 
 # Location quality, from the relocation's covariance and the station geometry (lake `events` too).
-QUALITY_COLUMNS = ["time_uncertainty_s", "latitude_uncertainty_km", "longitude_uncertainty_km",
-                   "horizontal_uncertainty_km", "vertical_uncertainty_km", "azimuthal_gap_deg",
-                   "min_distance_km", "location_quality"]
-EVENT_COLUMNS = ["event_id", "time", "latitude", "longitude", "depth_km", "n_picks", "n_p", "n_s",
-                 "n_stations", "score", "rms_residual_s", *QUALITY_COLUMNS]
+QUALITY_COLUMNS = [
+    "time_uncertainty_s",
+    "latitude_uncertainty_km",
+    "longitude_uncertainty_km",
+    "horizontal_uncertainty_km",
+    "vertical_uncertainty_km",
+    "azimuthal_gap_deg",
+    "min_distance_km",
+    "location_quality",
+]
+EVENT_COLUMNS = [
+    "event_id",
+    "time",
+    "latitude",
+    "longitude",
+    "depth_km",
+    "n_picks",
+    "n_p",
+    "n_s",
+    "n_stations",
+    "score",
+    "rms_residual_s",
+    *QUALITY_COLUMNS,
+]
 # An event is "unconstrained" when its stations leave a gap above this or are fewer than 3.
 UNCONSTRAINED_GAP_DEG = 300.0
 UNCONSTRAINED_MIN_STATIONS = 3
@@ -79,7 +98,8 @@ class VelocityParams(_Model):
     """
 
     kind: Literal["auto", "0d", "1d"] = Field(
-        "1d", description="0d: homogeneous vp/vs; 1d: layered model; auto: model_file/layers, else ak135"
+        "1d",
+        description="0d: homogeneous vp/vs; 1d: layered model; auto: model_file/layers, else ak135",
     )
     model_file: Path | None = Field(
         None, description="layered model file (TauP .nd, VELEST .mod, CSV depth,vp,vs) for kind=1d"
@@ -88,16 +108,25 @@ class VelocityParams(_Model):
         None, description="inline model points (depth km, vp, vs km/s), used when no model_file"
     )
     standard: Literal["ak135", "iasp91"] = Field(
-        "ak135", description="standard model (ObsPy TauP) used by kind=auto when no regional model is given"
+        "ak135",
+        description="standard model (ObsPy TauP) used by kind=auto when no regional model is given",
     )
     vp: float | None = Field(
-        None, gt=0, description="P velocity (km/s) of the 0-D model (empty: the 1-D model's crustal average)"
+        None,
+        gt=0,
+        description="P velocity (km/s) of the 0-D model (empty: the 1-D model's crustal average)",
     )
     vs: float | None = Field(
-        None, gt=0, description="S velocity (km/s) of the 0-D model (empty: the 1-D model's crustal average)"
+        None,
+        gt=0,
+        description="S velocity (km/s) of the 0-D model (empty: the 1-D model's crustal average)",
     )
-    grid_km: float | None = Field(None, gt=0, description="travel-time table spacing (km); empty: derived")
-    max_depth_km: float | None = Field(None, gt=0, description="deepest tabulated source (km); empty: derived")
+    grid_km: float | None = Field(
+        None, gt=0, description="travel-time table spacing (km); empty: derived"
+    )
+    max_depth_km: float | None = Field(
+        None, gt=0, description="deepest tabulated source (km); empty: derived"
+    )
     table_dir: Path | None = Field(
         None, description="cache folder of travel-time tables (system temp folder when empty)"
     )
@@ -105,7 +134,9 @@ class VelocityParams(_Model):
     @model_validator(mode="after")
     def _has_model(self) -> VelocityParams:
         if self.kind == "1d" and self.model_file is None and not self.layers:
-            raise ValueError("velocity kind '1d' needs model_file or layers (or use kind 'auto' or '0d')")
+            raise ValueError(
+                "velocity kind '1d' needs model_file or layers (or use kind 'auto' or '0d')"
+            )
         return self
 
     def layered_model(self, max_depth_km: float = 800.0) -> pd.DataFrame:
@@ -135,11 +166,19 @@ class VelocityParams(_Model):
 class AreaParams(_Model):
     """Search area; empty values are derived from the stations (box plus a margin, depth range)."""
 
-    latitude: tuple[float, float] | None = Field(None, description="min, max latitude (deg); empty: derived")
-    longitude: tuple[float, float] | None = Field(None, description="min, max longitude (deg); empty: derived")
-    depth_km: tuple[float, float] | None = Field(None, description="min, max depth (km); empty: derived")
+    latitude: tuple[float, float] | None = Field(
+        None, description="min, max latitude (deg); empty: derived"
+    )
+    longitude: tuple[float, float] | None = Field(
+        None, description="min, max longitude (deg); empty: derived"
+    )
+    depth_km: tuple[float, float] | None = Field(
+        None, description="min, max depth (km); empty: derived"
+    )
     margin_deg: float | None = Field(
-        None, ge=0, description="margin around the stations' box (deg); empty: 10 % of the aperture (10-50 km)"
+        None,
+        ge=0,
+        description="margin around the stations' box (deg); empty: 10 % of the aperture (10-50 km)",
     )
 
 
@@ -148,13 +187,19 @@ class RelocationParams(_Model):
 
     enabled: bool | None = Field(None, description="relocate events after association (empty: yes)")
     iterations: int = Field(30, ge=1, le=500, description="Levenberg-Marquardt iterations")
-    huber_s: float = Field(1.0, gt=0, description="residual (s) beyond which picks are down-weighted")
+    huber_s: float = Field(
+        1.0, gt=0, description="residual (s) beyond which picks are down-weighted"
+    )
     s_weight: float = Field(0.5, ge=0, le=1, description="weight of S picks relative to P picks")
     max_residual_s: float | None = Field(
-        None, gt=0, description="drop picks whose final |residual| exceeds this (s); none when empty"
+        None,
+        gt=0,
+        description="drop picks whose final |residual| exceeds this (s); none when empty",
     )
     min_sigma_s: float = Field(
-        0.1, gt=0, description="floor of the pick-time standard error (s) in the location uncertainties"
+        0.1,
+        gt=0,
+        description="floor of the pick-time standard error (s) in the location uncertainties",
     )
 
 
@@ -166,13 +211,21 @@ class PyOctoConfig(_Model):
     velocity: VelocityParams = Field(
         default_factory=lambda: VelocityParams(kind="auto"), description="velocity model"
     )
-    tolerance_s: float | None = Field(None, gt=0, description="velocity model tolerance (s); empty: derived")
+    tolerance_s: float | None = Field(
+        None, gt=0, description="velocity model tolerance (s); empty: derived"
+    )
     time_before_s: float | None = Field(
-        None, gt=0, description="overlap of time slices (s), ~ travel time through the network; empty: derived"
+        None,
+        gt=0,
+        description="overlap of time slices (s), ~ travel time through the network; empty: derived",
     )
     n_picks: int | None = Field(None, ge=1, description="minimum picks per event; empty: derived")
-    n_p_picks: int | None = Field(None, ge=0, description="minimum P picks per event; empty: derived")
-    n_s_picks: int | None = Field(None, ge=0, description="minimum S picks per event; empty: derived")
+    n_p_picks: int | None = Field(
+        None, ge=0, description="minimum P picks per event; empty: derived"
+    )
+    n_s_picks: int | None = Field(
+        None, ge=0, description="minimum S picks per event; empty: derived"
+    )
     n_p_and_s_picks: int | None = Field(
         None, ge=0, description="minimum stations with both P and S; empty: derived"
     )
@@ -182,7 +235,9 @@ class PyOctoConfig(_Model):
     pick_match_tolerance_s: float | None = Field(
         None, gt=0, description="max |residual| when refining picks (s); empty: derived"
     )
-    min_interevent_time_s: float = Field(3.0, ge=0, description="minimum time between two events (s)")
+    min_interevent_time_s: float = Field(
+        3.0, ge=0, description="minimum time between two events (s)"
+    )
     min_node_size_km: float | None = Field(
         None, gt=0, description="octree node size that triggers location (km); empty: derived"
     )
@@ -190,7 +245,9 @@ class PyOctoConfig(_Model):
         None, gt=0, description="location precision (km); empty: derived"
     )
     refinement_iterations: int = Field(3, ge=1, description="location / pick matching iterations")
-    time_slicing_s: float | None = Field(None, gt=0, description="time block size (s); empty: derived")
+    time_slicing_s: float | None = Field(
+        None, gt=0, description="time block size (s); empty: derived"
+    )
     second_pass: dict[str, Any] | None = Field(
         None, description="PyOcto second_pass_overwrites (e.g. relaxed pick counts on unused picks)"
     )
@@ -213,17 +270,27 @@ class GammaConfig(_Model):
     dbscan_eps: float | None = Field(None, gt=0, description="DBSCAN eps (s); empty: derived")
     dbscan_min_samples: int = Field(3, ge=1, description="DBSCAN min samples")
     oversample_factor: int = Field(5, ge=1, description="initial mixture components per pick set")
-    min_picks_per_eq: int | None = Field(None, ge=1, description="minimum picks per event; empty: derived")
-    min_p_picks_per_eq: int | None = Field(None, ge=0, description="minimum P picks per event; empty: derived")
-    min_s_picks_per_eq: int | None = Field(None, ge=0, description="minimum S picks per event; empty: derived")
+    min_picks_per_eq: int | None = Field(
+        None, ge=1, description="minimum picks per event; empty: derived"
+    )
+    min_p_picks_per_eq: int | None = Field(
+        None, ge=0, description="minimum P picks per event; empty: derived"
+    )
+    min_s_picks_per_eq: int | None = Field(
+        None, ge=0, description="minimum S picks per event; empty: derived"
+    )
     max_sigma11: float | None = Field(
         None, gt=0, description="max time residual std of an event (s); empty: derived"
     )
     ncpu: int = Field(1, ge=1, description="GaMMA worker processes")
     seed: int = Field(
-        42, ge=0, description="seed of GaMMA's random initialisation (same picks + seed = same events)"
+        42,
+        ge=0,
+        description="seed of GaMMA's random initialisation (same picks + seed = same events)",
     )
-    threads: int = Field(1, ge=1, description="BLAS/OpenMP threads per process (1 avoids oversubscription)")
+    threads: int = Field(
+        1, ge=1, description="BLAS/OpenMP threads per process (1 avoids oversubscription)"
+    )
     relocation: RelocationParams = Field(default_factory=RelocationParams, description="relocation")
 
 
@@ -247,8 +314,13 @@ def ogs_default() -> PyOctoConfig:
         area=AreaParams(latitude=(44.0, 47.6), longitude=(9.0, 15.6), depth_km=(0.0, 50.0)),
         velocity=VelocityParams(
             kind="1d",
-            layers=[(0.0, 5.85, 3.28652), (22.0, 6.8, 3.82022), (39.5, 8.0, 4.42438),
-                    (40.0, 8.10119, 4.48486), (60.0, 8.08907, 4.47715)],
+            layers=[
+                (0.0, 5.85, 3.28652),
+                (22.0, 6.8, 3.82022),
+                (39.5, 8.0, 4.42438),
+                (40.0, 8.10119, 4.48486),
+                (60.0, 8.08907, 4.47715),
+            ],
             max_depth_km=60.0,
             grid_km=1.0,
         ),
@@ -279,7 +351,9 @@ class AssociationResult:
     settings: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def empty(cls, messages: list[str] | None = None, unknown: list[str] | None = None) -> AssociationResult:
+    def empty(
+        cls, messages: list[str] | None = None, unknown: list[str] | None = None
+    ) -> AssociationResult:
         """Return a result with no events (right columns)."""
         return cls(_empty_events(), _empty_assignments(), unknown or [], messages or [])
 
@@ -344,7 +418,9 @@ def normalise_picks(picks: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
             "(NET.STA.LOC or STA), phase (P/S) and time (UTC); probability and pick_id are optional"
         )
     if len(df) == 0:
-        return pd.DataFrame(columns=["pick_id", "station_id", "phase", "time", "probability"]), messages
+        return pd.DataFrame(
+            columns=["pick_id", "station_id", "phase", "time", "probability"]
+        ), messages
     df["station_id"] = df["station_id"].astype(str).str.strip()
     df["phase"] = df["phase"].astype(str).str.strip().str.upper().str[:1]
     times = df["time"]
@@ -358,16 +434,23 @@ def normalise_picks(picks: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     df["probability"] = pd.to_numeric(df["probability"], errors="coerce").fillna(1.0).astype(float)
     other = ~df["phase"].isin(["P", "S"])
     if other.any():
-        messages.append(f"{int(other.sum())} picks with phases other than P/S ignored: "
-                        f"{sorted(df.loc[other, 'phase'].unique())[:10]}")
+        messages.append(
+            f"{int(other.sum())} picks with phases other than P/S ignored: "
+            f"{sorted(df.loc[other, 'phase'].unique())[:10]}"
+        )
         df = df[~other]
     bad_time = df["time"].isna()
     if bad_time.any():
         messages.append(f"{int(bad_time.sum())} picks without a valid time ignored")
         df = df[~bad_time]
     if "pick_id" not in df.columns:
-        df["pick_id"] = (df["station_id"] + "|" + df["phase"] + "|"
-                         + df["time"].dt.strftime("%Y-%m-%dT%H:%M:%S.%f"))
+        df["pick_id"] = (
+            df["station_id"]
+            + "|"
+            + df["phase"]
+            + "|"
+            + df["time"].dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
+        )
     df["pick_id"] = df["pick_id"].astype(str)
     dup = df.duplicated(["station_id", "phase", "time"])
     if dup.any():
@@ -386,7 +469,9 @@ def station_table(stations: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     messages: list[str] = []
     missing = [c for c in ("station", "latitude", "longitude") if c not in stations.columns]
     if missing:
-        raise AssociationError(f"stations lack columns {missing}; read them with quakelake.stations.read_stations")
+        raise AssociationError(
+            f"stations lack columns {missing}; read them with quakelake.stations.read_stations"
+        )
     st = station_coordinates(stations)
     no_elev = st["elevation_m"].isna()
     if no_elev.any():
@@ -404,12 +489,17 @@ def resolve_stations(picks: pd.DataFrame, stations: pd.DataFrame) -> tuple[pd.Se
     """
     lookup: dict[str, int] = {}
     by_code: dict[str, list[int]] = {}
-    for i, (net, sta, loc) in enumerate(zip(stations["network"], stations["station"], stations["location"], strict=False)):
+    for i, (net, sta, loc) in enumerate(
+        zip(stations["network"], stations["station"], stations["location"], strict=False)
+    ):
         lookup.setdefault(f"{net}.{sta}.{loc}", i)
         lookup.setdefault(f"{net}.{sta}", i)
         by_code.setdefault(sta, []).append(i)
     for code, rows in by_code.items():
-        if len(rows) == 1 or len({(stations["latitude"][r], stations["longitude"][r]) for r in rows}) == 1:
+        if (
+            len(rows) == 1
+            or len({(stations["latitude"][r], stations["longitude"][r]) for r in rows}) == 1
+        ):
             lookup.setdefault(code, rows[0])
     cache: dict[str, int] = {}
     for sid in picks["station_id"].unique():
@@ -417,8 +507,10 @@ def resolve_stations(picks: pd.DataFrame, stations: pd.DataFrame) -> tuple[pd.Se
         if idx < 0:
             parts = sid.strip(".").split(".")
             if len(parts) >= 2:
-                idx = lookup.get(f"{parts[0]}.{parts[1]}.{parts[2] if len(parts) > 2 else ''}",
-                                 lookup.get(f"{parts[0]}.{parts[1]}", lookup.get(parts[1], -1)))
+                idx = lookup.get(
+                    f"{parts[0]}.{parts[1]}.{parts[2] if len(parts) > 2 else ''}",
+                    lookup.get(f"{parts[0]}.{parts[1]}", lookup.get(parts[1], -1)),
+                )
             else:
                 idx = lookup.get(parts[0], -1)
         cache[sid] = idx
@@ -450,22 +542,34 @@ class Projection:
         x, y = self._fwd().transform(np.asarray(lon, float), np.asarray(lat, float))
         return np.asarray(x), np.asarray(y)
 
-    def bounds(self, lat: tuple[float, float], lon: tuple[float, float]) -> tuple[tuple[float, float], tuple[float, float]]:
+    def bounds(
+        self, lat: tuple[float, float], lon: tuple[float, float]
+    ) -> tuple[tuple[float, float], tuple[float, float]]:
         """Return the (x, y) ranges (km) of the box that encloses the lat/lon area (densified edges)."""
         x0, y0, x1, y1 = self._fwd().transform_bounds(lon[0], lat[0], lon[1], lat[1])
         return (float(x0), float(x1)), (float(y0), float(y1))
 
     def to_latlon(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return latitude and longitude of local x, y (km)."""
-        lon, lat = self._fwd().transform(np.asarray(x, float), np.asarray(y, float), direction="INVERSE")
+        lon, lat = self._fwd().transform(
+            np.asarray(x, float), np.asarray(y, float), direction="INVERSE"
+        )
         return np.asarray(lat), np.asarray(lon)
 
 
-def area_bounds(area: AreaParams, stations: pd.DataFrame) -> tuple[tuple[float, float], tuple[float, float]]:
+def area_bounds(
+    area: AreaParams, stations: pd.DataFrame
+) -> tuple[tuple[float, float], tuple[float, float]]:
     """Return the (latitude, longitude) ranges of the search area."""
     m = 0.3 if area.margin_deg is None else area.margin_deg
-    lat = area.latitude or (float(stations["latitude"].min()) - m, float(stations["latitude"].max()) + m)
-    lon = area.longitude or (float(stations["longitude"].min()) - m, float(stations["longitude"].max()) + m)
+    lat = area.latitude or (
+        float(stations["latitude"].min()) - m,
+        float(stations["latitude"].max()) + m,
+    )
+    lon = area.longitude or (
+        float(stations["longitude"].min()) - m,
+        float(stations["longitude"].max()) + m,
+    )
     return lat, lon
 
 
@@ -494,17 +598,33 @@ def resolve_config(
     """
     vel, area, reloc = config.velocity, config.area, config.relocation
     if isinstance(config, PyOctoConfig):
-        names = ["tolerance_s", "time_before_s", "n_picks", "n_p_picks", "n_s_picks", "n_p_and_s_picks",
-                 "min_pick_fraction", "pick_match_tolerance_s", "min_node_size_km", "min_node_size_location_km",
-                 "time_slicing_s"]
+        names = [
+            "tolerance_s",
+            "time_before_s",
+            "n_picks",
+            "n_p_picks",
+            "n_s_picks",
+            "n_p_and_s_picks",
+            "min_pick_fraction",
+            "pick_match_tolerance_s",
+            "min_node_size_km",
+            "min_node_size_location_km",
+            "time_slicing_s",
+        ]
         source = {n: n for n in names}
     else:
-        source = {"dbscan_eps": "dbscan_eps", "min_picks_per_eq": "n_picks", "min_p_picks_per_eq": "n_p_picks",
-                  "min_s_picks_per_eq": "n_s_picks", "max_sigma11": "max_sigma11"}
+        source = {
+            "dbscan_eps": "dbscan_eps",
+            "min_picks_per_eq": "n_picks",
+            "min_p_picks_per_eq": "n_p_picks",
+            "min_s_picks_per_eq": "n_s_picks",
+            "max_sigma11": "max_sigma11",
+        }
     top = [n for n in source if _unset(config, n)]
     area_unset = [n for n in ("latitude", "longitude", "depth_km") if _unset(area, n)]
     wanted = (["grid_km", "max_depth_km"] if vel.kind != "0d" else []) + (
-        ["vp", "vs"] if isinstance(config, GammaConfig) or vel.kind == "0d" else [])
+        ["vp", "vs"] if isinstance(config, GammaConfig) or vel.kind == "0d" else []
+    )
     vel_unset = [n for n in wanted if _unset(vel, n)]
     if not (top or area_unset or vel_unset or vel.kind == "auto" or reloc.enabled is None):
         return config, {}
@@ -512,7 +632,9 @@ def resolve_config(
     user_depth = area.depth_km[1] if area.depth_km is not None else None
     model = vel.layered_model(max(user_depth or 0.0, 310.0)) if vel.kind != "0d" else None
     if model is None:
-        model = pd.DataFrame({"depth": [0.0, 1.0], "vp": [vel.vp or 6.0] * 2, "vs": [vel.vs or 6.0 / 1.75] * 2})
+        model = pd.DataFrame(
+            {"depth": [0.0, 1.0], "vp": [vel.vp or 6.0] * 2, "vs": [vel.vs or 6.0 / 1.75] * 2}
+        )
     auto = derive_settings(geometry, model)
     derived: dict[str, Any] = {}
 
@@ -532,9 +654,16 @@ def resolve_config(
     vel_update: dict[str, Any] = {}
     if vel.kind == "auto":
         if vel.model_file is None and not vel.layers:
-            vel_update["layers"] = [tuple(r) for r in standard_model(vel.standard, auto["max_depth_km"] + 10.0)
-                                    .to_numpy().round(5).tolist()]
-            derived["velocity.model"] = f"{vel.standard} (ObsPy TauP), {len(vel_update['layers'])} points"
+            vel_update["layers"] = [
+                tuple(r)
+                for r in standard_model(vel.standard, auto["max_depth_km"] + 10.0)
+                .to_numpy()
+                .round(5)
+                .tolist()
+            ]
+            derived["velocity.model"] = (
+                f"{vel.standard} (ObsPy TauP), {len(vel_update['layers'])} points"
+            )
         else:
             derived["velocity.model"] = str(vel.model_file or "layers")
         vel_update["kind"] = "1d"
@@ -546,7 +675,9 @@ def resolve_config(
     if vel_update:
         update["velocity"] = vel.model_copy(update=vel_update)
     if reloc.enabled is None:
-        update["relocation"] = reloc.model_copy(update={"enabled": take("relocation", "relocation.enabled")})
+        update["relocation"] = reloc.model_copy(
+            update={"enabled": take("relocation", "relocation.enabled")}
+        )
     resolved = config.model_copy(update=update)
     settings = {"derived": derived, "geometry": geometry.as_dict()} if derived else {}
     return resolved, settings
@@ -569,7 +700,9 @@ def resolve_for_network(
     sites, _ = station_table(stations)
     per_site = None
     if pick_counts is not None and len(pick_counts):
-        rows, _ = resolve_stations(pick_counts.assign(station_id=pick_counts["station_id"].astype(str)), sites)
+        rows, _ = resolve_stations(
+            pick_counts.assign(station_id=pick_counts["station_id"].astype(str)), sites
+        )
         known = rows.to_numpy() >= 0
         per_site = pick_counts["n"][known].groupby(rows.to_numpy()[known]).sum()
     return resolve_config(config, sites, per_site, hours)
@@ -581,8 +714,10 @@ def format_settings(settings: dict[str, Any]) -> str:
     if not derived:
         return ""
     g = settings.get("geometry", {})
-    head = (f"{g.get('n_stations')} stations, aperture {g.get('aperture_km', 0):.0f} km, spacing "
-            f"{g.get('spacing_km', 0):.1f} km, {g.get('n_visible')} within {g.get('visibility_km', 0):.0f} km")
+    head = (
+        f"{g.get('n_stations')} stations, aperture {g.get('aperture_km', 0):.0f} km, spacing "
+        f"{g.get('spacing_km', 0):.1f} km, {g.get('n_visible')} within {g.get('visibility_km', 0):.0f} km"
+    )
     return head + ": " + ", ".join(f"{k}={v}" for k, v in derived.items())
 
 
@@ -601,32 +736,40 @@ class _HomogeneousTimes:
 @dataclass
 class _Setup:
     config: PyOctoConfig | GammaConfig  # with every derived setting filled in
-    settings: dict[str, Any]     # what was derived (resolve_config)
-    picks: pd.DataFrame          # normalised picks with station row, x, y, z (km, z down)
-    stations: pd.DataFrame       # sites with x, y, z
+    settings: dict[str, Any]  # what was derived (resolve_config)
+    picks: pd.DataFrame  # normalised picks with station row, x, y, z (km, z down)
+    stations: pd.DataFrame  # sites with x, y, z
     projection: Projection
     lat: tuple[float, float]
     lon: tuple[float, float]
-    times: Any                   # TravelTimeTable or _HomogeneousTimes
+    times: Any  # TravelTimeTable or _HomogeneousTimes
     table_path: Path | None
     surface: tuple[float, float]
 
 
-def _prepare(picks: pd.DataFrame, stations: pd.DataFrame, config: PyOctoConfig | GammaConfig,
-             messages: list[str]) -> tuple[_Setup | None, list[str]]:
+def _prepare(
+    picks: pd.DataFrame,
+    stations: pd.DataFrame,
+    config: PyOctoConfig | GammaConfig,
+    messages: list[str],
+) -> tuple[_Setup | None, list[str]]:
     norm, msg = normalise_picks(picks)
     messages += msg
     sites, msg = station_table(stations)
     messages += msg
     if len(sites) == 0:
-        raise AssociationError("the station table is empty; pass a station file (-F) or import stations")
+        raise AssociationError(
+            "the station table is empty; pass a station file (-F) or import stations"
+        )
     if len(norm) == 0:
         return None, []
     rows, unknown = resolve_stations(norm, sites)
     if unknown:
         n = int((rows < 0).sum())
-        text = (f"{n} picks on {len(unknown)} stations without coordinates were not associated: "
-                f"{', '.join(unknown[:20])}{' ...' if len(unknown) > 20 else ''}; add them to the station file")
+        text = (
+            f"{n} picks on {len(unknown)} stations without coordinates were not associated: "
+            f"{', '.join(unknown[:20])}{' ...' if len(unknown) > 20 else ''}; add them to the station file"
+        )
         log.warning(text)
         messages.append(text)
     norm = norm[rows.to_numpy() >= 0].copy()
@@ -650,7 +793,9 @@ def _prepare(picks: pd.DataFrame, stations: pd.DataFrame, config: PyOctoConfig |
         path, times = cached_table(vel.model(), vel.grid_km, xdist, zdist, vel.table_dir)
     else:
         path, times = None, _HomogeneousTimes(vel.vp, vel.vs)
-    setup = _Setup(config, settings, norm, sites, proj, lat, lon, times, path, vel.surface_velocities())
+    setup = _Setup(
+        config, settings, norm, sites, proj, lat, lon, times, path, vel.surface_velocities()
+    )
     return setup, unknown
 
 
@@ -731,7 +876,9 @@ def associate_day(
     ev = res.events
     keep = (ev["time"] >= start) & (ev["time"] < end)
     res.events = ev[keep].reset_index(drop=True)
-    res.assignments = res.assignments[res.assignments["event_id"].isin(res.events["event_id"])].reset_index(drop=True)
+    res.assignments = res.assignments[
+        res.assignments["event_id"].isin(res.events["event_id"])
+    ].reset_index(drop=True)
     return res
 
 
@@ -744,36 +891,64 @@ def _run_pyocto(setup: _Setup, config: PyOctoConfig) -> tuple[pd.DataFrame, pd.D
     vel = config.velocity
     cutoff = None
     if vel.kind == "1d":
-        model = pyocto.VelocityModel1D(str(setup.table_path), tolerance=config.tolerance_s,
-                                       surface_p_velocity=setup.surface[0],
-                                       surface_s_velocity=setup.surface[1])
+        model = pyocto.VelocityModel1D(
+            str(setup.table_path),
+            tolerance=config.tolerance_s,
+            surface_p_velocity=setup.surface[0],
+            surface_s_velocity=setup.surface[1],
+        )
     else:
-        model = pyocto.VelocityModel0D(vel.vp, vel.vs, tolerance=config.tolerance_s,
-                                       association_cutoff_distance=cutoff)
+        model = pyocto.VelocityModel0D(
+            vel.vp, vel.vs, tolerance=config.tolerance_s, association_cutoff_distance=cutoff
+        )
     xlim, ylim = setup.projection.bounds(setup.lat, setup.lon)
     # PyOcto logs caveats about effective pick counts at construction: they restate our settings.
     logging.getLogger("pyocto").setLevel(logging.ERROR)
     kwargs: dict[str, Any] = dict(
-        n_picks=config.n_picks, n_p_picks=config.n_p_picks, n_s_picks=config.n_s_picks,
-        n_p_and_s_picks=config.n_p_and_s_picks, min_pick_fraction=config.min_pick_fraction,
+        n_picks=config.n_picks,
+        n_p_picks=config.n_p_picks,
+        n_s_picks=config.n_s_picks,
+        n_p_and_s_picks=config.n_p_and_s_picks,
+        min_pick_fraction=config.min_pick_fraction,
         pick_match_tolerance=config.pick_match_tolerance_s,
-        min_interevent_time=config.min_interevent_time_s, min_node_size=config.min_node_size_km,
+        min_interevent_time=config.min_interevent_time_s,
+        min_node_size=config.min_node_size_km,
         min_node_size_location=config.min_node_size_location_km,
-        refinement_iterations=config.refinement_iterations, time_slicing=config.time_slicing_s,
-        second_pass_overwrites=config.second_pass, n_threads=config.n_threads,
+        refinement_iterations=config.refinement_iterations,
+        time_slicing=config.time_slicing_s,
+        second_pass_overwrites=config.second_pass,
+        n_threads=config.n_threads,
     )
     associator = pyocto.OctoAssociator(
-        xlim, ylim, tuple(config.area.depth_km), model, config.time_before_s, crs=setup.projection.crs, **kwargs,
+        xlim,
+        ylim,
+        tuple(config.area.depth_km),
+        model,
+        config.time_before_s,
+        crs=setup.projection.crs,
+        **kwargs,
     )
-    st = pd.DataFrame({"id": np.arange(len(setup.stations)).astype(str), "x": setup.stations["x"],
-                       "y": setup.stations["y"], "z": setup.stations["z"]})
+    st = pd.DataFrame(
+        {
+            "id": np.arange(len(setup.stations)).astype(str),
+            "x": setup.stations["x"],
+            "y": setup.stations["y"],
+            "z": setup.stations["z"],
+        }
+    )
     p = setup.picks
-    pk = pd.DataFrame({"station": p["site"].astype(str).to_numpy(), "phase": p["phase"].to_numpy(),
-                       "time": p["time"].astype("int64").to_numpy() / 1e9})
+    pk = pd.DataFrame(
+        {
+            "station": p["site"].astype(str).to_numpy(),
+            "phase": p["phase"].to_numpy(),
+            "time": p["time"].astype("int64").to_numpy() / 1e9,
+        }
+    )
     events, assign = associator.associate(pk, st)
     if len(events) == 0:
         return pd.DataFrame(columns=["idx", "time", "x", "y", "z", "score"]), pd.DataFrame(
-            columns=["event_idx", "pick_idx"])
+            columns=["event_idx", "pick_idx"]
+        )
     events = events.rename(columns={"picks": "score"})[["idx", "time", "x", "y", "z", "score"]]
     events["score"] = np.nan
     return events, assign[["event_idx", "pick_idx"]]
@@ -808,13 +983,18 @@ def _run_gamma(setup: _Setup, config: GammaConfig) -> tuple[pd.DataFrame, pd.Dat
     st = setup.stations
     xr, yr = setup.projection.bounds(setup.lat, setup.lon)
     zmin, zmax = config.area.depth_km
-    stations = pd.DataFrame({"id": np.arange(len(st)).astype(str), "x(km)": st["x"], "y(km)": st["y"],
-                             "z(km)": st["z"]})
+    stations = pd.DataFrame(
+        {"id": np.arange(len(st)).astype(str), "x(km)": st["x"], "y(km)": st["y"], "z(km)": st["z"]}
+    )
     p = setup.picks
-    picks = pd.DataFrame({"id": p["site"].astype(str).to_numpy(),
-                          "timestamp": p["time"].dt.tz_convert(None).to_numpy(),
-                          "type": p["phase"].str.lower().to_numpy(),
-                          "prob": p["probability"].to_numpy()})
+    picks = pd.DataFrame(
+        {
+            "id": p["site"].astype(str).to_numpy(),
+            "timestamp": p["time"].dt.tz_convert(None).to_numpy(),
+            "type": p["phase"].str.lower().to_numpy(),
+            "prob": p["probability"].to_numpy(),
+        }
+    )
     gcfg: dict[str, Any] = {
         "dims": ["x(km)", "y(km)", "z(km)"],
         "use_dbscan": config.use_dbscan,
@@ -822,8 +1002,15 @@ def _run_gamma(setup: _Setup, config: GammaConfig) -> tuple[pd.DataFrame, pd.Dat
         "vel": {"p": config.velocity.vp, "s": config.velocity.vs},
         "method": config.method,
         "oversample_factor": config.oversample_factor,
-        "x(km)": xr, "y(km)": yr, "z(km)": (zmin, zmax),
-        "bfgs_bounds": ((xr[0] - 1, xr[1] + 1), (yr[0] - 1, yr[1] + 1), (zmin, zmax + 1), (None, None)),
+        "x(km)": xr,
+        "y(km)": yr,
+        "z(km)": (zmin, zmax),
+        "bfgs_bounds": (
+            (xr[0] - 1, xr[1] + 1),
+            (yr[0] - 1, yr[1] + 1),
+            (zmin, zmax + 1),
+            (None, None),
+        ),
         "dbscan_eps": config.dbscan_eps,
         "dbscan_min_samples": config.dbscan_min_samples,
         "min_picks_per_eq": config.min_picks_per_eq,
@@ -846,13 +1033,19 @@ def _run_gamma(setup: _Setup, config: GammaConfig) -> tuple[pd.DataFrame, pd.Dat
         events, assign = gamma_association(picks, stations, gcfg, method=config.method)
     if not events:
         return pd.DataFrame(columns=["idx", "time", "x", "y", "z", "score"]), pd.DataFrame(
-            columns=["event_idx", "pick_idx"])
+            columns=["event_idx", "pick_idx"]
+        )
     ev = pd.DataFrame(events)
-    out = pd.DataFrame({
-        "idx": ev["event_index"],
-        "time": pd.to_datetime(ev["time"], utc=True).astype("int64") / 1e9,
-        "x": ev["x(km)"], "y": ev["y(km)"], "z": ev["z(km)"], "score": ev["gamma_score"],
-    })
+    out = pd.DataFrame(
+        {
+            "idx": ev["event_index"],
+            "time": pd.to_datetime(ev["time"], utc=True).astype("int64") / 1e9,
+            "x": ev["x(km)"],
+            "y": ev["y(km)"],
+            "z": ev["z(km)"],
+            "score": ev["gamma_score"],
+        }
+    )
     asg = pd.DataFrame(assign, columns=["pick_idx", "event_idx", "prob"])[["event_idx", "pick_idx"]]
     return out, asg
 
@@ -911,8 +1104,15 @@ def relocate(
     tobs = pad(picks["t"].to_numpy(float) - tref[ei])
     corr = np.where(is_s, -sz / surface[1], -sz / surface[0])  # stations above sea level: later
     weight = np.where(is_s, params.s_weight, 1.0) * mask
-    theta = np.stack([events["x"].to_numpy(float), events["y"].to_numpy(float),
-                      np.clip(events["z"].to_numpy(float), *depth_km), np.zeros(n_ev)], axis=1)
+    theta = np.stack(
+        [
+            events["x"].to_numpy(float),
+            events["y"].to_numpy(float),
+            np.clip(events["z"].to_numpy(float), *depth_km),
+            np.zeros(n_ev),
+        ],
+        axis=1,
+    )
 
     def evaluate(th: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         dx = th[:, 0:1] - sx
@@ -922,7 +1122,10 @@ def relocate(
         tt, dtdr, dtdz = times.times(is_s.ravel(), r.ravel(), z.ravel())
         tt, dtdr, dtdz = (a.reshape(r.shape) for a in (tt, dtdr, dtdz))
         res = (tobs - (th[:, 3:4] + tt + corr)) * mask
-        jac = np.stack([dtdr * dx / r, dtdr * dy / r, dtdz, np.ones_like(r)], axis=-1) * mask[..., None]
+        jac = (
+            np.stack([dtdr * dx / r, dtdr * dy / r, dtdz, np.ones_like(r)], axis=-1)
+            * mask[..., None]
+        )
         return res, jac
 
     def cost(res: np.ndarray) -> np.ndarray:
@@ -942,14 +1145,20 @@ def relocate(
             normal = np.einsum("emi,emj->eij", jw, jac)
             grad = np.einsum("emi,em->ei", jw, res)
             diag = np.diagonal(normal, axis1=1, axis2=2)[:, :, None] + 1e-6
-            step = np.linalg.solve(normal + lam[:, None, None] * eye * diag, grad[..., None])[..., 0]
+            step = np.linalg.solve(normal + lam[:, None, None] * eye * diag, grad[..., None])[
+                ..., 0
+            ]
             trial = theta + step
             trial[:, 2] = np.clip(trial[:, 2], *depth_km)
             res_t, jac_t = evaluate(trial)
             cost_t = cost(res_t)
             better = cost_t < current
             theta[better], res[better], jac[better], current[better] = (
-                trial[better], res_t[better], jac_t[better], cost_t[better])
+                trial[better],
+                res_t[better],
+                jac_t[better],
+                cost_t[better],
+            )
             lam = np.clip(np.where(better, lam / 3.0, lam * 5.0), 1e-6, 1e6)
     out = events.copy()
     out["x"], out["y"], out["z"] = theta[:, 0], theta[:, 1], theta[:, 2]
@@ -962,7 +1171,9 @@ def relocate(
         s2 = np.maximum((w * res**2).sum(axis=1) / dof, params.min_sigma_s**2)
         cov = np.linalg.pinv(normal) * s2[:, None, None]
         var = np.clip(np.diagonal(cov, axis1=1, axis2=2), 0.0, None)
-        out["sigma_x"], out["sigma_y"], out["sigma_z"], out["sigma_t"] = (np.sqrt(var[:, k]) for k in range(4))
+        out["sigma_x"], out["sigma_y"], out["sigma_z"], out["sigma_t"] = (
+            np.sqrt(var[:, k]) for k in range(4)
+        )
         out["sigma_h"] = np.sqrt(np.clip(np.linalg.eigvalsh(cov[:, :2, :2])[:, -1], 0.0, None))
     else:
         for c in ("sigma_x", "sigma_y", "sigma_z", "sigma_t", "sigma_h"):
@@ -975,8 +1186,13 @@ def relocate(
 # ----------------------------------------------------------------------------- output
 
 
-def _finish(setup: _Setup, config: PyOctoConfig | GammaConfig, raw_events: pd.DataFrame,
-            raw_assign: pd.DataFrame, prefix: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _finish(
+    setup: _Setup,
+    config: PyOctoConfig | GammaConfig,
+    raw_events: pd.DataFrame,
+    raw_assign: pd.DataFrame,
+    prefix: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     if len(raw_events) == 0:
         return _empty_events(), _empty_assignments()
     raw_events = raw_events.reset_index(drop=True)
@@ -988,8 +1204,9 @@ def _finish(setup: _Setup, config: PyOctoConfig | GammaConfig, raw_events: pd.Da
     p["t"] = p["time"].astype("int64").to_numpy() / 1e9
     ev = raw_events[["x", "y", "z", "time", "score"]].astype(float)
     reloc = config.relocation
-    ev, residual = relocate(ev, p, setup.times, setup.surface, tuple(config.area.depth_km), reloc,
-                            move=reloc.enabled)
+    ev, residual = relocate(
+        ev, p, setup.times, setup.surface, tuple(config.area.depth_km), reloc, move=reloc.enabled
+    )
     p["residual_s"] = residual
     if reloc.max_residual_s is not None:
         p = p[np.abs(p["residual_s"]) <= reloc.max_residual_s]
@@ -999,14 +1216,18 @@ def _finish(setup: _Setup, config: PyOctoConfig | GammaConfig, raw_events: pd.Da
     p["res2"] = np.square(p["residual_s"].to_numpy())
     grp = p.groupby("event")
     gap, min_dist = _station_geometry(p, ev)
-    stats = pd.DataFrame({
-        "n_picks": grp.size(),
-        "n_p": grp["is_p"].sum(),
-        "n_s": grp["is_s"].sum(),
-        "n_stations": grp["site"].nunique(),
-        "rms_residual_s": np.sqrt(grp["res2"].mean()),
-    }).reindex(range(len(ev)))
-    times = pd.to_datetime(np.round(ev["time"].to_numpy() * 1e6).astype("int64"), unit="us", utc=True)
+    stats = pd.DataFrame(
+        {
+            "n_picks": grp.size(),
+            "n_p": grp["is_p"].sum(),
+            "n_s": grp["is_s"].sum(),
+            "n_stations": grp["site"].nunique(),
+            "rms_residual_s": np.sqrt(grp["res2"].mean()),
+        }
+    ).reindex(range(len(ev)))
+    times = pd.to_datetime(
+        np.round(ev["time"].to_numpy() * 1e6).astype("int64"), unit="us", utc=True
+    )
     ids = [f"{prefix}{t.strftime('%Y%m%dT%H%M%S.%f')[:-3]}" for t in times]
     seen: dict[str, int] = {}
     for i, eid in enumerate(ids):
@@ -1014,25 +1235,38 @@ def _finish(setup: _Setup, config: PyOctoConfig | GammaConfig, raw_events: pd.Da
         seen[eid] = k + 1
         if k:
             ids[i] = f"{eid}-{k}"
-    events = pd.DataFrame({
-        "event_id": ids, "time": times, "latitude": lat, "longitude": lon,
-        "depth_km": ev["z"].to_numpy(), "n_picks": stats["n_picks"].fillna(0).astype(int).to_numpy(),
-        "n_p": stats["n_p"].fillna(0).astype(int).to_numpy(),
-        "n_s": stats["n_s"].fillna(0).astype(int).to_numpy(),
-        "n_stations": stats["n_stations"].fillna(0).astype(int).to_numpy(),
-        "score": ev["score"].to_numpy(), "rms_residual_s": stats["rms_residual_s"].to_numpy(),
-    })
+    events = pd.DataFrame(
+        {
+            "event_id": ids,
+            "time": times,
+            "latitude": lat,
+            "longitude": lon,
+            "depth_km": ev["z"].to_numpy(),
+            "n_picks": stats["n_picks"].fillna(0).astype(int).to_numpy(),
+            "n_p": stats["n_p"].fillna(0).astype(int).to_numpy(),
+            "n_s": stats["n_s"].fillna(0).astype(int).to_numpy(),
+            "n_stations": stats["n_stations"].fillna(0).astype(int).to_numpy(),
+            "score": ev["score"].to_numpy(),
+            "rms_residual_s": stats["rms_residual_s"].to_numpy(),
+        }
+    )
     events = events.assign(**_quality(ev, gap, min_dist, events["n_stations"].to_numpy()))
     events = events[events["n_picks"] > 0]
-    assignments = pd.DataFrame({
-        "event_id": np.asarray(ids, dtype=object)[p["event"].to_numpy()],
-        "pick_id": p["pick_id"].to_numpy(), "station_id": p["station_id"].to_numpy(),
-        "phase": p["phase"].to_numpy(), "time": p["time"].to_numpy(),
-        "residual_s": p["residual_s"].to_numpy(),
-    })
+    assignments = pd.DataFrame(
+        {
+            "event_id": np.asarray(ids, dtype=object)[p["event"].to_numpy()],
+            "pick_id": p["pick_id"].to_numpy(),
+            "station_id": p["station_id"].to_numpy(),
+            "phase": p["phase"].to_numpy(),
+            "time": p["time"].to_numpy(),
+            "residual_s": p["residual_s"].to_numpy(),
+        }
+    )
     assignments = assignments[assignments["event_id"].isin(events["event_id"])]
     events = events.sort_values("time", kind="stable").reset_index(drop=True)
-    return events, assignments.sort_values(["event_id", "time"], kind="stable").reset_index(drop=True)
+    return events, assignments.sort_values(["event_id", "time"], kind="stable").reset_index(
+        drop=True
+    )
 
 
 def _station_geometry(p: pd.DataFrame, ev: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -1046,7 +1280,9 @@ def _station_geometry(p: pd.DataFrame, ev: pd.DataFrame) -> tuple[np.ndarray, np
     dx = sites["x"].to_numpy(float) - ev["x"].to_numpy(float)[ei]
     dy = sites["y"].to_numpy(float) - ev["y"].to_numpy(float)[ei]
     az = np.degrees(np.arctan2(dx, dy)) % 360.0
-    frame = pd.DataFrame({"event": ei, "az": az, "dist": np.hypot(dx, dy)}).sort_values(["event", "az"])
+    frame = pd.DataFrame({"event": ei, "az": az, "dist": np.hypot(dx, dy)}).sort_values(
+        ["event", "az"]
+    )
     for e, g in frame.groupby("event", sort=False):
         a = g["az"].to_numpy()
         if len(a) > 1:
@@ -1055,7 +1291,9 @@ def _station_geometry(p: pd.DataFrame, ev: pd.DataFrame) -> tuple[np.ndarray, np
     return gap, near
 
 
-def _quality(ev: pd.DataFrame, gap: np.ndarray, min_dist: np.ndarray, n_stations: np.ndarray) -> dict[str, np.ndarray]:
+def _quality(
+    ev: pd.DataFrame, gap: np.ndarray, min_dist: np.ndarray, n_stations: np.ndarray
+) -> dict[str, np.ndarray]:
     """Return the location-quality columns (QUALITY_COLUMNS) of relocated events."""
     unconstrained = (gap > UNCONSTRAINED_GAP_DEG) | (n_stations < UNCONSTRAINED_MIN_STATIONS)
     return {

@@ -422,8 +422,16 @@ def read_hypo71_phases(path: str | Path) -> Catalog:
             for phase, seconds, weight in phases:
                 sec = _implied_seconds(seconds, path, lineno)
                 if not math.isnan(sec):
-                    rows.append(_pick_row(event_id, station, phase, minute + dt.timedelta(seconds=sec),
-                                          _weight(weight), path))
+                    rows.append(
+                        _pick_row(
+                            event_id,
+                            station,
+                            phase,
+                            minute + dt.timedelta(seconds=sec),
+                            _weight(weight),
+                            path,
+                        )
+                    )
     _unique_pick_ids(rows)
     return Catalog(empty_events(), _frame(rows, PICK_COLUMNS))
 
@@ -531,7 +539,9 @@ def ogs_event_type(text: object) -> str | None:
     if text is None or (isinstance(text, float) and math.isnan(text)):
         return None
     kind = str(text).strip().strip("[]").strip().lower().replace("_", " ")
-    return {"explosion": "explosion", "quarry": "quarry blast", "blast": "quarry blast"}.get(kind, kind) or None
+    return {"explosion": "explosion", "quarry": "quarry blast", "blast": "quarry blast"}.get(
+        kind, kind
+    ) or None
 
 
 def read_ogs_catalogue(path: str | Path) -> Catalog:
@@ -561,7 +571,9 @@ def read_ogs_catalogue(path: str | Path) -> Catalog:
             "magnitude_type": np.where(ml.notna(), "ML", np.where(md.notna(), "Md", None)),
             "n_picks": None,
             "source_file": str(path),
-            "event_type": df["event_type"].map(ogs_event_type) if "event_type" in df.columns else None,
+            "event_type": df["event_type"].map(ogs_event_type)
+            if "event_type" in df.columns
+            else None,
         }
     )
     return Catalog(_frame(events, EVENT_COLUMNS), empty_picks())

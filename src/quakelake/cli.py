@@ -31,24 +31,42 @@ from quakelake.printing import (
 if TYPE_CHECKING:
     from quakelake.config import RunConfig
 
-GROUPS_HELP = ("run per named station group (sub-network): groups are defined under 'groups:' in the -c "
-               "config file or in --groups-file as name: [NET.STA, NET.*, ...]; picking covers the stations of "
-               "the chosen groups, association runs once per group, the analyzer adds metrics per group")
+GROUPS_HELP = (
+    "run per named station group (sub-network): groups are defined under 'groups:' in the -c "
+    "config file or in --groups-file as name: [NET.STA, NET.*, ...]; picking covers the stations of "
+    "the chosen groups, association runs once per group, the analyzer adds metrics per group"
+)
 
 # Which option sets a configuration parameter: errors name what the user typed.
 OPTION_OF = {
-    "lake": "--lake", "directory": "-d/--directory", "station_file": "-F/--file",
-    "window": "-D/--dates (or -J/--julian)", "window.start": "-D/--dates (or -J/--julian)",
+    "lake": "--lake",
+    "directory": "-d/--directory",
+    "station_file": "-F/--file",
+    "window": "-D/--dates (or -J/--julian)",
+    "window.start": "-D/--dates (or -J/--julian)",
     "window.end": "-D/--dates (or -J/--julian)",
-    "selection.networks": "-N/--network", "selection.stations": "-S/--station",
-    "selection.channels": "-C/--channel", "pick.models": "-M/--models", "pick.weights": "-W/--weights",
-    "pick.p_threshold": "-p/--pwave", "pick.s_threshold": "-s/--swave", "pick.batch_size": "-b/--batch",
-    "pick.device": "--device", "execution.runner": "--runner", "execution.workers": "--workers",
-    "execution.address": "--address", "download.clients": "--client", "download.token_file": "-K/--key",
-    "download.channel_priorities": "--channel-priority", "download.rectdomain": "--rectdomain",
-    "download.circdomain": "--circdomain", "analyze.reference": "--reference",
-    "analyze.reference_paths": "--reference-file", "analyze.match.pick_tolerance_s": "--pick-tolerance",
-    "analyze.match.event_max_dt_s": "--event-dt", "analyze.match.event_max_km": "--event-km",
+    "selection.networks": "-N/--network",
+    "selection.stations": "-S/--station",
+    "selection.channels": "-C/--channel",
+    "pick.models": "-M/--models",
+    "pick.weights": "-W/--weights",
+    "pick.p_threshold": "-p/--pwave",
+    "pick.s_threshold": "-s/--swave",
+    "pick.batch_size": "-b/--batch",
+    "pick.device": "--device",
+    "execution.runner": "--runner",
+    "execution.workers": "--workers",
+    "execution.address": "--address",
+    "download.clients": "--client",
+    "download.token_file": "-K/--key",
+    "download.channel_priorities": "--channel-priority",
+    "download.rectdomain": "--rectdomain",
+    "download.circdomain": "--circdomain",
+    "analyze.reference": "--reference",
+    "analyze.reference_paths": "--reference-file",
+    "analyze.match.pick_tolerance_s": "--pick-tolerance",
+    "analyze.match.event_max_dt_s": "--event-dt",
+    "analyze.match.event_max_km": "--event-km",
     "analyze.report_dir": "--report-dir",
 }
 
@@ -104,127 +122,276 @@ def parse_julian(text: str, option: str = "-J/--julian") -> dt.date:
 # ------------------------------------------------------------------------------------- arguments
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("general")
-    g.add_argument("--lake", type=Path, help="lake root folder, created when missing (default ./lake)")
-    g.add_argument("--lake-block", metavar="NAME",
-                   help="take the lake folder from a QuakeLake Lake block (default: none)")
-    g.add_argument("-c", "--config", type=Path, metavar="FILE",
-                   help="JSON or YAML configuration file; options override it (default: none)")
-    g.add_argument("--timing", action="store_true", default=None,
-                   help="report how long start-up and each stage took (default off)")
+    g.add_argument(
+        "--lake", type=Path, help="lake root folder, created when missing (default ./lake)"
+    )
+    g.add_argument(
+        "--lake-block",
+        metavar="NAME",
+        help="take the lake folder from a QuakeLake Lake block (default: none)",
+    )
+    g.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="JSON or YAML configuration file; options override it (default: none)",
+    )
+    g.add_argument(
+        "--timing",
+        action="store_true",
+        default=None,
+        help="report how long start-up and each stage took (default off)",
+    )
     out = g.add_mutually_exclusive_group()
-    out.add_argument("--silent", action="store_true", help="print only errors and the final result (default off)")
-    out.add_argument("-v", "--verbose", action="store_true",
-                     help="print each task (unit) and, on errors, the traceback (default off)")
+    out.add_argument(
+        "--silent", action="store_true", help="print only errors and the final result (default off)"
+    )
+    out.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="print each task (unit) and, on errors, the traceback (default off)",
+    )
 
 
 def _compute(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("execution")
-    g.add_argument("--runner", choices=["threads", "dask-local", "slurm", "address"],
-                   help="task runner (default threads; slurm needs a compute block or config file)")
-    g.add_argument("--workers", type=int, metavar="N", help="threads or Dask worker processes (default 2)")
-    g.add_argument("--address", help="existing Dask scheduler, e.g. tcp://10.0.0.5:8786, for --runner address "
-                                     "(default: none)")
-    g.add_argument("--compute-block", metavar="NAME",
-                   help="take the task runner from a Compute Cluster block (default: none)")
+    g.add_argument(
+        "--runner",
+        choices=["threads", "dask-local", "slurm", "address"],
+        help="task runner (default threads; slurm needs a compute block or config file)",
+    )
+    g.add_argument(
+        "--workers", type=int, metavar="N", help="threads or Dask worker processes (default 2)"
+    )
+    g.add_argument(
+        "--address",
+        help="existing Dask scheduler, e.g. tcp://10.0.0.5:8786, for --runner address "
+        "(default: none)",
+    )
+    g.add_argument(
+        "--compute-block",
+        metavar="NAME",
+        help="take the task runner from a Compute Cluster block (default: none)",
+    )
 
 
 def _dates(g) -> None:
     dates = g.add_mutually_exclusive_group()
-    dates.add_argument("-D", "--dates", nargs=2, metavar=("START", "END"),
-                       help="inclusive Gregorian day range, YYMMDD YYMMDD (default: every day found)")
-    dates.add_argument("-J", "--julian", nargs=2, metavar=("START", "END"),
-                       help="inclusive range as year + day-of-year, YYDDD YYDDD (default: every day found)")
+    dates.add_argument(
+        "-D",
+        "--dates",
+        nargs=2,
+        metavar=("START", "END"),
+        help="inclusive Gregorian day range, YYMMDD YYMMDD (default: every day found)",
+    )
+    dates.add_argument(
+        "-J",
+        "--julian",
+        nargs=2,
+        metavar=("START", "END"),
+        help="inclusive range as year + day-of-year, YYDDD YYDDD (default: every day found)",
+    )
 
 
 def _selection(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data selection")
-    g.add_argument("-d", "--directory", type=Path,
-                   help="folder with the raw waveforms, any layout (required; the target with --download)")
+    g.add_argument(
+        "-d",
+        "--directory",
+        type=Path,
+        help="folder with the raw waveforms, any layout (required; the target with --download)",
+    )
     _dates(g)
-    g.add_argument("-N", "--network", nargs="+", help="network codes, FDSN wildcards (default * = any)")
+    g.add_argument(
+        "-N", "--network", nargs="+", help="network codes, FDSN wildcards (default * = any)"
+    )
     g.add_argument("-S", "--station", nargs="+", help="station codes, FDSN wildcards (default *)")
-    g.add_argument("-C", "--channel", nargs="+", help="channel codes, FDSN wildcards, e.g. HH? EH? (default *)")
+    g.add_argument(
+        "-C", "--channel", nargs="+", help="channel codes, FDSN wildcards, e.g. HH? EH? (default *)"
+    )
     _group_options(g)
-    g.add_argument("-F", "--file", type=Path,
-                   help="station metadata file, StationXML or CSV (default: the lake's downloaded stations)")
+    g.add_argument(
+        "-F",
+        "--file",
+        type=Path,
+        help="station metadata file, StationXML or CSV (default: the lake's downloaded stations)",
+    )
 
 
 def _group_options(g) -> None:
     g.add_argument("-G", "--groups", nargs="+", metavar="NAME", help=GROUPS_HELP)
-    g.add_argument("--groups-file", type=Path, metavar="FILE",
-                   help="YAML/JSON file of station groups, name: [NET.STA, NET.*, ...] (see -G)")
+    g.add_argument(
+        "--groups-file",
+        type=Path,
+        metavar="FILE",
+        help="YAML/JSON file of station groups, name: [NET.STA, NET.*, ...] (see -G)",
+    )
 
 
 def _picking(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("picking")
-    g.add_argument("-M", "--models", nargs="+", help="SeisBench models, e.g. PhaseNet EQTransformer (default PhaseNet)")
-    g.add_argument("-W", "--weights", nargs="+",
-                   help="pretrained weights, every model x weights is run, e.g. instance original (default original)")
+    g.add_argument(
+        "-M",
+        "--models",
+        nargs="+",
+        help="SeisBench models, e.g. PhaseNet EQTransformer (default PhaseNet)",
+    )
+    g.add_argument(
+        "-W",
+        "--weights",
+        nargs="+",
+        help="pretrained weights, every model x weights is run, e.g. instance original (default original)",
+    )
     g.add_argument("-p", "--pwave", type=float, help="P probability threshold, 0-1 (default 0.3)")
     g.add_argument("-s", "--swave", type=float, help="S probability threshold, 0-1 (default 0.3)")
     g.add_argument("-b", "--batch", type=int, help="windows per model batch (default 256)")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device; auto picks CUDA (default auto)")
-    g.add_argument("--denoiser", nargs="?", const="DeepDenoiser/original", metavar="CLASS/WEIGHTS",
-                   help="also pick on data denoised first (default DeepDenoiser/original; SeisDAE/<name> from "
-                        "'quakelake train --denoiser'); its picks are extra members, weights '<W>+CLASS:WEIGHTS' "
-                        "(default off)")
-    g.add_argument("--ensemble", nargs="?", const="mean", choices=["mean", "median", "semblance"],
-                   help="also store consensus picks of all -M x -W members as model 'ensemble' (needs two "
-                        "or more members): the members' probability curves aggregated by METHOD (default "
-                        "mean; semblance = mean weighted by the members' coherence, as ELEP) (default off)")
-    g.add_argument("-T", "--train", action="store_true",
-                   help="fine-tune the first -M x -W on the lake's labelled picks (--reference, else the lake's "
-                        "picks as pseudo-labels) and pick with the new weights too (see quakelake train) (default off)")
-    g.add_argument("--force", action="store_true", default=None, help="recompute results that exist (default off)")
+    g.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        help="torch device; auto picks CUDA (default auto)",
+    )
+    g.add_argument(
+        "--denoiser",
+        nargs="?",
+        const="DeepDenoiser/original",
+        metavar="CLASS/WEIGHTS",
+        help="also pick on data denoised first (default DeepDenoiser/original; SeisDAE/<name> from "
+        "'quakelake train --denoiser'); its picks are extra members, weights '<W>+CLASS:WEIGHTS' "
+        "(default off)",
+    )
+    g.add_argument(
+        "--ensemble",
+        nargs="?",
+        const="mean",
+        choices=["mean", "median", "semblance"],
+        help="also store consensus picks of all -M x -W members as model 'ensemble' (needs two "
+        "or more members): the members' probability curves aggregated by METHOD (default "
+        "mean; semblance = mean weighted by the members' coherence, as ELEP) (default off)",
+    )
+    g.add_argument(
+        "-T",
+        "--train",
+        action="store_true",
+        help="fine-tune the first -M x -W on the lake's labelled picks (--reference, else the lake's "
+        "picks as pseudo-labels) and pick with the new weights too (see quakelake train) (default off)",
+    )
+    g.add_argument(
+        "--force",
+        action="store_true",
+        default=None,
+        help="recompute results that exist (default off)",
+    )
 
 
 def _download_options(g) -> None:
-    g.add_argument("--client", nargs="+",
-                   help="FDSN clients in order, short names or base URLs (default INGV GFZ ORFEUS ETH IRIS)")
-    g.add_argument("-K", "--key", type=Path, metavar="FILE",
-                   help="EIDA token file, never logged or stored (default $QUAKELAKE_EIDA_TOKEN)")
-    g.add_argument("--rectdomain", nargs=4, type=float, metavar=("MINLAT", "MAXLAT", "MINLON", "MAXLON"),
-                   help="only stations inside this latitude/longitude box in degrees (default: anywhere)")
-    g.add_argument("--circdomain", nargs=4, type=float, metavar=("LAT", "LON", "MINRAD", "MAXRAD"),
-                   help="only stations MINRAD..MAXRAD degrees from LAT, LON (default: anywhere)")
-    g.add_argument("--channel-priority", nargs="+", metavar="PATTERN",
-                   help="channel patterns in order of preference (default HH? EH? HN?)")
+    g.add_argument(
+        "--client",
+        nargs="+",
+        help="FDSN clients in order, short names or base URLs (default INGV GFZ ORFEUS ETH IRIS)",
+    )
+    g.add_argument(
+        "-K",
+        "--key",
+        type=Path,
+        metavar="FILE",
+        help="EIDA token file, never logged or stored (default $QUAKELAKE_EIDA_TOKEN)",
+    )
+    g.add_argument(
+        "--rectdomain",
+        nargs=4,
+        type=float,
+        metavar=("MINLAT", "MAXLAT", "MINLON", "MAXLON"),
+        help="only stations inside this latitude/longitude box in degrees (default: anywhere)",
+    )
+    g.add_argument(
+        "--circdomain",
+        nargs=4,
+        type=float,
+        metavar=("LAT", "LON", "MINRAD", "MAXRAD"),
+        help="only stations MINRAD..MAXRAD degrees from LAT, LON (default: anywhere)",
+    )
+    g.add_argument(
+        "--channel-priority",
+        nargs="+",
+        metavar="PATTERN",
+        help="channel patterns in order of preference (default HH? EH? HN?)",
+    )
 
 
 def _association_options(g) -> None:
-    g.add_argument("--pyrocko", action="store_true",
-                   help="1-D travel times computed with Pyrocko from --velocity-model (default: 0-D vp/vs)")
-    g.add_argument("--velocity-model", type=Path, metavar="FILE",
-                   help="layered velocity model (TauP .nd, VELEST .mod, CSV depth,vp,vs) for 1-D travel "
-                        "times (default: none)")
-    g.add_argument("--ogs", action="store_true",
-                   help="the documented OGS (NE Italy) association default: PyOcto, OGS 1-D model, relocation")
+    g.add_argument(
+        "--pyrocko",
+        action="store_true",
+        help="1-D travel times computed with Pyrocko from --velocity-model (default: 0-D vp/vs)",
+    )
+    g.add_argument(
+        "--velocity-model",
+        type=Path,
+        metavar="FILE",
+        help="layered velocity model (TauP .nd, VELEST .mod, CSV depth,vp,vs) for 1-D travel "
+        "times (default: none)",
+    )
+    g.add_argument(
+        "--ogs",
+        action="store_true",
+        help="the documented OGS (NE Italy) association default: PyOcto, OGS 1-D model, relocation",
+    )
 
 
 def _later_stages(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("download, association, analysis")
-    g.add_argument("--download", action="store_true", help="download the data from FDSN clients first (default off)")
+    g.add_argument(
+        "--download",
+        action="store_true",
+        help="download the data from FDSN clients first (default off)",
+    )
     _download_options(g)
     g.add_argument("--pyocto", action="store_true", help="associate with PyOcto (default GaMMA)")
     _association_options(g)
-    g.add_argument("--interactive", action="store_true",
-                   help="after the run, show each station-day's waveforms and picks, one window at a time")
+    g.add_argument(
+        "--interactive",
+        action="store_true",
+        help="after the run, show each station-day's waveforms and picks, one window at a time",
+    )
     _reference(p)
 
 
 def _reference(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("comparison with a reference catalogue")
-    g.add_argument("--reference", help="name of a reference catalogue in the lake, see import-catalog (default: none)")
-    g.add_argument("--reference-file", nargs="+", type=Path, metavar="PATH",
-                   help="catalogue files/folders to import under --reference first (default: none)")
-    g.add_argument("--pick-tolerance", type=float, metavar="S", help="pick match tolerance in s (default 0.5)")
-    g.add_argument("--event-dt", type=float, metavar="S", help="event origin-time tolerance in s (default 2)")
-    g.add_argument("--event-km", type=float, metavar="KM", help="event epicentre tolerance in km (default 8)")
-    g.add_argument("--earthquakes-only", action="store_true",
-                   help="leave reference events typed otherwise (quarry blasts, explosions) and their picks out "
-                        "(default off)")
-    g.add_argument("--report-dir", type=Path, metavar="DIR",
-                   help="folder for the Markdown/HTML report and plots (default: none)")
+    g.add_argument(
+        "--reference",
+        help="name of a reference catalogue in the lake, see import-catalog (default: none)",
+    )
+    g.add_argument(
+        "--reference-file",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="catalogue files/folders to import under --reference first (default: none)",
+    )
+    g.add_argument(
+        "--pick-tolerance", type=float, metavar="S", help="pick match tolerance in s (default 0.5)"
+    )
+    g.add_argument(
+        "--event-dt", type=float, metavar="S", help="event origin-time tolerance in s (default 2)"
+    )
+    g.add_argument(
+        "--event-km", type=float, metavar="KM", help="event epicentre tolerance in km (default 8)"
+    )
+    g.add_argument(
+        "--earthquakes-only",
+        action="store_true",
+        help="leave reference events typed otherwise (quarry blasts, explosions) and their picks out "
+        "(default off)",
+    )
+    g.add_argument(
+        "--report-dir",
+        type=Path,
+        metavar="DIR",
+        help="folder for the Markdown/HTML report and plots (default: none)",
+    )
 
 
 def _version() -> str:
@@ -236,31 +403,40 @@ def _version() -> str:
         except PackageNotFoundError:
             return "absent"
 
-    return (f"quakelake {v('quakelake')} (seisbench {v('seisbench')}, obspy {v('obspy')}, "
-            f"prefect {v('prefect')}, duckdb {v('duckdb')})")
+    return (
+        f"quakelake {v('quakelake')} (seisbench {v('seisbench')}, obspy {v('obspy')}, "
+        f"prefect {v('prefect')}, duckdb {v('duckdb')})"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``quakelake`` argument parser."""
     parser = _Parser(
-        prog="quakelake", formatter_class=_Help, epilog=EXAMPLES,
+        prog="quakelake",
+        formatter_class=_Help,
+        epilog=EXAMPLES,
         description="ML phase picks and event catalogues in a DuckDB/Parquet lakehouse.",
     )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, text: str, description: str | None = None) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=text, description=description or text, formatter_class=_Help,
-                              epilog=EXAMPLES)
+        return sub.add_parser(
+            name, help=text, description=description or text, formatter_class=_Help, epilog=EXAMPLES
+        )
 
-    run = command("run", "the pipeline: [download ->] pick -> associate [-> analyze] for a date range")
+    run = command(
+        "run", "the pipeline: [download ->] pick -> associate [-> analyze] for a date range"
+    )
     for add in (_common, _selection, _picking, _later_stages, _compute):
         add(run)
 
     pick = command("pick", "pick phases on a waveform archive into the lake")
     for add in (_common, _selection, _picking, _compute):
         add(pick)
-    pick.add_argument("--reference", help="-T: reference catalogue (import-catalog --name) labelling the windows")
+    pick.add_argument(
+        "--reference", help="-T: reference catalogue (import-catalog --name) labelling the windows"
+    )
 
     download = command("download", "download waveforms and station metadata from FDSN data centres")
     _common(download)
@@ -268,42 +444,94 @@ def build_parser() -> argparse.ArgumentParser:
     _compute(download)
     g = download.add_argument_group("download")
     _download_options(g)
-    g.add_argument("--force", action="store_true", default=None, help="download again files that exist (default off)")
+    g.add_argument(
+        "--force",
+        action="store_true",
+        default=None,
+        help="download again files that exist (default off)",
+    )
 
     assoc = command("associate", "associate picks (lake or --picks FILE) into events")
     _common(assoc)
     g = assoc.add_argument_group("association")
     _dates(g)
-    g.add_argument("-F", "--file", type=Path,
-                   help="station metadata, StationXML or CSV (default: the lake's downloaded stations)")
-    g.add_argument("--picks", type=Path, metavar="FILE",
-                   help="external pick table, CSV/Parquet: station id, phase, time[, probability] (default: lake picks)")
-    g.add_argument("-M", "--models", nargs="+", help="associate the lake picks of these models (default all)")
+    g.add_argument(
+        "-F",
+        "--file",
+        type=Path,
+        help="station metadata, StationXML or CSV (default: the lake's downloaded stations)",
+    )
+    g.add_argument(
+        "--picks",
+        type=Path,
+        metavar="FILE",
+        help="external pick table, CSV/Parquet: station id, phase, time[, probability] (default: lake picks)",
+    )
+    g.add_argument(
+        "-M", "--models", nargs="+", help="associate the lake picks of these models (default all)"
+    )
     g.add_argument("-W", "--weights", nargs="+", help="... and these weights (default all)")
     g.add_argument("--pyocto", action="store_true", help="associate with PyOcto (default GaMMA)")
     _association_options(g)
     _group_options(g)
-    g.add_argument("--force", action="store_true", default=None, help="recompute days that have events (default off)")
-    g.add_argument("--quakeml", type=Path, metavar="FILE",
-                   help="also write the events with their picks as QuakeML (default: none)")
-    g.add_argument("--export", type=Path, metavar="DIR",
-                   help="also write the per-day associated/ layout (default: none)")
+    g.add_argument(
+        "--force",
+        action="store_true",
+        default=None,
+        help="recompute days that have events (default off)",
+    )
+    g.add_argument(
+        "--quakeml",
+        type=Path,
+        metavar="FILE",
+        help="also write the events with their picks as QuakeML (default: none)",
+    )
+    g.add_argument(
+        "--export",
+        type=Path,
+        metavar="DIR",
+        help="also write the per-day associated/ layout (default: none)",
+    )
     _compute(assoc)
 
     exp = command("export", "write lake picks/events as files (classified/, associated/, QuakeML)")
     _common(exp)
     _dates(exp)
-    exp.add_argument("--classified", type=Path, metavar="DIR", help="picks per day/network/station as CSV (default: none)")
-    exp.add_argument("--associated", type=Path, metavar="DIR", help="events and their picks per day (default: none)")
-    exp.add_argument("--quakeml", type=Path, metavar="FILE", help="events with their picks as QuakeML (default: none)")
-    exp.add_argument("--associator", choices=["gamma", "pyocto"],
-                     help="events of this associator's latest catalogue (default: the latest catalogue)")
-    exp.add_argument("--run-id", help="events of the catalogue of this association run (default: the latest)")
+    exp.add_argument(
+        "--classified",
+        type=Path,
+        metavar="DIR",
+        help="picks per day/network/station as CSV (default: none)",
+    )
+    exp.add_argument(
+        "--associated",
+        type=Path,
+        metavar="DIR",
+        help="events and their picks per day (default: none)",
+    )
+    exp.add_argument(
+        "--quakeml",
+        type=Path,
+        metavar="FILE",
+        help="events with their picks as QuakeML (default: none)",
+    )
+    exp.add_argument(
+        "--associator",
+        choices=["gamma", "pyocto"],
+        help="events of this associator's latest catalogue (default: the latest catalogue)",
+    )
+    exp.add_argument(
+        "--run-id", help="events of the catalogue of this association run (default: the latest)"
+    )
 
     imp = command("import-catalog", "import reference catalogue files into the lake")
     _common(imp)
-    imp.add_argument("paths", nargs="+", type=Path, help="QuakeML, OGS .dat/.pun/.hpc/.txt, CSV files or folders")
-    imp.add_argument("--name", required=True, help="name of the reference; several can coexist (required)")
+    imp.add_argument(
+        "paths", nargs="+", type=Path, help="QuakeML, OGS .dat/.pun/.hpc/.txt, CSV files or folders"
+    )
+    imp.add_argument(
+        "--name", required=True, help="name of the reference; several can coexist (required)"
+    )
 
     analyze = command("analyze", "compare lake picks/events with a reference catalogue")
     _common(analyze)
@@ -314,83 +542,164 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-W", "--weights", nargs="+", help="picker weights to compare (default all)")
     g.add_argument("--associator", nargs="+", help="associators to compare (default all)")
     _group_options(g)
-    g.add_argument("--interactive", action="store_true",
-                   help="show each plot in a window, one after another (default off)")
+    g.add_argument(
+        "--interactive",
+        action="store_true",
+        help="show each plot in a window, one after another (default off)",
+    )
 
     sql = command("sql", "run SQL over the lake and print the result as a table")
     _common(sql)
-    sql.add_argument("query", help="SQL, e.g. \"SELECT phase, count(*) FROM picks GROUP BY ALL\"")
-    sql.add_argument("--param", action="append", default=[],
-                     help="bound parameter for a ? in the query, repeat for several (default: none)")
-    sql.add_argument("--format", choices=["table", "csv", "json"], default="table",
-                     help="table: aligned text, csv: comma-separated with a header, json: one object per "
-                          "row (default table)")
-    sql.add_argument("--max-rows", type=int, default=100, help="rows to print in table format (default 100)")
+    sql.add_argument("query", help='SQL, e.g. "SELECT phase, count(*) FROM picks GROUP BY ALL"')
+    sql.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        help="bound parameter for a ? in the query, repeat for several (default: none)",
+    )
+    sql.add_argument(
+        "--format",
+        choices=["table", "csv", "json"],
+        default="table",
+        help="table: aligned text, csv: comma-separated with a header, json: one object per "
+        "row (default table)",
+    )
+    sql.add_argument(
+        "--max-rows", type=int, default=100, help="rows to print in table format (default 100)"
+    )
 
     train = command(
-        "train", "fine-tune a picker (or train a denoiser) on the archive and the lake's labelled picks",
+        "train",
+        "fine-tune a picker (or train a denoiser) on the archive and the lake's labelled picks",
         description="Fine-tune -M x -W on windows of the archive around labelled picks (analyst picks of "
-                    "--reference, or the lake's picks above --min-probability) and save new named weights with "
-                    "a model card in the SeisBench cache; pick with them through -W NAME. With --denoiser, train "
-                    "SeisDAE on the archive's signal (high-SNR picks) and noise (no pick) windows instead.")
+        "--reference, or the lake's picks above --min-probability) and save new named weights with "
+        "a model card in the SeisBench cache; pick with them through -W NAME. With --denoiser, train "
+        "SeisDAE on the archive's signal (high-SNR picks) and noise (no pick) windows instead.",
+    )
     _common(train)
     g = train.add_argument_group("data")
     g.add_argument("-d", "--directory", type=Path, help="waveform archive the windows are cut from")
     dates = g.add_mutually_exclusive_group()
-    dates.add_argument("-D", "--dates", nargs=2, metavar=("START", "END"), help="inclusive day range, YYMMDD YYMMDD")
-    dates.add_argument("-J", "--julian", nargs=2, metavar=("START", "END"), help="inclusive range, YYDDD YYDDD")
+    dates.add_argument(
+        "-D",
+        "--dates",
+        nargs=2,
+        metavar=("START", "END"),
+        help="inclusive day range, YYMMDD YYMMDD",
+    )
+    dates.add_argument(
+        "-J", "--julian", nargs=2, metavar=("START", "END"), help="inclusive range, YYDDD YYDDD"
+    )
     g.add_argument("-N", "--network", nargs="+", help="network codes (FDSN wildcards)")
     g.add_argument("-S", "--station", nargs="+", help="station codes (FDSN wildcards)")
     g.add_argument("-C", "--channel", nargs="+", help="channel codes (FDSN wildcards)")
     g = train.add_argument_group("labels and splits")
-    g.add_argument("--reference", help="reference catalogue (import-catalog --name) whose picks are the labels")
-    g.add_argument("--labels", choices=["reference", "picks"],
-                   help="reference (default with --reference) or the lake's own picks (pseudo-labels)")
-    g.add_argument("--min-probability", type=float, help="pseudo-labels: lake picks at or above this (default 0.7)")
-    g.add_argument("--holdout-stations", nargs="+", metavar="NET.STA",
-                   help="stations kept for validation (default every 4th station)")
-    g.add_argument("--holdout-days", nargs="+", metavar="DAY", help="days kept for validation (YYMMDD ...)")
+    g.add_argument(
+        "--reference", help="reference catalogue (import-catalog --name) whose picks are the labels"
+    )
+    g.add_argument(
+        "--labels",
+        choices=["reference", "picks"],
+        help="reference (default with --reference) or the lake's own picks (pseudo-labels)",
+    )
+    g.add_argument(
+        "--min-probability",
+        type=float,
+        help="pseudo-labels: lake picks at or above this (default 0.7)",
+    )
+    g.add_argument(
+        "--holdout-stations",
+        nargs="+",
+        metavar="NET.STA",
+        help="stations kept for validation (default every 4th station)",
+    )
+    g.add_argument(
+        "--holdout-days", nargs="+", metavar="DAY", help="days kept for validation (YYMMDD ...)"
+    )
     g = train.add_argument_group("training")
-    g.add_argument("-M", "--models", nargs=1, metavar="MODEL", help="model class to fine-tune (PhaseNet, PhaseNetLight)")
-    g.add_argument("-W", "--weights", nargs=1, metavar="WEIGHTS", help="parent weights (default original)")
+    g.add_argument(
+        "-M",
+        "--models",
+        nargs=1,
+        metavar="MODEL",
+        help="model class to fine-tune (PhaseNet, PhaseNetLight)",
+    )
+    g.add_argument(
+        "-W", "--weights", nargs=1, metavar="WEIGHTS", help="parent weights (default original)"
+    )
     g.add_argument("--name", help="name of the new weights in the SeisBench cache")
     g.add_argument("--epochs", type=int, help="passes over the training windows (default 5)")
     g.add_argument("--learning-rate", type=float, help="Adam learning rate (default 1e-3)")
     g.add_argument("-b", "--batch", type=int, help="windows per optimisation step")
     g.add_argument("--window", type=float, help="seconds per stored training window (default 60)")
     g.add_argument("--seed", type=int, help="seed of crops, splits and PyTorch (default 0)")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device (auto takes CUDA)")
-    g.add_argument("--denoiser", action="store_true", help="train a SeisDAE denoiser instead of fine-tuning a picker")
-    g.add_argument("--min-snr", type=float, help="denoiser: signal windows whose P/S SNR reaches this, dB (default 10)")
-    g.add_argument("--noise-margin", type=float, help="denoiser: noise windows this far from any pick, s (default 30)")
+    g.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], help="torch device (auto takes CUDA)"
+    )
+    g.add_argument(
+        "--denoiser",
+        action="store_true",
+        help="train a SeisDAE denoiser instead of fine-tuning a picker",
+    )
+    g.add_argument(
+        "--min-snr",
+        type=float,
+        help="denoiser: signal windows whose P/S SNR reaches this, dB (default 10)",
+    )
+    g.add_argument(
+        "--noise-margin",
+        type=float,
+        help="denoiser: noise windows this far from any pick, s (default 30)",
+    )
 
     tables = command("tables", "list the lake's tables and their row counts")
     _common(tables)
 
     demo = command("demo", "the whole available pipeline on a small real data set")
     _common(demo)
-    demo.add_argument("--data", type=Path,
-                      help="folder of real miniSEED/SAC (default: $QUAKELAKE_DEMO_DATA)")
-    demo.add_argument("-F", "--file", type=Path,
-                      help="station metadata (StationXML/CSV) to associate events (default: none)")
-    demo.add_argument("--reference-file", nargs="+", type=Path, metavar="PATH",
-                      help="reference catalogue files (picks/events) to compare the demo's results with "
-                           "(default: none)")
+    demo.add_argument(
+        "--data", type=Path, help="folder of real miniSEED/SAC (default: $QUAKELAKE_DEMO_DATA)"
+    )
+    demo.add_argument(
+        "-F",
+        "--file",
+        type=Path,
+        help="station metadata (StationXML/CSV) to associate events (default: none)",
+    )
+    demo.add_argument(
+        "--reference-file",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="reference catalogue files (picks/events) to compare the demo's results with "
+        "(default: none)",
+    )
 
-    server = command("server", "a local Prefect server that outlives one command: start, stop, status")
-    server.add_argument("action", choices=["start", "stop", "status"],
-                        help="start it in the background, stop it, or say whether it runs")
+    server = command(
+        "server", "a local Prefect server that outlives one command: start, stop, status"
+    )
+    server.add_argument(
+        "action",
+        choices=["start", "stop", "status"],
+        help="start it in the background, stop it, or say whether it runs",
+    )
     server.add_argument("--port", type=int, default=4200, help="port on 127.0.0.1 (default 4200)")
     out = server.add_mutually_exclusive_group()
     out.add_argument("--silent", action="store_true", help="print only errors (default off)")
-    out.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors (default off)")
+    out.add_argument(
+        "-v", "--verbose", action="store_true", help="tracebacks on errors (default off)"
+    )
     return parser
 
 
 def picker_parser() -> argparse.ArgumentParser:
     """Return the parser of the ``picker`` alias: ``quakelake run`` with the original picker.py options."""
-    parser = _Parser(prog="picker", formatter_class=_Help, epilog=EXAMPLES,
-                     description="picker.py compatible front end of quakelake run")
+    parser = _Parser(
+        prog="picker",
+        formatter_class=_Help,
+        epilog=EXAMPLES,
+        description="picker.py compatible front end of quakelake run",
+    )
     for add in (_common, _selection, _picking, _later_stages, _compute):
         add(parser)
     return parser
@@ -428,7 +737,9 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     put("pick.s_threshold", getattr(args, "swave", None))
     put("pick.batch_size", getattr(args, "batch", None))
     put("pick.device", getattr(args, "device", None))
-    if isinstance(getattr(args, "denoiser", None), str):  # `train --denoiser` is a switch, not a name
+    if isinstance(
+        getattr(args, "denoiser", None), str
+    ):  # `train --denoiser` is a switch, not a name
         put("pick.denoiser", args.denoiser)
     put("ensemble.method", getattr(args, "ensemble", None))
     put("use_groups", getattr(args, "groups", None))
@@ -443,11 +754,27 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         put("download.token_file", getattr(args, "key", None))
         put("download.channel_priorities", getattr(args, "channel_priority", None))
         if getattr(args, "rectdomain", None):
-            put("download.rectdomain", dict(zip(
-                ("minlatitude", "maxlatitude", "minlongitude", "maxlongitude"), args.rectdomain, strict=True)))
+            put(
+                "download.rectdomain",
+                dict(
+                    zip(
+                        ("minlatitude", "maxlatitude", "minlongitude", "maxlongitude"),
+                        args.rectdomain,
+                        strict=True,
+                    )
+                ),
+            )
         if getattr(args, "circdomain", None):
-            put("download.circdomain", dict(zip(("latitude", "longitude", "minradius", "maxradius"),
-                                                args.circdomain, strict=True)))
+            put(
+                "download.circdomain",
+                dict(
+                    zip(
+                        ("latitude", "longitude", "minradius", "maxradius"),
+                        args.circdomain,
+                        strict=True,
+                    )
+                ),
+            )
     if getattr(args, "ogs", False):
         from quakelake.association import ogs_default
 
@@ -455,7 +782,10 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     elif getattr(args, "pyocto", False):
         o["associate"] = {"associator": "pyocto"}
     if getattr(args, "velocity_model", None):
-        o.setdefault("associate", {})["velocity"] = {"kind": "1d", "model_file": args.velocity_model}
+        o.setdefault("associate", {})["velocity"] = {
+            "kind": "1d",
+            "model_file": args.velocity_model,
+        }
     put("analyze.reference", getattr(args, "reference", None))
     put("analyze.reference_paths", getattr(args, "reference_file", None))
     put("analyze.match.pick_tolerance_s", getattr(args, "pick_tolerance", None))
@@ -473,12 +803,21 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _refuse_unavailable(args: argparse.Namespace) -> None:
-    if getattr(args, "pyrocko", False) and not (getattr(args, "velocity_model", None) or getattr(args, "ogs", False)):
-        raise CliError("--pyrocko computes 1-D travel times from a layered model: add --velocity-model FILE "
-                       "(TauP .nd, VELEST .mod or CSV depth,vp,vs), or --ogs for the OGS model")
+    if getattr(args, "pyrocko", False) and not (
+        getattr(args, "velocity_model", None) or getattr(args, "ogs", False)
+    ):
+        raise CliError(
+            "--pyrocko computes 1-D travel times from a layered model: add --velocity-model FILE "
+            "(TauP .nd, VELEST .mod or CSV depth,vp,vs), or --ogs for the OGS model"
+        )
     if getattr(args, "command", "") != "download" and not getattr(args, "download", False):
-        for name, flag in (("client", "--client"), ("key", "-K/--key"), ("rectdomain", "--rectdomain"),
-                           ("circdomain", "--circdomain"), ("channel_priority", "--channel-priority")):
+        for name, flag in (
+            ("client", "--client"),
+            ("key", "-K/--key"),
+            ("rectdomain", "--rectdomain"),
+            ("circdomain", "--circdomain"),
+            ("channel_priority", "--channel-priority"),
+        ):
             if getattr(args, name, None):
                 raise CliError(f"{flag} belongs to the download stage: add --download")
 
@@ -500,7 +839,9 @@ def check_ensemble(cfg: RunConfig) -> None:
         check_members([f"{m}/{w}" for m in cfg.pick.models for w in cfg.pick.weights])
 
 
-def chosen_groups(cfg: RunConfig, stations: set[tuple[str, str]] | None, what: str) -> dict[str, list[str]]:
+def chosen_groups(
+    cfg: RunConfig, stations: set[tuple[str, str]] | None, what: str
+) -> dict[str, list[str]]:
     """Return the groups chosen with -G, each checked to match one of ``stations`` (``(NET, STA)``)."""
     from quakelake import groups as station_groups
 
@@ -516,11 +857,15 @@ def archive_stations(cfg: RunConfig) -> tuple[set[tuple[str, str]], str]:
         from quakelake.stations import read_stations
 
         st = read_stations(cfg.station_file)
-        return set(zip(st["network"].astype(str), st["station"].astype(str), strict=True)), str(cfg.station_file)
+        return set(zip(st["network"].astype(str), st["station"].astype(str), strict=True)), str(
+            cfg.station_file
+        )
     from quakelake.waveforms import scan_archive
 
     index = scan_archive(cfg.directory, selection=cfg.selection).index
-    return set(zip(index["network"].astype(str), index["station"].astype(str), strict=True)), f"archive {cfg.directory}"
+    return set(
+        zip(index["network"].astype(str), index["station"].astype(str), strict=True)
+    ), f"archive {cfg.directory}"
 
 
 def lake_stations(cfg: RunConfig) -> set[tuple[str, str]] | None:
@@ -568,9 +913,13 @@ def _load_config(args: argparse.Namespace) -> RunConfig:
         given.add("window")
     names = {key: option for key, option in OPTION_OF.items() if key in given}
     if getattr(args, "julian", None):
-        names.update({k: "-J/--julian" for k in ("window", "window.start", "window.end") if k in names})
+        names.update(
+            {k: "-J/--julian" for k in ("window", "window.start", "window.end") if k in names}
+        )
     elif getattr(args, "dates", None):
-        names.update({k: "-D/--dates" for k in ("window", "window.start", "window.end") if k in names})
+        names.update(
+            {k: "-D/--dates" for k in ("window", "window.start", "window.end") if k in names}
+        )
     return build_config(getattr(args, "config", None), overrides, names=names)
 
 
@@ -579,13 +928,17 @@ def check_lake(lake: Path, must_exist: bool = False) -> None:
     """Refuse a lake path that is a file (or, for queries, a folder that holds no lake)."""
     lake = Path(lake)
     if lake.exists() and not lake.is_dir():
-        raise CliError(f"--lake: {lake} is a file, not a lake folder; give a folder (created when missing)")
+        raise CliError(
+            f"--lake: {lake} is a file, not a lake folder; give a folder (created when missing)"
+        )
     if must_exist:
         from quakelake.lakehouse import Lake
 
         if not lake.is_dir() or not Lake(lake).tables():
-            raise CliError(f"--lake: {lake} holds no lake (no table has data); give the --lake folder of "
-                           "an earlier run, or fill it with pick/run/import-catalog")
+            raise CliError(
+                f"--lake: {lake} holds no lake (no table has data); give the --lake folder of "
+                "an earlier run, or fill it with pick/run/import-catalog"
+            )
 
 
 def check_station_file(path: Path | None) -> None:
@@ -596,18 +949,24 @@ def check_station_file(path: Path | None) -> None:
 
     path = Path(path)
     if not path.is_file():
-        raise CliError(f"-F/--file: station file {path} does not exist; pass StationXML or a CSV "
-                       "(network, station, latitude, longitude, elevation)")
+        raise CliError(
+            f"-F/--file: station file {path} does not exist; pass StationXML or a CSV "
+            "(network, station, latitude, longitude, elevation)"
+        )
     try:
         stations = read_stations(path)
     except QuakeLakeError as exc:
         raise CliError(f"-F/--file: {one_line(exc)}") from exc
     except Exception as exc:  # ObsPy/pandas parse errors of a junk file
-        raise CliError(f"-F/--file: {path} is neither StationXML nor a station CSV ({type(exc).__name__}: "
-                       f"{one_line(exc)[:200]}); pass StationXML or a CSV with network, station, latitude, "
-                       "longitude, elevation") from exc
+        raise CliError(
+            f"-F/--file: {path} is neither StationXML nor a station CSV ({type(exc).__name__}: "
+            f"{one_line(exc)[:200]}); pass StationXML or a CSV with network, station, latitude, "
+            "longitude, elevation"
+        ) from exc
     if not len(stations):
-        raise CliError(f"-F/--file: {path} lists no station; pass the metadata of the archive's stations")
+        raise CliError(
+            f"-F/--file: {path} lists no station; pass the metadata of the archive's stations"
+        )
 
 
 def check_reference(cfg: RunConfig) -> None:
@@ -618,12 +977,20 @@ def check_reference(cfg: RunConfig) -> None:
         if missing:
             raise CliError(f"--reference-file: no such file or folder: {', '.join(missing)}")
         return
-    held = sorted({p.name.removeprefix("catalog=") for table in ("reference_events", "reference_picks")
-                   for p in (Path(cfg.lake) / table).glob("catalog=*") if p.is_dir()})
+    held = sorted(
+        {
+            p.name.removeprefix("catalog=")
+            for table in ("reference_events", "reference_picks")
+            for p in (Path(cfg.lake) / table).glob("catalog=*")
+            if p.is_dir()
+        }
+    )
     if name not in held:
-        raise CliError(f"--reference: the lake {cfg.lake} holds no reference catalogue {name!r} "
-                       f"(it holds: {', '.join(held) or 'none'}); import it with import-catalog --name {name} "
-                       "or add --reference-file")
+        raise CliError(
+            f"--reference: the lake {cfg.lake} holds no reference catalogue {name!r} "
+            f"(it holds: {', '.join(held) or 'none'}); import it with import-catalog --name {name} "
+            "or add --reference-file"
+        )
 
 
 def check_models(cfg: RunConfig) -> list[str]:
@@ -642,13 +1009,20 @@ def check_inputs(cfg: RunConfig, args: argparse.Namespace) -> list[str]:
     check_lake(cfg.lake)
     check_station_file(cfg.station_file)
     check_reference(cfg)
-    if cfg.download is not None and cfg.download.token_file is not None \
-            and not Path(cfg.download.token_file).expanduser().is_file():
-        raise CliError(f"-K/--key: EIDA token file {cfg.download.token_file} does not exist; pass the file "
-                       "downloaded from the EIDA authentication service")
+    if (
+        cfg.download is not None
+        and cfg.download.token_file is not None
+        and not Path(cfg.download.token_file).expanduser().is_file()
+    ):
+        raise CliError(
+            f"-K/--key: EIDA token file {cfg.download.token_file} does not exist; pass the file "
+            "downloaded from the EIDA authentication service"
+        )
     velocity = getattr(args, "velocity_model", None)
     if velocity is not None and not Path(velocity).is_file():
-        raise CliError(f"--velocity-model: {velocity} does not exist; pass a TauP .nd, VELEST .mod or CSV file")
+        raise CliError(
+            f"--velocity-model: {velocity} does not exist; pass a TauP .nd, VELEST .mod or CSV file"
+        )
     check_models(cfg)
     return []
 
@@ -679,8 +1053,11 @@ def _quiet_prefect(cfg: RunConfig) -> str:
         # Prefect's 20 s are too short for its temporary server on a busy login node.
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if api == "temporary" and cfg.verbosity > 1:
-        print("note: no Prefect server configured: starting a temporary one for this command "
-              "(quakelake server start keeps one running)", file=sys.stderr)
+        print(
+            "note: no Prefect server configured: starting a temporary one for this command "
+            "(quakelake server start keeps one running)",
+            file=sys.stderr,
+        )
     return api
 
 
@@ -723,8 +1100,14 @@ def _timing(cfg: RunConfig, stages: dict[str, float], t0: float) -> None:
     total = _startup_seconds()
     startup = total - (time.perf_counter() - t0)
     rest = total - startup - sum(stages.values())
-    print_timing({"start-up (Python, checks)": startup, **stages,
-                  "flow imports, Prefect runs": max(rest, 0.0)}, total)
+    print_timing(
+        {
+            "start-up (Python, checks)": startup,
+            **stages,
+            "flow imports, Prefect runs": max(rest, 0.0),
+        },
+        total,
+    )
 
 
 # ------------------------------------------------------------------------------------- commands
@@ -735,7 +1118,9 @@ def cmd_pick(args: argparse.Namespace) -> int:
     if cfg.directory is None:
         raise CliError("-d/--directory: give the folder with the raw waveforms to pick")
     if not cfg.directory.is_dir():
-        raise CliError(f"-d/--directory: {cfg.directory} is not a folder; give the waveform archive")
+        raise CliError(
+            f"-d/--directory: {cfg.directory} is not a folder; give the waveform archive"
+        )
     if getattr(args, "train", False):
         cfg = fine_tune_before_picking(args, cfg)
     for w in check_inputs(cfg, args):
@@ -749,8 +1134,17 @@ def cmd_pick(args: argparse.Namespace) -> int:
 
     _install_log_filter(cfg.verbosity)
     flow_fn = pick_phases.with_options(task_runner=make_task_runner(cfg.execution))
-    summary = flow_fn(cfg.directory, cfg.lake, cfg.window, cfg.selection, cfg.pick, cfg.force,
-                      progress=cfg.verbosity > 0, ensemble=cfg.ensemble, groups=groups or None)
+    summary = flow_fn(
+        cfg.directory,
+        cfg.lake,
+        cfg.window,
+        cfg.selection,
+        cfg.pick,
+        cfg.force,
+        progress=cfg.verbosity > 0,
+        ensemble=cfg.ensemble,
+        groups=groups or None,
+    )
     print_summary(summary, cfg.lake)
     _timing(cfg, {f"pick: {k}": v for k, v in summary["seconds"].items()}, t0)
     return exit_status(summary)
@@ -819,11 +1213,14 @@ def train_params(args: argparse.Namespace, cfg: RunConfig) -> dict[str, Any]:
         "min_probability": getattr(args, "min_probability", None),
         "holdout_stations": getattr(args, "holdout_stations", None),
         "holdout_days": [parse_gregorian(d, "--holdout-days") for d in args.holdout_days]
-        if getattr(args, "holdout_days", None) else None,
+        if getattr(args, "holdout_days", None)
+        else None,
         "name": getattr(args, "name", None),
         "epochs": getattr(args, "epochs", None),
         "learning_rate": getattr(args, "learning_rate", None),
-        "batch_size": getattr(args, "batch", None) if getattr(args, "command", "") == "train" else None,
+        "batch_size": getattr(args, "batch", None)
+        if getattr(args, "command", "") == "train"
+        else None,
         "window_s": getattr(args, "window", None),
         "seed": getattr(args, "seed", None),
         "device": getattr(args, "device", None),
@@ -840,16 +1237,23 @@ def fine_tune_before_picking(args: argparse.Namespace, cfg: RunConfig) -> RunCon
     from quakelake.config import build_config
 
     if cfg.directory is None or not cfg.directory.is_dir():
-        raise CliError("-T/--train: -d/--directory must be the archive to cut training windows from")
+        raise CliError(
+            "-T/--train: -d/--directory must be the archive to cut training windows from"
+        )
     values = train_params(args, cfg)
     if cfg.analyze.reference and cfg.analyze.reference_paths:
         from quakelake.catalogs import import_catalog
 
         import_catalog(cfg.lake, cfg.analyze.reference_paths, cfg.analyze.reference)
     values = {k: v for k, v in values.items() if k in training.TrainParams.model_fields}
-    params = build_config(None, {"model": cfg.pick.models[0], "weights": cfg.pick.weights[0], **values},
-                          model=training.TrainParams)
-    card = training.train_picker(cfg.lake, cfg.directory, params, selection=cfg.selection, days=cfg.window)
+    params = build_config(
+        None,
+        {"model": cfg.pick.models[0], "weights": cfg.pick.weights[0], **values},
+        model=training.TrainParams,
+    )
+    card = training.train_picker(
+        cfg.lake, cfg.directory, params, selection=cfg.selection, days=cfg.window
+    )
     print_card(card)
     return cfg.model_copy(update={"pick": training.pick_params_with(cfg.pick, card["name"])})
 
@@ -857,14 +1261,18 @@ def fine_tune_before_picking(args: argparse.Namespace, cfg: RunConfig) -> RunCon
 def print_card(card: dict[str, Any]) -> None:
     """Print what a training run produced: weights name, windows, loss curve, validation."""
     first, last = card["history"][0], card["history"][-1]
-    print(f"trained {card['model']}/{card['name']} (parent {card['parent_weights']}) on {card['windows']} "
-          f"windows in {card['seconds']} s on {card['device']}: validation loss {first['val_loss']:.4f} -> "
-          f"{last['val_loss']:.4f}")
+    print(
+        f"trained {card['model']}/{card['name']} (parent {card['parent_weights']}) on {card['windows']} "
+        f"windows in {card['seconds']} s on {card['device']}: validation loss {first['val_loss']:.4f} -> "
+        f"{last['val_loss']:.4f}"
+    )
     for key in ("validation_parent", "validation"):
         if key in card:
             v = card[key]
-            print(f"  {key:<18} recall {v['recall']:.3f}  precision {v['precision']:.3f}  "
-                  f"residual median {v['residual_median_s']:+.3f} s")
+            print(
+                f"  {key:<18} recall {v['recall']:.3f}  precision {v['precision']:.3f}  "
+                f"residual median {v['residual_median_s']:+.3f} s"
+            )
     print(f"  weights: {card['weights_path']}")
 
 
@@ -887,9 +1295,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"  denoise before picking with --denoiser {card['model']}/{card['name']}")
         return 0
     values = {k: v for k, v in values.items() if k in training.TrainParams.model_fields}
-    params = build_config(None, {"model": (args.models or ["PhaseNet"])[0], "weights": (args.weights or ["original"])[0],
-                                 **values}, model=training.TrainParams)
-    card = training.train_picker(cfg.lake, cfg.directory, params, selection=cfg.selection, days=cfg.window)
+    params = build_config(
+        None,
+        {
+            "model": (args.models or ["PhaseNet"])[0],
+            "weights": (args.weights or ["original"])[0],
+            **values,
+        },
+        model=training.TrainParams,
+    )
+    card = training.train_picker(
+        cfg.lake, cfg.directory, params, selection=cfg.selection, days=cfg.window
+    )
     print_card(card)
     print(f"  pick with -M {card['model']} -W {card['name']}")
     return 0
@@ -902,9 +1319,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if getattr(args, "train", False):
         cfg = fine_tune_before_picking(args, cfg)
     if cfg.directory is None:
-        raise CliError("-d/--directory: give the waveform archive (the download target with --download)")
+        raise CliError(
+            "-d/--directory: give the waveform archive (the download target with --download)"
+        )
     if cfg.download is None and not cfg.directory.is_dir():
-        raise CliError(f"-d/--directory: {cfg.directory} is not a folder (add --download to fill it)")
+        raise CliError(
+            f"-d/--directory: {cfg.directory} is not a folder (add --download to fill it)"
+        )
     if cfg.download is not None and (cfg.window.start is None or cfg.window.end is None):
         raise CliError("--download needs a date range: give -D/--dates or -J/--julian")
     if getattr(args, "interactive", False):
@@ -947,13 +1368,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         from quakelake.plotting import show_one_by_one
         from quakelake.review import station_day_views
 
-        shown = show_one_by_one(station_day_views(cfg.lake, cfg.directory, cfg.window, cfg.selection,
-                                                  cfg.pick, cfg.analyze.reference))
+        shown = show_one_by_one(
+            station_day_views(
+                cfg.lake, cfg.directory, cfg.window, cfg.selection, cfg.pick, cfg.analyze.reference
+            )
+        )
         print(f"reviewed {shown} instrument-days")
     status = exit_status(out.get("download"), out.get("pick"), out.get("associate"))
     if status:
-        print("error: some units failed (see the failed counts above and `quakelake sql \"SELECT * FROM units "
-              "WHERE status = 'failed'\"`); run the same command again to retry them", file=sys.stderr)
+        print(
+            'error: some units failed (see the failed counts above and `quakelake sql "SELECT * FROM units '
+            "WHERE status = 'failed'\"`); run the same command again to retry them",
+            file=sys.stderr,
+        )
         return status
     return 1 if out.get("analyze", {}).get("warnings") else 0  # nothing of the reference compared
 
@@ -963,8 +1390,10 @@ def cmd_associate(args: argparse.Namespace) -> int:
     _refuse_unavailable(args)
     cfg = load_config(args)
     if cfg.associate is None:
-        raise CliError("-c/--config: the configuration disables association (associate: null); remove that "
-                       "to associate")
+        raise CliError(
+            "-c/--config: the configuration disables association (associate: null); remove that "
+            "to associate"
+        )
     if args.picks is not None and not args.picks.is_file():
         raise CliError(f"--picks: {args.picks} is not a file")
     if args.picks is not None and cfg.station_file is None:
@@ -973,20 +1402,29 @@ def cmd_associate(args: argparse.Namespace) -> int:
     check_station_file(cfg.station_file)
     velocity = getattr(args, "velocity_model", None)
     if velocity is not None and not Path(velocity).is_file():
-        raise CliError(f"--velocity-model: {velocity} does not exist; pass a TauP .nd, VELEST .mod or CSV file")
-    groups = chosen_groups(cfg, None if args.picks else lake_stations(cfg), f"the picks in lake {cfg.lake}")
+        raise CliError(
+            f"--velocity-model: {velocity} does not exist; pass a TauP .nd, VELEST .mod or CSV file"
+        )
+    groups = chosen_groups(
+        cfg, None if args.picks else lake_stations(cfg), f"the picks in lake {cfg.lake}"
+    )
     _quiet_prefect(cfg)
     from quakelake.lakehouse import Lake
 
     sources: list[tuple[str | None, str | None]] = [(None, None)]
     if args.picks is None and Lake(cfg.lake).has_files("picks"):
         combos = Lake(cfg.lake).query("SELECT DISTINCT model, weights FROM picks ORDER BY ALL")
-        sources = [(m, w) for m, w in combos.itertuples(index=False)
-                   if (not args.models or m in args.models) and (not args.weights or w in args.weights)]
+        sources = [
+            (m, w)
+            for m, w in combos.itertuples(index=False)
+            if (not args.models or m in args.models) and (not args.weights or w in args.weights)
+        ]
         if not sources:
             held = ", ".join(f"{m}/{w}" for m, w in combos.itertuples(index=False))
-            raise CliError(f"-M/--models, -W/--weights: no picks of {' '.join(args.models or ['any'])} x "
-                           f"{' '.join(args.weights or ['any'])} in lake {cfg.lake} (it holds {held})")
+            raise CliError(
+                f"-M/--models, -W/--weights: no picks of {' '.join(args.models or ['any'])} x "
+                f"{' '.join(args.weights or ['any'])} in lake {cfg.lake} (it holds {held})"
+            )
     from quakelake.flows.associate import associate_events
     from quakelake.flows.runners import make_task_runner
 
@@ -994,10 +1432,20 @@ def cmd_associate(args: argparse.Namespace) -> int:
     flow_fn = associate_events.with_options(task_runner=make_task_runner(cfg.execution))
     summaries = []
     for model, weights in sources:
-        for group, patterns in (groups.items() if groups else [(None, None)]):
-            summary = flow_fn(cfg.lake, cfg.window, cfg.associate, picks_file=args.picks,
-                              station_file=cfg.station_file, model=model, weights=weights, force=cfg.force,
-                              group=group, group_stations=patterns, magnitude=cfg.magnitude)
+        for group, patterns in groups.items() if groups else [(None, None)]:
+            summary = flow_fn(
+                cfg.lake,
+                cfg.window,
+                cfg.associate,
+                picks_file=args.picks,
+                station_file=cfg.station_file,
+                model=model,
+                weights=weights,
+                force=cfg.force,
+                group=group,
+                group_stations=patterns,
+                magnitude=cfg.magnitude,
+            )
             print_association(summary, cfg.lake, cfg.window)
             export_events(cfg.lake, summary["run_id"], args.quakeml, args.export)
             summaries.append(summary)
@@ -1016,15 +1464,21 @@ def export_events(lake_root: Path, run_id: str, quakeml: Path | None, folder: Pa
     tables = catalogue_tables(lake, events)
     assignments = tables.pop("assignments")
     if quakeml is not None:
-        print(f"QuakeML: {write_quakeml(events, assignments, quakeml, **tables)} ({len(events)} events)")
+        print(
+            f"QuakeML: {write_quakeml(events, assignments, quakeml, **tables)} ({len(events)} events)"
+        )
     if folder is not None:
-        print(f"associated/ layout: {len(write_associated(events, assignments, folder))} files under {folder}")
+        print(
+            f"associated/ layout: {len(write_associated(events, assignments, folder))} files under {folder}"
+        )
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the lake's picks and events (optionally for a day range) as files."""
     if not (args.classified or args.associated or args.quakeml):
-        raise CliError("export: say what to write: --classified DIR, --associated DIR and/or --quakeml FILE")
+        raise CliError(
+            "export: say what to write: --classified DIR, --associated DIR and/or --quakeml FILE"
+        )
     cfg = load_config(args)
     check_lake(cfg.lake, must_exist=True)
     from quakelake.export import write_associated, write_classified, write_quakeml
@@ -1048,21 +1502,29 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.associated or args.quakeml:
         from quakelake.export import catalogue_tables, select_catalogue
 
-        events, label = select_catalogue(rows("events"), lake.read("runs"), args.associator, args.run_id)
+        events, label = select_catalogue(
+            rows("events"), lake.read("runs"), args.associator, args.run_id
+        )
         tables = catalogue_tables(lake, events)
         assignments = tables.pop("assignments")
         written += len(events)
         print(f"catalogue: {label}")
         if args.associated:
-            print(f"associated/: {len(write_associated(events, assignments, args.associated))} files under "
-                  f"{args.associated}")
+            print(
+                f"associated/: {len(write_associated(events, assignments, args.associated))} files under "
+                f"{args.associated}"
+            )
         if args.quakeml:
-            print(f"QuakeML: {write_quakeml(events, assignments, args.quakeml, **tables)} ({len(events)} events)")
+            print(
+                f"QuakeML: {write_quakeml(events, assignments, args.quakeml, **tables)} ({len(events)} events)"
+            )
     if not written:
         from quakelake.printing import days_text
 
-        raise CliError(f"-D/--dates: the lake {cfg.lake} has no picks or events for {days_text(w)}; "
-                       "check the day range (quakelake sql \"SELECT DISTINCT day FROM picks\")")
+        raise CliError(
+            f"-D/--dates: the lake {cfg.lake} has no picks or events for {days_text(w)}; "
+            'check the day range (quakelake sql "SELECT DISTINCT day FROM picks")'
+        )
     return 0
 
 
@@ -1074,12 +1536,19 @@ def cmd_download(args: argparse.Namespace) -> int:
     if cfg.window.start is None or cfg.window.end is None:
         raise CliError("-D/--dates: download needs a date range: give -D/--dates or -J/--julian")
     if cfg.directory.exists() and not cfg.directory.is_dir():
-        raise CliError(f"-d/--directory: {cfg.directory} is a file; give the archive folder to download into")
+        raise CliError(
+            f"-d/--directory: {cfg.directory} is a file; give the archive folder to download into"
+        )
     check_lake(cfg.lake)
-    if cfg.download is not None and cfg.download.token_file is not None \
-            and not Path(cfg.download.token_file).expanduser().is_file():
-        raise CliError(f"-K/--key: EIDA token file {cfg.download.token_file} does not exist; pass the file "
-                       "downloaded from the EIDA authentication service")
+    if (
+        cfg.download is not None
+        and cfg.download.token_file is not None
+        and not Path(cfg.download.token_file).expanduser().is_file()
+    ):
+        raise CliError(
+            f"-K/--key: EIDA token file {cfg.download.token_file} does not exist; pass the file "
+            "downloaded from the EIDA authentication service"
+        )
     _quiet_prefect(cfg)
     t0 = time.perf_counter()
     from quakelake.flows.download import download_waveforms
@@ -1093,8 +1562,11 @@ def cmd_download(args: argparse.Namespace) -> int:
     _timing(cfg, {f"download: {k}": v for k, v in summary.get("seconds", {}).items()}, t0)
     status = exit_status(summary)
     if status:
-        print(f"error: {summary['failed']} of {summary['units']} station-days failed to download (see the "
-              "`downloads` table); run the same command again to retry them", file=sys.stderr)
+        print(
+            f"error: {summary['failed']} of {summary['units']} station-days failed to download (see the "
+            "`downloads` table); run the same command again to retry them",
+            file=sys.stderr,
+        )
     return status
 
 
@@ -1108,8 +1580,10 @@ def cmd_import_catalog(args: argparse.Namespace) -> int:
     from quakelake.catalogs import import_catalog
 
     counts = import_catalog(cfg.lake, args.paths, args.name)
-    print(f"reference {counts['name']}: {counts['events']} events, {counts['picks']} picks from "
-          f"{counts['files']} files -> lake {cfg.lake}")
+    print(
+        f"reference {counts['name']}: {counts['events']} events, {counts['picks']} picks from "
+        f"{counts['files']} files -> lake {cfg.lake}"
+    )
     return 0
 
 
@@ -1117,7 +1591,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     """Compare the lake's picks and events with a reference catalogue."""
     cfg = load_config(args)
     if not cfg.analyze.reference:
-        raise CliError("--reference NAME: the reference catalogue to compare with (see import-catalog)")
+        raise CliError(
+            "--reference NAME: the reference catalogue to compare with (see import-catalog)"
+        )
     check_lake(cfg.lake, must_exist=not cfg.analyze.reference_paths)
     check_reference(cfg)
     if getattr(args, "interactive", False):
@@ -1131,11 +1607,21 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from quakelake.flows.analyze import analyze_run
 
     _install_log_filter(cfg.verbosity)
-    selection = RunSelection(run_ids=args.run_id or [], models=args.models or [], weights=args.weights or [],
-                             associators=args.associator or [])
-    summary = analyze_run(cfg.lake, cfg.analyze.reference, selection, cfg.analyze.match,
-                          reference_paths=cfg.analyze.reference_paths or None, report_dir=cfg.analyze.report_dir,
-                          groups=groups or None)
+    selection = RunSelection(
+        run_ids=args.run_id or [],
+        models=args.models or [],
+        weights=args.weights or [],
+        associators=args.associator or [],
+    )
+    summary = analyze_run(
+        cfg.lake,
+        cfg.analyze.reference,
+        selection,
+        cfg.analyze.match,
+        reference_paths=cfg.analyze.reference_paths or None,
+        report_dir=cfg.analyze.report_dir,
+        groups=groups or None,
+    )
     print_analysis(summary, summary.get("lake") or cfg.lake)
     _timing(cfg, {"analyze": time.perf_counter() - t0}, t0)
     if getattr(args, "interactive", False):
@@ -1167,32 +1653,51 @@ def cmd_server(args: argparse.Namespace) -> int:
     if args.action == "start":
         record = server.start(args.port)
         if not args.silent:
-            print(f"Prefect server: {record['api_url']} (UI {record['api_url'].removesuffix('/api')}, "
-                  f"pid {record['pid']}, log {record['log']}); quakelake commands use it until "
-                  "quakelake server stop")
+            print(
+                f"Prefect server: {record['api_url']} (UI {record['api_url'].removesuffix('/api')}, "
+                f"pid {record['pid']}, log {record['log']}); quakelake commands use it until "
+                "quakelake server stop"
+            )
         return 0
     if args.action == "stop":
         record = server.stop()
         if not args.silent:
-            print(f"Prefect server at {record['api_url']} stopped" if record else "no local Prefect server ran")
+            print(
+                f"Prefect server at {record['api_url']} stopped"
+                if record
+                else "no local Prefect server ran"
+            )
         return 0
     record = server.local_server()
     configured = os.environ.get("PREFECT_API_URL")
     if configured:
         why = server.answers(configured)
-        print(f"PREFECT_API_URL={configured}: " + ("answers" if not why else f"does not answer ({why})"))
+        print(
+            f"PREFECT_API_URL={configured}: "
+            + ("answers" if not why else f"does not answer ({why})")
+        )
         return 0 if not why else 1
     if record is None:
-        print("no local Prefect server runs: commands start a temporary one (quakelake server start)")
+        print(
+            "no local Prefect server runs: commands start a temporary one (quakelake server start)"
+        )
         return 1
     print(f"Prefect server: {record['api_url']} (pid {record['pid']}) answers")
     return 0
 
 
 COMMANDS = {
-    "run": cmd_run, "pick": cmd_pick, "associate": cmd_associate, "export": cmd_export,
-    "download": cmd_download, "import-catalog": cmd_import_catalog,
-    "analyze": cmd_analyze, "sql": cmd_sql, "tables": cmd_tables, "demo": cmd_demo, "train": cmd_train,
+    "run": cmd_run,
+    "pick": cmd_pick,
+    "associate": cmd_associate,
+    "export": cmd_export,
+    "download": cmd_download,
+    "import-catalog": cmd_import_catalog,
+    "analyze": cmd_analyze,
+    "sql": cmd_sql,
+    "tables": cmd_tables,
+    "demo": cmd_demo,
+    "train": cmd_train,
     "server": cmd_server,
 }
 
@@ -1210,19 +1715,26 @@ def _dispatch(func, args: argparse.Namespace) -> int:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("error: interrupted; run the same command again to resume (finished units are kept)",
-              file=sys.stderr)
+        print(
+            "error: interrupted; run the same command again to resume (finished units are kept)",
+            file=sys.stderr,
+        )
         return 130
     except Exception as exc:
         if verbose:
             raise
         if "ephemeral Prefect API server" in str(exc):
-            print("error: Prefect's temporary server did not start in time (a busy machine?); keep one "
-                  "running with quakelake server start, or raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
-                  file=sys.stderr)
+            print(
+                "error: Prefect's temporary server did not start in time (a busy machine?); keep one "
+                "running with quakelake server start, or raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+                file=sys.stderr,
+            )
             return 1
-        print(f"error: unexpected {type(exc).__name__}: {one_line(exc)[:500]} (run again with -v for the "
-              "traceback, and report it)", file=sys.stderr)
+        print(
+            f"error: unexpected {type(exc).__name__}: {one_line(exc)[:500]} (run again with -v for the "
+            "traceback, and report it)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -28,8 +28,17 @@ from quakelake.params import (
 )
 
 __all__ = [
-    "AnalyzeParams", "ConfigError", "ComputeSettings", "PickParams", "RunConfig", "StationSelection", "TimeWindow",
-    "build_config", "deep_merge", "format_validation_error", "read_config_file",
+    "AnalyzeParams",
+    "ConfigError",
+    "ComputeSettings",
+    "PickParams",
+    "RunConfig",
+    "StationSelection",
+    "TimeWindow",
+    "build_config",
+    "deep_merge",
+    "format_validation_error",
+    "read_config_file",
 ]
 
 
@@ -37,13 +46,16 @@ class AnalyzeParams(_Model):
     """Comparison with a reference catalogue at the end of a run."""
 
     reference: str | None = Field(
-        None, description="name of a reference catalogue in the lake (import-catalog --name); None: no analysis"
+        None,
+        description="name of a reference catalogue in the lake (import-catalog --name); None: no analysis",
     )
     reference_paths: list[Path] = Field(
         [], description="catalogue files/folders imported under `reference` before comparing"
     )
     match: MatchParams = Field(default_factory=MatchParams, description="matching tolerances")
-    report_dir: Path | None = Field(None, description="folder for the Markdown/HTML report and plots")
+    report_dir: Path | None = Field(
+        None, description="folder for the Markdown/HTML report and plots"
+    )
 
 
 class RunConfig(_Model):
@@ -59,14 +71,19 @@ class RunConfig(_Model):
     )
     pick: PickParams = Field(default_factory=PickParams, description="picking parameters")
     ensemble: EnsembleParams | None = Field(
-        None, description="also store consensus picks of all model x weights members (model 'ensemble'); None: off"
+        None,
+        description="also store consensus picks of all model x weights members (model 'ensemble'); None: off",
     )
     groups: dict[str, list[str]] = Field(
-        {}, description="named station groups (sub-networks): name -> NET.STA patterns, e.g. FVG: [OX.*, IV.TRI]"
+        {},
+        description="named station groups (sub-networks): name -> NET.STA patterns, e.g. FVG: [OX.*, IV.TRI]",
     )
-    groups_file: Path | None = Field(None, description="YAML/JSON file of more groups (name: [NET.STA, ...])")
+    groups_file: Path | None = Field(
+        None, description="YAML/JSON file of more groups (name: [NET.STA, ...])"
+    )
     use_groups: list[str] = Field(
-        [], description="groups to run per (-G): picking on their stations, association and metrics per group"
+        [],
+        description="groups to run per (-G): picking on their stations, association and metrics per group",
     )
     associate: AssociatorConfig | None = Field(
         default_factory=GammaConfig,
@@ -76,7 +93,9 @@ class RunConfig(_Model):
         default_factory=MagnitudeParams,
         description="local magnitudes after association (Wood-Anderson amplitudes, HB87 law); None: none",
     )
-    analyze: AnalyzeParams = Field(default_factory=AnalyzeParams, description="comparison with a reference")
+    analyze: AnalyzeParams = Field(
+        default_factory=AnalyzeParams, description="comparison with a reference"
+    )
     execution: ComputeSettings = Field(default_factory=ComputeSettings, description="task runner")
     force: bool = Field(False, description="recompute units whose results already exist")
     timing: bool = Field(False, description="print how long each stage took")
@@ -113,7 +132,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
     """Return the mapping stored in a JSON or YAML configuration file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"configuration file {path} does not exist; pass an existing -c/--config FILE")
+        raise ConfigError(
+            f"configuration file {path} does not exist; pass an existing -c/--config FILE"
+        )
     text = path.read_text()
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)

@@ -49,20 +49,28 @@ def demo_weights() -> PickParams:
 
 def run_demo(data: Path | None, cfg: RunConfig, reference_files: list[Path] | None = None) -> int:
     """Run the pipeline on the demo data into ``cfg.lake`` (compared with ``reference_files`` if given)."""
-    folder = data or (Path(os.environ["QUAKELAKE_DEMO_DATA"]) if os.environ.get("QUAKELAKE_DEMO_DATA") else None)
+    folder = data or (
+        Path(os.environ["QUAKELAKE_DEMO_DATA"]) if os.environ.get("QUAKELAKE_DEMO_DATA") else None
+    )
     if folder is None:
         raise BadInput(HOW_TO)
     if not folder.is_dir():
-        raise BadInput(f"--data: demo data folder {folder} does not exist; {HOW_TO.removeprefix('--data: ')}")
+        raise BadInput(
+            f"--data: demo data folder {folder} does not exist; {HOW_TO.removeprefix('--data: ')}"
+        )
     missing = [str(p) for p in reference_files or [] if not p.exists()]
     if missing:
         raise BadInput(f"--reference-file: no such file {', '.join(missing)}")
     pick = demo_weights()
     update: dict = {"directory": folder, "pick": pick}
     if reference_files:
-        update["analyze"] = cfg.analyze.model_copy(update={
-            "reference": cfg.analyze.reference or "demo-reference", "reference_paths": list(reference_files),
-            "report_dir": cfg.analyze.report_dir or Path(cfg.lake) / "reports" / "demo"})
+        update["analyze"] = cfg.analyze.model_copy(
+            update={
+                "reference": cfg.analyze.reference or "demo-reference",
+                "reference_paths": list(reference_files),
+                "report_dir": cfg.analyze.report_dir or Path(cfg.lake) / "reports" / "demo",
+            }
+        )
     cfg = cfg.model_copy(update=update)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from quakelake.flows.pipeline import run_pipeline
@@ -76,12 +84,16 @@ def run_demo(data: Path | None, cfg: RunConfig, reference_files: list[Path] | No
     for summary in out.get("associate", []):
         print_association(summary)
     lake = Lake(cfg.lake)
-    queries = ["SELECT model, weights, phase, count(*) AS picks FROM picks GROUP BY ALL ORDER BY ALL"]
+    queries = [
+        "SELECT model, weights, phase, count(*) AS picks FROM picks GROUP BY ALL ORDER BY ALL"
+    ]
     if lake.has_files("events"):
-        queries.append("SELECT associator, time, round(latitude, 3) AS lat, round(longitude, 3) AS lon, "
-                       "round(depth_km, 1) AS depth_km, n_p, n_s FROM events ORDER BY time")
+        queries.append(
+            "SELECT associator, time, round(latitude, 3) AS lat, round(longitude, 3) AS lon, "
+            "round(depth_km, 1) AS depth_km, n_p, n_s FROM events ORDER BY time"
+        )
     for query in queries:
-        print(f"\nquakelake sql --lake {cfg.lake} \"{query}\"")
+        print(f'\nquakelake sql --lake {cfg.lake} "{query}"')
         print(format_table(lake.query(query)))
     if "analyze" in out:
         print()

@@ -118,13 +118,24 @@ def magnitude_residuals(
     a magnitude (magnitude units; the reference's type may differ: see ``magnitude_type``).
     """
     out = event_matches.copy()
-    ours = dict(zip(events["event_id"].astype(str), events.get("magnitude", pd.Series(dtype=float)), strict=False))
+    ours = dict(
+        zip(
+            events["event_id"].astype(str),
+            events.get("magnitude", pd.Series(dtype=float)),
+            strict=False,
+        )
+    )
     ref_mag = reference_events.get("magnitude", pd.Series(np.nan, index=reference_events.index))
     theirs = dict(zip(reference_events["event_id"].astype(str), ref_mag, strict=False))
-    out["magnitude"] = pd.to_numeric(out["event_id"].astype(str).map(ours), errors="coerce").astype(float)
+    out["magnitude"] = pd.to_numeric(out["event_id"].astype(str).map(ours), errors="coerce").astype(
+        float
+    )
     out["reference_magnitude"] = pd.to_numeric(
-        out["reference_event_id"].astype(str).map(theirs), errors="coerce").astype(float)
-    out["magnitude_residual"] = (out["magnitude"] - out["reference_magnitude"]).where(out["outcome"] == "TP")
+        out["reference_event_id"].astype(str).map(theirs), errors="coerce"
+    ).astype(float)
+    out["magnitude_residual"] = (out["magnitude"] - out["reference_magnitude"]).where(
+        out["outcome"] == "TP"
+    )
     return out
 
 
@@ -134,12 +145,27 @@ def magnitude_metrics(event_matches: pd.DataFrame) -> pd.DataFrame:
     ``tp`` counts the matched pairs that both carry a magnitude; precision/recall do not apply.
     """
     cols = ["level", "group_by", "group_value", "model", "weights", "associator", "phase"]
-    pairs = event_matches.dropna(subset=["magnitude_residual"]) if "magnitude_residual" in event_matches else None
+    pairs = (
+        event_matches.dropna(subset=["magnitude_residual"])
+        if "magnitude_residual" in event_matches
+        else None
+    )
     if pairs is None or not len(pairs):
         return pd.DataFrame(columns=cols + METRIC_COLUMNS)
-    m = _metrics(pairs.assign(associator=pairs["associator"].fillna("")), "magnitude_residual", ["associator"])
+    m = _metrics(
+        pairs.assign(associator=pairs["associator"].fillna("")),
+        "magnitude_residual",
+        ["associator"],
+    )
     m[["precision", "recall", "f1"]] = np.nan
-    m = m.assign(level="magnitude", group_by="associator", group_value="", model=None, weights=None, phase=None)
+    m = m.assign(
+        level="magnitude",
+        group_by="associator",
+        group_value="",
+        model=None,
+        weights=None,
+        phase=None,
+    )
     return m[cols + METRIC_COLUMNS]
 
 
@@ -821,7 +847,9 @@ def evaluate(
         coverage: waveforms per station (``network, station, start, end``), or None.
     """
     params = params or MatchParams()
-    reference_events, reference_picks = keep_event_types(reference_events, reference_picks, params.event_types)
+    reference_events, reference_picks = keep_event_types(
+        reference_events, reference_picks, params.event_types
+    )
     if coverage is not None and len(coverage):
         return _evaluate_covered(
             picks, events, reference_events, reference_picks, params, start, end, coverage

@@ -68,8 +68,10 @@ def select_catalogue(
     for col in CATALOGUE_KEYS + ("run_id",):
         ev[col] = ev[col].fillna("").astype(str) if col in ev else ""
     latest = ev.groupby(list(CATALOGUE_KEYS))["run_id"].max().reset_index()
-    available = "; ".join(f"{r.associator} {r.config_fingerprint} ({r.pick_source}, run {r.run_id})"
-                          for r in latest.itertuples(index=False))
+    available = "; ".join(
+        f"{r.associator} {r.config_fingerprint} ({r.pick_source}, run {r.run_id})"
+        for r in latest.itertuples(index=False)
+    )
     if run_id:
         key = None
         if runs is not None and len(runs) and (runs["run_id"] == run_id).any():
@@ -77,19 +79,26 @@ def select_catalogue(
 
             config = json.loads(runs.loc[runs["run_id"] == run_id, "config_json"].iloc[0] or "{}")
             if "config_fingerprint" in config:
-                key = ((config.get("config") or {}).get("associator", ""), config["config_fingerprint"],
-                       config.get("pick_source", ""))
+                key = (
+                    (config.get("config") or {}).get("associator", ""),
+                    config["config_fingerprint"],
+                    config.get("pick_source", ""),
+                )
         mine = ev[ev["run_id"] == run_id]
         if key is None and len(mine):
             key = tuple(mine.iloc[0][list(CATALOGUE_KEYS)])
         if key is None:
-            raise ExportError(f"--run-id {run_id}: no association run of that id in the lake; catalogues: {available}")
+            raise ExportError(
+                f"--run-id {run_id}: no association run of that id in the lake; catalogues: {available}"
+            )
     else:
         if associator:
             latest = latest[latest["associator"] == associator]
             if not len(latest):
                 have = ", ".join(sorted(set(ev["associator"])))
-                raise ExportError(f"--associator {associator}: no events of that associator; the lake has: {have}")
+                raise ExportError(
+                    f"--associator {associator}: no events of that associator; the lake has: {have}"
+                )
         key = tuple(latest.sort_values("run_id").iloc[-1][list(CATALOGUE_KEYS)])
     keep = np.logical_and.reduce([ev[c] == v for c, v in zip(CATALOGUE_KEYS, key, strict=True)])
     return events[keep], f"{key[0]} config {key[1]} ({key[2]})"
@@ -111,14 +120,20 @@ def _waveform_id(row):
     from obspy.core.event import WaveformStreamID
 
     if _value(row, "station"):
-        net, sta, loc, cha = (_value(row, c) or "" for c in ("network", "station", "location", "channel"))
+        net, sta, loc, cha = (
+            _value(row, c) or "" for c in ("network", "station", "location", "channel")
+        )
     else:
         net, sta, loc, cha = (str(row.station_id).split(".") + ["", "", ""])[:4]
         if "." not in str(row.station_id):
             net, sta = "", str(row.station_id)
     cha = cha or _value(row, "band") or ""
-    return WaveformStreamID(network_code=net, station_code=sta, location_code=loc,
-                            channel_code=full_channel(cha, _value(row, "phase")))
+    return WaveformStreamID(
+        network_code=net,
+        station_code=sta,
+        location_code=loc,
+        channel_code=full_channel(cha, _value(row, "phase")),
+    )
 
 
 def _by_event(frame: pd.DataFrame | None) -> dict[str, pd.DataFrame]:
@@ -133,8 +148,15 @@ def _utc(value):
     return UTCDateTime(pd.Timestamp(value).to_pydatetime())
 
 
-def _add_magnitudes(event, eid: str, ev, origin, amplitudes: pd.DataFrame | None,
-                    station_mags: pd.DataFrame | None, info) -> None:
+def _add_magnitudes(
+    event,
+    eid: str,
+    ev,
+    origin,
+    amplitudes: pd.DataFrame | None,
+    station_mags: pd.DataFrame | None,
+    info,
+) -> None:
     """Append the event's amplitudes, station magnitudes and its (preferred) magnitude."""
     from obspy.core.event import (
         Amplitude,
@@ -148,44 +170,73 @@ def _add_magnitudes(event, eid: str, ev, origin, amplitudes: pd.DataFrame | None
     )
 
     amp_of: dict[str, tuple[float, ResourceIdentifier]] = {}
-    for a in (amplitudes.itertuples(index=False) if amplitudes is not None else ()):
+    for a in amplitudes.itertuples(index=False) if amplitudes is not None else ():
         rid = ResourceIdentifier(_rid("event", eid, "amplitude", a.station_id, a.channel))
         start, end = pd.Timestamp(a.window_start), pd.Timestamp(a.window_end)
-        event.amplitudes.append(Amplitude(
-            resource_id=rid, generic_amplitude=float(a.amplitude_m), type=_value(a, "type") or "AML",
-            unit="m", period=_value(a, "period_s"), magnitude_hint="ML", category="point",
-            time_window=TimeWindow(begin=0.0, end=(end - start).total_seconds(), reference=_utc(start)),
-            scaling_time=_utc(a.time) if _value(a, "time") is not None else None,
-            waveform_id=WaveformStreamID(network_code=a.network, station_code=a.station,
-                                         location_code=a.location or "", channel_code=a.channel),
-            pick_id=ResourceIdentifier(_rid("pick", a.pick_id)) if _value(a, "pick_id") else None,
-            evaluation_mode="automatic", creation_info=info,
-        ))
+        event.amplitudes.append(
+            Amplitude(
+                resource_id=rid,
+                generic_amplitude=float(a.amplitude_m),
+                type=_value(a, "type") or "AML",
+                unit="m",
+                period=_value(a, "period_s"),
+                magnitude_hint="ML",
+                category="point",
+                time_window=TimeWindow(
+                    begin=0.0, end=(end - start).total_seconds(), reference=_utc(start)
+                ),
+                scaling_time=_utc(a.time) if _value(a, "time") is not None else None,
+                waveform_id=WaveformStreamID(
+                    network_code=a.network,
+                    station_code=a.station,
+                    location_code=a.location or "",
+                    channel_code=a.channel,
+                ),
+                pick_id=ResourceIdentifier(_rid("pick", a.pick_id))
+                if _value(a, "pick_id")
+                else None,
+                evaluation_mode="automatic",
+                creation_info=info,
+            )
+        )
         best = amp_of.get(a.station_id)
         if best is None or a.amplitude_m > best[0]:
             amp_of[a.station_id] = (float(a.amplitude_m), rid)
     contributions = []
-    for sm in (station_mags.itertuples(index=False) if station_mags is not None else ()):
+    for sm in station_mags.itertuples(index=False) if station_mags is not None else ():
         rid = ResourceIdentifier(_rid("event", eid, "station_magnitude", sm.station_id))
-        event.station_magnitudes.append(StationMagnitude(
-            resource_id=rid, origin_id=origin.resource_id, mag=float(sm.magnitude),
-            station_magnitude_type=sm.magnitude_type, amplitude_id=amp_of.get(sm.station_id, (0, None))[1],
-            method_id=ResourceIdentifier(_rid("method", "magnitude", _value(sm, "law") or "ML")),
-            waveform_id=WaveformStreamID(network_code=sm.network, station_code=sm.station,
-                                         location_code=sm.location or ""),
-            creation_info=info,
-        ))
+        event.station_magnitudes.append(
+            StationMagnitude(
+                resource_id=rid,
+                origin_id=origin.resource_id,
+                mag=float(sm.magnitude),
+                station_magnitude_type=sm.magnitude_type,
+                amplitude_id=amp_of.get(sm.station_id, (0, None))[1],
+                method_id=ResourceIdentifier(
+                    _rid("method", "magnitude", _value(sm, "law") or "ML")
+                ),
+                waveform_id=WaveformStreamID(
+                    network_code=sm.network,
+                    station_code=sm.station,
+                    location_code=sm.location or "",
+                ),
+                creation_info=info,
+            )
+        )
         contributions.append(StationMagnitudeContribution(station_magnitude_id=rid, weight=1.0))
     mag = _value(ev, "magnitude")
     if mag is None:
         return
     count = _value(ev, "magnitude_station_count")
     magnitude = Magnitude(
-        resource_id=ResourceIdentifier(_rid("event", eid, "magnitude")), mag=float(mag),
+        resource_id=ResourceIdentifier(_rid("event", eid, "magnitude")),
+        mag=float(mag),
         mag_errors=QuantityError(uncertainty=_value(ev, "magnitude_uncertainty")),
-        magnitude_type=_value(ev, "magnitude_type"), origin_id=origin.resource_id,
+        magnitude_type=_value(ev, "magnitude_type"),
+        origin_id=origin.resource_id,
         station_count=int(count) if count is not None else None,
-        station_magnitude_contributions=contributions, creation_info=info,
+        station_magnitude_contributions=contributions,
+        creation_info=info,
     )
     if contributions:
         magnitude.method_id = ResourceIdentifier(_rid("method", "magnitude", "median"))
@@ -247,26 +298,35 @@ def to_catalog(
         )
         if _value(ev, "associator"):
             origin.method_id = ResourceIdentifier(_rid("method", ev.associator))
-        event = Event(resource_id=ResourceIdentifier(_rid("event", eid)),
-                      event_type=_value(ev, "event_type") or "earthquake", creation_info=info)
-        _add_magnitudes(event, eid, ev, origin, amps_by_event.get(eid), mags_by_event.get(eid), info)
+        event = Event(
+            resource_id=ResourceIdentifier(_rid("event", eid)),
+            event_type=_value(ev, "event_type") or "earthquake",
+            creation_info=info,
+        )
+        _add_magnitudes(
+            event, eid, ev, origin, amps_by_event.get(eid), mags_by_event.get(eid), info
+        )
         mine = by_event.get(eid, picks.iloc[0:0])
         for pk in mine.itertuples(index=False):
             pick_rid = ResourceIdentifier(_rid("pick", pk.pick_id))
-            event.picks.append(Pick(
-                resource_id=pick_rid,
-                time=UTCDateTime(pd.Timestamp(pk.time).to_pydatetime()),
-                waveform_id=_waveform_id(pk),
-                phase_hint=str(pk.phase),
-                evaluation_mode=evaluation_mode,
-            ))
+            event.picks.append(
+                Pick(
+                    resource_id=pick_rid,
+                    time=UTCDateTime(pd.Timestamp(pk.time).to_pydatetime()),
+                    waveform_id=_waveform_id(pk),
+                    phase_hint=str(pk.phase),
+                    evaluation_mode=evaluation_mode,
+                )
+            )
             residual = _value(pk, "residual_s")
-            origin.arrivals.append(Arrival(
-                resource_id=ResourceIdentifier(_rid("event", eid, "arrival", pk.pick_id)),
-                pick_id=pick_rid,
-                phase=str(pk.phase),
-                time_residual=float(residual) if residual is not None else None,
-            ))
+            origin.arrivals.append(
+                Arrival(
+                    resource_id=ResourceIdentifier(_rid("event", eid, "arrival", pk.pick_id)),
+                    pick_id=pick_rid,
+                    phase=str(pk.phase),
+                    time_residual=float(residual) if residual is not None else None,
+                )
+            )
         rms = _value(ev, "rms_residual_s")
         stations = {(w.network_code, w.station_code) for w in (p.waveform_id for p in event.picks)}
         origin.quality = OriginQuality(
@@ -288,9 +348,16 @@ def _origin_errors(origin, ev) -> None:
     from obspy.core.event import Comment, OriginUncertainty, QuantityError
 
     km_per_deg = 111.195
-    t, lat_km, lon_km, h_km, z_km = (_value(ev, c) for c in (
-        "time_uncertainty_s", "latitude_uncertainty_km", "longitude_uncertainty_km",
-        "horizontal_uncertainty_km", "vertical_uncertainty_km"))
+    t, lat_km, lon_km, h_km, z_km = (
+        _value(ev, c)
+        for c in (
+            "time_uncertainty_s",
+            "latitude_uncertainty_km",
+            "longitude_uncertainty_km",
+            "horizontal_uncertainty_km",
+            "vertical_uncertainty_km",
+        )
+    )
     if t is not None:
         origin.time_errors = QuantityError(uncertainty=float(t))
     if lat_km is not None:
@@ -302,7 +369,9 @@ def _origin_errors(origin, ev) -> None:
         origin.depth_errors = QuantityError(uncertainty=float(z_km) * 1000.0)
     if h_km is not None:
         origin.origin_uncertainty = OriginUncertainty(
-            horizontal_uncertainty=float(h_km) * 1000.0, preferred_description="horizontal uncertainty")
+            horizontal_uncertainty=float(h_km) * 1000.0,
+            preferred_description="horizontal uncertainty",
+        )
     gap, near = _value(ev, "azimuthal_gap_deg"), _value(ev, "min_distance_km")
     if gap is not None:
         origin.quality.azimuthal_gap = float(gap)
@@ -310,12 +379,19 @@ def _origin_errors(origin, ev) -> None:
         origin.quality.minimum_distance = float(near) / km_per_deg
     if _value(ev, "location_quality") == "unconstrained":
         origin.evaluation_status = "preliminary"
-        origin.comments.append(Comment(text=(
-            f"location unconstrained: azimuthal gap {float(gap or 360.0):.0f} deg, "
-            f"{origin.quality.used_station_count} stations")))
+        origin.comments.append(
+            Comment(
+                text=(
+                    f"location unconstrained: azimuthal gap {float(gap or 360.0):.0f} deg, "
+                    f"{origin.quality.used_station_count} stations"
+                )
+            )
+        )
 
 
-def write_quakeml(events: pd.DataFrame, picks: pd.DataFrame | None, path: str | Path, **kwargs) -> Path:
+def write_quakeml(
+    events: pd.DataFrame, picks: pd.DataFrame | None, path: str | Path, **kwargs
+) -> Path:
     """Write events with their picks as a QuakeML file and return its path (see :func:`to_catalog`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -323,7 +399,9 @@ def write_quakeml(events: pd.DataFrame, picks: pd.DataFrame | None, path: str | 
     return path
 
 
-def write_associated(events: pd.DataFrame, assignments: pd.DataFrame, folder: str | Path) -> list[Path]:
+def write_associated(
+    events: pd.DataFrame, assignments: pd.DataFrame, folder: str | Path
+) -> list[Path]:
     """Write the per-day ``associated/`` layout and return the files written.
 
     Layout: ``<folder>/associated/<YYYY>/<YYYY-MM-DD>/events.csv`` (one row per event) and
@@ -348,8 +426,19 @@ def write_associated(events: pd.DataFrame, assignments: pd.DataFrame, folder: st
     return written
 
 
-CLASSIFIED_COLUMNS = ["pick_id", "model", "weights", "network", "station", "location", "band", "phase", "time",
-                      "probability", "run_id"]
+CLASSIFIED_COLUMNS = [
+    "pick_id",
+    "model",
+    "weights",
+    "network",
+    "station",
+    "location",
+    "band",
+    "phase",
+    "time",
+    "probability",
+    "run_id",
+]
 
 
 def write_classified(picks: pd.DataFrame, folder: str | Path) -> list[Path]:
@@ -370,7 +459,8 @@ def write_classified(picks: pd.DataFrame, folder: str | Path) -> list[Path]:
         out.mkdir(parents=True, exist_ok=True)
         target = out / f"{net}.{sta}.{model}.{weights}.csv"
         rows.sort_values("time")[[c for c in CLASSIFIED_COLUMNS if c in rows]].to_csv(
-            target, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
+            target, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ"
+        )
         written.append(target)
     return written
 
@@ -378,10 +468,17 @@ def write_classified(picks: pd.DataFrame, folder: str | Path) -> list[Path]:
 def catalogue_tables(lake, events) -> dict:
     """Return the assignments (with the picks' band codes), amplitudes and station magnitudes of ``events``."""
     ids = set(events["event_id"].astype(str))
-    fps = set(events["config_fingerprint"].dropna().astype(str)) if "config_fingerprint" in events else set()
+    fps = (
+        set(events["config_fingerprint"].dropna().astype(str))
+        if "config_fingerprint" in events
+        else set()
+    )
     out = {}
-    for table, key in (("assignments", "assignments"), ("amplitudes", "amplitudes"),
-                       ("station_magnitudes", "station_magnitudes")):
+    for table, key in (
+        ("assignments", "assignments"),
+        ("amplitudes", "amplitudes"),
+        ("station_magnitudes", "station_magnitudes"),
+    ):
         rows = lake.read(table)
         rows = rows[rows["event_id"].astype(str).isin(ids)]
         if fps and "config_fingerprint" in rows:
@@ -413,12 +510,17 @@ def write_nonlinloc(assignments: pd.DataFrame, path: str | Path, pick_std_s: flo
     path.parent.mkdir(parents=True, exist_ok=True)
     a = assignments.sort_values(["event_id", "time"], kind="stable")
     codes = a["station_id"].astype(str).str.split(".")
-    frame = pd.DataFrame({
-        "event_idx": pd.factorize(a["event_id"], sort=True)[0],
-        "station": [c[1] if len(c) > 1 else c[0] for c in codes],
-        "phase": a["phase"].astype(str).to_numpy(),
-        "time": [t.to_pydatetime() for t in pd.to_datetime(a["time"], utc=True).dt.tz_convert(None).dt.round("us")],
-    })
+    frame = pd.DataFrame(
+        {
+            "event_idx": pd.factorize(a["event_id"], sort=True)[0],
+            "station": [c[1] if len(c) > 1 else c[0] for c in codes],
+            "phase": a["phase"].astype(str).to_numpy(),
+            "time": [
+                t.to_pydatetime()
+                for t in pd.to_datetime(a["time"], utc=True).dt.tz_convert(None).dt.round("us")
+            ],
+        }
+    )
     tmp = path.with_name(f".{path.name}.tmp")
     OctoAssociator.to_nonlinloc(frame, tmp, pick_std=pick_std_s)
     tmp.replace(path)

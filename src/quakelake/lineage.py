@@ -22,8 +22,19 @@ import pandas as pd
 
 from quakelake.lakehouse import write_table
 
-PACKAGES = ("quakelake", "seisbench", "torch", "onnxruntime", "obspy", "numpy", "pyarrow", "duckdb",
-            "prefect", "gmma", "pyocto")
+PACKAGES = (
+    "quakelake",
+    "seisbench",
+    "torch",
+    "onnxruntime",
+    "obspy",
+    "numpy",
+    "pyarrow",
+    "duckdb",
+    "prefect",
+    "gmma",
+    "pyocto",
+)
 
 
 def utcnow() -> dt.datetime:
@@ -140,7 +151,9 @@ def record_run(
     if status == "running":
         # Who runs it: a later run on this host tells a live run from one that was killed.
         process = {"pid": os.getpid(), "process_started": _process_started(os.getpid())}
-        row["config_json"] = json.dumps({**config, "_process": process}, sort_keys=True, default=str)
+        row["config_json"] = json.dumps(
+            {**config, "_process": process}, sort_keys=True, default=str
+        )
     return write_table(lake, "runs", pd.DataFrame([row]), name=f"{run_id}__{status}")
 
 
@@ -149,8 +162,11 @@ def _process_started(pid: int) -> float | None:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         ticks = int(fields[19])  # field 22 of stat: start time in clock ticks after boot
-        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
         return boot + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return None
@@ -178,7 +194,9 @@ def stale_runs(lake: Path) -> pd.DataFrame:
     db = Lake(lake)
     if not db.has_files("runs"):
         return pd.DataFrame()
-    running = db.query("SELECT * FROM runs WHERE status = 'running' AND host = ?", [socket.gethostname()])
+    running = db.query(
+        "SELECT * FROM runs WHERE status = 'running' AND host = ?", [socket.gethostname()]
+    )
     stale = []
     for row in running.itertuples(index=False):
         process = json.loads(row.config_json or "{}").get("_process", {})
@@ -231,12 +249,21 @@ def mark_crashed_runs(lake: Path) -> list[dict[str, Any]]:
     for row in stale.itertuples(index=False):
         accounted = 0
         if row.command == "pick":
-            ledger = Lake(lake).query("SELECT unit FROM units WHERE run_id = ?", [row.run_id]) \
-                if Lake(lake).has_files("units") else pd.DataFrame({"unit": []})
+            ledger = (
+                Lake(lake).query("SELECT unit FROM units WHERE run_id = ?", [row.run_id])
+                if Lake(lake).has_files("units")
+                else pd.DataFrame({"unit": []})
+            )
             known = set(ledger["unit"])
             done = [
-                UnitResult("pick", key, "done", rows=n, output=path,
-                           error="accounted after the run was killed")
+                UnitResult(
+                    "pick",
+                    key,
+                    "done",
+                    rows=n,
+                    output=path,
+                    error="accounted after the run was killed",
+                )
                 for key, (path, n) in sorted(committed_pick_units(lake, row.run_id).items())
                 if key not in known
             ]
@@ -245,10 +272,24 @@ def mark_crashed_runs(lake: Path) -> list[dict[str, Any]]:
             accounted = len(done)
         config = json.loads(row.config_json or "{}")
         config.pop("_process", None)
-        record_run(lake, row.run_id, row.command, config, "crashed", row.started, utcnow(),
-                   row.flow_run_id or "")
-        marked.append({"run_id": row.run_id, "flow_run_id": row.flow_run_id or "",
-                       "command": row.command, "units_accounted": accounted})
+        record_run(
+            lake,
+            row.run_id,
+            row.command,
+            config,
+            "crashed",
+            row.started,
+            utcnow(),
+            row.flow_run_id or "",
+        )
+        marked.append(
+            {
+                "run_id": row.run_id,
+                "flow_run_id": row.flow_run_id or "",
+                "command": row.command,
+                "units_accounted": accounted,
+            }
+        )
     return marked
 
 
@@ -264,4 +305,6 @@ def record_units(
         rows.append({"run_id": run_id, **d})
     if not rows:
         return None
-    return write_table(lake, "units", pd.DataFrame(rows), name=name or run_id, partition={"stage": stage})
+    return write_table(
+        lake, "units", pd.DataFrame(rows), name=name or run_id, partition={"stage": stage}
+    )

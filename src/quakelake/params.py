@@ -54,7 +54,9 @@ class StationSelection(_Model):
     networks: list[str] = Field(["*"], description="network codes, FDSN wildcards allowed")
     stations: list[str] = Field(["*"], description="station codes, FDSN wildcards allowed")
     locations: list[str] = Field(["*"], description="location codes, FDSN wildcards allowed")
-    channels: list[str] = Field(["*"], description="channel codes, FDSN wildcards allowed (e.g. HH? EH?)")
+    channels: list[str] = Field(
+        ["*"], description="channel codes, FDSN wildcards allowed (e.g. HH? EH?)"
+    )
 
     @field_validator("networks", "stations", "locations", "channels", mode="before")
     @classmethod
@@ -87,7 +89,8 @@ class PickParams(_Model):
     """How phases are picked: models, weights, thresholds, batches, device."""
 
     models: list[str] = Field(
-        ["PhaseNet"], description="SeisBench model classes, e.g. PhaseNet EQTransformer PhaseNetLight"
+        ["PhaseNet"],
+        description="SeisBench model classes, e.g. PhaseNet EQTransformer PhaseNetLight",
     )
     weights: list[str] = Field(
         ["original"], description="pretrained weights; every model x weights combination is run"
@@ -129,7 +132,9 @@ class PickParams(_Model):
 
     def grid_weights(self) -> list[str]:
         """Return the weights labels of every grid member: each weights, then each on denoised data."""
-        denoised = [denoised_weights(w, self.denoiser) for w in self.weights] if self.denoiser else []
+        denoised = (
+            [denoised_weights(w, self.denoiser) for w in self.weights] if self.denoiser else []
+        )
         return [*self.weights, *denoised]
 
 
@@ -171,7 +176,9 @@ def parse_julian(text: str) -> dt.date:
     """
     m = re.fullmatch(r"(\d{2}|\d{4})[-.]?(\d{3})", text.strip())
     if not m:
-        raise ValueError(f"{text!r} is not year + day-of-year; write YYDDD (e.g. 98001), YYYYDDD or YYYY-DDD")
+        raise ValueError(
+            f"{text!r} is not year + day-of-year; write YYDDD (e.g. 98001), YYYYDDD or YYYY-DDD"
+        )
     year, doy = _century(m.group(1)), int(m.group(2))
     start = dt.date(year, 1, 1)
     days_in_year = (dt.date(year + 1, 1, 1) - start).days

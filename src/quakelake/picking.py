@@ -30,8 +30,20 @@ _LOCK = threading.Lock()
 _LOADS = {"count": 0}
 
 PICK_COLUMNS = [
-    "pick_id", "model", "weights", "network", "station", "location", "band", "station_id",
-    "phase", "time", "start_time", "end_time", "probability", "denoiser",
+    "pick_id",
+    "model",
+    "weights",
+    "network",
+    "station",
+    "location",
+    "band",
+    "station_id",
+    "phase",
+    "time",
+    "start_time",
+    "end_time",
+    "probability",
+    "denoiser",
 ]
 
 
@@ -67,7 +79,9 @@ def resolve_device(preference: str = "auto") -> str:
     if torch.cuda.is_available():
         return "cuda"
     if preference == "cuda":
-        raise ModelUnavailable("device 'cuda' was requested but torch sees no CUDA device; use --device auto or cpu")
+        raise ModelUnavailable(
+            "device 'cuda' was requested but torch sees no CUDA device; use --device auto or cpu"
+        )
     return "cpu"
 
 
@@ -86,8 +100,9 @@ def _seisbench_model_names() -> frozenset[str]:
         tree = ast.parse(source.read_text())
     except (OSError, SyntaxError):
         return frozenset()
-    return frozenset(a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
-                     for a in n.names)
+    return frozenset(
+        a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names
+    )
 
 
 def known_model(name: str, weights: str) -> bool:
@@ -106,11 +121,15 @@ def model_class(name: str) -> type:
     cls = getattr(sbm, name, None)
     if not (isinstance(cls, type) and issubclass(cls, sbm.WaveformModel)):
         choices = sorted(
-            n for n in dir(sbm)
-            if isinstance(getattr(sbm, n), type) and issubclass(getattr(sbm, n), sbm.WaveformModel)
+            n
+            for n in dir(sbm)
+            if isinstance(getattr(sbm, n), type)
+            and issubclass(getattr(sbm, n), sbm.WaveformModel)
             and n not in {"WaveformModel", "WaveformPipeline", "SeisBenchModel"}
         )
-        raise ModelUnavailable(f"-M/--models: {name!r} is not a SeisBench waveform model; choose from {', '.join(choices)}")
+        raise ModelUnavailable(
+            f"-M/--models: {name!r} is not a SeisBench waveform model; choose from {', '.join(choices)}"
+        )
     return cls
 
 
@@ -179,7 +198,9 @@ def available_specs(params: PickParams, device: str) -> tuple[list[ModelSpec], l
                 continue
             specs.append(ModelSpec(name, weights))
     if not specs:
-        raise ModelUnavailable("no model x weights combination could be loaded:\n" + "\n".join(warnings))
+        raise ModelUnavailable(
+            "no model x weights combination could be loaded:\n" + "\n".join(warnings)
+        )
     if params.denoiser:
         from quakelake.denoise import load_denoiser
 
@@ -216,27 +237,33 @@ def picks_frame(picks: list, spec: ModelSpec, band_of: dict[str, str]) -> pd.Dat
         band = band_of.get(p.trace_id, "")
         station_id = f"{net}.{sta}.{loc}.{band}"
         time = pd.Timestamp(p.peak_time.datetime, tz="UTC")
-        rows.append({
-            "pick_id": _pick_id(spec, station_id, p.phase, time),
-            "model": spec.model,
-            "weights": spec.member_weights,
-            "network": net,
-            "station": sta,
-            "location": loc,
-            "band": band,
-            "station_id": station_id,
-            "phase": p.phase,
-            "time": time,
-            "start_time": pd.Timestamp(p.start_time.datetime, tz="UTC") if p.start_time else pd.NaT,
-            "end_time": pd.Timestamp(p.end_time.datetime, tz="UTC") if p.end_time else pd.NaT,
-            "probability": np.float32(p.peak_value) if p.peak_value is not None else np.nan,
-            "denoiser": spec.denoiser,
-        })
+        rows.append(
+            {
+                "pick_id": _pick_id(spec, station_id, p.phase, time),
+                "model": spec.model,
+                "weights": spec.member_weights,
+                "network": net,
+                "station": sta,
+                "location": loc,
+                "band": band,
+                "station_id": station_id,
+                "phase": p.phase,
+                "time": time,
+                "start_time": pd.Timestamp(p.start_time.datetime, tz="UTC")
+                if p.start_time
+                else pd.NaT,
+                "end_time": pd.Timestamp(p.end_time.datetime, tz="UTC") if p.end_time else pd.NaT,
+                "probability": np.float32(p.peak_value) if p.peak_value is not None else np.nan,
+                "denoiser": spec.denoiser,
+            }
+        )
     frame = pd.DataFrame(rows, columns=PICK_COLUMNS)
     return frame.sort_values(["time", "station_id", "phase"], ignore_index=True) if rows else frame
 
 
-def pick_streams(model: object, instruments: list, spec: ModelSpec, params: PickParams) -> pd.DataFrame:
+def pick_streams(
+    model: object, instruments: list, spec: ModelSpec, params: PickParams
+) -> pd.DataFrame:
     """Return the picks ``model`` makes on each instrument stream (one SeisBench ``classify`` each).
 
     Args:
@@ -256,7 +283,9 @@ def pick_streams(model: object, instruments: list, spec: ModelSpec, params: Pick
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=PICK_COLUMNS)
-    return pd.concat(frames, ignore_index=True).sort_values(["time", "station_id", "phase"], ignore_index=True)
+    return pd.concat(frames, ignore_index=True).sort_values(
+        ["time", "station_id", "phase"], ignore_index=True
+    )
 
 
 def within_day(picks: pd.DataFrame, day: dt.date) -> pd.DataFrame:
@@ -277,7 +306,9 @@ def check_models(models: list[str], weights: list[str], root: Path | None = None
         ModelUnavailable: a name is not a SeisBench waveform model.
     """
     names = _seisbench_model_names()
-    missing = [(m, w) for m in models for w in weights if not (m in names and has_weights(m, w, root))]
+    missing = [
+        (m, w) for m in models for w in weights if not (m in names and has_weights(m, w, root))
+    ]
     if not missing:
         return []
     for model in dict.fromkeys(m for m, _ in missing):

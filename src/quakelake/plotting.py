@@ -66,8 +66,10 @@ def plot_precision_recall(metrics: pd.DataFrame) -> Figure:
     rows = rows.sort_values(["model", "weights", "phase"], kind="stable")
     fig = Figure(figsize=(max(5.5, 1.9 * len(rows) + 2), 4.2), layout="constrained")
     ax = fig.subplots()
-    labels = [f"{_label(m, w)}\n{p}" for m, w, p in zip(rows["model"], rows["weights"], rows["phase"],
-                                                            strict=True)]
+    labels = [
+        f"{_label(m, w)}\n{p}"
+        for m, w, p in zip(rows["model"], rows["weights"], rows["phase"], strict=True)
+    ]
     x = np.arange(len(rows))
     for i, key in enumerate(("precision", "recall", "f1")):
         bars = ax.bar(x + (i - 1) * 0.27, rows[key].astype(float), width=0.27, label=key)
@@ -101,35 +103,65 @@ def plot_event_map(
     """
     fig = Figure(figsize=(7, 6.5), layout="constrained")
     ax = fig.subplots()
-    ev = events.drop_duplicates("event_id").set_index("event_id")[["latitude", "longitude"]] if len(events) else None
+    ev = (
+        events.drop_duplicates("event_id").set_index("event_id")[["latitude", "longitude"]]
+        if len(events)
+        else None
+    )
     ref = (
-        reference_events.drop_duplicates("event_id").set_index("event_id")[["latitude", "longitude"]]
+        reference_events.drop_duplicates("event_id").set_index("event_id")[
+            ["latitude", "longitude"]
+        ]
         if len(reference_events)
         else None
     )
     if ref is not None:
-        ax.scatter(ref["longitude"], ref["latitude"], s=60, facecolors="none", edgecolors="k", linewidths=0.8,
-                   label=f"reference ({len(ref)})", zorder=2)
-    matches = event_matches if "associator" in event_matches else event_matches.assign(associator="")
+        ax.scatter(
+            ref["longitude"],
+            ref["latitude"],
+            s=60,
+            facecolors="none",
+            edgecolors="k",
+            linewidths=0.8,
+            label=f"reference ({len(ref)})",
+            zorder=2,
+        )
+    matches = (
+        event_matches if "associator" in event_matches else event_matches.assign(associator="")
+    )
     associators = sorted(matches["associator"].fillna("").unique())
     for k, name in enumerate(associators):
         mine = matches[matches["associator"].fillna("") == name]
         marker = ASSOCIATOR_MARKERS[k % len(ASSOCIATOR_MARKERS)]
         for outcome in ("TP", "FP", "FN"):
             rows = mine[mine["outcome"] == outcome]
-            src, ids = (ev, rows["event_id"]) if outcome != "FN" else (ref, rows["reference_event_id"])
+            src, ids = (
+                (ev, rows["event_id"]) if outcome != "FN" else (ref, rows["reference_event_id"])
+            )
             if src is None or not len(rows):
                 continue
             pos = src.reindex(ids.dropna().unique()).dropna()
-            ax.scatter(pos["longitude"], pos["latitude"], s=18, marker=marker, c=OUTCOME_COLORS[outcome],
-                       label=f"{name or 'events'}: {OUTCOME_LABELS[outcome]} ({len(rows)})", alpha=0.85,
-                       edgecolors="none", zorder=3)
+            ax.scatter(
+                pos["longitude"],
+                pos["latitude"],
+                s=18,
+                marker=marker,
+                c=OUTCOME_COLORS[outcome],
+                label=f"{name or 'events'}: {OUTCOME_LABELS[outcome]} ({len(rows)})",
+                alpha=0.85,
+                edgecolors="none",
+                zorder=3,
+            )
     if stations is not None and len(stations):
         st = stations.drop_duplicates(subset=[c for c in ("network", "station") if c in stations])
-        ax.scatter(st["longitude"], st["latitude"], marker="^", s=40, c="k", label="stations", zorder=4)
+        ax.scatter(
+            st["longitude"], st["latitude"], marker="^", s=40, c="k", label="stations", zorder=4
+        )
         if "station" in st:
             for code, lon, lat in zip(st["station"], st["longitude"], st["latitude"], strict=True):
-                ax.annotate(str(code), (lon, lat), xytext=(3, 3), textcoords="offset points", fontsize=6)
+                ax.annotate(
+                    str(code), (lon, lat), xytext=(3, 3), textcoords="offset points", fontsize=6
+                )
     ax.set(xlabel="longitude (°)", ylabel="latitude (°)", title="events vs reference")
     ax.set_aspect(1 / np.cos(np.deg2rad(np.nanmean(ax.get_ylim()))))
     ax.legend(fontsize=7)
@@ -144,7 +176,9 @@ def plot_cumulative_events(events: pd.DataFrame, reference_events: pd.DataFrame)
     """
     fig = Figure(figsize=(7, 3.8), layout="constrained")
     ax = fig.subplots()
-    all_times = [pd.to_datetime(df["time"], utc=True) for df in (events, reference_events) if len(df)]
+    all_times = [
+        pd.to_datetime(df["time"], utc=True) for df in (events, reference_events) if len(df)
+    ]
     lo = min(t.min() for t in all_times) if all_times else None
     hi = max(t.max() for t in all_times) if all_times else None
 

@@ -77,8 +77,14 @@ def format_table(frame, max_rows: int = 100) -> str:
     import pandas as pd
 
     with pd.option_context(
-        "display.max_rows", max_rows, "display.max_columns", None,
-        "display.width", 200, "display.max_colwidth", 60,
+        "display.max_rows",
+        max_rows,
+        "display.max_columns",
+        None,
+        "display.width",
+        200,
+        "display.max_colwidth",
+        60,
     ):
         body = frame.to_string(index=False, max_rows=max_rows) if len(frame) else "(no rows)"
     return f"{body}\n({len(frame)} row{'s' if len(frame) != 1 else ''})"
@@ -107,8 +113,10 @@ def print_summary(summary: dict, lake: Path | str) -> None:
         warn(w)
     if skipped:
         ran = summary.get("models", [])
-        warn(f"ran {len(ran)} of {len(ran) + len(skipped)} model x weights combinations "
-             f"({', '.join(ran)}); the skipped ones are listed above")
+        warn(
+            f"ran {len(ran)} of {len(ran) + len(skipped)} model x weights combinations "
+            f"({', '.join(ran)}); the skipped ones are listed above"
+        )
 
 
 def lake_events(lake_root: Path | str, summary: dict, window: Any = None) -> int | None:
@@ -134,25 +142,33 @@ def lake_events(lake_root: Path | str, summary: dict, window: Any = None) -> int
     return int(lake.query(f"SELECT count(*) AS n FROM events WHERE {where}", values)["n"][0])
 
 
-def print_association(summary: dict, lake_root: Path | str | None = None, window: Any = None) -> None:
+def print_association(
+    summary: dict, lake_root: Path | str | None = None, window: Any = None
+) -> None:
     """Print an association summary line: days by status, events written and events the lake holds."""
     held = lake_events(lake_root, summary, window) if lake_root is not None else None
-    line = (f"associate {summary['run_id']} ({summary['associator']}, {summary['pick_source']}): "
-            f"{summary['days']} days (done {summary['done']}, skipped {summary['skipped']}, failed "
-            f"{summary['failed']}), {summary['events']} events written")
+    line = (
+        f"associate {summary['run_id']} ({summary['associator']}, {summary['pick_source']}): "
+        f"{summary['days']} days (done {summary['done']}, skipped {summary['skipped']}, failed "
+        f"{summary['failed']}), {summary['events']} events written"
+    )
     if held is not None:
         line += f", lake holds {held} events for these days"
     print(line)
     if summary.get("settings"):
         from quakelake.association import format_settings
 
-        print(f"derived association settings ({format_settings(summary['settings'])}); "
-              "set any of them in the config file to override")
+        print(
+            f"derived association settings ({format_settings(summary['settings'])}); "
+            "set any of them in the config file to override"
+        )
     mags = summary.get("magnitudes")
     if mags:
         why = f" ({'; '.join(mags['why_none'])})" if mags.get("why_none") else ""
-        print(f"magnitudes ({mags['law']}): {mags['events_with_ml']} events with ML, days done {mags['done']}, "
-              f"skipped {mags['skipped']}, failed {mags['failed']}, without data {mags['no_data']}{why}")
+        print(
+            f"magnitudes ({mags['law']}): {mags['events_with_ml']} events with ML, days done {mags['done']}, "
+            f"skipped {mags['skipped']}, failed {mags['failed']}, without data {mags['no_data']}{why}"
+        )
     if summary.get("unknown_stations"):
         warn(f"picks on stations without coordinates: {', '.join(summary['unknown_stations'])}")
 

@@ -34,20 +34,35 @@ def summary_tables(metrics: pd.DataFrame) -> dict[str, pd.DataFrame]:
             ["model", "weights", "phase"],
         ),
         "Events per associator": ("event", "associator", ["associator"]),
-        "Picks per group x model x weights": ("pick", "group,model,weights", ["group_value", "model", "weights"]),
-        "Events per group x associator": ("event", "group,associator", ["group_value", "associator"]),
+        "Picks per group x model x weights": (
+            "pick",
+            "group,model,weights",
+            ["group_value", "model", "weights"],
+        ),
+        "Events per group x associator": (
+            "event",
+            "group,associator",
+            ["group_value", "associator"],
+        ),
     }
     for title, (level, group_by, keys) in sel.items():
         rows = metrics[(metrics["level"] == level) & (metrics["group_by"] == group_by)]
         if len(rows):
             # pick residuals: pick - reference time; event residuals: origin time difference
             out[title] = _with_units(
-                rows[keys + SUMMARY_COLUMNS].reset_index(drop=True).rename(columns={"group_value": "group"}), "s")
+                rows[keys + SUMMARY_COLUMNS]
+                .reset_index(drop=True)
+                .rename(columns={"group_value": "group"}),
+                "s",
+            )
     rows = metrics[metrics["level"] == "magnitude"]
     if len(rows):
-        table = rows[["associator", "tp", *RESIDUAL_COLUMNS]].rename(columns={"tp": "matched events with magnitudes"})
+        table = rows[["associator", "tp", *RESIDUAL_COLUMNS]].rename(
+            columns={"tp": "matched events with magnitudes"}
+        )
         out["Magnitude residuals per associator (ours - reference)"] = _with_units(
-            table.reset_index(drop=True), "magnitude units")
+            table.reset_index(drop=True), "magnitude units"
+        )
     return out
 
 

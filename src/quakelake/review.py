@@ -37,7 +37,9 @@ def station_day_views(
         reference: name of an imported reference catalogue whose picks are drawn dashed.
     """
     db = Lake(lake)
-    units = waveforms.station_days(waveforms.scan_archive(Path(directory), selection).index, window, selection)
+    units = waveforms.station_days(
+        waveforms.scan_archive(Path(directory), selection).index, window, selection
+    )
     specs, _ = picking.available_specs(pick, picking.resolve_device(pick.device))
     for spec in specs:
         model = picking.load_model(spec.model, spec.weights, picking.resolve_device(pick.device))
@@ -45,13 +47,30 @@ def station_day_views(
             instruments, _ = waveforms.read_station_day(unit, selection=selection)
             for inst in instruments:
                 annotations = model.annotate(inst.stream, batch_size=pick.batch_size)
-                picks = db.read("picks", "day = ? AND model = ? AND weights = ? AND network = ? AND station = ? "
-                                "AND location = ? AND band = ?",
-                                [unit.day, spec.model, spec.weights, inst.network, inst.station, inst.location,
-                                 inst.band]) if db.has_files("picks") else None
+                picks = (
+                    db.read(
+                        "picks",
+                        "day = ? AND model = ? AND weights = ? AND network = ? AND station = ? "
+                        "AND location = ? AND band = ?",
+                        [
+                            unit.day,
+                            spec.model,
+                            spec.weights,
+                            inst.network,
+                            inst.station,
+                            inst.location,
+                            inst.band,
+                        ],
+                    )
+                    if db.has_files("picks")
+                    else None
+                )
                 ref = None
                 if reference and db.has_files("reference_picks"):
-                    ref = db.read("reference_picks", "catalog = ? AND station = ? AND CAST(time AS DATE) = ?",
-                                  [reference, inst.station, unit.day])
+                    ref = db.read(
+                        "reference_picks",
+                        "catalog = ? AND station = ? AND CAST(time AS DATE) = ?",
+                        [reference, inst.station, unit.day],
+                    )
                 title = f"{inst.network}.{inst.station}.{inst.location}.{inst.band} {unit.day} {spec.label}"
                 yield plot_station_day(inst.stream, annotations, picks, ref, title=title)

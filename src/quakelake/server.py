@@ -118,8 +118,12 @@ def start(port: int = DEFAULT_PORT, timeout: float = 180.0) -> dict:
     command += ["server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with log_file().open("ab") as log:
         proc = subprocess.Popen(  # noqa: S603 (our own interpreter's prefect)
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env=env, start_new_session=True,
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
     record = {"api_url": api_url, "pid": proc.pid, "port": port, "log": str(log_file())}
     deadline = time.monotonic() + timeout

@@ -143,18 +143,22 @@ def _read_stationxml(path: Path) -> pd.DataFrame:
             channels = list(sta) or [None]
             for cha in channels:
                 src = cha if cha is not None else sta
-                rows.append({
-                    "network": net.code,
-                    "station": sta.code,
-                    "location": cha.location_code if cha is not None else "",
-                    "channel": cha.code if cha is not None else "",
-                    "latitude": src.latitude if src.latitude is not None else sta.latitude,
-                    "longitude": src.longitude if src.longitude is not None else sta.longitude,
-                    "elevation_m": src.elevation if src.elevation is not None else sta.elevation,
-                    "sampling_rate": cha.sample_rate if cha is not None else None,
-                    "start": _utc(src.start_date),
-                    "end": _utc(src.end_date),
-                })
+                rows.append(
+                    {
+                        "network": net.code,
+                        "station": sta.code,
+                        "location": cha.location_code if cha is not None else "",
+                        "channel": cha.code if cha is not None else "",
+                        "latitude": src.latitude if src.latitude is not None else sta.latitude,
+                        "longitude": src.longitude if src.longitude is not None else sta.longitude,
+                        "elevation_m": src.elevation
+                        if src.elevation is not None
+                        else sta.elevation,
+                        "sampling_rate": cha.sample_rate if cha is not None else None,
+                        "start": _utc(src.start_date),
+                        "end": _utc(src.end_date),
+                    }
+                )
     if not rows:
         raise StationFileError(f"station file {path} holds no stations")
     return _finish(pd.DataFrame(rows))
@@ -165,24 +169,29 @@ def _utc(value) -> pd.Timestamp | None:
 
 
 def _read_real_list(path: Path) -> pd.DataFrame:
-    rows = [ln.split() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    rows = [
+        ln.split() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")
+    ]
     if not rows or any(len(r) < 4 for r in rows):
         raise StationFileError(
             f"station file {path} is neither CSV (with a header naming station, latitude, longitude) "
             "nor a 'lon lat net sta chan elev_km' list"
         )
     try:
-        df = pd.DataFrame({
-            "longitude": [float(r[0]) for r in rows],
-            "latitude": [float(r[1]) for r in rows],
-            "network": [r[2] for r in rows],
-            "station": [r[3] for r in rows],
-            "channel": [r[4] if len(r) > 4 else "" for r in rows],
-            "elevation_m": [float(r[5]) * 1000.0 if len(r) > 5 else np.nan for r in rows],
-        })
+        df = pd.DataFrame(
+            {
+                "longitude": [float(r[0]) for r in rows],
+                "latitude": [float(r[1]) for r in rows],
+                "network": [r[2] for r in rows],
+                "station": [r[3] for r in rows],
+                "channel": [r[4] if len(r) > 4 else "" for r in rows],
+                "elevation_m": [float(r[5]) * 1000.0 if len(r) > 5 else np.nan for r in rows],
+            }
+        )
     except ValueError as exc:
-        raise StationFileError(f"station file {path}: bad number in 'lon lat net sta chan elev_km' "
-                               f"line ({exc})") from None
+        raise StationFileError(
+            f"station file {path}: bad number in 'lon lat net sta chan elev_km' line ({exc})"
+        ) from None
     df["location"] = ""
     return normalise_stations(df, str(path))
 
@@ -195,16 +204,20 @@ def station_coordinates(stations: pd.DataFrame) -> pd.DataFrame:
     df = stations.copy()
     for col in ("network", "location"):
         df[col] = df[col].fillna("").astype(str) if col in df else ""
-    return (
-        df.groupby(["network", "station", "location"], as_index=False, dropna=False)
-        .agg(latitude=("latitude", "mean"), longitude=("longitude", "mean"),
-             elevation_m=("elevation_m", "mean"))
+    return df.groupby(["network", "station", "location"], as_index=False, dropna=False).agg(
+        latitude=("latitude", "mean"),
+        longitude=("longitude", "mean"),
+        elevation_m=("elevation_m", "mean"),
     )
 
 
-def write_stations(lake: str | Path, stations: pd.DataFrame, source: str, name: str | None = None) -> Path:
+def write_stations(
+    lake: str | Path, stations: pd.DataFrame, source: str, name: str | None = None
+) -> Path:
     """Write ``stations`` into the lake's `stations` table under partition ``source``."""
     from quakelake.lineage import fingerprint
 
     name = name or "stations." + fingerprint(stations.astype(str).to_csv(index=False))
-    return write_table(Path(lake), "stations", stations[COLUMNS], name=name, partition={"source": source})
+    return write_table(
+        Path(lake), "stations", stations[COLUMNS], name=name, partition={"source": source}
+    )

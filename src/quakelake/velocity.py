@@ -48,7 +48,9 @@ def standard_model(name: str = "ak135", max_depth_km: float = 800.0) -> pd.DataF
         VelocityModelError: for a name other than ``ak135`` or ``iasp91``.
     """
     if name not in STANDARD_MODELS:
-        raise VelocityModelError(f"unknown standard model {name!r}; use one of {', '.join(STANDARD_MODELS)}")
+        raise VelocityModelError(
+            f"unknown standard model {name!r}; use one of {', '.join(STANDARD_MODELS)}"
+        )
     import obspy.taup
 
     path = Path(obspy.taup.__file__).parent / "data" / f"{name}.tvel"
@@ -203,12 +205,17 @@ POISSON_VP_VS = 3.0**0.5
 def _read_csv(path: Path) -> pd.DataFrame:
     df = pd.read_csv(path)
     df.columns = [str(c).strip().lower() for c in df.columns]
-    if "vp" in df.columns and ("vs" not in df.columns or (pd.to_numeric(df["vs"], errors="coerce").fillna(0) <= 0).all()):
+    if "vp" in df.columns and (
+        "vs" not in df.columns or (pd.to_numeric(df["vs"], errors="coerce").fillna(0) <= 0).all()
+    ):
         df["vs"] = df["vp"].astype(float) / POISSON_VP_VS
     if {"vp_grad", "vs_grad"} <= set(df.columns):
         return _layers_to_points(
-            df["depth"].tolist(), df["vp"].tolist(), df["vs"].tolist(),
-            df["vp_grad"].tolist(), df["vs_grad"].tolist(),
+            df["depth"].tolist(),
+            df["vp"].tolist(),
+            df["vs"].tolist(),
+            df["vp_grad"].tolist(),
+            df["vs_grad"].tolist(),
         )
     return df
 
@@ -221,8 +228,11 @@ def _read_layers(text: str) -> pd.DataFrame:
     values = np.array([[float(v) for v in r[:width]] for r in rows])
     if width >= 5:  # depth vp vp_grad vs vs_grad ...
         return _layers_to_points(
-            list(values[:, 0]), list(values[:, 1]), list(values[:, 3]),
-            list(values[:, 2]), list(values[:, 4]),
+            list(values[:, 0]),
+            list(values[:, 1]),
+            list(values[:, 3]),
+            list(values[:, 2]),
+            list(values[:, 4]),
         )
     return _layers_to_points(list(values[:, 0]), list(values[:, 1]), list(values[:, 2]))
 
@@ -315,8 +325,11 @@ class TravelTimeTable:
         values = np.frombuffer(raw[16:], dtype=np.float64)
         if values.size != 2 * nx * nz:
             raise VelocityModelError(f"travel-time table {path} is truncated")
-        return cls(delta=delta, p=values[: nx * nz].reshape(nx, nz).copy(),
-                   s=values[nx * nz :].reshape(nx, nz).copy())
+        return cls(
+            delta=delta,
+            p=values[: nx * nz].reshape(nx, nz).copy(),
+            s=values[nx * nz :].reshape(nx, nz).copy(),
+        )
 
     def times(
         self, is_s: np.ndarray, distance_km: np.ndarray, depth_km: np.ndarray
@@ -343,7 +356,9 @@ class TravelTimeTable:
             dtdz = ((t01 - t00) * (1 - ax) + (t11 - t10) * ax) / self.delta
             out.append((t, dtdx, dtdz))
         is_s = np.asarray(is_s, bool)
-        return tuple(np.where(is_s, s_val, p_val) for p_val, s_val in zip(out[0], out[1], strict=False))  # type: ignore[return-value]
+        return tuple(
+            np.where(is_s, s_val, p_val) for p_val, s_val in zip(out[0], out[1], strict=False)
+        )  # type: ignore[return-value]
 
 
 def model_fingerprint(model: pd.DataFrame, delta: float, xdist: float, zdist: float) -> str:

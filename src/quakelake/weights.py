@@ -125,4 +125,3 @@ def offline_weights(model: str, root: Path | None = None) -> list[str]:
     """Return the names of the ``model`` weights held in the SeisBench cache (sorted)."""
     folder = (root or cache_root()) / "models" / "v3" / model.lower()
     return sorted({p.name.split(".pt.v")[0] for p in folder.glob("*.pt.v*")})
-

@@ -78,40 +78,77 @@ def associate_events(
     lake = Path(lake)
     run_id = run_id or new_run_id()
     started = utcnow()
-    source = PickSource(picks_file=picks_file, model=model, weights=weights, station_file=station_file,
-                        group=group, group_stations=tuple(group_stations or ()))
-    run_config = {"window": window.model_dump(mode="json"), "config": config.model_dump(mode="json"),
-                  "config_fingerprint": config_fingerprint(config), "pick_source": source.label,
-                  "picks_file": str(picks_file or ""), "station_file": str(station_file or ""),
-                  "margin_s": margin_s, "force": force,
-                  "magnitude": magnitude.model_dump(mode="json") if magnitude is not None else None}
+    source = PickSource(
+        picks_file=picks_file,
+        model=model,
+        weights=weights,
+        station_file=station_file,
+        group=group,
+        group_stations=tuple(group_stations or ()),
+    )
+    run_config = {
+        "window": window.model_dump(mode="json"),
+        "config": config.model_dump(mode="json"),
+        "config_fingerprint": config_fingerprint(config),
+        "pick_source": source.label,
+        "picks_file": str(picks_file or ""),
+        "station_file": str(station_file or ""),
+        "margin_s": margin_s,
+        "force": force,
+        "magnitude": magnitude.model_dump(mode="json") if magnitude is not None else None,
+    }
     recover_crashed_runs(lake)
-    record_run(lake, run_id, "associate", run_config, "running", started, flow_run_id=current_flow_run_id())
+    record_run(
+        lake, run_id, "associate", run_config, "running", started, flow_run_id=current_flow_run_id()
+    )
     status = "failed"
     try:
         if station_file is not None:
             write_stations(lake, read_stations(station_file), source=Path(station_file).stem)
         days = _days(lake, source, window)
         if not days:
-            raise NoPicks(f"no picks from {source.label} for days {window.start or 'any'}..{window.end or 'any'}; "
-                          "pick first (quakelake pick) or pass --picks FILE")
+            raise NoPicks(
+                f"no picks from {source.label} for days {window.start or 'any'}..{window.end or 'any'}; "
+                "pick first (quakelake pick) or pass --picks FILE"
+            )
         margin = pd.Timedelta(seconds=margin_s)
-        config, settings = derive_settings_task(lake, config, source, pd.Timestamp(days[0], tz="UTC") - margin,
-                                                pd.Timestamp(days[-1], tz="UTC") + pd.Timedelta(days=1) + margin)
+        config, settings = derive_settings_task(
+            lake,
+            config,
+            source,
+            pd.Timestamp(days[0], tz="UTC") - margin,
+            pd.Timestamp(days[-1], tz="UTC") + pd.Timedelta(days=1) + margin,
+        )
         if settings:
             logger.info("derived association settings (%s)", format_settings(settings))
-        run_config.update(derived=settings, resolved_config=config.model_dump(mode="json"),
-                          config_fingerprint=config_fingerprint(config))
+        run_config.update(
+            derived=settings,
+            resolved_config=config.model_dump(mode="json"),
+            config_fingerprint=config_fingerprint(config),
+        )
         logger.info("associating %d days with %s (%s)", len(days), config.associator, source.label)
-        futures = [(d.isoformat(), associate_day_task.submit(d, lake, config, source, run_id, margin_s, force))
-                   for d in days]
+        futures = [
+            (
+                d.isoformat(),
+                associate_day_task.submit(d, lake, config, source, run_id, margin_s, force),
+            )
+            for d in days
+        ]
         results = [collect(key, fut, "associate") for key, fut in futures]
         record_units(lake, run_id, "associate", results)
         raise_if_workers_lost(results, "days")
         summary = _summary(run_id, config, source, results)
         if magnitude is not None:
-            summary["magnitudes"] = _magnitudes(lake, run_id, config, source, magnitude, results,
-                                                _response_files(response_files, station_file), force)
+            summary["magnitudes"] = _magnitudes(
+                lake,
+                run_id,
+                config,
+                source,
+                magnitude,
+                results,
+                _response_files(response_files, station_file),
+                force,
+            )
         summary["settings"] = settings
         for r in results:
             for sid in r.extra.get("unknown_stations", []):
@@ -120,7 +157,9 @@ def associate_events(
         status = "completed" if summary["failed"] == 0 else "completed_with_failures"
         return summary
     finally:
-        record_run(lake, run_id, "associate", run_config, status, started, utcnow(), current_flow_run_id())
+        record_run(
+            lake, run_id, "associate", run_config, status, started, utcnow(), current_flow_run_id()
+        )
 
 
 def _response_files(response_files: list[Path] | None, station_file: Path | None) -> list[Path]:
@@ -131,23 +170,59 @@ def _response_files(response_files: list[Path] | None, station_file: Path | None
     return []
 
 
-def _magnitudes(lake: Path, run_id: str, config, source: PickSource, params: MagnitudeParams,
-                days: list[UnitResult], response_files: list[Path], force: bool) -> dict:
+def _magnitudes(
+    lake: Path,
+    run_id: str,
+    config,
+    source: PickSource,
+    params: MagnitudeParams,
+    days: list[UnitResult],
+    response_files: list[Path],
+    force: bool,
+) -> dict:
     """Run the magnitude stage on the days that have events; return its counts.
 
     Without instrument responses (a CSV station file, nothing downloaded) the stage does not run.
     """
-    counts: dict = {"done": 0, "skipped": 0, "failed": 0, "no_data": 0, "events_with_ml": 0, "law": params.law.name}
+    counts: dict = {
+        "done": 0,
+        "skipped": 0,
+        "failed": 0,
+        "no_data": 0,
+        "events_with_ml": 0,
+        "law": params.law.name,
+    }
     if not response_files:
-        get_run_logger().warning("magnitudes skipped: no StationXML with responses; pass -F/--file stations.xml")
+        get_run_logger().warning(
+            "magnitudes skipped: no StationXML with responses; pass -F/--file stations.xml"
+        )
         return {**counts, "why_none": ["no StationXML with responses; pass -F/--file stations.xml"]}
     todo = [(r.unit, Path(r.output)) for r in days if r.status in ("done", "skipped") and r.output]
-    futures = [(k, magnitudes_day_task.submit(dt.date.fromisoformat(k), lake, events, config, source, params,
-                                              response_files, force)) for k, events in todo]
+    futures = [
+        (
+            k,
+            magnitudes_day_task.submit(
+                dt.date.fromisoformat(k),
+                lake,
+                events,
+                config,
+                source,
+                params,
+                response_files,
+                force,
+            ),
+        )
+        for k, events in todo
+    ]
     results = [collect(k, fut, "magnitude") for k, fut in futures]
     record_units(lake, run_id, "magnitude", results)
     raise_if_workers_lost(results, "magnitude days")
-    counts.update({s: sum(1 for r in results if r.status == s) for s in ("done", "skipped", "failed", "no_data")})
+    counts.update(
+        {
+            s: sum(1 for r in results if r.status == s)
+            for s in ("done", "skipped", "failed", "no_data")
+        }
+    )
     counts["events_with_ml"] = sum(r.extra.get("events_with_ml", 0) for r in results)
     counts["why_none"] = sorted({r.error for r in results if r.status == "no_data"})
     return counts
@@ -161,21 +236,34 @@ def _days(lake: Path, source: PickSource, window: TimeWindow):
     if source.picks_file is None:
         if not Lake(lake).has_files("picks"):
             return []
-        times = Lake(lake).query("SELECT min(time) AS lo, max(time) AS hi FROM picks WHERE time >= ? AND time < ?",
-                                 [lo.to_pydatetime(), hi.to_pydatetime()])
+        times = Lake(lake).query(
+            "SELECT min(time) AS lo, max(time) AS hi FROM picks WHERE time >= ? AND time < ?",
+            [lo.to_pydatetime(), hi.to_pydatetime()],
+        )
         first, last = times["lo"].iloc[0], times["hi"].iloc[0]
     else:
         picks = read_picks(lake, source, lo, hi)
         first, last = (picks["time"].min(), picks["time"].max()) if len(picks) else (None, None)
     if first is None or pd.isna(first):
         return []
-    start = pd.Timestamp(first).tz_convert("UTC").date() if pd.Timestamp(first).tzinfo else pd.Timestamp(first).date()
-    end = pd.Timestamp(last).tz_convert("UTC").date() if pd.Timestamp(last).tzinfo else pd.Timestamp(last).date()
+    start = (
+        pd.Timestamp(first).tz_convert("UTC").date()
+        if pd.Timestamp(first).tzinfo
+        else pd.Timestamp(first).date()
+    )
+    end = (
+        pd.Timestamp(last).tz_convert("UTC").date()
+        if pd.Timestamp(last).tzinfo
+        else pd.Timestamp(last).date()
+    )
     return TimeWindow(start=start, end=end).days()
 
 
 def _summary(run_id: str, config, source: PickSource, results: list[UnitResult]) -> dict:
-    counts = {s: sum(1 for r in results if r.status == s) for s in ("done", "skipped", "failed", "no_data")}
+    counts = {
+        s: sum(1 for r in results if r.status == s)
+        for s in ("done", "skipped", "failed", "no_data")
+    }
     unknown = sorted({s for r in results for s in r.extra.get("unknown_stations", [])})
     return {
         "run_id": run_id,
@@ -192,14 +280,17 @@ def _summary(run_id: str, config, source: PickSource, results: list[UnitResult])
 
 def _publish(summary: dict) -> None:
     try:
-        lines = [f"# Association run `{summary['run_id']}`", "",
-                 f"- associator: {summary['associator']} (config {summary['config_fingerprint']})",
-                 f"- picks: {summary['pick_source']}",
-                 f"- days: {summary['days']} (done {summary['done']}, skipped {summary['skipped']}, "
-                 f"no picks {summary['no_data']}, failed {summary['failed']})",
-                 f"- events written: {summary['events']}",
-                 f"- magnitudes: {summary.get('magnitudes', 'not computed')}",
-                 f"- stations without coordinates: {', '.join(summary['unknown_stations']) or 'none'}"]
+        lines = [
+            f"# Association run `{summary['run_id']}`",
+            "",
+            f"- associator: {summary['associator']} (config {summary['config_fingerprint']})",
+            f"- picks: {summary['pick_source']}",
+            f"- days: {summary['days']} (done {summary['done']}, skipped {summary['skipped']}, "
+            f"no picks {summary['no_data']}, failed {summary['failed']})",
+            f"- events written: {summary['events']}",
+            f"- magnitudes: {summary.get('magnitudes', 'not computed')}",
+            f"- stations without coordinates: {', '.join(summary['unknown_stations']) or 'none'}",
+        ]
         create_markdown_artifact(markdown="\n".join(lines), key="associate-report")
     except Exception as exc:  # artifacts are a courtesy: never fail a finished run over them
         logging.getLogger(__name__).warning("could not publish artifacts: %s", exc)

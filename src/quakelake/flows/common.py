@@ -41,8 +41,10 @@ def raise_if_workers_lost(results: list[UnitResult], what: str) -> None:
     lost = [r for r in results if r.error.startswith(LOST_WORKER)]
     if lost:
         kept = sum(r.status in ("done", "skipped") for r in results)
-        raise RuntimeError(f"{len(lost)} {what} lost their worker (killed, out of memory or past walltime); "
-                           f"{kept} are in the lake; run again to finish")
+        raise RuntimeError(
+            f"{len(lost)} {what} lost their worker (killed, out of memory or past walltime); "
+            f"{kept} are in the lake; run again to finish"
+        )
 
 
 def account_lost_pick_units(results: list[UnitResult], lake: Path, run_id: str) -> list[UnitResult]:
@@ -58,8 +60,14 @@ def account_lost_pick_units(results: list[UnitResult], lake: Path, run_id: str) 
     for r in results:
         if r.error.startswith(LOST_WORKER) and r.unit in committed:
             path, rows = committed[r.unit]
-            r = UnitResult(r.stage, r.unit, "done", rows=rows, output=path,
-                           error="committed; its worker was lost before reporting back")
+            r = UnitResult(
+                r.stage,
+                r.unit,
+                "done",
+                rows=rows,
+                output=path,
+                error="committed; its worker was lost before reporting back",
+            )
         out.append(r)
     return out
 
@@ -76,8 +84,12 @@ def recover_crashed_runs(lake: Path) -> list[dict]:
         log.warning("could not check the lake for killed runs: %s", exc)
         return []
     for run in marked:
-        log.warning("run %s (%s) was killed: marked crashed, %d finished units accounted",
-                    run["run_id"], run["command"], run["units_accounted"])
+        log.warning(
+            "run %s (%s) was killed: marked crashed, %d finished units accounted",
+            run["run_id"],
+            run["command"],
+            run["units_accounted"],
+        )
         if run["flow_run_id"]:
             _crash_flow_run(run["flow_run_id"])
     return marked
@@ -92,7 +104,8 @@ def _crash_flow_run(flow_run_id: str) -> None:
             state = client.read_flow_run(flow_run_id).state
             if state is not None and not state.is_final():
                 client.set_flow_run_state(
-                    flow_run_id, Crashed(message="its process was killed; found by a later run"),
+                    flow_run_id,
+                    Crashed(message="its process was killed; found by a later run"),
                     force=True,
                 )
     except Exception as exc:  # the flow run may live on another Prefect server

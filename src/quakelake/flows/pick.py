@@ -63,9 +63,15 @@ def pick_phases(
     lake = Path(lake)
     run_id = run_id or new_run_id()
     started = utcnow()
-    config = {"directory": str(directory), "window": window.model_dump(mode="json"),
-              "selection": selection.model_dump(), "pick": pick.model_dump(), "force": force,
-              "ensemble": ensemble.model_dump() if ensemble else None, "groups": groups or {}}
+    config = {
+        "directory": str(directory),
+        "window": window.model_dump(mode="json"),
+        "selection": selection.model_dump(),
+        "pick": pick.model_dump(),
+        "force": force,
+        "ensemble": ensemble.model_dump() if ensemble else None,
+        "groups": groups or {},
+    }
     recover_crashed_runs(lake)
     record_run(lake, run_id, "pick", config, "running", started, flow_run_id=current_flow_run_id())
     timings: dict[str, float] = {}
@@ -78,7 +84,9 @@ def pick_phases(
             what = "file read in part" if f.status == "partial" else "unreadable file skipped"
             logger.warning("%s: %s (%s)", what, f.unit, f.error)
         if groups and units:
-            station_groups.check_matches(groups, {(u.network, u.station) for u in units}, f"archive {directory}")
+            station_groups.check_matches(
+                groups, {(u.network, u.station) for u in units}, f"archive {directory}"
+            )
             units = [u for u in units if station_groups.in_any(u.network, u.station, groups)]
         if not units:
             bad = "; ".join(f"{Path(f.unit).name}: {f.error}" for f in failures[:3])
@@ -96,41 +104,65 @@ def pick_phases(
             logger.warning("%s", w)
         if ensemble is not None:
             ensembles.check_members([s.label for s in specs])  # before any unit is picked
-        logger.info("picking %d station-days x %d model/weights on %s", len(units), len(specs), device)
+        logger.info(
+            "picking %d station-days x %d model/weights on %s", len(units), len(specs), device
+        )
         with Stopwatch() as sw:
             submitted = [
-                (f"{spec.label}:{unit.key}",
-                 pick_station_day.submit(unit, spec, pick, selection, lake, run_id, force))
+                (
+                    f"{spec.label}:{unit.key}",
+                    pick_station_day.submit(unit, spec, pick, selection, lake, run_id, force),
+                )
                 for spec in specs
                 for unit in units
             ]
             if ensemble is not None:
                 label = ensembles.ensemble_weights(ensemble.method, [s.label for s in specs])
                 submitted += [
-                    (f"{ensembles.ENSEMBLE_MODEL}/{label}:{unit.key}",
-                     ensemble_station_day.submit(unit, specs, pick, ensemble, selection, lake, run_id, force))
+                    (
+                        f"{ensembles.ENSEMBLE_MODEL}/{label}:{unit.key}",
+                        ensemble_station_day.submit(
+                            unit, specs, pick, ensemble, selection, lake, run_id, force
+                        ),
+                    )
                     for unit in units
                 ]
-            results = [collect(key, fut, "ensemble" if key.startswith("ensemble/") else "pick") for key, fut in
-                       tqdm(submitted, desc="station-days", unit="unit", disable=not progress)]
+            results = [
+                collect(key, fut, "ensemble" if key.startswith("ensemble/") else "pick")
+                for key, fut in tqdm(
+                    submitted, desc="station-days", unit="unit", disable=not progress
+                )
+            ]
         timings["pick"] = sw.seconds
         if pick.denoiser:  # the denoise stage runs inside the pick units; its share of their time
-            timings["denoise (in units)"] = sum(r.extra.get("denoise_seconds", 0.0) for r in results)
+            timings["denoise (in units)"] = sum(
+                r.extra.get("denoise_seconds", 0.0) for r in results
+            )
         results = account_lost_pick_units(results, lake, run_id)
         record_units(lake, run_id, "pick", failures + results)
         raise_if_workers_lost(results, "station-days")
         summary = _summary(run_id, results, failures, timings, specs, warnings)
         if ensemble is not None:
-            summary["ensemble"] = ensembles.ensemble_weights(ensemble.method, [s.label for s in specs])
+            summary["ensemble"] = ensembles.ensemble_weights(
+                ensemble.method, [s.label for s in specs]
+            )
         _publish(summary, results + failures)
-        status = "completed" if not any(r.status == "failed" for r in results) else "completed_with_failures"
+        status = (
+            "completed"
+            if not any(r.status == "failed" for r in results)
+            else "completed_with_failures"
+        )
         return summary
     finally:
-        weights = {s.label: picking.weights_checksum(s.model, s.weights) for s in locals().get("specs", [])}
+        weights = {
+            s.label: picking.weights_checksum(s.model, s.weights) for s in locals().get("specs", [])
+        }
         config["engines"] = engines_used(locals().get("results", []))
         if pick.denoiser and "/" in pick.denoiser:
             weights[pick.denoiser] = picking.weights_checksum(*pick.denoiser.split("/", 1))
-        record_run(lake, run_id, "pick", config, status, started, utcnow(), current_flow_run_id(), weights)
+        record_run(
+            lake, run_id, "pick", config, status, started, utcnow(), current_flow_run_id(), weights
+        )
 
 
 def engines_used(results) -> dict[str, list[str]]:
@@ -161,15 +193,21 @@ def _summary(run_id, results, failures, timings, specs, warnings) -> dict:
 def _publish(summary: dict, results) -> None:
     try:
         table = summary_table(results)
-        create_table_artifact(table=table.to_dict(orient="records"), key="pick-summary",
-                              description=f"pick run {summary['run_id']}")
-        lines = [f"# Pick run `{summary['run_id']}`", "",
-                 f"- units: {summary['units']} (done {summary['done']}, skipped {summary['skipped']}, "
-                 f"failed {summary['failed']})",
-                 f"- unreadable files: {summary['unreadable_files']}",
-                 f"- picks per phase: {summary['picks_per_phase']}",
-                 f"- models: {', '.join(summary['models'])}",
-                 "- seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["seconds"].items())]
+        create_table_artifact(
+            table=table.to_dict(orient="records"),
+            key="pick-summary",
+            description=f"pick run {summary['run_id']}",
+        )
+        lines = [
+            f"# Pick run `{summary['run_id']}`",
+            "",
+            f"- units: {summary['units']} (done {summary['done']}, skipped {summary['skipped']}, "
+            f"failed {summary['failed']})",
+            f"- unreadable files: {summary['unreadable_files']}",
+            f"- picks per phase: {summary['picks_per_phase']}",
+            f"- models: {', '.join(summary['models'])}",
+            "- seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["seconds"].items()),
+        ]
         create_markdown_artifact(markdown="\n".join(lines), key="pick-report")
     except Exception as exc:  # artifacts are a courtesy: never fail a finished run over them
         logging.getLogger(__name__).warning("could not publish artifacts: %s", exc)

@@ -45,29 +45,47 @@ def associate_picks(config: RunConfig, ensemble_weights: str | None = None) -> l
     """
     logger = get_run_logger()
     if config.station_file is None and not Lake(config.lake).has_files("stations"):
-        logger.warning("association skipped: no station coordinates; pass -F/--file stations.xml|csv")
+        logger.warning(
+            "association skipped: no station coordinates; pass -F/--file stations.xml|csv"
+        )
         return []
     runs: list[dict] = []
     if not Lake(config.lake).has_files("picks"):
         return runs
     groups = resolve_groups(config.groups, config.groups_file, config.use_groups)
     for model, weights in pick_sets(config, ensemble_weights):
-        if not Lake(config.lake).query("SELECT count(*) AS n FROM picks WHERE model = ? AND weights = ?",
-                                       [model, weights])["n"][0]:
+        if not Lake(config.lake).query(
+            "SELECT count(*) AS n FROM picks WHERE model = ? AND weights = ?", [model, weights]
+        )["n"][0]:
             continue  # weights this model lacks were skipped by the pick stage
-        for group, patterns in (groups.items() if groups else [(None, None)]):
-            flow_fn = associate_events.with_options(task_runner=stage_runner("associate", config.execution))
-            runs.append(flow_fn(
-                config.lake, config.window, config.associate, station_file=config.station_file,
-                model=model, weights=weights, force=config.force, group=group, group_stations=patterns,
-                magnitude=config.magnitude, response_files=response_files(config),
-            ))
+        for group, patterns in groups.items() if groups else [(None, None)]:
+            flow_fn = associate_events.with_options(
+                task_runner=stage_runner("associate", config.execution)
+            )
+            runs.append(
+                flow_fn(
+                    config.lake,
+                    config.window,
+                    config.associate,
+                    station_file=config.station_file,
+                    model=model,
+                    weights=weights,
+                    force=config.force,
+                    group=group,
+                    group_stations=patterns,
+                    magnitude=config.magnitude,
+                    response_files=response_files(config),
+                )
+            )
     return runs
 
 
 def response_files(config: RunConfig) -> list[Path]:
     """Return the StationXML files with instrument responses: -F when StationXML, else the downloaded ones."""
-    if config.station_file is not None and Path(config.station_file).suffix.lower() in (".xml", ".stationxml"):
+    if config.station_file is not None and Path(config.station_file).suffix.lower() in (
+        ".xml",
+        ".stationxml",
+    ):
         return [Path(config.station_file)]
     if config.directory is not None:
         return sorted((Path(config.directory) / "stations").glob("*.xml"))
@@ -83,8 +101,12 @@ def run_selection(config: RunConfig, ensemble_weights: str | None = None) -> Run
     start = dt.datetime.combine(w.start, dt.time(), dt.UTC) if w.start else None
     end = dt.datetime.combine(w.end + dt.timedelta(days=1), dt.time(), dt.UTC) if w.end else None
     sets = pick_sets(config, ensemble_weights)
-    return RunSelection(models=sorted({m for m, _ in sets}), weights=sorted({w for _, w in sets}),
-                        start=start, end=end)
+    return RunSelection(
+        models=sorted({m for m, _ in sets}),
+        weights=sorted({w for _, w in sets}),
+        start=start,
+        end=end,
+    )
 
 
 @flow(name="quakelake-pipeline", log_prints=True)
@@ -114,32 +136,61 @@ def run_pipeline(
     if compute_block:
         config = config.model_copy(update={"execution": load_compute(compute_block)})
     if config.directory is None:
-        raise ValueError("config.directory: give the waveform archive (the download target with --download)")
-    places = {stage: stage_place(stage, config.execution) for stage in ("download", "pick", "associate", "analyze")}
+        raise ValueError(
+            "config.directory: give the waveform archive (the download target with --download)"
+        )
+    places = {
+        stage: stage_place(stage, config.execution)
+        for stage in ("download", "pick", "associate", "analyze")
+    }
     logger.info("stages run on: %s (runner %s)", places, config.execution.runner)
     out: dict = {"window": config.window.model_dump(mode="json"), "stage_places": places}
     if config.download is not None:
         # Always threads in this process: compute nodes have no internet.
-        out["download"] = download_waveforms.with_options(task_runner=stage_runner("download", config.execution))(
-            Path(config.directory), config.lake, config.window, config.selection, config.download, config.force,
+        out["download"] = download_waveforms.with_options(
+            task_runner=stage_runner("download", config.execution)
+        )(
+            Path(config.directory),
+            config.lake,
+            config.window,
+            config.selection,
+            config.download,
+            config.force,
             access_block=fdsn_block,
         )
     groups = resolve_groups(config.groups, config.groups_file, config.use_groups)
     out["pick"] = pick_phases.with_options(task_runner=stage_runner("pick", config.execution))(
-        Path(config.directory), config.lake, config.window, config.selection, config.pick, config.force,
-        progress=config.verbosity > 0, ensemble=config.ensemble, groups=groups or None,
+        Path(config.directory),
+        config.lake,
+        config.window,
+        config.selection,
+        config.pick,
+        config.force,
+        progress=config.verbosity > 0,
+        ensemble=config.ensemble,
+        groups=groups or None,
     )
     ensemble_weights = out["pick"].get("ensemble")
     if config.associate is not None:
         out["associate"] = associate_picks(config, ensemble_weights)
     if config.analyze.reference:
-        out["analyze"] = analyze_run.with_options(task_runner=stage_runner("analyze", config.execution))(
-            config.lake, config.analyze.reference, run_selection(config, ensemble_weights), config.analyze.match,
-            reference_paths=config.analyze.reference_paths or None, report_dir=config.analyze.report_dir,
+        out["analyze"] = analyze_run.with_options(
+            task_runner=stage_runner("analyze", config.execution)
+        )(
+            config.lake,
+            config.analyze.reference,
+            run_selection(config, ensemble_weights),
+            config.analyze.match,
+            reference_paths=config.analyze.reference_paths or None,
+            report_dir=config.analyze.report_dir,
             groups=groups or None,
         )
-    logger.info("pipeline done: %s", ", ".join(
-        f"{k} {v['run_id']}" for k, v in out.items() if isinstance(v, dict) and "run_id" in v))
+    logger.info(
+        "pipeline done: %s",
+        ", ".join(
+            f"{k} {v['run_id']}" for k, v in out.items() if isinstance(v, dict) and "run_id" in v
+        ),
+    )
     _publish(config, out)
     return out
 
@@ -147,32 +198,62 @@ def run_pipeline(
 def pipeline_markdown(config: RunConfig, out: dict) -> str:
     """Return the Markdown summary of a pipeline run: one section per stage that ran."""
     w = config.window
-    lines = [f"# Pipeline {w.start or 'any'} .. {w.end or 'any'}", "",
-             f"- archive: `{config.directory}`", f"- lake: `{config.lake}`", ""]
+    lines = [
+        f"# Pipeline {w.start or 'any'} .. {w.end or 'any'}",
+        "",
+        f"- archive: `{config.directory}`",
+        f"- lake: `{config.lake}`",
+        "",
+    ]
     if "download" in out:
         d = out["download"]
-        lines += ["## Download", "", f"- run `{d['run_id']}`: {d['units']} station-days (ok {d['ok']}, "
-                  f"skipped {d['skipped']}, no data {d['no_data']}, failed {d['failed']})", ""]
+        lines += [
+            "## Download",
+            "",
+            f"- run `{d['run_id']}`: {d['units']} station-days (ok {d['ok']}, "
+            f"skipped {d['skipped']}, no data {d['no_data']}, failed {d['failed']})",
+            "",
+        ]
     p = out["pick"]
-    phases = ", ".join(f"{k} {v}" for k, v in (p.get("picks_per_phase") or {}).items()) or "none new"
-    lines += ["## Pick", "", f"- run `{p['run_id']}`: {p['units']} units (done {p['done']}, skipped "
-              f"{p['skipped']}, failed {p['failed']})", f"- models: {', '.join(p.get('models', []))}",
-              f"- picks: {phases}", ""]
+    phases = (
+        ", ".join(f"{k} {v}" for k, v in (p.get("picks_per_phase") or {}).items()) or "none new"
+    )
+    lines += [
+        "## Pick",
+        "",
+        f"- run `{p['run_id']}`: {p['units']} units (done {p['done']}, skipped "
+        f"{p['skipped']}, failed {p['failed']})",
+        f"- models: {', '.join(p.get('models', []))}",
+        f"- picks: {phases}",
+        "",
+    ]
     for a in out.get("associate", []):
-        lines += [f"## Associate ({a['associator']}, {a['pick_source']})", "",
-                  f"- run `{a['run_id']}`: {a['days']} days (done {a['done']}, skipped {a['skipped']}, "
-                  f"failed {a['failed']}), {a['events']} events", ""]
+        lines += [
+            f"## Associate ({a['associator']}, {a['pick_source']})",
+            "",
+            f"- run `{a['run_id']}`: {a['days']} days (done {a['done']}, skipped {a['skipped']}, "
+            f"failed {a['failed']}), {a['events']} events",
+            "",
+        ]
     if "analyze" in out:
         a = out["analyze"]
-        lines += ["## Analysis", "", f"- run `{a['run_id']}` against `{a.get('reference')}`",
-                  f"- report: `{a.get('report')}` (the analysis-report artifact shows it with its plots)", ""]
+        lines += [
+            "## Analysis",
+            "",
+            f"- run `{a['run_id']}` against `{a.get('reference')}`",
+            f"- report: `{a.get('report')}` (the analysis-report artifact shows it with its plots)",
+            "",
+        ]
     return "\n".join(lines)
 
 
 def _publish(config: RunConfig, out: dict) -> None:
     """Attach the run's summary to the pipeline flow run itself (the stages' details sit on their subflows)."""
     try:
-        create_markdown_artifact(markdown=pipeline_markdown(config, out), key="pipeline-report",
-                                 description="stages of this pipeline run")
+        create_markdown_artifact(
+            markdown=pipeline_markdown(config, out),
+            key="pipeline-report",
+            description="stages of this pipeline run",
+        )
     except Exception as exc:  # artifacts are a courtesy: never fail a finished run over them
         get_run_logger().warning("could not publish the pipeline artifact: %s", exc)

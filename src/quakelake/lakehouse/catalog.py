@@ -95,7 +95,9 @@ class Lake:
         finally:
             con.close()
 
-    def read(self, table: str, where: str = "", params: Sequence[Any] | None = None) -> pd.DataFrame:
+    def read(
+        self, table: str, where: str = "", params: Sequence[Any] | None = None
+    ) -> pd.DataFrame:
         """Return the rows of ``table`` (empty with the right columns when it has no files)."""
         if not self.has_files(table):
             spec = TABLES[table]

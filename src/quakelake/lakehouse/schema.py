@@ -83,7 +83,10 @@ PICKS = TableSpec(
         ("start_time", TS),
         ("end_time", TS),
         ("probability", pa.float32()),
-        ("denoiser", pa.string()),  # Class/weights of the denoiser the picks were made after; "" on raw data
+        (
+            "denoiser",
+            pa.string(),
+        ),  # Class/weights of the denoiser the picks were made after; "" on raw data
     ),
     ("day",),
     "one row per phase pick",

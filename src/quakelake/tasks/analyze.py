@@ -16,13 +16,27 @@ from quakelake.lineage import Stopwatch, UnitResult, fingerprint, frame_digest
 from quakelake.tasks.retry import transient_only
 
 
-@task(name="import-reference", task_run_name="import reference {name}", retry_condition_fn=transient_only, retries=1, retry_delay_seconds=[5], cache_policy=NONE)
+@task(
+    name="import-reference",
+    task_run_name="import reference {name}",
+    retry_condition_fn=transient_only,
+    retries=1,
+    retry_delay_seconds=[5],
+    cache_policy=NONE,
+)
 def import_reference(lake: Path, paths: list[Path], name: str) -> dict:
     """Import reference catalogue files into the lake under ``name`` (idempotent)."""
     return import_catalog(lake, paths, name)
 
 
-@task(name="compare-with-reference", task_run_name="compare with {reference}", retry_condition_fn=transient_only, retries=1, retry_delay_seconds=[5], cache_policy=NONE)
+@task(
+    name="compare-with-reference",
+    task_run_name="compare with {reference}",
+    retry_condition_fn=transient_only,
+    retries=1,
+    retry_delay_seconds=[5],
+    cache_policy=NONE,
+)
 def compare_with_reference(
     lake: Path,
     reference: str,
@@ -48,7 +62,13 @@ def compare_with_reference(
                 t = pd.to_datetime(ref_events["time"], utc=True)
                 in_span = ref_events[(t >= result.start) & (t <= result.end)]
             per_group = station_groups.group_metrics(
-                result.pick_matches, groups, events, in_span, ref_picks, params.event_max_dt_s, params.event_max_km
+                result.pick_matches,
+                groups,
+                events,
+                in_span,
+                ref_picks,
+                params.event_max_dt_s,
+                params.event_max_km,
             )
             result.metrics = pd.concat([result.metrics, per_group], ignore_index=True)
         paths = evaluation.write_evaluation(lake, run_id, reference, result)
@@ -108,7 +128,14 @@ def read_run_outputs(lake: Path, run_id: str, reference: str) -> dict[str, pd.Da
     return out
 
 
-@task(name="draw-and-report", task_run_name="report {reference}", retry_condition_fn=transient_only, retries=1, retry_delay_seconds=[5], cache_policy=NONE)
+@task(
+    name="draw-and-report",
+    task_run_name="report {reference}",
+    retry_condition_fn=transient_only,
+    retries=1,
+    retry_delay_seconds=[5],
+    cache_policy=NONE,
+)
 def draw_and_report(
     lake: Path,
     run_id: str,

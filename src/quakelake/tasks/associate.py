@@ -58,7 +58,9 @@ class PickSource:
 
 def config_fingerprint(config: association.PyOctoConfig | association.GammaConfig) -> str:
     """Return the fingerprint of everything in ``config`` that shapes the events (model values too)."""
-    return fingerprint(config.model_dump(mode="json"), _velocity_points(config), ASSOCIATION_CODE_VERSION)
+    return fingerprint(
+        config.model_dump(mode="json"), _velocity_points(config), ASSOCIATION_CODE_VERSION
+    )
 
 
 def _velocity_points(config: association.PyOctoConfig | association.GammaConfig) -> list | None:
@@ -77,7 +79,9 @@ def unit_key(config: association.PyOctoConfig | association.GammaConfig, source:
     return f"{config.associator}.{settings}.{safe_name(source.label)}"
 
 
-def unit_file_name(config: association.PyOctoConfig | association.GammaConfig, source: PickSource) -> str:
+def unit_file_name(
+    config: association.PyOctoConfig | association.GammaConfig, source: PickSource
+) -> str:
     """Return the key of a day's events/assignments files (see :func:`unit_key`)."""
     return unit_key(config, source)
 
@@ -96,22 +100,38 @@ def unit_inputs(
     """
     return fingerprint(
         frame_digest(picks, ["pick_id", "station_id", "phase", "time", "probability"]),
-        frame_digest(stations, ["network", "station", "location", "channel", "latitude", "longitude",
-                                "elevation_m", "start", "end"]),
+        frame_digest(
+            stations,
+            [
+                "network",
+                "station",
+                "location",
+                "channel",
+                "latitude",
+                "longitude",
+                "elevation_m",
+                "start",
+                "end",
+            ],
+        ),
         _velocity_points(config),
         margin_s,
     )
 
 
-def read_picks(lake: Path, source: PickSource, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+def read_picks(
+    lake: Path, source: PickSource, start: pd.Timestamp, end: pd.Timestamp
+) -> pd.DataFrame:
     """Return the picks of ``source`` with ``start <= time < end`` (bound query parameters only)."""
     if source.picks_file is not None:
         return _in_group(_read_pick_file(Path(source.picks_file), start, end), source)
     lake_ = Lake(lake)
     if not lake_.has_files("picks"):
         return pd.DataFrame(columns=["pick_id", "station_id", "phase", "time", "probability"])
-    sql = ("SELECT pick_id, station_id, network, station, location, phase, time, probability "
-           "FROM picks WHERE time >= ? AND time < ?")
+    sql = (
+        "SELECT pick_id, station_id, network, station, location, phase, time, probability "
+        "FROM picks WHERE time >= ? AND time < ?"
+    )
     params: list = [start.to_pydatetime(), end.to_pydatetime()]
     if source.model:
         sql += " AND model = ?"
@@ -120,8 +140,12 @@ def read_picks(lake: Path, source: PickSource, start: pd.Timestamp, end: pd.Time
         sql += " AND weights = ?"
         params.append(source.weights)
     df = lake_.query(sql + " ORDER BY time", params)
-    built = (df["network"].fillna("") + "." + df["station"].fillna("") + "." + df["location"].fillna(""))
-    df["station_id"] = df["station_id"].where(df["station_id"].notna() & (df["station_id"] != ""), built)
+    built = (
+        df["network"].fillna("") + "." + df["station"].fillna("") + "." + df["location"].fillna("")
+    )
+    df["station_id"] = df["station_id"].where(
+        df["station_id"].notna() & (df["station_id"] != ""), built
+    )
     df["time"] = pd.to_datetime(df["time"], utc=True)
     return _in_group(df[["pick_id", "station_id", "phase", "time", "probability"]], source)
 
@@ -131,7 +155,10 @@ def _in_group(picks: pd.DataFrame, source: PickSource) -> pd.DataFrame:
     if not source.group or not len(picks):
         return picks
     parts = picks["station_id"].astype(str).str.split(".")
-    keep = [station_groups.in_group(p[0], p[1] if len(p) > 1 else "", source.group_stations) for p in parts]
+    keep = [
+        station_groups.in_group(p[0], p[1] if len(p) > 1 else "", source.group_stations)
+        for p in parts
+    ]
     return picks[pd.Series(keep, index=picks.index, dtype=bool)]
 
 
@@ -147,29 +174,45 @@ def read_station_source(lake: Path, source: PickSource) -> pd.DataFrame:
     stations = Lake(lake).read("stations")
     if len(stations) == 0:
         raise association.AssociationError(
-            f"lake {lake} has no stations; import a station file or pass -F/--file STATIONS")
+            f"lake {lake} has no stations; import a station file or pass -F/--file STATIONS"
+        )
     return stations
 
 
-def pick_counts(lake: Path, source: PickSource, start: pd.Timestamp, end: pd.Timestamp) -> tuple[pd.DataFrame, float]:
+def pick_counts(
+    lake: Path, source: PickSource, start: pd.Timestamp, end: pd.Timestamp
+) -> tuple[pd.DataFrame, float]:
     """Return picks per station id (``station_id, n``) of ``source`` in ``[start, end)`` and their span (h)."""
     if source.picks_file is None and Lake(lake).has_files("picks"):
         df = Lake(lake).query(
             "SELECT coalesce(nullif(station_id, ''), network || '.' || station || '.' || coalesce(location, '')) "
             "AS station_id, count(*) AS n, min(time) AS lo, max(time) AS hi FROM picks "
-            "WHERE time >= ? AND time < ?" + (" AND model = ?" if source.model else "")
-            + (" AND weights = ?" if source.weights else "") + " GROUP BY 1",
-            [start.to_pydatetime(), end.to_pydatetime()] + [v for v in (source.model, source.weights) if v])
+            "WHERE time >= ? AND time < ?"
+            + (" AND model = ?" if source.model else "")
+            + (" AND weights = ?" if source.weights else "")
+            + " GROUP BY 1",
+            [start.to_pydatetime(), end.to_pydatetime()]
+            + [v for v in (source.model, source.weights) if v],
+        )
     else:
         picks = read_picks(lake, source, start, end)
-        df = picks.groupby("station_id").agg(n=("time", "size"), lo=("time", "min"), hi=("time", "max")).reset_index()
+        df = (
+            picks.groupby("station_id")
+            .agg(n=("time", "size"), lo=("time", "min"), hi=("time", "max"))
+            .reset_index()
+        )
     if len(df) == 0:
         return pd.DataFrame(columns=["station_id", "n"]), 0.0
     hours = (pd.Timestamp(df["hi"].max()) - pd.Timestamp(df["lo"].min())).total_seconds() / 3600.0
     return df[["station_id", "n"]], hours
 
 
-@task(name="derive-association-settings", retry_condition_fn=transient_only, retries=1, cache_policy=NONE)
+@task(
+    name="derive-association-settings",
+    retry_condition_fn=transient_only,
+    retries=1,
+    cache_policy=NONE,
+)
 def derive_settings_task(
     lake: Path,
     config: association.PyOctoConfig | association.GammaConfig,
@@ -186,7 +229,14 @@ def derive_settings_task(
     return association.resolve_for_network(config, read_station_source(lake, source), counts, hours)
 
 
-@task(name="associate-day", task_run_name="associate {day} {source.label}", retry_condition_fn=transient_only, retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
+@task(
+    name="associate-day",
+    task_run_name="associate {day} {source.label}",
+    retry_condition_fn=transient_only,
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    cache_policy=NONE,
+)
 def associate_day_task(
     day: dt.date,
     lake: Path,
@@ -230,9 +280,18 @@ def associate_day_task(
         write_table(lake, "events", events, name, partition)
         _supersede(target, companion, ukey)
     return UnitResult(
-        "associate", key, "done", rows=len(events), seconds=sw.seconds, output=str(target),
+        "associate",
+        key,
+        "done",
+        rows=len(events),
+        seconds=sw.seconds,
+        output=str(target),
         error="; ".join(result.messages)[:2000],
-        extra={"picks": len(picks), "assigned": len(assignments), "unknown_stations": result.unknown_stations},
+        extra={
+            "picks": len(picks),
+            "assigned": len(assignments),
+            "unknown_stations": result.unknown_stations,
+        },
         inputs=inputs,
     )
 
@@ -243,18 +302,31 @@ def _supersede(events_file: Path, assignments_file: Path, key: str) -> None:
     remove_superseded(assignments_file, key)
 
 
-def magnitude_key(config: association.PyOctoConfig | association.GammaConfig, source: PickSource,
-                  params: magnitudes.MagnitudeParams) -> str:
+def magnitude_key(
+    config: association.PyOctoConfig | association.GammaConfig,
+    source: PickSource,
+    params: magnitudes.MagnitudeParams,
+) -> str:
     """Return the key of a day's amplitudes/station_magnitudes files: the events' key + magnitude settings."""
-    return (unit_key(config, source) + ".ml"
-            + fingerprint(params.model_dump(mode="json"), MAGNITUDE_CODE_VERSION, length=8))
+    return (
+        unit_key(config, source)
+        + ".ml"
+        + fingerprint(params.model_dump(mode="json"), MAGNITUDE_CODE_VERSION, length=8)
+    )
 
 
 def _read_file(path: Path) -> pd.DataFrame:
     return pq.ParquetFile(path).read().to_pandas()  # one file: no partition columns from its folder
 
 
-@task(name="magnitudes-day", task_run_name="magnitudes {day}", retry_condition_fn=transient_only, retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
+@task(
+    name="magnitudes-day",
+    task_run_name="magnitudes {day}",
+    retry_condition_fn=transient_only,
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    cache_policy=NONE,
+)
 def magnitudes_day_task(
     day: dt.date,
     lake: Path,
@@ -278,35 +350,66 @@ def magnitudes_day_task(
     events_path = Path(events_path)
     name = events_path.stem
     mkey = magnitude_key(config, source, params)
-    target = file_path(lake, "station_magnitudes", partition, unit_stem(mkey, name.rsplit(".", 1)[-1]))
+    target = file_path(
+        lake, "station_magnitudes", partition, unit_stem(mkey, name.rsplit(".", 1)[-1])
+    )
     if not events_path.exists():
         return UnitResult("magnitude", key, "no_data", error="no events file for the day")
     if target.exists() and not force and target.stat().st_mtime >= events_path.stat().st_mtime:
         return UnitResult("magnitude", key, "skipped", output=str(target))
     if not response_files:
-        return UnitResult("magnitude", key, "no_data",
-                          error="no StationXML with responses; pass -F/--file stations.xml")
+        return UnitResult(
+            "magnitude",
+            key,
+            "no_data",
+            error="no StationXML with responses; pass -F/--file stations.xml",
+        )
     with Stopwatch() as sw:
         events = _read_file(events_path)
         assignments = _read_file(file_path(lake, "assignments", partition, name))
         lake_ = Lake(lake)
         if not lake_.has_files("waveform_index"):
-            return UnitResult("magnitude", key, "no_data", error="no waveform_index in the lake; pick from an archive")
+            return UnitResult(
+                "magnitude",
+                key,
+                "no_data",
+                error="no waveform_index in the lake; pick from an archive",
+            )
         start = pd.Timestamp(day, tz="UTC") - pd.Timedelta(hours=1)
-        index = lake_.query('SELECT * FROM waveform_index WHERE "end" >= ? AND start <= ?',
-                            [start.to_pydatetime(), (start + pd.Timedelta(hours=26)).to_pydatetime()])
+        index = lake_.query(
+            'SELECT * FROM waveform_index WHERE "end" >= ? AND start <= ?',
+            [start.to_pydatetime(), (start + pd.Timedelta(hours=26)).to_pydatetime()],
+        )
         stations = read_station_source(lake, source)
         inventory = magnitudes.read_inventory(response_files)
         result = magnitudes.day_magnitudes(events, assignments, stations, inventory, index, params)
-        common = {c: events[c].iloc[0] if len(events) else None for c in ("run_id", "associator", "config_fingerprint")}
+        common = {
+            c: events[c].iloc[0] if len(events) else None
+            for c in ("run_id", "associator", "config_fingerprint")
+        }
         write_table(lake, "amplitudes", result.amplitudes.assign(**common), target.stem, partition)
         write_table(lake, "events", result.events, name, partition)
-        write_table(lake, "station_magnitudes", result.station_magnitudes.assign(**common), target.stem, partition)
+        write_table(
+            lake,
+            "station_magnitudes",
+            result.station_magnitudes.assign(**common),
+            target.stem,
+            partition,
+        )
         remove_superseded(file_path(lake, "amplitudes", partition, target.stem), mkey)
         remove_superseded(target, mkey)
     with_ml = int(result.events["magnitude"].notna().sum()) if len(result.events) else 0
     return UnitResult(
-        "magnitude", key, "done", rows=len(result.station_magnitudes), seconds=sw.seconds, output=str(target),
+        "magnitude",
+        key,
+        "done",
+        rows=len(result.station_magnitudes),
+        seconds=sw.seconds,
+        output=str(target),
         error="; ".join(result.messages)[:2000],
-        extra={"events": len(events), "events_with_ml": with_ml, "amplitudes": len(result.amplitudes)},
+        extra={
+            "events": len(events),
+            "events_with_ml": with_ml,
+            "amplitudes": len(result.amplitudes),
+        },
     )

@@ -34,7 +34,13 @@ def resolve_token(params: download.DownloadParams, access_block: str | None = No
     return token
 
 
-@task(name="plan-downloads", retry_condition_fn=transient_only, retries=2, retry_delay_seconds=[10, 60], cache_policy=NONE)
+@task(
+    name="plan-downloads",
+    retry_condition_fn=transient_only,
+    retries=2,
+    retry_delay_seconds=[10, 60],
+    cache_policy=NONE,
+)
 def plan_downloads(
     archive: Path,
     window: TimeWindow,
@@ -47,7 +53,14 @@ def plan_downloads(
     return download.plan_downloads(Path(archive), window, selection, params, token)
 
 
-@task(name="download-station-day", task_run_name="download {unit.network}.{unit.station} {unit.day}", retry_condition_fn=transient_only, retries=2, retry_delay_seconds=[10, 60], cache_policy=NONE)
+@task(
+    name="download-station-day",
+    task_run_name="download {unit.network}.{unit.station} {unit.day}",
+    retry_condition_fn=transient_only,
+    retries=2,
+    retry_delay_seconds=[10, 60],
+    cache_policy=NONE,
+)
 def download_station_day(
     unit: download.DownloadUnit,
     archive: Path,
@@ -60,7 +73,13 @@ def download_station_day(
     return download.download_unit(unit, Path(archive), params, token, force)
 
 
-@task(name="record-downloads", retry_condition_fn=transient_only, retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
+@task(
+    name="record-downloads",
+    retry_condition_fn=transient_only,
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    cache_policy=NONE,
+)
 def record_downloads(
     lake: Path, run_id: str, results: list[download.DownloadResult]
 ) -> Path | None:
@@ -71,7 +90,13 @@ def record_downloads(
     return write_table(Path(lake), "downloads", frame, name=run_id)
 
 
-@task(name="record-stations", retry_condition_fn=transient_only, retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
+@task(
+    name="record-stations",
+    retry_condition_fn=transient_only,
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    cache_policy=NONE,
+)
 def record_stations(lake: Path, archive: Path, station_files: list[Path]) -> int:
     """Write each network's StationXML into the `stations` table; return the rows written.
 

@@ -28,9 +28,19 @@ from quakelake.tasks.retry import transient_only
 PICK_CODE_VERSION = "2"  # bump when a change alters the picks made from the same inputs
 
 
-@task(name="index-archive", retry_condition_fn=transient_only, retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
+@task(
+    name="index-archive",
+    retry_condition_fn=transient_only,
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    cache_policy=NONE,
+)
 def index_archive(
-    directory: Path, lake: Path, window: TimeWindow, selection: StationSelection, progress: bool = False
+    directory: Path,
+    lake: Path,
+    window: TimeWindow,
+    selection: StationSelection,
+    progress: bool = False,
 ) -> tuple[list[waveforms.StationDay], list[UnitResult]]:
     """Scan ``directory`` into the `waveform_index` table; return its station-days and unreadable files."""
     with Stopwatch() as sw:
@@ -45,8 +55,13 @@ def index_archive(
     # a file with a cut record is indexed up to and after it: partial, not failed
     indexed = set(scan.index["path"])
     failures = [
-        UnitResult("scan", f.path, "partial" if f.path in indexed else "failed", error=f.reason,
-                   seconds=sw.seconds)
+        UnitResult(
+            "scan",
+            f.path,
+            "partial" if f.path in indexed else "failed",
+            error=f.reason,
+            seconds=sw.seconds,
+        )
         for f in scan.failures
     ]
     return waveforms.station_days(scan.index, window, selection), failures
@@ -55,12 +70,25 @@ def index_archive(
 def pick_settings(spec: picking.ModelSpec, params: PickParams) -> list:
     """Return what shapes the picks of any unit besides its waveforms (model, weights, thresholds...)."""
     # a non-default engine or precision may change picks slightly: its picks are other files
-    engine_choice = [] if params.engine == "auto" and params.precision == "fp32" else [params.engine, params.precision]
-    return [spec.model, spec.weights, params.p_threshold, params.s_threshold, spec.denoiser or False,
-            PICK_CODE_VERSION, *engine_choice]
+    engine_choice = (
+        []
+        if params.engine == "auto" and params.precision == "fp32"
+        else [params.engine, params.precision]
+    )
+    return [
+        spec.model,
+        spec.weights,
+        params.p_threshold,
+        params.s_threshold,
+        spec.denoiser or False,
+        PICK_CODE_VERSION,
+        *engine_choice,
+    ]
 
 
-def instrument_key(unit: waveforms.StationDay, spec: picking.ModelSpec, location: str, band: str) -> str:
+def instrument_key(
+    unit: waveforms.StationDay, spec: picking.ModelSpec, location: str, band: str
+) -> str:
     """Return the key of one instrument's picks: model, weights, station and instrument."""
     weights = spec.member_weights.replace(":", "-")  # a denoised member is its own key
     return f"{spec.model}.{weights}.{unit.network}.{unit.station}.{location or '--'}.{band}"
@@ -89,12 +117,21 @@ def pick_files(
 
 def _legacy_test(unit: waveforms.StationDay, spec: picking.ModelSpec):
     # Files of the first naming scheme held a whole station-day: model.weights.NET.STA.<fp>.
-    pattern = re.compile(re.escape(safe_name(f"{spec.model}.{spec.weights}.{unit.network}.{unit.station}"))
-                         + r"\.[0-9a-f]{12}")
+    pattern = re.compile(
+        re.escape(safe_name(f"{spec.model}.{spec.weights}.{unit.network}.{unit.station}"))
+        + r"\.[0-9a-f]{12}"
+    )
     return lambda stem: pattern.fullmatch(stem) is not None
 
 
-@task(name="pick-station-day", task_run_name="pick {unit.network}.{unit.station} {unit.day} {spec.model}/{spec.weights}", retry_condition_fn=transient_only, retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
+@task(
+    name="pick-station-day",
+    task_run_name="pick {unit.network}.{unit.station} {unit.day} {spec.model}/{spec.weights}",
+    retry_condition_fn=transient_only,
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    cache_policy=NONE,
+)
 def pick_station_day(
     unit: waveforms.StationDay,
     spec: picking.ModelSpec,
@@ -119,8 +156,12 @@ def pick_station_day(
     todo = {inst for inst, (_, path) in files.items() if force or not path.exists()}
     if files and not todo:
         for inst_key, path in files.values():
-            remove_superseded(path, inst_key, legacy)  # left by a run killed between commit and removal
-        return UnitResult("pick", key, "skipped", output=outputs, inputs=inputs, extra={"where": where_label()})
+            remove_superseded(
+                path, inst_key, legacy
+            )  # left by a run killed between commit and removal
+        return UnitResult(
+            "pick", key, "skipped", output=outputs, inputs=inputs, extra={"where": where_label()}
+        )
     with Stopwatch() as sw:
         instruments, failures = waveforms.read_station_day(unit, selection=selection)
         error = "; ".join(f"skipped {f.path}: {f.reason}" for f in failures)
@@ -128,8 +169,14 @@ def pick_station_day(
         notes = json.dumps(waveforms.quality_notes(instruments), sort_keys=True)
         if not wanted:
             # Nothing readable: leave no file, so a later run retries this unit.
-            return UnitResult("pick", key, "failed", error=error or "no readable waveforms",
-                              inputs=inputs, notes=notes)
+            return UnitResult(
+                "pick",
+                key,
+                "failed",
+                error=error or "no readable waveforms",
+                inputs=inputs,
+                notes=notes,
+            )
         device = picking.resolve_device(params.device)
         denoise_seconds = 0.0
         if spec.denoiser:
@@ -146,10 +193,24 @@ def pick_station_day(
             mine = picks[(picks["location"] == inst.location) & (picks["band"] == inst.band)]
             write_table(lake, "picks", mine, path.stem, partition)
             remove_superseded(path, inst_key, legacy)
-    extra = {"phases": picks["phase"].value_counts().to_dict() if len(picks) else {}, "engine": made_by,
-             "denoise_seconds": denoise_seconds, "where": where_label()}
-    return UnitResult("pick", key, "done", rows=len(picks), error=error, seconds=sw.seconds,
-                      output=outputs, extra=extra, inputs=inputs, notes=notes)
+    extra = {
+        "phases": picks["phase"].value_counts().to_dict() if len(picks) else {},
+        "engine": made_by,
+        "denoise_seconds": denoise_seconds,
+        "where": where_label(),
+    }
+    return UnitResult(
+        "pick",
+        key,
+        "done",
+        rows=len(picks),
+        error=error,
+        seconds=sw.seconds,
+        output=outputs,
+        extra=extra,
+        inputs=inputs,
+        notes=notes,
+    )
 
 
 def phase_counts(results: list[UnitResult]) -> dict[str, int]:
@@ -163,9 +224,16 @@ def phase_counts(results: list[UnitResult]) -> dict[str, int]:
 
 def summary_table(results: list[UnitResult]) -> pd.DataFrame:
     """Return one row per stage x status: units, rows, seconds."""
-    frame = pd.DataFrame([{"stage": r.stage, "status": r.status, "rows": r.rows, "seconds": r.seconds}
-                          for r in results])
+    frame = pd.DataFrame(
+        [
+            {"stage": r.stage, "status": r.status, "rows": r.rows, "seconds": r.seconds}
+            for r in results
+        ]
+    )
     if frame.empty:
         return pd.DataFrame(columns=["stage", "status", "units", "rows", "seconds"])
-    return (frame.groupby(["stage", "status"]).agg(units=("rows", "size"), rows=("rows", "sum"),
-                                                   seconds=("seconds", "sum")).reset_index())
+    return (
+        frame.groupby(["stage", "status"])
+        .agg(units=("rows", "size"), rows=("rows", "sum"), seconds=("seconds", "sum"))
+        .reset_index()
+    )
