@@ -148,6 +148,19 @@ def magnitude_file_name(config: association.PyOctoConfig | association.GammaConf
             + fingerprint(params.model_dump(mode="json"), MAGNITUDE_CODE_VERSION, length=8))
 
 
+def _drop_other_magnitude_files(lake: Path, partition: dict, events_stem: str, keep: str) -> None:
+    """Remove the day's amplitudes/station magnitudes of these events made with other magnitude settings.
+
+    The events file holds the latest settings' ML: older station magnitudes would contradict it.
+    The new files are complete before the old ones go, so readers always see one consistent set.
+    """
+    for table in ("station_magnitudes", "amplitudes"):
+        folder = file_path(lake, table, partition, keep).parent
+        for old in folder.glob(f"{events_stem}.*.parquet"):
+            if old.stem != keep and old.stem.count(".") == keep.count("."):
+                old.unlink(missing_ok=True)
+
+
 def _read_file(path: Path) -> pd.DataFrame:
     return pq.ParquetFile(path).read().to_pandas()  # one file: no partition columns from its folder
 
@@ -196,6 +209,7 @@ def magnitudes_day_task(
         write_table(lake, "amplitudes", result.amplitudes.assign(**common), target.stem, partition)
         write_table(lake, "events", result.events, name, partition)
         write_table(lake, "station_magnitudes", result.station_magnitudes.assign(**common), target.stem, partition)
+        _drop_other_magnitude_files(lake, partition, name, target.stem)
     with_ml = int(result.events["magnitude"].notna().sum()) if len(result.events) else 0
     return UnitResult(
         "magnitude", key, "done", rows=len(result.station_magnitudes), seconds=sw.seconds, output=str(target),
