@@ -251,6 +251,7 @@ def test_associate_flow_writes_magnitudes_and_quakeml(
     tp = result.event_matches[result.event_matches["outcome"] == "TP"].iloc[0]
     assert tp["reference_magnitude"] == pytest.approx(2.43)
 
+    n_amplitudes = len(lake.query("SELECT * FROM amplitudes"))
     files = outputs()
     again = associate_events(lake=lake_root, station_file=folder / "stations.xml")
     assert again["magnitudes"]["skipped"] == 1 and again["magnitudes"]["done"] == 0
@@ -316,6 +317,21 @@ def test_associate_flow_writes_magnitudes_and_quakeml(
         == 2
     )
     assert "--run-id nope: no association run" in capsys.readouterr().err
+
+    # another law for the same events: the day's magnitudes are replaced, never mixed
+    law = mag.AttenuationLaw(name="table-test", table=[(1.0, 1.0), (100.0, 3.0), (300.0, 4.0)])
+    redo = associate_events(
+        lake=lake_root, station_file=folder / "stations.xml", magnitude=mag.MagnitudeParams(law=law)
+    )
+    assert redo["skipped"] == 1 and redo["magnitudes"]["done"] == 1
+    lake = Lake(lake_root)
+    pyocto_sm = lake.query("SELECT * FROM station_magnitudes WHERE associator = 'pyocto'")
+    assert set(pyocto_sm["law"]) == {"table-test"}
+    assert len(lake.query("SELECT * FROM amplitudes WHERE associator = 'pyocto'")) == n_amplitudes
+    redone = lake.read("events", "associator = ?", ["pyocto"]).set_index("event_id")
+    medians = pyocto_sm.groupby("event_id")["magnitude"].median()
+    assert np.allclose(redone.loc[medians.index, "magnitude"], medians)
+    assert not np.isclose(redone.loc[ev["event_id"], "magnitude"], ev["magnitude"])
 
 
 def test_law_from_configuration_and_bad_values():

@@ -307,11 +307,18 @@ def magnitude_key(
     source: PickSource,
     params: magnitudes.MagnitudeParams,
 ) -> str:
-    """Return the key of a day's amplitudes/station_magnitudes files: the events' key + magnitude settings."""
-    return (
-        unit_key(config, source)
-        + ".ml"
-        + fingerprint(params.model_dump(mode="json"), MAGNITUDE_CODE_VERSION, length=8)
+    """Return the key of a day's amplitudes/station_magnitudes files: the events' key + ``.ml``.
+
+    Their stem's second part fingerprints the events' inputs and the magnitude settings
+    (:func:`magnitude_inputs`), so the files of other settings or older events are superseded.
+    """
+    return unit_key(config, source) + ".ml"
+
+
+def magnitude_inputs(events_stem: str, params: magnitudes.MagnitudeParams) -> str:
+    """Return the fingerprint of what a day's magnitudes are computed from: its events and settings."""
+    return fingerprint(
+        events_stem.rsplit(".", 1)[-1], params.model_dump(mode="json"), MAGNITUDE_CODE_VERSION
     )
 
 
@@ -351,7 +358,7 @@ def magnitudes_day_task(
     name = events_path.stem
     mkey = magnitude_key(config, source, params)
     target = file_path(
-        lake, "station_magnitudes", partition, unit_stem(mkey, name.rsplit(".", 1)[-1])
+        lake, "station_magnitudes", partition, unit_stem(mkey, magnitude_inputs(name, params))
     )
     if not events_path.exists():
         return UnitResult("magnitude", key, "no_data", error="no events file for the day")
