@@ -477,10 +477,11 @@ def cmd_associate(args: argparse.Namespace) -> int:
         raise CliError("--picks needs station coordinates: give -F/--file stations.xml|csv")
     _quiet_prefect(cfg)
     from quakelake.flows.associate import associate_events
-    from quakelake.flows.runners import make_task_runner
+    from quakelake.flows.runners import stage_runner
     from quakelake.lakehouse import Lake
 
-    flow_fn = associate_events.with_options(task_runner=make_task_runner(cfg.execution))
+    # Threads in this process unless execution.associate_on says the runner.
+    flow_fn = associate_events.with_options(task_runner=stage_runner("associate", cfg.execution))
     sources: list[tuple[str | None, str | None]] = [(None, None)]
     if args.picks is None and Lake(cfg.lake).has_files("picks"):
         combos = Lake(cfg.lake).query("SELECT DISTINCT model, weights FROM picks ORDER BY ALL")
@@ -643,11 +644,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     _quiet_prefect(cfg)
     from quakelake.evaluation import RunSelection
     from quakelake.flows.analyze import analyze_run
+    from quakelake.flows.runners import stage_runner
 
     selection = RunSelection(run_ids=args.run_id or [], models=args.models or [], weights=args.weights or [],
                              associators=args.associator or [])
-    summary = analyze_run(cfg.lake, cfg.analyze.reference, selection, cfg.analyze.match,
-                          reference_paths=cfg.analyze.reference_paths or None, report_dir=cfg.analyze.report_dir)
+    flow_fn = analyze_run.with_options(task_runner=stage_runner("analyze", cfg.execution))
+    summary = flow_fn(cfg.lake, cfg.analyze.reference, selection, cfg.analyze.match,
+                      reference_paths=cfg.analyze.reference_paths or None, report_dir=cfg.analyze.report_dir)
     print_analysis(summary, args)
     return 0
 
