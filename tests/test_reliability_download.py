@@ -175,13 +175,13 @@ def test_a_trickling_centre_is_cut_off_by_the_request_deadline(
             archive,
             WINDOW,
             BOM,
-            fast(FdsnClientSpec.parse(front.url), direct, timeout=1, retries=0, request_deadline=2),
+            fast(FdsnClientSpec.parse(front.url), direct, timeout=3, retries=0, request_deadline=3),
         )
         seconds = time.perf_counter() - t0
     (row,) = results
     assert (row.status, row.client) == ("ok", "loopback")
     assert "RequestDeadlineExceeded" in row.error
-    assert seconds < 8  # the trickle would take about two minutes
+    assert seconds < 20  # the trickle would take about two minutes
     assert sds_files(archive) == sds_files(reference)
 
 

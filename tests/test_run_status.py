@@ -201,7 +201,7 @@ def test_download_and_run_with_failed_units_exit_one(
             ]
             assert main(run) == 1
             out = capsys.readouterr()
-    assert "skipped 1, no data 0, failed 1)" in out.out and "1 units (done 1" in out.out
+    assert "skipped 1, partial 0, no data 0, failed 1)" in out.out and "1 units (done 1" in out.out
     assert out.err.count("error:") == 1
     statuses = Lake(lake).query("SELECT station, status FROM downloads ORDER BY ALL")
     assert ("COA", "failed") in set(statuses.itertuples(index=False, name=None))

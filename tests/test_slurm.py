@@ -24,8 +24,6 @@ from quakelake.config import PickParams, RunConfig, StationSelection, TimeWindow
 from quakelake.download import DownloadParams, FdsnClientSpec
 from quakelake.lakehouse import Lake
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
 SALTON_DAY = dt.date(2020, 10, 1)
 PICK = PickParams(models=["PhaseNet"], weights=["original"], device="cpu")
 
@@ -67,6 +65,32 @@ def picks(lake: Path) -> pd.DataFrame:
     return df.sort_values(["station", "phase", "time"]).reset_index(drop=True)
 
 
+def test_each_stage_gets_its_runner_explicitly(tmp_path):
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect_dask import DaskTaskRunner
+
+    from quakelake.flows.runners import stage_place, stage_runner
+
+    settings = slurm_execution(tmp_path)
+    assert [stage_place(s, settings) for s in ("download", "pick", "associate", "analyze")] == [
+        "flow",
+        "runner",
+        "flow",
+        "flow",
+    ]
+    assert isinstance(stage_runner("download", settings), ThreadPoolTaskRunner)
+    assert isinstance(stage_runner("associate", settings), ThreadPoolTaskRunner)
+    assert isinstance(stage_runner("pick", settings), DaskTaskRunner)
+    on_cluster = settings.model_copy(update={"associate_on": "runner", "analyze_on": "runner"})
+    assert isinstance(stage_runner("associate", on_cluster), DaskTaskRunner)
+    assert isinstance(stage_runner("analyze", on_cluster), DaskTaskRunner)
+    assert isinstance(stage_runner("download", on_cluster), ThreadPoolTaskRunner)  # no internet
+    with pytest.raises(ValueError, match="unknown stage"):
+        stage_place("train", settings)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
 def test_downloads_stay_in_the_flow_process_and_picks_run_in_slurm_jobs(
     slurm, prefect_server, shared_data, weights_cache, tmp_path
 ):
@@ -118,6 +142,8 @@ def test_downloads_stay_in_the_flow_process_and_picks_run_in_slurm_jobs(
     pd.testing.assert_frame_equal(picks(tmp_path / "lake"), picks(tmp_path / "reference"))
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_cancelled_slurm_job_fails_the_flow_keeps_done_units_and_a_rerun_completes(
     slurm, prefect_server, shared_data, weights_cache, tmp_path
 ):

@@ -1426,10 +1426,11 @@ def cmd_associate(args: argparse.Namespace) -> int:
                 f"{' '.join(args.weights or ['any'])} in lake {cfg.lake} (it holds {held})"
             )
     from quakelake.flows.associate import associate_events
-    from quakelake.flows.runners import make_task_runner
+    from quakelake.flows.runners import stage_runner
 
     _install_log_filter(cfg.verbosity)
-    flow_fn = associate_events.with_options(task_runner=make_task_runner(cfg.execution))
+    # Threads in this process unless execution.associate_on says the runner.
+    flow_fn = associate_events.with_options(task_runner=stage_runner("associate", cfg.execution))
     summaries = []
     for model, weights in sources:
         for group, patterns in groups.items() if groups else [(None, None)]:
@@ -1605,6 +1606,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     from quakelake.evaluation import RunSelection
     from quakelake.flows.analyze import analyze_run
+    from quakelake.flows.runners import stage_runner
 
     _install_log_filter(cfg.verbosity)
     selection = RunSelection(
@@ -1613,7 +1615,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         weights=args.weights or [],
         associators=args.associator or [],
     )
-    summary = analyze_run(
+    flow_fn = analyze_run.with_options(task_runner=stage_runner("analyze", cfg.execution))
+    summary = flow_fn(
         cfg.lake,
         cfg.analyze.reference,
         selection,

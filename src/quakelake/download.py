@@ -60,6 +60,7 @@ from obspy.clients.fdsn.header import (
     FDSNInternalServerException,
     FDSNNoAuthenticationServiceException,
     FDSNNoDataException,
+    FDSNNoServiceException,
     FDSNServiceUnavailableException,
     FDSNTimeoutException,
     FDSNTooManyRequestsException,
@@ -888,7 +889,13 @@ def dataselect_url(
     start: UTCDateTime,
     end: UTCDateTime,
 ) -> str:
-    """Return the fdsnws-dataselect query URL (``queryauth`` with EIDA credentials)."""
+    """Return the fdsnws-dataselect query URL (``queryauth`` with EIDA credentials).
+
+    Raises:
+        FDSNNoServiceException: when the client has no dataselect service.
+    """
+    if "dataselect" not in getattr(client, "services", {"dataselect": None}):
+        raise FDSNNoServiceException(f"{client.base_url} has no fdsnws-dataselect service")
     query = {
         "network": network,
         "station": station,
