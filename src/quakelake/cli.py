@@ -84,6 +84,9 @@ def _picking(p: argparse.ArgumentParser) -> None:
     g.add_argument("-s", "--swave", type=float, help="S probability threshold (0-1)")
     g.add_argument("-b", "--batch", type=int, help="batch size for the model")
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device (auto picks CUDA)")
+    g.add_argument("--engine", choices=["auto", "onnx", "torch", "seisbench"],
+                   help="what runs the model: auto = batched engine where it applies, seisbench = classify")
+    g.add_argument("--precision", choices=["fp32", "fp16", "bf16"], help="network precision on CUDA")
     g.add_argument("--denoiser", action="store_true", default=None, help="run the deep denoiser first")
     g.add_argument("-T", "--train", action="store_true", help="train (fine-tune) the model (not available yet)")
     g.add_argument("--force", action="store_true", default=None, help="recompute results that exist")
@@ -252,6 +255,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     put("pick.s_threshold", getattr(args, "swave", None))
     put("pick.batch_size", getattr(args, "batch", None))
     put("pick.device", getattr(args, "device", None))
+    put("pick.engine", getattr(args, "engine", None))
+    put("pick.precision", getattr(args, "precision", None))
     put("pick.denoise", getattr(args, "denoiser", None))
     put("execution.runner", getattr(args, "runner", None))
     put("execution.workers", getattr(args, "workers", None))
