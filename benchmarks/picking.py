@@ -143,7 +143,9 @@ def main() -> int:
     parser.add_argument("--weights", default="original")
     parser.add_argument("--threshold", type=float, default=0.3)
     parser.add_argument("--no-flow", action="store_true", help="skip the Prefect flow run")
-    parser.add_argument("--no-warmup", action="store_true", help="skip the untimed first unit both ways")
+    parser.add_argument(
+        "--no-warmup", action="store_true", help="skip the untimed first unit both ways"
+    )
     args = parser.parse_args()
     if not args.source.is_dir():
         print(

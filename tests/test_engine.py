@@ -174,5 +174,7 @@ def test_cuda_engine_gives_the_cpu_picks(instruments, weights_cache):
     assert eng.name == "engine-torch" and eng.device.startswith("cuda")
     kwargs = {"P_threshold": 0.3, "S_threshold": 0.3}
     ref = _rows([p for inst in instruments for p in cpu.classify(inst.stream, **kwargs).picks])
-    outputs = eng.classify([inst.stream for inst in instruments], batch_size=engine.GPU_BATCH_SIZE, **kwargs)
+    outputs = eng.classify(
+        [inst.stream for inst in instruments], batch_size=engine.GPU_BATCH_SIZE, **kwargs
+    )
     _assert_same_picks(_rows([p for out in outputs for p in out.picks]), ref)
