@@ -130,6 +130,7 @@ def main() -> int:
         n = args.repeat * len(days)
         rate = n / seconds * 3600
         mem = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
+        stages = ", ".join(f"{k} {v / n:.3f}" for k, v in eng.stats.seconds.items())
         outs = eng.classify(
             [inst.stream for _, instruments in days[: args.check] for inst in instruments],
             batch_size=args.batch,
@@ -141,7 +142,6 @@ def main() -> int:
             for p in out.picks
         ]
         ok, detail = agreement(ours, ref)
-        stages = ", ".join(f"{k} {v / n:.3f}" for k, v in eng.stats.seconds.items())
         print(
             f"{precision}: {rate:.0f} station-days/hour per GPU ({seconds / n:.3f} s/station-day, batch "
             f"{args.batch}, {args.per_call} station-days per call, peak GPU memory {mem:.1f} GiB); "

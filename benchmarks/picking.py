@@ -143,6 +143,9 @@ def main() -> int:
     parser.add_argument("--weights", default="original")
     parser.add_argument("--threshold", type=float, default=0.3)
     parser.add_argument("--no-flow", action="store_true", help="skip the Prefect flow run")
+    parser.add_argument(
+        "--no-warmup", action="store_true", help="skip the untimed first unit both ways"
+    )
     args = parser.parse_args()
     if not args.source.is_dir():
         print(
@@ -178,8 +181,9 @@ def main() -> int:
     build_s = time.perf_counter() - t0
 
     # Warm-up: one unit both ways (first-call allocations, ONNX Runtime's first run).
-    plain_unit(model, kwargs, units[0])
-    engine_unit(model, units[0], spec, params)
+    if not args.no_warmup:
+        plain_unit(model, kwargs, units[0])
+        engine_unit(model, units[0], spec, params)
     eng.stats = engine.EngineStats()
 
     gflops = sgemm_gflops()

@@ -158,3 +158,23 @@ def test_pick_flow_records_the_engine_and_matches_classify(
     assert len(a) == len(b) and len(a) > 0
     assert (a["time"] - b["time"]).abs().max() <= pd.Timedelta(milliseconds=10)
     assert (a["probability"] - b["probability"]).abs().max() <= 0.01
+
+
+@pytest.mark.gpu
+def test_cuda_engine_gives_the_cpu_picks(instruments, weights_cache):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device visible to torch")
+    import copy
+
+    cpu = picking.load_model("PhaseNet", "original", "cpu")
+    gpu = copy.deepcopy(cpu).to("cuda").eval()
+    eng = engine.PickEngine(gpu, "torch")
+    assert eng.name == "engine-torch" and eng.device.startswith("cuda")
+    kwargs = {"P_threshold": 0.3, "S_threshold": 0.3}
+    ref = _rows([p for inst in instruments for p in cpu.classify(inst.stream, **kwargs).picks])
+    outputs = eng.classify(
+        [inst.stream for inst in instruments], batch_size=engine.GPU_BATCH_SIZE, **kwargs
+    )
+    _assert_same_picks(_rows([p for out in outputs for p in out.picks]), ref)

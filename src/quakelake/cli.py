@@ -253,6 +253,17 @@ def _picking(p: argparse.ArgumentParser) -> None:
         help="torch device; auto picks CUDA (default auto)",
     )
     g.add_argument(
+        "--engine",
+        choices=["auto", "onnx", "torch", "seisbench"],
+        help="what runs the model: auto = QuakeLake's batched engine where it applies, seisbench = "
+        "SeisBench classify (default auto)",
+    )
+    g.add_argument(
+        "--precision",
+        choices=["fp32", "fp16", "bf16"],
+        help="network precision on CUDA; the CPU always runs fp32 (default fp32)",
+    )
+    g.add_argument(
         "--denoiser",
         nargs="?",
         const="DeepDenoiser/original",
@@ -744,6 +755,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     put("ensemble.method", getattr(args, "ensemble", None))
     put("use_groups", getattr(args, "groups", None))
     put("groups_file", getattr(args, "groups_file", None))
+    put("pick.engine", getattr(args, "engine", None))
+    put("pick.precision", getattr(args, "precision", None))
     put("execution.runner", getattr(args, "runner", None))
     put("execution.workers", getattr(args, "workers", None))
     put("execution.address", getattr(args, "address", None))
