@@ -294,6 +294,34 @@ def _picking(p: argparse.ArgumentParser) -> None:
         default=None,
         help="recompute results that exist (default off)",
     )
+    _tuning_options(p.add_argument_group("fine-tuning with -T (see quakelake train --help)"))
+
+
+def _tuning_options(g) -> None:
+    g.add_argument(
+        "--labels",
+        choices=["reference", "picks"],
+        help="training labels: reference (default with --reference) or the lake's picks (pseudo-labels)",
+    )
+    g.add_argument(
+        "--min-probability",
+        type=float,
+        help="pseudo-labels: lake picks at or above this (default 0.7)",
+    )
+    g.add_argument(
+        "--holdout-stations",
+        nargs="+",
+        metavar="NET.STA",
+        help="stations kept for validation (default every 4th station)",
+    )
+    g.add_argument(
+        "--holdout-days", nargs="+", metavar="DAY", help="days kept for validation (YYMMDD ...)"
+    )
+    g.add_argument("--name", help="name of the new weights in the SeisBench cache")
+    g.add_argument("--epochs", type=int, help="passes over the training windows (default 5)")
+    g.add_argument("--learning-rate", type=float, help="Adam learning rate (default 1e-3)")
+    g.add_argument("--window", type=float, help="seconds per stored training window (default 60)")
+    g.add_argument("--seed", type=int, help="seed of crops, splits and PyTorch (default 0)")
 
 
 def _download_options(g) -> None:
@@ -608,25 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--reference", help="reference catalogue (import-catalog --name) whose picks are the labels"
     )
-    g.add_argument(
-        "--labels",
-        choices=["reference", "picks"],
-        help="reference (default with --reference) or the lake's own picks (pseudo-labels)",
-    )
-    g.add_argument(
-        "--min-probability",
-        type=float,
-        help="pseudo-labels: lake picks at or above this (default 0.7)",
-    )
-    g.add_argument(
-        "--holdout-stations",
-        nargs="+",
-        metavar="NET.STA",
-        help="stations kept for validation (default every 4th station)",
-    )
-    g.add_argument(
-        "--holdout-days", nargs="+", metavar="DAY", help="days kept for validation (YYMMDD ...)"
-    )
+    _tuning_options(g)
     g = train.add_argument_group("training")
     g.add_argument(
         "-M",
@@ -638,12 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "-W", "--weights", nargs=1, metavar="WEIGHTS", help="parent weights (default original)"
     )
-    g.add_argument("--name", help="name of the new weights in the SeisBench cache")
-    g.add_argument("--epochs", type=int, help="passes over the training windows (default 5)")
-    g.add_argument("--learning-rate", type=float, help="Adam learning rate (default 1e-3)")
     g.add_argument("-b", "--batch", type=int, help="windows per optimisation step")
-    g.add_argument("--window", type=float, help="seconds per stored training window (default 60)")
-    g.add_argument("--seed", type=int, help="seed of crops, splits and PyTorch (default 0)")
     g.add_argument(
         "--device", choices=["auto", "cpu", "cuda"], help="torch device (auto takes CUDA)"
     )

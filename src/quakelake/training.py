@@ -346,6 +346,15 @@ def build_dataset(
 
     rng = np.random.default_rng(params.seed)
     stations = sorted({".".join(s.split(".")[:2]) for s in labels["station_id"]})
+    if selection is not None:  # hold out among the stations that can give windows
+        from fnmatch import fnmatchcase
+
+        stations = [
+            s
+            for s in stations
+            if any(fnmatchcase(s.split(".")[0], n) for n in selection.networks)
+            and any(fnmatchcase(s.split(".")[1], st) for st in selection.stations)
+        ]
     held = held_out_stations(stations, params)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
