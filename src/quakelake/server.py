@@ -145,27 +145,52 @@ def stop() -> dict | None:
         record = json.loads(state_file().read_text())
     except (OSError, ValueError):
         return None
-    _terminate(int(record.get("pid", 0)))
+    pid = int(record.get("pid", 0))
+    if _is_prefect_server(pid):  # never signal a process id reused by something else
+        _terminate(pid)
     state_file().unlink(missing_ok=True)
     return record
 
 
+def _alive(pid: int) -> bool:
+    """Return True while ``pid`` runs (a zombie waiting to be reaped does not count)."""
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.parent.parent.is_dir() and Path("/proc/self/stat").exists():
+        try:
+            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _is_prefect_server(pid: int) -> bool:
+    """Return True when ``pid`` is a running ``prefect server start`` (where /proc tells)."""
+    if pid <= 0 or not _alive(pid):
+        return False
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not cmdline.exists():
+        return True  # no /proc (macOS): trust the state file
+    try:
+        words = cmdline.read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(w.endswith(b"prefect") for w in words) and b"server" in words
+
+
 def _terminate(pid: int, wait: float = 20.0) -> None:
     """End the server's process group (the server and the services it spawned)."""
-    if pid <= 0:
-        return
     try:
         os.killpg(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         return
     deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except (ProcessLookupError, PermissionError):
-            break
+    while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    else:
+    if _alive(pid):
         try:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
