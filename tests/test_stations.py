@@ -49,7 +49,7 @@ def test_missing_columns_name_the_file(tmp_path):
     bad = tmp_path / "stations.csv"
     bad.write_text("name,x,y\nA,1,2\n")
     with pytest.raises(
-        StationFileError, match=r"stations.csv lacks columns \['latitude', 'longitude'\]"
+        StationFileError, match=r"stations.csv lacks columns latitude, longitude;"
     ):
         read_stations(bad)
     with pytest.raises(StationFileError, match="does not exist"):

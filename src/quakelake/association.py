@@ -414,7 +414,8 @@ def normalise_picks(picks: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     missing = [c for c in ("station_id", "phase", "time") if c not in df.columns]
     if missing:
         raise AssociationError(
-            f"picks lack columns {missing}; found {list(picks.columns)}. Picks need station_id "
+            f"picks lack columns {', '.join(missing)}; found {', '.join(map(str, picks.columns))}. "
+            "Picks need station_id "
             "(NET.STA.LOC or STA), phase (P/S) and time (UTC); probability and pick_id are optional"
         )
     if len(df) == 0:
@@ -436,7 +437,7 @@ def normalise_picks(picks: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     if other.any():
         messages.append(
             f"{int(other.sum())} picks with phases other than P/S ignored: "
-            f"{sorted(df.loc[other, 'phase'].unique())[:10]}"
+            f"{', '.join(sorted(df.loc[other, 'phase'].unique())[:10])}"
         )
         df = df[~other]
     bad_time = df["time"].isna()

@@ -556,7 +556,8 @@ def read_ogs_catalogue(path: str | Path) -> Catalog:
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise CatalogError(
-            f"OGS catalogue {path} lacks the columns {missing}; header: {list(df.columns)}"
+            f"OGS catalogue {path} lacks the columns {', '.join(missing)}; "
+            f"header: {', '.join(map(str, df.columns))}"
         )
     ml = pd.to_numeric(df.get("ml"), errors="coerce")
     md = pd.to_numeric(df.get("md"), errors="coerce")

@@ -87,7 +87,8 @@ def normalise_stations(df: pd.DataFrame, source: str = "station table") -> pd.Da
     missing = [c for c in ("station", "latitude", "longitude") if c not in out]
     if missing:
         raise StationFileError(
-            f"{source} lacks columns {missing}; found {list(df.columns)}. A station table needs "
+            f"{source} lacks columns {', '.join(missing)}; found {', '.join(map(str, df.columns))}. "
+            "A station table needs "
             "station (or sta/code/id), latitude (lat) and longitude (lon); network, location, "
             "channel and elevation are optional"
         )
