@@ -289,3 +289,35 @@ def test_verbose_adds_the_traceback_silent_keeps_the_error(tmp_path, capsys):
     assert capsys.readouterr().err.splitlines() == [
         f"error: -d/--directory: {missing} is not a folder; give the waveform archive"
     ]
+
+
+@pytest.mark.slow
+def test_a_station_file_matching_no_station_fails_the_run_loudly(
+    shared_data, prefect_server, tmp_path, capsys
+):
+    from quakelake.cli import main
+
+    hengill = (
+        shared_data / "malmi_hengill_20181230" / "stations.csv"
+    )  # Iceland: none of the CI stations
+    code = main(
+        [
+            "run",
+            "-d",
+            str(shared_data / SALTON / "mseed"),
+            "--lake",
+            str(tmp_path / "lake"),
+            "-S",
+            "BOM",
+            "-F",
+            str(hengill),
+            "-M",
+            "PhaseNet",
+            "-W",
+            "original",
+            "--silent",
+        ]
+    )
+    assert code == EXIT_FAILED_WORK
+    err = capsys.readouterr().err
+    assert f"warning: -F/--file: {hengill} lists none of the 1 stations with picks (BOM)" in err

@@ -1400,7 +1400,34 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return status
-    return 1 if out.get("analyze", {}).get("warnings") else 0  # nothing of the reference compared
+    if out.get("analyze", {}).get("warnings"):
+        return 1  # nothing of the reference compared
+    return station_overlap(cfg, out.get("associate", []))
+
+
+def station_overlap(cfg: RunConfig, summaries: list[dict]) -> int:
+    """Warn and return exit status 1 when the -F station file lists none of the stations with picks."""
+    unknown = {u for s in summaries for u in s.get("unknown_stations", [])}
+    if cfg.station_file is None or not unknown:
+        return 0
+    from quakelake.lakehouse import Lake
+    from quakelake.stations import read_stations
+
+    listed = set(read_stations(cfg.station_file)["station"].astype(str))
+    lake = Lake(cfg.lake)
+    picked = (
+        set(lake.query("SELECT DISTINCT station FROM picks")["station"])
+        if lake.has_files("picks")
+        else set()
+    )
+    if not picked or listed & picked:
+        return 0
+    warn(
+        f"-F/--file: {cfg.station_file} lists none of the {len(picked)} stations with picks "
+        f"({', '.join(sorted(picked)[:8])}{', ...' if len(picked) > 8 else ''}); no event could be "
+        "located: pass the metadata of the archive's stations"
+    )
+    return 1
 
 
 def cmd_associate(args: argparse.Namespace) -> int:
@@ -1468,7 +1495,7 @@ def cmd_associate(args: argparse.Namespace) -> int:
             print_association(summary, cfg.lake, cfg.window)
             export_events(cfg.lake, summary["run_id"], args.quakeml, args.export)
             summaries.append(summary)
-    return exit_status(*summaries)
+    return max(exit_status(*summaries), station_overlap(cfg, summaries) if args.picks is None else 0)
 
 
 def export_events(lake_root: Path, run_id: str, quakeml: Path | None, folder: Path | None) -> None:
