@@ -45,7 +45,9 @@ KNOWN_VIOLATIONS = {
     ("quakelake.config", "quakelake.association"),
     ("quakelake.config", "quakelake.compute"),
     ("quakelake.config", "quakelake.download"),
+    ("quakelake.config", "quakelake.ensemble"),
     ("quakelake.config", "quakelake.evaluation"),
+    ("quakelake.config", "quakelake.magnitudes"),
     # ComputeClusterBlock.task_runner() builds the runner of the flows layer
     ("quakelake.blocks.compute", "quakelake.flows.runners"),
 }

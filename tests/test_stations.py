@@ -48,9 +48,7 @@ def test_stationxml_channel_epochs(shared_data):
 def test_missing_columns_name_the_file(tmp_path):
     bad = tmp_path / "stations.csv"
     bad.write_text("name,x,y\nA,1,2\n")
-    with pytest.raises(
-        StationFileError, match=r"stations.csv lacks columns latitude, longitude;"
-    ):
+    with pytest.raises(StationFileError, match=r"stations.csv lacks columns latitude, longitude;"):
         read_stations(bad)
     with pytest.raises(StationFileError, match="does not exist"):
         read_stations(tmp_path / "absent.xml")

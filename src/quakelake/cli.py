@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 GROUPS_HELP = (
     "run per named station group (sub-network): groups are defined under 'groups:' in the -c "
     "config file or in --groups-file as name: [NET.STA, NET.*, ...]; picking covers the stations of "
-    "the chosen groups, association runs once per group, the analyzer adds metrics per group"
+    "the chosen groups, association runs once per group, the analyzer adds metrics per group (default: no groups)"
 )
 
 # Which option sets a configuration parameter: errors name what the user typed.
@@ -226,7 +226,7 @@ def _group_options(g) -> None:
         "--groups-file",
         type=Path,
         metavar="FILE",
-        help="YAML/JSON file of station groups, name: [NET.STA, NET.*, ...] (see -G)",
+        help="YAML/JSON file of station groups, name: [NET.STA, NET.*, ...] (see -G; default: groups of -c only)",
     )
 
 
@@ -315,9 +315,15 @@ def _tuning_options(g) -> None:
         help="stations kept for validation (default every 4th station)",
     )
     g.add_argument(
-        "--holdout-days", nargs="+", metavar="DAY", help="days kept for validation (YYMMDD ...)"
+        "--holdout-days",
+        nargs="+",
+        metavar="DAY",
+        help="days kept for validation, YYMMDD ... (default: none)",
     )
-    g.add_argument("--name", help="name of the new weights in the SeisBench cache")
+    g.add_argument(
+        "--name",
+        help="name of the new weights in the SeisBench cache (default <weights>_<labels>_<YYYYMMDD>)",
+    )
     g.add_argument("--epochs", type=int, help="passes over the training windows (default 5)")
     g.add_argument("--learning-rate", type=float, help="Adam learning rate (default 1e-3)")
     g.add_argument("--window", type=float, help="seconds per stored training window (default 60)")
@@ -474,7 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_common, _selection, _picking, _compute):
         add(pick)
     pick.add_argument(
-        "--reference", help="-T: reference catalogue (import-catalog --name) labelling the windows"
+        "--reference",
+        help="-T: reference catalogue (import-catalog --name) labelling the windows (default: none, the lake's picks)",
     )
 
     download = command("download", "download waveforms and station metadata from FDSN data centres")
@@ -617,24 +624,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(train)
     g = train.add_argument_group("data")
-    g.add_argument("-d", "--directory", type=Path, help="waveform archive the windows are cut from")
-    dates = g.add_mutually_exclusive_group()
-    dates.add_argument(
-        "-D",
-        "--dates",
-        nargs=2,
-        metavar=("START", "END"),
-        help="inclusive day range, YYMMDD YYMMDD",
+    g.add_argument(
+        "-d", "--directory", type=Path, help="waveform archive the windows are cut from (required)"
     )
-    dates.add_argument(
-        "-J", "--julian", nargs=2, metavar=("START", "END"), help="inclusive range, YYDDD YYDDD"
-    )
-    g.add_argument("-N", "--network", nargs="+", help="network codes (FDSN wildcards)")
-    g.add_argument("-S", "--station", nargs="+", help="station codes (FDSN wildcards)")
-    g.add_argument("-C", "--channel", nargs="+", help="channel codes (FDSN wildcards)")
+    _dates(g)
+    g.add_argument("-N", "--network", nargs="+", help="network codes, FDSN wildcards (default *)")
+    g.add_argument("-S", "--station", nargs="+", help="station codes, FDSN wildcards (default *)")
+    g.add_argument("-C", "--channel", nargs="+", help="channel codes, FDSN wildcards (default *)")
     g = train.add_argument_group("labels and splits")
     g.add_argument(
-        "--reference", help="reference catalogue (import-catalog --name) whose picks are the labels"
+        "--reference",
+        help="reference catalogue (import-catalog --name) whose picks are the labels (default: none)",
     )
     _tuning_options(g)
     g = train.add_argument_group("training")
@@ -643,14 +643,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--models",
         nargs=1,
         metavar="MODEL",
-        help="model class to fine-tune (PhaseNet, PhaseNetLight)",
+        help="model class to fine-tune, PhaseNet or PhaseNetLight (default PhaseNet)",
     )
     g.add_argument(
         "-W", "--weights", nargs=1, metavar="WEIGHTS", help="parent weights (default original)"
     )
-    g.add_argument("-b", "--batch", type=int, help="windows per optimisation step")
+    g.add_argument("-b", "--batch", type=int, help="windows per optimisation step (default 32)")
     g.add_argument(
-        "--device", choices=["auto", "cpu", "cuda"], help="torch device (auto takes CUDA)"
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        help="torch device; auto takes CUDA (default auto)",
     )
     g.add_argument(
         "--denoiser",
@@ -1495,7 +1497,9 @@ def cmd_associate(args: argparse.Namespace) -> int:
             print_association(summary, cfg.lake, cfg.window)
             export_events(cfg.lake, summary["run_id"], args.quakeml, args.export)
             summaries.append(summary)
-    return max(exit_status(*summaries), station_overlap(cfg, summaries) if args.picks is None else 0)
+    return max(
+        exit_status(*summaries), station_overlap(cfg, summaries) if args.picks is None else 0
+    )
 
 
 def export_events(lake_root: Path, run_id: str, quakeml: Path | None, folder: Path | None) -> None:

@@ -201,10 +201,7 @@ def available_specs(params: PickParams, device: str) -> tuple[list[ModelSpec], l
         raise ModelUnavailable(
             "no model x weights combination could be loaded:\n" + "\n".join(warnings)
         )
-    if params.denoiser:
-        from quakelake.denoise import load_denoiser
-
-        load_denoiser(params.denoiser, device)  # an unknown denoiser is an error, not a skip
+    if params.denoiser:  # checked by the caller (quakelake.denoise.check_available)
         specs += [ModelSpec(s.model, s.weights, params.denoiser) for s in specs]
     return specs, warnings
 

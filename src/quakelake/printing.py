@@ -176,8 +176,8 @@ def print_association(
 def print_download(summary: dict) -> None:
     """Print a download summary line and a warning per FDSN client that failed."""
     print(
-        f"download {summary['run_id']}: {summary['units']} station-days (ok {summary['ok']}, partial "
-        f"{summary.get('partial', 0)}, skipped {summary['skipped']}, no data {summary['no_data']}, failed "
+        f"download {summary['run_id']}: {summary['units']} station-days (ok {summary['ok']}, skipped "
+        f"{summary['skipped']}, partial {summary.get('partial', 0)}, no data {summary['no_data']}, failed "
         f"{summary['failed']}), {summary['bytes'] / 1e6:.1f} MB -> {summary['archive']}"
     )
     for unit, gap in (summary.get("gaps") or {}).items():

@@ -9,9 +9,9 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from tqdm import tqdm
 
+from quakelake import denoise, picking
 from quakelake import ensemble as ensembles
 from quakelake import groups as station_groups
-from quakelake import picking
 from quakelake.errors import FailedWork
 from quakelake.flows.common import (
     account_lost_pick_units,
@@ -99,6 +99,8 @@ def pick_phases(
         device = pick.device  # resolved where the models run: the flow process loads none
         with Stopwatch() as sw:
             specs, warnings = picking.available_specs(pick, device)
+            if pick.denoiser:  # an unknown denoiser is an error, not a skip (listed, not loaded)
+                denoise.check_available(pick.denoiser)
         timings["check models"] = sw.seconds
         for w in warnings:
             logger.warning("%s", w)
