@@ -112,6 +112,7 @@ def associate_events(
                 "pick first (quakelake pick) or pass --picks FILE"
             )
         margin = pd.Timedelta(seconds=margin_s)
+        given = config
         config, settings = derive_settings_task(
             lake,
             config,
@@ -130,7 +131,9 @@ def associate_events(
         futures = [
             (
                 d.isoformat(),
-                associate_day_task.submit(d, lake, config, source, run_id, margin_s, force),
+                associate_day_task.submit(
+                    d, lake, config, source, run_id, margin_s, force, key_config=given
+                ),
             )
             for d in days
         ]

@@ -53,6 +53,12 @@ def compare_with_reference(
         ref_events, ref_picks = evaluation.load_reference(db, reference)
         # where the archive has waveforms: the same span whoever asks (analyze, the pipeline)
         coverage = evaluation.load_coverage(db)
+        if groups and len(coverage):  # -G: the run covers the groups' stations only
+            keep = [
+                station_groups.in_any(str(n), str(s), groups)
+                for n, s in zip(coverage["network"], coverage["station"], strict=True)
+            ]
+            coverage = coverage[keep]
         result = evaluation.evaluate(
             picks, events, ref_events, ref_picks, params, selection.start, selection.end, coverage
         )

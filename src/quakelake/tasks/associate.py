@@ -245,6 +245,7 @@ def associate_day_task(
     run_id: str,
     margin_s: float = 120.0,
     force: bool = False,
+    key_config: association.PyOctoConfig | association.GammaConfig | None = None,
 ) -> UnitResult:
     """Associate the events of one UTC day into one `events` and one `assignments` file.
 
@@ -261,8 +262,11 @@ def associate_day_task(
         if len(picks) == 0:
             return UnitResult("associate", key, "no_data", error="no picks in the day (+- margin)")
         stations = read_station_source(lake, source)
-        inputs = unit_inputs(picks, stations, config, margin_s)
-        ukey = unit_key(config, source)
+        # the key is the configuration as given; settings derived from the data are inputs
+        inputs = fingerprint(
+            unit_inputs(picks, stations, config, margin_s), config.model_dump(mode="json")
+        )
+        ukey = unit_key(key_config or config, source)
         name = unit_stem(ukey, inputs)
         target = file_path(lake, "events", partition, name)
         companion = file_path(lake, "assignments", partition, name)
@@ -302,17 +306,13 @@ def _supersede(events_file: Path, assignments_file: Path, key: str) -> None:
     remove_superseded(assignments_file, key)
 
 
-def magnitude_key(
-    config: association.PyOctoConfig | association.GammaConfig,
-    source: PickSource,
-    params: magnitudes.MagnitudeParams,
-) -> str:
-    """Return the key of a day's amplitudes/station_magnitudes files: the events' key + ``.ml``.
+def magnitude_key(events_stem: str) -> str:
+    """Return the key of a day's amplitudes/station_magnitudes files: its events' key + ``.ml``.
 
     Their stem's second part fingerprints the events' inputs and the magnitude settings
     (:func:`magnitude_inputs`), so the files of other settings or older events are superseded.
     """
-    return unit_key(config, source) + ".ml"
+    return events_stem.rsplit(".", 1)[0] + ".ml"
 
 
 def magnitude_inputs(events_stem: str, params: magnitudes.MagnitudeParams) -> str:
@@ -356,7 +356,7 @@ def magnitudes_day_task(
     partition = {"day": key}
     events_path = Path(events_path)
     name = events_path.stem
-    mkey = magnitude_key(config, source, params)
+    mkey = magnitude_key(name)
     target = file_path(
         lake, "station_magnitudes", partition, unit_stem(mkey, magnitude_inputs(name, params))
     )
