@@ -44,8 +44,11 @@ def scsn_match(events: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- derived settings
 
 
-@pytest.mark.parametrize("config", [asc.PyOctoConfig(), pytest.param(asc.GammaConfig(), marks=pytest.mark.slow)],
-                         ids=["pyocto", "gamma"])
+@pytest.mark.parametrize(
+    "config",
+    [asc.PyOctoConfig(), pytest.param(asc.GammaConfig(), marks=pytest.mark.slow)],
+    ids=["pyocto", "gamma"],
+)
 def test_seven_stations_over_50_km_find_the_scsn_event_without_settings(salton, config):
     picks, stations, reference = salton
     seven = nearest_stations(stations, 7)
@@ -68,14 +71,23 @@ def test_hundred_stations_over_300_km_without_settings(shared_data):
     raw["time"] = pd.to_datetime(raw["time"]).dt.tz_localize("UTC")
     lo, hi = pd.Timestamp("2024-03-01", tz="UTC"), pd.Timestamp("2024-04-01", tz="UTC")
     raw = raw[(raw["time"] >= lo) & (raw["time"] < hi)]
-    picks = pd.DataFrame({"station_id": raw["station"].str.strip("."), "phase": raw["phase"], "time": raw["time"]})
+    picks = pd.DataFrame(
+        {"station_id": raw["station"].str.strip("."), "phase": raw["phase"], "time": raw["time"]}
+    )
     cat = pd.read_csv(d / "manual" / "RSFVG-2024.txt", sep=";")
-    catalogue = pd.DataFrame({"event_id": cat["event-id"].astype(str),
-                              "time": pd.to_datetime(cat["origin_time(UTC)"], utc=True),
-                              "latitude": cat["lat"], "longitude": cat["lon"]})
+    catalogue = pd.DataFrame(
+        {
+            "event_id": cat["event-id"].astype(str),
+            "time": pd.to_datetime(cat["origin_time(UTC)"], utc=True),
+            "latitude": cat["lat"],
+            "longitude": cat["lon"],
+        }
+    )
     catalogue = catalogue[(catalogue["time"] >= lo) & (catalogue["time"] < hi)]
     stations = read_stations(d / "DERIVED_station_coords_from_hpc.csv")
-    config = asc.PyOctoConfig(velocity=asc.VelocityParams(kind="1d", model_file=d / "velocity_1d" / "taup_tt.nd"))
+    config = asc.PyOctoConfig(
+        velocity=asc.VelocityParams(kind="1d", model_file=d / "velocity_1d" / "taup_tt.nd")
+    )
     res = asc.associate(picks, stations, config)
     m = match_events(res.events, catalogue, max_dt_s=2.0, max_km=8.0)
     tp = int((m["outcome"] == "TP").sum())
@@ -93,7 +105,9 @@ def test_user_values_override_derived_ones(salton):
     assert len(res.events) >= 1
     assert (res.events["n_picks"] >= 12).all() and (res.events["depth_km"] <= 15.0 + 1e-6).all()
     derived = res.settings["derived"]
-    assert "n_picks" not in derived and "area.depth_km" not in derived and "time_before_s" in derived
+    assert (
+        "n_picks" not in derived and "area.depth_km" not in derived and "time_before_s" in derived
+    )
     # a fully given configuration derives nothing
     assert asc.associate(picks, stations, asc.ogs_default()).settings == {}
 
@@ -104,16 +118,27 @@ def test_derived_settings_land_in_the_run_lineage(prefect_server, lake_root, sha
     from quakelake.params import TimeWindow
 
     d = shared_data / "phasenet_saltonsea_20201001"
-    out = associate_events(lake=lake_root, window=TimeWindow(start=dt.date(2020, 10, 1), end=dt.date(2020, 10, 1)),
-                           config=asc.PyOctoConfig(), picks_file=d / "DERIVED_phasenet_ref_picks_first180s.csv",
-                           station_file=d / "stations.xml")
+    out = associate_events(
+        lake=lake_root,
+        window=TimeWindow(start=dt.date(2020, 10, 1), end=dt.date(2020, 10, 1)),
+        config=asc.PyOctoConfig(),
+        picks_file=d / "DERIVED_phasenet_ref_picks_first180s.csv",
+        station_file=d / "stations.xml",
+    )
     assert out["done"] == 1 and out["settings"]["derived"]["n_picks"] >= 4
     lake = Lake(lake_root)
-    run = json.loads(lake.query("SELECT config_json FROM runs WHERE run_id = ?", [out["run_id"]])["config_json"][0])
+    run = json.loads(
+        lake.query("SELECT config_json FROM runs WHERE run_id = ?", [out["run_id"]])["config_json"][
+            0
+        ]
+    )
     assert run["derived"] == json.loads(json.dumps(out["settings"], default=str))
     assert run["resolved_config"]["n_picks"] == out["settings"]["derived"]["n_picks"]
     events = lake.read("events")
-    assert len(events) == out["events"] and set(events["location_quality"]) <= {"constrained", "unconstrained"}
+    assert len(events) == out["events"] and set(events["location_quality"]) <= {
+        "constrained",
+        "unconstrained",
+    }
 
 
 # ----------------------------------------------------------------------------- velocity models
@@ -137,11 +162,15 @@ def test_scsn_event_uncertainties_and_an_unconstrained_two_station_event(salton,
     picks, stations, reference = salton
     res = asc.associate(picks, stations, asc.PyOctoConfig())
     ev = scsn_match(res.events, reference).iloc[0]
-    assert 0.0 < ev["horizontal_uncertainty_km"] < 5.0 and 0.0 < ev["vertical_uncertainty_km"] < 10.0
+    assert (
+        0.0 < ev["horizontal_uncertainty_km"] < 5.0 and 0.0 < ev["vertical_uncertainty_km"] < 10.0
+    )
     assert 0.0 < ev["time_uncertainty_s"] < 1.0 and ev["azimuthal_gap_deg"] < 180.0
     assert ev["n_stations"] >= 10 and ev["location_quality"] == "constrained"
     # SCSN's epicentre lies within the 3-sigma ellipse (plus 1 km for the reference's own error)
-    d = distances_km(np.array([ev["latitude"], SCSN["latitude"]]), np.array([ev["longitude"], SCSN["longitude"]]))
+    d = distances_km(
+        np.array([ev["latitude"], SCSN["latitude"]]), np.array([ev["longitude"], SCSN["longitude"]])
+    )
     assert d[0, 1] <= 3.0 * ev["horizontal_uncertainty_km"] + 1.0
 
     two = nearest_stations(stations, 2)
@@ -152,13 +181,20 @@ def test_scsn_event_uncertainties_and_an_unconstrained_two_station_event(salton,
     assert (flagged["location_quality"] == "unconstrained").all()
 
     # QuakeML: origin errors, uncertainty, gap and station counts; the flagged origin is preliminary
-    both = pd.concat([res.events[res.events["event_id"] == ev["event_id"]], flagged.iloc[:1].assign(
-        event_id="two-" + flagged["event_id"].iloc[:1])], ignore_index=True)
+    both = pd.concat(
+        [
+            res.events[res.events["event_id"] == ev["event_id"]],
+            flagged.iloc[:1].assign(event_id="two-" + flagged["event_id"].iloc[:1]),
+        ],
+        ignore_index=True,
+    )
     path = write_quakeml(both, None, tmp_path / "events.xml")
     good, bad = obspy.read_events(str(path))
     o = good.preferred_origin()
     assert o.quality.azimuthal_gap == pytest.approx(ev["azimuthal_gap_deg"])
-    assert o.origin_uncertainty.horizontal_uncertainty == pytest.approx(ev["horizontal_uncertainty_km"] * 1000.0)
+    assert o.origin_uncertainty.horizontal_uncertainty == pytest.approx(
+        ev["horizontal_uncertainty_km"] * 1000.0
+    )
     assert o.depth_errors.uncertainty == pytest.approx(ev["vertical_uncertainty_km"] * 1000.0)
     assert o.time_errors.uncertainty == pytest.approx(ev["time_uncertainty_s"])
     assert o.quality.standard_error == pytest.approx(ev["rms_residual_s"])

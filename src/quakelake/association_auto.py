@@ -69,8 +69,10 @@ class NetworkGeometry:
 def distances_km(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     """Return the great-circle distance (km) between every pair of points."""
     la, lo = np.radians(np.asarray(lat, float)), np.radians(np.asarray(lon, float))
-    a = (np.sin((la[:, None] - la[None]) / 2) ** 2
-         + np.cos(la[:, None]) * np.cos(la[None]) * np.sin((lo[:, None] - lo[None]) / 2) ** 2)
+    a = (
+        np.sin((la[:, None] - la[None]) / 2) ** 2
+        + np.cos(la[:, None]) * np.cos(la[None]) * np.sin((lo[:, None] - lo[None]) / 2) ** 2
+    )
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
@@ -111,9 +113,14 @@ def network_geometry(
     if counts is not None and hours > 0:
         rate = float(np.median(counts.to_numpy(float))) / hours
     return NetworkGeometry(
-        n_stations=n, aperture_km=aperture, spacing_km=spacing, visibility_km=visibility,
-        n_visible=n_visible, pick_rate_per_hour=rate,
-        latitude=(float(lat.min()), float(lat.max())), longitude=(float(lon.min()), float(lon.max())),
+        n_stations=n,
+        aperture_km=aperture,
+        spacing_km=spacing,
+        visibility_km=visibility,
+        n_visible=n_visible,
+        pick_rate_per_hour=rate,
+        latitude=(float(lat.min()), float(lat.max())),
+        longitude=(float(lon.min()), float(lon.max())),
     )
 
 
@@ -121,7 +128,9 @@ def _round_to(value: float, step: float) -> float:
     return float(math.ceil(value / step) * step)
 
 
-def derive_settings(geometry: NetworkGeometry, model: pd.DataFrame) -> dict[str, float | int | tuple]:
+def derive_settings(
+    geometry: NetworkGeometry, model: pd.DataFrame
+) -> dict[str, float | int | tuple]:
     """Return association settings for ``geometry`` in the 1-D ``model``, keyed by setting name.
 
     Keys: ``latitude``, ``longitude`` (search box), ``depth_km``, ``tolerance_s``,
@@ -163,13 +172,25 @@ def derive_settings(geometry: NetworkGeometry, model: pd.DataFrame) -> dict[str,
     # on the visibility radius, so a cluster spans the stations that see one event.
     eps = round(float(np.clip(g.visibility_km / vp * 1.5, 3.0, 60.0)), 1)
     return {
-        "latitude": latitude, "longitude": longitude, "depth_km": (0.0, max_depth),
-        "tolerance_s": tolerance, "pick_match_tolerance_s": tolerance,
-        "time_before_s": time_before, "time_slicing_s": max(1200.0, 4.0 * time_before),
-        "n_picks": n_picks, "n_p_picks": n_p, "n_s_picks": n_s, "n_p_and_s_picks": n_ps,
-        "min_pick_fraction": 0.0, "min_node_size_km": node,
+        "latitude": latitude,
+        "longitude": longitude,
+        "depth_km": (0.0, max_depth),
+        "tolerance_s": tolerance,
+        "pick_match_tolerance_s": tolerance,
+        "time_before_s": time_before,
+        "time_slicing_s": max(1200.0, 4.0 * time_before),
+        "n_picks": n_picks,
+        "n_p_picks": n_p,
+        "n_s_picks": n_s,
+        "n_p_and_s_picks": n_ps,
+        "min_pick_fraction": 0.0,
+        "min_node_size_km": node,
         "min_node_size_location_km": round(min(1.5, node / 4.0), 2),
-        "grid_km": 0.5 if aperture < 50.0 else 1.0, "max_depth_km": max_depth + 10.0,
-        "vp": round(vp, 3), "vs": round(vs, 3), "dbscan_eps": eps, "max_sigma11": tolerance,
+        "grid_km": 0.5 if aperture < 50.0 else 1.0,
+        "max_depth_km": max_depth + 10.0,
+        "vp": round(vp, 3),
+        "vs": round(vs, 3),
+        "dbscan_eps": eps,
+        "max_sigma11": tolerance,
         "relocation": True,
     }
