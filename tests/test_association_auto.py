@@ -44,7 +44,11 @@ def scsn_match(events: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- derived settings
 
 
-@pytest.mark.parametrize("config", [asc.PyOctoConfig(), asc.GammaConfig()], ids=["pyocto", "gamma"])
+@pytest.mark.parametrize(
+    "config",
+    [asc.PyOctoConfig(), pytest.param(asc.GammaConfig(), marks=pytest.mark.slow)],
+    ids=["pyocto", "gamma"],
+)
 def test_seven_stations_over_50_km_find_the_scsn_event_without_settings(salton, config):
     picks, stations, reference = salton
     seven = nearest_stations(stations, 7)

@@ -6,6 +6,9 @@ what the network can record, not one set of numbers for every network:
 * **who sees an event**: the median number of stations within the *visibility radius* of a
   station (three median station spacings, 30-150 km) sets the minimum picks per event — a
   7-station regional network cannot deliver the 10 picks a dense 60-station array does;
+* **how busy the picks are**: when the picks expected on the network within one travel-time
+  window exceed 10 (sequences, swarms, ML pickers), at least 6 picks with 3 P, 2 S and 2 stations
+  with both are asked for, so chance combinations of other events' picks do not become events;
 * **how long an event lasts on the network**: the S travel time across the search area sets
   the overlap of PyOcto's time slices and GaMMA's DBSCAN window;
 * **where events can be**: the stations' box plus a margin (10 % of the aperture, 10-50 km) and
@@ -30,6 +33,8 @@ from quakelake.velocity import effective_velocities
 
 EARTH_RADIUS_KM = 6371.0
 KM_PER_DEG = math.pi * EARTH_RADIUS_KM / 180.0
+# Picks expected on the network within one slice overlap above which the pick stream is "dense".
+DENSE_WINDOW_PICKS = 10.0
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,13 @@ def derive_settings(
     n_p = max(2, math.ceil(n_picks / 3))
     n_s = 0 if n_picks <= 5 else math.ceil(n_picks / 5)
     n_ps = 0 if n_picks <= 5 else max(1, n_picks // 4)
+    # A dense pick stream (a sequence, a swarm, an ML picker at low thresholds) puts many picks of
+    # other events into every travel-time window: a few picks fit some origin by chance, and the
+    # search explodes. Ask for S picks and more stations there.
+    window_picks = g.pick_rate_per_hour / 3600.0 * g.n_stations * time_before
+    if window_picks >= DENSE_WINDOW_PICKS:
+        n_picks = max(n_picks, min(6, 2 * g.n_stations))
+        n_p, n_s, n_ps = max(n_p, 3), max(n_s, 2), max(n_ps, 2)
     node = round(float(np.clip(aperture / 10.0, 2.0, 10.0)), 1)
     # GaMMA's own rule of thumb for DBSCAN (gamma.utils.estimate_eps): spacing / vp * 1.5, here
     # on the visibility radius, so a cluster spans the stations that see one event.
