@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -121,7 +122,10 @@ def _publish(lake: Path, run_id: str, reference: str, drawn: UnitResult) -> None
     try:
         metrics = read_run_outputs(lake, run_id, reference)["metrics"]
         for title, table in report.summary_tables(metrics).items():
-            key = "analysis-" + title.lower().replace(" x ", "-").replace(" ", "-")
+            # Prefect keys: lowercase letters, digits and dashes only
+            key = "analysis-" + re.sub(r"[^a-z0-9]+", "-", title.lower().replace(" x ", "-")).strip(
+                "-"
+            )
             create_table_artifact(
                 table=table.astype(object).where(table.notna(), None).to_dict(orient="records"),
                 key=key,
