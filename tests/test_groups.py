@@ -161,9 +161,12 @@ def test_run_picks_associates_and_scores_per_group_with_an_ensemble(
         per = rows[rows["group_by"] == "group,model,weights"].set_index("group_value")
         assert sorted(per.index) == ["EAST", "WEST"]
         for g, members in (("WEST", WEST), ("EAST", EAST)):
+            # the analyzer judges picks where the station has waveforms, 2 s (edge_s) from their ends
             n = lake.query(
-                "SELECT count(*) AS n FROM picks WHERE model = ? AND weights = ? AND "
-                "list_contains(?, network || '.' || station)",
+                "SELECT count(*) AS n FROM picks p JOIN (SELECT network, station, min(start) AS s, "
+                'max("end") AS e FROM waveform_index GROUP BY ALL) w USING (network, station) '
+                "WHERE model = ? AND weights = ? AND list_contains(?, p.network || '.' || p.station) "
+                "AND p.time >= w.s + INTERVAL 2 SECOND AND p.time <= w.e - INTERVAL 2 SECOND",
                 [model, weights, members],
             )["n"][0]
             assert per.loc[g, "tp"] + per.loc[g, "fp"] == n
