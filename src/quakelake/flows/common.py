@@ -51,14 +51,16 @@ def account_lost_pick_units(results: list[UnitResult], lake: Path, run_id: str) 
     """Return ``results`` with each unit that lost its worker *after* committing its picks as done.
 
     A worker killed between writing a unit's file and reporting back leaves picks of this run in
-    the lake: the ledger must say so, or the lake holds rows no unit accounts for.
+    the lake: the ledger must say so, or the lake holds rows no unit accounts for. A unit whose
+    task was run again after such a loss finds its own file and says ``skipped``: it is done too.
     """
     if not any(r.error.startswith(LOST_WORKER) for r in results):
         return results
     committed = committed_pick_units(lake, run_id)
     out = []
     for r in results:
-        if r.error.startswith(LOST_WORKER) and r.unit in committed:
+        # lost after committing; or retried elsewhere and then found its own file ("skipped")
+        if (r.error.startswith(LOST_WORKER) or r.status == "skipped") and r.unit in committed:
             path, rows = committed[r.unit]
             r = UnitResult(
                 r.stage,
