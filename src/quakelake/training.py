@@ -30,6 +30,7 @@ from pydantic import Field
 
 from quakelake.errors import BadInput
 from quakelake.params import PickParams, StationSelection, TimeWindow, _Model
+from quakelake.weights import cached_weights
 
 log = logging.getLogger(__name__)
 
@@ -431,18 +432,6 @@ def trainable_model(name: str, weights: str) -> Any:
             f"-W/--weights: parent weights {weights!r} of {name} are not available ({type(exc).__name__}: {exc}); "
             f"the cache holds {cached_weights(name)}"
         ) from None
-
-
-def cached_weights(name: str) -> list[str]:
-    """Return the weights names of model class ``name`` in the local SeisBench cache."""
-    import seisbench
-
-    folder = Path(seisbench.cache_model_root) / name.lower()
-    return (
-        sorted({p.name.split(".json")[0] for p in folder.glob("*.json*")})
-        if folder.is_dir()
-        else []
-    )
 
 
 def _generator(dataset, model, params: TrainParams):

@@ -44,34 +44,6 @@ def cached_weights(model: str, root: Path | None = None) -> list[str]:
     return sorted({p.name.split(".pt.v", 1)[0] for p in folder.glob("*.pt.v*")})
 
 
-def cached_combinations(
-    models: list[str], weights: list[str], root: Path | None = None
-) -> tuple[list[tuple[str, str]], list[str]]:
-    """Return the (model, weights) pairs whose weights are cached, and a warning per pair missing.
-
-    Raises:
-        FileNotFoundError: when no pair at all is cached (nothing to pick with).
-    """
-    root = root or cache_root()
-    found, warnings = [], []
-    for model in models:
-        cached = cached_weights(model, root)
-        for name in weights:
-            if name in cached:
-                found.append((model, name))
-                continue
-            warnings.append(
-                f"weights {name!r} are not available for {model} (not in the SeisBench cache "
-                f"{root / 'models' / 'v3' / model.lower()}; cached: {', '.join(cached) or 'none'}); "
-                "pick others with -W, or put them in the SeisBench cache (SEISBENCH_CACHE_ROOT)"
-            )
-    if not found:
-        raise FileNotFoundError(
-            "no model x weights combination is in the SeisBench cache:\n" + "\n".join(warnings)
-        )
-    return found, warnings
-
-
 def seed_from_folder(source: Path, root: Path | None = None) -> int:
     """Copy the weight files of a SeisBench cache folder ``source`` that the cache lacks; return how many."""
     root = root or cache_root()
