@@ -6,7 +6,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from quakelake.lakehouse import TABLES, Lake, file_path, write_table
+from quakelake.lakehouse import TABLES, Lake, file_path, stem_of, write_table
 from quakelake.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
 
 
@@ -26,9 +26,15 @@ def _picks(n: int) -> pd.DataFrame:
 
 def test_write_casts_to_the_explicit_schema_and_leaves_no_temporary_file(lake_root):
     path = write_table(lake_root, "picks", _picks(5), "unit1", {"day": "2020-10-01"})
-    assert path == lake_root / "picks" / "day=2020-10-01" / "unit1.parquet"
-    assert pq.read_schema(path).equals(TABLES["picks"].schema, check_metadata=False)
-    assert [p.name for p in path.parent.iterdir()] == ["unit1.parquet"]
+    assert path.parent == lake_root / "picks" / "day=2020-10-01"
+    assert stem_of(path) == "unit1" and path.name.startswith("unit1~")
+    # the file schema is the table's, plus the logical file every row was committed in
+    schema = pq.read_schema(path)
+    assert schema.remove(schema.get_field_index("unit_file")).equals(
+        TABLES["picks"].schema, check_metadata=False
+    )
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    assert Lake(lake_root).files("picks") == [path]
 
 
 def test_nanosecond_times_are_rounded_to_the_lakes_microseconds(lake_root):
@@ -69,7 +75,8 @@ def test_views_read_partitions_and_bind_parameters(lake_root):
 def test_missing_table_error_lists_the_tables_with_data(lake_root):
     write_table(lake_root, "picks", _picks(1), "a", {"day": "2020-10-01"})
     with pytest.raises(Exception, match="Tables with data.*picks"):
-        Lake(lake_root).query("SELECT * FROM events")
+        Lake(lake_root).query("SELECT * FROM eventz")
+    assert Lake(lake_root).tables() == ["picks"]
     assert list(Lake(lake_root).read("events").columns)[:2] == ["event_id", "run_id"]
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from quakelake import picking
 from quakelake.config import PickParams, StationSelection, TimeWindow
-from quakelake.lakehouse import Lake
+from quakelake.lakehouse import Lake, stem_of
 
 PHASENET = PickParams(models=["PhaseNet"], weights=["original"])
 
@@ -27,10 +27,9 @@ def _flow():
     return pick_phases
 
 
-def _lake_files(root: Path) -> dict[str, float]:
-    return {
-        str(p.relative_to(root)): p.stat().st_mtime_ns for p in (root / "picks").rglob("*.parquet")
-    }
+def _lake_files(root: Path) -> dict[str, str]:
+    """Committed pick files: logical file (unit key + inputs) -> the data file holding it."""
+    return {stem_of(p): p.name for p in Lake(root).files("picks")}
 
 
 def _matched(picks: pd.DataFrame, ref: pd.DataFrame, tol: float) -> int:
@@ -105,6 +104,7 @@ def test_rerun_writes_nothing_and_force_recomputes(
     forced = _flow()(salton / "mseed", lake_root, selection=sel, pick=PHASENET, force=True)
     assert forced["done"] == 3
     after = _lake_files(lake_root)
+    # the same logical files, each in a new data file (the old ones stay for time travel)
     assert after.keys() == files.keys() and all(after[k] != files[k] for k in files)
     assert len(Lake(lake_root).read("picks")) == n
     # Other thresholds recompute the units and replace their picks (never two pick sets of one

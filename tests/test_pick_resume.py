@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from quakelake.config import PickParams, StationSelection
-from quakelake.lakehouse import Lake
+from quakelake.lakehouse import Lake, stem_of
 
 PHASENET = PickParams(models=["PhaseNet"], weights=["original"])
 
@@ -58,7 +58,7 @@ def test_killed_run_resumes_to_the_same_lake(shared_data, weights_cache, prefect
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done_before = _pick_files(killed)
+    done_before = Lake(killed).files("picks")  # committed: each with its ledger row
     assert 2 <= len(done_before) < 14, "the run should be killed part-way"
     # Nothing half-written is visible: every committed file reads.
     Lake(killed).read("picks")
@@ -74,4 +74,7 @@ def test_killed_run_resumes_to_the_same_lake(shared_data, weights_cache, prefect
     b = Lake(clean).read("picks")[cols].sort_values("pick_id").reset_index(drop=True)
     assert len(a) > 1000
     assert a.equals(b)
-    assert [p.name for p in _pick_files(killed)] == [p.name for p in _pick_files(clean)]
+    stems = [stem_of(p) for p in Lake(killed).files("picks")]
+    assert stems == [stem_of(p) for p in Lake(clean).files("picks")]
+    ledger = Lake(killed).query("SELECT unit, status FROM units WHERE stage = 'pick'")
+    assert sorted(ledger.loc[ledger["status"] == "done", "unit"]) == sorted(set(ledger["unit"]))

@@ -5,6 +5,7 @@ Plain Python: flows call these to record what ran; no Prefect import here.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import importlib.metadata
@@ -20,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from quakelake.lakehouse import write_table
+from quakelake.lakehouse import Lake
 
 PACKAGES = (
     "quakelake",
@@ -110,6 +111,7 @@ class UnitResult:
     extra: dict[str, Any] = field(default_factory=dict)
     inputs: str = ""  # fingerprint of what the unit was computed from
     notes: str = ""  # JSON: data-quality findings (gaps, non-finite samples, overlaps, components)
+    changes: list[Any] = field(default_factory=list)  # data files to commit (FileChange)
 
 
 class Stopwatch:
@@ -154,7 +156,8 @@ def record_run(
         row["config_json"] = json.dumps(
             {**config, "_process": process}, sort_keys=True, default=str
         )
-    return write_table(lake, "runs", pd.DataFrame([row]), name=f"{run_id}__{status}")
+    Lake(lake).commit(rows={"runs": pd.DataFrame([row])}, run_id=run_id, message=f"run {status}")
+    return Path(lake)
 
 
 def _process_started(pid: int) -> float | None:
@@ -189,8 +192,6 @@ def stale_runs(lake: Path) -> pd.DataFrame:
 
     Runs of other hosts are left alone: nothing here can tell whether they still run.
     """
-    from quakelake.lakehouse import Lake
-
     db = Lake(lake)
     if not db.has_files("runs"):
         return pd.DataFrame()
@@ -206,70 +207,22 @@ def stale_runs(lake: Path) -> pd.DataFrame:
     return pd.DataFrame(stale, columns=running.columns)
 
 
-def committed_pick_units(lake: Path, run_id: str) -> dict[str, tuple[str, int]]:
-    """Return the pick units whose picks file of run ``run_id`` is committed: key -> (path, rows).
-
-    Keys are those of the pick flow's ledger (``Model/weights:NET.STA.YYYY-MM-DD``); a unit that
-    made no pick leaves no rows to find and is not returned.
-    """
-    import duckdb
-
-    from quakelake.lakehouse import Lake
-
-    files = [str(f) for f in Lake(lake).files("picks")]
-    if not files:
-        return {}
-    frame = duckdb.execute(
-        "SELECT filename, any_value(model) AS model, any_value(weights) AS weights, "
-        "any_value(network) AS network, any_value(station) AS station, count(*) AS n "
-        "FROM read_parquet(?, filename = true) WHERE run_id = ? GROUP BY filename",
-        [files, run_id],
-    ).df()
-    out: dict[str, tuple[str, int]] = {}
-    for r in frame.sort_values("filename").itertuples(index=False):
-        day = next((p.split("=", 1)[1] for p in Path(r.filename).parts if p.startswith("day=")), "")
-        key = f"{r.model}/{r.weights}:{r.network}.{r.station}.{day}"
-        # a station-day has one file per instrument: the unit's output lists them all
-        paths, n = out.get(key, ("", 0))
-        out[key] = (f"{paths};{r.filename}" if paths else str(r.filename), n + int(r.n))
-    return out
-
-
 def mark_crashed_runs(lake: Path) -> list[dict[str, Any]]:
-    """Record every stale run (see :func:`stale_runs`) as ``crashed`` and account for its units.
+    """Record every stale run (see :func:`stale_runs`) as ``crashed``; return what was marked.
 
-    The pick units a killed run committed (their picks carry its run id) get their `units`
-    rows, status ``done``, unless the ledger has them already. Returns one mapping per run
-    marked: run_id, flow_run_id, command and the units accounted.
+    A killed run leaves nothing to account for: each unit's files and ledger row are committed
+    together, so what it finished is in the lake with its ledger rows and what it did not is
+    invisible (its data files, never committed, go with ``quakelake lake vacuum``). Returns one
+    mapping per run marked: run_id, flow_run_id, command and the units it committed.
     """
-    from quakelake.lakehouse import Lake
-
     stale = stale_runs(lake)
     marked = []
     for row in stale.itertuples(index=False):
-        accounted = 0
-        if row.command == "pick":
-            ledger = (
-                Lake(lake).query("SELECT unit FROM units WHERE run_id = ?", [row.run_id])
-                if Lake(lake).has_files("units")
-                else pd.DataFrame({"unit": []})
-            )
-            known = set(ledger["unit"])
-            done = [
-                UnitResult(
-                    "pick",
-                    key,
-                    "done",
-                    rows=n,
-                    output=path,
-                    error="accounted after the run was killed",
-                )
-                for key, (path, n) in sorted(committed_pick_units(lake, row.run_id).items())
-                if key not in known
-            ]
-            if done:
-                record_units(lake, row.run_id, "pick", done, name=f"{row.run_id}__crashed")
-            accounted = len(done)
+        units = (
+            Lake(lake).query("SELECT count(*) AS n FROM units WHERE run_id = ?", [row.run_id])
+            if Lake(lake).has_files("units")
+            else pd.DataFrame({"n": [0]})
+        )
         config = json.loads(row.config_json or "{}")
         config.pop("_process", None)
         record_run(
@@ -287,24 +240,57 @@ def mark_crashed_runs(lake: Path) -> list[dict[str, Any]]:
                 "run_id": row.run_id,
                 "flow_run_id": row.flow_run_id or "",
                 "command": row.command,
-                "units_accounted": accounted,
+                "units_accounted": int(units["n"].iloc[0]),
             }
         )
     return marked
 
 
-def record_units(
-    lake: Path, run_id: str, stage: str, results: Iterable[UnitResult], name: str | None = None
-) -> Path | None:
-    """Write the ledger rows of ``results`` for one run and stage as one file (stem ``name``)."""
+def ledger_rows(run_id: str, stage: str, results: Iterable[UnitResult]) -> pd.DataFrame:
+    """Return the `units` rows of ``results`` of one run and stage."""
     rows = []
     for r in results:
         d = asdict(r)
-        d.pop("extra")
-        d.pop("stage")
-        rows.append({"run_id": run_id, **d})
-    if not rows:
+        for name in ("extra", "stage", "changes"):
+            d.pop(name)
+        rows.append({"run_id": run_id, **d, "stage": stage})
+    return pd.DataFrame(rows)
+
+
+def record_units(
+    lake: Path, run_id: str, stage: str, results: Iterable[UnitResult], name: str | None = None
+) -> Path | None:
+    """Commit the ledger rows of ``results`` (units without data files of their own)."""
+    frame = ledger_rows(run_id, stage, results)
+    if frame.empty:
         return None
-    return write_table(
-        lake, "units", pd.DataFrame(rows), name=name or run_id, partition={"stage": stage}
+    Lake(lake).commit(rows={"units": frame}, run_id=run_id, message=f"{stage} ledger")
+    return Path(lake)
+
+
+def commit_unit(lake: Path, run_id: str, result: UnitResult, replace: bool = False) -> UnitResult:
+    """Commit one unit's data files together with its ledger row; return the row committed.
+
+    A unit whose files another run committed first (same inputs, no ``--force``) is recorded
+    ``skipped``: its own files are deleted, the lake keeps the first ones.
+    """
+    changes = list(result.changes)
+
+    def ledger(taken: list[Any]) -> dict[str, pd.DataFrame]:
+        nonlocal result
+        if changes and not taken:
+            result = dataclasses.replace(
+                result, status="skipped", rows=0, error="committed by another run", changes=[]
+            )
+        else:
+            result = dataclasses.replace(result, changes=[])
+        return {"units": ledger_rows(run_id, result.stage, [result])}
+
+    Lake(lake).commit(
+        changes,
+        rows=ledger,
+        run_id=run_id,
+        replace=replace,
+        message=f"{result.stage} {result.unit}",
     )
+    return result

@@ -200,7 +200,7 @@ def _magnitudes(
             "magnitudes skipped: no StationXML with responses; pass -F/--file stations.xml"
         )
         return {**counts, "why_none": ["no StationXML with responses; pass -F/--file stations.xml"]}
-    todo = [(r.unit, Path(r.output)) for r in days if r.status in ("done", "skipped") and r.output]
+    todo = [(r.unit, r.output) for r in days if r.status in ("done", "skipped") and r.output]
     futures = [
         (
             k,

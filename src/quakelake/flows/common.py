@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prefect.context import get_run_context
 
-from quakelake.lineage import UnitResult, committed_pick_units, mark_crashed_runs
+from quakelake.lineage import UnitResult, mark_crashed_runs
 
 log = logging.getLogger(__name__)
 
@@ -47,37 +47,11 @@ def raise_if_workers_lost(results: list[UnitResult], what: str) -> None:
         )
 
 
-def account_lost_pick_units(results: list[UnitResult], lake: Path, run_id: str) -> list[UnitResult]:
-    """Return ``results`` with each unit that lost its worker *after* committing its picks as done.
-
-    A worker killed between writing a unit's file and reporting back leaves picks of this run in
-    the lake: the ledger must say so, or the lake holds rows no unit accounts for. A unit whose
-    task was run again after such a loss finds its own file and says ``skipped``: it is done too.
-    """
-    if not any(r.error.startswith(LOST_WORKER) for r in results):
-        return results
-    committed = committed_pick_units(lake, run_id)
-    out = []
-    for r in results:
-        # lost after committing; or retried elsewhere and then found its own file ("skipped")
-        if (r.error.startswith(LOST_WORKER) or r.status == "skipped") and r.unit in committed:
-            path, rows = committed[r.unit]
-            r = UnitResult(
-                r.stage,
-                r.unit,
-                "done",
-                rows=rows,
-                output=path,
-                error="committed; its worker was lost before reporting back",
-            )
-        out.append(r)
-    return out
-
-
 def recover_crashed_runs(lake: Path) -> list[dict]:
     """Mark killed runs of this host ``crashed`` in the lake and in Prefect; return them.
 
-    Their committed units get ledger rows (see :func:`quakelake.lineage.mark_crashed_runs`); the
+    Their committed units have their ledger rows already (see
+    :func:`quakelake.lineage.mark_crashed_runs`); the
     Prefect flow run of each, left Running by the kill, is set Crashed when the API knows it.
     """
     try:

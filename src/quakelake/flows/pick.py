@@ -14,17 +14,31 @@ from quakelake import ensemble as ensembles
 from quakelake import groups as station_groups
 from quakelake.errors import FailedWork
 from quakelake.flows.common import (
-    account_lost_pick_units,
     collect,
     current_flow_run_id,
     raise_if_workers_lost,
     recover_crashed_runs,
 )
-from quakelake.lineage import Stopwatch, new_run_id, record_run, record_units, utcnow, where_counts
+from quakelake.lineage import (
+    Stopwatch,
+    commit_unit,
+    new_run_id,
+    record_run,
+    record_units,
+    utcnow,
+    where_counts,
+)
 from quakelake.params import PickParams, StationSelection, TimeWindow
 from quakelake.printing import days_text, selection_text
 from quakelake.tasks.ensemble import ensemble_station_day
-from quakelake.tasks.pick import index_archive, phase_counts, pick_station_day, summary_table
+from quakelake.tasks.pick import (
+    committed_stems,
+    index_archive,
+    phase_counts,
+    pick_station_day,
+    station_prefix,
+    summary_table,
+)
 
 
 class NoWaveforms(FailedWork):
@@ -110,10 +124,20 @@ def pick_phases(
             "picking %d station-days x %d model/weights on %s", len(units), len(specs), device
         )
         with Stopwatch() as sw:
+            committed = committed_stems(lake)  # the workers never ask the catalog
             submitted = [
                 (
                     f"{spec.label}:{unit.key}",
-                    pick_station_day.submit(unit, spec, pick, selection, lake, run_id, force),
+                    pick_station_day.submit(
+                        unit,
+                        spec,
+                        pick,
+                        selection,
+                        lake,
+                        run_id,
+                        force,
+                        committed.get(station_prefix(unit, spec), frozenset()),
+                    ),
                 )
                 for spec in specs
                 for unit in units
@@ -129,8 +153,14 @@ def pick_phases(
                     )
                     for unit in units
                 ]
+            # each unit's files and ledger row are committed together as it comes back
             results = [
-                collect(key, fut, "ensemble" if key.startswith("ensemble/") else "pick")
+                commit_unit(
+                    lake,
+                    run_id,
+                    collect(key, fut, "ensemble" if key.startswith("ensemble/") else "pick"),
+                    replace=force,
+                )
                 for key, fut in tqdm(
                     submitted, desc="station-days", unit="unit", disable=not progress
                 )
@@ -140,8 +170,7 @@ def pick_phases(
             timings["denoise (in units)"] = sum(
                 r.extra.get("denoise_seconds", 0.0) for r in results
             )
-        results = account_lost_pick_units(results, lake, run_id)
-        record_units(lake, run_id, "pick", failures + results)
+        record_units(lake, run_id, "pick", failures)
         raise_if_workers_lost(results, "station-days")
         summary = _summary(run_id, results, failures, timings, specs, warnings)
         if ensemble is not None:

@@ -1,11 +1,12 @@
-"""The lakehouse: explicit schemas, atomic Parquet files, DuckDB views. No Prefect here."""
+"""The lakehouse: explicit schemas, immutable Parquet files, a DuckLake catalog. No Prefect here."""
 
-from quakelake.lakehouse.catalog import Lake, LakeQueryError
+from quakelake.lakehouse.catalog import FileChange, Lake, LakeError, LakeQueryError
 from quakelake.lakehouse.schema import TABLES, TableSpec
 from quakelake.lakehouse.writer import (
     file_path,
-    remove_superseded,
     safe_name,
+    stage_table,
+    stem_of,
     to_arrow,
     unit_stem,
     write_atomic,
@@ -14,12 +15,15 @@ from quakelake.lakehouse.writer import (
 
 __all__ = [
     "TABLES",
+    "FileChange",
     "Lake",
+    "LakeError",
     "LakeQueryError",
     "TableSpec",
     "file_path",
-    "remove_superseded",
     "safe_name",
+    "stage_table",
+    "stem_of",
     "to_arrow",
     "unit_stem",
     "write_atomic",

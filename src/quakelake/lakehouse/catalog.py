@@ -1,17 +1,45 @@
-"""DuckDB views over the Parquet lake and parameterised queries."""
+"""The lake: Parquet data files under a DuckLake catalog, read through DuckDB views.
+
+Parquet stays the truth; the catalog (DuckLake, DuckDB's lakehouse format) says which files
+are part of the lake. A data file is written first (by a worker, anywhere) and becomes visible
+only when the flow process commits it, in one transaction with the ledger rows that account for
+it. Every commit is a snapshot carrying its run id: ``Lake.connect(as_of=...)`` reads the lake
+as it was. Files nobody committed (a killed run's, a stray copy) are never read.
+
+The catalog lives in the lake folder (``catalog.sqlite``, nothing to start) or in PostgreSQL
+(``Lake(root, catalog="postgresql://host/db")``) for many writers on many hosts. Any DuckDB
+client opens the lake with::
+
+    LOAD ducklake; LOAD sqlite;
+    ATTACH 'ducklake:sqlite:/path/to/lake/catalog.sqlite' AS lake (READ_ONLY);
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from quakelake.errors import BadInput
-from quakelake.lakehouse.schema import TABLES
-from quakelake.lakehouse.writer import table_spec
+from quakelake.lakehouse import extensions
+from quakelake.lakehouse.schema import TABLES, TableSpec
+
+CATALOG_FILE = "catalog.sqlite"
+CATALOG_POINTER = "catalog.json"  # where a lake's shared (PostgreSQL) catalog is; no secrets
+UNIT_COLUMN = "unit_file"  # every row: the logical file (unit key + inputs) it was committed in
+ALIAS = "lake"
+META = f"__ducklake_metadata_{ALIAS}"
 
 # The runs table holds one row per status change: the view shows each run's latest state.
 _LATEST_RUN = (
@@ -19,96 +47,524 @@ _LATEST_RUN = (
     "(PARTITION BY run_id ORDER BY coalesce(finished, started) DESC, status = 'running') = 1"
 )
 
+# QuakeLake's own bookkeeping tables in the catalog (not lake tables users query)
+_FILES_TABLE = "lake_files"  # one row per committed logical file: the skip/resume truth
+_TOKEN_TABLE = "lake_commit_token"  # one row every commit updates: concurrent commits conflict
+
+_DUCK_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.float64(): "DOUBLE",
+    pa.float32(): "FLOAT",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.bool_(): "BOOLEAN",
+    pa.date32(): "DATE",
+}
+
+_LOCKS: dict[str, threading.RLock] = {}
+_CONNECTIONS: dict[tuple[int, str], duckdb.DuckDBPyConnection] = {}
+_GUARD = threading.Lock()
+
+
+class LakeQueryError(BadInput):
+    """A query over the lake failed (e.g. it names a table with no data yet)."""
+
+
+class LakeError(BadInput):
+    """The lake path or its catalog cannot be used (a file, an old layout, an unknown catalog)."""
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One logical file entering the lake at commit.
+
+    Attributes:
+        table: lake table.
+        path: the data file a worker wrote (not yet part of the lake).
+        stem: the logical file: unit key, a dot and the fingerprint of its inputs
+            (:func:`quakelake.lakehouse.writer.unit_stem`); its rows carry it in ``unit_file``.
+        key: the unit key; other committed stems of this key in ``table`` are superseded (their
+            rows removed in the same commit). Empty: only the same stem is replaced.
+    """
+
+    table: str
+    path: Path
+    stem: str
+    key: str = ""
+
+
+def column_type(dtype: pa.DataType) -> str:
+    """Return the DuckDB type of a lake column of pyarrow type ``dtype``."""
+    if pa.types.is_timestamp(dtype):
+        return "TIMESTAMPTZ" if dtype.tz else "TIMESTAMP"
+    return _DUCK_TYPES[dtype]
+
+
+def table_columns(spec: TableSpec) -> list[tuple[str, str]]:
+    """Return the catalog columns of a lake table: file schema, partition keys, ``unit_file``."""
+    cols = [(f.name, column_type(f.type)) for f in spec.schema]
+    cols += [
+        (k, "DATE" if k == "day" else "VARCHAR")
+        for k in spec.partition_by
+        if k not in spec.schema.names
+    ]
+    return cols + [(UNIT_COLUMN, "VARCHAR")]
+
+
+def _is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://", "postgres:"))
+
+
+def _has_password(url: str) -> bool:
+    return re.match(r"postgres(ql)?://[^/@:]+:[^/@]+@", url) is not None or "password=" in url
+
 
 class Lake:
-    """A lake folder opened as DuckDB views, one per table that has files.
+    """A lake folder: Parquet files, a DuckLake catalog, one DuckDB view per table.
+
+    Args:
+        root: the lake folder (data files live under it, one folder per table).
+        catalog: ``None`` (the lake's own: ``catalog.sqlite`` in the folder, or the PostgreSQL
+            catalog recorded in its ``catalog.json``) or a ``postgresql://`` URL (passwords come
+            from ``PGPASSWORD`` or ``~/.pgpass``, never from the lake).
 
     Example:
         >>> lake = Lake("lake")                                    # doctest: +SKIP
         >>> lake.query("SELECT phase, count(*) FROM picks GROUP BY ALL")  # doctest: +SKIP
     """
 
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
+    def __init__(self, root: str | Path, catalog: str | None = None):
+        self.root = Path(root).absolute()
+        if self.root.exists() and not self.root.is_dir():
+            raise LakeError(f"lake path {root} is a file, not a folder; pass a folder to -o/--lake")
+        self._catalog = catalog or ""
 
-    def files(self, table: str) -> list[Path]:
-        """Return the committed Parquet files of ``table`` (temporary files excluded)."""
-        folder = self.root / table_spec(table).name
-        if not folder.is_dir():
-            return []
-        return sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith("."))
+    # -- where the catalog is -------------------------------------------------------------
+    @property
+    def catalog(self) -> str:
+        """Return the catalog's location: a PostgreSQL URL or the SQLite file's path."""
+        if self._catalog:
+            return self._catalog
+        pointer = self.root / CATALOG_POINTER
+        if pointer.is_file():
+            return json.loads(pointer.read_text())["catalog"]
+        return str(self.root / CATALOG_FILE)
 
-    def _pattern(self, table: str) -> str:
-        # Committed files sit exactly one folder per partition key deep; hidden names are temporary.
-        return "*/" * len(table_spec(table).partition_by) + "[!.]*.parquet"
+    def exists(self) -> bool:
+        """Return True when the lake has a catalog (something was ever committed)."""
+        return _is_postgres(self.catalog) or Path(self.catalog).is_file()
 
-    def has_files(self, table: str) -> bool:
-        """Return True when ``table`` has at least one committed file (stops at the first one)."""
-        folder = self.root / table_spec(table).name
-        return folder.is_dir() and next(folder.glob(self._pattern(table)), None) is not None
+    def _attach_sql(self, read_only: bool = False) -> str:
+        url = self.catalog
+        if _is_postgres(url):
+            target = "ducklake:postgres:" + url.removeprefix("postgres:")
+        else:
+            target = "ducklake:sqlite:" + url
+        opts = [f"DATA_PATH '{_quote(str(self.root))}/'"]
+        if read_only:
+            opts = ["READ_ONLY"]
+        return f"ATTACH '{_quote(target)}' AS {ALIAS} ({', '.join(opts)})"
 
-    def source_sql(self, table: str) -> str:
-        """Return the ``read_parquet`` expression that reads ``table``."""
-        # Every file of a table is cast to the table's explicit schema on write, so the files share
-        # one schema and DuckDB need not open every footer to unify them (no union_by_name): with
-        # tens of thousands of unit files that is what prunes a day-filtered query to its days.
-        spec = table_spec(table)
-        glob = str(self.root / spec.name) + "/" + self._pattern(table)
-        if not spec.partition_by:
-            return f"SELECT * FROM read_parquet('{_quote(glob)}')"
-        types = ", ".join(
-            f"'{key}': '{'DATE' if key == 'day' else 'VARCHAR'}'" for key in spec.partition_by
-        )
-        return (
-            f"SELECT * FROM read_parquet('{_quote(glob)}', hive_partitioning=true, "
-            f"hive_types={{{types}}})"
-        )
-
-    def connect(self, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
-        """Return a DuckDB connection with one view per table that has files."""
-        con = duckdb.connect(database)
-        for name in TABLES:
-            if not self.has_files(name):
-                continue
-            source = self.source_sql(name)
-            if name == "runs":
-                source = _LATEST_RUN.format(source=source)
-            con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {source}')
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        con = extensions.offline_connection()
+        postgres = _is_postgres(self.catalog)
+        extensions.load(con, "ducklake", "postgres_scanner" if postgres else "sqlite_scanner")
+        if not read_only:
+            if postgres:
+                self._record_pointer()
+            else:
+                self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            con.execute(self._attach_sql(read_only))
+        except duckdb.Error as exc:
+            con.close()
+            raise LakeError(f"cannot open the catalog of lake {self.root} ({self.catalog}): {exc}")
+        if not read_only:
+            _ensure_tables(con)
         return con
 
+    def _record_pointer(self) -> None:
+        if _has_password(self.catalog):
+            raise LakeError(
+                "--catalog: the URL holds a password; drop it from the URL and set PGPASSWORD "
+                "or ~/.pgpass (secrets never go into the lake)"
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        pointer = self.root / CATALOG_POINTER
+        text = json.dumps({"catalog": self.catalog})
+        if not pointer.is_file() or pointer.read_text() != text:
+            tmp = pointer.with_name(f".{pointer.name}.{os.getpid()}.tmp")
+            tmp.write_text(text)
+            os.replace(tmp, pointer)
+
+    def _shared(self) -> duckdb.DuckDBPyConnection:
+        """Return this process's read-write connection to the catalog (opened once)."""
+        key = (os.getpid(), f"{self.root}|{self.catalog}")
+        with _GUARD:
+            con = _CONNECTIONS.get(key)
+            if con is None:
+                con = self._open(read_only=False)
+                _CONNECTIONS[key] = con
+            return con
+
+    def _lock(self) -> threading.RLock:
+        with _GUARD:
+            return _LOCKS.setdefault(f"{self.root}|{self.catalog}", threading.RLock())
+
+    # -- reading ----------------------------------------------------------------------------
+    def connect(
+        self, as_of: str | None = None, read_only: bool = False
+    ) -> duckdb.DuckDBPyConnection:
+        """Return a DuckDB connection with one view per lake table (the lake as of ``as_of``).
+
+        Args:
+            as_of: a run id (the lake right after that run's last commit) or a time
+                (ISO 8601, UTC when no offset); None: the lake now.
+            read_only: a connection of its own that cannot commit (what ``quakelake sql`` uses).
+        """
+        if not self.exists():
+            if self.root.is_dir() and _legacy_files(self.root):
+                raise LakeError(
+                    f"lake {self.root} holds Parquet files but no catalog (the layout before "
+                    f"the DuckLake catalog); run: quakelake lake migrate -o {self.root}"
+                )
+            con = extensions.offline_connection()
+            return con
+        con = self._open(read_only=True) if read_only else self._shared().cursor()
+        at = self._at_clause(con, as_of) if as_of else ""
+        for name, spec in TABLES.items():
+            source = f'SELECT * EXCLUDE ({UNIT_COLUMN}) FROM {ALIAS}."{name}"{at}'
+            if name == "runs":
+                source = _LATEST_RUN.format(source=source)
+            con.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {source}')
+        return con
+
+    def _at_clause(self, con: duckdb.DuckDBPyConnection, as_of: str) -> str:
+        snap = resolve_snapshot(con, as_of)
+        return f" AT (VERSION => {snap})"
+
     def tables(self) -> list[str]:
-        """Return the names of the tables that have files."""
+        """Return the names of the tables that have rows."""
         return [name for name in TABLES if self.has_files(name)]
 
-    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
+    def has_files(self, table: str) -> bool:
+        """Return True when ``table`` has committed rows."""
+        if not self.exists():
+            return False
+        _spec(table)
+        with self._cursor() as con:
+            return con.execute(f'SELECT 1 FROM {ALIAS}."{table}" LIMIT 1').fetchone() is not None
+
+    @contextmanager
+    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cur = self._shared().cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    def files(self, table: str) -> list[Path]:
+        """Return the data files holding ``table``'s current rows."""
+        if not self.exists():
+            return []
+        _spec(table)
+        with self._cursor() as con:
+            rows = con.execute(f'SELECT DISTINCT filename FROM {ALIAS}."{table}"').fetchall()
+        return sorted(Path(r[0]) for r in rows)
+
+    def stems(self, table: str | None = None) -> pd.DataFrame:
+        """Return the committed logical files (table, stem, key, path, run_id, committed)."""
+        cols = ["table_name", "stem", "key", "path", "run_id", "committed"]
+        if not self.exists():
+            return pd.DataFrame(columns=cols)
+        sql = f"SELECT {', '.join(cols)} FROM {ALIAS}.{_FILES_TABLE}"
+        with self._cursor() as con:
+            if table is None:
+                return con.execute(sql).df()
+            return con.execute(sql + " WHERE table_name = ?", [table]).df()
+
+    def query(
+        self,
+        sql: str,
+        params: Sequence[Any] | dict[str, Any] | None = None,
+        as_of: str | None = None,
+        read_only: bool = False,
+    ) -> pd.DataFrame:
         """Run ``sql`` with bound ``params`` over the lake's views and return a DataFrame.
 
         Raises:
             LakeQueryError: with the tables available when the query names a missing one.
         """
-        con = self.connect()
+        con = self.connect(as_of=as_of, read_only=read_only)
         try:
             return con.execute(sql, params or []).df()
         except duckdb.CatalogException as exc:
             have = ", ".join(self.tables()) or "none yet"
             raise LakeQueryError(f"{exc}\nTables with data in lake {self.root}: {have}") from exc
+        except duckdb.IOException as exc:
+            raise LakeQueryError(
+                f"{exc}\nA data file of lake {self.root} is damaged or missing: "
+                f"run quakelake lake check -o {self.root}"
+            ) from exc
         finally:
             con.close()
 
     def read(
         self, table: str, where: str = "", params: Sequence[Any] | None = None
     ) -> pd.DataFrame:
-        """Return the rows of ``table`` (empty with the right columns when it has no files)."""
+        """Return the rows of ``table`` (empty with the right columns when it has none)."""
+        spec = _spec(table)
         if not self.has_files(table):
-            spec = TABLES[table]
-            cols = list(spec.schema.names) + list(spec.partition_by)
+            cols = list(spec.schema.names)
+            cols += [k for k in spec.partition_by if k not in cols]
             return pd.DataFrame(columns=cols)
         clause = f" WHERE {where}" if where else ""
         return self.query(f'SELECT * FROM "{table}"{clause}', params)
 
+    def history(self) -> pd.DataFrame:
+        """Return the lake's snapshots: id, time, run id, message and what changed."""
+        if not self.exists():
+            return pd.DataFrame(columns=["snapshot_id", "time", "run_id", "message", "changes"])
+        with self._cursor() as con:
+            frame = con.execute(
+                "SELECT snapshot_id, snapshot_time AS time, commit_extra_info, commit_message "
+                f"AS message, changes FROM {ALIAS}.snapshots() ORDER BY snapshot_id"
+            ).df()
+        frame.insert(2, "run_id", [_run_of(x) for x in frame.pop("commit_extra_info")])
+        frame["changes"] = [_changes_text(c) for c in frame["changes"]]
+        return frame
 
-class LakeQueryError(BadInput):
-    """A query over the lake failed (e.g. it names a table with no data yet)."""
+    # -- writing ----------------------------------------------------------------------------
+    def commit(
+        self,
+        changes: Sequence[FileChange] = (),
+        rows: dict[str, pd.DataFrame | pa.Table]
+        | Callable[[list[FileChange]], dict[str, pd.DataFrame]]
+        | None = None,
+        run_id: str = "",
+        replace: bool = True,
+        message: str = "",
+    ) -> list[FileChange]:
+        """Commit data files and rows in one transaction (one snapshot); return the files taken.
+
+        Each file's logical stem is checked inside the transaction: a stem already committed is
+        replaced when ``replace`` (``--force``) and otherwise left as it is (the new file is
+        deleted: another run committed the same unit first). Every commit updates one token
+        row, so two concurrent commits conflict and the later one is retried against the new
+        snapshot: a unit is committed once however many runs race on it.
+
+        Args:
+            changes: data files written by workers, not yet in the lake.
+            rows: small tables inserted as rows (the ledger: ``units``, ``runs``...), or a
+                function of the files taken that returns them (a ledger row that says whether
+                the unit's files were taken).
+            run_id: recorded with the snapshot (``quakelake lake history``, ``--as-of``).
+            replace: replace committed stems (True) or keep them (False).
+            message: the snapshot's commit message.
+        """
+        if not changes and not rows:
+            return []
+        for change in changes:
+            _spec(change.table)
+        extra = json.dumps({"run_id": run_id})
+        delay = 0.05
+        with self._lock():
+            for attempt in range(80):
+                con = self._shared().cursor()
+                try:
+                    con.execute("BEGIN TRANSACTION")
+                    con.execute(
+                        f"CALL {ALIAS}.set_commit_message('quakelake', ?, extra_info => ?)",
+                        [message or run_id, extra],
+                    )
+                    con.execute(f"UPDATE {ALIAS}.{_TOKEN_TABLE} SET n = n + 1")
+                    taken = [c for c in changes if _apply(con, c, run_id, replace)]
+                    tables = rows(taken) if callable(rows) else (rows or {})
+                    for table, data in tables.items():
+                        if len(data):
+                            _insert_rows(con, table, data)
+                    con.execute("COMMIT")
+                    break
+                except duckdb.Error as exc:
+                    try:
+                        con.execute("ROLLBACK")
+                    except duckdb.Error:
+                        pass
+                    if not _retryable(exc) or attempt == 79:
+                        raise
+                    time.sleep(delay)
+                    delay = min(delay * 1.5, 1.0)
+                finally:
+                    con.close()
+        for change in changes:
+            if change not in taken:
+                Path(change.path).unlink(missing_ok=True)  # never part of the lake
+        return taken
+
+
+def _retryable(exc: duckdb.Error) -> bool:
+    text = str(exc).lower()
+    return any(
+        s in text
+        for s in ("conflict", "locked", "busy", "retry", "duplicate key", "could not serialize")
+    )
+
+
+def _apply(con: duckdb.DuckDBPyConnection, change: FileChange, run_id: str, replace: bool) -> bool:
+    """Stage one file into the open transaction; return False when its stem stays as it is."""
+    have = con.execute(
+        f"SELECT stem FROM {ALIAS}.{_FILES_TABLE} WHERE table_name = ? AND (stem = ? OR key = ?)",
+        [change.table, change.stem, change.key or change.stem],
+    ).fetchall()
+    old = [r[0] for r in have]
+    if change.stem in old and not replace:
+        return False
+    if old:
+        marks = ", ".join("?" * len(old))
+        con.execute(f'DELETE FROM {ALIAS}."{change.table}" WHERE {UNIT_COLUMN} IN ({marks})', old)
+        con.execute(
+            f"DELETE FROM {ALIAS}.{_FILES_TABLE} WHERE table_name = ? AND stem IN ({marks})",
+            [change.table, *old],
+        )
+    spec = _spec(change.table)
+    con.execute(
+        f"CALL ducklake_add_data_files('{ALIAS}', ?, ?, hive_partitioning => ?, allow_missing => true)",
+        [change.table, str(change.path), bool(spec.partition_by)],
+    )
+    con.execute(
+        f"INSERT INTO {ALIAS}.{_FILES_TABLE} VALUES (?, ?, ?, ?, ?, now())",
+        [change.table, change.stem, change.key, str(change.path), run_id],
+    )
+    return True
+
+
+def _insert_rows(con: duckdb.DuckDBPyConnection, table: str, data: pd.DataFrame | pa.Table) -> None:
+    from quakelake.lakehouse.writer import to_arrow
+
+    spec = _spec(table)
+    frame = data.to_pandas() if isinstance(data, pa.Table) else data
+    parts = {
+        k: frame[k] for k in spec.partition_by if k in frame.columns and k not in spec.schema.names
+    }
+    body = to_arrow(table, frame.drop(columns=list(parts)))
+    for k, values in parts.items():
+        body = body.append_column(k, pa.array(values.astype(str), pa.string()))
+    con.register("_quakelake_rows", body)
+    try:
+        names = ", ".join(f'"{n}"' for n in body.column_names)
+        casts = ", ".join(
+            f'CAST("{n}" AS DATE) AS "{n}"' if n == "day" else f'"{n}"' for n in body.column_names
+        )
+        con.execute(f'INSERT INTO {ALIAS}."{table}" ({names}) SELECT {casts} FROM _quakelake_rows')
+    finally:
+        con.unregister("_quakelake_rows")
+
+
+def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create missing tables and add missing columns (schema evolution: no file is rewritten)."""
+    have = {
+        (r[0], r[1])
+        for r in con.execute(
+            "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = ?", [ALIAS]
+        ).fetchall()
+    }
+    tables = {t for t, _ in have}
+    wanted = {name: table_columns(spec) for name, spec in TABLES.items()}
+    wanted[_FILES_TABLE] = [
+        ("table_name", "VARCHAR"),
+        ("stem", "VARCHAR"),
+        ("key", "VARCHAR"),
+        ("path", "VARCHAR"),
+        ("run_id", "VARCHAR"),
+        ("committed", "TIMESTAMPTZ"),
+    ]
+    wanted[_TOKEN_TABLE] = [("n", "BIGINT")]
+    todo = []
+    for name, cols in wanted.items():
+        if name not in tables:
+            body = ", ".join(f'"{c}" {t}' for c, t in cols)
+            todo.append(f'CREATE TABLE IF NOT EXISTS {ALIAS}."{name}" ({body})')
+            if name == _TOKEN_TABLE:
+                todo.append(f"INSERT INTO {ALIAS}.{_TOKEN_TABLE} VALUES (0)")
+            continue
+        for c, t in cols:
+            if (name, c) not in have:
+                todo.append(f'ALTER TABLE {ALIAS}."{name}" ADD COLUMN "{c}" {t}')
+    if not todo:
+        return
+    for attempt in range(40):
+        try:
+            con.execute("BEGIN TRANSACTION")
+            for sql in todo:
+                con.execute(sql)
+            con.execute("COMMIT")
+            return
+        except duckdb.Error as exc:
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            if not (_retryable(exc) or "already exists" in str(exc)) or attempt == 39:
+                raise
+            time.sleep(0.1)
+
+
+def resolve_snapshot(con: duckdb.DuckDBPyConnection, as_of: str) -> int:
+    """Return the snapshot id of ``as_of``: a run id (its last commit) or an ISO time.
+
+    Raises:
+        LakeQueryError: naming the option and the runs the lake has.
+    """
+    snaps = con.execute(
+        f"SELECT snapshot_id, snapshot_time, commit_extra_info FROM {ALIAS}.snapshots() "
+        "ORDER BY snapshot_id"
+    ).fetchall()
+    of_run = [s for s, _, info in snaps if _run_of(info) == as_of]
+    if of_run:
+        return of_run[-1]
+    try:
+        when = pd.Timestamp(as_of)
+    except (ValueError, TypeError):
+        runs = sorted({r for _, _, info in snaps if (r := _run_of(info))})
+        raise LakeQueryError(
+            f"--as-of: {as_of!r} is neither a run id of this lake nor a time "
+            f"(e.g. 2026-12-01T08:00:00Z); runs: {', '.join(runs[-5:]) or 'none'}"
+        ) from None
+    when = when.tz_localize("UTC") if when.tzinfo is None else when
+    before = [s for s, t, _ in snaps if pd.Timestamp(t) <= when]
+    if not before:
+        raise LakeQueryError(f"--as-of: the lake did not exist yet at {when.isoformat()}")
+    return before[-1]
+
+
+def _run_of(info: Any) -> str:
+    if not info:
+        return ""
+    try:
+        return json.loads(info).get("run_id", "")
+    except (ValueError, AttributeError):
+        return ""
+
+
+def _changes_text(changes: Any) -> str:
+    if not isinstance(changes, dict):
+        return str(changes or "")
+    return "; ".join(f"{k} {', '.join(map(str, v))}" for k, v in changes.items() if v)
+
+
+def _legacy_files(root: Path) -> bool:
+    return any(
+        next((root / name).rglob("*.parquet"), None) is not None
+        for name in TABLES
+        if (root / name).is_dir()
+    )
+
+
+def _spec(table: str) -> TableSpec:
+    try:
+        return TABLES[table]
+    except KeyError:
+        raise KeyError(f"unknown lake table {table!r}; known tables: {', '.join(TABLES)}") from None
 
 
 def _quote(text: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -50,47 +50,25 @@ def file_path(root: Path, table: str, partition: Mapping[str, str] | None, name:
 
 
 def unit_stem(key: str, inputs: str) -> str:
-    """Return the file stem of one unit's output: its key, a dot and the fingerprint of its inputs.
+    """Return the logical file of one unit's output: its key, a dot and the fingerprint of its inputs.
 
     The key names the unit (what it is, e.g. model, weights, station, instrument) and the
-    fingerprint what it was computed from: when the inputs change the unit gets a new file, and
-    :func:`remove_superseded` removes the file it replaces.
+    fingerprint what it was computed from: when the inputs change the unit gets a new logical
+    file, and the commit that adds it removes the one it replaces (same key, other inputs).
     """
     return f"{safe_name(key)}.{safe_name(inputs)}"
 
 
-def remove_superseded(
-    target: Path, key: str, also: Callable[[str], bool] | None = None
-) -> list[Path]:
-    """Remove the committed files of unit ``key`` next to ``target`` other than ``target`` itself.
-
-    Called after ``target`` was committed, so readers see the old rows until the new ones are
-    visible (a crash between the two leaves both; the next run of the unit removes the old one).
-
-    Args:
-        target: the unit's current file.
-        key: the unit key (see :func:`unit_stem`).
-        also: optional test of other stems to remove (files of an older naming scheme).
-
-    Returns:
-        The files removed.
-    """
-    prefix = safe_name(key)
-    removed = []
-    if not target.parent.is_dir():
-        return removed
-    for path in sorted(target.parent.glob("*.parquet")):
-        if path.name.startswith(".") or path == target:
-            continue
-        stem = path.stem
-        if stem.rsplit(".", 1)[0] == prefix or (also is not None and also(stem)):
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
+def stem_of(path: str | Path) -> str:
+    """Return the logical file (stem) of a data file: its name up to ``~`` (the write's token)."""
+    return Path(path).name.removesuffix(".parquet").split("~", 1)[0]
 
 
-def to_arrow(table: str, data: pd.DataFrame | pa.Table) -> pa.Table:
+def to_arrow(table: str, data: pd.DataFrame | pa.Table, stem: str | None = None) -> pa.Table:
     """Cast ``data`` to the explicit schema of ``table`` (missing columns become nulls).
+
+    With ``stem``, every row also carries its logical file in ``unit_file`` (what a commit
+    replaces, and what survives compaction).
 
     Raises:
         ValueError: naming the columns that are not in the schema.
@@ -111,7 +89,10 @@ def to_arrow(table: str, data: pd.DataFrame | pa.Table) -> pa.Table:
             columns[field.name] = pa.array(values, type=field.type, from_pandas=True)
         else:
             columns[field.name] = pa.nulls(len(data), type=field.type)
-    return pa.table(columns, schema=schema)
+    out = pa.table(columns, schema=schema)
+    if stem is not None:
+        out = out.append_column("unit_file", pa.array([stem] * len(out), pa.string()))
+    return out
 
 
 def write_atomic(path: Path, table: pa.Table) -> Path:
@@ -131,20 +112,56 @@ def write_atomic(path: Path, table: pa.Table) -> Path:
     return path
 
 
+def data_file(root: Path, table: str, partition: Mapping[str, str] | None, stem: str) -> Path:
+    """Return a new, unique data file name for logical file ``stem`` (never overwrites one)."""
+    return (
+        partition_dir(root, table, partition) / f"{safe_name(stem)}~{uuid.uuid4().hex[:12]}.parquet"
+    )
+
+
+def stage_table(
+    root: Path,
+    table: str,
+    data: pd.DataFrame | pa.Table,
+    name: str,
+    partition: Mapping[str, str] | None = None,
+    key: str = "",
+):
+    """Write one data file of ``table`` that is not yet part of the lake; return its change.
+
+    What a worker does: the returned :class:`~quakelake.lakehouse.catalog.FileChange` is
+    committed by the flow process (:meth:`Lake.commit`), together with the unit's ledger row.
+    """
+    from quakelake.lakehouse.catalog import FileChange
+
+    stem = safe_name(name)
+    path = write_atomic(data_file(Path(root), table, partition, stem), to_arrow(table, data, stem))
+    return FileChange(table, path, stem, safe_name(key) if key else "")
+
+
 def write_table(
     root: Path,
     table: str,
     data: pd.DataFrame | pa.Table,
     name: str,
     partition: Mapping[str, str] | None = None,
+    key: str = "",
+    run_id: str = "",
 ) -> Path:
-    """Write one immutable file of ``table`` and return its path.
+    """Write one data file of ``table`` and commit it at once; return its path.
 
     Args:
         root: lake root folder.
         table: lake table name (see ``quakelake.lakehouse.schema.TABLES``).
         data: rows to write; cast to the table's schema.
-        name: file stem, derived from the unit of work and the stage's fingerprint.
+        name: the logical file (unit key + fingerprint): a committed file of the same name is
+            replaced.
         partition: hive partition values, e.g. ``{"day": "2020-10-01"}``.
+        key: the unit key: committed files of this key and other inputs are replaced too.
+        run_id: recorded with the commit's snapshot.
     """
-    return write_atomic(file_path(root, table, partition, name), to_arrow(table, data))
+    from quakelake.lakehouse.catalog import Lake
+
+    change = stage_table(root, table, data, name, partition, key)
+    Lake(root).commit([change], run_id=run_id, message=f"{table} {change.stem}")
+    return change.path

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NONE
 
 from quakelake import association, magnitudes
 from quakelake import groups as station_groups
-from quakelake.lakehouse import Lake, file_path, remove_superseded, unit_stem, write_table
+from quakelake.lakehouse import TABLES, Lake, stage_table, unit_stem
+from quakelake.lakehouse.catalog import ALIAS
 from quakelake.lakehouse.writer import safe_name
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint, frame_digest
 from quakelake.stations import read_stations
@@ -268,28 +268,30 @@ def associate_day_task(
         )
         ukey = unit_key(key_config or config, source)
         name = unit_stem(ukey, inputs)
-        target = file_path(lake, "events", partition, name)
-        companion = file_path(lake, "assignments", partition, name)
-        if target.exists() and not force:
-            _supersede(target, companion, ukey)  # left by a run killed between commit and removal
-            return UnitResult("associate", key, "skipped", output=str(target), inputs=inputs)
+        if name in set(Lake(lake).stems("events")["stem"]) and not force:
+            return UnitResult("associate", key, "skipped", output=name, inputs=inputs)
         fp = config_fingerprint(config)
         prefix = f"{config.associator}-{fingerprint(fp, source.label, length=8)}-"
         result = association.associate_day(picks, stations, day, config, margin_s, prefix)
         common = {"run_id": run_id, "associator": config.associator, "config_fingerprint": fp}
         assignments = result.assignments.assign(**common)
         events = result.events.assign(**common, pick_source=source.label)
-        # assignments first: the events file marks the unit done; then the day's older files go
-        write_table(lake, "assignments", assignments, name, partition)
-        write_table(lake, "events", events, name, partition)
-        _supersede(target, companion, ukey)
+        # one commit: the day's events and assignments, replacing those of older inputs
+        Lake(lake).commit(
+            [
+                stage_table(lake, "assignments", assignments, name, partition, ukey),
+                stage_table(lake, "events", events, name, partition, ukey),
+            ],
+            run_id=run_id,
+            message=f"associate {key}",
+        )
     return UnitResult(
         "associate",
         key,
         "done",
         rows=len(events),
         seconds=sw.seconds,
-        output=str(target),
+        output=name,
         error="; ".join(result.messages)[:2000],
         extra={
             "picks": len(picks),
@@ -298,12 +300,6 @@ def associate_day_task(
         },
         inputs=inputs,
     )
-
-
-def _supersede(events_file: Path, assignments_file: Path, key: str) -> None:
-    """Remove the day's events/assignments files computed from older inputs (events first)."""
-    remove_superseded(events_file, key)
-    remove_superseded(assignments_file, key)
 
 
 def magnitude_key(events_stem: str) -> str:
@@ -322,8 +318,11 @@ def magnitude_inputs(events_stem: str, params: magnitudes.MagnitudeParams) -> st
     )
 
 
-def _read_file(path: Path) -> pd.DataFrame:
-    return pq.ParquetFile(path).read().to_pandas()  # one file: no partition columns from its folder
+def _read_stem(lake: Path, table: str, stem: str) -> pd.DataFrame:
+    """Return the rows of one committed logical file (without partition columns)."""
+    spec = TABLES[table]
+    cols = ", ".join(f'"{c}"' for c in spec.schema.names)
+    return Lake(lake).query(f'SELECT {cols} FROM {ALIAS}."{table}" WHERE unit_file = ?', [stem])
 
 
 @task(
@@ -337,7 +336,7 @@ def _read_file(path: Path) -> pd.DataFrame:
 def magnitudes_day_task(
     day: dt.date,
     lake: Path,
-    events_path: Path,
+    events_stem: str,
     config: association.PyOctoConfig | association.GammaConfig,
     source: PickSource,
     params: magnitudes.MagnitudeParams,
@@ -346,24 +345,24 @@ def magnitudes_day_task(
 ) -> UnitResult:
     """Measure amplitudes and local magnitudes of one day's events; fill the day's `events` file.
 
-    Writes `amplitudes`, rewrites the day's `events` file (atomically) with the magnitude
-    columns, then `station_magnitudes` (which marks the unit done). Skipped when that file is
-    newer than the events file, unless ``force``. ``events_path`` is the day's current events
-    file (the associate task's output); the magnitude files carry its inputs' fingerprint, and
-    those of older inputs are removed once the new ones are written.
+    Commits, in one transaction, `amplitudes`, the day's `events` with the magnitude columns
+    (replacing the logical file ``events_stem``, the associate task's output) and
+    `station_magnitudes`. Skipped when that commit is newer than the events' own, unless
+    ``force``; the magnitude files carry the events' inputs fingerprint and replace those of
+    older inputs.
     """
     key = day.isoformat()
     partition = {"day": key}
-    events_path = Path(events_path)
-    name = events_path.stem
+    name = events_stem
     mkey = magnitude_key(name)
-    target = file_path(
-        lake, "station_magnitudes", partition, unit_stem(mkey, magnitude_inputs(name, params))
-    )
-    if not events_path.exists():
+    target = unit_stem(mkey, magnitude_inputs(name, params))
+    stems = Lake(lake).stems()
+    when = dict(zip(stems["table_name"] + "/" + stems["stem"], stems["committed"], strict=True))
+    if f"events/{name}" not in when:
         return UnitResult("magnitude", key, "no_data", error="no events file for the day")
-    if target.exists() and not force and target.stat().st_mtime >= events_path.stat().st_mtime:
-        return UnitResult("magnitude", key, "skipped", output=str(target))
+    done = when.get(f"station_magnitudes/{target}")
+    if done is not None and not force and done >= when[f"events/{name}"]:
+        return UnitResult("magnitude", key, "skipped", output=target)
     if not response_files:
         return UnitResult(
             "magnitude",
@@ -372,8 +371,8 @@ def magnitudes_day_task(
             error="no StationXML with responses; pass -F/--file stations.xml",
         )
     with Stopwatch() as sw:
-        events = _read_file(events_path)
-        assignments = _read_file(file_path(lake, "assignments", partition, name))
+        events = _read_stem(lake, "events", name)
+        assignments = _read_stem(lake, "assignments", name)
         lake_ = Lake(lake)
         if not lake_.has_files("waveform_index"):
             return UnitResult(
@@ -394,17 +393,24 @@ def magnitudes_day_task(
             c: events[c].iloc[0] if len(events) else None
             for c in ("run_id", "associator", "config_fingerprint")
         }
-        write_table(lake, "amplitudes", result.amplitudes.assign(**common), target.stem, partition)
-        write_table(lake, "events", result.events, name, partition)
-        write_table(
-            lake,
-            "station_magnitudes",
-            result.station_magnitudes.assign(**common),
-            target.stem,
-            partition,
+        Lake(lake).commit(
+            [
+                stage_table(
+                    lake, "amplitudes", result.amplitudes.assign(**common), target, partition, mkey
+                ),
+                stage_table(lake, "events", result.events, name, partition, name.rsplit(".", 1)[0]),
+                stage_table(
+                    lake,
+                    "station_magnitudes",
+                    result.station_magnitudes.assign(**common),
+                    target,
+                    partition,
+                    mkey,
+                ),
+            ],
+            run_id=str(common.get("run_id") or ""),
+            message=f"magnitudes {key}",
         )
-        remove_superseded(file_path(lake, "amplitudes", partition, target.stem), mkey)
-        remove_superseded(target, mkey)
     with_ml = int(result.events["magnitude"].notna().sum()) if len(result.events) else 0
     return UnitResult(
         "magnitude",

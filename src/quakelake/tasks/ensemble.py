@@ -8,7 +8,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from quakelake import ensemble, picking, waveforms
-from quakelake.lakehouse import file_path, write_table
+from quakelake.lakehouse import Lake, stage_table
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint
 from quakelake.params import PickParams, StationSelection
 
@@ -46,18 +46,20 @@ def ensemble_station_day(
     lake: Path,
     run_id: str,
     force: bool = False,
+    committed: frozenset[str] | None = None,
 ) -> UnitResult:
     """Pick one station-day with the consensus of ``members`` into one `picks` file (model ``ensemble``).
 
-    The agreement rows go to `ensemble_picks` first; the `picks` file, written last, marks the unit done.
+    The `picks` and `ensemble_picks` files are committed together by the flow.
     """
     weights = ensemble.ensemble_weights(params.method, [m.label for m in members])
     key = f"{ensemble.ENSEMBLE_MODEL}/{weights}:{unit.key}"
     partition = {"day": unit.day.isoformat()}
     name = ensemble_file_name(unit, members, pick, params)
-    target = file_path(lake, "picks", partition, name)
-    if target.exists() and not force:
-        return UnitResult("ensemble", key, "skipped", output=str(target))
+    if committed is None:
+        committed = frozenset(Lake(lake).stems("picks")["stem"])
+    if name in committed and not force:
+        return UnitResult("ensemble", key, "skipped", output=name)
     with Stopwatch() as sw:
         instruments, failures = waveforms.read_station_day(unit, selection=selection)
         error = "; ".join(f"skipped {f.path}: {f.reason}" for f in failures)
@@ -69,8 +71,10 @@ def ensemble_station_day(
         picks = picking.within_day(picks, unit.day)
         agreement = agreement[agreement["pick_id"].isin(picks["pick_id"])]
         picks.insert(1, "run_id", run_id)
-        write_table(lake, "ensemble_picks", agreement.assign(run_id=run_id), name, partition)
-        write_table(lake, "picks", picks, name, partition)
+        changes = [
+            stage_table(lake, "ensemble_picks", agreement.assign(run_id=run_id), name, partition),
+            stage_table(lake, "picks", picks, name, partition),
+        ]
     extra = {"phases": picks["phase"].value_counts().to_dict()} if len(picks) else {"phases": {}}
     return UnitResult(
         "ensemble",
@@ -79,6 +83,7 @@ def ensemble_station_day(
         rows=len(picks),
         error=error,
         seconds=sw.seconds,
-        output=str(target),
+        output=name,
         extra=extra,
+        changes=changes,
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -12,15 +11,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from quakelake import denoise, engine, picking, waveforms
-from quakelake.lakehouse import (
-    file_path,
-    remove_superseded,
-    safe_name,
-    unit_stem,
-    write_atomic,
-    write_table,
-)
-from quakelake.lakehouse.writer import to_arrow
+from quakelake.lakehouse import Lake, stage_table, unit_stem, write_table
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint, where_label
 from quakelake.params import PickParams, StationSelection, TimeWindow
 from quakelake.tasks.retry import transient_only
@@ -48,10 +39,10 @@ def index_archive(
     key = waveforms.archive_key(Path(directory))
     if len(scan.index):
         content = scan.index[["path", "file_size", "file_mtime"]].drop_duplicates()
-        name = "index." + fingerprint(content.to_csv(index=False))
-        target = file_path(lake, "waveform_index", {"archive": key}, name)
-        if not target.exists():
-            write_atomic(target, to_arrow("waveform_index", scan.index))
+        name = unit_stem(f"index.{key}", fingerprint(content.to_csv(index=False)))
+        if name not in set(Lake(lake).stems("waveform_index")["stem"]):
+            # the archive's index of other contents (files added, replaced) is replaced
+            write_table(lake, "waveform_index", scan.index, name, {"archive": key}, f"index.{key}")
     # a file with a cut record is indexed up to and after it: partial, not failed
     indexed = set(scan.index["path"])
     failures = [
@@ -95,33 +86,36 @@ def instrument_key(
 
 
 def pick_files(
-    unit: waveforms.StationDay, spec: picking.ModelSpec, params: PickParams, lake: Path
-) -> dict[tuple[str, str], tuple[str, Path]]:
-    """Return, per instrument ``(location, band)`` of ``unit``, its pick key and its file.
+    unit: waveforms.StationDay, spec: picking.ModelSpec, params: PickParams
+) -> dict[tuple[str, str], tuple[str, str]]:
+    """Return, per instrument ``(location, band)`` of ``unit``, its pick key and logical file.
 
-    A file's name holds the instrument's key and the fingerprint of everything its picks are
-    computed from: the settings (:func:`pick_settings`) and the instrument's indexed segments
-    (path, channel, span, samples, file size and modification time). Late data, a replaced
-    file or another channel selection of the instrument give another file; other instruments
-    of the station (``-C 'EH?'`` after ``-C 'HH?'``) are other keys and are left alone.
+    A logical file (its stem) holds the instrument's key and the fingerprint of everything its
+    picks are computed from: the settings (:func:`pick_settings`) and the instrument's indexed
+    segments (path, channel, span, samples, file size and modification time). Late data, a
+    replaced file or another channel selection of the instrument give another stem; other
+    instruments of the station (``-C 'EH?'`` after ``-C 'HH?'``) are other keys, left alone.
     """
     settings = pick_settings(spec, params)
-    partition = {"day": unit.day.isoformat()}
     out = {}
     for (location, band), segments in unit.instrument_segments().items():
         key = instrument_key(unit, spec, location, band)
         inputs = fingerprint(settings, [dataclasses.astuple(seg) for seg in segments])
-        out[(location, band)] = (key, file_path(lake, "picks", partition, unit_stem(key, inputs)))
+        out[(location, band)] = (key, unit_stem(key, inputs))
     return out
 
 
-def _legacy_test(unit: waveforms.StationDay, spec: picking.ModelSpec):
-    # Files of the first naming scheme held a whole station-day: model.weights.NET.STA.<fp>.
-    pattern = re.compile(
-        re.escape(safe_name(f"{spec.model}.{spec.weights}.{unit.network}.{unit.station}"))
-        + r"\.[0-9a-f]{12}"
-    )
-    return lambda stem: pattern.fullmatch(stem) is not None
+def committed_stems(lake: Path, table: str = "picks") -> dict[str, frozenset[str]]:
+    """Return the committed stems of ``table`` by station prefix (``MODEL.WEIGHTS.NET.STA``)."""
+    out: dict[str, set[str]] = {}
+    for stem in Lake(lake).stems(table)["stem"]:
+        out.setdefault(".".join(stem.split(".")[:4]), set()).add(stem)
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+def station_prefix(unit: waveforms.StationDay, spec: picking.ModelSpec) -> str:
+    """Return the prefix of the stems of ``unit``'s picks by ``spec`` (see :func:`committed_stems`)."""
+    return ".".join(unit_stem(instrument_key(unit, spec, "", ""), "x").split(".")[:4])
 
 
 @task(
@@ -140,25 +134,25 @@ def pick_station_day(
     lake: Path,
     run_id: str,
     force: bool = False,
+    committed: frozenset[str] | None = None,
 ) -> UnitResult:
     """Pick one station-day with one model x weights: one immutable `picks` file per instrument.
 
-    Instruments whose file for the current inputs exists are skipped (unless ``force``); the
-    others are picked, and each new file replaces (removes, once committed) the instrument's
-    file computed from older inputs.
+    Instruments whose logical file for the current inputs is committed (``committed``: the
+    lake's stems for this station, given by the flow; None: asked of the lake) are skipped
+    unless ``force``; the others are picked into new data files that the flow commits with
+    the unit's ledger row (:func:`quakelake.lineage.commit_unit`), replacing the instrument's
+    file of older inputs. The worker never writes to the catalog.
     """
     key = f"{spec.label}:{unit.key}"
     lake = Path(lake)
-    files = pick_files(unit, spec, params, lake)
-    inputs = fingerprint(sorted(str(path.name) for _, path in files.values()))
-    outputs = ";".join(str(path) for _, path in files.values())
-    legacy = _legacy_test(unit, spec)
-    todo = {inst for inst, (_, path) in files.items() if force or not path.exists()}
+    files = pick_files(unit, spec, params)
+    if committed is None:
+        committed = committed_stems(lake).get(station_prefix(unit, spec), frozenset())
+    inputs = fingerprint(sorted(stem for _, stem in files.values()))
+    outputs = ";".join(stem for _, stem in files.values())
+    todo = {inst for inst, (_, stem) in files.items() if force or stem not in committed}
     if files and not todo:
-        for inst_key, path in files.values():
-            remove_superseded(
-                path, inst_key, legacy
-            )  # left by a run killed between commit and removal
         return UnitResult(
             "pick", key, "skipped", output=outputs, inputs=inputs, extra={"where": where_label()}
         )
@@ -188,11 +182,11 @@ def pick_station_day(
         picks = picking.within_day(picks, unit.day)
         picks.insert(1, "run_id", run_id)
         partition = {"day": unit.day.isoformat()}
+        changes = []
         for inst in wanted:
-            inst_key, path = files[(inst.location, inst.band)]
+            inst_key, stem = files[(inst.location, inst.band)]
             mine = picks[(picks["location"] == inst.location) & (picks["band"] == inst.band)]
-            write_table(lake, "picks", mine, path.stem, partition)
-            remove_superseded(path, inst_key, legacy)
+            changes.append(stage_table(lake, "picks", mine, stem, partition, inst_key))
     extra = {
         "phases": picks["phase"].value_counts().to_dict() if len(picks) else {},
         "engine": made_by,
@@ -210,6 +204,7 @@ def pick_station_day(
         extra=extra,
         inputs=inputs,
         notes=notes,
+        changes=changes,
     )
 
 
