@@ -54,7 +54,9 @@ def test_killed_run_resumes_to_the_same_lake(shared_data, weights_cache, prefect
         cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
     )
     deadline = time.monotonic() + 240
-    while len(_pick_files(killed)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+    while (
+        len(Lake(killed).files("picks")) < 2 and time.monotonic() < deadline and proc.poll() is None
+    ):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

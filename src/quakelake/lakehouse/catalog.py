@@ -83,14 +83,22 @@ class FileChange:
         path: the data file a worker wrote (not yet part of the lake).
         stem: the logical file: unit key, a dot and the fingerprint of its inputs
             (:func:`quakelake.lakehouse.writer.unit_stem`); its rows carry it in ``unit_file``.
-        key: the unit key; other committed stems of this key in ``table`` are superseded (their
-            rows removed in the same commit). Empty: only the same stem is replaced.
+        key: the unit key; other committed stems of this key in the same partition of
+            ``table`` are superseded (their rows removed in the same commit). Empty: only the
+            same stem is replaced.
+        partition: the hive partition values of the file (e.g. ``{"day": "2020-10-01"}``).
     """
 
     table: str
     path: Path
     stem: str
     key: str = ""
+    partition: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def part(self) -> str:
+        """Return the partition as its folder path (``day=2020-10-01``)."""
+        return "/".join(f"{k}={v}" for k, v in self.partition)
 
 
 def column_type(dtype: pa.DataType) -> str:
@@ -134,7 +142,7 @@ class Lake:
     """
 
     def __init__(self, root: str | Path, catalog: str | None = None):
-        self.root = Path(root).absolute()
+        self.root = Path(root).resolve()
         if self.root.exists() and not self.root.is_dir():
             raise LakeError(f"lake path {root} is a file, not a folder; pass a folder to -o/--lake")
         self._catalog = catalog or ""
@@ -274,7 +282,7 @@ class Lake:
 
     def stems(self, table: str | None = None) -> pd.DataFrame:
         """Return the committed logical files (table, stem, key, path, run_id, committed)."""
-        cols = ["table_name", "stem", "key", "path", "run_id", "committed"]
+        cols = ["table_name", "part", "stem", "key", "path", "run_id", "committed"]
         if not self.exists():
             return pd.DataFrame(columns=cols)
         sql = f"SELECT {', '.join(cols)} FROM {ALIAS}.{_FILES_TABLE}"
@@ -413,18 +421,27 @@ def _retryable(exc: duckdb.Error) -> bool:
 def _apply(con: duckdb.DuckDBPyConnection, change: FileChange, run_id: str, replace: bool) -> bool:
     """Stage one file into the open transaction; return False when its stem stays as it is."""
     have = con.execute(
-        f"SELECT stem FROM {ALIAS}.{_FILES_TABLE} WHERE table_name = ? AND (stem = ? OR key = ?)",
-        [change.table, change.stem, change.key or change.stem],
+        f"SELECT stem FROM {ALIAS}.{_FILES_TABLE} "
+        "WHERE table_name = ? AND part = ? AND (stem = ? OR key = ?)",
+        [change.table, change.part, change.stem, change.key or change.stem],
     ).fetchall()
     old = [r[0] for r in have]
     if change.stem in old and not replace:
         return False
     if old:
         marks = ", ".join("?" * len(old))
-        con.execute(f'DELETE FROM {ALIAS}."{change.table}" WHERE {UNIT_COLUMN} IN ({marks})', old)
+        where = "".join(
+            f' AND "{k}" = CAST(? AS DATE)' if k == "day" else f' AND "{k}" = ?'
+            for k, _ in change.partition
+        )
         con.execute(
-            f"DELETE FROM {ALIAS}.{_FILES_TABLE} WHERE table_name = ? AND stem IN ({marks})",
-            [change.table, *old],
+            f'DELETE FROM {ALIAS}."{change.table}" WHERE {UNIT_COLUMN} IN ({marks}){where}',
+            [*old, *(v for _, v in change.partition)],
+        )
+        con.execute(
+            f"DELETE FROM {ALIAS}.{_FILES_TABLE} "
+            f"WHERE table_name = ? AND part = ? AND stem IN ({marks})",
+            [change.table, change.part, *old],
         )
     spec = _spec(change.table)
     con.execute(
@@ -432,8 +449,9 @@ def _apply(con: duckdb.DuckDBPyConnection, change: FileChange, run_id: str, repl
         [change.table, str(change.path), bool(spec.partition_by)],
     )
     con.execute(
-        f"INSERT INTO {ALIAS}.{_FILES_TABLE} VALUES (?, ?, ?, ?, ?, now())",
-        [change.table, change.stem, change.key, str(change.path), run_id],
+        f"INSERT INTO {ALIAS}.{_FILES_TABLE} "
+        "(table_name, part, stem, key, path, run_id, committed) VALUES (?, ?, ?, ?, ?, ?, now())",
+        [change.table, change.part, change.stem, change.key, str(change.path), run_id],
     )
     return True
 
@@ -472,6 +490,7 @@ def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     wanted = {name: table_columns(spec) for name, spec in TABLES.items()}
     wanted[_FILES_TABLE] = [
         ("table_name", "VARCHAR"),
+        ("part", "VARCHAR"),
         ("stem", "VARCHAR"),
         ("key", "VARCHAR"),
         ("path", "VARCHAR"),

@@ -136,7 +136,8 @@ def stage_table(
 
     stem = safe_name(name)
     path = write_atomic(data_file(Path(root), table, partition, stem), to_arrow(table, data, stem))
-    return FileChange(table, path, stem, safe_name(key) if key else "")
+    parts = tuple((k, safe_name(str(v))) for k, v in (partition or {}).items())
+    return FileChange(table, path, stem, safe_name(key) if key else "", parts)
 
 
 def write_table(
