@@ -66,3 +66,15 @@ def prefect_server():
 def lake_root(tmp_path: Path) -> Path:
     """An empty lake folder."""
     return tmp_path / "lake"
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server on 127.0.0.1 (skips with the reason when it is not installed)."""
+    from postgres_local import Server, binaries
+
+    if binaries() is None:
+        pytest.skip("PostgreSQL is not installed (.ci/run installs Debian's postgresql)")
+    server = Server()
+    yield server
+    server.stop()

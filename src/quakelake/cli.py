@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from quakelake import params
-from quakelake.errors import EXIT_FAILED_WORK, EXIT_OK, BadInput, QuakeLakeError, one_line
+from quakelake.errors import (
+    EXIT_FAILED_WORK,
+    EXIT_OK,
+    BadInput,
+    FailedWork,
+    QuakeLakeError,
+    one_line,
+)
 from quakelake.printing import (
     format_table,
     print_analysis,
@@ -129,6 +136,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--lake-block",
         metavar="NAME",
         help="take the lake folder from a QuakeLake Lake block (default: none)",
+    )
+    g.add_argument(
+        "--catalog",
+        metavar="URL",
+        help="the lake's catalog: postgresql://USER@HOST/DB for many writers (password from "
+        "PGPASSWORD or ~/.pgpass), recorded in the lake folder (default: catalog.sqlite in it)",
     )
     g.add_argument(
         "-c",
@@ -613,6 +626,43 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument(
         "--max-rows", type=int, default=100, help="rows to print in table format (default 100)"
     )
+    sql.add_argument(
+        "--as-of",
+        metavar="RUN_ID|TIME",
+        help="query the lake as it was right after run RUN_ID, or at TIME (ISO 8601, UTC) "
+        "(default: now)",
+    )
+
+    lake = command(
+        "lake",
+        "look after the lake: history, check, compact, vacuum, migrate",
+        description="history: the lake's snapshots (one per commit, with its run id); check: "
+        "open every committed file and report damaged ones (--repair drops them so their units "
+        "are computed again); compact: merge small files into large ones (resume keeps "
+        "working); vacuum: delete files no snapshot reads (killed runs' orphans, compacted "
+        "files; --expire-days also ends old snapshots); migrate: bring a lake of the layout "
+        "before the catalog under one, without re-picking; attach: print the two lines any "
+        "DuckDB client runs to open the lake.",
+    )
+    lake.add_argument(
+        "action", choices=["history", "check", "compact", "vacuum", "migrate", "attach"]
+    )
+    _common(lake)
+    lake.add_argument(
+        "--repair", action="store_true", help="check: drop damaged files (default off)"
+    )
+    lake.add_argument(
+        "--expire-days",
+        type=float,
+        help="vacuum: also expire snapshots older than this many days (default: keep all)",
+    )
+    lake.add_argument(
+        "--grace-hours",
+        type=float,
+        default=1.0,
+        help="vacuum: leave uncommitted files younger than this, a run may still commit them "
+        "(default 1)",
+    )
 
     train = command(
         "train",
@@ -908,11 +958,21 @@ def load_config(args: argparse.Namespace) -> RunConfig:
         ConfigError: naming the option (or, for values from the file, the parameter) that is invalid.
     """
     cfg = _load_config(args)
+    _adopt_catalog(args, cfg.lake)
     if cfg.pick.denoiser and getattr(args, "command", "run") in ("run", "pick"):
         from quakelake.denoise import check_available
 
         check_available(cfg.pick.denoiser)
     return cfg
+
+
+def _adopt_catalog(args: argparse.Namespace, lake: Path) -> None:
+    """Record ``--catalog`` in the lake folder so every later command and worker finds it."""
+    if not getattr(args, "catalog", None):
+        return
+    from quakelake.lakehouse import Lake
+
+    Lake(lake, catalog=args.catalog).adopt()
 
 
 def _load_config(args: argparse.Namespace) -> RunConfig:
@@ -954,7 +1014,12 @@ def check_lake(lake: Path, must_exist: bool = False) -> None:
     if must_exist:
         from quakelake.lakehouse import Lake
 
-        if not lake.is_dir() or not Lake(lake).tables():
+        if lake.is_dir() and Lake(lake).legacy():
+            raise CliError(
+                f"--lake: {lake} is a lake of the layout before the catalog; run quakelake "
+                f"lake migrate --lake {lake} once (nothing is recomputed)"
+            )
+        if not lake.is_dir() or not Lake(lake).exists() or not Lake(lake).tables():
             raise CliError(
                 f"--lake: {lake} holds no lake (no table has data); give the --lake folder of "
                 "an earlier run, or fill it with pick/run/import-catalog"
@@ -1187,7 +1252,8 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
     cfg = load_config(args)
     check_lake(cfg.lake, must_exist=True)
-    frame = Lake(cfg.lake).query(args.query, args.param or None)
+    # read-only: writes go through QuakeLake's own commands, never through SQL
+    frame = Lake(cfg.lake).query(args.query, args.param or None, as_of=args.as_of, read_only=True)
     if args.format == "csv":
         print(frame.to_csv(index=False), end="")
     elif args.format == "json":
@@ -1207,6 +1273,48 @@ def cmd_tables(args: argparse.Namespace) -> int:
     for name in lake.tables():
         n = lake.query(f'SELECT count(*) AS n FROM "{name}"')["n"][0]
         print(f"{name:<18} {n:>12,} rows  {len(lake.files(name)):>6} files")
+    return 0
+
+
+def cmd_lake(args: argparse.Namespace) -> int:
+    """Lake maintenance: history, check, compact, vacuum, migrate, attach."""
+    from quakelake.lakehouse import Lake, maintenance
+
+    cfg = load_config(args)
+    check_lake(cfg.lake, must_exist=args.action not in ("migrate", "attach"))
+    lake = Lake(cfg.lake)
+    if args.action == "history":
+        print(format_table(lake.history(), 10_000))
+    elif args.action == "check":
+        report = maintenance.check(lake, repair=args.repair)
+        for table, path, why in report.damaged:
+            print(f"damaged {table} file {path}: {why}")
+        print(
+            f"{report.files} committed files checked, {len(report.damaged)} damaged"
+            + (f", {len(report.repaired)} dropped (their units run again)" if args.repair else "")
+        )
+        if report.damaged and not args.repair:
+            raise FailedWork(
+                f"{len(report.damaged)} damaged files in lake {cfg.lake}; run quakelake lake "
+                "check --repair to drop them, then rerun the commands that made them"
+            )
+    elif args.action == "compact":
+        for table, (before, after) in maintenance.compact(lake).items():
+            if before:
+                print(f"{table:<18} {before:>7} files -> {after}")
+    elif args.action == "vacuum":
+        removed = maintenance.vacuum(lake, args.expire_days, args.grace_hours * 3600)
+        for kind, paths in removed.items():
+            print(f"{kind:<10} {len(paths):>6} files removed")
+    elif args.action == "migrate":
+        counts = maintenance.migrate(cfg.lake)
+        damaged = counts.pop("damaged")
+        for table, n in counts.items():
+            print(f"{table:<18} {n:>7} files migrated")
+        if damaged:
+            print(f"{damaged} damaged files left in place (see quakelake lake check)")
+    else:
+        print(maintenance.catalog_attach_sql(lake))
     return 0
 
 
@@ -1748,6 +1856,7 @@ COMMANDS = {
     "analyze": cmd_analyze,
     "sql": cmd_sql,
     "tables": cmd_tables,
+    "lake": cmd_lake,
     "demo": cmd_demo,
     "train": cmd_train,
     "server": cmd_server,

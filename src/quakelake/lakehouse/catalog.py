@@ -162,6 +162,38 @@ class Lake:
         """Return True when the lake has a catalog (something was ever committed)."""
         return _is_postgres(self.catalog) or Path(self.catalog).is_file()
 
+    def legacy(self) -> bool:
+        """Return True for a lake of the layout before the catalog (files, no catalog)."""
+        return not self.exists() and self.root.is_dir() and _legacy_files(self.root)
+
+    def adopt(self) -> None:
+        """Record this lake's catalog (``--catalog``) in its folder, checking it can be opened.
+
+        Raises:
+            LakeError: the URL holds a password, is not PostgreSQL, or differs from the
+                catalog the lake already has.
+        """
+        url = self._catalog
+        if not url:
+            return
+        if not _is_postgres(url):
+            raise LakeError(
+                f"--catalog: {url!r} is not a postgresql:// URL; leave --catalog out for the "
+                "lake's own catalog.sqlite"
+            )
+        pointer = self.root / CATALOG_POINTER
+        if pointer.is_file() and json.loads(pointer.read_text())["catalog"] != url:
+            raise LakeError(
+                f"--catalog: lake {self.root} already has the catalog "
+                f"{json.loads(pointer.read_text())['catalog']}; give that one or another --lake"
+            )
+        if (self.root / CATALOG_FILE).is_file():
+            raise LakeError(
+                f"--catalog: lake {self.root} has its own catalog.sqlite; give another --lake "
+                "for a PostgreSQL catalog"
+            )
+        self._shared()
+
     def _attach_sql(self, read_only: bool = False) -> str:
         url = self.catalog
         if _is_postgres(url):
@@ -186,7 +218,9 @@ class Lake:
             con.execute(self._attach_sql(read_only))
         except duckdb.Error as exc:
             con.close()
-            raise LakeError(f"cannot open the catalog of lake {self.root} ({self.catalog}): {exc}")
+            raise LakeError(
+                f"cannot open the catalog of lake {self.root} ({self.catalog}): {exc}"
+            ) from None
         if not read_only:
             _ensure_tables(con)
         return con
@@ -240,7 +274,7 @@ class Lake:
             return con
         con = self._open(read_only=True) if read_only else self._shared().cursor()
         at = self._at_clause(con, as_of) if as_of else ""
-        for name, spec in TABLES.items():
+        for name in TABLES:
             source = f'SELECT * EXCLUDE ({UNIT_COLUMN}) FROM {ALIAS}."{name}"{at}'
             if name == "runs":
                 source = _LATEST_RUN.format(source=source)
@@ -261,7 +295,13 @@ class Lake:
             return False
         _spec(table)
         with self._cursor() as con:
-            return con.execute(f'SELECT 1 FROM {ALIAS}."{table}" LIMIT 1').fetchone() is not None
+            try:
+                row = con.execute(f'SELECT 1 FROM {ALIAS}."{table}" LIMIT 1').fetchone()
+            except duckdb.Error as exc:
+                if str(self.root) in str(exc):
+                    return True  # it has files, one damaged (quakelake lake check names it)
+                raise
+            return row is not None
 
     @contextmanager
     def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -309,7 +349,9 @@ class Lake:
         except duckdb.CatalogException as exc:
             have = ", ".join(self.tables()) or "none yet"
             raise LakeQueryError(f"{exc}\nTables with data in lake {self.root}: {have}") from exc
-        except duckdb.IOException as exc:
+        except (duckdb.IOException, duckdb.InvalidInputException) as exc:
+            if str(self.root) not in str(exc):
+                raise LakeQueryError(str(exc)) from exc
             raise LakeQueryError(
                 f"{exc}\nA data file of lake {self.root} is damaged or missing: "
                 f"run quakelake lake check -o {self.root}"
