@@ -26,6 +26,11 @@ PHASENET = PickParams(models=["PhaseNet"], weights=["original"])
 T0 = pd.Timestamp("2020-10-01T00:00:00", tz="UTC")
 
 
+@pytest.fixture(scope="module")
+def salton(shared_data) -> Path:
+    return shared_data / "phasenet_saltonsea_20201001"
+
+
 def _picks(n: int, tag: str, run: str = "r1") -> pd.DataFrame:
     return pd.DataFrame(
         {
