@@ -1,16 +1,16 @@
-"""Lake query latency at ~10^7 picks: DuckDB views (``Lake.query``) vs pyarrow.dataset, per-unit vs compacted files.
+"""Lake size and query latency at ~10^7 picks: the layout before the catalog vs the DuckLake lake.
 
 1. Picks the Mesetas 2019 sample once for real (``quakelake.waveforms`` + ``quakelake.picking``, the
    functions the pick flow's task calls, without Prefect), then REPLICATES those real picks over
-   many days (times shifted by whole days) and station names until ``--rows`` rows, written with
-   the project's writer (``quakelake.lakehouse.write_table``), one file per (station, day,
-   model x weights) unit exactly as the pick flow names and partitions them.
-2. Times typical queries through ``quakelake.lakehouse.Lake(root).query(sql, params)`` and the
-   same answers computed with ``pyarrow.dataset`` (hive partitioning + filter, Arrow group-by),
-   checks they agree; cold first run (page cache dropped for the lake's files) and the median
-   of ``--repeat`` warm runs.
-3. Compacts the same rows into one file per day (pyarrow, sorted by station_id, time) in a
-   second lake with the same layout and times the same queries there.
+   many days (times shifted by whole days) and station names until ``--rows`` rows, one file per
+   (station, day, model x weights) unit exactly as the pick flow names and partitions them.
+2. Writes them twice: as bare files (the layout before the catalog, read through read_parquet
+   views) and as staged files committed to the DuckLake catalog (``stage_table`` +
+   ``Lake.commit``, in batches), then compacts the catalog lake (``quakelake lake compact`` +
+   ``vacuum``).
+3. Prints bytes per pick of each and times the same queries over both (``Lake.query``), checked
+   against pyarrow.dataset's answers; cold first run (page cache dropped) and the median of
+   ``--repeat`` warm runs; and ``Lake.connect()``.
 
     .venv/bin/python benchmarks/lake.py                      # 10^7 rows
     .venv/bin/python benchmarks/lake.py --rows 1e6 --days 60 --repeat 3
@@ -34,7 +34,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("QUAKELAKE_SHARED", ROOT.parent / "shared"))
@@ -91,13 +90,18 @@ def _plan(templates: dict[str, list], rows: int, days: int) -> tuple[int, float]
     return max(1, math.ceil(rows / days / per_station_day)), per_station_day
 
 
-def _write_days(args: tuple) -> tuple[int, int]:
-    """Write every unit of the given days with ``write_table`` (runs in a worker process)."""
-    from quakelake.lakehouse import write_table
+def _write_days(args: tuple) -> tuple[int, list]:
+    """Write every unit of the given days (runs in a worker process).
 
-    root, templates, model, stations, days = args
+    ``legacy``: bare files of the layout before the catalog (one per unit, no catalog);
+    otherwise staged files (what a pick worker writes) returned for the flow-side commit.
+    """
+    from quakelake.lakehouse import stage_table, to_arrow
+    from quakelake.lakehouse.writer import file_path, write_atomic
+
+    root, templates, model, stations, days, legacy = args
     rng = np.random.default_rng(days[0])
-    rows = files = 0
+    rows, changes = 0, []
     for d in days:
         day = DAY0 + dt.timedelta(days=d)
         midnight = pd.Timestamp(day, tz="UTC")
@@ -118,44 +122,49 @@ def _write_days(args: tuple) -> tuple[int, int]:
                     rng.bytes(10 * len(df)).hex().encode(), dtype="S20"
                 ).astype(str)
                 df.insert(1, "run_id", f"bench-{model}-{w}")
-                name = f"{model}.{w}.{df['network'].iat[0]}.{sta}.bench0000000"
-                write_table(root, "picks", df, name, {"day": day.isoformat()})
+                name = f"{model}.{w}.{df['network'].iat[0]}.{sta}.--.HH.bench0000000"
+                partition = {"day": day.isoformat()}
+                if legacy:
+                    write_atomic(file_path(root, "picks", partition, name), to_arrow("picks", df))
+                else:
+                    changes.append(stage_table(root, "picks", df, name, partition, name[:-13]))
                 rows += len(df)
-                files += 1
-    return rows, files
+    return rows, changes
 
 
 def build_lake(
-    root: Path, templates: dict[str, list], model: str, stations: int, days: int, jobs: int
+    root: Path,
+    templates: dict[str, list],
+    model: str,
+    stations: int,
+    days: int,
+    jobs: int,
+    legacy: bool,
 ) -> tuple[int, float]:
-    """Write the replicated picks, one file per unit; return rows and seconds."""
+    """Write the replicated picks, one file per unit (committed in batches); return rows, seconds."""
+    from quakelake.lakehouse import Lake
+
     t0 = time.perf_counter()
     work = [
-        (root, templates, model, stations, list(range(d, min(d + 4, days))))
+        (root, templates, model, stations, list(range(d, min(d + 4, days))), legacy)
         for d in range(0, days, 4)
     ]
-    if jobs > 1:
-        with ProcessPoolExecutor(jobs) as pool:
-            done = list(pool.map(_write_days, work))
-    else:
-        done = list(map(_write_days, work))
-    return sum(r for r, _ in done), time.perf_counter() - t0
-
-
-def compact(src: Path, dst: Path) -> float:
-    """Rewrite each day's files of ``src`` as one zstd file in ``dst`` (sorted by station_id, time)."""
-    t0 = time.perf_counter()
-    for folder in sorted((src / "picks").iterdir()):
-        files = sorted(str(p) for p in folder.glob("[!.]*.parquet"))
-        table = ds.dataset(files, format="parquet").to_table()
-        table = table.sort_by([("station_id", "ascending"), ("time", "ascending")])
-        out = dst / "picks" / folder.name
-        out.mkdir(parents=True)
-        pq.write_table(table, out / "picks.compacted.parquet", compression="zstd")
-    return time.perf_counter() - t0
+    rows = 0
+    with ProcessPoolExecutor(jobs) as pool:
+        for n, changes in pool.map(_write_days, work):
+            rows += n
+            for i in range(0, len(changes), 2000):
+                Lake(root).commit(changes[i : i + 2000], run_id="bench", message="bench")
+    return rows, time.perf_counter() - t0
 
 
 def lake_files(root: Path) -> list[Path]:
+    """The lake's picks data files: the catalog's when it has one, else the folder's."""
+    from quakelake.lakehouse import Lake
+
+    lake = Lake(root)
+    if lake.exists():
+        return lake.files("picks")
     return [p for p in (root / "picks").rglob("*.parquet") if not p.name.startswith(".")]
 
 
@@ -205,6 +214,18 @@ def queries(days: int) -> list[dict]:
             columns=["station_id", "phase", "time", "probability"], filter=f
         ).to_pandas()
 
+    def per_station(dset):
+        t = dset.to_table(
+            columns=["model", "weights", "station", "phase", "probability"],
+            filter=day_range(*month),
+        )
+        return (
+            t.group_by(["model", "weights", "station", "phase"])
+            .aggregate([([], "count_all"), ("probability", "mean")])
+            .to_pandas()
+            .rename(columns={"probability_mean": "mean_probability"})
+        )
+
     def readme(dset):
         t = dset.to_table(columns=["model", "weights", "phase"])
         return t.group_by(["model", "weights", "phase"]).aggregate([([], "count_all")]).to_pandas()
@@ -217,6 +238,14 @@ def queries(days: int) -> list[dict]:
             "params": list(month),
             "arrow": count_month,
             "keys": ["model", "weights", "phase", "day"],
+        },
+        {
+            "name": "analyzer: per model/weights/station, 30 days",
+            "sql": "SELECT model, weights, station, phase, count(*) AS n, "
+            "avg(probability) AS mean_probability FROM picks WHERE day BETWEEN ? AND ? GROUP BY ALL",
+            "params": list(month),
+            "arrow": per_station,
+            "keys": ["model", "weights", "station", "phase"],
         },
         {
             "name": "one station's picks, 7 days",
@@ -257,6 +286,8 @@ def _normal(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
             df[col] = df[col].astype("int64")
         elif col == "probability":
             df[col] = df[col].astype("float32")
+        elif col == "mean_probability":
+            df[col] = df[col].astype("float64").round(5)
     return df[sorted(df.columns)].sort_values(keys, ignore_index=True)
 
 
@@ -281,19 +312,46 @@ def timed(fn, files: list[Path], repeat: int) -> tuple[object, float, float]:
     return result, cold, statistics.median(warm)
 
 
-def run_queries(root: Path, days: int, repeat: int) -> list[dict]:
+class _LegacyViews:
+    """How the lake was read before the catalog: one read_parquet view over the folder's files."""
+
+    def __init__(self, root: Path):
+        self.glob = str(root / "picks") + "/*/[!.]*.parquet"
+
+    def connect(self):
+        import duckdb
+
+        con = duckdb.connect()
+        con.execute(
+            f"CREATE VIEW picks AS SELECT * FROM read_parquet('{self.glob}', "
+            "hive_partitioning=true, hive_types={'day': 'DATE'})"
+        )
+        return con
+
+    def query(self, sql, params):
+        con = self.connect()
+        try:
+            return con.execute(sql, params).df()
+        finally:
+            con.close()
+
+
+def run_queries(root: Path, days: int, repeat: int, legacy: bool, arrow_root: Path) -> list[dict]:
+    """Time every query through ``Lake.query`` (catalog) or the old views (``legacy``)."""
     from quakelake.lakehouse import Lake
 
-    lake = Lake(root)
+    lake = _LegacyViews(root) if legacy else Lake(root)
     files = lake_files(root)
     part = ds.partitioning(pa.schema([("day", pa.date32())]), flavor="hive")
     out = []
     for q in queries(days):
         duck, d_cold, d_warm = timed(lambda q=q: lake.query(q["sql"], q["params"]), files, repeat)
         arrow, a_cold, a_warm = timed(
-            lambda q=q: q["arrow"](ds.dataset(root / "picks", format="parquet", partitioning=part)),
-            files,
-            repeat,
+            lambda q=q: q["arrow"](
+                ds.dataset(arrow_root / "picks", format="parquet", partitioning=part)
+            ),
+            [],
+            1,
         )
         out.append(
             {
@@ -306,47 +364,12 @@ def run_queries(root: Path, days: int, repeat: int) -> list[dict]:
                 "agree": agree(duck, arrow, q["keys"]),
             }
         )
-    # Where DuckDB's time goes: the same 30-day count straight from read_parquet without
-    # union_by_name (which makes DuckDB open every file's footer to unify schemas).
-    import duckdb
-
-    first = queries(days)[0]
-    glob = str(root / "picks") + "/*/[!.]*.parquet"
-    raw_sql = first["sql"].replace(
-        "FROM picks",
-        f"FROM read_parquet('{glob}', hive_partitioning=true, hive_types={{'day': 'DATE'}})",
-    )
-
-    def raw():
-        con = duckdb.connect()
-        try:
-            return con.execute(raw_sql, first["params"]).df()
-        finally:
-            con.close()
-
-    result, r_cold, r_warm = timed(raw, files, repeat)
-    out.append(
-        {
-            "query": "(30-day count, read_parquet w/o union_by_name)",
-            "rows": len(result),
-            "duck_cold": r_cold,
-            "duck": r_warm,
-            "arrow_cold": out[0]["arrow_cold"],
-            "arrow": out[0]["arrow"],
-            "agree": agree(
-                result,
-                first["arrow"](ds.dataset(root / "picks", format="parquet", partitioning=part)),
-                first["keys"],
-            ),
-        }
-    )
-    # What every Lake.query pays before DuckDB runs: listing the lake's files to create views.
     t0 = time.perf_counter()
     for _ in range(repeat):
         lake.connect().close()
     out.append(
         {
-            "query": "(Lake.connect only: list files, create views)",
+            "query": "(Lake.connect only)",
             "rows": 0,
             "duck_cold": float("nan"),
             "duck": (time.perf_counter() - t0) / repeat,
@@ -423,33 +446,44 @@ def main() -> int:
             f"new pick_ids; {per_sd:.0f} rows per station-day over all weights"
         )
 
-        lake, packed = tmp / "lake", tmp / "lake_compacted"
-        rows, gen_s = build_lake(lake, templates, args.model, stations, args.days, args.jobs)
-        print(
-            f"wrote {rows:,} rows: {args.days} days x {stations} stations x {len(args.weights)} weights "
-            f"with quakelake.lakehouse.write_table in {gen_s:.1f} s ({args.jobs} processes)"
-        )
-        comp_s = compact(lake, packed)
-        print(
-            f"compacted to one file per day (pyarrow, sorted by station_id, time) in {comp_s:.1f} s\n"
-        )
-        size_line("one file per unit", lake, rows)
-        size_line("one file per day (compacted)", packed, rows)
+        from quakelake.lakehouse import Lake, maintenance
 
-        per_unit = run_queries(lake, args.days, args.repeat)
+        old, lake = tmp / "legacy", tmp / "lake"
+        rows, old_s = build_lake(old, templates, args.model, stations, args.days, args.jobs, True)
+        print(
+            f"wrote {rows:,} rows: {args.days} days x {stations} stations x {len(args.weights)} "
+            f"weights in {old_s:.1f} s, bare files (the layout before the catalog)"
+        )
+        rows, new_s = build_lake(lake, templates, args.model, stations, args.days, args.jobs, False)
+        print(
+            f"wrote the same rows as staged files committed to the DuckLake catalog in batches "
+            f"in {new_s:.1f} s ({args.jobs} processes)"
+        )
+        size_line("before: one file per unit", old, rows)
+        size_line("catalog: one file per unit", lake, rows)
+        t0 = time.perf_counter()
+        merged = maintenance.compact(Lake(lake), ["picks"])["picks"]
+        maintenance.vacuum(Lake(lake), grace_s=0)
+        print(
+            f"quakelake lake compact + vacuum: {merged[0]:,} -> {merged[1]} files in "
+            f"{time.perf_counter() - t0:.1f} s"
+        )
+        size_line("catalog, compacted", lake, rows)
+
+        before = run_queries(old, args.days, args.repeat, True, old)
         print_table(
-            f"Per-unit lake ({stations * len(args.weights)} files/day), seconds; cold = page cache "
-            f"dropped, med = median of {args.repeat} warm runs",
-            per_unit,
+            f"Before: bare per-unit files and read_parquet views, seconds; cold = page cache "
+            f"dropped, med = median of {args.repeat} warm runs; arrow = pyarrow.dataset",
+            before,
         )
-        per_day = run_queries(packed, args.days, args.repeat)
-        print_table("Compacted lake (1 file/day), seconds", per_day)
-
-        print("\nEffect of compaction (DuckDB Lake.query, warm median):")
-        for a, b in zip(per_unit, per_day, strict=True):
+        after = run_queries(lake, args.days, args.repeat, False, old)
+        print_table("Catalog lake, compacted (Lake.query through DuckLake), seconds", after)
+        print("\nBefore -> after (warm median):")
+        for a, b in zip(before, after, strict=True):
             print(
                 f"  {a['query']:<48}{a['duck']:>8.3f} -> {b['duck']:.3f} s ({a['duck'] / b['duck']:.1f}x)"
             )
+        per_unit, per_day = before, after
         ok = all(r["agree"] for r in per_unit + per_day)
         print(
             f"\nanswers agree (DuckDB vs pyarrow, both lakes, row by row): {'yes' if ok else 'NO'}"

@@ -541,6 +541,9 @@ def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     ]
     wanted[_TOKEN_TABLE] = [("n", "BIGINT")]
     todo = []
+    if not tables:
+        # files DuckLake writes itself (compaction, flushed rows): zstd, like the workers' files
+        todo.append(f"CALL {ALIAS}.set_option('parquet_compression', 'zstd')")
     for name, cols in wanted.items():
         if name not in tables:
             body = ", ".join(f'"{c}" {t}' for c, t in cols)
