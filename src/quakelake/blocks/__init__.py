@@ -34,8 +34,13 @@ def _load(cls, name: str):
 
 
 def load_lake(name: str) -> Path:
-    """Return the lake root folder stored in the LakeBlock ``name``."""
-    return _load(LakeBlock, name).path()
+    """Return the lake root folder stored in the LakeBlock ``name`` (its catalog recorded there)."""
+    from quakelake.lakehouse import Lake
+
+    block = _load(LakeBlock, name)
+    if block.catalog:
+        Lake(block.path(), catalog=block.catalog).adopt()
+    return block.path()
 
 
 def load_fdsn_access(name: str) -> FdsnAccessBlock:

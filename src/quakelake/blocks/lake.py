@@ -18,7 +18,7 @@ class LakeBlock(Block):
 
     _block_type_name = "QuakeLake Lake"
     _block_type_slug = "quakelake-lake"
-    _description = "Root folder of a QuakeLake lakehouse (Parquet tables + DuckDB views)."
+    _description = "Root folder of a QuakeLake lakehouse (Parquet files under a DuckLake catalog)."
     _code_example = """
 from quakelake.blocks import LakeBlock
 
@@ -33,6 +33,11 @@ root = lake.path()
         None, description="waveform archive (SDS tree or folder of miniSEED) used with this lake."
     )
     station_file: str | None = Field(None, description="station metadata file (StationXML or CSV).")
+    catalog: str | None = Field(
+        None,
+        description="PostgreSQL catalog URL for many writers, postgresql://USER@HOST/DB (no "
+        "password: PGPASSWORD or ~/.pgpass); empty: catalog.sqlite in the lake folder.",
+    )
 
     def path(self) -> Path:
         """Return the lake root as a Path, with ``~`` and environment variables expanded."""

@@ -200,7 +200,7 @@ class Lake:
             target = "ducklake:postgres:" + url.removeprefix("postgres:")
         else:
             target = "ducklake:sqlite:" + url
-        opts = [f"DATA_PATH '{_quote(str(self.root))}/'"]
+        opts = [f"DATA_PATH '{_quote(str(self.root))}/'", "OVERRIDE_DATA_PATH true"]
         if read_only:
             opts = ["READ_ONLY"]
         return f"ATTACH '{_quote(target)}' AS {ALIAS} ({', '.join(opts)})"
