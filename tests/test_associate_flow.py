@@ -90,7 +90,7 @@ def test_flow_writes_events_and_is_idempotent(prefect_server, lake_root, ogs_day
     assert dict(zip(units["status"], units["n"], strict=True)) == {"done": 4}
     assert len(lake.read("stations")) == 106
 
-    files_before = sorted(p.name for p in lake_root.rglob("*.parquet") if "events" in p.parts)
+    files_before = Lake(lake_root).files("events")
     second = associate_events(
         lake=lake_root,
         window=window,
@@ -100,9 +100,7 @@ def test_flow_writes_events_and_is_idempotent(prefect_server, lake_root, ogs_day
         weights="ogs",
     )
     assert second["skipped"] == 4 and second["done"] == 0
-    assert (
-        sorted(p.name for p in lake_root.rglob("*.parquet") if "events" in p.parts) == files_before
-    )
+    assert Lake(lake_root).files("events") == files_before and len(files_before) == 4
     assert len(Lake(lake_root).read("events")) == len(events)
 
     # export: QuakeML catalogue and the per-day associated/ folders

@@ -46,10 +46,13 @@ def test_pick_twice_then_sql(shared_data, prefect_server, lake_root, capsys):
     assert (
         "'instance' are not available for PhaseNet" in out.err
     )  # missing weights: warned, skipped
-    files = sorted(p.name for p in lake_root.rglob("*.parquet") if "picks" in p.parts)
+    from quakelake.lakehouse import Lake
+
+    files = Lake(lake_root).files("picks")
+    assert len(files) == 2
     assert main(args) == 0
     assert "(done 0, skipped 2" in capsys.readouterr().out
-    assert sorted(p.name for p in lake_root.rglob("*.parquet") if "picks" in p.parts) == files
+    assert Lake(lake_root).files("picks") == files
 
     query = "SELECT model, weights, phase, count(*) AS n FROM picks GROUP BY ALL ORDER BY phase"
     proc = subprocess.run(

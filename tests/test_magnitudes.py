@@ -177,14 +177,13 @@ def test_associate_flow_writes_magnitudes_and_quakeml(
     in the lake, a rerun computes nothing, and QuakeML holds amplitudes and station magnitudes."""
     from quakelake.export import to_catalog
     from quakelake.flows.associate import associate_events
-    from quakelake.lakehouse import Lake, file_path, to_arrow, write_atomic, write_table
+    from quakelake.lakehouse import Lake, write_table
     from quakelake.waveforms import archive_key, scan_archive
 
     folder = shared_data / "phasenet_saltonsea_20201001"
     scan = scan_archive(folder / "mseed")
-    write_atomic(
-        file_path(lake_root, "waveform_index", {"archive": archive_key(folder / "mseed")}, "index"),
-        to_arrow("waveform_index", scan.index),
+    write_table(
+        lake_root, "waveform_index", scan.index, "index", {"archive": archive_key(folder / "mseed")}
     )
     picks = pd.read_csv(folder / "DERIVED_phasenet_ref_picks_first180s.csv")
     parts = picks["station_id"].str.split(".", expand=True)
@@ -234,9 +233,9 @@ def test_associate_flow_writes_magnitudes_and_quakeml(
 
     def outputs():
         return sorted(
-            (str(p.relative_to(lake_root)), p.stat().st_mtime_ns)
+            str(p)
             for table in ("events", "amplitudes", "station_magnitudes")
-            for p in (lake_root / table).rglob("*.parquet")
+            for p in Lake(lake_root).files(table)
         )
 
     # the analyzer's magnitude residual against the SCSN catalogue (which has magnitudes)

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from quakelake import association as asc
-from quakelake.lakehouse import Lake
+from quakelake.lakehouse import Lake, stem_of
 from quakelake.params import PickParams, StationSelection
 from quakelake.stations import read_stations
 
@@ -83,11 +83,9 @@ def _events(lake: Path) -> pd.DataFrame:
     return Lake(lake).read("events")[EVENT_COLS].sort_values("event_id").reset_index(drop=True)
 
 
-def _files(lake: Path, table: str) -> dict[str, float]:
-    folder = lake / table
-    return {
-        str(p.relative_to(lake)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*.parquet"))
-    }
+def _files(lake: Path, table: str) -> dict[str, str]:
+    """Committed files of ``table``: logical file (unit key + inputs) -> its data file."""
+    return {stem_of(p): p.name for p in Lake(lake).files(table)}
 
 
 def _ledger(lake: Path, run_id: str, stage: str) -> pd.DataFrame:

@@ -22,7 +22,7 @@ import pytest
 from fdsn_servers import DataselectServer, FdsnServer
 
 from quakelake.cli import exit_status, main
-from quakelake.lakehouse import Lake
+from quakelake.lakehouse import Lake, stem_of
 from quakelake.lifeline import descendants
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,14 +99,14 @@ def test_sigkill_leaves_no_child_and_the_next_run_marks_it_crashed_with_its_unit
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:
         children.update(descendants(proc.pid))
-        if list(lake.glob("picks/*/*.parquet")):
+        if Lake(lake).files("picks"):
             break
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()[0].decode()[-2000:]
     children.update(descendants(proc.pid))
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    committed = sorted(lake.glob("picks/*/*.parquet"))
+    committed = Lake(lake).files("picks")  # each unit committed with its ledger row
     assert 1 <= len(committed) < 7
     assert len(children) >= 2  # the watchdog and at least the temporary Prefect server
     deadline = time.monotonic() + 30
@@ -131,7 +131,7 @@ def test_sigkill_leaves_no_child_and_the_next_run_marks_it_crashed_with_its_unit
     assert runs.loc[killed, "status"] == "crashed"
     assert runs.drop(index=killed)["status"].tolist() == ["completed"]
     units = Lake(lake).query("SELECT * FROM units WHERE run_id = ?", [killed])
-    assert sorted(units["output"]) == sorted(str(p) for p in committed)
+    assert sorted(units["output"]) == sorted(stem_of(p) for p in committed)
     assert set(units["status"]) == {"done"}
     held = Lake(lake).query("SELECT count(*) AS n FROM picks WHERE run_id = ?", [killed])["n"][0]
     assert units["rows"].sum() == held  # every pick of the killed run is accounted for

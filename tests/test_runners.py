@@ -20,7 +20,7 @@ from prefect_dask import DaskTaskRunner
 
 from quakelake.compute import ComputeSettings
 from quakelake.flows.runners import make_task_runner
-from quakelake.lakehouse import Lake, file_path, write_table
+from quakelake.lakehouse import Lake, write_table
 
 ARCHIVE = "saltonsea"
 
@@ -30,8 +30,7 @@ def index_file(path: Path, lake: Path, kill_marker: Path | None = None) -> dict:
     """Index one miniSEED file into `waveform_index`; return the unit's outcome and process id."""
     from obspy import read
 
-    target = file_path(lake, "waveform_index", {"archive": ARCHIVE}, path.stem)
-    if target.exists():
+    if path.stem in set(Lake(lake).stems("waveform_index")["stem"]):
         return {"unit": path.name, "status": "skipped", "pid": os.getpid()}
     if kill_marker is not None and kill_marker.exists():
         os.kill(os.getpid(), signal.SIGKILL)  # a worker dying mid-task (OOM, walltime, node loss)
@@ -208,7 +207,7 @@ def test_pick_flow_fails_when_a_worker_dies_and_a_rerun_finishes(
 
         def kill_one_worker_when_picking() -> None:
             deadline = time.monotonic() + 180
-            while time.monotonic() < deadline and len(list(lake.rglob("picks/*/*.parquet"))) < 2:
+            while time.monotonic() < deadline and len(Lake(lake).files("picks")) < 2:
                 time.sleep(0.1)
             os.kill(pids[0], signal.SIGKILL)
 
@@ -219,7 +218,7 @@ def test_pick_flow_fails_when_a_worker_dies_and_a_rerun_finishes(
         )
         killer.join()
     assert state.is_failed() and "lost their worker" in str(state.message) + repr(state.data)
-    kept = len(list(lake.rglob("picks/*/*.parquet")))
+    kept = len(Lake(lake).files("picks"))
     assert 2 <= kept < 14
     runs = Lake(lake).read("runs")
     assert runs["status"].tolist() == ["failed"]
