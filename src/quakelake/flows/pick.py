@@ -7,6 +7,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.futures import as_completed
 from tqdm import tqdm
 
 from quakelake import denoise, picking
@@ -153,16 +154,25 @@ def pick_phases(
                     )
                     for unit in units
                 ]
-            # each unit's files and ledger row are committed together as it comes back
+            # each unit's files and ledger row are committed together as soon as it is back
+            keys = {id(fut): key for key, fut in submitted}
             results = [
                 commit_unit(
                     lake,
                     run_id,
-                    collect(key, fut, "ensemble" if key.startswith("ensemble/") else "pick"),
+                    collect(
+                        keys[id(fut)],
+                        fut,
+                        "ensemble" if keys[id(fut)].startswith("ensemble/") else "pick",
+                    ),
                     replace=force,
                 )
-                for key, fut in tqdm(
-                    submitted, desc="station-days", unit="unit", disable=not progress
+                for fut in tqdm(
+                    as_completed([fut for _, fut in submitted]),
+                    total=len(submitted),
+                    desc="station-days",
+                    unit="unit",
+                    disable=not progress,
                 )
             ]
         timings["pick"] = sw.seconds
