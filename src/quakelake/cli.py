@@ -1271,7 +1271,11 @@ def cmd_tables(args: argparse.Namespace) -> int:
     check_lake(cfg.lake, must_exist=True)
     lake = Lake(cfg.lake)
     for name in lake.tables():
-        n = lake.query(f'SELECT count(*) AS n FROM "{name}"')["n"][0]
+        try:
+            n = lake.query(f'SELECT count(*) AS n FROM "{name}"')["n"][0]
+        except BadInput as exc:  # a damaged file: say so, list the other tables
+            print(f"{name:<18} {'?':>12} rows  {len(lake.files(name)):>6} files  ({one_line(exc)})")
+            continue
         print(f"{name:<18} {n:>12,} rows  {len(lake.files(name)):>6} files")
     return 0
 
@@ -1281,8 +1285,13 @@ def cmd_lake(args: argparse.Namespace) -> int:
     from quakelake.lakehouse import Lake, maintenance
 
     cfg = load_config(args)
-    check_lake(cfg.lake, must_exist=args.action not in ("migrate", "attach"))
+    check_lake(cfg.lake)
     lake = Lake(cfg.lake)
+    if args.action not in ("migrate", "attach") and not lake.exists():
+        raise CliError(
+            f"--lake: {cfg.lake} has no catalog"
+            + ("; run quakelake lake migrate first" if lake.legacy() else "; no lake there yet")
+        )
     if args.action == "history":
         print(format_table(lake.history(), 10_000))
     elif args.action == "check":

@@ -317,7 +317,13 @@ class Lake:
             return []
         _spec(table)
         with self._cursor() as con:
-            rows = con.execute(f'SELECT DISTINCT filename FROM {ALIAS}."{table}"').fetchall()
+            try:
+                rows = con.execute(f'SELECT DISTINCT filename FROM {ALIAS}."{table}"').fetchall()
+            except duckdb.Error:  # a damaged file: list the catalog's files without reading them
+                from quakelake.lakehouse.maintenance import active_files
+
+                found = active_files(self)
+                rows = [(p,) for p in found.loc[found["table_name"] == table, "path"]]
         return sorted(Path(r[0]) for r in rows)
 
     def stems(self, table: str | None = None) -> pd.DataFrame:
