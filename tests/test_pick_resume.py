@@ -50,6 +50,24 @@ def test_killed_run_resumes_to_the_same_lake(shared_data, weights_cache, prefect
         "--workers",
         "1",
     ]
+    # kill 1: the moment a unit's first data file is on disk (written, its commit pending or
+    # under way): nothing of that unit may be visible, and nothing half-written
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    deadline = time.monotonic() + 240
+    while not _pick_files(killed) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    staged = _pick_files(killed)
+    assert staged, "the run should be killed once its first file is written"
+    committed = Lake(killed).files("picks")
+    assert set(committed) <= set(staged) and len(committed) <= 1
+    ledger = Lake(killed).read("units")
+    assert sorted(ledger["output"]) == sorted(stem_of(p) for p in committed)  # files <=> rows
+
+    # kill 2: after two units are committed, during the next ones
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
     )
@@ -78,5 +96,11 @@ def test_killed_run_resumes_to_the_same_lake(shared_data, weights_cache, prefect
     assert a.equals(b)
     stems = [stem_of(p) for p in Lake(killed).files("picks")]
     assert stems == [stem_of(p) for p in Lake(clean).files("picks")]
+    # the killed runs' uncommitted files are orphans: vacuum removes exactly those
+    from quakelake.lakehouse.maintenance import vacuum
+
+    removed = vacuum(Lake(killed), grace_s=0)["orphans"]
+    assert all(Path(p) not in Lake(killed).files("picks") for p in removed)
+    assert _pick_files(killed) == Lake(killed).files("picks")
     ledger = Lake(killed).query("SELECT unit, status FROM units WHERE stage = 'pick'")
     assert sorted(ledger.loc[ledger["status"] == "done", "unit"]) == sorted(set(ledger["unit"]))
