@@ -200,7 +200,7 @@ def test_fine_tuning_lowers_validation_loss_and_new_weights_pick_through_W(
     assert (
         (meta_file.parent / "salton_ft.card.md").read_text().startswith("# PhaseNetLight/salton_ft")
     )
-    runs = pd.read_parquet(labelled_lake / "runs")
+    runs = Lake(labelled_lake).read("runs")
     assert "train" in set(runs["command"])
 
     # -W salton_ft loads like any weights and picks the held-out station WMD within 0.5 s of the reference

@@ -761,7 +761,7 @@ def import_catalog(
     Returns:
         ``{"name", "events", "picks", "files", "paths"}``: counts and the lake files written.
     """
-    from quakelake.lakehouse.writer import write_table
+    from quakelake.lakehouse import write_table
     from quakelake.lineage import fingerprint
 
     if not name or not re.fullmatch(r"[A-Za-z0-9._+-]+", name):

@@ -982,7 +982,7 @@ def write_evaluation(lake_root: Any, run_id: str, reference: str, evaluation: Ev
     Returns:
         The paths written.
     """
-    from quakelake.lakehouse.writer import write_table
+    from quakelake.lakehouse import write_table
 
     out = []
     part = {"reference": reference}

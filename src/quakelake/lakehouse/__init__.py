@@ -1,8 +1,9 @@
 """The lakehouse: explicit schemas, immutable Parquet files, a DuckLake catalog. No Prefect here."""
 
-from quakelake.lakehouse.catalog import FileChange, Lake, LakeError, LakeQueryError
+from quakelake.lakehouse.catalog import Lake, LakeError, LakeQueryError, write_table
 from quakelake.lakehouse.schema import TABLES, TableSpec
 from quakelake.lakehouse.writer import (
+    FileChange,
     file_path,
     safe_name,
     stage_table,
@@ -10,7 +11,6 @@ from quakelake.lakehouse.writer import (
     to_arrow,
     unit_stem,
     write_atomic,
-    write_table,
 )
 
 __all__ = [

@@ -21,9 +21,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ import pyarrow as pa
 from quakelake.errors import BadInput
 from quakelake.lakehouse import extensions
 from quakelake.lakehouse.schema import TABLES, TableSpec
+from quakelake.lakehouse.writer import FileChange, stage_table, to_arrow
 
 CATALOG_FILE = "catalog.sqlite"
 CATALOG_POINTER = "catalog.json"  # where a lake's shared (PostgreSQL) catalog is; no secrets
@@ -72,33 +72,6 @@ class LakeQueryError(BadInput):
 
 class LakeError(BadInput):
     """The lake path or its catalog cannot be used (a file, an old layout, an unknown catalog)."""
-
-
-@dataclass(frozen=True)
-class FileChange:
-    """One logical file entering the lake at commit.
-
-    Attributes:
-        table: lake table.
-        path: the data file a worker wrote (not yet part of the lake).
-        stem: the logical file: unit key, a dot and the fingerprint of its inputs
-            (:func:`quakelake.lakehouse.writer.unit_stem`); its rows carry it in ``unit_file``.
-        key: the unit key; other committed stems of this key in the same partition of
-            ``table`` are superseded (their rows removed in the same commit). Empty: only the
-            same stem is replaced.
-        partition: the hive partition values of the file (e.g. ``{"day": "2020-10-01"}``).
-    """
-
-    table: str
-    path: Path
-    stem: str
-    key: str = ""
-    partition: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def part(self) -> str:
-        """Return the partition as its folder path (``day=2020-10-01``)."""
-        return "/".join(f"{k}={v}" for k, v in self.partition)
 
 
 def column_type(dtype: pa.DataType) -> str:
@@ -274,7 +247,7 @@ class Lake:
             return con
         con = self._open(read_only=True) if read_only else self._shared().cursor()
         at = self._at_clause(con, as_of) if as_of else ""
-        for name in TABLES:
+        for name in _filled(con):
             source = f'SELECT * EXCLUDE ({UNIT_COLUMN}) FROM {ALIAS}."{name}"{at}'
             if name == "runs":
                 source = _LATEST_RUN.format(source=source)
@@ -286,22 +259,16 @@ class Lake:
         return f" AT (VERSION => {snap})"
 
     def tables(self) -> list[str]:
-        """Return the names of the tables that have rows."""
-        return [name for name in TABLES if self.has_files(name)]
+        """Return the names of the tables that ever had rows (those the views show)."""
+        if not self.exists():
+            return []
+        with self._cursor() as con:
+            return _filled(con)
 
     def has_files(self, table: str) -> bool:
-        """Return True when ``table`` has committed rows."""
-        if not self.exists():
-            return False
+        """Return True when ``table`` ever had committed rows (it has a view)."""
         _spec(table)
-        with self._cursor() as con:
-            try:
-                row = con.execute(f'SELECT 1 FROM {ALIAS}."{table}" LIMIT 1').fetchone()
-            except duckdb.Error as exc:
-                if str(self.root) in str(exc):
-                    return True  # it has files, one damaged (quakelake lake check names it)
-                raise
-            return row is not None
+        return table in self.tables()
 
     @contextmanager
     def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -320,11 +287,19 @@ class Lake:
             try:
                 rows = con.execute(f'SELECT DISTINCT filename FROM {ALIAS}."{table}"').fetchall()
             except duckdb.Error:  # a damaged file: list the catalog's files without reading them
-                from quakelake.lakehouse.maintenance import active_files
-
-                found = active_files(self)
+                found = self.data_files()
                 rows = [(p,) for p in found.loc[found["table_name"] == table, "path"]]
         return sorted(Path(r[0]) for r in rows)
+
+    def data_files(self) -> pd.DataFrame:
+        """Return the catalog's current data files: table, path, rows, bytes, data_file_id."""
+        with self._cursor() as con:
+            return con.execute(
+                f"SELECT t.table_name AS table_name, f.data_file_id, f.path, f.path_is_relative, "
+                f"f.record_count, f.file_size_bytes, f.table_id FROM {META}.ducklake_data_file f "
+                f"JOIN {META}.ducklake_table t ON t.table_id = f.table_id AND t.end_snapshot IS NULL "
+                "WHERE f.end_snapshot IS NULL"
+            ).df()
 
     def stems(self, table: str | None = None) -> pd.DataFrame:
         """Return the committed logical files (table, stem, key, path, run_id, committed)."""
@@ -458,6 +433,18 @@ class Lake:
         return taken
 
 
+def _filled(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Return the lake tables that ever had committed rows (from the catalog's table stats)."""
+    names = {
+        r[0]
+        for r in con.execute(
+            f"SELECT t.table_name FROM {META}.ducklake_table_stats s JOIN {META}.ducklake_table t "
+            "ON t.table_id = s.table_id AND t.end_snapshot IS NULL WHERE s.record_count > 0"
+        ).fetchall()
+    }
+    return [name for name in TABLES if name in names]
+
+
 def _retryable(exc: duckdb.Error) -> bool:
     text = str(exc).lower()
     return any(
@@ -505,8 +492,6 @@ def _apply(con: duckdb.DuckDBPyConnection, change: FileChange, run_id: str, repl
 
 
 def _insert_rows(con: duckdb.DuckDBPyConnection, table: str, data: pd.DataFrame | pa.Table) -> None:
-    from quakelake.lakehouse.writer import to_arrow
-
     spec = _spec(table)
     frame = data.to_pandas() if isinstance(data, pa.Table) else data
     parts = {
@@ -639,3 +624,29 @@ def _spec(table: str) -> TableSpec:
 
 def _quote(text: str) -> str:
     return text.replace("'", "''")
+
+
+def write_table(
+    root: Path,
+    table: str,
+    data: pd.DataFrame | pa.Table,
+    name: str,
+    partition: Mapping[str, str] | None = None,
+    key: str = "",
+    run_id: str = "",
+) -> Path:
+    """Write one data file of ``table`` and commit it at once; return its path.
+
+    Args:
+        root: lake root folder.
+        table: lake table name (see ``quakelake.lakehouse.schema.TABLES``).
+        data: rows to write; cast to the table's schema.
+        name: the logical file (unit key + fingerprint): a committed file of the same name is
+            replaced.
+        partition: hive partition values, e.g. ``{"day": "2020-10-01"}``.
+        key: the unit key: committed files of this key and other inputs are replaced too.
+        run_id: recorded with the commit's snapshot.
+    """
+    change = stage_table(root, table, data, name, partition, key)
+    Lake(root).commit([change], run_id=run_id, message=f"{table} {change.stem}")
+    return change.path

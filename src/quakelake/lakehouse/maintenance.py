@@ -33,13 +33,7 @@ class CheckReport:
 
 def active_files(lake: Lake) -> pd.DataFrame:
     """Return the catalog's current data files: table, path, rows, bytes, data_file_id."""
-    with lake._cursor() as con:
-        return con.execute(
-            f"SELECT t.table_name AS table_name, f.data_file_id, f.path, f.path_is_relative, "
-            f"f.record_count, f.file_size_bytes, f.table_id FROM {META}.ducklake_data_file f "
-            f"JOIN {META}.ducklake_table t ON t.table_id = f.table_id AND t.end_snapshot IS NULL "
-            "WHERE f.end_snapshot IS NULL"
-        ).df()
+    return lake.data_files()
 
 
 def _absolute(lake: Lake, row) -> Path:

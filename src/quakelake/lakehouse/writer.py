@@ -6,6 +6,7 @@ import os
 import re
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,33 @@ import pyarrow.parquet as pq
 from quakelake.lakehouse.schema import TABLES, TableSpec
 
 _SAFE = re.compile(r"[^A-Za-z0-9._=+-]")
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One logical file entering the lake at commit.
+
+    Attributes:
+        table: lake table.
+        path: the data file a worker wrote (not yet part of the lake).
+        stem: the logical file: unit key, a dot and the fingerprint of its inputs
+            (:func:`quakelake.lakehouse.writer.unit_stem`); its rows carry it in ``unit_file``.
+        key: the unit key; other committed stems of this key in the same partition of
+            ``table`` are superseded (their rows removed in the same commit). Empty: only the
+            same stem is replaced.
+        partition: the hive partition values of the file (e.g. ``{"day": "2020-10-01"}``).
+    """
+
+    table: str
+    path: Path
+    stem: str
+    key: str = ""
+    partition: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def part(self) -> str:
+        """Return the partition as its folder path (``day=2020-10-01``)."""
+        return "/".join(f"{k}={v}" for k, v in self.partition)
 
 
 def safe_name(text: str) -> str:
@@ -132,37 +160,7 @@ def stage_table(
     What a worker does: the returned :class:`~quakelake.lakehouse.catalog.FileChange` is
     committed by the flow process (:meth:`Lake.commit`), together with the unit's ledger row.
     """
-    from quakelake.lakehouse.catalog import FileChange
-
     stem = safe_name(name)
     path = write_atomic(data_file(Path(root), table, partition, stem), to_arrow(table, data, stem))
     parts = tuple((k, safe_name(str(v))) for k, v in (partition or {}).items())
     return FileChange(table, path, stem, safe_name(key) if key else "", parts)
-
-
-def write_table(
-    root: Path,
-    table: str,
-    data: pd.DataFrame | pa.Table,
-    name: str,
-    partition: Mapping[str, str] | None = None,
-    key: str = "",
-    run_id: str = "",
-) -> Path:
-    """Write one data file of ``table`` and commit it at once; return its path.
-
-    Args:
-        root: lake root folder.
-        table: lake table name (see ``quakelake.lakehouse.schema.TABLES``).
-        data: rows to write; cast to the table's schema.
-        name: the logical file (unit key + fingerprint): a committed file of the same name is
-            replaced.
-        partition: hive partition values, e.g. ``{"day": "2020-10-01"}``.
-        key: the unit key: committed files of this key and other inputs are replaced too.
-        run_id: recorded with the commit's snapshot.
-    """
-    from quakelake.lakehouse.catalog import Lake
-
-    change = stage_table(root, table, data, name, partition, key)
-    Lake(root).commit([change], run_id=run_id, message=f"{table} {change.stem}")
-    return change.path
