@@ -101,6 +101,10 @@ def test_snapshots_show_the_lake_before_a_replacement(lake_root):
     assert history["run_id"].tolist()[-4:] == ["r1", "r1", "r1", "r2"]
     with pytest.raises(Exception, match="--as-of"):
         lake.query("SELECT 1", as_of="no-such-run")
+    diff = mt.compare(lake, "r1")  # the analyzer's view of the change: before r2 and now
+    assert diff[["tbl", "phase", "before", "after", "change"]].values.tolist() == [
+        ["picks", "P", 30, 23, -7]
+    ]
 
 
 def test_damaged_committed_file_is_named_and_repaired(lake_root, capsys):

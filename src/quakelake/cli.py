@@ -642,10 +642,22 @@ def build_parser() -> argparse.ArgumentParser:
         "working); vacuum: delete files no snapshot reads (killed runs' orphans, compacted "
         "files; --expire-days also ends old snapshots); migrate: bring a lake of the layout "
         "before the catalog under one, without re-picking; attach: print the two lines any "
-        "DuckDB client runs to open the lake.",
+        "DuckDB client runs to open the lake; compare: picks per model x weights x phase and "
+        "events per associator at two snapshots (--as-of RUN_ID [--to RUN_ID]).",
     )
     lake.add_argument(
-        "action", choices=["history", "check", "compact", "vacuum", "migrate", "attach"]
+        "action",
+        choices=["history", "check", "compact", "vacuum", "migrate", "attach", "compare"],
+    )
+    lake.add_argument(
+        "--as-of",
+        metavar="RUN_ID|TIME",
+        help="compare: the snapshot before (e.g. the run before a reprocessing) (default: none)",
+    )
+    lake.add_argument(
+        "--to",
+        metavar="RUN_ID|TIME",
+        help="compare: the snapshot after (default: the lake now)",
     )
     _common(lake)
     lake.add_argument(
@@ -1322,6 +1334,10 @@ def cmd_lake(args: argparse.Namespace) -> int:
             print(f"{table:<18} {n:>7} files migrated")
         if damaged:
             print(f"{damaged} damaged files left in place (see quakelake lake check)")
+    elif args.action == "compare":
+        if not args.as_of:
+            raise CliError("--as-of: compare needs the snapshot before (a run id or a time)")
+        print(format_table(maintenance.compare(lake, args.as_of, args.to), 10_000))
     else:
         print(maintenance.catalog_attach_sql(lake))
     return 0

@@ -117,7 +117,7 @@ class Lake:
     def __init__(self, root: str | Path, catalog: str | None = None):
         self.root = Path(root).resolve()
         if self.root.exists() and not self.root.is_dir():
-            raise LakeError(f"lake path {root} is a file, not a folder; pass a folder to -o/--lake")
+            raise LakeError(f"lake path {root} is a file, not a folder; pass a folder to --lake")
         self._catalog = catalog or ""
 
     # -- where the catalog is -------------------------------------------------------------
@@ -241,7 +241,7 @@ class Lake:
             if self.root.is_dir() and _legacy_files(self.root):
                 raise LakeError(
                     f"lake {self.root} holds Parquet files but no catalog (the layout before "
-                    f"the DuckLake catalog); run: quakelake lake migrate -o {self.root}"
+                    f"the DuckLake catalog); run: quakelake lake migrate --lake {self.root}"
                 )
             con = extensions.offline_connection()
             return con
@@ -335,7 +335,7 @@ class Lake:
                 raise LakeQueryError(str(exc)) from exc
             raise LakeQueryError(
                 f"{exc}\nA data file of lake {self.root} is damaged or missing: "
-                f"run quakelake lake check -o {self.root}"
+                f"run quakelake lake check --lake {self.root}"
             ) from exc
         finally:
             con.close()

@@ -275,6 +275,33 @@ def migrate(root: Path) -> dict[str, int]:
     return counts
 
 
+def compare(lake: Lake, before: str, after: str | None = None) -> pd.DataFrame:
+    """Compare two snapshots: picks per model x weights x phase, events per associator.
+
+    ``before``/``after`` are run ids or times (``after`` None: the lake now). Returns one row
+    per table x group with the counts at each snapshot and the change, e.g. what a reprocessing
+    with new weights added or removed.
+    """
+    sql = {
+        "picks": "SELECT 'picks' AS tbl, model || '/' || weights AS what, phase, count(*) AS n, "
+        "avg(probability) AS mean_probability FROM picks GROUP BY ALL",
+        "events": "SELECT 'events' AS tbl, associator AS what, '' AS phase, count(*) AS n, "
+        "NULL::DOUBLE AS mean_probability FROM events GROUP BY ALL",
+    }
+    frames = []
+    for label, snap in (("before", before), ("after", after)):
+        tables = set(lake.tables())
+        parts = [lake.query(q, as_of=snap) for t, q in sql.items() if t in tables]
+        frame = pd.concat(parts) if parts else pd.DataFrame(columns=["tbl", "what", "phase", "n"])
+        frames.append(frame.rename(columns={"n": label, "mean_probability": f"p_{label}"}))
+    keys = ["tbl", "what", "phase"]
+    out = frames[0].merge(frames[1], on=keys, how="outer")
+    out[["before", "after"]] = out[["before", "after"]].fillna(0).astype(int)
+    out["change"] = out["after"] - out["before"]
+    cols = [*keys, "before", "after", "change", "p_before", "p_after"]
+    return out[cols].sort_values(keys, ignore_index=True)
+
+
 def catalog_attach_sql(lake: Lake) -> str:
     """Return the two lines any DuckDB client runs to open ``lake`` read-only."""
     url = lake.catalog
@@ -295,6 +322,7 @@ __all__ = [
     "catalog_attach_sql",
     "check",
     "compact",
+    "compare",
     "migrate",
     "vacuum",
 ]
