@@ -33,7 +33,7 @@ import pyarrow as pa
 from quakelake.errors import BadInput
 from quakelake.lakehouse import extensions
 from quakelake.lakehouse.schema import TABLES, TableSpec
-from quakelake.lakehouse.writer import FileChange, stage_table, to_arrow
+from quakelake.lakehouse.writer import FileChange, stage_table, table_spec, to_arrow
 
 CATALOG_FILE = "catalog.sqlite"
 CATALOG_POINTER = "catalog.json"  # where a lake's shared (PostgreSQL) catalog is; no secrets
@@ -417,10 +417,7 @@ class Lake:
                     con.execute("COMMIT")
                     break
                 except duckdb.Error as exc:
-                    try:
-                        con.execute("ROLLBACK")
-                    except duckdb.Error:
-                        pass
+                    rollback(con)
                     if not _retryable(exc) or attempt == 79:
                         raise
                     time.sleep(delay)
@@ -431,6 +428,14 @@ class Lake:
             if change not in taken:
                 Path(change.path).unlink(missing_ok=True)  # never part of the lake
         return taken
+
+
+def rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back ``con``'s open transaction, if any (a failed commit may have ended it)."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
 
 
 def _filled(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -555,10 +560,7 @@ def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
             con.execute("COMMIT")
             return
         except duckdb.Error as exc:
-            try:
-                con.execute("ROLLBACK")
-            except duckdb.Error:
-                pass
+            rollback(con)
             if not (_retryable(exc) or "already exists" in str(exc)) or attempt == 39:
                 raise
             time.sleep(0.1)
@@ -616,10 +618,7 @@ def _legacy_files(root: Path) -> bool:
 
 
 def _spec(table: str) -> TableSpec:
-    try:
-        return TABLES[table]
-    except KeyError:
-        raise KeyError(f"unknown lake table {table!r}; known tables: {', '.join(TABLES)}") from None
+    return table_spec(table)
 
 
 def _quote(text: str) -> str:

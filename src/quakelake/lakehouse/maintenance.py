@@ -14,7 +14,15 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 
-from quakelake.lakehouse.catalog import ALIAS, CATALOG_FILE, META, FileChange, Lake, _quote
+from quakelake.lakehouse.catalog import (
+    ALIAS,
+    CATALOG_FILE,
+    META,
+    FileChange,
+    Lake,
+    _quote,
+    rollback,
+)
 from quakelake.lakehouse.schema import TABLES
 from quakelake.lakehouse.writer import data_file, to_arrow, write_atomic
 
@@ -109,10 +117,7 @@ def _retire(lake: Lake, data_file_id: int, table_id: int, rows: int) -> None:
         )
         con.execute("COMMIT")
     except duckdb.Error:
-        try:
-            con.execute("ROLLBACK")
-        except duckdb.Error:
-            pass
+        rollback(con)
         raise
     finally:
         con.close()
