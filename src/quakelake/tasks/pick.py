@@ -214,7 +214,7 @@ def phase_counts(results: list[UnitResult]) -> dict[str, int]:
     for r in results:
         for phase, n in r.extra.get("phases", {}).items():
             total[phase] = total.get(phase, 0) + int(n)
-    return total
+    return dict(sorted(total.items()))  # P before S, whatever order the units came back in
 
 
 def summary_table(results: list[UnitResult]) -> pd.DataFrame:
