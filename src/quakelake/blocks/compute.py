@@ -6,7 +6,7 @@ from prefect.blocks.core import Block
 from prefect.task_runners import TaskRunner
 from pydantic import Field
 
-from quakelake.compute import ComputeSettings, RunnerKind, SlurmSettings
+from quakelake.params.compute import ComputeSettings, RunnerKind, SlurmSettings
 
 
 class ComputeClusterBlock(Block):
