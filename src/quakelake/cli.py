@@ -29,6 +29,8 @@ from quakelake.printing import (
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from quakelake.config import RunConfig
 
 GROUPS_HELP = (
@@ -961,10 +963,10 @@ def check_lake(lake: Path, must_exist: bool = False) -> None:
             )
 
 
-def check_station_file(path: Path | None) -> None:
-    """Refuse a station file that is missing, unreadable or lists no station (-F)."""
+def check_station_file(path: Path | None) -> pd.DataFrame | None:
+    """Return the stations of the -F file; refuse one that is missing, unreadable or lists none."""
     if path is None:
-        return
+        return None
     from quakelake.stations import read_stations
 
     path = Path(path)
@@ -987,6 +989,7 @@ def check_station_file(path: Path | None) -> None:
         raise CliError(
             f"-F/--file: {path} lists no station; pass the metadata of the archive's stations"
         )
+    return stations
 
 
 def check_reference(cfg: RunConfig) -> None:
@@ -1027,7 +1030,17 @@ def check_models(cfg: RunConfig) -> list[str]:
 def check_inputs(cfg: RunConfig, args: argparse.Namespace) -> list[str]:
     """Validate every path and name of a pick/run before work starts; return warnings to show."""
     check_lake(cfg.lake)
-    check_station_file(cfg.station_file)
+    stations = check_station_file(cfg.station_file)
+    if stations is not None and cfg.download is None and cfg.directory is not None:
+        from quakelake.stations import check_covers_archive
+        from quakelake.waveforms import archive_stations
+
+        check_covers_archive(
+            stations,
+            cfg.station_file,
+            archive_stations(cfg.directory, cfg.selection),
+            f"archive {cfg.directory}",
+        )
     check_reference(cfg)
     if (
         cfg.download is not None

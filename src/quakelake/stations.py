@@ -13,6 +13,7 @@ Supported files:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,42 @@ def read_stations(path: str | Path) -> pd.DataFrame:
         sep = "," if "," in first else ("\t" if "\t" in first else ";")
         return normalise_stations(pd.read_csv(path, sep=sep, dtype=str), str(path))
     return _read_real_list(path)
+
+
+def check_covers_archive(
+    stations: pd.DataFrame, source: str | Path, archive: Iterable[tuple[str, str]], where: str
+) -> None:
+    """Refuse a station file that lists none of the archive's stations, before any work starts.
+
+    Stations are compared by station code (bulletins and CSVs do not always carry the network
+    the data centre uses); the first archive station that the file lists ends the check, so
+    only a mismatch reads the whole ``archive``. An empty archive passes (the pick stage says
+    that no waveforms were found).
+
+    Args:
+        stations: the station file's rows (:func:`read_stations`).
+        source: the station file, for the message.
+        archive: (network, station) of the waveforms to pick, e.g. from
+            :func:`quakelake.waveforms.archive_stations`.
+        where: the archive, for the message (``archive /data/sds``).
+
+    Raises:
+        StationFileError: naming ``-F/--file``, a few of the archive's stations and what to do.
+    """
+    listed = set(stations["station"].astype(str))
+    met: list[str] = []
+    for network, station in archive:
+        if station in listed:
+            return
+        met.append(f"{network}.{station}")
+    if not met:
+        return
+    shown = ", ".join(met[:8]) + (f" and {len(met) - 8} more" if len(met) > 8 else "")
+    have = ", ".join(sorted(listed)[:5]) + (", ..." if len(listed) > 5 else "")
+    raise StationFileError(
+        f"-F/--file: {source} lists none of the {len(met)} stations of the {where} ({shown}; the "
+        f"file lists {have}): pass the metadata of these stations, or leave -F out"
+    )
 
 
 def normalise_stations(df: pd.DataFrame, source: str = "station table") -> pd.DataFrame:
