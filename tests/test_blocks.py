@@ -105,3 +105,42 @@ def test_pipeline_takes_lake_and_compute_from_block_names(
     assert out["pick"]["done"] == 1
     assert not (tmp_path / "not-this-one").exists()
     assert len(Lake(tmp_path / "block-lake").read("picks")) > 0
+
+
+def test_one_precedence_for_the_command_line_and_the_pipeline_flow(prefect_server, tmp_path):
+    """defaults < config file (or the flow's config) < blocks < command line, in both entry points."""
+    from quakelake.cli import build_parser, load_config
+    from quakelake.config import ConfigError, RunConfig
+    from quakelake.flows.settings import resolve_settings
+
+    LakeBlock(root=str(tmp_path / "block-lake")).save("precedence-lake", overwrite=True)
+    ComputeClusterBlock(runner="threads", workers=1).save("precedence-threads", overwrite=True)
+    file = tmp_path / "run.yaml"
+    file.write_text(
+        f"lake: {tmp_path / 'file-lake'}\n"
+        "execution: {workers: 3, associate_on: runner}\n"
+        "pick: {p_threshold: 0.4, s_threshold: 0.25}\n"
+    )
+    blocks = {"lake_block": "precedence-lake", "compute_block": "precedence-threads"}
+
+    cli = load_config(
+        build_parser().parse_args(
+            ["pick", "-d", str(tmp_path), "-c", str(file), "-p", "0.2"]
+            + ["--lake-block", "precedence-lake", "--compute-block", "precedence-threads"]
+        )
+    )
+    flow = resolve_settings(RunConfig.model_validate_json(cli.model_dump_json()), **blocks)
+    for cfg in (cli, flow):
+        assert cfg.lake == tmp_path / "block-lake"  # the block beats the file
+        assert cfg.execution.workers == 1  # the block beats the file
+        assert cfg.execution.associate_on == "runner"  # what the block does not hold: the file's
+        assert (cfg.pick.p_threshold, cfg.pick.s_threshold) == (0.2, 0.25)  # option > file
+    explicit = load_config(
+        build_parser().parse_args(
+            ["pick", "-d", str(tmp_path), "--lake", str(tmp_path / "mine")]
+            + ["--lake-block", "precedence-lake"]
+        )
+    )
+    assert explicit.lake == tmp_path / "mine"  # the command line beats the block
+    with pytest.raises(ConfigError, match=r"^--lake-block: no QuakeLake Lake block named 'nope'"):
+        resolve_settings(None, lake_block="nope")

@@ -918,18 +918,9 @@ def load_config(args: argparse.Namespace) -> RunConfig:
 
 
 def _load_config(args: argparse.Namespace) -> RunConfig:
-    from quakelake.config import build_config
+    from quakelake.flows.settings import resolve_settings
 
     overrides = overrides_from_args(args)
-    if getattr(args, "lake_block", None) and "lake" not in overrides:
-        from quakelake.blocks import load_lake
-
-        overrides["lake"] = load_lake(args.lake_block)
-    if getattr(args, "compute_block", None):
-        from quakelake.blocks import load_compute
-
-        block = load_compute(args.compute_block).model_dump(exclude_none=True)
-        overrides["execution"] = {**block, **overrides.get("execution", {})}
     given = set(_flat_keys(overrides))
     if "window.start" in given:
         given.add("window")
@@ -942,7 +933,13 @@ def _load_config(args: argparse.Namespace) -> RunConfig:
         names.update(
             {k: "-D/--dates" for k in ("window", "window.start", "window.end") if k in names}
         )
-    return build_config(getattr(args, "config", None), overrides, names=names)
+    return resolve_settings(
+        getattr(args, "config", None),
+        overrides,
+        lake_block=getattr(args, "lake_block", None),
+        compute_block=getattr(args, "compute_block", None),
+        names=names,
+    )
 
 
 # ------------------------------------------------------------------- checks before any work starts

@@ -42,6 +42,7 @@ __all__ = [
     "deep_merge",
     "format_validation_error",
     "read_config_file",
+    "validate_config",
 ]
 
 
@@ -175,8 +176,23 @@ def build_config(
         ConfigError: naming every invalid parameter.
     """
     data: dict[str, Any] = read_config_file(file) if file else {}
-    data = deep_merge(data, overrides or {})
+    return validate_config(
+        deep_merge(data, overrides or {}), str(file) if file else "", names, model
+    )
+
+
+def validate_config(
+    data: Mapping[str, Any],
+    source: str = "",
+    names: Mapping[str, str] | None = None,
+    model: type[_Model] = RunConfig,
+) -> Any:
+    """Return ``data`` validated as ``model``.
+
+    Raises:
+        ConfigError: naming every invalid parameter (by its option when ``names`` has it).
+    """
     try:
-        return model.model_validate(data)
+        return model.model_validate(dict(data))
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(file) if file else "", names)) from None
+        raise ConfigError(format_validation_error(exc, source, names)) from None
