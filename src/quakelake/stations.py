@@ -22,6 +22,7 @@ import pandas as pd
 from quakelake.errors import BadInput
 from quakelake.lakehouse import write_table
 from quakelake.lakehouse.schema import STATIONS
+from quakelake.params import StationSelection
 
 COLUMNS = list(STATIONS.schema.names)
 
@@ -258,4 +259,50 @@ def write_stations(
     name = name or "stations." + fingerprint(stations.astype(str).to_csv(index=False))
     return write_table(
         Path(lake), "stations", stations[COLUMNS], name=name, partition={"source": source}
+    )
+
+
+def known_stations(
+    station_file: Path | None, directory: Path | None, selection: StationSelection | None = None
+) -> tuple[set[tuple[str, str]], str]:
+    """Return the (NET, STA) of the station file, or else of the archive's selected waveforms.
+
+    The second value says where they come from, for messages (``archive /data/sds``).
+    """
+    if station_file is not None and Path(station_file).is_file():
+        st = read_stations(station_file)
+        pairs = zip(st["network"].astype(str), st["station"].astype(str), strict=True)
+        return set(pairs), str(station_file)
+    from quakelake.waveforms import archive_stations
+
+    if directory is None:
+        return set(), "no archive"
+    return set(archive_stations(directory, selection)), f"archive {directory}"
+
+
+def picked_stations(lake_root: Path) -> set[tuple[str, str]] | None:
+    """Return the (NET, STA) that have picks in the lake (None when it holds no picks)."""
+    from quakelake.lakehouse import Lake
+
+    lake = Lake(lake_root)
+    if not lake.has_files("picks"):
+        return None
+    rows = lake.query("SELECT DISTINCT network, station FROM picks")
+    return set(zip(rows["network"].astype(str), rows["station"].astype(str), strict=True))
+
+
+def unlisted_picks(station_file: Path, lake_root: Path) -> str:
+    """Return a warning when ``station_file`` lists none of the stations with picks, else "".
+
+    No event can be located then: the picks' stations have no coordinates.
+    """
+    listed = set(read_stations(station_file)["station"].astype(str))
+    picked = {station for _, station in picked_stations(lake_root) or set()}
+    if not picked or listed & picked:
+        return ""
+    names = sorted(picked)
+    return (
+        f"-F/--file: {station_file} lists none of the {len(picked)} stations with picks "
+        f"({', '.join(names[:8])}{', ...' if len(names) > 8 else ''}); no event could be "
+        "located: pass the metadata of the archive's stations"
     )
