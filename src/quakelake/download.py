@@ -592,16 +592,6 @@ def parse_records(data: bytes) -> tuple[list[Record], str]:
     return records, ""
 
 
-def split_records(data: bytes, day: dt.date) -> dict[ChannelKey, bytes]:
-    """Return the whole miniSEED records of ``data`` that start on ``day``, grouped per channel id.
-
-    Records are copied byte for byte (no decoding); a record starting the day before belongs to
-    that day's file, as SDS archives do. A record cut at the end of ``data`` is left out.
-    """
-    records, _ = parse_records(data)
-    return {k: b"".join(r.data for r in v) for k, v in _by_channel(records, day).items()}
-
-
 def _by_channel(records: list[Record], day: dt.date) -> dict[ChannelKey, list[Record]]:
     """Return the records starting on ``day`` per channel, in time order, duplicates dropped."""
     start = UTCDateTime(day.isoformat())
