@@ -429,7 +429,7 @@ def resolve_config(
         model = pd.DataFrame(
             {"depth": [0.0, 1.0], "vp": [vel.vp or 6.0] * 2, "vs": [vel.vs or 6.0 / 1.75] * 2}
         )
-    auto = derive_settings(geometry, model)
+    auto: dict[str, Any] = derive_settings(geometry, model)
     derived: dict[str, Any] = {}
 
     def take(key: str, name: str) -> Any:
@@ -577,7 +577,11 @@ def _prepare(
     sites["x"], sites["y"] = proj.to_xy(sites["latitude"].to_numpy(), sites["longitude"].to_numpy())
     sites["z"] = -sites["elevation_m"].to_numpy() / 1000.0
     vel = config.velocity
+    times: Any  # a TravelTimeTable or _HomogeneousTimes
     if vel.kind == "1d":
+        assert (
+            vel.grid_km and vel.max_depth_km and config.area.depth_km
+        )  # resolve_config fills them
         (xa, xb), (ya, yb) = proj.bounds(lat, lon)
         s_x, s_y = sites["x"].to_numpy(), sites["y"].to_numpy()
         span = max(xb, s_x.max()) - min(xa, s_x.min())
@@ -586,6 +590,7 @@ def _prepare(
         zdist = max(vel.max_depth_km, config.area.depth_km[1] + 5.0)
         path, times = cached_table(model_points(vel), vel.grid_km, xdist, zdist, vel.table_dir)
     else:
+        assert vel.vp and vel.vs  # resolve_config derives them for a 0-D model
         path, times = None, _HomogeneousTimes(vel.vp, vel.vs)
     setup = _Setup(
         config, settings, norm, sites, proj, lat, lon, times, path, surface_velocities(vel)
@@ -713,6 +718,7 @@ def _run_pyocto(setup: _Setup, config: PyOctoConfig) -> tuple[pd.DataFrame, pd.D
         second_pass_overwrites=config.second_pass,
         n_threads=config.n_threads,
     )
+    assert config.area.depth_km is not None  # resolve_config fills it
     associator = pyocto.OctoAssociator(
         xlim,
         ylim,
@@ -776,6 +782,7 @@ def _run_gamma(setup: _Setup, config: GammaConfig) -> tuple[pd.DataFrame, pd.Dat
 
     st = setup.stations
     xr, yr = setup.projection.bounds(setup.lat, setup.lon)
+    assert config.area.depth_km is not None  # resolve_config fills it
     zmin, zmax = config.area.depth_km
     stations = pd.DataFrame(
         {"id": np.arange(len(st)).astype(str), "x(km)": st["x"], "y(km)": st["y"], "z(km)": st["z"]}
@@ -998,8 +1005,9 @@ def _finish(
     p["t"] = p["time"].astype("int64").to_numpy() / 1e9
     ev = raw_events[["x", "y", "z", "time", "score"]].astype(float)
     reloc = config.relocation
+    assert config.area.depth_km is not None  # resolve_config fills it
     ev, residual = relocate(
-        ev, p, setup.times, setup.surface, tuple(config.area.depth_km), reloc, move=reloc.enabled
+        ev, p, setup.times, setup.surface, config.area.depth_km, reloc, move=bool(reloc.enabled)
     )
     p["residual_s"] = residual
     if reloc.max_residual_s is not None:

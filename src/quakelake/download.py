@@ -669,7 +669,10 @@ def http_get(client: Client, url: str, params: DownloadParams) -> bytes:
         try:
             raise_on_error(exc.code, body)
         except Exception as err:
-            err.retry_after = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
+            # read by the retry loop: how long the server asked us to wait
+            err.retry_after = _retry_after(  # type: ignore[attr-defined]
+                exc.headers.get("Retry-After") if exc.headers else None
+            )
             raise
         raise FDSNException(f"HTTP code {exc.code}") from exc
     except (TimeoutError, urllib.error.URLError) as exc:
@@ -681,7 +684,7 @@ def http_get(client: Client, url: str, params: DownloadParams) -> bytes:
             raise FDSNNoDataException("No data available for request.")
         if response.getcode() != 200:
             raise_on_error(response.getcode(), response.read(4096))
-        chunks = []
+        chunks: list[bytes] = []
         try:
             while True:
                 if time.monotonic() > deadline:
@@ -819,7 +822,11 @@ def download_unit(
     t0 = time.perf_counter()
     paths = unit_paths(unit, archive)
     rel = ";".join(str(p.relative_to(archive)) for p in paths)
-    base = {"network": unit.network, "station": unit.station, "day": unit.day.isoformat()}
+    base: dict[str, Any] = {
+        "network": unit.network,
+        "station": unit.station,
+        "day": unit.day.isoformat(),
+    }
     _clean_stale(archive, unit)
     marker = partial_marker(archive, unit)
     if not force and not marker.exists() and all(p.is_file() for p in paths):

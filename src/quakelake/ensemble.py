@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -225,7 +226,7 @@ def consensus(
 
 
 def pick_ensemble(
-    models: Sequence[tuple[str, object]],
+    models: Sequence[tuple[str, Any]],
     instruments: Sequence,
     pick: PickParams,
     params: EnsembleParams,

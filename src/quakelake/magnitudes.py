@@ -202,7 +202,7 @@ def wood_anderson(stream: Stream, inventory: Inventory, params: AmplitudeParams)
             missing.append((tr.id, f"{type(exc).__name__}: {exc}"))
             continue
         out.append(tr)
-    out.missing = missing  # type: ignore[attr-defined]
+    out.missing = missing
     return out
 
 

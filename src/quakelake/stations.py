@@ -147,8 +147,8 @@ def normalise_stations(df: pd.DataFrame, source: str = "station table") -> pd.Da
             out[col] = pd.to_numeric(out[col], errors="coerce")
     bad = out["latitude"].isna() | out["longitude"].isna()
     if bad.any():
-        names = ", ".join(sorted(set(out.loc[bad, "station"].astype(str)))[:10])
-        raise StationFileError(f"{source}: stations without numeric latitude/longitude: {names}")
+        shown = ", ".join(sorted(set(out.loc[bad, "station"].astype(str)))[:10])
+        raise StationFileError(f"{source}: stations without numeric latitude/longitude: {shown}")
     if ((out["latitude"].abs() > 90) | (out["longitude"].abs() > 360)).any():
         raise StationFileError(f"{source}: latitude/longitude out of range (columns swapped?)")
     for col in ("start", "end"):

@@ -153,7 +153,7 @@ def labelled_picks(
         frame = lk.read("reference_picks", "catalog = ?", [params.reference])
         source = f"reference {params.reference!r}"
     else:
-        where, args = "probability >= ?", [params.min_probability]
+        where, args = "probability >= ?", list[Any]([params.min_probability])
         if params.label_models:
             where += f" AND model IN ({', '.join('?' * len(params.label_models))})"
             args += params.label_models

@@ -58,7 +58,7 @@ def standard_model(name: str = "ak135", max_depth_km: float = 800.0) -> pd.DataF
     import obspy.taup
 
     path = Path(obspy.taup.__file__).parent / "data" / f"{name}.tvel"
-    rows = []
+    rows: list[list[float]] = []
     for line in path.read_text().splitlines()[2:]:  # two title lines
         parts = line.split()
         if len(parts) < 3:

@@ -500,8 +500,8 @@ def scan_archive(
     selection = selection or StationSelection()
     known: dict[tuple[str, int, float], pd.DataFrame] = {}
     if previous is not None and len(previous):
-        for (path, size, mtime), rows in previous.groupby(["path", "file_size", "file_mtime"]):
-            known[(path, int(size), float(mtime))] = rows
+        for (path, size, mtime), group in previous.groupby(["path", "file_size", "file_mtime"]):
+            known[(path, int(size), float(mtime))] = group
 
     files: Iterable[Path] = _iter_files(root)
     if progress:
