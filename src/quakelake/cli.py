@@ -854,12 +854,16 @@ def _flat_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
     return keys
 
 
-def check_ensemble(cfg: RunConfig) -> None:
-    """Refuse an ensemble of fewer than two model x weights members before any work starts."""
+def check_ensemble(cfg: RunConfig, trained: bool = False) -> None:
+    """Refuse an ensemble of fewer than two model x weights members before any work starts.
+
+    ``trained``: -T adds the fine-tuned weights of the first model to the grid.
+    """
     if cfg.ensemble is not None:
         from quakelake.ensemble import check_members
 
-        check_members([f"{m}/{w}" for m in cfg.pick.models for w in cfg.pick.weights])
+        members = [f"{m}/{w}" for m in cfg.pick.models for w in cfg.pick.weights]
+        check_members(members + ([f"{cfg.pick.models[0]}/fine-tuned"] if trained else []))
 
 
 def _checked_groups(cfg: RunConfig) -> dict[str, list[str]]:
@@ -1154,12 +1158,12 @@ def cmd_pick(args: argparse.Namespace) -> int:
         raise CliError(
             f"-d/--directory: {cfg.directory} is not a folder; give the waveform archive"
         )
-    if getattr(args, "train", False):
-        cfg = fine_tune_before_picking(args, cfg)
     for w in check_inputs(cfg, args):
         warn(w)
-    check_ensemble(cfg)
     groups = _checked_groups(cfg)
+    check_ensemble(cfg, trained=getattr(args, "train", False))
+    if getattr(args, "train", False):  # the first work: after every check
+        cfg = fine_tune_before_picking(args, cfg)
     _quiet_prefect(cfg)
     t0 = time.perf_counter()
     from quakelake.flows.pick import pick_phases
@@ -1310,8 +1314,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the pipeline: [download ->] pick [-> associate] [-> analyze] for a date range."""
     _refuse_unavailable(args)
     cfg = load_config(args)
-    if getattr(args, "train", False):
-        cfg = fine_tune_before_picking(args, cfg)
     if cfg.directory is None:
         raise CliError(
             "-d/--directory: give the waveform archive (the download target with --download)"
@@ -1328,8 +1330,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         require_display("--interactive")
     for w in check_inputs(cfg, args):
         warn(w)
-    check_ensemble(cfg)
     _checked_groups(cfg)
+    check_ensemble(cfg, trained=getattr(args, "train", False))
+    if getattr(args, "train", False):  # the first work: after every check
+        cfg = fine_tune_before_picking(args, cfg)
     _quiet_prefect(cfg)
     t0 = time.perf_counter()
     from quakelake.flows.pipeline import run_pipeline
