@@ -12,7 +12,7 @@ LAKE      ?= lake
 DEMO_STATIONS ?= $(if $(findstring phasenet_saltonsea,$(DEMO_DATA)),$(wildcard $(DEMO_DATA)/../stations.xml))
 DEMO_REFERENCE ?= $(if $(findstring phasenet_saltonsea,$(DEMO_DATA)),$(wildcard $(DEMO_DATA)/../DERIVED_*.csv))
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint typecheck bench clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+
+# mypy on the science layer and the parameter models (files and per-library settings: pyproject.toml)
+typecheck: $(STAMP)
+	$(PY) -m mypy
 
 bench: $(STAMP)
 	$(PY) benchmarks/picking.py

@@ -15,6 +15,7 @@ and the ratios; wall seconds grow with the machine's load (printed too).
 
     .venv/bin/python benchmarks/cli.py
     .venv/bin/python benchmarks/cli.py --baseline-src ../main/src --repeat 3
+    .venv/bin/python benchmarks/cli.py --baseline-src OLD/src --setups baseline-local,local
 """
 
 from __future__ import annotations
@@ -134,14 +135,32 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs of each command, median shown (default 1)"
     )
+    parser.add_argument(
+        "--setups",
+        default="baseline,temporary,local",
+        help="comma-separated set-ups to run: baseline (needs --baseline-src), baseline-local "
+        "(the baseline code with a local server), temporary, local (default: %(default)s)",
+    )
     args = parser.parse_args()
     if not SALTON.is_dir():
         raise SystemExit(f"the Salton Sea sample {SALTON} is absent (set QUAKELAKE_SHARED)")
     work = Path(tempfile.mkdtemp(prefix="quakelake-bench-cli-"))
+    known = {
+        "baseline": (args.baseline_src, False),
+        "baseline-local": (args.baseline_src, True),
+        "temporary": (ROOT / "src", False),
+        "local": (ROOT / "src", True),
+    }
     setups = []
-    if args.baseline_src:
-        setups.append(("baseline", args.baseline_src.resolve(), False))
-    setups += [("temporary", ROOT / "src", False), ("local", ROOT / "src", True)]
+    for name in args.setups.split(","):
+        if name not in known:
+            raise SystemExit(f"error: --setups: unknown set-up {name!r}; use {', '.join(known)}")
+        src, server = known[name]
+        if src is None:
+            if name == "baseline" and "--setups" not in sys.argv:
+                continue  # the default list without --baseline-src: compare temporary and local
+            raise SystemExit(f"error: --setups {name} needs --baseline-src")
+        setups.append((name, Path(src).resolve(), server))
     results = {}
     try:
         for name, src, server in setups:
@@ -160,13 +179,14 @@ def main() -> None:
             for n in results
         )
         print(f"{label:<22}{cells}")
-    ref = "baseline" if "baseline" in results else "temporary"
-    print(f"\nwall-time ratio {ref} / local (how many times faster with the local server):")
-    for label in labels:
-        if label in results[ref] and label in results["local"]:
-            print(
-                f"  {label:<22} {results[ref][label][0] / max(results['local'][label][0], 1e-9):6.2f}x"
-            )
+    names = list(results)
+    ref, new = names[0], names[-1]
+    if ref != new:
+        print(f"\nratio {ref} / {new} (wall, CPU):")
+        for label in labels:
+            if label in results[ref] and label in results[new]:
+                (w0, c0), (w1, c1) = results[ref][label], results[new][label]
+                print(f"  {label:<22} {w0 / max(w1, 1e-9):6.2f}x {c0 / max(c1, 1e-9):6.2f}x")
     print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 

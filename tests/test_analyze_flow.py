@@ -117,7 +117,7 @@ def test_station_day_figure(shared_data, tmp_path):
     stream = obspy.read(str(folder / "mseed" / "CI.IMP.2020-10-01T00:00.mseed"))
     ref = read_catalog(folder / "DERIVED_phasenet_ref_picks_first180s.csv").picks
     ref = ref[ref["station"] == "IMP"]
-    assert len(ref) > 0
+    assert ref["phase"].value_counts().to_dict() == {"P": 12, "S": 10}  # the CSV's IMP rows
     fig = plot_station_day(stream, None, ref, ref, title="CI.IMP")
     axes = fig.axes
     assert [ax.get_ylabel() for ax in axes] == [tr.stats.channel for tr in stream]
@@ -134,5 +134,7 @@ def test_station_day_figure(shared_data, tmp_path):
         solid = sorted(round(m.get_xdata()[0], 3) for m in marks if m.get_linestyle() == "-")
         dashed = sorted(round(m.get_xdata()[0], 3) for m in marks if m.get_linestyle() == "--")
         assert solid == dashed == expected  # one line per pick at its time, picks and reference
+        colours = {m.get_color() for m in marks}
+        assert colours == {"tab:blue", "tab:red"}  # P and S told apart
     path = save(fig, tmp_path / "imp.png")
     assert path.read_bytes()[:4] == b"\x89PNG"

@@ -119,7 +119,7 @@ def test_flow_writes_events_and_is_idempotent(prefect_server, lake_root, ogs_day
 def test_flow_on_external_pick_file(prefect_server, lake_root, ogs_days, tmp_path):
     from quakelake.flows.associate import associate_events
 
-    picks, station_file, _, _ = ogs_days
+    picks, station_file, catalogue, n_groups = ogs_days
     csv = tmp_path / "analyst_picks.csv"
     picks[["station_id", "phase", "time"]].to_csv(csv, index=False)
     out = associate_events(
@@ -129,6 +129,11 @@ def test_flow_on_external_pick_file(prefect_server, lake_root, ogs_days, tmp_pat
         picks_file=csv,
         station_file=station_file,
     )
-    assert out["done"] >= 4 and out["failed"] == 0 and out["pick_source"].startswith("file-")
+    # one unit per day of the file's picks, as the lake path makes them
+    assert (out["done"], out["failed"]) == (4, 0) and out["pick_source"].startswith("file-")
     events = Lake(lake_root).read("events")
-    assert set(events["pick_source"]) == {out["pick_source"]} and len(events) == out["events"] > 0
+    assert set(events["pick_source"]) == {out["pick_source"]} and len(events) == out["events"]
+    # the same outcome as from lake picks: the OGS bulletin's events found (2 s / 8 km)
+    m = match_events(events, catalogue, max_dt_s=2.0, max_km=8.0)
+    tp = int((m["outcome"] == "TP").sum())
+    assert tp / len(events) >= 0.95 and tp / n_groups >= 0.95

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 from prefect.blocks.core import Block
@@ -48,11 +49,21 @@ def test_register_with_the_cli_then_save_and_load(prefect_server, tmp_path):
     assert "Successfully registered 3 blocks" in " ".join(proc.stdout.split())
 
     with get_client(sync_client=True) as client:
-        names = {
-            client.read_block_type_by_slug(slug).name
-            for slug in ("quakelake-lake", "quakelake-fdsn-access", "quakelake-compute-cluster")
+        types = {cls: client.read_block_type_by_slug(cls.get_block_type_slug()) for cls in BLOCKS}
+        schemas = {
+            cls: client.get_most_recent_block_schema_for_block_type(t.id)
+            for cls, t in types.items()
         }
-    assert names == {"QuakeLake Lake", "QuakeLake FDSN Access", "QuakeLake Compute Cluster"}
+    assert {t.name for t in types.values()} == {
+        "QuakeLake Lake",
+        "QuakeLake FDSN Access",
+        "QuakeLake Compute Cluster",
+    }
+    for cls, schema in schemas.items():  # the server holds each block's fields, described
+        fields = schema.fields["properties"]
+        assert set(fields) == set(cls.model_fields), cls.__name__
+        assert all(f.get("description") for f in fields.values()), cls.__name__
+    assert schemas[FdsnAccessBlock].fields["secret_fields"] == ["token"]  # stored encrypted
 
     LakeBlock(root=str(tmp_path / "lake")).save("test-lake", overwrite=True)
     FdsnAccessBlock(clients=["INGV", "http://127.0.0.1:8080"], token="s3cret").save(
@@ -104,4 +115,52 @@ def test_pipeline_takes_lake_and_compute_from_block_names(
     out = run_pipeline(config, lake_block="pipeline-lake", compute_block="pipeline-threads")
     assert out["pick"]["done"] == 1
     assert not (tmp_path / "not-this-one").exists()
-    assert len(Lake(tmp_path / "block-lake").read("picks")) > 0
+    # the block's lake holds WMD's picks: those of plain SeisBench on the same file
+    import obspy
+
+    from quakelake import picking
+
+    wmd = shared_data / "phasenet_saltonsea_20201001" / "mseed" / "CI.WMD.2020-10-01T00:00.mseed"
+    model = picking.load_model("PhaseNet", "original", "cpu")
+    plain = model.classify(obspy.read(str(wmd)), **picking.classify_kwargs(config.pick)).picks
+    picks = Lake(tmp_path / "block-lake").read("picks")
+    assert picks["phase"].value_counts().to_dict() == Counter(p.phase for p in plain)
+
+
+def test_one_precedence_for_the_command_line_and_the_pipeline_flow(prefect_server, tmp_path):
+    """defaults < config file (or the flow's config) < blocks < command line, in both entry points."""
+    from quakelake.cli import build_parser, load_config
+    from quakelake.config import ConfigError, RunConfig
+    from quakelake.flows.settings import resolve_settings
+
+    LakeBlock(root=str(tmp_path / "block-lake")).save("precedence-lake", overwrite=True)
+    ComputeClusterBlock(runner="threads", workers=1).save("precedence-threads", overwrite=True)
+    file = tmp_path / "run.yaml"
+    file.write_text(
+        f"lake: {tmp_path / 'file-lake'}\n"
+        "execution: {workers: 3, associate_on: runner}\n"
+        "pick: {p_threshold: 0.4, s_threshold: 0.25}\n"
+    )
+    blocks = {"lake_block": "precedence-lake", "compute_block": "precedence-threads"}
+
+    cli = load_config(
+        build_parser().parse_args(
+            ["pick", "-d", str(tmp_path), "-c", str(file), "-p", "0.2"]
+            + ["--lake-block", "precedence-lake", "--compute-block", "precedence-threads"]
+        )
+    )
+    flow = resolve_settings(RunConfig.model_validate_json(cli.model_dump_json()), **blocks)
+    for cfg in (cli, flow):
+        assert cfg.lake == tmp_path / "block-lake"  # the block beats the file
+        assert cfg.execution.workers == 1  # the block beats the file
+        assert cfg.execution.associate_on == "runner"  # what the block does not hold: the file's
+        assert (cfg.pick.p_threshold, cfg.pick.s_threshold) == (0.2, 0.25)  # option > file
+    explicit = load_config(
+        build_parser().parse_args(
+            ["pick", "-d", str(tmp_path), "--lake", str(tmp_path / "mine")]
+            + ["--lake-block", "precedence-lake"]
+        )
+    )
+    assert explicit.lake == tmp_path / "mine"  # the command line beats the block
+    with pytest.raises(ConfigError, match=r"^--lake-block: no QuakeLake Lake block named 'nope'"):
+        resolve_settings(None, lake_block="nope")

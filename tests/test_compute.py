@@ -9,14 +9,12 @@ import pytest
 from pydantic import ValidationError
 
 from quakelake.compute import (
-    ComputeSettings,
-    SlurmSettings,
     local_cluster_kwargs,
-    parse_walltime,
     render_slurm_job_script,
     slurm_cluster_kwargs,
     worker_index,
 )
+from quakelake.params.compute import ComputeSettings, SlurmSettings, parse_walltime
 
 LEONARDO = SlurmSettings(
     account="IscrC_QUAKE",

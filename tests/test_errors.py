@@ -292,32 +292,61 @@ def test_verbose_adds_the_traceback_silent_keeps_the_error(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_station_file_matching_no_station_fails_the_run_loudly(
-    shared_data, prefect_server, tmp_path, capsys
+def test_a_station_file_matching_no_station_is_refused_before_any_picking(
+    shared_data, tmp_path, capsys
 ):
+    """-F lists none of the archive's stations: one error naming -F, before Prefect or a model."""
     from quakelake.cli import main
 
-    hengill = (
-        shared_data / "malmi_hengill_20181230" / "stations.csv"
-    )  # Iceland: none of the CI stations
-    code = main(
-        [
-            "run",
-            "-d",
-            str(shared_data / SALTON / "mseed"),
-            "--lake",
-            str(tmp_path / "lake"),
-            "-S",
-            "BOM",
-            "-F",
-            str(hengill),
-            "-M",
-            "PhaseNet",
-            "-W",
-            "original",
-            "--silent",
-        ]
-    )
-    assert code == EXIT_FAILED_WORK
-    err = capsys.readouterr().err
-    assert f"warning: -F/--file: {hengill} lists none of the 1 stations with picks (BOM)" in err
+    hengill = shared_data / "malmi_hengill_20181230" / "stations.csv"  # Iceland: no CI station
+    lake = tmp_path / "lake"
+    # -T (fine-tune first) is work too: refused before it, not after the training
+    for command, *extra in (("run",), ("pick",), ("pick", "-T")):
+        code = main(
+            [
+                command,
+                *extra,
+                "-d",
+                str(shared_data / SALTON / "mseed"),
+                "--lake",
+                str(lake),
+                "-S",
+                "BOM",
+                "-F",
+                str(hengill),
+                "-M",
+                "PhaseNet",
+                "-W",
+                "original",
+                "--silent",
+            ]
+        )
+        assert code == EXIT_BAD_INPUT, (command, extra)
+        err = capsys.readouterr().err
+        line = _one_error_line(subprocess.CompletedProcess([], code, "", err), "-F/--file")
+        assert f"{hengill} lists none of the 1 stations of the archive" in line
+        assert "CI.BOM" in line
+    assert not lake.exists()  # nothing picked, nothing written
+
+
+def test_the_overlap_check_reads_the_archive_only_until_a_listed_station(shared_data):
+    """A station file that lists the archive's first station passes after that one station."""
+    from quakelake.stations import StationFileError, check_covers_archive, read_stations
+    from quakelake.waveforms import archive_stations
+
+    mseed = shared_data / SALTON / "mseed"
+    xml = shared_data / SALTON / "stations.xml"
+    stations = read_stations(xml)
+    met = []
+
+    def archive():
+        for key in archive_stations(mseed):
+            met.append(key)
+            yield key
+
+    check_covers_archive(stations, xml, archive(), f"archive {mseed}")
+    assert len(met) == 1 and met[0][1] in set(stations["station"])
+    everything = sorted(archive_stations(mseed))
+    assert len(everything) == 16 and ("CI", "BOM") in everything
+    with pytest.raises(StationFileError, match=r"lists none of the 16 stations"):
+        check_covers_archive(stations[stations["station"] == "NOPE"], xml, everything, "archive")

@@ -32,21 +32,29 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel
 from pyproj import CRS, Transformer
 
 from quakelake.association_auto import derive_settings, network_geometry
-from quakelake.errors import BadInput
+from quakelake.params.association import (
+    AreaParams,
+    AssociationError,
+    GammaConfig,
+    PyOctoConfig,
+    RelocationParams,
+    VelocityParams,
+)
 from quakelake.stations import station_coordinates
 from quakelake.velocity import (
     cached_table,
-    read_velocity_model,
+    layered_model,
+    model_points,
     standard_model,
-    validate_velocity_model,
+    surface_velocities,
 )
 
 log = logging.getLogger(__name__)
@@ -80,221 +88,6 @@ EVENT_COLUMNS = [
 UNCONSTRAINED_GAP_DEG = 300.0
 UNCONSTRAINED_MIN_STATIONS = 3
 ASSIGNMENT_COLUMNS = ["event_id", "pick_id", "station_id", "phase", "time", "residual_s"]
-
-
-class AssociationError(BadInput, ValueError):
-    """Association input is unusable; the message says what is wrong and what to do."""
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class VelocityParams(_Model):
-    """Velocity model shared by both associators and the relocation step.
-
-    Empty values are derived from the network (see :mod:`quakelake.association_auto`);
-    ``kind: auto`` is the user's ``model_file``/``layers`` when given, else the ``standard`` model.
-    """
-
-    kind: Literal["auto", "0d", "1d"] = Field(
-        "1d",
-        description="0d: homogeneous vp/vs; 1d: layered model; auto: model_file/layers, else ak135",
-    )
-    model_file: Path | None = Field(
-        None, description="layered model file (TauP .nd, VELEST .mod, CSV depth,vp,vs) for kind=1d"
-    )
-    layers: list[tuple[float, float, float]] | None = Field(
-        None, description="inline model points (depth km, vp, vs km/s), used when no model_file"
-    )
-    standard: Literal["ak135", "iasp91"] = Field(
-        "ak135",
-        description="standard model (ObsPy TauP) used by kind=auto when no regional model is given",
-    )
-    vp: float | None = Field(
-        None,
-        gt=0,
-        description="P velocity (km/s) of the 0-D model (empty: the 1-D model's crustal average)",
-    )
-    vs: float | None = Field(
-        None,
-        gt=0,
-        description="S velocity (km/s) of the 0-D model (empty: the 1-D model's crustal average)",
-    )
-    grid_km: float | None = Field(
-        None, gt=0, description="travel-time table spacing (km); empty: derived"
-    )
-    max_depth_km: float | None = Field(
-        None, gt=0, description="deepest tabulated source (km); empty: derived"
-    )
-    table_dir: Path | None = Field(
-        None, description="cache folder of travel-time tables (system temp folder when empty)"
-    )
-
-    @model_validator(mode="after")
-    def _has_model(self) -> VelocityParams:
-        if self.kind == "1d" and self.model_file is None and not self.layers:
-            raise ValueError(
-                "velocity kind '1d' needs model_file or layers (or use kind 'auto' or '0d')"
-            )
-        return self
-
-    def layered_model(self, max_depth_km: float = 800.0) -> pd.DataFrame:
-        """Return the 1-D model: ``model_file``, ``layers`` or, when neither, the ``standard`` model."""
-        if self.model_file is not None or self.layers:
-            return self.model()
-        return standard_model(self.standard, max_depth_km)
-
-    def model(self) -> pd.DataFrame:
-        """Return the layered model points (depth, vp, vs)."""
-        if self.model_file is not None:
-            return read_velocity_model(self.model_file)
-        return validate_velocity_model(pd.DataFrame(self.layers, columns=["depth", "vp", "vs"]))
-
-    def surface_velocities(self) -> tuple[float, float]:
-        """Return (vp, vs) at the surface, used for station elevation corrections."""
-        if self.kind == "0d":
-            if self.vp is None or self.vs is None:
-                raise AssociationError("0-D velocity model without vp/vs: resolve the config first")
-            return self.vp, self.vs
-        m = self.model()
-        top = m[m["depth"] <= 0.0]
-        row = top.iloc[-1] if len(top) else m.iloc[0]
-        return float(row["vp"]), float(row["vs"])
-
-
-class AreaParams(_Model):
-    """Search area; empty values are derived from the stations (box plus a margin, depth range)."""
-
-    latitude: tuple[float, float] | None = Field(
-        None, description="min, max latitude (deg); empty: derived"
-    )
-    longitude: tuple[float, float] | None = Field(
-        None, description="min, max longitude (deg); empty: derived"
-    )
-    depth_km: tuple[float, float] | None = Field(
-        None, description="min, max depth (km); empty: derived"
-    )
-    margin_deg: float | None = Field(
-        None,
-        ge=0,
-        description="margin around the stations' box (deg); empty: 10 % of the aperture (10-50 km)",
-    )
-
-
-class RelocationParams(_Model):
-    """Robust least-squares relocation of each event from its assigned picks."""
-
-    enabled: bool | None = Field(None, description="relocate events after association (empty: yes)")
-    iterations: int = Field(30, ge=1, le=500, description="Levenberg-Marquardt iterations")
-    huber_s: float = Field(
-        1.0, gt=0, description="residual (s) beyond which picks are down-weighted"
-    )
-    s_weight: float = Field(0.5, ge=0, le=1, description="weight of S picks relative to P picks")
-    max_residual_s: float | None = Field(
-        None,
-        gt=0,
-        description="drop picks whose final |residual| exceeds this (s); none when empty",
-    )
-    min_sigma_s: float = Field(
-        0.1,
-        gt=0,
-        description="floor of the pick-time standard error (s) in the location uncertainties",
-    )
-
-
-class PyOctoConfig(_Model):
-    """PyOcto (Münchmeyer 2024) octree associator."""
-
-    associator: Literal["pyocto"] = "pyocto"
-    area: AreaParams = Field(default_factory=AreaParams, description="search area (from_area)")
-    velocity: VelocityParams = Field(
-        default_factory=lambda: VelocityParams(kind="auto"), description="velocity model"
-    )
-    tolerance_s: float | None = Field(
-        None, gt=0, description="velocity model tolerance (s); empty: derived"
-    )
-    time_before_s: float | None = Field(
-        None,
-        gt=0,
-        description="overlap of time slices (s), ~ travel time through the network; empty: derived",
-    )
-    n_picks: int | None = Field(None, ge=1, description="minimum picks per event; empty: derived")
-    n_p_picks: int | None = Field(
-        None, ge=0, description="minimum P picks per event; empty: derived"
-    )
-    n_s_picks: int | None = Field(
-        None, ge=0, description="minimum S picks per event; empty: derived"
-    )
-    n_p_and_s_picks: int | None = Field(
-        None, ge=0, description="minimum stations with both P and S; empty: derived"
-    )
-    min_pick_fraction: float | None = Field(
-        None, ge=0, le=1, description="distance-based station pick criterion; empty: derived"
-    )
-    pick_match_tolerance_s: float | None = Field(
-        None, gt=0, description="max |residual| when refining picks (s); empty: derived"
-    )
-    min_interevent_time_s: float = Field(
-        3.0, ge=0, description="minimum time between two events (s)"
-    )
-    min_node_size_km: float | None = Field(
-        None, gt=0, description="octree node size that triggers location (km); empty: derived"
-    )
-    min_node_size_location_km: float | None = Field(
-        None, gt=0, description="location precision (km); empty: derived"
-    )
-    refinement_iterations: int = Field(3, ge=1, description="location / pick matching iterations")
-    time_slicing_s: float | None = Field(
-        None, gt=0, description="time block size (s); empty: derived"
-    )
-    second_pass: dict[str, Any] | None = Field(
-        None, description="PyOcto second_pass_overwrites (e.g. relaxed pick counts on unused picks)"
-    )
-    n_threads: int | None = Field(None, ge=1, description="threads (all cores when empty)")
-    relocation: RelocationParams = Field(default_factory=RelocationParams, description="relocation")
-
-
-class GammaConfig(_Model):
-    """GaMMA (Zhu et al. 2022) Gaussian-mixture associator."""
-
-    associator: Literal["gamma"] = "gamma"
-    method: Literal["BGMM", "GMM"] = Field("BGMM", description="Bayesian or plain Gaussian mixture")
-    area: AreaParams = Field(default_factory=AreaParams, description="search area")
-    velocity: VelocityParams = Field(
-        default_factory=lambda: VelocityParams(kind="auto"),
-        description="velocity: GaMMA uses vp/vs (empty: the 1-D model's crustal average); the 1-D model "
-        "serves the relocation",
-    )
-    use_dbscan: bool = Field(True, description="DBSCAN pre-clustering in time")
-    dbscan_eps: float | None = Field(None, gt=0, description="DBSCAN eps (s); empty: derived")
-    dbscan_min_samples: int = Field(3, ge=1, description="DBSCAN min samples")
-    oversample_factor: int = Field(5, ge=1, description="initial mixture components per pick set")
-    min_picks_per_eq: int | None = Field(
-        None, ge=1, description="minimum picks per event; empty: derived"
-    )
-    min_p_picks_per_eq: int | None = Field(
-        None, ge=0, description="minimum P picks per event; empty: derived"
-    )
-    min_s_picks_per_eq: int | None = Field(
-        None, ge=0, description="minimum S picks per event; empty: derived"
-    )
-    max_sigma11: float | None = Field(
-        None, gt=0, description="max time residual std of an event (s); empty: derived"
-    )
-    ncpu: int = Field(1, ge=1, description="GaMMA worker processes")
-    seed: int = Field(
-        42,
-        ge=0,
-        description="seed of GaMMA's random initialisation (same picks + seed = same events)",
-    )
-    threads: int = Field(
-        1, ge=1, description="BLAS/OpenMP threads per process (1 avoids oversubscription)"
-    )
-    relocation: RelocationParams = Field(default_factory=RelocationParams, description="relocation")
-
-
-AssociatorConfig = Annotated[PyOctoConfig | GammaConfig, Field(discriminator="associator")]
 
 
 def ogs_default() -> PyOctoConfig:
@@ -631,12 +424,12 @@ def resolve_config(
         return config, {}
     geometry = network_geometry(sites, picks_per_site, hours)
     user_depth = area.depth_km[1] if area.depth_km is not None else None
-    model = vel.layered_model(max(user_depth or 0.0, 310.0)) if vel.kind != "0d" else None
+    model = layered_model(vel, max(user_depth or 0.0, 310.0)) if vel.kind != "0d" else None
     if model is None:
         model = pd.DataFrame(
             {"depth": [0.0, 1.0], "vp": [vel.vp or 6.0] * 2, "vs": [vel.vs or 6.0 / 1.75] * 2}
         )
-    auto = derive_settings(geometry, model)
+    auto: dict[str, Any] = derive_settings(geometry, model)
     derived: dict[str, Any] = {}
 
     def take(key: str, name: str) -> Any:
@@ -784,18 +577,23 @@ def _prepare(
     sites["x"], sites["y"] = proj.to_xy(sites["latitude"].to_numpy(), sites["longitude"].to_numpy())
     sites["z"] = -sites["elevation_m"].to_numpy() / 1000.0
     vel = config.velocity
+    times: Any  # a TravelTimeTable or _HomogeneousTimes
     if vel.kind == "1d":
+        assert (
+            vel.grid_km and vel.max_depth_km and config.area.depth_km
+        )  # resolve_config fills them
         (xa, xb), (ya, yb) = proj.bounds(lat, lon)
         s_x, s_y = sites["x"].to_numpy(), sites["y"].to_numpy()
         span = max(xb, s_x.max()) - min(xa, s_x.min())
         span_y = max(yb, s_y.max()) - min(ya, s_y.min())
         xdist = float(np.ceil(np.hypot(span, span_y) / 50.0) * 50.0 + 50.0)
         zdist = max(vel.max_depth_km, config.area.depth_km[1] + 5.0)
-        path, times = cached_table(vel.model(), vel.grid_km, xdist, zdist, vel.table_dir)
+        path, times = cached_table(model_points(vel), vel.grid_km, xdist, zdist, vel.table_dir)
     else:
+        assert vel.vp and vel.vs  # resolve_config derives them for a 0-D model
         path, times = None, _HomogeneousTimes(vel.vp, vel.vs)
     setup = _Setup(
-        config, settings, norm, sites, proj, lat, lon, times, path, vel.surface_velocities()
+        config, settings, norm, sites, proj, lat, lon, times, path, surface_velocities(vel)
     )
     return setup, unknown
 
@@ -920,6 +718,7 @@ def _run_pyocto(setup: _Setup, config: PyOctoConfig) -> tuple[pd.DataFrame, pd.D
         second_pass_overwrites=config.second_pass,
         n_threads=config.n_threads,
     )
+    assert config.area.depth_km is not None  # resolve_config fills it
     associator = pyocto.OctoAssociator(
         xlim,
         ylim,
@@ -983,6 +782,7 @@ def _run_gamma(setup: _Setup, config: GammaConfig) -> tuple[pd.DataFrame, pd.Dat
 
     st = setup.stations
     xr, yr = setup.projection.bounds(setup.lat, setup.lon)
+    assert config.area.depth_km is not None  # resolve_config fills it
     zmin, zmax = config.area.depth_km
     stations = pd.DataFrame(
         {"id": np.arange(len(st)).astype(str), "x(km)": st["x"], "y(km)": st["y"], "z(km)": st["z"]}
@@ -1205,8 +1005,9 @@ def _finish(
     p["t"] = p["time"].astype("int64").to_numpy() / 1e9
     ev = raw_events[["x", "y", "z", "time", "score"]].astype(float)
     reloc = config.relocation
+    assert config.area.depth_km is not None  # resolve_config fills it
     ev, residual = relocate(
-        ev, p, setup.times, setup.surface, tuple(config.area.depth_km), reloc, move=reloc.enabled
+        ev, p, setup.times, setup.surface, config.area.depth_km, reloc, move=bool(reloc.enabled)
     )
     p["residual_s"] = residual
     if reloc.max_residual_s is not None:

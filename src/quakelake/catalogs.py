@@ -569,7 +569,9 @@ def read_ogs_catalogue(path: str | Path) -> Catalog:
             "longitude": pd.to_numeric(df["lon"], errors="coerce"),
             "depth_km": pd.to_numeric(df["depth"], errors="coerce"),
             "magnitude": ml.where(ml.notna(), md),
-            "magnitude_type": np.where(ml.notna(), "ML", np.where(md.notna(), "Md", None)),
+            "magnitude_type": np.where(
+                ml.notna(), "ML", np.where(md.notna(), "Md", np.array(None, dtype=object))
+            ),
             "n_picks": None,
             "source_file": str(path),
             "event_type": df["event_type"].map(ogs_event_type)

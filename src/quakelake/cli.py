@@ -29,6 +29,7 @@ from quakelake.printing import (
     format_table,
     print_analysis,
     print_association,
+    print_card,
     print_download,
     print_summary,
     print_timing,
@@ -36,6 +37,8 @@ from quakelake.printing import (
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from quakelake.config import RunConfig
 
 GROUPS_HELP = (
@@ -913,52 +916,58 @@ def _flat_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
     return keys
 
 
-def check_ensemble(cfg: RunConfig) -> None:
-    """Refuse an ensemble of fewer than two model x weights members before any work starts."""
+def check_ensemble(cfg: RunConfig, trained: bool = False) -> None:
+    """Refuse an ensemble of fewer than two model x weights members before any work starts.
+
+    ``trained``: -T adds the fine-tuned weights of the first model to the grid.
+    """
     if cfg.ensemble is not None:
         from quakelake.ensemble import check_members
 
-        check_members([f"{m}/{w}" for m in cfg.pick.models for w in cfg.pick.weights])
+        members = [f"{m}/{w}" for m in cfg.pick.models for w in cfg.pick.weights]
+        check_members(members + ([f"{cfg.pick.models[0]}/fine-tuned"] if trained else []))
 
 
-def chosen_groups(
-    cfg: RunConfig, stations: set[tuple[str, str]] | None, what: str
-) -> dict[str, list[str]]:
-    """Return the groups chosen with -G, each checked to match one of ``stations`` (``(NET, STA)``)."""
+def _checked_groups(cfg: RunConfig) -> dict[str, list[str]]:
+    """Return the -G groups, each checked against the stations this run can pick (before work)."""
+    if not cfg.use_groups:
+        return {}
     from quakelake import groups as station_groups
+    from quakelake.stations import known_stations
 
-    chosen = station_groups.resolve(cfg.groups, cfg.groups_file, cfg.use_groups)
-    if chosen and stations is not None:
-        station_groups.check_matches(chosen, stations, what)
-    return chosen
-
-
-def archive_stations(cfg: RunConfig) -> tuple[set[tuple[str, str]], str]:
-    """Return the (NET, STA) of the station file (-F) or else of the archive's selected data."""
-    if cfg.station_file is not None and cfg.station_file.is_file():
-        from quakelake.stations import read_stations
-
-        st = read_stations(cfg.station_file)
-        return set(zip(st["network"].astype(str), st["station"].astype(str), strict=True)), str(
-            cfg.station_file
-        )
-    from quakelake.waveforms import scan_archive
-
-    index = scan_archive(cfg.directory, selection=cfg.selection).index
-    return set(
-        zip(index["network"].astype(str), index["station"].astype(str), strict=True)
-    ), f"archive {cfg.directory}"
+    if cfg.download is not None and cfg.station_file is None:
+        # names only: the archive is filled by the download
+        return station_groups.chosen_groups(cfg.groups, cfg.groups_file, cfg.use_groups, None, "")
+    stations, where = known_stations(cfg.station_file, cfg.directory, cfg.selection)
+    return station_groups.chosen_groups(
+        cfg.groups, cfg.groups_file, cfg.use_groups, stations, where
+    )
 
 
-def lake_stations(cfg: RunConfig) -> set[tuple[str, str]] | None:
-    """Return the (NET, STA) that have picks in the lake (None when it has none)."""
-    from quakelake.lakehouse import Lake
+def _lake_groups(cfg: RunConfig, check: bool = True) -> dict[str, list[str]]:
+    """Return the -G groups, each checked against the stations with picks in the lake."""
+    if not cfg.use_groups:
+        return {}
+    from quakelake import groups as station_groups
+    from quakelake.stations import picked_stations
 
-    lake = Lake(cfg.lake)
-    if not lake.has_files("picks"):
-        return None
-    rows = lake.query("SELECT DISTINCT network, station FROM picks")
-    return set(zip(rows["network"].astype(str), rows["station"].astype(str), strict=True))
+    stations = picked_stations(cfg.lake) if check else None
+    where = f"the picks in lake {cfg.lake}"
+    return station_groups.chosen_groups(
+        cfg.groups, cfg.groups_file, cfg.use_groups, stations, where
+    )
+
+
+def _station_overlap(cfg: RunConfig, summaries: list[dict]) -> int:
+    """Warn and return exit status 1 when the -F station file lists none of the stations with picks."""
+    if cfg.station_file is None or not any(s.get("unknown_stations") for s in summaries):
+        return 0
+    from quakelake.stations import unlisted_picks
+
+    message = unlisted_picks(cfg.station_file, cfg.lake)
+    if message:
+        warn(message)
+    return 1 if message else 0
 
 
 def load_config(args: argparse.Namespace) -> RunConfig:
@@ -988,18 +997,9 @@ def _adopt_catalog(args: argparse.Namespace, lake: Path) -> None:
 
 
 def _load_config(args: argparse.Namespace) -> RunConfig:
-    from quakelake.config import build_config
+    from quakelake.flows.settings import resolve_settings
 
     overrides = overrides_from_args(args)
-    if getattr(args, "lake_block", None) and "lake" not in overrides:
-        from quakelake.blocks import load_lake
-
-        overrides["lake"] = load_lake(args.lake_block)
-    if getattr(args, "compute_block", None):
-        from quakelake.blocks import load_compute
-
-        block = load_compute(args.compute_block).model_dump(exclude_none=True)
-        overrides["execution"] = {**block, **overrides.get("execution", {})}
     given = set(_flat_keys(overrides))
     if "window.start" in given:
         given.add("window")
@@ -1012,7 +1012,13 @@ def _load_config(args: argparse.Namespace) -> RunConfig:
         names.update(
             {k: "-D/--dates" for k in ("window", "window.start", "window.end") if k in names}
         )
-    return build_config(getattr(args, "config", None), overrides, names=names)
+    return resolve_settings(
+        getattr(args, "config", None),
+        overrides,
+        lake_block=getattr(args, "lake_block", None),
+        compute_block=getattr(args, "compute_block", None),
+        names=names,
+    )
 
 
 # ------------------------------------------------------------------- checks before any work starts
@@ -1038,10 +1044,10 @@ def check_lake(lake: Path, must_exist: bool = False) -> None:
             )
 
 
-def check_station_file(path: Path | None) -> None:
-    """Refuse a station file that is missing, unreadable or lists no station (-F)."""
+def check_station_file(path: Path | None) -> pd.DataFrame | None:
+    """Return the stations of the -F file; refuse one that is missing, unreadable or lists none."""
     if path is None:
-        return
+        return None
     from quakelake.stations import read_stations
 
     path = Path(path)
@@ -1064,6 +1070,7 @@ def check_station_file(path: Path | None) -> None:
         raise CliError(
             f"-F/--file: {path} lists no station; pass the metadata of the archive's stations"
         )
+    return stations
 
 
 def check_reference(cfg: RunConfig) -> None:
@@ -1104,7 +1111,17 @@ def check_models(cfg: RunConfig) -> list[str]:
 def check_inputs(cfg: RunConfig, args: argparse.Namespace) -> list[str]:
     """Validate every path and name of a pick/run before work starts; return warnings to show."""
     check_lake(cfg.lake)
-    check_station_file(cfg.station_file)
+    stations = check_station_file(cfg.station_file)
+    if stations is not None and cfg.download is None and cfg.directory is not None:
+        from quakelake.stations import check_covers_archive
+        from quakelake.waveforms import archive_stations
+
+        check_covers_archive(
+            stations,
+            cfg.station_file,
+            archive_stations(cfg.directory, cfg.selection),
+            f"archive {cfg.directory}",
+        )
     check_reference(cfg)
     if (
         cfg.download is not None
@@ -1218,12 +1235,12 @@ def cmd_pick(args: argparse.Namespace) -> int:
         raise CliError(
             f"-d/--directory: {cfg.directory} is not a folder; give the waveform archive"
         )
-    if getattr(args, "train", False):
-        cfg = fine_tune_before_picking(args, cfg)
     for w in check_inputs(cfg, args):
         warn(w)
-    check_ensemble(cfg)
-    groups = chosen_groups(cfg, *archive_stations(cfg)) if cfg.use_groups else {}
+    groups = _checked_groups(cfg)
+    check_ensemble(cfg, trained=getattr(args, "train", False))
+    if getattr(args, "train", False):  # the first work: after every check
+        cfg = fine_tune_before_picking(args, cfg)
     _quiet_prefect(cfg)
     t0 = time.perf_counter()
     from quakelake.flows.pick import pick_phases
@@ -1356,13 +1373,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.run_demo(args.data, cfg, reference_files)
 
 
-def train_params(args: argparse.Namespace, cfg: RunConfig) -> dict[str, Any]:
-    """Return the training parameters given on the command line (the models' defaults fill the rest)."""
-    o: dict[str, Any] = {}
-    reference = getattr(args, "reference", None) or cfg.analyze.reference
-    values = {
-        "reference": reference,
-        "labels": getattr(args, "labels", None) or ("reference" if reference else "picks"),
+def train_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the training options given on the command line (None: not given)."""
+    return {
+        "reference": getattr(args, "reference", None),
+        "labels": getattr(args, "labels", None),
         "min_probability": getattr(args, "min_probability", None),
         "holdout_stations": getattr(args, "holdout_stations", None),
         "holdout_days": [parse_gregorian(d, "--holdout-days") for d in args.holdout_days]
@@ -1380,53 +1395,15 @@ def train_params(args: argparse.Namespace, cfg: RunConfig) -> dict[str, Any]:
         "min_snr_db": getattr(args, "min_snr", None),
         "noise_margin_s": getattr(args, "noise_margin", None),
     }
-    o.update({k: v for k, v in values.items() if v is not None})
-    return o
 
 
 def fine_tune_before_picking(args: argparse.Namespace, cfg: RunConfig) -> RunConfig:
-    """-T/--train: fine-tune the first model x weights, then return ``cfg`` with the new weights in the grid."""
-    from quakelake import training
-    from quakelake.config import build_config
+    """-T/--train: fine-tune the first model x weights; return ``cfg`` with the new weights in the grid."""
+    from quakelake.training import fine_tune_for_picking
 
-    if cfg.directory is None or not cfg.directory.is_dir():
-        raise CliError(
-            "-T/--train: -d/--directory must be the archive to cut training windows from"
-        )
-    values = train_params(args, cfg)
-    if cfg.analyze.reference and cfg.analyze.reference_paths:
-        from quakelake.catalogs import import_catalog
-
-        import_catalog(cfg.lake, cfg.analyze.reference_paths, cfg.analyze.reference)
-    values = {k: v for k, v in values.items() if k in training.TrainParams.model_fields}
-    params = build_config(
-        None,
-        {"model": cfg.pick.models[0], "weights": cfg.pick.weights[0], **values},
-        model=training.TrainParams,
-    )
-    card = training.train_picker(
-        cfg.lake, cfg.directory, params, selection=cfg.selection, days=cfg.window
-    )
+    card, cfg = fine_tune_for_picking(cfg, train_options(args))
     print_card(card)
-    return cfg.model_copy(update={"pick": training.pick_params_with(cfg.pick, card["name"])})
-
-
-def print_card(card: dict[str, Any]) -> None:
-    """Print what a training run produced: weights name, windows, loss curve, validation."""
-    first, last = card["history"][0], card["history"][-1]
-    print(
-        f"trained {card['model']}/{card['name']} (parent {card['parent_weights']}) on {card['windows']} "
-        f"windows in {card['seconds']} s on {card['device']}: validation loss {first['val_loss']:.4f} -> "
-        f"{last['val_loss']:.4f}"
-    )
-    for key in ("validation_parent", "validation"):
-        if key in card:
-            v = card[key]
-            print(
-                f"  {key:<18} recall {v['recall']:.3f}  precision {v['precision']:.3f}  "
-                f"residual median {v['residual_median_s']:+.3f} s"
-            )
-    print(f"  weights: {card['weights_path']}")
+    return cfg
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -1437,25 +1414,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     if cfg.directory is None or not cfg.directory.is_dir():
         raise CliError("-d/--directory: give the waveform archive to cut training windows from")
-    values = train_params(args, cfg)
+    given = train_options(args)
     if args.denoiser:
         if args.models and args.models[0] != "SeisDAE":
             raise CliError(f"-M/--models: a denoiser is trained as SeisDAE, not {args.models[0]!r}")
-        values = {k: v for k, v in values.items() if k in denoise.DenoiserTrainParams.model_fields}
-        params = build_config(None, values, model=denoise.DenoiserTrainParams)
+        values = training.label_defaults(given, cfg.analyze.reference)
+        fields = denoise.DenoiserTrainParams.model_fields
+        params = build_config(
+            None,
+            {k: v for k, v in values.items() if k in fields},
+            model=denoise.DenoiserTrainParams,
+        )
         card = denoise.train_denoiser(cfg.lake, cfg.directory, params, cfg.selection, cfg.window)
         print_card(card)
         print(f"  denoise before picking with --denoiser {card['model']}/{card['name']}")
         return 0
-    values = {k: v for k, v in values.items() if k in training.TrainParams.model_fields}
-    params = build_config(
-        None,
-        {
-            "model": (args.models or ["PhaseNet"])[0],
-            "weights": (args.weights or ["original"])[0],
-            **values,
-        },
-        model=training.TrainParams,
+    params = training.train_params(
+        given,
+        (args.models or ["PhaseNet"])[0],
+        (args.weights or ["original"])[0],
+        cfg.analyze.reference,
     )
     card = training.train_picker(
         cfg.lake, cfg.directory, params, selection=cfg.selection, days=cfg.window
@@ -1469,8 +1447,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the pipeline: [download ->] pick [-> associate] [-> analyze] for a date range."""
     _refuse_unavailable(args)
     cfg = load_config(args)
-    if getattr(args, "train", False):
-        cfg = fine_tune_before_picking(args, cfg)
     if cfg.directory is None:
         raise CliError(
             "-d/--directory: give the waveform archive (the download target with --download)"
@@ -1487,12 +1463,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         require_display("--interactive")
     for w in check_inputs(cfg, args):
         warn(w)
-    check_ensemble(cfg)
-    if cfg.use_groups:
-        if cfg.download is None or cfg.station_file is not None:
-            chosen_groups(cfg, *archive_stations(cfg))
-        else:
-            chosen_groups(cfg, None, "")  # names only: the archive is filled by the download
+    _checked_groups(cfg)
+    check_ensemble(cfg, trained=getattr(args, "train", False))
+    if getattr(args, "train", False):  # the first work: after every check
+        cfg = fine_tune_before_picking(args, cfg)
     _quiet_prefect(cfg)
     t0 = time.perf_counter()
     from quakelake.flows.pipeline import run_pipeline
@@ -1537,32 +1511,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return status
     if out.get("analyze", {}).get("warnings"):
         return 1  # nothing of the reference compared
-    return station_overlap(cfg, out.get("associate", []))
-
-
-def station_overlap(cfg: RunConfig, summaries: list[dict]) -> int:
-    """Warn and return exit status 1 when the -F station file lists none of the stations with picks."""
-    unknown = {u for s in summaries for u in s.get("unknown_stations", [])}
-    if cfg.station_file is None or not unknown:
-        return 0
-    from quakelake.lakehouse import Lake
-    from quakelake.stations import read_stations
-
-    listed = set(read_stations(cfg.station_file)["station"].astype(str))
-    lake = Lake(cfg.lake)
-    picked = (
-        set(lake.query("SELECT DISTINCT station FROM picks")["station"])
-        if lake.has_files("picks")
-        else set()
-    )
-    if not picked or listed & picked:
-        return 0
-    warn(
-        f"-F/--file: {cfg.station_file} lists none of the {len(picked)} stations with picks "
-        f"({', '.join(sorted(picked)[:8])}{', ...' if len(picked) > 8 else ''}); no event could be "
-        "located: pass the metadata of the archive's stations"
-    )
-    return 1
+    return _station_overlap(cfg, out.get("associate", []))
 
 
 def cmd_associate(args: argparse.Namespace) -> int:
@@ -1585,9 +1534,7 @@ def cmd_associate(args: argparse.Namespace) -> int:
         raise CliError(
             f"--velocity-model: {velocity} does not exist; pass a TauP .nd, VELEST .mod or CSV file"
         )
-    groups = chosen_groups(
-        cfg, None if args.picks else lake_stations(cfg), f"the picks in lake {cfg.lake}"
-    )
+    groups = _lake_groups(cfg, check=args.picks is None)
     _quiet_prefect(cfg)
     from quakelake.lakehouse import Lake
 
@@ -1605,6 +1552,7 @@ def cmd_associate(args: argparse.Namespace) -> int:
                 f"-M/--models, -W/--weights: no picks of {' '.join(args.models or ['any'])} x "
                 f"{' '.join(args.weights or ['any'])} in lake {cfg.lake} (it holds {held})"
             )
+    from quakelake.export import export_run
     from quakelake.flows.associate import associate_events
     from quakelake.flows.runners import stage_runner
 
@@ -1628,32 +1576,12 @@ def cmd_associate(args: argparse.Namespace) -> int:
                 magnitude=cfg.magnitude,
             )
             print_association(summary, cfg.lake, cfg.window)
-            export_events(cfg.lake, summary["run_id"], args.quakeml, args.export)
+            for line in export_run(cfg.lake, summary["run_id"], args.quakeml, args.export):
+                print(line)
             summaries.append(summary)
     return max(
-        exit_status(*summaries), station_overlap(cfg, summaries) if args.picks is None else 0
+        exit_status(*summaries), _station_overlap(cfg, summaries) if args.picks is None else 0
     )
-
-
-def export_events(lake_root: Path, run_id: str, quakeml: Path | None, folder: Path | None) -> None:
-    """Write the events of the association run ``run_id`` (incl. days it found already done) out."""
-    if quakeml is None and folder is None:
-        return
-    from quakelake.export import catalogue_tables, select_catalogue, write_associated, write_quakeml
-    from quakelake.lakehouse import Lake
-
-    lake = Lake(lake_root)
-    events, _ = select_catalogue(lake.read("events"), lake.read("runs"), run_id=run_id)
-    tables = catalogue_tables(lake, events)
-    assignments = tables.pop("assignments")
-    if quakeml is not None:
-        print(
-            f"QuakeML: {write_quakeml(events, assignments, quakeml, **tables)} ({len(events)} events)"
-        )
-    if folder is not None:
-        print(
-            f"associated/ layout: {len(write_associated(events, assignments, folder))} files under {folder}"
-        )
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -1783,7 +1711,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         from quakelake.plotting import require_display
 
         require_display("--interactive")
-    groups = chosen_groups(cfg, lake_stations(cfg), f"the picks in lake {cfg.lake}")
+    groups = _lake_groups(cfg)
     _quiet_prefect(cfg)
     t0 = time.perf_counter()
     from quakelake.evaluation import RunSelection

@@ -1,6 +1,9 @@
 """One typed model of every run parameter, shared by the command line, flows and blocks.
 
 Precedence: built-in defaults < configuration file (JSON or YAML, ``-c``) < command line.
+
+Only parameter models here (each stage's live in :mod:`quakelake.params`): building a
+configuration imports pydantic and YAML, not the science stack (ObsPy, SciPy, pyproj, torch).
 """
 
 from __future__ import annotations
@@ -13,12 +16,6 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError
 
-from quakelake.association import AssociatorConfig, GammaConfig
-from quakelake.compute import ComputeSettings
-from quakelake.download import DownloadParams
-from quakelake.ensemble import EnsembleParams
-from quakelake.evaluation import MatchParams
-from quakelake.magnitudes import MagnitudeParams
 from quakelake.params import (
     ConfigError,
     PickParams,
@@ -26,6 +23,12 @@ from quakelake.params import (
     TimeWindow,
     _Model,
 )
+from quakelake.params.association import AssociatorConfig, GammaConfig
+from quakelake.params.compute import ComputeSettings
+from quakelake.params.download import DownloadParams
+from quakelake.params.ensemble import EnsembleParams
+from quakelake.params.evaluation import MatchParams
+from quakelake.params.magnitudes import MagnitudeParams
 
 __all__ = [
     "AnalyzeParams",
@@ -39,6 +42,7 @@ __all__ = [
     "deep_merge",
     "format_validation_error",
     "read_config_file",
+    "validate_config",
 ]
 
 
@@ -172,8 +176,23 @@ def build_config(
         ConfigError: naming every invalid parameter.
     """
     data: dict[str, Any] = read_config_file(file) if file else {}
-    data = deep_merge(data, overrides or {})
+    return validate_config(
+        deep_merge(data, overrides or {}), str(file) if file else "", names, model
+    )
+
+
+def validate_config(
+    data: Mapping[str, Any],
+    source: str = "",
+    names: Mapping[str, str] | None = None,
+    model: type[_Model] = RunConfig,
+) -> Any:
+    """Return ``data`` validated as ``model``.
+
+    Raises:
+        ConfigError: naming every invalid parameter (by its option when ``names`` has it).
+    """
     try:
-        return model.model_validate(data)
+        return model.model_validate(dict(data))
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(file) if file else "", names)) from None
+        raise ConfigError(format_validation_error(exc, source, names)) from None

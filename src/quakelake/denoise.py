@@ -30,7 +30,6 @@ from quakelake.picking import ModelUnavailable
 log = logging.getLogger(__name__)
 
 DENOISERS = ("DeepDenoiser", "SeisDAE")
-DEFAULT = "DeepDenoiser/original"
 
 _MODELS: dict[tuple[str, str, str], Any] = {}
 _LOCK = threading.Lock()

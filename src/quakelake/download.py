@@ -38,7 +38,6 @@ import io
 import json
 import logging
 import os
-import re
 import threading
 import time
 import urllib.error
@@ -66,19 +65,18 @@ from obspy.clients.fdsn.header import (
     FDSNTooManyRequestsException,
 )
 from obspy.io.mseed.util import get_record_information
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field
 
 from quakelake.errors import BadInput
 from quakelake.lineage import where_label
-from quakelake.params import StationSelection, TimeWindow
+from quakelake.params import StationSelection, TimeWindow, _Model
+from quakelake.params.download import (
+    TOKEN_ENV,
+    DownloadParams,
+    FdsnClientSpec,
+)
 
 log = logging.getLogger(__name__)
-
-#: Environment variable holding an EIDA token (the PGP message itself) when no file is given.
-TOKEN_ENV = "QUAKELAKE_EIDA_TOKEN"
-
-#: Short names that ObsPy does not know, resolved to their FDSN base URL.
-EXTRA_SHORT_NAMES = {"OGS": "http://158.110.30.217:8080"}
 
 #: Ledger statuses of a unit (the ``downloads`` table's ``status`` column).
 Status = Literal["ok", "partial", "skipped", "no_data", "failed"]
@@ -90,174 +88,6 @@ STATIONS_DIR = "stations"
 
 class TokenFileMissing(BadInput, FileNotFoundError):
     """The EIDA token file given with -K does not exist."""
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class FdsnClientSpec(_Model):
-    """One FDSN data centre: an ObsPy short name or a base URL, optionally per-service URLs."""
-
-    name: str = Field(..., description="label in the ledger, e.g. INGV or 127.0.0.1:8080")
-    url: str = Field(..., description="ObsPy short name (INGV, GFZ, IRIS ...) or base URL")
-    dataselect: str | None = Field(
-        None, description="full fdsnws-dataselect URL (…/fdsnws/dataselect/1) when not under url"
-    )
-    station: str | None = Field(
-        None, description="full fdsnws-station URL (…/fdsnws/station/1) when not under url"
-    )
-
-    @classmethod
-    def parse(cls, text: str) -> FdsnClientSpec:
-        """Return the spec of ``text``: a short name (``INGV``) or a base URL (``http://host:8080``)."""
-        text = text.strip()
-        if "://" in text:
-            return cls(name=re.sub(r"^\w+://", "", text).rstrip("/"), url=text.rstrip("/"))
-        name = text.upper()
-        return cls(name=name, url=EXTRA_SHORT_NAMES.get(name, name))
-
-    def service_mappings(self) -> dict[str, str | None] | None:
-        """Return ObsPy's ``service_mappings`` for this spec (None: discover under ``url``)."""
-        if not (self.dataselect or self.station):
-            return None
-        mappings: dict[str, str | None] = {"event": None}
-        if self.dataselect:
-            mappings["dataselect"] = self.dataselect.rstrip("/")
-        if self.station:
-            mappings["station"] = self.station.rstrip("/")
-        return mappings
-
-
-class RectDomain(_Model):
-    """Rectangular geographic domain in degrees (``--rectdomain minlat maxlat minlon maxlon``)."""
-
-    minlatitude: float = Field(..., ge=-90, le=90, description="southern edge, degrees")
-    maxlatitude: float = Field(..., ge=-90, le=90, description="northern edge, degrees")
-    minlongitude: float = Field(..., ge=-180, le=180, description="western edge, degrees")
-    maxlongitude: float = Field(..., ge=-180, le=180, description="eastern edge, degrees")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> RectDomain:
-        if self.maxlatitude < self.minlatitude:
-            raise ValueError(
-                f"rectangular domain: maxlat {self.maxlatitude} is below minlat {self.minlatitude}"
-            )
-        if self.maxlongitude < self.minlongitude:
-            raise ValueError(
-                f"rectangular domain: maxlon {self.maxlongitude} is west of minlon "
-                f"{self.minlongitude}; give --rectdomain MINLAT MAXLAT MINLON MAXLON with "
-                "MINLON <= MAXLON (a domain across the antimeridian: download each side apart)"
-            )
-        return self
-
-
-class CircDomain(_Model):
-    """Circular domain around a point (``--circdomain lat lon minradius maxradius``, degrees)."""
-
-    latitude: float = Field(..., ge=-90, le=90, description="centre latitude, degrees")
-    longitude: float = Field(..., ge=-180, le=180, description="centre longitude, degrees")
-    minradius: float = Field(0.0, ge=0, le=180, description="inner radius, degrees")
-    maxradius: float = Field(..., gt=0, le=180, description="outer radius, degrees")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> CircDomain:
-        if self.maxradius <= self.minradius:
-            raise ValueError(
-                f"circular domain: maxradius {self.maxradius} must exceed minradius {self.minradius}"
-            )
-        return self
-
-
-class DownloadParams(_Model):
-    """How waveforms and station metadata are fetched from FDSN data centres."""
-
-    clients: list[FdsnClientSpec] = Field(
-        default_factory=lambda: [
-            FdsnClientSpec.parse(n) for n in ("INGV", "GFZ", "ORFEUS", "ETH", "IRIS")
-        ],
-        description="FDSN data centres in order of preference: short names (OGS INGV GFZ ORFEUS "
-        "ETH IRIS …) or base URLs; a unit falls through to the next one when a centre fails",
-    )
-    token_file: Path | None = Field(
-        None,
-        description=f"EIDA token file (-K) for restricted data; else the {TOKEN_ENV} variable",
-    )
-    rectdomain: RectDomain | None = Field(None, description="rectangular domain of the stations")
-    circdomain: CircDomain | None = Field(None, description="circular domain of the stations")
-    channel_priorities: list[str] = Field(
-        ["HH?", "EH?", "HN?"],
-        description="per station and day, the first channel pattern with channels is downloaded; "
-        "empty: every channel of the selection",
-    )
-    station_level: Literal["channel", "response"] = Field(
-        "response", description="StationXML detail kept in the archive"
-    )
-    timeout: float = Field(120.0, gt=0, description="seconds to wait for a server answer")
-    retries: int = Field(
-        3, ge=0, le=20, description="retries of a request after a 5xx or a timeout"
-    )
-    max_concurrent: int = Field(
-        4, ge=1, le=64, description="requests in flight at once per data centre and process"
-    )
-    backoff: float = Field(
-        2.0, ge=0, description="seconds before the first retry; doubles each time"
-    )
-    request_deadline: float = Field(
-        600.0,
-        gt=0,
-        description="most seconds one waveform request may take, its body included: a server "
-        "that trickles bytes is cut off (timeout only bounds each wait for a packet)",
-    )
-    max_retry_after: float = Field(
-        300.0,
-        ge=0,
-        description="longest Retry-After (seconds) honoured by waiting; a centre asking for "
-        "more is left for the next client",
-    )
-    follow_ups: int = Field(
-        3,
-        ge=0,
-        le=20,
-        description="requests per unit for the part of a day a response did not bring (a short "
-        "or cut body), before the unit is recorded partial",
-    )
-
-    @field_validator("clients", mode="before")
-    @classmethod
-    def _parse_clients(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.replace(",", " ").split()
-        if isinstance(value, list):
-            return [FdsnClientSpec.parse(v) if isinstance(v, str) else v for v in value]
-        return value
-
-    @field_validator("channel_priorities", mode="before")
-    @classmethod
-    def _split_priorities(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.replace(",", " ").split()
-        return value
-
-    @model_validator(mode="after")
-    def _check(self) -> DownloadParams:
-        if not self.clients:
-            raise ValueError("clients: give at least one FDSN data centre (short name or URL)")
-        names = [c.name for c in self.clients]
-        if len(set(names)) != len(names):
-            raise ValueError(f"clients: names must be unique, got {names}")
-        if self.rectdomain and self.circdomain:
-            raise ValueError(
-                "give either a rectangular (rectdomain) or a circular domain, not both"
-            )
-        return self
-
-    def client(self, name: str) -> FdsnClientSpec:
-        """Return the client spec called ``name``."""
-        for spec in self.clients:
-            if spec.name == name:
-                return spec
-        raise KeyError(f"no FDSN client named {name!r}; clients: {[c.name for c in self.clients]}")
 
 
 class DownloadUnit(_Model):
@@ -762,16 +592,6 @@ def parse_records(data: bytes) -> tuple[list[Record], str]:
     return records, ""
 
 
-def split_records(data: bytes, day: dt.date) -> dict[ChannelKey, bytes]:
-    """Return the whole miniSEED records of ``data`` that start on ``day``, grouped per channel id.
-
-    Records are copied byte for byte (no decoding); a record starting the day before belongs to
-    that day's file, as SDS archives do. A record cut at the end of ``data`` is left out.
-    """
-    records, _ = parse_records(data)
-    return {k: b"".join(r.data for r in v) for k, v in _by_channel(records, day).items()}
-
-
 def _by_channel(records: list[Record], day: dt.date) -> dict[ChannelKey, list[Record]]:
     """Return the records starting on ``day`` per channel, in time order, duplicates dropped."""
     start = UTCDateTime(day.isoformat())
@@ -849,7 +669,10 @@ def http_get(client: Client, url: str, params: DownloadParams) -> bytes:
         try:
             raise_on_error(exc.code, body)
         except Exception as err:
-            err.retry_after = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
+            # read by the retry loop: how long the server asked us to wait
+            err.retry_after = _retry_after(  # type: ignore[attr-defined]
+                exc.headers.get("Retry-After") if exc.headers else None
+            )
             raise
         raise FDSNException(f"HTTP code {exc.code}") from exc
     except (TimeoutError, urllib.error.URLError) as exc:
@@ -861,7 +684,7 @@ def http_get(client: Client, url: str, params: DownloadParams) -> bytes:
             raise FDSNNoDataException("No data available for request.")
         if response.getcode() != 200:
             raise_on_error(response.getcode(), response.read(4096))
-        chunks = []
+        chunks: list[bytes] = []
         try:
             while True:
                 if time.monotonic() > deadline:
@@ -999,7 +822,11 @@ def download_unit(
     t0 = time.perf_counter()
     paths = unit_paths(unit, archive)
     rel = ";".join(str(p.relative_to(archive)) for p in paths)
-    base = {"network": unit.network, "station": unit.station, "day": unit.day.isoformat()}
+    base: dict[str, Any] = {
+        "network": unit.network,
+        "station": unit.station,
+        "day": unit.day.isoformat(),
+    }
     _clean_stale(archive, unit)
     marker = partial_marker(archive, unit)
     if not force and not marker.exists() and all(p.is_file() for p in paths):

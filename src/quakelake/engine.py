@@ -51,14 +51,14 @@ _ENGINES: dict[tuple[int, str, str, str], PickEngine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def engine_name(model: object, params: PickParams) -> str:
+def engine_name(model: Any, params: PickParams) -> str:
     """Return what picks with ``model`` under ``params``: ``engine-onnx``, ``engine-torch`` or ``seisbench``."""
     if not accelerated(model, params):
         return "seisbench"
     return f"engine-{choose_runtime(_device_of(model), params.engine)}"
 
 
-def accelerated(model: object, params: PickParams) -> bool:
+def accelerated(model: Any, params: PickParams) -> bool:
     """Return True when the engine (not SeisBench ``classify``) picks with ``model`` under ``params``."""
     if params.engine == "seisbench" or type(model).__name__ not in ACCELERATED:
         return False
@@ -96,7 +96,7 @@ def batch_size_for(device: str, params: PickParams) -> int:
     return params.batch_size
 
 
-def _device_of(model: object) -> str:
+def _device_of(model: Any) -> str:
     try:
         return str(next(model.parameters()).device)
     except (StopIteration, AttributeError):
@@ -151,7 +151,7 @@ class _OnnxRuntime:
             torch.onnx.export(
                 model,
                 (example,),
-                buf,
+                buf,  # type: ignore[arg-type]  # a file object works too
                 input_names=["x"],
                 dynamic_axes={"x": {0: "batch"}},
                 opset_version=17,
@@ -200,8 +200,8 @@ class _Group:
     pred_sample: tuple[int, int]
     factor: float
     method: str
-    acc: np.ndarray | None = None
-    count: np.ndarray | None = None
+    acc: Any = None  # np.ndarray, allocated with the first window
+    count: Any = None  # np.ndarray of contributions per sample (avg only)
     done: int = 0
 
     def add(self, offset: int, pred: np.ndarray, has_nan: bool = True) -> None:

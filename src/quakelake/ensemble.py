@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
 
-from quakelake.params import ConfigError, PickParams, _Model
+from quakelake.params import PickParams
+from quakelake.params.ensemble import EnsembleError, EnsembleParams
 
 ENSEMBLE_MODEL = "ensemble"
 PHASES = ("P", "S")
@@ -36,40 +36,6 @@ CONSENSUS_COLUMNS = [
     "spread_s",
     "agreeing",
 ]
-
-
-class EnsembleError(ConfigError):
-    """An ensemble cannot be formed (e.g. fewer than two members)."""
-
-
-class EnsembleParams(_Model):
-    """How the grid's members are combined into consensus picks (stored as model ``ensemble``)."""
-
-    method: Literal["mean", "median", "semblance"] = Field(
-        "mean",
-        description="aggregate of the members' probability curves: mean, median, or semblance "
-        "(mean weighted by the members' coherence over a sliding window, as ELEP does)",
-    )
-    agreement_s: float = Field(
-        0.5,
-        gt=0,
-        description="a member agrees with a consensus pick when its own pick lies this close (s)",
-    )
-    semblance_window_s: float = Field(
-        0.5, gt=0, description="sliding window of the semblance weight (s)"
-    )
-    p_threshold: float | None = Field(
-        None,
-        ge=0.0,
-        le=1.0,
-        description="P threshold on the aggregate (default: the pick P threshold)",
-    )
-    s_threshold: float | None = Field(
-        None,
-        ge=0.0,
-        le=1.0,
-        description="S threshold on the aggregate (default: the pick S threshold)",
-    )
 
 
 def ensemble_weights(method: str, members: Sequence[str]) -> str:
@@ -260,7 +226,7 @@ def consensus(
 
 
 def pick_ensemble(
-    models: Sequence[tuple[str, object]],
+    models: Sequence[tuple[str, Any]],
     instruments: Sequence,
     pick: PickParams,
     params: EnsembleParams,

@@ -24,6 +24,8 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from quakelake.params.evaluation import MatchParams
+
 _GEOD = Geod(ellps="WGS84")
 
 EVENT_MATCH_COLUMNS = [
@@ -60,38 +62,6 @@ METRIC_COLUMNS = [
     "residual_std",
     "residual_mae",
 ]
-
-
-class MatchParams(BaseModel):
-    """Tolerances of the analyzer's one-to-one matching."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    pick_tolerance_s: float = Field(
-        0.5, gt=0, description="largest |pick time - reference pick time| of a matched pick (s)"
-    )
-    event_max_dt_s: float = Field(
-        2.0, gt=0, description="largest |origin time difference| of a matched event (s)"
-    )
-    event_max_km: float = Field(
-        8.0, gt=0, description="largest epicentral distance of a matched event (km)"
-    )
-    edge_s: float = Field(
-        2.0,
-        ge=0,
-        description="seconds at both ends of each stretch of continuous waveforms left out of the "
-        "comparison (a picker needs context: picks on the first samples are not judged)",
-    )
-    station_key: str = Field(
-        "station_id",
-        description="column that identifies a station when matching picks: 'station_id' "
-        "(NET.STA.LOC) or 'station' (station code only, for bulletins without network codes)",
-    )
-    event_types: list[str] | None = Field(
-        None,
-        description="compare only reference events of these types (e.g. ['earthquake'] leaves quarry "
-        "blasts out, with their picks); reference events without a type are kept; None: all",
-    )
 
 
 def keep_event_types(

@@ -525,3 +525,35 @@ def write_nonlinloc(assignments: pd.DataFrame, path: str | Path, pick_std_s: flo
     OctoAssociator.to_nonlinloc(frame, tmp, pick_std=pick_std_s)
     tmp.replace(path)
     return path
+
+
+def export_run(
+    lake_root: Path, run_id: str, quakeml: Path | None, folder: Path | None
+) -> list[str]:
+    """Write the events of the association run ``run_id`` (days it found already done included).
+
+    Args:
+        lake_root: the lake.
+        run_id: the association run.
+        quakeml: QuakeML file to write (None: none).
+        folder: folder of the ``associated/`` layout to write (None: none).
+
+    Returns:
+        One line per product written, for the user.
+    """
+    if quakeml is None and folder is None:
+        return []
+    from quakelake.lakehouse import Lake
+
+    lake = Lake(lake_root)
+    events, _ = select_catalogue(lake.read("events"), lake.read("runs"), run_id=run_id)
+    tables = catalogue_tables(lake, events)
+    assignments = tables.pop("assignments")
+    lines = []
+    if quakeml is not None:
+        written = write_quakeml(events, assignments, quakeml, **tables)
+        lines.append(f"QuakeML: {written} ({len(events)} events)")
+    if folder is not None:
+        files = write_associated(events, assignments, folder)
+        lines.append(f"associated/ layout: {len(files)} files under {folder}")
+    return lines

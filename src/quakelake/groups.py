@@ -119,6 +119,31 @@ def in_any(network: str, station: str, groups: Mapping[str, Sequence[str]]) -> b
     return any(in_group(network, station, p) for p in groups.values())
 
 
+def chosen_groups(
+    definitions: Mapping[str, Sequence[str]],
+    groups_file: Path | None,
+    selected: Sequence[str],
+    stations: Iterable[tuple[str, str]] | None,
+    what: str,
+) -> dict[str, list[str]]:
+    """Return the chosen groups (:func:`resolve`), each checked to match one of ``stations``.
+
+    Args:
+        definitions: groups defined in the configuration.
+        groups_file: a YAML/JSON file of more groups.
+        selected: the names chosen (-G).
+        stations: the (NET, STA) the run can use; None: not known yet (names checked only).
+        what: where ``stations`` come from, for the message.
+
+    Raises:
+        GroupError: an unknown name, or a group that matches none of ``stations``.
+    """
+    chosen = resolve(definitions, groups_file, selected)
+    if chosen and stations is not None:
+        check_matches(chosen, stations, what)
+    return chosen
+
+
 def check_matches(
     groups: Mapping[str, Sequence[str]], stations: Iterable[tuple[str, str]], what: str
 ) -> None:

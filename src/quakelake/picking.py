@@ -14,6 +14,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,7 @@ from quakelake.weights import cache_root, has_weights, offline_weights
 log = logging.getLogger(__name__)
 
 # One model per (class, weights, device) per process: loading costs far more than a unit's picks.
-_MODELS: dict[tuple[str, str, str], object] = {}
+_MODELS: dict[tuple[str, str, str], Any] = {}
 _LOCK = threading.Lock()
 _LOADS = {"count": 0}
 
@@ -110,7 +111,7 @@ def known_model(name: str, weights: str) -> bool:
     return name in _seisbench_model_names() and has_weights(name, weights)
 
 
-def model_class(name: str) -> type:
+def model_class(name: str) -> Any:
     """Return the ``seisbench.models`` class called ``name``.
 
     Raises:
@@ -133,7 +134,7 @@ def model_class(name: str) -> type:
     return cls
 
 
-def load_model(name: str, weights: str, device: str = "cpu") -> object:
+def load_model(name: str, weights: str, device: str = "cpu") -> Any:
     """Return the model ``name`` with pretrained ``weights`` on ``device``, loaded once per process.
 
     Raises:
@@ -259,7 +260,7 @@ def picks_frame(picks: list, spec: ModelSpec, band_of: dict[str, str]) -> pd.Dat
 
 
 def pick_streams(
-    model: object, instruments: list, spec: ModelSpec, params: PickParams
+    model: Any, instruments: list, spec: ModelSpec, params: PickParams
 ) -> pd.DataFrame:
     """Return the picks ``model`` makes on each instrument stream (one SeisBench ``classify`` each).
 

@@ -184,7 +184,7 @@ def plot_cumulative_events(events: pd.DataFrame, reference_events: pd.DataFrame)
 
     def step(times: pd.Series, label: str, **kw) -> None:
         t = pd.to_datetime(times, utc=True).sort_values().dt.tz_localize(None)
-        if not len(t):
+        if not len(t) or lo is None or hi is None:
             return
         x = [lo.tz_localize(None), *t, hi.tz_localize(None)]
         y = [0, *np.arange(1, len(t) + 1), len(t)]
@@ -299,11 +299,13 @@ def show_one_by_one(figures: Iterable[Figure], hint: str = HINT) -> int:
 
     count = 0
     for fig in figures:
-        title = fig._suptitle.get_text() if fig._suptitle is not None else ""
+        title = fig.get_suptitle()
         if not title and fig.axes:
             title = fig.axes[0].get_title()
         fig.text(0.5, 0.005, hint, ha="center", va="bottom", fontsize=8, color="0.4")
         manager = plt.figure().canvas.manager  # a pyplot-managed window to host ``fig``
+        if manager is None:  # pyplot figures always have one; a non-interactive backend too
+            continue
         manager.canvas.figure = fig
         fig.set_canvas(manager.canvas)
         if title:

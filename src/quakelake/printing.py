@@ -210,3 +210,21 @@ def print_analysis(summary: dict, lake: Path | str) -> None:
         warn(warning)
     if summary.get("report"):
         print(f"report: {summary['report']}")
+
+
+def print_card(card: dict[str, Any]) -> None:
+    """Print what a training run produced: weights name, windows, loss curve, validation."""
+    first, last = card["history"][0], card["history"][-1]
+    print(
+        f"trained {card['model']}/{card['name']} (parent {card['parent_weights']}) on {card['windows']} "
+        f"windows in {card['seconds']} s on {card['device']}: validation loss {first['val_loss']:.4f} -> "
+        f"{last['val_loss']:.4f}"
+    )
+    for key in ("validation_parent", "validation"):
+        if key in card:
+            v = card[key]
+            print(
+                f"  {key:<18} recall {v['recall']:.3f}  precision {v['precision']:.3f}  "
+                f"residual median {v['residual_median_s']:+.3f} s"
+            )
+    print(f"  weights: {card['weights_path']}")

@@ -13,6 +13,7 @@ Supported files:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ import pandas as pd
 from quakelake.errors import BadInput
 from quakelake.lakehouse import write_table
 from quakelake.lakehouse.schema import STATIONS
+from quakelake.params import StationSelection
 
 COLUMNS = list(STATIONS.schema.names)
 
@@ -69,6 +71,42 @@ def read_stations(path: str | Path) -> pd.DataFrame:
     return _read_real_list(path)
 
 
+def check_covers_archive(
+    stations: pd.DataFrame, source: str | Path, archive: Iterable[tuple[str, str]], where: str
+) -> None:
+    """Refuse a station file that lists none of the archive's stations, before any work starts.
+
+    Stations are compared by station code (bulletins and CSVs do not always carry the network
+    the data centre uses); the first archive station that the file lists ends the check, so
+    only a mismatch reads the whole ``archive``. An empty archive passes (the pick stage says
+    that no waveforms were found).
+
+    Args:
+        stations: the station file's rows (:func:`read_stations`).
+        source: the station file, for the message.
+        archive: (network, station) of the waveforms to pick, e.g. from
+            :func:`quakelake.waveforms.archive_stations`.
+        where: the archive, for the message (``archive /data/sds``).
+
+    Raises:
+        StationFileError: naming ``-F/--file``, a few of the archive's stations and what to do.
+    """
+    listed = set(stations["station"].astype(str))
+    met: list[str] = []
+    for network, station in archive:
+        if station in listed:
+            return
+        met.append(f"{network}.{station}")
+    if not met:
+        return
+    shown = ", ".join(met[:8]) + (f" and {len(met) - 8} more" if len(met) > 8 else "")
+    have = ", ".join(sorted(listed)[:5]) + (", ..." if len(listed) > 5 else "")
+    raise StationFileError(
+        f"-F/--file: {source} lists none of the {len(met)} stations of the {where} ({shown}; the "
+        f"file lists {have}): pass the metadata of these stations, or leave -F out"
+    )
+
+
 def normalise_stations(df: pd.DataFrame, source: str = "station table") -> pd.DataFrame:
     """Return ``df`` renamed and typed to the `stations` schema (flexible column names).
 
@@ -109,8 +147,8 @@ def normalise_stations(df: pd.DataFrame, source: str = "station table") -> pd.Da
             out[col] = pd.to_numeric(out[col], errors="coerce")
     bad = out["latitude"].isna() | out["longitude"].isna()
     if bad.any():
-        names = ", ".join(sorted(set(out.loc[bad, "station"].astype(str)))[:10])
-        raise StationFileError(f"{source}: stations without numeric latitude/longitude: {names}")
+        shown = ", ".join(sorted(set(out.loc[bad, "station"].astype(str)))[:10])
+        raise StationFileError(f"{source}: stations without numeric latitude/longitude: {shown}")
     if ((out["latitude"].abs() > 90) | (out["longitude"].abs() > 360)).any():
         raise StationFileError(f"{source}: latitude/longitude out of range (columns swapped?)")
     for col in ("start", "end"):
@@ -221,4 +259,50 @@ def write_stations(
     name = name or "stations." + fingerprint(stations.astype(str).to_csv(index=False))
     return write_table(
         Path(lake), "stations", stations[COLUMNS], name=name, partition={"source": source}
+    )
+
+
+def known_stations(
+    station_file: Path | None, directory: Path | None, selection: StationSelection | None = None
+) -> tuple[set[tuple[str, str]], str]:
+    """Return the (NET, STA) of the station file, or else of the archive's selected waveforms.
+
+    The second value says where they come from, for messages (``archive /data/sds``).
+    """
+    if station_file is not None and Path(station_file).is_file():
+        st = read_stations(station_file)
+        pairs = zip(st["network"].astype(str), st["station"].astype(str), strict=True)
+        return set(pairs), str(station_file)
+    from quakelake.waveforms import archive_stations
+
+    if directory is None:
+        return set(), "no archive"
+    return set(archive_stations(directory, selection)), f"archive {directory}"
+
+
+def picked_stations(lake_root: Path) -> set[tuple[str, str]] | None:
+    """Return the (NET, STA) that have picks in the lake (None when it holds no picks)."""
+    from quakelake.lakehouse import Lake
+
+    lake = Lake(lake_root)
+    if not lake.has_files("picks"):
+        return None
+    rows = lake.query("SELECT DISTINCT network, station FROM picks")
+    return set(zip(rows["network"].astype(str), rows["station"].astype(str), strict=True))
+
+
+def unlisted_picks(station_file: Path, lake_root: Path) -> str:
+    """Return a warning when ``station_file`` lists none of the stations with picks, else "".
+
+    No event can be located then: the picks' stations have no coordinates.
+    """
+    listed = set(read_stations(station_file)["station"].astype(str))
+    picked = {station for _, station in picked_stations(lake_root) or set()}
+    if not picked or listed & picked:
+        return ""
+    names = sorted(picked)
+    return (
+        f"-F/--file: {station_file} lists none of the {len(picked)} stations with picks "
+        f"({', '.join(names[:8])}{', ...' if len(names) > 8 else ''}); no event could be "
+        "located: pass the metadata of the archive's stations"
     )

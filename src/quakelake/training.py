@@ -22,7 +22,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,9 @@ from pydantic import Field
 from quakelake.errors import BadInput
 from quakelake.params import PickParams, StationSelection, TimeWindow, _Model
 from quakelake.weights import cached_weights
+
+if TYPE_CHECKING:
+    from quakelake.config import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +153,7 @@ def labelled_picks(
         frame = lk.read("reference_picks", "catalog = ?", [params.reference])
         source = f"reference {params.reference!r}"
     else:
-        where, args = "probability >= ?", [params.min_probability]
+        where, args = "probability >= ?", list[Any]([params.min_probability])
         if params.label_models:
             where += f" AND model IN ({', '.join('?' * len(params.label_models))})"
             args += params.label_models
@@ -751,3 +754,58 @@ def pick_params_with(params: PickParams, weights: str) -> PickParams:
     if weights in params.weights:
         return params
     return params.model_copy(update={"weights": [*params.weights, weights]})
+
+
+def train_params(
+    given: dict[str, Any], model: str, weights: str, reference: str | None = None
+) -> TrainParams:
+    """Return the training parameters: those ``given`` (None: not given), the defaults for the rest.
+
+    Labels default to the reference catalogue's picks when a reference is named (``given`` or
+    the run's ``reference``), else to the lake's own picks.
+
+    Raises:
+        ConfigError: naming every invalid parameter.
+    """
+    from quakelake.config import build_config
+
+    values = {
+        k: v for k, v in label_defaults(given, reference).items() if k in TrainParams.model_fields
+    }
+    return build_config(None, {"model": model, "weights": weights, **values}, model=TrainParams)
+
+
+def label_defaults(given: dict[str, Any], reference: str | None = None) -> dict[str, Any]:
+    """Return the options ``given`` (None values dropped) with the reference and labels defaults.
+
+    Labels are the reference catalogue's picks when a reference is named (in ``given`` or as
+    the run's ``reference``), else the lake's own picks; the denoiser's training shares this.
+    """
+    values = {k: v for k, v in given.items() if v is not None}
+    reference = values.get("reference") or reference
+    if reference:
+        values["reference"] = reference
+    values.setdefault("labels", "reference" if reference else "picks")
+    return values
+
+
+def fine_tune_for_picking(cfg: RunConfig, given: dict[str, Any]) -> tuple[dict, RunConfig]:
+    """Fine-tune the run's first model x weights; return the card and ``cfg`` with the new weights.
+
+    The run's reference files (``analyze.reference_paths``) are imported first so the training
+    can take its labels from them.
+
+    Raises:
+        TrainingError: no usable labelled windows (and the other errors of :func:`train_picker`).
+    """
+    if cfg.directory is None or not Path(cfg.directory).is_dir():
+        raise TrainingError(
+            "-T/--train: -d/--directory must be the archive to cut training windows from"
+        )
+    params = train_params(given, cfg.pick.models[0], cfg.pick.weights[0], cfg.analyze.reference)
+    if cfg.analyze.reference and cfg.analyze.reference_paths:
+        from quakelake.catalogs import import_catalog
+
+        import_catalog(cfg.lake, cfg.analyze.reference_paths, cfg.analyze.reference)
+    card = train_picker(cfg.lake, cfg.directory, params, selection=cfg.selection, days=cfg.window)
+    return card, cfg.model_copy(update={"pick": pick_params_with(cfg.pick, card["name"])})

@@ -25,11 +25,15 @@ import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from quakelake.errors import BadInput
+
+if TYPE_CHECKING:
+    from quakelake.params.association import VelocityParams
 
 STANDARD_MODELS = ("ak135", "iasp91")
 
@@ -54,7 +58,7 @@ def standard_model(name: str = "ak135", max_depth_km: float = 800.0) -> pd.DataF
     import obspy.taup
 
     path = Path(obspy.taup.__file__).parent / "data" / f"{name}.tvel"
-    rows = []
+    rows: list[list[float]] = []
     for line in path.read_text().splitlines()[2:]:  # two title lines
         parts = line.split()
         if len(parts) < 3:
@@ -396,3 +400,30 @@ def cached_table(
     table = TravelTimeTable.from_model(model, delta, xdist, zdist)
     table.write_pyocto(path)
     return path, table
+
+
+# ------------------------------------------------------------- the model a VelocityParams names
+def model_points(params: VelocityParams) -> pd.DataFrame:
+    """Return the layered model points (depth, vp, vs) of ``params.model_file`` or ``params.layers``."""
+    if params.model_file is not None:
+        return read_velocity_model(params.model_file)
+    return validate_velocity_model(pd.DataFrame(params.layers, columns=["depth", "vp", "vs"]))
+
+
+def layered_model(params: VelocityParams, max_depth_km: float = 800.0) -> pd.DataFrame:
+    """Return the 1-D model: ``model_file``, ``layers`` or, when neither, the ``standard`` model."""
+    if params.model_file is not None or params.layers:
+        return model_points(params)
+    return standard_model(params.standard, max_depth_km)
+
+
+def surface_velocities(params: VelocityParams) -> tuple[float, float]:
+    """Return (vp, vs) at the surface, used for station elevation corrections."""
+    if params.kind == "0d":
+        if params.vp is None or params.vs is None:
+            raise VelocityModelError("0-D velocity model without vp/vs: resolve the config first")
+        return params.vp, params.vs
+    m = model_points(params)
+    top = m[m["depth"] <= 0.0]
+    row = top.iloc[-1] if len(top) else m.iloc[0]
+    return float(row["vp"]), float(row["vs"])

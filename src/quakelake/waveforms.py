@@ -51,7 +51,7 @@ import os
 import re
 import struct
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -500,8 +500,8 @@ def scan_archive(
     selection = selection or StationSelection()
     known: dict[tuple[str, int, float], pd.DataFrame] = {}
     if previous is not None and len(previous):
-        for (path, size, mtime), rows in previous.groupby(["path", "file_size", "file_mtime"]):
-            known[(path, int(size), float(mtime))] = rows
+        for (path, size, mtime), group in previous.groupby(["path", "file_size", "file_mtime"]):
+            known[(path, int(size), float(mtime))] = group
 
     files: Iterable[Path] = _iter_files(root)
     if progress:
@@ -547,6 +547,45 @@ def scan_archive(
     index = pd.concat(parts, ignore_index=True) if parts else _empty_index()
     index = index.sort_values(["network", "station", "location", "channel", "start", "path"])
     return ArchiveScan(index.reset_index(drop=True), failures, skipped)
+
+
+def archive_stations(
+    root: Path, selection: StationSelection | None = None
+) -> Iterator[tuple[str, str]]:
+    """Yield each (network, station) of the archive's waveforms that ``selection`` keeps, once.
+
+    Stations come as the files are met, so a caller that looks for one known station stops
+    early: SDS file names say their station without opening the file, other files have their
+    headers read. Files that cannot be read are passed over (:func:`scan_archive` reports them).
+
+    Raises:
+        ArchiveNotFound: when ``root`` does not exist.
+    """
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise ArchiveNotFound(
+            f"-d/--directory: waveform archive {root} does not exist; pass an existing folder"
+        )
+    selection = selection or StationSelection()
+    seen: set[tuple[str, str]] = set()
+    for path in _iter_files(root.resolve()):
+        sds = _SDS_NAME.match(path.name)
+        if sds:
+            if not selection.matches(
+                sds["network"], sds["station"], sds["location"], sds["channel"]
+            ):
+                continue
+            found = {(sds["network"], sds["station"])}
+        else:
+            try:
+                st = path.stat()
+                rows, _, _ = _scan_file(path, st.st_size, st.st_mtime, selection)
+            except OSError:
+                continue
+            found = {(r["network"], r["station"]) for r in rows}
+        for key in sorted(found - seen):
+            seen.add(key)
+            yield key
 
 
 # --------------------------------------------------------------------------- station-days

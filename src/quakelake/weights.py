@@ -88,8 +88,9 @@ def seed_from_sdist(root: Path | None = None, timeout: float = 60.0) -> bool:
         for member in tar.getmembers():
             rel = member.name.split("/", 1)[-1]
             if rel.startswith(SDIST_MEMBER) and member.isfile():
-                data = tar.extractfile(member).read()
-                (target / Path(rel).name).write_bytes(data)
+                source = tar.extractfile(member)
+                if source is not None:  # None only for links and folders
+                    (target / Path(rel).name).write_bytes(source.read())
     return has_weights("PhaseNetLight", "ethz", root)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from quakelake.blocks.compute import ComputeClusterBlock
 from quakelake.blocks.fdsn import FdsnAccessBlock
 from quakelake.blocks.lake import LakeBlock
-from quakelake.compute import ComputeSettings
+from quakelake.params.compute import ComputeSettings
 
 __all__ = [
     "ComputeClusterBlock",

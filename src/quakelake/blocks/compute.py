@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from prefect.blocks.core import Block
-from prefect.task_runners import TaskRunner
 from pydantic import Field
 
-from quakelake.compute import ComputeSettings, RunnerKind, SlurmSettings
+from quakelake.params.compute import ComputeSettings, RunnerKind, SlurmSettings
 
 
 class ComputeClusterBlock(Block):
@@ -28,7 +27,7 @@ class ComputeClusterBlock(Block):
 from quakelake.blocks import ComputeClusterBlock
 
 cluster = ComputeClusterBlock.load("BLOCK_NAME")
-runner = cluster.task_runner()
+settings = cluster.settings()  # ComputeSettings: pass to run_pipeline via compute_block
 """
 
     runner: RunnerKind = Field(
@@ -56,9 +55,3 @@ runner = cluster.task_runner()
                 include=set(ComputeSettings.model_fields) & set(type(self).model_fields)
             )
         )
-
-    def task_runner(self) -> TaskRunner:
-        """Return the Prefect task runner for this cluster."""
-        from quakelake.flows.runners import make_task_runner
-
-        return make_task_runner(self.settings())

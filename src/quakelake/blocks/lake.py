@@ -29,10 +29,6 @@ root = lake.path()
     root: str = Field(
         ..., min_length=1, description="lake root folder, e.g. ./lake or $WORK/quakelake/lake."
     )
-    archive: str | None = Field(
-        None, description="waveform archive (SDS tree or folder of miniSEED) used with this lake."
-    )
-    station_file: str | None = Field(None, description="station metadata file (StationXML or CSV).")
     catalog: str | None = Field(
         None,
         description="PostgreSQL catalog URL for many writers, postgresql://USER@HOST/DB (no "

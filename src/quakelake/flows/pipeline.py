@@ -8,7 +8,6 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from quakelake.blocks import load_compute, load_lake
 from quakelake.config import RunConfig
 from quakelake.evaluation import RunSelection
 from quakelake.flows.analyze import analyze_run
@@ -16,6 +15,7 @@ from quakelake.flows.associate import associate_events
 from quakelake.flows.download import download_waveforms
 from quakelake.flows.pick import pick_phases
 from quakelake.flows.runners import stage_place, stage_runner
+from quakelake.flows.settings import resolve_settings
 from quakelake.groups import resolve as resolve_groups
 from quakelake.lakehouse import Lake
 from quakelake.params import TimeWindow
@@ -125,16 +125,17 @@ def run_pipeline(
         previous_day: process the UTC day before today instead of ``config.window`` (the daily
             scheduled deployment).
         lake_block: name of a QuakeLake Lake block whose folder replaces ``config.lake``.
-        compute_block: name of a Compute Cluster block whose settings replace ``config.execution``.
+        compute_block: name of a Compute Cluster block whose settings override
+            ``config.execution`` (see :func:`quakelake.flows.settings.resolve_settings`).
         fdsn_block: name of an FDSN Access block (clients, EIDA token) used by the download.
     """
     logger = get_run_logger()
-    if previous_day:
-        config = config.model_copy(update={"window": previous_utc_day()})
-    if lake_block:
-        config = config.model_copy(update={"lake": load_lake(lake_block)})
-    if compute_block:
-        config = config.model_copy(update={"execution": load_compute(compute_block)})
+    config = resolve_settings(
+        config,
+        {"window": previous_utc_day()} if previous_day else None,
+        lake_block=lake_block,
+        compute_block=compute_block,
+    )
     if config.directory is None:
         raise ValueError(
             "config.directory: give the waveform archive (the download target with --download)"

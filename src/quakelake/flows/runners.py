@@ -18,12 +18,11 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from quakelake.compute import (
-    ComputeSettings,
-    StagePlace,
     local_cluster_kwargs,
     slurm_adapt_kwargs,
     slurm_cluster_kwargs,
 )
+from quakelake.params.compute import ComputeSettings, StagePlace
 
 
 def compute_settings(

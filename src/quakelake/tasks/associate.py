@@ -18,6 +18,7 @@ from quakelake.lakehouse.writer import safe_name
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint, frame_digest
 from quakelake.stations import read_stations
 from quakelake.tasks.retry import transient_only
+from quakelake.velocity import model_points
 
 ASSOCIATION_CODE_VERSION = "2"  # bump when a change alters the events made from the same inputs
 MAGNITUDE_CODE_VERSION = "1"  # bump when a change alters the magnitudes made from the same inputs
@@ -65,7 +66,7 @@ def config_fingerprint(config: association.PyOctoConfig | association.GammaConfi
 
 def _velocity_points(config: association.PyOctoConfig | association.GammaConfig) -> list | None:
     velocity = config.velocity
-    return velocity.model().to_numpy().round(6).tolist() if velocity.kind == "1d" else None
+    return model_points(velocity).to_numpy().round(6).tolist() if velocity.kind == "1d" else None
 
 
 def unit_key(config: association.PyOctoConfig | association.GammaConfig, source: PickSource) -> str:

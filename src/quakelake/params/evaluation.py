@@ -1,0 +1,43 @@
+"""Parameters of the analysis stage: the tolerances of matching picks and events to a reference.
+
+Plain pydantic: the run configuration imports this without SciPy or pyproj; the matching
+lives in :mod:`quakelake.evaluation`.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["MatchParams"]
+
+
+class MatchParams(BaseModel):
+    """Tolerances of the analyzer's one-to-one matching."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pick_tolerance_s: float = Field(
+        0.5, gt=0, description="largest |pick time - reference pick time| of a matched pick (s)"
+    )
+    event_max_dt_s: float = Field(
+        2.0, gt=0, description="largest |origin time difference| of a matched event (s)"
+    )
+    event_max_km: float = Field(
+        8.0, gt=0, description="largest epicentral distance of a matched event (km)"
+    )
+    edge_s: float = Field(
+        2.0,
+        ge=0,
+        description="seconds at both ends of each stretch of continuous waveforms left out of the "
+        "comparison (a picker needs context: picks on the first samples are not judged)",
+    )
+    station_key: str = Field(
+        "station_id",
+        description="column that identifies a station when matching picks: 'station_id' "
+        "(NET.STA.LOC) or 'station' (station code only, for bulletins without network codes)",
+    )
+    event_types: list[str] | None = Field(
+        None,
+        description="compare only reference events of these types (e.g. ['earthquake'] leaves quarry "
+        "blasts out, with their picks); reference events without a type are kept; None: all",
+    )
