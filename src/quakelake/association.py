@@ -39,7 +39,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pyproj import CRS, Transformer
 
-from quakelake.association_auto import derive_settings, network_geometry
+from quakelake.association_auto import derive_settings, network_geometry, wadati_ratio
 from quakelake.errors import BadInput
 from quakelake.stations import station_coordinates
 from quakelake.velocity import (
@@ -79,6 +79,9 @@ EVENT_COLUMNS = [
 # An event is "unconstrained" when its stations leave a gap above this or are fewer than 3.
 UNCONSTRAINED_GAP_DEG = 300.0
 UNCONSTRAINED_MIN_STATIONS = 3
+# With the standard model, the Vp/Vs ratio is measured on the first picks (see measure_vp_vs).
+VP_VS_FROM_PICKS = "from the picks"
+VP_VS_PICKS = 5000
 ASSIGNMENT_COLUMNS = ["event_id", "pick_id", "station_id", "phase", "time", "residual_s"]
 
 
@@ -121,6 +124,13 @@ class VelocityParams(_Model):
         gt=0,
         description="S velocity (km/s) of the 0-D model (empty: the 1-D model's crustal average)",
     )
+    vp_vs: float | None = Field(
+        None,
+        gt=1.2,
+        le=3.0,
+        description="Vp/Vs ratio: every S velocity becomes vp / vp_vs (empty: the model's own S "
+        "velocities; with the standard model, the ratio measured from the picks, Wadati)",
+    )
     grid_km: float | None = Field(
         None, gt=0, description="travel-time table spacing (km); empty: derived"
     )
@@ -143,13 +153,18 @@ class VelocityParams(_Model):
         """Return the 1-D model: ``model_file``, ``layers`` or, when neither, the ``standard`` model."""
         if self.model_file is not None or self.layers:
             return self.model()
-        return standard_model(self.standard, max_depth_km)
+        m = standard_model(self.standard, max_depth_km)
+        return m if self.vp_vs is None else m.assign(vs=m["vp"] / self.vp_vs)
 
     def model(self) -> pd.DataFrame:
-        """Return the layered model points (depth, vp, vs)."""
+        """Return the layered model points (depth, vp, vs), S velocities from ``vp_vs`` when set."""
         if self.model_file is not None:
-            return read_velocity_model(self.model_file)
-        return validate_velocity_model(pd.DataFrame(self.layers, columns=["depth", "vp", "vs"]))
+            m = read_velocity_model(self.model_file)
+        else:
+            m = validate_velocity_model(pd.DataFrame(self.layers, columns=["depth", "vp", "vs"]))
+        if self.vp_vs is not None:
+            m = m.assign(vs=m["vp"] / self.vp_vs)
+        return m
 
     def surface_velocities(self) -> tuple[float, float]:
         """Return (vp, vs) at the surface, used for station elevation corrections."""
@@ -665,6 +680,8 @@ def resolve_config(
             derived["velocity.model"] = (
                 f"{vel.standard} (ObsPy TauP), {len(vel_update['layers'])} points"
             )
+            if vel.vp_vs is None:
+                derived["velocity.vp_vs"] = VP_VS_FROM_PICKS
         else:
             derived["velocity.model"] = str(vel.model_file or "layers")
         vel_update["kind"] = "1d"
@@ -779,6 +796,18 @@ def _prepare(
         return None, unknown
     hours = (norm["time"].max() - norm["time"].min()).total_seconds() / 3600.0
     config, settings = resolve_config(config, sites, norm["site"].value_counts(), hours)
+    config = measure_vp_vs(config, settings, norm, sites)
+    return _build_setup(config, settings, norm, sites), unknown
+
+
+def _build_setup(
+    config: PyOctoConfig | GammaConfig,
+    settings: dict[str, Any],
+    norm: pd.DataFrame,
+    sites: pd.DataFrame,
+) -> _Setup:
+    """Return the projection, travel times and pick coordinates of a resolved ``config``."""
+    sites = sites.copy()
     lat, lon = area_bounds(config.area, sites)
     proj = Projection.centred(lat, lon)
     sites["x"], sites["y"] = proj.to_xy(sites["latitude"].to_numpy(), sites["longitude"].to_numpy())
@@ -794,10 +823,65 @@ def _prepare(
         path, times = cached_table(vel.model(), vel.grid_km, xdist, zdist, vel.table_dir)
     else:
         path, times = None, _HomogeneousTimes(vel.vp, vel.vs)
-    setup = _Setup(
+    norm = norm.copy()
+    for c in ("x", "y", "z"):
+        norm[c] = sites[c].to_numpy()[norm["site"].to_numpy()]
+    return _Setup(
         config, settings, norm, sites, proj, lat, lon, times, path, vel.surface_velocities()
     )
-    return setup, unknown
+
+
+def _run(setup: _Setup) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if isinstance(setup.config, PyOctoConfig):
+        return _run_pyocto(setup, setup.config)
+    return _run_gamma(setup, setup.config)
+
+
+def measure_vp_vs(
+    config: PyOctoConfig | GammaConfig,
+    settings: dict[str, Any],
+    picks: pd.DataFrame,
+    sites: pd.DataFrame,
+) -> PyOctoConfig | GammaConfig:
+    """Return ``config`` with the Vp/Vs ratio of the picks when :func:`resolve_config` asked for it.
+
+    With no regional model the standard model's Vp/Vs (1.73 in ak135) is a guess, and a wrong
+    ratio moves every location that uses S picks. The ratio is measured instead: the first
+    :data:`VP_VS_PICKS` picks are associated with the resolved settings and the Wadati slope of
+    their events (:func:`quakelake.association_auto.wadati_ratio`) becomes ``velocity.vp_vs``;
+    when too few events have P and S picks the model keeps its own S velocities. The value and
+    the number of events it rests on are recorded in ``settings["derived"]``.
+
+    Args:
+        config: a config returned by :func:`resolve_config`.
+        settings: the settings returned with it (updated in place).
+        picks: normalised picks with ``site`` (row in ``sites``), sorted by time.
+        sites: the station table (:func:`station_table`).
+    """
+    derived = settings.get("derived", {})
+    if derived.get("velocity.vp_vs") != VP_VS_FROM_PICKS:
+        return config
+    trial = _build_setup(config, settings, picks.iloc[:VP_VS_PICKS].reset_index(drop=True), sites)
+    raw_events, raw_assign = _run(trial)
+    rows = trial.picks.iloc[raw_assign["pick_idx"].astype(int).to_numpy()]
+    assigned = pd.DataFrame(
+        {
+            "event": raw_assign["event_idx"].to_numpy(),
+            "site": rows["site"].to_numpy(),
+            "phase": rows["phase"].to_numpy(),
+            "t": rows["time"].astype("int64").to_numpy() / 1e9,
+        }
+    )
+    ratio, n_events = wadati_ratio(assigned)
+    derived["velocity.vp_vs_events"] = n_events
+    if ratio is None:
+        derived["velocity.vp_vs"] = "model"
+        return config
+    derived["velocity.vp_vs"] = ratio
+    vel_update: dict[str, Any] = {"vp_vs": ratio}
+    if "velocity.vs" in derived and config.velocity.vp is not None:
+        vel_update["vs"] = derived["velocity.vs"] = round(config.velocity.vp / ratio, 3)
+    return config.model_copy(update={"velocity": config.velocity.model_copy(update=vel_update)})
 
 
 # ----------------------------------------------------------------------------- public API
@@ -832,17 +916,10 @@ def associate(
         res = AssociationResult.empty(messages, unknown)
         res.seconds = time.perf_counter() - t0
         return res
-    p = setup.picks
-    p["x"] = setup.stations["x"].to_numpy()[p["site"]]
-    p["y"] = setup.stations["y"].to_numpy()[p["site"]]
-    p["z"] = setup.stations["z"].to_numpy()[p["site"]]
     config = setup.config
     if setup.settings:
         log.info("derived association settings: %s", format_settings(setup.settings))
-    if isinstance(config, PyOctoConfig):
-        raw_events, raw_assign = _run_pyocto(setup, config)
-    else:
-        raw_events, raw_assign = _run_gamma(setup, config)
+    raw_events, raw_assign = _run(setup)
     events, assignments = _finish(setup, config, raw_events, raw_assign, event_prefix)
     res = AssociationResult(events, assignments, unknown, messages, settings=setup.settings)
     res.seconds = time.perf_counter() - t0
@@ -1208,6 +1285,16 @@ def _finish(
     ev, residual = relocate(
         ev, p, setup.times, setup.surface, tuple(config.area.depth_km), reloc, move=reloc.enabled
     )
+    if reloc.enabled:
+        tolerance = config.tolerance_s if isinstance(config, PyOctoConfig) else config.max_sigma11
+        group = same_earthquake(ev, float(tolerance), setup.surface[0])
+        if len(np.unique(group)) < len(ev):
+            # Relocation moved two events onto one earthquake: merge their picks (one per
+            # station and phase, the best fitting) and locate the merged event again.
+            ev, p = _merge_events(ev, p, residual, group)
+            ev, residual = relocate(
+                ev, p, setup.times, setup.surface, tuple(config.area.depth_km), reloc
+            )
     p["residual_s"] = residual
     if reloc.max_residual_s is not None:
         p = p[np.abs(p["residual_s"]) <= reloc.max_residual_s]
@@ -1268,6 +1355,65 @@ def _finish(
     return events, assignments.sort_values(["event_id", "time"], kind="stable").reset_index(
         drop=True
     )
+
+
+def same_earthquake(events: pd.DataFrame, tolerance_s: float, vp: float) -> np.ndarray:
+    """Return a group number per event; events of one group are one earthquake found twice.
+
+    Two origins ``dt`` seconds and ``d`` km apart predict arrivals at any station that differ by at
+    most ``|dt| + d / vp``; below the pick tolerance no pick can tell them apart, so they are
+    merged (transitively, in time order).
+
+    Args:
+        events: ``x, y, z`` (km) and ``time`` (epoch s), relocated.
+        tolerance_s: the associator's pick tolerance (s).
+        vp: the slowest P velocity on the paths (km/s), e.g. the surface P velocity.
+    """
+    n = len(events)
+    group = np.arange(n)
+    if n < 2:
+        return group
+    t = events["time"].to_numpy(float)
+    xyz = events[["x", "y", "z"]].to_numpy(float)
+    order = np.argsort(t, kind="stable")
+    ts = t[order]
+    last = np.searchsorted(ts, ts + tolerance_s, side="right")
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            group[i] = group[group[i]]
+            i = group[i]
+        return i
+
+    for a in np.flatnonzero(last - np.arange(n) > 1):
+        i = order[a]
+        for j in order[a + 1 : last[a]]:
+            d = float(np.linalg.norm(xyz[i] - xyz[j]))
+            if abs(t[j] - t[i]) + d / vp <= tolerance_s:
+                group[root(j)] = root(i)
+    return np.array([root(i) for i in range(n)])
+
+
+def _merge_events(
+    ev: pd.DataFrame, p: pd.DataFrame, residual: np.ndarray, group: np.ndarray
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return events and picks with each group of ``same_earthquake`` made one event.
+
+    The merged event starts from the location of the member with the most picks; it keeps one
+    pick per station and phase (the smallest |residual|) and each pick once.
+    """
+    counts = np.bincount(p["event"].to_numpy(), minlength=len(ev))
+    members = pd.DataFrame({"group": group, "n": counts, "row": np.arange(len(ev))})
+    first = members.sort_values(["group", "n"], ascending=[True, False]).drop_duplicates("group")
+    new_index = {g: k for k, g in enumerate(first["group"])}
+    merged = ev.iloc[first["row"].to_numpy()].reset_index(drop=True)
+    merged["score"] = (
+        pd.Series(ev["score"].to_numpy()).groupby(group).max().reindex(first["group"]).to_numpy()
+    )
+    q = p.assign(event=[new_index[g] for g in group[p["event"].to_numpy()]], _abs=np.abs(residual))
+    q = q.sort_values("_abs", kind="stable").drop_duplicates(["event", "site", "phase"])
+    q = q.drop_duplicates("pick_id").sort_index().drop(columns="_abs").reset_index(drop=True)
+    return merged, q
 
 
 def _station_geometry(p: pd.DataFrame, ev: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

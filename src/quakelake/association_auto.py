@@ -194,3 +194,44 @@ def derive_settings(
         "max_sigma11": tolerance,
         "relocation": True,
     }
+
+
+# Vp/Vs from the picks: at least this many events with P and S on 3+ stations, else the model's.
+WADATI_MIN_EVENTS = 10
+WADATI_RANGE = (1.5, 2.2)
+
+
+def wadati_ratio(picks: pd.DataFrame) -> tuple[float | None, int]:
+    """Return the Vp/Vs ratio of associated picks (station-differenced Wadati) and the events used.
+
+    For one event and two stations, ``tS_i - tS_j = (vp/vs) (tP_i - tP_j)`` whatever the origin
+    time and the velocity model, so the ratio is the slope of S times against P times, each
+    taken relative to its event's mean, pooled over events (robust: residuals beyond 0.3 s are
+    down-weighted). ``None`` when fewer than :data:`WADATI_MIN_EVENTS` events have P and S on
+    three stations or more, or when the slope leaves :data:`WADATI_RANGE` (picks too sparse or
+    too noisy to say).
+
+    Args:
+        picks: ``event``, ``site`` (station), ``phase`` (P/S) and ``t`` (epoch s), one row per
+            assigned pick.
+    """
+    first = picks.sort_values("t").drop_duplicates(["event", "site", "phase"])
+    both = first.pivot_table(index=["event", "site"], columns="phase", values="t", aggfunc="first")
+    if "P" not in both.columns or "S" not in both.columns:
+        return None, 0
+    both = both.dropna(subset=["P", "S"]).reset_index()
+    both = both[both.groupby("event")["site"].transform("size") >= 3]
+    n_events = int(both["event"].nunique())
+    if n_events < WADATI_MIN_EVENTS:
+        return None, n_events
+    grp = both.groupby("event")
+    dp = (both["P"] - grp["P"].transform("mean")).to_numpy(float)
+    ds = (both["S"] - grp["S"].transform("mean")).to_numpy(float)
+    w = np.ones_like(dp)
+    ratio = float("nan")
+    for _ in range(10):
+        ratio = float((w * dp * ds).sum() / max((w * dp * dp).sum(), 1e-12))
+        w = 1.0 / np.maximum(np.abs(ds - ratio * dp), 0.3)
+    if not WADATI_RANGE[0] <= ratio <= WADATI_RANGE[1]:
+        return None, n_events
+    return round(ratio, 3), n_events
