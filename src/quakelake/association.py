@@ -281,6 +281,11 @@ class GammaConfig(_Model):
         description="velocity: GaMMA uses vp/vs (empty: the 1-D model's crustal average); the 1-D model "
         "serves the relocation",
     )
+    eikonal: bool = Field(
+        True,
+        description="travel times from the 1-D model (GaMMA's eikonal option); false: straight rays "
+        "at the 0-D vp/vs, as in GaMMA's examples",
+    )
     use_dbscan: bool = Field(True, description="DBSCAN pre-clustering in time")
     dbscan_eps: float | None = Field(None, gt=0, description="DBSCAN eps (s); empty: derived")
     dbscan_min_samples: int = Field(3, ge=1, description="DBSCAN min samples")
@@ -1099,6 +1104,23 @@ def _run_gamma(setup: _Setup, config: GammaConfig) -> tuple[pd.DataFrame, pd.Dat
         "max_sigma12": 1.0,
         "ncpu": config.ncpu,
     }
+    if config.eikonal and config.velocity.kind == "1d":
+        # GaMMA solves the eikonal equation of the 1-D model on an (offset, depth) grid at every
+        # call (it also makes an unused ./eikonal folder, removed below when it was not there).
+        m = config.velocity.model()
+        gcfg["eikonal"] = {
+            "vel": {"z": m["depth"].tolist(), "p": m["vp"].tolist(), "s": m["vs"].tolist()},
+            "h": config.velocity.grid_km,
+            "xlim": xr,
+            "ylim": yr,
+            # offsets in depth between sources and stations (stations above sea level: z < 0)
+            "zlim": (
+                min(0.0, zmin - float(st["z"].max())),
+                zmax - float(st["z"].min()) + config.velocity.grid_km,
+            ),
+        }
+    stray = Path("eikonal")
+    had_stray = stray.exists()
     # GaMMA draws its initial components from numpy's (and Python's) global generators: seed them
     # for the call and restore them afterwards; the lock keeps concurrent days (thread runner)
     # from drawing from each other's sequence.
@@ -1108,7 +1130,11 @@ def _run_gamma(setup: _Setup, config: GammaConfig) -> tuple[pd.DataFrame, pd.Dat
         threadpool_limits(limits=config.threads),
         contextlib.redirect_stdout(io.StringIO()),
     ):
-        events, assign = gamma_association(picks, stations, gcfg, method=config.method)
+        try:
+            events, assign = gamma_association(picks, stations, gcfg, method=config.method)
+        finally:
+            if not had_stray and stray.is_dir() and not any(stray.iterdir()):
+                stray.rmdir()
     if not events:
         return pd.DataFrame(columns=["idx", "time", "x", "y", "z", "score"]), pd.DataFrame(
             columns=["event_idx", "pick_idx"]
