@@ -852,7 +852,8 @@ def measure_vp_vs(
 
     With no regional model the standard model's Vp/Vs (1.73 in ak135) is a guess, and a wrong
     ratio moves every location that uses S picks. The ratio is measured instead: the first
-    :data:`VP_VS_PICKS` picks are associated with the resolved settings and the Wadati slope of
+    :data:`VP_VS_PICKS` picks are associated with the resolved settings (by PyOcto, also for
+    GaMMA: it is the faster of the two) and the Wadati slope of
     their events (:func:`quakelake.association_auto.wadati_ratio`) becomes ``velocity.vp_vs``;
     when too few events have P and S picks the model keeps its own S velocities. The value and
     the number of events it rests on are recorded in ``settings["derived"]``.
@@ -866,7 +867,17 @@ def measure_vp_vs(
     derived = settings.get("derived", {})
     if derived.get("velocity.vp_vs") != VP_VS_FROM_PICKS:
         return config
-    trial = _build_setup(config, settings, picks.iloc[:VP_VS_PICKS].reset_index(drop=True), sites)
+    first = picks.iloc[:VP_VS_PICKS].reset_index(drop=True)
+    probe = config
+    if isinstance(config, GammaConfig):  # PyOcto finds the events of the first pass faster
+        span = (first["time"].max() - first["time"].min()).total_seconds() / 3600.0
+        probe, _ = resolve_config(
+            PyOctoConfig(area=config.area, velocity=config.velocity),
+            sites,
+            first["site"].value_counts(),
+            span,
+        )
+    trial = _build_setup(probe, settings, first, sites)
     raw_events, raw_assign = _run(trial)
     rows = trial.picks.iloc[raw_assign["pick_idx"].astype(int).to_numpy()]
     assigned = pd.DataFrame(
