@@ -81,7 +81,7 @@ UNCONSTRAINED_GAP_DEG = 300.0
 UNCONSTRAINED_MIN_STATIONS = 3
 # With the standard model, the Vp/Vs ratio is measured on the first picks (see measure_vp_vs).
 VP_VS_FROM_PICKS = "from the picks"
-VP_VS_PICKS = 5000
+VP_VS_PICKS = 2000
 ASSIGNMENT_COLUMNS = ["event_id", "pick_id", "station_id", "phase", "time", "residual_s"]
 
 
@@ -711,6 +711,7 @@ def resolve_for_network(
     stations: pd.DataFrame,
     pick_counts: pd.DataFrame | None = None,
     hours: float = 0.0,
+    picks: pd.DataFrame | None = None,
 ) -> tuple[PyOctoConfig | GammaConfig, dict[str, Any]]:
     """Return :func:`resolve_config` for a station table and picks counted per station.
 
@@ -719,6 +720,9 @@ def resolve_for_network(
         stations: station table (columns of the lake's `stations` table).
         pick_counts: ``station_id, n`` (picks per station id); None: every station counts.
         hours: time span of the counted picks.
+        picks: some of the run's picks (e.g. its first day), to measure the Vp/Vs ratio when
+            the standard model is used (:func:`measure_vp_vs`); without them the standard
+            model keeps its own ratio.
     """
     sites, _ = station_table(stations)
     per_site = None
@@ -728,7 +732,16 @@ def resolve_for_network(
         )
         known = rows.to_numpy() >= 0
         per_site = pick_counts["n"][known].groupby(rows.to_numpy()[known]).sum()
-    return resolve_config(config, sites, per_site, hours)
+    resolved, settings = resolve_config(config, sites, per_site, hours)
+    norm = normalise_picks(picks)[0] if picks is not None else pd.DataFrame()
+    if len(norm):
+        rows, _ = resolve_stations(norm, sites)
+        norm = norm[rows.to_numpy() >= 0].assign(site=rows[rows >= 0].to_numpy())
+    if len(norm):
+        resolved = measure_vp_vs(resolved, settings, norm.reset_index(drop=True), sites)
+    elif settings.get("derived", {}).get("velocity.vp_vs") == VP_VS_FROM_PICKS:
+        settings["derived"]["velocity.vp_vs"] = "model"
+    return resolved, settings
 
 
 def format_settings(settings: dict[str, Any]) -> str:

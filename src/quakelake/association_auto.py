@@ -14,7 +14,10 @@ what the network can record, not one set of numbers for every network:
 * **where events can be**: the stations' box plus a margin (10 % of the aperture, 10-50 km) and
   depths down to half the aperture (20-300 km);
 * **how accurate travel times are**: the pick tolerance grows with the distances involved;
-* **velocity**: the user's regional 1-D model, else ak135 (ObsPy TauP) instead of a 0-D guess.
+* **velocity**: the user's regional 1-D model, else ak135 (ObsPy TauP) instead of a 0-D guess,
+  with the Vp/Vs ratio of the picks themselves (:func:`wadati_ratio` on a first pass, see
+  :func:`quakelake.association.measure_vp_vs`): ak135's 1.73 misplaces events where the
+  crust's ratio is 1.78.
 
 Everything here is plain arithmetic on DataFrames (no associator imported), so the same numbers
 serve GaMMA and PyOcto; :func:`quakelake.association.resolve_config` applies them to every
@@ -164,10 +167,14 @@ def derive_settings(
     # other events into every travel-time window: a few picks fit some origin by chance, and the
     # search explodes. Ask for S picks and more stations there.
     window_picks = g.pick_rate_per_hour / 3600.0 * g.n_stations * time_before
+    node = round(float(np.clip(aperture / 10.0, 2.0, 10.0)), 1)
     if window_picks >= DENSE_WINDOW_PICKS:
         n_picks = max(n_picks, min(6, 2 * g.n_stations))
         n_p, n_s, n_ps = max(n_p, 3), max(n_s, 2), max(n_ps, 2)
-    node = round(float(np.clip(aperture / 10.0, 2.0, 10.0)), 1)
+        # There, the octree leaves that hold enough picks by chance grow with volume / node^3,
+        # and each costs a location: nodes need not be finer than a quarter of the station
+        # spacing (sparse regional networks; dense ones keep a tenth of the aperture).
+        node = round(max(node, min(g.spacing_km / 4.0, 25.0)), 1)
     # GaMMA's own rule of thumb for DBSCAN (gamma.utils.estimate_eps): spacing / vp * 1.5, here
     # on the visibility radius, so a cluster spans the stations that see one event.
     eps = round(float(np.clip(g.visibility_km / vp * 1.5, 3.0, 60.0)), 1)
