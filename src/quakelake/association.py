@@ -1460,10 +1460,17 @@ def _merge_events(
     merged["score"] = (
         pd.Series(ev["score"].to_numpy()).groupby(group).max().reindex(first["group"]).to_numpy()
     )
-    q = p.assign(event=[new_index[g] for g in group[p["event"].to_numpy()]], _abs=np.abs(residual))
-    q = q.sort_values("_abs", kind="stable").drop_duplicates(["event", "site", "phase"])
-    q = q.drop_duplicates("pick_id").sort_index().drop(columns="_abs").reset_index(drop=True)
-    return merged, q
+    size = np.bincount(group, minlength=len(ev))
+    q = p.assign(
+        event=[new_index[g] for g in group[p["event"].to_numpy()]],
+        _abs=np.abs(residual),
+        _merged=size[group[p["event"].to_numpy()]] > 1,
+    )
+    # only merged events lose picks (GaMMA may keep two picks of one station and phase)
+    m = q[q["_merged"]].sort_values("_abs", kind="stable")
+    m = m.drop_duplicates(["event", "site", "phase"]).drop_duplicates("pick_id")
+    q = pd.concat([q[~q["_merged"]], m]).sort_index().drop(columns=["_abs", "_merged"])
+    return merged, q.reset_index(drop=True)
 
 
 def _station_geometry(p: pd.DataFrame, ev: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
