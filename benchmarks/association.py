@@ -29,7 +29,9 @@ Usage::
 
     python benchmarks/association.py [ogs chile italy salton mesetas hengill] [--gamma] [--per-day]
 
-``--gamma`` adds GaMMA runs (slow on OGS and Italy on 2 cores).
+``--gamma`` adds GaMMA runs (slow on OGS and Italy on 2 cores): derived settings with GaMMA's
+eikonal travel times in the 1-D model (the default) and with its straight rays at the model's
+crustal vp/vs (``eikonal: false``), and GaMMA's plain defaults.
 """
 
 from __future__ import annotations
@@ -118,8 +120,13 @@ def standard_runs(model_file: Path | None, with_gamma: bool) -> list[tuple[str, 
     runs.append(("PyOcto auto (ak135)", auto_pyocto()))
     runs.append(("PyOcto plain defaults", plain_pyocto()))
     if with_gamma:
+        name = model_file.name if model_file else "ak135"
+        runs.append((f"GaMMA auto ({name}, 1-D eikonal)", auto_gamma(model_file)))
         runs.append(
-            (f"GaMMA auto ({model_file.name if model_file else 'ak135'})", auto_gamma(model_file))
+            (
+                f"GaMMA auto ({name}, 0-D rays)",
+                auto_gamma(model_file).model_copy(update={"eikonal": False}),
+            )
         )
         runs.append(("GaMMA plain defaults", plain_gamma()))
     return runs

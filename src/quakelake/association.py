@@ -39,7 +39,7 @@ import pandas as pd
 from pydantic import BaseModel
 from pyproj import CRS, Transformer
 
-from quakelake.association_auto import derive_settings, network_geometry
+from quakelake.association_auto import derive_settings, network_geometry, wadati_ratio
 from quakelake.params.association import (
     AreaParams,
     AssociationError,
@@ -87,6 +87,9 @@ EVENT_COLUMNS = [
 # An event is "unconstrained" when its stations leave a gap above this or are fewer than 3.
 UNCONSTRAINED_GAP_DEG = 300.0
 UNCONSTRAINED_MIN_STATIONS = 3
+# With the standard model, the Vp/Vs ratio is measured on the first picks (see measure_vp_vs).
+VP_VS_FROM_PICKS = "from the picks"
+VP_VS_PICKS = 2000
 ASSIGNMENT_COLUMNS = ["event_id", "pick_id", "station_id", "phase", "time", "residual_s"]
 
 
@@ -458,6 +461,8 @@ def resolve_config(
             derived["velocity.model"] = (
                 f"{vel.standard} (ObsPy TauP), {len(vel_update['layers'])} points"
             )
+            if vel.vp_vs is None:
+                derived["velocity.vp_vs"] = VP_VS_FROM_PICKS
         else:
             derived["velocity.model"] = str(vel.model_file or "layers")
         vel_update["kind"] = "1d"
@@ -482,6 +487,7 @@ def resolve_for_network(
     stations: pd.DataFrame,
     pick_counts: pd.DataFrame | None = None,
     hours: float = 0.0,
+    picks: pd.DataFrame | None = None,
 ) -> tuple[PyOctoConfig | GammaConfig, dict[str, Any]]:
     """Return :func:`resolve_config` for a station table and picks counted per station.
 
@@ -490,6 +496,9 @@ def resolve_for_network(
         stations: station table (columns of the lake's `stations` table).
         pick_counts: ``station_id, n`` (picks per station id); None: every station counts.
         hours: time span of the counted picks.
+        picks: some of the run's picks (e.g. its first day), to measure the Vp/Vs ratio when
+            the standard model is used (:func:`measure_vp_vs`); without them the standard
+            model keeps its own ratio.
     """
     sites, _ = station_table(stations)
     per_site = None
@@ -499,7 +508,16 @@ def resolve_for_network(
         )
         known = rows.to_numpy() >= 0
         per_site = pick_counts["n"][known].groupby(rows.to_numpy()[known]).sum()
-    return resolve_config(config, sites, per_site, hours)
+    resolved, settings = resolve_config(config, sites, per_site, hours)
+    norm = normalise_picks(picks)[0] if picks is not None else pd.DataFrame()
+    if len(norm):
+        rows, _ = resolve_stations(norm, sites)
+        norm = norm[rows.to_numpy() >= 0].assign(site=rows[rows >= 0].to_numpy())
+    if len(norm):
+        resolved = measure_vp_vs(resolved, settings, norm.reset_index(drop=True), sites)
+    elif settings.get("derived", {}).get("velocity.vp_vs") == VP_VS_FROM_PICKS:
+        settings["derived"]["velocity.vp_vs"] = "model"
+    return resolved, settings
 
 
 def format_settings(settings: dict[str, Any]) -> str:
@@ -572,6 +590,18 @@ def _prepare(
         return None, unknown
     hours = (norm["time"].max() - norm["time"].min()).total_seconds() / 3600.0
     config, settings = resolve_config(config, sites, norm["site"].value_counts(), hours)
+    config = measure_vp_vs(config, settings, norm, sites)
+    return _build_setup(config, settings, norm, sites), unknown
+
+
+def _build_setup(
+    config: PyOctoConfig | GammaConfig,
+    settings: dict[str, Any],
+    norm: pd.DataFrame,
+    sites: pd.DataFrame,
+) -> _Setup:
+    """Return the projection, travel times and pick coordinates of a resolved ``config``."""
+    sites = sites.copy()
     lat, lon = area_bounds(config.area, sites)
     proj = Projection.centred(lat, lon)
     sites["x"], sites["y"] = proj.to_xy(sites["latitude"].to_numpy(), sites["longitude"].to_numpy())
@@ -592,10 +622,73 @@ def _prepare(
     else:
         assert vel.vp and vel.vs  # resolve_config derives them for a 0-D model
         path, times = None, _HomogeneousTimes(vel.vp, vel.vs)
-    setup = _Setup(
+    return _Setup(
         config, settings, norm, sites, proj, lat, lon, times, path, surface_velocities(vel)
     )
-    return setup, unknown
+
+
+def _run(setup: _Setup) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if isinstance(setup.config, PyOctoConfig):
+        return _run_pyocto(setup, setup.config)
+    return _run_gamma(setup, setup.config)
+
+
+def measure_vp_vs(
+    config: PyOctoConfig | GammaConfig,
+    settings: dict[str, Any],
+    picks: pd.DataFrame,
+    sites: pd.DataFrame,
+) -> PyOctoConfig | GammaConfig:
+    """Return ``config`` with the Vp/Vs ratio of the picks when :func:`resolve_config` asked for it.
+
+    With no regional model the standard model's Vp/Vs (1.73 in ak135) is a guess, and a wrong
+    ratio moves every location that uses S picks. The ratio is measured instead: the first
+    :data:`VP_VS_PICKS` picks are associated with the resolved settings (by PyOcto, also for
+    GaMMA: it is the faster of the two) and the Wadati slope of
+    their events (:func:`quakelake.association_auto.wadati_ratio`) becomes ``velocity.vp_vs``;
+    when too few events have P and S picks the model keeps its own S velocities. The value and
+    the number of events it rests on are recorded in ``settings["derived"]``.
+
+    Args:
+        config: a config returned by :func:`resolve_config`.
+        settings: the settings returned with it (updated in place).
+        picks: normalised picks with ``site`` (row in ``sites``), sorted by time.
+        sites: the station table (:func:`station_table`).
+    """
+    derived = settings.get("derived", {})
+    if derived.get("velocity.vp_vs") != VP_VS_FROM_PICKS:
+        return config
+    first = picks.iloc[:VP_VS_PICKS].reset_index(drop=True)
+    probe = config
+    if isinstance(config, GammaConfig):  # PyOcto finds the events of the first pass faster
+        span = (first["time"].max() - first["time"].min()).total_seconds() / 3600.0
+        probe, _ = resolve_config(
+            PyOctoConfig(area=config.area, velocity=config.velocity),
+            sites,
+            first["site"].value_counts(),
+            span,
+        )
+    trial = _build_setup(probe, settings, first, sites)
+    raw_events, raw_assign = _run(trial)
+    rows = trial.picks.iloc[raw_assign["pick_idx"].astype(int).to_numpy()]
+    assigned = pd.DataFrame(
+        {
+            "event": raw_assign["event_idx"].to_numpy(),
+            "site": rows["site"].to_numpy(),
+            "phase": rows["phase"].to_numpy(),
+            "t": rows["time"].astype("int64").to_numpy() / 1e9,
+        }
+    )
+    ratio, n_events = wadati_ratio(assigned)
+    derived["velocity.vp_vs_events"] = n_events
+    if ratio is None:
+        derived["velocity.vp_vs"] = "model"
+        return config
+    derived["velocity.vp_vs"] = ratio
+    vel_update: dict[str, Any] = {"vp_vs": ratio}
+    if "velocity.vs" in derived and config.velocity.vp is not None:
+        vel_update["vs"] = derived["velocity.vs"] = round(config.velocity.vp / ratio, 3)
+    return config.model_copy(update={"velocity": config.velocity.model_copy(update=vel_update)})
 
 
 # ----------------------------------------------------------------------------- public API
@@ -630,17 +723,10 @@ def associate(
         res = AssociationResult.empty(messages, unknown)
         res.seconds = time.perf_counter() - t0
         return res
-    p = setup.picks
-    p["x"] = setup.stations["x"].to_numpy()[p["site"]]
-    p["y"] = setup.stations["y"].to_numpy()[p["site"]]
-    p["z"] = setup.stations["z"].to_numpy()[p["site"]]
     config = setup.config
     if setup.settings:
         log.info("derived association settings: %s", format_settings(setup.settings))
-    if isinstance(config, PyOctoConfig):
-        raw_events, raw_assign = _run_pyocto(setup, config)
-    else:
-        raw_events, raw_assign = _run_gamma(setup, config)
+    raw_events, raw_assign = _run(setup)
     events, assignments = _finish(setup, config, raw_events, raw_assign, event_prefix)
     res = AssociationResult(events, assignments, unknown, messages, settings=setup.settings)
     res.seconds = time.perf_counter() - t0
@@ -822,6 +908,24 @@ def _run_gamma(setup: _Setup, config: GammaConfig) -> tuple[pd.DataFrame, pd.Dat
         "max_sigma12": 1.0,
         "ncpu": config.ncpu,
     }
+    if config.eikonal and config.velocity.kind == "1d":
+        # GaMMA solves the eikonal equation of the 1-D model on an (offset, depth) grid at every
+        # call (it also makes an unused ./eikonal folder, removed below when it was not there).
+        m = model_points(config.velocity)
+        assert config.velocity.grid_km is not None  # resolve_config fills it
+        gcfg["eikonal"] = {
+            "vel": {"z": m["depth"].tolist(), "p": m["vp"].tolist(), "s": m["vs"].tolist()},
+            "h": config.velocity.grid_km,
+            "xlim": xr,
+            "ylim": yr,
+            # offsets in depth between sources and stations (stations above sea level: z < 0)
+            "zlim": (
+                min(0.0, zmin - float(st["z"].max())),
+                zmax - float(st["z"].min()) + config.velocity.grid_km,
+            ),
+        }
+    stray = Path("eikonal")
+    had_stray = stray.exists()
     # GaMMA draws its initial components from numpy's (and Python's) global generators: seed them
     # for the call and restore them afterwards; the lock keeps concurrent days (thread runner)
     # from drawing from each other's sequence.
@@ -831,7 +935,11 @@ def _run_gamma(setup: _Setup, config: GammaConfig) -> tuple[pd.DataFrame, pd.Dat
         threadpool_limits(limits=config.threads),
         contextlib.redirect_stdout(io.StringIO()),
     ):
-        events, assign = gamma_association(picks, stations, gcfg, method=config.method)
+        try:
+            events, assign = gamma_association(picks, stations, gcfg, method=config.method)
+        finally:
+            if not had_stray and stray.is_dir() and not any(stray.iterdir()):
+                stray.rmdir()
     if not events:
         return pd.DataFrame(columns=["idx", "time", "x", "y", "z", "score"]), pd.DataFrame(
             columns=["event_idx", "pick_idx"]
@@ -1009,6 +1117,15 @@ def _finish(
     ev, residual = relocate(
         ev, p, setup.times, setup.surface, config.area.depth_km, reloc, move=bool(reloc.enabled)
     )
+    if reloc.enabled:
+        tolerance = config.tolerance_s if isinstance(config, PyOctoConfig) else config.max_sigma11
+        assert tolerance is not None  # resolve_config fills both
+        group = same_earthquake(ev, float(tolerance), setup.surface[0])
+        if len(np.unique(group)) < len(ev):
+            # Relocation moved two events onto one earthquake: merge their picks (one per
+            # station and phase, the best fitting) and locate the merged event again.
+            ev, p = _merge_events(ev, p, residual, group)
+            ev, residual = relocate(ev, p, setup.times, setup.surface, config.area.depth_km, reloc)
     p["residual_s"] = residual
     if reloc.max_residual_s is not None:
         p = p[np.abs(p["residual_s"]) <= reloc.max_residual_s]
@@ -1069,6 +1186,72 @@ def _finish(
     return events, assignments.sort_values(["event_id", "time"], kind="stable").reset_index(
         drop=True
     )
+
+
+def same_earthquake(events: pd.DataFrame, tolerance_s: float, vp: float) -> np.ndarray:
+    """Return a group number per event; events of one group are one earthquake found twice.
+
+    Two origins ``dt`` seconds and ``d`` km apart predict arrivals at any station that differ by at
+    most ``|dt| + d / vp``; below the pick tolerance no pick can tell them apart, so they are
+    merged (transitively, in time order).
+
+    Args:
+        events: ``x, y, z`` (km) and ``time`` (epoch s), relocated.
+        tolerance_s: the associator's pick tolerance (s).
+        vp: the slowest P velocity on the paths (km/s), e.g. the surface P velocity.
+    """
+    n = len(events)
+    group = np.arange(n)
+    if n < 2:
+        return group
+    t = events["time"].to_numpy(float)
+    xyz = events[["x", "y", "z"]].to_numpy(float)
+    order = np.argsort(t, kind="stable")
+    ts = t[order]
+    last = np.searchsorted(ts, ts + tolerance_s, side="right")
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            group[i] = group[group[i]]
+            i = group[i]
+        return i
+
+    for a in np.flatnonzero(last - np.arange(n) > 1):
+        i = order[a]
+        for j in order[a + 1 : last[a]]:
+            d = float(np.linalg.norm(xyz[i] - xyz[j]))
+            if abs(t[j] - t[i]) + d / vp <= tolerance_s:
+                group[root(j)] = root(i)
+    return np.array([root(i) for i in range(n)])
+
+
+def _merge_events(
+    ev: pd.DataFrame, p: pd.DataFrame, residual: np.ndarray, group: np.ndarray
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return events and picks with each group of ``same_earthquake`` made one event.
+
+    The merged event starts from the location of the member with the most picks; it keeps one
+    pick per station and phase (the smallest |residual|) and each pick once.
+    """
+    counts = np.bincount(p["event"].to_numpy(), minlength=len(ev))
+    members = pd.DataFrame({"group": group, "n": counts, "row": np.arange(len(ev))})
+    first = members.sort_values(["group", "n"], ascending=[True, False]).drop_duplicates("group")
+    new_index = {g: k for k, g in enumerate(first["group"])}
+    merged = ev.iloc[first["row"].to_numpy()].reset_index(drop=True)
+    merged["score"] = (
+        pd.Series(ev["score"].to_numpy()).groupby(group).max().reindex(first["group"]).to_numpy()
+    )
+    size = np.bincount(group, minlength=len(ev))
+    q = p.assign(
+        event=[new_index[g] for g in group[p["event"].to_numpy()]],
+        _abs=np.abs(residual),
+        _merged=size[group[p["event"].to_numpy()]] > 1,
+    )
+    # only merged events lose picks (GaMMA may keep two picks of one station and phase)
+    m = q[q["_merged"]].sort_values("_abs", kind="stable")
+    m = m.drop_duplicates(["event", "site", "phase"]).drop_duplicates("pick_id")
+    q = pd.concat([q[~q["_merged"]], m]).sort_index().drop(columns=["_abs", "_merged"])
+    return merged, q.reset_index(drop=True)
 
 
 def _station_geometry(p: pd.DataFrame, ev: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,10 @@ what the network can record, not one set of numbers for every network:
 * **where events can be**: the stations' box plus a margin (10 % of the aperture, 10-50 km) and
   depths down to half the aperture (20-300 km);
 * **how accurate travel times are**: the pick tolerance grows with the distances involved;
-* **velocity**: the user's regional 1-D model, else ak135 (ObsPy TauP) instead of a 0-D guess.
+* **velocity**: the user's regional 1-D model, else ak135 (ObsPy TauP) instead of a 0-D guess,
+  with the Vp/Vs ratio of the picks themselves (:func:`wadati_ratio` on a first pass, see
+  :func:`quakelake.association.measure_vp_vs`): ak135's 1.73 misplaces events where the
+  crust's ratio is 1.78.
 
 Everything here is plain arithmetic on DataFrames (no associator imported), so the same numbers
 serve GaMMA and PyOcto; :func:`quakelake.association.resolve_config` applies them to every
@@ -164,10 +167,14 @@ def derive_settings(
     # other events into every travel-time window: a few picks fit some origin by chance, and the
     # search explodes. Ask for S picks and more stations there.
     window_picks = g.pick_rate_per_hour / 3600.0 * g.n_stations * time_before
+    node = round(float(np.clip(aperture / 10.0, 2.0, 10.0)), 1)
     if window_picks >= DENSE_WINDOW_PICKS:
         n_picks = max(n_picks, min(6, 2 * g.n_stations))
         n_p, n_s, n_ps = max(n_p, 3), max(n_s, 2), max(n_ps, 2)
-    node = round(float(np.clip(aperture / 10.0, 2.0, 10.0)), 1)
+        # There, the octree leaves that hold enough picks by chance grow with volume / node^3,
+        # and each costs a location: nodes need not be finer than a quarter of the station
+        # spacing (sparse regional networks; dense ones keep a tenth of the aperture).
+        node = round(max(node, min(g.spacing_km / 4.0, 25.0)), 1)
     # GaMMA's own rule of thumb for DBSCAN (gamma.utils.estimate_eps): spacing / vp * 1.5, here
     # on the visibility radius, so a cluster spans the stations that see one event.
     eps = round(float(np.clip(g.visibility_km / vp * 1.5, 3.0, 60.0)), 1)
@@ -194,3 +201,44 @@ def derive_settings(
         "max_sigma11": tolerance,
         "relocation": True,
     }
+
+
+# Vp/Vs from the picks: at least this many events with P and S on 3+ stations, else the model's.
+WADATI_MIN_EVENTS = 10
+WADATI_RANGE = (1.5, 2.2)
+
+
+def wadati_ratio(picks: pd.DataFrame) -> tuple[float | None, int]:
+    """Return the Vp/Vs ratio of associated picks (station-differenced Wadati) and the events used.
+
+    For one event and two stations, ``tS_i - tS_j = (vp/vs) (tP_i - tP_j)`` whatever the origin
+    time and the velocity model, so the ratio is the slope of S times against P times, each
+    taken relative to its event's mean, pooled over events (robust: residuals beyond 0.3 s are
+    down-weighted). ``None`` when fewer than :data:`WADATI_MIN_EVENTS` events have P and S on
+    three stations or more, or when the slope leaves :data:`WADATI_RANGE` (picks too sparse or
+    too noisy to say).
+
+    Args:
+        picks: ``event``, ``site`` (station), ``phase`` (P/S) and ``t`` (epoch s), one row per
+            assigned pick.
+    """
+    first = picks.sort_values("t").drop_duplicates(["event", "site", "phase"])
+    both = first.pivot_table(index=["event", "site"], columns="phase", values="t", aggfunc="first")
+    if "P" not in both.columns or "S" not in both.columns:
+        return None, 0
+    both = both.dropna(subset=["P", "S"]).reset_index()
+    both = both[both.groupby("event")["site"].transform("size") >= 3]
+    n_events = int(both["event"].nunique())
+    if n_events < WADATI_MIN_EVENTS:
+        return None, n_events
+    grp = both.groupby("event")
+    dp = (both["P"] - grp["P"].transform("mean")).to_numpy(float)
+    ds = (both["S"] - grp["S"].transform("mean")).to_numpy(float)
+    w = np.ones_like(dp)
+    ratio = float("nan")
+    for _ in range(10):
+        ratio = float((w * dp * ds).sum() / max((w * dp * dp).sum(), 1e-12))
+        w = 1.0 / np.maximum(np.abs(ds - ratio * dp), 0.3)
+    if not WADATI_RANGE[0] <= ratio <= WADATI_RANGE[1]:
+        return None, n_events
+    return round(ratio, 3), n_events

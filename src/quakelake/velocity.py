@@ -404,17 +404,23 @@ def cached_table(
 
 # ------------------------------------------------------------- the model a VelocityParams names
 def model_points(params: VelocityParams) -> pd.DataFrame:
-    """Return the layered model points (depth, vp, vs) of ``params.model_file`` or ``params.layers``."""
+    """Return the layered model points (depth, vp, vs) of ``params.model_file`` or ``params.layers``.
+
+    With ``params.vp_vs`` every S velocity is ``vp / vp_vs``.
+    """
     if params.model_file is not None:
-        return read_velocity_model(params.model_file)
-    return validate_velocity_model(pd.DataFrame(params.layers, columns=["depth", "vp", "vs"]))
+        m = read_velocity_model(params.model_file)
+    else:
+        m = validate_velocity_model(pd.DataFrame(params.layers, columns=["depth", "vp", "vs"]))
+    return m if params.vp_vs is None else m.assign(vs=m["vp"] / params.vp_vs)
 
 
 def layered_model(params: VelocityParams, max_depth_km: float = 800.0) -> pd.DataFrame:
     """Return the 1-D model: ``model_file``, ``layers`` or, when neither, the ``standard`` model."""
     if params.model_file is not None or params.layers:
         return model_points(params)
-    return standard_model(params.standard, max_depth_km)
+    m = standard_model(params.standard, max_depth_km)
+    return m if params.vp_vs is None else m.assign(vs=m["vp"] / params.vp_vs)
 
 
 def surface_velocities(params: VelocityParams) -> tuple[float, float]:

@@ -64,6 +64,13 @@ class VelocityParams(_Model):
         gt=0,
         description="S velocity (km/s) of the 0-D model (empty: the 1-D model's crustal average)",
     )
+    vp_vs: float | None = Field(
+        None,
+        gt=1.2,
+        le=3.0,
+        description="Vp/Vs ratio: every S velocity becomes vp / vp_vs (empty: the model's own S "
+        "velocities; with the standard model, the ratio measured from the picks, Wadati)",
+    )
     grid_km: float | None = Field(
         None, gt=0, description="travel-time table spacing (km); empty: derived"
     )
@@ -185,6 +192,11 @@ class GammaConfig(_Model):
         default_factory=lambda: VelocityParams(kind="auto"),
         description="velocity: GaMMA uses vp/vs (empty: the 1-D model's crustal average); the 1-D model "
         "serves the relocation",
+    )
+    eikonal: bool = Field(
+        True,
+        description="travel times from the 1-D model (GaMMA's eikonal option); false: straight rays "
+        "at the 0-D vp/vs, as in GaMMA's examples",
     )
     use_dbscan: bool = Field(True, description="DBSCAN pre-clustering in time")
     dbscan_eps: float | None = Field(None, gt=0, description="DBSCAN eps (s); empty: derived")

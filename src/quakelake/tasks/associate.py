@@ -227,7 +227,10 @@ def derive_settings_task(
     run's lineage records them.
     """
     counts, hours = pick_counts(lake, source, start, end)
-    return association.resolve_for_network(config, read_station_source(lake, source), counts, hours)
+    first_day = read_picks(lake, source, start, min(end, start + pd.Timedelta(days=1)))
+    return association.resolve_for_network(
+        config, read_station_source(lake, source), counts, hours, picks=first_day
+    )
 
 
 @task(
