@@ -622,6 +622,9 @@ def _build_setup(
     else:
         assert vel.vp and vel.vs  # resolve_config derives them for a 0-D model
         path, times = None, _HomogeneousTimes(vel.vp, vel.vs)
+    norm = norm.copy()
+    for c in ("x", "y", "z"):
+        norm[c] = sites[c].to_numpy()[norm["site"].to_numpy()]
     return _Setup(
         config, settings, norm, sites, proj, lat, lon, times, path, surface_velocities(vel)
     )

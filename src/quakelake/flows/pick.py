@@ -20,6 +20,7 @@ from quakelake.flows.common import (
     raise_if_workers_lost,
     recover_crashed_runs,
 )
+from quakelake.lakehouse import safe_name
 from quakelake.lineage import (
     Stopwatch,
     commit_unit,
@@ -149,7 +150,21 @@ def pick_phases(
                     (
                         f"{ensembles.ENSEMBLE_MODEL}/{label}:{unit.key}",
                         ensemble_station_day.submit(
-                            unit, specs, pick, ensemble, selection, lake, run_id, force
+                            unit,
+                            specs,
+                            pick,
+                            ensemble,
+                            selection,
+                            lake,
+                            run_id,
+                            force,
+                            committed.get(
+                                safe_name(
+                                    f"{ensembles.ENSEMBLE_MODEL}.{ensemble.method}."
+                                    f"{unit.network}.{unit.station}"
+                                ),
+                                frozenset(),
+                            ),
                         ),
                     )
                     for unit in units

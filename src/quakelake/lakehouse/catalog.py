@@ -17,6 +17,7 @@ client opens the lake with::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
@@ -61,6 +62,7 @@ _DUCK_TYPES = {
     pa.date32(): "DATE",
 }
 
+log = logging.getLogger(__name__)
 _LOCKS: dict[str, threading.RLock] = {}
 _CONNECTIONS: dict[tuple[int, str], duckdb.DuckDBPyConnection] = {}
 _GUARD = threading.Lock()
@@ -420,6 +422,10 @@ class Lake:
                     rollback(con)
                     if not _retryable(exc) or attempt == 79:
                         raise
+                    if attempt in (10, 40):
+                        log.warning(
+                            "commit to lake %s retried %d times: %s", self.root, attempt, exc
+                        )
                     time.sleep(delay)
                     delay = min(delay * 1.5, 1.0)
                 finally:
