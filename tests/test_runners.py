@@ -20,7 +20,7 @@ from prefect_dask import DaskTaskRunner
 
 from quakelake.compute import ComputeSettings
 from quakelake.flows.runners import make_task_runner
-from quakelake.lakehouse import Lake, write_table
+from quakelake.lakehouse import Lake, safe_name, write_table
 
 ARCHIVE = "saltonsea"
 
@@ -30,7 +30,7 @@ def index_file(path: Path, lake: Path, kill_marker: Path | None = None) -> dict:
     """Index one miniSEED file into `waveform_index`; return the unit's outcome and process id."""
     from obspy import read
 
-    if path.stem in set(Lake(lake).stems("waveform_index")["stem"]):
+    if safe_name(path.stem) in set(Lake(lake).stems("waveform_index")["stem"]):
         return {"unit": path.name, "status": "skipped", "pid": os.getpid()}
     if kill_marker is not None and kill_marker.exists():
         os.kill(os.getpid(), signal.SIGKILL)  # a worker dying mid-task (OOM, walltime, node loss)
