@@ -274,11 +274,14 @@ class Lake:
 
     @contextmanager
     def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        cur = self._shared().cursor()
-        try:
-            yield cur
-        finally:
-            cur.close()
+        # One statement at a time per lake and process: DuckLake reads and commits from several
+        # threads of one process on one attached catalog could block each other (seen as hangs).
+        with self._lock():
+            cur = self._shared().cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
 
     def files(self, table: str) -> list[Path]:
         """Return the data files holding ``table``'s current rows."""
@@ -326,6 +329,10 @@ class Lake:
         Raises:
             LakeQueryError: with the tables available when the query names a missing one.
         """
+        with self._lock():
+            return self._query(sql, params, as_of, read_only)
+
+    def _query(self, sql, params, as_of, read_only) -> pd.DataFrame:
         con = self.connect(as_of=as_of, read_only=read_only)
         try:
             return con.execute(sql, params or []).df()
