@@ -153,8 +153,8 @@ def build_lake(
     with ProcessPoolExecutor(jobs) as pool:
         for n, changes in pool.map(_write_days, work):
             rows += n
-            for i in range(0, len(changes), 2000):
-                Lake(root).commit(changes[i : i + 2000], run_id="bench", message="bench")
+            for i in range(0, len(changes), 200):
+                Lake(root).commit(changes[i : i + 200], run_id="bench", message="bench")
     return rows, time.perf_counter() - t0
 
 
