@@ -269,7 +269,7 @@ class Lake:
 
     def has_files(self, table: str) -> bool:
         """Return True when ``table`` ever had committed rows (it has a view)."""
-        _spec(table)
+        table_spec(table)
         return table in self.tables()
 
     @contextmanager
@@ -287,7 +287,7 @@ class Lake:
         """Return the data files holding ``table``'s current rows."""
         if not self.exists():
             return []
-        _spec(table)
+        table_spec(table)
         with self._cursor() as con:
             try:
                 rows = con.execute(f'SELECT DISTINCT filename FROM {ALIAS}."{table}"').fetchall()
@@ -353,7 +353,7 @@ class Lake:
         self, table: str, where: str = "", params: Sequence[Any] | None = None
     ) -> pd.DataFrame:
         """Return the rows of ``table`` (empty with the right columns when it has none)."""
-        spec = _spec(table)
+        spec = table_spec(table)
         if not self.has_files(table):
             cols = list(spec.schema.names)
             cols += [k for k in spec.partition_by if k not in cols]
@@ -405,7 +405,7 @@ class Lake:
         if not changes and not rows:
             return []
         for change in changes:
-            _spec(change.table)
+            table_spec(change.table)
         extra = json.dumps({"run_id": run_id})
         delay = 0.05
         with self._lock():
@@ -496,7 +496,7 @@ def _apply(con: duckdb.DuckDBPyConnection, change: FileChange, run_id: str, repl
             f"WHERE table_name = ? AND part = ? AND stem IN ({marks})",
             [change.table, change.part, *old],
         )
-    spec = _spec(change.table)
+    spec = table_spec(change.table)
     con.execute(
         f"CALL ducklake_add_data_files('{ALIAS}', ?, ?, hive_partitioning => ?, allow_missing => true)",
         [change.table, str(change.path), bool(spec.partition_by)],
@@ -510,7 +510,7 @@ def _apply(con: duckdb.DuckDBPyConnection, change: FileChange, run_id: str, repl
 
 
 def _insert_rows(con: duckdb.DuckDBPyConnection, table: str, data: pd.DataFrame | pa.Table) -> None:
-    spec = _spec(table)
+    spec = table_spec(table)
     frame = data.to_pandas() if isinstance(data, pa.Table) else data
     parts = {
         k: frame[k] for k in spec.partition_by if k in frame.columns and k not in spec.schema.names
@@ -628,10 +628,6 @@ def _legacy_files(root: Path) -> bool:
         for name in TABLES
         if (root / name).is_dir()
     )
-
-
-def _spec(table: str) -> TableSpec:
-    return table_spec(table)
 
 
 def _quote(text: str) -> str:
