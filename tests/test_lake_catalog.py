@@ -268,9 +268,7 @@ def test_concurrent_writers_commit_each_unit_once(kind, tmp_path, request):
     catalog = ""
     if kind == "postgresql":
         catalog = request.getfixturevalue("postgres").url("race")
-        Lake(root, catalog=catalog).adopt()
-    else:
-        Lake(root)._shared()  # create the catalog before the race
+    # nobody created the catalog: both racers create it at once (a loser must attach again)
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _RACER, str(root), catalog, who],

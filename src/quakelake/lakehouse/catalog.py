@@ -181,21 +181,28 @@ class Lake:
         return f"ATTACH '{_quote(target)}' AS {ALIAS} ({', '.join(opts)})"
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        con = extensions.offline_connection()
         postgres = _is_postgres(self.catalog)
-        extensions.load(con, "ducklake", "postgres_scanner" if postgres else "sqlite_scanner")
         if not read_only:
             if postgres:
                 self._record_pointer()
             else:
                 self.root.mkdir(parents=True, exist_ok=True)
-        try:
-            con.execute(self._attach_sql(read_only))
-        except duckdb.Error as exc:
-            con.close()
-            raise LakeError(
-                f"cannot open the catalog of lake {self.root} ({self.catalog}): {exc}"
-            ) from None
+        # Two processes opening a new catalog at once both try to create its metadata tables;
+        # the loser sees "already exists" (PostgreSQL) or a lock: attach again, it is there now.
+        for attempt in range(40):
+            con = extensions.offline_connection()
+            extensions.load(con, "ducklake", "postgres_scanner" if postgres else "sqlite_scanner")
+            try:
+                con.execute(self._attach_sql(read_only))
+                break
+            except duckdb.Error as exc:
+                con.close()
+                if attempt < 39 and (_retryable(exc) or "already exists" in str(exc)):
+                    time.sleep(0.05 + 0.05 * attempt)
+                    continue
+                raise LakeError(
+                    f"cannot open the catalog of lake {self.root} ({self.catalog}): {exc}"
+                ) from None
         if not read_only:
             _ensure_tables(con)
         return con
