@@ -16,6 +16,8 @@ from quakelake.lakehouse import Lake
 
 SALTON_STATIONS = ["BOM", "COA"]
 MODELS = [("PhaseNet", "original"), ("EQTransformer", "original"), ("PhaseNetLight", "ethz")]
+# each model on the CPU runtime "auto" chooses for it, and PhaseNet also on the other one
+RUNS = [(m, w, "auto") for m, w in MODELS] + [("PhaseNet", "original", "onnx")]
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +62,17 @@ def _assert_same_picks(ours: pd.DataFrame, ref: pd.DataFrame) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "weights"), MODELS, ids=[f"{m}-{w}" for m, w in MODELS])
+@pytest.mark.parametrize(("name", "weights", "runtime"), RUNS, ids=["-".join(r) for r in RUNS])
 def test_engine_gives_seisbench_picks_for_every_accelerated_model(
-    name, weights, instruments, weights_cache
+    name, weights, runtime, instruments, weights_cache
 ):
     model = picking.load_model(name, weights, "cpu")
-    params = PickParams(models=[name], weights=[weights], p_threshold=0.3, s_threshold=0.3)
+    params = PickParams(
+        models=[name], weights=[weights], p_threshold=0.3, s_threshold=0.3, engine=runtime
+    )
     eng = engine.get_engine(model, params)
-    assert eng.name == "engine-onnx"  # the optimised runtime passed its load-time check
+    expected = engine.CPU_RUNTIMES[name][0] if runtime == "auto" else runtime
+    assert eng.name == f"engine-{expected}"  # the optimised runtime passed its load-time check
     kwargs = picking.classify_kwargs(params)
     ref = _rows([p for inst in instruments for p in model.classify(inst.stream, **kwargs).picks])
     kwargs.pop("batch_size")
@@ -96,7 +101,10 @@ def test_batches_span_instruments_and_give_each_its_own_picks(instruments, weigh
 
 
 def test_device_selection_and_gpu_batch_size():
-    assert engine.choose_runtime("cpu") == "onnx"
+    assert engine.choose_runtime("cpu") == "openvino"  # PhaseNet: the fastest measured
+    assert engine.choose_runtime("cpu", "auto", "EQTransformer") == "onnx"
+    assert engine.choose_runtime("cpu", "onnx") == "onnx"
+    assert engine.choose_runtime("cpu", "openvino", "EQTransformer") == "openvino"
     assert engine.choose_runtime("cpu", "torch") == "torch"
     assert engine.choose_runtime("cuda") == "torch"
     assert engine.choose_runtime("cuda:1", "onnx") == "torch"  # no ONNX Runtime GPU build here
@@ -127,7 +135,7 @@ def test_models_without_acceleration_fall_back_to_classify(instruments, weights_
     phasenet = picking.load_model("PhaseNet", "original", "cpu")
     forced = PickParams(engine="seisbench")
     assert engine.engine_name(phasenet, forced) == "seisbench"
-    assert engine.engine_name(phasenet, PickParams()) == "engine-onnx"
+    assert engine.engine_name(phasenet, PickParams()) == "engine-openvino"
 
 
 @pytest.mark.slow
@@ -141,10 +149,10 @@ def test_pick_flow_records_the_engine_and_matches_classify(
     plain = pick_phases(
         salton, tmp_path / "plain", selection=sel, pick=PickParams(engine="seisbench")
     )
-    assert fast["engines"] == {"PhaseNet/original": ["engine-onnx"]}
+    assert fast["engines"] == {"PhaseNet/original": ["engine-openvino"]}
     assert plain["engines"] == {"PhaseNet/original": ["seisbench"]}
     config = json.loads(Lake(tmp_path / "fast").read("runs")["config_json"][0])
-    assert config["engines"] == {"PhaseNet/original": ["engine-onnx"]}
+    assert config["engines"] == {"PhaseNet/original": ["engine-openvino"]}
     a = (
         Lake(tmp_path / "fast")
         .read("picks")

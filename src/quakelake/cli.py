@@ -270,8 +270,9 @@ def _picking(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--engine",
-        choices=["auto", "onnx", "torch", "seisbench"],
-        help="what runs the model: auto = QuakeLake's batched engine where it applies, seisbench = "
+        choices=["auto", "openvino", "onnx", "torch", "seisbench"],
+        help="what runs the model: auto = QuakeLake's batched engine where it applies (on CPU the "
+        "runtime measured fastest for the model; openvino/onnx/torch force one), seisbench = "
         "SeisBench classify (default auto)",
     )
     g.add_argument(

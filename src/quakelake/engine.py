@@ -9,8 +9,9 @@ replaces the rest:
 
 * windows of every instrument (of one or several station-days) are cut as views and filled into
   batches across instruments, so batches are full (a GPU batch spans stations);
-* the network runs on an optimised runtime chosen per device (:func:`choose_runtime`): ONNX Runtime
-  on CPU (fp32; the export is checked against the SeisBench model at load), torch with
+* the network runs on an optimised runtime chosen per device and model by measurement
+  (:func:`choose_runtime`, :data:`CPU_RUNTIMES`): on CPU OpenVINO or ONNX Runtime (fp32, both
+  from one ONNX export checked against the SeisBench model at load), torch with
   ``inference_mode`` on CUDA (optionally fp16/bf16);
 * predictions are stacked into one running float32 buffer per instrument as batches come back
   (the same float operations in the same order as SeisBench's ``stack_windows``), so memory holds
@@ -44,6 +45,15 @@ log = logging.getLogger(__name__)
 ACCELERATED = ("PhaseNet", "PhaseNetLight", "EQTransformer")
 #: Largest difference allowed between the optimised runtime and the SeisBench model at load.
 RUNTIME_TOLERANCE = 1e-4
+#: CPU runtimes to try per model class, fastest first (one-thread CPU-seconds per station-day of
+#: the network, batch 256, ``benchmarks/README.md``): PhaseNet OpenVINO 6.5 / ONNX Runtime 9.2 /
+#: torch 13.8; EQTransformer ONNX Runtime 45 / OpenVINO 57 / torch 100.
+CPU_RUNTIMES: dict[str, tuple[str, ...]] = {
+    "PhaseNet": ("openvino", "onnx"),
+    "PhaseNetLight": ("openvino", "onnx"),
+    "EQTransformer": ("onnx", "openvino"),
+}
+_IMPORTS = {"onnx": "onnxruntime", "openvino": "openvino"}
 #: Windows per batch on a CUDA device when the configured batch size is the CPU default.
 GPU_BATCH_SIZE = 4096
 
@@ -52,10 +62,10 @@ _ENGINES_LOCK = threading.Lock()
 
 
 def engine_name(model: Any, params: PickParams) -> str:
-    """Return what picks with ``model`` under ``params``: ``engine-onnx``, ``engine-torch`` or ``seisbench``."""
+    """Return what picks with ``model``: ``engine-openvino``, ``engine-onnx``, ``engine-torch`` or ``seisbench``."""
     if not accelerated(model, params):
         return "seisbench"
-    return f"engine-{choose_runtime(_device_of(model), params.engine)}"
+    return f"engine-{choose_runtime(_device_of(model), params.engine, type(model).__name__)}"
 
 
 def accelerated(model: Any, params: PickParams) -> bool:
@@ -70,20 +80,27 @@ def accelerated(model: Any, params: PickParams) -> bool:
     )
 
 
-def choose_runtime(device: str, preference: str = "auto") -> str:
-    """Return the network runtime for ``device``: ``onnx`` on CPU when ONNX Runtime is installed, else ``torch``.
+def choose_runtime(device: str, preference: str = "auto", model_class: str = "PhaseNet") -> str:
+    """Return the network runtime: ``torch`` on CUDA; on CPU the fastest installed one for the model.
 
     Args:
         device: torch device string (``cpu``, ``cuda``, ``cuda:1`` ...).
-        preference: ``auto``, ``onnx`` or ``torch`` (``PickParams.engine``).
+        preference: ``auto``, ``openvino``, ``onnx`` or ``torch`` (``PickParams.engine``); a runtime
+            that is not installed falls back to the next one of :data:`CPU_RUNTIMES`, then torch.
+        model_class: the SeisBench class name (its order in :data:`CPU_RUNTIMES`).
     """
     if preference == "torch" or device.startswith("cuda"):
         return "torch"
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return "torch"
-    return "onnx"
+    order = CPU_RUNTIMES.get(model_class, ("onnx", "openvino"))
+    if preference in _IMPORTS:
+        order = (preference, *(r for r in order if r != preference))
+    for runtime in order:
+        try:
+            __import__(_IMPORTS[runtime])
+        except ImportError:
+            continue
+        return runtime
+    return "torch"
 
 
 def batch_size_for(device: str, params: PickParams) -> int:
@@ -135,6 +152,28 @@ def _to_float(out):
     return out.float()
 
 
+def _onnx_export(model: Any) -> tuple[bytes, bool]:
+    """Return the SeisBench module as ONNX bytes (dynamic batch) and whether it outputs a tuple."""
+    import torch
+
+    example = torch.zeros(2, len(model.component_order), model.in_samples)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (example,),
+            buf,  # type: ignore[arg-type]  # a file object works too
+            input_names=["x"],
+            dynamic_axes={"x": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    with torch.inference_mode():
+        reference = model(example)
+    return buf.getvalue(), isinstance(reference, (tuple, list))
+
+
 class _OnnxRuntime:
     """The SeisBench module exported to ONNX and run by ONNX Runtime on the CPU (fp32)."""
 
@@ -142,39 +181,50 @@ class _OnnxRuntime:
 
     def __init__(self, model: Any, threads: int) -> None:
         import onnxruntime as ort
-        import torch
 
-        example = torch.zeros(2, len(model.component_order), model.in_samples)
-        buf = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
-                (example,),
-                buf,  # type: ignore[arg-type]  # a file object works too
-                input_names=["x"],
-                dynamic_axes={"x": {0: "batch"}},
-                opset_version=17,
-                dynamo=False,
-            )
+        onnx, self.tuple_output = _onnx_export(model)
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, threads)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         # Spinning pool threads steal the cores from decoding threads and from other workers.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(
-            buf.getvalue(), options, providers=["CPUExecutionProvider"]
-        )
-        with torch.inference_mode():
-            reference = model(example)
-        self.tuple_output = isinstance(reference, (tuple, list))
+        self.session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, batch):
         import torch
 
         outputs = self.session.run(None, {"x": batch.numpy()})
         tensors = tuple(torch.from_numpy(o) for o in outputs)
+        return tensors if self.tuple_output else tensors[0]
+
+
+class _OpenVinoRuntime:
+    """The same ONNX export compiled by OpenVINO for the CPU, fp32 (no bf16/fp16 inference hint)."""
+
+    name = "openvino"
+
+    def __init__(self, model: Any, threads: int) -> None:
+        import openvino as ov
+
+        onnx, self.tuple_output = _onnx_export(model)
+        core = ov.Core()
+        config = {
+            "INFERENCE_NUM_THREADS": max(1, threads),
+            "NUM_STREAMS": 1,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32",  # never the CPU's bf16/fp16 fast path
+        }
+        self.compiled = core.compile_model(core.read_model(onnx), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.outputs = self.compiled.outputs
+
+    def __call__(self, batch):
+        import torch
+
+        result = self.request.infer({0: batch.numpy()})
+        # copies: the request reuses its output buffers on the next call
+        tensors = tuple(torch.from_numpy(np.array(result[o])) for o in self.outputs)
         return tensors if self.tuple_output else tensors[0]
 
 
@@ -269,6 +319,8 @@ class PickEngine:
         runtime: ``onnx`` or ``torch`` (see :func:`choose_runtime`).
         precision: ``fp32`` (CPU always), ``fp16`` or ``bf16`` on CUDA.
         threads: intra-op threads of the runtime (default: torch's setting in this process).
+        runtime: ``openvino``, ``onnx`` or ``torch``; an optimised runtime that fails its export or
+            its load-time agreement check falls back to torch (logged).
     """
 
     def __init__(
@@ -284,15 +336,16 @@ class PickEngine:
         self.device = _device_of(model)
         threads = threads or torch.get_num_threads()
         self.runtime: Any = None
-        if runtime == "onnx":
+        runtimes = {"onnx": _OnnxRuntime, "openvino": _OpenVinoRuntime}
+        if runtime in runtimes:
             try:
-                self.runtime = _OnnxRuntime(model, threads)
+                self.runtime = runtimes[runtime](model, threads)
                 self._check_runtime()
             except (
                 Exception
             ) as exc:  # an export or agreement failure: torch still gives the same picks
                 log.warning(
-                    "ONNX Runtime unavailable for %s (%s); using torch", type(model).__name__, exc
+                    "%s unavailable for %s (%s); using torch", runtime, type(model).__name__, exc
                 )
                 self.runtime = None
         if self.runtime is None:
@@ -304,7 +357,7 @@ class PickEngine:
 
     @property
     def name(self) -> str:
-        """Return ``engine-onnx`` or ``engine-torch``."""
+        """Return ``engine-openvino``, ``engine-onnx`` or ``engine-torch``."""
         return f"engine-{self.runtime.name}"
 
     def _check_runtime(self) -> None:
@@ -448,7 +501,7 @@ class PickEngine:
 
 def get_engine(model: Any, params: PickParams) -> PickEngine:
     """Return the engine of ``model`` for ``params`` (one per model, runtime and precision per process)."""
-    runtime = choose_runtime(_device_of(model), params.engine)
+    runtime = choose_runtime(_device_of(model), params.engine, type(model).__name__)
     key = (id(model), runtime, params.precision, _device_of(model))
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)

@@ -106,10 +106,11 @@ class PickParams(_Model):
         description="denoiser Class/weights (DeepDenoiser/original, SeisDAE/<trained>) run before picking; "
         "its picks are extra grid members (weights '<weights>+Class:weights') beside the raw-data picks",
     )
-    engine: Literal["auto", "onnx", "torch", "seisbench"] = Field(
+    engine: Literal["auto", "openvino", "onnx", "torch", "seisbench"] = Field(
         "auto",
-        description="what runs the model: auto = QuakeLake's batched engine (ONNX Runtime on CPU, torch on "
-        "CUDA) for the models it accelerates, SeisBench classify for the others; seisbench = always classify",
+        description="what runs the model: auto = QuakeLake's batched engine (on CPU the runtime measured "
+        "fastest for the model: OpenVINO for PhaseNet, ONNX Runtime for EQTransformer; torch on CUDA) "
+        "for the models it accelerates, SeisBench classify for the others; seisbench = always classify",
     )
     precision: Literal["fp32", "fp16", "bf16"] = Field(
         "fp32", description="network precision on CUDA (the CPU always runs fp32)"
