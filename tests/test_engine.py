@@ -113,6 +113,24 @@ def test_device_selection_and_gpu_batch_size():
     assert engine.batch_size_for("cuda:0", PickParams(batch_size=1024)) == 1024
 
 
+def test_export_is_cached_and_a_damaged_cache_is_replaced(instruments, weights_cache):
+    model = picking.load_model("PhaseNet", "original", "cpu")
+    kwargs = {"P_threshold": 0.3, "S_threshold": 0.3}
+    path = engine._export_path(model)
+    path.unlink(missing_ok=True)
+    first = engine.PickEngine(model, "onnx", threads=1)
+    assert path.is_file() and path.parent == weights_cache / "quakelake-engine"
+    exported = path.read_bytes()
+    path.write_bytes(exported[: len(exported) // 3])  # a truncated file, e.g. a full disk
+    second = engine.PickEngine(model, "onnx", threads=1)
+    assert second.name == "engine-onnx"  # exported again, not fallen back to torch
+    assert path.read_bytes() == exported
+    third = engine.PickEngine(model, "onnx", threads=1)  # from the cache
+    streams = [instruments[0].stream]
+    picks = [_rows(e.classify(streams, batch_size=64, **kwargs)[0].picks) for e in (first, third)]
+    assert len(picks[0]) > 0 and picks[0].equals(picks[1])
+
+
 def test_reduced_precision_is_cuda_only(weights_cache):
     model = picking.load_model("PhaseNet", "original", "cpu")
     eng = engine.PickEngine(model, "torch", precision="fp16")

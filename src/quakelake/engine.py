@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import threading
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,6 +56,8 @@ CPU_RUNTIMES: dict[str, tuple[str, ...]] = {
     "EQTransformer": ("onnx", "openvino"),
 }
 _IMPORTS = {"onnx": "onnxruntime", "openvino": "openvino"}
+#: ONNX opset of the export (ONNX Runtime and OpenVINO both read it).
+ONNX_OPSET = 17
 #: Windows per batch on a CUDA device when the configured batch size is the CPU default.
 GPU_BATCH_SIZE = 4096
 
@@ -153,9 +157,20 @@ def _to_float(out):
 
 
 def _onnx_export(model: Any) -> tuple[bytes, bool]:
-    """Return the SeisBench module as ONNX bytes (dynamic batch) and whether it outputs a tuple."""
+    """Return the SeisBench module as ONNX bytes (dynamic batch) and whether it outputs a tuple.
+
+    The export (seconds for PhaseNet, ~30 s for EQTransformer) is kept in
+    ``<SEISBENCH_CACHE_ROOT>/quakelake-engine/``, keyed by the class, the weights' bytes, the
+    input shape and the torch version, so every later worker process of any run reuses it.
+    """
     import torch
 
+    with torch.inference_mode():
+        reference = model(torch.zeros(1, len(model.component_order), model.in_samples))
+    tuple_output = isinstance(reference, (tuple, list))
+    path = _export_path(model)
+    if path.is_file():
+        return path.read_bytes(), tuple_output
     example = torch.zeros(2, len(model.component_order), model.in_samples)
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -166,12 +181,39 @@ def _onnx_export(model: Any) -> tuple[bytes, bool]:
             buf,  # type: ignore[arg-type]  # a file object works too
             input_names=["x"],
             dynamic_axes={"x": {0: "batch"}},
-            opset_version=17,
+            opset_version=ONNX_OPSET,
             dynamo=False,
         )
-    with torch.inference_mode():
-        reference = model(example)
-    return buf.getvalue(), isinstance(reference, (tuple, list))
+    data = buf.getvalue()
+    try:  # atomically: a concurrent worker reads either nothing or the whole file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:  # a read-only cache: export again next time
+        log.debug("engine export not cached in %s: %s", path.parent, exc)
+    return data, tuple_output
+
+
+def _export_path(model: Any) -> Path:
+    """Return where the ONNX export of ``model`` (class, weights, shape, torch version) is kept."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    digest.update(f"{type(model).__name__}|{model.in_samples}|{model.component_order}|".encode())
+    digest.update(f"{torch.__version__}|{ONNX_OPSET}|".encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return _export_cache() / f"{type(model).__name__}-{digest.hexdigest()[:24]}.onnx"
+
+
+def _export_cache() -> Path:
+    from quakelake.weights import cache_root
+
+    return cache_root() / "quakelake-engine"
 
 
 class _OnnxRuntime:
@@ -214,6 +256,9 @@ class _OpenVinoRuntime:
             "NUM_STREAMS": 1,
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": "f32",  # never the CPU's bf16/fp16 fast path
+            "CACHE_DIR": str(
+                _export_cache() / "openvino"
+            ),  # compiled blobs, reused by later workers
         }
         self.compiled = core.compile_model(core.read_model(onnx), "CPU", config)
         self.request = self.compiled.create_infer_request()
@@ -337,17 +382,22 @@ class PickEngine:
         threads = threads or torch.get_num_threads()
         self.runtime: Any = None
         runtimes = {"onnx": _OnnxRuntime, "openvino": _OpenVinoRuntime}
-        if runtime in runtimes:
+        for attempt in range(2 if runtime in runtimes else 0):
             try:
                 self.runtime = runtimes[runtime](model, threads)
                 self._check_runtime()
-            except (
-                Exception
-            ) as exc:  # an export or agreement failure: torch still gives the same picks
+                break
+            except Exception as exc:  # an export or agreement failure: torch gives the same picks
+                self.runtime = None
+                cached = _export_path(model)
+                if attempt == 0 and cached.is_file():  # a damaged cached export: export again
+                    log.warning("re-exporting %s: cached %s failed (%s)", runtime, cached, exc)
+                    cached.unlink(missing_ok=True)
+                    continue
                 log.warning(
                     "%s unavailable for %s (%s); using torch", runtime, type(model).__name__, exc
                 )
-                self.runtime = None
+                break
         if self.runtime is None:
             self.runtime = _TorchRuntime(
                 model, precision if self.device.startswith("cuda") else "fp32"
