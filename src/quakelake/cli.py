@@ -1593,20 +1593,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     check_lake(cfg.lake, must_exist=True)
     from quakelake.export import write_associated, write_classified, write_quakeml
-    from quakelake.lakehouse import Lake
+    from quakelake.lakehouse import Lake, queries
 
     lake, w = Lake(cfg.lake), cfg.window
-    start = w.start or dt.date.min
-    end = w.end or dt.date.max
-
-    def rows(table: str):
-        if not lake.has_files(table):
-            return lake.read(table)
-        return lake.read(table, "day BETWEEN ? AND ?", [start, end])
-
     written = 0
     if args.classified:
-        picks = rows("picks")
+        picks = queries.picks(lake, first_day=w.start, last_day=w.end)
         files = write_classified(picks, args.classified)
         written += len(picks)
         print(f"classified/: {len(files)} files ({len(picks)} picks) under {args.classified}")
@@ -1614,7 +1606,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         from quakelake.export import catalogue_tables, select_catalogue
 
         events, label = select_catalogue(
-            rows("events"), lake.read("runs"), args.associator, args.run_id
+            *queries.events_and_runs(lake, w.start, w.end), args.associator, args.run_id
         )
         tables = catalogue_tables(lake, events)
         assignments = tables.pop("assignments")

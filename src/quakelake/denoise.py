@@ -202,7 +202,7 @@ def snr_db(
 
 def _pick_table(lake: Path, params: DenoiserTrainParams) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (signal picks, every known pick) as NET.STA.LOC trace ids, phase, time."""
-    from quakelake.lakehouse import Lake
+    from quakelake.lakehouse import Lake, queries
     from quakelake.training import TrainingError
 
     lk = Lake(lake)
@@ -215,9 +215,9 @@ def _pick_table(lake: Path, params: DenoiserTrainParams) -> tuple[pd.DataFrame, 
             raise TrainingError(
                 "--reference: name the reference catalogue whose picks mark signal windows"
             )
-        signal = lk.read("reference_picks", "catalog = ?", [params.reference])
+        signal = queries.reference_picks(lk, params.reference)
     else:
-        signal = lk.read("picks", "probability >= ?", [params.min_probability])
+        signal = queries.picks(lk, min_probability=params.min_probability)
     if signal.empty:
         raise TrainingError(
             f"--labels/--min-probability: the training set has no labelled pick in lake {lake} "

@@ -24,6 +24,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from quakelake.lakehouse import queries
 from quakelake.params.evaluation import MatchParams
 
 _GEOD = Geod(ellps="WGS84")
@@ -633,41 +634,23 @@ def _utc_ts(value: Any) -> pd.Timestamp | None:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def _in_clause(column: str, values: Sequence[str], params: list) -> str:
-    """Return ``column IN (?, ...)`` with ``values`` appended to ``params`` (bound, not formatted)."""
-    params.extend(values)
-    return f"{column} IN ({', '.join('?' for _ in values)})"
-
-
-def _select(
-    lake: Any, table: str, filters: dict[str, Sequence[str]], sel: RunSelection
-) -> pd.DataFrame:
-    if not lake.has_files(table):
-        return lake.read(table)
-    clauses: list[str] = []
-    params: list = []
-    for column, values in filters.items():
-        if values:
-            clauses.append(_in_clause(column, values, params))
-    if sel.start is not None:
-        clauses.append("time >= ?")
-        params.append(_utc_ts(sel.start))
-    if sel.end is not None:
-        clauses.append("time <= ?")
-        params.append(_utc_ts(sel.end))
-    return lake.read(table, " AND ".join(clauses), params)
-
-
 def load_picks(lake: Any, sel: RunSelection) -> pd.DataFrame:
     """Return the lake's picks chosen by ``sel`` (a :class:`quakelake.lakehouse.Lake`)."""
-    return _select(
-        lake, "picks", {"run_id": sel.run_ids, "model": sel.models, "weights": sel.weights}, sel
+    return queries.picks(
+        lake,
+        run_ids=sel.run_ids,
+        models=sel.models,
+        weights=sel.weights,
+        start=sel.start,
+        end=sel.end,
     )
 
 
 def load_events(lake: Any, sel: RunSelection) -> pd.DataFrame:
     """Return the lake's events chosen by ``sel``."""
-    return _select(lake, "events", {"run_id": sel.run_ids, "associator": sel.associators}, sel)
+    return queries.events(
+        lake, run_ids=sel.run_ids, associators=sel.associators, start=sel.start, end=sel.end
+    )
 
 
 def load_reference(lake: Any, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -676,20 +659,10 @@ def load_reference(lake: Any, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     Raises:
         ValueError: naming the references in the lake when ``name`` has no rows.
     """
-    events = (
-        lake.read("reference_events", "catalog = ?", [name])
-        if lake.has_files("reference_events")
-        else lake.read("reference_events")
-    )
-    picks = (
-        lake.read("reference_picks", "catalog = ?", [name])
-        if lake.has_files("reference_picks")
-        else lake.read("reference_picks")
-    )
+    events = queries.reference_events(lake, name)
+    picks = queries.reference_picks(lake, name)
     if len(events) == 0 and len(picks) == 0:
-        known = []
-        if lake.has_files("reference_events"):
-            known = lake.query("SELECT DISTINCT catalog FROM reference_events")["catalog"].tolist()
+        known = queries.reference_catalogs(lake)
         raise ValueError(
             f"reference catalogue {name!r} is not in lake {lake.root} (known: {known or 'none'}); "
             "import it with `quakelake import-catalog PATH... --name NAME`"

@@ -141,7 +141,7 @@ def labelled_picks(
     Raises:
         TrainingError: no reference named, or no labelled pick at all.
     """
-    from quakelake.lakehouse import Lake
+    from quakelake.lakehouse import Lake, queries
 
     lk = Lake(lake)
     if params.labels == "reference":
@@ -150,17 +150,15 @@ def labelled_picks(
                 "--reference: name the reference catalogue whose picks label the training data "
                 "(import it with quakelake import-catalog), or use --labels picks for pseudo-labels"
             )
-        frame = lk.read("reference_picks", "catalog = ?", [params.reference])
+        frame = queries.reference_picks(lk, params.reference)
         source = f"reference {params.reference!r}"
     else:
-        where, args = "probability >= ?", list[Any]([params.min_probability])
-        if params.label_models:
-            where += f" AND model IN ({', '.join('?' * len(params.label_models))})"
-            args += params.label_models
-        if params.label_weights:
-            where += f" AND weights IN ({', '.join('?' * len(params.label_weights))})"
-            args += params.label_weights
-        frame = lk.read("picks", where, args)
+        frame = queries.picks(
+            lk,
+            min_probability=params.min_probability,
+            models=params.label_models,
+            weights=params.label_weights,
+        )
         source = f"lake picks with probability >= {params.min_probability}"
     if frame.empty:
         frame = pd.DataFrame(

@@ -11,7 +11,7 @@ from prefect.cache_policies import NONE
 from quakelake import evaluation, plotting, report
 from quakelake import groups as station_groups
 from quakelake.catalogs import import_catalog
-from quakelake.lakehouse import Lake
+from quakelake.lakehouse import Lake, queries
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint, frame_digest
 from quakelake.tasks.retry import transient_only
 
@@ -123,15 +123,7 @@ def compare_with_reference(
 
 def read_run_outputs(lake: Path, run_id: str, reference: str) -> dict[str, pd.DataFrame]:
     """Return the matches and metrics an analysis run wrote (bound parameters)."""
-    db = Lake(lake)
-    out = {}
-    for table in ("pick_matches", "event_matches", "metrics"):
-        out[table] = (
-            db.read(table, "run_id = ? AND reference = ?", [run_id, reference])
-            if db.has_files(table)
-            else db.read(table)
-        )
-    return out
+    return queries.analysis_outputs(Lake(lake), run_id, reference)
 
 
 @task(
@@ -162,7 +154,7 @@ def draw_and_report(
             else set()
         )
         ref_events = ref_events[ref_events["event_id"].isin(used)]
-        stations = db.read("stations") if db.has_files("stations") else None
+        stations = queries.stations(db) if db.has_files("stations") else None
         figures = plotting.analysis_figures(
             out["pick_matches"], out["event_matches"], out["metrics"], events, ref_events, stations
         )

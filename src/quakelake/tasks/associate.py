@@ -12,7 +12,7 @@ from prefect.cache_policies import NONE
 
 from quakelake import association, magnitudes
 from quakelake import groups as station_groups
-from quakelake.lakehouse import TABLES, Lake, stage_table, unit_stem
+from quakelake.lakehouse import TABLES, Lake, queries, stage_table, unit_stem
 from quakelake.lakehouse.catalog import ALIAS
 from quakelake.lakehouse.writer import safe_name
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint, frame_digest
@@ -172,7 +172,7 @@ def read_station_source(lake: Path, source: PickSource) -> pd.DataFrame:
     """Return the stations of ``source``: its station file, or the lake's `stations` table."""
     if source.station_file is not None:
         return read_stations(source.station_file)
-    stations = Lake(lake).read("stations")
+    stations = queries.stations(Lake(lake))
     if len(stations) == 0:
         raise association.AssociationError(
             f"lake {lake} has no stations; import a station file or pass -F/--file STATIONS"
