@@ -160,7 +160,7 @@ def test_evaluate_from_lake(ogs, shared_data, lake_root):
         weights="ogs",
         band="HH",
         probability=1.0,
-        station_id="." + week["station"] + "..HH",
+        station_id="." + week["station"] + ".",
         network="",
     )
     for day, group in picks.groupby(picks["time"].dt.strftime("%Y-%m-%d")):

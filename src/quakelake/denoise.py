@@ -209,7 +209,11 @@ def _pick_table(lake: Path, params: DenoiserTrainParams) -> tuple[pd.DataFrame, 
     every = []
     for table in ("picks", "reference_picks"):
         if lk.has_files(table):
-            every.append(lk.query(f'SELECT station_id, phase, time FROM "{table}"'))
+            every.append(
+                lk.query(
+                    f"SELECT {queries.PICK_STATION_ID} AS station_id, phase, time FROM {table}"
+                )
+            )
     if params.labels == "reference":
         if not params.reference:
             raise TrainingError(
@@ -228,7 +232,7 @@ def _pick_table(lake: Path, params: DenoiserTrainParams) -> tuple[pd.DataFrame, 
         pd.concat(every, ignore_index=True) if every else signal[["station_id", "phase", "time"]]
     )
     for frame in (signal, everything):
-        frame["trace"] = frame["station_id"].astype(str).str.split(".").str[:3].str.join(".")
+        frame["trace"] = frame["station_id"].astype(str)  # NET.STA.LOC, SeisBench's trace id
         frame["time"] = pd.to_datetime(frame["time"], utc=True)
     return signal, everything
 

@@ -670,37 +670,78 @@ def load_reference(lake: Any, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return events, picks
 
 
-def station_match_key(df: pd.DataFrame, with_network: bool) -> pd.Series:
-    """Return ``NET.STA`` (or ``STA``) per row from ``network``/``station`` or ``station_id``.
+STATION_LEVELS = ("station_id", "network", "station")
 
-    Picks carry ``NET.STA.LOC.BAND`` ids and references ``NET.STA.LOC``: comparing on network
-    and station code keeps both comparable; bulletins without network codes compare on the code.
+
+def station_level(reference_picks: pd.DataFrame) -> str:
+    """Return how stations are compared with a reference: by what its picks name.
+
+    ``station_id`` (``NET.STA.LOC``, SeisBench's trace id, as the lake's picks carry it) by
+    default. Two kinds of reference name less, and only they are compared on less:
+
+    - ``network`` (``NET.STA``): a reference that names networks but no location code at all
+      (HYPO71-style bulletins, CSV pick tables without a location column);
+    - ``station`` (``STA``): a reference without network codes (OGS ``.dat``/``.pun`` bulletins).
+
+    >>> ref = pd.DataFrame({"network": ["CI", "CI"], "location": ["", "00"]})
+    >>> station_level(ref), station_level(ref.assign(location="")), station_level(ref.assign(network=""))
+    ('station_id', 'network', 'station')
     """
-    if "station" in df.columns and df["station"].fillna("").astype(str).str.len().all():
+    if not len(reference_picks):
+        return "station_id"
+
+    def named(column: str) -> bool:
+        if column not in reference_picks.columns:
+            return False
+        return bool(reference_picks[column].fillna("").astype(str).str.len().gt(0).any())
+
+    if not named("network"):
+        return "station"
+    if not named("location"):
+        return "network"
+    return "station_id"
+
+
+def station_key(df: pd.DataFrame, level: str) -> pd.Series:
+    """Return the station of each row at ``level`` (:data:`STATION_LEVELS`, see :func:`station_level`).
+
+    ``station_id`` is the row's ``station_id``; the shorter keys take the ``network`` and
+    ``station`` columns (the ``NET`` and ``STA`` of ``station_id`` where a frame has no such columns).
+    """
+    if level not in STATION_LEVELS:
+        raise ValueError(f"station level {level!r}; use one of {', '.join(STATION_LEVELS)}")
+    if level == "station_id":
+        if "station_id" not in df.columns:  # e.g. a coverage table: its code columns
+            loc = df["location"].fillna("").astype(str) if "location" in df.columns else ""
+            return (
+                df["network"].fillna("").astype(str) + "." + df["station"].astype(str) + "." + loc
+            )
+        return df["station_id"].fillna("").astype(str)
+    if "station" in df.columns:
         net = df["network"].fillna("").astype(str) if "network" in df.columns else ""
-        sta = df["station"].astype(str)
+        sta = df["station"].fillna("").astype(str)
     else:
         parts = df["station_id"].fillna("").astype(str).str.split(".", expand=True)
         parts = parts.reindex(columns=range(2)).fillna("")
-        if len(df) and (parts[1] == "").all():  # bare station codes
-            parts[1], parts[0] = parts[0], ""
         net, sta = parts[0], parts[1]
-    return (net + "." + sta) if with_network else sta
+    return (net + "." + sta) if level == "network" else sta
 
 
 def load_coverage(lake: Any) -> pd.DataFrame:
     """Return where the lake's indexed archives have waveforms: merged intervals per station.
 
-    Columns ``network, station, start, end``; segments closer than :data:`COVERAGE_GAP_S` are
+    Columns ``station_id, network, station, location, start, end``; segments closer than :data:`COVERAGE_GAP_S` are
     joined. Empty when the lake has no `waveform_index` (picks imported from elsewhere).
     """
-    columns = ["network", "station", "start", "end"]
+    columns = ["network", "station", "location", "start", "end"]
     if not lake.has_files("waveform_index"):
         return pd.DataFrame(columns=columns)
     rows = lake.query(
-        'SELECT DISTINCT network, station, start, "end" FROM waveform_index ORDER BY ALL'
+        "SELECT DISTINCT network, station, coalesce(location, '') AS location, start, \"end\" "
+        "FROM waveform_index ORDER BY ALL"
     )
-    return merge_intervals(rows, ["network", "station"], COVERAGE_GAP_S)
+    rows["station_id"] = rows["network"] + "." + rows["station"] + "." + rows["location"]
+    return merge_intervals(rows, ["station_id", "network", "station", "location"], COVERAGE_GAP_S)
 
 
 COVERAGE_GAP_S = 1.0  #: gaps shorter than this do not break a station's coverage
@@ -776,8 +817,9 @@ def evaluate(
     So a day's run and a run limited to the picks' span give the same metrics. Without
     coverage (picks from elsewhere) the reference is cut to ``[start, end]`` (default: the
     first to the last pick or event, widened by the tolerances) and reference picks to the
-    stations that have picks. Stations are compared by network and station code (station code
-    only when the reference has no networks).
+    stations that have picks. Stations are compared by ``station_id`` (``NET.STA.LOC``), by
+    ``NET.STA`` when the reference names no location codes and by the station code when it
+    names no networks (:func:`station_level`).
 
     Args:
         picks: lake ``picks`` rows (several models/weights allowed).
@@ -787,7 +829,8 @@ def evaluate(
         params: tolerances.
         start: first UTC time compared.
         end: last UTC time compared.
-        coverage: waveforms per station (``network, station, start, end``), or None.
+        coverage: waveforms per station (``station_id, network, station, location, start, end``),
+            or None.
     """
     params = params or MatchParams()
     reference_events, reference_picks = keep_event_types(
@@ -815,13 +858,10 @@ def evaluate(
     ref_events = cut(reference_events)
     pick_matches = pd.DataFrame(columns=PICK_MATCH_COLUMNS)
     if len(picks):
-        with_net = (
-            bool(len(ref_picks))
-            and ref_picks["network"].fillna("").astype(str).str.len().gt(0).any()
-        )
-        pk = picks.assign(_station=station_match_key(picks, with_net))
+        level = station_level(ref_picks)
+        pk = picks.assign(_station=station_key(picks, level))
         rp = (
-            ref_picks.assign(_station=station_match_key(ref_picks, with_net))
+            ref_picks.assign(_station=station_key(ref_picks, level))
             if len(ref_picks)
             else ref_picks.assign(_station=[])
         )
@@ -889,29 +929,24 @@ def _evaluate_covered(
         return df[keep]
 
     picks, events = inside(picks), inside(events)
-    with_net = (
-        bool(len(reference_picks))
-        and reference_picks["network"].fillna("").astype(str).str.len().gt(0).any()
-    )
-    cov["_key"] = station_match_key(cov, with_net).to_numpy()
+    level = station_level(reference_picks)
+    cov["_key"] = station_key(cov, level).to_numpy()
     # picks and events are judged where the reference is: the same stretches of waveforms
     if len(picks):
-        picks = picks[_covered(picks["time"], station_match_key(picks, with_net), cov)]
+        picks = picks[_covered(picks["time"], station_key(picks, level), cov)]
     if len(events):
         events = events[_covered(events["time"], None, cov)]
     ref_picks = reference_picks
     if len(ref_picks):
-        keys = station_match_key(ref_picks, with_net)
+        keys = station_key(ref_picks, level)
         ref_picks = ref_picks[_covered(ref_picks["time"], keys, cov)]
     ref_events = reference_events
     if len(ref_events):
         ref_events = ref_events[_covered(ref_events["time"], None, cov)]
     pick_matches = pd.DataFrame(columns=PICK_MATCH_COLUMNS)
     if len(picks):
-        pk = picks.assign(_station=station_match_key(picks, with_net))
-        rp = ref_picks.assign(
-            _station=station_match_key(ref_picks, with_net) if len(ref_picks) else []
-        )
+        pk = picks.assign(_station=station_key(picks, level))
+        rp = ref_picks.assign(_station=station_key(ref_picks, level) if len(ref_picks) else [])
         pick_matches = match_picks(pk, rp, params.pick_tolerance_s, station_key="_station")
     event_matches, metrics = _events_and_metrics(pick_matches, events, ref_events, params)
     return Evaluation(

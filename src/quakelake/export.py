@@ -259,8 +259,8 @@ def to_catalog(
         events: ``event_id, time, latitude, longitude`` and optionally ``depth_km``, ``magnitude``,
             ``magnitude_type``, ``associator``, ``rms_residual_s`` (lake ``events`` or
             ``reference_events`` rows).
-        picks: ``event_id, pick_id, phase, time`` with ``station_id`` (``NET.STA.LOC[.BAND]`` or
-            ``STA``) or ``network/station/location/channel``, optionally ``residual_s`` (lake
+        picks: ``event_id, pick_id, phase, time`` with ``station_id`` (``NET.STA.LOC``, with
+            a ``band`` column; ``STA``) or ``network/station/location/channel``, optionally ``residual_s`` (lake
             ``assignments`` or ``reference_picks`` rows); None for events only.
         creator: agency/author written into the creation info.
         evaluation_mode: of the picks ("automatic" for ML picks, None to leave it unset).

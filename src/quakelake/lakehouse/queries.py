@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 Time: TypeAlias = dt.datetime | dt.date | pd.Timestamp | str
 
 
+# A pick's station is NET.STA.LOC (SeisBench's trace id). Lakes written before the band had its
+# own meaning stored NET.STA.LOC.BAND in station_id: reading it from its code columns gives every
+# lake the same identity.
+PICK_STATION_ID = "network || '.' || station || '.' || coalesce(location, '')"
+
+
 class _Where:
     """A conjunction of conditions on known column names, with its bound parameters."""
 
@@ -114,6 +120,7 @@ def picks(
     run_ids: Sequence[str] | None = None,
     start: Time | None = None,
     end: Time | None = None,
+    before: Time | None = None,
     first_day: dt.date | str | None = None,
     last_day: dt.date | str | None = None,
     network: str | None = None,
@@ -123,6 +130,8 @@ def picks(
 ) -> pd.DataFrame:
     """Return the lake's picks that satisfy every filter given.
 
+    ``station_id`` is ``NET.STA.LOC`` in every lake (:data:`PICK_STATION_ID`), the band in ``band``.
+
     Args:
         lake: the lake.
         min_probability: keep picks with ``probability >= min_probability``.
@@ -131,6 +140,7 @@ def picks(
         run_ids: run ids (any of).
         start: keep ``time >= start`` (UTC).
         end: keep ``time <= end`` (UTC).
+        before: keep ``time < before`` (UTC).
         first_day: keep picks of the partition ``day >= first_day``.
         last_day: keep picks of the partition ``day <= last_day``.
         network: network code.
@@ -146,6 +156,7 @@ def picks(
         .one_of("run_id", run_ids)
         .at_least("time", _utc(start))
         .at_most("time", _utc(end))
+        .below("time", _utc(before))
         .at_least("day", _day(first_day))
         .at_most("day", _day(last_day))
         .equal("network", network)
@@ -153,7 +164,7 @@ def picks(
         .equal("location", location)
         .equal("band", band)
     )
-    return _rows(lake, "picks", where)
+    return _rows(lake, "picks", where, columns=f"* REPLACE ({PICK_STATION_ID} AS station_id)")
 
 
 def events(

@@ -129,25 +129,16 @@ def read_picks(
     lake_ = Lake(lake)
     if not lake_.has_files("picks"):
         return pd.DataFrame(columns=["pick_id", "station_id", "phase", "time", "probability"])
-    sql = (
-        "SELECT pick_id, station_id, network, station, location, phase, time, probability "
-        "FROM picks WHERE time >= ? AND time < ?"
-    )
-    params: list = [start.to_pydatetime(), end.to_pydatetime()]
-    if source.model:
-        sql += " AND model = ?"
-        params.append(source.model)
-    if source.weights:
-        sql += " AND weights = ?"
-        params.append(source.weights)
-    df = lake_.query(sql + " ORDER BY time", params)
-    built = (
-        df["network"].fillna("") + "." + df["station"].fillna("") + "." + df["location"].fillna("")
-    )
-    df["station_id"] = df["station_id"].where(
-        df["station_id"].notna() & (df["station_id"] != ""), built
-    )
+    df = queries.picks(
+        lake_,
+        start=start,
+        before=end,
+        models=[source.model] if source.model else None,
+        weights=[source.weights] if source.weights else None,
+    ).sort_values(["time", "pick_id"], ignore_index=True)
     df["time"] = pd.to_datetime(df["time"], utc=True)
+    # the associators see one instrument per station (NET.STA.LOC): a second band's picks go
+    df, _ = association.one_band_per_station(df)
     return _in_group(df[["pick_id", "station_id", "phase", "time", "probability"]], source)
 
 
@@ -186,7 +177,7 @@ def pick_counts(
     """Return picks per station id (``station_id, n``) of ``source`` in ``[start, end)`` and their span (h)."""
     if source.picks_file is None and Lake(lake).has_files("picks"):
         df = Lake(lake).query(
-            "SELECT coalesce(nullif(station_id, ''), network || '.' || station || '.' || coalesce(location, '')) "
+            f"SELECT {queries.PICK_STATION_ID} "
             "AS station_id, count(*) AS n, min(time) AS lo, max(time) AS hi FROM picks "
             "WHERE time >= ? AND time < ?"
             + (" AND model = ?" if source.model else "")
