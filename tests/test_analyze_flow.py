@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from quakelake.catalogs import read_catalog
-from quakelake.evaluation import MatchParams, RunSelection
 from quakelake.lakehouse import Lake, write_table
+from quakelake.params.evaluation import MatchParams, RunSelection
 from quakelake.plotting import plot_station_day, save
 
 

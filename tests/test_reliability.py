@@ -339,8 +339,8 @@ def test_metrics_are_those_of_the_waveforms_whoever_asks(
 ):
     """`quakelake analyze -c` reads the configured lake, and equals the pipeline's day-wide analysis."""
     from quakelake.cli import main
-    from quakelake.evaluation import RunSelection
     from quakelake.flows.analyze import analyze_run
+    from quakelake.params.evaluation import RunSelection
 
     lake = tmp_path / "elsewhere" / "lake"
     shutil.copytree(reference_lake, lake)

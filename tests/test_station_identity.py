@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from quakelake import association, picking
-from quakelake.evaluation import MatchParams, evaluate, load_reference, station_key, station_level
+from quakelake.analysis import load_reference
+from quakelake.evaluation import MatchParams, evaluate, station_key, station_level
 from quakelake.lakehouse import Lake, queries, write_table
 from quakelake.params import PickParams
 from quakelake.stations import read_stations

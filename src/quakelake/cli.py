@@ -1706,9 +1706,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     groups = _lake_groups(cfg)
     _quiet_prefect(cfg)
     t0 = time.perf_counter()
-    from quakelake.evaluation import RunSelection
     from quakelake.flows.analyze import analyze_run
     from quakelake.flows.runners import stage_runner
+    from quakelake.params.evaluation import RunSelection
 
     _install_log_filter(cfg.verbosity)
     selection = RunSelection(

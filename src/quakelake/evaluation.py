@@ -6,7 +6,8 @@ tolerances, so the work grows with the number of close pairs, never with N x M. 
 event appears in exactly one output row: ``TP`` (matched to one reference row), ``FP`` (no
 reference partner) or ``FN`` (a reference row nobody matched).
 
-Plain Python: no Prefect import here.
+DataFrames in, DataFrames out: no lake here (reading the inputs from the lake and writing the
+results back is :mod:`quakelake.analysis`). Plain Python: no Prefect import here.
 """
 
 from __future__ import annotations
@@ -18,13 +19,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 from pyproj import Geod
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from quakelake.lakehouse import queries
 from quakelake.params.evaluation import MatchParams
 
 _GEOD = Geod(ellps="WGS84")
@@ -606,68 +605,12 @@ def metrics_table(
     return out[cols + METRIC_COLUMNS]
 
 
-# --------------------------------------------------------------------------- lake analysis
-
-
-class RunSelection(BaseModel):
-    """Which picks and events of the lake an analysis compares with the reference."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    run_ids: list[str] = Field([], description="run ids of the picks/events (empty: all runs)")
-    models: list[str] = Field([], description="picker models (empty: all)")
-    weights: list[str] = Field([], description="picker weights (empty: all)")
-    associators: list[str] = Field([], description="associators (empty: all)")
-    start: dt.datetime | None = Field(
-        None, description="first UTC time compared (default: first pick or event of the selection)"
-    )
-    end: dt.datetime | None = Field(
-        None, description="last UTC time compared (default: last pick or event of the selection)"
-    )
-
-
 def _utc_ts(value: Any) -> pd.Timestamp | None:
     """Return ``value`` as an aware UTC timestamp (naive values are taken as UTC)."""
     if value is None:
         return None
     ts = pd.Timestamp(value)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-def load_picks(lake: Any, sel: RunSelection) -> pd.DataFrame:
-    """Return the lake's picks chosen by ``sel`` (a :class:`quakelake.lakehouse.Lake`)."""
-    return queries.picks(
-        lake,
-        run_ids=sel.run_ids,
-        models=sel.models,
-        weights=sel.weights,
-        start=sel.start,
-        end=sel.end,
-    )
-
-
-def load_events(lake: Any, sel: RunSelection) -> pd.DataFrame:
-    """Return the lake's events chosen by ``sel``."""
-    return queries.events(
-        lake, run_ids=sel.run_ids, associators=sel.associators, start=sel.start, end=sel.end
-    )
-
-
-def load_reference(lake: Any, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return the reference events and picks imported under ``name``.
-
-    Raises:
-        ValueError: naming the references in the lake when ``name`` has no rows.
-    """
-    events = queries.reference_events(lake, name)
-    picks = queries.reference_picks(lake, name)
-    if len(events) == 0 and len(picks) == 0:
-        known = queries.reference_catalogs(lake)
-        raise ValueError(
-            f"reference catalogue {name!r} is not in lake {lake.root} (known: {known or 'none'}); "
-            "import it with `quakelake import-catalog PATH... --name NAME`"
-        )
-    return events, picks
 
 
 STATION_LEVELS = ("station_id", "network", "station")
@@ -725,26 +668,6 @@ def station_key(df: pd.DataFrame, level: str) -> pd.Series:
         parts = parts.reindex(columns=range(2)).fillna("")
         net, sta = parts[0], parts[1]
     return (net + "." + sta) if level == "network" else sta
-
-
-def load_coverage(lake: Any) -> pd.DataFrame:
-    """Return where the lake's indexed archives have waveforms: merged intervals per station.
-
-    Columns ``station_id, network, station, location, start, end``; segments closer than :data:`COVERAGE_GAP_S` are
-    joined. Empty when the lake has no `waveform_index` (picks imported from elsewhere).
-    """
-    columns = ["network", "station", "location", "start", "end"]
-    if not lake.has_files("waveform_index"):
-        return pd.DataFrame(columns=columns)
-    rows = lake.query(
-        "SELECT DISTINCT network, station, coalesce(location, '') AS location, start, \"end\" "
-        "FROM waveform_index ORDER BY ALL"
-    )
-    rows["station_id"] = rows["network"] + "." + rows["station"] + "." + rows["location"]
-    return merge_intervals(rows, ["station_id", "network", "station", "location"], COVERAGE_GAP_S)
-
-
-COVERAGE_GAP_S = 1.0  #: gaps shorter than this do not break a station's coverage
 
 
 def merge_intervals(rows: pd.DataFrame, keys: list[str], gap_s: float = 0.0) -> pd.DataFrame:
@@ -809,7 +732,7 @@ def evaluate(
 ) -> Evaluation:
     """Compare picks and events with a reference where waveforms were processed.
 
-    With ``coverage`` (the archive's waveforms per station, :func:`load_coverage`) the
+    With ``coverage`` (the archive's waveforms per station, :func:`quakelake.analysis.load_coverage`) the
     comparison is made where waveforms exist: a pick (reference or not) counts when its
     station has waveforms at its time, an event when any station has waveforms at its origin
     time, both inside ``[start, end]`` when given (the compared span defaults to the
@@ -952,24 +875,3 @@ def _evaluate_covered(
     return Evaluation(
         pick_matches, event_matches, metrics, span_start, span_end, len(ref_picks), len(ref_events)
     )
-
-
-def write_evaluation(lake_root: Any, run_id: str, reference: str, evaluation: Evaluation) -> list:
-    """Write an evaluation's matches and metrics into the lake (one file per table and run).
-
-    Returns:
-        The paths written.
-    """
-    from quakelake.lakehouse import write_table
-
-    out = []
-    part = {"reference": reference}
-    for table, df in (
-        ("pick_matches", evaluation.pick_matches),
-        ("event_matches", evaluation.event_matches),
-        ("metrics", evaluation.metrics),
-    ):
-        if len(df):
-            rows = df.drop(columns=[c for c in ("day",) if c in df.columns]).assign(run_id=run_id)
-            out.append(write_table(lake_root, table, rows, name=run_id, partition=part))
-    return out
