@@ -11,8 +11,8 @@ import pytest
 from fdsn_servers import DataselectServer, FdsnServer
 
 from quakelake.config import PickParams, StationSelection, TimeWindow
-from quakelake.download import DownloadParams, FdsnClientSpec
 from quakelake.lakehouse import Lake
+from quakelake.params.download import DownloadParams, FdsnClientSpec
 
 pytestmark = pytest.mark.integration
 
