@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from quakelake.catalogs import read_catalog
-from quakelake.evaluation import MatchParams, RunSelection
 from quakelake.lakehouse import Lake, write_table
+from quakelake.params.evaluation import MatchParams, RunSelection
 from quakelake.plotting import plot_station_day, save
 
 
@@ -26,7 +26,7 @@ def _seed_lake(lake_root: Path, ogs) -> tuple[int, int]:
         band="HH",
         probability=1.0,
         network="",
-        station_id="." + kept["station"] + "..HH",
+        station_id="." + kept["station"] + ".",
         time=kept["time"] + pd.Timedelta(seconds=0.1),
     ).drop(columns=["event_id", "channel", "weight", "source_file"])
     for day, group in rows.groupby(rows["time"].dt.strftime("%Y-%m-%d")):

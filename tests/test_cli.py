@@ -493,7 +493,9 @@ def _lake_picks(lake_root, station):
 
     if station is None:
         return Lake(lake_root).read("picks")
-    return Lake(lake_root).read("picks", "station = ?", [station])
+    from quakelake.lakehouse import queries
+
+    return queries.picks(Lake(lake_root), station=station)
 
 
 def test_demo_without_data_says_how_to_give_some(tmp_path, capsys, monkeypatch):

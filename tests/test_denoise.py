@@ -124,4 +124,5 @@ def test_pick_flow_with_denoiser_adds_a_denoised_grid_member(
     assert again["skipped"] == 4 and again["done"] == 0
     assert len(Lake(lake).read("picks")) == len(picks)
     ref = pd.read_csv(salton / "DERIVED_phasenet_ref_picks_first180s.csv")
-    assert set(picks["station_id"]) <= set(ref["station_id"])
+    # the reference names NET.STA.LOC.BAND, the lake station_id (NET.STA.LOC) and band
+    assert set(picks["station_id"] + "." + picks["band"]) <= set(ref["station_id"])

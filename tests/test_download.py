@@ -22,15 +22,10 @@ import pytest
 from fdsn_servers import DataselectServer, FdsnServer
 
 from quakelake.config import StationSelection, TimeWindow
-from quakelake.download import (
-    INCOMING,
-    DownloadParams,
-    FdsnClientSpec,
-    download,
-    read_token,
-    sds_path,
-    station_file,
-)
+from quakelake.download import download
+from quakelake.fdsn import read_token
+from quakelake.params.download import DownloadParams, FdsnClientSpec
+from quakelake.sds import INCOMING, sds_path, station_file
 
 pytestmark = pytest.mark.integration
 
@@ -307,7 +302,8 @@ KILLED_RUN = """
 import sys, datetime as dt
 from pathlib import Path
 from quakelake.config import StationSelection, TimeWindow
-from quakelake.download import DownloadParams, download
+from quakelake.download import download
+from quakelake.params.download import DownloadParams
 day = dt.date(2020, 10, 1)
 download(Path(sys.argv[1]), TimeWindow(start=day, end=day), StationSelection(),
          DownloadParams(clients=[sys.argv[2]], timeout=30, retries=0))

@@ -11,8 +11,8 @@ import pytest
 from fdsn_servers import DataselectServer, FdsnServer
 
 from quakelake.config import PickParams, StationSelection, TimeWindow
-from quakelake.download import DownloadParams, FdsnClientSpec
 from quakelake.lakehouse import Lake
+from quakelake.params.download import DownloadParams, FdsnClientSpec
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +88,7 @@ def test_download_flow_fills_archive_ledger_and_stations(prefect_server, params,
     assert (
         len(lake.read("stations")) == 48
     )  # the network's metadata file is replaced, not duplicated
-    latest = lake.read("downloads", "run_id = ?", [again["run_id"]])
+    latest = lake.query("SELECT * FROM downloads WHERE run_id = ?", [again["run_id"]])
     assert set(latest["status"]) == {"skipped"}
 
 

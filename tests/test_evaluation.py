@@ -8,21 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from quakelake.analysis import load_picks, load_reference, write_evaluation
 from quakelake.catalogs import import_catalog, read_catalog
 from quakelake.evaluation import (
     MatchParams,
-    RunSelection,
     evaluate,
     event_metrics,
-    load_picks,
-    load_reference,
     match_events,
     match_picks,
     metrics_table,
     pick_metrics,
-    write_evaluation,
 )
 from quakelake.lakehouse import Lake, write_table
+from quakelake.params.evaluation import RunSelection
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +158,7 @@ def test_evaluate_from_lake(ogs, shared_data, lake_root):
         weights="ogs",
         band="HH",
         probability=1.0,
-        station_id="." + week["station"] + "..HH",
+        station_id="." + week["station"] + ".",
         network="",
     )
     for day, group in picks.groupby(picks["time"].dt.strftime("%Y-%m-%d")):

@@ -177,7 +177,7 @@ def test_associate_flow_writes_magnitudes_and_quakeml(
     in the lake, a rerun computes nothing, and QuakeML holds amplitudes and station magnitudes."""
     from quakelake.export import to_catalog
     from quakelake.flows.associate import associate_events
-    from quakelake.lakehouse import Lake, write_table
+    from quakelake.lakehouse import Lake, queries, write_table
     from quakelake.waveforms import archive_key, scan_archive
 
     folder = shared_data / "phasenet_saltonsea_20201001"
@@ -327,7 +327,7 @@ def test_associate_flow_writes_magnitudes_and_quakeml(
     pyocto_sm = lake.query("SELECT * FROM station_magnitudes WHERE associator = 'pyocto'")
     assert set(pyocto_sm["law"]) == {"table-test"}
     assert len(lake.query("SELECT * FROM amplitudes WHERE associator = 'pyocto'")) == n_amplitudes
-    redone = lake.read("events", "associator = ?", ["pyocto"]).set_index("event_id")
+    redone = queries.events(lake, associators=["pyocto"]).set_index("event_id")
     medians = pyocto_sm.groupby("event_id")["magnitude"].median()
     assert np.allclose(redone.loc[medians.index, "magnitude"], medians)
     assert not np.isclose(redone.loc[ev["event_id"], "magnitude"], ev["magnitude"])

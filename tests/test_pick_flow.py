@@ -35,7 +35,11 @@ def _lake_files(root: Path) -> dict[str, str]:
 def _matched(picks: pd.DataFrame, ref: pd.DataFrame, tol: float) -> int:
     hits = 0
     for row in ref.itertuples():
-        cand = picks[(picks["station_id"] == row.station_id) & (picks["phase"] == row.phase)]
+        cand = picks[
+            (picks["station_id"] == row.station_id)
+            & (picks["band"] == row.band)
+            & (picks["phase"] == row.phase)
+        ]
         if len(cand) and (cand["time"] - row.time).abs().min() <= pd.Timedelta(seconds=tol):
             hits += 1
     return hits
@@ -53,7 +57,11 @@ def test_salton_sea_picks_agree_with_reference_and_plain_seisbench(
     # >= 85 % of the reference PhaseNet P picks away from the window edges, within 0.5 s.
     ref = pd.read_csv(salton / "DERIVED_phasenet_ref_picks_first180s.csv")
     ref["time"] = pd.to_datetime(ref["time"], utc=True, format="ISO8601")
-    ref["station_id"] = ref["station_id"]  # NET.STA.LOC.BAND, as in the lake
+    # the reference names NET.STA.LOC.BAND; the lake: station_id NET.STA.LOC and its band
+    ref["band"] = ref["station_id"].str.rsplit(".", n=1).str[1]
+    ref["station_id"] = ref["station_id"].str.rsplit(".", n=1).str[0]
+    assert (picks["station_id"] == picks["network"] + "." + picks["station"] + ".").all()
+    assert set(picks["band"]) == {"HH"}
     t0 = pd.Timestamp("2020-10-01T00:00:00.003", tz="UTC")
     inner = ref[
         (ref["time"] > t0 + pd.Timedelta(seconds=3))
@@ -177,7 +185,8 @@ def test_continuous_two_instrument_types_find_the_analyst_picks(
     analyst["time"] = pd.to_datetime(analyst["timestamp"], unit="s", utc=True)
     inside = analyst[analyst["time"] < pd.Timestamp("2022-02-06T04:00", tz="UTC")]
     inside = inside.assign(
-        station_id=inside["network"] + "." + inside["station"] + ".." + inside["channel"].str[:2]
+        station_id=inside["network"] + "." + inside["station"] + ".",
+        band=inside["channel"].str[:2],
     )
     assert len(inside) == 6
     assert _matched(picks, inside, 0.5) >= 5

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from quakelake import association as asc
-from quakelake.lakehouse import Lake, stem_of
+from quakelake.lakehouse import Lake, queries, stem_of
 from quakelake.params import PickParams, StationSelection
 from quakelake.stations import read_stations
 
@@ -74,8 +74,8 @@ def _copy(salton: Path, archive: Path, stations: list[str]) -> None:
         shutil.copy(salton / "mseed" / name, archive / name)
 
 
-def _picks(lake: Path, where: str = "", params: list | None = None) -> pd.DataFrame:
-    df = Lake(lake).read("picks", where, params)[PICK_COLS]
+def _picks(lake: Path, **filters: str) -> pd.DataFrame:
+    df = queries.picks(Lake(lake), **filters)[PICK_COLS]
     return df.sort_values("pick_id").reset_index(drop=True)
 
 
@@ -89,7 +89,7 @@ def _files(lake: Path, table: str) -> dict[str, str]:
 
 
 def _ledger(lake: Path, run_id: str, stage: str) -> pd.DataFrame:
-    return Lake(lake).read("units", "run_id = ? AND stage = ?", [run_id, stage])
+    return Lake(lake).query("SELECT * FROM units WHERE run_id = ? AND stage = ?", [run_id, stage])
 
 
 @pytest.fixture(scope="module")
@@ -169,23 +169,23 @@ def test_replaced_file_and_channel_selection_recompute_exactly_their_instrument(
         tr.stats.channel = "EH" + tr.stats.channel[-1]
     eh.write(str(archive / "CI.WMD.EH.2020-10-01T00:00.mseed"), format="MSEED")
     hh, eh_only = StationSelection(channels=["HH?"]), StationSelection(channels=["EH?"])
-    ref_wmd = _picks(reference_lake, "station = ?", ["WMD"])
+    ref_wmd = _picks(reference_lake, station="WMD")
 
     first = pick_phases(archive, lake, selection=hh, pick=PHASENET)
     assert first["done"] == 2
-    short = _picks(lake, "station = ?", ["WMD"])
+    short = _picks(lake, station="WMD")
     assert 0 < len(short) < len(ref_wmd)
 
     shutil.copy(salton / "mseed" / wmd.name, wmd)  # the whole 180 s arrive
     second = pick_phases(archive, lake, selection=hh, pick=PHASENET)
     assert (second["done"], second["skipped"]) == (1, 1)  # WMD again, COA untouched
-    pd.testing.assert_frame_equal(_picks(lake, "station = ?", ["WMD"]), ref_wmd)
+    pd.testing.assert_frame_equal(_picks(lake, station="WMD"), ref_wmd)
     pd.testing.assert_frame_equal(
-        _picks(lake, "station = ?", ["COA"]), _picks(reference_lake, "station = ?", ["COA"])
+        _picks(lake, station="COA"), _picks(reference_lake, station="COA")
     )
 
     def band(b: str) -> pd.DataFrame:
-        return _picks(lake, "station = ? AND band = ?", ["WMD", b])
+        return _picks(lake, station="WMD", band=b)
 
     third = pick_phases(archive, lake, selection=eh_only, pick=PHASENET)
     assert third["done"] == 1  # another channel selection is not "skipped"
@@ -241,8 +241,8 @@ def test_nan_samples_are_gaps_and_an_all_nan_station_is_reported(salton, referen
     assert wmd_row["status"] == "done"
     assert json.loads(wmd_row["notes"])["CI.WMD..HH"]["channels"]["HHZ"]["nonfinite"] == 1
 
-    got = _picks(lake, "station = ?", ["WMD"])
-    clean = _picks(reference_lake, "station = ?", ["WMD"])
+    got = _picks(lake, station="WMD")
+    clean = _picks(reference_lake, station="WMD")
     far = pd.Timestamp(t_nan.datetime, tz="UTC")
 
     def away(df: pd.DataFrame) -> pd.DataFrame:
@@ -339,8 +339,8 @@ def test_metrics_are_those_of_the_waveforms_whoever_asks(
 ):
     """`quakelake analyze -c` reads the configured lake, and equals the pipeline's day-wide analysis."""
     from quakelake.cli import main
-    from quakelake.evaluation import RunSelection
     from quakelake.flows.analyze import analyze_run
+    from quakelake.params.evaluation import RunSelection
 
     lake = tmp_path / "elsewhere" / "lake"
     shutil.copytree(reference_lake, lake)

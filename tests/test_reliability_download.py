@@ -19,12 +19,8 @@ import pytest
 from fdsn_servers import DataselectServer, FdsnServer
 
 from quakelake.config import StationSelection, TimeWindow
-from quakelake.download import (
-    DownloadParams,
-    FdsnClientSpec,
-    download,
-    partial_marker,
-)
+from quakelake.download import download, partial_marker
+from quakelake.params.download import DownloadParams, FdsnClientSpec
 
 pytestmark = pytest.mark.integration
 

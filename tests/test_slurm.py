@@ -21,8 +21,8 @@ from slurm_local import LocalSlurm
 
 from quakelake.compute import ComputeSettings, SlurmSettings
 from quakelake.config import PickParams, RunConfig, StationSelection, TimeWindow
-from quakelake.download import DownloadParams, FdsnClientSpec
 from quakelake.lakehouse import Lake
+from quakelake.params.download import DownloadParams, FdsnClientSpec
 
 SALTON_DAY = dt.date(2020, 10, 1)
 PICK = PickParams(models=["PhaseNet"], weights=["original"], device="cpu")

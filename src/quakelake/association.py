@@ -7,8 +7,11 @@ One small interface, DataFrames in and DataFrames out::
     result.assignments   # event_id, pick_id, station_id, phase, time, residual_s
     result.unknown_stations  # station ids of picks that have no coordinates (reported, not hidden)
 
-``picks`` needs ``station_id`` (``NET.STA.LOC``, ``NET.STA`` or ``STA``; a ``station`` column is
-accepted too), ``phase`` (P/S) and ``time`` (UTC); ``probability`` and ``pick_id`` are optional.
+``picks`` needs ``station_id`` (``NET.STA.LOC``, SeisBench's trace id, as the lake's picks carry
+it; pick files may name ``NET.STA`` or ``STA``, and a ``station`` column is accepted too),
+``phase`` (P/S) and ``time`` (UTC); ``probability``, ``pick_id`` and ``band`` are optional.
+The associators see one instrument per station: where a station picked on two bands (``HH``
+and ``HN``), the picks of one band are kept (:func:`one_band_per_station`).
 ``stations`` is a `stations` table (see :mod:`quakelake.stations`).
 
 Association runs per day without loss at midnight with :func:`associate_day`: it reads picks
@@ -192,11 +195,78 @@ def read_pick_table(path: Path) -> pd.DataFrame:
     return normalise_picks(df)[0]
 
 
+# Which band a station's picks are associated on when it picked on several: broadband and
+# high-rate velocity sensors first, short-period next, strong-motion (accelerometer) bands last.
+# Bands not listed come after these, alphabetically.
+BAND_PRIORITY = ("HH", "BH", "EH", "SH", "HN", "BN", "EN", "SN", "HG", "EG", "HL", "BL")
+
+
+def _band_rank(band: str) -> tuple[int, str]:
+    return (BAND_PRIORITY.index(band) if band in BAND_PRIORITY else len(BAND_PRIORITY), band)
+
+
+def one_band_per_station(picks: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Return the picks of one band per ``station_id`` and a message naming what was dropped.
+
+    The associators place every pick at its station's coordinates: two bands of one station
+    (``CM.X.00`` on ``HH`` and ``HN``) would put each onset there twice and count the station
+    twice. Per station the band first in :data:`BAND_PRIORITY` that has picks among ``picks``
+    (a day and its margins) is kept; frames without a ``band`` column pass unchanged.
+
+    >>> p = pd.DataFrame({"station_id": ["A.B.", "A.B.", "A.C."], "band": ["HN", "HH", "HN"]})
+    >>> kept, msg = one_band_per_station(p)
+    >>> kept["band"].tolist(), msg
+    (['HH', 'HN'], ['1 picks on another band of their station not associated: A.B. HN (kept HH)'])
+    """
+    if "band" not in picks.columns or not len(picks):
+        return picks, []
+    bands = picks["band"].fillna("").astype(str)
+    present = bands.groupby(picks["station_id"]).unique()
+    several = present[present.map(len) > 1]
+    if not len(several):
+        return picks, []
+    best = {sid: min(bs, key=_band_rank) for sid, bs in several.items()}
+    keep = np.array(
+        [best.get(s, b) == b for s, b in zip(picks["station_id"], bands, strict=True)], dtype=bool
+    )
+    dropped = [
+        f"{sid} {'+'.join(sorted(b for b in bs if b != best[sid]))}"
+        for sid, bs in sorted(several.items())
+    ]
+    kept_bands = "+".join(sorted(set(best.values()), key=_band_rank))
+    message = (
+        f"{int((~keep).sum())} picks on another band of their station not associated: "
+        f"{', '.join(dropped[:10])}{' ...' if len(dropped) > 10 else ''} (kept {kept_bands})"
+    )
+    return picks[keep], [message]
+
+
+def _band_apart(picks: pd.DataFrame) -> pd.DataFrame:
+    """Return pick-file rows whose ids read ``NET.STA.LOC.BAND`` as ``station_id`` NET.STA.LOC + ``band``.
+
+    Pick tables written by other tools (PhaseNet's, older QuakeLake exports) name the instrument
+    in the id; the lake keeps the station and the band apart. Ids of other shapes pass unchanged.
+
+    >>> _band_apart(pd.DataFrame({"station_id": ["CI.IMP..HH", "CI.IMP.", "IMP"]})).to_dict("list")
+    {'station_id': ['CI.IMP.', 'CI.IMP.', 'IMP'], 'band': ['HH', '', '']}
+    """
+    parts = picks["station_id"].str.split(".")
+    four = parts.str.len() == 4
+    if not four.any():
+        return picks
+    out = picks.copy()
+    if "band" not in out.columns:
+        out["band"] = ""
+    out["band"] = out["band"].fillna("").astype(str).where(~four, parts.str[3])
+    out["station_id"] = out["station_id"].where(~four, parts.str[:3].str.join("."))
+    return out
+
+
 def normalise_picks(picks: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Return picks with ``pick_id, station_id, phase, time, probability`` and messages.
 
     Phases other than P/S and exact duplicates (same station, phase and time) are removed and
-    reported.
+    reported; a station that picked on several bands keeps one (:func:`one_band_per_station`).
 
     Raises:
         AssociationError: naming the missing columns.
@@ -219,6 +289,10 @@ def normalise_picks(picks: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
             columns=["pick_id", "station_id", "phase", "time", "probability"]
         ), messages
     df["station_id"] = df["station_id"].astype(str).str.strip()
+    df = _band_apart(df)
+    df, band_messages = one_band_per_station(df)
+    messages += band_messages
+    df = df.copy()
     df["phase"] = df["phase"].astype(str).str.strip().str.upper().str[:1]
     times = df["time"]
     if pd.api.types.is_numeric_dtype(times):
@@ -281,8 +355,10 @@ def station_table(stations: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 def resolve_stations(picks: pd.DataFrame, stations: pd.DataFrame) -> tuple[pd.Series, list[str]]:
     """Return, per pick, the row of its station in ``stations`` (-1 when unknown) and the unknown ids.
 
-    A pick's ``station_id`` is matched as ``NET.STA.LOC``, then ``NET.STA`` (any location), then
-    ``STA`` alone when that code is unique among the stations.
+    A pick's ``station_id`` is the station's ``NET.STA.LOC`` (lake picks; SeisBench's trace id).
+    Pick files that name less are looked up by what they name: ``NET.STA`` (the first location
+    of that station) or ``STA`` alone when that code is unique among the stations (or all its
+    sites share coordinates).
     """
     lookup: dict[str, int] = {}
     by_code: dict[str, list[int]] = {}
@@ -298,19 +374,7 @@ def resolve_stations(picks: pd.DataFrame, stations: pd.DataFrame) -> tuple[pd.Se
             or len({(stations["latitude"][r], stations["longitude"][r]) for r in rows}) == 1
         ):
             lookup.setdefault(code, rows[0])
-    cache: dict[str, int] = {}
-    for sid in picks["station_id"].unique():
-        idx = lookup.get(sid, -1)
-        if idx < 0:
-            parts = sid.strip(".").split(".")
-            if len(parts) >= 2:
-                idx = lookup.get(
-                    f"{parts[0]}.{parts[1]}.{parts[2] if len(parts) > 2 else ''}",
-                    lookup.get(f"{parts[0]}.{parts[1]}", lookup.get(parts[1], -1)),
-                )
-            else:
-                idx = lookup.get(parts[0], -1)
-        cache[sid] = idx
+    cache = {sid: lookup.get(sid, -1) for sid in picks["station_id"].unique()}
     rows = picks["station_id"].map(cache).astype(int)
     unknown = sorted(sid for sid, i in cache.items() if i < 0)
     return rows, unknown

@@ -1594,20 +1594,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     check_lake(cfg.lake, must_exist=True)
     from quakelake.export import write_associated, write_classified, write_quakeml
-    from quakelake.lakehouse import Lake
+    from quakelake.lakehouse import Lake, queries
 
     lake, w = Lake(cfg.lake), cfg.window
-    start = w.start or dt.date.min
-    end = w.end or dt.date.max
-
-    def rows(table: str):
-        if not lake.has_files(table):
-            return lake.read(table)
-        return lake.read(table, "day BETWEEN ? AND ?", [start, end])
-
     written = 0
     if args.classified:
-        picks = rows("picks")
+        picks = queries.picks(lake, first_day=w.start, last_day=w.end)
         files = write_classified(picks, args.classified)
         written += len(picks)
         print(f"classified/: {len(files)} files ({len(picks)} picks) under {args.classified}")
@@ -1615,7 +1607,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         from quakelake.export import catalogue_tables, select_catalogue
 
         events, label = select_catalogue(
-            rows("events"), lake.read("runs"), args.associator, args.run_id
+            *queries.events_and_runs(lake, w.start, w.end), args.associator, args.run_id
         )
         tables = catalogue_tables(lake, events)
         assignments = tables.pop("assignments")
@@ -1715,9 +1707,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     groups = _lake_groups(cfg)
     _quiet_prefect(cfg)
     t0 = time.perf_counter()
-    from quakelake.evaluation import RunSelection
     from quakelake.flows.analyze import analyze_run
     from quakelake.flows.runners import stage_runner
+    from quakelake.params.evaluation import RunSelection
 
     _install_log_filter(cfg.verbosity)
     selection = RunSelection(

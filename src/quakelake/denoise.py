@@ -202,22 +202,26 @@ def snr_db(
 
 def _pick_table(lake: Path, params: DenoiserTrainParams) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (signal picks, every known pick) as NET.STA.LOC trace ids, phase, time."""
-    from quakelake.lakehouse import Lake
+    from quakelake.lakehouse import Lake, queries
     from quakelake.training import TrainingError
 
     lk = Lake(lake)
     every = []
     for table in ("picks", "reference_picks"):
         if lk.has_files(table):
-            every.append(lk.query(f'SELECT station_id, phase, time FROM "{table}"'))
+            every.append(
+                lk.query(
+                    f"SELECT {queries.PICK_STATION_ID} AS station_id, phase, time FROM {table}"
+                )
+            )
     if params.labels == "reference":
         if not params.reference:
             raise TrainingError(
                 "--reference: name the reference catalogue whose picks mark signal windows"
             )
-        signal = lk.read("reference_picks", "catalog = ?", [params.reference])
+        signal = queries.reference_picks(lk, params.reference)
     else:
-        signal = lk.read("picks", "probability >= ?", [params.min_probability])
+        signal = queries.picks(lk, min_probability=params.min_probability)
     if signal.empty:
         raise TrainingError(
             f"--labels/--min-probability: the training set has no labelled pick in lake {lake} "
@@ -228,7 +232,7 @@ def _pick_table(lake: Path, params: DenoiserTrainParams) -> tuple[pd.DataFrame, 
         pd.concat(every, ignore_index=True) if every else signal[["station_id", "phase", "time"]]
     )
     for frame in (signal, everything):
-        frame["trace"] = frame["station_id"].astype(str).str.split(".").str[:3].str.join(".")
+        frame["trace"] = frame["station_id"].astype(str)  # NET.STA.LOC, SeisBench's trace id
         frame["time"] = pd.to_datetime(frame["time"], utc=True)
     return signal, everything
 

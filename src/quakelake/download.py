@@ -1,6 +1,9 @@
 """Waveform and station downloads from FDSN data centres into a local SDS archive.
 
-Plain Python (no Prefect): ObsPy's FDSN :class:`~obspy.clients.fdsn.Client` does the protocol.
+Plain Python (no Prefect): ObsPy's FDSN :class:`~obspy.clients.fdsn.Client` does the protocol,
+:mod:`quakelake.fdsn` the client handling (cached clients, EIDA tokens, retries, deadlines) and
+:mod:`quakelake.sds` the archive layout (paths, whole records, atomic writes); this module plans
+the units and makes each one complete.
 One unit of work is one (station, day): its miniSEED records are fetched with a single
 ``get_waveforms`` request, split per channel and written to the SDS layout::
 
@@ -31,19 +34,10 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
-import hashlib
-import http.client
 import io
 import json
 import logging
-import os
-import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-import uuid
 from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -52,42 +46,41 @@ from typing import Any, Literal
 from obspy import Inventory, UTCDateTime, read_inventory
 from obspy import read as read_waveforms
 from obspy.clients.fdsn import Client
-from obspy.clients.fdsn.client import raise_on_error
 from obspy.clients.fdsn.header import (
-    FDSNBadGatewayException,
     FDSNException,
-    FDSNInternalServerException,
-    FDSNNoAuthenticationServiceException,
-    FDSNNoDataException,
-    FDSNNoServiceException,
-    FDSNServiceUnavailableException,
-    FDSNTimeoutException,
-    FDSNTooManyRequestsException,
 )
-from obspy.io.mseed.util import get_record_information
 from pydantic import Field
 
-from quakelake.errors import BadInput
+from quakelake.errors import short_error
+from quakelake.fdsn import (
+    call_with_retries,
+    dataselect_url,
+    fdsn_client,
+    fdsn_list,
+    http_get,
+    is_no_data,
+    read_token,
+    request_slot,
+)
 from quakelake.lineage import where_label
 from quakelake.params import StationSelection, TimeWindow, _Model
-from quakelake.params.download import (
-    TOKEN_ENV,
-    DownloadParams,
-    FdsnClientSpec,
+from quakelake.params.download import DownloadParams
+from quakelake.sds import (
+    INCOMING,
+    PARTIAL,
+    ChannelKey,
+    Record,
+    atomic_write,
+    parse_records,
+    records_by_channel,
+    sds_path,
+    station_file,
 )
 
 log = logging.getLogger(__name__)
 
 #: Ledger statuses of a unit (the ``downloads`` table's ``status`` column).
 Status = Literal["ok", "partial", "skipped", "no_data", "failed"]
-
-INCOMING = ".incoming"
-PARTIAL = ".partial"
-STATIONS_DIR = "stations"
-
-
-class TokenFileMissing(BadInput, FileNotFoundError):
-    """The EIDA token file given with -K does not exist."""
 
 
 class DownloadUnit(_Model):
@@ -144,164 +137,7 @@ class DownloadResult:
         return row
 
 
-# --------------------------------------------------------------------------- dates
-
-
-# --------------------------------------------------------------------------- archive layout
-
-
-def sds_path(
-    archive: Path, network: str, station: str, location: str, channel: str, day: dt.date
-) -> Path:
-    """Return the SDS file of one channel-day (``YEAR/NET/STA/CHA.D/NET.STA.LOC.CHA.D.YEAR.DOY``)."""
-    year = f"{day.year:04d}"
-    doy = f"{day.timetuple().tm_yday:03d}"
-    name = f"{network}.{station}.{location}.{channel}.D.{year}.{doy}"
-    return Path(archive) / year / network / station / f"{channel}.D" / name
-
-
-def station_file(archive: Path, network: str) -> Path:
-    """Return the StationXML file of ``network`` in the archive."""
-    return Path(archive) / STATIONS_DIR / f"{network}.xml"
-
-
-# --------------------------------------------------------------------------- EIDA token
-
-
-def read_token(params: DownloadParams) -> str | None:
-    """Return the EIDA token text from ``params.token_file`` or the ``QUAKELAKE_EIDA_TOKEN`` variable.
-
-    The token is never logged and never stored in the lake or the ledger.
-
-    Raises:
-        TokenFileMissing: naming the token file when it does not exist (bad input).
-    """
-    if params.token_file is not None:
-        path = Path(params.token_file).expanduser()
-        if not path.is_file():
-            raise TokenFileMissing(
-                f"-K/--key: EIDA token file {path} does not exist; pass the file downloaded from "
-                "the EIDA authentication service"
-            )
-        return path.read_text().strip() or None
-    return os.environ.get(TOKEN_ENV) or None
-
-
-# --------------------------------------------------------------------------- clients
-
-_CLIENTS: dict[str, Client] = {}
-_CLIENTS_LOCK = threading.Lock()
-_SLOTS: dict[tuple[str, int], threading.BoundedSemaphore] = {}
-
-
-def request_slot(name: str, limit: int) -> threading.BoundedSemaphore:
-    """Return the semaphore bounding requests in flight to the data centre ``name`` (per process)."""
-    with _CLIENTS_LOCK:
-        return _SLOTS.setdefault((name, limit), threading.BoundedSemaphore(limit))
-
-
-def fdsn_client(spec: FdsnClientSpec, timeout: float, token: str | None = None) -> Client:
-    """Return an ObsPy FDSN client for ``spec``, cached per process.
-
-    With a token the client authenticates through the centre's EIDA auth service; a centre
-    without one (IRIS …) gets an anonymous client.
-
-    Raises:
-        FDSNException: when the centre's services cannot be discovered.
-    """
-    digest = hashlib.sha256(token.encode()).hexdigest() if token else ""
-    key = f"{spec.model_dump_json()}|{timeout}|{digest}"
-    with _CLIENTS_LOCK:
-        client = _CLIENTS.get(key)
-    if client is not None:
-        return client
-    kwargs: dict[str, Any] = {"timeout": timeout, "service_mappings": spec.service_mappings()}
-    if token:
-        try:
-            client = Client(spec.url, eida_token=token, **kwargs)
-        except FDSNNoAuthenticationServiceException:
-            log.info("FDSN client %s has no EIDA authentication; using it anonymously", spec.name)
-            client = Client(spec.url, **kwargs)
-    else:
-        client = Client(spec.url, **kwargs)
-    with _CLIENTS_LOCK:
-        _CLIENTS[key] = client
-    return client
-
-
-def _is_no_data(exc: BaseException) -> bool:
-    return isinstance(exc, FDSNNoDataException) or "HTTP code: 404" in str(exc)
-
-
-def _is_retryable(exc: BaseException) -> bool:
-    if isinstance(
-        exc,
-        (
-            FDSNTimeoutException,
-            FDSNInternalServerException,
-            FDSNBadGatewayException,
-            FDSNServiceUnavailableException,
-            FDSNTooManyRequestsException,
-            TimeoutError,
-            ConnectionError,
-            http.client.IncompleteRead,
-        ),
-    ):
-        return True
-    text = str(exc)
-    return isinstance(exc, FDSNException) and (
-        "Unknown HTTP code: 5" in text or text.startswith("Unknown Error")
-    )
-
-
-def _short_error(exc: BaseException) -> str:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {first}"[:300]
-
-
-def call_with_retries(func: Any, params: DownloadParams, what: str) -> Any:
-    """Return ``func()``, retrying 5xx answers and timeouts with exponential backoff.
-
-    Raises:
-        FDSNException: the last error once retries are spent, or at once when not retryable
-            (no data included).
-    """
-    attempt = 0
-    while True:
-        try:
-            return func()
-        except Exception as exc:
-            if _is_no_data(exc) or not _is_retryable(exc) or attempt >= params.retries:
-                raise
-            delay = params.backoff * (2**attempt)
-            retry_after = getattr(exc, "retry_after", None)
-            if retry_after is not None:
-                if retry_after > params.max_retry_after:
-                    raise FDSNServiceUnavailableException(
-                        f"{what}: the data centre asks to retry after {retry_after:.0f} s, more "
-                        f"than max_retry_after={params.max_retry_after:.0f} s"
-                    ) from exc
-                delay = max(delay, retry_after)
-            attempt += 1
-            log.info(
-                "%s: %s; retry %d/%d in %.1f s",
-                what,
-                _short_error(exc),
-                attempt,
-                params.retries,
-                delay,
-            )
-            time.sleep(delay)
-
-
 # --------------------------------------------------------------------------- stations
-
-
-def _fdsn_list(values: list[str], location: bool = False) -> str:
-    out = []
-    for v in values:
-        out.append("--" if location and v in ("", "--") else v)
-    return ",".join(out)
 
 
 def station_query(
@@ -313,10 +149,10 @@ def station_query(
     if channels == ["*"] and params.channel_priorities:
         channels = params.channel_priorities
     query: dict[str, Any] = {
-        "network": _fdsn_list(selection.networks),
-        "station": _fdsn_list(selection.stations),
-        "location": _fdsn_list(selection.locations, location=True),
-        "channel": _fdsn_list(channels),
+        "network": fdsn_list(selection.networks),
+        "station": fdsn_list(selection.stations),
+        "location": fdsn_list(selection.locations, location=True),
+        "channel": fdsn_list(channels),
         "starttime": UTCDateTime(days[0].isoformat()),
         "endtime": UTCDateTime((days[-1] + dt.timedelta(days=1)).isoformat()),
         "level": params.station_level,
@@ -352,7 +188,7 @@ def fetch_inventories(
                 f"{spec.name} services",
             )
         except Exception as exc:
-            errors[spec.name] = _short_error(exc)
+            errors[spec.name] = short_error(exc)
             unreachable.append(spec.name)
             log.warning("FDSN client %s is unreachable: %s", spec.name, errors[spec.name])
             continue
@@ -361,9 +197,9 @@ def fetch_inventories(
                 lambda c=client: c.get_stations(**query), params, f"{spec.name} stations"
             )
         except Exception as exc:
-            if _is_no_data(exc):
+            if is_no_data(exc):
                 continue
-            errors[spec.name] = _short_error(exc)
+            errors[spec.name] = short_error(exc)
             log.warning("FDSN client %s: station service failed: %s", spec.name, errors[spec.name])
             continue
         inventories[spec.name] = inv
@@ -427,7 +263,7 @@ def write_station_files(archive: Path, inventory: Inventory) -> list[Path]:
         inv = Inventory(networks=[net], source="quakelake")
         buf = io.BytesIO()
         inv.write(buf, format="STATIONXML")
-        _atomic_write(Path(archive), path, buf.getvalue(), prefix="stations")
+        atomic_write(Path(archive), path, buf.getvalue(), prefix="stations")
         paths.append(path)
     return paths
 
@@ -533,76 +369,6 @@ def plan_downloads(
 # --------------------------------------------------------------------------- one unit
 
 
-def _atomic_write(archive: Path, target: Path, data: bytes, prefix: str) -> None:
-    """Write ``data`` to ``target`` through ``<archive>/.incoming/<prefix>.*.part`` and a rename."""
-    incoming = archive / INCOMING
-    incoming.mkdir(parents=True, exist_ok=True)
-    tmp = incoming / f"{prefix}.{target.name}.{uuid.uuid4().hex}.part"
-    try:
-        tmp.write_bytes(data)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-ChannelKey = tuple[str, str, str, str]
-
-
-@dataclass
-class Record:
-    """One whole miniSEED record of a response: its channel, time span and bytes."""
-
-    key: ChannelKey
-    start: UTCDateTime
-    end: UTCDateTime  #: time of the sample after its last one
-    data: bytes
-
-
-def parse_records(data: bytes) -> tuple[list[Record], str]:
-    """Return the whole miniSEED records of ``data`` and why the rest was dropped ("" when none).
-
-    Records are copied byte for byte; parsing stops at the first record that is cut (the body
-    ended inside it) or unreadable, so a short response never yields a half record.
-    """
-    buf = io.BytesIO(data)
-    records: list[Record] = []
-    offset = 0
-    while offset < len(data):
-        try:
-            info = get_record_information(buf, offset=offset)
-        except Exception as exc:  # a header cut short or garbage
-            return records, f"unreadable record at byte {offset} ({_short_error(exc)})"
-        length = int(info["record_length"])
-        if length <= 0:
-            return records, f"miniSEED record at byte {offset} has length {length}"
-        if offset + length > len(data):
-            return (
-                records,
-                f"record at byte {offset} is cut ({len(data) - offset} of {length} bytes)",
-            )
-        key = (info["network"], info["station"], info["location"], info["channel"])
-        rate = float(info.get("samp_rate") or 0.0)
-        delta = 1.0 / rate if rate > 0 else 0.0
-        records.append(
-            Record(key, info["starttime"], info["endtime"] + delta, data[offset : offset + length])
-        )
-        offset += length
-    return records, ""
-
-
-def _by_channel(records: list[Record], day: dt.date) -> dict[ChannelKey, list[Record]]:
-    """Return the records starting on ``day`` per channel, in time order, duplicates dropped."""
-    start = UTCDateTime(day.isoformat())
-    end = start + 86400
-    out: dict[ChannelKey, dict[float, Record]] = {}
-    for r in records:
-        if start <= r.start < end:
-            out.setdefault(r.key, {}).setdefault(float(r.start.timestamp), r)
-    return {k: [v[t] for t in sorted(v)] for k, v in out.items()}
-
-
 def unit_paths(unit: DownloadUnit, archive: Path) -> list[Path]:
     """Return the SDS files a complete unit has (one per expected channel)."""
     return [
@@ -623,112 +389,6 @@ def _clean_stale(archive: Path, unit: DownloadUnit) -> None:
         return
     for tmp in incoming.glob(f"{unit.key}.*.part"):
         tmp.unlink(missing_ok=True)
-
-
-class RequestDeadlineExceeded(FDSNException):
-    """A response took longer than ``request_deadline`` seconds in all (a trickling server)."""
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Return the seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
-
-
-def http_get(client: Client, url: str, params: DownloadParams) -> bytes:
-    """Return the body of a GET through ``client``'s opener (its EIDA credentials included).
-
-    Raises:
-        FDSNException: ObsPy's exception for the HTTP code (204/404: no data), with a
-            ``retry_after`` attribute when the server sent ``Retry-After``.
-        http.client.IncompleteRead: the body ended before its announced length.
-        RequestDeadlineExceeded: the whole answer took more than ``params.request_deadline``.
-        FDSNTimeoutException: no packet for ``params.timeout`` seconds.
-    """
-    deadline = time.monotonic() + params.request_deadline
-    request = urllib.request.Request(url, headers=dict(client.request_headers))
-    try:
-        response = client._url_opener.open(
-            request, timeout=min(params.timeout, params.request_deadline)
-        )
-    except urllib.error.HTTPError as exc:
-        try:
-            body = exc.read(4096)
-        except Exception:
-            body = b""
-        try:
-            raise_on_error(exc.code, body)
-        except Exception as err:
-            # read by the retry loop: how long the server asked us to wait
-            err.retry_after = _retry_after(  # type: ignore[attr-defined]
-                exc.headers.get("Retry-After") if exc.headers else None
-            )
-            raise
-        raise FDSNException(f"HTTP code {exc.code}") from exc
-    except (TimeoutError, urllib.error.URLError) as exc:
-        if isinstance(exc, TimeoutError) or "timed out" in str(exc).lower():
-            raise FDSNTimeoutException(f"Timed Out after {params.timeout:g} s") from exc
-        raise ConnectionError(str(exc)) from exc
-    with response:
-        if response.getcode() == 204:
-            raise FDSNNoDataException("No data available for request.")
-        if response.getcode() != 200:
-            raise_on_error(response.getcode(), response.read(4096))
-        chunks: list[bytes] = []
-        try:
-            while True:
-                if time.monotonic() > deadline:
-                    raise RequestDeadlineExceeded(
-                        f"answer took more than request_deadline={params.request_deadline:g} s "
-                        f"({sum(map(len, chunks))} bytes so far)"
-                    )
-                chunk = response.read1(1 << 16)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        except TimeoutError as exc:
-            raise FDSNTimeoutException(f"Timed Out after {params.timeout:g} s mid-body") from exc
-        body = b"".join(chunks)
-        if response.length:  # the connection closed before Content-Length bytes came
-            raise http.client.IncompleteRead(body, response.length)
-    return body
-
-
-def dataselect_url(
-    client: Client,
-    network: str,
-    station: str,
-    channels: list[tuple[str, str]],
-    start: UTCDateTime,
-    end: UTCDateTime,
-) -> str:
-    """Return the fdsnws-dataselect query URL (``queryauth`` with EIDA credentials).
-
-    Raises:
-        FDSNNoServiceException: when the client has no dataselect service.
-    """
-    if "dataselect" not in getattr(client, "services", {"dataselect": None}):
-        raise FDSNNoServiceException(f"{client.base_url} has no fdsnws-dataselect service")
-    query = {
-        "network": network,
-        "station": station,
-        "location": _fdsn_list(sorted({loc for loc, _ in channels}), location=True),
-        "channel": ",".join(sorted({cha for _, cha in channels})),
-        "starttime": start.strftime("%Y-%m-%dT%H:%M:%S.%f"),
-        "endtime": end.strftime("%Y-%m-%dT%H:%M:%S.%f"),
-    }
-    base = client._build_url("dataselect", "query")
-    return f"{base}?{urllib.parse.urlencode(query, safe=',*?')}"
 
 
 def _fetch(
@@ -788,7 +448,7 @@ def _decodes(blob: bytes) -> str:
     try:
         read_waveforms(io.BytesIO(blob), format="MSEED")
     except Exception as exc:
-        return _short_error(exc)
+        return short_error(exc)
     return ""
 
 
@@ -852,14 +512,14 @@ def download_unit(
                 f"{name} services",
             )
         except Exception as exc:
-            errors.append(f"{name}: {_short_error(exc)}")
+            errors.append(f"{name}: {short_error(exc)}")
             continue
         got = _complete_from(client, name, unit, params, held)
         if isinstance(got, Exception):
-            if _is_no_data(got):
+            if is_no_data(got):
                 no_data.append(name)
             else:
-                errors.append(f"{name}: {_short_error(got)}")
+                errors.append(f"{name}: {short_error(got)}")
                 log.warning("%s from %s failed: %s", unit.key, name, errors[-1])
             continue
         by_channel, missing, note = got
@@ -892,7 +552,7 @@ def download_unit(
     written = []
     for (net, sta, loc, cha), records in sorted(by_channel.items()):
         target = sds_path(archive, net, sta, loc, cha, unit.day)
-        _atomic_write(archive, target, b"".join(r.data for r in records), prefix=unit.key)
+        atomic_write(archive, target, b"".join(r.data for r in records), prefix=unit.key)
         written.append(target)
     gaps = [
         f"{loc}.{cha} {_fmt(t, unit.day)}-24:00:00" for (loc, cha), t in sorted(missing.items())
@@ -900,7 +560,7 @@ def download_unit(
     if gaps:
         body = json.dumps({"unit": unit.key, "client": name, "gaps": gaps, "why": note}).encode()
         marker.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(archive, marker, body, prefix=unit.key)
+        atomic_write(archive, marker, body, prefix=unit.key)
         errors = [e for e in errors if not e.startswith(f"{name}: ")]
         errors.insert(0, "missing " + ", ".join(gaps) + (f" ({note})" if note else ""))
     else:
@@ -940,7 +600,7 @@ def _complete_from(
             problems.append(problem)
     confirmed: set[tuple[str, str]] = set()
     for _ in range(params.follow_ups):
-        missing = _missing(unit, _by_channel(records, unit.day), confirmed)
+        missing = _missing(unit, records_by_channel(records, unit.day), confirmed)
         if not missing:
             break
         # One request per group of channels that stop at the same second; a group whose
@@ -954,10 +614,10 @@ def _complete_from(
             try:
                 data = _fetch(client, name, unit, params, channels, start)
             except Exception as exc:
-                if _is_no_data(exc):
+                if is_no_data(exc):
                     confirmed |= set(channels)
                     continue
-                problems.append(f"asking for the rest: {_short_error(exc)}")
+                problems.append(f"asking for the rest: {short_error(exc)}")
                 failed = True
                 break
             more, problem = parse_records(data)
@@ -970,7 +630,7 @@ def _complete_from(
             records += new
         if failed:
             break
-    by_channel = _by_channel(records, unit.day)
+    by_channel = records_by_channel(records, unit.day)
     missing = _missing(unit, by_channel, confirmed)
     for key, recs in by_channel.items():
         why = _decodes(b"".join(r.data for r in recs))

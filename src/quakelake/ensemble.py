@@ -29,6 +29,7 @@ CONSENSUS_COLUMNS = [
     "pick_id",
     "weights",
     "station_id",
+    "band",
     "phase",
     "time",
     "n_members",
@@ -139,8 +140,9 @@ def _peaks(curve: np.ndarray, threshold: float) -> list[tuple[int, int, int, flo
     return out
 
 
-def _pick_id(weights: str, station_id: str, phase: str, time: pd.Timestamp) -> str:
-    text = f"{ENSEMBLE_MODEL}|{weights}|{station_id}|{phase}|{time.value}"
+def _pick_id(weights: str, station_id: str, band: str, phase: str, time: pd.Timestamp) -> str:
+    # the instrument as quakelake.picking.pick_key hashes it: NET.STA.LOC.BAND
+    text = f"{ENSEMBLE_MODEL}|{weights}|{station_id}.{band}|{phase}|{time.value}"
     return hashlib.sha1(text.encode()).hexdigest()[:20]
 
 
@@ -175,7 +177,7 @@ def consensus(
         finite = np.where(np.isfinite(row), row, 0.0)
         member_peaks.append(np.array([p[2] for p in _peaks(finite, member_threshold)], dtype=float))
     net, sta, loc = (trace_id.split(".") + ["", "", ""])[:3]
-    station_id = f"{net}.{sta}.{loc}.{band}"
+    station_id = f"{net}.{sta}.{loc}"
     picks, rows = [], []
     tol = params.agreement_s / grid.delta
     for s0, s1, sp, value in _peaks(agg, threshold):
@@ -187,7 +189,7 @@ def consensus(
                     offsets.append((nearest - sp) * grid.delta)
                     agreeing.append(label)
         time = pd.Timestamp(grid.start + sp * grid.delta, unit="s", tz="UTC").round("us")
-        pick_id = _pick_id(weights, station_id, phase, time)
+        pick_id = _pick_id(weights, station_id, band, phase, time)
         picks.append(
             {
                 "pick_id": pick_id,
@@ -214,6 +216,7 @@ def consensus(
                 "pick_id": pick_id,
                 "weights": weights,
                 "station_id": station_id,
+                "band": band,
                 "phase": phase,
                 "time": time,
                 "n_members": len(members),
@@ -281,6 +284,7 @@ def pick_ensemble(
     frame = pd.DataFrame(picks, columns=PICK_COLUMNS)
     agree = pd.DataFrame(rows, columns=CONSENSUS_COLUMNS)
     if len(frame):
-        frame = frame.sort_values(["time", "station_id", "phase"], ignore_index=True)
-        agree = agree.sort_values(["time", "station_id", "phase"], ignore_index=True)
+        order = ["time", "station_id", "band", "phase"]
+        frame = frame.sort_values(order, ignore_index=True)
+        agree = agree.sort_values(order, ignore_index=True)
     return frame, agree

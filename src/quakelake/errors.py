@@ -72,3 +72,13 @@ def one_line(message: object) -> str:
         return head
     sep = " " if head.endswith(":") else "; "
     return head + sep + "; ".join(rest)
+
+
+def short_error(exc: BaseException) -> str:
+    """Return ``Type: first line of the message`` of ``exc``, at most 300 characters (for ledgers).
+
+    >>> short_error(ValueError("bad record\\nat byte 512"))
+    'ValueError: bad record'
+    """
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}"[:300]

@@ -6,7 +6,8 @@ tolerances, so the work grows with the number of close pairs, never with N x M. 
 event appears in exactly one output row: ``TP`` (matched to one reference row), ``FP`` (no
 reference partner) or ``FN`` (a reference row nobody matched).
 
-Plain Python: no Prefect import here.
+DataFrames in, DataFrames out: no lake here (reading the inputs from the lake and writing the
+results back is :mod:`quakelake.analysis`). Plain Python: no Prefect import here.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 from pyproj import Geod
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
@@ -605,26 +605,6 @@ def metrics_table(
     return out[cols + METRIC_COLUMNS]
 
 
-# --------------------------------------------------------------------------- lake analysis
-
-
-class RunSelection(BaseModel):
-    """Which picks and events of the lake an analysis compares with the reference."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    run_ids: list[str] = Field([], description="run ids of the picks/events (empty: all runs)")
-    models: list[str] = Field([], description="picker models (empty: all)")
-    weights: list[str] = Field([], description="picker weights (empty: all)")
-    associators: list[str] = Field([], description="associators (empty: all)")
-    start: dt.datetime | None = Field(
-        None, description="first UTC time compared (default: first pick or event of the selection)"
-    )
-    end: dt.datetime | None = Field(
-        None, description="last UTC time compared (default: last pick or event of the selection)"
-    )
-
-
 def _utc_ts(value: Any) -> pd.Timestamp | None:
     """Return ``value`` as an aware UTC timestamp (naive values are taken as UTC)."""
     if value is None:
@@ -633,104 +613,61 @@ def _utc_ts(value: Any) -> pd.Timestamp | None:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def _in_clause(column: str, values: Sequence[str], params: list) -> str:
-    """Return ``column IN (?, ...)`` with ``values`` appended to ``params`` (bound, not formatted)."""
-    params.extend(values)
-    return f"{column} IN ({', '.join('?' for _ in values)})"
+STATION_LEVELS = ("station_id", "network", "station")
 
 
-def _select(
-    lake: Any, table: str, filters: dict[str, Sequence[str]], sel: RunSelection
-) -> pd.DataFrame:
-    if not lake.has_files(table):
-        return lake.read(table)
-    clauses: list[str] = []
-    params: list = []
-    for column, values in filters.items():
-        if values:
-            clauses.append(_in_clause(column, values, params))
-    if sel.start is not None:
-        clauses.append("time >= ?")
-        params.append(_utc_ts(sel.start))
-    if sel.end is not None:
-        clauses.append("time <= ?")
-        params.append(_utc_ts(sel.end))
-    return lake.read(table, " AND ".join(clauses), params)
+def station_level(reference_picks: pd.DataFrame) -> str:
+    """Return how stations are compared with a reference: by what its picks name.
 
+    ``station_id`` (``NET.STA.LOC``, SeisBench's trace id, as the lake's picks carry it) by
+    default. Two kinds of reference name less, and only they are compared on less:
 
-def load_picks(lake: Any, sel: RunSelection) -> pd.DataFrame:
-    """Return the lake's picks chosen by ``sel`` (a :class:`quakelake.lakehouse.Lake`)."""
-    return _select(
-        lake, "picks", {"run_id": sel.run_ids, "model": sel.models, "weights": sel.weights}, sel
-    )
+    - ``network`` (``NET.STA``): a reference that names networks but no location code at all
+      (HYPO71-style bulletins, CSV pick tables without a location column);
+    - ``station`` (``STA``): a reference without network codes (OGS ``.dat``/``.pun`` bulletins).
 
-
-def load_events(lake: Any, sel: RunSelection) -> pd.DataFrame:
-    """Return the lake's events chosen by ``sel``."""
-    return _select(lake, "events", {"run_id": sel.run_ids, "associator": sel.associators}, sel)
-
-
-def load_reference(lake: Any, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return the reference events and picks imported under ``name``.
-
-    Raises:
-        ValueError: naming the references in the lake when ``name`` has no rows.
+    >>> ref = pd.DataFrame({"network": ["CI", "CI"], "location": ["", "00"]})
+    >>> station_level(ref), station_level(ref.assign(location="")), station_level(ref.assign(network=""))
+    ('station_id', 'network', 'station')
     """
-    events = (
-        lake.read("reference_events", "catalog = ?", [name])
-        if lake.has_files("reference_events")
-        else lake.read("reference_events")
-    )
-    picks = (
-        lake.read("reference_picks", "catalog = ?", [name])
-        if lake.has_files("reference_picks")
-        else lake.read("reference_picks")
-    )
-    if len(events) == 0 and len(picks) == 0:
-        known = []
-        if lake.has_files("reference_events"):
-            known = lake.query("SELECT DISTINCT catalog FROM reference_events")["catalog"].tolist()
-        raise ValueError(
-            f"reference catalogue {name!r} is not in lake {lake.root} (known: {known or 'none'}); "
-            "import it with `quakelake import-catalog PATH... --name NAME`"
-        )
-    return events, picks
+    if not len(reference_picks):
+        return "station_id"
+
+    def named(column: str) -> bool:
+        if column not in reference_picks.columns:
+            return False
+        return bool(reference_picks[column].fillna("").astype(str).str.len().gt(0).any())
+
+    if not named("network"):
+        return "station"
+    if not named("location"):
+        return "network"
+    return "station_id"
 
 
-def station_match_key(df: pd.DataFrame, with_network: bool) -> pd.Series:
-    """Return ``NET.STA`` (or ``STA``) per row from ``network``/``station`` or ``station_id``.
+def station_key(df: pd.DataFrame, level: str) -> pd.Series:
+    """Return the station of each row at ``level`` (:data:`STATION_LEVELS`, see :func:`station_level`).
 
-    Picks carry ``NET.STA.LOC.BAND`` ids and references ``NET.STA.LOC``: comparing on network
-    and station code keeps both comparable; bulletins without network codes compare on the code.
+    ``station_id`` is the row's ``station_id``; the shorter keys take the ``network`` and
+    ``station`` columns (the ``NET`` and ``STA`` of ``station_id`` where a frame has no such columns).
     """
-    if "station" in df.columns and df["station"].fillna("").astype(str).str.len().all():
+    if level not in STATION_LEVELS:
+        raise ValueError(f"station level {level!r}; use one of {', '.join(STATION_LEVELS)}")
+    if level == "station_id":
+        if "station_id" not in df.columns:  # e.g. a coverage table: its code columns
+            loc = df["location"].fillna("").astype(str) if "location" in df.columns else ""
+            return (
+                df["network"].fillna("").astype(str) + "." + df["station"].astype(str) + "." + loc
+            )
+        return df["station_id"].fillna("").astype(str)
+    if "station" in df.columns:
         net = df["network"].fillna("").astype(str) if "network" in df.columns else ""
-        sta = df["station"].astype(str)
+        sta = df["station"].fillna("").astype(str)
     else:
         parts = df["station_id"].fillna("").astype(str).str.split(".", expand=True)
         parts = parts.reindex(columns=range(2)).fillna("")
-        if len(df) and (parts[1] == "").all():  # bare station codes
-            parts[1], parts[0] = parts[0], ""
         net, sta = parts[0], parts[1]
-    return (net + "." + sta) if with_network else sta
-
-
-def load_coverage(lake: Any) -> pd.DataFrame:
-    """Return where the lake's indexed archives have waveforms: merged intervals per station.
-
-    Columns ``network, station, start, end``; segments closer than :data:`COVERAGE_GAP_S` are
-    joined. Empty when the lake has no `waveform_index` (picks imported from elsewhere).
-    """
-    columns = ["network", "station", "start", "end"]
-    if not lake.has_files("waveform_index"):
-        return pd.DataFrame(columns=columns)
-    rows = lake.query(
-        'SELECT DISTINCT network, station, start, "end" FROM waveform_index ORDER BY ALL'
-    )
-    return merge_intervals(rows, ["network", "station"], COVERAGE_GAP_S)
-
-
-COVERAGE_GAP_S = 1.0  #: gaps shorter than this do not break a station's coverage
+    return (net + "." + sta) if level == "network" else sta
 
 
 def merge_intervals(rows: pd.DataFrame, keys: list[str], gap_s: float = 0.0) -> pd.DataFrame:
@@ -795,7 +732,7 @@ def evaluate(
 ) -> Evaluation:
     """Compare picks and events with a reference where waveforms were processed.
 
-    With ``coverage`` (the archive's waveforms per station, :func:`load_coverage`) the
+    With ``coverage`` (the archive's waveforms per station, :func:`quakelake.analysis.load_coverage`) the
     comparison is made where waveforms exist: a pick (reference or not) counts when its
     station has waveforms at its time, an event when any station has waveforms at its origin
     time, both inside ``[start, end]`` when given (the compared span defaults to the
@@ -803,8 +740,9 @@ def evaluate(
     So a day's run and a run limited to the picks' span give the same metrics. Without
     coverage (picks from elsewhere) the reference is cut to ``[start, end]`` (default: the
     first to the last pick or event, widened by the tolerances) and reference picks to the
-    stations that have picks. Stations are compared by network and station code (station code
-    only when the reference has no networks).
+    stations that have picks. Stations are compared by ``station_id`` (``NET.STA.LOC``), by
+    ``NET.STA`` when the reference names no location codes and by the station code when it
+    names no networks (:func:`station_level`).
 
     Args:
         picks: lake ``picks`` rows (several models/weights allowed).
@@ -814,7 +752,8 @@ def evaluate(
         params: tolerances.
         start: first UTC time compared.
         end: last UTC time compared.
-        coverage: waveforms per station (``network, station, start, end``), or None.
+        coverage: waveforms per station (``station_id, network, station, location, start, end``),
+            or None.
     """
     params = params or MatchParams()
     reference_events, reference_picks = keep_event_types(
@@ -842,13 +781,10 @@ def evaluate(
     ref_events = cut(reference_events)
     pick_matches = pd.DataFrame(columns=PICK_MATCH_COLUMNS)
     if len(picks):
-        with_net = (
-            bool(len(ref_picks))
-            and ref_picks["network"].fillna("").astype(str).str.len().gt(0).any()
-        )
-        pk = picks.assign(_station=station_match_key(picks, with_net))
+        level = station_level(ref_picks)
+        pk = picks.assign(_station=station_key(picks, level))
         rp = (
-            ref_picks.assign(_station=station_match_key(ref_picks, with_net))
+            ref_picks.assign(_station=station_key(ref_picks, level))
             if len(ref_picks)
             else ref_picks.assign(_station=[])
         )
@@ -916,52 +852,26 @@ def _evaluate_covered(
         return df[keep]
 
     picks, events = inside(picks), inside(events)
-    with_net = (
-        bool(len(reference_picks))
-        and reference_picks["network"].fillna("").astype(str).str.len().gt(0).any()
-    )
-    cov["_key"] = station_match_key(cov, with_net).to_numpy()
+    level = station_level(reference_picks)
+    cov["_key"] = station_key(cov, level).to_numpy()
     # picks and events are judged where the reference is: the same stretches of waveforms
     if len(picks):
-        picks = picks[_covered(picks["time"], station_match_key(picks, with_net), cov)]
+        picks = picks[_covered(picks["time"], station_key(picks, level), cov)]
     if len(events):
         events = events[_covered(events["time"], None, cov)]
     ref_picks = reference_picks
     if len(ref_picks):
-        keys = station_match_key(ref_picks, with_net)
+        keys = station_key(ref_picks, level)
         ref_picks = ref_picks[_covered(ref_picks["time"], keys, cov)]
     ref_events = reference_events
     if len(ref_events):
         ref_events = ref_events[_covered(ref_events["time"], None, cov)]
     pick_matches = pd.DataFrame(columns=PICK_MATCH_COLUMNS)
     if len(picks):
-        pk = picks.assign(_station=station_match_key(picks, with_net))
-        rp = ref_picks.assign(
-            _station=station_match_key(ref_picks, with_net) if len(ref_picks) else []
-        )
+        pk = picks.assign(_station=station_key(picks, level))
+        rp = ref_picks.assign(_station=station_key(ref_picks, level) if len(ref_picks) else [])
         pick_matches = match_picks(pk, rp, params.pick_tolerance_s, station_key="_station")
     event_matches, metrics = _events_and_metrics(pick_matches, events, ref_events, params)
     return Evaluation(
         pick_matches, event_matches, metrics, span_start, span_end, len(ref_picks), len(ref_events)
     )
-
-
-def write_evaluation(lake_root: Any, run_id: str, reference: str, evaluation: Evaluation) -> list:
-    """Write an evaluation's matches and metrics into the lake (one file per table and run).
-
-    Returns:
-        The paths written.
-    """
-    from quakelake.lakehouse import write_table
-
-    out = []
-    part = {"reference": reference}
-    for table, df in (
-        ("pick_matches", evaluation.pick_matches),
-        ("event_matches", evaluation.event_matches),
-        ("metrics", evaluation.metrics),
-    ):
-        if len(df):
-            rows = df.drop(columns=[c for c in ("day",) if c in df.columns]).assign(run_id=run_id)
-            out.append(write_table(lake_root, table, rows, name=run_id, partition=part))
-    return out

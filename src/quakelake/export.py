@@ -259,8 +259,8 @@ def to_catalog(
         events: ``event_id, time, latitude, longitude`` and optionally ``depth_km``, ``magnitude``,
             ``magnitude_type``, ``associator``, ``rms_residual_s`` (lake ``events`` or
             ``reference_events`` rows).
-        picks: ``event_id, pick_id, phase, time`` with ``station_id`` (``NET.STA.LOC[.BAND]`` or
-            ``STA``) or ``network/station/location/channel``, optionally ``residual_s`` (lake
+        picks: ``event_id, pick_id, phase, time`` with ``station_id`` (``NET.STA.LOC``, with
+            a ``band`` column; ``STA``) or ``network/station/location/channel``, optionally ``residual_s`` (lake
             ``assignments`` or ``reference_picks`` rows); None for events only.
         creator: agency/author written into the creation info.
         evaluation_mode: of the picks ("automatic" for ML picks, None to leave it unset).
@@ -467,6 +467,8 @@ def write_classified(picks: pd.DataFrame, folder: str | Path) -> list[Path]:
 
 def catalogue_tables(lake, events) -> dict:
     """Return the assignments (with the picks' band codes), amplitudes and station magnitudes of ``events``."""
+    from quakelake.lakehouse import queries
+
     ids = set(events["event_id"].astype(str))
     fps = (
         set(events["config_fingerprint"].dropna().astype(str))
@@ -479,7 +481,7 @@ def catalogue_tables(lake, events) -> dict:
         ("amplitudes", "amplitudes"),
         ("station_magnitudes", "station_magnitudes"),
     ):
-        rows = lake.read(table)
+        rows = queries.table(lake, table)
         rows = rows[rows["event_id"].astype(str).isin(ids)]
         if fps and "config_fingerprint" in rows:
             rows = rows[rows["config_fingerprint"].astype(str).isin(fps)]
@@ -543,10 +545,10 @@ def export_run(
     """
     if quakeml is None and folder is None:
         return []
-    from quakelake.lakehouse import Lake
+    from quakelake.lakehouse import Lake, queries
 
     lake = Lake(lake_root)
-    events, _ = select_catalogue(lake.read("events"), lake.read("runs"), run_id=run_id)
+    events, _ = select_catalogue(*queries.events_and_runs(lake), run_id=run_id)
     tables = catalogue_tables(lake, events)
     assignments = tables.pop("assignments")
     lines = []

@@ -219,7 +219,8 @@ def group_metrics(
     reference has no picks), per associator.
 
     Args:
-        pick_matches: output of ``evaluation.match_picks`` (``station_id`` = NET.STA or STA).
+        pick_matches: output of ``evaluation.match_picks`` (``station_id`` = NET.STA.LOC, NET.STA or STA:
+            the key the reference was compared on, ``evaluation.station_level``).
         groups: ``{name: patterns}``.
         events: lake events (with ``pick_source`` and ``associator``).
         reference_events: reference events over the compared span.

@@ -207,8 +207,21 @@ def available_specs(params: PickParams, device: str) -> tuple[list[ModelSpec], l
     return specs, warnings
 
 
-def _pick_id(spec: ModelSpec, station_id: str, phase: str, time: pd.Timestamp) -> str:
-    text = f"{spec.model}|{spec.member_weights}|{station_id}|{phase}|{time.value}"
+def pick_key(station_id: str, band: str) -> str:
+    """Return what a pick id hashes as its instrument: ``NET.STA.LOC.BAND``.
+
+    Two bands of one station (``HH`` and ``HN``) pick the same onset: the band keeps their ids
+    apart. (The same text lakes hashed when ``station_id`` itself carried the band, so pick ids
+    did not change when the band moved to its own column.)
+
+    >>> pick_key("CI.IMP.", "HH")
+    'CI.IMP..HH'
+    """
+    return f"{station_id}.{band}"
+
+
+def _pick_id(spec: ModelSpec, station_id: str, band: str, phase: str, time: pd.Timestamp) -> str:
+    text = f"{spec.model}|{spec.member_weights}|{pick_key(station_id, band)}|{phase}|{time.value}"
     return hashlib.sha1(text.encode()).hexdigest()[:20]
 
 
@@ -233,11 +246,11 @@ def picks_frame(picks: list, spec: ModelSpec, band_of: dict[str, str]) -> pd.Dat
     for p in picks:
         net, sta, loc = (p.trace_id.split(".") + ["", "", ""])[:3]
         band = band_of.get(p.trace_id, "")
-        station_id = f"{net}.{sta}.{loc}.{band}"
+        station_id = f"{net}.{sta}.{loc}"  # SeisBench's trace id; the band has its own column
         time = pd.Timestamp(p.peak_time.datetime, tz="UTC")
         rows.append(
             {
-                "pick_id": _pick_id(spec, station_id, p.phase, time),
+                "pick_id": _pick_id(spec, station_id, band, p.phase, time),
                 "model": spec.model,
                 "weights": spec.member_weights,
                 "network": net,
@@ -256,7 +269,8 @@ def picks_frame(picks: list, spec: ModelSpec, band_of: dict[str, str]) -> pd.Dat
             }
         )
     frame = pd.DataFrame(rows, columns=PICK_COLUMNS)
-    return frame.sort_values(["time", "station_id", "phase"], ignore_index=True) if rows else frame
+    order = ["time", "station_id", "band", "phase"]
+    return frame.sort_values(order, ignore_index=True) if rows else frame
 
 
 def pick_streams(
@@ -282,7 +296,7 @@ def pick_streams(
     if not frames:
         return pd.DataFrame(columns=PICK_COLUMNS)
     return pd.concat(frames, ignore_index=True).sort_values(
-        ["time", "station_id", "phase"], ignore_index=True
+        ["time", "station_id", "band", "phase"], ignore_index=True
     )
 
 

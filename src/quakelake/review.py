@@ -11,7 +11,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from quakelake import picking, waveforms
-from quakelake.lakehouse import Lake
+from quakelake.lakehouse import Lake, queries
 from quakelake.params import PickParams, StationSelection, TimeWindow
 from quakelake.plotting import plot_station_day
 
@@ -48,29 +48,22 @@ def station_day_views(
             for inst in instruments:
                 annotations = model.annotate(inst.stream, batch_size=pick.batch_size)
                 picks = (
-                    db.read(
-                        "picks",
-                        "day = ? AND model = ? AND weights = ? AND network = ? AND station = ? "
-                        "AND location = ? AND band = ?",
-                        [
-                            unit.day,
-                            spec.model,
-                            spec.weights,
-                            inst.network,
-                            inst.station,
-                            inst.location,
-                            inst.band,
-                        ],
+                    queries.picks(
+                        db,
+                        first_day=unit.day,
+                        last_day=unit.day,
+                        models=[spec.model],
+                        weights=[spec.weights],
+                        network=inst.network,
+                        station=inst.station,
+                        location=inst.location,
+                        band=inst.band,
                     )
                     if db.has_files("picks")
                     else None
                 )
                 ref = None
                 if reference and db.has_files("reference_picks"):
-                    ref = db.read(
-                        "reference_picks",
-                        "catalog = ? AND station = ? AND CAST(time AS DATE) = ?",
-                        [reference, inst.station, unit.day],
-                    )
+                    ref = queries.reference_picks(db, reference, station=inst.station, day=unit.day)
                 title = f"{inst.network}.{inst.station}.{inst.location}.{inst.band} {unit.day} {spec.label}"
                 yield plot_station_day(inst.stream, annotations, picks, ref, title=title)

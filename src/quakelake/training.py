@@ -136,12 +136,15 @@ class TrainResult:
 def labelled_picks(
     lake: Path, params: TrainParams, window: TimeWindow | None = None
 ) -> pd.DataFrame:
-    """Return the training labels: ``station_id`` (NET.STA.LOC.BAND), ``phase`` (P/S), ``time``.
+    """Return the training labels: ``station_id`` (NET.STA.LOC), ``band``, ``phase`` (P/S), ``time``.
+
+    ``band`` is the band the pick was made on (lake picks; a reference pick's channel band), ""
+    where a reference names no channel: such a label holds for every band of its station.
 
     Raises:
         TrainingError: no reference named, or no labelled pick at all.
     """
-    from quakelake.lakehouse import Lake
+    from quakelake.lakehouse import Lake, queries
 
     lk = Lake(lake)
     if params.labels == "reference":
@@ -150,26 +153,28 @@ def labelled_picks(
                 "--reference: name the reference catalogue whose picks label the training data "
                 "(import it with quakelake import-catalog), or use --labels picks for pseudo-labels"
             )
-        frame = lk.read("reference_picks", "catalog = ?", [params.reference])
+        frame = queries.reference_picks(lk, params.reference)
         source = f"reference {params.reference!r}"
     else:
-        where, args = "probability >= ?", list[Any]([params.min_probability])
-        if params.label_models:
-            where += f" AND model IN ({', '.join('?' * len(params.label_models))})"
-            args += params.label_models
-        if params.label_weights:
-            where += f" AND weights IN ({', '.join('?' * len(params.label_weights))})"
-            args += params.label_weights
-        frame = lk.read("picks", where, args)
+        frame = queries.picks(
+            lk,
+            min_probability=params.min_probability,
+            models=params.label_models,
+            weights=params.label_weights,
+        )
         source = f"lake picks with probability >= {params.min_probability}"
     if frame.empty:
         frame = pd.DataFrame(
             {
                 "station_id": pd.Series(dtype=str),
+                "band": pd.Series(dtype=str),
                 "phase": pd.Series(dtype=str),
                 "time": pd.Series(dtype="datetime64[us, UTC]"),
             }
         )
+    if "band" not in frame.columns:  # reference picks: the band of their channel
+        frame["band"] = frame["channel"].fillna("").astype(str).str[:2]
+    frame["band"] = frame["band"].fillna("").astype(str)
     frame = frame[frame["phase"].astype(str).str.upper().isin(["P", "S"])].copy()
     frame["phase"] = frame["phase"].str.upper()
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
@@ -177,7 +182,9 @@ def labelled_picks(
         days = frame["time"].dt.date
         frame = frame[np.array([window.contains(d) for d in days], dtype=bool)]
     frame = (
-        frame[["station_id", "phase", "time"]].drop_duplicates().sort_values(["station_id", "time"])
+        frame[["station_id", "band", "phase", "time"]]
+        .drop_duplicates()
+        .sort_values(["station_id", "band", "time"])
     )
     if frame.empty:
         raise TrainingError(
@@ -203,8 +210,8 @@ class Window:
 
     @property
     def station_id(self) -> str:
-        """Return ``NET.STA.LOC.BAND``."""
-        return f"{self.network}.{self.station}.{self.location}.{self.band}"
+        """Return ``NET.STA.LOC`` (SeisBench's trace id; the band is :attr:`band`)."""
+        return f"{self.network}.{self.station}.{self.location}"
 
 
 def _zne_array(stream, start, samples: int) -> np.ndarray | None:
@@ -259,15 +266,15 @@ def pick_windows(
     length before its first pick, so pick positions vary.
     """
     rng = rng or np.random.default_rng(0)
-    # Reference picks name the trace id NET.STA.LOC, lake picks add the band: match on what is given.
-    parts = labels["station_id"].astype(str).str.split(".")
-    keyed = labels.assign(_trace=parts.str[:3].str.join("."), _band=parts.str[3].fillna(""))
-    by_trace = {k: g for k, g in keyed.groupby("_trace")}
+    # A label holds on its band; one without a band (a reference naming no channel) on any band.
+    if "band" not in labels.columns:
+        labels = labels.assign(band="")
+    by_trace = {k: g for k, g in labels.groupby(labels["station_id"].astype(str))}
     for inst in archive_instruments(directory, selection, days):
         picks = by_trace.get(f"{inst.network}.{inst.station}.{inst.location}")
         if picks is None or inst.components != "ZNE":
             continue
-        picks = picks[picks["_band"].isin(["", inst.band])]
+        picks = picks[picks["band"].fillna("").isin(["", inst.band])]
         if picks.empty:
             continue
         rate = float(inst.stream[0].stats.sampling_rate)

@@ -7,7 +7,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from quakelake.download import DownloadParams, DownloadResult, DownloadUnit, FdsnClientSpec
+from quakelake.download import DownloadResult, DownloadUnit
 from quakelake.errors import FailedWork, FdsnUnreachable
 from quakelake.flows.common import current_flow_run_id, recover_crashed_runs
 from quakelake.lineage import (
@@ -19,6 +19,7 @@ from quakelake.lineage import (
     where_counts,
 )
 from quakelake.params import StationSelection, TimeWindow
+from quakelake.params.download import DownloadParams, FdsnClientSpec
 from quakelake.printing import days_text, selection_text
 from quakelake.tasks.download import (
     download_station_day,

@@ -9,7 +9,6 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from quakelake.config import RunConfig
-from quakelake.evaluation import RunSelection
 from quakelake.flows.analyze import analyze_run
 from quakelake.flows.associate import associate_events
 from quakelake.flows.download import download_waveforms
@@ -19,6 +18,7 @@ from quakelake.flows.settings import resolve_settings
 from quakelake.groups import resolve as resolve_groups
 from quakelake.lakehouse import Lake
 from quakelake.params import TimeWindow
+from quakelake.params.evaluation import RunSelection
 
 
 def previous_utc_day(today: dt.date | None = None) -> TimeWindow:

@@ -356,17 +356,17 @@ class Lake:
         finally:
             con.close()
 
-    def read(
-        self, table: str, where: str = "", params: Sequence[Any] | None = None
-    ) -> pd.DataFrame:
-        """Return the rows of ``table`` (empty with the right columns when it has none)."""
+    def read(self, table: str) -> pd.DataFrame:
+        """Return every row of ``table`` (empty with the right columns when it has none).
+
+        Filtered reads are the typed functions of :mod:`quakelake.lakehouse.queries`.
+        """
         spec = table_spec(table)
         if not self.has_files(table):
             cols = list(spec.schema.names)
             cols += [k for k in spec.partition_by if k not in cols]
             return pd.DataFrame(columns=cols)
-        clause = f" WHERE {where}" if where else ""
-        return self.query(f'SELECT * FROM "{table}"{clause}', params)
+        return self.query(f'SELECT * FROM "{table}"')
 
     def history(self) -> pd.DataFrame:
         """Return the lake's snapshots: id, time, run id, message and what changed."""

@@ -76,8 +76,8 @@ PICKS = TableSpec(
         ("network", pa.string()),
         ("station", pa.string()),
         ("location", pa.string()),
-        ("band", pa.string()),
-        ("station_id", pa.string()),
+        ("band", pa.string()),  # HH, EH, HN ...: the instrument the pick was made on
+        ("station_id", pa.string()),  # NET.STA.LOC (SeisBench's trace id); NET.STA.LOC.BAND before
         ("phase", pa.string()),
         ("time", TS),
         ("start_time", TS),
@@ -98,13 +98,14 @@ ENSEMBLE_PICKS = TableSpec(
         ("pick_id", pa.string()),
         ("run_id", pa.string()),
         ("weights", pa.string()),
-        ("station_id", pa.string()),
+        ("station_id", pa.string()),  # NET.STA.LOC
         ("phase", pa.string()),
         ("time", TS),
         ("n_members", pa.int32()),
         ("n_agree", pa.int32()),
         ("spread_s", pa.float64()),
         ("agreeing", pa.string()),
+        ("band", pa.string()),  # added with the band's own column: older lakes read it as NULL
     ),
     ("day",),
     "one row per ensemble (consensus) pick: members agreeing and their time spread (join picks on pick_id)",

@@ -1,4 +1,4 @@
-"""Parameters of the analysis stage: the tolerances of matching picks and events to a reference.
+"""Parameters of the analysis stage: what is compared and the tolerances of matching it to a reference.
 
 Plain pydantic: the run configuration imports this without SciPy or pyproj; the matching
 lives in :mod:`quakelake.evaluation`.
@@ -6,9 +6,11 @@ lives in :mod:`quakelake.evaluation`.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["MatchParams"]
+__all__ = ["MatchParams", "RunSelection"]
 
 
 class MatchParams(BaseModel):
@@ -40,4 +42,21 @@ class MatchParams(BaseModel):
         None,
         description="compare only reference events of these types (e.g. ['earthquake'] leaves quarry "
         "blasts out, with their picks); reference events without a type are kept; None: all",
+    )
+
+
+class RunSelection(BaseModel):
+    """Which picks and events of the lake an analysis compares with the reference."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_ids: list[str] = Field([], description="run ids of the picks/events (empty: all runs)")
+    models: list[str] = Field([], description="picker models (empty: all)")
+    weights: list[str] = Field([], description="picker weights (empty: all)")
+    associators: list[str] = Field([], description="associators (empty: all)")
+    start: dt.datetime | None = Field(
+        None, description="first UTC time compared (default: first pick or event of the selection)"
+    )
+    end: dt.datetime | None = Field(
+        None, description="last UTC time compared (default: last pick or event of the selection)"
     )

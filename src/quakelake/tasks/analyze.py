@@ -8,11 +8,12 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
-from quakelake import evaluation, plotting, report
+from quakelake import analysis, evaluation, plotting, report
 from quakelake import groups as station_groups
 from quakelake.catalogs import import_catalog
-from quakelake.lakehouse import Lake
+from quakelake.lakehouse import Lake, queries
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint, frame_digest
+from quakelake.params.evaluation import RunSelection
 from quakelake.tasks.retry import transient_only
 
 
@@ -40,7 +41,7 @@ def import_reference(lake: Path, paths: list[Path], name: str) -> dict:
 def compare_with_reference(
     lake: Path,
     reference: str,
-    selection: evaluation.RunSelection,
+    selection: RunSelection,
     params: evaluation.MatchParams,
     run_id: str,
     groups: dict[str, list[str]] | None = None,
@@ -48,11 +49,11 @@ def compare_with_reference(
     """Match the selected picks and events with ``reference``; write matches and metrics (per group too)."""
     with Stopwatch() as sw:
         db = Lake(lake)
-        picks = evaluation.load_picks(db, selection)
-        events = evaluation.load_events(db, selection)
-        ref_events, ref_picks = evaluation.load_reference(db, reference)
+        picks = analysis.load_picks(db, selection)
+        events = analysis.load_events(db, selection)
+        ref_events, ref_picks = analysis.load_reference(db, reference)
         # where the archive has waveforms: the same span whoever asks (analyze, the pipeline)
-        coverage = evaluation.load_coverage(db)
+        coverage = analysis.load_coverage(db)
         if groups and len(coverage):  # -G: the run covers the groups' stations only
             keep = [
                 station_groups.in_any(str(n), str(s), groups)
@@ -77,7 +78,7 @@ def compare_with_reference(
                 params.event_max_km,
             )
             result.metrics = pd.concat([result.metrics, per_group], ignore_index=True)
-        paths = evaluation.write_evaluation(lake, run_id, reference, result)
+        paths = analysis.write_evaluation(lake, run_id, reference, result)
     inputs = fingerprint(
         frame_digest(picks, ["pick_id", "time", "probability"]),
         frame_digest(events, ["event_id", "time", "latitude", "longitude"]),
@@ -123,15 +124,7 @@ def compare_with_reference(
 
 def read_run_outputs(lake: Path, run_id: str, reference: str) -> dict[str, pd.DataFrame]:
     """Return the matches and metrics an analysis run wrote (bound parameters)."""
-    db = Lake(lake)
-    out = {}
-    for table in ("pick_matches", "event_matches", "metrics"):
-        out[table] = (
-            db.read(table, "run_id = ? AND reference = ?", [run_id, reference])
-            if db.has_files(table)
-            else db.read(table)
-        )
-    return out
+    return queries.analysis_outputs(Lake(lake), run_id, reference)
 
 
 @task(
@@ -146,7 +139,7 @@ def draw_and_report(
     lake: Path,
     run_id: str,
     reference: str,
-    selection: evaluation.RunSelection,
+    selection: RunSelection,
     folder: Path,
     notes: dict,
 ) -> UnitResult:
@@ -154,15 +147,15 @@ def draw_and_report(
     with Stopwatch() as sw:
         out = read_run_outputs(lake, run_id, reference)
         db = Lake(lake)
-        events = evaluation.load_events(db, selection)
-        ref_events, _ = evaluation.load_reference(db, reference)
+        events = analysis.load_events(db, selection)
+        ref_events, _ = analysis.load_reference(db, reference)
         used = (
             set(out["event_matches"]["reference_event_id"].dropna())
             if len(out["event_matches"])
             else set()
         )
         ref_events = ref_events[ref_events["event_id"].isin(used)]
-        stations = db.read("stations") if db.has_files("stations") else None
+        stations = queries.stations(db) if db.has_files("stations") else None
         figures = plotting.analysis_figures(
             out["pick_matches"], out["event_matches"], out["metrics"], events, ref_events, stations
         )

@@ -12,7 +12,7 @@ from prefect.cache_policies import NONE
 
 from quakelake import association, magnitudes
 from quakelake import groups as station_groups
-from quakelake.lakehouse import TABLES, Lake, stage_table, unit_stem
+from quakelake.lakehouse import TABLES, Lake, queries, stage_table, unit_stem
 from quakelake.lakehouse.catalog import ALIAS
 from quakelake.lakehouse.writer import safe_name
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint, frame_digest
@@ -129,25 +129,16 @@ def read_picks(
     lake_ = Lake(lake)
     if not lake_.has_files("picks"):
         return pd.DataFrame(columns=["pick_id", "station_id", "phase", "time", "probability"])
-    sql = (
-        "SELECT pick_id, station_id, network, station, location, phase, time, probability "
-        "FROM picks WHERE time >= ? AND time < ?"
-    )
-    params: list = [start.to_pydatetime(), end.to_pydatetime()]
-    if source.model:
-        sql += " AND model = ?"
-        params.append(source.model)
-    if source.weights:
-        sql += " AND weights = ?"
-        params.append(source.weights)
-    df = lake_.query(sql + " ORDER BY time", params)
-    built = (
-        df["network"].fillna("") + "." + df["station"].fillna("") + "." + df["location"].fillna("")
-    )
-    df["station_id"] = df["station_id"].where(
-        df["station_id"].notna() & (df["station_id"] != ""), built
-    )
+    df = queries.picks(
+        lake_,
+        start=start,
+        before=end,
+        models=[source.model] if source.model else None,
+        weights=[source.weights] if source.weights else None,
+    ).sort_values(["time", "pick_id"], ignore_index=True)
     df["time"] = pd.to_datetime(df["time"], utc=True)
+    # the associators see one instrument per station (NET.STA.LOC): a second band's picks go
+    df, _ = association.one_band_per_station(df)
     return _in_group(df[["pick_id", "station_id", "phase", "time", "probability"]], source)
 
 
@@ -172,7 +163,7 @@ def read_station_source(lake: Path, source: PickSource) -> pd.DataFrame:
     """Return the stations of ``source``: its station file, or the lake's `stations` table."""
     if source.station_file is not None:
         return read_stations(source.station_file)
-    stations = Lake(lake).read("stations")
+    stations = queries.stations(Lake(lake))
     if len(stations) == 0:
         raise association.AssociationError(
             f"lake {lake} has no stations; import a station file or pass -F/--file STATIONS"
@@ -186,7 +177,7 @@ def pick_counts(
     """Return picks per station id (``station_id, n``) of ``source`` in ``[start, end)`` and their span (h)."""
     if source.picks_file is None and Lake(lake).has_files("picks"):
         df = Lake(lake).query(
-            "SELECT coalesce(nullif(station_id, ''), network || '.' || station || '.' || coalesce(location, '')) "
+            f"SELECT {queries.PICK_STATION_ID} "
             "AS station_id, count(*) AS n, min(time) AS lo, max(time) AS hi FROM picks "
             "WHERE time >= ? AND time < ?"
             + (" AND model = ?" if source.model else "")

@@ -12,10 +12,11 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
-from quakelake import download, waveforms
+from quakelake import download, fdsn, waveforms
 from quakelake.lakehouse import write_table
 from quakelake.lineage import UnitResult
 from quakelake.params import StationSelection, TimeWindow
+from quakelake.params.download import DownloadParams
 from quakelake.stations import read_stations, write_stations
 from quakelake.tasks.retry import transient_only
 
@@ -23,9 +24,9 @@ from quakelake.tasks.retry import transient_only
 STATION_SOURCE = "fdsn"
 
 
-def resolve_token(params: download.DownloadParams, access_block: str | None = None) -> str | None:
+def resolve_token(params: DownloadParams, access_block: str | None = None) -> str | None:
     """Return the EIDA token: token file or environment first, else the FdsnAccessBlock's."""
-    token = download.read_token(params)
+    token = fdsn.read_token(params)
     if token is None and access_block:
         from quakelake.blocks import load_fdsn_access
 
@@ -45,7 +46,7 @@ def plan_downloads(
     archive: Path,
     window: TimeWindow,
     selection: StationSelection,
-    params: download.DownloadParams,
+    params: DownloadParams,
     access_block: str | None = None,
 ) -> download.DownloadPlan:
     """Ask every client's station service, write StationXML per network, return the station-days."""
@@ -64,7 +65,7 @@ def plan_downloads(
 def download_station_day(
     unit: download.DownloadUnit,
     archive: Path,
-    params: download.DownloadParams,
+    params: DownloadParams,
     force: bool = False,
     access_block: str | None = None,
 ) -> download.DownloadResult:
