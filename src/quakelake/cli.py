@@ -1207,8 +1207,11 @@ def _install_log_filter(verbosity: int) -> None:
                 handler.addFilter(_DropExpectedErrors())
 
 
-def _timing(cfg: RunConfig, stages: dict[str, float], t0: float) -> None:
-    """Print --timing: start-up, each stage, and what Prefect and the flow imports took besides."""
+def _timing(cfg: RunConfig, stages: dict[str, float], t0: float, flow: bool = True) -> None:
+    """Print --timing: start-up, each stage, and what Prefect and the flow imports took besides.
+
+    ``flow=False``: no flow ran (a rerun with nothing to do), so there is no Prefect line.
+    """
     if not cfg.timing:
         return
     total = _startup_seconds()
@@ -1218,7 +1221,7 @@ def _timing(cfg: RunConfig, stages: dict[str, float], t0: float) -> None:
         {
             "start-up (Python, checks)": startup,
             **stages,
-            "flow imports, Prefect runs": max(rest, 0.0),
+            **({"flow imports, Prefect runs": max(rest, 0.0)} if flow else {}),
         },
         total,
     )
@@ -1241,6 +1244,13 @@ def cmd_pick(args: argparse.Namespace) -> int:
     check_ensemble(cfg, trained=getattr(args, "train", False))
     if getattr(args, "train", False):  # the first work: after every check
         cfg = fine_tune_before_picking(args, cfg)
+    elif not cfg.force and cfg.ensemble is None:
+        t0 = time.perf_counter()
+        done = _nothing_to_pick(cfg, groups)
+        if done is not None:
+            print_summary(done, cfg.lake)
+            _timing(cfg, {"pick: nothing to do": time.perf_counter() - t0}, t0, flow=False)
+            return EXIT_OK
     _quiet_prefect(cfg)
     t0 = time.perf_counter()
     from quakelake.flows.pick import pick_phases
@@ -1262,6 +1272,26 @@ def cmd_pick(args: argparse.Namespace) -> int:
     print_summary(summary, cfg.lake)
     _timing(cfg, {f"pick: {k}": v for k, v in summary["seconds"].items()}, t0)
     return exit_status(summary)
+
+
+def _nothing_to_pick(cfg: RunConfig, groups: dict[str, list[str]]) -> dict | None:
+    """Return the summary of a pick run that finds every unit in the lake, before Prefect starts.
+
+    An unchanged rerun is answered from the lake's ledger and the archive's headers alone: no
+    flow run, nothing written (``--force`` recomputes). Anything to do returns None: the flow runs.
+    """
+    from quakelake.pick_plan import nothing_to_do
+
+    summary = nothing_to_do(
+        cfg.directory, cfg.lake, cfg.window, cfg.selection, cfg.pick, groups or None
+    )
+    if summary is not None and cfg.verbosity > 1:
+        print(
+            "nothing to do: every station-day x model/weights is in the lake with the same "
+            "waveforms and settings (no flow run; --force recomputes)",
+            file=sys.stderr,
+        )
+    return summary
 
 
 def exit_status(*summaries: dict | list | None) -> int:
