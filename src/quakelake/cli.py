@@ -1926,6 +1926,11 @@ def _end_process(code: int) -> NoReturn:
         os._exit(code)
 
 
+def _observed() -> bool:
+    """Return True under a profiler or tracer (cProfile, coverage): they report at a normal exit."""
+    return sys.getprofile() is not None or sys.gettrace() is not None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``quakelake`` (``argv`` None: the command line; the process ends here)."""
     _no_telemetry()
@@ -1933,7 +1938,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in FLOW_COMMANDS:
         _guard_children()
     code = _dispatch(COMMANDS[args.command], args)
-    if argv is None and args.command in FLOW_COMMANDS:
+    if argv is None and args.command in FLOW_COMMANDS and not _observed():
         _end_process(code)
     return code
 
@@ -1945,7 +1950,7 @@ def picker_main(argv: list[str] | None = None) -> int:
     args.command = "run"
     _guard_children()
     code = _dispatch(cmd_run, args)
-    if argv is None:
+    if argv is None and not _observed():
         _end_process(code)
     return code
 
