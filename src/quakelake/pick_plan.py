@@ -136,7 +136,12 @@ def nothing_to_do(
     if index_stem(scan.index, waveforms.archive_key(Path(directory))) not in held:
         return None
     units = waveforms.station_days(scan.index, window, selection)
-    if groups:
+    if (
+        groups and units
+    ):  # a group matching none of the archive's stations is refused, as by the flow
+        station_groups.check_matches(
+            groups, {(u.network, u.station) for u in units}, f"archive {directory}"
+        )
         units = [u for u in units if station_groups.in_any(u.network, u.station, groups)]
     if not units:
         return None
