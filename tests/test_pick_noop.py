@@ -94,8 +94,26 @@ def test_unchanged_rerun_runs_no_flow_and_late_or_changed_files_are_still_picked
         and out.startswith("nothing to do: 3 units (done 0, skipped 3")
         and not (prefect_modules)
     )
-    assert main([*args, "--silent", "--force"]) == 0
-    assert "3 units (done 3, skipped 0, failed 0)" in capsys.readouterr().out
+    # ... as the command line does: the process ends without the interpreter's teardown, after
+    # the flow run, its lake records and its output are complete
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    proc = subprocess.run(
+        [sys.executable, "-m", "quakelake.cli", *args, "--silent", "--force"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("run ") and "3 units (done 3, skipped 0, failed 0)" in proc.stdout
+    run_id = proc.stdout.split(":", 1)[0].removeprefix("run ")
+    run = Lake(lake).query("SELECT status, flow_run_id FROM runs WHERE run_id = ?", [run_id])
+    assert run["status"].tolist() == ["completed"]
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(run["flow_run_id"].iloc[0]).state.is_completed()
 
 
 def test_rerun_with_other_settings_or_an_unreadable_file_goes_to_the_flow(
