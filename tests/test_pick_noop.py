@@ -133,3 +133,22 @@ def test_rerun_with_other_settings_or_an_unreadable_file_goes_to_the_flow(
     out = capsys.readouterr().out
     assert out.startswith("run ") and "1 units (done 0, skipped 1" in out
     assert "unreadable files 1" in out
+
+
+def test_a_command_ends_after_its_threads_atexit_handlers_and_output():
+    """The command line's fast exit keeps what a normal exit does: no hang on an idle thread pool."""
+    code = (
+        "import atexit, threading, time\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from quakelake.cli import _end_process\n"
+        "pool = ThreadPoolExecutor(2)\n"
+        "pool.submit(time.sleep, 0).result()  # an idle pool left open, as libraries do\n"
+        "late = threading.Thread(target=lambda: (time.sleep(0.5), print('thread done')))\n"
+        "late.start()\n"
+        "atexit.register(print, 'atexit ran')\n"
+        "print('summary', end=' ')\n"
+        "_end_process(3)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout.split("\n")[:2] == ["summary thread done", "atexit ran"]

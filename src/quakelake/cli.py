@@ -1913,9 +1913,11 @@ def _end_process(code: int) -> NoReturn:
     import threading
 
     try:
-        for thread in threading.enumerate():
-            if thread is not threading.main_thread() and not thread.daemon:
-                thread.join()
+        # what the interpreter's exit does first: idle thread pools told to stop, other threads
+        # joined (joining a pool's idle worker without that would wait for ever)
+        shutdown = getattr(threading, "_shutdown", None)
+        if shutdown is not None:
+            shutdown()
         atexit._run_exitfuncs()
     finally:
         for stream in (sys.stdout, sys.stderr):
