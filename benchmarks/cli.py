@@ -9,7 +9,8 @@ Each command runs in its own process, as a user types it, in three set-ups side 
   start-up reported separately).
 
 "cold" is the first pick into an empty lake (station-days computed), "warm" the identical
-rerun that finds nothing to do. Wall seconds and the CPU seconds of the command's processes
+rerun that finds nothing to do (since issue 10's third pass answered from the lake before
+Prefect is imported, so it needs no server). Wall seconds and the CPU seconds of the command's processes
 are printed, then the ratios against the baseline. On a shared machine read the CPU column
 and the ratios; wall seconds grow with the machine's load (printed too).
 

@@ -268,6 +268,43 @@ def record_units(
     return Path(lake)
 
 
+def commit_units(
+    lake: Path, run_id: str, results: list[UnitResult], replace: bool = False
+) -> list[UnitResult]:
+    """Commit several units' data files with their ledger rows in one transaction; return the rows.
+
+    All or nothing, like :func:`commit_unit` for one unit (which it is for a single result):
+    a commit costs about the same for one unit or many, so the flow commits together the units
+    that finished while it was committing the previous ones. A unit whose files another run
+    committed first is recorded ``skipped``.
+    """
+    if len(results) == 1:
+        return [commit_unit(lake, run_id, results[0], replace)]
+    changes = [c for r in results for c in r.changes]
+    committed: list[UnitResult] = []
+
+    def ledger(taken: list[Any]) -> dict[str, pd.DataFrame]:
+        kept = {id(c) for c in taken}
+        committed.clear()  # a retried commit asks again
+        for r in results:
+            if r.changes and not any(id(c) in kept for c in r.changes):
+                r = dataclasses.replace(
+                    r, status="skipped", rows=0, error="committed by another run", changes=[]
+                )
+            committed.append(dataclasses.replace(r, changes=[]))
+        frames = [ledger_rows(run_id, r.stage, [r]) for r in committed]
+        return {"units": pd.concat(frames, ignore_index=True)}
+
+    Lake(lake).commit(
+        changes,
+        rows=ledger,
+        run_id=run_id,
+        replace=replace,
+        message=f"{results[0].stage} {len(results)} units",
+    )
+    return committed
+
+
 def commit_unit(lake: Path, run_id: str, result: UnitResult, replace: bool = False) -> UnitResult:
     """Commit one unit's data files together with its ledger row; return the row committed.
 

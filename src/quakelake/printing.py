@@ -99,9 +99,14 @@ def print_timing(stages: Mapping[str, float], total: float | None = None) -> Non
 
 
 def print_summary(summary: dict, lake: Path | str) -> None:
-    """Print the summary line of a pick run and a warning per model x weights it skipped."""
+    """Print the summary line of a pick run and a warning per model x weights it skipped.
+
+    A summary without a run id is that of a rerun that found every unit in the lake and ran
+    no flow (:func:`quakelake.pick_plan.nothing_to_do`).
+    """
+    run = f"run {summary['run_id']}" if summary.get("run_id") else "nothing to do"
     print(
-        f"run {summary['run_id']}: {summary['units']} units (done {summary['done']}, skipped "
+        f"{run}: {summary['units']} units (done {summary['done']}, skipped "
         f"{summary['skipped']}, failed {summary['failed']}), picks "
         f"{counts_text(summary.get('picks_per_phase'))}, unreadable files "
         f"{summary['unreadable_files']} -> lake {lake}"

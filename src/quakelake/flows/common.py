@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import queue
+from collections.abc import Iterator
 from pathlib import Path
 
 from prefect.context import get_run_context
@@ -34,6 +36,28 @@ def collect(key: str, future, stage: str) -> UnitResult:
     except Exception as exc:  # the unit failed after its retries: record why, keep the run going
         prefix = LOST_WORKER if type(exc).__name__ in _INFRASTRUCTURE_ERRORS else ""
         return UnitResult(stage, key, "failed", error=f"{prefix}{type(exc).__name__}: {exc}"[:2000])
+
+
+def finished_in_groups(futures: list) -> Iterator[list]:
+    """Yield ``futures`` as they finish, in groups: every future that finished since the last group.
+
+    The first group comes as soon as one future is done; while the caller works on a group (a
+    commit), the futures finishing meanwhile gather into the next. Units of seconds are then
+    committed a few at a time, units of minutes one by one as each is back.
+    """
+    finished: queue.SimpleQueue = queue.SimpleQueue()
+    for future in futures:
+        future.add_done_callback(finished.put)
+    left = len(futures)
+    while left:
+        group = [finished.get()]
+        while True:
+            try:
+                group.append(finished.get_nowait())
+            except queue.Empty:
+                break
+        left -= len(group)
+        yield group
 
 
 def raise_if_workers_lost(results: list[UnitResult], what: str) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.futures import as_completed
 from tqdm import tqdm
 
 from quakelake import denoise, picking
@@ -17,13 +16,14 @@ from quakelake.errors import FailedWork
 from quakelake.flows.common import (
     collect,
     current_flow_run_id,
+    finished_in_groups,
     raise_if_workers_lost,
     recover_crashed_runs,
 )
 from quakelake.lakehouse import safe_name
 from quakelake.lineage import (
     Stopwatch,
-    commit_unit,
+    commit_units,
     new_run_id,
     record_run,
     record_units,
@@ -170,26 +170,23 @@ def pick_phases(
                     for unit in units
                 ]
             # each unit's files and ledger row are committed together as soon as it is back
+            # (the units back by then with it, in the same transaction)
             keys = {id(fut): key for key, fut in submitted}
-            results = [
-                commit_unit(
-                    lake,
-                    run_id,
-                    collect(
-                        keys[id(fut)],
-                        fut,
-                        "ensemble" if keys[id(fut)].startswith("ensemble/") else "pick",
-                    ),
-                    replace=force,
-                )
-                for fut in tqdm(
-                    as_completed([fut for _, fut in submitted]),
-                    total=len(submitted),
-                    desc="station-days",
-                    unit="unit",
-                    disable=not progress,
-                )
-            ]
+            results = []
+            with tqdm(
+                total=len(submitted), desc="station-days", unit="unit", disable=not progress
+            ) as bar:
+                for group in finished_in_groups([fut for _, fut in submitted]):
+                    back = [
+                        collect(
+                            keys[id(fut)],
+                            fut,
+                            "ensemble" if keys[id(fut)].startswith("ensemble/") else "pick",
+                        )
+                        for fut in group
+                    ]
+                    results += commit_units(lake, run_id, back, replace=force)
+                    bar.update(len(group))
         timings["pick"] = sw.seconds
         if pick.denoiser:  # the denoise stage runs inside the pick units; its share of their time
             timings["denoise (in units)"] = sum(

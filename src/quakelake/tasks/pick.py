@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -11,12 +10,11 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from quakelake import denoise, engine, picking, waveforms
-from quakelake.lakehouse import Lake, stage_table, unit_stem, write_table
+from quakelake.lakehouse import Lake, stage_table, write_table
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint, where_label
 from quakelake.params import PickParams, StationSelection, TimeWindow
+from quakelake.pick_plan import committed_stems, index_stem, pick_files, station_prefix
 from quakelake.tasks.retry import transient_only
-
-PICK_CODE_VERSION = "2"  # bump when a change alters the picks made from the same inputs
 
 
 @task(
@@ -38,8 +36,7 @@ def index_archive(
         scan = waveforms.scan_archive(Path(directory), selection=selection, progress=progress)
     key = waveforms.archive_key(Path(directory))
     if len(scan.index):
-        content = scan.index[["path", "file_size", "file_mtime"]].drop_duplicates()
-        name = unit_stem(f"index.{key}", fingerprint(content.to_csv(index=False)))
+        name = index_stem(scan.index, key)
         if name not in set(Lake(lake).stems("waveform_index")["stem"]):
             # the archive's index of other contents (files added, replaced) is replaced
             write_table(lake, "waveform_index", scan.index, name, {"archive": key}, f"index.{key}")
@@ -56,66 +53,6 @@ def index_archive(
         for f in scan.failures
     ]
     return waveforms.station_days(scan.index, window, selection), failures
-
-
-def pick_settings(spec: picking.ModelSpec, params: PickParams) -> list:
-    """Return what shapes the picks of any unit besides its waveforms (model, weights, thresholds...)."""
-    # a non-default engine or precision may change picks slightly: its picks are other files
-    engine_choice = (
-        []
-        if params.engine == "auto" and params.precision == "fp32"
-        else [params.engine, params.precision]
-    )
-    return [
-        spec.model,
-        spec.weights,
-        params.p_threshold,
-        params.s_threshold,
-        spec.denoiser or False,
-        PICK_CODE_VERSION,
-        *engine_choice,
-    ]
-
-
-def instrument_key(
-    unit: waveforms.StationDay, spec: picking.ModelSpec, location: str, band: str
-) -> str:
-    """Return the key of one instrument's picks: model, weights, station and instrument."""
-    weights = spec.member_weights.replace(":", "-")  # a denoised member is its own key
-    return f"{spec.model}.{weights}.{unit.network}.{unit.station}.{location or '--'}.{band}"
-
-
-def pick_files(
-    unit: waveforms.StationDay, spec: picking.ModelSpec, params: PickParams
-) -> dict[tuple[str, str], tuple[str, str]]:
-    """Return, per instrument ``(location, band)`` of ``unit``, its pick key and logical file.
-
-    A logical file (its stem) holds the instrument's key and the fingerprint of everything its
-    picks are computed from: the settings (:func:`pick_settings`) and the instrument's indexed
-    segments (path, channel, span, samples, file size and modification time). Late data, a
-    replaced file or another channel selection of the instrument give another stem; other
-    instruments of the station (``-C 'EH?'`` after ``-C 'HH?'``) are other keys, left alone.
-    """
-    settings = pick_settings(spec, params)
-    out = {}
-    for (location, band), segments in unit.instrument_segments().items():
-        key = instrument_key(unit, spec, location, band)
-        inputs = fingerprint(settings, [dataclasses.astuple(seg) for seg in segments])
-        out[(location, band)] = (key, unit_stem(key, inputs))
-    return out
-
-
-def committed_stems(lake: Path, table: str = "picks") -> dict[str, frozenset[str]]:
-    """Return the committed stems of ``table`` by station prefix (``MODEL.WEIGHTS.NET.STA``)."""
-    out: dict[str, set[str]] = {}
-    for stem in Lake(lake).stems(table)["stem"]:
-        out.setdefault(".".join(stem.split(".")[:4]), set()).add(stem)
-    return {k: frozenset(v) for k, v in out.items()}
-
-
-def station_prefix(unit: waveforms.StationDay, spec: picking.ModelSpec) -> str:
-    """Return the prefix of the stems of ``unit``'s picks by ``spec`` (see :func:`committed_stems`)."""
-    return ".".join(unit_stem(instrument_key(unit, spec, "", ""), "x").split(".")[:4])
 
 
 @task(
