@@ -273,13 +273,11 @@ def commit_units(
 ) -> list[UnitResult]:
     """Commit several units' data files with their ledger rows in one transaction; return the rows.
 
-    All or nothing, like :func:`commit_unit` for one unit (which it is for a single result):
-    a commit costs about the same for one unit or many, so the flow commits together the units
-    that finished while it was committing the previous ones. A unit whose files another run
-    committed first is recorded ``skipped``.
+    All or nothing: a commit costs about the same for one unit or many, so the flow commits
+    together the units that finished while it was committing the previous ones. A unit whose
+    files another run committed first (same inputs, no ``--force``) is recorded ``skipped``:
+    its own files are deleted, the lake keeps the first ones.
     """
-    if len(results) == 1:
-        return [commit_unit(lake, run_id, results[0], replace)]
     changes = [c for r in results for c in r.changes]
     committed: list[UnitResult] = []
 
@@ -295,39 +293,19 @@ def commit_units(
         frames = [ledger_rows(run_id, r.stage, [r]) for r in committed]
         return {"units": pd.concat(frames, ignore_index=True)}
 
+    first = results[0]
     Lake(lake).commit(
         changes,
         rows=ledger,
         run_id=run_id,
         replace=replace,
-        message=f"{results[0].stage} {len(results)} units",
+        message=f"{first.stage} {first.unit}"
+        if len(results) == 1
+        else f"{first.stage} {len(results)} units",
     )
     return committed
 
 
 def commit_unit(lake: Path, run_id: str, result: UnitResult, replace: bool = False) -> UnitResult:
-    """Commit one unit's data files together with its ledger row; return the row committed.
-
-    A unit whose files another run committed first (same inputs, no ``--force``) is recorded
-    ``skipped``: its own files are deleted, the lake keeps the first ones.
-    """
-    changes = list(result.changes)
-
-    def ledger(taken: list[Any]) -> dict[str, pd.DataFrame]:
-        nonlocal result
-        if changes and not taken:
-            result = dataclasses.replace(
-                result, status="skipped", rows=0, error="committed by another run", changes=[]
-            )
-        else:
-            result = dataclasses.replace(result, changes=[])
-        return {"units": ledger_rows(run_id, result.stage, [result])}
-
-    Lake(lake).commit(
-        changes,
-        rows=ledger,
-        run_id=run_id,
-        replace=replace,
-        message=f"{result.stage} {result.unit}",
-    )
-    return result
+    """Commit one unit's data files together with its ledger row; return the row committed."""
+    return commit_units(lake, run_id, [result], replace)[0]
