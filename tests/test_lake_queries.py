@@ -6,6 +6,7 @@ import datetime as dt
 
 import pandas as pd
 import pytest
+from pick_rows import reference_pick_rows
 
 from quakelake.catalogs import import_catalog
 from quakelake.lakehouse import Lake, queries, write_table
@@ -26,24 +27,9 @@ def small_lake(shared_data, lake_root):
         name="salton",
         partition={"source": "salton"},
     )
-    ref = pd.read_csv(ref_csv)
-    parts = ref["station_id"].str.split(".", expand=True)
-    picks = pd.DataFrame(
-        {
-            "pick_id": [f"p{i}" for i in range(len(ref))],
-            "run_id": "r1",
-            "model": "PhaseNet",
-            "weights": ["original" if i % 2 else "stead" for i in range(len(ref))],
-            "network": parts[0],
-            "station": parts[1],
-            "location": parts[2],
-            "band": parts[3],
-            "station_id": parts[0] + "." + parts[1] + "." + parts[2],
-            "phase": ref["phase"],
-            "time": pd.to_datetime(ref["time"], utc=True, format="ISO8601"),
-            "probability": ref["prob"],
-            "denoiser": "",
-        }
+    n = len(pd.read_csv(ref_csv))
+    picks = reference_pick_rows(
+        ref_csv, [f"p{i}" for i in range(n)], ["original" if i % 2 else "stead" for i in range(n)]
     )
     write_table(
         lake_root, "picks", picks, name="salton.2020-10-01", partition={"day": "2020-10-01"}

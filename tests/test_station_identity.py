@@ -12,6 +12,7 @@ import hashlib
 import obspy
 import pandas as pd
 import pytest
+from pick_rows import reference_pick_rows
 
 from quakelake import association, picking
 from quakelake.analysis import load_reference
@@ -32,25 +33,8 @@ def salton(shared_data):
 
 def _reference_picks(salton) -> pd.DataFrame:
     """The real PhaseNet reference picks (``CI.IMP..HH``) as lake pick rows."""
-    ref = pd.read_csv(salton / "DERIVED_phasenet_ref_picks_first180s.csv")
-    parts = ref["station_id"].str.split(".", expand=True)
-    return pd.DataFrame(
-        {
-            "pick_id": [f"ref{i:03d}" for i in range(len(ref))],
-            "run_id": "r1",
-            "model": "PhaseNet",
-            "weights": "original",
-            "network": parts[0],
-            "station": parts[1],
-            "location": parts[2],
-            "band": parts[3],
-            "station_id": parts[0] + "." + parts[1] + "." + parts[2],
-            "phase": ref["phase"],
-            "time": pd.to_datetime(ref["time"], utc=True, format="ISO8601"),
-            "probability": ref["prob"],
-            "denoiser": "",
-        }
-    )
+    csv = salton / "DERIVED_phasenet_ref_picks_first180s.csv"
+    return reference_pick_rows(csv, [f"ref{i:03d}" for i in range(len(pd.read_csv(csv)))])
 
 
 def _second_band(picks: pd.DataFrame, stations: list[str], band: str = "HN") -> pd.DataFrame:
