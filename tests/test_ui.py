@@ -53,6 +53,44 @@ def browser():
         b.close()
 
 
+def _deployment_runs(deployment_id: str) -> list:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+        )
+
+
+def submit_run(page, home: Path, failed: list[str]) -> None:
+    """Press Submit on the custom-run form and wait for the deployment's Runs tab.
+
+    The form is left to settle first (its schema and validation requests done): a click on a
+    form that is still re-rendering is lost on a fast machine. A submission the server never
+    received (no flow run of the deployment exists, an API call failed) is pressed once more,
+    as a user would after Prefect's "Something went wrong" toast; the failure is named when
+    the second press fails too.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    deployment_id = page.url.split("/deployments/deployment/")[1].split("/")[0]
+    for attempt in range(2):
+        try:
+            page.wait_for_load_state("networkidle", timeout=20_000)
+        except PlaywrightTimeout:
+            pass  # the UI polls: a form that never idles is still submitted
+        page.get_by_role("button", name="Submit").click()
+        # Submitting returns to the deployment page, whose Runs tab lists the new run.
+        try:
+            page.wait_for_url("**/deployments/deployment/*?tab=Runs", timeout=45_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == 1 or _deployment_runs(deployment_id):
+                log = (home / "server.log").read_text()[-3000:]
+                raise AssertionError(
+                    f"Submit did not create the run (page {page.url}); failed API calls: "
+                    f"{failed or 'none'}; server log:\n{log}"
+                ) from None
+
+
 def test_run_button_in_the_ui_fills_the_lake(browser, tmp_path, shared_data, weights_cache):
     home, lake = tmp_path / "prefect", tmp_path / "lake"
     archive = shared_data / "phasenet_saltonsea_20201001" / "mseed"
@@ -61,6 +99,16 @@ def test_run_button_in_the_ui_fills_the_lake(browser, tmp_path, shared_data, wei
     with deployed(home, prefect_yaml, POOL, env) as api, temporary_settings({PREFECT_API_URL: api}):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(90_000)  # 2 shared cores: the UI can be slow
+        failed: list[str] = []  # API calls that failed, for the assertion messages
+        page.on("requestfailed", lambda r: failed.append(f"{r.method} {r.url}: {r.failure}"))
+        page.on(
+            "response",
+            lambda r: (
+                failed.append(f"{r.request.method} {r.url}: HTTP {r.status}")
+                if r.status >= 500
+                else None
+            ),
+        )
         page.goto(api.removesuffix("/api") + "/deployments")
         page.get_by_text(DEPLOYMENT, exact=True).first.click()
         page.get_by_text("Parameters", exact=True).first.click()
@@ -76,17 +124,13 @@ def test_run_button_in_the_ui_fills_the_lake(browser, tmp_path, shared_data, wei
             "P probability threshold",  # PickParams fields
         ):
             page.get_by_text(description).first.wait_for()
-        page.get_by_role("button", name="Submit").click()
-        # Submitting returns to the deployment page, whose Runs tab lists the new run.
-        page.wait_for_url("**/deployments/deployment/*?tab=Runs")
+        submit_run(page, home, failed)
         deployment_id = page.url.split("/deployments/deployment/")[1].split("?")[0]
         page.close()
 
+        runs = _deployment_runs(deployment_id)
+        assert len(runs) == 1, f"the Run button should have created exactly one flow run ({failed})"
         with get_client(sync_client=True) as client:
-            runs = client.read_flow_runs(
-                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
-            )
-            assert len(runs) == 1, "the Run button should have created exactly one flow run"
             run = wait_final(client, runs[0].id, 240, home / f"worker-{POOL}.log")
             assert run.state.is_completed(), str(run.state)
             assert client.read_deployment(run.deployment_id).name == DEPLOYMENT
