@@ -30,6 +30,7 @@ import io
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,13 +48,14 @@ log = logging.getLogger(__name__)
 ACCELERATED = ("PhaseNet", "PhaseNetLight", "EQTransformer")
 #: Largest difference allowed between the optimised runtime and the SeisBench model at load.
 RUNTIME_TOLERANCE = 1e-4
-#: CPU runtimes to try per model class, fastest first (one-thread CPU-seconds per station-day of
-#: the network, batch 256, ``benchmarks/README.md``): PhaseNet OpenVINO 6.5 / ONNX Runtime 9.2 /
-#: torch 13.8; EQTransformer ONNX Runtime 45 / OpenVINO 57 / torch 100.
+#: CPU runtimes to try per model class, fastest first (seconds of the network per station-day,
+#: 5,760 windows, batch 256 split over one-thread streams on 2 cores, ``benchmarks/README.md``):
+#: PhaseNet OpenVINO 4.3 / ONNX Runtime 5.1 / torch 13.8 (one thread); EQTransformer OpenVINO
+#: 24.5 / ONNX Runtime 29.0 (one session of two threads: 34.7).
 CPU_RUNTIMES: dict[str, tuple[str, ...]] = {
     "PhaseNet": ("openvino", "onnx"),
     "PhaseNetLight": ("openvino", "onnx"),
-    "EQTransformer": ("onnx", "openvino"),
+    "EQTransformer": ("openvino", "onnx"),
 }
 _IMPORTS = {"onnx": "onnxruntime", "openvino": "openvino"}
 #: ONNX opset of the export (ONNX Runtime and OpenVINO both read it).
@@ -217,7 +219,11 @@ def _export_cache() -> Path:
 
 
 class _OnnxRuntime:
-    """The SeisBench module exported to ONNX and run by ONNX Runtime on the CPU (fp32)."""
+    """The SeisBench module exported to ONNX and run by ONNX Runtime on the CPU (fp32).
+
+    With ``threads`` > 1 a batch is split into ``threads`` parts run at once by one-thread
+    sessions' ``run`` calls (ONNX Runtime releases the GIL), as OpenVINO's streams do.
+    """
 
     name = "onnx"
 
@@ -225,24 +231,41 @@ class _OnnxRuntime:
         import onnxruntime as ort
 
         onnx, self.tuple_output = _onnx_export(model)
+        self.streams = max(1, threads)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, threads)
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         # Spinning pool threads steal the cores from decoding threads and from other workers.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
+        self.pool = ThreadPoolExecutor(self.streams) if self.streams > 1 else None
+
+    def _run(self, x: np.ndarray) -> list:
+        return self.session.run(None, {"x": x})
 
     def __call__(self, batch):
         import torch
 
-        outputs = self.session.run(None, {"x": batch.numpy()})
+        x = batch.numpy()
+        if self.pool is None or len(x) < 2:
+            outputs = self._run(x)
+        else:
+            parts = [p for p in np.array_split(x, min(self.streams, len(x))) if len(p)]
+            results = list(self.pool.map(self._run, parts))
+            outputs = [np.concatenate(o) for o in zip(*results, strict=True)]
         tensors = tuple(torch.from_numpy(o) for o in outputs)
         return tensors if self.tuple_output else tensors[0]
 
 
 class _OpenVinoRuntime:
-    """The same ONNX export compiled by OpenVINO for the CPU, fp32 (no bf16/fp16 inference hint)."""
+    """The same ONNX export compiled by OpenVINO for the CPU, fp32 (no bf16/fp16 inference hint).
+
+    With ``threads`` > 1 the compiled model runs ``threads`` streams of one thread each and a
+    batch is split among them (throughput mode): independent single-thread streams keep both
+    cores busy where one stream of two threads waits at every layer's barrier. One thread is
+    one stream, as a Dask worker with one thread per process gets.
+    """
 
     name = "openvino"
 
@@ -251,25 +274,37 @@ class _OpenVinoRuntime:
 
         onnx, self.tuple_output = _onnx_export(model)
         core = ov.Core()
+        self.streams = max(1, threads)
         config = {
-            "INFERENCE_NUM_THREADS": max(1, threads),
-            "NUM_STREAMS": 1,
-            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": self.streams,
+            "NUM_STREAMS": self.streams,
+            "PERFORMANCE_HINT": "THROUGHPUT" if self.streams > 1 else "LATENCY",
             "INFERENCE_PRECISION_HINT": "f32",  # never the CPU's bf16/fp16 fast path
             "CACHE_DIR": str(
                 _export_cache() / "openvino"
             ),  # compiled blobs, reused by later workers
         }
         self.compiled = core.compile_model(core.read_model(onnx), "CPU", config)
-        self.request = self.compiled.create_infer_request()
+        self.requests = [self.compiled.create_infer_request() for _ in range(self.streams)]
         self.outputs = self.compiled.outputs
 
     def __call__(self, batch):
         import torch
 
-        result = self.request.infer({0: batch.numpy()})
-        # copies: the request reuses its output buffers on the next call
-        tensors = tuple(torch.from_numpy(np.array(result[o])) for o in self.outputs)
+        x = batch.numpy()
+        parts = [p for p in np.array_split(x, min(self.streams, len(x))) if len(p)]
+        requests = self.requests[: len(parts)]
+        for request, part in zip(requests, parts, strict=True):
+            request.start_async({0: part})
+        for request in requests:
+            request.wait()
+        # copies: a request reuses its output buffers on the next call
+        tensors = tuple(
+            torch.from_numpy(
+                np.concatenate([np.array(r.get_tensor(o).data) for r in requests])
+            )
+            for o in self.outputs
+        )
         return tensors if self.tuple_output else tensors[0]
 
 

@@ -109,7 +109,7 @@ class PickParams(_Model):
     engine: Literal["auto", "openvino", "onnx", "torch", "seisbench"] = Field(
         "auto",
         description="what runs the model: auto = QuakeLake's batched engine (on CPU the runtime measured "
-        "fastest for the model: OpenVINO for PhaseNet, ONNX Runtime for EQTransformer; torch on CUDA) "
+        "fastest for the model: OpenVINO, ONNX Runtime when it is absent; torch on CUDA) "
         "for the models it accelerates, SeisBench classify for the others; seisbench = always classify",
     )
     precision: Literal["fp32", "fp16", "bf16"] = Field(
