@@ -2,7 +2,7 @@
 
 Plain pydantic: the run configuration imports this without the association engines (pyproj,
 GaMMA, PyOcto). The layered model a :class:`VelocityParams` names is built by
-:func:`quakelake.velocity.model_points`; the engines live in :mod:`quakelake.association`.
+:func:`quakelake.velocity.model_points`; the engines live in :mod:`quakelake.association_engines`.
 """
 
 from __future__ import annotations
