@@ -49,7 +49,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from quakelake import association as asc  # noqa: E402
+from quakelake.association_settings import format_settings, ogs_default, resolve_for_network  # noqa: E402
 from quakelake.evaluation import match_events  # noqa: E402
+from quakelake.params.association import (  # noqa: E402
+    AreaParams,
+    GammaConfig,
+    PyOctoConfig,
+    RelocationParams,
+    VelocityParams,
+)
 from quakelake.stations import read_stations  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,30 +65,28 @@ SHARED = Path(os.environ.get("QUAKELAKE_SHARED", ROOT.parent / "shared"))
 DATA = SHARED / "data"
 OUT = ROOT / "benchmarks" / "out"
 
-Config = asc.PyOctoConfig | asc.GammaConfig
+Config = PyOctoConfig | GammaConfig
 
 
-def auto_pyocto(model_file: Path | None = None) -> asc.PyOctoConfig:
+def auto_pyocto(model_file: Path | None = None) -> PyOctoConfig:
     """PyOcto with every setting derived (only the regional model file given, when there is one)."""
     if model_file is None:
-        return asc.PyOctoConfig()
-    return asc.PyOctoConfig(velocity=asc.VelocityParams(kind="auto", model_file=model_file))
+        return PyOctoConfig()
+    return PyOctoConfig(velocity=VelocityParams(kind="auto", model_file=model_file))
 
 
-def auto_gamma(model_file: Path | None = None) -> asc.GammaConfig:
+def auto_gamma(model_file: Path | None = None) -> GammaConfig:
     """GaMMA with every setting derived (only the regional model file given, when there is one)."""
     if model_file is None:
-        return asc.GammaConfig()
-    return asc.GammaConfig(velocity=asc.VelocityParams(kind="auto", model_file=model_file))
+        return GammaConfig()
+    return GammaConfig(velocity=VelocityParams(kind="auto", model_file=model_file))
 
 
-def plain_pyocto() -> asc.PyOctoConfig:
+def plain_pyocto() -> PyOctoConfig:
     """PyOcto with its own defaults (OctoAssociator's counts), a 0-D model and a 60 s overlap."""
-    return asc.PyOctoConfig(
-        area=asc.AreaParams(depth_km=(0.0, 30.0), margin_deg=0.3),
-        velocity=asc.VelocityParams(
-            kind="0d", vp=6.0, vs=6.0 / 1.75, grid_km=1.0, max_depth_km=60.0
-        ),
+    return PyOctoConfig(
+        area=AreaParams(depth_km=(0.0, 30.0), margin_deg=0.3),
+        velocity=VelocityParams(kind="0d", vp=6.0, vs=6.0 / 1.75, grid_km=1.0, max_depth_km=60.0),
         tolerance_s=1.5,
         time_before_s=60.0,
         n_picks=10,
@@ -92,23 +98,21 @@ def plain_pyocto() -> asc.PyOctoConfig:
         min_node_size_km=10.0,
         min_node_size_location_km=1.5,
         time_slicing_s=1200.0,
-        relocation=asc.RelocationParams(enabled=False),
+        relocation=RelocationParams(enabled=False),
     )
 
 
-def plain_gamma() -> asc.GammaConfig:
+def plain_gamma() -> GammaConfig:
     """GaMMA with the defaults of its examples: 0-D 6.0/3.43 km/s, eps 10 s, 5/3/2 picks, sigma 2 s."""
-    return asc.GammaConfig(
-        area=asc.AreaParams(depth_km=(0.0, 30.0), margin_deg=0.3),
-        velocity=asc.VelocityParams(
-            kind="0d", vp=6.0, vs=6.0 / 1.75, grid_km=1.0, max_depth_km=60.0
-        ),
+    return GammaConfig(
+        area=AreaParams(depth_km=(0.0, 30.0), margin_deg=0.3),
+        velocity=VelocityParams(kind="0d", vp=6.0, vs=6.0 / 1.75, grid_km=1.0, max_depth_km=60.0),
         dbscan_eps=10.0,
         min_picks_per_eq=5,
         min_p_picks_per_eq=3,
         min_s_picks_per_eq=2,
         max_sigma11=2.0,
-        relocation=asc.RelocationParams(enabled=False),
+        relocation=RelocationParams(enabled=False),
     )
 
 
@@ -140,7 +144,7 @@ def timed(
     res = asc.associate(picks, stations, cfg)
     seconds = time.perf_counter() - t0
     print(
-        f"# {cfg.associator}: {len(res.events)} events in {seconds:.1f} s; {asc.format_settings(res.settings)}",
+        f"# {cfg.associator}: {len(res.events)} events in {seconds:.1f} s; {format_settings(res.settings)}",
         file=sys.stderr,
         flush=True,
     )
@@ -214,11 +218,11 @@ def ogs_scores(events: pd.DataFrame, catalogue: pd.DataFrame, with4: set[str]) -
     }
 
 
-def ogs_gamma_practitioner() -> asc.GammaConfig:
+def ogs_gamma_practitioner() -> GammaConfig:
     """GaMMA with the OGS practitioner settings quoted in the issue."""
-    return asc.GammaConfig(
-        area=asc.AreaParams(latitude=(44.0, 47.6), longitude=(9.0, 15.6), depth_km=(0.0, 50.0)),
-        velocity=asc.VelocityParams(kind="0d", vp=6.0, vs=6.0 / 1.75),
+    return GammaConfig(
+        area=AreaParams(latitude=(44.0, 47.6), longitude=(9.0, 15.6), depth_km=(0.0, 50.0)),
+        velocity=VelocityParams(kind="0d", vp=6.0, vs=6.0 / 1.75),
         dbscan_eps=8.1,
         min_picks_per_eq=5,
         min_p_picks_per_eq=3,
@@ -229,9 +233,9 @@ def ogs_gamma_practitioner() -> asc.GammaConfig:
     )
 
 
-def ogs_pyocto_practitioner() -> asc.PyOctoConfig:
+def ogs_pyocto_practitioner() -> PyOctoConfig:
     """Plain PyOcto with the OGS practitioner counts (6/3/3/3), 1-D model, no relocation."""
-    cfg = asc.ogs_default()
+    cfg = ogs_default()
     return cfg.model_copy(
         update={
             "n_picks": 6,
@@ -239,7 +243,7 @@ def ogs_pyocto_practitioner() -> asc.PyOctoConfig:
             "n_s_picks": 3,
             "n_p_and_s_picks": 3,
             "min_pick_fraction": 0.25,
-            "relocation": asc.RelocationParams(enabled=False),
+            "relocation": RelocationParams(enabled=False),
         }
     )
 
@@ -249,7 +253,7 @@ def bench_ogs(with_gamma: bool, per_day: bool) -> list[dict]:
     model = DATA / "ogs_rsfvg_2024" / "velocity_1d" / "taup_tt.nd"
     rows = []
     configs: list[tuple[str, Config]] = standard_runs(model, with_gamma) + [
-        ("PyOcto OGS preset (--ogs)", asc.ogs_default()),
+        ("PyOcto OGS preset (--ogs)", ogs_default()),
         ("PyOcto practitioner 6/3/3/3", ogs_pyocto_practitioner()),
     ]
     if with_gamma:
@@ -267,7 +271,7 @@ def bench_ogs(with_gamma: bool, per_day: bool) -> list[dict]:
             }
         )
     if per_day:
-        cfg, _ = asc.resolve_for_network(auto_pyocto(model), stations)
+        cfg, _ = resolve_for_network(auto_pyocto(model), stations)
         days = pd.date_range("2024-01-01", "2024-12-31", freq="D").date
         t0 = time.perf_counter()
         parts = [
@@ -306,15 +310,11 @@ def chile_inputs(data: Path = DATA) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
     return picks, read_stations(d / "stations.parquet"), d / "graeber.csv"
 
 
-def chile_pyocto(model_file: Path) -> asc.PyOctoConfig:
+def chile_pyocto(model_file: Path) -> PyOctoConfig:
     """PyOcto on the Chile test set: its 1-D model, PyOcto's test settings."""
-    return asc.PyOctoConfig(
-        area=asc.AreaParams(
-            latitude=(-25.0, -18.0), longitude=(-72.0, -67.0), depth_km=(0.0, 250.0)
-        ),
-        velocity=asc.VelocityParams(
-            kind="1d", model_file=model_file, max_depth_km=300.0, grid_km=1.0
-        ),
+    return PyOctoConfig(
+        area=AreaParams(latitude=(-25.0, -18.0), longitude=(-72.0, -67.0), depth_km=(0.0, 250.0)),
+        velocity=VelocityParams(kind="1d", model_file=model_file, max_depth_km=300.0, grid_km=1.0),
         tolerance_s=2.0,
         pick_match_tolerance_s=2.0,
         time_before_s=300.0,
@@ -322,17 +322,15 @@ def chile_pyocto(model_file: Path) -> asc.PyOctoConfig:
         n_p_picks=2,
         n_s_picks=2,
         n_p_and_s_picks=4,
-        relocation=asc.RelocationParams(enabled=False),
+        relocation=RelocationParams(enabled=False),
     )
 
 
-def chile_gamma() -> asc.GammaConfig:
+def chile_gamma() -> GammaConfig:
     """GaMMA on the Chile test set (deep subduction seismicity)."""
-    return asc.GammaConfig(
-        area=asc.AreaParams(
-            latitude=(-25.0, -18.0), longitude=(-72.0, -67.0), depth_km=(0.0, 250.0)
-        ),
-        velocity=asc.VelocityParams(kind="0d", vp=7.0, vs=4.0),
+    return GammaConfig(
+        area=AreaParams(latitude=(-25.0, -18.0), longitude=(-72.0, -67.0), depth_km=(0.0, 250.0)),
+        velocity=VelocityParams(kind="0d", vp=7.0, vs=4.0),
         dbscan_eps=30.0,
         min_picks_per_eq=8,
         min_p_picks_per_eq=4,
@@ -441,17 +439,17 @@ def italy_inputs(data: Path = DATA) -> tuple[pd.DataFrame, pd.DataFrame, pd.Data
     return picks, stations, catalogue
 
 
-def italy_pyocto(model_file: Path) -> asc.PyOctoConfig:
+def italy_pyocto(model_file: Path) -> PyOctoConfig:
     """PyOcto for the Amatrice-Norcia sequence: 1-D italy.mod, 0-20 km."""
-    return asc.PyOctoConfig(
-        area=asc.AreaParams(latitude=(42.3, 43.3), longitude=(12.6, 13.7), depth_km=(0.0, 20.0)),
-        velocity=asc.VelocityParams(kind="1d", model_file=model_file, max_depth_km=40.0),
+    return PyOctoConfig(
+        area=AreaParams(latitude=(42.3, 43.3), longitude=(12.6, 13.7), depth_km=(0.0, 20.0)),
+        velocity=VelocityParams(kind="1d", model_file=model_file, max_depth_km=40.0),
         time_before_s=30.0,
         n_picks=8,
         n_p_picks=4,
         n_s_picks=3,
         n_p_and_s_picks=2,
-        relocation=asc.RelocationParams(enabled=True),
+        relocation=RelocationParams(enabled=True),
     )
 
 

@@ -32,6 +32,7 @@ from obspy.geodetics import degrees2kilometers
 
 from quakelake import association as asc
 from quakelake import magnitudes as mag
+from quakelake.params.association import AreaParams, PyOctoConfig, VelocityParams
 from quakelake.stations import read_stations
 from quakelake.waveforms import scan_archive
 
@@ -150,14 +151,14 @@ def mesetas() -> None:
         }
     )
     stations = read_stations(folder / "inv.xml")
-    config = asc.PyOctoConfig(
+    config = PyOctoConfig(
         n_picks=6,
         n_p_picks=3,
         n_s_picks=2,
         n_p_and_s_picks=2,
         time_before_s=150,
-        area=asc.AreaParams(depth_km=(0, 40)),
-        velocity=asc.VelocityParams(kind="0d", vp=6.2, vs=3.6),
+        area=AreaParams(depth_km=(0, 40)),
+        velocity=VelocityParams(kind="0d", vp=6.2, vs=3.6),
     )
     t0 = time.perf_counter()
     res = asc.associate_day(picks, stations, dt.date(2019, 12, 24), config)

@@ -7,7 +7,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from quakelake.association import ogs_default
+from quakelake.association_settings import ogs_default
 from quakelake.config import TimeWindow
 from quakelake.evaluation import match_events
 from quakelake.export import to_catalog, write_associated

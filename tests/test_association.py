@@ -9,7 +9,17 @@ import pandas as pd
 import pytest
 
 from quakelake import association as asc
+from quakelake import association_engines as engines
+from quakelake.association_settings import ogs_default
 from quakelake.evaluation import match_events
+from quakelake.params.association import (
+    AreaParams,
+    AssociationError,
+    GammaConfig,
+    PyOctoConfig,
+    RelocationParams,
+    VelocityParams,
+)
 from quakelake.stations import read_stations
 from quakelake.velocity import TravelTimeTable, read_velocity_model
 
@@ -114,11 +124,9 @@ def test_travel_time_table_matches_straight_rays_in_a_homogeneous_model():
 
 def test_pyocto_chile_pick_level(chile):
     picks, stations, model = chile
-    cfg = asc.PyOctoConfig(
-        area=asc.AreaParams(
-            latitude=(-25.0, -18.0), longitude=(-72.0, -67.0), depth_km=(0.0, 250.0)
-        ),
-        velocity=asc.VelocityParams(kind="1d", model_file=model, max_depth_km=300.0),
+    cfg = PyOctoConfig(
+        area=AreaParams(latitude=(-25.0, -18.0), longitude=(-72.0, -67.0), depth_km=(0.0, 250.0)),
+        velocity=VelocityParams(kind="1d", model_file=model, max_depth_km=300.0),
         tolerance_s=2.0,
         pick_match_tolerance_s=2.0,
         time_before_s=300.0,
@@ -126,7 +134,7 @@ def test_pyocto_chile_pick_level(chile):
         n_p_picks=2,
         n_s_picks=2,
         n_p_and_s_picks=4,
-        relocation=asc.RelocationParams(enabled=False),
+        relocation=RelocationParams(enabled=False),
     )
     res = asc.associate(picks, stations, cfg)
     s = chile_scores(picks, res.assignments)
@@ -140,11 +148,9 @@ def test_pyocto_chile_pick_level(chile):
 @pytest.mark.slow
 def test_gamma_chile_pick_level(chile):
     picks, stations, _ = chile
-    cfg = asc.GammaConfig(
-        area=asc.AreaParams(
-            latitude=(-25.0, -18.0), longitude=(-72.0, -67.0), depth_km=(0.0, 250.0)
-        ),
-        velocity=asc.VelocityParams(kind="0d", vp=7.0, vs=4.0),
+    cfg = GammaConfig(
+        area=AreaParams(latitude=(-25.0, -18.0), longitude=(-72.0, -67.0), depth_km=(0.0, 250.0)),
+        velocity=VelocityParams(kind="0d", vp=7.0, vs=4.0),
         dbscan_eps=30.0,
         min_picks_per_eq=8,
         min_p_picks_per_eq=4,
@@ -160,7 +166,7 @@ def test_gamma_chile_pick_level(chile):
 def test_ogs_default_on_one_month_of_analyst_picks(ogs):
     picks, stations, catalogue = ogs
     month = picks[(picks["time"] >= "2024-03-01") & (picks["time"] < "2024-04-01")]
-    res = asc.associate(month.drop(columns="group"), stations, asc.ogs_default())
+    res = asc.associate(month.drop(columns="group"), stations, ogs_default())
     ref = catalogue[(catalogue["time"] >= "2024-03-01") & (catalogue["time"] < "2024-04-01")]
     m = match_events(res.events, ref, max_dt_s=2.0, max_km=8.0)
     tp = int((m["outcome"] == "TP").sum())
@@ -184,7 +190,7 @@ def test_event_at_midnight_found_exactly_once(ogs, origin_text):
     target = pd.Timestamp(origin_text, tz="UTC")
     moved = own.assign(time=own["time"] + (target - origin)).drop(columns="group")
     assert moved["time"].max() > pd.Timestamp("2024-03-02", tz="UTC")
-    cfg = asc.ogs_default()
+    cfg = ogs_default()
     days = [dt.date(2024, 3, 1), dt.date(2024, 3, 2)]
     results = [asc.associate_day(moved, stations, day, cfg, margin_s=120.0) for day in days]
     assert [len(r.events) for r in results] == [1, 0]
@@ -216,7 +222,7 @@ def test_unknown_stations_reported_once_not_dropped_silently(ogs, caplog):
         }
     )
     with caplog.at_level("WARNING"):
-        res = asc.associate(pd.concat([day, extra], ignore_index=True), stations, asc.ogs_default())
+        res = asc.associate(pd.concat([day, extra], ignore_index=True), stations, ogs_default())
     assert res.unknown_stations == ["XX.NOPE.", "ZZZ"]
     assert any("3 picks on 2 stations without coordinates" in m for m in res.messages)
     assert sum("without coordinates" in r.message for r in caplog.records) == 1
@@ -225,7 +231,7 @@ def test_unknown_stations_reported_once_not_dropped_silently(ogs, caplog):
 
 def test_empty_single_and_duplicated_picks(ogs):
     picks, stations, _ = ogs
-    cfg = asc.ogs_default()
+    cfg = ogs_default()
     empty = asc.associate(picks.iloc[:0], stations, cfg)
     assert len(empty.events) == 0 and list(empty.events.columns) == asc.EVENT_COLUMNS
     single = asc.associate(picks.iloc[:1].drop(columns="group"), stations, cfg)
@@ -242,11 +248,22 @@ def test_empty_single_and_duplicated_picks(ogs):
 
 
 def test_missing_columns_are_named():
-    with pytest.raises(asc.AssociationError, match=r"picks lack columns phase;"):
+    with pytest.raises(AssociationError, match=r"picks lack columns phase;"):
         asc.associate(
             pd.DataFrame({"station_id": ["A"], "time": ["2024-01-01"]}),
             pd.DataFrame({"station": ["A"], "latitude": [1.0], "longitude": [1.0]}),
-            asc.PyOctoConfig(),
+            PyOctoConfig(),
         )
     with pytest.raises(ValueError, match="needs model_file or layers"):
-        asc.VelocityParams(kind="1d")
+        VelocityParams(kind="1d")
+
+
+def test_every_associator_the_config_names_has_one_engine():
+    """PyOcto and GaMMA sit behind one ``run(setup, config)``, chosen by ``config.associator``."""
+    names = {cls.model_fields["associator"].default for cls in (PyOctoConfig, GammaConfig)}
+    assert names == set(engines.ENGINES) == {"pyocto", "gamma"}
+    unknown = PyOctoConfig().model_copy(update={"associator": "hypodd"})
+    with pytest.raises(
+        AssociationError, match=r"unknown associator 'hypodd'; use one of gamma, pyocto"
+    ):
+        engines.run(None, unknown)  # type: ignore[arg-type]

@@ -11,8 +11,11 @@ import pytest
 
 from quakelake import association as asc
 from quakelake.association_auto import distances_km
+from quakelake.association_input import station_table
+from quakelake.association_settings import ogs_default
 from quakelake.evaluation import match_events
 from quakelake.export import write_quakeml
+from quakelake.params.association import AreaParams, GammaConfig, PyOctoConfig, VelocityParams
 from quakelake.stations import read_stations
 from quakelake.velocity import read_velocity_model, standard_model
 
@@ -29,7 +32,7 @@ def salton(shared_data):
 
 
 def nearest_stations(stations: pd.DataFrame, n: int) -> list[str]:
-    sites, _ = asc.station_table(stations)
+    sites, _ = station_table(stations)
     lat = np.append(sites["latitude"].to_numpy(), SCSN["latitude"])
     lon = np.append(sites["longitude"].to_numpy(), SCSN["longitude"])
     order = np.argsort(distances_km(lat, lon)[-1, :-1])
@@ -46,13 +49,13 @@ def scsn_match(events: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.mark.parametrize(
     "config",
-    [asc.PyOctoConfig(), pytest.param(asc.GammaConfig(), marks=pytest.mark.slow)],
+    [PyOctoConfig(), pytest.param(GammaConfig(), marks=pytest.mark.slow)],
     ids=["pyocto", "gamma"],
 )
 def test_seven_stations_over_50_km_find_the_scsn_event_without_settings(salton, config):
     picks, stations, reference = salton
     seven = nearest_stations(stations, 7)
-    sites, _ = asc.station_table(stations[stations["station"].isin(seven)])
+    sites, _ = station_table(stations[stations["station"].isin(seven)])
     assert distances_km(sites["latitude"], sites["longitude"]).max() < 60.0
     mine = picks[picks["station_id"].str.split(".").str[1].isin(seven)]
     res = asc.associate(mine, stations, config)
@@ -94,8 +97,8 @@ def test_hundred_stations_over_300_km_without_settings(shared_data):
     """OGS March 2024: 100+ stations over ~500 km with only the regional model file given."""
     d = shared_data / "ogs_rsfvg_2024"
     picks, stations, catalogue, n4 = ogs_month(shared_data, 3)
-    config = asc.PyOctoConfig(
-        velocity=asc.VelocityParams(kind="1d", model_file=d / "velocity_1d" / "taup_tt.nd")
+    config = PyOctoConfig(
+        velocity=VelocityParams(kind="1d", model_file=d / "velocity_1d" / "taup_tt.nd")
     )
     res = asc.associate(picks, stations, config)
     m = match_events(res.events, catalogue, max_dt_s=2.0, max_km=8.0)
@@ -114,7 +117,7 @@ def test_hundred_stations_with_nothing_given_measure_vp_vs_and_merge_doubles(sha
     precision 0.947 / recall 0.959 with 4 earthquakes reported twice.
     """
     picks, stations, catalogue, n4 = ogs_month(shared_data, 7)
-    res = asc.associate(picks, stations, asc.PyOctoConfig())
+    res = asc.associate(picks, stations, PyOctoConfig())
     derived = res.settings["derived"]
     assert derived["velocity.model"].startswith("ak135")
     assert 1.70 <= derived["velocity.vp_vs"] <= 1.85 and derived["velocity.vp_vs_events"] >= 50
@@ -169,7 +172,7 @@ def test_gamma_uses_the_regional_1d_model(shared_data, tmp_path, monkeypatch):
     picks = picks[picks["time"] < picks["time"].min() + pd.Timedelta(hours=8)]  # 12 events
     stations = read_stations(d / "stations.parquet")
     monkeypatch.chdir(tmp_path)  # GaMMA's eikonal setup makes ./eikonal: not left behind
-    one_d = asc.GammaConfig(velocity=asc.VelocityParams(kind="auto", model_file=d / "graeber.csv"))
+    one_d = GammaConfig(velocity=VelocityParams(kind="auto", model_file=d / "graeber.csv"))
     recall, ari = chile_scores(picks, asc.associate(picks, stations, one_d).assignments)
     rays = one_d.model_copy(update={"eikonal": False})
     recall_0d, ari_0d = chile_scores(picks, asc.associate(picks, stations, rays).assignments)
@@ -182,7 +185,7 @@ def test_gamma_uses_the_regional_1d_model(shared_data, tmp_path, monkeypatch):
 
 def test_user_values_override_derived_ones(salton):
     picks, stations, _ = salton
-    config = asc.PyOctoConfig(n_picks=12, area=asc.AreaParams(depth_km=(0.0, 15.0)))
+    config = PyOctoConfig(n_picks=12, area=AreaParams(depth_km=(0.0, 15.0)))
     res = asc.associate(picks, stations, config)
     assert len(res.events) >= 1
     assert (res.events["n_picks"] >= 12).all() and (res.events["depth_km"] <= 15.0 + 1e-6).all()
@@ -191,7 +194,7 @@ def test_user_values_override_derived_ones(salton):
         "n_picks" not in derived and "area.depth_km" not in derived and "time_before_s" in derived
     )
     # a fully given configuration derives nothing
-    assert asc.associate(picks, stations, asc.ogs_default()).settings == {}
+    assert asc.associate(picks, stations, ogs_default()).settings == {}
 
 
 def test_derived_settings_land_in_the_run_lineage(prefect_server, lake_root, shared_data):
@@ -203,7 +206,7 @@ def test_derived_settings_land_in_the_run_lineage(prefect_server, lake_root, sha
     out = associate_events(
         lake=lake_root,
         window=TimeWindow(start=dt.date(2020, 10, 1), end=dt.date(2020, 10, 1)),
-        config=asc.PyOctoConfig(),
+        config=PyOctoConfig(),
         picks_file=d / "DERIVED_phasenet_ref_picks_first180s.csv",
         station_file=d / "stations.xml",
     )
@@ -242,7 +245,7 @@ def test_scsn_event_uncertainties_and_an_unconstrained_two_station_event(salton,
     import obspy
 
     picks, stations, reference = salton
-    res = asc.associate(picks, stations, asc.PyOctoConfig())
+    res = asc.associate(picks, stations, PyOctoConfig())
     ev = scsn_match(res.events, reference).iloc[0]
     assert (
         0.0 < ev["horizontal_uncertainty_km"] < 5.0 and 0.0 < ev["vertical_uncertainty_km"] < 10.0
@@ -257,7 +260,7 @@ def test_scsn_event_uncertainties_and_an_unconstrained_two_station_event(salton,
 
     two = nearest_stations(stations, 2)
     near = picks[picks["station_id"].str.split(".").str[1].isin(two)]
-    loose = asc.PyOctoConfig(n_picks=3, n_p_picks=2, n_s_picks=1, n_p_and_s_picks=1)
+    loose = PyOctoConfig(n_picks=3, n_p_picks=2, n_s_picks=1, n_p_and_s_picks=1)
     flagged = asc.associate(near, stations, loose).events
     assert len(flagged) >= 1 and (flagged["n_stations"] <= 2).all()
     assert (flagged["location_quality"] == "unconstrained").all()
@@ -289,7 +292,7 @@ def test_nonlinloc_phase_file_has_one_block_per_event(salton, tmp_path):
     from quakelake.export import write_nonlinloc
 
     picks, stations, _ = salton
-    res = asc.associate(picks, stations, asc.PyOctoConfig())
+    res = asc.associate(picks, stations, PyOctoConfig())
     path = write_nonlinloc(res.assignments, tmp_path / "phases.obs")
     blocks = [b.splitlines() for b in path.read_text().strip().split("\n\n")]
     assert len(blocks) == len(res.events)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
+import importlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +84,65 @@ def test_dates_and_julian_are_mutually_exclusive(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "-D", "980101", "980110", "-J", "98001", "98010"])
     assert "not allowed with" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ one base of the settings models
+SRC = Path(__file__).resolve().parents[1] / "src" / "quakelake"
+
+
+def _settings_models() -> list[tuple[str, str]]:
+    """Return (module, class) of every pydantic model in src/quakelake (Prefect blocks aside).
+
+    Read from the source (no import at collection): a class counts when one of its bases is
+    ``BaseModel``, ``_Model`` or another class found so.
+    """
+    classes: dict[str, tuple[str, list[str]]] = {}
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC.parent).with_suffix("").parts
+        if "blocks" in rel:
+            continue
+        module = ".".join(rel[:-1] if rel[-1] == "__init__" else rel)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                bases = [
+                    b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases
+                ]
+                classes[f"{module}:{node.name}"] = (module, bases)
+    models = {"BaseModel", "_Model"}
+    found: set[str] = set()
+    while True:
+        new = {
+            key for key, (_, bases) in classes.items() if key not in found and models & set(bases)
+        }
+        if not new:
+            break
+        found |= new
+        models |= {key.split(":")[1] for key in new}
+    return sorted(tuple(key.split(":")) for key in found if not key.endswith(":_Model"))
+
+
+SETTINGS_MODELS = _settings_models()
+
+
+def test_the_settings_models_are_found():
+    names = {cls for _, cls in SETTINGS_MODELS}
+    assert {"RunConfig", "PickParams", "PyOctoConfig", "MatchParams", "MagnitudeParams"} <= names
+    assert {"SlurmSettings", "DownloadParams", "EnsembleParams", "TrainParams"} <= names
+
+
+@pytest.mark.parametrize(("module", "name"), SETTINGS_MODELS, ids=[n for _, n in SETTINGS_MODELS])
+def test_every_settings_model_refuses_an_unknown_field(module, name):
+    """One base (quakelake.params.base._Model): a misspelt setting is an error naming it."""
+    from pydantic import ValidationError
+
+    from quakelake.params.base import _Model
+
+    cls = getattr(importlib.import_module(module), name)
+    assert issubclass(cls, _Model), (
+        f"{module}.{name} does not derive from quakelake.params.base._Model"
+    )
+    assert cls.model_config["extra"] == "forbid" and cls.model_config["validate_assignment"]
+    with pytest.raises(ValidationError) as err:
+        cls.model_validate({"no_such_setting": 1})
+    refused = [e for e in err.value.errors() if e["type"] == "extra_forbidden"]
+    assert [e["loc"] for e in refused] == [("no_such_setting",)]

@@ -277,8 +277,8 @@ def test_associate_flow_writes_magnitudes_and_quakeml(
     assert len(qev.preferred_magnitude().station_magnitude_contributions) == len(station_ml)
 
     # one catalogue per export: GaMMA's copy of the same earthquakes is not merged in
-    from quakelake.association import GammaConfig
     from quakelake.cli import main
+    from quakelake.params.association import GammaConfig
 
     gamma = associate_events(
         lake=lake_root, station_file=folder / "stations.xml", config=GammaConfig()

@@ -17,8 +17,10 @@ import pandas as pd
 import pytest
 
 from quakelake import association as asc
+from quakelake.association_input import read_pick_table
 from quakelake.lakehouse import Lake, queries, stem_of
 from quakelake.params import PickParams, StationSelection
+from quakelake.params.association import GammaConfig
 from quakelake.stations import read_stations
 
 SALTON = "phasenet_saltonsea_20201001"
@@ -34,9 +36,9 @@ def salton(shared_data):
 
 def test_gamma_is_reproducible_whatever_the_global_rng(salton):
     """The same 184 picks give the same events (ids included) however numpy's global RNG stands."""
-    picks = asc.read_pick_table(salton / "DERIVED_phasenet_ref_picks_first180s.csv")
+    picks = read_pick_table(salton / "DERIVED_phasenet_ref_picks_first180s.csv")
     stations = read_stations(salton / "stations.xml")
-    cfg = asc.GammaConfig()
+    cfg = GammaConfig()
     runs = []
     for state in (1, 2, 3):
         np.random.seed(state)  # another caller's use of the global generator before ours
@@ -53,7 +55,7 @@ def test_gamma_is_reproducible_whatever_the_global_rng(salton):
     np.random.seed(3)
     asc.associate(picks, stations, cfg)
     assert np.random.random() == expected
-    assert asc.GammaConfig().model_dump()["seed"] == 42
+    assert GammaConfig().model_dump()["seed"] == 42
 
 
 # ----------------------------------------------------------------------------- items 1, 2: unit identity
@@ -105,7 +107,7 @@ def reference_lake(salton, weights_cache, prefect_server, tmp_path_factory):
     return lake
 
 
-GAMMA = asc.GammaConfig()
+GAMMA = GammaConfig()
 
 
 @pytest.mark.slow

@@ -16,9 +16,11 @@ from pick_rows import reference_pick_rows
 
 from quakelake import association, picking
 from quakelake.analysis import load_reference
+from quakelake.association_input import one_band_per_station
 from quakelake.evaluation import MatchParams, evaluate, station_key, station_level
 from quakelake.lakehouse import Lake, queries, write_table
 from quakelake.params import PickParams
+from quakelake.params.association import PyOctoConfig
 from quakelake.stations import read_stations
 from quakelake.tasks.associate import PickSource, read_picks
 from quakelake.waveforms import InstrumentStream
@@ -76,11 +78,11 @@ def test_association_sees_one_band_per_station(salton):
     stations = read_stations(salton / "stations.xml")
     picks = _reference_picks(salton)
     both = pd.concat([picks, _second_band(picks, ["IMP", "WMD", "COA"])], ignore_index=True)
-    kept, messages = association.one_band_per_station(both)
+    kept, messages = one_band_per_station(both)
     assert sorted(kept["pick_id"]) == sorted(picks["pick_id"])
     assert len(messages) == 1 and "CI.COA. HN" in messages[0] and "kept HH" in messages[0]
 
-    cfg = association.PyOctoConfig()
+    cfg = PyOctoConfig()
     one = association.associate(picks, stations, cfg)
     two = association.associate(both, stations, cfg)
     assert len(one.events) >= 1

@@ -862,7 +862,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
                 ),
             )
     if getattr(args, "ogs", False):
-        from quakelake.association import ogs_default
+        from quakelake.association_settings import ogs_default
 
         o["associate"] = ogs_default().model_dump(mode="json")
     elif getattr(args, "pyocto", False):

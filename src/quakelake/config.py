@@ -16,14 +16,9 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError
 
-from quakelake.params import (
-    ConfigError,
-    PickParams,
-    StationSelection,
-    TimeWindow,
-    _Model,
-)
+from quakelake.params import ConfigError, PickParams, StationSelection, TimeWindow
 from quakelake.params.association import AssociatorConfig, GammaConfig
+from quakelake.params.base import _Model
 from quakelake.params.compute import ComputeSettings
 from quakelake.params.download import DownloadParams
 from quakelake.params.ensemble import EnsembleParams

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from quakelake.params import StationSelection, TimeWindow, _Model, denoised_weights
+from quakelake.params import StationSelection, TimeWindow, denoised_weights
+from quakelake.params.base import _Model
 from quakelake.picking import ModelUnavailable
 
 log = logging.getLogger(__name__)

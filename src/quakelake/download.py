@@ -63,7 +63,8 @@ from quakelake.fdsn import (
     request_slot,
 )
 from quakelake.lineage import where_label
-from quakelake.params import StationSelection, TimeWindow, _Model
+from quakelake.params import StationSelection, TimeWindow
+from quakelake.params.base import _Model
 from quakelake.params.download import DownloadParams
 from quakelake.sds import (
     INCOMING,

@@ -29,7 +29,8 @@ import pandas as pd
 from pydantic import Field
 
 from quakelake.errors import BadInput
-from quakelake.params import PickParams, StationSelection, TimeWindow, _Model
+from quakelake.params import PickParams, StationSelection, TimeWindow
+from quakelake.params.base import _Model
 from quakelake.weights import cached_weights
 
 if TYPE_CHECKING:

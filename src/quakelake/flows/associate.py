@@ -10,7 +10,7 @@ import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from quakelake.association import GammaConfig, PyOctoConfig, format_settings
+from quakelake.association_settings import format_settings
 from quakelake.errors import FailedWork
 from quakelake.flows.common import (
     collect,
@@ -22,6 +22,7 @@ from quakelake.lakehouse import Lake
 from quakelake.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
 from quakelake.magnitudes import MagnitudeParams
 from quakelake.params import TimeWindow
+from quakelake.params.association import GammaConfig, PyOctoConfig
 from quakelake.stations import read_stations, write_stations
 from quakelake.tasks.associate import (
     PickSource,

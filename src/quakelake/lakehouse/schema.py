@@ -134,7 +134,7 @@ EVENTS = TableSpec(
         ("magnitude_type", pa.string()),
         ("magnitude_uncertainty", pa.float64()),
         ("magnitude_station_count", pa.int32()),
-        # location quality (quakelake.association.QUALITY_COLUMNS): 1-sigma uncertainties of the
+        # location quality (quakelake.relocation.QUALITY_COLUMNS): 1-sigma uncertainties of the
         # relocation, station geometry, and "constrained"/"unconstrained" (gap > 300 deg or < 3 stations)
         ("time_uncertainty_s", pa.float64()),
         ("latitude_uncertainty_km", pa.float64()),

@@ -11,17 +11,14 @@ import datetime as dt
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from quakelake.errors import BadInput
+from quakelake.params.base import _Model
 
 
 class ConfigError(BadInput, ValueError):
     """A configuration value is invalid; the message names the parameter and what is allowed."""
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class TimeWindow(_Model):

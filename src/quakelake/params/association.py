@@ -2,7 +2,7 @@
 
 Plain pydantic: the run configuration imports this without the association engines (pyproj,
 GaMMA, PyOcto). The layered model a :class:`VelocityParams` names is built by
-:func:`quakelake.velocity.model_points`; the engines live in :mod:`quakelake.association`.
+:func:`quakelake.velocity.model_points`; the engines live in :mod:`quakelake.association_engines`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from quakelake.errors import BadInput
+from quakelake.params.base import _Model
 
 __all__ = [
     "AreaParams",
@@ -27,10 +28,6 @@ __all__ = [
 
 class AssociationError(BadInput, ValueError):
     """Association input is unusable; the message says what is wrong and what to do."""
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class VelocityParams(_Model):

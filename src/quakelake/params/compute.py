@@ -11,7 +11,9 @@ import datetime as dt
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from quakelake.params.base import _Model
 
 __all__ = [
     "ComputeSettings",
@@ -29,10 +31,6 @@ StagePlace = Literal["flow", "runner"]
 
 _WALLTIME = re.compile(r"^(?:(\d+)-)?(\d+(?::\d{1,2}){0,2})$")
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*([KMGT]i?B|[KMGT])?$", re.IGNORECASE)
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 def parse_walltime(text: str) -> dt.timedelta:

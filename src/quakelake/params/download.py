@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from quakelake.params import _Model
+from quakelake.params.base import _Model
 
 __all__ = [
     "EXTRA_SHORT_NAMES",

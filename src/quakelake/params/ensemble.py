@@ -9,7 +9,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from quakelake.params import ConfigError, _Model
+from quakelake.params import ConfigError
+from quakelake.params.base import _Model
 
 __all__ = ["EnsembleError", "EnsembleParams"]
 

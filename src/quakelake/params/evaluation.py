@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from quakelake.params.base import _Model
 
 __all__ = ["MatchParams", "RunSelection"]
 
 
-class MatchParams(BaseModel):
+class MatchParams(_Model):
     """Tolerances of the analyzer's one-to-one matching."""
-
-    model_config = ConfigDict(extra="forbid")
 
     pick_tolerance_s: float = Field(
         0.5, gt=0, description="largest |pick time - reference pick time| of a matched pick (s)"
@@ -45,10 +45,8 @@ class MatchParams(BaseModel):
     )
 
 
-class RunSelection(BaseModel):
+class RunSelection(_Model):
     """Which picks and events of the lake an analysis compares with the reference."""
-
-    model_config = ConfigDict(extra="forbid")
 
     run_ids: list[str] = Field([], description="run ids of the picks/events (empty: all runs)")
     models: list[str] = Field([], description="picker models (empty: all)")

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from quakelake.params.base import _Model
 
 if TYPE_CHECKING:
     import numpy as np
@@ -21,10 +23,6 @@ class MagnitudeError(ValueError):
     """Magnitude parameters that cannot work (bad law, bad window)."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 class AttenuationLaw(_Model):
     """A local-magnitude attenuation law: ``ML = log10(A_mm) + -log A0(R) + station correction``.
 
@@ -32,6 +30,8 @@ class AttenuationLaw(_Model):
     Default: Hutton & Boore (1987), ``-log A0 = 1.110 log10(R/100) + 0.00189 (R - 100) + 3.0``
     with hypocentral distance R in km.
     """
+
+    model_config = ConfigDict(frozen=True)  # immutable: see quakelake.params.base
 
     name: str = Field("HB87", description="name of the law, recorded with the magnitudes")
     a: float = Field(1.110, description="coefficient of log10(R / ref_km)")
@@ -103,6 +103,8 @@ class AttenuationLaw(_Model):
 class AmplitudeParams(_Model):
     """Where and how the Wood-Anderson amplitude is read."""
 
+    model_config = ConfigDict(frozen=True)  # immutable: see quakelake.params.base
+
     pre_s: float = Field(
         1.0, ge=0, description="window opens this many seconds before the S (or P) pick"
     )
@@ -122,6 +124,8 @@ class AmplitudeParams(_Model):
 
 class MagnitudeParams(_Model):
     """Local magnitude stage: amplitudes, law, event ML."""
+
+    model_config = ConfigDict(frozen=True)  # immutable: see quakelake.params.base
 
     amplitude: AmplitudeParams = Field(
         default_factory=AmplitudeParams, description="amplitude measurement"

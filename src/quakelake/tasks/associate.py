@@ -12,10 +12,13 @@ from prefect.cache_policies import NONE
 
 from quakelake import association, magnitudes
 from quakelake import groups as station_groups
+from quakelake.association_input import one_band_per_station, read_pick_table
+from quakelake.association_settings import resolve_for_network
 from quakelake.lakehouse import TABLES, Lake, queries, stage_table, unit_stem
 from quakelake.lakehouse.catalog import ALIAS
 from quakelake.lakehouse.writer import safe_name
 from quakelake.lineage import Stopwatch, UnitResult, fingerprint, frame_digest
+from quakelake.params.association import AssociationError, GammaConfig, PyOctoConfig
 from quakelake.stations import read_stations
 from quakelake.tasks.retry import transient_only
 from quakelake.velocity import model_points
@@ -57,19 +60,19 @@ class PickSource:
         return base
 
 
-def config_fingerprint(config: association.PyOctoConfig | association.GammaConfig) -> str:
+def config_fingerprint(config: PyOctoConfig | GammaConfig) -> str:
     """Return the fingerprint of everything in ``config`` that shapes the events (model values too)."""
     return fingerprint(
         config.model_dump(mode="json"), _velocity_points(config), ASSOCIATION_CODE_VERSION
     )
 
 
-def _velocity_points(config: association.PyOctoConfig | association.GammaConfig) -> list | None:
+def _velocity_points(config: PyOctoConfig | GammaConfig) -> list | None:
     velocity = config.velocity
     return model_points(velocity).to_numpy().round(6).tolist() if velocity.kind == "1d" else None
 
 
-def unit_key(config: association.PyOctoConfig | association.GammaConfig, source: PickSource) -> str:
+def unit_key(config: PyOctoConfig | GammaConfig, source: PickSource) -> str:
     """Return the key of a day's events/assignments files: associator, its settings, pick source.
 
     The settings are the configuration as given (a velocity model *file* by its name); what the
@@ -80,9 +83,7 @@ def unit_key(config: association.PyOctoConfig | association.GammaConfig, source:
     return f"{config.associator}.{settings}.{safe_name(source.label)}"
 
 
-def unit_file_name(
-    config: association.PyOctoConfig | association.GammaConfig, source: PickSource
-) -> str:
+def unit_file_name(config: PyOctoConfig | GammaConfig, source: PickSource) -> str:
     """Return the key of a day's events/assignments files (see :func:`unit_key`)."""
     return unit_key(config, source)
 
@@ -90,7 +91,7 @@ def unit_file_name(
 def unit_inputs(
     picks: pd.DataFrame,
     stations: pd.DataFrame,
-    config: association.PyOctoConfig | association.GammaConfig,
+    config: PyOctoConfig | GammaConfig,
     margin_s: float,
 ) -> str:
     """Return the fingerprint of what a day's events are computed from.
@@ -138,7 +139,7 @@ def read_picks(
     ).sort_values(["time", "pick_id"], ignore_index=True)
     df["time"] = pd.to_datetime(df["time"], utc=True)
     # the associators see one instrument per station (NET.STA.LOC): a second band's picks go
-    df, _ = association.one_band_per_station(df)
+    df, _ = one_band_per_station(df)
     return _in_group(df[["pick_id", "station_id", "phase", "time", "probability"]], source)
 
 
@@ -155,7 +156,7 @@ def _in_group(picks: pd.DataFrame, source: PickSource) -> pd.DataFrame:
 
 
 def _read_pick_file(path: Path, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    picks = association.read_pick_table(path)
+    picks = read_pick_table(path)
     return picks[(picks["time"] >= start) & (picks["time"] < end)]
 
 
@@ -165,7 +166,7 @@ def read_station_source(lake: Path, source: PickSource) -> pd.DataFrame:
         return read_stations(source.station_file)
     stations = queries.stations(Lake(lake))
     if len(stations) == 0:
-        raise association.AssociationError(
+        raise AssociationError(
             f"lake {lake} has no stations; import a station file or pass -F/--file STATIONS"
         )
     return stations
@@ -207,11 +208,11 @@ def pick_counts(
 )
 def derive_settings_task(
     lake: Path,
-    config: association.PyOctoConfig | association.GammaConfig,
+    config: PyOctoConfig | GammaConfig,
     source: PickSource,
     start: pd.Timestamp,
     end: pd.Timestamp,
-) -> tuple[association.PyOctoConfig | association.GammaConfig, dict]:
+) -> tuple[PyOctoConfig | GammaConfig, dict]:
     """Return ``config`` with its empty settings derived from the stations and picks of the run.
 
     Derived once per run (not per day), so every day of a run uses the same settings and the
@@ -219,7 +220,7 @@ def derive_settings_task(
     """
     counts, hours = pick_counts(lake, source, start, end)
     first_day = read_picks(lake, source, start, min(end, start + pd.Timedelta(days=1)))
-    return association.resolve_for_network(
+    return resolve_for_network(
         config, read_station_source(lake, source), counts, hours, picks=first_day
     )
 
@@ -235,12 +236,12 @@ def derive_settings_task(
 def associate_day_task(
     day: dt.date,
     lake: Path,
-    config: association.PyOctoConfig | association.GammaConfig,
+    config: PyOctoConfig | GammaConfig,
     source: PickSource,
     run_id: str,
     margin_s: float = 120.0,
     force: bool = False,
-    key_config: association.PyOctoConfig | association.GammaConfig | None = None,
+    key_config: PyOctoConfig | GammaConfig | None = None,
 ) -> UnitResult:
     """Associate the events of one UTC day into one `events` and one `assignments` file.
 
@@ -332,7 +333,7 @@ def magnitudes_day_task(
     day: dt.date,
     lake: Path,
     events_stem: str,
-    config: association.PyOctoConfig | association.GammaConfig,
+    config: PyOctoConfig | GammaConfig,
     source: PickSource,
     params: magnitudes.MagnitudeParams,
     response_files: list[Path],
