@@ -13,7 +13,10 @@ from quakelake.params.compute import ComputeSettings
 CLUSTER_FIELDS = ("runner", "workers", "threads_per_worker", "address", "allowed_failures", "slurm")
 
 
-class ComputeClusterBlock(Block, settings_fields(ComputeSettings, CLUSTER_FIELDS)):  # type: ignore[misc]
+_Fields = settings_fields(ComputeSettings, CLUSTER_FIELDS)
+
+
+class ComputeClusterBlock(Block, _Fields):  # type: ignore[misc,valid-type]
     """Where a flow's tasks run: threads, a local Dask cluster, SLURM jobs or a Dask scheduler.
 
     Its fields are those of :class:`~quakelake.params.compute.ComputeSettings` named in
@@ -42,5 +45,5 @@ settings = cluster.settings()  # ComputeSettings: pass to run_pipeline via compu
     held: ClassVar[tuple[str, ...]] = CLUSTER_FIELDS
 
     def settings(self) -> ComputeSettings:
-        """Return the validated ComputeSettings these fields describe (the rest at their defaults)."""
+        """Return the validated ComputeSettings these fields describe (the others: defaults)."""
         return ComputeSettings.model_validate(self.model_dump(include=set(self.held)))

@@ -17,8 +17,8 @@ ACCESS_FIELDS = ("clients", "timeout", "retries", "max_concurrent")
 def client_text(spec: FdsnClientSpec) -> str:
     """Return what a user types for ``spec``: its short name (``INGV``) or its base URL.
 
-    >>> client_text(FdsnClientSpec.parse("ingv")), client_text(FdsnClientSpec.parse("http://h:8080/"))
-    ('INGV', 'http://h:8080')
+    >>> [client_text(FdsnClientSpec.parse(text)) for text in ("ingv", "http://h:8080/")]
+    ['INGV', 'http://h:8080']
     """
     return spec.name if FdsnClientSpec.parse(spec.name) == spec else spec.url
 
