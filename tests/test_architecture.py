@@ -13,8 +13,9 @@ ENTRY_POINTS = {"cli", "demo", "__init__"}
 
 def test_science_and_lakehouse_modules_do_not_import_prefect():
     modules = [f"quakelake.{p.stem}" for p in SRC.glob("*.py") if p.stem not in ENTRY_POINTS]
-    modules += ["quakelake.lakehouse", "quakelake.params"]
-    modules += [f"quakelake.params.{p.stem}" for p in (SRC / "params").glob("[a-z]*.py")]
+    modules += ["quakelake.lakehouse", "quakelake.params", "quakelake.catalogs"]
+    for package in ("params", "catalogs"):
+        modules += [f"quakelake.{package}.{p.stem}" for p in (SRC / package).glob("[a-z]*.py")]
     code = (
         "import importlib, sys\n"
         f"for m in {modules!r}:\n"

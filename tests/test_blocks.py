@@ -20,10 +20,16 @@ from quakelake.blocks import (
     load_fdsn_access,
     load_lake,
 )
+from quakelake.blocks.fdsn import client_text
+from quakelake.blocks.fields import sentence, settings_fields
 from quakelake.compute import SlurmSettings
 from quakelake.flows.runners import make_task_runner
+from quakelake.params.compute import ComputeSettings
+from quakelake.params.download import DownloadParams, FdsnClientSpec
 
 BLOCKS = [LakeBlock, FdsnAccessBlock, ComputeClusterBlock]
+# Every settings field a block holds, with the settings model it comes from.
+DERIVED = [(block, name) for block in (ComputeClusterBlock, FdsnAccessBlock) for name in block.held]
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=lambda b: b.__name__)
@@ -34,6 +40,58 @@ def test_block_standards(block: type[Block]):
     example = block.get_code_example()
     assert f"from quakelake.blocks import {block.__name__}" in example
     assert f'{block.__name__}.load("BLOCK_NAME")' in example
+
+
+@pytest.mark.parametrize(("block", "name"), DERIVED, ids=[f"{b.__name__}.{n}" for b, n in DERIVED])
+def test_block_fields_are_the_settings_fields(block, name):
+    """Same default, description, type and limits as the settings field: nothing copied by hand."""
+    ours, theirs = block.model_fields[name], block.settings_model.model_fields[name]
+    assert ours.description == sentence(theirs.description)
+    assert ours.description.rstrip(".") == theirs.description.rstrip(".")
+    assert ours.metadata == theirs.metadata  # ge/le/gt ...
+    default = ours.get_default(call_default_factory=True)
+    expected = theirs.get_default(call_default_factory=True)
+    if name == "clients":  # stored as the names/URLs a user types, parsed into the same specs
+        assert ours.annotation == list[str]
+        assert [FdsnClientSpec.parse(text) for text in default] == expected
+    else:
+        assert ours.annotation == theirs.annotation
+        assert default == expected
+
+
+def test_the_blocks_hold_no_field_outside_the_settings_but_the_secret_and_the_lake():
+    assert set(ComputeClusterBlock.model_fields) == set(ComputeClusterBlock.held)
+    assert set(FdsnAccessBlock.model_fields) == {*FdsnAccessBlock.held, "token"}
+    assert set(FdsnAccessBlock.held) <= set(DownloadParams.model_fields)
+    assert set(ComputeClusterBlock.held) <= set(ComputeSettings.model_fields)
+
+
+def test_a_settings_change_is_a_block_change():
+    """A default, a limit or a description edited in the settings model reaches the block."""
+    from pydantic import Field, ValidationError
+
+    class Edited(ComputeSettings):
+        workers: int = Field(7, ge=3, description="edited in params")
+
+    class EditedBlock(Block, settings_fields(Edited, ["runner", "workers"])):
+        _block_type_slug = "quakelake-test-edited"
+
+    assert EditedBlock().workers == 7
+    assert EditedBlock.model_fields["workers"].description == "edited in params."
+    schema = EditedBlock.model_json_schema()["properties"]["workers"]
+    assert (schema["default"], schema["minimum"], schema["description"]) == (
+        7,
+        3,
+        "edited in params.",
+    )
+    with pytest.raises(ValidationError, match="greater than or equal to 3"):
+        EditedBlock(workers=2)
+    assert ComputeClusterBlock.model_fields["workers"].default == 2  # the real block is untouched
+
+
+def test_a_block_client_is_written_as_a_user_types_it():
+    assert client_text(FdsnClientSpec.parse("ogs")) == "OGS"
+    assert client_text(FdsnClientSpec.parse("http://127.0.0.1:8080/")) == "http://127.0.0.1:8080"
 
 
 def test_register_with_the_cli_then_save_and_load(prefect_server, tmp_path):
@@ -63,12 +121,17 @@ def test_register_with_the_cli_then_save_and_load(prefect_server, tmp_path):
         fields = schema.fields["properties"]
         assert set(fields) == set(cls.model_fields), cls.__name__
         assert all(f.get("description") for f in fields.values()), cls.__name__
+    for cls, name in DERIVED:  # ... as the settings models describe them (what the UI shows)
+        field = schemas[cls].fields["properties"][name]
+        assert field["description"] == sentence(cls.settings_model.model_fields[name].description)
+    workers = schemas[ComputeClusterBlock].fields["properties"]["workers"]
+    assert (workers["default"], workers["minimum"], workers["maximum"]) == (2, 1, 4096)
     assert schemas[FdsnAccessBlock].fields["secret_fields"] == ["token"]  # stored encrypted
 
     LakeBlock(root=str(tmp_path / "lake")).save("test-lake", overwrite=True)
-    FdsnAccessBlock(clients=["INGV", "http://127.0.0.1:8080"], token="s3cret").save(
-        "test-fdsn", overwrite=True
-    )
+    FdsnAccessBlock(
+        clients=["INGV", "http://127.0.0.1:8080"], token="s3cret", timeout=30, retries=1
+    ).save("test-fdsn", overwrite=True)
     leonardo = SlurmSettings(account="IscrC_QUAKE", gpus_per_job=4, cores=32, memory="480GB")
     ComputeClusterBlock(runner="slurm", slurm=leonardo).save("test-leonardo", overwrite=True)
 
@@ -76,6 +139,11 @@ def test_register_with_the_cli_then_save_and_load(prefect_server, tmp_path):
     access = load_fdsn_access("test-fdsn")
     assert access.clients == ["INGV", "http://127.0.0.1:8080"]
     assert access.token.get_secret_value() == "s3cret" and "s3cret" not in repr(access)
+    params = access.download_params(DownloadParams(backoff=5.0, max_concurrent=9))
+    assert [c.url for c in params.clients] == ["INGV", "http://127.0.0.1:8080"]
+    assert (params.timeout, params.retries) == (30.0, 1)  # the block's
+    assert params.backoff == 5.0  # not held by the block: the run's
+    assert params.max_concurrent == 4  # held: the block's (its default, DownloadParams')
     settings = load_compute("test-leonardo")
     assert settings.runner == "slurm" and settings.slurm == leonardo
     runner = make_task_runner(settings)

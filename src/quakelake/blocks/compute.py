@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from prefect.blocks.core import Block
-from pydantic import Field
 
-from quakelake.params.compute import ComputeSettings, RunnerKind, SlurmSettings
+from quakelake.blocks.fields import settings_fields
+from quakelake.params.compute import ComputeSettings
+
+#: The ComputeSettings a cluster block holds: what describes the cluster, not where each stage runs.
+CLUSTER_FIELDS = ("runner", "workers", "threads_per_worker", "address", "allowed_failures", "slurm")
 
 
-class ComputeClusterBlock(Block):
+_Fields = settings_fields(ComputeSettings, CLUSTER_FIELDS)
+
+
+class ComputeClusterBlock(Block, _Fields):  # type: ignore[misc,valid-type]
     """Where a flow's tasks run: threads, a local Dask cluster, SLURM jobs or a Dask scheduler.
+
+    Its fields are those of :class:`~quakelake.params.compute.ComputeSettings` named in
+    :data:`CLUSTER_FIELDS`, with their defaults, limits and descriptions.
 
     Example (Leonardo Booster, one worker per A100)::
 
@@ -30,28 +41,9 @@ cluster = ComputeClusterBlock.load("BLOCK_NAME")
 settings = cluster.settings()  # ComputeSettings: pass to run_pipeline via compute_block
 """
 
-    runner: RunnerKind = Field(
-        "threads", description="task runner: threads, dask-local, slurm or address."
-    )
-    workers: int = Field(
-        2, ge=1, le=4096, description="threads (threads) or worker processes (dask-local)."
-    )
-    threads_per_worker: int = Field(1, ge=1, le=256, description="dask-local: threads per worker.")
-    address: str | None = Field(
-        None, description="runner=address: Dask scheduler address, e.g. tcp://10.0.0.5:8786."
-    )
-    allowed_failures: int = Field(
-        1, ge=0, le=100, description="times a task may lose its worker before it fails."
-    )
-    slurm: SlurmSettings | None = Field(
-        None,
-        description="runner=slurm: account, partition, GPUs, cores, memory, walltime, prologue.",
-    )
+    settings_model: ClassVar[type[ComputeSettings]] = ComputeSettings
+    held: ClassVar[tuple[str, ...]] = CLUSTER_FIELDS
 
     def settings(self) -> ComputeSettings:
-        """Return the validated ComputeSettings these fields describe."""
-        return ComputeSettings.model_validate(
-            self.model_dump(
-                include=set(ComputeSettings.model_fields) & set(type(self).model_fields)
-            )
-        )
+        """Return the validated ComputeSettings these fields describe (the others: defaults)."""
+        return ComputeSettings.model_validate(self.model_dump(include=set(self.held)))

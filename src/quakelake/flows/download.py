@@ -19,7 +19,7 @@ from quakelake.lineage import (
     where_counts,
 )
 from quakelake.params import StationSelection, TimeWindow
-from quakelake.params.download import DownloadParams, FdsnClientSpec
+from quakelake.params.download import DownloadParams
 from quakelake.printing import days_text, selection_text
 from quakelake.tasks.download import (
     download_station_day,
@@ -129,15 +129,7 @@ def download_waveforms(
 def _with_access_block(params: DownloadParams, name: str) -> DownloadParams:
     from quakelake.blocks import load_fdsn_access
 
-    block = load_fdsn_access(name)
-    return params.model_copy(
-        update={
-            "clients": [FdsnClientSpec.parse(c) for c in block.clients],
-            "timeout": block.timeout_s,
-            "retries": block.retries,
-            "max_concurrent": block.max_concurrent,
-        }
-    )
+    return load_fdsn_access(name).download_params(params)
 
 
 def collect(unit: DownloadUnit, future) -> DownloadResult:
