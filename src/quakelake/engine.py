@@ -30,8 +30,8 @@ import io
 import logging
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,9 +300,7 @@ class _OpenVinoRuntime:
             request.wait()
         # copies: a request reuses its output buffers on the next call
         tensors = tuple(
-            torch.from_numpy(
-                np.concatenate([np.array(r.get_tensor(o).data) for r in requests])
-            )
+            torch.from_numpy(np.concatenate([np.array(r.get_tensor(o).data) for r in requests]))
             for o in self.outputs
         )
         return tensors if self.tuple_output else tensors[0]
