@@ -102,7 +102,7 @@ def test_batches_span_instruments_and_give_each_its_own_picks(instruments, weigh
 
 def test_device_selection_and_gpu_batch_size():
     assert engine.choose_runtime("cpu") == "openvino"  # PhaseNet: the fastest measured
-    assert engine.choose_runtime("cpu", "auto", "EQTransformer") == "openvino"
+    assert engine.choose_runtime("cpu", "auto", "EQTransformer") == "onnx"
     assert engine.choose_runtime("cpu", "onnx") == "onnx"
     assert engine.choose_runtime("cpu", "onnx", "EQTransformer") == "onnx"
     assert engine.choose_runtime("cpu", "torch") == "torch"
