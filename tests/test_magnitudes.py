@@ -7,6 +7,7 @@ import obspy
 import pandas as pd
 import pytest
 from obspy.geodetics import degrees2kilometers
+from pick_rows import reference_pick_rows
 
 from quakelake import magnitudes as mag
 from quakelake.stations import read_stations
@@ -185,23 +186,9 @@ def test_associate_flow_writes_magnitudes_and_quakeml(
     write_table(
         lake_root, "waveform_index", scan.index, "index", {"archive": archive_key(folder / "mseed")}
     )
-    picks = pd.read_csv(folder / "DERIVED_phasenet_ref_picks_first180s.csv")
-    parts = picks["station_id"].str.split(".", expand=True)
-    picks = pd.DataFrame(
-        {
-            "pick_id": [f"ref{i}" for i in range(len(picks))],
-            "model": "PhaseNet",
-            "weights": "reference",
-            "network": parts[0],
-            "station": parts[1],
-            "location": parts[2],
-            "band": parts[3],
-            "station_id": parts[0] + "." + parts[1] + "." + parts[2],
-            "phase": picks["phase"],
-            "time": pd.to_datetime(picks["time"], utc=True, format="ISO8601"),
-            "probability": picks["prob"],
-        }
-    )
+    csv = folder / "DERIVED_phasenet_ref_picks_first180s.csv"
+    ids = [f"ref{i}" for i in range(len(pd.read_csv(csv)))]
+    picks = reference_pick_rows(csv, ids, weights="reference")
     write_table(lake_root, "picks", picks, "reference", {"day": "2020-10-01"})
 
     first = associate_events(lake=lake_root, station_file=folder / "stations.xml")
