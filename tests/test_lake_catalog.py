@@ -84,6 +84,16 @@ def test_lake_path_with_glob_characters_reads_only_itself(tmp_path):
     assert main(["tables", "--lake", str(odd)]) == 0
 
 
+def test_a_lake_written_through_a_relative_path_reads_from_any_folder(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    _fill(Path("lake"), units=2)  # as `quakelake pick --lake lake` run in folder a
+    monkeypatch.chdir(tmp_path / "b")
+    assert _count(tmp_path / "a" / "lake") == 20
+    assert mt.check(Lake(tmp_path / "a" / "lake")).damaged == []
+
+
 def test_snapshots_show_the_lake_before_a_replacement(lake_root):
     _fill(lake_root, run="r1")
     before = pd.Timestamp.now(tz="UTC")

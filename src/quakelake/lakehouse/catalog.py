@@ -504,14 +504,17 @@ def _apply(con: duckdb.DuckDBPyConnection, change: FileChange, run_id: str, repl
             [change.table, change.part, *old],
         )
     spec = table_spec(change.table)
+    # absolute: a file staged under a relative lake path must not be found relative to the
+    # committing process's folder (the catalog keeps it relative to the lake's data path)
+    path = str(Path(change.path).resolve())
     con.execute(
         f"CALL ducklake_add_data_files('{ALIAS}', ?, ?, hive_partitioning => ?, allow_missing => true)",
-        [change.table, str(change.path), bool(spec.partition_by)],
+        [change.table, path, bool(spec.partition_by)],
     )
     con.execute(
         f"INSERT INTO {ALIAS}.{_FILES_TABLE} "
         "(table_name, part, stem, key, path, run_id, committed) VALUES (?, ?, ?, ?, ?, ?, now())",
-        [change.table, change.part, change.stem, change.key, str(change.path), run_id],
+        [change.table, change.part, change.stem, change.key, path, run_id],
     )
     return True
 
