@@ -54,7 +54,7 @@ def test_the_configuration_imports_no_science_stack():
 # ------------------------------------------------------------------------------ the layer graph
 # Rank of each layer: a module may import its own layer or lower ones, never higher ones.
 LAYERS = {
-    "entry": 6,  # cli, demo, server: the command line
+    "entry": 6,  # cli, demo, server, warm: the command line and its lasting processes
     "flows": 5,
     "tasks": 4,
     "blocks": 4,  # tasks may load blocks (secrets); blocks never import tasks or flows
@@ -62,7 +62,7 @@ LAYERS = {
     "lakehouse": 1,
     "base": 0,  # errors, params (and params.*), config: every layer may use them
 }
-ENTRY = {"quakelake.cli", "quakelake.demo", "quakelake.server"}
+ENTRY = {"quakelake.cli", "quakelake.demo", "quakelake.server", "quakelake.warm"}
 BASE = {"quakelake.errors", "quakelake.params", "quakelake.config"}  # and quakelake.params.*
 
 # Known edges against the design, each with the refactor that removes it (issue 10, section 3).

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -86,3 +87,68 @@ def test_commands_use_the_local_server_until_it_is_stopped(shared_data, tmp_path
     assert not _alive(record["pid"])
     status = quakelake("server", "status")
     assert status.returncode == 1 and status.stdout.startswith("no local Prefect server runs")
+
+
+def test_warm_workers_pick_every_command_in_one_process_with_the_same_picks(shared_data, tmp_path):
+    """``server start --workers 1``: pick units of later commands run on its resident worker."""
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    archive = shared_data / "phasenet_saltonsea_20201001" / "mseed"
+
+    def quakelake(*args: str, cwd=None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "quakelake.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=cwd,
+        )
+
+    def ran_on(lake) -> dict:
+        from quakelake.lakehouse import Lake
+
+        (config,) = Lake(lake).query("SELECT config_json FROM runs")["config_json"]
+        return json.loads(config)["ran_on"]
+
+    started = quakelake("server", "start", "--port", str(_free_port()), "--workers", "1")
+    assert started.returncode == 0, started.stderr[-2000:]
+    try:
+        record = json.loads((tmp_path / "prefect" / "quakelake-server.json").read_text())
+        assert started.stdout.splitlines()[1] == (
+            f"warm workers: 1 x 1 thread(s) at {record['dask_address']}; pick units go there "
+            "when no --runner is given"
+        )  # the default weights were found and loaded: nothing is listed as not preloaded
+        # relative paths from another folder than the workers': they get absolute ones
+        (tmp_path / "here").mkdir()
+        pick = ("pick", "-d", str(archive), "-S", "BOM", "COA", "-M", "PhaseNet", "-W", "original")
+        for lake in ("warm1", "warm2"):
+            done = quakelake(*pick, "--lake", lake, "--silent", cwd=tmp_path / "here")
+            assert done.returncode == 0, done.stderr[-2000:]
+        alone = quakelake(*pick, "--lake", "alone", "--runner", "threads", "--silent", cwd=tmp_path)
+        assert alone.returncode == 0, alone.stderr[-2000:]
+
+        first, second = ran_on(tmp_path / "here" / "warm1"), ran_on(tmp_path / "here" / "warm2")
+        assert list(first.values()) == [2] and first == second  # both commands: one worker process
+        (place,) = first
+        assert f"pid {record['dask_pid']}" != place.split(" ", 1)[1]  # a worker, not its parent
+        (threads_place,) = ran_on(tmp_path / "alone")
+        assert threads_place != place  # --runner threads: picked in the command's own process
+
+        from quakelake.lakehouse import Lake
+
+        columns = ["station", "phase", "time", "probability"]
+        warm = Lake(tmp_path / "here" / "warm1").read("picks")[columns]
+        plain = Lake(tmp_path / "alone").read("picks")[columns]
+        warm, plain = (f.sort_values(columns[:3]).reset_index(drop=True) for f in (warm, plain))
+        assert len(plain) > 0 and warm.equals(plain)  # the same picks wherever they were made
+    finally:
+        stopped = quakelake("server", "stop")
+        assert stopped.returncode == 0
+    assert not (tmp_path / "prefect" / "quakelake-workers.json").exists()
+    from quakelake.server import _alive
+
+    deadline = time.monotonic() + 30
+    while _alive(record["dask_pid"]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _alive(record["dask_pid"])  # stop ended the warm workers too

@@ -768,6 +768,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="start it in the background, stop it, or say whether it runs",
     )
     server.add_argument("--port", type=int, default=4200, help="port on 127.0.0.1 (default 4200)")
+    server.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="start: also keep N warm Dask worker processes (one thread each, PhaseNet loaded) "
+        "that pick and run commands use when no --runner is given (default 0: none)",
+    )
     out = server.add_mutually_exclusive_group()
     out.add_argument("--silent", action="store_true", help="print only errors (default off)")
     out.add_argument(
@@ -1176,6 +1184,29 @@ def _quiet_prefect(cfg: RunConfig) -> str:
     return api
 
 
+def _use_warm_workers(cfg: RunConfig) -> RunConfig:
+    """Return ``cfg`` picking on the warm workers of ``quakelake server start --workers N``.
+
+    Only when the user chose no runner (option, file or block) and the warm cluster answers and
+    fits this command (:func:`quakelake.server.warm_address`); the archive and lake paths are made
+    absolute, as the workers run in another folder. Otherwise ``cfg`` unchanged.
+    """
+    from quakelake.server import warm_address
+
+    if "runner" in cfg.execution.model_fields_set or cfg.execution.runner != "threads":
+        return cfg
+    address = warm_address()
+    if not address:
+        return cfg
+    execution = cfg.execution.model_copy(update={"runner": "address", "address": address})
+    update: dict[str, Any] = {"execution": execution, "lake": cfg.lake.resolve()}
+    if cfg.directory is not None:
+        update["directory"] = cfg.directory.resolve()
+    if cfg.verbosity > 1:
+        print(f"note: picking on the warm workers at {address}", file=sys.stderr)
+    return cfg.model_copy(update=update)
+
+
 class _DropExpectedErrors:
     """Console log filter: Prefect's failure logs of an expected error (the CLI prints it once)."""
 
@@ -1253,6 +1284,7 @@ def cmd_pick(args: argparse.Namespace) -> int:
             _timing(cfg, {"pick: nothing to do": time.perf_counter() - t0}, t0, flow=False)
             return EXIT_OK
     _quiet_prefect(cfg)
+    cfg = _use_warm_workers(cfg)
     t0 = time.perf_counter()
     from quakelake.flows.pick import pick_phases
     from quakelake.flows.runners import make_task_runner
@@ -1499,6 +1531,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if getattr(args, "train", False):  # the first work: after every check
         cfg = fine_tune_before_picking(args, cfg)
     _quiet_prefect(cfg)
+    cfg = _use_warm_workers(cfg)
     t0 = time.perf_counter()
     from quakelake.flows.pipeline import run_pipeline
 
@@ -1787,13 +1820,17 @@ def cmd_server(args: argparse.Namespace) -> int:
     from quakelake import server
 
     if args.action == "start":
-        record = server.start(args.port)
+        if args.workers < 0:
+            raise CliError("--workers: give 0 (none) or a number of worker processes")
+        record = server.start(args.port, workers=args.workers)
         if not args.silent:
             print(
                 f"Prefect server: {record['api_url']} (UI {record['api_url'].removesuffix('/api')}, "
                 f"pid {record['pid']}, log {record['log']}); quakelake commands use it until "
                 "quakelake server stop"
             )
+            if record.get("dask_address"):
+                print(_warm_text(record))
         return 0
     if args.action == "stop":
         record = server.stop()
@@ -1819,7 +1856,19 @@ def cmd_server(args: argparse.Namespace) -> int:
         )
         return 1
     print(f"Prefect server: {record['api_url']} (pid {record['pid']}) answers")
+    if record.get("dask_address"):
+        print(_warm_text(record))
     return 0
+
+
+def _warm_text(record: dict) -> str:
+    """Return the line that tells where the warm workers listen and what they hold."""
+    missing = record.get("not_warmed") or []
+    return (
+        f"warm workers: {record['workers']} x {record['threads']} thread(s) at "
+        f"{record['dask_address']}; pick units go there when no --runner is given"
+        + (f" (not preloaded: {', '.join(missing)})" if missing else "")
+    )
 
 
 COMMANDS = {

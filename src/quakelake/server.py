@@ -93,8 +93,23 @@ def resolve_api() -> str:
     return "temporary"
 
 
-def start(port: int = DEFAULT_PORT, timeout: float = 180.0) -> dict:
+def warm_record_file() -> Path:
+    """Return the file that holds the warm Dask cluster's address (:mod:`quakelake.warm`)."""
+    return prefect_home() / "quakelake-workers.json"
+
+
+#: Environment the warm workers were started with that must equal a command's to use them.
+WARM_ENV = ("SEISBENCH_CACHE_ROOT", "CUDA_VISIBLE_DEVICES")
+
+
+def start(
+    port: int = DEFAULT_PORT, timeout: float = 180.0, workers: int = 0, threads: int = 1
+) -> dict:
     """Start a local Prefect server on 127.0.0.1:``port`` in the background and return its record.
+
+    With ``workers`` > 0 a warm Dask cluster of that many worker processes (``threads`` threads
+    each, the picking stack loaded) starts next to it (:mod:`quakelake.warm`); its scheduler
+    address is in the record as ``dask_address``.
 
     Raises:
         BadInput: the port is taken by something else.
@@ -102,6 +117,8 @@ def start(port: int = DEFAULT_PORT, timeout: float = 180.0) -> dict:
     """
     running = local_server()
     if running is not None:
+        if workers and not running.get("dask_address"):
+            running = _start_workers(running, workers, threads, timeout)
         return running
     api_url = f"http://127.0.0.1:{port}/api"
     if not answers(api_url, timeout=1.0):
@@ -136,7 +153,78 @@ def start(port: int = DEFAULT_PORT, timeout: float = 180.0) -> dict:
             )
         time.sleep(0.5)
     state_file().write_text(json.dumps(record))
+    if workers:
+        record = _start_workers(record, workers, threads, timeout)
     return record
+
+
+def _start_workers(record: dict, workers: int, threads: int, timeout: float) -> dict:
+    """Start the warm Dask cluster for the server of ``record``; return the record with its address.
+
+    Raises:
+        FailedWork: the cluster did not come up within ``timeout`` seconds (see its log file).
+    """
+    out = warm_record_file()
+    out.unlink(missing_ok=True)
+    env = {**os.environ, "PREFECT_API_URL": record["api_url"], "DO_NOT_TRACK": "1"}
+    command = [sys.executable, "-m", "quakelake.warm", "--workers", str(workers)]
+    command += ["--threads", str(threads), "--record", str(out)]
+    log = prefect_home() / "quakelake-workers.log"
+    with log.open("ab") as handle:
+        proc = subprocess.Popen(  # noqa: S603 (our own interpreter)
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout
+    while not out.is_file():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _terminate(proc.pid)
+            raise FailedWork(
+                f"--workers: the warm Dask workers did not start (exit status {proc.poll()}); "
+                f"see {log}"
+            )
+        time.sleep(0.3)
+    warm = json.loads(out.read_text())
+    record = {
+        **record,
+        "dask_address": warm["address"],
+        "dask_pid": proc.pid,
+        "workers": warm["workers"],
+        "threads": warm["threads"],
+        "not_warmed": warm["not_warmed"],
+        "env": {k: os.environ.get(k, "") for k in WARM_ENV},
+    }
+    state_file().write_text(json.dumps(record))
+    return record
+
+
+def warm_address() -> str:
+    """Return the warm Dask cluster's scheduler address when one answers and fits this command, else "".
+
+    It fits when this command talks to the same local server and sees the same
+    :data:`WARM_ENV` (weights cache, GPUs) as the workers were started with.
+    """
+    record = local_server()
+    if not record or not record.get("dask_address"):
+        return ""
+    if os.environ.get("PREFECT_API_URL", record["api_url"]) != record["api_url"]:
+        return ""  # another server's flow runs: its tasks must not report to ours
+    if any(os.environ.get(k, "") != v for k, v in record.get("env", {}).items()):
+        return ""
+    if not _alive(int(record.get("dask_pid", 0))):
+        return ""
+    host, _, port = record["dask_address"].removeprefix("tcp://").rpartition(":")
+    try:
+        import socket
+
+        with socket.create_connection((host, int(port)), timeout=1.0):
+            return record["dask_address"]
+    except (OSError, ValueError):
+        return ""
 
 
 def stop() -> dict | None:
@@ -148,6 +236,10 @@ def stop() -> dict | None:
     pid = int(record.get("pid", 0))
     if _is_prefect_server(pid):  # never signal a process id reused by something else
         _terminate(pid)
+    dask_pid = int(record.get("dask_pid", 0))
+    if _runs(dask_pid, b"quakelake.warm"):
+        _terminate(dask_pid)
+    warm_record_file().unlink(missing_ok=True)
     state_file().unlink(missing_ok=True)
     return record
 
@@ -165,6 +257,18 @@ def _alive(pid: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+def _runs(pid: int, word: bytes) -> bool:
+    """Return True when ``pid`` runs a command line holding ``word`` (where /proc tells)."""
+    if pid <= 0 or not _alive(pid):
+        return False
+    try:
+        return word in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return True  # no /proc (macOS): trust the state file
+    except OSError:
+        return False
 
 
 def _is_prefect_server(pid: int) -> bool:

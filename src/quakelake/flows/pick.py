@@ -211,6 +211,7 @@ def pick_phases(
             s.label: picking.weights_checksum(s.model, s.weights) for s in locals().get("specs", [])
         }
         config["engines"] = engines_used(locals().get("results", []))
+        config["ran_on"] = where_counts(locals().get("results", []))
         if pick.denoiser and "/" in pick.denoiser:
             weights[pick.denoiser] = picking.weights_checksum(*pick.denoiser.split("/", 1))
         record_run(
