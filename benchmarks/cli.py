@@ -6,7 +6,9 @@ Each command runs in its own process, as a user types it, in three set-ups side 
   Prefect's temporary server per command (what every command paid before);
 - ``temporary``: this code, no Prefect server configured (Prefect's temporary server per command);
 - ``local``: this code with the server of ``quakelake server start`` running (started once, its
-  start-up reported separately).
+  start-up reported separately);
+- ``warm`` (on request): ``quakelake server start --workers 1``: the pick units run on a worker
+  that keeps the model stack loaded; its CPU is not the command's, so read the wall column.
 
 "cold" is the first pick into an empty lake (station-days computed), "warm" the identical
 rerun that finds nothing to do (since issue 10's third pass answered from the lake before
@@ -58,7 +60,7 @@ def timed(args: list[str], env: dict[str, str]) -> tuple[float, float, int, str]
 
 
 def measure(
-    name: str, src: Path, work: Path, repeat: int, server: bool
+    name: str, src: Path, work: Path, repeat: int, server: bool, workers: int = 0
 ) -> dict[str, tuple[float, float]]:
     """Return (wall, cpu) medians per command for one set-up."""
     home = work / name / "prefect"
@@ -82,7 +84,8 @@ def measure(
     out: dict[str, tuple[float, float]] = {}
     port = _free_port()
     if server:
-        wall, cpu, code, err = timed(["server", "start", "--port", str(port), "--silent"], env)
+        start = ["server", "start", "--port", str(port), "--silent"]
+        wall, cpu, code, err = timed(start + (["--workers", str(workers)] if workers else []), env)
         if code:
             raise SystemExit(f"server start failed: {err}")
         out["server start (once)"] = (wall, cpu)
@@ -140,7 +143,9 @@ def main() -> None:
         "--setups",
         default="baseline,temporary,local",
         help="comma-separated set-ups to run: baseline (needs --baseline-src), baseline-local "
-        "(the baseline code with a local server), temporary, local (default: %(default)s)",
+        "(the baseline code with a local server), temporary, local, warm (local server with "
+        "one warm worker: its CPU is not the command's, read the wall column) "
+        "(default: %(default)s)",
     )
     args = parser.parse_args()
     if not SALTON.is_dir():
@@ -151,6 +156,7 @@ def main() -> None:
         "baseline-local": (args.baseline_src, True),
         "temporary": (ROOT / "src", False),
         "local": (ROOT / "src", True),
+        "warm": (ROOT / "src", True),  # local server + `--workers 1`: model stack kept loaded
     }
     setups = []
     for name in args.setups.split(","):
@@ -166,7 +172,8 @@ def main() -> None:
     try:
         for name, src, server in setups:
             load = os.getloadavg()[0]
-            results[name] = measure(name, src, work, args.repeat, server)
+            workers = 1 if name == "warm" else 0
+            results[name] = measure(name, src, work, args.repeat, server, workers)
             print(f"# {name}: src {src}, load average at start {load:.1f}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
