@@ -250,13 +250,18 @@ def station_coordinates(stations: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def stations_stem(stations: pd.DataFrame) -> str:
+    """Return the logical file :func:`write_stations` gives ``stations`` (it names their content)."""
+    from quakelake.lineage import fingerprint
+
+    return "stations." + fingerprint(stations.astype(str).to_csv(index=False))
+
+
 def write_stations(
     lake: str | Path, stations: pd.DataFrame, source: str, name: str | None = None
 ) -> Path:
     """Write ``stations`` into the lake's `stations` table under partition ``source``."""
-    from quakelake.lineage import fingerprint
-
-    name = name or "stations." + fingerprint(stations.astype(str).to_csv(index=False))
+    name = name or stations_stem(stations)
     return write_table(
         Path(lake), "stations", stations[COLUMNS], name=name, partition={"source": source}
     )
