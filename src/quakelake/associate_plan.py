@@ -414,6 +414,8 @@ def nothing_to_do(
     except AssociationError:
         return None  # bad input: the flow reports it
     done = [name for name in outputs if name is not None]
+    if not done:
+        return None  # no day has picks: the flow says so
     summary: dict[str, Any] = {
         "run_id": None,
         "associator": resolved.associator,
@@ -438,7 +440,7 @@ def nothing_to_do(
             "skipped": len(done) if response_files else 0,
             "failed": 0,
             "no_data": 0,
-            "events_with_ml": _events_with_ml(lake, done) if response_files else 0,
+            "events_with_ml": 0,  # as the flow counts: those it measured anew
             "law": magnitude.law.name,
             "why_none": []
             if response_files
@@ -448,16 +450,18 @@ def nothing_to_do(
     return summary
 
 
-def _events_with_ml(lake: Path, stems: list[str]) -> int:
-    if not stems:
-        return 0
-    marks = ", ".join("?" * len(stems))
-    return int(
-        Lake(lake).query(
-            f"SELECT count(*) AS n FROM events WHERE magnitude IS NOT NULL AND unit_file IN ({marks})",
-            stems,
-        )["n"][0]
-    )
+def given_response_files(
+    response_files: list[Path] | None, station_file: Path | None
+) -> list[Path]:
+    """Return the StationXML files an associate run measures magnitudes with.
+
+    The files given, else the station file when it is StationXML, else none.
+    """
+    if response_files:
+        return [Path(p) for p in response_files]
+    if station_file is not None and Path(station_file).suffix.lower() in (".xml", ".stationxml"):
+        return [Path(station_file)]
+    return []
 
 
 def pick_sets(config: RunConfig, ensemble_weights: str | None = None) -> list[tuple[str, str]]:
@@ -515,6 +519,8 @@ def pipeline_nothing_to_do(config: RunConfig) -> dict[str, Any] | None:
     lake = Lake(config.lake)
     if config.station_file is None and not lake.has_files("stations"):
         return None  # the flow warns that association is skipped
+    if not lake.has_files("picks"):
+        return None
     held = lake.query("SELECT DISTINCT model, weights FROM picks")
     have = set(zip(held["model"], held["weights"], strict=True))
     out["associate"] = []

@@ -10,7 +10,7 @@ import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from quakelake.associate_plan import association_days
+from quakelake.associate_plan import association_days, given_response_files
 from quakelake.association_settings import format_settings
 from quakelake.errors import FailedWork
 from quakelake.flows.common import (
@@ -149,7 +149,7 @@ def associate_events(
                 source,
                 magnitude,
                 results,
-                _response_files(response_files, station_file),
+                given_response_files(response_files, station_file),
                 force,
             )
         summary["settings"] = settings
@@ -163,14 +163,6 @@ def associate_events(
         record_run(
             lake, run_id, "associate", run_config, status, started, utcnow(), current_flow_run_id()
         )
-
-
-def _response_files(response_files: list[Path] | None, station_file: Path | None) -> list[Path]:
-    if response_files:
-        return [Path(p) for p in response_files]
-    if station_file is not None and Path(station_file).suffix.lower() in (".xml", ".stationxml"):
-        return [Path(station_file)]
-    return []
 
 
 def _magnitudes(
