@@ -1,4 +1,4 @@
-"""Command latency of ``quakelake``: help, a bad input, the 180 s Salton Sea pick and its no-op rerun.
+"""Command latency of ``quakelake``: help, a bad input, the 180 s Salton Sea pick, run, associate, no-ops.
 
 Each command runs in its own process, as a user types it, in three set-ups side by side:
 
@@ -12,7 +12,9 @@ Each command runs in its own process, as a user types it, in three set-ups side 
 
 "cold" is the first pick into an empty lake (station-days computed), "warm" the identical
 rerun that finds nothing to do (since issue 10's third pass answered from the lake before
-Prefect is imported, so it needs no server). Wall seconds and the CPU seconds of the command's processes
+Prefect is imported, so it needs no server); then ``run -F stations.xml`` over the same lake
+(picks found done, the day associated and its magnitudes measured), and the identical ``run``
+and ``associate`` reruns (answered from the lake too since issue 10h). Wall seconds and the CPU seconds of the command's processes
 are printed, then the ratios against the baseline. On a shared machine read the CPU column
 and the ratios; wall seconds grow with the machine's load (printed too).
 
@@ -105,11 +107,17 @@ def measure(
                 "original",
                 "--silent",
             ]
+            run = ["run", *pick[1:], "-F", str(SALTON.parent / "stations.xml")]
+            associate = ["associate", "--lake", str(lake), "-F", run[-1], "--silent"]
             for label, args, want in (
                 ("--help", ["--help"], 0),
                 ("bad input (-p 1.5)", [*pick, "-p", "1.5"], 2),
                 ("pick 180 s, cold", pick, 0),
                 ("no-op rerun, warm", pick, 0),
+                # the same picks: run associates them (and measures magnitudes) once
+                ("run -F (associate)", run, 0),
+                ("run no-op, warm", run, 0),
+                ("associate no-op, warm", associate, 0),
             ):
                 wall, cpu, code, err = timed(args, env)
                 if code != want:

@@ -1530,6 +1530,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_ensemble(cfg, trained=getattr(args, "train", False))
     if getattr(args, "train", False):  # the first work: after every check
         cfg = fine_tune_before_picking(args, cfg)
+    elif not getattr(args, "interactive", False):
+        t0 = time.perf_counter()
+        done = _nothing_to_run(cfg)
+        if done is not None:
+            print_summary(done["pick"], cfg.lake)
+            for summary in done.get("associate", []):
+                print_association(summary, cfg.lake, cfg.window)
+            _timing(cfg, {"run: nothing to do": time.perf_counter() - t0}, t0, flow=False)
+            return _station_overlap(cfg, done.get("associate", []))
     _quiet_prefect(cfg)
     cfg = _use_warm_workers(cfg)
     t0 = time.perf_counter()
@@ -1578,6 +1587,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _station_overlap(cfg, out.get("associate", []))
 
 
+def _nothing_to_run(cfg: RunConfig) -> dict | None:
+    """Return the stage summaries of a pipeline run that finds nothing to do, before Prefect starts.
+
+    Pick and every association must each have nothing to do (a download, an ensemble, an
+    analysis or ``--force`` always run the flow); None: the pipeline flow runs, as before.
+    """
+    from quakelake.associate_plan import pipeline_nothing_to_do
+
+    done = pipeline_nothing_to_do(cfg)
+    if done is not None and cfg.verbosity > 1:
+        print(
+            "nothing to do: every pick unit and association day is in the lake with the same "
+            "inputs and settings (no flow run; --force recomputes)",
+            file=sys.stderr,
+        )
+    return done
+
+
 def cmd_associate(args: argparse.Namespace) -> int:
     """Associate picks into events (lake picks of each model x weights, or an external pick table)."""
     _refuse_unavailable(args)
@@ -1599,7 +1626,6 @@ def cmd_associate(args: argparse.Namespace) -> int:
             f"--velocity-model: {velocity} does not exist; pass a TauP .nd, VELEST .mod or CSV file"
         )
     groups = _lake_groups(cfg, check=args.picks is None)
-    _quiet_prefect(cfg)
     from quakelake.lakehouse import Lake
 
     sources: list[tuple[str | None, str | None]] = [(None, None)]
@@ -1616,6 +1642,15 @@ def cmd_associate(args: argparse.Namespace) -> int:
                 f"-M/--models, -W/--weights: no picks of {' '.join(args.models or ['any'])} x "
                 f"{' '.join(args.weights or ['any'])} in lake {cfg.lake} (it holds {held})"
             )
+    if not cfg.force and args.quakeml is None and args.export is None:
+        t0 = time.perf_counter()
+        done = _nothing_to_associate(cfg, args.picks, sources, groups)
+        if done is not None:
+            for summary in done:
+                print_association(summary, cfg.lake, cfg.window)
+            _timing(cfg, {"associate: nothing to do": time.perf_counter() - t0}, t0, flow=False)
+            return max(exit_status(*done), _station_overlap(cfg, done) if args.picks is None else 0)
+    _quiet_prefect(cfg)
     from quakelake.export import export_run
     from quakelake.flows.associate import associate_events
     from quakelake.flows.runners import stage_runner
@@ -1646,6 +1681,50 @@ def cmd_associate(args: argparse.Namespace) -> int:
     return max(
         exit_status(*summaries), _station_overlap(cfg, summaries) if args.picks is None else 0
     )
+
+
+def _nothing_to_associate(
+    cfg: RunConfig,
+    picks_file: Path | None,
+    sources: list[tuple[str | None, str | None]],
+    groups: dict[str, list[str]],
+) -> list[dict] | None:
+    """Return the summaries of associate runs that find every day in the lake, before Prefect starts.
+
+    One per pick set x group, as the flows would run; None as soon as one of them has work
+    (:func:`quakelake.associate_plan.nothing_to_do`): then every flow runs, as before.
+    """
+    from quakelake.associate_plan import PickSource, given_response_files, nothing_to_do
+
+    summaries = []
+    for model, weights in sources:
+        for group, patterns in groups.items() if groups else [(None, None)]:
+            source = PickSource(
+                picks_file=picks_file,
+                model=model,
+                weights=weights,
+                station_file=cfg.station_file,
+                group=group,
+                group_stations=tuple(patterns or ()),
+            )
+            summary = nothing_to_do(
+                cfg.lake,
+                cfg.window,
+                cfg.associate,
+                source,
+                magnitude=cfg.magnitude,
+                response_files=given_response_files(None, cfg.station_file),
+            )
+            if summary is None:
+                return None
+            summaries.append(summary)
+    if cfg.verbosity > 1:
+        print(
+            "nothing to do: every day is in the lake with the same picks, stations and settings "
+            "(no flow run; --force recomputes)",
+            file=sys.stderr,
+        )
+    return summaries
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -152,8 +152,10 @@ def print_association(
 ) -> None:
     """Print an association summary line: days by status, events written and events the lake holds."""
     held = lake_events(lake_root, summary, window) if lake_root is not None else None
+    # no run id: a rerun that found every day in the lake (quakelake.associate_plan)
+    run = f"associate {summary['run_id']}" if summary.get("run_id") else "nothing to do: associate"
     line = (
-        f"associate {summary['run_id']} ({summary['associator']}, {summary['pick_source']}): "
+        f"{run} ({summary['associator']}, {summary['pick_source']}): "
         f"{summary['days']} days (done {summary['done']}, skipped {summary['skipped']}, failed "
         f"{summary['failed']}), {summary['events']} events written"
     )

@@ -13,6 +13,7 @@ Supported files:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -56,6 +57,14 @@ def read_stations(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise StationFileError(f"station file {path} does not exist; pass an existing -F/--file")
+    stat = path.stat()
+    # a command reads its station file several times (checks, settings, each day): once is enough
+    return _read_stations_once(path.resolve(), stat.st_mtime_ns, stat.st_size).copy()
+
+
+@functools.lru_cache(maxsize=8)
+def _read_stations_once(path: Path, mtime_ns: int, size: int) -> pd.DataFrame:
+    """Return :func:`read_stations` of ``path`` as it is (its modification time and size)."""
     suffix = path.suffix.lower()
     if suffix in (".xml", ".stationxml"):
         return _read_stationxml(path)
@@ -250,13 +259,18 @@ def station_coordinates(stations: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def stations_stem(stations: pd.DataFrame) -> str:
+    """Return the logical file :func:`write_stations` gives ``stations`` (it names their content)."""
+    from quakelake.lineage import fingerprint
+
+    return "stations." + fingerprint(stations.astype(str).to_csv(index=False))
+
+
 def write_stations(
     lake: str | Path, stations: pd.DataFrame, source: str, name: str | None = None
 ) -> Path:
     """Write ``stations`` into the lake's `stations` table under partition ``source``."""
-    from quakelake.lineage import fingerprint
-
-    name = name or "stations." + fingerprint(stations.astype(str).to_csv(index=False))
+    name = name or stations_stem(stations)
     return write_table(
         Path(lake), "stations", stations[COLUMNS], name=name, partition={"source": source}
     )

@@ -55,9 +55,10 @@ def standard_model(name: str = "ak135", max_depth_km: float = 800.0) -> pd.DataF
         raise VelocityModelError(
             f"unknown standard model {name!r}; use one of {', '.join(STANDARD_MODELS)}"
         )
-    import obspy.taup
+    import importlib.util
 
-    path = Path(obspy.taup.__file__).parent / "data" / f"{name}.tvel"
+    # the table file alone: importing obspy.taup (and with it matplotlib) takes seconds
+    path = Path(importlib.util.find_spec("obspy").origin).parent / "taup" / "data" / f"{name}.tvel"
     rows: list[list[float]] = []
     for line in path.read_text().splitlines()[2:]:  # two title lines
         parts = line.split()

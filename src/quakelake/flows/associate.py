@@ -10,6 +10,7 @@ import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from quakelake.associate_plan import association_days, given_response_files
 from quakelake.association_settings import format_settings
 from quakelake.errors import FailedWork
 from quakelake.flows.common import (
@@ -18,7 +19,6 @@ from quakelake.flows.common import (
     raise_if_workers_lost,
     recover_crashed_runs,
 )
-from quakelake.lakehouse import Lake
 from quakelake.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
 from quakelake.magnitudes import MagnitudeParams
 from quakelake.params import TimeWindow
@@ -30,7 +30,6 @@ from quakelake.tasks.associate import (
     config_fingerprint,
     derive_settings_task,
     magnitudes_day_task,
-    read_picks,
 )
 
 
@@ -106,7 +105,7 @@ def associate_events(
     try:
         if station_file is not None:
             write_stations(lake, read_stations(station_file), source=Path(station_file).stem)
-        days = _days(lake, source, window)
+        days = association_days(lake, source, window)
         if not days:
             raise NoPicks(
                 f"no picks from {source.label} for days {window.start or 'any'}..{window.end or 'any'}; "
@@ -150,7 +149,7 @@ def associate_events(
                 source,
                 magnitude,
                 results,
-                _response_files(response_files, station_file),
+                given_response_files(response_files, station_file),
                 force,
             )
         summary["settings"] = settings
@@ -164,14 +163,6 @@ def associate_events(
         record_run(
             lake, run_id, "associate", run_config, status, started, utcnow(), current_flow_run_id()
         )
-
-
-def _response_files(response_files: list[Path] | None, station_file: Path | None) -> list[Path]:
-    if response_files:
-        return [Path(p) for p in response_files]
-    if station_file is not None and Path(station_file).suffix.lower() in (".xml", ".stationxml"):
-        return [Path(station_file)]
-    return []
 
 
 def _magnitudes(
@@ -230,37 +221,6 @@ def _magnitudes(
     counts["events_with_ml"] = sum(r.extra.get("events_with_ml", 0) for r in results)
     counts["why_none"] = sorted({r.error for r in results if r.status == "no_data"})
     return counts
-
-
-def _days(lake: Path, source: PickSource, window: TimeWindow):
-    if window.start is not None and window.end is not None:
-        return window.days()
-    lo = pd.Timestamp(window.start or "1900-01-01", tz="UTC")
-    hi = pd.Timestamp(window.end or "2200-12-31", tz="UTC") + pd.Timedelta(days=1)
-    if source.picks_file is None:
-        if not Lake(lake).has_files("picks"):
-            return []
-        times = Lake(lake).query(
-            "SELECT min(time) AS lo, max(time) AS hi FROM picks WHERE time >= ? AND time < ?",
-            [lo.to_pydatetime(), hi.to_pydatetime()],
-        )
-        first, last = times["lo"].iloc[0], times["hi"].iloc[0]
-    else:
-        picks = read_picks(lake, source, lo, hi)
-        first, last = (picks["time"].min(), picks["time"].max()) if len(picks) else (None, None)
-    if first is None or pd.isna(first):
-        return []
-    start = (
-        pd.Timestamp(first).tz_convert("UTC").date()
-        if pd.Timestamp(first).tzinfo
-        else pd.Timestamp(first).date()
-    )
-    end = (
-        pd.Timestamp(last).tz_convert("UTC").date()
-        if pd.Timestamp(last).tzinfo
-        else pd.Timestamp(last).date()
-    )
-    return TimeWindow(start=start, end=end).days()
 
 
 def _summary(run_id: str, config, source: PickSource, results: list[UnitResult]) -> dict:

@@ -8,6 +8,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from quakelake.associate_plan import pick_sets, response_files
 from quakelake.config import RunConfig
 from quakelake.flows.analyze import analyze_run
 from quakelake.flows.associate import associate_events
@@ -26,14 +27,6 @@ def previous_utc_day(today: dt.date | None = None) -> TimeWindow:
     today = today or dt.datetime.now(dt.UTC).date()
     day = today - dt.timedelta(days=1)
     return TimeWindow(start=day, end=day)
-
-
-def pick_sets(config: RunConfig, ensemble_weights: str | None = None) -> list[tuple[str, str]]:
-    """Return the (model, weights) pick sets of a run: every member, and the ensemble when made."""
-    sets = [(m, w) for m in config.pick.models for w in config.pick.grid_weights()]
-    if ensemble_weights:
-        sets.append(("ensemble", ensemble_weights))
-    return sets
 
 
 def associate_picks(config: RunConfig, ensemble_weights: str | None = None) -> list[dict]:
@@ -78,18 +71,6 @@ def associate_picks(config: RunConfig, ensemble_weights: str | None = None) -> l
                 )
             )
     return runs
-
-
-def response_files(config: RunConfig) -> list[Path]:
-    """Return the StationXML files with instrument responses: -F when StationXML, else the downloaded ones."""
-    if config.station_file is not None and Path(config.station_file).suffix.lower() in (
-        ".xml",
-        ".stationxml",
-    ):
-        return [Path(config.station_file)]
-    if config.directory is not None:
-        return sorted((Path(config.directory) / "stations").glob("*.xml"))
-    return []
 
 
 def run_selection(config: RunConfig, ensemble_weights: str | None = None) -> RunSelection:
