@@ -165,7 +165,8 @@ def settings_note(res: asc.AssociationResult) -> str:
     d = res.settings.get("derived", {})
     if "n_picks" in d:
         counts = f"{d['n_picks']}/{d['n_p_picks']}/{d['n_s_picks']}/{d['n_p_and_s_picks']}"
-        return f"{counts}, overlap {d['time_before_s']:.0f} s, tol {d['tolerance_s']} s, z {d['area.depth_km'][1]:.0f}"
+        tol = f"{d['tolerance_s']}/{d.get('pick_match_tolerance_s', d['tolerance_s'])}"
+        return f"{counts}, overlap {d['time_before_s']:.0f} s, tol/match {tol} s, z {d['area.depth_km'][1]:.0f}"
     if "min_picks_per_eq" in d:
         counts = f"{d['min_picks_per_eq']}/{d['min_p_picks_per_eq']}/{d['min_s_picks_per_eq']}"
         return f"{counts}, eps {d['dbscan_eps']} s, vp/vs {d['velocity.vp']}/{d['velocity.vs']}"
