@@ -27,7 +27,7 @@ and a 60 s overlap for PyOcto; eps 10 s, 5/3/2 picks for GaMMA; stations' box + 
 
 Usage::
 
-    python benchmarks/association.py [ogs chile italy salton mesetas hengill] [--gamma] [--per-day]
+    python benchmarks/association.py [ogs chile italy salton mesetas hengill] [--gamma] [--per-day] [--auto]
 
 ``--gamma`` adds GaMMA runs (slow on OGS and Italy on 2 cores): derived settings with GaMMA's
 eikonal travel times in the 1-D model (the default) and with its straight rays at the model's
@@ -116,6 +116,15 @@ def plain_gamma() -> GammaConfig:
     )
 
 
+# --auto: only the automatic-settings runs (the rows a change of the derivation can move).
+AUTO_ONLY = False
+
+
+def selected(configs: list[tuple[str, Config]]) -> list[tuple[str, Config]]:
+    """Return ``configs``, only the automatic ones (label ``... auto ...``) under ``--auto``."""
+    return [c for c in configs if not AUTO_ONLY or " auto " in f"{c[0]} "]
+
+
 def standard_runs(model_file: Path | None, with_gamma: bool) -> list[tuple[str, Config]]:
     """The runs every set gets: automatic (with and without its model file) and plain defaults."""
     runs: list[tuple[str, Config]] = []
@@ -156,7 +165,8 @@ def settings_note(res: asc.AssociationResult) -> str:
     d = res.settings.get("derived", {})
     if "n_picks" in d:
         counts = f"{d['n_picks']}/{d['n_p_picks']}/{d['n_s_picks']}/{d['n_p_and_s_picks']}"
-        return f"{counts}, overlap {d['time_before_s']:.0f} s, tol {d['tolerance_s']} s, z {d['area.depth_km'][1]:.0f}"
+        tol = f"{d['tolerance_s']}/{d.get('pick_match_tolerance_s', d['tolerance_s'])}"
+        return f"{counts}, overlap {d['time_before_s']:.0f} s, tol/match {tol} s, z {d['area.depth_km'][1]:.0f}"
     if "min_picks_per_eq" in d:
         counts = f"{d['min_picks_per_eq']}/{d['min_p_picks_per_eq']}/{d['min_s_picks_per_eq']}"
         return f"{counts}, eps {d['dbscan_eps']} s, vp/vs {d['velocity.vp']}/{d['velocity.vs']}"
@@ -258,7 +268,7 @@ def bench_ogs(with_gamma: bool, per_day: bool) -> list[dict]:
     ]
     if with_gamma:
         configs.append(("GaMMA practitioner (eps 8.1, 5/3/2)", ogs_gamma_practitioner()))
-    for label, cfg in configs:
+    for label, cfg in selected(configs):
         res, seconds = timed(picks, stations, cfg)
         rows.append(
             {
@@ -377,7 +387,7 @@ def bench_chile(with_gamma: bool) -> list[dict]:
     ]
     if with_gamma:
         configs.append(("GaMMA tuned (eps 30, 8/4/2)", chile_gamma()))
-    for label, cfg in configs:
+    for label, cfg in selected(configs):
         res, seconds = timed(picks, stations, cfg)
         rows.append(
             {
@@ -464,7 +474,7 @@ def bench_italy(with_gamma: bool) -> list[dict]:
     ]
     if with_gamma:
         configs.append((f"GaMMA auto ({model.name})", auto_gamma(model)))
-    for label, cfg in configs:
+    for label, cfg in selected(configs):
         res, seconds = timed(picks, stations, cfg)
         m = match_events(res.events, catalogue, max_dt_s=2.0, max_km=8.0)
         tp = int((m["outcome"] == "TP").sum())
@@ -521,7 +531,7 @@ def located_scores(events: pd.DataFrame, reference: pd.DataFrame) -> dict:
 def bench_salton(with_gamma: bool) -> list[dict]:
     picks, stations, ref = salton_inputs()
     rows = []
-    for label, cfg in standard_runs(None, with_gamma):
+    for label, cfg in selected(standard_runs(None, with_gamma)):
         res, seconds = timed(picks, stations, cfg)
         rows.append(
             {
@@ -575,8 +585,8 @@ def mesetas_inputs(data: Path = DATA) -> tuple[pd.DataFrame, pd.DataFrame, pd.Se
 def bench_mesetas(with_gamma: bool) -> list[dict]:
     picks, stations, ref = mesetas_inputs()
     rows = []
-    for label, cfg in standard_runs(
-        DATA / "seismonitor_mesetas_2019" / "vel1d_col.csv", with_gamma
+    for label, cfg in selected(
+        standard_runs(DATA / "seismonitor_mesetas_2019" / "vel1d_col.csv", with_gamma)
     ):
         res, seconds = timed(picks, stations, cfg)
         rows.append(
@@ -647,7 +657,7 @@ def bench_hengill(with_gamma: bool) -> list[dict]:
     d = DATA / "malmi_hengill_20181230"
     stations, ref = read_stations(d / "stations.csv"), hengill_triggers()
     rows = []
-    for label, cfg in standard_runs(d / "velocity_model_local.txt", with_gamma):
+    for label, cfg in selected(standard_runs(d / "velocity_model_local.txt", with_gamma)):
         res, seconds = timed(picks, stations, cfg)
         rows.append(
             {
@@ -674,7 +684,12 @@ def main(argv: list[str] | None = None) -> int:
         "--gamma", action="store_true", help="also run GaMMA (slow on OGS and Italy)"
     )
     parser.add_argument("--per-day", action="store_true", help="also run OGS as 366 day units")
+    parser.add_argument(
+        "--auto", action="store_true", help="only the automatic-settings runs of each set"
+    )
     args = parser.parse_args(argv)
+    global AUTO_ONLY
+    AUTO_ONLY = args.auto
     rows: list[dict] = []
     for name in args.sets:
         if name == "ogs":

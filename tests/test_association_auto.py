@@ -12,7 +12,7 @@ import pytest
 from quakelake import association as asc
 from quakelake.association_auto import distances_km
 from quakelake.association_input import station_table
-from quakelake.association_settings import ogs_default
+from quakelake.association_settings import ogs_default, resolve_for_network
 from quakelake.evaluation import match_events
 from quakelake.export import write_quakeml
 from quakelake.params.association import AreaParams, GammaConfig, PyOctoConfig, VelocityParams
@@ -302,3 +302,59 @@ def test_nonlinloc_phase_file_has_one_block_per_event(salton, tmp_path):
     assert first[0] == row["station_id"].split(".")[1] and first[4] == row["phase"]
     t = pd.Timestamp(row["time"])
     assert first[6:9] == [t.strftime("%Y%m%d"), t.strftime("%H%M"), t.strftime("%S.%f")[:-2]]
+
+
+# ----------------------------------------------------------------------------- dense pick streams
+
+
+def italy_hour(shared_data) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Return the first hour of the 2016-10-14 Central Italy PhaseNet picks, stations, REAL events."""
+    d = shared_data / "real_demo_italy_20161014"
+    day = pd.Timestamp("2016-10-14", tz="UTC")
+    frames = []
+    for _, row in pd.read_csv(d / "picks.csv", sep="\t").iterrows():
+        net, sta = row["fname"].split("_")[-3:-1]
+        for phase, col in (("P", "p_idx"), ("S", "s_idx")):
+            text = str(row[col]).strip("[]")
+            idx = np.array(text.split(","), dtype=float) if text else np.array([])
+            t = pd.Timestamp(row["t0"], tz="UTC") + pd.to_timedelta(idx / 100.0, unit="s")
+            frames.append(pd.DataFrame({"station_id": f"{net}.{sta}", "phase": phase, "time": t}))
+    picks = pd.concat(frames, ignore_index=True)
+    picks = picks[picks["time"] < day + pd.Timedelta(hours=1)].reset_index(drop=True)
+    cat = pd.read_csv(d / "REAL_output_catalog_sel.txt", sep=r"\s+", header=None)
+    real = pd.DataFrame(
+        {
+            "event_id": cat[0].astype(str),
+            "time": day + pd.to_timedelta(cat[5], unit="s"),
+            "latitude": cat[7],
+            "longitude": cat[8],
+        }
+    )
+    return picks, read_stations(d / "station.dat"), real[real["time"] < day + pd.Timedelta(hours=1)]
+
+
+@pytest.mark.slow
+def test_dense_stream_matches_picks_out_to_twice_the_tolerance(shared_data):
+    """Central Italy, first hour of the Amatrice-Norcia sequence (~5,000 PhaseNet picks, 56 stations).
+
+    The stream is dense (many picks per overlap window): a located event claims its picks out to
+    twice the model tolerance, the octree search keeps the tolerance. REAL's events are found.
+    """
+    picks, stations, real = italy_hour(shared_data)
+    model = shared_data / "real_demo_italy_20161014" / "italy.mod"
+    config = PyOctoConfig(velocity=VelocityParams(kind="auto", model_file=model))
+    res = asc.associate(picks, stations, config)
+    derived = res.settings["derived"]
+    assert derived["tolerance_s"] == 1.0 and derived["pick_match_tolerance_s"] == 2.0
+    m = match_events(res.events, real, max_dt_s=2.0, max_km=8.0)
+    assert int((m["outcome"] == "TP").sum()) >= 0.95 * len(real)
+
+
+def test_sparse_stream_matches_picks_within_the_tolerance(shared_data):
+    """OGS March 2024 analyst picks (a few picks per station and day): matching keeps the tolerance."""
+    picks, stations, _, _ = ogs_month(shared_data, 3)
+    counts = picks.groupby("station_id").size().rename("n").reset_index()
+    hours = (picks["time"].max() - picks["time"].min()).total_seconds() / 3600.0
+    _, settings = resolve_for_network(PyOctoConfig(), stations, counts, hours)
+    derived = settings["derived"]
+    assert derived["pick_match_tolerance_s"] == derived["tolerance_s"] > 1.5  # 497 km aperture
