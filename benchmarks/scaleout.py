@@ -46,6 +46,39 @@ def prepare_archive(source: Path, repeat: int, into: Path) -> Path:
     return into
 
 
+def _matmul_seconds(_: int = 0) -> float:
+    """Seconds of a fixed in-cache float32 matmul loop on one thread (the core's own speed)."""
+    import numpy as np
+
+    a = np.random.default_rng(0).random((128, 128), dtype=np.float32)
+    t0 = time.perf_counter()
+    for _ in range(15000):
+        a @ a
+    return time.perf_counter() - t0
+
+
+def machine_ceiling() -> float:
+    """Return the throughput of 2 one-thread processes over 1 on this machine, measured now.
+
+    A compute-bound loop that needs no memory traffic: on 2 free physical cores it gives ~2.0x;
+    vCPUs that share a physical core (hyper-threads of the host) or a busy host give less, and
+    no scale-out of real work can beat it.
+    """
+    import multiprocessing as mp
+
+    saved = dict(os.environ)
+    os.environ.update({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+    try:
+        with mp.get_context("spawn").Pool(2) as pool:
+            pool.map(_matmul_seconds, [0, 0])  # start-up and imports out of the timing
+            alone = pool.apply(_matmul_seconds)
+            both = max(pool.map(_matmul_seconds, [0, 1]))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return 2 * alone / both
+
+
 def unit_times(lake: Path) -> tuple[float, float]:
     """Return (span, busy) seconds of the lake's pick units from its ledger.
 
@@ -122,6 +155,10 @@ def main() -> None:
             shutil.copytree(
                 ROOT.parent / "shared" / "seisbench_cache", os.environ["SEISBENCH_CACHE_ROOT"]
             )
+        print(
+            "machine ceiling (2 one-thread matmul processes / 1) before the runs: "
+            f"{machine_ceiling():.2f}x"
+        )
         with prefect_test_harness(server_startup_timeout=180):
             for n in args.workers:
                 seconds, done = run(archive, n, work / f"lake-{n}", args.engine, window)
@@ -135,6 +172,7 @@ def main() -> None:
                     f"station-days/hour, {busy / done:.1f} s per unit, outside the units "
                     f"{seconds - span:.1f} s"
                 )
+        print(f"machine ceiling after the runs: {machine_ceiling():.2f}x")
         if len(rates) >= 2:
             a, b = args.workers[0], args.workers[-1]
             print(
