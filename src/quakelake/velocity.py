@@ -58,7 +58,9 @@ def standard_model(name: str = "ak135", max_depth_km: float = 800.0) -> pd.DataF
     import importlib.util
 
     # the table file alone: importing obspy.taup (and with it matplotlib) takes seconds
-    path = Path(importlib.util.find_spec("obspy").origin).parent / "taup" / "data" / f"{name}.tvel"
+    spec = importlib.util.find_spec("obspy")
+    assert spec is not None and spec.origin is not None  # obspy is a dependency
+    path = Path(spec.origin).parent / "taup" / "data" / f"{name}.tvel"
     rows: list[list[float]] = []
     for line in path.read_text().splitlines()[2:]:  # two title lines
         parts = line.split()
