@@ -21,18 +21,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_commands_use_the_local_server_until_it_is_stopped(shared_data, tmp_path):
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+def _command_line(home):
+    """Return a function running ``quakelake ARGS`` in a new process with ``home`` as PREFECT_HOME."""
+    env = {**os.environ, "PREFECT_HOME": str(home)}
     env.pop("PREFECT_API_URL", None)
 
-    def quakelake(*args: str) -> subprocess.CompletedProcess:
+    def quakelake(*args: str, cwd=None) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "quakelake.cli", *args],
             env=env,
             capture_output=True,
             text=True,
             timeout=600,
+            cwd=cwd,
         )
+
+    return quakelake
+
+
+def test_commands_use_the_local_server_until_it_is_stopped(shared_data, tmp_path):
+    quakelake = _command_line(tmp_path / "prefect")
 
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
@@ -91,19 +99,8 @@ def test_commands_use_the_local_server_until_it_is_stopped(shared_data, tmp_path
 
 def test_warm_workers_pick_every_command_in_one_process_with_the_same_picks(shared_data, tmp_path):
     """``server start --workers 1``: pick units of later commands run on its resident worker."""
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
-    env.pop("PREFECT_API_URL", None)
+    quakelake = _command_line(tmp_path / "prefect")
     archive = shared_data / "phasenet_saltonsea_20201001" / "mseed"
-
-    def quakelake(*args: str, cwd=None) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "quakelake.cli", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            cwd=cwd,
-        )
 
     def ran_on(lake) -> dict:
         from quakelake.lakehouse import Lake

@@ -24,6 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from quakelake.errors import BadInput, FailedWork, PrefectUnreachable
@@ -133,25 +134,15 @@ def start(
     prefect = Path(sys.executable).with_name("prefect")
     command = [str(prefect)] if prefect.is_file() else [sys.executable, "-m", "prefect"]
     command += ["server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    with log_file().open("ab") as log:
-        proc = subprocess.Popen(  # noqa: S603 (our own interpreter's prefect)
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+    proc = _spawn(
+        command,
+        env,
+        log_file(),
+        lambda: not answers(api_url, timeout=1.0),
+        timeout,
+        f"the Prefect server on port {port}",
+    )
     record = {"api_url": api_url, "pid": proc.pid, "port": port, "log": str(log_file())}
-    deadline = time.monotonic() + timeout
-    while answers(api_url, timeout=1.0):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            _terminate(proc.pid)
-            raise FailedWork(
-                f"the Prefect server on port {port} did not start (exit status {proc.poll()}); "
-                f"see {log_file()}"
-            )
-        time.sleep(0.5)
     state_file().write_text(json.dumps(record))
     if workers:
         record = _start_workers(record, workers, threads, timeout)
@@ -170,24 +161,7 @@ def _start_workers(record: dict, workers: int, threads: int, timeout: float) -> 
     command = [sys.executable, "-m", "quakelake.warm", "--workers", str(workers)]
     command += ["--threads", str(threads), "--record", str(out)]
     log = prefect_home() / "quakelake-workers.log"
-    with log.open("ab") as handle:
-        proc = subprocess.Popen(  # noqa: S603 (our own interpreter)
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + timeout
-    while not out.is_file():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            _terminate(proc.pid)
-            raise FailedWork(
-                f"--workers: the warm Dask workers did not start (exit status {proc.poll()}); "
-                f"see {log}"
-            )
-        time.sleep(0.3)
+    proc = _spawn(command, env, log, out.is_file, timeout, "--workers: the warm Dask workers")
     warm = json.loads(out.read_text())
     record = {
         **record,
@@ -200,6 +174,37 @@ def _start_workers(record: dict, workers: int, threads: int, timeout: float) -> 
     }
     state_file().write_text(json.dumps(record))
     return record
+
+
+def _spawn(
+    command: list[str],
+    env: dict[str, str],
+    log: Path,
+    ready: Callable[[], bool],
+    timeout: float,
+    what: str,
+) -> subprocess.Popen:
+    """Start ``command`` detached (its own session, output to ``log``) and wait until ``ready()``.
+
+    Raises:
+        FailedWork: it exited or was not ready within ``timeout`` seconds (then it is ended).
+    """
+    with log.open("ab") as handle:
+        proc = subprocess.Popen(  # noqa: S603 (our own interpreter and its prefect)
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _terminate(proc.pid)
+            raise FailedWork(f"{what} did not start (exit status {proc.poll()}); see {log}")
+        time.sleep(0.3)
+    return proc
 
 
 def warm_address() -> str:
