@@ -248,6 +248,13 @@ def derive_settings(
     )
 
 
+def settings_span(days: list[dt.date], margin_s: float) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """Return the span whose stations and picks the run's settings are derived from (days + margins)."""
+    margin = pd.Timedelta(seconds=margin_s)
+    first = pd.Timestamp(days[0], tz="UTC") - margin
+    return first, pd.Timestamp(days[-1], tz="UTC") + pd.Timedelta(days=1) + margin
+
+
 def association_days(lake: Path, source: PickSource, window: TimeWindow) -> list[dt.date]:
     """Return the UTC days a run associates: the window's, or those with picks when it is open."""
     if window.start is not None and window.end is not None:
@@ -396,14 +403,7 @@ def nothing_to_do(
         days = association_days(lake, source, window)
         if not days:
             return None  # the flow says there are no picks
-        margin = pd.Timedelta(seconds=margin_s)
-        resolved, settings = derive_settings(
-            lake,
-            config,
-            source,
-            pd.Timestamp(days[0], tz="UTC") - margin,
-            pd.Timestamp(days[-1], tz="UTC") + pd.Timedelta(days=1) + margin,
-        )
+        resolved, settings = derive_settings(lake, config, source, *settings_span(days, margin_s))
         held = set(Lake(lake).stems("events")["stem"])
         outputs = []
         for day in days:

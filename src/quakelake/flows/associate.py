@@ -6,11 +6,10 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from quakelake.associate_plan import association_days, given_response_files
+from quakelake.associate_plan import association_days, given_response_files, settings_span
 from quakelake.association_settings import format_settings
 from quakelake.errors import FailedWork
 from quakelake.flows.common import (
@@ -111,14 +110,9 @@ def associate_events(
                 f"no picks from {source.label} for days {window.start or 'any'}..{window.end or 'any'}; "
                 "pick first (quakelake pick) or pass --picks FILE"
             )
-        margin = pd.Timedelta(seconds=margin_s)
         given = config
         config, settings = derive_settings_task(
-            lake,
-            config,
-            source,
-            pd.Timestamp(days[0], tz="UTC") - margin,
-            pd.Timestamp(days[-1], tz="UTC") + pd.Timedelta(days=1) + margin,
+            lake, config, source, *settings_span(days, margin_s)
         )
         if settings:
             logger.info("derived association settings (%s)", format_settings(settings))
