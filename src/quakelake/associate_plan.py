@@ -523,12 +523,33 @@ def pipeline_nothing_to_do(config: RunConfig) -> dict[str, Any] | None:
         return None
     held = lake.query("SELECT DISTINCT model, weights FROM picks")
     have = set(zip(held["model"], held["weights"], strict=True))
-    out["associate"] = []
-    for model, weights in pick_sets(config):
-        if (model, weights) not in have:
-            continue  # weights this model lacks were skipped by the pick stage
+    sources = [
+        mw for mw in pick_sets(config) if mw in have
+    ]  # others were skipped by the pick stage
+    summaries = nothing_to_associate(config, sources, groups, None, response_files(config))
+    if summaries is None:
+        return None
+    out["associate"] = summaries
+    return out
+
+
+def nothing_to_associate(
+    config: Any,
+    sources: list[tuple[str | None, str | None]],
+    groups: dict[str, list[str]] | None,
+    picks_file: Path | None,
+    responses: Any,
+) -> list[dict] | None:
+    """Return one :func:`nothing_to_do` summary per pick set x group, None as soon as one has work.
+
+    ``config`` is the run's settings (lake, window, associate, station file, magnitude);
+    ``responses`` the response files the magnitudes are measured with.
+    """
+    summaries = []
+    for model, weights in sources:
         for group, patterns in groups.items() if groups else [(None, None)]:
             source = PickSource(
+                picks_file=picks_file,
                 model=model,
                 weights=weights,
                 station_file=config.station_file,
@@ -541,9 +562,9 @@ def pipeline_nothing_to_do(config: RunConfig) -> dict[str, Any] | None:
                 config.associate,
                 source,
                 magnitude=config.magnitude,
-                response_files=response_files(config),
+                response_files=responses,
             )
             if summary is None:
                 return None
-            out["associate"].append(summary)
-    return out
+            summaries.append(summary)
+    return summaries

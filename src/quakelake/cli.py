@@ -1694,30 +1694,12 @@ def _nothing_to_associate(
     One per pick set x group, as the flows would run; None as soon as one of them has work
     (:func:`quakelake.associate_plan.nothing_to_do`): then every flow runs, as before.
     """
-    from quakelake.associate_plan import PickSource, given_response_files, nothing_to_do
+    from quakelake.associate_plan import given_response_files, nothing_to_associate
 
-    summaries = []
-    for model, weights in sources:
-        for group, patterns in groups.items() if groups else [(None, None)]:
-            source = PickSource(
-                picks_file=picks_file,
-                model=model,
-                weights=weights,
-                station_file=cfg.station_file,
-                group=group,
-                group_stations=tuple(patterns or ()),
-            )
-            summary = nothing_to_do(
-                cfg.lake,
-                cfg.window,
-                cfg.associate,
-                source,
-                magnitude=cfg.magnitude,
-                response_files=given_response_files(None, cfg.station_file),
-            )
-            if summary is None:
-                return None
-            summaries.append(summary)
+    responses = given_response_files(None, cfg.station_file)
+    summaries = nothing_to_associate(cfg, sources, groups, picks_file, responses)
+    if summaries is None:
+        return None
     if cfg.verbosity > 1:
         print(
             "nothing to do: every day is in the lake with the same picks, stations and settings "
