@@ -31,7 +31,7 @@ import pandas as pd
 from quakelake import association_engines as engines
 from quakelake import relocation
 from quakelake.association_input import normalise_picks, resolve_stations, station_table
-from quakelake.association_settings import format_settings, measure_vp_vs, resolve_config
+from quakelake.association_settings import first_pass, format_settings, resolve_config
 from quakelake.params.association import AssociationError, GammaConfig, PyOctoConfig
 from quakelake.relocation import (
     ASSIGNMENT_COLUMNS,
@@ -95,7 +95,7 @@ def _prepare(
         return None, unknown
     hours = (norm["time"].max() - norm["time"].min()).total_seconds() / 3600.0
     config, settings = resolve_config(config, sites, norm["site"].value_counts(), hours)
-    config = measure_vp_vs(config, settings, norm, sites)
+    config = first_pass(config, settings, norm, sites)
     return engines.build_setup(config, settings, norm, sites), unknown
 
 

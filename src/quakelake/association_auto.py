@@ -11,14 +11,15 @@ what the network can record, not one set of numbers for every network:
   with both are asked for, so chance combinations of other events' picks do not become events;
 * **how long an event lasts on the network**: the S travel time across the search area sets
   the overlap of PyOcto's time slices and GaMMA's DBSCAN window;
-* **where events can be**: the stations' box plus a margin (10 % of the aperture, 10-50 km) and
-  depths down to half the aperture (20-300 km);
+* **where events can be**: the stations' box plus a margin (15 % of the aperture, 10-100 km) and
+  depths down to half the aperture (20-300 km), until a first pass has located the picks' own
+  events (:func:`seismic_depth_km`);
 * **how accurate travel times are**: the pick tolerance grows with the distances involved; in a
   dense stream a located event claims its picks out to twice that tolerance, so its
   poorly-predicted arrivals do not seed more candidates (the search itself keeps the tolerance);
 * **velocity**: the user's regional 1-D model, else ak135 (ObsPy TauP) instead of a 0-D guess,
   with the Vp/Vs ratio of the picks themselves (:func:`wadati_ratio` on a first pass, see
-  :func:`quakelake.association_settings.measure_vp_vs`): ak135's 1.73 misplaces events where the
+  :func:`quakelake.association_settings.first_pass`): ak135's 1.73 misplaces events where the
   crust's ratio is 1.78.
 
 Everything here is plain arithmetic on DataFrames (no associator imported), so the same numbers
@@ -212,6 +213,38 @@ def derive_settings(
         "max_sigma11": tolerance,
         "relocation": True,
     }
+
+
+# The search depth from a first pass: the 95th percentile of its event depths, times this margin,
+# rounded up to 10 km, never under the shallowest box of derive_settings (20 km).
+SEISMIC_DEPTH_QUANTILE = 0.95
+SEISMIC_DEPTH_MARGIN = 1.5
+SEISMIC_DEPTH_MIN_EVENTS = 10
+
+
+def seismic_depth_km(depths: np.ndarray, box_km: float) -> float | None:
+    """Return the search depth the first pass's event ``depths`` (km) call for, or None to keep ``box_km``.
+
+    Most networks record crustal seismicity far shallower than the geometric box (half the
+    aperture, up to 300 km), and every kilometre of box below the seismicity is searched for
+    nothing: on Central Italy's day, 0-20 km instead of 0-50 km takes 30 % less CPU for the same
+    REAL events. The depth is ``SEISMIC_DEPTH_MARGIN`` x the 95th percentile of the depths, rounded
+    up to 10 km and at least 20 km, so a subduction slab (Chile: events to 150 km) keeps its
+    depth. None when fewer than ``SEISMIC_DEPTH_MIN_EVENTS`` events were located (too few to
+    say) or when the rule would not make the box shallower.
+
+    >>> seismic_depth_km(np.array([2.0, 5.0, 6.0, 8.0, 9.0, 9.5, 10.0, 4.0, 3.0, 7.0]), 50.0)
+    20.0
+    >>> seismic_depth_km(np.linspace(60.0, 150.0, 20), 300.0)
+    220.0
+    """
+    depths = np.asarray(depths, float)
+    depths = depths[np.isfinite(depths)]
+    if len(depths) < SEISMIC_DEPTH_MIN_EVENTS:
+        return None
+    q = float(np.quantile(depths, SEISMIC_DEPTH_QUANTILE))
+    depth = max(_round_to(SEISMIC_DEPTH_MARGIN * q, 10.0), 20.0)
+    return depth if depth < box_km else None
 
 
 # Vp/Vs from the picks: at least this many events with P and S on 3+ stations, else the model's.

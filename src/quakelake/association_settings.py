@@ -2,8 +2,8 @@
 
 :func:`resolve_config` fills what the user left empty from the station geometry and pick rates
 (:mod:`quakelake.association_auto`); :func:`resolve_for_network` does it for a station table and
-pick counts (the associate flow resolves once per run); :func:`measure_vp_vs` measures the Vp/Vs
-ratio of the picks when the standard model is used; :func:`format_settings` prints what was
+pick counts (the associate flow resolves once per run); :func:`first_pass` measures the Vp/Vs
+ratio and the seismicity's depth on the picks' first events; :func:`format_settings` prints what was
 derived; :func:`ogs_default` is the documented configuration of the OGS network.
 """
 
@@ -15,7 +15,12 @@ import pandas as pd
 from pydantic import BaseModel
 
 from quakelake import association_engines as engines
-from quakelake.association_auto import derive_settings, network_geometry, wadati_ratio
+from quakelake.association_auto import (
+    derive_settings,
+    network_geometry,
+    seismic_depth_km,
+    wadati_ratio,
+)
 from quakelake.association_input import normalise_picks, resolve_stations, station_table
 from quakelake.params.association import (
     AreaParams,
@@ -26,9 +31,10 @@ from quakelake.params.association import (
 )
 from quakelake.velocity import layered_model, standard_model
 
-# With the standard model, the Vp/Vs ratio is measured on the first picks (see measure_vp_vs).
+# With the standard model, the Vp/Vs ratio is measured on the first picks (see first_pass).
 VP_VS_FROM_PICKS = "from the picks"
-VP_VS_PICKS = 2000
+# Picks of the first pass (Vp/Vs ratio and search depth of the picks' own events).
+FIRST_PASS_PICKS = 2000
 
 
 def ogs_default() -> PyOctoConfig:
@@ -199,9 +205,9 @@ def resolve_for_network(
         stations: station table (columns of the lake's `stations` table).
         pick_counts: ``station_id, n`` (picks per station id); None: every station counts.
         hours: time span of the counted picks.
-        picks: some of the run's picks (e.g. its first day), to measure the Vp/Vs ratio when
-            the standard model is used (:func:`measure_vp_vs`); without them the standard
-            model keeps its own ratio.
+        picks: some of the run's picks (e.g. its first day), for the first pass that measures
+            the Vp/Vs ratio and the seismicity's depth (:func:`first_pass`); without them the
+            standard model keeps its own ratio and the box its geometric depth.
     """
     sites, _ = station_table(stations)
     per_site = None
@@ -217,7 +223,7 @@ def resolve_for_network(
         rows, _ = resolve_stations(norm, sites)
         norm = norm[rows.to_numpy() >= 0].assign(site=rows[rows >= 0].to_numpy())
     if len(norm):
-        resolved = measure_vp_vs(resolved, settings, norm.reset_index(drop=True), sites)
+        resolved = first_pass(resolved, settings, norm.reset_index(drop=True), sites)
     elif settings.get("derived", {}).get("velocity.vp_vs") == VP_VS_FROM_PICKS:
         settings["derived"]["velocity.vp_vs"] = "model"
     return resolved, settings
@@ -236,21 +242,24 @@ def format_settings(settings: dict[str, Any]) -> str:
     return head + ": " + ", ".join(f"{k}={v}" for k, v in derived.items())
 
 
-def measure_vp_vs(
+def first_pass(
     config: PyOctoConfig | GammaConfig,
     settings: dict[str, Any],
     picks: pd.DataFrame,
     sites: pd.DataFrame,
 ) -> PyOctoConfig | GammaConfig:
-    """Return ``config`` with the Vp/Vs ratio of the picks when :func:`resolve_config` asked for it.
+    """Return ``config`` with the Vp/Vs ratio and search depth of the picks' own first events.
 
-    With no regional model the standard model's Vp/Vs (1.73 in ak135) is a guess, and a wrong
-    ratio moves every location that uses S picks. The ratio is measured instead: the first
-    :data:`VP_VS_PICKS` picks are associated with the resolved settings (by PyOcto, also for
-    GaMMA: it is the faster of the two) and the Wadati slope of
-    their events (:func:`quakelake.association_auto.wadati_ratio`) becomes ``velocity.vp_vs``;
-    when too few events have P and S picks the model keeps its own S velocities. The value and
-    the number of events it rests on are recorded in ``settings["derived"]``.
+    Two derived settings are guesses until events are located: with no regional model the
+    standard model's Vp/Vs (1.73 in ak135), which moves every location that uses S picks where
+    the crust's ratio is 1.78; and the depth of the search box (half the aperture), which for a
+    crustal network is searched far below its seismicity (OGS: 0-250 km). So when either was
+    derived, the first :data:`FIRST_PASS_PICKS` picks are associated with the resolved settings
+    (by PyOcto, also for GaMMA: it is the faster of the two); the Wadati slope of their events
+    (:func:`quakelake.association_auto.wadati_ratio`) becomes ``velocity.vp_vs``, and their depths
+    set the box's depth (:func:`quakelake.association_auto.seismic_depth_km`). Too few events
+    keep the model's S velocities and the geometric depth. The values and the number of events
+    they rest on are recorded in ``settings["derived"]``.
 
     Args:
         config: a config returned by :func:`resolve_config`.
@@ -259,9 +268,11 @@ def measure_vp_vs(
         sites: the station table (:func:`station_table`).
     """
     derived = settings.get("derived", {})
-    if derived.get("velocity.vp_vs") != VP_VS_FROM_PICKS:
+    want_ratio = derived.get("velocity.vp_vs") == VP_VS_FROM_PICKS
+    want_depth = "area.depth_km" in derived
+    if not (want_ratio or want_depth):
         return config
-    first = picks.iloc[:VP_VS_PICKS].reset_index(drop=True)
+    first = picks.iloc[:FIRST_PASS_PICKS].reset_index(drop=True)
     probe = config
     if isinstance(config, GammaConfig):  # PyOcto finds the events of the first pass faster
         span = (first["time"].max() - first["time"].min()).total_seconds() / 3600.0
@@ -273,6 +284,27 @@ def measure_vp_vs(
         )
     trial = engines.build_setup(probe, settings, first, sites)
     raw_events, raw_assign = engines.run(trial, trial.config)
+    update: dict[str, Any] = {}
+    if want_depth:
+        assert config.area.depth_km is not None  # derived above
+        top, box = config.area.depth_km
+        depth = seismic_depth_km(raw_events["z"].to_numpy(float), box)
+        derived["area.depth_events"] = len(raw_events)
+        if depth is not None:
+            derived["area.depth_km"] = (top, depth)
+            update["area"] = config.area.model_copy(update={"depth_km": (top, depth)})
+    if want_ratio:
+        update.update(_vp_vs_update(config, derived, trial, raw_assign))
+    return config.model_copy(update=update) if update else config
+
+
+def _vp_vs_update(
+    config: PyOctoConfig | GammaConfig,
+    derived: dict[str, Any],
+    trial: engines.Setup,
+    raw_assign: pd.DataFrame,
+) -> dict[str, Any]:
+    """Return the velocity update of the first pass's Wadati ratio (recorded in ``derived``)."""
     rows = trial.picks.iloc[raw_assign["pick_idx"].astype(int).to_numpy()]
     assigned = pd.DataFrame(
         {
@@ -286,9 +318,9 @@ def measure_vp_vs(
     derived["velocity.vp_vs_events"] = n_events
     if ratio is None:
         derived["velocity.vp_vs"] = "model"
-        return config
+        return {}
     derived["velocity.vp_vs"] = ratio
     vel_update: dict[str, Any] = {"vp_vs": ratio}
     if "velocity.vs" in derived and config.velocity.vp is not None:
         vel_update["vs"] = derived["velocity.vs"] = round(config.velocity.vp / ratio, 3)
-    return config.model_copy(update={"velocity": config.velocity.model_copy(update=vel_update)})
+    return {"velocity": config.velocity.model_copy(update=vel_update)}
