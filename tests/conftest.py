@@ -21,6 +21,7 @@ WEIGHTS = SHARED / "seisbench_cache"
 _HOME = Path(tempfile.mkdtemp(prefix="quakelake-tests-"))
 os.environ["PREFECT_HOME"] = str(_HOME / "prefect")
 os.environ["MPLCONFIGDIR"] = str(_HOME / "mpl")
+os.environ["XDG_CACHE_HOME"] = str(_HOME / "cache")  # parsed StationXML (stations.py)
 os.environ["MPLBACKEND"] = "Agg"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"

@@ -188,6 +188,34 @@ def test_slab_seismicity_keeps_its_search_depth(shared_data):
     assert recall >= 0.987 and ari >= 0.993
 
 
+def test_first_pass_is_kept_per_content_of_its_inputs(shared_data, tmp_path, monkeypatch):
+    """The first pass (depth, Vp/Vs) is a function of its inputs: kept per user, recomputed on change.
+
+    OGS March 2024 with nothing given (ak135: both the ratio and the depth come from it).
+    """
+    from quakelake import cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    picks, stations, _, _ = ogs_month(shared_data, 3)
+    counts = picks.groupby("station_id").size().rename("n").reset_index()
+
+    def derived(p: pd.DataFrame) -> dict:
+        _, settings = resolve_for_network(PyOctoConfig(), stations, counts, 744.0, p)
+        d = settings["derived"]
+        return {k: d[k] for k in ("area.depth_km", "velocity.vp_vs", "velocity.vp_vs_events")}
+
+    first = derived(picks)
+    assert first["area.depth_km"][1] <= 60.0 and 1.70 <= first["velocity.vp_vs"] <= 1.85
+    entries = list(cache.cache_dir("first_pass").glob("*.json"))
+    assert len(entries) == 1
+    assert derived(picks) == first  # from the entry
+    entries[0].write_text("{damaged")
+    assert derived(picks) == first  # recomputed, the same
+    later = picks.assign(time=picks["time"] + pd.Timedelta(seconds=1))
+    derived(later)
+    assert len(list(cache.cache_dir("first_pass").glob("*.json"))) == 2
+
+
 @pytest.mark.slow
 def test_gamma_uses_the_regional_1d_model(shared_data, tmp_path, monkeypatch):
     """PyOcto's Chile test set (slab events to ~250 km): GaMMA in the 1-D model, not 0-D rays."""

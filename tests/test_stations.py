@@ -45,6 +45,45 @@ def test_stationxml_channel_epochs(shared_data):
     assert len(sites) == st.groupby(["network", "station", "location"]).ngroups
 
 
+def test_stationxml_is_parsed_once_per_content(shared_data, tmp_path, monkeypatch):
+    """A rerun reads the parsed table from the per-user cache: same rows, no ObsPy parse.
+
+    An edited file (other bytes) is parsed anew, and a damaged cache entry is parsed and replaced.
+    """
+    import quakelake.stations as stations
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    xml = tmp_path / "stations.xml"
+    xml.write_bytes((shared_data / "phasenet_saltonsea_20201001" / "stations.xml").read_bytes())
+    parsed = stations._parse_stationxml(xml)
+    first = read_stations(xml)
+    pd.testing.assert_frame_equal(first, parsed)
+    (entry,) = stations.stationxml_cache_dir().glob("*.parquet")
+
+    def refuse(path):
+        raise AssertionError(f"parsed {path} again")
+
+    monkeypatch.setattr(stations, "_parse_stationxml", refuse)
+    stations._read_stations_once.cache_clear()
+    pd.testing.assert_frame_equal(read_stations(xml), parsed)
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    # one station less: other bytes, another entry, one station fewer
+    text = xml.read_text()
+    start = text.index("<Station ", text.index("<Station ") + 1)
+    end = text.index("</Station>", start) + len("</Station>")
+    xml.write_text(text[:start] + text[end:])
+    fewer = read_stations(xml)
+    assert fewer["station"].nunique() == parsed["station"].nunique() - 1
+    assert len(list(stations.stationxml_cache_dir().glob("*.parquet"))) == 2
+    # a damaged entry is parsed again and replaced
+    entry.write_bytes(b"not parquet")
+    xml.write_text(text)
+    stations._read_stations_once.cache_clear()
+    pd.testing.assert_frame_equal(read_stations(xml), parsed)
+    pd.testing.assert_frame_equal(stations._finish(pd.read_parquet(entry)), parsed)
+
+
 def test_missing_columns_name_the_file(tmp_path):
     bad = tmp_path / "stations.csv"
     bad.write_text("name,x,y\nA,1,2\n")

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
 from quakelake import association_engines as engines
+from quakelake import cache
 from quakelake.association_auto import (
     derive_settings,
     network_geometry,
@@ -29,7 +31,7 @@ from quakelake.params.association import (
     RelocationParams,
     VelocityParams,
 )
-from quakelake.velocity import layered_model, standard_model
+from quakelake.velocity import layered_model, model_points, standard_model
 
 # With the standard model, the Vp/Vs ratio is measured on the first picks (see first_pass).
 VP_VS_FROM_PICKS = "from the picks"
@@ -282,29 +284,54 @@ def first_pass(
             first["site"].value_counts(),
             span,
         )
-    trial = engines.build_setup(probe, settings, first, sites)
-    raw_events, raw_assign = engines.run(trial, trial.config)
+    found = _first_events(probe, settings, first, sites)
     update: dict[str, Any] = {}
     if want_depth:
         assert config.area.depth_km is not None  # derived above
         top, box = config.area.depth_km
-        depth = seismic_depth_km(raw_events["z"].to_numpy(float), box)
-        derived["area.depth_events"] = len(raw_events)
+        depth = seismic_depth_km(np.asarray(found["depths"], float), box)
+        derived["area.depth_events"] = len(found["depths"])
         if depth is not None:
             derived["area.depth_km"] = (top, depth)
             update["area"] = config.area.model_copy(update={"depth_km": (top, depth)})
     if want_ratio:
-        update.update(_vp_vs_update(config, derived, trial, raw_assign))
+        update.update(_vp_vs_update(config, derived, found["vp_vs"], found["vp_vs_events"]))
     return config.model_copy(update=update) if update else config
 
 
-def _vp_vs_update(
-    config: PyOctoConfig | GammaConfig,
-    derived: dict[str, Any],
-    trial: engines.Setup,
-    raw_assign: pd.DataFrame,
+# Bump when the first pass or what it returns changes (cached entries are then recomputed).
+FIRST_PASS_VERSION = "1"
+
+
+def _first_events(
+    probe: PyOctoConfig | GammaConfig,
+    settings: dict[str, Any],
+    first: pd.DataFrame,
+    sites: pd.DataFrame,
 ) -> dict[str, Any]:
-    """Return the velocity update of the first pass's Wadati ratio (recorded in ``derived``)."""
+    """Return the first pass's event depths and Wadati ratio, once per content of its inputs.
+
+    The pass is a pure function of the probe's settings (with its velocity model's points),
+    the picks and the stations, so its outcome is cached per user (:mod:`quakelake.cache`): an
+    unchanged rerun (the no-op check, then the flow) does not associate the first picks again.
+    """
+    vel = probe.velocity
+    points = model_points(vel).to_numpy(float).tobytes() if vel.kind == "1d" else b""
+    key = cache.content_key(
+        "first_pass",
+        FIRST_PASS_VERSION,
+        probe.model_dump_json(),
+        points,
+        first["site"].to_numpy("int64").tobytes(),
+        "".join(first["phase"].astype(str)),
+        first["time"].astype("int64").to_numpy().tobytes(),
+        sites[["latitude", "longitude", "elevation_m"]].to_numpy(float).tobytes(),
+    )
+    hit = cache.read_json("first_pass", key)
+    if isinstance(hit, dict) and {"depths", "vp_vs", "vp_vs_events"} <= set(hit):
+        return hit
+    trial = engines.build_setup(probe, settings, first, sites)
+    raw_events, raw_assign = engines.run(trial, trial.config)
     rows = trial.picks.iloc[raw_assign["pick_idx"].astype(int).to_numpy()]
     assigned = pd.DataFrame(
         {
@@ -315,6 +342,22 @@ def _vp_vs_update(
         }
     )
     ratio, n_events = wadati_ratio(assigned)
+    found = {
+        "depths": [float(z) for z in raw_events["z"].to_numpy(float)],
+        "vp_vs": ratio,
+        "vp_vs_events": n_events,
+    }
+    cache.write_json("first_pass", key, found)
+    return found
+
+
+def _vp_vs_update(
+    config: PyOctoConfig | GammaConfig,
+    derived: dict[str, Any],
+    ratio: float | None,
+    n_events: int,
+) -> dict[str, Any]:
+    """Return the velocity update of the first pass's Wadati ratio (recorded in ``derived``)."""
     derived["velocity.vp_vs_events"] = n_events
     if ratio is None:
         derived["velocity.vp_vs"] = "model"

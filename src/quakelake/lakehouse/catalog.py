@@ -237,7 +237,10 @@ class Lake:
 
     # -- reading ----------------------------------------------------------------------------
     def connect(
-        self, as_of: str | None = None, read_only: bool = False
+        self,
+        as_of: str | None = None,
+        read_only: bool = False,
+        only: Sequence[str] | None = None,
     ) -> duckdb.DuckDBPyConnection:
         """Return a DuckDB connection with one view per lake table (the lake as of ``as_of``).
 
@@ -245,6 +248,7 @@ class Lake:
             as_of: a run id (the lake right after that run's last commit) or a time
                 (ISO 8601, UTC when no offset); None: the lake now.
             read_only: a connection of its own that cannot commit (what ``quakelake sql`` uses).
+            only: make views of these tables alone (None: every table that has rows).
         """
         if not self.exists():
             if self.root.is_dir() and _legacy_files(self.root):
@@ -257,6 +261,8 @@ class Lake:
         con = self._open(read_only=True) if read_only else self._shared().cursor()
         at = self._at_clause(con, as_of) if as_of else ""
         for name in _filled(con):
+            if only is not None and name not in only:
+                continue
             source = f'SELECT * EXCLUDE ({UNIT_COLUMN}) FROM {ALIAS}."{name}"{at}'
             if name == "runs":
                 source = _LATEST_RUN.format(source=source)
@@ -340,7 +346,10 @@ class Lake:
             return self._query(sql, params, as_of, read_only)
 
     def _query(self, sql, params, as_of, read_only) -> pd.DataFrame:
-        con = self.connect(as_of=as_of, read_only=read_only)
+        # views of the tables the statement names (a word of it) only: one view costs a
+        # catalog lookup, and a no-op rerun's dozen small queries would pay for all of them
+        words = set(re.findall(r"[a-z_]+", sql.lower()))
+        con = self.connect(as_of=as_of, read_only=read_only, only=[t for t in TABLES if t in words])
         try:
             return con.execute(sql, params or []).df()
         except duckdb.CatalogException as exc:
