@@ -31,11 +31,21 @@ def collect(key: str, future, stage: str) -> UnitResult:
     A unit that failed because its Dask worker died is marked with :data:`LOST_WORKER`, so the
     flow can end Failed (see :func:`raise_if_workers_lost`) instead of blaming the data.
     """
+    return collect_all([key], future, stage)[0]
+
+
+def collect_all(keys: list[str], future, stage: str) -> list[UnitResult]:
+    """Return the UnitResults of a task of the units ``keys`` (one, or a batch returning a list).
+
+    When the task raised, every unit of it is failed with the error (see :func:`collect`).
+    """
     try:
-        return future.result()
-    except Exception as exc:  # the unit failed after its retries: record why, keep the run going
+        out = future.result()
+    except Exception as exc:  # the task failed after its retries: record why, keep the run going
         prefix = LOST_WORKER if type(exc).__name__ in _INFRASTRUCTURE_ERRORS else ""
-        return UnitResult(stage, key, "failed", error=f"{prefix}{type(exc).__name__}: {exc}"[:2000])
+        error = f"{prefix}{type(exc).__name__}: {exc}"[:2000]
+        return [UnitResult(stage, key, "failed", error=error) for key in keys]
+    return list(out) if isinstance(out, list) else [out]
 
 
 def finished_in_groups(futures: list) -> Iterator[list]:

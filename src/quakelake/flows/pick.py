@@ -14,7 +14,7 @@ from quakelake import ensemble as ensembles
 from quakelake import groups as station_groups
 from quakelake.errors import FailedWork
 from quakelake.flows.common import (
-    collect,
+    collect_all,
     current_flow_run_id,
     finished_in_groups,
     raise_if_workers_lost,
@@ -31,13 +31,14 @@ from quakelake.lineage import (
     where_counts,
 )
 from quakelake.params import PickParams, StationSelection, TimeWindow
+from quakelake.pick_plan import batch_label, unit_batches
 from quakelake.printing import days_text, selection_text
 from quakelake.tasks.ensemble import ensemble_station_day
 from quakelake.tasks.pick import (
     committed_stems,
     index_archive,
     phase_counts,
-    pick_station_day,
+    pick_station_days,
     station_prefix,
     summary_table,
 )
@@ -129,26 +130,32 @@ def pick_phases(
             committed = committed_stems(lake)  # the workers never ask the catalog
             submitted = [
                 (
-                    f"{spec.label}:{unit.key}",
-                    pick_station_day.submit(
-                        unit,
+                    [f"{spec.label}:{unit.key}" for unit in batch],
+                    pick_station_days.submit(
+                        batch,
                         spec,
                         pick,
                         selection,
                         lake,
                         run_id,
                         force,
-                        committed.get(station_prefix(unit, spec), frozenset()),
+                        {
+                            station_prefix(u, spec): committed.get(
+                                station_prefix(u, spec), frozenset()
+                            )
+                            for u in batch
+                        },
+                        batch_label(batch),
                     ),
                 )
                 for spec in specs
-                for unit in units
+                for batch in unit_batches(units)
             ]
             if ensemble is not None:
                 label = ensembles.ensemble_weights(ensemble.method, [s.label for s in specs])
                 submitted += [
                     (
-                        f"{ensembles.ENSEMBLE_MODEL}/{label}:{unit.key}",
+                        [f"{ensembles.ENSEMBLE_MODEL}/{label}:{unit.key}"],
                         ensemble_station_day.submit(
                             unit,
                             specs,
@@ -171,22 +178,26 @@ def pick_phases(
                 ]
             # each unit's files and ledger row are committed together as soon as it is back
             # (the units back by then with it, in the same transaction)
-            keys = {id(fut): key for key, fut in submitted}
+            keys = {id(fut): unit_keys for unit_keys, fut in submitted}
             results = []
             with tqdm(
-                total=len(submitted), desc="station-days", unit="unit", disable=not progress
+                total=sum(len(k) for k, _ in submitted),
+                desc="station-days",
+                unit="unit",
+                disable=not progress,
             ) as bar:
                 for group in finished_in_groups([fut for _, fut in submitted]):
                     back = [
-                        collect(
+                        r
+                        for fut in group
+                        for r in collect_all(
                             keys[id(fut)],
                             fut,
-                            "ensemble" if keys[id(fut)].startswith("ensemble/") else "pick",
+                            "ensemble" if keys[id(fut)][0].startswith("ensemble/") else "pick",
                         )
-                        for fut in group
                     ]
                     results += commit_units(lake, run_id, back, replace=force)
-                    bar.update(len(group))
+                    bar.update(len(back))
         timings["pick"] = sw.seconds
         if pick.denoiser:  # the denoise stage runs inside the pick units; its share of their time
             timings["denoise (in units)"] = sum(

@@ -434,7 +434,8 @@ class Lake:
                         [message or run_id, extra],
                     )
                     con.execute(f"UPDATE {ALIAS}.{_TOKEN_TABLE} SET n = n + 1")
-                    taken = [c for c in changes if _apply(con, c, run_id, replace)]
+                    held = _held_stems(con, changes)
+                    taken = [c for c in changes if _apply(con, c, run_id, replace, held)]
                     tables = rows(taken) if callable(rows) else (rows or {})
                     for table, data in tables.items():
                         if len(data):
@@ -487,14 +488,42 @@ def _retryable(exc: duckdb.Error) -> bool:
     )
 
 
-def _apply(con: duckdb.DuckDBPyConnection, change: FileChange, run_id: str, replace: bool) -> bool:
-    """Stage one file into the open transaction; return False when its stem stays as it is."""
-    have = con.execute(
-        f"SELECT stem FROM {ALIAS}.{_FILES_TABLE} "
-        "WHERE table_name = ? AND part = ? AND (stem = ? OR key = ?)",
-        [change.table, change.part, change.stem, change.key or change.stem],
+def _held_stems(
+    con: duckdb.DuckDBPyConnection, changes: Sequence[FileChange]
+) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """Return the committed (stem, key) of every (table, part) that ``changes`` touch, in one query.
+
+    One catalog read per commit, not one per file: a query of the files table costs ~0.05 s
+    whatever it selects, and a commit of a few units stages a file per instrument.
+    """
+    if not changes:
+        return {}
+    parts = sorted({c.part for c in changes})
+    marks = ", ".join("?" * len(parts))
+    rows = con.execute(
+        f"SELECT table_name, part, stem, key FROM {ALIAS}.{_FILES_TABLE} WHERE part IN ({marks})",
+        parts,
     ).fetchall()
-    old = [r[0] for r in have]
+    held: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for table, part, stem, key in rows:
+        held.setdefault((table, part), []).append((stem, key))
+    return held
+
+
+def _apply(
+    con: duckdb.DuckDBPyConnection,
+    change: FileChange,
+    run_id: str,
+    replace: bool,
+    held: dict[tuple[str, str], list[tuple[str, str]]],
+) -> bool:
+    """Stage one file into the open transaction; return False when its stem stays as it is.
+
+    ``held`` (:func:`_held_stems`) is kept up to date with what this commit removes and adds.
+    """
+    here = held.setdefault((change.table, change.part), [])
+    unit_key = change.key or change.stem
+    old = [stem for stem, key in here if stem == change.stem or key == unit_key]
     if change.stem in old and not replace:
         return False
     if old:
@@ -525,6 +554,7 @@ def _apply(con: duckdb.DuckDBPyConnection, change: FileChange, run_id: str, repl
         "(table_name, part, stem, key, path, run_id, committed) VALUES (?, ?, ?, ?, ?, ?, now())",
         [change.table, change.part, change.stem, change.key, path, run_id],
     )
+    here[:] = [(stem, key) for stem, key in here if stem not in old] + [(change.stem, change.key)]
     return True
 
 
