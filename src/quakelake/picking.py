@@ -1,6 +1,7 @@
 """Phase picking with SeisBench models: model loading (cached per process) and picks as rows.
 
-Plain Python: no Prefect. The flow calls :func:`pick_station_day` once per unit of work.
+Plain Python: no Prefect. The pick tasks call :func:`quakelake.tasks.pick.pick_one` once per
+unit of work.
 """
 
 from __future__ import annotations

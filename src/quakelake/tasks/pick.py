@@ -134,7 +134,9 @@ def _with_retries(
         except Exception as exc:
             if delay is None or not is_transient(exc):
                 logger.warning("%s failed (attempt %d): %s", key, attempt + 1, short_error(exc))
-                return UnitResult("pick", key, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+                return UnitResult(
+                    "pick", key, "failed", error=f"{type(exc).__name__}: {exc}"[:2000]
+                )
             logger.warning("%s: %s; trying again in %.0f s", key, short_error(exc), delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
