@@ -2,7 +2,7 @@
 
 Each configuration runs in its own fresh process (one worker, as a Dask worker would be) that
 picks the station-days one after the other through the pick task's body
-(``quakelake.tasks.pick.pick_station_day.fn``: read_station_day, picking, day filter, atomic
+(``quakelake.tasks.pick.pick_one``: read_station_day, picking, day filter, atomic
 Parquet write into a lake) and samples its resident set size after every unit. Prints, per
 configuration, the RSS after the first unit, the peak, the last and the growth from unit 5 to
 the end (flat = no leak), plus the per-unit samples.
@@ -37,14 +37,14 @@ def worker(archive: Path, lake: Path, days: int, engine: str, threads: int) -> N
     from quakelake import waveforms
     from quakelake.config import PickParams, StationSelection, TimeWindow
     from quakelake.picking import ModelSpec
-    from quakelake.tasks.pick import pick_station_day
+    from quakelake.tasks.pick import pick_one
 
     window = TimeWindow(start=FIRST_DAY, end=FIRST_DAY + dt.timedelta(days=days - 1))
     units = waveforms.station_days(waveforms.scan_archive(archive).index, window)
     params = PickParams(engine=engine, device="cpu")
     proc = psutil.Process()
     for k, unit in enumerate(units):
-        result = pick_station_day.fn(
+        result = pick_one(
             unit,
             ModelSpec("PhaseNet", "original"),
             params,

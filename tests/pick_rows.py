@@ -34,3 +34,17 @@ def reference_pick_rows(
             "denoiser": "",
         }
     )
+
+
+def chile_picks(folder: Path) -> pd.DataFrame:
+    """Return PyOcto's Chile test picks (``folder``/picks.parquet) with ids and their true event."""
+    raw = pd.read_parquet(Path(folder) / "picks.parquet")
+    return pd.DataFrame(
+        {
+            "pick_id": [f"p{i}" for i in range(len(raw))],
+            "station_id": raw["station"],
+            "phase": raw["phase"],
+            "time": pd.to_datetime(raw["time"]).dt.tz_localize("UTC"),
+            "event": raw["event"],
+        }
+    )

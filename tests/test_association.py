@@ -7,6 +7,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
+from pick_rows import chile_picks
 
 from quakelake import association as asc
 from quakelake import association_engines as engines
@@ -54,17 +55,7 @@ def ogs(shared_data):
 @pytest.fixture(scope="module")
 def chile(shared_data):
     d = shared_data / "pyocto_chile_test"
-    raw = pd.read_parquet(d / "picks.parquet")
-    picks = pd.DataFrame(
-        {
-            "pick_id": [f"p{i}" for i in range(len(raw))],
-            "station_id": raw["station"],
-            "phase": raw["phase"],
-            "time": pd.to_datetime(raw["time"]).dt.tz_localize("UTC"),
-            "event": raw["event"],
-        }
-    )
-    return picks, read_stations(d / "stations.parquet"), d / "graeber.csv"
+    return chile_picks(d), read_stations(d / "stations.parquet"), d / "graeber.csv"
 
 
 def chile_scores(picks: pd.DataFrame, assignments: pd.DataFrame) -> dict[str, float]:

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from pick_rows import chile_picks
 
 from quakelake import association as asc
 from quakelake.association_auto import distances_km
@@ -169,16 +170,7 @@ def test_slab_seismicity_keeps_its_search_depth(shared_data):
     settings group them (ARI 0.993, pick precision 0.997, recall 0.987 with those).
     """
     d = shared_data / "pyocto_chile_test"
-    raw = pd.read_parquet(d / "picks.parquet")
-    picks = pd.DataFrame(
-        {
-            "pick_id": [f"p{i}" for i in range(len(raw))],
-            "station_id": raw["station"],
-            "phase": raw["phase"],
-            "time": pd.to_datetime(raw["time"]).dt.tz_localize("UTC"),
-            "event": raw["event"],
-        }
-    )
+    picks = chile_picks(d)
     config = PyOctoConfig(velocity=VelocityParams(kind="auto", model_file=d / "graeber.csv"))
     res = asc.associate(picks, read_stations(d / "stations.parquet"), config)
     bottom = res.settings["derived"]["area.depth_km"][1]
@@ -220,16 +212,7 @@ def test_first_pass_is_kept_per_content_of_its_inputs(shared_data, tmp_path, mon
 def test_gamma_uses_the_regional_1d_model(shared_data, tmp_path, monkeypatch):
     """PyOcto's Chile test set (slab events to ~250 km): GaMMA in the 1-D model, not 0-D rays."""
     d = shared_data / "pyocto_chile_test"
-    raw = pd.read_parquet(d / "picks.parquet")
-    picks = pd.DataFrame(
-        {
-            "pick_id": [f"p{i}" for i in range(len(raw))],
-            "station_id": raw["station"],
-            "phase": raw["phase"],
-            "time": pd.to_datetime(raw["time"]).dt.tz_localize("UTC"),
-            "event": raw["event"],
-        }
-    )
+    picks = chile_picks(d)
     picks = picks[picks["time"] < picks["time"].min() + pd.Timedelta(hours=8)]  # 12 events
     stations = read_stations(d / "stations.parquet")
     monkeypatch.chdir(tmp_path)  # GaMMA's eikonal setup makes ./eikonal: not left behind

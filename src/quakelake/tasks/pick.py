@@ -57,30 +57,8 @@ def index_archive(
     return waveforms.station_days(scan.index, window, selection), failures
 
 
-@task(
-    name="pick-station-day",
-    task_run_name="pick {unit.network}.{unit.station} {unit.day} {spec.model}/{spec.weights}",
-    retry_condition_fn=transient_only,
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    cache_policy=NONE,
-)
-def pick_station_day(
-    unit: waveforms.StationDay,
-    spec: picking.ModelSpec,
-    params: PickParams,
-    selection: StationSelection,
-    lake: Path,
-    run_id: str,
-    force: bool = False,
-    committed: frozenset[str] | None = None,
-) -> UnitResult:
-    """Pick one station-day with one model x weights (:func:`pick_one`), as one Prefect task."""
-    return pick_one(unit, spec, params, selection, lake, run_id, force, committed)
-
-
-# A unit's attempts inside a batch, as the one-unit task's Prefect retries: delays before the
-# second and the third attempt of a transient failure (BadInput is never retried).
+# A unit's attempts inside a batch (as Prefect task retries would be): delays before the second
+# and the third attempt of a transient failure (BadInput is never retried).
 UNIT_RETRY_DELAYS_S = (5.0, 30.0)
 
 
@@ -104,9 +82,9 @@ def pick_station_days(
 
     One Prefect task for a few short units: submitting a task costs the flow ~0.3 s (Prefect
     serialises its context and the call for every submission), more than picking a 180 s
-    station-day. Each unit keeps the one-unit task's behaviour: a transient failure is tried
-    again after :data:`UNIT_RETRY_DELAYS_S`, a bad input fails that unit alone, and every
-    other unit of the batch goes on; a lost worker fails the batch (the flow marks its units).
+    station-day. Each unit is retried as a task would be: a transient failure is tried again
+    after :data:`UNIT_RETRY_DELAYS_S`, a bad input fails that unit alone, and every other unit
+    of the batch goes on; a lost worker fails the batch (the flow marks its units).
 
     Args:
         units: the station-days of this task.
@@ -154,7 +132,7 @@ def pick_one(
 ) -> UnitResult:
     """Pick one station-day with one model x weights: one immutable `picks` file per instrument.
 
-    Plain Python (the body of :func:`pick_station_day` and :func:`pick_station_days`).
+    Plain Python (what :func:`pick_station_days` runs for each of its units).
 
     Instruments whose logical file for the current inputs is committed (``committed``: the
     lake's stems for this station, given by the flow; None: asked of the lake) are skipped
