@@ -113,6 +113,11 @@ class UnitResult:
     notes: str = ""  # JSON: data-quality findings (gaps, non-finite samples, overlaps, components)
     changes: list[Any] = field(default_factory=list)  # data files to commit (FileChange)
 
+    @classmethod
+    def failed(cls, stage: str, unit: str, exc: BaseException, prefix: str = "") -> UnitResult:
+        """Return the failed result of a unit that raised ``exc`` (``Type: message``, 2000 chars)."""
+        return cls(stage, unit, "failed", error=f"{prefix}{type(exc).__name__}: {exc}"[:2000])
+
 
 class Stopwatch:
     """Context manager measuring wall seconds: ``with Stopwatch() as sw: ...; sw.seconds``."""

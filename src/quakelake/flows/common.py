@@ -43,8 +43,7 @@ def collect_all(keys: list[str], future, stage: str) -> list[UnitResult]:
         out = future.result()
     except Exception as exc:  # the task failed after its retries: record why, keep the run going
         prefix = LOST_WORKER if type(exc).__name__ in _INFRASTRUCTURE_ERRORS else ""
-        error = f"{prefix}{type(exc).__name__}: {exc}"[:2000]
-        return [UnitResult(stage, key, "failed", error=error) for key in keys]
+        return [UnitResult.failed(stage, key, exc, prefix) for key in keys]
     return list(out) if isinstance(out, list) else [out]
 
 

@@ -140,10 +140,8 @@ def pick_phases(
                         run_id,
                         force,
                         {
-                            station_prefix(u, spec): committed.get(
-                                station_prefix(u, spec), frozenset()
-                            )
-                            for u in batch
+                            prefix: committed.get(prefix, frozenset())
+                            for prefix in {station_prefix(u, spec) for u in batch}
                         },
                         batch_label(batch),
                     ),

@@ -106,18 +106,18 @@ def _with_retries(
     logger, unit, spec, params, selection, lake, run_id, force, committed
 ) -> UnitResult:
     key = f"{spec.label}:{unit.key}"
-    for attempt, delay in enumerate((*UNIT_RETRY_DELAYS_S, None)):
+    attempt = 0
+    while True:
         try:
             return pick_one(unit, spec, params, selection, lake, run_id, force, committed)
         except Exception as exc:
-            if delay is None or not is_transient(exc):
+            if attempt == len(UNIT_RETRY_DELAYS_S) or not is_transient(exc):
                 logger.warning("%s failed (attempt %d): %s", key, attempt + 1, short_error(exc))
-                return UnitResult(
-                    "pick", key, "failed", error=f"{type(exc).__name__}: {exc}"[:2000]
-                )
+                return UnitResult.failed("pick", key, exc)
+            delay = UNIT_RETRY_DELAYS_S[attempt]
             logger.warning("%s: %s; trying again in %.0f s", key, short_error(exc), delay)
             time.sleep(delay)
-    raise AssertionError("unreachable")
+            attempt += 1
 
 
 def pick_one(
