@@ -98,6 +98,19 @@ def test_factory_kinds():
     assert slurm.adapt_kwargs == {"minimum_jobs": 0, "maximum_jobs": 3}
 
 
+@flow
+def runner_slots() -> int | None:
+    """Return what the pick flow sizes its batches by (quakelake.flows.common.task_slots)."""
+    from quakelake.flows.common import task_slots
+
+    return task_slots()
+
+
+def test_task_slots_are_the_runners_threads(prefect_server):
+    assert runner_slots.with_options(task_runner=ThreadPoolTaskRunner(max_workers=3))() == 3
+    assert runner_slots.with_options(task_runner=ThreadPoolTaskRunner())() is None  # unbounded
+
+
 @pytest.mark.slow
 def test_dask_local_matches_threads(prefect_server, mseed_files, tmp_path):
     threads = index_files.with_options(task_runner=make_task_runner(ComputeSettings(workers=2)))
@@ -166,6 +179,8 @@ def test_pick_flow_on_two_dask_workers_matches_threads(
         )
         b = pick_phases.with_options(task_runner=runner)(archive, tmp_path / "dask", pick=params)
         loads = client.run(picking.model_loads)
+        slots = runner_slots.with_options(task_runner=runner)()
+    assert slots == 2  # two worker processes of one thread: the pick flow sent 4 batches of 4
     assert a["done"] == b["done"] == 16 and b["failed"] == 0
     assert len(loads) == 2 and sum(loads.values()) <= 2  # per worker process, not per unit
 

@@ -170,23 +170,34 @@ def nothing_to_do(
 
 
 # Station-days per pick task: a task's submission costs the flow ~0.3 s whatever it holds, a
-# 180 s station-day is picked in 0.1 s and a whole day in ~10 s. Small runs keep 4 tasks or
-# more (workers stay busy); large ones send up to this many station-days per task.
+# 180 s station-day is picked in 0.1 s and a whole day in ~10 s. Small runs keep two tasks per
+# task slot of the runner (threads, Dask worker threads; 4 tasks when the slots are not known):
+# every slot stays busy while the flow commits what came back. Large runs send up to this many
+# station-days per task.
 MAX_UNITS_PER_TASK = 8
 MIN_TASKS = 4
 
 
-def unit_batches(units: list, max_per_task: int = MAX_UNITS_PER_TASK) -> list[list]:
+def unit_batches(
+    units: list, max_per_task: int = MAX_UNITS_PER_TASK, slots: int | None = None
+) -> list[list]:
     """Return ``units`` in consecutive batches, one pick task each (at most ``max_per_task``).
+
+    ``slots``: tasks the runner runs at once (None: not known, :data:`MIN_TASKS` tasks at least).
 
     >>> [len(b) for b in unit_batches(list(range(16)))]
     [4, 4, 4, 4]
+    >>> [len(b) for b in unit_batches(list(range(16)), slots=1)]
+    [8, 8]
+    >>> [len(b) for b in unit_batches(list(range(16)), slots=8)]
+    [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]
     >>> [len(b) for b in unit_batches(list(range(3)))]
     [1, 1, 1]
     >>> [len(b) for b in unit_batches(list(range(100)))]
     [8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 4]
     """
-    size = max(1, min(max_per_task, len(units) // MIN_TASKS))
+    min_tasks = MIN_TASKS if not slots else 2 * slots
+    size = max(1, min(max_per_task, len(units) // min_tasks))
     return [units[i : i + size] for i in range(0, len(units), size)]
 
 

@@ -11,7 +11,8 @@ after ``server start`` pays the start-up. ``quakelake server stop`` ends it with
 
 Run as ``python -m quakelake.warm --workers N --record FILE``: the cluster's scheduler address is
 written to ``FILE`` (JSON, atomically) once every worker is up and warmed; the process then waits
-until it is terminated. No Prefect import here: the tasks import it on the workers.
+until it is terminated. Prefect is imported once the cluster is up (the scheduler unpickles the
+flow's context of each submission).
 """
 
 from __future__ import annotations
@@ -25,8 +26,17 @@ from pathlib import Path
 
 from quakelake.compute import blas_env
 
-#: Modules a worker imports before its first task (the pick task's own import chain).
-WARM_MODULES = ("seisbench.models", "quakelake.engine", "quakelake.tasks.pick")
+#: Modules a worker imports before its first task: the pick task's own import chain, and the
+#: flow's module, which Prefect's context names in every submission.
+WARM_MODULES = (
+    "seisbench.models",
+    "quakelake.engine",
+    "quakelake.tasks.pick",
+    "quakelake.flows.pick",
+)
+#: Modules the scheduler (this process) imports to unpickle a submission's graph: without them the
+#: first command after ``server start`` waits ~3 s for the scheduler to import Prefect.
+SCHEDULER_MODULES = ("quakelake.flows.pick",)
 #: Model and weights loaded (and the engine built) on each worker when the cache has them.
 WARM_MODELS = (("PhaseNet", "original"),)
 
@@ -83,6 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     with Client(cluster) as client:
         failed = client.run(warm_up)
+    import importlib
+
+    for name in SCHEDULER_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # the first submission imports it (and says what is wrong)
+            failed["scheduler"] = {f"scheduler: {name}": f"{type(exc).__name__}: {exc}"}
     _write(
         args.record,
         {

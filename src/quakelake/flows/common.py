@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from prefect.context import get_run_context
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from quakelake.lineage import UnitResult, mark_crashed_runs
 
@@ -23,6 +24,27 @@ def current_flow_run_id() -> str:
         return str(get_run_context().flow_run.id)
     except Exception:
         return ""
+
+
+def task_slots() -> int | None:
+    """Return how many tasks the running flow's task runner runs at once (None: not known).
+
+    Threads: the pool's size. Dask: the threads of the workers connected now (None while an
+    adaptive cluster has none yet).
+    """
+    try:
+        runner = get_run_context().task_runner
+    except Exception:
+        return None
+    if isinstance(runner, ThreadPoolTaskRunner):
+        threads = runner._max_workers  # no public accessor; sys.maxsize when unbounded
+        return threads if 0 < threads <= 1024 else None
+    client = getattr(runner, "client", None)  # prefect-dask's DaskTaskRunner
+    try:
+        total = sum(client.nthreads().values()) if client is not None else 0
+    except Exception:  # no scheduler answer: the flow's first submission fails and says so
+        return None
+    return total or None
 
 
 def collect(key: str, future, stage: str) -> UnitResult:

@@ -19,6 +19,7 @@ from quakelake.flows.common import (
     finished_in_groups,
     raise_if_workers_lost,
     recover_crashed_runs,
+    task_slots,
 )
 from quakelake.lakehouse import safe_name
 from quakelake.lineage import (
@@ -128,6 +129,7 @@ def pick_phases(
         )
         with Stopwatch() as sw:
             committed = committed_stems(lake)  # the workers never ask the catalog
+            slots = task_slots()
             submitted = [
                 (
                     [f"{spec.label}:{unit.key}" for unit in batch],
@@ -147,7 +149,7 @@ def pick_phases(
                     ),
                 )
                 for spec in specs
-                for batch in unit_batches(units)
+                for batch in unit_batches(units, slots=slots)
             ]
             if ensemble is not None:
                 label = ensembles.ensemble_weights(ensemble.method, [s.label for s in specs])
