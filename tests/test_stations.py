@@ -100,3 +100,22 @@ def test_write_into_lake(shared_data, lake_root):
     back = Lake(lake_root).query("SELECT * FROM stations WHERE source = ?", ["malmi"])
     assert len(back) == 20
     assert pd.api.types.is_float_dtype(back["latitude"])
+
+
+def test_same_station_file_makes_no_new_snapshot(shared_data, lake_root):
+    """Associating again with the same -F writes no stations file; an edited one replaces it."""
+    st = read_stations(shared_data / "malmi_hengill_20181230" / "stations.csv")
+    first = write_stations(lake_root, st, source="malmi")
+    lake = Lake(lake_root)
+    snapshots = len(lake.history())
+    assert write_stations(lake_root, st, source="malmi") == first
+    assert len(lake.history()) == snapshots
+    moved = st.assign(elevation_m=st["elevation_m"].fillna(0) + 1.0)
+    second = write_stations(lake_root, moved, source="malmi")
+    assert second != first and len(lake.history()) == snapshots + 1
+    back = lake.query("SELECT * FROM stations WHERE source = ?", ["malmi"])
+    assert len(back) == 20  # the edited file replaced the first, rows not doubled
+    assert (
+        back["elevation_m"].sort_values().to_numpy()
+        == moved["elevation_m"].sort_values().to_numpy()
+    ).all()

@@ -23,7 +23,7 @@ import pandas as pd
 
 from quakelake import cache
 from quakelake.errors import BadInput
-from quakelake.lakehouse import write_table
+from quakelake.lakehouse import Lake, write_table
 from quakelake.lakehouse.schema import STATIONS
 from quakelake.params import StationSelection
 
@@ -296,10 +296,22 @@ def stations_stem(stations: pd.DataFrame) -> str:
 def write_stations(
     lake: str | Path, stations: pd.DataFrame, source: str, name: str | None = None
 ) -> Path:
-    """Write ``stations`` into the lake's `stations` table under partition ``source``."""
+    """Write ``stations`` into the lake's `stations` table under partition ``source``.
+
+    Without ``name`` the file is named by its content and is ``source``'s only file: the same
+    content already committed writes nothing and makes no snapshot (a rerun with the same
+    ``-F``); other content replaces it (an edited station file) in one commit. With ``name``
+    (one file of several, e.g. a download unit's stations) only a file of that name is replaced.
+    Returns the committed file's path.
+    """
+    key = "" if name else "stations"
     name = name or stations_stem(stations)
+    held = Lake(lake).stems("stations")
+    same = held[(held["stem"] == name) & (held["part"] == f"source={source}")]
+    if len(same):
+        return Path(same["path"].iloc[0])
     return write_table(
-        Path(lake), "stations", stations[COLUMNS], name=name, partition={"source": source}
+        Path(lake), "stations", stations[COLUMNS], name=name, partition={"source": source}, key=key
     )
 
 
