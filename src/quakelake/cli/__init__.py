@@ -1,0 +1,191 @@
+"""The ``quakelake`` command line (and the ``picker`` alias with the original picker.py options).
+
+Expected failures (:class:`quakelake.errors.QuakeLakeError`) end in one ``error:`` line and exit
+status 2 (bad input) or 1 (failed work); ``-v`` adds the traceback. Heavy modules (Prefect, the
+science stack) are imported only by the commands that need them, so ``--help`` and the checks
+made before any work starts answer quickly.
+
+The package reads in the order a command runs:
+
+- :mod:`~quakelake.cli.options`: the parser, every option and its help;
+- :mod:`~quakelake.cli.settings`: options over the config file and blocks, into a ``RunConfig``;
+- :mod:`~quakelake.cli.checks`: what is checked before any work starts;
+- :mod:`~quakelake.cli.startup`: the Prefect API, warm workers, quiet logs, ``--timing``;
+- :mod:`~quakelake.cli.commands`: the commands that run flows;
+- :mod:`~quakelake.cli.lake_commands`: the commands on a lake and on the local server;
+- here: dispatch, the one ``error:`` line, and the end of the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import NoReturn
+
+from quakelake.cli.commands import (
+    cmd_analyze,
+    cmd_associate,
+    cmd_demo,
+    cmd_download,
+    cmd_pick,
+    cmd_run,
+    cmd_train,
+    exit_status,
+)
+from quakelake.cli.lake_commands import (
+    cmd_export,
+    cmd_import_catalog,
+    cmd_lake,
+    cmd_server,
+    cmd_sql,
+    cmd_tables,
+)
+from quakelake.cli.options import (
+    CliError,
+    build_parser,
+    parse_gregorian,
+    parse_julian,
+    picker_parser,
+)
+from quakelake.cli.settings import load_config
+from quakelake.errors import QuakeLakeError, one_line
+
+__all__ = [
+    "CliError",
+    "build_parser",
+    "exit_status",
+    "load_config",
+    "main",
+    "parse_gregorian",
+    "parse_julian",
+    "picker_main",
+    "picker_parser",
+]
+
+COMMANDS = {
+    "run": cmd_run,
+    "pick": cmd_pick,
+    "associate": cmd_associate,
+    "export": cmd_export,
+    "download": cmd_download,
+    "import-catalog": cmd_import_catalog,
+    "analyze": cmd_analyze,
+    "sql": cmd_sql,
+    "tables": cmd_tables,
+    "lake": cmd_lake,
+    "demo": cmd_demo,
+    "train": cmd_train,
+    "server": cmd_server,
+}
+
+
+def _dispatch(func, args: argparse.Namespace) -> int:
+    """Run a command; expected failures become one ``error:`` line and their exit status."""
+    verbose = bool(getattr(args, "verbose", False))
+    try:
+        return func(args)
+    except QuakeLakeError as exc:
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(
+            "error: interrupted; run the same command again to resume (finished units are kept)",
+            file=sys.stderr,
+        )
+        return 130
+    except Exception as exc:
+        if verbose:
+            raise
+        if "ephemeral Prefect API server" in str(exc):
+            print(
+                "error: Prefect's temporary server did not start in time (a busy machine?); keep one "
+                "running with quakelake server start, or raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+                file=sys.stderr,
+            )
+            return 1
+        print(
+            f"error: unexpected {type(exc).__name__}: {one_line(exc)[:500]} (run again with -v for the "
+            "traceback, and report it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _no_telemetry() -> None:
+    # Offline observatories and HPC nodes: the Prefect server must not phone home.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+#: Commands that run flows, so start children (the temporary Prefect server, Dask workers).
+FLOW_COMMANDS = {"run", "pick", "download", "associate", "analyze", "demo"}
+
+
+def _guard_children() -> None:
+    # A SIGKILLed command must not leave its Prefect server or Dask workers running.
+    from quakelake import lifeline
+
+    lifeline.start()
+
+
+def _end_process(code: int) -> NoReturn:
+    """Exit the command's process now that its work is done, skipping the interpreter's teardown.
+
+    What a normal exit does that matters still happens, in the same order: other threads are
+    joined, the ``atexit`` handlers run (Prefect sends its remaining logs and events and stops
+    its temporary server, Dask closes its cluster) and the output is flushed. Only the teardown
+    of every loaded module is skipped: with torch loaded it took 2-3 s on a 2-core machine,
+    after the work was done. Nothing is left half-written: the lake holds only committed files,
+    whatever ends the process.
+    """
+    import atexit
+    import threading
+
+    try:
+        # what the interpreter's exit does first: idle thread pools told to stop, other threads
+        # joined (joining a pool's idle worker without that would wait for ever)
+        shutdown = getattr(threading, "_shutdown", None)
+        if shutdown is not None:
+            shutdown()
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+
+def _observed() -> bool:
+    """Return True under a profiler or tracer (cProfile, coverage): they report at a normal exit."""
+    return sys.getprofile() is not None or sys.gettrace() is not None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``quakelake`` (``argv`` None: the command line; the process ends here)."""
+    _no_telemetry()
+    args = build_parser().parse_args(argv)
+    if args.command in FLOW_COMMANDS:
+        _guard_children()
+    code = _dispatch(COMMANDS[args.command], args)
+    if argv is None and args.command in FLOW_COMMANDS and not _observed():
+        _end_process(code)
+    return code
+
+
+def picker_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``picker``: the original picker.py options, run as ``quakelake run``."""
+    _no_telemetry()
+    args = picker_parser().parse_args(argv)
+    args.command = "run"
+    _guard_children()
+    code = _dispatch(cmd_run, args)
+    if argv is None and not _observed():
+        _end_process(code)
+    return code

@@ -1,0 +1,227 @@
+"""The commands on a lake and the local server: sql, tables, lake, export, import-catalog, server."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TYPE_CHECKING
+
+from quakelake.cli.checks import check_lake
+from quakelake.cli.options import CliError
+from quakelake.cli.settings import load_config
+from quakelake.errors import (
+    BadInput,
+    FailedWork,
+    one_line,
+)
+from quakelake.printing import (
+    format_table,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    """Run SQL over the lake and print it."""
+    from quakelake.lakehouse import Lake
+
+    cfg = load_config(args)
+    check_lake(cfg.lake, must_exist=True)
+    # read-only: writes go through QuakeLake's own commands, never through SQL
+    frame = Lake(cfg.lake).query(args.query, args.param or None, as_of=args.as_of, read_only=True)
+    if args.format == "csv":
+        print(frame.to_csv(index=False), end="")
+    elif args.format == "json":
+        print(frame.to_json(orient="records", date_format="iso"))
+    else:
+        print(format_table(frame, args.max_rows))
+    return 0
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    """List tables with data and their row counts."""
+    from quakelake.lakehouse import Lake
+
+    cfg = load_config(args)
+    check_lake(cfg.lake, must_exist=True)
+    lake = Lake(cfg.lake)
+    for name in lake.tables():
+        try:
+            n = lake.query(f'SELECT count(*) AS n FROM "{name}"')["n"][0]
+        except BadInput as exc:  # a damaged file: say so, list the other tables
+            print(f"{name:<18} {'?':>12} rows  {len(lake.files(name)):>6} files  ({one_line(exc)})")
+            continue
+        print(f"{name:<18} {n:>12,} rows  {len(lake.files(name)):>6} files")
+    return 0
+
+
+def cmd_lake(args: argparse.Namespace) -> int:
+    """Lake maintenance: history, check, compact, vacuum, migrate, attach."""
+    from quakelake.lakehouse import Lake, maintenance
+
+    cfg = load_config(args)
+    check_lake(cfg.lake)
+    lake = Lake(cfg.lake)
+    if args.action not in ("migrate", "attach") and not lake.exists():
+        raise CliError(
+            f"--lake: {cfg.lake} has no catalog"
+            + ("; run quakelake lake migrate first" if lake.legacy() else "; no lake there yet")
+        )
+    if args.action == "history":
+        print(format_table(lake.history(), 10_000))
+    elif args.action == "check":
+        report = maintenance.check(lake, repair=args.repair)
+        for table, path, why in report.damaged:
+            print(f"damaged {table} file {path}: {why}")
+        print(
+            f"{report.files} committed files checked, {len(report.damaged)} damaged"
+            + (f", {len(report.repaired)} dropped (their units run again)" if args.repair else "")
+        )
+        if report.damaged and not args.repair:
+            raise FailedWork(
+                f"{len(report.damaged)} damaged files in lake {cfg.lake}; run quakelake lake "
+                "check --repair to drop them, then rerun the commands that made them"
+            )
+    elif args.action == "compact":
+        for table, (before, after) in maintenance.compact(lake).items():
+            if before:
+                print(f"{table:<18} {before:>7} files -> {after}")
+    elif args.action == "vacuum":
+        removed = maintenance.vacuum(lake, args.expire_days, args.grace_hours * 3600)
+        for kind, paths in removed.items():
+            print(f"{kind:<10} {len(paths):>6} files removed")
+    elif args.action == "migrate":
+        counts = maintenance.migrate(cfg.lake)
+        damaged = counts.pop("damaged")
+        for table, n in counts.items():
+            print(f"{table:<18} {n:>7} files migrated")
+        if damaged:
+            print(f"{damaged} damaged files left in place (see quakelake lake check)")
+    elif args.action == "compare":
+        if not args.as_of:
+            raise CliError("--as-of: compare needs the snapshot before (a run id or a time)")
+        print(format_table(maintenance.compare(lake, args.as_of, args.to), 10_000))
+    else:
+        print(maintenance.catalog_attach_sql(lake))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write the lake's picks and events (optionally for a day range) as files."""
+    if not (args.classified or args.associated or args.quakeml):
+        raise CliError(
+            "export: say what to write: --classified DIR, --associated DIR and/or --quakeml FILE"
+        )
+    cfg = load_config(args)
+    check_lake(cfg.lake, must_exist=True)
+    from quakelake.export import write_associated, write_classified, write_quakeml
+    from quakelake.lakehouse import Lake, queries
+
+    lake, w = Lake(cfg.lake), cfg.window
+    written = 0
+    if args.classified:
+        picks = queries.picks(lake, first_day=w.start, last_day=w.end)
+        files = write_classified(picks, args.classified)
+        written += len(picks)
+        print(f"classified/: {len(files)} files ({len(picks)} picks) under {args.classified}")
+    if args.associated or args.quakeml:
+        from quakelake.export import catalogue_tables, select_catalogue
+
+        events, label = select_catalogue(
+            *queries.events_and_runs(lake, w.start, w.end), args.associator, args.run_id
+        )
+        tables = catalogue_tables(lake, events)
+        assignments = tables.pop("assignments")
+        written += len(events)
+        print(f"catalogue: {label}")
+        if args.associated:
+            print(
+                f"associated/: {len(write_associated(events, assignments, args.associated))} files under "
+                f"{args.associated}"
+            )
+        if args.quakeml:
+            print(
+                f"QuakeML: {write_quakeml(events, assignments, args.quakeml, **tables)} ({len(events)} events)"
+            )
+    if not written:
+        from quakelake.printing import days_text
+
+        raise CliError(
+            f"-D/--dates: the lake {cfg.lake} has no picks or events for {days_text(w)}; "
+            'check the day range (quakelake sql "SELECT DISTINCT day FROM picks")'
+        )
+    return 0
+
+
+def cmd_import_catalog(args: argparse.Namespace) -> int:
+    """Import reference catalogue files into the lake."""
+    cfg = load_config(args)
+    check_lake(cfg.lake)
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        raise CliError(f"import-catalog: no such file or folder: {', '.join(missing)}")
+    from quakelake.catalogs import import_catalog
+
+    counts = import_catalog(cfg.lake, args.paths, args.name)
+    print(
+        f"reference {counts['name']}: {counts['events']} events, {counts['picks']} picks from "
+        f"{counts['files']} files -> lake {cfg.lake}"
+    )
+    return 0
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    """Start, stop or report the local Prefect server that outlives one command."""
+    from quakelake import server
+
+    if args.action == "start":
+        if args.workers < 0:
+            raise CliError("--workers: give 0 (none) or a number of worker processes")
+        record = server.start(args.port, workers=args.workers)
+        if not args.silent:
+            print(
+                f"Prefect server: {record['api_url']} (UI {record['api_url'].removesuffix('/api')}, "
+                f"pid {record['pid']}, log {record['log']}); quakelake commands use it until "
+                "quakelake server stop"
+            )
+            if record.get("dask_address"):
+                print(_warm_text(record))
+        return 0
+    if args.action == "stop":
+        record = server.stop()
+        if not args.silent:
+            print(
+                f"Prefect server at {record['api_url']} stopped"
+                if record
+                else "no local Prefect server ran"
+            )
+        return 0
+    record = server.local_server()
+    configured = os.environ.get("PREFECT_API_URL")
+    if configured:
+        why = server.answers(configured)
+        print(
+            f"PREFECT_API_URL={configured}: "
+            + ("answers" if not why else f"does not answer ({why})")
+        )
+        return 0 if not why else 1
+    if record is None:
+        print(
+            "no local Prefect server runs: commands start a temporary one (quakelake server start)"
+        )
+        return 1
+    print(f"Prefect server: {record['api_url']} (pid {record['pid']}) answers")
+    if record.get("dask_address"):
+        print(_warm_text(record))
+    return 0
+
+
+def _warm_text(record: dict) -> str:
+    """Return the line that tells where the warm workers listen and what they hold."""
+    missing = record.get("not_warmed") or []
+    return (
+        f"warm workers: {record['workers']} x {record['threads']} thread(s) at "
+        f"{record['dask_address']}; pick units go there when no --runner is given"
+        + (f" (not preloaded: {', '.join(missing)})" if missing else "")
+    )

@@ -1,0 +1,775 @@
+"""The command line's options: the ``quakelake`` parser, its subcommands and the ``picker`` alias.
+
+One place for what a user can type; :mod:`quakelake.cli.settings` turns it into a run's settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from quakelake import params
+from quakelake.errors import (
+    BadInput,
+)
+
+if TYPE_CHECKING:
+    pass
+
+GROUPS_HELP = (
+    "run per named station group (sub-network): groups are defined under 'groups:' in the -c "
+    "config file or in --groups-file as name: [NET.STA, NET.*, ...]; picking covers the stations of "
+    "the chosen groups, association runs once per group, the analyzer adds metrics per group (default: no groups)"
+)
+
+# Which option sets a configuration parameter: errors name what the user typed.
+OPTION_OF = {
+    "lake": "--lake",
+    "directory": "-d/--directory",
+    "station_file": "-F/--file",
+    "window": "-D/--dates (or -J/--julian)",
+    "window.start": "-D/--dates (or -J/--julian)",
+    "window.end": "-D/--dates (or -J/--julian)",
+    "selection.networks": "-N/--network",
+    "selection.stations": "-S/--station",
+    "selection.channels": "-C/--channel",
+    "pick.models": "-M/--models",
+    "pick.weights": "-W/--weights",
+    "pick.p_threshold": "-p/--pwave",
+    "pick.s_threshold": "-s/--swave",
+    "pick.batch_size": "-b/--batch",
+    "pick.device": "--device",
+    "execution.runner": "--runner",
+    "execution.workers": "--workers",
+    "execution.address": "--address",
+    "download.clients": "--client",
+    "download.token_file": "-K/--key",
+    "download.channel_priorities": "--channel-priority",
+    "download.rectdomain": "--rectdomain",
+    "download.circdomain": "--circdomain",
+    "analyze.reference": "--reference",
+    "analyze.reference_paths": "--reference-file",
+    "analyze.match.pick_tolerance_s": "--pick-tolerance",
+    "analyze.match.event_max_dt_s": "--event-dt",
+    "analyze.match.event_max_km": "--event-km",
+    "analyze.report_dir": "--report-dir",
+}
+
+EXAMPLES = """\
+examples:
+  quakelake server start                  keep a local Prefect server (fast commands, runs in its UI)
+  quakelake pick -d ../shared/data/phasenet_saltonsea_20201001/mseed -M PhaseNet -W original
+  quakelake run -d ARCHIVE -D 201001 201002 -F stations.xml --reference scsn
+  quakelake import-catalog events.xml --name scsn
+  quakelake sql "SELECT model, weights, phase, count(*) FROM picks GROUP BY ALL"
+
+exit status: 0 done, 1 the work failed (no waveforms, a service did not answer),
+             2 bad input (an option, a file or the configuration); -v shows the traceback.
+Prefect API: $PREFECT_API_URL when set, else the server of `quakelake server start`,
+             else a temporary one per command (slow; see README "Prefect server").
+"""
+
+
+class CliError(BadInput):
+    """A command-line problem the user can fix; printed without a traceback, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one ``error:`` line (exit status 2), no usage dump."""
+
+    def error(self, message: str):  # argparse's hook: never returns
+        print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=34, width=110)
+
+
+# ----------------------------------------------------------------------------------------- dates
+def parse_gregorian(text: str, option: str = "-D/--dates") -> dt.date:
+    """Return the day written as YYMMDD, YYYYMMDD or YYYY-MM-DD (CliError naming ``option``)."""
+    try:
+        return params.parse_gregorian(text)
+    except ValueError as exc:
+        raise CliError(f"{option}: {exc}") from None
+
+
+def parse_julian(text: str, option: str = "-J/--julian") -> dt.date:
+    """Return the day written as year + day-of-year, YYDDD or YYYYDDD (CliError naming ``option``)."""
+    try:
+        return params.parse_julian(text)
+    except ValueError as exc:
+        raise CliError(f"{option}: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------- arguments
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("general")
+    g.add_argument(
+        "--lake", type=Path, help="lake root folder, created when missing (default ./lake)"
+    )
+    g.add_argument(
+        "--lake-block",
+        metavar="NAME",
+        help="take the lake folder from a QuakeLake Lake block (default: none)",
+    )
+    g.add_argument(
+        "--catalog",
+        metavar="URL",
+        help="the lake's catalog: postgresql://USER@HOST/DB for many writers (password from "
+        "PGPASSWORD or ~/.pgpass), recorded in the lake folder (default: catalog.sqlite in it)",
+    )
+    g.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="JSON or YAML configuration file; options override it (default: none)",
+    )
+    g.add_argument(
+        "--timing",
+        action="store_true",
+        default=None,
+        help="report how long start-up and each stage took (default off)",
+    )
+    out = g.add_mutually_exclusive_group()
+    out.add_argument(
+        "--silent", action="store_true", help="print only errors and the final result (default off)"
+    )
+    out.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="print each task (unit) and, on errors, the traceback (default off)",
+    )
+
+
+def _compute(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("execution")
+    g.add_argument(
+        "--runner",
+        choices=["threads", "dask-local", "slurm", "address"],
+        help="task runner (default threads; slurm needs a compute block or config file)",
+    )
+    g.add_argument(
+        "--workers", type=int, metavar="N", help="threads or Dask worker processes (default 2)"
+    )
+    g.add_argument(
+        "--address",
+        help="existing Dask scheduler, e.g. tcp://10.0.0.5:8786, for --runner address "
+        "(default: none)",
+    )
+    g.add_argument(
+        "--compute-block",
+        metavar="NAME",
+        help="take the task runner from a Compute Cluster block (default: none)",
+    )
+
+
+def _dates(g) -> None:
+    dates = g.add_mutually_exclusive_group()
+    dates.add_argument(
+        "-D",
+        "--dates",
+        nargs=2,
+        metavar=("START", "END"),
+        help="inclusive Gregorian day range, YYMMDD YYMMDD (default: every day found)",
+    )
+    dates.add_argument(
+        "-J",
+        "--julian",
+        nargs=2,
+        metavar=("START", "END"),
+        help="inclusive range as year + day-of-year, YYDDD YYDDD (default: every day found)",
+    )
+
+
+def _selection(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data selection")
+    g.add_argument(
+        "-d",
+        "--directory",
+        type=Path,
+        help="folder with the raw waveforms, any layout (required; the target with --download)",
+    )
+    _dates(g)
+    g.add_argument(
+        "-N", "--network", nargs="+", help="network codes, FDSN wildcards (default * = any)"
+    )
+    g.add_argument("-S", "--station", nargs="+", help="station codes, FDSN wildcards (default *)")
+    g.add_argument(
+        "-C", "--channel", nargs="+", help="channel codes, FDSN wildcards, e.g. HH? EH? (default *)"
+    )
+    _group_options(g)
+    g.add_argument(
+        "-F",
+        "--file",
+        type=Path,
+        help="station metadata file, StationXML or CSV (default: the lake's downloaded stations)",
+    )
+
+
+def _group_options(g) -> None:
+    g.add_argument("-G", "--groups", nargs="+", metavar="NAME", help=GROUPS_HELP)
+    g.add_argument(
+        "--groups-file",
+        type=Path,
+        metavar="FILE",
+        help="YAML/JSON file of station groups, name: [NET.STA, NET.*, ...] (see -G; default: groups of -c only)",
+    )
+
+
+def _picking(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("picking")
+    g.add_argument(
+        "-M",
+        "--models",
+        nargs="+",
+        help="SeisBench models, e.g. PhaseNet EQTransformer (default PhaseNet)",
+    )
+    g.add_argument(
+        "-W",
+        "--weights",
+        nargs="+",
+        help="pretrained weights, every model x weights is run, e.g. instance original (default original)",
+    )
+    g.add_argument("-p", "--pwave", type=float, help="P probability threshold, 0-1 (default 0.3)")
+    g.add_argument("-s", "--swave", type=float, help="S probability threshold, 0-1 (default 0.3)")
+    g.add_argument("-b", "--batch", type=int, help="windows per model batch (default 256)")
+    g.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        help="torch device; auto picks CUDA (default auto)",
+    )
+    g.add_argument(
+        "--engine",
+        choices=["auto", "openvino", "onnx", "torch", "seisbench"],
+        help="what runs the model: auto = QuakeLake's batched engine where it applies (on CPU the "
+        "runtime measured fastest for the model; openvino/onnx/torch force one), seisbench = "
+        "SeisBench classify (default auto)",
+    )
+    g.add_argument(
+        "--precision",
+        choices=["fp32", "fp16", "bf16"],
+        help="network precision on CUDA; the CPU always runs fp32 (default fp32)",
+    )
+    g.add_argument(
+        "--denoiser",
+        nargs="?",
+        const="DeepDenoiser/original",
+        metavar="CLASS/WEIGHTS",
+        help="also pick on data denoised first (default DeepDenoiser/original; SeisDAE/<name> from "
+        "'quakelake train --denoiser'); its picks are extra members, weights '<W>+CLASS:WEIGHTS' "
+        "(default off)",
+    )
+    g.add_argument(
+        "--ensemble",
+        nargs="?",
+        const="mean",
+        choices=["mean", "median", "semblance"],
+        help="also store consensus picks of all -M x -W members as model 'ensemble' (needs two "
+        "or more members): the members' probability curves aggregated by METHOD (default "
+        "mean; semblance = mean weighted by the members' coherence, as ELEP) (default off)",
+    )
+    g.add_argument(
+        "-T",
+        "--train",
+        action="store_true",
+        help="fine-tune the first -M x -W on the lake's labelled picks (--reference, else the lake's "
+        "picks as pseudo-labels) and pick with the new weights too (see quakelake train) (default off)",
+    )
+    g.add_argument(
+        "--force",
+        action="store_true",
+        default=None,
+        help="recompute results that exist (default off)",
+    )
+    _tuning_options(p.add_argument_group("fine-tuning with -T (see quakelake train --help)"))
+
+
+def _tuning_options(g) -> None:
+    g.add_argument(
+        "--labels",
+        choices=["reference", "picks"],
+        help="training labels: reference (default with --reference) or the lake's picks (pseudo-labels)",
+    )
+    g.add_argument(
+        "--min-probability",
+        type=float,
+        help="pseudo-labels: lake picks at or above this (default 0.7)",
+    )
+    g.add_argument(
+        "--holdout-stations",
+        nargs="+",
+        metavar="NET.STA",
+        help="stations kept for validation (default every 4th station)",
+    )
+    g.add_argument(
+        "--holdout-days",
+        nargs="+",
+        metavar="DAY",
+        help="days kept for validation, YYMMDD ... (default: none)",
+    )
+    g.add_argument(
+        "--name",
+        help="name of the new weights in the SeisBench cache (default <weights>_<labels>_<YYYYMMDD>)",
+    )
+    g.add_argument("--epochs", type=int, help="passes over the training windows (default 5)")
+    g.add_argument("--learning-rate", type=float, help="Adam learning rate (default 1e-3)")
+    g.add_argument("--window", type=float, help="seconds per stored training window (default 60)")
+    g.add_argument("--seed", type=int, help="seed of crops, splits and PyTorch (default 0)")
+
+
+def _download_options(g) -> None:
+    g.add_argument(
+        "--client",
+        nargs="+",
+        help="FDSN clients in order, short names or base URLs (default INGV GFZ ORFEUS ETH IRIS)",
+    )
+    g.add_argument(
+        "-K",
+        "--key",
+        type=Path,
+        metavar="FILE",
+        help="EIDA token file, never logged or stored (default $QUAKELAKE_EIDA_TOKEN)",
+    )
+    g.add_argument(
+        "--rectdomain",
+        nargs=4,
+        type=float,
+        metavar=("MINLAT", "MAXLAT", "MINLON", "MAXLON"),
+        help="only stations inside this latitude/longitude box in degrees (default: anywhere)",
+    )
+    g.add_argument(
+        "--circdomain",
+        nargs=4,
+        type=float,
+        metavar=("LAT", "LON", "MINRAD", "MAXRAD"),
+        help="only stations MINRAD..MAXRAD degrees from LAT, LON (default: anywhere)",
+    )
+    g.add_argument(
+        "--channel-priority",
+        nargs="+",
+        metavar="PATTERN",
+        help="channel patterns in order of preference (default HH? EH? HN?)",
+    )
+
+
+def _association_options(g) -> None:
+    g.add_argument(
+        "--pyrocko",
+        action="store_true",
+        help="1-D travel times computed with Pyrocko from --velocity-model (default: 0-D vp/vs)",
+    )
+    g.add_argument(
+        "--velocity-model",
+        type=Path,
+        metavar="FILE",
+        help="layered velocity model (TauP .nd, VELEST .mod, CSV depth,vp,vs) for 1-D travel "
+        "times (default: none)",
+    )
+    g.add_argument(
+        "--ogs",
+        action="store_true",
+        help="the documented OGS (NE Italy) association default: PyOcto, OGS 1-D model, relocation",
+    )
+
+
+def _later_stages(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("download, association, analysis")
+    g.add_argument(
+        "--download",
+        action="store_true",
+        help="download the data from FDSN clients first (default off)",
+    )
+    _download_options(g)
+    g.add_argument("--pyocto", action="store_true", help="associate with PyOcto (default GaMMA)")
+    _association_options(g)
+    g.add_argument(
+        "--interactive",
+        action="store_true",
+        help="after the run, show each station-day's waveforms and picks, one window at a time",
+    )
+    _reference(p)
+
+
+def _reference(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("comparison with a reference catalogue")
+    g.add_argument(
+        "--reference",
+        help="name of a reference catalogue in the lake, see import-catalog (default: none)",
+    )
+    g.add_argument(
+        "--reference-file",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="catalogue files/folders to import under --reference first (default: none)",
+    )
+    g.add_argument(
+        "--pick-tolerance", type=float, metavar="S", help="pick match tolerance in s (default 0.5)"
+    )
+    g.add_argument(
+        "--event-dt", type=float, metavar="S", help="event origin-time tolerance in s (default 2)"
+    )
+    g.add_argument(
+        "--event-km", type=float, metavar="KM", help="event epicentre tolerance in km (default 8)"
+    )
+    g.add_argument(
+        "--earthquakes-only",
+        action="store_true",
+        help="leave reference events typed otherwise (quarry blasts, explosions) and their picks out "
+        "(default off)",
+    )
+    g.add_argument(
+        "--report-dir",
+        type=Path,
+        metavar="DIR",
+        help="folder for the Markdown/HTML report and plots (default: none)",
+    )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "absent"
+
+    return (
+        f"quakelake {v('quakelake')} (seisbench {v('seisbench')}, obspy {v('obspy')}, "
+        f"prefect {v('prefect')}, duckdb {v('duckdb')})"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``quakelake`` argument parser."""
+    parser = _Parser(
+        prog="quakelake",
+        formatter_class=_Help,
+        epilog=EXAMPLES,
+        description="ML phase picks and event catalogues in a DuckDB/Parquet lakehouse.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str, description: str | None = None) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, help=text, description=description or text, formatter_class=_Help, epilog=EXAMPLES
+        )
+
+    run = command(
+        "run", "the pipeline: [download ->] pick -> associate [-> analyze] for a date range"
+    )
+    for add in (_common, _selection, _picking, _later_stages, _compute):
+        add(run)
+
+    pick = command("pick", "pick phases on a waveform archive into the lake")
+    for add in (_common, _selection, _picking, _compute):
+        add(pick)
+    pick.add_argument(
+        "--reference",
+        help="-T: reference catalogue (import-catalog --name) labelling the windows (default: none, the lake's picks)",
+    )
+
+    download = command("download", "download waveforms and station metadata from FDSN data centres")
+    _common(download)
+    _selection(download)
+    _compute(download)
+    g = download.add_argument_group("download")
+    _download_options(g)
+    g.add_argument(
+        "--force",
+        action="store_true",
+        default=None,
+        help="download again files that exist (default off)",
+    )
+
+    assoc = command("associate", "associate picks (lake or --picks FILE) into events")
+    _common(assoc)
+    g = assoc.add_argument_group("association")
+    _dates(g)
+    g.add_argument(
+        "-F",
+        "--file",
+        type=Path,
+        help="station metadata, StationXML or CSV (default: the lake's downloaded stations)",
+    )
+    g.add_argument(
+        "--picks",
+        type=Path,
+        metavar="FILE",
+        help="external pick table, CSV/Parquet: station id, phase, time[, probability] (default: lake picks)",
+    )
+    g.add_argument(
+        "-M", "--models", nargs="+", help="associate the lake picks of these models (default all)"
+    )
+    g.add_argument("-W", "--weights", nargs="+", help="... and these weights (default all)")
+    g.add_argument("--pyocto", action="store_true", help="associate with PyOcto (default GaMMA)")
+    _association_options(g)
+    _group_options(g)
+    g.add_argument(
+        "--force",
+        action="store_true",
+        default=None,
+        help="recompute days that have events (default off)",
+    )
+    g.add_argument(
+        "--quakeml",
+        type=Path,
+        metavar="FILE",
+        help="also write the events with their picks as QuakeML (default: none)",
+    )
+    g.add_argument(
+        "--export",
+        type=Path,
+        metavar="DIR",
+        help="also write the per-day associated/ layout (default: none)",
+    )
+    _compute(assoc)
+
+    exp = command("export", "write lake picks/events as files (classified/, associated/, QuakeML)")
+    _common(exp)
+    _dates(exp)
+    exp.add_argument(
+        "--classified",
+        type=Path,
+        metavar="DIR",
+        help="picks per day/network/station as CSV (default: none)",
+    )
+    exp.add_argument(
+        "--associated",
+        type=Path,
+        metavar="DIR",
+        help="events and their picks per day (default: none)",
+    )
+    exp.add_argument(
+        "--quakeml",
+        type=Path,
+        metavar="FILE",
+        help="events with their picks as QuakeML (default: none)",
+    )
+    exp.add_argument(
+        "--associator",
+        choices=["gamma", "pyocto"],
+        help="events of this associator's latest catalogue (default: the latest catalogue)",
+    )
+    exp.add_argument(
+        "--run-id", help="events of the catalogue of this association run (default: the latest)"
+    )
+
+    imp = command("import-catalog", "import reference catalogue files into the lake")
+    _common(imp)
+    imp.add_argument(
+        "paths", nargs="+", type=Path, help="QuakeML, OGS .dat/.pun/.hpc/.txt, CSV files or folders"
+    )
+    imp.add_argument(
+        "--name", required=True, help="name of the reference; several can coexist (required)"
+    )
+
+    analyze = command("analyze", "compare lake picks/events with a reference catalogue")
+    _common(analyze)
+    _reference(analyze)
+    g = analyze.add_argument_group("what to compare")
+    g.add_argument("--run-id", nargs="+", help="runs whose picks/events are compared (default all)")
+    g.add_argument("-M", "--models", nargs="+", help="picker models to compare (default all)")
+    g.add_argument("-W", "--weights", nargs="+", help="picker weights to compare (default all)")
+    g.add_argument("--associator", nargs="+", help="associators to compare (default all)")
+    _group_options(g)
+    g.add_argument(
+        "--interactive",
+        action="store_true",
+        help="show each plot in a window, one after another (default off)",
+    )
+
+    sql = command("sql", "run SQL over the lake and print the result as a table")
+    _common(sql)
+    sql.add_argument("query", help='SQL, e.g. "SELECT phase, count(*) FROM picks GROUP BY ALL"')
+    sql.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        help="bound parameter for a ? in the query, repeat for several (default: none)",
+    )
+    sql.add_argument(
+        "--format",
+        choices=["table", "csv", "json"],
+        default="table",
+        help="table: aligned text, csv: comma-separated with a header, json: one object per "
+        "row (default table)",
+    )
+    sql.add_argument(
+        "--max-rows", type=int, default=100, help="rows to print in table format (default 100)"
+    )
+    sql.add_argument(
+        "--as-of",
+        metavar="RUN_ID|TIME",
+        help="query the lake as it was right after run RUN_ID, or at TIME (ISO 8601, UTC) "
+        "(default: now)",
+    )
+
+    lake = command(
+        "lake",
+        "look after the lake: history, check, compact, vacuum, migrate",
+        description="history: the lake's snapshots (one per commit, with its run id); check: "
+        "open every committed file and report damaged ones (--repair drops them so their units "
+        "are computed again); compact: merge small files into large ones (resume keeps "
+        "working); vacuum: delete files no snapshot reads (killed runs' orphans, compacted "
+        "files; --expire-days also ends old snapshots); migrate: bring a lake of the layout "
+        "before the catalog under one, without re-picking; attach: print the two lines any "
+        "DuckDB client runs to open the lake; compare: picks per model x weights x phase and "
+        "events per associator at two snapshots (--as-of RUN_ID [--to RUN_ID]).",
+    )
+    lake.add_argument(
+        "action",
+        choices=["history", "check", "compact", "vacuum", "migrate", "attach", "compare"],
+    )
+    lake.add_argument(
+        "--as-of",
+        metavar="RUN_ID|TIME",
+        help="compare: the snapshot before (e.g. the run before a reprocessing) (default: none)",
+    )
+    lake.add_argument(
+        "--to",
+        metavar="RUN_ID|TIME",
+        help="compare: the snapshot after (default: the lake now)",
+    )
+    _common(lake)
+    lake.add_argument(
+        "--repair", action="store_true", help="check: drop damaged files (default off)"
+    )
+    lake.add_argument(
+        "--expire-days",
+        type=float,
+        help="vacuum: also expire snapshots older than this many days (default: keep all)",
+    )
+    lake.add_argument(
+        "--grace-hours",
+        type=float,
+        default=1.0,
+        help="vacuum: leave uncommitted files younger than this, a run may still commit them "
+        "(default 1)",
+    )
+
+    train = command(
+        "train",
+        "fine-tune a picker (or train a denoiser) on the archive and the lake's labelled picks",
+        description="Fine-tune -M x -W on windows of the archive around labelled picks (analyst picks of "
+        "--reference, or the lake's picks above --min-probability) and save new named weights with "
+        "a model card in the SeisBench cache; pick with them through -W NAME. With --denoiser, train "
+        "SeisDAE on the archive's signal (high-SNR picks) and noise (no pick) windows instead.",
+    )
+    _common(train)
+    g = train.add_argument_group("data")
+    g.add_argument(
+        "-d", "--directory", type=Path, help="waveform archive the windows are cut from (required)"
+    )
+    _dates(g)
+    g.add_argument("-N", "--network", nargs="+", help="network codes, FDSN wildcards (default *)")
+    g.add_argument("-S", "--station", nargs="+", help="station codes, FDSN wildcards (default *)")
+    g.add_argument("-C", "--channel", nargs="+", help="channel codes, FDSN wildcards (default *)")
+    g = train.add_argument_group("labels and splits")
+    g.add_argument(
+        "--reference",
+        help="reference catalogue (import-catalog --name) whose picks are the labels (default: none)",
+    )
+    _tuning_options(g)
+    g = train.add_argument_group("training")
+    g.add_argument(
+        "-M",
+        "--models",
+        nargs=1,
+        metavar="MODEL",
+        help="model class to fine-tune, PhaseNet or PhaseNetLight (default PhaseNet)",
+    )
+    g.add_argument(
+        "-W", "--weights", nargs=1, metavar="WEIGHTS", help="parent weights (default original)"
+    )
+    g.add_argument("-b", "--batch", type=int, help="windows per optimisation step (default 32)")
+    g.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        help="torch device; auto takes CUDA (default auto)",
+    )
+    g.add_argument(
+        "--denoiser",
+        action="store_true",
+        help="train a SeisDAE denoiser instead of fine-tuning a picker",
+    )
+    g.add_argument(
+        "--min-snr",
+        type=float,
+        help="denoiser: signal windows whose P/S SNR reaches this, dB (default 10)",
+    )
+    g.add_argument(
+        "--noise-margin",
+        type=float,
+        help="denoiser: noise windows this far from any pick, s (default 30)",
+    )
+
+    tables = command("tables", "list the lake's tables and their row counts")
+    _common(tables)
+
+    demo = command("demo", "the whole available pipeline on a small real data set")
+    _common(demo)
+    demo.add_argument(
+        "--data", type=Path, help="folder of real miniSEED/SAC (default: $QUAKELAKE_DEMO_DATA)"
+    )
+    demo.add_argument(
+        "-F",
+        "--file",
+        type=Path,
+        help="station metadata (StationXML/CSV) to associate events (default: none)",
+    )
+    demo.add_argument(
+        "--reference-file",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="reference catalogue files (picks/events) to compare the demo's results with "
+        "(default: none)",
+    )
+
+    server = command(
+        "server", "a local Prefect server that outlives one command: start, stop, status"
+    )
+    server.add_argument(
+        "action",
+        choices=["start", "stop", "status"],
+        help="start it in the background, stop it, or say whether it runs",
+    )
+    server.add_argument("--port", type=int, default=4200, help="port on 127.0.0.1 (default 4200)")
+    server.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="start: also keep N warm Dask worker processes (one thread each, PhaseNet loaded) "
+        "that pick and run commands use when no --runner is given (default 0: none)",
+    )
+    out = server.add_mutually_exclusive_group()
+    out.add_argument("--silent", action="store_true", help="print only errors (default off)")
+    out.add_argument(
+        "-v", "--verbose", action="store_true", help="tracebacks on errors (default off)"
+    )
+    return parser
+
+
+def picker_parser() -> argparse.ArgumentParser:
+    """Return the parser of the ``picker`` alias: ``quakelake run`` with the original picker.py options."""
+    parser = _Parser(
+        prog="picker",
+        formatter_class=_Help,
+        epilog=EXAMPLES,
+        description="picker.py compatible front end of quakelake run",
+    )
+    for add in (_common, _selection, _picking, _later_stages, _compute):
+        add(parser)
+    return parser

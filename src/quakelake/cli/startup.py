@@ -1,0 +1,126 @@
+"""A command's start-up: the Prefect API it uses, warm workers, quiet logs, ``--timing``."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from quakelake.errors import (
+    QuakeLakeError,
+)
+from quakelake.printing import (
+    print_timing,
+)
+
+if TYPE_CHECKING:
+    from quakelake.config import RunConfig
+
+_T0 = time.perf_counter()
+
+
+def _startup_seconds() -> float:
+    """Return the seconds since this process started (interpreter, imports, checks)."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - _T0
+
+
+def quiet_prefect(cfg: RunConfig) -> str:
+    """Settle the Prefect API and log levels before Prefect is imported; return which API is used."""
+    from quakelake.server import resolve_api
+
+    level = {0: "ERROR", 1: "WARNING", 2: "INFO"}[cfg.verbosity]
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
+    os.environ.setdefault("PREFECT_LOGGING_LOGGERS_ROOT_LEVEL", level)
+    api = resolve_api()
+    if api == "temporary":
+        # Prefect's 20 s are too short for its temporary server on a busy login node.
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    if api == "temporary" and cfg.verbosity > 1:
+        print(
+            "note: no Prefect server configured: starting a temporary one for this command "
+            "(quakelake server start keeps one running)",
+            file=sys.stderr,
+        )
+    return api
+
+
+def use_warm_workers(cfg: RunConfig) -> RunConfig:
+    """Return ``cfg`` picking on the warm workers of ``quakelake server start --workers N``.
+
+    Only when the user chose no runner (option, file or block) and the warm cluster answers and
+    fits this command (:func:`quakelake.server.warm_address`); the archive and lake paths are made
+    absolute, as the workers run in another folder. Otherwise ``cfg`` unchanged.
+    """
+    from quakelake.server import warm_address
+
+    if "runner" in cfg.execution.model_fields_set or cfg.execution.runner != "threads":
+        return cfg
+    address = warm_address()
+    if not address:
+        return cfg
+    execution = cfg.execution.model_copy(update={"runner": "address", "address": address})
+    update: dict[str, Any] = {"execution": execution, "lake": cfg.lake.resolve()}
+    if cfg.directory is not None:
+        update["directory"] = cfg.directory.resolve()
+    if cfg.verbosity > 1:
+        print(f"note: picking on the warm workers at {address}", file=sys.stderr)
+    return cfg.model_copy(update=update)
+
+
+class _DropExpectedErrors:
+    """Console log filter: Prefect's failure logs of an expected error (the CLI prints it once)."""
+
+    def filter(self, record) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, QuakeLakeError):
+            return False
+        text = record.getMessage() if record.levelno >= 40 else ""
+        return not any(name in text for name in _expected_error_names())
+
+
+def _expected_error_names() -> set[str]:
+    names, todo = set(), [QuakeLakeError]
+    while todo:
+        cls = todo.pop()
+        names.update((f"{cls.__name__}:", f"{cls.__name__}("))
+        todo += cls.__subclasses__()
+    return names
+
+
+def install_log_filter(verbosity: int) -> None:
+    """Keep tracebacks of expected errors off the console unless -v (the Prefect UI still has them)."""
+    if verbosity > 1:
+        return
+    import logging
+
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs", "prefect.engine"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.addFilter(_DropExpectedErrors())
+
+
+def report_timing(cfg: RunConfig, stages: dict[str, float], t0: float, flow: bool = True) -> None:
+    """Print --timing: start-up, each stage, and what Prefect and the flow imports took besides.
+
+    ``flow=False``: no flow ran (a rerun with nothing to do), so there is no Prefect line.
+    """
+    if not cfg.timing:
+        return
+    total = _startup_seconds()
+    startup = total - (time.perf_counter() - t0)
+    rest = total - startup - sum(stages.values())
+    print_timing(
+        {
+            "start-up (Python, checks)": startup,
+            **stages,
+            **({"flow imports, Prefect runs": max(rest, 0.0)} if flow else {}),
+        },
+        total,
+    )
