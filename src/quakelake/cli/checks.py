@@ -119,15 +119,7 @@ def check_inputs(cfg: RunConfig, args: argparse.Namespace) -> list[str]:
             f"archive {cfg.directory}",
         )
     check_reference(cfg)
-    if (
-        cfg.download is not None
-        and cfg.download.token_file is not None
-        and not Path(cfg.download.token_file).expanduser().is_file()
-    ):
-        raise CliError(
-            f"-K/--key: EIDA token file {cfg.download.token_file} does not exist; pass the file "
-            "downloaded from the EIDA authentication service"
-        )
+    check_token_file(cfg)
     velocity = getattr(args, "velocity_model", None)
     if velocity is not None and not Path(velocity).is_file():
         raise CliError(
@@ -135,3 +127,13 @@ def check_inputs(cfg: RunConfig, args: argparse.Namespace) -> list[str]:
         )
     check_models(cfg)
     return []
+
+
+def check_token_file(cfg: RunConfig) -> None:
+    """Refuse a download whose EIDA token file (-K/--key) does not exist."""
+    token = cfg.download.token_file if cfg.download is not None else None
+    if token is not None and not Path(token).expanduser().is_file():
+        raise CliError(
+            f"-K/--key: EIDA token file {token} does not exist; pass the file "
+            "downloaded from the EIDA authentication service"
+        )

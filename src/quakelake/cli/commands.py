@@ -11,7 +11,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from quakelake.cli.checks import check_inputs, check_lake, check_reference, check_station_file
+from quakelake.cli.checks import (
+    check_inputs,
+    check_lake,
+    check_reference,
+    check_station_file,
+    check_token_file,
+)
 from quakelake.cli.options import CliError, parse_gregorian
 from quakelake.cli.settings import (
     check_ensemble,
@@ -417,15 +423,7 @@ def cmd_download(args: argparse.Namespace) -> int:
             f"-d/--directory: {cfg.directory} is a file; give the archive folder to download into"
         )
     check_lake(cfg.lake)
-    if (
-        cfg.download is not None
-        and cfg.download.token_file is not None
-        and not Path(cfg.download.token_file).expanduser().is_file()
-    ):
-        raise CliError(
-            f"-K/--key: EIDA token file {cfg.download.token_file} does not exist; pass the file "
-            "downloaded from the EIDA authentication service"
-        )
+    check_token_file(cfg)
     quiet_prefect(cfg)
     t0 = time.perf_counter()
     from quakelake.flows.download import download_waveforms
