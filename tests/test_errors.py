@@ -193,6 +193,35 @@ def test_truncated_miniseed_only_fails_the_work_naming_the_file(bad_files, api_u
 
 
 @pytest.mark.slow
+def test_weights_neither_cached_nor_fetchable_name_what_the_cache_holds(
+    shared_data, weights_cache, api_url, tmp_path
+):
+    """-W instance, not in the cache, and SeisBench's weight server refuses: one error line.
+
+    The cache is a copy whose SeisBench config points the weight server at a closed loopback
+    port, so SeisBench's real download fails whatever the network of the machine.
+    """
+    import json
+    import shutil
+
+    cache = tmp_path / "seisbench"
+    shutil.copytree(weights_cache, cache)
+    config = cache / "config.json"
+    settings = json.loads(config.read_text()) if config.is_file() else {}
+    config.write_text(
+        json.dumps({**settings, "remote_root": f"http://127.0.0.1:{_closed_port()}/"})
+    )
+    archive = str(shared_data / SALTON / "mseed")
+    args = ["pick", "-d", archive, "--lake", str(tmp_path / "lake"), "-M", "PhaseNet"]
+    env = {"PREFECT_API_URL": api_url, "SEISBENCH_CACHE_ROOT": str(cache)}
+    proc = _quakelake([*args, "-W", "instance"], env=env)
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr[-2000:]
+    line = _one_error_line(proc, "-W/--weights")
+    assert "'instance'" in line and "available offline: original, volpick" in line
+    assert proc.stderr.count("download precheck failed") <= 1  # SeisBench's note, said once
+
+
+@pytest.mark.slow
 @pytest.mark.integration
 def test_unreachable_fdsn_is_said_as_such(api_url, tmp_path):
     url = f"http://127.0.0.1:{_closed_port()}"

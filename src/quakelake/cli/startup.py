@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -38,6 +39,8 @@ def quiet_prefect(cfg: RunConfig) -> str:
     level = {0: "ERROR", 1: "WARNING", 2: "INFO"}[cfg.verbosity]
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
     os.environ.setdefault("PREFECT_LOGGING_LOGGERS_ROOT_LEVEL", level)
+    # SeisBench prints its records with a handler of its own: not again through Prefect's root one
+    logging.getLogger("seisbench").propagate = False
     api = resolve_api()
     if api == "temporary":
         # Prefect's 20 s are too short for its temporary server on a busy login node.
