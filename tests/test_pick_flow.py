@@ -209,3 +209,51 @@ def test_chunked_accelerometer_and_mixed_rates_run_through(
     picks = Lake(lake_root).read("picks")
     assert {"HN", "HH"} <= set(picks[picks["network"] == "CM"]["band"])
     assert picks[picks["network"] == "2C"]["station"].nunique() >= 15
+
+
+def test_a_batch_fails_its_bad_units_alone_and_keeps_going(
+    salton, weights_cache, prefect_server, tmp_path, monkeypatch
+):
+    """One pick task holds several station-days: each unit succeeds or fails on its own.
+
+    A file truncated after the archive was indexed fails its unit (named), the other units of
+    the batch are picked; a lake that cannot be written (its ``picks`` folder is a file) is a
+    transient error: each unit is retried (the delays set to 0 here) and returned failed with the
+    OS error, the batch still answers for every unit, and once the path is cleared it is done.
+    """
+    from prefect import flow
+
+    from quakelake.tasks import pick as pick_tasks
+    from quakelake.tasks.pick import index_archive, pick_station_days
+
+    archive = tmp_path / "archive"
+    shutil.copytree(salton / "mseed", archive)
+    lake = tmp_path / "lake"
+    units = sorted(
+        index_archive.fn(archive, lake, TimeWindow(), StationSelection())[0], key=lambda u: u.key
+    )[:4]
+    spec = picking.available_specs(PHASENET, "cpu")[0][0]
+    bad = units[1].paths[0]
+    Path(bad).write_bytes(Path(bad).read_bytes()[:3000])  # corrupted after the scan
+    monkeypatch.setattr(pick_tasks, "UNIT_RETRY_DELAYS_S", (0.0, 0.0))
+
+    @flow
+    def one_batch(lake: Path) -> list:
+        return pick_station_days(units, spec, PHASENET, StationSelection(), lake, "r", False, {})
+
+    results = one_batch(lake)
+    assert [r.unit for r in results] == [f"{spec.label}:{u.key}" for u in units]
+    assert [r.status for r in results] == ["done", "failed", "done", "done"]
+    assert Path(bad).name in results[1].error
+    assert all(r.rows > 0 and r.changes for r in (results[0], results[2], results[3]))
+
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "picks").write_text("not a folder\n")
+    results = one_batch(blocked)
+    assert [r.status for r in results] == ["failed"] * 4
+    for r in (results[0], results[2], results[3]):
+        assert r.error.startswith("NotADirectoryError") and str(blocked / "picks") in r.error
+    assert Path(bad).name in results[1].error  # its own reason, not the lake's
+    (blocked / "picks").unlink()
+    assert [r.status for r in one_batch(blocked)] == ["done", "failed", "done", "done"]
