@@ -139,6 +139,16 @@ def test_warm_workers_pick_every_command_in_one_process_with_the_same_picks(shar
         plain = Lake(tmp_path / "alone").read("picks")[columns]
         warm, plain = (f.sort_values(columns[:3]).reset_index(drop=True) for f in (warm, plain))
         assert len(plain) > 0 and warm.equals(plain)  # the same picks wherever they were made
+
+        # workers started by other code (an upgrade since server start) are not sent units
+        state = tmp_path / "prefect" / "quakelake-server.json"
+        state.write_text(json.dumps({**json.loads(state.read_text()), "code": "0" * 16}))
+        stale = quakelake(*pick, "--lake", "stale", cwd=tmp_path)
+        assert stale.returncode == 0, stale.stderr[-2000:]
+        (warning,) = [ln for ln in stale.stderr.splitlines() if ln.startswith("warning:")]
+        assert "older than this command's" in warning and "--workers 1" in warning
+        (stale_place,) = ran_on(tmp_path / "stale")
+        assert stale_place != place  # picked in the command's own process
     finally:
         stopped = quakelake("server", "stop")
         assert stopped.returncode == 0

@@ -103,6 +103,23 @@ def warm_record_file() -> Path:
 WARM_ENV = ("SEISBENCH_CACHE_ROOT", "CUDA_VISIBLE_DEVICES")
 
 
+def code_fingerprint() -> str:
+    """Return a fingerprint of the QuakeLake code this interpreter runs (its files' sizes and times).
+
+    Warm workers keep the modules they imported: after an upgrade or an edit their code is no
+    longer the command's, and a submission would fail to unpickle in their scheduler. Stat calls
+    only (~150 files, about a millisecond).
+    """
+    import hashlib
+
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256(sys.executable.encode())
+    for path in sorted(root.rglob("*.py")):
+        st = path.stat()
+        digest.update(f"{path.relative_to(root)}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return digest.hexdigest()[:16]
+
+
 def start(
     port: int = DEFAULT_PORT, timeout: float = 180.0, workers: int = 0, threads: int = 1
 ) -> dict:
@@ -171,6 +188,7 @@ def _start_workers(record: dict, workers: int, threads: int, timeout: float) -> 
         "threads": warm["threads"],
         "not_warmed": warm["not_warmed"],
         "env": {k: os.environ.get(k, "") for k in WARM_ENV},
+        "code": code_fingerprint(),
     }
     state_file().write_text(json.dumps(record))
     return record
@@ -210,26 +228,41 @@ def _spawn(
 def warm_address() -> str:
     """Return the warm Dask cluster's scheduler address when one answers and fits this command, else "".
 
-    It fits when this command talks to the same local server and sees the same
-    :data:`WARM_ENV` (weights cache, GPUs) as the workers were started with.
+    See :func:`warm_fit`.
+    """
+    return warm_fit()[0]
+
+
+def warm_fit() -> tuple[str, str]:
+    """Return (the warm cluster's address, "") when it fits this command, else ("", why not).
+
+    It fits when this command talks to the same local server, sees the same :data:`WARM_ENV`
+    (weights cache, GPUs) and runs the same code (:func:`code_fingerprint`) as the workers were
+    started with. ``why`` is "" when no warm cluster runs, else one line for the user.
     """
     record = local_server()
     if not record or not record.get("dask_address"):
-        return ""
+        return "", ""
     if os.environ.get("PREFECT_API_URL", record["api_url"]) != record["api_url"]:
-        return ""  # another server's flow runs: its tasks must not report to ours
+        return "", ""  # another server's flow runs: its tasks must not report to ours
     if any(os.environ.get(k, "") != v for k, v in record.get("env", {}).items()):
-        return ""
+        return "", ""  # e.g. another weights cache: picking here is what the user asked for
+    if record.get("code") and record["code"] != code_fingerprint():
+        return "", (
+            "the warm workers run QuakeLake code older than this command's (updated since "
+            "quakelake server start): picking in this command; restart them with quakelake "
+            f"server stop, then quakelake server start --workers {record.get('workers', 1)}"
+        )
     if not _alive(int(record.get("dask_pid", 0))):
-        return ""
+        return "", ""
     host, _, port = record["dask_address"].removeprefix("tcp://").rpartition(":")
     try:
         import socket
 
         with socket.create_connection((host, int(port)), timeout=1.0):
-            return record["dask_address"]
+            return record["dask_address"], ""
     except (OSError, ValueError):
-        return ""
+        return "", ""
 
 
 def stop() -> dict | None:

@@ -9,12 +9,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from quakelake.errors import (
-    QuakeLakeError,
-)
-from quakelake.printing import (
-    print_timing,
-)
+from quakelake.errors import QuakeLakeError
+from quakelake.printing import print_timing, warn
 
 if TYPE_CHECKING:
     from quakelake.config import RunConfig
@@ -58,14 +54,17 @@ def use_warm_workers(cfg: RunConfig) -> RunConfig:
     """Return ``cfg`` picking on the warm workers of ``quakelake server start --workers N``.
 
     Only when the user chose no runner (option, file or block) and the warm cluster answers and
-    fits this command (:func:`quakelake.server.warm_address`); the archive and lake paths are made
+    fits this command (:func:`quakelake.server.warm_fit`; when its code is older, a
+    warning says so); the archive and lake paths are made
     absolute, as the workers run in another folder. Otherwise ``cfg`` unchanged.
     """
-    from quakelake.server import warm_address
+    from quakelake.server import warm_fit
 
     if "runner" in cfg.execution.model_fields_set or cfg.execution.runner != "threads":
         return cfg
-    address = warm_address()
+    address, why_not = warm_fit()
+    if why_not and cfg.verbosity > 0:
+        warn(why_not)
     if not address:
         return cfg
     execution = cfg.execution.model_copy(update={"runner": "address", "address": address})
