@@ -68,6 +68,9 @@ def _walk(shared_data: Path, bad: dict[str, Path]) -> list[tuple[str, list[str],
     mseed = str(shared_data / SALTON / "mseed")
     lake = str(bad["lake"])
     base = ["pick", "-d", mseed, "--lake", lake, "-S", "BOM"]
+    archive, no_token = str(bad["lake"] / "archive"), str(bad["lake"] / "no-token.txt")
+    token = ["-d", archive, "--lake", lake, "-D", "201001", "201001", "--client", "GFZ"]
+    token += ["-K", no_token]
     return [
         ("wrong date order", [*base, "-D", "201002", "201001"], EXIT_BAD_INPUT, "-D/--dates"),
         ("unknown model", [*base, "-M", "NoSuchNet"], EXIT_BAD_INPUT, "-M/--models"),
@@ -102,42 +105,10 @@ def _walk(shared_data: Path, bad: dict[str, Path]) -> list[tuple[str, list[str],
             EXIT_BAD_INPUT,
             "-F/--file",
         ),
-        (
-            "missing EIDA token file (download)",
-            [
-                "download",
-                "-d",
-                str(bad["lake"] / "archive"),
-                "--lake",
-                lake,
-                "-D",
-                "201001",
-                "201001",
-                "--client",
-                "GFZ",
-                "-K",
-                str(bad["lake"] / "no-token.txt"),
-            ],
-            EXIT_BAD_INPUT,
-            "-K/--key",
-        ),
+        ("missing EIDA token file (download)", ["download", *token], EXIT_BAD_INPUT, "-K/--key"),
         (
             "missing EIDA token file (run --download)",
-            [
-                "run",
-                "-d",
-                str(bad["lake"] / "archive"),
-                "--lake",
-                lake,
-                "-D",
-                "201001",
-                "201001",
-                "--download",
-                "--client",
-                "GFZ",
-                "-K",
-                str(bad["lake"] / "no-token.txt"),
-            ],
+            ["run", *token, "--download"],
             EXIT_BAD_INPUT,
             "-K/--key",
         ),
