@@ -225,14 +225,6 @@ def _spawn(
     return proc
 
 
-def warm_address() -> str:
-    """Return the warm Dask cluster's scheduler address when one answers and fits this command, else "".
-
-    See :func:`warm_fit`.
-    """
-    return warm_fit()[0]
-
-
 def warm_fit() -> tuple[str, str]:
     """Return (the warm cluster's address, "") when it fits this command, else ("", why not).
 

@@ -6,7 +6,7 @@ engine's runtime (~1-3 s), in every command. ``quakelake server start --workers 
 to the local Prefect server, this module as a process of its own: a ``distributed.LocalCluster`` of
 ``N`` worker processes (one thread each, BLAS capped, loopback only) that import the picking stack
 and load the default model once when they start. The commands then send their pick units to it
-(:func:`quakelake.server.warm_execution`) when the user chose no runner, so only the first command
+(:func:`quakelake.cli.startup.use_warm_workers`) when the user chose no runner, so only the first command
 after ``server start`` pays the start-up. ``quakelake server stop`` ends it with the server.
 
 Run as ``python -m quakelake.warm --workers N --record FILE``: the cluster's scheduler address is
