@@ -89,8 +89,10 @@ def test_sigkill_leaves_no_child_and_the_next_run_marks_it_crashed_with_its_unit
         pytest.skip("the watchdog reads /proc (Linux only)")
     archive = shared_data / "seismonitor_mesetas_2019" / "mseed"
     lake = tmp_path / "lake"
+    # one thread: the units are committed one by one, so the kill after the first lands mid-run
+    # (with two threads on a fast machine all seven were once committed before the kill)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "quakelake.cli", *pick_args(archive, lake)],
+        [sys.executable, "-m", "quakelake.cli", *pick_args(archive, lake), "--workers", "1"],
         env=command_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
