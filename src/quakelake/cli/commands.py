@@ -45,6 +45,16 @@ if TYPE_CHECKING:
     from quakelake.config import RunConfig
 
 
+def _say_nothing_to_do(cfg: RunConfig, units: str, inputs: str) -> None:
+    """With -v: say that the lake already holds ``units`` computed from the same ``inputs``."""
+    if cfg.verbosity > 1:
+        print(
+            f"nothing to do: {units} is in the lake with the same {inputs} "
+            "(no flow run; --force recomputes)",
+            file=sys.stderr,
+        )
+
+
 def cmd_pick(args: argparse.Namespace) -> int:
     """Run the pick flow."""
     refuse_unavailable(args)
@@ -103,12 +113,8 @@ def _nothing_to_pick(cfg: RunConfig, groups: dict[str, list[str]]) -> dict | Non
     summary = nothing_to_do(
         cfg.directory, cfg.lake, cfg.window, cfg.selection, cfg.pick, groups or None
     )
-    if summary is not None and cfg.verbosity > 1:
-        print(
-            "nothing to do: every station-day x model/weights is in the lake with the same "
-            "waveforms and settings (no flow run; --force recomputes)",
-            file=sys.stderr,
-        )
+    if summary is not None:
+        _say_nothing_to_do(cfg, "every station-day x model/weights", "waveforms and settings")
     return summary
 
 
@@ -296,12 +302,8 @@ def _nothing_to_run(cfg: RunConfig) -> dict | None:
     from quakelake.associate_plan import pipeline_nothing_to_do
 
     done = pipeline_nothing_to_do(cfg)
-    if done is not None and cfg.verbosity > 1:
-        print(
-            "nothing to do: every pick unit and association day is in the lake with the same "
-            "inputs and settings (no flow run; --force recomputes)",
-            file=sys.stderr,
-        )
+    if done is not None:
+        _say_nothing_to_do(cfg, "every pick unit and association day", "inputs and settings")
     return done
 
 
@@ -402,12 +404,7 @@ def _nothing_to_associate(
     summaries = nothing_to_associate(cfg, sources, groups, picks_file, responses)
     if summaries is None:
         return None
-    if cfg.verbosity > 1:
-        print(
-            "nothing to do: every day is in the lake with the same picks, stations and settings "
-            "(no flow run; --force recomputes)",
-            file=sys.stderr,
-        )
+    _say_nothing_to_do(cfg, "every day", "picks, stations and settings")
     return summaries
 
 
