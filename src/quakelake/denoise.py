@@ -22,8 +22,9 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from quakelake.errors import name_problem
 from quakelake.params import StationSelection, TimeWindow, denoised_weights
 from quakelake.params.base import _Model
 from quakelake.picking import ModelUnavailable
@@ -154,6 +155,15 @@ class DenoiserTrainParams(_Model):
     name: str | None = Field(
         None, description="name of the new weights (default archive_<YYYYMMDD>)"
     )
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        problem = None if value is None else name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     labels: Literal["picks", "reference"] = Field(
         "picks",
         description="where signal windows sit: the lake's picks, or a reference catalogue's picks",

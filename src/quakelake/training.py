@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from quakelake.errors import BadInput
+from quakelake.errors import BadInput, name_problem
 from quakelake.params import PickParams, StationSelection, TimeWindow
 from quakelake.params.base import _Model
 from quakelake.weights import cached_weights
@@ -61,6 +61,15 @@ class TrainParams(_Model):
     name: str | None = Field(
         None, description="name of the new weights (default <weights>_<labels>_<YYYYMMDD>)"
     )
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        problem = None if value is None else name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     labels: Literal["reference", "picks"] = Field(
         "reference",
         description="reference: analyst picks of --reference; picks: the lake's picks (pseudo-labels)",

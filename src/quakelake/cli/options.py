@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from quakelake import params
 from quakelake.errors import (
     BadInput,
+    name_problem,
 )
 
 if TYPE_CHECKING:
@@ -88,6 +89,22 @@ class _Parser(argparse.ArgumentParser):
 class _Help(argparse.RawDescriptionHelpFormatter):
     def __init__(self, prog: str) -> None:
         super().__init__(prog, max_help_position=34, width=110)
+
+
+# ----------------------------------------------------------------------------------------- names
+def _plain_name(text: str) -> str:
+    """argparse type of a name that becomes a file name: refused before anything is written."""
+    problem = name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def _plain_dotted_name(text: str) -> str:
+    problem = name_problem(text, dots=True)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 # ----------------------------------------------------------------------------------------- dates
@@ -317,6 +334,7 @@ def _tuning_options(g) -> None:
     )
     g.add_argument(
         "--name",
+        type=_plain_name,
         help="name of the new weights in the SeisBench cache (default <weights>_<labels>_<YYYYMMDD>)",
     )
     g.add_argument("--epochs", type=int, help="passes over the training windows (default 5)")
@@ -571,7 +589,10 @@ def build_parser() -> argparse.ArgumentParser:
         "paths", nargs="+", type=Path, help="QuakeML, OGS .dat/.pun/.hpc/.txt, CSV files or folders"
     )
     imp.add_argument(
-        "--name", required=True, help="name of the reference; several can coexist (required)"
+        "--name",
+        required=True,
+        type=_plain_dotted_name,
+        help="name of the reference; several can coexist (required)",
     )
 
     analyze = command("analyze", "compare lake picks/events with a reference catalogue")
