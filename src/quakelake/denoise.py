@@ -22,11 +22,10 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from quakelake.errors import name_problem
 from quakelake.params import StationSelection, TimeWindow, denoised_weights
-from quakelake.params.base import _Model
+from quakelake.params.base import PlainName, _Model
 from quakelake.picking import ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -152,17 +151,9 @@ class DenoiserTrainParams(_Model):
     """How a denoiser is trained on the archive's own recordings."""
 
     model: Literal["SeisDAE"] = Field("SeisDAE", description="denoiser class to train")
-    name: str | None = Field(
+    name: PlainName | None = Field(
         None, description="name of the new weights (default archive_<YYYYMMDD>)"
     )
-
-    @field_validator("name")
-    @classmethod
-    def _plain_name(cls, value: str | None) -> str | None:
-        problem = None if value is None else name_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
 
     labels: Literal["picks", "reference"] = Field(
         "picks",

@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from quakelake.errors import BadInput, name_problem
+from quakelake.errors import BadInput
 from quakelake.params import PickParams, StationSelection, TimeWindow
-from quakelake.params.base import _Model
+from quakelake.params.base import PlainName, _Model
 from quakelake.weights import cached_weights
 
 if TYPE_CHECKING:
@@ -58,17 +58,9 @@ class TrainParams(_Model):
         "PhaseNet", description="SeisBench model class to fine-tune (PhaseNet, PhaseNetLight)"
     )
     weights: str = Field("original", description="parent pretrained weights")
-    name: str | None = Field(
+    name: PlainName | None = Field(
         None, description="name of the new weights (default <weights>_<labels>_<YYYYMMDD>)"
     )
-
-    @field_validator("name")
-    @classmethod
-    def _plain_name(cls, value: str | None) -> str | None:
-        problem = None if value is None else name_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
 
     labels: Literal["reference", "picks"] = Field(
         "reference",

@@ -92,19 +92,16 @@ class _Help(argparse.RawDescriptionHelpFormatter):
 
 
 # ----------------------------------------------------------------------------------------- names
-def _plain_name(text: str) -> str:
-    """argparse type of a name that becomes a file name: refused before anything is written."""
-    problem = name_problem(text)
-    if problem:
-        raise argparse.ArgumentTypeError(problem)
-    return text
+def _name_type(dots: bool = False):
+    """Return the argparse type of a name that becomes a file name (refused before any work)."""
 
+    def plain(text: str) -> str:
+        problem = name_problem(text, dots)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return text
 
-def _plain_dotted_name(text: str) -> str:
-    problem = name_problem(text, dots=True)
-    if problem:
-        raise argparse.ArgumentTypeError(problem)
-    return text
+    return plain
 
 
 # ----------------------------------------------------------------------------------------- dates
@@ -334,7 +331,7 @@ def _tuning_options(g) -> None:
     )
     g.add_argument(
         "--name",
-        type=_plain_name,
+        type=_name_type(),
         help="name of the new weights in the SeisBench cache (default <weights>_<labels>_<YYYYMMDD>)",
     )
     g.add_argument("--epochs", type=int, help="passes over the training windows (default 5)")
@@ -591,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument(
         "--name",
         required=True,
-        type=_plain_dotted_name,
+        type=_name_type(dots=True),
         help="name of the reference; several can coexist (required)",
     )
 
