@@ -65,10 +65,11 @@ def test_only_committed_files_are_read_and_sql_cannot_write(lake_root, capsys):
     (folder / "cut.parquet").write_bytes(committed[0].read_bytes()[:50])  # a truncated one
     assert _count(lake_root) == 30
     assert Lake(lake_root).query("SELECT count(DISTINCT pick_id) AS n FROM picks")["n"][0] == 30
-    # SQL is read-only: a COPY into the lake folder is a stray file, an INSERT is refused
+    # SQL is read-only: a COPY (even into the lake folder) and an INSERT are refused
     out = folder / "copied.parquet"
-    assert main(["sql", "--lake", str(lake_root), f"COPY (SELECT * FROM picks) TO '{out}'"]) == 0
-    assert out.exists() and _count(lake_root) == 30
+    assert main(["sql", "--lake", str(lake_root), f"COPY (SELECT * FROM picks) TO '{out}'"]) == 2
+    assert not out.exists() and _count(lake_root) == 30
+    capsys.readouterr()
     code = main(["sql", "--lake", str(lake_root), "INSERT INTO lake.picks (pick_id) VALUES ('x')"])
     err = capsys.readouterr().err
     assert code != 0 and err.startswith("error:") and "read-only" in err.lower()

@@ -14,6 +14,8 @@ This module imports nothing from QuakeLake, Prefect or the science stack.
 
 from __future__ import annotations
 
+import re
+
 EXIT_OK = 0
 EXIT_FAILED_WORK = 1
 EXIT_BAD_INPUT = 2
@@ -82,3 +84,35 @@ def short_error(exc: BaseException) -> str:
     """
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {first}"[:300]
+
+
+# A name the user gives that becomes a file or folder name (weights, training sets, references):
+# no separator, no leading dot or dash, so it can never leave the folder it is made in.
+NAME_RULE = "letters, digits, '_', '+' and '-', starting with a letter or digit"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]{0,99}")
+_DOTTED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+
+
+def name_problem(name: object, dots: bool = False) -> str | None:
+    """Return why ``name`` cannot be a file name QuakeLake makes, or None when it can.
+
+    ``dots`` allows '.' inside the name (never first, never ``..``), as reference names do.
+
+    >>> name_problem("../../../evil")
+    "'../../../evil' is not a plain name; use letters, digits, '_', '+' and '-', starting with a letter or digit"
+    >>> name_problem("scsn") is None
+    True
+    """
+    rule = NAME_RULE.replace("'_'", "'.', '_'") if dots else NAME_RULE
+    pattern = _DOTTED_NAME if dots else _NAME
+    if not isinstance(name, str) or not pattern.fullmatch(name) or ".." in name:
+        return f"{name!r} is not a plain name; use {rule}"
+    return None
+
+
+def check_name(name: str, option: str = "--name", dots: bool = False) -> str:
+    """Return ``name`` when it is a plain name (see :func:`name_problem`), else raise BadInput."""
+    problem = name_problem(name, dots)
+    if problem:
+        raise BadInput(f"{option}: {problem}")
+    return name

@@ -25,11 +25,12 @@ if TYPE_CHECKING:
 def cmd_sql(args: argparse.Namespace) -> int:
     """Run SQL over the lake and print it."""
     from quakelake.lakehouse import Lake
+    from quakelake.lakehouse.user_sql import user_query
 
     cfg = load_config(args)
     check_lake(cfg.lake, must_exist=True)
-    # read-only: writes go through QuakeLake's own commands, never through SQL
-    frame = Lake(cfg.lake).query(args.query, args.param or None, as_of=args.as_of, read_only=True)
+    # one SELECT, read-only, no file outside the lake: writes go through QuakeLake's commands
+    frame = user_query(Lake(cfg.lake), args.query, args.param or None, as_of=args.as_of)
     if args.format == "csv":
         print(frame.to_csv(index=False), end="")
     elif args.format == "json":

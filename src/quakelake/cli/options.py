@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from quakelake import params
 from quakelake.errors import (
     BadInput,
+    name_problem,
 )
 
 if TYPE_CHECKING:
@@ -88,6 +89,19 @@ class _Parser(argparse.ArgumentParser):
 class _Help(argparse.RawDescriptionHelpFormatter):
     def __init__(self, prog: str) -> None:
         super().__init__(prog, max_help_position=34, width=110)
+
+
+# ----------------------------------------------------------------------------------------- names
+def _name_type(dots: bool = False):
+    """Return the argparse type of a name that becomes a file name (refused before any work)."""
+
+    def plain(text: str) -> str:
+        problem = name_problem(text, dots)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return text
+
+    return plain
 
 
 # ----------------------------------------------------------------------------------------- dates
@@ -317,6 +331,7 @@ def _tuning_options(g) -> None:
     )
     g.add_argument(
         "--name",
+        type=_name_type(),
         help="name of the new weights in the SeisBench cache (default <weights>_<labels>_<YYYYMMDD>)",
     )
     g.add_argument("--epochs", type=int, help="passes over the training windows (default 5)")
@@ -571,7 +586,10 @@ def build_parser() -> argparse.ArgumentParser:
         "paths", nargs="+", type=Path, help="QuakeML, OGS .dat/.pun/.hpc/.txt, CSV files or folders"
     )
     imp.add_argument(
-        "--name", required=True, help="name of the reference; several can coexist (required)"
+        "--name",
+        required=True,
+        type=_name_type(dots=True),
+        help="name of the reference; several can coexist (required)",
     )
 
     analyze = command("analyze", "compare lake picks/events with a reference catalogue")
