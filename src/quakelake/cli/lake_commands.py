@@ -91,6 +91,16 @@ def cmd_lake(args: argparse.Namespace) -> int:
         removed = maintenance.vacuum(lake, args.expire_days, args.grace_hours * 3600)
         for kind, paths in removed.items():
             print(f"{kind:<10} {len(paths):>6} files removed")
+    elif args.action == "migrate" and lake.exists():
+        moved = maintenance.relocate(lake)
+        print(
+            f"{moved['relative']} catalog paths made relative to {lake.root}"
+            + (f", {moved['linked']} files moved into their table folders" if moved["linked"] else "")
+            + (f", {moved['copied']} copied in from outside" if moved["copied"] else "")
+            + (f", {moved['missing']} missing (see quakelake lake check)" if moved["missing"] else "")
+            if any(moved.values())
+            else f"lake {lake.root} is current: every path in its catalog is relative"
+        )
     elif args.action == "migrate":
         counts = maintenance.migrate(cfg.lake)
         damaged = counts.pop("damaged")

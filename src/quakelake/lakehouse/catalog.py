@@ -175,9 +175,11 @@ class Lake:
             target = "ducklake:postgres:" + url.removeprefix("postgres:")
         else:
             target = "ducklake:sqlite:" + url
+        # the data path is always this lake's folder as reached now: files the catalog keeps by
+        # relative path are found under it wherever the folder was copied, moved or mounted
         opts = [f"DATA_PATH '{_quote(str(self.root))}/'", "OVERRIDE_DATA_PATH true"]
         if read_only:
-            opts = ["READ_ONLY"]
+            opts.insert(0, "READ_ONLY")
         return f"ATTACH '{_quote(target)}' AS {ALIAS} ({', '.join(opts)})"
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -204,6 +206,9 @@ class Lake:
                     f"cannot open the catalog of lake {self.root} ({self.catalog}): {exc}"
                 ) from None
         if not read_only:
+            if _relative_layout(con):
+                con.close()  # the attached catalog caches the schema's folder: attach again
+                return self._open(read_only)
             _ensure_tables(con)
         return con
 
@@ -309,15 +314,25 @@ class Lake:
                 rows = [(p,) for p in found.loc[found["table_name"] == table, "path"]]
         return sorted(Path(r[0]) for r in rows)
 
-    def data_files(self) -> pd.DataFrame:
-        """Return the catalog's current data files: table, path, rows, bytes, data_file_id."""
+    def data_files(self, every: bool = False) -> pd.DataFrame:
+        """Return the catalog's data files: table, path, rows, bytes, data_file_id, ``file``.
+
+        ``file`` is where the file is now (a relative path resolved under this lake's folder).
+        ``every``: also the files only older snapshots read.
+        """
         with self._cursor() as con:
-            return con.execute(
+            frame = con.execute(
                 f"SELECT t.table_name AS table_name, f.data_file_id, f.path, f.path_is_relative, "
                 f"f.record_count, f.file_size_bytes, f.table_id FROM {META}.ducklake_data_file f "
                 f"JOIN {META}.ducklake_table t ON t.table_id = f.table_id AND t.end_snapshot IS NULL "
-                "WHERE f.end_snapshot IS NULL"
+                + ("" if every else "WHERE f.end_snapshot IS NULL")
             ).df()
+            folders = table_folders(con, self.root)
+        frame["file"] = [
+            str(locate(folders, tid, path, rel))
+            for tid, path, rel in zip(frame["table_id"], frame["path"], frame["path_is_relative"])
+        ]
+        return frame
 
     def stems(self, table: str | None = None) -> pd.DataFrame:
         """Return the committed logical files (table, stem, key, path, run_id, committed)."""
@@ -435,7 +450,7 @@ class Lake:
                     )
                     con.execute(f"UPDATE {ALIAS}.{_TOKEN_TABLE} SET n = n + 1")
                     held = _held_stems(con, changes)
-                    taken = [c for c in changes if _apply(con, c, run_id, replace, held)]
+                    taken = [c for c in changes if _apply(con, c, run_id, replace, held, self.root)]
                     tables = rows(taken) if callable(rows) else (rows or {})
                     for table, data in tables.items():
                         if len(data):
@@ -516,6 +531,7 @@ def _apply(
     run_id: str,
     replace: bool,
     held: dict[tuple[str, str], list[tuple[str, str]]],
+    root: Path,
 ) -> bool:
     """Stage one file into the open transaction; return False when its stem stays as it is.
 
@@ -542,20 +558,26 @@ def _apply(
             [change.table, change.part, *old],
         )
     spec = table_spec(change.table)
-    # absolute: a file staged under a relative lake path must not be found relative to the
-    # committing process's folder (the catalog keeps it relative to the lake's data path)
-    path = str(Path(change.path).resolve())
+    # given absolute (a file staged under a relative lake path must not be found relative to
+    # the committing process's folder); DuckLake keeps it relative to the table's folder under
+    # the lake's data path, so the lake folder is self-contained (copy, move, mount elsewhere)
+    path = Path(change.path).resolve()
     con.execute(
         f"CALL ducklake_add_data_files('{ALIAS}', ?, ?, hive_partitioning => ?, allow_missing => true)",
-        [change.table, path, bool(spec.partition_by)],
+        [change.table, str(path), bool(spec.partition_by)],
     )
     con.execute(
         f"INSERT INTO {ALIAS}.{_FILES_TABLE} "
         "(table_name, part, stem, key, path, run_id, committed) VALUES (?, ?, ?, ?, ?, ?, now())",
-        [change.table, change.part, change.stem, change.key, path, run_id],
+        [change.table, change.part, change.stem, change.key, _lake_relative(root, path), run_id],
     )
     here[:] = [(stem, key) for stem, key in here if stem not in old] + [(change.stem, change.key)]
     return True
+
+
+def _lake_relative(root: Path, path: Path) -> str:
+    """Return a data file's path relative to the lake folder (absolute when outside it)."""
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def _insert_rows(con: duckdb.DuckDBPyConnection, table: str, data: pd.DataFrame | pa.Table) -> None:
@@ -578,6 +600,51 @@ def _insert_rows(con: duckdb.DuckDBPyConnection, table: str, data: pd.DataFrame 
         con.unregister("_quakelake_rows")
 
 
+def _relative_layout(con: duckdb.DuckDBPyConnection) -> bool:
+    """Give a new catalog the layout that keeps every data file relative to the lake folder.
+
+    DuckLake resolves a relative file under ``DATA_PATH/<schema folder>/<table folder>/``; with
+    the schema's folder empty a table's folder is the lake's own ``<table>/`` where the workers
+    write, so DuckLake keeps their files (and the ones it writes itself) by relative path.
+    Returns True when it changed the catalog (the caller attaches again). A catalog that already
+    holds files keeps its layout: ``quakelake lake migrate`` converts it.
+    """
+    row = con.execute(
+        f"SELECT path FROM {META}.ducklake_schema WHERE schema_name = 'main' "
+        "AND end_snapshot IS NULL"
+    ).fetchone()
+    if row is None or row[0] == "":
+        return False
+    if con.execute(f"SELECT count(*) FROM {META}.ducklake_data_file").fetchone()[0]:
+        return False
+    con.execute(
+        f"UPDATE {META}.ducklake_schema SET path = '', path_is_relative = true "
+        "WHERE schema_name = 'main'"
+    )
+    return True
+
+
+def table_folders(con: duckdb.DuckDBPyConnection, root: Path) -> dict[int, Path]:
+    """Return each table's folder (table_id -> folder) as DuckLake resolves it under ``root``."""
+    schemas = {
+        sid: (Path(root) / path if rel else Path(path))
+        for sid, path, rel in con.execute(
+            f"SELECT schema_id, path, path_is_relative FROM {META}.ducklake_schema"
+        ).fetchall()
+    }
+    return {
+        tid: (schemas.get(sid, Path(root)) / path if rel else Path(path))
+        for tid, sid, path, rel in con.execute(
+            f"SELECT table_id, schema_id, path, path_is_relative FROM {META}.ducklake_table"
+        ).fetchall()
+    }
+
+
+def locate(folders: dict[int, Path], table_id: int, path: str, relative: Any) -> Path:
+    """Return where a catalog's data (or delete) file is: relative ones under their table folder."""
+    return folders[int(table_id)] / path if relative else Path(path)
+
+
 def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create missing tables and add missing columns (schema evolution: no file is rewritten)."""
     have = {
@@ -598,14 +665,22 @@ def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
         ("committed", "TIMESTAMPTZ"),
     ]
     wanted[_TOKEN_TABLE] = [("n", "BIGINT")]
-    todo = []
+    todo, after = [], []
     if not tables:
         # files DuckLake writes itself (compaction, flushed rows): zstd, like the workers' files
         todo.append(f"CALL {ALIAS}.set_option('parquet_compression', 'zstd')")
+        # the lake's rows live in its files, never in the catalog alone: a lost catalog is
+        # rebuilt from the files (quakelake lake rebuild); the bookkeeping tables stay inlined
+        todo.append(f"CALL {ALIAS}.set_option('data_inlining_row_limit', 0)")
     for name, cols in wanted.items():
         if name not in tables:
             body = ", ".join(f'"{c}" {t}' for c, t in cols)
             todo.append(f'CREATE TABLE IF NOT EXISTS {ALIAS}."{name}" ({body})')
+            if name in (_TOKEN_TABLE, _FILES_TABLE):
+                after.append(
+                    f"CALL {ALIAS}.set_option('data_inlining_row_limit', 100000, "
+                    f"table_name => '{name}')"
+                )
             if name == _TOKEN_TABLE:
                 todo.append(f"INSERT INTO {ALIAS}.{_TOKEN_TABLE} VALUES (0)")
             continue
@@ -620,12 +695,14 @@ def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
             for sql in todo:
                 con.execute(sql)
             con.execute("COMMIT")
-            return
+            break
         except duckdb.Error as exc:
             rollback(con)
             if not (_retryable(exc) or "already exists" in str(exc)) or attempt == 39:
                 raise
             time.sleep(0.1)
+    for sql in after:  # table settings: only once the tables are committed
+        con.execute(sql)
 
 
 def resolve_snapshot(con: duckdb.DuckDBPyConnection, as_of: str) -> int:

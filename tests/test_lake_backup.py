@@ -1,0 +1,184 @@
+"""A lake folder is self-contained: copied, moved, mounted elsewhere or backed up, it reads the
+same, and maintenance on one lake never touches another's files (issue 21)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from quakelake.cli import main
+from quakelake.lakehouse import Lake, stage_table, write_table
+from quakelake.lakehouse import catalog as cat
+from quakelake.lakehouse import extensions
+from quakelake.lakehouse import maintenance as mt
+
+T0 = pd.Timestamp("2020-10-01T00:00:00", tz="UTC")
+
+
+def _picks(n: int, tag: str, run: str = "r1") -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "pick_id": [f"{tag}-{i}" for i in range(n)],
+            "run_id": run,
+            "station_id": "CI.BOM..HH",
+            "phase": "P",
+            "time": [T0 + pd.Timedelta(seconds=i) for i in range(n)],
+            "probability": 0.5,
+        }
+    )
+
+
+def _ledger(run: str, n: int = 3) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "run_id": run,
+            "stage": "pick",
+            "unit": [f"unit-{i}" for i in range(n)],
+            "status": "done",
+            "rows": 10,
+            "finished": [T0 + pd.Timedelta(minutes=i) for i in range(n)],
+        }
+    )
+
+
+def _fill(root: Path, compact: bool = True) -> None:
+    """Three units, a ledger, one unit recomputed with new inputs, then compaction."""
+    for i in range(3):
+        day = f"2020-10-0{i % 2 + 1}"
+        write_table(root, "picks", _picks(10, f"u{i}"), f"k{i}.fp1", {"day": day}, f"k{i}", "r1")
+    Lake(root).commit(rows={"units": _ledger("r1")}, run_id="r1")
+    write_table(root, "picks", _picks(4, "new", "r2"), "k0.fp2", {"day": "2020-10-01"}, "k0", "r2")
+    Lake(root).commit(rows={"units": _ledger("r2", 1)}, run_id="r2")
+    if compact:
+        mt.compact(Lake(root))
+
+
+def _rows(root: Path, catalog: str | None = None) -> dict[str, list]:
+    lake = Lake(root, catalog)
+    return {
+        "picks": lake.query("SELECT pick_id, run_id, day FROM picks ORDER BY pick_id")
+        .astype(str)
+        .values.tolist(),
+        "units": lake.query("SELECT run_id, unit, status FROM units ORDER BY ALL")
+        .astype(str)
+        .values.tolist(),
+    }
+
+
+def _old_layout(root: Path) -> None:
+    """Start a lake the way the release before relative paths wrote it.
+
+    Its catalog keeps DuckLake's schema folder ``main/`` and a first data file by absolute
+    path; later commits then go on storing absolute paths (what ``lake migrate`` converts).
+    """
+    root.mkdir(parents=True)
+    con = extensions.offline_connection()
+    extensions.load(con, "ducklake", "sqlite_scanner")
+    con.execute(f"ATTACH 'ducklake:sqlite:{root}/catalog.sqlite' AS lake (DATA_PATH '{root}/')")
+    cat._ensure_tables(con)
+    change = stage_table(root, "picks", _picks(10, "old"), "k9.fp1", {"day": "2020-10-03"}, "k9")
+    con.execute(
+        "CALL ducklake_add_data_files('lake', 'picks', ?, hive_partitioning => true)",
+        [str(change.path)],
+    )
+    con.execute(
+        "INSERT INTO lake.lake_files VALUES ('picks', ?, ?, ?, ?, 'r0', now())",
+        [change.part, change.stem, change.key, str(change.path)],
+    )
+    con.close()
+
+
+def test_a_copied_lake_vacuumed_to_nothing_leaves_the_original_intact(tmp_path, capsys):
+    root = tmp_path / "lake"
+    _fill(root)
+    reference = _rows(root)
+    backup = tmp_path / "backup"
+    subprocess.run(["cp", "-a", str(root), str(backup)], check=True)
+    assert _rows(backup) == reference
+    vacuum = ["lake", "vacuum", "--lake", str(backup), "--expire-days", "0", "--grace-hours", "0"]
+    assert main(vacuum) == 0
+    assert main(["lake", "check", "--lake", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert " 0 damaged" in out
+    assert _rows(root) == reference
+    assert _rows(backup) == reference  # the copy lost only what no snapshot of its own reads
+    # every path the catalogs hold is relative: nothing of one lake names the other's files
+    for lake in (root, backup):
+        files = Lake(lake).data_files(every=True)
+        assert files["path_is_relative"].all()
+        assert all(Path(f).is_relative_to(lake) for f in files["file"])
+
+
+def test_a_moved_lake_reads_the_same(tmp_path, capsys):
+    root = tmp_path / "lake"
+    _fill(root, compact=False)  # the workers' files as they were committed
+    reference = _rows(root)
+    moved = tmp_path / "elsewhere" / "lake2"
+    moved.parent.mkdir()
+    shutil.move(root, moved)
+    assert _rows(moved) == reference
+    assert main(["sql", "--lake", str(moved), "SELECT count(*) AS n FROM picks"]) == 0
+    assert capsys.readouterr().out.split()[1] == "24"
+    assert main(["lake", "check", "--lake", str(moved)]) == 0
+
+
+def test_one_postgresql_lake_reached_at_two_paths_reads_the_same(tmp_path, postgres):
+    url = postgres.url("two_paths")
+    first = tmp_path / "host-a" / "lake"
+    Lake(first, url).commit(rows={"units": _ledger("r1")}, run_id="r1")  # records catalog.json
+    for i in range(2):
+        write_table(first, "picks", _picks(5, f"p{i}"), f"k{i}.fp", {"day": "2020-10-01"}, f"k{i}")
+    reference = _rows(first, url)
+    # the same folder as another host mounts it: another path (here a copy, the original gone)
+    second = tmp_path / "host-b" / "mnt" / "lake"
+    second.parent.mkdir(parents=True)
+    shutil.copytree(first, second)
+    shutil.rmtree(first)
+    assert _rows(second, url) == reference
+
+
+def test_vacuum_refuses_a_copy_of_an_old_lake_and_migrate_makes_it_self_contained(
+    tmp_path, capsys
+):
+    root = tmp_path / "lake"
+    _old_layout(root)
+    _fill(root)  # the old layout holds on: these commits store absolute paths too
+    held = Lake(root).data_files(every=True)
+    assert not held.loc[held["table_name"] == "picks", "path_is_relative"].all()
+    reference = _rows(root)
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(root), str(copy)], check=True)
+    vacuum = ["lake", "vacuum", "--lake", str(copy), "--expire-days", "0", "--grace-hours", "0"]
+    assert main(vacuum) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: vacuum:") and "outside its folder" in err
+    assert "quakelake lake migrate" in err and err.count("\n") == 1
+    assert main(["lake", "migrate", "--lake", str(copy)]) == 0
+    assert "made relative" in capsys.readouterr().out
+    assert main(vacuum) == 0
+    for lake in (root, copy):
+        capsys.readouterr()
+        assert main(["lake", "check", "--lake", str(lake)]) == 0
+        assert _rows(lake) == reference
+    # the migrated copy moves and reads; the migration is done once
+    shutil.move(copy, tmp_path / "moved")
+    assert _rows(tmp_path / "moved") == reference
+    assert main(["lake", "migrate", "--lake", str(tmp_path / "moved")]) == 0
+    assert "is current" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("how", ["sqlite", "postgresql"])
+def test_a_new_lake_keeps_no_absolute_path(how, tmp_path, request):
+    url = request.getfixturevalue("postgres").url("fresh") if how == "postgresql" else None
+    root = tmp_path / "lake"
+    Lake(root, url).commit(rows={"units": _ledger("r0", 1)}, run_id="r0")
+    write_table(root, "picks", _picks(3, "a"), "k.fp", {"day": "2020-10-01"}, "k")
+    files = Lake(root, url).data_files(every=True)
+    assert files["path_is_relative"].all()
+    assert sorted(Lake(root, url).stems()["path"]) == [
+        str(p.relative_to(root)) for p in sorted((root / "picks").rglob("*.parquet"))
+    ]
