@@ -182,3 +182,48 @@ def test_a_new_lake_keeps_no_absolute_path(how, tmp_path, request):
     assert sorted(Lake(root, url).stems()["path"]) == [
         str(p.relative_to(root)) for p in sorted((root / "picks").rglob("*.parquet"))
     ]
+
+
+def _all_rows(root: Path) -> dict[str, list]:
+    lake = Lake(root)
+    return {
+        name: lake.query(f'SELECT * FROM "{name}" ORDER BY ALL').astype(str).values.tolist()
+        for name in lake.tables()
+    }
+
+
+@pytest.mark.parametrize("damage", ["zeroed", "zero-filled", "deleted"])
+def test_a_lost_catalog_is_named_and_rebuilt_row_for_row(damage, tmp_path, capsys):
+    root = tmp_path / "lake"
+    _fill(root)  # compacted, one unit superseded: rows in DuckLake's files and the workers'
+    write_table(root, "picks", _picks(3, "late", "r3"), "k1.fp2", {"day": "2020-10-02"}, "k1")
+    reference = _all_rows(root)
+    catalog = root / "catalog.sqlite"
+    size = catalog.stat().st_size
+    if damage == "deleted":
+        catalog.unlink()
+    else:
+        catalog.write_bytes(b"" if damage == "zeroed" else b"\0" * size)
+    mt._reset(Lake(root))  # what a new process sees (this one's catalog connection is closed)
+    capsys.readouterr()
+    assert main(["lake", "check", "--lake", str(root)]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1
+    assert f"quakelake lake rebuild --lake {root}" in err
+    assert main(["sql", "--lake", str(root), "SELECT count(*) FROM picks"]) != 0
+    assert "quakelake lake rebuild" in capsys.readouterr().err
+    # nothing wrote over the damage (no new, empty lake was started in its place)
+    assert (catalog.exists() and catalog.stat().st_size) == {"zeroed": 0, "deleted": False}.get(
+        damage, size
+    )
+    assert main(["lake", "rebuild", "--lake", str(root)]) == 0
+    assert "catalog rebuilt" in capsys.readouterr().out
+    assert _all_rows(root) == reference
+    assert main(["lake", "check", "--lake", str(root)]) == 0
+    # the rebuilt lake goes on: resume sees the committed units, vacuum keeps every row
+    assert sorted(Lake(root).stems("picks")["stem"]) == ["k0.fp2", "k1.fp2", "k2.fp1"]
+    vacuum = ["lake", "vacuum", "--lake", str(root), "--expire-days", "0", "--grace-hours", "0"]
+    assert main(vacuum) == 0
+    assert _all_rows(root) == reference
+    assert main(["lake", "rebuild", "--lake", str(root)]) == 2  # a healthy catalog stays
+    assert "is healthy" in capsys.readouterr().err

@@ -63,6 +63,26 @@ def cmd_lake(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     check_lake(cfg.lake)
     lake = Lake(cfg.lake)
+    if args.action == "rebuild":
+        from quakelake.lakehouse.recovery import rebuild
+
+        done = rebuild(lake)
+        if done.set_aside:
+            print(f"the damaged catalog was kept as {done.set_aside}")
+        for table, n in done.rows.items():
+            if n:
+                print(f"{table:<18} {n:>12,} rows")
+        print(
+            f"catalog rebuilt from {done.kept} data files kept in place and {done.rewritten} "
+            "rewritten; the history before is gone (one snapshot per table)"
+        )
+        return 0
+    problem = lake.catalog_problem()
+    if problem:
+        raise FailedWork(
+            f"lake {cfg.lake}: {problem}; run quakelake lake rebuild --lake {cfg.lake} to "
+            "rebuild the catalog from the data files"
+        )
     if args.action not in ("migrate", "attach") and not lake.exists():
         raise CliError(
             f"--lake: {cfg.lake} has no catalog"
@@ -72,6 +92,11 @@ def cmd_lake(args: argparse.Namespace) -> int:
         print(format_table(lake.history(), 10_000))
     elif args.action == "check":
         report = maintenance.check(lake, repair=args.repair)
+        if report.catalog:
+            raise FailedWork(
+                f"lake {cfg.lake}: {report.catalog}; run quakelake lake rebuild --lake "
+                f"{cfg.lake} to rebuild the catalog from the data files"
+            )
         for table, path, why in report.damaged:
             print(f"damaged {table} file {path}: {why}")
         print(

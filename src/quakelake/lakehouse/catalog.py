@@ -121,6 +121,32 @@ class Lake:
         if self.root.exists() and not self.root.is_dir():
             raise LakeError(f"lake path {root} is a file, not a folder; pass a folder to --lake")
         self._catalog = catalog or ""
+        self.rebuilding = False  # set by quakelake lake rebuild: a new catalog over old files
+
+    def catalog_problem(self) -> str:
+        """Return why the lake's own catalog cannot be trusted, or "" when nothing is wrong.
+
+        A ``catalog.sqlite`` of 0 bytes (zeroed) or missing while the folder holds committed
+        data files would otherwise open as a new, empty lake: its files unlisted, vacuum's
+        orphans. ``quakelake lake rebuild`` rebuilds it from the data files.
+        """
+        if _is_postgres(self.catalog) or self.rebuilding:
+            return ""
+        path = Path(self.catalog)
+        if path.is_file() and path.stat().st_size > 0 or not _ever_committed(self.root):
+            return ""  # a new lake (its first commit may be creating the catalog right now)
+        if path.is_file():
+            return f"its catalog {path} is empty (0 bytes)"
+        return f"its catalog {path} is missing though the folder holds committed data files"
+
+    def refuse_lost(self) -> None:
+        """Raise :class:`LakeError` with the rebuild hint when the catalog was lost or zeroed."""
+        problem = self.catalog_problem()
+        if problem:
+            raise LakeError(
+                f"lake {self.root}: {problem}; nothing was read or written. Run quakelake lake "
+                f"rebuild --lake {self.root} to rebuild the catalog from the data files"
+            )
 
     # -- where the catalog is -------------------------------------------------------------
     @property
@@ -184,6 +210,7 @@ class Lake:
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         postgres = _is_postgres(self.catalog)
+        self.refuse_lost()
         if not read_only:
             if postgres:
                 self._record_pointer()
@@ -203,13 +230,26 @@ class Lake:
                     time.sleep(0.05 + 0.05 * attempt)
                     continue
                 raise LakeError(
-                    f"cannot open the catalog of lake {self.root} ({self.catalog}): {exc}"
+                    f"cannot open the catalog of lake {self.root} ({self.catalog}): {exc}; if it "
+                    f"is damaged, quakelake lake rebuild --lake {self.root} rebuilds it from the "
+                    "data files"
                 ) from None
-        if not read_only:
-            if _relative_layout(con):
+        try:
+            # the first read of the catalog's tables: a damaged file fails here, not at ATTACH
+            if not read_only and _relative_layout(con):
                 con.close()  # the attached catalog caches the schema's folder: attach again
                 return self._open(read_only)
-            _ensure_tables(con)
+            if not read_only:
+                _ensure_tables(con)
+            else:
+                con.execute(f"SELECT count(*) FROM {META}.ducklake_snapshot").fetchone()
+        except duckdb.Error as exc:
+            con.close()
+            raise LakeError(
+                f"cannot read the catalog of lake {self.root} ({self.catalog}): {exc}; if it is "
+                f"damaged, quakelake lake rebuild --lake {self.root} rebuilds it from the data "
+                "files"
+            ) from None
         return con
 
     def _record_pointer(self) -> None:
@@ -255,6 +295,7 @@ class Lake:
             read_only: a connection of its own that cannot commit (what ``quakelake sql`` uses).
             only: make views of these tables alone (None: every table that has rows).
         """
+        self.refuse_lost()
         if not self.exists():
             if self.root.is_dir() and _legacy_files(self.root):
                 raise LakeError(
@@ -748,11 +789,38 @@ def _changes_text(changes: Any) -> str:
     return "; ".join(f"{k} {', '.join(map(str, v))}" for k, v in changes.items() if v)
 
 
+def lake_data_files(root: Path) -> list[Path]:
+    """Return the data files of the catalog layout in a lake folder (committed or not).
+
+    Workers' files (``<stem>~<token>.parquet``) and DuckLake's own (``ducklake-*.parquet``, also
+    under ``main/<table>/`` in lakes of the first catalog layout); not temporaries.
+    """
+    found = []
+    for name in TABLES:
+        for folder in (root / name, root / "main" / name):
+            if folder.is_dir():
+                found += [
+                    p
+                    for p in folder.rglob("*.parquet")
+                    if not p.name.startswith(".") and ("~" in p.name or p.name.startswith("ducklake-"))
+                ]
+    return sorted(found)
+
+
+def _ever_committed(root: Path) -> bool:
+    """Return True when a catalog once committed to this folder (its own files are there)."""
+    token = root / _TOKEN_TABLE
+    return (root / "main").is_dir() or (
+        token.is_dir() and next(token.glob("ducklake-*.parquet"), None) is not None
+    )
+
+
 def _legacy_files(root: Path) -> bool:
     return any(
-        next((root / name).rglob("*.parquet"), None) is not None
+        "~" not in p.name and not p.name.startswith("ducklake-")
         for name in TABLES
         if (root / name).is_dir()
+        for p in (root / name).rglob("*.parquet")
     )
 
 

@@ -24,6 +24,7 @@ from quakelake.lakehouse.catalog import (
     Lake,
     LakeError,
     _quote,
+    lake_data_files,
     locate,
     rollback,
     table_folders,
@@ -42,6 +43,7 @@ class CheckReport:
     files: int = 0
     damaged: list[tuple[str, str, str]] = field(default_factory=list)  # table, path, why
     repaired: list[str] = field(default_factory=list)
+    catalog: str = ""  # what is wrong with the catalog itself ("" when nothing)
 
 
 def active_files(lake: Lake) -> pd.DataFrame:
@@ -59,6 +61,13 @@ def check(lake: Lake, repair: bool = False) -> CheckReport:
     report = CheckReport()
     files = active_files(lake)
     report.files = len(files)
+    if not len(files) and lake_data_files(lake.root):
+        # a catalog that lists nothing over a folder of data files: it was lost or emptied
+        report.catalog = (
+            f"its catalog lists no data file but the folder holds "
+            f"{len(lake_data_files(lake.root))}"
+        )
+        return report
     for row in files.itertuples(index=False):
         path = Path(row.file)
         why = ""
