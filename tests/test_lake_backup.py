@@ -227,3 +227,26 @@ def test_a_lost_catalog_is_named_and_rebuilt_row_for_row(damage, tmp_path, capsy
     assert _all_rows(root) == reference
     assert main(["lake", "rebuild", "--lake", str(root)]) == 2  # a healthy catalog stays
     assert "is healthy" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "deleted"])
+def test_count_over_damaged_files_fails_with_the_check_hint(damage, tmp_path, capsys):
+    root = tmp_path / "lake"
+    _fill(root, compact=False)
+    files = Lake(root).files("picks")
+    if damage == "truncated":
+        files[0].write_bytes(files[0].read_bytes()[:-200])
+    else:
+        for path in files:
+            path.unlink()
+    capsys.readouterr()
+    for sql in ("SELECT count(*) FROM picks", "SELECT max(time) FROM picks"):
+        assert main(["sql", "--lake", str(root), sql]) != 0
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and f"quakelake lake check --lake {root}" in err
+    # the tables listing says which table it cannot count, and counts the others
+    assert main(["tables", "--lake", str(root)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in out] == [["picks", "?"], ["units", "4"]]
+    # a table whose files are whole still answers
+    assert main(["sql", "--lake", str(root), "SELECT count(*) FROM units"]) == 0

@@ -48,7 +48,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
     lake = Lake(cfg.lake)
     for name in lake.tables():
         try:
-            n = lake.query(f'SELECT count(*) AS n FROM "{name}"')["n"][0]
+            n = lake.query(f'SELECT count(*) AS n FROM "{name}"', read_only=True)["n"][0]
         except BadInput as exc:  # a damaged file: say so, list the other tables
             print(f"{name:<18} {'?':>12} rows  {len(lake.files(name)):>6} files  ({one_line(exc)})")
             continue

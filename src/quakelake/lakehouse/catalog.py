@@ -305,19 +305,61 @@ class Lake:
             con = extensions.offline_connection()
             return con
         con = self._open(read_only=True) if read_only else self._shared().cursor()
-        at = self._at_clause(con, as_of) if as_of else ""
-        for name in _filled(con):
-            if only is not None and name not in only:
-                continue
+        snap = resolve_snapshot(con, as_of) if as_of else None
+        at = f" AT (VERSION => {snap})" if snap is not None else ""
+        names = [n for n in _filled(con) if only is None or n in only]
+        for name in names:
             source = f'SELECT * EXCLUDE ({UNIT_COLUMN}) FROM {ALIAS}."{name}"{at}'
             if name == "runs":
                 source = _LATEST_RUN.format(source=source)
             con.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {source}')
+        if read_only:
+            try:
+                self._verify(con, names, snap)
+            except LakeQueryError:
+                con.close()
+                raise
         return con
 
-    def _at_clause(self, con: duckdb.DuckDBPyConnection, as_of: str) -> str:
-        snap = resolve_snapshot(con, as_of)
-        return f" AT (VERSION => {snap})"
+    def _verify(self, con: duckdb.DuckDBPyConnection, tables: list[str], snap: int | None) -> None:
+        """Refuse to answer over data files that are missing or not the size committed.
+
+        DuckLake answers ``count(*)`` (and other questions its statistics hold) from the catalog
+        without opening a file: over a deleted or cut-short file the answer would be wrong.
+        A ``stat`` per file of the tables read (what ``quakelake sql`` asks) says so first.
+        """
+        if not tables:
+            return
+        marks = ", ".join("?" * len(tables))
+        live = "f.end_snapshot IS NULL"
+        args: list[Any] = list(tables)
+        if snap is not None:
+            live = "f.begin_snapshot <= ? AND (f.end_snapshot IS NULL OR f.end_snapshot > ?)"
+            args += [snap, snap]
+        rows = con.execute(
+            f"SELECT t.table_name, f.table_id, f.path, f.path_is_relative, f.file_size_bytes "
+            f"FROM {META}.ducklake_data_file f JOIN {META}.ducklake_table t "
+            f"ON t.table_id = f.table_id AND t.end_snapshot IS NULL "
+            f"WHERE t.table_name IN ({marks}) AND {live}",
+            args,
+        ).fetchall()
+        folders = table_folders(con, self.root)
+        bad = []
+        for table, tid, path, rel, size in rows:
+            where = locate(folders, tid, path, rel)
+            try:
+                have = where.stat().st_size
+            except OSError:
+                bad.append(f"{where} (missing)")
+                continue
+            if have != size:
+                bad.append(f"{where} ({have} bytes, {size} committed)")
+        if bad:
+            raise LakeQueryError(
+                f"{len(bad)} data files of lake {self.root} are damaged or missing (e.g. "
+                f"{bad[0]}): the answer would be wrong, so none is given. Run quakelake lake "
+                f"check --lake {self.root}"
+            )
 
     def tables(self) -> list[str]:
         """Return the names of the tables that ever had rows (those the views show)."""
