@@ -250,3 +250,47 @@ def test_count_over_damaged_files_fails_with_the_check_hint(damage, tmp_path, ca
     assert [line.split()[:2] for line in out] == [["picks", "?"], ["units", "4"]]
     # a table whose files are whole still answers
     assert main(["sql", "--lake", str(root), "SELECT count(*) FROM units"]) == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MB filesystem of its own (tmpfs; mounting needs root, the test skips without)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode:
+        pytest.skip(f"cannot mount a small tmpfs: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill_disk(mount: Path) -> Path:
+    filler = mount / "filler"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 16384)
+                out.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_full_disk_is_one_error_line_naming_it(small_disk, shared_data, capsys):
+    lake = small_disk / "lake"
+    ingv = shared_data / "ingv_quakeml_20210101"
+    assert main(["import-catalog", str(ingv), "--name", "ingv", "--lake", str(lake)]) == 0
+    before = Lake(lake).query("SELECT count(*) AS n FROM reference_picks")["n"][0]
+    filler = _fill_disk(small_disk)
+    capsys.readouterr()
+    ogs = shared_data / "ogs_rsfvg_2024" / "manual"
+    assert main(["import-catalog", str(ogs), "--name", "ogs", "--lake", str(lake)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: the disk is full: {small_disk}") and err.count("\n") == 1
+    assert "every unit committed before is safe" in err and "unexpected" not in err
+    filler.unlink()
+    mt._reset(Lake(lake))
+    assert main(["lake", "check", "--lake", str(lake)]) == 0
+    assert Lake(lake).query("SELECT count(*) AS n FROM reference_picks")["n"][0] == before
