@@ -3,6 +3,7 @@ same, and maintenance on one lake never touches another's files (issue 21)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -294,3 +295,33 @@ def test_a_full_disk_is_one_error_line_naming_it(small_disk, shared_data, capsys
     mt._reset(Lake(lake))
     assert main(["lake", "check", "--lake", str(lake)]) == 0
     assert Lake(lake).query("SELECT count(*) AS n FROM reference_picks")["n"][0] == before
+
+
+def test_a_catalog_url_that_failed_is_not_recorded(tmp_path, postgres, capsys):
+    lake = tmp_path / "lake"
+    good = postgres.url("retyped")
+    wrong = good.rsplit(":", 1)[0] + ":1/retyped"  # nobody listens on port 1
+    assert main(["lake", "history", "--lake", str(lake), "--catalog", wrong]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot open the catalog") and err.count("\n") == 1
+    assert not (lake / "catalog.json").exists()
+    # the user retypes the right URL: it is taken and recorded
+    assert main(["lake", "history", "--lake", str(lake), "--catalog", good]) == 0
+    assert json.loads((lake / "catalog.json").read_text()) == {"catalog": good}
+
+
+def test_a_station_without_picks_leaves_no_file(tmp_path):
+    # what the pick task commits for a station-day without picks: a file of no rows
+    root = tmp_path / "lake"
+    write_table(root, "picks", _picks(4, "a"), "k0.fp1", {"day": "2020-10-01"}, "k0", "r1")
+    staged = stage_table(root, "picks", _picks(0, "b"), "k1.fp1", {"day": "2020-10-01"}, "k1")
+    assert staged.path.exists()
+    Lake(root).commit([staged], rows={"units": _ledger("r1", 1)}, run_id="r1")
+    assert not staged.path.exists()  # nothing uncommitted is left for vacuum
+    on_disk = sorted((root / "picks").rglob("*.parquet"))
+    assert on_disk == Lake(root).files("picks") and len(on_disk) == 1
+    # the unit is done: resume skips it, and a later file of rows replaces nothing wrongly
+    assert sorted(Lake(root).stems("picks")["stem"]) == ["k0.fp1", "k1.fp1"]
+    write_table(root, "picks", _picks(2, "c"), "k1.fp2", {"day": "2020-10-01"}, "k1", "r2")
+    assert len(Lake(root).read("picks")) == 6
+    assert main(["lake", "check", "--lake", str(root)]) == 0

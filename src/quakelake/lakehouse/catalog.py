@@ -30,6 +30,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from quakelake.errors import BadInput
 from quakelake.lakehouse import extensions
@@ -212,10 +213,12 @@ class Lake:
         postgres = _is_postgres(self.catalog)
         self.refuse_lost()
         if not read_only:
-            if postgres:
-                self._record_pointer()
-            else:
-                self.root.mkdir(parents=True, exist_ok=True)
+            if postgres and _has_password(self.catalog):
+                raise LakeError(
+                    "--catalog: the URL holds a password; drop it from the URL and set "
+                    "PGPASSWORD or ~/.pgpass (secrets never go into the lake)"
+                )
+            self.root.mkdir(parents=True, exist_ok=True)
         # Two processes opening a new catalog at once both try to create its metadata tables;
         # the loser sees "already exists" (PostgreSQL) or a lock: attach again, it is there now.
         for attempt in range(40):
@@ -234,6 +237,8 @@ class Lake:
                     f"is damaged, quakelake lake rebuild --lake {self.root} rebuilds it from the "
                     "data files"
                 ) from None
+        if postgres and not read_only:
+            self._record_pointer()  # only a catalog that answered is recorded in the folder
         try:
             # the first read of the catalog's tables: a damaged file fails here, not at ATTACH
             if not read_only and _relative_layout(con):
@@ -253,12 +258,6 @@ class Lake:
         return con
 
     def _record_pointer(self) -> None:
-        if _has_password(self.catalog):
-            raise LakeError(
-                "--catalog: the URL holds a password; drop it from the URL and set PGPASSWORD "
-                "or ~/.pgpass (secrets never go into the lake)"
-            )
-        self.root.mkdir(parents=True, exist_ok=True)
         pointer = self.root / CATALOG_POINTER
         text = json.dumps({"catalog": self.catalog})
         if not pointer.is_file() or pointer.read_text() != text:
@@ -533,7 +532,12 @@ class Lake:
                     )
                     con.execute(f"UPDATE {ALIAS}.{_TOKEN_TABLE} SET n = n + 1")
                     held = _held_stems(con, changes)
-                    taken = [c for c in changes if _apply(con, c, run_id, replace, held, self.root)]
+                    empty: set[FileChange] = set()
+                    taken = [
+                        c
+                        for c in changes
+                        if _apply(con, c, run_id, replace, held, self.root, empty)
+                    ]
                     tables = rows(taken) if callable(rows) else (rows or {})
                     for table, data in tables.items():
                         if len(data):
@@ -553,8 +557,9 @@ class Lake:
                 finally:
                     con.close()
         for change in changes:
-            if change not in taken:
-                Path(change.path).unlink(missing_ok=True)  # never part of the lake
+            if change not in taken or change in empty:
+                # never part of the lake (a zero-row file: its stem is in the manifest alone)
+                Path(change.path).unlink(missing_ok=True)
         return taken
 
 
@@ -615,10 +620,14 @@ def _apply(
     replace: bool,
     held: dict[tuple[str, str], list[tuple[str, str]]],
     root: Path,
+    empty: set[FileChange],
 ) -> bool:
     """Stage one file into the open transaction; return False when its stem stays as it is.
 
     ``held`` (:func:`_held_stems`) is kept up to date with what this commit removes and adds.
+    A file of no rows (a station without picks) is not a data file of the lake: its stem
+    enters the manifest (the unit is done) and the file joins ``empty`` (deleted once
+    committed, never left as an uncommitted file).
     """
     here = held.setdefault((change.table, change.part), [])
     unit_key = change.key or change.stem
@@ -645,14 +654,20 @@ def _apply(
     # the committing process's folder); DuckLake keeps it relative to the table's folder under
     # the lake's data path, so the lake folder is self-contained (copy, move, mount elsewhere)
     path = Path(change.path).resolve()
-    con.execute(
-        f"CALL ducklake_add_data_files('{ALIAS}', ?, ?, hive_partitioning => ?, allow_missing => true)",
-        [change.table, str(path), bool(spec.partition_by)],
-    )
+    if pq.ParquetFile(path).metadata.num_rows:
+        con.execute(
+            f"CALL ducklake_add_data_files('{ALIAS}', ?, ?, hive_partitioning => ?, "
+            "allow_missing => true)",
+            [change.table, str(path), bool(spec.partition_by)],
+        )
+        where = _lake_relative(root, path)
+    else:
+        empty.add(change)
+        where = ""
     con.execute(
         f"INSERT INTO {ALIAS}.{_FILES_TABLE} "
         "(table_name, part, stem, key, path, run_id, committed) VALUES (?, ?, ?, ?, ?, ?, now())",
-        [change.table, change.part, change.stem, change.key, _lake_relative(root, path), run_id],
+        [change.table, change.part, change.stem, change.key, where, run_id],
     )
     here[:] = [(stem, key) for stem, key in here if stem not in old] + [(change.stem, change.key)]
     return True
