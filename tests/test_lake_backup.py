@@ -12,9 +12,8 @@ import pandas as pd
 import pytest
 
 from quakelake.cli import main
-from quakelake.lakehouse import Lake, stage_table, write_table
+from quakelake.lakehouse import Lake, extensions, stage_table, write_table
 from quakelake.lakehouse import catalog as cat
-from quakelake.lakehouse import extensions
 from quakelake.lakehouse import maintenance as mt
 
 T0 = pd.Timestamp("2020-10-01T00:00:00", tz="UTC")
@@ -142,9 +141,7 @@ def test_one_postgresql_lake_reached_at_two_paths_reads_the_same(tmp_path, postg
     assert _rows(second, url) == reference
 
 
-def test_vacuum_refuses_a_copy_of_an_old_lake_and_migrate_makes_it_self_contained(
-    tmp_path, capsys
-):
+def test_vacuum_refuses_a_copy_of_an_old_lake_and_migrate_makes_it_self_contained(tmp_path, capsys):
     root = tmp_path / "lake"
     _old_layout(root)
     _fill(root)  # the old layout holds on: these commits store absolute paths too

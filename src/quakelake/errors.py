@@ -98,7 +98,9 @@ def disk_full(exc: BaseException, where: str | os.PathLike | None = None) -> str
         current = current.__cause__ or current.__context__
     texts = [str(e) for e in seen]
     errnos = {getattr(e, "errno", None) for e in seen}
-    if not (errnos & {errno.ENOSPC, errno.EDQUOT} or any(f in t.lower() for t in texts for f in _FULL)):
+    if not (
+        errnos & {errno.ENOSPC, errno.EDQUOT} or any(f in t.lower() for t in texts for f in _FULL)
+    ):
         return ""
     named = next((m.group(1) for t in texts if (m := re.search(r'"(/[^"]+)"', t))), None)
     path = Path(named or where or ".").absolute()

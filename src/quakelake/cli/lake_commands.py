@@ -120,9 +120,17 @@ def cmd_lake(args: argparse.Namespace) -> int:
         moved = maintenance.relocate(lake)
         print(
             f"{moved['relative']} catalog paths made relative to {lake.root}"
-            + (f", {moved['linked']} files moved into their table folders" if moved["linked"] else "")
+            + (
+                f", {moved['linked']} files moved into their table folders"
+                if moved["linked"]
+                else ""
+            )
             + (f", {moved['copied']} copied in from outside" if moved["copied"] else "")
-            + (f", {moved['missing']} missing (see quakelake lake check)" if moved["missing"] else "")
+            + (
+                f", {moved['missing']} missing (see quakelake lake check)"
+                if moved["missing"]
+                else ""
+            )
             if any(moved.values())
             else f"lake {lake.root} is current: every path in its catalog is relative"
         )

@@ -11,7 +11,11 @@ The catalog lives in the lake folder (``catalog.sqlite``, nothing to start) or i
 client opens the lake with::
 
     LOAD ducklake; LOAD sqlite;
-    ATTACH 'ducklake:sqlite:/path/to/lake/catalog.sqlite' AS lake (READ_ONLY);
+    ATTACH 'ducklake:sqlite:/path/to/lake/catalog.sqlite' AS lake
+        (READ_ONLY, DATA_PATH '/path/to/lake/', OVERRIDE_DATA_PATH true);
+
+Every path the catalog holds is relative to the lake folder: a copy, a move or another mount
+point of the folder reads the same (``lake migrate`` converts lakes of absolute paths).
 """
 
 from __future__ import annotations
@@ -336,7 +340,7 @@ class Lake:
             live = "f.begin_snapshot <= ? AND (f.end_snapshot IS NULL OR f.end_snapshot > ?)"
             args += [snap, snap]
         rows = con.execute(
-            f"SELECT t.table_name, f.table_id, f.path, f.path_is_relative, f.file_size_bytes "
+            f"SELECT f.table_id, f.path, f.path_is_relative, f.file_size_bytes "
             f"FROM {META}.ducklake_data_file f JOIN {META}.ducklake_table t "
             f"ON t.table_id = f.table_id AND t.end_snapshot IS NULL "
             f"WHERE t.table_name IN ({marks}) AND {live}",
@@ -344,7 +348,7 @@ class Lake:
         ).fetchall()
         folders = table_folders(con, self.root)
         bad = []
-        for table, tid, path, rel, size in rows:
+        for tid, path, rel, size in rows:
             where = locate(folders, tid, path, rel)
             try:
                 have = where.stat().st_size
@@ -412,7 +416,9 @@ class Lake:
             folders = table_folders(con, self.root)
         frame["file"] = [
             str(locate(folders, tid, path, rel))
-            for tid, path, rel in zip(frame["table_id"], frame["path"], frame["path_is_relative"])
+            for tid, path, rel in zip(
+                frame["table_id"], frame["path"], frame["path_is_relative"], strict=True
+            )
         ]
         return frame
 
@@ -859,7 +865,8 @@ def lake_data_files(root: Path) -> list[Path]:
                 found += [
                     p
                     for p in folder.rglob("*.parquet")
-                    if not p.name.startswith(".") and ("~" in p.name or p.name.startswith("ducklake-"))
+                    if not p.name.startswith(".")
+                    and ("~" in p.name or p.name.startswith("ducklake-"))
                 ]
     return sorted(found)
 

@@ -64,8 +64,7 @@ def check(lake: Lake, repair: bool = False) -> CheckReport:
     if not len(files) and lake_data_files(lake.root):
         # a catalog that lists nothing over a folder of data files: it was lost or emptied
         report.catalog = (
-            f"its catalog lists no data file but the folder holds "
-            f"{len(lake_data_files(lake.root))}"
+            f"its catalog lists no data file but the folder holds {len(lake_data_files(lake.root))}"
         )
         return report
     for row in files.itertuples(index=False):
@@ -436,15 +435,20 @@ def compare(lake: Lake, before: str, after: str | None = None) -> pd.DataFrame:
 
 
 def catalog_attach_sql(lake: Lake) -> str:
-    """Return the two lines any DuckDB client runs to open ``lake`` read-only."""
+    """Return the two lines any DuckDB client runs to open ``lake`` read-only.
+
+    ``DATA_PATH`` is the folder as reached now: the catalog keeps paths relative to it.
+    """
     url = lake.catalog
+    data = f"DATA_PATH '{_quote(str(lake.root))}/', OVERRIDE_DATA_PATH true"
     if url.startswith(("postgresql://", "postgres://", "postgres:")):
         return (
-            f"LOAD ducklake; LOAD postgres;\nATTACH 'ducklake:postgres:{url}' AS lake (READ_ONLY);"
+            "LOAD ducklake; LOAD postgres;\n"
+            f"ATTACH 'ducklake:postgres:{url}' AS lake (READ_ONLY, {data});"
         )
     return (
         "LOAD ducklake; LOAD sqlite;\n"
-        f"ATTACH 'ducklake:sqlite:{Path(url).resolve()}' AS lake (READ_ONLY);"
+        f"ATTACH 'ducklake:sqlite:{Path(url).resolve()}' AS lake (READ_ONLY, {data});"
     )
 
 

@@ -129,7 +129,7 @@ def _deleted_positions(root: Path) -> dict[str, set[int]]:
                     frame = pq.read_table(path, columns=["file_path", "pos"]).to_pandas()
                 except Exception:  # an unreadable delete file: its deletes are lost
                     continue
-                for file_path, pos in zip(frame["file_path"], frame["pos"]):
+                for file_path, pos in zip(frame["file_path"], frame["pos"], strict=True):
                     out.setdefault(Path(str(file_path)).name, set()).add(int(pos))
     return out
 
@@ -181,9 +181,7 @@ def _plan(root: Path, table: str, deleted: dict[str, set[int]]):
                 partition = tuple(
                     (k, _text(v)) for k, v in zip(spec.partition_by, values, strict=True)
                 )
-                sources.setdefault((stem, partition), []).append(
-                    _Source(path, mtime, rows, False)
-                )
+                sources.setdefault((stem, partition), []).append(_Source(path, mtime, rows, False))
                 keys.setdefault((stem, partition), _key_of(stem, table))
     # the newest file of each logical file; the newest logical file of each key and partition
     newest = {k: max(v, key=lambda s: s.mtime) for k, v in sources.items()}
