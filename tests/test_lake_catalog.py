@@ -300,6 +300,8 @@ def test_concurrent_writers_commit_each_unit_once(kind, tmp_path, request):
     # the losers' files were deleted: every data file on disk is committed
     on_disk = sorted((root / "picks").rglob("*.parquet"))
     assert on_disk == lake.files("picks")
+    # both racers created the catalog: every path it holds is relative to the lake folder
+    assert lake.data_files(every=True)["path_is_relative"].all()
 
 
 def _pick(archive: Path, lake: Path, stations: list[str], env: dict, catalog: str = ""):

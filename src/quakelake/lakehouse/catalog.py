@@ -20,6 +20,7 @@ point of the folder reads the same (``lake migrate`` converts lakes of absolute 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ from quakelake.lakehouse.schema import TABLES, TableSpec
 from quakelake.lakehouse.writer import FileChange, stage_table, table_spec, to_arrow
 
 CATALOG_FILE = "catalog.sqlite"
+LOCK_FILE = ".catalog.lock"  # held while a writer attaches and sets the catalog up
 CATALOG_POINTER = "catalog.json"  # where a lake's shared (PostgreSQL) catalog is; no secrets
 UNIT_COLUMN = "unit_file"  # every row: the logical file (unit key + inputs) it was committed in
 ALIAS = "lake"
@@ -223,6 +225,19 @@ class Lake:
                     "PGPASSWORD or ~/.pgpass (secrets never go into the lake)"
                 )
             self.root.mkdir(parents=True, exist_ok=True)
+            # one writer at a time sets a catalog up (creates it, empties its schema folder,
+            # adds tables): a racer's attach never caches a layout about to change
+            with (self.root / LOCK_FILE).open("a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    return self._attach(read_only, postgres)
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+        return self._attach(read_only, postgres)
+
+    def _attach(
+        self, read_only: bool, postgres: bool, again: bool = False
+    ) -> duckdb.DuckDBPyConnection:
         # Two processes opening a new catalog at once both try to create its metadata tables;
         # the loser sees "already exists" (PostgreSQL) or a lock: attach again, it is there now.
         for attempt in range(40):
@@ -245,9 +260,11 @@ class Lake:
             self._record_pointer()  # only a catalog that answered is recorded in the folder
         try:
             # the first read of the catalog's tables: a damaged file fails here, not at ATTACH
-            if not read_only and _relative_layout(con):
-                con.close()  # the attached catalog caches the schema's folder: attach again
-                return self._open(read_only)
+            if not read_only and not again and _relative_layout(con):
+                # the attached catalog caches the schema's folder (and a racer creating the
+                # catalog may have just set it): attach again to read it as it is now
+                con.close()
+                return self._attach(read_only, postgres, again=True)
             if not read_only:
                 _ensure_tables(con)
             else:
@@ -710,20 +727,14 @@ def _relative_layout(con: duckdb.DuckDBPyConnection) -> bool:
     DuckLake resolves a relative file under ``DATA_PATH/<schema folder>/<table folder>/``; with
     the schema's folder empty a table's folder is the lake's own ``<table>/`` where the workers
     write, so DuckLake keeps their files (and the ones it writes itself) by relative path.
-    Returns True when it changed the catalog (the caller attaches again). A catalog that already
-    holds files keeps its layout: ``quakelake lake migrate`` converts it.
+    Returns True for a catalog that holds no file yet (the caller attaches again, once). A
+    catalog that already holds files keeps its layout: ``quakelake lake migrate`` converts it.
     """
-    row = con.execute(
-        f"SELECT path FROM {META}.ducklake_schema WHERE schema_name = 'main' "
-        "AND end_snapshot IS NULL"
-    ).fetchone()
-    if row is None or row[0] == "":
-        return False
     if con.execute(f"SELECT count(*) FROM {META}.ducklake_data_file").fetchone()[0]:
         return False
     con.execute(
         f"UPDATE {META}.ducklake_schema SET path = '', path_is_relative = true "
-        "WHERE schema_name = 'main'"
+        "WHERE schema_name = 'main' AND path <> ''"
     )
     return True
 
