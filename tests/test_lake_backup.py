@@ -92,10 +92,12 @@ def _old_layout(root: Path) -> None:
     con.close()
 
 
-def test_a_copied_lake_vacuumed_to_nothing_leaves_the_original_intact(tmp_path, capsys):
+@pytest.mark.parametrize("compacted", [False, True])
+def test_a_copied_lake_vacuumed_to_nothing_leaves_the_original_intact(compacted, tmp_path, capsys):
     root = tmp_path / "lake"
-    _fill(root)
+    _fill(root, compact=compacted)
     reference = _rows(root)
+    first_run = Lake(root).query("SELECT pick_id FROM picks ORDER BY 1", as_of="r1")
     backup = tmp_path / "backup"
     subprocess.run(["cp", "-a", str(root), str(backup)], check=True)
     assert _rows(backup) == reference
@@ -105,7 +107,13 @@ def test_a_copied_lake_vacuumed_to_nothing_leaves_the_original_intact(tmp_path, 
     out = capsys.readouterr().out
     assert " 0 damaged" in out
     assert _rows(root) == reference
+    # the original's time travel still reads the unit the second run replaced
+    assert Lake(root).query("SELECT pick_id FROM picks ORDER BY 1", as_of="r1").equals(first_run)
     assert _rows(backup) == reference  # the copy lost only what no snapshot of its own reads
+    # and it reads its own files: with the original out of the way it answers the same
+    root.rename(tmp_path / "away")
+    assert _rows(backup) == reference
+    (tmp_path / "away").rename(root)
     # every path the catalogs hold is relative: nothing of one lake names the other's files
     for lake in (root, backup):
         files = Lake(lake).data_files(every=True)
