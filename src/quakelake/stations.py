@@ -390,8 +390,8 @@ def write_stations(
     name = name or stations_stem(stations)
     held = Lake(lake).stems("stations")
     same = held[(held["stem"] == name) & (held["part"] == f"source={source}")]
-    if len(same):
-        return Path(same["path"].iloc[0])
+    if len(same):  # the manifest keeps the path relative to the lake folder
+        return Path(lake).resolve() / same["path"].iloc[0]
     return write_table(
         Path(lake), "stations", stations[COLUMNS], name=name, partition={"source": source}, key=key
     )

@@ -640,14 +640,24 @@ def build_parser() -> argparse.ArgumentParser:
         "open every committed file and report damaged ones (--repair drops them so their units "
         "are computed again); compact: merge small files into large ones (resume keeps "
         "working); vacuum: delete files no snapshot reads (killed runs' orphans, compacted "
-        "files; --expire-days also ends old snapshots); migrate: bring a lake of the layout "
-        "before the catalog under one, without re-picking; attach: print the two lines any "
+        "files; --expire-days also ends old snapshots); migrate: bring a lake of an older "
+        "layout (no catalog, or absolute paths) to the current one, without re-picking; "
+        "rebuild: rebuild a lost or zeroed catalog from the data files; attach: print the two lines any "
         "DuckDB client runs to open the lake; compare: picks per model x weights x phase and "
         "events per associator at two snapshots (--as-of RUN_ID [--to RUN_ID]).",
     )
     lake.add_argument(
         "action",
-        choices=["history", "check", "compact", "vacuum", "migrate", "attach", "compare"],
+        choices=[
+            "history",
+            "check",
+            "compact",
+            "vacuum",
+            "migrate",
+            "rebuild",
+            "attach",
+            "compare",
+        ],
     )
     lake.add_argument(
         "--as-of",
