@@ -136,9 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
     import torch
 
-    from quakelake import denoise, picking
     from quakelake.catalogs import import_catalog
     from quakelake.params import StationSelection
+    from quakelake.picking import denoise
+    from quakelake.picking import models as picking
 
     sm_csv = mesetas / "seismonitor_outputs" / "pnet_seismonitor_picks.csv"
     sm = pd.read_csv(sm_csv)

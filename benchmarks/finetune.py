@@ -73,7 +73,7 @@ def pick_stations(model, spec, files: list[Path], threshold: float):
     import obspy
     import pandas as pd
 
-    from quakelake import picking
+    from quakelake.picking import models as picking
 
     frames = []
     for path in files:
@@ -117,8 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
     import torch
 
-    from quakelake import picking, training
     from quakelake.catalogs import import_catalog
+    from quakelake.picking import models as picking
+    from quakelake.picking import training
 
     lake = tmp / "lake"
     import_catalog(lake, [args.reference], "ref")

@@ -58,8 +58,9 @@ def real_picks(data: Path, model: str, weights: list[str]) -> tuple[dict[str, li
     Each unit's picks keep their times as offsets from the start of their UTC day, so a copy can be
     placed on any day by a whole-day shift.
     """
-    from quakelake import picking, waveforms
+    from quakelake.archive import waveforms
     from quakelake.params import PickParams
+    from quakelake.picking import models as picking
 
     t0 = time.perf_counter()
     params = PickParams(models=[model], weights=weights, device="cpu")

@@ -62,7 +62,7 @@ LAYERS = {
     "lakehouse": 1,
     "base": 0,  # errors, params (and params.*), config: every layer may use them
 }
-ENTRY = {"quakelake.cli", "quakelake.demo", "quakelake.server", "quakelake.warm"}
+ENTRY = {"quakelake.cli", "quakelake.demo", "quakelake.server", "quakelake.service.warm"}
 BASE = {"quakelake.errors", "quakelake.params", "quakelake.config"}  # and quakelake.params.*
 
 # Known edges against the design, each with the refactor that removes it (issue 10, section 3).

@@ -8,7 +8,7 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from quakelake.compute import (
+from quakelake.flows.compute import (
     local_cluster_kwargs,
     render_slurm_job_script,
     slurm_cluster_kwargs,
@@ -124,7 +124,7 @@ def test_each_worker_process_sees_one_device():
     kwargs = local_cluster_kwargs(ComputeSettings(runner="dask-local", workers=2))
     kwargs["env"].update({"CUDA_VISIBLE_DEVICES": "0,1", "QUAKELAKE_PIN_GPU": "1"})
     with (
-        LocalCluster(**kwargs, preload=["quakelake.compute"]) as cluster,
+        LocalCluster(**kwargs, preload=["quakelake.flows.compute"]) as cluster,
         Client(cluster) as client,
     ):
         seen = client.run(

@@ -242,7 +242,7 @@ def import_catalog(
         ``{"name", "events", "picks", "files", "paths"}``: counts and the lake files written.
     """
     from quakelake.lakehouse import write_table
-    from quakelake.lineage import fingerprint
+    from quakelake.lakehouse.lineage import fingerprint
 
     if not name or not re.fullmatch(r"[A-Za-z0-9._+-]+", name):
         raise CatalogError(

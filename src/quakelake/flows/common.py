@@ -10,7 +10,7 @@ from pathlib import Path
 from prefect.context import get_run_context
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from quakelake.lineage import UnitResult, mark_crashed_runs
+from quakelake.lakehouse.lineage import UnitResult, mark_crashed_runs
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,11 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from quakelake.download import DownloadResult, DownloadUnit
+from quakelake.archive.download import DownloadResult, DownloadUnit
+from quakelake.cli.printing import days_text, selection_text
 from quakelake.errors import FailedWork, FdsnUnreachable
 from quakelake.flows.common import current_flow_run_id, recover_crashed_runs
-from quakelake.lineage import (
+from quakelake.lakehouse.lineage import (
     Stopwatch,
     new_run_id,
     record_run,
@@ -20,7 +21,6 @@ from quakelake.lineage import (
 )
 from quakelake.params import StationSelection, TimeWindow
 from quakelake.params.download import DownloadParams
-from quakelake.printing import days_text, selection_text
 from quakelake.tasks.download import (
     download_station_day,
     plan_downloads,

@@ -8,11 +8,12 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
-from quakelake import analysis, evaluation, plotting, report
-from quakelake import groups as station_groups
+from quakelake.analysis import compare as analysis
+from quakelake.analysis import evaluation, plotting, report
 from quakelake.catalogs import import_catalog
 from quakelake.lakehouse import Lake, queries
-from quakelake.lineage import Stopwatch, UnitResult, fingerprint, frame_digest
+from quakelake.lakehouse.lineage import Stopwatch, UnitResult, fingerprint, frame_digest
+from quakelake.params import groups as station_groups
 from quakelake.params.evaluation import RunSelection
 from quakelake.tasks.retry import transient_only
 

@@ -12,12 +12,12 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
-from quakelake import download, fdsn, waveforms
+from quakelake.archive import download, fdsn, waveforms
+from quakelake.archive.stations import read_stations, write_stations
 from quakelake.lakehouse import write_table
-from quakelake.lineage import UnitResult
+from quakelake.lakehouse.lineage import UnitResult
 from quakelake.params import StationSelection, TimeWindow
 from quakelake.params.download import DownloadParams
-from quakelake.stations import read_stations, write_stations
 from quakelake.tasks.retry import transient_only
 
 #: Partition of the `stations` table holding metadata fetched by the download flow.

@@ -10,12 +10,14 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
-from quakelake import denoise, engine, picking, waveforms
+from quakelake.archive import waveforms
 from quakelake.errors import is_transient, short_error
 from quakelake.lakehouse import Lake, stage_table, write_table
-from quakelake.lineage import Stopwatch, UnitResult, fingerprint, where_label
+from quakelake.lakehouse.lineage import Stopwatch, UnitResult, fingerprint, where_label
 from quakelake.params import PickParams, StationSelection, TimeWindow
-from quakelake.pick_plan import committed_stems, index_stem, pick_files, station_prefix
+from quakelake.picking import denoise, engine
+from quakelake.picking import models as picking
+from quakelake.picking.plan import committed_stems, index_stem, pick_files, station_prefix
 from quakelake.tasks.retry import transient_only
 
 

@@ -245,7 +245,7 @@ def pick_ensemble(
     Raises:
         EnsembleError: with fewer than two members.
     """
-    from quakelake.picking import PICK_COLUMNS
+    from quakelake.picking.models import PICK_COLUMNS
 
     labels = [label for label, _ in models]
     check_members(labels)

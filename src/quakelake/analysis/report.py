@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from quakelake.evaluation import METRIC_COLUMNS
+from quakelake.analysis.evaluation import METRIC_COLUMNS
 
 SUMMARY_COLUMNS = METRIC_COLUMNS
 RESIDUAL_COLUMNS = [c for c in METRIC_COLUMNS if c.startswith("residual_")]

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from quakelake.lakehouse import Lake, unit_stem
-from quakelake.lineage import fingerprint
+from quakelake.lakehouse.lineage import fingerprint
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from quakelake.archive.waveforms import StationDay
     from quakelake.params import PickParams, StationSelection, TimeWindow
-    from quakelake.picking import ModelSpec
-    from quakelake.waveforms import StationDay
+    from quakelake.picking.models import ModelSpec
 
 PICK_CODE_VERSION = "2"  # bump when a change alters the picks made from the same inputs
 
@@ -124,8 +124,9 @@ def nothing_to_do(
     """
     if not Lake(lake).exists():
         return None
-    from quakelake import groups as station_groups
-    from quakelake import picking, waveforms
+    from quakelake.archive import waveforms
+    from quakelake.params import groups as station_groups
+    from quakelake.picking import models as picking
 
     if not all(picking.known_model(m, w) for m in pick.models for w in pick.weights):
         return None  # weights to fetch or to refuse: the flow loads and warns

@@ -22,7 +22,7 @@ import pandas as pd
 
 from quakelake.errors import BadInput
 from quakelake.params import PickParams, denoised_weights
-from quakelake.weights import cache_root, has_weights, offline_weights
+from quakelake.picking.weights import cache_root, has_weights, offline_weights
 
 log = logging.getLogger(__name__)
 

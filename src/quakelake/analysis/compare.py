@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from quakelake.evaluation import Evaluation, merge_intervals
+from quakelake.analysis.evaluation import Evaluation, merge_intervals
 from quakelake.lakehouse import queries, write_table
 from quakelake.params.evaluation import RunSelection
 

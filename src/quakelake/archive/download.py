@@ -51,8 +51,7 @@ from obspy.clients.fdsn.header import (
 )
 from pydantic import Field
 
-from quakelake.errors import short_error
-from quakelake.fdsn import (
+from quakelake.archive.fdsn import (
     call_with_retries,
     dataselect_url,
     fdsn_client,
@@ -62,11 +61,7 @@ from quakelake.fdsn import (
     read_token,
     request_slot,
 )
-from quakelake.lineage import where_label
-from quakelake.params import StationSelection, TimeWindow
-from quakelake.params.base import _Model
-from quakelake.params.download import DownloadParams
-from quakelake.sds import (
+from quakelake.archive.sds import (
     INCOMING,
     PARTIAL,
     ChannelKey,
@@ -77,6 +72,11 @@ from quakelake.sds import (
     sds_path,
     station_file,
 )
+from quakelake.errors import short_error
+from quakelake.lakehouse.lineage import where_label
+from quakelake.params import StationSelection, TimeWindow
+from quakelake.params.base import _Model
+from quakelake.params.download import DownloadParams
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from quakelake import cache
 from quakelake.errors import BadInput
-from quakelake.lakehouse import Lake, write_table
+from quakelake.lakehouse import Lake, cache, write_table
 from quakelake.lakehouse.schema import STATIONS
 from quakelake.params import StationSelection
 
@@ -288,7 +287,7 @@ def station_coordinates(stations: pd.DataFrame) -> pd.DataFrame:
 
 def stations_stem(stations: pd.DataFrame) -> str:
     """Return the logical file :func:`write_stations` gives ``stations`` (it names their content)."""
-    from quakelake.lineage import fingerprint
+    from quakelake.lakehouse.lineage import fingerprint
 
     return "stations." + fingerprint(stations.astype(str).to_csv(index=False))
 
@@ -326,7 +325,7 @@ def known_stations(
         st = read_stations(station_file)
         pairs = zip(st["network"].astype(str), st["station"].astype(str), strict=True)
         return set(pairs), str(station_file)
-    from quakelake.waveforms import archive_stations
+    from quakelake.archive.waveforms import archive_stations
 
     if directory is None:
         return set(), "no archive"

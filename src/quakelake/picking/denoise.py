@@ -26,7 +26,7 @@ from pydantic import Field
 
 from quakelake.params import StationSelection, TimeWindow, denoised_weights
 from quakelake.params.base import _Model
-from quakelake.picking import ModelUnavailable
+from quakelake.picking.models import ModelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ def snr_db(
 def _pick_table(lake: Path, params: DenoiserTrainParams) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (signal picks, every known pick) as NET.STA.LOC trace ids, phase, time."""
     from quakelake.lakehouse import Lake, queries
-    from quakelake.training import TrainingError
+    from quakelake.picking.training import TrainingError
 
     lk = Lake(lake)
     every = []
@@ -240,7 +240,7 @@ def _pick_table(lake: Path, params: DenoiserTrainParams) -> tuple[pd.DataFrame, 
 
 def _windows(directory, lake, params, selection, days, samples_of):
     """Yield ``(kind, station, window start, rate, data)`` for signal and noise windows of the archive."""
-    from quakelake.training import _zne_array, archive_instruments
+    from quakelake.picking.training import _zne_array, archive_instruments
 
     signal, everything = _pick_table(lake, params)
     rng = np.random.default_rng(params.seed)
@@ -322,7 +322,7 @@ def build_denoiser_datasets(
     """
     import seisbench.data as sbd
 
-    from quakelake.training import TrainingError, held_out_stations
+    from quakelake.picking.training import TrainingError, held_out_stations
 
     def samples_of(rate: float) -> int | None:
         return in_samples if abs(rate - sampling_rate) < 1e-6 else None
@@ -375,7 +375,7 @@ def build_denoiser_datasets(
 
 
 def _holdout(params: DenoiserTrainParams):
-    from quakelake.training import TrainParams
+    from quakelake.picking.training import TrainParams
 
     return TrainParams(holdout_stations=params.holdout_stations)
 
@@ -442,8 +442,14 @@ def train_denoiser(
     import torch
     from torch.utils.data import DataLoader
 
-    from quakelake import lineage, picking
-    from quakelake.training import TrainingError, cached_weights, card_markdown, save_weights
+    from quakelake.lakehouse import lineage
+    from quakelake.picking import models as picking
+    from quakelake.picking.training import (
+        TrainingError,
+        cached_weights,
+        card_markdown,
+        save_weights,
+    )
 
     name = params.name or f"archive_{dt.date.today():%Y%m%d}"
     if name in cached_weights(params.model):

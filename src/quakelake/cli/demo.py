@@ -9,16 +9,16 @@ import os
 import time
 from pathlib import Path
 
-from quakelake.config import PickParams, RunConfig
-from quakelake.errors import BadInput, FailedWork
-from quakelake.printing import (
+from quakelake.cli.printing import (
     format_table,
     print_analysis,
     print_association,
     print_summary,
     print_timing,
 )
-from quakelake.weights import cache_root, has_weights, seed_from_folder, seed_from_sdist
+from quakelake.config import PickParams, RunConfig
+from quakelake.errors import BadInput, FailedWork
+from quakelake.picking.weights import cache_root, has_weights, seed_from_folder, seed_from_sdist
 
 HOW_TO = (
     "--data: no demo data; give a folder of real miniSEED/SAC recordings with quakelake demo --data DIR "

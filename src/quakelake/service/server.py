@@ -175,7 +175,7 @@ def _start_workers(record: dict, workers: int, threads: int, timeout: float) -> 
     out = warm_record_file()
     out.unlink(missing_ok=True)
     env = {**os.environ, "PREFECT_API_URL": record["api_url"], "DO_NOT_TRACK": "1"}
-    command = [sys.executable, "-m", "quakelake.warm", "--workers", str(workers)]
+    command = [sys.executable, "-m", "quakelake.service.warm", "--workers", str(workers)]
     command += ["--threads", str(threads), "--record", str(out)]
     log = prefect_home() / "quakelake-workers.log"
     proc = _spawn(command, env, log, out.is_file, timeout, "--workers: the warm Dask workers")
@@ -267,7 +267,7 @@ def stop() -> dict | None:
     if _is_prefect_server(pid):  # never signal a process id reused by something else
         _terminate(pid)
     dask_pid = int(record.get("dask_pid", 0))
-    if _runs(dask_pid, b"quakelake.warm"):
+    if _runs(dask_pid, b"quakelake.service.warm"):
         _terminate(dask_pid)
     warm_record_file().unlink(missing_ok=True)
     state_file().unlink(missing_ok=True)

@@ -163,7 +163,7 @@ def print_association(
         line += f", lake holds {held} events for these days"
     print(line)
     if summary.get("settings"):
-        from quakelake.association_settings import format_settings
+        from quakelake.association.settings import format_settings
 
         print(
             f"derived association settings ({format_settings(summary['settings'])}); "

@@ -69,7 +69,7 @@ def _job_kwargs(s: SlurmSettings) -> dict[str, Any]:
         if s.processes > 1:
             # Each worker of the job narrows CUDA_VISIBLE_DEVICES to its own device.
             prologue.append(f"export {PIN_GPU_ENV}=1")
-            worker_args += ["--preload", "quakelake.compute"]
+            worker_args += ["--preload", "quakelake.flows.compute"]
     lifetime = s.worker_lifetime()
     if lifetime:
         worker_args += ["--lifetime", lifetime, "--lifetime-stagger", "2m"]

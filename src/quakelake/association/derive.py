@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from quakelake.velocity import effective_velocities
+from quakelake.association.velocity import effective_velocities
 
 EARTH_RADIUS_KM = 6371.0
 KM_PER_DEG = math.pi * EARTH_RADIUS_KM / 180.0

@@ -28,17 +28,16 @@ from typing import Any
 
 import pandas as pd
 
-from quakelake import association_engines as engines
-from quakelake import relocation
-from quakelake.association_input import normalise_picks, resolve_stations, station_table
-from quakelake.association_settings import first_pass, format_settings, resolve_config
-from quakelake.params.association import AssociationError, GammaConfig, PyOctoConfig
-from quakelake.relocation import (
+from quakelake.association import engines, relocation
+from quakelake.association.inputs import normalise_picks, resolve_stations, station_table
+from quakelake.association.relocation import (
     ASSIGNMENT_COLUMNS,
     EVENT_COLUMNS,
     empty_assignments,
     empty_events,
 )
+from quakelake.association.settings import first_pass, format_settings, resolve_config
+from quakelake.params.association import AssociationError, GammaConfig, PyOctoConfig
 
 __all__ = ["ASSIGNMENT_COLUMNS", "EVENT_COLUMNS", "AssociationResult", "associate", "associate_day"]
 

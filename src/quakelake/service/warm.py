@@ -24,13 +24,13 @@ import signal
 import threading
 from pathlib import Path
 
-from quakelake.compute import blas_env
+from quakelake.flows.compute import blas_env
 
 #: Modules a worker imports before its first task: the pick task's own import chain, and the
 #: flow's module, which Prefect's context names in every submission.
 WARM_MODULES = (
     "seisbench.models",
-    "quakelake.engine",
+    "quakelake.picking.engine",
     "quakelake.tasks.pick",
     "quakelake.flows.pick",
 )
@@ -54,8 +54,9 @@ def warm_up() -> dict[str, str]:
             importlib.import_module(name)
         except Exception as exc:  # a broken optional import must not stop the cluster
             failed[name] = f"{type(exc).__name__}: {exc}"
-    from quakelake import engine, picking
     from quakelake.params import PickParams
+    from quakelake.picking import engine
+    from quakelake.picking import models as picking
 
     for model_name, weights in WARM_MODELS:
         try:

@@ -31,7 +31,7 @@ from pydantic import Field
 from quakelake.errors import BadInput
 from quakelake.params import PickParams, StationSelection, TimeWindow
 from quakelake.params.base import _Model
-from quakelake.weights import cached_weights
+from quakelake.picking.weights import cached_weights
 
 if TYPE_CHECKING:
     from quakelake.config import RunConfig
@@ -241,7 +241,7 @@ def archive_instruments(
     directory: Path, selection: StationSelection | None = None, window: TimeWindow | None = None
 ) -> Iterator[Any]:
     """Yield every ``InstrumentStream`` of the archive, station-day by station-day (unreadable files skipped)."""
-    from quakelake import waveforms
+    from quakelake.archive import waveforms
 
     scan = waveforms.scan_archive(Path(directory), selection=selection)
     for failure in scan.failures:
@@ -431,7 +431,7 @@ def trainable_model(name: str, weights: str) -> Any:
     Raises:
         TrainingError: the class cannot be fine-tuned here, or the weights are unavailable.
     """
-    from quakelake import picking
+    from quakelake.picking import models as picking
 
     if name not in TRAINABLE:
         raise TrainingError(f"-M/--models: fine-tuning supports {list(TRAINABLE)}, not {name!r}")
@@ -551,7 +551,7 @@ def fine_tune(dataset_path: Path, params: TrainParams, model: Any | None = None)
     import torch
     from torch.utils.data import DataLoader
 
-    from quakelake import picking
+    from quakelake.picking import models as picking
 
     device = picking.resolve_device(params.device)
     torch.manual_seed(params.seed)
@@ -686,7 +686,7 @@ def train_picker(
     Raises:
         TrainingError: before any file is written, when the labels, archive or splits do not allow training.
     """
-    from quakelake import lineage
+    from quakelake.lakehouse import lineage
 
     trainable_model(params.model, params.weights)  # fail on bad -M/-W before cutting any window
     name = params.name or default_name(params)
@@ -752,7 +752,7 @@ def train_picker(
 
 def weights_checksum(model: str, name: str) -> str:
     """Return the sha256 of cached weights ``model``/``name`` ("" when absent)."""
-    from quakelake import picking
+    from quakelake.picking import models as picking
 
     return picking.weights_checksum(model, name)
 

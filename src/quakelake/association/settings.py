@@ -15,15 +15,16 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from quakelake import association_engines as engines
-from quakelake import cache
-from quakelake.association_auto import (
+from quakelake.association import engines
+from quakelake.association.derive import (
     derive_settings,
     network_geometry,
     seismic_depth_km,
     wadati_ratio,
 )
-from quakelake.association_input import normalise_picks, resolve_stations, station_table
+from quakelake.association.inputs import normalise_picks, resolve_stations, station_table
+from quakelake.association.velocity import layered_model, model_points, standard_model
+from quakelake.lakehouse import cache
 from quakelake.params.association import (
     AreaParams,
     GammaConfig,
@@ -31,7 +32,6 @@ from quakelake.params.association import (
     RelocationParams,
     VelocityParams,
 )
-from quakelake.velocity import layered_model, model_points, standard_model
 
 # With the standard model, the Vp/Vs ratio is measured on the first picks (see first_pass).
 VP_VS_FROM_PICKS = "from the picks"

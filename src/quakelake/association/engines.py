@@ -28,9 +28,9 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from quakelake.association_input import Projection, area_bounds
+from quakelake.association.inputs import Projection, area_bounds
+from quakelake.association.velocity import cached_table, model_points, surface_velocities
 from quakelake.params.association import AssociationError, GammaConfig, PyOctoConfig
-from quakelake.velocity import cached_table, model_points, surface_velocities
 
 
 class HomogeneousTimes:

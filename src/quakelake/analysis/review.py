@@ -10,10 +10,11 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from quakelake import picking, waveforms
+from quakelake.analysis.plotting import plot_station_day
+from quakelake.archive import waveforms
 from quakelake.lakehouse import Lake, queries
 from quakelake.params import PickParams, StationSelection, TimeWindow
-from quakelake.plotting import plot_station_day
+from quakelake.picking import models as picking
 
 
 def station_day_views(

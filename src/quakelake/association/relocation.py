@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from quakelake.association_engines import Setup
+from quakelake.association.engines import Setup
 from quakelake.params.association import GammaConfig, PyOctoConfig, RelocationParams
 
 # Location quality, from the relocation's covariance and the station geometry (lake `events` too).

@@ -40,7 +40,13 @@ import numpy as np
 import pandas as pd
 
 from quakelake.params import PickParams
-from quakelake.picking import PICK_COLUMNS, ModelSpec, classify_kwargs, pick_streams, picks_frame
+from quakelake.picking.models import (
+    PICK_COLUMNS,
+    ModelSpec,
+    classify_kwargs,
+    pick_streams,
+    picks_frame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +220,7 @@ def _export_path(model: Any) -> Path:
 
 
 def _export_cache() -> Path:
-    from quakelake.weights import cache_root
+    from quakelake.picking.weights import cache_root
 
     return cache_root() / "quakelake-engine"
 

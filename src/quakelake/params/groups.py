@@ -228,7 +228,7 @@ def group_metrics(
         max_dt_s: event origin-time tolerance (s).
         max_km: event epicentral tolerance (km).
     """
-    from quakelake import evaluation
+    from quakelake.analysis import evaluation
 
     rows = []
     for name, patterns in groups.items():

@@ -21,20 +21,20 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from quakelake import groups as station_groups
-from quakelake.association_input import one_band_per_station, read_pick_table
-from quakelake.association_settings import resolve_for_network
+from quakelake.archive.stations import read_stations, stations_stem
+from quakelake.association.inputs import one_band_per_station, read_pick_table
+from quakelake.association.settings import resolve_for_network
+from quakelake.association.velocity import model_points
 from quakelake.lakehouse import Lake, queries, unit_stem
+from quakelake.lakehouse.lineage import fingerprint, frame_digest, stale_runs
 from quakelake.lakehouse.writer import safe_name
-from quakelake.lineage import fingerprint, frame_digest, stale_runs
 from quakelake.params import TimeWindow
+from quakelake.params import groups as station_groups
 from quakelake.params.association import AssociationError, GammaConfig, PyOctoConfig
-from quakelake.stations import read_stations, stations_stem
-from quakelake.velocity import model_points
 
 if TYPE_CHECKING:
+    from quakelake.association.magnitudes import MagnitudeParams
     from quakelake.config import RunConfig
-    from quakelake.magnitudes import MagnitudeParams
 
 ASSOCIATION_CODE_VERSION = "2"  # bump when a change alters the events made from the same inputs
 MAGNITUDE_CODE_VERSION = "1"  # bump when a change alters the magnitudes made from the same inputs
@@ -492,7 +492,7 @@ def pipeline_nothing_to_do(config: RunConfig) -> dict[str, Any] | None:
     Pick (:func:`quakelake.pick_plan.nothing_to_do`) and every association the pipeline would
     run (each pick set x station group, :func:`nothing_to_do`) must have nothing to do.
     """
-    from quakelake.pick_plan import nothing_to_do as nothing_to_pick
+    from quakelake.picking.plan import nothing_to_do as nothing_to_pick
 
     if (
         config.force

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from pyproj import CRS, Transformer
 
+from quakelake.archive.stations import station_coordinates
 from quakelake.params.association import AreaParams, AssociationError
-from quakelake.stations import station_coordinates
 
 
 def read_pick_table(path: Path) -> pd.DataFrame:
