@@ -1,6 +1,6 @@
 """Fine-tuned vs parent weights on held-out real picks (station cross-validation), side by side.
 
-For each fold a quarter of the stations is held out: the picker is fine-tuned (``quakelake.training``)
+For each fold a quarter of the stations is held out: the picker is fine-tuned (``quakelake.picking.training``)
 on windows of the other stations around the reference picks, then parent and fine-tuned weights
 pick the held-out stations' full recordings (SeisBench ``classify``, same thresholds) and are
 matched to the reference picks within the tolerance. Prints recall, precision and residuals per

@@ -44,7 +44,7 @@ def test_leonardo_job_script_has_account_partition_gpus_walltime_prologue():
     worker = next(line for line in lines if "dask_worker" in line or "dask-worker" in line)
     assert "tcp://10.10.0.1:8786" in worker
     assert "--nworkers 4" in worker and "--nthreads 1" in worker  # one worker per GPU
-    assert "--resources GPU=1" in worker and "--preload quakelake.compute" in worker
+    assert "--resources GPU=1" in worker and "--preload quakelake.flows.compute" in worker
     assert "--interface ib0" in worker
     assert "--lifetime 470m" in worker  # retire 10 min before the walltime
     # the prologue runs before the worker starts

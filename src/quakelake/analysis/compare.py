@@ -1,6 +1,6 @@
 """Analysis against the lake: which picks, events and reference to compare, and where; the results back in.
 
-The matching and the metrics are :mod:`quakelake.evaluation` (DataFrames in, DataFrames out,
+The matching and the metrics are :mod:`quakelake.analysis.evaluation` (DataFrames in, DataFrames out,
 no lake); this module reads their inputs from the lake with the typed queries of
 :mod:`quakelake.lakehouse.queries` and writes the matches and metrics of a run into it.
 

@@ -7,7 +7,7 @@ event appears in exactly one output row: ``TP`` (matched to one reference row), 
 reference partner) or ``FN`` (a reference row nobody matched).
 
 DataFrames in, DataFrames out: no lake here (reading the inputs from the lake and writing the
-results back is :mod:`quakelake.analysis`). Plain Python: no Prefect import here.
+results back is :mod:`quakelake.analysis.compare`). Plain Python: no Prefect import here.
 """
 
 from __future__ import annotations
@@ -732,7 +732,7 @@ def evaluate(
 ) -> Evaluation:
     """Compare picks and events with a reference where waveforms were processed.
 
-    With ``coverage`` (the archive's waveforms per station, :func:`quakelake.analysis.load_coverage`) the
+    With ``coverage`` (the archive's waveforms per station, :func:`quakelake.analysis.compare.load_coverage`) the
     comparison is made where waveforms exist: a pick (reference or not) counts when its
     station has waveforms at its time, an event when any station has waveforms at its origin
     time, both inside ``[start, end]`` when given (the compared span defaults to the

@@ -95,7 +95,7 @@ def plot_event_map(
     black circles; stations are labelled with their codes.
 
     Args:
-        event_matches: output of :func:`quakelake.evaluation.match_events` (``associator``
+        event_matches: output of :func:`quakelake.analysis.evaluation.match_events` (``associator``
             column for several associators).
         events: events with ``event_id, latitude, longitude``.
         reference_events: reference events with the same columns.

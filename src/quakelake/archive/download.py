@@ -1,8 +1,8 @@
 """Waveform and station downloads from FDSN data centres into a local SDS archive.
 
 Plain Python (no Prefect): ObsPy's FDSN :class:`~obspy.clients.fdsn.Client` does the protocol,
-:mod:`quakelake.fdsn` the client handling (cached clients, EIDA tokens, retries, deadlines) and
-:mod:`quakelake.sds` the archive layout (paths, whole records, atomic writes); this module plans
+:mod:`quakelake.archive.fdsn` the client handling (cached clients, EIDA tokens, retries, deadlines) and
+:mod:`quakelake.archive.sds` the archive layout (paths, whole records, atomic writes); this module plans
 the units and makes each one complete.
 One unit of work is one (station, day): its miniSEED records are fetched with a single
 ``get_waveforms`` request, split per channel and written to the SDS layout::

@@ -96,7 +96,7 @@ def check_covers_archive(
         stations: the station file's rows (:func:`read_stations`).
         source: the station file, for the message.
         archive: (network, station) of the waveforms to pick, e.g. from
-            :func:`quakelake.waveforms.archive_stations`.
+            :func:`quakelake.archive.waveforms.archive_stations`.
         where: the archive, for the message (``archive /data/sds``).
 
     Raises:
@@ -180,7 +180,7 @@ def _finish(out: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-# Parsed StationXML is cached per user by the file's content (quakelake.cache): a rerun (a no-op
+# Parsed StationXML is cached per user by the file's content (quakelake.lakehouse.cache): a rerun (a no-op
 # above all) reads a small Parquet file instead of parsing the XML with ObsPy (~0.7 s for a
 # 16-station file with responses). Bump the version when the parsed columns change.
 STATIONXML_CACHE_VERSION = "1"

@@ -10,11 +10,11 @@ One small interface, DataFrames in and DataFrames out::
 Association runs per day without loss at midnight with :func:`associate_day`: it reads picks
 with a margin on both sides and keeps only events whose origin lies in the day.
 
-The steps live in their own modules: :mod:`quakelake.association_input` (picks and stations
+The steps live in their own modules: :mod:`quakelake.association.inputs` (picks and stations
 normalised, ``station_id`` = ``NET.STA.LOC``, one band per station),
-:mod:`quakelake.association_settings` (empty settings derived from the network),
-:mod:`quakelake.association_engines` (PyOcto and GaMMA behind one ``run(setup, config)``) and
-:mod:`quakelake.relocation` (robust relocation of every event with all its picks, on by default
+:mod:`quakelake.association.settings` (empty settings derived from the network),
+:mod:`quakelake.association.engines` (PyOcto and GaMMA behind one ``run(setup, config)``) and
+:mod:`quakelake.association.relocation` (robust relocation of every event with all its picks, on by default
 for PyOcto, and the location quality).
 """
 

@@ -19,11 +19,11 @@ what the network can record, not one set of numbers for every network:
   poorly-predicted arrivals do not seed more candidates (the search itself keeps the tolerance);
 * **velocity**: the user's regional 1-D model, else ak135 (ObsPy TauP) instead of a 0-D guess,
   with the Vp/Vs ratio of the picks themselves (:func:`wadati_ratio` on a first pass, see
-  :func:`quakelake.association_settings.first_pass`): ak135's 1.73 misplaces events where the
+  :func:`quakelake.association.settings.first_pass`): ak135's 1.73 misplaces events where the
   crust's ratio is 1.78.
 
 Everything here is plain arithmetic on DataFrames (no associator imported), so the same numbers
-serve GaMMA and PyOcto; :func:`quakelake.association_settings.resolve_config` applies them to every
+serve GaMMA and PyOcto; :func:`quakelake.association.settings.resolve_config` applies them to every
 setting the user left empty and reports each derived value.
 """
 

@@ -5,7 +5,7 @@ it; pick files may name ``NET.STA`` or ``STA``, and a ``station`` column is acce
 ``phase`` (P/S) and ``time`` (UTC); ``probability``, ``pick_id`` and ``band`` are optional.
 The associators see one instrument per station: where a station picked on two bands (``HH``
 and ``HN``), the picks of one band are kept (:func:`one_band_per_station`).
-``stations`` is a `stations` table (see :mod:`quakelake.stations`); :class:`Projection` maps
+``stations`` is a `stations` table (see :mod:`quakelake.archive.stations`); :class:`Projection` maps
 the search area (:func:`area_bounds`) to local kilometres.
 """
 
@@ -188,7 +188,7 @@ def station_table(stations: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     missing = [c for c in ("station", "latitude", "longitude") if c not in stations.columns]
     if missing:
         raise AssociationError(
-            f"stations lack columns {missing}; read them with quakelake.stations.read_stations"
+            f"stations lack columns {missing}; read them with quakelake.archive.stations.read_stations"
         )
     st = station_coordinates(stations)
     no_elev = st["elevation_m"].isna()

@@ -489,7 +489,7 @@ def pipeline_nothing_to_do(config: RunConfig) -> dict[str, Any] | None:
 
     Only a run of the archive's pick and associate stages: a download, an ensemble, ``--force``
     or an analysis (each analysis is a new run of its own, with its report) go to the flow.
-    Pick (:func:`quakelake.pick_plan.nothing_to_do`) and every association the pipeline would
+    Pick (:func:`quakelake.picking.plan.nothing_to_do`) and every association the pipeline would
     run (each pick set x station group, :func:`nothing_to_do`) must have nothing to do.
     """
     from quakelake.picking.plan import nothing_to_do as nothing_to_pick

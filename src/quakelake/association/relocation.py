@@ -3,7 +3,7 @@
 PyOcto's octree locations are preliminary (node-size precision): :func:`relocate` fits every
 event to all its picks by robust least squares in the same velocity model, which brings the
 epicentres within the few km that catalogue matching needs. :func:`finish` relocates the raw
-events of an engine (:mod:`quakelake.association_engines`), merges two events that relocation
+events of an engine (:mod:`quakelake.association.engines`), merges two events that relocation
 put on one earthquake (:func:`same_earthquake`), and returns the events (:data:`EVENT_COLUMNS`,
 with the location quality of :data:`QUALITY_COLUMNS`) and assignments
 (:data:`ASSIGNMENT_COLUMNS`).
@@ -207,7 +207,7 @@ def finish(
     Args:
         setup: the picks, sites, travel times and projection the engine ran on.
         config: the resolved configuration (relocation, depth range, tolerance).
-        raw_events: ``idx, time, x, y, z, score`` (:func:`quakelake.association_engines.run`).
+        raw_events: ``idx, time, x, y, z, score`` (:func:`quakelake.association.engines.run`).
         raw_assign: ``event_idx, pick_idx``.
         prefix: prefix of the event ids (the origin time follows it).
     """

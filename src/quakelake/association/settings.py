@@ -1,7 +1,7 @@
 """Association settings: the configuration with every empty setting derived from the network.
 
 :func:`resolve_config` fills what the user left empty from the station geometry and pick rates
-(:mod:`quakelake.association_auto`); :func:`resolve_for_network` does it for a station table and
+(:mod:`quakelake.association.derive`); :func:`resolve_for_network` does it for a station table and
 pick counts (the associate flow resolves once per run); :func:`first_pass` measures the Vp/Vs
 ratio and the seismicity's depth on the picks' first events; :func:`format_settings` prints what was
 derived; :func:`ogs_default` is the documented configuration of the OGS network.
@@ -94,7 +94,7 @@ def resolve_config(
     """Return ``config`` with every empty setting derived from the network, and what was derived.
 
     Values the user gave are kept as they are; the others come from
-    :func:`quakelake.association_auto.derive_settings` on the geometry of the stations that have
+    :func:`quakelake.association.derive.derive_settings` on the geometry of the stations that have
     picks. The second value is ``{"derived": {setting: value}, "geometry": {...}}`` (empty when
     nothing was left to derive), for printing and for the run's lineage.
 
@@ -258,8 +258,8 @@ def first_pass(
     crustal network is searched far below its seismicity (OGS: 0-250 km). So when either was
     derived, the first :data:`FIRST_PASS_PICKS` picks are associated with the resolved settings
     (by PyOcto, also for GaMMA: it is the faster of the two); the Wadati slope of their events
-    (:func:`quakelake.association_auto.wadati_ratio`) becomes ``velocity.vp_vs``, and their depths
-    set the box's depth (:func:`quakelake.association_auto.seismic_depth_km`). Too few events
+    (:func:`quakelake.association.derive.wadati_ratio`) becomes ``velocity.vp_vs``, and their depths
+    set the box's depth (:func:`quakelake.association.derive.seismic_depth_km`). Too few events
     keep the model's S velocities and the geometric depth. The values and the number of events
     they rest on are recorded in ``settings["derived"]``.
 
@@ -312,7 +312,7 @@ def _first_events(
     """Return the first pass's event depths and Wadati ratio, once per content of its inputs.
 
     The pass is a pure function of the probe's settings (with its velocity model's points),
-    the picks and the stations, so its outcome is cached per user (:mod:`quakelake.cache`): an
+    the picks and the stations, so its outcome is cached per user (:mod:`quakelake.lakehouse.cache`): an
     unchanged rerun (the no-op check, then the flow) does not associate the first picks again.
     """
     vel = probe.velocity

@@ -396,7 +396,7 @@ def _nothing_to_associate(
     """Return the summaries of associate runs that find every day in the lake, before Prefect starts.
 
     One per pick set x group, as the flows would run; None as soon as one of them has work
-    (:func:`quakelake.associate_plan.nothing_to_do`): then every flow runs, as before.
+    (:func:`quakelake.association.plan.nothing_to_do`): then every flow runs, as before.
     """
     from quakelake.association.plan import given_response_files, nothing_to_associate
 

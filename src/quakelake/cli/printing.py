@@ -1,7 +1,7 @@
 """What the command line prints: run summaries, tables and timings in seismology's words.
 
 No dict, list or datetime reprs reach the user: phase counts read ``P 90, S 85``, channel
-selections ``CI.*.*.HH?``. Used by :mod:`quakelake.cli` and :mod:`quakelake.demo`; imports
+selections ``CI.*.*.HH?``. Used by :mod:`quakelake.cli` and :mod:`quakelake.cli.demo`; imports
 nothing heavy at module level.
 """
 
@@ -102,7 +102,7 @@ def print_summary(summary: dict, lake: Path | str) -> None:
     """Print the summary line of a pick run and a warning per model x weights it skipped.
 
     A summary without a run id is that of a rerun that found every unit in the lake and ran
-    no flow (:func:`quakelake.pick_plan.nothing_to_do`).
+    no flow (:func:`quakelake.picking.plan.nothing_to_do`).
     """
     run = f"run {summary['run_id']}" if summary.get("run_id") else "nothing to do"
     print(
@@ -152,7 +152,7 @@ def print_association(
 ) -> None:
     """Print an association summary line: days by status, events written and events the lake holds."""
     held = lake_events(lake_root, summary, window) if lake_root is not None else None
-    # no run id: a rerun that found every day in the lake (quakelake.associate_plan)
+    # no run id: a rerun that found every day in the lake (quakelake.association.plan)
     run = f"associate {summary['run_id']}" if summary.get("run_id") else "nothing to do: associate"
     line = (
         f"{run} ({summary['associator']}, {summary['pick_source']}): "

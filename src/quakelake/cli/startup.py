@@ -54,7 +54,7 @@ def use_warm_workers(cfg: RunConfig) -> RunConfig:
     """Return ``cfg`` picking on the warm workers of ``quakelake server start --workers N``.
 
     Only when the user chose no runner (option, file or block) and the warm cluster answers and
-    fits this command (:func:`quakelake.server.warm_fit`; when its code is older, a
+    fits this command (:func:`quakelake.service.server.warm_fit`; when its code is older, a
     warning says so); the archive and lake paths are made
     absolute, as the workers run in another folder. Otherwise ``cfg`` unchanged.
     """

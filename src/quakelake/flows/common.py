@@ -106,7 +106,7 @@ def recover_crashed_runs(lake: Path) -> list[dict]:
     """Mark killed runs of this host ``crashed`` in the lake and in Prefect; return them.
 
     Their committed units have their ledger rows already (see
-    :func:`quakelake.lineage.mark_crashed_runs`); the
+    :func:`quakelake.lakehouse.lineage.mark_crashed_runs`); the
     Prefect flow run of each, left Running by the kill, is set Crashed when the API knows it.
     """
     try:

@@ -153,7 +153,7 @@ def worker_index(name: object) -> int:
 
 
 def dask_setup(worker: Any) -> None:
-    """Dask preload hook (``--preload quakelake.compute``): give this worker one GPU.
+    """Dask preload hook (``--preload quakelake.flows.compute``): give this worker one GPU.
 
     When ``QUAKELAKE_PIN_GPU=1`` and the job sees several devices (``CUDA_VISIBLE_DEVICES``
     set by SLURM from ``--gres=gpu:N``), the worker keeps only the device at its index, so

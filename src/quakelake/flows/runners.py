@@ -1,4 +1,4 @@
-"""Prefect task runners built from :class:`quakelake.compute.ComputeSettings`.
+"""Prefect task runners built from :class:`quakelake.flows.compute.ComputeSettings`.
 
 Use with any flow::
 

@@ -2,7 +2,7 @@
 
 Plain pydantic: the run configuration imports this without the association engines (pyproj,
 GaMMA, PyOcto). The layered model a :class:`VelocityParams` names is built by
-:func:`quakelake.velocity.model_points`; the engines live in :mod:`quakelake.association_engines`.
+:func:`quakelake.association.velocity.model_points`; the engines live in :mod:`quakelake.association.engines`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class AssociationError(BadInput, ValueError):
 class VelocityParams(_Model):
     """Velocity model shared by both associators and the relocation step.
 
-    Empty values are derived from the network (see :mod:`quakelake.association_auto`);
+    Empty values are derived from the network (see :mod:`quakelake.association.derive`);
     ``kind: auto`` is the user's ``model_file``/``layers`` when given, else the ``standard`` model.
     """
 

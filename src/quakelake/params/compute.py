@@ -2,7 +2,7 @@
 
 Plain pydantic: the run configuration and the blocks import this without Dask. What these
 settings imply for Dask and dask-jobqueue (cluster arguments, job scripts, the worker GPU pin)
-lives in :mod:`quakelake.compute`.
+lives in :mod:`quakelake.flows.compute`.
 """
 
 from __future__ import annotations

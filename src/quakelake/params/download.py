@@ -1,7 +1,7 @@
 """Parameters of the FDSN download stage: data centres, domains, retries, deadlines.
 
 Plain pydantic: the run configuration imports this without ObsPy's FDSN client; the download
-itself lives in :mod:`quakelake.download`.
+itself lives in :mod:`quakelake.archive.download`.
 """
 
 from __future__ import annotations

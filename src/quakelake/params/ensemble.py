@@ -1,6 +1,6 @@
 """Parameters of the ensemble stage: how model x weights members are combined into consensus picks.
 
-Plain pydantic; the consensus itself lives in :mod:`quakelake.ensemble`.
+Plain pydantic; the consensus itself lives in :mod:`quakelake.picking.ensemble`.
 """
 
 from __future__ import annotations

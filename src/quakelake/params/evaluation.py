@@ -1,7 +1,7 @@
 """Parameters of the analysis stage: what is compared and the tolerances of matching it to a reference.
 
 Plain pydantic: the run configuration imports this without SciPy or pyproj; the matching
-lives in :mod:`quakelake.evaluation`.
+lives in :mod:`quakelake.analysis.evaluation`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Parameters of the local-magnitude stage: amplitude window, attenuation law, event ML.
 
 Plain pydantic (NumPy is imported when a law is evaluated): the run configuration imports this
-without ObsPy; the amplitude measurement lives in :mod:`quakelake.magnitudes`.
+without ObsPy; the amplitude measurement lives in :mod:`quakelake.association.magnitudes`.
 """
 
 from __future__ import annotations

@@ -607,7 +607,7 @@ def pick_instruments(
     """Return the picks ``model`` makes on ``instruments`` and what made them (see :func:`engine_name`).
 
     The engine picks the models it accelerates; any other SeisBench model goes through
-    :func:`quakelake.picking.pick_streams` (SeisBench ``classify``, one stream at a time).
+    :func:`quakelake.picking.models.pick_streams` (SeisBench ``classify``, one stream at a time).
     """
     if not accelerated(model, params):
         return pick_streams(model, instruments, spec, params), "seisbench"

@@ -141,7 +141,7 @@ def _peaks(curve: np.ndarray, threshold: float) -> list[tuple[int, int, int, flo
 
 
 def _pick_id(weights: str, station_id: str, band: str, phase: str, time: pd.Timestamp) -> str:
-    # the instrument as quakelake.picking.pick_key hashes it: NET.STA.LOC.BAND
+    # the instrument as quakelake.picking.models.pick_key hashes it: NET.STA.LOC.BAND
     text = f"{ENSEMBLE_MODEL}|{weights}|{station_id}.{band}|{phase}|{time.value}"
     return hashlib.sha1(text.encode()).hexdigest()[:20]
 
@@ -238,7 +238,7 @@ def pick_ensemble(
 
     Args:
         models: (member label ``Model/weights``, loaded SeisBench model) for every member.
-        instruments: ``quakelake.waveforms.InstrumentStream`` objects of the station-day.
+        instruments: ``quakelake.archive.waveforms.InstrumentStream`` objects of the station-day.
         pick: the members' thresholds and batch size.
         params: aggregation method, agreement tolerance, aggregate thresholds.
 

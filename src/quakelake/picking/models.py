@@ -203,7 +203,7 @@ def available_specs(params: PickParams, device: str) -> tuple[list[ModelSpec], l
         raise ModelUnavailable(
             "no model x weights combination could be loaded:\n" + "\n".join(warnings)
         )
-    if params.denoiser:  # checked by the caller (quakelake.denoise.check_available)
+    if params.denoiser:  # checked by the caller (quakelake.picking.denoise.check_available)
         specs += [ModelSpec(s.model, s.weights, params.denoiser) for s in specs]
     return specs, warnings
 
@@ -281,7 +281,7 @@ def pick_streams(
 
     Args:
         model: a loaded SeisBench ``WaveformModel``.
-        instruments: ``quakelake.waveforms.InstrumentStream`` objects.
+        instruments: ``quakelake.archive.waveforms.InstrumentStream`` objects.
         spec: model x weights label for the rows.
         params: thresholds and batch size.
     """

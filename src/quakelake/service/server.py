@@ -95,7 +95,7 @@ def resolve_api() -> str:
 
 
 def warm_record_file() -> Path:
-    """Return the file that holds the warm Dask cluster's address (:mod:`quakelake.warm`)."""
+    """Return the file that holds the warm Dask cluster's address (:mod:`quakelake.service.warm`)."""
     return prefect_home() / "quakelake-workers.json"
 
 
@@ -126,7 +126,7 @@ def start(
     """Start a local Prefect server on 127.0.0.1:``port`` in the background and return its record.
 
     With ``workers`` > 0 a warm Dask cluster of that many worker processes (``threads`` threads
-    each, the picking stack loaded) starts next to it (:mod:`quakelake.warm`); its scheduler
+    each, the picking stack loaded) starts next to it (:mod:`quakelake.service.warm`); its scheduler
     address is in the record as ``dask_address``.
 
     Raises:

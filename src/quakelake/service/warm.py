@@ -9,7 +9,7 @@ and load the default model once when they start. The commands then send their pi
 (:func:`quakelake.cli.startup.use_warm_workers`) when the user chose no runner, so only the first command
 after ``server start`` pays the start-up. ``quakelake server stop`` ends it with the server.
 
-Run as ``python -m quakelake.warm --workers N --record FILE``: the cluster's scheduler address is
+Run as ``python -m quakelake.service.warm --workers N --record FILE``: the cluster's scheduler address is
 written to ``FILE`` (JSON, atomically) once every worker is up and warmed; the process then waits
 until it is terminated. Prefect is imported once the cluster is up (the scheduler unpickles the
 flow's context of each submission).
@@ -75,7 +75,7 @@ def _write(record_file: Path, record: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m quakelake.warm", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m quakelake.service.warm", description=__doc__)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="threads per worker")
     parser.add_argument("--record", type=Path, required=True, help="JSON file for the address")

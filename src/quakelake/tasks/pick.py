@@ -139,7 +139,7 @@ def pick_one(
     Instruments whose logical file for the current inputs is committed (``committed``: the
     lake's stems for this station, given by the flow; None: asked of the lake) are skipped
     unless ``force``; the others are picked into new data files that the flow commits with
-    the unit's ledger row (:func:`quakelake.lineage.commit_unit`), replacing the instrument's
+    the unit's ledger row (:func:`quakelake.lakehouse.lineage.commit_unit`), replacing the instrument's
     file of older inputs. The worker never writes to the catalog.
     """
     key = f"{spec.label}:{unit.key}"
