@@ -145,7 +145,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 f"QuakeML: {write_quakeml(events, assignments, args.quakeml, **tables)} ({len(events)} events)"
             )
     if not written:
-        from quakelake.cli.printing import days_text
+        from quakelake.params.text import days_text
 
         raise CliError(
             f"-D/--dates: the lake {cfg.lake} has no picks or events for {days_text(w)}; "

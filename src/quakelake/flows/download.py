@@ -8,7 +8,6 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from quakelake.archive.download import DownloadResult, DownloadUnit
-from quakelake.cli.printing import days_text, selection_text
 from quakelake.errors import FailedWork, FdsnUnreachable
 from quakelake.flows.common import current_flow_run_id, recover_crashed_runs
 from quakelake.lakehouse.lineage import (
@@ -21,6 +20,7 @@ from quakelake.lakehouse.lineage import (
 )
 from quakelake.params import StationSelection, TimeWindow
 from quakelake.params.download import DownloadParams
+from quakelake.params.text import days_text, selection_text
 from quakelake.tasks.download import (
     download_station_day,
     plan_downloads,

@@ -9,7 +9,6 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from tqdm import tqdm
 
-from quakelake.cli.printing import days_text, selection_text
 from quakelake.errors import FailedWork
 from quakelake.flows.common import (
     collect_all,
@@ -31,6 +30,7 @@ from quakelake.lakehouse.lineage import (
 )
 from quakelake.params import PickParams, StationSelection, TimeWindow
 from quakelake.params import groups as station_groups
+from quakelake.params.text import days_text, selection_text
 from quakelake.picking import denoise
 from quakelake.picking import ensemble as ensembles
 from quakelake.picking import models as picking
