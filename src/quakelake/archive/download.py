@@ -66,16 +66,17 @@ from quakelake.archive.sds import (
     PARTIAL,
     ChannelKey,
     Record,
-    atomic_write,
+    incoming_file,
     parse_records,
     records_by_channel,
     sds_path,
     station_file,
 )
 from quakelake.errors import short_error
+from quakelake.lakehouse.atomic import atomic_write
 from quakelake.lakehouse.lineage import where_label
 from quakelake.params import StationSelection, TimeWindow
-from quakelake.params.base import _Model
+from quakelake.params.base import ParamModel
 from quakelake.params.download import DownloadParams
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ log = logging.getLogger(__name__)
 Status = Literal["ok", "partial", "skipped", "no_data", "failed"]
 
 
-class DownloadUnit(_Model):
+class DownloadUnit(ParamModel):
     """One (station, day) to fetch: which channels are expected and which centres may serve it."""
 
     network: str
@@ -99,7 +100,7 @@ class DownloadUnit(_Model):
         return f"{self.network}.{self.station}.{self.day.isoformat()}"
 
 
-class DownloadPlan(_Model):
+class DownloadPlan(ParamModel):
     """What the station services returned: the units to fetch and the StationXML files written."""
 
     units: list[DownloadUnit] = Field(default_factory=list)
@@ -264,7 +265,7 @@ def write_station_files(archive: Path, inventory: Inventory) -> list[Path]:
         inv = Inventory(networks=[net], source="quakelake")
         buf = io.BytesIO()
         inv.write(buf, format="STATIONXML")
-        atomic_write(Path(archive), path, buf.getvalue(), prefix="stations")
+        atomic_write(path, buf.getvalue(), temporary=incoming_file(archive, path, "stations"))
         paths.append(path)
     return paths
 
@@ -553,7 +554,11 @@ def download_unit(
     written = []
     for (net, sta, loc, cha), records in sorted(by_channel.items()):
         target = sds_path(archive, net, sta, loc, cha, unit.day)
-        atomic_write(archive, target, b"".join(r.data for r in records), prefix=unit.key)
+        atomic_write(
+            target,
+            b"".join(r.data for r in records),
+            temporary=incoming_file(archive, target, unit.key),
+        )
         written.append(target)
     gaps = [
         f"{loc}.{cha} {_fmt(t, unit.day)}-24:00:00" for (loc, cha), t in sorted(missing.items())
@@ -561,7 +566,7 @@ def download_unit(
     if gaps:
         body = json.dumps({"unit": unit.key, "client": name, "gaps": gaps, "why": note}).encode()
         marker.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(archive, marker, body, prefix=unit.key)
+        atomic_write(marker, body, temporary=incoming_file(archive, marker, unit.key))
         errors = [e for e in errors if not e.startswith(f"{name}: ")]
         errors.insert(0, "missing " + ", ".join(gaps) + (f" ({note})" if note else ""))
     else:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,18 +41,14 @@ def station_file(archive: Path, network: str) -> Path:
     return Path(archive) / STATIONS_DIR / f"{network}.xml"
 
 
-def atomic_write(archive: Path, target: Path, data: bytes, prefix: str) -> None:
-    """Write ``data`` to ``target`` through ``<archive>/.incoming/<prefix>.*.part`` and a rename."""
-    incoming = archive / INCOMING
-    incoming.mkdir(parents=True, exist_ok=True)
-    tmp = incoming / f"{prefix}.{target.name}.{uuid.uuid4().hex}.part"
-    try:
-        tmp.write_bytes(data)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def incoming_file(archive: Path, target: Path, prefix: str) -> Path:
+    """Return the temporary ``<archive>/.incoming/<prefix>.<name>.<hex>.part`` file of ``target``.
+
+    Downloads are written there first and renamed onto ``target``
+    (:func:`quakelake.lakehouse.atomic.atomic_write`); ``prefix`` (a unit's key) lets a rerun
+    remove what a killed run left.
+    """
+    return Path(archive) / INCOMING / f"{prefix}.{target.name}.{uuid.uuid4().hex}.part"
 
 
 ChannelKey = tuple[str, str, str, str]

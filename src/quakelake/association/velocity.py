@@ -20,7 +20,6 @@ Travel times come from a 2-D eikonal solution (Pyrocko's fast-marching solver, a
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
 import tempfile
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from quakelake.errors import BadInput
+from quakelake.lakehouse.atomic import atomic_write
 
 if TYPE_CHECKING:
     from quakelake.params.association import VelocityParams
@@ -314,15 +314,13 @@ class TravelTimeTable:
     def write_pyocto(self, path: str | Path) -> Path:
         """Write the table in PyOcto's binary layout (header nx, nz, delta; P then S times)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         nx, nz = self.p.shape
-        with open(tmp, "wb") as f:
-            f.write(struct.pack("iid", nx, nz, self.delta))
-            f.write(np.ascontiguousarray(self.p, dtype=np.float64).tobytes())
-            f.write(np.ascontiguousarray(self.s, dtype=np.float64).tobytes())
-        tmp.replace(path)
-        return path
+        return atomic_write(
+            path,
+            struct.pack("iid", nx, nz, self.delta)
+            + np.ascontiguousarray(self.p, dtype=np.float64).tobytes()
+            + np.ascontiguousarray(self.s, dtype=np.float64).tobytes(),
+        )
 
     @classmethod
     def read_pyocto(cls, path: str | Path) -> TravelTimeTable:

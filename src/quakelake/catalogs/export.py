@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from quakelake.errors import BadInput
+from quakelake.lakehouse.atomic import atomic_write
 
 RESOURCE_PREFIX = "smi:quakelake"
 # Characters a QuakeML resource identifier may hold after its authority (QuakeML 1.2 URI rule).
@@ -523,10 +524,9 @@ def write_nonlinloc(assignments: pd.DataFrame, path: str | Path, pick_std_s: flo
             ],
         }
     )
-    tmp = path.with_name(f".{path.name}.tmp")
-    OctoAssociator.to_nonlinloc(frame, tmp, pick_std=pick_std_s)
-    tmp.replace(path)
-    return path
+    return atomic_write(
+        path, lambda tmp: OctoAssociator.to_nonlinloc(frame, tmp, pick_std=pick_std_s)
+    )
 
 
 def export_run(

@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from quakelake.lakehouse.atomic import atomic_write
+
 log = logging.getLogger(__name__)
 
 
@@ -49,10 +51,7 @@ def publish(tmp_writer, path: Path) -> None:
     A folder that cannot be written is logged at debug level and skipped.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp_writer(tmp)
-        os.replace(tmp, path)
+        atomic_write(path, tmp_writer)
     except OSError as exc:
         log.debug("cache entry %s not written (%s)", path, exc)
 

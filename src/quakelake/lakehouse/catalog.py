@@ -33,7 +33,9 @@ import pyarrow as pa
 
 from quakelake.errors import BadInput
 from quakelake.lakehouse import extensions
+from quakelake.lakehouse.atomic import atomic_write
 from quakelake.lakehouse.schema import TABLES, TableSpec
+from quakelake.lakehouse.sql import quote
 from quakelake.lakehouse.writer import FileChange, stage_table, table_spec, to_arrow
 
 CATALOG_FILE = "catalog.sqlite"
@@ -175,10 +177,10 @@ class Lake:
             target = "ducklake:postgres:" + url.removeprefix("postgres:")
         else:
             target = "ducklake:sqlite:" + url
-        opts = [f"DATA_PATH '{_quote(str(self.root))}/'", "OVERRIDE_DATA_PATH true"]
+        opts = [f"DATA_PATH '{quote(str(self.root))}/'", "OVERRIDE_DATA_PATH true"]
         if read_only:
             opts = ["READ_ONLY"]
-        return f"ATTACH '{_quote(target)}' AS {ALIAS} ({', '.join(opts)})"
+        return f"ATTACH '{quote(target)}' AS {ALIAS} ({', '.join(opts)})"
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         postgres = _is_postgres(self.catalog)
@@ -217,9 +219,7 @@ class Lake:
         pointer = self.root / CATALOG_POINTER
         text = json.dumps({"catalog": self.catalog})
         if not pointer.is_file() or pointer.read_text() != text:
-            tmp = pointer.with_name(f".{pointer.name}.{os.getpid()}.tmp")
-            tmp.write_text(text)
-            os.replace(tmp, pointer)
+            atomic_write(pointer, text)
 
     def _shared(self) -> duckdb.DuckDBPyConnection:
         """Return this process's read-write connection to the catalog (opened once)."""
@@ -679,10 +679,6 @@ def _legacy_files(root: Path) -> bool:
     )
 
 
-def _quote(text: str) -> str:
-    return text.replace("'", "''")
-
-
 def write_table(
     root: Path,
     table: str,
@@ -707,3 +703,9 @@ def write_table(
     change = stage_table(root, table, data, name, partition, key)
     Lake(root).commit([change], run_id=run_id, message=f"{table} {change.stem}")
     return change.path
+
+
+def close_connections(lake: Lake) -> None:
+    """Close this process's cached catalog connections to ``lake`` (they cache its metadata)."""
+    for key in [k for k in _CONNECTIONS if k[1] == f"{lake.root}|{lake.catalog}"]:
+        _CONNECTIONS.pop(key).close()

@@ -20,10 +20,10 @@ from quakelake.lakehouse.catalog import (
     META,
     FileChange,
     Lake,
-    _quote,
     rollback,
 )
 from quakelake.lakehouse.schema import TABLES
+from quakelake.lakehouse.sql import quote
 from quakelake.lakehouse.writer import data_file, to_arrow, write_atomic
 
 # A data file younger than this may belong to a run still writing: vacuum leaves it.
@@ -136,10 +136,9 @@ def _forget(lake: Lake, table: str) -> None:
 
 def _reset(lake: Lake) -> None:
     """Close this process's catalog connection (it caches metadata written behind its back)."""
-    from quakelake.lakehouse import catalog
+    from quakelake.lakehouse.catalog import close_connections
 
-    for key in [k for k in catalog._CONNECTIONS if k[1] == f"{lake.root}|{lake.catalog}"]:
-        catalog._CONNECTIONS.pop(key).close()
+    close_connections(lake)
 
 
 def compact(lake: Lake, tables: list[str] | None = None) -> dict[str, tuple[int, int]]:
@@ -155,8 +154,8 @@ def compact(lake: Lake, tables: list[str] | None = None) -> dict[str, tuple[int,
         for name in tables or list(TABLES):
             before = _count_files(con, name)
             if before > 1:
-                con.execute(f"CALL ducklake_rewrite_data_files('{ALIAS}', '{_quote(name)}')")
-                con.execute(f"CALL ducklake_merge_adjacent_files('{ALIAS}', '{_quote(name)}')")
+                con.execute(f"CALL ducklake_rewrite_data_files('{ALIAS}', '{quote(name)}')")
+                con.execute(f"CALL ducklake_merge_adjacent_files('{ALIAS}', '{quote(name)}')")
             out[name] = (before, _count_files(con, name))
     return out
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["_Model"]
+__all__ = ["ParamModel"]
 
 
-class _Model(BaseModel):
+class ParamModel(BaseModel):
     """Base of QuakeLake's parameter models (see the module docstring)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)

@@ -25,7 +25,7 @@ import pandas as pd
 from pydantic import Field
 
 from quakelake.params import StationSelection, TimeWindow, denoised_weights
-from quakelake.params.base import _Model
+from quakelake.params.base import ParamModel
 from quakelake.picking.models import ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ def denoise_instruments(instruments: list, spec: str, device: str = "cpu") -> li
 
 
 # ------------------------------------------------------------------------------------- training
-class DenoiserTrainParams(_Model):
+class DenoiserTrainParams(ParamModel):
     """How a denoiser is trained on the archive's own recordings."""
 
     model: Literal["SeisDAE"] = Field("SeisDAE", description="denoiser class to train")
@@ -240,7 +240,7 @@ def _pick_table(lake: Path, params: DenoiserTrainParams) -> tuple[pd.DataFrame, 
 
 def _windows(directory, lake, params, selection, days, samples_of):
     """Yield ``(kind, station, window start, rate, data)`` for signal and noise windows of the archive."""
-    from quakelake.picking.training import _zne_array, archive_instruments
+    from quakelake.picking.training import archive_instruments, zne_array
 
     signal, everything = _pick_table(lake, params)
     rng = np.random.default_rng(params.seed)
@@ -273,7 +273,7 @@ def _windows(directory, lake, params, selection, days, samples_of):
             start = t_start + pd.Timedelta(
                 seconds=round((start - t_start).total_seconds() * rate) / rate
             )
-            data = _zne_array(inst.stream, start, samples)
+            data = zne_array(inst.stream, start, samples)
             if data is None:
                 continue
             onset = int(round((pick.time - start).total_seconds() * rate))
@@ -300,7 +300,7 @@ def _windows(directory, lake, params, selection, days, samples_of):
                 )
             ]
         for start in free:
-            data = _zne_array(inst.stream, start, samples)
+            data = zne_array(inst.stream, start, samples)
             if data is not None and np.std(data) > 0:
                 yield "noise", station, start, rate, data
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from quakelake.lakehouse.atomic import atomic_write
 from quakelake.params import PickParams
 from quakelake.picking.models import (
     PICK_COLUMNS,
@@ -195,10 +195,7 @@ def _onnx_export(model: Any) -> tuple[bytes, bool]:
         )
     data = buf.getvalue()
     try:  # atomically: a concurrent worker reads either nothing or the whole file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        atomic_write(path, data)
     except OSError as exc:  # a read-only cache: export again next time
         log.debug("engine export not cached in %s: %s", path.parent, exc)
     return data, tuple_output

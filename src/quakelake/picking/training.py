@@ -30,7 +30,7 @@ from pydantic import Field
 
 from quakelake.errors import BadInput
 from quakelake.params import PickParams, StationSelection, TimeWindow
-from quakelake.params.base import _Model
+from quakelake.params.base import ParamModel
 from quakelake.picking.weights import cached_weights
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class TrainingError(BadInput, ValueError):
     """Training cannot start: the message names the option and what to do."""
 
 
-class TrainParams(_Model):
+class TrainParams(ParamModel):
     """How a picker is fine-tuned on the lake's labelled picks."""
 
     model: str = Field(
@@ -215,7 +215,7 @@ class Window:
         return f"{self.network}.{self.station}.{self.location}"
 
 
-def _zne_array(stream, start, samples: int) -> np.ndarray | None:
+def zne_array(stream, start, samples: int) -> np.ndarray | None:
     """Return ``(3, samples)`` ZNE data from ``start`` on, or None where a component or sample is missing."""
     from obspy import UTCDateTime
 
@@ -292,7 +292,7 @@ def pick_windows(
             start = t_start + pd.Timedelta(
                 seconds=round((start - t_start).total_seconds() * rate) / rate
             )
-            data = _zne_array(inst.stream, start, samples)
+            data = zne_array(inst.stream, start, samples)
             if data is None:
                 continue
             end = start + pd.Timedelta(seconds=(samples - 1) / rate)

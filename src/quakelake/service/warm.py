@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 
 from quakelake.flows.compute import blas_env
+from quakelake.lakehouse.atomic import atomic_write
 
 #: Modules a worker imports before its first task: the pick task's own import chain, and the
 #: flow's module, which Prefect's context names in every submission.
@@ -69,9 +70,7 @@ def warm_up() -> dict[str, str]:
 
 
 def _write(record_file: Path, record: dict) -> None:
-    tmp = record_file.with_name(f".{record_file.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, record_file)
+    atomic_write(record_file, json.dumps(record))
 
 
 def main(argv: list[str] | None = None) -> int:
