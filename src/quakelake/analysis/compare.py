@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from quakelake import ids
 from quakelake.analysis.evaluation import Evaluation, merge_intervals
 from quakelake.lakehouse import queries, write_table
 from quakelake.params.evaluation import RunSelection
@@ -79,7 +80,7 @@ def load_coverage(lake: Any) -> pd.DataFrame:
         "SELECT DISTINCT network, station, coalesce(location, '') AS location, start, \"end\" "
         "FROM waveform_index ORDER BY ALL"
     )
-    rows["station_id"] = rows["network"] + "." + rows["station"] + "." + rows["location"]
+    rows["station_id"] = ids.station_ids(rows)
     return merge_intervals(rows, ["station_id", "network", "station", "location"], COVERAGE_GAP_S)
 
 

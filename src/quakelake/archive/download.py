@@ -51,6 +51,7 @@ from obspy.clients.fdsn.header import (
 )
 from pydantic import Field
 
+from quakelake import ids
 from quakelake.archive.fdsn import (
     call_with_retries,
     dataselect_url,
@@ -97,7 +98,7 @@ class DownloadUnit(ParamModel):
     @property
     def key(self) -> str:
         """Return ``NET.STA.YYYY-MM-DD``, the unit's name in ledgers."""
-        return f"{self.network}.{self.station}.{self.day.isoformat()}"
+        return ids.unit_key(self.network, self.station, self.day.isoformat())
 
 
 class DownloadPlan(ParamModel):

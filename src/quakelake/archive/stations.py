@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from quakelake import ids
 from quakelake.errors import BadInput
 from quakelake.lakehouse import Lake, cache, write_table
 from quakelake.lakehouse.schema import STATIONS
@@ -107,7 +108,7 @@ def check_covers_archive(
     for network, station in archive:
         if station in listed:
             return
-        met.append(f"{network}.{station}")
+        met.append(ids.station_code(network, station))
     if not met:
         return
     shown = ", ".join(met[:8]) + (f" and {len(met) - 8} more" if len(met) > 8 else "")

@@ -61,6 +61,7 @@ import obspy
 import pandas as pd
 from obspy import Stream, Trace, UTCDateTime
 
+from quakelake import ids
 from quakelake.errors import BadInput
 from quakelake.lakehouse.schema import WAVEFORM_INDEX
 from quakelake.params import StationSelection, TimeWindow
@@ -138,7 +139,7 @@ class StationDay:
     @property
     def key(self) -> str:
         """Return ``NET.STA.YYYY-MM-DD``, the unit's name in the ledger and in file names."""
-        return f"{self.network}.{self.station}.{self.day.isoformat()}"
+        return ids.unit_key(self.network, self.station, self.day.isoformat())
 
     def instrument_segments(self) -> dict[tuple[str, str], tuple[Segment, ...]]:
         """Return the unit's indexed segments grouped by instrument ``(location, band)``.

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from pyproj import CRS, Transformer
 
+from quakelake import ids
 from quakelake.archive.stations import station_coordinates
 from quakelake.params.association import AreaParams, AssociationError
 
@@ -195,7 +196,7 @@ def station_table(stations: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     if no_elev.any():
         messages.append(f"{int(no_elev.sum())} stations without elevation: placed at sea level")
         st["elevation_m"] = st["elevation_m"].fillna(0.0)
-    st["key"] = st["network"] + "." + st["station"] + "." + st["location"]
+    st["key"] = ids.station_ids(st)
     return st.reset_index(drop=True), messages
 
 

@@ -52,6 +52,7 @@ import pandas as pd
 from obspy import Inventory, Stream, UTCDateTime
 from obspy.geodetics import gps2dist_azimuth
 
+from quakelake import ids
 from quakelake.params.magnitudes import (
     AmplitudeParams,
     AttenuationLaw,
@@ -352,13 +353,7 @@ def station_magnitudes(
         return pd.DataFrame(columns=STATION_MAGNITUDE_COLUMNS)
     coords = stations.copy()
     coords["location"] = coords["location"].fillna("").astype(str)
-    coords["station_id"] = (
-        coords["network"].astype(str)
-        + "."
-        + coords["station"].astype(str)
-        + "."
-        + coords["location"]
-    )
+    coords["station_id"] = ids.station_ids(coords.astype({"network": str, "station": str}))
     coords = coords.groupby("station_id")[
         ["latitude", "longitude"] + (["elevation_m"] if "elevation_m" in coords else [])
     ].first()

@@ -34,10 +34,10 @@ from quakelake.catalogs.model import (
     empty_events,
     empty_picks,
     lake_frame,
-    station_id,
 )
 from quakelake.catalogs.ogs import ogs_event_type, read_ogs_catalogue
 from quakelake.catalogs.quakeml import read_quakeml
+from quakelake.ids import station_id
 
 __all__ = [
     "EVENT_COLUMNS",

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from quakelake import ids
 from quakelake.params import StationSelection, TimeWindow, denoised_weights
 from quakelake.params.base import ParamModel
 from quakelake.picking.models import ModelUnavailable
@@ -257,8 +258,8 @@ def _windows(directory, lake, params, selection, days, samples_of):
         samples = samples_of(rate)
         if samples is None:
             continue
-        trace = f"{inst.network}.{inst.station}.{inst.location}"
-        station = f"{inst.network}.{inst.station}"
+        trace = ids.station_id(inst.network, inst.station, inst.location)
+        station = ids.station_code(inst.network, inst.station)
         t_start = pd.Timestamp(min(tr.stats.starttime for tr in inst.stream).datetime, tz="UTC")
         t_end = pd.Timestamp(max(tr.stats.endtime for tr in inst.stream).datetime, tz="UTC")
         length = pd.Timedelta(seconds=samples / rate)

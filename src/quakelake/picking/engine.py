@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from quakelake import ids
 from quakelake.lakehouse.atomic import atomic_write
 from quakelake.params import PickParams
 from quakelake.picking.models import (
@@ -619,7 +620,7 @@ def pick_instruments(
     )
     frames = []
     for inst, output in zip(kept, outputs, strict=True):
-        trace_id = f"{inst.network}.{inst.station}.{inst.location}"
+        trace_id = ids.station_id(inst.network, inst.station, inst.location)
         frame = picks_frame(list(output.picks), spec, {trace_id: inst.band})
         if len(frame):
             frames.append(frame)

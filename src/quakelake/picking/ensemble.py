@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from quakelake import ids
 from quakelake.params import PickParams
 from quakelake.params.ensemble import EnsembleError, EnsembleParams
 
@@ -177,7 +178,7 @@ def consensus(
         finite = np.where(np.isfinite(row), row, 0.0)
         member_peaks.append(np.array([p[2] for p in _peaks(finite, member_threshold)], dtype=float))
     net, sta, loc = (trace_id.split(".") + ["", "", ""])[:3]
-    station_id = f"{net}.{sta}.{loc}"
+    station_id = ids.station_id(net, sta, loc)
     picks, rows = [], []
     tol = params.agreement_s / grid.delta
     for s0, s1, sp, value in _peaks(agg, threshold):
@@ -263,7 +264,7 @@ def pick_ensemble(
         annotations = [
             model.annotate(inst.stream, batch_size=pick.batch_size) for _, model in models
         ]
-        trace_id = f"{inst.network}.{inst.station}.{inst.location}"
+        trace_id = ids.station_id(inst.network, inst.station, inst.location)
         for phase in PHASES:
             grid = phase_grid(annotations, phase)
             if grid is None:

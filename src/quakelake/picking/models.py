@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from quakelake import ids
 from quakelake.errors import BadInput
 from quakelake.params import PickParams, denoised_weights
 from quakelake.picking.weights import cache_root, has_weights, offline_weights
@@ -247,7 +248,9 @@ def picks_frame(picks: list, spec: ModelSpec, band_of: dict[str, str]) -> pd.Dat
     for p in picks:
         net, sta, loc = (p.trace_id.split(".") + ["", "", ""])[:3]
         band = band_of.get(p.trace_id, "")
-        station_id = f"{net}.{sta}.{loc}"  # SeisBench's trace id; the band has its own column
+        station_id = ids.station_id(
+            net, sta, loc
+        )  # SeisBench's trace id; the band has its own column
         time = pd.Timestamp(p.peak_time.datetime, tz="UTC")
         rows.append(
             {
@@ -291,7 +294,7 @@ def pick_streams(
         if not len(inst.stream):
             continue
         output = model.classify(inst.stream, **kwargs)
-        trace_id = f"{inst.network}.{inst.station}.{inst.location}"
+        trace_id = ids.station_id(inst.network, inst.station, inst.location)
         frames.append(picks_frame(list(output.picks), spec, {trace_id: inst.band}))
     frames = [f for f in frames if len(f)]
     if not frames:

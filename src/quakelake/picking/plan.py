@@ -16,6 +16,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from quakelake import ids
 from quakelake.lakehouse import Lake, unit_stem
 from quakelake.lakehouse.lineage import fingerprint
 
@@ -211,7 +212,7 @@ def batch_label(units: list) -> str:
     >>> batch_label([U(network="CI", station="BAK", day=d), U(network="CI", station="WES", day=d)])
     'CI.BAK, CI.WES 2020-10-01'
     """
-    stations = list(dict.fromkeys(f"{u.network}.{u.station}" for u in units))
+    stations = list(dict.fromkeys(ids.station_code(u.network, u.station) for u in units))
     days = sorted({u.day.isoformat() for u in units})
     when = days[0] if len(days) == 1 else f"{days[0]}..{days[-1]}"
     return f"{', '.join(stations)} {when}"

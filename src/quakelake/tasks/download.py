@@ -12,6 +12,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
+from quakelake import ids
 from quakelake.archive import download, fdsn, waveforms
 from quakelake.archive.stations import read_stations, write_stations
 from quakelake.lakehouse import write_table
@@ -120,7 +121,7 @@ def unit_result(result: download.DownloadResult) -> UnitResult:
     files = len(result.path.split(";")) if result.path and result.status in done else 0
     return UnitResult(
         "download",
-        f"{result.network}.{result.station}.{result.day}",
+        ids.unit_key(result.network, result.station, result.day),
         status,
         rows=files,
         error=result.error,
