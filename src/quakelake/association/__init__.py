@@ -1,1 +1,95 @@
-"""association"""
+"""Stage 2, association: pick and station inputs (inputs), settings and their derivation from the
+network (settings, derive), GaMMA and PyOcto (engines, associate), relocation, travel times
+(velocity), local magnitudes (magnitudes) and the association plan (plan). Plain Python: no
+Prefect.
+
+Public names are re-exported lazily (:mod:`quakelake.exports`): ``from quakelake.association import X``
+imports only the submodule that defines ``X``.
+"""
+
+from __future__ import annotations
+
+from quakelake.exports import lazy_exports
+
+_EXPORTS = {
+    "ASSIGNMENT_COLUMNS": "associate",
+    "AssociationResult": "associate",
+    "DayMagnitudes": "magnitudes",
+    "DayUnit": "plan",
+    "EVENT_COLUMNS": "associate",
+    "Engine": "engines",
+    "HomogeneousTimes": "engines",
+    "NetworkGeometry": "derive",
+    "PickSource": "plan",
+    "Projection": "inputs",
+    "Setup": "engines",
+    "TravelTimeTable": "velocity",
+    "VelocityModelError": "velocity",
+    "amplitude_window": "magnitudes",
+    "area_bounds": "inputs",
+    "associate_day": "associate",
+    "association_days": "plan",
+    "build_setup": "engines",
+    "cached_table": "velocity",
+    "committed_times": "plan",
+    "config_fingerprint": "plan",
+    "day_magnitudes": "magnitudes",
+    "day_unit": "plan",
+    "distances_km": "derive",
+    "effective_velocities": "velocity",
+    "empty_assignments": "relocation",
+    "empty_events": "relocation",
+    "event_magnitudes": "magnitudes",
+    "finish": "relocation",
+    "first_pass": "settings",
+    "format_settings": "settings",
+    "given_response_files": "plan",
+    "hypocentral_km": "magnitudes",
+    "layered_model": "velocity",
+    "magnitude_inputs": "plan",
+    "magnitude_key": "plan",
+    "magnitude_state": "plan",
+    "measure_amplitudes": "magnitudes",
+    "model_fingerprint": "velocity",
+    "model_points": "velocity",
+    "network_geometry": "derive",
+    "normalise_picks": "inputs",
+    "nothing_to_associate": "plan",
+    "nothing_to_do": "plan",
+    "ogs_default": "settings",
+    "one_band_per_station": "inputs",
+    "pick_counts": "plan",
+    "pick_sets": "plan",
+    "pipeline_nothing_to_do": "plan",
+    "read_inventory": "magnitudes",
+    "read_pick_table": "inputs",
+    "read_picks": "plan",
+    "read_station_source": "plan",
+    "read_velocity_model": "velocity",
+    "read_waveforms": "magnitudes",
+    "relocate": "relocation",
+    "resolve_config": "settings",
+    "resolve_for_network": "settings",
+    "resolve_stations": "inputs",
+    "response_files": "plan",
+    "run": "engines",
+    "run_gamma": "engines",
+    "run_pyocto": "engines",
+    "same_earthquake": "relocation",
+    "seismic_depth_km": "derive",
+    "settings_span": "plan",
+    "standard_model": "velocity",
+    "station_magnitudes": "magnitudes",
+    "station_table": "inputs",
+    "surface_velocities": "velocity",
+    "unit_file_name": "plan",
+    "unit_inputs": "plan",
+    "unit_key": "plan",
+    "validate_velocity_model": "velocity",
+    "velocities_at": "velocity",
+    "wadati_ratio": "derive",
+    "with_magnitudes": "magnitudes",
+    "wood_anderson": "magnitudes",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -270,3 +270,22 @@ def import_catalog(
         "files": len(files),
         "paths": [str(p) for p in written],
     }
+
+
+# Further public names, imported on first use (:mod:`quakelake.exports`).
+from quakelake.exports import lazy_exports  # noqa: E402
+
+_EXPORTS = {
+    "ExportError": "export",
+    "catalogue_tables": "export",
+    "export_run": "export",
+    "full_channel": "export",
+    "select_catalogue": "export",
+    "to_catalog": "export",
+    "write_associated": "export",
+    "write_classified": "export",
+    "write_nonlinloc": "export",
+    "write_quakeml": "export",
+}
+__all__ += sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
