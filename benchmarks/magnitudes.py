@@ -30,11 +30,11 @@ import obspy
 import pandas as pd
 from obspy.geodetics import degrees2kilometers
 
-from quakelake import association as asc
-from quakelake import magnitudes as mag
+from quakelake.archive.stations import read_stations
+from quakelake.archive.waveforms import scan_archive
+from quakelake.association import associate as asc
+from quakelake.association import magnitudes as mag
 from quakelake.params.association import AreaParams, PyOctoConfig, VelocityParams
-from quakelake.stations import read_stations
-from quakelake.waveforms import scan_archive
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("QUAKELAKE_SHARED", ROOT.parent / "shared")) / "data"

@@ -7,10 +7,10 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from quakelake.association_settings import ogs_default
+from quakelake.analysis.evaluation import match_events
+from quakelake.association.settings import ogs_default
+from quakelake.catalogs.export import to_catalog, write_associated
 from quakelake.config import TimeWindow
-from quakelake.evaluation import match_events
-from quakelake.export import to_catalog, write_associated
 from quakelake.lakehouse import Lake, write_table
 
 DAYS = ("2024-03-01", "2024-03-04")  # four days of the OGS 2024 bulletin

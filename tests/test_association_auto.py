@@ -10,15 +10,15 @@ import pandas as pd
 import pytest
 from pick_rows import chile_picks
 
-from quakelake import association as asc
-from quakelake.association_auto import distances_km
-from quakelake.association_input import station_table
-from quakelake.association_settings import ogs_default, resolve_for_network
-from quakelake.evaluation import match_events
-from quakelake.export import write_quakeml
+from quakelake.analysis.evaluation import match_events
+from quakelake.archive.stations import read_stations
+from quakelake.association import associate as asc
+from quakelake.association.derive import distances_km
+from quakelake.association.inputs import station_table
+from quakelake.association.settings import ogs_default, resolve_for_network
+from quakelake.association.velocity import read_velocity_model, standard_model
+from quakelake.catalogs.export import write_quakeml
 from quakelake.params.association import AreaParams, GammaConfig, PyOctoConfig, VelocityParams
-from quakelake.stations import read_stations
-from quakelake.velocity import read_velocity_model, standard_model
 
 SCSN = {"time": pd.Timestamp("2020-10-01T00:02:21.07Z"), "latitude": 33.092, "longitude": -115.585}
 
@@ -185,7 +185,7 @@ def test_first_pass_is_kept_per_content_of_its_inputs(shared_data, tmp_path, mon
 
     OGS March 2024 with nothing given (ak135: both the ratio and the depth come from it).
     """
-    from quakelake import cache
+    from quakelake.lakehouse import cache
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     picks, stations, _, _ = ogs_month(shared_data, 3)
@@ -333,7 +333,7 @@ def test_scsn_event_uncertainties_and_an_unconstrained_two_station_event(salton,
 
 
 def test_nonlinloc_phase_file_has_one_block_per_event(salton, tmp_path):
-    from quakelake.export import write_nonlinloc
+    from quakelake.catalogs.export import write_nonlinloc
 
     picks, stations, _ = salton
     res = asc.associate(picks, stations, PyOctoConfig())

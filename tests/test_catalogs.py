@@ -16,7 +16,7 @@ from quakelake.catalogs import (
     read_ogs_catalogue,
     read_quakeml,
 )
-from quakelake.export import write_quakeml
+from quakelake.catalogs.export import write_quakeml
 from quakelake.lakehouse import Lake
 
 

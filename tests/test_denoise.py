@@ -10,11 +10,11 @@ import obspy
 import pandas as pd
 import pytest
 
-from quakelake import denoise
 from quakelake.catalogs import import_catalog
 from quakelake.cli import main
 from quakelake.config import PickParams, StationSelection
 from quakelake.lakehouse import Lake
+from quakelake.picking import denoise
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,11 @@ import obspy
 import pandas as pd
 import pytest
 
-from quakelake import engine, picking, waveforms
+from quakelake.archive import waveforms
 from quakelake.config import PickParams, StationSelection
 from quakelake.lakehouse import Lake
+from quakelake.picking import engine
+from quakelake.picking import models as picking
 
 SALTON_STATIONS = ["BOM", "COA"]
 MODELS = [("PhaseNet", "original"), ("EQTransformer", "original"), ("PhaseNetLight", "ethz")]

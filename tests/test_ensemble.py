@@ -10,9 +10,11 @@ import obspy
 import pandas as pd
 import pytest
 
-from quakelake import ensemble, picking, waveforms
+from quakelake.archive import waveforms
 from quakelake.config import PickParams, StationSelection, TimeWindow
 from quakelake.lakehouse import Lake
+from quakelake.picking import ensemble
+from quakelake.picking import models as picking
 
 PAIR = PickParams(models=["PhaseNet"], weights=["original", "volpick"])
 STATIONS = ["BOM", "IMP", "WMD", "SWS"]

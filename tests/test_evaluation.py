@@ -8,9 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quakelake.analysis import load_picks, load_reference, write_evaluation
-from quakelake.catalogs import import_catalog, read_catalog
-from quakelake.evaluation import (
+from quakelake.analysis.compare import load_picks, load_reference, write_evaluation
+from quakelake.analysis.evaluation import (
     MatchParams,
     evaluate,
     event_metrics,
@@ -19,6 +18,7 @@ from quakelake.evaluation import (
     metrics_table,
     pick_metrics,
 )
+from quakelake.catalogs import import_catalog, read_catalog
 from quakelake.lakehouse import Lake, write_table
 from quakelake.params.evaluation import RunSelection
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from quakelake import groups
 from quakelake.lakehouse import Lake
+from quakelake.params import groups
 
 WEST = ["CI.SAL", "CI.CRR", "CI.ERR", "CI.SWS", "CI.BOM"]
 EAST = ["CI.RXH", "CI.WMD", "CI.IMP", "CI.DRE", "CI.SNR"]

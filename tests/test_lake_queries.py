@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from pick_rows import reference_pick_rows
 
+from quakelake.archive.stations import read_stations
 from quakelake.catalogs import import_catalog
 from quakelake.lakehouse import Lake, queries, write_table
-from quakelake.stations import read_stations
 
 
 @pytest.fixture

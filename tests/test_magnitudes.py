@@ -9,8 +9,8 @@ import pytest
 from obspy.geodetics import degrees2kilometers
 from pick_rows import reference_pick_rows
 
-from quakelake import magnitudes as mag
-from quakelake.stations import read_stations
+from quakelake.archive.stations import read_stations
+from quakelake.association import magnitudes as mag
 
 SCSN_EVENT = {
     "event_id": "scsn",
@@ -176,10 +176,10 @@ def test_associate_flow_writes_magnitudes_and_quakeml(
 ):
     """Associate flow on the Salton Sea reference picks: events carry ML, station MLs and amplitudes land
     in the lake, a rerun computes nothing, and QuakeML holds amplitudes and station magnitudes."""
-    from quakelake.export import to_catalog
+    from quakelake.archive.waveforms import archive_key, scan_archive
+    from quakelake.catalogs.export import to_catalog
     from quakelake.flows.associate import associate_events
     from quakelake.lakehouse import Lake, queries, write_table
-    from quakelake.waveforms import archive_key, scan_archive
 
     folder = shared_data / "phasenet_saltonsea_20201001"
     scan = scan_archive(folder / "mseed")
@@ -226,8 +226,8 @@ def test_associate_flow_writes_magnitudes_and_quakeml(
         )
 
     # the analyzer's magnitude residual against the SCSN catalogue (which has magnitudes)
+    from quakelake.analysis.evaluation import evaluate
     from quakelake.catalogs import read_catalog
-    from quakelake.evaluation import evaluate
 
     scsn_ref = read_catalog(folder / "DERIVED_scsn_events_first10min.csv").events
     result = evaluate(pd.DataFrame(), events, scsn_ref, pd.DataFrame(columns=["event_id", "time"]))

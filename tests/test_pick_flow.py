@@ -9,9 +9,9 @@ import obspy
 import pandas as pd
 import pytest
 
-from quakelake import picking
 from quakelake.config import PickParams, StationSelection, TimeWindow
 from quakelake.lakehouse import Lake, stem_of
+from quakelake.picking import models as picking
 
 PHASENET = PickParams(models=["PhaseNet"], weights=["original"])
 

@@ -18,8 +18,8 @@ import obspy
 import pytest
 from fdsn_servers import DataselectServer, FdsnServer
 
+from quakelake.archive.download import download, partial_marker
 from quakelake.config import StationSelection, TimeWindow
-from quakelake.download import download, partial_marker
 from quakelake.params.download import DownloadParams, FdsnClientSpec
 
 pytestmark = pytest.mark.integration
@@ -95,7 +95,7 @@ def test_a_cut_body_is_completed_and_no_channels_mix(salton, dataselect, referen
 
 
 def _unit():
-    from quakelake.download import DownloadUnit
+    from quakelake.archive.download import DownloadUnit
 
     return DownloadUnit(network="CI", station="BOM", day=DAY, channels=[("", "HHZ")], clients=[])
 

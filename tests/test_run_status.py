@@ -23,7 +23,7 @@ from fdsn_servers import DataselectServer, FdsnServer
 
 from quakelake.cli import exit_status, main
 from quakelake.lakehouse import Lake, stem_of
-from quakelake.lifeline import descendants
+from quakelake.service.lifeline import descendants
 
 ROOT = Path(__file__).resolve().parents[1]
 MESETAS_STATIONS = ["CHI", "FLO2", "GARC", "ORTC", "PRA", "URMC", "YOT"]

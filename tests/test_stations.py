@@ -5,14 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from quakelake.lakehouse import Lake
-from quakelake.stations import (
+from quakelake.archive.stations import (
     COLUMNS,
     StationFileError,
     read_stations,
     station_coordinates,
     write_stations,
 )
+from quakelake.lakehouse import Lake
 
 
 def test_ogs_csv_without_network_or_elevation(shared_data):
@@ -50,7 +50,7 @@ def test_stationxml_is_parsed_once_per_content(shared_data, tmp_path, monkeypatc
 
     An edited file (other bytes) is parsed anew, and a damaged cache entry is parsed and replaced.
     """
-    import quakelake.stations as stations
+    import quakelake.archive.stations as stations
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     xml = tmp_path / "stations.xml"

@@ -12,16 +12,16 @@ import pandas as pd
 import pytest
 from obspy import UTCDateTime
 
-from quakelake.config import StationSelection, TimeWindow
-from quakelake.lakehouse.schema import WAVEFORM_INDEX
-from quakelake.lakehouse.writer import to_arrow
-from quakelake.waveforms import (
+from quakelake.archive.waveforms import (
     StationDay,
     archive_key,
     read_station_day,
     scan_archive,
     station_days,
 )
+from quakelake.config import StationSelection, TimeWindow
+from quakelake.lakehouse.schema import WAVEFORM_INDEX
+from quakelake.lakehouse.writer import to_arrow
 
 SALTON_STATIONS = sorted("BOM COA CRR DRE ERR FRK IMP RXH SAL SGL SLV SNR SWS WES WMD YUH2".split())
 MESETAS_HH = ["CHI", "FLO2", "GARC", "ORTC", "PRA", "URMC", "YOT"]

@@ -132,7 +132,7 @@ FLOW_COMMANDS = {"run", "pick", "download", "associate", "analyze", "demo"}
 
 def _guard_children() -> None:
     # A SIGKILLed command must not leave its Prefect server or Dask workers running.
-    from quakelake import lifeline
+    from quakelake.service import lifeline
 
     lifeline.start()
 

@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 
 from quakelake.cli.checks import check_lake
 from quakelake.cli.options import CliError
+from quakelake.cli.printing import (
+    format_table,
+)
 from quakelake.cli.settings import load_config
 from quakelake.errors import (
     BadInput,
     FailedWork,
     one_line,
-)
-from quakelake.printing import (
-    format_table,
 )
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     cfg = load_config(args)
     check_lake(cfg.lake, must_exist=True)
-    from quakelake.export import write_associated, write_classified, write_quakeml
+    from quakelake.catalogs.export import write_associated, write_classified, write_quakeml
     from quakelake.lakehouse import Lake, queries
 
     lake, w = Lake(cfg.lake), cfg.window
@@ -170,7 +170,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         written += len(picks)
         print(f"classified/: {len(files)} files ({len(picks)} picks) under {args.classified}")
     if args.associated or args.quakeml:
-        from quakelake.export import catalogue_tables, select_catalogue
+        from quakelake.catalogs.export import catalogue_tables, select_catalogue
 
         events, label = select_catalogue(
             *queries.events_and_runs(lake, w.start, w.end), args.associator, args.run_id
@@ -189,7 +189,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 f"QuakeML: {write_quakeml(events, assignments, args.quakeml, **tables)} ({len(events)} events)"
             )
     if not written:
-        from quakelake.printing import days_text
+        from quakelake.params.text import days_text
 
         raise CliError(
             f"-D/--dates: the lake {cfg.lake} has no picks or events for {days_text(w)}; "
@@ -217,7 +217,7 @@ def cmd_import_catalog(args: argparse.Namespace) -> int:
 
 def cmd_server(args: argparse.Namespace) -> int:
     """Start, stop or report the local Prefect server that outlives one command."""
-    from quakelake import server
+    from quakelake.service import server
 
     if args.action == "start":
         if args.workers < 0:

@@ -9,8 +9,10 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from quakelake.associate_plan import association_days, given_response_files, settings_span
-from quakelake.association_settings import format_settings
+from quakelake.archive.stations import read_stations, write_stations
+from quakelake.association.magnitudes import MagnitudeParams
+from quakelake.association.plan import association_days, given_response_files, settings_span
+from quakelake.association.settings import format_settings
 from quakelake.errors import FailedWork
 from quakelake.flows.common import (
     collect,
@@ -18,11 +20,9 @@ from quakelake.flows.common import (
     raise_if_workers_lost,
     recover_crashed_runs,
 )
-from quakelake.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
-from quakelake.magnitudes import MagnitudeParams
+from quakelake.lakehouse.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
 from quakelake.params import TimeWindow
 from quakelake.params.association import GammaConfig, PyOctoConfig
-from quakelake.stations import read_stations, write_stations
 from quakelake.tasks.associate import (
     PickSource,
     associate_day_task,

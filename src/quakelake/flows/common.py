@@ -10,7 +10,7 @@ from pathlib import Path
 from prefect.context import get_run_context
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from quakelake.lineage import UnitResult, mark_crashed_runs
+from quakelake.lakehouse.lineage import UnitResult, mark_crashed_runs
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def recover_crashed_runs(lake: Path) -> list[dict]:
     """Mark killed runs of this host ``crashed`` in the lake and in Prefect; return them.
 
     Their committed units have their ledger rows already (see
-    :func:`quakelake.lineage.mark_crashed_runs`); the
+    :func:`quakelake.lakehouse.lineage.mark_crashed_runs`); the
     Prefect flow run of each, left Running by the kill, is set Crashed when the API knows it.
     """
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from quakelake.associate_plan import pick_sets, response_files
+from quakelake.association.plan import pick_sets, response_files
 from quakelake.config import RunConfig
 from quakelake.flows.analyze import analyze_run
 from quakelake.flows.associate import associate_events
@@ -16,10 +16,10 @@ from quakelake.flows.download import download_waveforms
 from quakelake.flows.pick import pick_phases
 from quakelake.flows.runners import stage_place, stage_runner
 from quakelake.flows.settings import resolve_settings
-from quakelake.groups import resolve as resolve_groups
 from quakelake.lakehouse import Lake
 from quakelake.params import TimeWindow
 from quakelake.params.evaluation import RunSelection
+from quakelake.params.groups import resolve as resolve_groups
 
 
 def previous_utc_day(today: dt.date | None = None) -> TimeWindow:

@@ -1,4 +1,4 @@
-"""Prefect task runners built from :class:`quakelake.compute.ComputeSettings`.
+"""Prefect task runners built from :class:`quakelake.flows.compute.ComputeSettings`.
 
 Use with any flow::
 
@@ -17,7 +17,7 @@ from typing import Any
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel
 
-from quakelake.compute import (
+from quakelake.flows.compute import (
     local_cluster_kwargs,
     slurm_adapt_kwargs,
     slurm_cluster_kwargs,

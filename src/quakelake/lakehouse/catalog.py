@@ -39,7 +39,9 @@ import pyarrow.parquet as pq
 
 from quakelake.errors import BadInput
 from quakelake.lakehouse import extensions
+from quakelake.lakehouse.atomic import atomic_write
 from quakelake.lakehouse.schema import TABLES, TableSpec
+from quakelake.lakehouse.sql import quote
 from quakelake.lakehouse.writer import FileChange, stage_table, table_spec, to_arrow
 
 CATALOG_FILE = "catalog.sqlite"
@@ -210,10 +212,10 @@ class Lake:
             target = "ducklake:sqlite:" + url
         # the data path is always this lake's folder as reached now: files the catalog keeps by
         # relative path are found under it wherever the folder was copied, moved or mounted
-        opts = [f"DATA_PATH '{_quote(str(self.root))}/'", "OVERRIDE_DATA_PATH true"]
+        opts = [f"DATA_PATH '{quote(str(self.root))}/'", "OVERRIDE_DATA_PATH true"]
         if read_only:
             opts.insert(0, "READ_ONLY")
-        return f"ATTACH '{_quote(target)}' AS {ALIAS} ({', '.join(opts)})"
+        return f"ATTACH '{quote(target)}' AS {ALIAS} ({', '.join(opts)})"
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         postgres = _is_postgres(self.catalog)
@@ -282,9 +284,7 @@ class Lake:
         pointer = self.root / CATALOG_POINTER
         text = json.dumps({"catalog": self.catalog})
         if not pointer.is_file() or pointer.read_text() != text:
-            tmp = pointer.with_name(f".{pointer.name}.{os.getpid()}.tmp")
-            tmp.write_text(text)
-            os.replace(tmp, pointer)
+            atomic_write(pointer, text)
 
     def _shared(self) -> duckdb.DuckDBPyConnection:
         """Return this process's read-write connection to the catalog (opened once)."""
@@ -899,10 +899,6 @@ def _legacy_files(root: Path) -> bool:
     )
 
 
-def _quote(text: str) -> str:
-    return text.replace("'", "''")
-
-
 def write_table(
     root: Path,
     table: str,
@@ -927,3 +923,9 @@ def write_table(
     change = stage_table(root, table, data, name, partition, key)
     Lake(root).commit([change], run_id=run_id, message=f"{table} {change.stem}")
     return change.path
+
+
+def close_connections(lake: Lake) -> None:
+    """Close this process's cached catalog connections to ``lake`` (they cache its metadata)."""
+    for key in [k for k in _CONNECTIONS if k[1] == f"{lake.root}|{lake.catalog}"]:
+        _CONNECTIONS.pop(key).close()

@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 
 from quakelake.errors import QuakeLakeError
+from quakelake.lakehouse.sql import quote
 
 # extension name -> the Python package that ships it
 PACKAGES = {
@@ -65,8 +66,4 @@ def offline_connection(database: str = ":memory:", **config: object) -> duckdb.D
 def load(con: duckdb.DuckDBPyConnection, *names: str) -> None:
     """Load the extensions ``names`` into ``con`` from their installed packages."""
     for name in names:
-        con.execute(f"LOAD '{_quote(str(extension_file(name)))}'")
-
-
-def _quote(text: str) -> str:
-    return text.replace("'", "''")
+        con.execute(f"LOAD '{quote(str(extension_file(name)))}'")

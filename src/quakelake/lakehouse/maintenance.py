@@ -23,13 +23,13 @@ from quakelake.lakehouse.catalog import (
     FileChange,
     Lake,
     LakeError,
-    _quote,
     lake_data_files,
     locate,
     rollback,
     table_folders,
 )
 from quakelake.lakehouse.schema import TABLES
+from quakelake.lakehouse.sql import quote
 from quakelake.lakehouse.writer import data_file, to_arrow, write_atomic
 
 # A data file younger than this may belong to a run still writing: vacuum leaves it.
@@ -139,10 +139,9 @@ def _forget(lake: Lake, table: str) -> None:
 
 def _reset(lake: Lake) -> None:
     """Close this process's catalog connection (it caches metadata written behind its back)."""
-    from quakelake.lakehouse import catalog
+    from quakelake.lakehouse.catalog import close_connections
 
-    for key in [k for k in catalog._CONNECTIONS if k[1] == f"{lake.root}|{lake.catalog}"]:
-        catalog._CONNECTIONS.pop(key).close()
+    close_connections(lake)
 
 
 def compact(lake: Lake, tables: list[str] | None = None) -> dict[str, tuple[int, int]]:
@@ -158,8 +157,8 @@ def compact(lake: Lake, tables: list[str] | None = None) -> dict[str, tuple[int,
         for name in tables or list(TABLES):
             before = _count_files(con, name)
             if before > 1:
-                con.execute(f"CALL ducklake_rewrite_data_files('{ALIAS}', '{_quote(name)}')")
-                con.execute(f"CALL ducklake_merge_adjacent_files('{ALIAS}', '{_quote(name)}')")
+                con.execute(f"CALL ducklake_rewrite_data_files('{ALIAS}', '{quote(name)}')")
+                con.execute(f"CALL ducklake_merge_adjacent_files('{ALIAS}', '{quote(name)}')")
             out[name] = (before, _count_files(con, name))
     return out
 
@@ -440,7 +439,7 @@ def catalog_attach_sql(lake: Lake) -> str:
     ``DATA_PATH`` is the folder as reached now: the catalog keeps paths relative to it.
     """
     url = lake.catalog
-    data = f"DATA_PATH '{_quote(str(lake.root))}/', OVERRIDE_DATA_PATH true"
+    data = f"DATA_PATH '{quote(str(lake.root))}/', OVERRIDE_DATA_PATH true"
     if url.startswith(("postgresql://", "postgres://", "postgres:")):
         return (
             "LOAD ducklake; LOAD postgres;\n"

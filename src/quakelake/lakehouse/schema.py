@@ -130,11 +130,11 @@ EVENTS = TableSpec(
         ("n_stations", pa.int32()),
         ("score", pa.float64()),
         ("rms_residual_s", pa.float64()),
-        # local magnitude (the magnitude stage fills `magnitude` and these; see quakelake.magnitudes)
+        # local magnitude (the magnitude stage fills `magnitude` and these; see quakelake.association.magnitudes)
         ("magnitude_type", pa.string()),
         ("magnitude_uncertainty", pa.float64()),
         ("magnitude_station_count", pa.int32()),
-        # location quality (quakelake.relocation.QUALITY_COLUMNS): 1-sigma uncertainties of the
+        # location quality (quakelake.association.relocation.QUALITY_COLUMNS): 1-sigma uncertainties of the
         # relocation, station geometry, and "constrained"/"unconstrained" (gap > 300 deg or < 3 stations)
         ("time_uncertainty_s", pa.float64()),
         ("latitude_uncertainty_km", pa.float64()),

@@ -2,7 +2,7 @@
 
 Plain pydantic: the run configuration imports this without the association engines (pyproj,
 GaMMA, PyOcto). The layered model a :class:`VelocityParams` names is built by
-:func:`quakelake.velocity.model_points`; the engines live in :mod:`quakelake.association_engines`.
+:func:`quakelake.association.velocity.model_points`; the engines live in :mod:`quakelake.association.engines`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from quakelake.errors import BadInput
-from quakelake.params.base import _Model
+from quakelake.params.base import ParamModel
 
 __all__ = [
     "AreaParams",
@@ -30,10 +30,10 @@ class AssociationError(BadInput, ValueError):
     """Association input is unusable; the message says what is wrong and what to do."""
 
 
-class VelocityParams(_Model):
+class VelocityParams(ParamModel):
     """Velocity model shared by both associators and the relocation step.
 
-    Empty values are derived from the network (see :mod:`quakelake.association_auto`);
+    Empty values are derived from the network (see :mod:`quakelake.association.derive`);
     ``kind: auto`` is the user's ``model_file``/``layers`` when given, else the ``standard`` model.
     """
 
@@ -88,7 +88,7 @@ class VelocityParams(_Model):
         return self
 
 
-class AreaParams(_Model):
+class AreaParams(ParamModel):
     """Search area; empty values are derived from the stations (box plus a margin, depth range)."""
 
     latitude: tuple[float, float] | None = Field(
@@ -107,7 +107,7 @@ class AreaParams(_Model):
     )
 
 
-class RelocationParams(_Model):
+class RelocationParams(ParamModel):
     """Robust least-squares relocation of each event from its assigned picks."""
 
     enabled: bool | None = Field(None, description="relocate events after association (empty: yes)")
@@ -128,7 +128,7 @@ class RelocationParams(_Model):
     )
 
 
-class PyOctoConfig(_Model):
+class PyOctoConfig(ParamModel):
     """PyOcto (Münchmeyer 2024) octree associator."""
 
     associator: Literal["pyocto"] = "pyocto"
@@ -180,7 +180,7 @@ class PyOctoConfig(_Model):
     relocation: RelocationParams = Field(default_factory=RelocationParams, description="relocation")
 
 
-class GammaConfig(_Model):
+class GammaConfig(ParamModel):
     """GaMMA (Zhu et al. 2022) Gaussian-mixture associator."""
 
     associator: Literal["gamma"] = "gamma"

@@ -1,7 +1,7 @@
 """Parameters of the local-magnitude stage: amplitude window, attenuation law, event ML.
 
 Plain pydantic (NumPy is imported when a law is evaluated): the run configuration imports this
-without ObsPy; the amplitude measurement lives in :mod:`quakelake.magnitudes`.
+without ObsPy; the amplitude measurement lives in :mod:`quakelake.association.magnitudes`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from quakelake.params.base import _Model
+from quakelake.params.base import ParamModel
 
 if TYPE_CHECKING:
     import numpy as np
@@ -23,7 +23,7 @@ class MagnitudeError(ValueError):
     """Magnitude parameters that cannot work (bad law, bad window)."""
 
 
-class AttenuationLaw(_Model):
+class AttenuationLaw(ParamModel):
     """A local-magnitude attenuation law: ``ML = log10(A_mm) + -log A0(R) + station correction``.
 
     ``A_mm`` is the zero-to-peak amplitude of a Wood-Anderson (magnification 2080) trace in mm.
@@ -100,7 +100,7 @@ class AttenuationLaw(_Model):
         return ml
 
 
-class AmplitudeParams(_Model):
+class AmplitudeParams(ParamModel):
     """Where and how the Wood-Anderson amplitude is read."""
 
     model_config = ConfigDict(frozen=True)  # immutable: see quakelake.params.base
@@ -122,7 +122,7 @@ class AmplitudeParams(_Model):
     water_level_db: float = Field(60.0, description="water level of the spectral division, dB")
 
 
-class MagnitudeParams(_Model):
+class MagnitudeParams(ParamModel):
     """Local magnitude stage: amplitudes, law, event ML."""
 
     model_config = ConfigDict(frozen=True)  # immutable: see quakelake.params.base

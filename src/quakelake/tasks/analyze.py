@@ -8,11 +8,13 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
-from quakelake import analysis, evaluation, plotting, report
-from quakelake import groups as station_groups
+from quakelake.analysis import compare as analysis
+from quakelake.analysis import evaluation, plotting, report
+from quakelake.analysis.groups import group_metrics
 from quakelake.catalogs import import_catalog
 from quakelake.lakehouse import Lake, queries
-from quakelake.lineage import Stopwatch, UnitResult, fingerprint, frame_digest
+from quakelake.lakehouse.lineage import Stopwatch, UnitResult, fingerprint, frame_digest
+from quakelake.params import groups as station_groups
 from quakelake.params.evaluation import RunSelection
 from quakelake.tasks.retry import transient_only
 
@@ -68,7 +70,7 @@ def compare_with_reference(
             if len(ref_events) and result.start is not None:
                 t = pd.to_datetime(ref_events["time"], utc=True)
                 in_span = ref_events[(t >= result.start) & (t <= result.end)]
-            per_group = station_groups.group_metrics(
+            per_group = group_metrics(
                 result.pick_matches,
                 groups,
                 events,
