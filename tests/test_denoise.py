@@ -17,11 +17,6 @@ from quakelake.config import PickParams, StationSelection
 from quakelake.lakehouse import Lake
 
 
-@pytest.fixture(scope="module")
-def salton(shared_data) -> Path:
-    return shared_data / "phasenet_saltonsea_20201001"
-
-
 def test_unknown_denoiser_is_one_error_line_listing_the_cache_and_writes_nothing(
     salton, weights_cache, tmp_path, capsys
 ):

@@ -13,11 +13,6 @@ WEST = ["CI.SAL", "CI.CRR", "CI.ERR", "CI.SWS", "CI.BOM"]
 EAST = ["CI.RXH", "CI.WMD", "CI.IMP", "CI.DRE", "CI.SNR"]
 
 
-@pytest.fixture(scope="module")
-def salton(shared_data) -> Path:
-    return shared_data / "phasenet_saltonsea_20201001"
-
-
 @pytest.fixture
 def groups_file(tmp_path) -> Path:
     path = tmp_path / "groups.yaml"

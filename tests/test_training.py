@@ -16,11 +16,6 @@ from quakelake.cli import main
 from quakelake.lakehouse import Lake
 
 
-@pytest.fixture(scope="module")
-def salton(shared_data) -> Path:
-    return shared_data / "phasenet_saltonsea_20201001"
-
-
 @pytest.fixture
 def labelled_lake(salton, tmp_path) -> Path:
     lake = tmp_path / "lake"
