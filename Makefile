@@ -33,10 +33,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# While editing: no Prefect server, no slow or integration test; needs only the committed
-# fixtures in tests/data (the tests that need ../shared run when it is there, else skip).
+# While editing: no slow or integration test, and no Prefect server (a test that would start
+# Prefect's temporary one fails instead); needs only the committed fixtures in tests/data (the
+# tests that need ../shared run when it is there, else skip).
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow and not integration and not network"
+	PREFECT_SERVER_ALLOW_EPHEMERAL_MODE=false \
+	  $(PY) -m pytest -q -m "not slow and not integration and not network"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

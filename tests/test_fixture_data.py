@@ -159,10 +159,10 @@ def test_quakeml_and_bulletin_import_into_the_lake_once(fixtures, salton_minute,
     assert event["time"] == pd.Timestamp("2021-01-01T01:09:10.22", tz="UTC")
     assert (event["latitude"], event["longitude"], event["depth_km"]) == (42.8343, 13.1877, 8.4)
     assert (event["magnitude"], event["magnitude_type"], event["n_picks"]) == (1.3, "ML", 16)
-    for _ in range(2):  # importing the same files again replaces them
-        import_catalog(lake_root, [fixtures / "ogs_rsfvg_2024"], "ogs")
-        import_catalog(lake_root, qml, "ingv")
-        import_catalog(lake_root, salton_minute / "DERIVED_phasenet_ref_picks.csv", "phasenet")
+    import_catalog(lake_root, [fixtures / "ogs_rsfvg_2024"], "ogs")
+    import_catalog(lake_root, qml, "ingv")
+    import_catalog(lake_root, salton_minute / "DERIVED_phasenet_ref_picks.csv", "phasenet")
+    import_catalog(lake_root, [fixtures / "ogs_rsfvg_2024"], "ogs")  # again: replaces, adds nothing
     lake = Lake(lake_root)
     events = lake.query(
         "SELECT catalog, count(*) AS n FROM reference_events GROUP BY catalog ORDER BY catalog"
