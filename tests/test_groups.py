@@ -55,7 +55,7 @@ def test_groups_come_from_the_config_and_a_groups_file(groups_file, tmp_path):
     ],
 )
 def test_a_bad_group_is_refused_before_any_work(
-    salton, groups_file, tmp_path, capsys, names, message
+    salton_minute, groups_file, tmp_path, capsys, names, message
 ):
     from quakelake.cli import main
 
@@ -65,7 +65,7 @@ def test_a_bad_group_is_refused_before_any_work(
             [
                 command,
                 "-d",
-                str(salton / "mseed"),
+                str(salton_minute / "mseed"),
                 "-G",
                 *names,
                 "--groups-file",
