@@ -113,6 +113,7 @@ def test_travel_time_table_matches_straight_rays_in_a_homogeneous_model():
 # ----------------------------------------------------------------------------- quality
 
 
+@pytest.mark.slow
 def test_pyocto_chile_pick_level(chile):
     picks, stations, model = chile
     cfg = PyOctoConfig(

@@ -17,17 +17,12 @@ from quakelake.lakehouse import Lake
 from quakelake.picking import denoise
 
 
-@pytest.fixture(scope="module")
-def salton(shared_data) -> Path:
-    return shared_data / "phasenet_saltonsea_20201001"
-
-
 def test_unknown_denoiser_is_one_error_line_listing_the_cache_and_writes_nothing(
-    salton, weights_cache, tmp_path, capsys
+    salton_minute, light_weights, tmp_path, capsys
 ):
     for option in (["--denoiser", "SeisDAE/nosuch"], ["--denoiser", "Wiener/x"]):
         code = main(
-            ["pick", "-d", str(salton / "mseed"), "--lake", str(tmp_path / "lake"), *option]
+            ["pick", "-d", str(salton_minute / "mseed"), "--lake", str(tmp_path / "lake"), *option]
         )
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and err[0].startswith("error: --denoiser:")

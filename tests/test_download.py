@@ -52,11 +52,6 @@ STATIONS = [
 
 
 @pytest.fixture(scope="module")
-def salton(shared_data: Path) -> Path:
-    return shared_data / "phasenet_saltonsea_20201001"
-
-
-@pytest.fixture(scope="module")
 def dataselect(salton: Path, tmp_path_factory):
     """portable-fdsnws-dataselect over a copy of the real miniSEED files."""
     with DataselectServer(salton / "mseed", tmp_path_factory.mktemp("dataselect")) as server:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import obspy
@@ -18,11 +17,6 @@ from quakelake.picking import models as picking
 
 PAIR = PickParams(models=["PhaseNet"], weights=["original", "volpick"])
 STATIONS = ["BOM", "IMP", "WMD", "SWS"]
-
-
-@pytest.fixture(scope="module")
-def salton(shared_data) -> Path:
-    return shared_data / "phasenet_saltonsea_20201001"
 
 
 @pytest.fixture(scope="module")

@@ -148,6 +148,7 @@ def test_metrics_table_groups():
     assert set(table["group_by"]) >= {"model,weights,station_id", "model,weights,day"}
 
 
+@pytest.mark.slow
 def test_evaluate_from_lake(ogs, shared_data, lake_root):
     """OGS manual picks of one week stored as `picks` and compared with the imported OGS."""
     import_catalog(lake_root, shared_data / "ogs_rsfvg_2024" / "manual", "ogs")

@@ -13,11 +13,6 @@ WEST = ["CI.SAL", "CI.CRR", "CI.ERR", "CI.SWS", "CI.BOM"]
 EAST = ["CI.RXH", "CI.WMD", "CI.IMP", "CI.DRE", "CI.SNR"]
 
 
-@pytest.fixture(scope="module")
-def salton(shared_data) -> Path:
-    return shared_data / "phasenet_saltonsea_20201001"
-
-
 @pytest.fixture
 def groups_file(tmp_path) -> Path:
     path = tmp_path / "groups.yaml"
@@ -60,7 +55,7 @@ def test_groups_come_from_the_config_and_a_groups_file(groups_file, tmp_path):
     ],
 )
 def test_a_bad_group_is_refused_before_any_work(
-    salton, groups_file, tmp_path, capsys, names, message
+    salton_minute, groups_file, tmp_path, capsys, names, message
 ):
     from quakelake.cli import main
 
@@ -70,7 +65,7 @@ def test_a_bad_group_is_refused_before_any_work(
             [
                 command,
                 "-d",
-                str(salton / "mseed"),
+                str(salton_minute / "mseed"),
                 "-G",
                 *names,
                 "--groups-file",

@@ -16,11 +16,6 @@ from quakelake.picking import models as picking
 PHASENET = PickParams(models=["PhaseNet"], weights=["original"])
 
 
-@pytest.fixture(scope="module")
-def salton(shared_data) -> Path:
-    return shared_data / "phasenet_saltonsea_20201001"
-
-
 def _flow():
     from quakelake.flows.pick import pick_phases
 

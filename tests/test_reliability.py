@@ -23,17 +23,10 @@ from quakelake.lakehouse import Lake, queries, stem_of
 from quakelake.params import PickParams, StationSelection
 from quakelake.params.association import GammaConfig
 
-SALTON = "phasenet_saltonsea_20201001"
-
-
-@pytest.fixture(scope="module")
-def salton(shared_data):
-    return shared_data / SALTON
-
-
 # ----------------------------------------------------------------------------- item 6: GaMMA seed
 
 
+@pytest.mark.slow
 def test_gamma_is_reproducible_whatever_the_global_rng(salton):
     """The same 184 picks give the same events (ids included) however numpy's global RNG stands."""
     picks = read_pick_table(salton / "DERIVED_phasenet_ref_picks_first180s.csv")

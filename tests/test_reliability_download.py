@@ -30,11 +30,6 @@ BOM = StationSelection(stations=["BOM"])
 
 
 @pytest.fixture(scope="module")
-def salton(shared_data: Path) -> Path:
-    return shared_data / "phasenet_saltonsea_20201001"
-
-
-@pytest.fixture(scope="module")
 def dataselect(salton: Path, tmp_path_factory):
     with DataselectServer(salton / "mseed", tmp_path_factory.mktemp("dataselect")) as server:
         yield server

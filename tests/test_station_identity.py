@@ -29,11 +29,6 @@ from quakelake.tasks.associate import PickSource, read_picks
 PHASENET = PickParams(models=["PhaseNet"], weights=["original"])
 
 
-@pytest.fixture(scope="module")
-def salton(shared_data):
-    return shared_data / "phasenet_saltonsea_20201001"
-
-
 def _reference_picks(salton) -> pd.DataFrame:
     """The real PhaseNet reference picks (``CI.IMP..HH``) as lake pick rows."""
     csv = salton / "DERIVED_phasenet_ref_picks_first180s.csv"
@@ -94,6 +89,7 @@ def test_association_sees_one_band_per_station(salton):
     assert any("another band" in m for m in two.messages)
 
 
+@pytest.mark.slow
 def test_lake_written_before_the_band_column_reads_the_same(salton, lake_root):
     """A lake whose picks store NET.STA.LOC.BAND in station_id (older lakes) reads NET.STA.LOC.
 

@@ -17,11 +17,6 @@ from quakelake.picking import models as picking
 from quakelake.picking import training
 
 
-@pytest.fixture(scope="module")
-def salton(shared_data) -> Path:
-    return shared_data / "phasenet_saltonsea_20201001"
-
-
 @pytest.fixture
 def labelled_lake(salton, tmp_path) -> Path:
     lake = tmp_path / "lake"

@@ -53,11 +53,6 @@ def test_archive_key_is_short_stable_and_path_based(tmp_path: Path):
 # --------------------------------------------------------------------------- Salton Sea
 
 
-@pytest.fixture(scope="module")
-def salton(shared_data: Path) -> Path:
-    return shared_data / "phasenet_saltonsea_20201001"
-
-
 @pytest.mark.parametrize("layout", ["mseed", "sac", "mseed_array"])
 def test_salton_sea_layouts_give_the_same_station_days(salton: Path, layout: str):
     scan = scan_archive(salton / layout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -131,7 +132,7 @@ def pick_phases(
         with Stopwatch() as sw:
             committed = committed_stems(lake)  # the workers never ask the catalog
             slots = task_slots()
-            submitted = [
+            submitted: list[tuple[list[str], Any]] = [
                 (
                     [f"{spec.label}:{unit.key}" for unit in batch],
                     pick_station_days.submit(

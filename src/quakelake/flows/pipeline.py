@@ -37,6 +37,9 @@ def associate_picks(config: RunConfig, ensemble_weights: str | None = None) -> l
     Skipped with a warning when no station coordinates are known (no -F file, nothing downloaded).
     """
     logger = get_run_logger()
+    associate = config.associate
+    if associate is None:  # the pipeline calls this only when association is configured
+        return []
     if config.station_file is None and not Lake(config.lake).has_files("stations"):
         logger.warning(
             "association skipped: no station coordinates; pass -F/--file stations.xml|csv"
@@ -59,7 +62,7 @@ def associate_picks(config: RunConfig, ensemble_weights: str | None = None) -> l
                 flow_fn(
                     config.lake,
                     config.window,
-                    config.associate,
+                    associate,
                     station_file=config.station_file,
                     model=model,
                     weights=weights,

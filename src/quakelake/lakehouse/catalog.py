@@ -730,7 +730,7 @@ def _relative_layout(con: duckdb.DuckDBPyConnection) -> bool:
     Returns True for a catalog that holds no file yet (the caller attaches again, once). A
     catalog that already holds files keeps its layout: ``quakelake lake migrate`` converts it.
     """
-    if con.execute(f"SELECT count(*) FROM {META}.ducklake_data_file").fetchone()[0]:
+    if (con.execute(f"SELECT count(*) FROM {META}.ducklake_data_file").fetchone() or (0,))[0]:
         return False
     con.execute(
         f"UPDATE {META}.ducklake_schema SET path = '', path_is_relative = true "

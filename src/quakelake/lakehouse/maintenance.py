@@ -99,6 +99,7 @@ def _retire(lake: Lake, data_file_id: int, table_id: int, rows: int) -> None:
             f"SELECT snapshot_id, schema_version, next_catalog_id, next_file_id FROM "
             f"{META}.ducklake_snapshot ORDER BY snapshot_id DESC LIMIT 1"
         ).fetchone()
+        assert snap is not None  # a lake has at least its first snapshot
         new = snap[0] + 1
         con.execute("BEGIN TRANSACTION")
         con.execute(
@@ -164,12 +165,14 @@ def compact(lake: Lake, tables: list[str] | None = None) -> dict[str, tuple[int,
 
 
 def _count_files(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    return con.execute(
+    row = con.execute(
         f"SELECT count(*) FROM {META}.ducklake_data_file f JOIN {META}.ducklake_table t "
         "ON t.table_id = f.table_id AND t.end_snapshot IS NULL "
         "WHERE f.end_snapshot IS NULL AND t.table_name = ?",
         [table],
-    ).fetchone()[0]
+    ).fetchone()
+    assert row is not None  # count(*) returns one row
+    return int(row[0])
 
 
 def catalog_paths(lake: Lake) -> list[Path]:
@@ -261,7 +264,8 @@ def relocate(lake: Lake) -> dict[str, int]:
         schema = con.execute(
             f"SELECT path FROM {META}.ducklake_schema WHERE schema_name = 'main' "
             "AND end_snapshot IS NULL"
-        ).fetchone()[0]
+        ).fetchone() or ("",)
+        schema = schema[0]
         old = table_folders(con, root)
         tables = {
             tid: path.strip("/")
