@@ -103,7 +103,7 @@ def table_columns(spec: TableSpec) -> list[tuple[str, str]]:
     return cols + [(UNIT_COLUMN, "VARCHAR")]
 
 
-def _is_postgres(url: str) -> bool:
+def is_postgres(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://", "postgres:"))
 
 
@@ -139,7 +139,7 @@ class Lake:
         data files would otherwise open as a new, empty lake: its files unlisted, vacuum's
         orphans. ``quakelake lake rebuild`` rebuilds it from the data files.
         """
-        if _is_postgres(self.catalog) or self.rebuilding:
+        if is_postgres(self.catalog) or self.rebuilding:
             return ""
         path = Path(self.catalog)
         if path.is_file() and path.stat().st_size > 0 or not _ever_committed(self.root):
@@ -170,7 +170,7 @@ class Lake:
 
     def exists(self) -> bool:
         """Return True when the lake has a catalog (something was ever committed)."""
-        return _is_postgres(self.catalog) or Path(self.catalog).is_file()
+        return is_postgres(self.catalog) or Path(self.catalog).is_file()
 
     def legacy(self) -> bool:
         """Return True for a lake of the layout before the catalog (files, no catalog)."""
@@ -186,7 +186,7 @@ class Lake:
         url = self._catalog
         if not url:
             return
-        if not _is_postgres(url):
+        if not is_postgres(url):
             raise LakeError(
                 f"--catalog: {url!r} is not a postgresql:// URL; leave --catalog out for the "
                 "lake's own catalog.sqlite"
@@ -206,7 +206,7 @@ class Lake:
 
     def _attach_sql(self, read_only: bool = False) -> str:
         url = self.catalog
-        if _is_postgres(url):
+        if is_postgres(url):
             target = "ducklake:postgres:" + url.removeprefix("postgres:")
         else:
             target = "ducklake:sqlite:" + url
@@ -218,7 +218,7 @@ class Lake:
         return f"ATTACH '{quote(target)}' AS {ALIAS} ({', '.join(opts)})"
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        postgres = _is_postgres(self.catalog)
+        postgres = is_postgres(self.catalog)
         self.refuse_lost()
         if not read_only:
             if postgres and _has_password(self.catalog):

@@ -125,7 +125,7 @@ def _retire(lake: Lake, data_file_id: int, table_id: int, rows: int) -> None:
         raise
     finally:
         con.close()
-    _reset(lake)
+    reset_connections(lake)
 
 
 def _forget(lake: Lake, table: str) -> None:
@@ -138,7 +138,7 @@ def _forget(lake: Lake, table: str) -> None:
         )
 
 
-def _reset(lake: Lake) -> None:
+def reset_connections(lake: Lake) -> None:
     """Close this process's catalog connection (it caches metadata written behind its back)."""
     from quakelake.lakehouse.catalog import close_connections
 
@@ -347,7 +347,7 @@ def relocate(lake: Lake) -> dict[str, int]:
         raise
     finally:
         con.close()
-    _reset(lake)
+    reset_connections(lake)
     for src, _ in links:
         src.unlink(missing_ok=True)
     with lake._cursor() as con:  # the manifest's paths: informational, relative too
