@@ -52,6 +52,7 @@ import pandas as pd
 from obspy import Inventory, Stream, UTCDateTime
 from obspy.geodetics import gps2dist_azimuth
 
+from quakelake.origin_gate import is_rejected
 from quakelake.params.magnitudes import (
     AmplitudeParams,
     AttenuationLaw,
@@ -515,8 +516,14 @@ def day_magnitudes(
     """
     params = params or MagnitudeParams()
     amp_params = params.amplitude
+    # origins the quality gate rejected get no magnitude (quakelake.origin_gate)
+    reported = events[~is_rejected(events)]
     origin = dict(
-        zip(events["event_id"].astype(str), pd.to_datetime(events["time"], utc=True), strict=True)
+        zip(
+            reported["event_id"].astype(str),
+            pd.to_datetime(reported["time"], utc=True),
+            strict=True,
+        )
     )
     picks = assignments[assignments["event_id"].astype(str).isin(origin)].copy()
     picks["time"] = pd.to_datetime(picks["time"], utc=True)

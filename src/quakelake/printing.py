@@ -125,7 +125,7 @@ def print_summary(summary: dict, lake: Path | str) -> None:
 
 
 def lake_events(lake_root: Path | str, summary: dict, window: Any = None) -> int | None:
-    """Return the events the lake holds for an association summary's configuration and pick source.
+    """Return the reported events the lake holds for an association summary's configuration and pick source.
 
     Counts every committed event of the same associator configuration and picks over the window
     (all days when open), so days skipped because an earlier run made them are counted too.
@@ -136,7 +136,9 @@ def lake_events(lake_root: Path | str, summary: dict, window: Any = None) -> int
     lake = Lake(lake_root)
     if not lake.has_files("events"):
         return None
-    where = "config_fingerprint = ? AND pick_source = ?"
+    from quakelake.origin_gate import REPORTED_SQL
+
+    where = f"config_fingerprint = ? AND pick_source = ? AND {REPORTED_SQL}"
     values: list[Any] = [summary["config_fingerprint"], summary["pick_source"]]
     if window is not None and window.start is not None:
         where += " AND day >= ?"
@@ -159,6 +161,12 @@ def print_association(
         f"{summary['days']} days (done {summary['done']}, skipped {summary['skipped']}, failed "
         f"{summary['failed']}), {summary['events']} events written"
     )
+    if summary.get("origins") is not None:
+        from quakelake.origin_gate import describe
+
+        line += (
+            f" ({describe(summary['origins'], summary['rejected'], summary['rejected_reasons'])})"
+        )
     if held is not None:
         line += f", lake holds {held} events for these days"
     print(line)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections import Counter
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -20,6 +21,7 @@ from quakelake.flows.common import (
 )
 from quakelake.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
 from quakelake.magnitudes import MagnitudeParams
+from quakelake.origin_gate import describe
 from quakelake.params import TimeWindow
 from quakelake.params.association import GammaConfig, PyOctoConfig
 from quakelake.stations import read_stations, write_stations
@@ -223,6 +225,12 @@ def _summary(run_id: str, config, source: PickSource, results: list[UnitResult])
         for s in ("done", "skipped", "failed", "no_data")
     }
     unknown = sorted({s for r in results for s in r.extra.get("unknown_stations", [])})
+    done = [r for r in results if r.status == "done"]
+    origins = sum(r.rows for r in done)
+    rejected = sum(int(r.extra.get("rejected", 0)) for r in done)
+    reasons: Counter[str] = Counter()
+    for r in done:
+        reasons.update(r.extra.get("rejected_reasons") or {})
     return {
         "run_id": run_id,
         "associator": config.associator,
@@ -230,7 +238,11 @@ def _summary(run_id: str, config, source: PickSource, results: list[UnitResult])
         "pick_source": source.label,
         "days": len(results),
         **counts,
-        "events": sum(r.rows for r in results if r.status == "done"),
+        # origins the gate rejected are kept in the lake but are not events (quakelake.origin_gate)
+        "origins": origins,
+        "rejected": rejected,
+        "rejected_reasons": dict(reasons.most_common()),
+        "events": origins - rejected,
         "unknown_stations": unknown,
         "seconds": sum(r.seconds for r in results),
     }
@@ -245,7 +257,8 @@ def _publish(summary: dict) -> None:
             f"- picks: {summary['pick_source']}",
             f"- days: {summary['days']} (done {summary['done']}, skipped {summary['skipped']}, "
             f"no picks {summary['no_data']}, failed {summary['failed']})",
-            f"- events written: {summary['events']}",
+            f"- events written: {summary['events']} "
+            f"({describe(summary['origins'], summary['rejected'], summary['rejected_reasons'])})",
             f"- magnitudes: {summary.get('magnitudes', 'not computed')}",
             f"- stations without coordinates: {', '.join(summary['unknown_stations']) or 'none'}",
         ]

@@ -144,9 +144,14 @@ EVENTS = TableSpec(
         ("azimuthal_gap_deg", pa.float64()),
         ("min_distance_km", pa.float64()),
         ("location_quality", pa.string()),
+        # the origin quality gate (quakelake.origin_gate): QuakeML evaluation mode and status
+        # ("automatic"; "preliminary" or "rejected") and the rules a rejected origin broke
+        ("evaluation_mode", pa.string()),
+        ("evaluation_status", pa.string()),
+        ("evaluation_reason", pa.string()),
     ),
     ("day",),
-    "one row per associated event",
+    "one row per associated origin (rejected ones kept for audit, with their reason)",
 )
 
 ASSIGNMENTS = TableSpec(

@@ -20,6 +20,7 @@ __all__ = [
     "AssociationError",
     "AssociatorConfig",
     "GammaConfig",
+    "OriginGateParams",
     "PyOctoConfig",
     "RelocationParams",
     "VelocityParams",
@@ -127,6 +128,38 @@ class RelocationParams(_Model):
     )
 
 
+class OriginGateParams(_Model):
+    """Rules that give each origin its QuakeML evaluation status (:mod:`quakelake.origin_gate`).
+
+    An origin that breaks any rule is ``rejected`` (kept in the lake with the reasons, left out
+    of event counts, magnitudes and exports); the others are ``preliminary`` (automatic
+    origins an analyst has not reviewed). The defaults follow the automatic set-up of TexNet's
+    SeisComP (an origin is reported when its latitude, longitude and depth uncertainties are
+    at most 20 km and its azimuthal gap at most 270 deg) plus the minimum geometry a location
+    needs (3 stations, 4 phases). A rule set to empty is not applied.
+    """
+
+    enabled: bool = Field(True, description="evaluate origins (false: every origin preliminary)")
+    min_stations: int | None = Field(
+        3, ge=1, description="fewest stations with a pick used by the location"
+    )
+    min_phases: int | None = Field(4, ge=1, description="fewest picks (P and S) used by the location")
+    max_gap_deg: float | None = Field(
+        270.0, gt=0, le=360, description="largest azimuthal gap (deg) between the stations"
+    )
+    max_horizontal_uncertainty_km: float | None = Field(
+        20.0,
+        gt=0,
+        description="largest 1-sigma latitude or longitude uncertainty of the location (km)",
+    )
+    max_depth_uncertainty_km: float | None = Field(
+        20.0, gt=0, description="largest 1-sigma depth uncertainty (km)"
+    )
+    max_rms_s: float | None = Field(
+        None, gt=0, description="largest RMS travel-time residual (s); empty: not applied"
+    )
+
+
 class PyOctoConfig(_Model):
     """PyOcto (Münchmeyer 2024) octree associator."""
 
@@ -177,6 +210,9 @@ class PyOctoConfig(_Model):
     )
     n_threads: int | None = Field(None, ge=1, description="threads (all cores when empty)")
     relocation: RelocationParams = Field(default_factory=RelocationParams, description="relocation")
+    gate: OriginGateParams = Field(
+        default_factory=OriginGateParams, description="origin quality gate (evaluation status)"
+    )
 
 
 class GammaConfig(_Model):
@@ -221,6 +257,9 @@ class GammaConfig(_Model):
         1, ge=1, description="BLAS/OpenMP threads per process (1 avoids oversubscription)"
     )
     relocation: RelocationParams = Field(default_factory=RelocationParams, description="relocation")
+    gate: OriginGateParams = Field(
+        default_factory=OriginGateParams, description="origin quality gate (evaluation status)"
+    )
 
 
 AssociatorConfig = Annotated[PyOctoConfig | GammaConfig, Field(discriminator="associator")]

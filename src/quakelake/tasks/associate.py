@@ -9,7 +9,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
-from quakelake import association, magnitudes
+from quakelake import association, magnitudes, origin_gate
 from quakelake.associate_plan import (  # noqa: F401 (the flow's and the tests' names)
     ASSOCIATION_CODE_VERSION,
     MAGNITUDE_CODE_VERSION,
@@ -123,6 +123,8 @@ def associate_day_task(
             "picks": len(picks),
             "assigned": len(assignments),
             "unknown_stations": result.unknown_stations,
+            "rejected": int(origin_gate.is_rejected(events).sum()),
+            "rejected_reasons": origin_gate.rejection_counts(events),
         },
         inputs=inputs,
     )

@@ -1,0 +1,127 @@
+"""StationXML as data centres deliver it: every valid file loads (issue 23, defect 1).
+
+The files are built from the Salton Sea StationXML (SCSN, ``phasenet_saltonsea_20201001``) with
+ObsPy, changed the way other data centres write theirs: open epochs closed at 2500-12-31
+(RESIF, ICGC) or 2599-12-31 (EarthScope), no end date, several epochs per channel, ``HH1/HH2``
+horizontals, channels without a response or with sensor and datalogger stages only, and
+locations ``""``, ``00`` and ``--``.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from quakelake.stations import read_stations, station_coordinates, stations_at
+
+
+def _inventory(shared_data: Path):
+    import obspy
+
+    return obspy.read_inventory(
+        str(shared_data / "phasenet_saltonsea_20201001" / "stations.xml")
+    )
+
+
+def _as_delivered(shared_data: Path, path: Path) -> Path:
+    """Write the Salton Sea StationXML changed the way data centres deliver theirs."""
+    from obspy import UTCDateTime
+
+    inv = _inventory(shared_data)
+    stations = {s.code: s for s in inv[0]}
+    # RESIF/ICGC: open epochs end 2500-12-31; EarthScope: 2599-12-31; some give no end date
+    for code, end in (("BOM", 2500), ("COA", 2599), ("CRR", None)):
+        sta = stations[code]
+        sta.end_date = UTCDateTime(end, 12, 31, 23, 59, 59) if end else None
+        for cha in sta:
+            cha.end_date = sta.end_date
+    # HH1/HH2 horizontals (and a BH1/BH2 pair) instead of N/E
+    for cha in stations["DRE"]:
+        cha.code = {"HHN": "HH1", "HHE": "HH2"}.get(cha.code, cha.code)
+    for cha in stations["ERR"]:
+        cha.code = {"HHN": "BH1", "HHE": "BH2", "HHZ": "BHZ"}.get(cha.code, cha.code)
+    # a channel without a response, one with sensor and datalogger stages only
+    frk = list(stations["FRK"])
+    frk[0].response = None
+    frk[1].response.response_stages = frk[1].response.response_stages[:2]
+    # locations 00 and --
+    for cha in stations["IMP"]:
+        cha.location_code = "00"
+    for cha in stations["RXH"]:
+        cha.location_code = "--"
+    # a second epoch of every SAL channel: the station moved 0.1 deg north on 2021-08-03
+    sal = stations["SAL"]
+    moved = []
+    for cha in sal:
+        new = copy.deepcopy(cha)
+        new.start_date = cha.end_date
+        new.end_date = UTCDateTime(2599, 12, 31, 23, 59, 59)
+        new.latitude = cha.latitude + 0.1
+        moved.append(new)
+    sal.channels.extend(moved)
+    sal.end_date = UTCDateTime(2599, 12, 31, 23, 59, 59)
+    inv.write(str(path), format="STATIONXML")
+    return path
+
+
+@pytest.fixture
+def delivered(shared_data, tmp_path) -> Path:
+    return _as_delivered(shared_data, tmp_path / "stations.xml")
+
+
+def test_stationxml_as_data_centres_deliver_it_loads(shared_data, delivered):
+    st = read_stations(delivered)
+    # 16 stations x 3 channels, plus the second epoch of SAL's 3 channels
+    assert len(st) == 51 and st["station"].nunique() == 16
+    # far-future and missing end dates are open epochs: no end
+    for code in ("BOM", "COA", "CRR"):
+        assert st.loc[st["station"] == code, "end"].isna().all(), code
+    assert st.loc[st["station"] == "SLV", "end"].notna().all()
+    assert set(st.loc[st["station"] == "DRE", "channel"]) == {"HH1", "HH2", "HHZ"}
+    assert set(st.loc[st["station"] == "ERR", "channel"]) == {"BH1", "BH2", "BHZ"}
+    assert set(st.loc[st["station"] == "IMP", "location"]) == {"00"}
+    assert set(st.loc[st["station"] == "RXH", "location"]) == {""}
+    assert st["latitude"].notna().all() and st["elevation_m"].notna().all()
+
+
+def test_the_epoch_valid_for_the_data_places_the_station(shared_data, delivered):
+    st = read_stations(delivered)
+    sal = st[st["station"] == "SAL"]
+    old_lat = float(sal["latitude"].min())
+    day = pd.Timestamp("2020-10-01", tz="UTC")
+    then = station_coordinates(stations_at(st, day, day + pd.Timedelta(days=1)))
+    assert float(then.loc[then["station"] == "SAL", "latitude"].iloc[0]) == pytest.approx(old_lat)
+    later = pd.Timestamp("2024-01-01", tz="UTC")
+    now = station_coordinates(stations_at(st, later, later + pd.Timedelta(days=1)))
+    assert float(now.loc[now["station"] == "SAL", "latitude"].iloc[0]) == pytest.approx(
+        old_lat + 0.1
+    )
+    # every site keeps one row either way; SLV's epoch ended 2021-08-03 but it is kept (the
+    # metadata QC table says its epoch does not cover the data)
+    assert len(now) == len(then) == 16
+
+
+def test_associate_with_delivered_stationxml(shared_data, delivered, prefect_server, lake_root, capsys):
+    """`associate -F` with the delivered file runs and locates the SCSN event (it once refused the file)."""
+    from quakelake.cli import main
+
+    picks = shared_data / "phasenet_saltonsea_20201001" / "DERIVED_phasenet_ref_picks_first180s.csv"
+    code = main(
+        ["associate", "--lake", str(lake_root), "--picks", str(picks), "-F", str(delivered)]
+    )
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "error:" not in out.err
+    from quakelake.lakehouse import Lake
+
+    events = Lake(lake_root).query(
+        "SELECT time, latitude, longitude FROM events WHERE evaluation_status = 'preliminary'"
+    )
+    assert any(
+        abs((pd.Timestamp(t) - pd.Timestamp("2020-10-01T00:02:21.07Z")).total_seconds()) <= 2
+        and abs(la - 33.092) < 0.08
+        for t, la in zip(events["time"], events["latitude"], strict=True)
+    )
