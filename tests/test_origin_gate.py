@@ -22,9 +22,7 @@ SCSN_EVENT = pd.Timestamp("2020-10-01T00:02:21.07Z")
 def _two_stations(shared_data: Path, path: Path) -> Path:
     import obspy
 
-    inv = obspy.read_inventory(
-        str(shared_data / "phasenet_saltonsea_20201001" / "stations.xml")
-    )
+    inv = obspy.read_inventory(str(shared_data / "phasenet_saltonsea_20201001" / "stations.xml"))
     inv[0].stations = [s for s in inv[0] if s.code in ("WMD", "IMP")]
     inv.write(str(path), format="STATIONXML")
     return path
@@ -71,16 +69,28 @@ def test_two_station_run_reports_no_events(
     two = _two_stations(shared_data, tmp_path / "two.xml")
     args = ["--lake", str(lake_root), "-F", str(two), "-M", "PhaseNet", "-W", "original"]
     assert main(["run", "-d", str(salton / "mseed"), *args, "--silent"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     from quakelake.lakehouse import Lake
 
-    ev = Lake(lake_root).query(
-        "SELECT evaluation_status, evaluation_reason, magnitude FROM events"
-    )
+    ev = Lake(lake_root).query("SELECT evaluation_status, evaluation_reason, magnitude FROM events")
     assert len(ev) >= 1 and set(ev["evaluation_status"]) == {"rejected"}
     assert ev["magnitude"].isna().all()
     assert f"0 events written ({len(ev)} origins: 0 reported, {len(ev)} rejected: " in out
     assert "stations < 3" in out
+    assert f"warning: the quality gate rejected all {len(ev)} origins" in err
+    # the metadata QC table says why: the other stations with picks are not in the station
+    # file, and the 2 that are located only rejected origins, so they measured no amplitude
+    qc = Lake(lake_root).query("SELECT * FROM metadata_qc")
+    missing = qc[~qc["in_metadata"]]
+    picked = set(Lake(lake_root).query("SELECT DISTINCT station FROM picks")["station"])
+    assert set(missing["station"]) == picked - {"WMD", "IMP"} and len(missing) >= 10
+    assert not missing["has_coordinates"].any()
+    assert missing["reason"].str.startswith("not in the station file").all()
+    listed = qc[qc["in_metadata"]]
+    assert set(listed["station"]) == {"WMD", "IMP"} and len(listed) == 6
+    assert listed["used_picking"].all() and not listed["used_location"].any()
+    assert not qc["used_magnitude"].any() and listed["response_valid"].all()
+    assert listed["reason"].str.contains("only in origins the quality gate rejected").all()
 
     # exports leave rejected origins out unless asked
     quakeml = tmp_path / "events.xml"

@@ -21,9 +21,7 @@ from quakelake.stations import read_stations, station_coordinates, stations_at
 def _inventory(shared_data: Path):
     import obspy
 
-    return obspy.read_inventory(
-        str(shared_data / "phasenet_saltonsea_20201001" / "stations.xml")
-    )
+    return obspy.read_inventory(str(shared_data / "phasenet_saltonsea_20201001" / "stations.xml"))
 
 
 def _as_delivered(shared_data: Path, path: Path) -> Path:
@@ -52,7 +50,7 @@ def _as_delivered(shared_data: Path, path: Path) -> Path:
         cha.location_code = "00"
     for cha in stations["RXH"]:
         cha.location_code = "--"
-    # a second epoch of every SAL channel: the station moved 0.1 deg north on 2021-08-03
+    # a second epoch of every SAL channel: the station moved 0.1 deg north when the first ended
     sal = stations["SAL"]
     moved = []
     for cha in sal:
@@ -99,12 +97,14 @@ def test_the_epoch_valid_for_the_data_places_the_station(shared_data, delivered)
     assert float(now.loc[now["station"] == "SAL", "latitude"].iloc[0]) == pytest.approx(
         old_lat + 0.1
     )
-    # every site keeps one row either way; SLV's epoch ended 2021-08-03 but it is kept (the
-    # metadata QC table says its epoch does not cover the data)
+    # every site keeps one row either way: a site whose epochs all ended before 2024 (SLV's
+    # ended 2021-08-03) keeps them (the metadata QC table says its epoch does not cover the data)
     assert len(now) == len(then) == 16
 
 
-def test_associate_with_delivered_stationxml(shared_data, delivered, prefect_server, lake_root, capsys):
+def test_associate_with_delivered_stationxml(
+    shared_data, delivered, prefect_server, lake_root, capsys
+):
     """`associate -F` with the delivered file runs and locates the SCSN event (it once refused the file)."""
     from quakelake.cli import main
 
@@ -125,3 +125,19 @@ def test_associate_with_delivered_stationxml(shared_data, delivered, prefect_ser
         and abs(la - 33.092) < 0.08
         for t, la in zip(events["time"], events["latitude"], strict=True)
     )
+    # the metadata QC table says, per channel, what the metadata gave and what it was used for
+    qc = Lake(lake_root).query("SELECT * FROM metadata_qc")
+    assert len(qc) == 48 and qc["in_metadata"].all() and qc["has_coordinates"].all()
+    frk = qc[qc["station"] == "FRK"].set_index("channel")
+    no_response = frk[~frk["has_response"]]
+    assert len(no_response) == 1 and not no_response["response_valid"].iloc[0]
+    assert "no response: no amplitude" in no_response["reason"].iloc[0]
+    two_stages = frk[frk["response_stages"] == 2]
+    assert len(two_stages) == 1 and two_stages["response_valid"].iloc[0]
+    # SAL: the first epoch (ends 2020-10-26) is the one valid for the data, not the open one
+    sal = qc[qc["station"] == "SAL"]
+    assert len(sal) == 3 and sal["epoch_covers_data"].all()
+    assert (sal["epoch_end"] == pd.Timestamp("2020-10-26T17:30:00Z")).all()
+    dre = qc[qc["station"] == "DRE"]
+    assert set(dre["channel"]) == {"HH1", "HH2", "HHZ"} and dre["used_picking"].all()
+    assert qc.loc[qc["used_location"], "station"].nunique() >= 8

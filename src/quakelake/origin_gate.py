@@ -87,7 +87,9 @@ def evaluate(events: pd.DataFrame, params: OriginGateParams | None = None) -> pd
     out["evaluation_status"] = pd.Series(
         [REJECTED if r else PRELIMINARY for r in reasons], index=out.index, dtype=object
     )
-    out["evaluation_reason"] = pd.Series(["; ".join(r) for r in reasons], index=out.index, dtype=object)
+    out["evaluation_reason"] = pd.Series(
+        ["; ".join(r) for r in reasons], index=out.index, dtype=object
+    )
     return out
 
 

@@ -184,6 +184,20 @@ def print_association(
             f"magnitudes ({mags['law']}): {mags['events_with_ml']} events with ML, days done {mags['done']}, "
             f"skipped {mags['skipped']}, failed {mags['failed']}, without data {mags['no_data']}{why}"
         )
+    qc = summary.get("metadata_qc")
+    if qc:
+        print(
+            f"metadata QC: {qc['channels']} channels ({qc['without_metadata']} sites with picks "
+            f"but no metadata, {qc['without_response']} channels without a valid response; "
+            f"{qc['used_for_location']} used for location, {qc['used_for_magnitude']} for "
+            'magnitude): quakelake sql "SELECT * FROM metadata_qc"'
+        )
+    if summary.get("origins") and summary.get("origins") == summary.get("rejected"):
+        warn(
+            f"the quality gate rejected all {summary['origins']} origins "
+            f"({', '.join(summary.get('rejected_reasons') or {})}): check the station metadata "
+            "(metadata_qc) or relax associate.gate in the config file"
+        )
     if summary.get("unknown_stations"):
         warn(f"picks on stations without coordinates: {', '.join(summary['unknown_stations'])}")
 

@@ -7,6 +7,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
@@ -148,6 +149,9 @@ def associate_events(
                 given_response_files(response_files, station_file),
                 force,
             )
+        summary["metadata_qc"] = _metadata_qc(
+            lake, run_id, summary["config_fingerprint"], source, days
+        )
         summary["settings"] = settings
         for r in results:
             for sid in r.extra.get("unknown_stations", []):
@@ -219,6 +223,79 @@ def _magnitudes(
     return counts
 
 
+def _metadata_qc(
+    lake: Path, run_id: str, config_fp: str, source: PickSource, days: list[dt.date]
+) -> dict:
+    """Write the run's per-channel metadata QC rows into the lake; return their counts.
+
+    See :mod:`quakelake.metadata_qc`: one row per channel of the station metadata (and per
+    site with picks but no metadata) saying what it had and what it was used for.
+    """
+    from quakelake.associate_plan import read_picks, read_station_source
+    from quakelake.lakehouse import Lake, write_table
+    from quakelake.lineage import fingerprint
+    from quakelake.metadata_qc import channel_epochs, run_qc
+
+    store = Lake(lake)
+    start = pd.Timestamp(min(days), tz="UTC")
+    end = pd.Timestamp(max(days), tz="UTC") + pd.Timedelta(days=1)
+    if source.station_file is not None:
+        epochs = channel_epochs(source.station_file)
+    else:
+        epochs = read_station_source(lake, source)
+    if source.picks_file is not None:
+        ids = read_picks(lake, source, start, end)["station_id"].astype(str).drop_duplicates()
+        parts = ids.str.split(".", expand=True).reindex(columns=range(4)).fillna("")
+        picks = pd.DataFrame(
+            {"network": parts[0], "station": parts[1], "location": parts[2], "band": parts[3]}
+        )
+    else:
+        sql = "SELECT DISTINCT network, station, location, band FROM picks WHERE time >= ? AND time < ?"
+        values: list = [start.to_pydatetime(), end.to_pydatetime()]
+        for column, value in (("model", source.model), ("weights", source.weights)):
+            if value:
+                sql += f" AND {column} = ?"
+                values.append(value)
+        picks = store.query(sql, values)
+    # the run's catalogue: days an earlier run made (skipped now) belong to it too
+    events = pd.DataFrame({"event_id": [], "evaluation_status": []})
+    if store.has_files("events"):
+        events = store.query(
+            "SELECT event_id, evaluation_status FROM events WHERE config_fingerprint = ? AND "
+            "pick_source = ? AND day >= ? AND day <= ?",
+            [config_fp, source.label, min(days), max(days)],
+        )
+    ids = list(events["event_id"].astype(str))
+    empty = pd.DataFrame({"event_id": [], "station_id": [], "channel": []})
+    assignments, amplitudes = empty, empty
+    if ids:
+        assignments = store.query(
+            "SELECT event_id, station_id FROM assignments WHERE list_contains(?, event_id)", [ids]
+        )
+        if store.has_files("amplitudes"):
+            amplitudes = store.query(
+                "SELECT event_id, station_id, channel FROM amplitudes "
+                "WHERE list_contains(?, event_id)",
+                [ids],
+            )
+    qc = run_qc(epochs, picks, events, assignments, amplitudes, start, end)
+    qc = qc.assign(run_id=run_id, pick_source=source.label)
+    write_table(
+        lake,
+        "metadata_qc",
+        qc,
+        name=f"qc.{run_id}.{fingerprint(source.label, length=8)}",
+        run_id=run_id,
+    )
+    return {
+        "channels": len(qc),
+        "without_metadata": int((~qc["in_metadata"]).sum()),
+        "without_response": int((qc["in_metadata"] & ~qc["response_valid"]).sum()),
+        "used_for_location": int(qc["used_location"].sum()),
+        "used_for_magnitude": int(qc["used_magnitude"].sum()),
+    }
+
+
 def _summary(run_id: str, config, source: PickSource, results: list[UnitResult]) -> dict:
     counts = {
         s: sum(1 for r in results if r.status == s)
@@ -261,6 +338,7 @@ def _publish(summary: dict) -> None:
             f"({describe(summary['origins'], summary['rejected'], summary['rejected_reasons'])})",
             f"- magnitudes: {summary.get('magnitudes', 'not computed')}",
             f"- stations without coordinates: {', '.join(summary['unknown_stations']) or 'none'}",
+            f"- metadata QC (lake table metadata_qc): {summary.get('metadata_qc', 'not written')}",
         ]
         create_markdown_artifact(markdown="\n".join(lines), key="associate-report")
     except Exception as exc:  # artifacts are a courtesy: never fail a finished run over them

@@ -143,7 +143,9 @@ class OriginGateParams(_Model):
     min_stations: int | None = Field(
         3, ge=1, description="fewest stations with a pick used by the location"
     )
-    min_phases: int | None = Field(4, ge=1, description="fewest picks (P and S) used by the location")
+    min_phases: int | None = Field(
+        4, ge=1, description="fewest picks (P and S) used by the location"
+    )
     max_gap_deg: float | None = Field(
         270.0, gt=0, le=360, description="largest azimuthal gap (deg) between the stations"
     )
