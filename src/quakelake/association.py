@@ -33,13 +33,13 @@ from quakelake import origin_gate, relocation
 from quakelake.association_input import normalise_picks, resolve_stations, station_table
 from quakelake.association_settings import first_pass, format_settings, resolve_config
 from quakelake.params.association import AssociationError, GammaConfig, PyOctoConfig
-from quakelake.stations import stations_at
 from quakelake.relocation import (
     ASSIGNMENT_COLUMNS,
     EVENT_COLUMNS,
     empty_assignments,
     empty_events,
 )
+from quakelake.stations import stations_at
 
 __all__ = ["ASSIGNMENT_COLUMNS", "EVENT_COLUMNS", "AssociationResult", "associate", "associate_day"]
 
