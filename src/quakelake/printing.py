@@ -161,14 +161,14 @@ def print_association(
         f"{summary['days']} days (done {summary['done']}, skipped {summary['skipped']}, failed "
         f"{summary['failed']}), {summary['events']} events written"
     )
+    if held is not None:
+        line += f", lake holds {held} events for these days"
     if summary.get("origins") is not None:
         from quakelake.origin_gate import describe
 
         line += (
             f" ({describe(summary['origins'], summary['rejected'], summary['rejected_reasons'])})"
         )
-    if held is not None:
-        line += f", lake holds {held} events for these days"
     print(line)
     if summary.get("settings"):
         from quakelake.association_settings import format_settings
