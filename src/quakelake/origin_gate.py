@@ -3,13 +3,13 @@
 Automatic systems do not publish every origin their associator finds: SeisComP, for example,
 reports an automatic origin only when its location is constrained (TexNet's set-up: latitude,
 longitude and depth uncertainty <= 20 km, azimuthal gap <= 270 deg). :func:`evaluate` applies
-the rules of :class:`quakelake.params.association.OriginGateParams` to the lake's `events`
-rows and fills three columns:
+the rules of :class:`quakelake.params.association.OriginGateParams` (the same rules, limits
+widened after ``benchmarks/origin_gate.py``) to the lake's `events` rows and fills three columns:
 
 * ``evaluation_mode``: ``automatic`` (QuakeML ``EvaluationMode``: nobody reviewed them);
 * ``evaluation_status``: ``preliminary`` when every rule holds, ``rejected`` otherwise
   (QuakeML ``EvaluationStatus``);
-* ``evaluation_reason``: the broken rules, ``"; "``-joined (``gap 312 > 270 deg``), empty for
+* ``evaluation_reason``: the broken rules, ``"; "``-joined (``gap 332 > 320 deg``), empty for
   a preliminary origin.
 
 Rejected origins stay in the lake for audit; event counts, magnitudes and exports leave them
@@ -101,7 +101,7 @@ def is_rejected(events: pd.DataFrame) -> pd.Series:
 
 
 def rule_name(reason: str) -> str:
-    """Return the rule a reason names, its measured value left out (``gap 312 > 270 deg`` -> ``gap > 270 deg``)."""
+    """Return the rule a reason names, its measured value left out (``gap 332 > 320 deg`` -> ``gap > 270 deg``)."""
     words = reason.split()
     for i, w in enumerate(words):
         if w in ("<", ">") and i >= 1:
@@ -120,7 +120,7 @@ def rejection_counts(events: pd.DataFrame) -> dict[str, int]:
 
 
 def describe(origins: int, rejected: int, reasons: dict[str, int]) -> str:
-    """Return ``9 origins: 7 reported, 2 rejected: gap > 270 deg 2`` (the summary's words)."""
+    """Return ``9 origins: 7 reported, 2 rejected: gap > 320 deg (2)`` (the summary's words)."""
     text = f"{origins} origins: {origins - rejected} reported, {rejected} rejected"
     if rejected and reasons:
         text += ": " + ", ".join(f"{rule} ({count})" for rule, count in reasons.items())
