@@ -101,7 +101,7 @@ def is_rejected(events: pd.DataFrame) -> pd.Series:
 
 
 def rule_name(reason: str) -> str:
-    """Return the rule a reason names, its measured value left out (``gap 332 > 320 deg`` -> ``gap > 270 deg``)."""
+    """Return the rule a reason names, its measured value left out (``gap 332 > 320 deg`` -> ``gap > 320 deg``)."""
     words = reason.split()
     for i, w in enumerate(words):
         if w in ("<", ">") and i >= 1:
