@@ -37,7 +37,7 @@ def _as_delivered(shared_data: Path, path: Path) -> Path:
         for cha in sta:
             cha.end_date = sta.end_date
     # HH1/HH2 horizontals (and a BH1/BH2 pair) instead of N/E
-    for cha in stations["DRE"]:
+    for cha in stations["SWS"]:
         cha.code = {"HHN": "HH1", "HHE": "HH2"}.get(cha.code, cha.code)
     for cha in stations["ERR"]:
         cha.code = {"HHN": "BH1", "HHE": "BH2", "HHZ": "BHZ"}.get(cha.code, cha.code)
@@ -78,7 +78,7 @@ def test_stationxml_as_data_centres_deliver_it_loads(shared_data, delivered):
     for code in ("BOM", "COA", "CRR"):
         assert st.loc[st["station"] == code, "end"].isna().all(), code
     assert st.loc[st["station"] == "SLV", "end"].notna().all()
-    assert set(st.loc[st["station"] == "DRE", "channel"]) == {"HH1", "HH2", "HHZ"}
+    assert set(st.loc[st["station"] == "SWS", "channel"]) == {"HH1", "HH2", "HHZ"}
     assert set(st.loc[st["station"] == "ERR", "channel"]) == {"BH1", "BH2", "BHZ"}
     assert set(st.loc[st["station"] == "IMP", "location"]) == {"00"}
     assert set(st.loc[st["station"] == "RXH", "location"]) == {""}
@@ -138,6 +138,41 @@ def test_associate_with_delivered_stationxml(
     sal = qc[qc["station"] == "SAL"]
     assert len(sal) == 3 and sal["epoch_covers_data"].all()
     assert (sal["epoch_end"] == pd.Timestamp("2020-10-26T17:30:00Z")).all()
-    dre = qc[qc["station"] == "DRE"]
-    assert set(dre["channel"]) == {"HH1", "HH2", "HHZ"} and dre["used_picking"].all()
+    sws = qc[qc["station"] == "SWS"]
+    assert set(sws["channel"]) == {"HH1", "HH2", "HHZ"} and sws["used_picking"].all()
     assert qc.loc[qc["used_location"], "station"].nunique() >= 8
+
+
+def test_amplitudes_on_hh1_hh2_and_none_without_a_response(shared_data, delivered):
+    """Wood-Anderson amplitudes of the SCSN event with the delivered metadata.
+
+    HH1/HH2 (and BH1/BH2) are horizontals: they get amplitudes like N/E, and so do RXH's
+    channels of location ``--``. FRK's channel without a response gets none, with the reason;
+    its channel with sensor and datalogger stages only gets one.
+    """
+    import obspy
+    from test_magnitudes import SCSN_EVENT, _salton_event_picks
+
+    from quakelake import magnitudes as mag
+
+    folder = shared_data / "phasenet_saltonsea_20201001"
+    inventory = mag.read_inventory([delivered])
+    stream = obspy.Stream()
+    for path in sorted((folder / "mseed").glob("*.mseed")):
+        stream += obspy.read(str(path))
+    renamed = {"SWS": {"HHN": "HH1", "HHE": "HH2"}, "ERR": {"HHN": "BH1", "HHE": "BH2"}}
+    for tr in stream:
+        tr.stats.channel = renamed.get(tr.stats.station, {}).get(tr.stats.channel, tr.stats.channel)
+    stations = read_stations(delivered)
+    picks = _salton_event_picks(folder, stations)
+    picked = set(picks["station_id"].str.split(".").str[1])
+    assert {"SWS", "ERR", "FRK"} <= picked
+    amps, messages = mag.measure_amplitudes(
+        "scsn", picks, stream, inventory, origin_time=SCSN_EVENT["time"]
+    )
+    by_station = amps.groupby("station")["channel"].apply(set).to_dict()
+    assert by_station["SWS"] == {"HH1", "HH2"} and by_station["ERR"] == {"BH1", "BH2"}
+    assert by_station["FRK"] == {"HHN"}
+    assert any(m.startswith("scsn CI.FRK..HHE: no usable response") for m in messages)
+    # the other stations are untouched: two horizontals each
+    assert len(amps) == 2 * len(picked) - 1, (by_station, messages)

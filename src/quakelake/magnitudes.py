@@ -437,10 +437,19 @@ def event_magnitudes(
 
 
 def read_inventory(paths: Iterable[str | Path]) -> Inventory:
-    """Return one inventory of every StationXML file in ``paths`` (the responses)."""
+    """Return one inventory of every StationXML file in ``paths`` (the responses).
+
+    Location code ``--`` (some data centres' "none") becomes ``""``, as the lake and the
+    waveforms name it, so that the channels' responses are found.
+    """
     inventory = Inventory(networks=[], source="quakelake")
     for path in paths:
         inventory += obspy.read_inventory(str(path))
+    for net in inventory:
+        for sta in net:
+            for cha in sta:
+                if (cha.location_code or "").strip() == "--":
+                    cha.location_code = ""
     return inventory
 
 
