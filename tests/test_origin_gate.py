@@ -93,6 +93,12 @@ def test_two_station_run_reports_no_events(
     assert not qc["used_magnitude"].any() and listed["response_valid"].all()
     assert listed["reason"].str.contains("only in origins the quality gate rejected").all()
 
+    # the analyzer scores reported origins only: none here
+    from quakelake.analysis import load_events
+    from quakelake.params.evaluation import RunSelection
+
+    assert len(load_events(Lake(lake_root), RunSelection())) == 0
+
     # exports leave rejected origins out unless asked
     quakeml = tmp_path / "events.xml"
     assert main(["export", "--lake", str(lake_root), "--quakeml", str(quakeml)]) == 0
