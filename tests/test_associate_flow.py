@@ -75,7 +75,9 @@ def test_flow_writes_events_and_is_idempotent(prefect_server, lake_root, ogs_day
     lake = Lake(lake_root)
     events = lake.read("events")
     assignments = lake.read("assignments")
-    assert len(events) == first["events"] > 0
+    assert len(events) == first["origins"] > 0
+    reported = events["evaluation_status"] != "rejected"
+    assert first["events"] == int(reported.sum()) and first["rejected"] == int((~reported).sum())
     assert set(events["associator"]) == {"pyocto"} and events["event_id"].is_unique
     assert events["n_picks"].sum() == len(assignments)
     assert set(assignments["pick_id"]) <= set(picks["pick_id"])

@@ -210,7 +210,9 @@ def test_a_lost_catalog_is_named_and_rebuilt_row_for_row(damage, tmp_path, capsy
         catalog.unlink()
     else:
         catalog.write_bytes(b"" if damage == "zeroed" else b"\0" * size)
-    mt.reset_connections(Lake(root))  # what a new process sees (this one's catalog connection is closed)
+    mt.reset_connections(
+        Lake(root)
+    )  # what a new process sees (this one's catalog connection is closed)
     capsys.readouterr()
     assert main(["lake", "check", "--lake", str(root)]) != 0
     err = capsys.readouterr().err

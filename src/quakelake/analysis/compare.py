@@ -41,10 +41,13 @@ def load_picks(lake: Any, sel: RunSelection) -> pd.DataFrame:
 
 
 def load_events(lake: Any, sel: RunSelection) -> pd.DataFrame:
-    """Return the lake's events chosen by ``sel``."""
-    return queries.events(
+    """Return the lake's reported events chosen by ``sel`` (origins the gate rejected are no events)."""
+    from quakelake.association.quality import is_rejected
+
+    events = queries.events(
         lake, run_ids=sel.run_ids, associators=sel.associators, start=sel.start, end=sel.end
     )
+    return events[~is_rejected(events)].reset_index(drop=True)
 
 
 def load_reference(lake: Any, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -154,6 +154,7 @@ def normalise_stations(df: pd.DataFrame, source: str = "station table") -> pd.Da
         out["station"] = ids
     for col in ("network", "location", "channel"):
         out[col] = out[col].fillna("").astype(str).str.strip() if col in out else ""
+    out["location"] = out["location"].map(_location)
     for col in ("latitude", "longitude", "elevation_m", "sampling_rate"):
         if col in out:
             out[col] = pd.to_numeric(out[col], errors="coerce")
@@ -165,6 +166,7 @@ def normalise_stations(df: pd.DataFrame, source: str = "station table") -> pd.Da
         raise StationFileError(f"{source}: latitude/longitude out of range (columns swapped?)")
     for col in ("start", "end"):
         if col in out:
+            # an unreadable or far-future date (2599-12-31) is an open end: no date
             out[col] = pd.to_datetime(out[col], utc=True, errors="coerce")
     return _finish(out)
 
@@ -304,7 +306,7 @@ def _parse_stationxml(path: Path) -> pd.DataFrame:
                     {
                         "network": net.code,
                         "station": sta.code,
-                        "location": cha.location_code if cha is not None else "",
+                        "location": _location(cha.location_code) if cha is not None else "",
                         "channel": cha.code if cha is not None else "",
                         "latitude": src.latitude if src.latitude is not None else sta.latitude,
                         "longitude": src.longitude if src.longitude is not None else sta.longitude,
@@ -321,8 +323,24 @@ def _parse_stationxml(path: Path) -> pd.DataFrame:
     return _finish(pd.DataFrame(rows))
 
 
+# Data centres close open epochs with far-future end dates (2500-12-31 at RESIF and ICGC,
+# 2599-12-31 at EarthScope), beyond what a pandas timestamp holds (2262): such an epoch is open,
+# stored with no end, like one without an end date.
+_OPEN_AFTER = pd.Timestamp("2200-01-01", tz="UTC")
+
+
 def _utc(value) -> pd.Timestamp | None:
-    return pd.Timestamp(value.datetime, tz="UTC") if value is not None else None
+    if value is None:
+        return None
+    if value.datetime.year >= _OPEN_AFTER.year:
+        return None
+    return pd.Timestamp(value.datetime, tz="UTC")
+
+
+def _location(code) -> str:
+    """Return a location code as the lake stores it: ``""`` for none (``--`` or blanks too)."""
+    code = str(code or "").strip()
+    return "" if code in ("--", "") else code
 
 
 def _read_real_list(path: Path) -> pd.DataFrame:
@@ -351,6 +369,33 @@ def _read_real_list(path: Path) -> pd.DataFrame:
         ) from None
     df["location"] = ""
     return normalise_stations(df, str(path))
+
+
+def stations_at(
+    stations: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """Return the channel epochs of ``stations`` valid for data from ``start`` to ``end``.
+
+    A channel with several epochs (a sensor swapped, a station moved) keeps those that overlap
+    the data's time (no ``start``: since ever; no ``end``: open). A site none of whose epochs
+    overlaps keeps all of them: metadata that does not cover the data still places its picks
+    (the metadata QC table says so, :mod:`quakelake.association.metadata_qc`).
+    """
+    end = start if end is None else end
+    if not len(stations):
+        return stations
+    begins = pd.to_datetime(stations["start"], utc=True)
+    ends = pd.to_datetime(stations["end"], utc=True)
+    valid = (begins.isna() | (begins <= end)) & (ends.isna() | (ends >= start))
+    site = (
+        stations["network"].fillna("").astype(str)
+        + "."
+        + stations["station"].astype(str)
+        + "."
+        + stations["location"].fillna("").astype(str)
+    )
+    covered = set(site[valid])
+    return stations[valid | ~site.isin(covered)].reset_index(drop=True)
 
 
 def station_coordinates(stations: pd.DataFrame) -> pd.DataFrame:

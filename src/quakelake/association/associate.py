@@ -28,7 +28,8 @@ from typing import Any
 
 import pandas as pd
 
-from quakelake.association import engines, relocation
+from quakelake.archive.stations import stations_at
+from quakelake.association import engines, quality, relocation
 from quakelake.association.inputs import normalise_picks, resolve_stations, station_table
 from quakelake.association.relocation import (
     ASSIGNMENT_COLUMNS,
@@ -132,6 +133,7 @@ def associate(
         log.info("derived association settings: %s", format_settings(setup.settings))
     raw_events, raw_assign = engines.run(setup, config)
     events, assignments = relocation.finish(setup, config, raw_events, raw_assign, event_prefix)
+    events = quality.evaluate(events, config.gate)
     res = AssociationResult(events, assignments, unknown, messages, settings=setup.settings)
     res.seconds = time.perf_counter() - t0
     return res
@@ -160,6 +162,9 @@ def associate_day(
         picks = picks[(t >= start - margin) & (t < end + margin)]
     norm, messages = normalise_picks(picks)
     window = norm[(norm["time"] >= start - margin) & (norm["time"] < end + margin)]
+    if {"start", "end"} <= set(stations.columns):
+        # several epochs of a channel: the ones valid for the day's data place its picks
+        stations = stations_at(stations, start - margin, end + margin)
     res = associate(window, stations, config, event_prefix)
     res.messages = messages + [m for m in res.messages if m not in messages]
     ev = res.events

@@ -53,6 +53,7 @@ from obspy import Inventory, Stream, UTCDateTime
 from obspy.geodetics import gps2dist_azimuth
 
 from quakelake import ids
+from quakelake.association.quality import is_rejected
 from quakelake.params.magnitudes import (
     AmplitudeParams,
     AttenuationLaw,
@@ -431,10 +432,19 @@ def event_magnitudes(
 
 
 def read_inventory(paths: Iterable[str | Path]) -> Inventory:
-    """Return one inventory of every StationXML file in ``paths`` (the responses)."""
+    """Return one inventory of every StationXML file in ``paths`` (the responses).
+
+    Location code ``--`` (some data centres' "none") becomes ``""``, as the lake and the
+    waveforms name it, so that the channels' responses are found.
+    """
     inventory = Inventory(networks=[], source="quakelake")
     for path in paths:
         inventory += obspy.read_inventory(str(path))
+    for net in inventory:
+        for sta in net:
+            for cha in sta:
+                if (cha.location_code or "").strip() == "--":
+                    cha.location_code = ""
     return inventory
 
 
@@ -510,8 +520,14 @@ def day_magnitudes(
     """
     params = params or MagnitudeParams()
     amp_params = params.amplitude
+    # origins the quality gate rejected get no magnitude (quakelake.association.quality)
+    reported = events[~is_rejected(events)]
     origin = dict(
-        zip(events["event_id"].astype(str), pd.to_datetime(events["time"], utc=True), strict=True)
+        zip(
+            reported["event_id"].astype(str),
+            pd.to_datetime(reported["time"], utc=True),
+            strict=True,
+        )
     )
     picks = assignments[assignments["event_id"].astype(str).isin(origin)].copy()
     picks["time"] = pd.to_datetime(picks["time"], utc=True)

@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from quakelake.association.magnitudes import MagnitudeParams
     from quakelake.config import RunConfig
 
-ASSOCIATION_CODE_VERSION = "2"  # bump when a change alters the events made from the same inputs
-MAGNITUDE_CODE_VERSION = "1"  # bump when a change alters the magnitudes made from the same inputs
+ASSOCIATION_CODE_VERSION = "3"  # bump when a change alters the events made from the same inputs
+MAGNITUDE_CODE_VERSION = "2"  # bump when a change alters the magnitudes made from the same inputs
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,10 @@ EVENT_COLUMNS = [
     "score",
     "rms_residual_s",
     *QUALITY_COLUMNS,
+    # the origin quality gate's QuakeML evaluation (quakelake.association.quality)
+    "evaluation_mode",
+    "evaluation_status",
+    "evaluation_reason",
 ]
 # An event is "unconstrained" when its stations leave a gap above this or are fewer than 3.
 UNCONSTRAINED_GAP_DEG = 300.0
@@ -53,7 +57,8 @@ ASSIGNMENT_COLUMNS = ["event_id", "pick_id", "station_id", "phase", "time", "res
 def empty_events() -> pd.DataFrame:
     df = pd.DataFrame({c: pd.Series(dtype=float) for c in EVENT_COLUMNS})
     df["event_id"] = df["event_id"].astype(object)
-    df["location_quality"] = df["location_quality"].astype(object)
+    for col in ("location_quality", "evaluation_mode", "evaluation_status", "evaluation_reason"):
+        df[col] = df[col].astype(object)
     df["time"] = pd.to_datetime(df["time"], utc=True)
     return df
 

@@ -378,8 +378,15 @@ def _origin_errors(origin, ev) -> None:
         origin.quality.azimuthal_gap = float(gap)
     if near is not None:
         origin.quality.minimum_distance = float(near) / km_per_deg
+    origin.evaluation_mode = _value(ev, "evaluation_mode") or "automatic"
+    status = _value(ev, "evaluation_status")
+    if status:
+        origin.evaluation_status = status
+    reason = _value(ev, "evaluation_reason")
+    if reason:
+        origin.comments.append(Comment(text=f"rejected by the origin quality gate: {reason}"))
     if _value(ev, "location_quality") == "unconstrained":
-        origin.evaluation_status = "preliminary"
+        origin.evaluation_status = status or "preliminary"
         origin.comments.append(
             Comment(
                 text=(
@@ -529,8 +536,19 @@ def write_nonlinloc(assignments: pd.DataFrame, path: str | Path, pick_std_s: flo
     )
 
 
+def reported(events: pd.DataFrame, rejected: bool = False) -> pd.DataFrame:
+    """Return ``events`` without the origins the quality gate rejected (all with ``rejected``)."""
+    from quakelake.catalogs.evaluation import is_rejected
+
+    return events if rejected else events[~is_rejected(events)]
+
+
 def export_run(
-    lake_root: Path, run_id: str, quakeml: Path | None, folder: Path | None
+    lake_root: Path,
+    run_id: str,
+    quakeml: Path | None,
+    folder: Path | None,
+    rejected: bool = False,
 ) -> list[str]:
     """Write the events of the association run ``run_id`` (days it found already done included).
 
@@ -539,6 +557,7 @@ def export_run(
         run_id: the association run.
         quakeml: QuakeML file to write (None: none).
         folder: folder of the ``associated/`` layout to write (None: none).
+        rejected: also write the origins the quality gate rejected (with their status).
 
     Returns:
         One line per product written, for the user.
@@ -549,6 +568,7 @@ def export_run(
 
     lake = Lake(lake_root)
     events, _ = select_catalogue(*queries.events_and_runs(lake), run_id=run_id)
+    events = reported(events, rejected)
     tables = catalogue_tables(lake, events)
     assignments = tables.pop("assignments")
     lines = []

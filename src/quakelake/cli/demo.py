@@ -90,7 +90,8 @@ def run_demo(data: Path | None, cfg: RunConfig, reference_files: list[Path] | No
     if lake.has_files("events"):
         queries.append(
             "SELECT associator, time, round(latitude, 3) AS lat, round(longitude, 3) AS lon, "
-            "round(depth_km, 1) AS depth_km, n_p, n_s FROM events ORDER BY time"
+            "round(depth_km, 1) AS depth_km, n_p, n_s, evaluation_status AS status "
+            "FROM events ORDER BY time"
         )
     for query in queries:
         print(f'\nquakelake sql --lake {cfg.lake} "{query}"')

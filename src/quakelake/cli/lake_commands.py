@@ -170,15 +170,22 @@ def cmd_export(args: argparse.Namespace) -> int:
         written += len(picks)
         print(f"classified/: {len(files)} files ({len(picks)} picks) under {args.classified}")
     if args.associated or args.quakeml:
-        from quakelake.catalogs.export import catalogue_tables, select_catalogue
+        from quakelake.catalogs.export import catalogue_tables, reported, select_catalogue
 
         events, label = select_catalogue(
             *queries.events_and_runs(lake, w.start, w.end), args.associator, args.run_id
         )
+        origins = len(events)
+        events = reported(events, getattr(args, "rejected", False))
         tables = catalogue_tables(lake, events)
         assignments = tables.pop("assignments")
-        written += len(events)
+        written += origins
         print(f"catalogue: {label}")
+        if len(events) < origins:
+            print(
+                f"left out {origins - len(events)} origins the quality gate rejected "
+                "(--rejected writes them too)"
+            )
         if args.associated:
             print(
                 f"associated/: {len(write_associated(events, assignments, args.associated))} files under "

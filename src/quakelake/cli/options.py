@@ -686,6 +686,12 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument(
         "--run-id", help="events of the catalogue of this association run (default: the latest)"
     )
+    exp.add_argument(
+        "--rejected",
+        action="store_true",
+        help="also write the origins the quality gate rejected, with evaluationStatus rejected "
+        "(default: reported origins only)",
+    )
 
     imp = command("import-catalog", "import reference catalogue files into the lake")
     _common(imp)

@@ -73,7 +73,7 @@ def print_summary(summary: dict, lake: Path | str) -> None:
 
 
 def lake_events(lake_root: Path | str, summary: dict, window: Any = None) -> int | None:
-    """Return the events the lake holds for an association summary's configuration and pick source.
+    """Return the reported events the lake holds for an association summary's configuration and pick source.
 
     Counts every committed event of the same associator configuration and picks over the window
     (all days when open), so days skipped because an earlier run made them are counted too.
@@ -84,7 +84,9 @@ def lake_events(lake_root: Path | str, summary: dict, window: Any = None) -> int
     lake = Lake(lake_root)
     if not lake.has_files("events"):
         return None
-    where = "config_fingerprint = ? AND pick_source = ?"
+    from quakelake.association.quality import REPORTED_SQL
+
+    where = f"config_fingerprint = ? AND pick_source = ? AND {REPORTED_SQL}"
     values: list[Any] = [summary["config_fingerprint"], summary["pick_source"]]
     if window is not None and window.start is not None:
         where += " AND day >= ?"
@@ -109,6 +111,12 @@ def print_association(
     )
     if held is not None:
         line += f", lake holds {held} events for these days"
+    if summary.get("origins") is not None:
+        from quakelake.association.quality import describe
+
+        line += (
+            f" ({describe(summary['origins'], summary['rejected'], summary['rejected_reasons'])})"
+        )
     print(line)
     if summary.get("settings"):
         from quakelake.association.settings import format_settings
@@ -123,6 +131,20 @@ def print_association(
         print(
             f"magnitudes ({mags['law']}): {mags['events_with_ml']} events with ML, days done {mags['done']}, "
             f"skipped {mags['skipped']}, failed {mags['failed']}, without data {mags['no_data']}{why}"
+        )
+    qc = summary.get("metadata_qc")
+    if qc:
+        print(
+            f"metadata QC: {qc['channels']} channels ({qc['without_metadata']} sites with picks "
+            f"but no metadata, {qc['without_response']} channels without a valid response; "
+            f"{qc['used_for_location']} used for location, {qc['used_for_magnitude']} for "
+            'magnitude): quakelake sql "SELECT * FROM metadata_qc"'
+        )
+    if summary.get("origins") and summary.get("origins") == summary.get("rejected"):
+        warn(
+            f"the quality gate rejected all {summary['origins']} origins "
+            f"({', '.join(summary.get('rejected_reasons') or {})}): check the station metadata "
+            "(metadata_qc) or relax associate.gate in the config file"
         )
     if summary.get("unknown_stations"):
         warn(f"picks on stations without coordinates: {', '.join(summary['unknown_stations'])}")

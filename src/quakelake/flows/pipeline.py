@@ -217,7 +217,8 @@ def pipeline_markdown(config: RunConfig, out: dict) -> str:
             f"## Associate ({a['associator']}, {a['pick_source']})",
             "",
             f"- run `{a['run_id']}`: {a['days']} days (done {a['done']}, skipped {a['skipped']}, "
-            f"failed {a['failed']}), {a['events']} events",
+            f"failed {a['failed']}), {a['events']} events"
+            + (f", {a['rejected']} rejected origins" if a.get("rejected") else ""),
             "",
         ]
     if "analyze" in out:

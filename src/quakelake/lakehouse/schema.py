@@ -144,9 +144,14 @@ EVENTS = TableSpec(
         ("azimuthal_gap_deg", pa.float64()),
         ("min_distance_km", pa.float64()),
         ("location_quality", pa.string()),
+        # the origin quality gate (quakelake.association.quality): QuakeML evaluation mode and status
+        # ("automatic"; "preliminary" or "rejected") and the rules a rejected origin broke
+        ("evaluation_mode", pa.string()),
+        ("evaluation_status", pa.string()),
+        ("evaluation_reason", pa.string()),
     ),
     ("day",),
-    "one row per associated event",
+    "one row per associated origin (rejected ones kept for audit, with their reason)",
 )
 
 ASSIGNMENTS = TableSpec(
@@ -378,6 +383,37 @@ DOWNLOADS = TableSpec(
     "one row per (station, day) download attempt",
 )
 
+METADATA_QC = TableSpec(
+    "metadata_qc",
+    _schema(
+        ("run_id", pa.string()),
+        ("pick_source", pa.string()),
+        ("network", pa.string()),
+        ("station", pa.string()),
+        ("location", pa.string()),
+        ("channel", pa.string()),
+        ("in_metadata", pa.bool_()),
+        ("epoch_start", TS),
+        ("epoch_end", TS),
+        ("epoch_covers_data", pa.bool_()),
+        ("has_coordinates", pa.bool_()),
+        ("has_elevation", pa.bool_()),
+        ("has_response", pa.bool_()),
+        ("response_stages", pa.int32()),
+        ("response_valid", pa.bool_()),
+        ("data_start", TS),
+        ("data_end", TS),
+        ("used_picking", pa.bool_()),
+        ("used_location", pa.bool_()),
+        ("used_magnitude", pa.bool_()),
+        ("reason", pa.string()),
+    ),
+    (),
+    "one row per channel per association run: the station metadata it had (coordinates, "
+    "elevation, response valid for the data) and what it was used for, with the reason when not "
+    "(quakelake.association.metadata_qc)",
+)
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -397,5 +433,6 @@ TABLES: dict[str, TableSpec] = {
         EVENT_MATCHES,
         METRICS,
         DOWNLOADS,
+        METADATA_QC,
     )
 }

@@ -10,7 +10,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from quakelake.association import associate as association
-from quakelake.association import magnitudes
+from quakelake.association import magnitudes, quality
 from quakelake.association.plan import (  # noqa: F401 (the flow's and the tests' names)
     ASSOCIATION_CODE_VERSION,
     MAGNITUDE_CODE_VERSION,
@@ -124,6 +124,8 @@ def associate_day_task(
             "picks": len(picks),
             "assigned": len(assignments),
             "unknown_stations": result.unknown_stations,
+            "rejected": int(quality.is_rejected(events).sum()),
+            "rejected_reasons": quality.rejection_counts(events),
         },
         inputs=inputs,
     )
