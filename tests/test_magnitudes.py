@@ -275,8 +275,13 @@ def test_associate_flow_writes_magnitudes_and_quakeml(
     n_gamma = int((both["associator"] == "gamma").sum())
     assert n_gamma >= 1 and len(both) == len(events) + n_gamma
     capsys.readouterr()
+    # two catalogues and no choice: one error line listing both, nothing written
+    assert main(["export", "--lake", str(lake_root), "--quakeml", str(tmp_path / "no.xml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: 2 catalogues match (gamma all/all")
+    assert "pyocto all/all" in err[0] and not (tmp_path / "no.xml").exists()
     for extra, associator, n in (
-        ([], "gamma", n_gamma),
+        (["--associator", "gamma"], "gamma", n_gamma),
         (["--associator", "pyocto"], "pyocto", len(events)),
         (["--run-id", first["run_id"]], "pyocto", len(events)),
     ):

@@ -13,12 +13,15 @@ from typing import Any
 
 import pandas as pd
 
+from quakelake import catalogues
 from quakelake.evaluation import Evaluation, merge_intervals
 from quakelake.lakehouse import queries, write_table
 from quakelake.params.evaluation import RunSelection
 
 __all__ = [
     "COVERAGE_GAP_S",
+    "check_selection",
+    "known_names",
     "load_coverage",
     "load_events",
     "load_picks",
@@ -40,9 +43,46 @@ def load_picks(lake: Any, sel: RunSelection) -> pd.DataFrame:
 
 
 def load_events(lake: Any, sel: RunSelection) -> pd.DataFrame:
-    """Return the lake's events chosen by ``sel``."""
-    return queries.events(
+    """Return the lake's events chosen by ``sel``, keyed by catalogue (:mod:`quakelake.catalogues`).
+
+    ``-M``/``-W`` choose the catalogues associated from those models' and weights' picks.
+    """
+    events = queries.events(
         lake, run_ids=sel.run_ids, associators=sel.associators, start=sel.start, end=sel.end
+    )
+    return catalogues.filter_events(events, sel.models, sel.weights)
+
+
+def known_names(lake: Any) -> dict[str, list[str]]:
+    """Return the models, weights and associators the lake's picks and events name."""
+    models: set[str] = set()
+    weights: set[str] = set()
+    associators: set[str] = set()
+    if lake.has_files("picks"):
+        sets = lake.query("SELECT DISTINCT model, weights FROM picks")
+        models.update(sets["model"].dropna().astype(str))
+        weights.update(sets["weights"].dropna().astype(str))
+    if lake.has_files("events"):
+        ev = catalogues.with_catalogue(
+            lake.query("SELECT DISTINCT associator, config_fingerprint, pick_source FROM events")
+        )
+        models.update(m for m in ev["model"] if m)
+        weights.update(w for w in ev["weights"] if w)
+        associators.update(a for a in ev["associator"] if a)
+    return {
+        "models": sorted(models),
+        "weights": sorted(weights),
+        "associators": sorted(associators),
+    }
+
+
+def check_selection(lake: Any, sel: RunSelection) -> None:
+    """Raise :class:`quakelake.catalogues.CatalogueError` for a model, weights or associator not in the lake."""
+    known = known_names(lake)
+    catalogues.check_names("-M/--models", sel.models, known["models"], f"in lake {lake.root}")
+    catalogues.check_names("-W/--weights", sel.weights, known["weights"], f"in lake {lake.root}")
+    catalogues.check_names(
+        "--associator", sel.associators, known["associators"], f"in lake {lake.root}'s events"
     )
 
 
