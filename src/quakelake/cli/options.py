@@ -576,16 +576,22 @@ def build_parser() -> argparse.ArgumentParser:
         "catalogue; with several, choose one: they are never merged)",
     )
     exp.add_argument(
-        "-M", "--models", nargs="+", help="the catalogue associated from this model's picks"
+        "-M",
+        "--models",
+        nargs="+",
+        help="the catalogue associated from this model's picks (default: any)",
     )
     exp.add_argument(
-        "-W", "--weights", nargs="+", help="the catalogue associated from these weights' picks"
+        "-W",
+        "--weights",
+        nargs="+",
+        help="the catalogue associated from these weights' picks (default: any)",
     )
     exp.add_argument(
         "--catalogue",
         metavar="LABEL",
         help="the catalogue of this label, as the error listing the catalogues prints it "
-        "(e.g. 'gamma PhaseNet/original @WEST')",
+        "(e.g. 'gamma PhaseNet/original @WEST') (default: none)",
     )
     exp.add_argument(
         "--run-id",
@@ -607,9 +613,15 @@ def build_parser() -> argparse.ArgumentParser:
     mlc.add_argument(
         "--associator", help="the catalogue of this associator (default: the only one)"
     )
-    mlc.add_argument("-M", "--models", nargs="+", help="the catalogue of this model's picks")
-    mlc.add_argument("-W", "--weights", nargs="+", help="the catalogue of these weights' picks")
-    mlc.add_argument("--catalogue", metavar="LABEL", help="the catalogue of this label")
+    mlc.add_argument(
+        "-M", "--models", nargs="+", help="the catalogue of this model's picks (default: any)"
+    )
+    mlc.add_argument(
+        "-W", "--weights", nargs="+", help="the catalogue of these weights' picks (default: any)"
+    )
+    mlc.add_argument(
+        "--catalogue", metavar="LABEL", help="the catalogue of this label (default: none)"
+    )
     mlc.add_argument(
         "--min-events",
         type=int,
@@ -709,9 +721,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_ID|TIME",
         help="compare: the snapshot after (default: the lake now)",
     )
-    lake.add_argument("-M", "--models", nargs="+", help="compare: these models only")
-    lake.add_argument("-W", "--weights", nargs="+", help="compare: these weights only")
-    lake.add_argument("--associator", nargs="+", help="compare: these associators' events only")
+    lake.add_argument("-M", "--models", nargs="+", help="compare: these models only (default all)")
+    lake.add_argument(
+        "-W", "--weights", nargs="+", help="compare: these weights only (default all)"
+    )
+    lake.add_argument(
+        "--associator", nargs="+", help="compare: these associators' events only (default all)"
+    )
     _common(lake)
     lake.add_argument(
         "--repair", action="store_true", help="check: drop damaged files (default off)"
