@@ -58,10 +58,13 @@ def test_analyzer_can_leave_non_earthquakes_out(ogs_txt, tmp_path):
     mag = only_eq.metrics[only_eq.metrics["level"] == "magnitude"].iloc[0]
     assert mag["tp"] == 38 and mag["residual_median"] == pytest.approx(0.1)
     tables = summary_tables(only_eq.metrics)
-    assert "residual_median (s)" in tables["Events per associator"].columns
+    assert (
+        "residual_median (s)"
+        in tables["Events per catalogue (associator x model x weights)"].columns
+    )
     assert (
         "residual_median (magnitude units)"
-        in tables["Magnitude residuals per associator (ours - reference)"]
+        in tables["Magnitude residuals per catalogue (ours - reference)"]
     )
 
 

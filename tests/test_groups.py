@@ -170,7 +170,8 @@ def test_run_picks_associates_and_scores_per_group_with_an_ensemble(
 
     # Events per group: this reference has picks only, so every event of a group is a false positive.
     per_group = lake.query(
-        "SELECT group_value, fp FROM metrics WHERE group_by = 'group,associator'"
+        "SELECT group_value, sum(fp) AS fp FROM metrics WHERE group_by = 'group,associator' "
+        "GROUP BY ALL"
     )
     if lake.has_files("events"):
         counts = lake.read("events")["pick_source"].map(groups.source_group).value_counts()

@@ -282,8 +282,13 @@ def test_associate_flow_writes_magnitudes_and_quakeml(
         ((both["associator"] == "gamma") & (both["evaluation_status"] != "rejected")).sum()
     )
     capsys.readouterr()
+    # two catalogues and no choice: one error line listing both, nothing written
+    assert main(["export", "--lake", str(lake_root), "--quakeml", str(tmp_path / "no.xml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: 2 catalogues match (gamma all/all")
+    assert "pyocto all/all" in err[0] and not (tmp_path / "no.xml").exists()
     for extra, associator, n in (
-        ([], "gamma", gamma_reported),
+        (["--associator", "gamma"], "gamma", gamma_reported),
         (["--associator", "pyocto"], "pyocto", int(reported.sum())),
         (["--run-id", first["run_id"]], "pyocto", int(reported.sum())),
     ):

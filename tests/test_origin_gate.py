@@ -94,7 +94,7 @@ def test_two_station_run_reports_no_events(
     assert listed["reason"].str.contains("only in origins the quality gate rejected").all()
 
     # the analyzer scores reported origins only: none here
-    from quakelake.analysis import load_events
+    from quakelake.analysis.compare import load_events
     from quakelake.params.evaluation import RunSelection
 
     assert len(load_events(Lake(lake_root), RunSelection())) == 0

@@ -15,11 +15,14 @@ import pandas as pd
 
 from quakelake import ids
 from quakelake.analysis.evaluation import Evaluation, merge_intervals
+from quakelake.catalogs import catalogues
 from quakelake.lakehouse import queries, write_table
 from quakelake.params.evaluation import RunSelection
 
 __all__ = [
     "COVERAGE_GAP_S",
+    "check_selection",
+    "known_names",
     "load_coverage",
     "load_events",
     "load_picks",
@@ -41,13 +44,51 @@ def load_picks(lake: Any, sel: RunSelection) -> pd.DataFrame:
 
 
 def load_events(lake: Any, sel: RunSelection) -> pd.DataFrame:
-    """Return the lake's reported events chosen by ``sel`` (origins the gate rejected are no events)."""
-    from quakelake.association.quality import is_rejected
+    """Return the lake's reported events chosen by ``sel``, keyed by catalogue
+    (:mod:`quakelake.catalogs.catalogues`); origins the quality gate rejected are no events.
+
+    ``-M``/``-W`` choose the catalogues associated from those models' and weights' picks.
+    """
+    from quakelake.catalogs.evaluation import is_rejected
 
     events = queries.events(
         lake, run_ids=sel.run_ids, associators=sel.associators, start=sel.start, end=sel.end
     )
-    return events[~is_rejected(events)].reset_index(drop=True)
+    events = events[~is_rejected(events)].reset_index(drop=True)
+    return catalogues.filter_events(events, sel.models, sel.weights)
+
+
+def known_names(lake: Any) -> dict[str, list[str]]:
+    """Return the models, weights and associators the lake's picks and events name."""
+    models: set[str] = set()
+    weights: set[str] = set()
+    associators: set[str] = set()
+    if lake.has_files("picks"):
+        sets = lake.query("SELECT DISTINCT model, weights FROM picks")
+        models.update(sets["model"].dropna().astype(str))
+        weights.update(sets["weights"].dropna().astype(str))
+    if lake.has_files("events"):
+        ev = catalogues.with_catalogue(
+            lake.query("SELECT DISTINCT associator, config_fingerprint, pick_source FROM events")
+        )
+        models.update(m for m in ev["model"] if m)
+        weights.update(w for w in ev["weights"] if w)
+        associators.update(a for a in ev["associator"] if a)
+    return {
+        "models": sorted(models),
+        "weights": sorted(weights),
+        "associators": sorted(associators),
+    }
+
+
+def check_selection(lake: Any, sel: RunSelection) -> None:
+    """Raise :class:`quakelake.catalogs.catalogues.CatalogueError` for a model, weights or associator not in the lake."""
+    known = known_names(lake)
+    catalogues.check_names("-M/--models", sel.models, known["models"], f"in lake {lake.root}")
+    catalogues.check_names("-W/--weights", sel.weights, known["weights"], f"in lake {lake.root}")
+    catalogues.check_names(
+        "--associator", sel.associators, known["associators"], f"in lake {lake.root}'s events"
+    )
 
 
 def load_reference(lake: Any, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:

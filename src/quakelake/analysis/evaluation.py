@@ -24,6 +24,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from quakelake.catalogs.catalogues import with_catalogue
 from quakelake.params.evaluation import MatchParams
 
 _GEOD = Geod(ellps="WGS84")
@@ -49,6 +50,18 @@ PICK_MATCH_COLUMNS = [
     "residual_s",
     "tolerance_s",
     "outcome",
+]
+# An event catalogue: one associator on one pick set (quakelake.catalogs.catalogues); its label in `catalogue`.
+CATALOGUE_COLUMNS = ["catalogue", "associator", "model", "weights"]
+METRIC_KEY_COLUMNS = [
+    "level",
+    "group_by",
+    "group_value",
+    "model",
+    "weights",
+    "associator",
+    "phase",
+    "catalogue",
 ]
 METRIC_COLUMNS = [
     "tp",
@@ -114,7 +127,7 @@ def magnitude_metrics(event_matches: pd.DataFrame) -> pd.DataFrame:
 
     ``tp`` counts the matched pairs that both carry a magnitude; precision/recall do not apply.
     """
-    cols = ["level", "group_by", "group_value", "model", "weights", "associator", "phase"]
+    cols = METRIC_KEY_COLUMNS
     pairs = (
         event_matches.dropna(subset=["magnitude_residual"])
         if "magnitude_residual" in event_matches
@@ -122,20 +135,14 @@ def magnitude_metrics(event_matches: pd.DataFrame) -> pd.DataFrame:
     )
     if pairs is None or not len(pairs):
         return pd.DataFrame(columns=cols + METRIC_COLUMNS)
-    m = _metrics(
-        pairs.assign(associator=pairs["associator"].fillna("")),
-        "magnitude_residual",
-        ["associator"],
-    )
+    keys = [c for c in CATALOGUE_COLUMNS if c in pairs.columns]
+    pairs = pairs.assign(**{c: pairs[c].fillna("") for c in keys})
+    m = _metrics(pairs, "magnitude_residual", keys)
     m[["precision", "recall", "f1"]] = np.nan
-    m = m.assign(
-        level="magnitude",
-        group_by="associator",
-        group_value="",
-        model=None,
-        weights=None,
-        phase=None,
-    )
+    for col in CATALOGUE_COLUMNS:
+        if col not in m.columns:
+            m[col] = None
+    m = m.assign(level="magnitude", group_by="associator", group_value="", phase=None)
     return m[cols + METRIC_COLUMNS]
 
 
@@ -577,7 +584,7 @@ def metrics_table(
         event_groupings: groupings of the event metrics.
     """
     rows = []
-    own = {"model", "weights", "associator", "phase"}
+    own = {"model", "weights", "associator", "phase", "catalogue"}
     for level, matches, groupings, fn in (
         ("pick", pick_matches, pick_groupings, pick_metrics),
         ("event", event_matches, event_groupings, event_metrics),
@@ -585,17 +592,26 @@ def metrics_table(
         if matches is None or len(matches) == 0:
             continue
         matches = matches if "day" in matches.columns else with_day(matches)
-        if level == "event" and "associator" not in matches.columns:
-            matches = matches.assign(associator="")
+        if level == "event":
+            # every event row is one catalogue's: associator x model x weights (x group)
+            matches = matches.assign(
+                **{
+                    c: matches[c].fillna("") if c in matches.columns else ""
+                    for c in CATALOGUE_COLUMNS
+                }
+            )
         for by in groupings:
-            m = fn(matches, by=list(by))
+            keys = list(by)
+            if level == "event":
+                keys = CATALOGUE_COLUMNS + [c for c in by if c not in CATALOGUE_COLUMNS]
+            m = fn(matches, by=keys)
             other = [c for c in by if c not in own]
             m["group_value"] = m[other].astype(str).agg(",".join, axis=1) if other else ""
             m = m.drop(columns=other)
             m["level"] = level
             m["group_by"] = ",".join(by)
             rows.append(m)
-    cols = ["level", "group_by", "group_value", "model", "weights", "associator", "phase"]
+    cols = METRIC_KEY_COLUMNS
     if not rows:
         return pd.DataFrame(columns=cols + METRIC_COLUMNS)
     out = pd.concat(rows, ignore_index=True)
@@ -801,13 +817,9 @@ def _events_and_metrics(
     pick_matches: pd.DataFrame, events: pd.DataFrame, ref_events: pd.DataFrame, params: MatchParams
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return the event matches per associator (with magnitude residuals) and every metric row."""
-    event_matches = pd.DataFrame(columns=["associator", *EVENT_MATCH_COLUMNS])
+    event_matches = pd.DataFrame(columns=[*CATALOGUE_COLUMNS, *EVENT_MATCH_COLUMNS])
     if len(events):
-        parts = []
-        for associator, group in events.groupby(events["associator"].fillna(""), sort=True):
-            m = match_events(group, ref_events, params.event_max_dt_s, params.event_max_km)
-            parts.append(m.assign(associator=associator))
-        event_matches = pd.concat(parts, ignore_index=True)[["associator", *EVENT_MATCH_COLUMNS]]
+        event_matches = match_catalogues(events, ref_events, params)
         event_matches = magnitude_residuals(event_matches, events, ref_events)
     metrics = metrics_table(
         pick_matches if len(pick_matches) else None, event_matches if len(event_matches) else None
@@ -816,6 +828,26 @@ def _events_and_metrics(
     if len(magnitudes):
         metrics = pd.concat([metrics, magnitudes], ignore_index=True)
     return event_matches, metrics
+
+
+def match_catalogues(
+    events: pd.DataFrame, reference_events: pd.DataFrame, params: MatchParams
+) -> pd.DataFrame:
+    """Return :func:`match_events` of each catalogue of ``events`` on its own (never pooled).
+
+    A catalogue is one associator x configuration x pick set (:mod:`quakelake.catalogs.catalogues`):
+    PhaseNet's and EQTransformer's events of the same earthquakes are two catalogues, each
+    matched against the whole reference. Columns: :data:`CATALOGUE_COLUMNS` then
+    :data:`EVENT_MATCH_COLUMNS`.
+    """
+    ev = with_catalogue(events)
+    parts = []
+    for keys, group in ev.groupby(CATALOGUE_COLUMNS, sort=True):
+        m = match_events(group, reference_events, params.event_max_dt_s, params.event_max_km)
+        parts.append(m.assign(**dict(zip(CATALOGUE_COLUMNS, keys, strict=True))))
+    if not parts:
+        return pd.DataFrame(columns=[*CATALOGUE_COLUMNS, *EVENT_MATCH_COLUMNS])
+    return pd.concat(parts, ignore_index=True)[[*CATALOGUE_COLUMNS, *EVENT_MATCH_COLUMNS]]
 
 
 def _evaluate_covered(

@@ -126,12 +126,11 @@ def plot_event_map(
             label=f"reference ({len(ref)})",
             zorder=2,
         )
-    matches = (
-        event_matches if "associator" in event_matches else event_matches.assign(associator="")
-    )
-    associators = sorted(matches["associator"].fillna("").unique())
+    # one catalogue (associator x pick set) per marker: never pooled
+    key = _catalogue_key(event_matches)
+    associators = sorted(key.unique())
     for k, name in enumerate(associators):
-        mine = matches[matches["associator"].fillna("") == name]
+        mine = event_matches[key == name]
         marker = ASSOCIATOR_MARKERS[k % len(ASSOCIATOR_MARKERS)]
         for outcome in ("TP", "FP", "FN"):
             rows = mine[mine["outcome"] == outcome]
@@ -168,6 +167,16 @@ def plot_event_map(
     return fig
 
 
+def _catalogue_key(frame: pd.DataFrame) -> pd.Series:
+    """Return each row's catalogue label (its associator for rows written before catalogues)."""
+    out = pd.Series("", index=frame.index, dtype=object)
+    if "associator" in frame:
+        out = frame["associator"].fillna("").astype(str)
+    if "catalogue" in frame:
+        out = frame["catalogue"].where(frame["catalogue"].notna() & (frame["catalogue"] != ""), out)
+    return out.astype(str)
+
+
 def plot_cumulative_events(events: pd.DataFrame, reference_events: pd.DataFrame) -> Figure:
     """Return cumulative event counts over time, per associator, against the reference.
 
@@ -198,12 +207,7 @@ def plot_cumulative_events(events: pd.DataFrame, reference_events: pd.DataFrame)
         linewidth=2,
     )
     if len(events):
-        key = (
-            events["associator"].fillna("")
-            if "associator" in events
-            else pd.Series("", index=events.index)
-        )
-        for name, group in events.groupby(key):
+        for name, group in events.groupby(_catalogue_key(events)):
             step(group["time"], f"{name or 'events'} ({len(group)})")
     ax.set(xlabel="time (UTC)", ylabel="cumulative events", title="event counts")
     ax.set_ylim(bottom=0)

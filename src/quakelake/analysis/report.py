@@ -22,7 +22,7 @@ def _with_units(table: pd.DataFrame, unit: str) -> pd.DataFrame:
 
 
 def summary_tables(metrics: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Return the report's tables: picks per model x weights, per phase, events per associator."""
+    """Return the report's tables: picks per model x weights, per phase, events per catalogue."""
     out: dict[str, pd.DataFrame] = {}
     if not len(metrics):
         return out
@@ -33,16 +33,20 @@ def summary_tables(metrics: pd.DataFrame) -> dict[str, pd.DataFrame]:
             "model,weights,phase",
             ["model", "weights", "phase"],
         ),
-        "Events per associator": ("event", "associator", ["associator"]),
+        "Events per catalogue (associator x model x weights)": (
+            "event",
+            "associator",
+            ["associator", "model", "weights"],
+        ),
         "Picks per group x model x weights": (
             "pick",
             "group,model,weights",
             ["group_value", "model", "weights"],
         ),
-        "Events per group x associator": (
+        "Events per group x catalogue": (
             "event",
             "group,associator",
-            ["group_value", "associator"],
+            ["group_value", "associator", "model", "weights"],
         ),
     }
     for title, (level, group_by, keys) in sel.items():
@@ -57,10 +61,10 @@ def summary_tables(metrics: pd.DataFrame) -> dict[str, pd.DataFrame]:
             )
     rows = metrics[metrics["level"] == "magnitude"]
     if len(rows):
-        table = rows[["associator", "tp", *RESIDUAL_COLUMNS]].rename(
+        table = rows[["associator", "model", "weights", "tp", *RESIDUAL_COLUMNS]].rename(
             columns={"tp": "matched events with magnitudes"}
         )
-        out["Magnitude residuals per associator (ours - reference)"] = _with_units(
+        out["Magnitude residuals per catalogue (ours - reference)"] = _with_units(
             table.reset_index(drop=True), "magnitude units"
         )
     return out

@@ -207,6 +207,7 @@ def pick_counts(
             .agg(n=("time", "size"), lo=("time", "min"), hi=("time", "max"))
             .reset_index()
         )
+    df = _in_group(df, source)  # a group's settings follow from its own stations' picks
     if len(df) == 0:
         return pd.DataFrame(columns=["station_id", "n"]), 0.0
     hours = (pd.Timestamp(df["hi"].max()) - pd.Timestamp(df["lo"].min())).total_seconds() / 3600.0
@@ -243,9 +244,15 @@ def derive_settings(
     """
     counts, hours = pick_counts(lake, source, start, end)
     first_day = read_picks(lake, source, start, min(end, start + pd.Timedelta(days=1)))
-    return resolve_for_network(
-        config, read_station_source(lake, source), counts, hours, picks=first_day
-    )
+    stations = read_station_source(lake, source)
+    if source.group and len(stations):
+        # the group's own geometry: both groups of a network do not share one set of settings
+        mine = [
+            station_groups.in_group(str(n), str(s), source.group_stations)
+            for n, s in zip(stations["network"], stations["station"], strict=True)
+        ]
+        stations = stations[pd.Series(mine, index=stations.index, dtype=bool)]
+    return resolve_for_network(config, stations, counts, hours, picks=first_day)
 
 
 def settings_span(days: list[dt.date], margin_s: float) -> tuple[pd.Timestamp, pd.Timestamp]:

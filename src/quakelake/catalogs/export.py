@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from quakelake.catalogs.catalogues import CATALOGUE_KEYS, check_names, filter_events, with_catalogue
 from quakelake.errors import BadInput
 from quakelake.lakehouse.atomic import atomic_write
 
@@ -30,9 +32,6 @@ def _value(row, name: str):
     return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
 
 
-CATALOGUE_KEYS = ("associator", "config_fingerprint", "pick_source")
-
-
 class ExportError(BadInput, ValueError):
     """The catalogue asked for is not in the lake."""
 
@@ -42,37 +41,39 @@ def select_catalogue(
     runs: pd.DataFrame | None = None,
     associator: str | None = None,
     run_id: str | None = None,
+    models: Sequence[str] | None = None,
+    weights: Sequence[str] | None = None,
+    catalogue: str | None = None,
 ) -> tuple[pd.DataFrame, str]:
-    """Return the events of one catalogue and its label: one associator x configuration x pick source.
+    """Return the events of one catalogue and its label: one associator x configuration x pick set.
 
     The lake keeps every association run's events side by side (GaMMA's and PyOcto's copies of
-    the same earthquakes, several configurations); a published catalogue is one of them:
+    the same earthquakes, PhaseNet's and EQTransformer's, one per station group, several
+    configurations); a published catalogue is one of them, chosen explicitly:
 
     * ``run_id``: the catalogue that association run made or found already made (its days
       skipped because an earlier run wrote them still belong to it);
-    * ``associator``: that associator's most recent catalogue;
-    * neither: the most recent catalogue (latest run id; run ids sort by time).
-
-    Args:
-        events: lake ``events`` rows (with ``run_id``, ``associator``, ``config_fingerprint``,
-            ``pick_source``).
-        runs: lake ``runs`` rows; used to resolve ``run_id`` when it wrote no events itself.
-        associator: ``gamma`` or ``pyocto``.
-        run_id: an association run id.
+    * ``associator``, ``models``, ``weights``, ``catalogue`` (a label as
+      :func:`quakelake.catalogs.catalogues.with_catalogue` writes it): the one catalogue they leave;
+    * nothing: the lake's only catalogue.
 
     Raises:
-        ExportError: naming the option and the catalogues available.
+        ExportError: naming the option and the catalogues available, when a name is unknown, when
+            nothing is left, or when several catalogues are left (they are never merged).
     """
     if len(events) == 0:
         return events, "no events"
-    ev = events.copy()
-    for col in CATALOGUE_KEYS + ("run_id",):
-        ev[col] = ev[col].fillna("").astype(str) if col in ev else ""
-    latest = ev.groupby(list(CATALOGUE_KEYS))["run_id"].max().reset_index()
-    available = "; ".join(
-        f"{r.associator} {r.config_fingerprint} ({r.pick_source}, run {r.run_id})"
-        for r in latest.itertuples(index=False)
-    )
+    ev = with_catalogue(events)
+    ev["run_id"] = ev["run_id"].fillna("").astype(str) if "run_id" in ev else ""
+    keys = [*CATALOGUE_KEYS, "catalogue", "model", "weights"]
+    latest = ev.groupby(keys)["run_id"].max().reset_index()
+
+    def listing(rows: pd.DataFrame) -> str:
+        return "; ".join(
+            f"{r.catalogue} (config {r.config_fingerprint}, run {r.run_id})"
+            for r in rows.sort_values("catalogue").itertuples(index=False)
+        )
+
     if run_id:
         key = None
         if runs is not None and len(runs) and (runs["run_id"] == run_id).any():
@@ -90,19 +91,31 @@ def select_catalogue(
             key = tuple(mine.iloc[0][list(CATALOGUE_KEYS)])
         if key is None:
             raise ExportError(
-                f"--run-id {run_id}: no association run of that id in the lake; catalogues: {available}"
+                f"--run-id {run_id}: no association run of that id in the lake; catalogues: "
+                f"{listing(latest)}"
             )
     else:
-        if associator:
-            latest = latest[latest["associator"] == associator]
-            if not len(latest):
-                have = ", ".join(sorted(set(ev["associator"])))
-                raise ExportError(
-                    f"--associator {associator}: no events of that associator; the lake has: {have}"
-                )
-        key = tuple(latest.sort_values("run_id").iloc[-1][list(CATALOGUE_KEYS)])
+        check_names("--associator", [associator] if associator else [], ev["associator"])
+        check_names("-M/--models", models, ev["model"], "a model of the lake's catalogues")
+        check_names("-W/--weights", weights, ev["weights"], "weights of the lake's catalogues")
+        check_names("--catalogue", [catalogue] if catalogue else [], ev["catalogue"])
+        chosen = filter_events(latest, models, weights, [associator] if associator else None)
+        if catalogue:
+            chosen = chosen[chosen["catalogue"] == catalogue]
+        if not len(chosen):
+            raise ExportError(
+                "--associator/-M/-W: no catalogue has all of them; catalogues: " + listing(latest)
+            )
+        if len(chosen) > 1:
+            raise ExportError(
+                f"{len(chosen)} catalogues match ({listing(chosen)}); a published catalogue is one: "
+                "choose it with --associator, -M, -W, --catalogue LABEL or --run-id"
+            )
+        key = tuple(chosen.iloc[0][list(CATALOGUE_KEYS)])
     keep = np.logical_and.reduce([ev[c] == v for c, v in zip(CATALOGUE_KEYS, key, strict=True)])
-    return events[keep], f"{key[0]} config {key[1]} ({key[2]})"
+    labels = ev.loc[keep, "catalogue"]
+    label = labels.iloc[0] if len(labels) else f"{key[0]} ({key[2]})"
+    return events[keep], f"{label} (config {key[1]}, pick source {key[2]})"
 
 
 def full_channel(channel: str, phase: str | None) -> str | None:

@@ -469,6 +469,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         weights=args.weights or [],
         associators=args.associator or [],
     )
+    if Path(cfg.lake).is_dir():
+        from quakelake.analysis.compare import check_selection
+        from quakelake.lakehouse import Lake
+
+        check_selection(Lake(cfg.lake), selection)  # unknown names: exit 2 with the known ones
     flow_fn = analyze_run.with_options(task_runner=stage_runner("analyze", cfg.execution))
     summary = flow_fn(
         cfg.lake,

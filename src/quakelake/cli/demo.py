@@ -89,9 +89,11 @@ def run_demo(data: Path | None, cfg: RunConfig, reference_files: list[Path] | No
     ]
     if lake.has_files("events"):
         queries.append(
-            "SELECT associator, time, round(latitude, 3) AS lat, round(longitude, 3) AS lon, "
-            "round(depth_km, 1) AS depth_km, n_p, n_s, evaluation_status AS status "
-            "FROM events ORDER BY time"
+            "SELECT associator, pick_source, time, round(latitude, 3) AS lat, "
+            "round(longitude, 3) AS lon, round(depth_km, 1) AS depth_km, n_p, n_s, "
+            "round(magnitude, 1) AS ML, round(magnitude_uncertainty, 2) AS ML_spread, "
+            "magnitude_station_count AS ML_stations, evaluation_status AS status "
+            "FROM events ORDER BY pick_source, time"
         )
     for query in queries:
         print(f'\nquakelake sql --lake {cfg.lake} "{query}"')

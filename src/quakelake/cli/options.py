@@ -485,6 +485,20 @@ def _association_options(g) -> None:
         action="store_true",
         help="the documented OGS (NE Italy) association default: PyOcto, OGS 1-D model, relocation",
     )
+    g.add_argument(
+        "--ml-law",
+        metavar="LAW",
+        help="local magnitudes after association with this attenuation law: HB87 (Hutton & Boore "
+        '1987) or a regional -log A0 table "distance value; distance value; ..." (km, as '
+        "SeisComP's; SeisComP's own logA0 \"0:-1.3,60:-2.8,...\" is read too) (default: the "
+        "config file's magnitude section; none: no magnitudes)",
+    )
+    g.add_argument(
+        "--ml-corrections",
+        metavar="REFERENCE",
+        help="add the ML station corrections estimated against this reference (see "
+        "`quakelake ml-corrections`) (default: none)",
+    )
 
 
 def _later_stages(p: argparse.ArgumentParser) -> None:
@@ -680,11 +694,76 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp.add_argument(
         "--associator",
-        choices=["gamma", "pyocto"],
-        help="events of this associator's latest catalogue (default: the latest catalogue)",
+        help="events of this associator's catalogue (gamma, pyocto) (default: the lake's only "
+        "catalogue; with several, choose one: they are never merged)",
     )
     exp.add_argument(
-        "--run-id", help="events of the catalogue of this association run (default: the latest)"
+        "-M",
+        "--models",
+        nargs="+",
+        help="the catalogue associated from this model's picks (default: any)",
+    )
+    exp.add_argument(
+        "-W",
+        "--weights",
+        nargs="+",
+        help="the catalogue associated from these weights' picks (default: any)",
+    )
+    exp.add_argument(
+        "--catalogue",
+        metavar="LABEL",
+        help="the catalogue of this label, as the error listing the catalogues prints it "
+        "(e.g. 'gamma PhaseNet/original @WEST') (default: none)",
+    )
+    exp.add_argument(
+        "--run-id",
+        help="events of the catalogue of this association run (default: see --associator)",
+    )
+
+    mlc = command(
+        "ml-corrections",
+        "estimate ML station corrections from residuals against a reference catalogue",
+        "Estimate ML station corrections from one catalogue's station magnitudes and a reference "
+        "(an imported catalogue with magnitudes): per station, the median of reference ML - our "
+        "station ML over the matched events, stored in the lake's station_corrections table with "
+        "its support (events, spread). Apply them with --ml-corrections REFERENCE.",
+    )
+    _common(mlc)
+    mlc.add_argument(
+        "--reference", required=True, help="reference catalogue in the lake (required)"
+    )
+    mlc.add_argument(
+        "--associator", help="the catalogue of this associator (default: the only one)"
+    )
+    mlc.add_argument(
+        "-M", "--models", nargs="+", help="the catalogue of this model's picks (default: any)"
+    )
+    mlc.add_argument(
+        "-W", "--weights", nargs="+", help="the catalogue of these weights' picks (default: any)"
+    )
+    mlc.add_argument(
+        "--catalogue", metavar="LABEL", help="the catalogue of this label (default: none)"
+    )
+    mlc.add_argument(
+        "--min-events",
+        type=int,
+        default=2,
+        metavar="N",
+        help="fewest matched events a station needs for a correction (default 2)",
+    )
+    mlc.add_argument(
+        "--station-magnitudes",
+        nargs="+",
+        type=Path,
+        metavar="QUAKEML",
+        help="the reference's QuakeML with station magnitudes: residuals against its station MLs "
+        "instead of its event ML (default: against the event ML)",
+    )
+    mlc.add_argument(
+        "--event-dt", type=float, default=2.0, metavar="S", help="event match |dt| in s (default 2)"
+    )
+    mlc.add_argument(
+        "--event-km", type=float, default=8.0, metavar="KM", help="event match km (default 8)"
     )
     exp.add_argument(
         "--rejected",
@@ -757,7 +836,8 @@ def build_parser() -> argparse.ArgumentParser:
         "layout (no catalog, or absolute paths) to the current one, without re-picking; "
         "rebuild: rebuild a lost or zeroed catalog from the data files; attach: print the two lines any "
         "DuckDB client runs to open the lake; compare: picks per model x weights x phase and "
-        "events per associator at two snapshots (--as-of RUN_ID [--to RUN_ID]).",
+        "events per catalogue (associator x pick set x group) at two snapshots (--as-of RUN_ID "
+        "[--to RUN_ID]; -M/-W/--associator choose).",
     )
     lake.add_argument(
         "action",
@@ -781,6 +861,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--to",
         metavar="RUN_ID|TIME",
         help="compare: the snapshot after (default: the lake now)",
+    )
+    lake.add_argument("-M", "--models", nargs="+", help="compare: these models only (default all)")
+    lake.add_argument(
+        "-W", "--weights", nargs="+", help="compare: these weights only (default all)"
+    )
+    lake.add_argument(
+        "--associator", nargs="+", help="compare: these associators' events only (default all)"
     )
     _common(lake)
     lake.add_argument(

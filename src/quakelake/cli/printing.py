@@ -72,6 +72,46 @@ def print_summary(summary: dict, lake: Path | str) -> None:
         )
 
 
+def lake_ml(lake_root: Path | str, summary: dict, window: Any = None) -> str | None:
+    """Return the ML line of an association summary's catalogue: range, median, spread, stations."""
+    from quakelake.lakehouse import Lake
+
+    lake = Lake(lake_root)
+    if not lake.has_files("events"):
+        return None
+    where, values = _catalogue_where(summary, window)
+    row = lake.query(
+        "SELECT count(magnitude) AS n, min(magnitude) AS lo, median(magnitude) AS mid, "
+        "max(magnitude) AS hi, median(magnitude_uncertainty) AS spread, "
+        f"median(magnitude_station_count) AS stations FROM events WHERE {where}",
+        values,
+    ).iloc[0]
+    if not row["n"]:
+        return None
+    spread = "" if row["spread"] is None or row["spread"] != row["spread"] else row["spread"]
+    return (
+        f"ML of these events: {int(row['n'])} events, ML {row['lo']:.1f} to {row['hi']:.1f} "
+        f"(median {row['mid']:.1f}); per event: median of its station MLs"
+        + (f", spread (std) median {spread:.2f}" if spread != "" else "")
+        + f", {row['stations']:.0f} stations (median)"
+    )
+
+
+def _catalogue_where(summary: dict, window: Any = None) -> tuple[str, list[Any]]:
+    """Return the SQL condition (and its values) of a summary's reported events (no rejected origin)."""
+    from quakelake.catalogs.evaluation import REPORTED_SQL
+
+    where = f"config_fingerprint = ? AND pick_source = ? AND {REPORTED_SQL}"
+    values: list[Any] = [summary["config_fingerprint"], summary["pick_source"]]
+    if window is not None and window.start is not None:
+        where += " AND day >= ?"
+        values.append(window.start)
+    if window is not None and window.end is not None:
+        where += " AND day <= ?"
+        values.append(window.end)
+    return where, values
+
+
 def lake_events(lake_root: Path | str, summary: dict, window: Any = None) -> int | None:
     """Return the reported events the lake holds for an association summary's configuration and pick source.
 
@@ -84,16 +124,7 @@ def lake_events(lake_root: Path | str, summary: dict, window: Any = None) -> int
     lake = Lake(lake_root)
     if not lake.has_files("events"):
         return None
-    from quakelake.association.quality import REPORTED_SQL
-
-    where = f"config_fingerprint = ? AND pick_source = ? AND {REPORTED_SQL}"
-    values: list[Any] = [summary["config_fingerprint"], summary["pick_source"]]
-    if window is not None and window.start is not None:
-        where += " AND day >= ?"
-        values.append(window.start)
-    if window is not None and window.end is not None:
-        where += " AND day <= ?"
-        values.append(window.end)
+    where, values = _catalogue_where(summary, window)
     return int(lake.query(f"SELECT count(*) AS n FROM events WHERE {where}", values)["n"][0])
 
 
@@ -132,6 +163,9 @@ def print_association(
             f"magnitudes ({mags['law']}): {mags['events_with_ml']} events with ML, days done {mags['done']}, "
             f"skipped {mags['skipped']}, failed {mags['failed']}, without data {mags['no_data']}{why}"
         )
+        ml = lake_ml(lake_root, summary, window) if lake_root is not None else None
+        if ml:
+            print(ml)
     qc = summary.get("metadata_qc")
     if qc:
         print(

@@ -97,6 +97,13 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
             "kind": "1d",
             "model_file": args.velocity_model,
         }
+    if getattr(args, "ml_law", None):
+        from quakelake.params.magnitudes import AttenuationLaw
+
+        law = AttenuationLaw.from_text(args.ml_law)
+        o.setdefault("magnitude", {}).setdefault("law", {}).update(
+            law.model_dump(mode="json", include={"name", "table"})
+        )
     put("analyze.reference", getattr(args, "reference", None))
     put("analyze.reference_paths", getattr(args, "reference_file", None))
     put("analyze.match.pick_tolerance_s", getattr(args, "pick_tolerance", None))
@@ -206,11 +213,32 @@ def load_config(args: argparse.Namespace) -> RunConfig:
     """
     cfg = _load_config(args)
     _adopt_catalog(args, cfg.lake)
+    if getattr(args, "ml_corrections", None):
+        cfg = _with_corrections(cfg, args.ml_corrections)
     if cfg.pick.denoiser and getattr(args, "command", "run") in ("run", "pick"):
         from quakelake.picking.denoise import check_available
 
         check_available(cfg.pick.denoiser)
     return cfg
+
+
+def _with_corrections(cfg: RunConfig, reference: str) -> RunConfig:
+    """Return ``cfg`` whose magnitude law adds the lake's station corrections against ``reference``."""
+    from quakelake.association.station_corrections import read_corrections
+    from quakelake.lakehouse import Lake
+    from quakelake.params.magnitudes import MagnitudeParams
+
+    magnitude = cfg.magnitude or MagnitudeParams()
+    rows = read_corrections(Lake(cfg.lake), reference, law=magnitude.law.name)
+    corrections = dict(zip(rows["station_id"], rows["correction"].astype(float), strict=True))
+    law = magnitude.law.model_copy(
+        update={
+            "station_corrections": {**corrections, **magnitude.law.station_corrections},
+            # the law's name says the corrections: estimations read uncorrected magnitudes only
+            "name": f"{magnitude.law.name}+corrections:{reference}",
+        }
+    )
+    return cfg.model_copy(update={"magnitude": magnitude.model_copy(update={"law": law})})
 
 
 def _adopt_catalog(args: argparse.Namespace, lake: Path) -> None:

@@ -89,8 +89,10 @@ def analyze_run(
             "compared span": compared.extra.get("span"),
             "picks / reference picks": f"{compared.extra.get('picks')} / "
             f"{compared.extra.get('reference_picks')}",
-            "events / reference events": f"{compared.extra.get('events')} / "
-            f"{compared.extra.get('reference_events')}",
+            "events per catalogue / reference events": "; ".join(
+                f"{name}: {n}" for name, n in (compared.extra.get("catalogues") or {}).items()
+            )
+            + f" / {compared.extra.get('reference_events')}",
         }
         drawn = collect(
             f"report:{reference}",

@@ -227,6 +227,8 @@ def pipeline_markdown(config: RunConfig, out: dict) -> str:
             "## Analysis",
             "",
             f"- run `{a['run_id']}` against `{a.get('reference')}`",
+            "- events per catalogue (each scored on its own): "
+            + (", ".join(f"{k} {v}" for k, v in (a.get("catalogues") or {}).items()) or "none"),
             f"- report: `{a.get('report')}` (the analysis-report artifact shows it with its plots)",
             "",
         ]

@@ -11,6 +11,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -410,23 +411,53 @@ def migrate(root: Path) -> dict[str, int]:
     return counts
 
 
-def compare(lake: Lake, before: str, after: str | None = None) -> pd.DataFrame:
-    """Compare two snapshots: picks per model x weights x phase, events per associator.
+def compare(
+    lake: Lake,
+    before: str,
+    after: str | None = None,
+    models: list[str] | None = None,
+    weights: list[str] | None = None,
+    associators: list[str] | None = None,
+) -> pd.DataFrame:
+    """Compare two snapshots: picks per model x weights x phase, events per catalogue.
+
+    A catalogue's row reads ``ASSOCIATOR PICK_SOURCE config FINGERPRINT`` (pick source
+    ``lake-MODEL-WEIGHTS[@GROUP-fp]``): PhaseNet's and EQTransformer's events are two rows.
 
     ``before``/``after`` are run ids or times (``after`` None: the lake now). Returns one row
     per table x group with the counts at each snapshot and the change, e.g. what a reprocessing
     with new weights added or removed.
     """
+    pick_where, event_where = ["TRUE"], ["TRUE"]
+    params: dict[str, list[Any]] = {"picks": [], "events": []}
+    # an event's model and weights are in its pick source, lake-MODEL-WEIGHTS[@GROUP-fp]
+    source = "regexp_replace(coalesce(pick_source, ''), '@[^@]*$', '')"
+    for values, pick_col, event_col in (
+        (models, "model", f"split_part({source}, '-', 2)"),
+        (weights, "weights", f"regexp_replace({source}, '^lake-[^-]*-', '')"),
+    ):
+        if values:
+            pick_where.append(f"list_contains(?, {pick_col})")
+            event_where.append(f"list_contains(?, {event_col})")
+            params["picks"].append(list(values))
+            params["events"].append(list(values))
+    if associators:
+        event_where.append("list_contains(?, associator)")
+        params["events"].append(list(associators))
     sql = {
         "picks": "SELECT 'picks' AS tbl, model || '/' || weights AS what, phase, count(*) AS n, "
-        "avg(probability) AS mean_probability FROM picks GROUP BY ALL",
-        "events": "SELECT 'events' AS tbl, associator AS what, '' AS phase, count(*) AS n, "
-        "NULL::DOUBLE AS mean_probability FROM events GROUP BY ALL",
+        f"avg(probability) AS mean_probability FROM picks WHERE {' AND '.join(pick_where)} "
+        "GROUP BY ALL",
+        # one row per catalogue (associator x pick set x group, quakelake.catalogs.catalogues), never pooled
+        "events": "SELECT 'events' AS tbl, coalesce(associator, '') || ' ' || coalesce(pick_source, '') "
+        "|| ' config ' || coalesce(config_fingerprint, '') AS what, '' AS phase, count(*) AS n, "
+        f"NULL::DOUBLE AS mean_probability FROM events WHERE {' AND '.join(event_where)} "
+        "GROUP BY ALL",
     }
     frames = []
     for label, snap in (("before", before), ("after", after)):
         tables = set(lake.tables())
-        parts = [lake.query(q, as_of=snap) for t, q in sql.items() if t in tables]
+        parts = [lake.query(q, params[t], as_of=snap) for t, q in sql.items() if t in tables]
         frame = pd.concat(parts) if parts else pd.DataFrame(columns=["tbl", "what", "phase", "n"])
         frames.append(frame.rename(columns={"n": label, "mean_probability": f"p_{label}"}))
     keys = ["tbl", "what", "phase"]

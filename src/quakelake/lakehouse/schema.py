@@ -221,6 +221,23 @@ STATION_MAGNITUDES = TableSpec(
     "one row per station magnitude of an event",
 )
 
+STATION_CORRECTIONS = TableSpec(
+    "station_corrections",
+    _schema(
+        ("station_id", pa.string()),  # NET.STA
+        ("correction", pa.float64()),  # added to the station's ML: median(reference - ours)
+        ("n_events", pa.int32()),
+        ("spread", pa.float64()),  # standard deviation of the residuals
+        ("mad", pa.float64()),
+        ("against", pa.string()),  # event: the reference's event ML; station: its station ML
+        ("law", pa.string()),
+        ("run_id", pa.string()),
+        ("estimated", TS),
+    ),
+    ("reference",),
+    "one row per ML station correction estimated against a reference, with its support",
+)
+
 REFERENCE_EVENTS = TableSpec(
     "reference_events",
     _schema(
@@ -332,6 +349,10 @@ EVENT_MATCHES = TableSpec(
         ("magnitude", pa.float64()),
         ("reference_magnitude", pa.float64()),
         ("magnitude_residual", pa.float64()),
+        # the catalogue the event belongs to (quakelake.catalogs.catalogues); older lakes read NULL
+        ("model", pa.string()),
+        ("weights", pa.string()),
+        ("catalogue", pa.string()),
     ),
     ("reference",),
     "one row per event or reference event: TP, FP or FN (magnitude residual: ours - reference, TP)",
@@ -359,6 +380,7 @@ METRICS = TableSpec(
         ("residual_median", pa.float64()),
         ("residual_std", pa.float64()),
         ("residual_mae", pa.float64()),
+        ("catalogue", pa.string()),  # event/magnitude rows: the catalogue scored (NULL before)
     ),
     ("reference",),
     "precision/recall/residual figures per model x weights (and per group)",
@@ -425,6 +447,7 @@ TABLES: dict[str, TableSpec] = {
         ASSIGNMENTS,
         AMPLITUDES,
         STATION_MAGNITUDES,
+        STATION_CORRECTIONS,
         REFERENCE_EVENTS,
         REFERENCE_PICKS,
         RUNS,

@@ -7,20 +7,57 @@ without ObsPy; the amplitude measurement lives in :mod:`quakelake.association.ma
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from quakelake.errors import BadInput
 from quakelake.params.base import ParamModel
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["AmplitudeParams", "AttenuationLaw", "MagnitudeError", "MagnitudeParams"]
+__all__ = [
+    "AmplitudeParams",
+    "AttenuationLaw",
+    "MagnitudeError",
+    "MagnitudeParams",
+    "parse_table",
+]
 
 
-class MagnitudeError(ValueError):
-    """Magnitude parameters that cannot work (bad law, bad window)."""
+class MagnitudeError(BadInput, ValueError):
+    """Magnitude parameters that cannot work (bad law, bad window): bad input, exit status 2."""
+
+
+def parse_table(text: str) -> list[tuple[float, float]]:
+    """Return the ``(distance km, -log A0)`` points of a SeisComP-style table string.
+
+    Two forms are read:
+
+    * ``"0 1.3; 60 2.8; 400 4.5; 1000 5.85"``: ``distance -logA0`` pairs separated by ``;`` (the
+      values as a regional ``-log A0`` table prints them, positive);
+    * ``"0:-1.3,60:-2.8,400:-4.5,1000:-5.85"``: SeisComP's own ``logA0`` parameter
+      (``magnitudes.MLv.logA0``, ``distance:logA0`` pairs separated by ``,``), whose values are
+      ``log A0`` (negative): they are negated here.
+
+    Raises:
+        MagnitudeError: naming the part that is not a pair of numbers.
+    """
+    seiscomp = ":" in text
+    parts = [p.strip() for p in text.replace("\n", ";").split("," if seiscomp else ";")]
+    points = []
+    for part in filter(None, parts):
+        pair = part.split(":") if seiscomp else part.split()
+        try:
+            distance, value = (float(x) for x in pair)
+        except ValueError:
+            raise MagnitudeError(
+                f"magnitude.law.table / --ml-law: {part!r} is not 'distance value' "
+                '(give e.g. "0 1.3; 60 2.8; 400 4.5" or SeisComP\'s "0:-1.3,60:-2.8,400:-4.5")'
+            ) from None
+        points.append((distance, -value if seiscomp else value))
+    return points
 
 
 class AttenuationLaw(ParamModel):
@@ -43,13 +80,30 @@ class AttenuationLaw(ParamModel):
     )
     table: list[tuple[float, float]] | None = Field(
         None,
-        description="(distance km, -log A0) points, linear in distance; replaces a/b/c when given",
+        description="(distance km, -log A0) points, linear in distance; replaces a/b/c when given; "
+        'also a SeisComP-style string "0 1.3; 60 2.8; 400 4.5" (or SeisComP\'s logA0 '
+        '"0:-1.3,60:-2.8,400:-4.5")',
     )
     station_corrections: dict[str, float] = Field(
         {}, description="additive station corrections by NET.STA or NET.STA.LOC"
     )
     min_km: float = Field(0.0, ge=0, description="stations nearer than this are not used")
     max_km: float = Field(600.0, gt=0, description="stations farther than this are not used")
+
+    @field_validator("table", mode="before")
+    @classmethod
+    def _table_text(cls, value: Any) -> Any:
+        return parse_table(value) if isinstance(value, str) else value
+
+    @classmethod
+    def from_text(cls, text: str, **fields: Any) -> AttenuationLaw:
+        """Return the law a command line names: ``HB87`` (the default) or a ``-log A0`` table string.
+
+        See :func:`parse_table` for the table forms; ``name`` defaults to ``table``.
+        """
+        if text.strip().upper() in ("", "HB87"):
+            return cls(**fields)
+        return cls(table=parse_table(text), **{"name": "table", **fields})
 
     @model_validator(mode="after")
     def _check_table(self) -> AttenuationLaw:

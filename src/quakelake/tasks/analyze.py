@@ -62,8 +62,12 @@ def compare_with_reference(
                 for n, s in zip(coverage["network"], coverage["station"], strict=True)
             ]
             coverage = coverage[keep]
+        # with -G, a group's catalogues are scored in its own area (group_metrics), not on the whole
+        pooled = events
+        if groups and len(events):
+            pooled = events[events["group"] == ""]
         result = evaluation.evaluate(
-            picks, events, ref_events, ref_picks, params, selection.start, selection.end, coverage
+            picks, pooled, ref_events, ref_picks, params, selection.start, selection.end, coverage
         )
         if groups:
             in_span = ref_events
@@ -78,6 +82,7 @@ def compare_with_reference(
                 ref_picks,
                 params.event_max_dt_s,
                 params.event_max_km,
+                stations=queries.stations(db) if db.has_files("stations") else None,
             )
             result.metrics = pd.concat([result.metrics, per_group], ignore_index=True)
         paths = analysis.write_evaluation(lake, run_id, reference, result)
@@ -115,6 +120,12 @@ def compare_with_reference(
         extra={
             "picks": len(picks),
             "events": len(events),
+            # one count per catalogue: never one pooled number for several catalogues
+            "catalogues": {
+                str(k): int(v) for k, v in events["catalogue"].value_counts().sort_index().items()
+            }
+            if len(events)
+            else {},
             "reference_picks": result.reference_picks,
             "reference_events": result.reference_events,
             "span": span,
