@@ -37,6 +37,7 @@ from quakelake.cli.lake_commands import (
     cmd_export,
     cmd_import_catalog,
     cmd_lake,
+    cmd_serve,
     cmd_server,
     cmd_sql,
     cmd_tables,
@@ -77,6 +78,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "train": cmd_train,
     "server": cmd_server,
+    "serve": cmd_serve,
 }
 
 

@@ -1,0 +1,365 @@
+"""Read-only typed queries of a published catalogue (the web service's, ``quakelake serve``).
+
+A :class:`LakeReader` holds one read-only connection to the lake's catalog (``READ_ONLY``: no
+statement it runs can commit). Every request reads one snapshot (:meth:`LakeReader.snapshot`:
+the lake now, or as it was at a time), so its events, arrivals and magnitudes agree with each
+other and an answer given ``asofdate`` is the same bytes after any later reprocessing. Every
+value a caller gives is a bound parameter; every statement is interrupted after ``timeout_s``.
+
+A *catalogue* is one pick set x associator: the events rows of one ``pick_source`` (the picks
+the associator was given: ``lake-PhaseNet-original``, ``file-...``) and one ``associator``,
+named ``PICK_SOURCE:ASSOCIATOR``.
+
+>>> where = _Filter().add("magnitude >= ?", 2.5).add("depth_km <= ?", None)
+>>> where.sql(), where.params
+(' WHERE magnitude >= ?', [2.5])
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from quakelake.lakehouse.catalog import ALIAS, Lake, LakeQueryError, resolve_snapshot
+
+#: separates the pick source from the associator in a catalogue name
+CATALOG_SEPARATOR = ":"
+
+_ORDER = {
+    "time": "time DESC, event_id",
+    "time-asc": "time ASC, event_id",
+    "magnitude": "magnitude DESC NULLS LAST, time DESC, event_id",
+    "magnitude-asc": "magnitude ASC NULLS LAST, time ASC, event_id",
+}
+
+# great-circle distance (degrees) from the bound point (lat, lat, lon) to the event
+_DISTANCE = (
+    "degrees(acos(least(1.0, greatest(-1.0, sin(radians(latitude)) * sin(radians(?)) + "
+    "cos(radians(latitude)) * cos(radians(?)) * cos(radians(longitude - ?))))))"
+)
+
+
+class QueryTimeout(LakeQueryError):
+    """A query ran longer than the reader's ``timeout_s`` and was interrupted."""
+
+
+def catalog_name(pick_source: str, associator: str) -> str:
+    """Return the name of the catalogue of one pick set x associator.
+
+    >>> catalog_name("lake-PhaseNet-original", "pyocto")
+    'lake-PhaseNet-original:pyocto'
+    """
+    return f"{pick_source}{CATALOG_SEPARATOR}{associator}"
+
+
+def split_catalog(name: str) -> tuple[str, str]:
+    """Return ``(pick_source, associator)`` of a catalogue name (the associator is after the last ``:``).
+
+    >>> split_catalog("lake-PhaseNet-original:pyocto")
+    ('lake-PhaseNet-original', 'pyocto')
+    """
+    source, _, associator = name.rpartition(CATALOG_SEPARATOR)
+    return source, associator
+
+
+class _Filter:
+    """A conjunction of SQL conditions written here, with their bound parameters."""
+
+    def __init__(self) -> None:
+        self.clauses: list[str] = []
+        self.params: list[Any] = []
+
+    def add(self, clause: str, *values: Any) -> _Filter:
+        """Add ``clause`` (one ``?`` per value) unless a value is None."""
+        if any(v is None for v in values):
+            return self
+        self.clauses.append(clause)
+        self.params.extend(values)
+        return self
+
+    def sql(self) -> str:
+        return f" WHERE {' AND '.join(self.clauses)}" if self.clauses else ""
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """What an event query asks for (FDSN fdsnws-event 1.2 semantics; None: no bound).
+
+    Depths in km, radii in degrees, times aware UTC. ``min_longitude > max_longitude`` is a
+    rectangle across the antimeridian. ``catalogs`` are ``(pick_source, associator)`` pairs,
+    ``contributors`` associators; ``offset`` counts from 0.
+    """
+
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    min_latitude: float | None = None
+    max_latitude: float | None = None
+    min_longitude: float | None = None
+    max_longitude: float | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    min_radius: float | None = None
+    max_radius: float | None = None
+    min_depth: float | None = None
+    max_depth: float | None = None
+    min_magnitude: float | None = None
+    max_magnitude: float | None = None
+    magnitude_type: str | None = None
+    event_ids: tuple[str, ...] = ()
+    catalogs: tuple[tuple[str, str], ...] = ()
+    contributors: tuple[str, ...] = ()
+    updated_after: dt.datetime | None = None
+    order: str = "time"
+    limit: int | None = None
+    offset: int = 0
+    columns: tuple[str, ...] = field(default=())
+
+    def where(self, at: str) -> _Filter:
+        """Return the conditions on ``events`` rows (``at``: the snapshot clause)."""
+        f = (
+            _Filter()
+            .add("time >= ?", self.start)
+            .add("time <= ?", self.end)
+            .add("latitude >= ?", self.min_latitude)
+            .add("latitude <= ?", self.max_latitude)
+            .add("depth_km >= ?", self.min_depth)
+            .add("depth_km <= ?", self.max_depth)
+            .add("magnitude >= ?", self.min_magnitude)
+            .add("magnitude <= ?", self.max_magnitude)
+            .add("lower(magnitude_type) = lower(?)", self.magnitude_type)
+        )
+        # whole UTC days first: the catalog prunes files by their day partition
+        f.add("day >= CAST(? AS DATE)", self.start.date() if self.start else None)
+        f.add("day <= CAST(? AS DATE)", self.end.date() if self.end else None)
+        lo, hi = self.min_longitude, self.max_longitude
+        if lo is not None and hi is not None and lo > hi:
+            f.add("(longitude >= ? OR longitude <= ?)", lo, hi)
+        else:
+            f.add("longitude >= ?", lo).add("longitude <= ?", hi)
+        if self.latitude is not None or self.longitude is not None:
+            point = (self.latitude or 0.0, self.latitude or 0.0, self.longitude or 0.0)
+            f.add(f"{_DISTANCE} >= ?", *point, self.min_radius)
+            f.add(f"{_DISTANCE} <= ?", *point, self.max_radius)
+        if self.event_ids:
+            f.add("list_contains(?, event_id)", list(self.event_ids))
+        if self.catalogs:
+            pairs = " OR ".join("(pick_source = ? AND associator = ?)" for _ in self.catalogs)
+            f.add(f"({pairs})", *(v for pair in self.catalogs for v in pair))
+        if self.contributors:
+            f.add("list_contains(?, associator)", list(self.contributors))
+        f.add(
+            f"unit_file IN (SELECT stem FROM {ALIAS}.lake_files{at} "
+            "WHERE table_name = 'events' AND committed > ?)",
+            self.updated_after,
+        )
+        return f
+
+
+EVENT_COLUMNS = (
+    "event_id",
+    "run_id",
+    "associator",
+    "config_fingerprint",
+    "pick_source",
+    "time",
+    "latitude",
+    "longitude",
+    "depth_km",
+    "magnitude",
+    "magnitude_type",
+    "magnitude_uncertainty",
+    "magnitude_station_count",
+    "n_picks",
+    "n_p",
+    "n_s",
+    "n_stations",
+    "score",
+    "rms_residual_s",
+    "time_uncertainty_s",
+    "latitude_uncertainty_km",
+    "longitude_uncertainty_km",
+    "horizontal_uncertainty_km",
+    "vertical_uncertainty_km",
+    "azimuthal_gap_deg",
+    "min_distance_km",
+    "location_quality",
+)
+
+
+class LakeReader:
+    """Read-only queries of one lake, each at one snapshot, each interrupted after ``timeout_s``.
+
+    Args:
+        lake: the lake (its catalog must exist).
+        timeout_s: seconds a statement may run before it is interrupted (:class:`QueryTimeout`).
+    """
+
+    def __init__(self, lake: Lake, timeout_s: float = 10.0):
+        self.lake = lake
+        self.timeout_s = timeout_s
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the reader's connection (a later query opens it again)."""
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        with self._lock:
+            if self._con is None:
+                self._con = self.lake._open(read_only=True)
+            cur = self._con.cursor()
+            timer = threading.Timer(self.timeout_s, cur.interrupt)
+            timer.start()
+            try:
+                return cur.execute(sql, list(params)).df()
+            except duckdb.InterruptException:
+                raise QueryTimeout(
+                    f"the query took longer than {self.timeout_s:g} s and was stopped; ask for "
+                    "less (a shorter time range, a smaller region or limit)"
+                ) from None
+            finally:
+                timer.cancel()
+                cur.close()
+
+    # -- snapshots ----------------------------------------------------------------------------
+    def snapshot(self, as_of: str | None = None) -> int:
+        """Return the snapshot id of the lake now, or at ``as_of`` (ISO time, UTC; or a run id).
+
+        Raises:
+            LakeQueryError: ``as_of`` is before the lake existed or neither a time nor a run id.
+        """
+        if as_of is None:
+            frame = self._run(f"SELECT max(snapshot_id) AS s FROM {ALIAS}.snapshots()")
+            return int(frame["s"].iloc[0])
+        with self._lock:
+            if self._con is None:
+                self._con = self.lake._open(read_only=True)
+            cur = self._con.cursor()
+            try:
+                return resolve_snapshot(cur, as_of)
+            finally:
+                cur.close()
+
+    @staticmethod
+    def _at(snapshot: int) -> str:
+        return f" AT (VERSION => {int(snapshot)})"
+
+    def _table(self, name: str, snapshot: int) -> str:
+        return f'{ALIAS}."{name}"{self._at(snapshot)}'
+
+    # -- events ---------------------------------------------------------------------------------
+    def events(self, query: EventFilter, snapshot: int) -> pd.DataFrame:
+        """Return the events of ``query`` at ``snapshot`` in its order, ``limit`` rows from ``offset``."""
+        where = query.where(self._at(snapshot))
+        cols = ", ".join(f'"{c}"' for c in (query.columns or EVENT_COLUMNS))
+        tail = f" ORDER BY {_ORDER[query.order]}"
+        params = list(where.params)
+        if query.limit is not None:
+            tail += " LIMIT ?"
+            params.append(int(query.limit))
+        if query.offset:
+            tail += " OFFSET ?"
+            params.append(int(query.offset))
+        sql = f"SELECT {cols} FROM {self._table('events', snapshot)}{where.sql()}{tail}"
+        return self._run(sql, params)
+
+    def count_events(self, snapshot: int) -> int:
+        """Return how many events the lake holds at ``snapshot``."""
+        frame = self._run(f"SELECT count(*) AS n FROM {self._table('events', snapshot)}")
+        return int(frame["n"].iloc[0])
+
+    def _of_events(
+        self, table: str, events: pd.DataFrame, snapshot: int, order: str
+    ) -> pd.DataFrame:
+        ids = [str(e) for e in events["event_id"]] if len(events) else []
+        days = pd.to_datetime(events["time"], utc=True).dt.date if len(events) else []
+        f = _Filter().add("list_contains(?, event_id)", ids)
+        if len(ids):
+            # the rows live in the partitions of their events' days (a margin for the edges)
+            f.add("day >= CAST(? AS DATE)", min(days) - dt.timedelta(days=1))
+            f.add("day <= CAST(? AS DATE)", max(days) + dt.timedelta(days=1))
+        sql = f"SELECT * EXCLUDE (unit_file) FROM {self._table(table, snapshot)}{f.sql()} ORDER BY {order}"
+        return self._run(sql, f.params)
+
+    def arrivals(self, events: pd.DataFrame, snapshot: int) -> pd.DataFrame:
+        """Return the assigned picks of ``events`` with the band each pick was made on."""
+        rows = self._of_events("assignments", events, snapshot, "event_id, time, pick_id")
+        if not len(rows):
+            return rows.assign(band=pd.Series(dtype=object))
+        ids = [str(p) for p in rows["pick_id"].unique()]
+        days = pd.to_datetime(rows["time"], utc=True).dt.date
+        bands = self._run(
+            f"SELECT pick_id, any_value(band) AS band FROM {self._table('picks', snapshot)} "
+            "WHERE list_contains(?, pick_id) AND day >= CAST(? AS DATE) AND day <= CAST(? AS DATE) "
+            "GROUP BY pick_id",
+            [ids, days.min() - dt.timedelta(days=1), days.max() + dt.timedelta(days=1)],
+        )
+        return rows.merge(bands, on="pick_id", how="left")
+
+    def amplitudes(self, events: pd.DataFrame, snapshot: int) -> pd.DataFrame:
+        """Return the amplitudes measured for ``events``."""
+        return self._of_events("amplitudes", events, snapshot, "event_id, station_id, channel")
+
+    def station_magnitudes(self, events: pd.DataFrame, snapshot: int) -> pd.DataFrame:
+        """Return the station magnitudes of ``events``."""
+        return self._of_events("station_magnitudes", events, snapshot, "event_id, station_id")
+
+    # -- what the lake offers --------------------------------------------------------------------
+    def catalogs(self, snapshot: int) -> pd.DataFrame:
+        """Return one row per catalogue (pick source x associator): events, first and last time."""
+        frame = self._run(
+            "SELECT pick_source, associator, count(*) AS events, min(time) AS first, "
+            "max(time) AS last, max(run_id) AS run_id FROM "
+            f"{self._table('events', snapshot)} GROUP BY ALL ORDER BY pick_source, associator"
+        )
+        frame.insert(
+            0,
+            "catalog",
+            [
+                catalog_name(str(s or ""), str(a or ""))
+                for s, a in zip(frame["pick_source"], frame["associator"], strict=True)
+            ],
+        )
+        return frame
+
+    def contributors(self, snapshot: int) -> list[str]:
+        """Return the associators whose events the lake holds."""
+        frame = self._run(
+            f"SELECT DISTINCT associator FROM {self._table('events', snapshot)} ORDER BY 1"
+        )
+        return [str(a) for a in frame["associator"] if a is not None]
+
+    def stations(self, snapshot: int) -> pd.DataFrame:
+        """Return one row per station (network, station, latitude, longitude, elevation_m)."""
+        return self._run(
+            "SELECT network, station, any_value(latitude) AS latitude, any_value(longitude) "
+            f"AS longitude, any_value(elevation_m) AS elevation_m FROM {self._table('stations', snapshot)} "
+            "GROUP BY network, station ORDER BY network, station"
+        )
+
+    def waveform_segments(
+        self,
+        network: str,
+        station: str,
+        location: str,
+        start: dt.datetime,
+        end: dt.datetime,
+        snapshot: int,
+    ) -> pd.DataFrame:
+        """Return the indexed trace segments of one station that overlap ``[start, end]``."""
+        return self._run(
+            "SELECT path, format, network, station, location, channel, start, \"end\" FROM "
+            f"{self._table('waveform_index', snapshot)} WHERE network = ? AND station = ? AND "
+            "coalesce(location, '') = ? AND start <= ? AND \"end\" >= ? ORDER BY channel, start",
+            [network, station, location, end, start],
+        )
