@@ -69,9 +69,7 @@ def state(reader: LakeReader) -> dict[str, int]:
 def events(reader: LakeReader, query: EventFilter) -> dict[str, Any]:
     """Return the events of ``query`` (the page's columns, each with its catalogue name)."""
     snapshot = reader.snapshot()
-    frame = reader.events(
-        EventFilter(**{**query.__dict__, "columns": PAGE_COLUMNS}), snapshot
-    )
+    frame = reader.events(EventFilter(**{**query.__dict__, "columns": PAGE_COLUMNS}), snapshot)
     rows = records(frame)
     for row in rows:
         row["catalog"] = catalog_name(row.pop("pick_source") or "", row["associator"] or "")
@@ -184,7 +182,15 @@ def waveform_png(reader: LakeReader, event_id: str) -> bytes | None:
             x = (pd.Timestamp(p.time) - origin).total_seconds()
             colour = "tab:blue" if str(p.phase).upper().startswith("P") else "tab:red"
             ax.axvline(x, color=colour, lw=1.2)
-            ax.text(x, 1.0, f" {p.phase}", color=colour, fontsize=8, va="top", transform=ax.get_xaxis_transform())
+            ax.text(
+                x,
+                1.0,
+                f" {p.phase}",
+                color=colour,
+                fontsize=8,
+                va="top",
+                transform=ax.get_xaxis_transform(),
+            )
         ax.tick_params(labelsize=7)
     if len(axes):
         axes[-1].set_xlabel("seconds after origin time", fontsize=8)

@@ -171,14 +171,14 @@ def _value(name: str, text: str) -> object:
     except ValueError:
         what = "a whole number" if kind == "int" else "a number"
         raise FdsnError(f"{name}: {text!r} is not {what}") from None
-    if bounds is not None and not (
-        math.isfinite(number) and bounds[0] <= number <= bounds[1]
-    ):
+    if bounds is not None and not (math.isfinite(number) and bounds[0] <= number <= bounds[1]):
         raise FdsnError(f"{name}: {text} is outside [{bounds[0]:g}, {bounds[1]:g}]")
     return number
 
 
-def parse_query(items: Iterable[tuple[str, str]], max_results: int = DEFAULT_MAX_RESULTS) -> EventQuery:
+def parse_query(
+    items: Iterable[tuple[str, str]], max_results: int = DEFAULT_MAX_RESULTS
+) -> EventQuery:
     """Return the checked query of the URL parameters ``items`` (abbreviations accepted).
 
     Raises:
@@ -189,7 +189,9 @@ def parse_query(items: Iterable[tuple[str, str]], max_results: int = DEFAULT_MAX
     for raw, text in items:
         name = _ALIASES.get(raw.lower(), raw.lower())
         if name not in _PARAMETERS:
-            raise FdsnError(f"unknown parameter {raw!r}; see {BASE}/application.wadl for the parameters")
+            raise FdsnError(
+                f"unknown parameter {raw!r}; see {BASE}/application.wadl for the parameters"
+            )
         if name in given:
             raise FdsnError(f"{name}: given more than once")
         given[name] = _value(name, text.strip())

@@ -138,7 +138,13 @@ def create_app(
     def service_index() -> HTMLResponse:
         links = "".join(
             f'<li><a href="{fdsnws.BASE}/{p}">{p}</a></li>'
-            for p in ("query?limit=10&format=text", "version", "application.wadl", "catalogs", "contributors")
+            for p in (
+                "query?limit=10&format=text",
+                "version",
+                "application.wadl",
+                "catalogs",
+                "contributors",
+            )
         )
         return HTMLResponse(
             f"<!doctype html><title>fdsnws-event</title><h1>FDSN event web service 1.2</h1>"
@@ -233,4 +239,3 @@ def serve(
         flush=True,
     )
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
-

@@ -182,7 +182,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.query_timeout <= 0:
         raise CliError(f"--query-timeout: {args.query_timeout} must be more than 0 seconds")
     if args.tiles and not args.tiles.startswith(("http://", "https://")):
-        raise CliError(f"--tiles: {args.tiles!r} is not an http(s) URL template with {{z}}/{{x}}/{{y}}")
+        raise CliError(
+            f"--tiles: {args.tiles!r} is not an http(s) URL template with {{z}}/{{x}}/{{y}}"
+        )
     from quakelake.webservice import serve
 
     serve(

@@ -358,7 +358,7 @@ class LakeReader:
     ) -> pd.DataFrame:
         """Return the indexed trace segments of one station that overlap ``[start, end]``."""
         return self._run(
-            "SELECT path, format, network, station, location, channel, start, \"end\" FROM "
+            'SELECT path, format, network, station, location, channel, start, "end" FROM '
             f"{self._table('waveform_index', snapshot)} WHERE network = ? AND station = ? AND "
             "coalesce(location, '') = ? AND start <= ? AND \"end\" >= ? ORDER BY channel, start",
             [network, station, location, end, start],
