@@ -31,7 +31,12 @@ from xml.sax.saxutils import escape
 import pandas as pd
 
 from quakelake.export import RESOURCE_PREFIX, to_catalog
-from quakelake.lakehouse.published import EventFilter, LakeReader, catalog_name, split_catalog
+from quakelake.lakehouse.published import (
+    CATALOG_SEPARATOR,
+    EventFilter,
+    LakeReader,
+    split_catalog,
+)
 
 SERVICE_VERSION = "1.2.0"
 BASE = "/fdsnws/event/1"
@@ -330,40 +335,42 @@ def quakeml(reader: LakeReader, events: pd.DataFrame, query: EventQuery, snapsho
     return buf.getvalue()
 
 
-def _text(value: object, digits: int | None = None) -> str:
-    if value is None or (not isinstance(value, str) and pd.isna(value)):  # type: ignore[call-overload]
-        return ""
+def _column(values: pd.Series, digits: int | None = None) -> pd.Series:
+    """Return ``values`` as text for the FDSN text format (empty when missing, no ``|``)."""
     if digits is not None:
-        return f"{float(value):.{digits}f}"  # type: ignore[arg-type]
-    return str(value).replace("|", "/")
+        numbers = pd.to_numeric(values, errors="coerce")
+        text = numbers.map(lambda x: f"{x:.{digits}f}")
+        return text.where(numbers.notna(), "")
+    return values.astype(object).where(values.notna(), "").astype(str).str.replace("|", "/")
 
 
 def text_format(events: pd.DataFrame) -> str:
     """Return ``events`` in the FDSN text format (one ``|``-separated line each, a ``#`` header)."""
-    lines = [TEXT_HEADER]
-    for ev in events.itertuples(index=False):
-        time = pd.Timestamp(ev.time).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
-        lines.append(
-            "|".join(
-                [
-                    _text(ev.event_id),
-                    time,
-                    _text(ev.latitude, 5),
-                    _text(ev.longitude, 5),
-                    _text(ev.depth_km, 3),
-                    AUTHOR,
-                    catalog_name(_text(ev.pick_source), _text(ev.associator)),
-                    _text(ev.associator),
-                    _text(ev.event_id),
-                    _text(ev.magnitude_type),
-                    _text(ev.magnitude, 2),
-                    AUTHOR if _text(ev.magnitude) else "",
-                    "",
-                    "earthquake",
-                ]
-            )
-        )
-    return "\n".join(lines) + "\n"
+    if not len(events):
+        return TEXT_HEADER + "\n"
+    times = pd.to_datetime(events["time"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3]
+    ids = _column(events["event_id"])
+    associator = _column(events["associator"])
+    magnitude = _column(events["magnitude"], 2)
+    columns = [
+        ids,
+        times,
+        _column(events["latitude"], 5),
+        _column(events["longitude"], 5),
+        _column(events["depth_km"], 3),
+        AUTHOR,
+        _column(events["pick_source"]) + CATALOG_SEPARATOR + associator,
+        associator,
+        ids,
+        _column(events["magnitude_type"]),
+        magnitude,
+        magnitude.where(magnitude == "", AUTHOR),
+        "",
+        "earthquake",
+    ]
+    frame = pd.DataFrame({i: c for i, c in enumerate(columns)}, index=events.index)
+    lines = frame.astype(str).agg("|".join, axis=1)
+    return TEXT_HEADER + "\n" + "\n".join(lines) + "\n"
 
 
 def _simple_list(tag: str, items: Iterable[str]) -> bytes:
