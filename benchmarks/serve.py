@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import statistics
 import sys
 import tempfile
@@ -82,13 +83,16 @@ def synthetic_lake(root: Path, n_events: int, days: int, seed: int = 0) -> list[
         assignments = pd.DataFrame(
             {
                 "event_id": np.asarray(ids)[k],
-                "pick_id": [f"{ids[i]}-p{j}" for i, j in zip(k, np.tile(np.arange(6), n), strict=True)],
+                "pick_id": [
+                    f"{ids[i]}-p{j}" for i, j in zip(k, np.tile(np.arange(6), n), strict=True)
+                ],
                 "run_id": "bench",
                 "associator": "pyocto",
                 "config_fingerprint": "bench",
                 "station_id": [f"XX.S{j:02d}." for j in np.tile(np.arange(3).repeat(2), n)],
                 "phase": np.tile(["P", "S"], 3 * n),
-                "time": times[k] + pd.to_timedelta(np.tile([2.0, 3.5, 4.0, 7.0, 6.0, 10.5], n), unit="s"),
+                "time": times[k]
+                + pd.to_timedelta(np.tile([2.0, 3.5, 4.0, 7.0, 6.0, 10.5], n), unit="s"),
                 "residual_s": rng.normal(0, 0.2, 6 * n),
             }
         )
@@ -118,7 +122,12 @@ def timed(url: str, repeat: int, vary) -> tuple[float, float, int, int]:
             status, size = r.status, len(body)
         times.append((time.perf_counter() - t) * 1000)
     times.sort()
-    return statistics.median(times), times[min(len(times) - 1, int(round(0.95 * len(times))) - 1)], status, size
+    return (
+        statistics.median(times),
+        times[min(len(times) - 1, int(round(0.95 * len(times))) - 1)],
+        status,
+        size,
+    )
 
 
 def bench(n_events: int, days: int, repeat: int, folder: Path) -> None:
@@ -126,16 +135,32 @@ def bench(n_events: int, days: int, repeat: int, folder: Path) -> None:
 
     from quakelake.lakehouse import Lake
 
-    root = folder / f"lake-{n_events}"
+    root = folder / f"lake-{n_events}-{days}"
     t = time.perf_counter()
-    sample = synthetic_lake(root, n_events, days)
+    ids_file = folder / f"lake-{n_events}-{days}.ids"
+    if ids_file.is_file():  # --folder: a lake written by an earlier run
+        sample = ids_file.read_text().split()
+    else:
+        sample = synthetic_lake(root, n_events, days)
+        ids_file.write_text("\n".join(sample))
     built = time.perf_counter() - t
     size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     history = Lake(root).history()
-    before_last = str(pd.Timestamp(history["time"].iloc[-2]).tz_convert("UTC").tz_localize(None).isoformat())
+    before_last = str(
+        pd.Timestamp(history["time"].iloc[-2]).tz_convert("UTC").tz_localize(None).isoformat()
+    )
     print(
         f"\n{n_events:,} events over {days} days ({6 * n_events:,} assignments): written in "
         f"{built:.1f} s, {size / 1e6:.1f} MB, {len(history)} snapshots"
+    )
+    from quakelake.lakehouse.published import LakeReader
+
+    t = time.perf_counter()
+    reader = LakeReader(Lake(root))
+    reader.count_events(reader.snapshot())
+    reader.close()
+    print(
+        f"in-memory copy of the events table made in {time.perf_counter() - t:.1f} s (once per change)"
     )
     rng = np.random.default_rng(1)
     day_of = [DAY0 + dt.timedelta(days=int(d)) for d in rng.integers(0, days, repeat + 1)]
@@ -166,14 +191,27 @@ def bench(n_events: int, days: int, repeat: int, folder: Path) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sizes", nargs="+", type=float, default=[1e4, 1e6], help="events per lake")
-    ap.add_argument("--days", type=int, default=365, help="days the events spread over (default 365)")
+    ap.add_argument(
+        "--days", type=int, default=365, help="days the events spread over (default 365)"
+    )
     ap.add_argument("--repeat", type=int, default=30, help="timed requests per query (default 30)")
+    ap.add_argument(
+        "--folder",
+        type=Path,
+        help="keep the synthetic lakes here and reuse them on the next run (default: a temporary folder)",
+    )
     args = ap.parse_args()
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="quakelake-serve-bench-") as tmp:
+        folder = args.folder or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         for n in args.sizes:
-            bench(int(n), args.days, args.repeat, Path(tmp))
+            bench(int(n), args.days, args.repeat, folder)
+    print(f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

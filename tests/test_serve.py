@@ -329,6 +329,39 @@ def test_errors_follow_the_specification(salton, service):
         assert code == 200 and len(body.decode().splitlines()) == 3
 
 
+def test_association_artifacts_are_readable_tables(salton):
+    """The associate flow run shows its magnitudes and its catalogue (one row per event, ML,
+    status, a link to the event on the service page) as markdown tables, no Python reprs."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    lake = Lake(salton)
+    runs = lake.query("SELECT flow_run_id FROM runs WHERE command = 'associate' ORDER BY started")
+    flow_run_id = runs["flow_run_id"].iloc[0]
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    by_key = {a.key: a.data for a in artifacts}
+    assert set(by_key) == {"associate-report", "catalogue"}
+    report, catalogue = by_key["associate-report"], by_key["catalogue"]
+    events = _lake_events(salton)
+    assert "| events with ML | " + str(len(events)) + " |" in report
+    assert "| attenuation law | HB87 |" in report
+    for text in (report, catalogue):
+        assert "{'" not in text and "': " not in text  # no dict reprs
+    rows = [line for line in catalogue.splitlines() if line.startswith("| 2020-")]
+    assert len(rows) == len(events)
+    assert (
+        "| time (UTC) | latitude | longitude | depth km | ML | stations | picks | status | event |"
+        in catalogue
+    )
+    for eid, ev in events.iterrows():
+        (row,) = [r for r in rows if f"[{eid}](http://127.0.0.1:8080/#event={eid})" in r]
+        assert f"| {ev['magnitude']:.2f} ± {ev['magnitude_uncertainty']:.2f} |" in row
+        assert f"| {ev['location_quality']} |" in row
+
+
 def _browser():
     if not CHROMIUM.exists() and not shutil.which("chromium"):
         pytest.skip(
@@ -432,3 +465,44 @@ def test_asofdate_answer_survives_reprocessing(salton, service, shared_data):
     again = get(f"{base}&asofdate={when}")
     assert again[:2] == pinned[:2]
     assert get(f"{base}&format=text&asofdate={when}")[1] == text_pinned
+
+
+def test_a_commands_flow_logs_reach_the_logs_tab(salton, shared_data):
+    """At the default verbosity the terminal shows warnings only, yet the flow run's INFO logs
+    are sent to the Prefect API (the UI's Logs tab), not dropped by the run logger's level."""
+    import subprocess
+    import sys
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.settings import PREFECT_API_URL
+
+    stations = shared_data / "phasenet_saltonsea_20201001" / "stations.xml"
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "quakelake.cli",
+            "associate",
+            "--lake",
+            str(salton),
+            "-F",
+            str(stations),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| INFO" not in done.stderr  # the terminal stays quiet
+    runs = Lake(salton).query(
+        "SELECT flow_run_id FROM runs WHERE command = 'associate' ORDER BY started DESC"
+    )
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[runs["flow_run_id"].iloc[0]]))
+        )
+    info = [log.message for log in logs if log.level == 20]
+    assert any(m.startswith("associating 1 days with pyocto") for m in info), info

@@ -169,7 +169,7 @@ def waveform_png(reader: LakeReader, event_id: str) -> bytes | None:
         ax = fig.add_subplot(1, 1, 1)
         ax.text(0.5, 0.5, "no picks with waveforms for this event", ha="center", va="center")
         ax.set_axis_off()
-    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0] if panels else []
+    axes: Any = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0] if panels else []
     for ax, (label, trace, mine) in zip(axes, panels, strict=False):
         if trace is None:
             ax.text(0.5, 0.5, f"{label}: no waveform in the archive", ha="center", va="center")

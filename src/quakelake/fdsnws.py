@@ -226,7 +226,7 @@ def parse_query(
     catalogs: tuple[tuple[str, str], ...] = ()
     if g("catalog"):
         catalogs = (split_catalog(str(g("catalog"))),)
-    event_ids = ()
+    event_ids: tuple[str, ...] = ()
     if g("eventid"):
         event_ids = tuple(
             e.strip().rsplit("/", 1)[-1] if e.strip().startswith(RESOURCE_PREFIX) else e.strip()
@@ -339,7 +339,7 @@ def _column(values: pd.Series, digits: int | None = None) -> pd.Series:
     """Return ``values`` as text for the FDSN text format (empty when missing, no ``|``)."""
     if digits is not None:
         numbers = pd.to_numeric(values, errors="coerce")
-        text = numbers.map(lambda x: f"{x:.{digits}f}")
+        text = numbers.map(f"{{:.{digits}f}}".format)
         return text.where(numbers.notna(), "")
     return values.astype(object).where(values.notna(), "").astype(str).str.replace("|", "/")
 
@@ -368,8 +368,13 @@ def text_format(events: pd.DataFrame) -> str:
         "",
         "earthquake",
     ]
-    frame = pd.DataFrame({i: c for i, c in enumerate(columns)}, index=events.index)
-    lines = frame.astype(str).agg("|".join, axis=1)
+    lines = columns[0].reset_index(drop=True)
+    for column in columns[1:]:
+        lines = (
+            lines
+            + "|"
+            + (column.reset_index(drop=True) if isinstance(column, pd.Series) else column)
+        )
     return TEXT_HEADER + "\n" + "\n".join(lines) + "\n"
 
 

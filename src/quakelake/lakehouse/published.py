@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -224,6 +225,9 @@ class LakeReader:
         self._versions: dict[int, int] = {}
         self._events_id: set[str] | None = None
         self._lock = threading.RLock()
+        self._watched = threading.Condition()
+        self._running: tuple[float, duckdb.DuckDBPyConnection] | None = None
+        self._watchdog: threading.Thread | None = None
 
     def close(self) -> None:
         """Close the reader's connections (a later query opens the lake again)."""
@@ -239,9 +243,9 @@ class LakeReader:
     def _execute(
         self, con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any], arrow: bool = False
     ) -> Any:
+        """Run one statement (the caller holds the lock), stopped after ``timeout_s``."""
         cur = con.cursor()
-        timer = threading.Timer(self.timeout_s, cur.interrupt)
-        timer.start()
+        self._watch(cur)
         try:
             result = cur.execute(sql, list(params))
             return result.to_arrow_table() if arrow else result.df()
@@ -251,8 +255,34 @@ class LakeReader:
                 "less (a shorter time range, a smaller region or limit)"
             ) from None
         finally:
-            timer.cancel()
+            self._watch(None)
             cur.close()
+
+    def _watch(self, cur: duckdb.DuckDBPyConnection | None) -> None:
+        """Start (a cursor) or end (None) watching the running statement."""
+        with self._watched:
+            self._running = (time.monotonic() + self.timeout_s, cur) if cur is not None else None
+            if self._watchdog is None:
+                self._watchdog = threading.Thread(
+                    target=self._watch_loop, name="lake-query-timeout", daemon=True
+                )
+                self._watchdog.start()
+            self._watched.notify()
+
+    def _watch_loop(self) -> None:
+        # one thread for every statement: a Timer per statement costs a thread start each
+        with self._watched:
+            while True:
+                if self._running is None:
+                    self._watched.wait()
+                    continue
+                deadline, cur = self._running
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    cur.interrupt()
+                    self._running = None
+                    continue
+                self._watched.wait(left)
 
     def _lake(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
@@ -277,7 +307,7 @@ class LakeReader:
             LakeQueryError: ``as_of`` is before the lake existed or neither a time nor a run id.
         """
         if as_of is None:
-            frame = self._run(f"SELECT max(snapshot_id) AS s FROM {ALIAS}.snapshots()")
+            frame = self._run(f"SELECT max(snapshot_id) AS s FROM {META}.ducklake_snapshot")
             return int(frame["s"].iloc[0])
         with self._lock:
             cur = self._lake().cursor()

@@ -153,6 +153,7 @@ function drawTable(fresh) {
 
 async function selectEvent(id) {
   state.selected = id;
+  history.replaceState(null, "", "#event=" + encodeURIComponent(id));
   document.querySelectorAll("#events tr.selected").forEach((r) => r.classList.remove("selected"));
   const row = document.querySelector(`#events tr[data-event-id="${CSS.escape(id)}"]`);
   if (row) { row.classList.add("selected"); row.scrollIntoView({ block: "nearest" }); }
@@ -203,6 +204,11 @@ async function poll() {
 }
 
 document.getElementById("filters").addEventListener("submit", (ev) => { ev.preventDefault(); state.snapshot = null; state.known.clear(); loadEvents(true); });
-setupMap().then(() => loadEvents(true)).then(() => setTimeout(poll, POLL_MS)).catch((err) => {
+function fromHash() {
+  const m = /^#event=(.+)$/.exec(location.hash);
+  if (m) selectEvent(decodeURIComponent(m[1]));
+}
+window.addEventListener("hashchange", fromHash);
+setupMap().then(() => loadEvents(true)).then(() => { fromHash(); setTimeout(poll, POLL_MS); }).catch((err) => {
   document.getElementById("status").textContent = "error: " + err.message;
 });
