@@ -29,22 +29,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from pick_rows import reference_pick_rows
+from test_ui import CHROMIUM, CHROMIUM_ARGS
 
 from quakelake.lakehouse import Lake, queries, write_table
 
 pytestmark = pytest.mark.integration
 
 ARTIFACTS = Path(os.environ.get("QUAKELAKE_ARTIFACTS", Path(__file__).parent / "artifacts"))
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 WADL_NS = "{http://wadl.dev.java.net/2009/02}"
 FDSN_PARAMETERS = {
     "starttime",
@@ -257,6 +248,15 @@ def test_text_format_catalogs_contributors_and_version(salton, service):
     status, _, _ = get(f"{service}/fdsnws/event/1/query?format=text&catalog=lake-x:gamma")
     assert status == 204
     assert get(f"{service}/fdsnws/event/1/version")[:2] == (200, b"1.2.0")
+    # contributor (the associator) and updatedafter (when the events were committed)
+    for query, n in (
+        ("contributor=pyocto", len(events)),
+        ("contributor=gamma", 0),
+        ("updatedafter=2000-01-01", len(events)),
+        ("updatedafter=2100-01-01", 0),
+    ):
+        status, body, _ = get(f"{service}/fdsnws/event/1/query?format=text&{query}")
+        assert (status, len(body.decode().splitlines())) == ((200, n + 1) if n else (204, 0))
 
 
 def test_wadl_parses_and_lists_the_parameters(service):
@@ -505,4 +505,4 @@ def test_a_commands_flow_logs_reach_the_logs_tab(salton, shared_data):
             log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[runs["flow_run_id"].iloc[0]]))
         )
     info = [log.message for log in logs if log.level == 20]
-    assert any(m.startswith("associating 1 days with pyocto") for m in info), info
+    assert any(m.startswith("associating 1 days with ") for m in info), info

@@ -32,7 +32,6 @@ import pandas as pd
 
 from quakelake.export import RESOURCE_PREFIX, to_catalog
 from quakelake.lakehouse.published import (
-    CATALOG_SEPARATOR,
     EventFilter,
     LakeReader,
     split_catalog,
@@ -301,21 +300,27 @@ def query_events(
         FdsnError: 413 when more than ``max_results`` events match and no ``limit`` was given.
     """
     snapshot = snapshot_of(reader, query.as_of)
+    wanted = not query.event_types or "earthquake" in query.event_types
+    lines: list[str] = []
     events = pd.DataFrame()
-    if not query.event_types or "earthquake" in query.event_types:
+    if wanted and query.format == "text":
+        lines = reader.events_text(query.filter, snapshot, AUTHOR)
+    elif wanted:
         events = reader.events(query.filter, snapshot)
-    if not query.limit_given and len(events) > max_results:
+    found = len(lines) or len(events)
+    if not query.limit_given and found > max_results:
         raise FdsnError(
             f"more than {max_results} events match; ask for fewer with limit and offset, "
             "or narrow the query (time, region, magnitude)",
             413,
         )
-    if not len(events):
+    if not found:
         if query.nodata == 404:
             raise FdsnError("no events match the query", 404)
         return Answer(204, "text/plain", b"")
     if query.format == "text":
-        return Answer(200, "text/plain; charset=utf-8", text_format(events).encode())
+        body = TEXT_HEADER + "\n" + "\n".join(lines) + "\n"
+        return Answer(200, "text/plain; charset=utf-8", body.encode())
     return Answer(200, "application/xml", quakeml(reader, events, query, snapshot))
 
 
@@ -333,49 +338,6 @@ def quakeml(reader: LakeReader, events: pd.DataFrame, query: EventQuery, snapsho
     buf = io.BytesIO()
     catalog.write(buf, format="QUAKEML")
     return buf.getvalue()
-
-
-def _column(values: pd.Series, digits: int | None = None) -> pd.Series:
-    """Return ``values`` as text for the FDSN text format (empty when missing, no ``|``)."""
-    if digits is not None:
-        numbers = pd.to_numeric(values, errors="coerce")
-        text = numbers.map(f"{{:.{digits}f}}".format)
-        return text.where(numbers.notna(), "")
-    return values.astype(object).where(values.notna(), "").astype(str).str.replace("|", "/")
-
-
-def text_format(events: pd.DataFrame) -> str:
-    """Return ``events`` in the FDSN text format (one ``|``-separated line each, a ``#`` header)."""
-    if not len(events):
-        return TEXT_HEADER + "\n"
-    times = pd.to_datetime(events["time"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3]
-    ids = _column(events["event_id"])
-    associator = _column(events["associator"])
-    magnitude = _column(events["magnitude"], 2)
-    columns = [
-        ids,
-        times,
-        _column(events["latitude"], 5),
-        _column(events["longitude"], 5),
-        _column(events["depth_km"], 3),
-        AUTHOR,
-        _column(events["pick_source"]) + CATALOG_SEPARATOR + associator,
-        associator,
-        ids,
-        _column(events["magnitude_type"]),
-        magnitude,
-        magnitude.where(magnitude == "", AUTHOR),
-        "",
-        "earthquake",
-    ]
-    lines = columns[0].reset_index(drop=True)
-    for column in columns[1:]:
-        lines = (
-            lines
-            + "|"
-            + (column.reset_index(drop=True) if isinstance(column, pd.Series) else column)
-        )
-    return TEXT_HEADER + "\n" + "\n".join(lines) + "\n"
 
 
 def _simple_list(tag: str, items: Iterable[str]) -> bytes:
