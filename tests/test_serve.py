@@ -506,3 +506,18 @@ def test_a_commands_flow_logs_reach_the_logs_tab(salton, shared_data):
         )
     info = [log.message for log in logs if log.level == 20]
     assert any(m.startswith("associating 1 days with ") for m in info), info
+
+
+def test_serve_refuses_bad_options(tmp_path, salton, capsys):
+    """One error line naming the option, exit status 2, before anything listens."""
+    from quakelake.cli import main
+
+    for argv, says in (
+        (["--lake", str(tmp_path / "none")], "--lake: "),
+        (["--lake", str(salton), "--port", "70000"], "--port: 70000 is not a TCP port"),
+        (["--lake", str(salton), "--tiles", "tiles/{z}/{x}/{y}.png"], "--tiles: "),
+        (["--lake", str(salton), "--max-results", "0"], "--max-results: 0 must be at least 1"),
+    ):
+        assert main(["serve", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: " + says), err
