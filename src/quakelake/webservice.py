@@ -11,6 +11,7 @@ world-atlas); a tile server is used only when ``tiles`` names one.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 from importlib import resources
 from pathlib import Path
@@ -66,7 +67,8 @@ def create_app(
         openapi_url=None,
     )
     app.state.reader = reader
-    pngs: OrderedDict[tuple[int, str], bytes] = OrderedDict()
+    pngs: OrderedDict[tuple[int, str], bytes] = OrderedDict()  # drawn waveforms, per snapshot
+    png_lock = threading.Lock()
     csp = _csp(tiles)
 
     def fdsn_error(request: Request, status: int, message: str) -> PlainTextResponse:
@@ -200,14 +202,16 @@ def create_app(
     def page_waveforms(request: Request) -> Response:
         event_id = _event_id(request)
         key = (reader.snapshot(), event_id)
-        png = pngs.get(key)
+        with png_lock:
+            png = pngs.get(key)
         if png is None:
             png = event_page.waveform_png(reader, event_id)
             if png is None:
                 raise fdsnws.FdsnError(f"eventid: no event {event_id!r} in the lake", 404)
-            pngs[key] = png
-            while len(pngs) > 64:
-                pngs.popitem(last=False)
+            with png_lock:
+                pngs[key] = png
+                while len(pngs) > 64:
+                    pngs.popitem(last=False)
         return Response(png, media_type="image/png")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
