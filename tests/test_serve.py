@@ -362,6 +362,19 @@ def test_association_artifacts_are_readable_tables(salton):
         assert f"| {ev['location_quality']} |" in row
 
 
+def test_a_statement_running_too_long_is_stopped(salton):
+    """The reader's watchdog interrupts a statement after timeout_s; the next one runs."""
+    from quakelake.lakehouse.published import LakeReader, QueryTimeout
+
+    reader = LakeReader(Lake(salton), timeout_s=0.3)
+    started = time.monotonic()
+    with pytest.raises(QueryTimeout, match="longer than 0.3 s"):
+        reader._run_copy("SELECT count(*) FROM range(1000000000000) t(i) WHERE i % 7 = 3")
+    assert time.monotonic() - started < 5
+    assert reader.count_events(reader.snapshot()) == len(_lake_events(salton))
+    reader.close()
+
+
 def _browser():
     if not CHROMIUM.exists() and not shutil.which("chromium"):
         pytest.skip(
@@ -431,6 +444,11 @@ def test_page_map_event_waveforms_and_live_update(salton, service):
         assert _wait(lambda: page.locator("path.ql-event").count() == len(events) + 1, 30)
         assert page.locator('#events tbody tr[data-event-id="live-1"]').count() == 1
         page.screenshot(path=str(ARTIFACTS / "serve-live.png"))
+        # the catalogue artifact's links open one event: /#event=ID
+        linked = browser.new_page()
+        linked.goto(f"{service}/#event={biggest}")
+        linked.wait_for_selector("#event-title")
+        assert linked.locator("#event-title").inner_text() == f"Event {biggest}"
         browser.close()
     assert errors == [] and outside == []
     status, png, media = get(f"{service}/api/waveforms.png?eventid={biggest}")
