@@ -52,6 +52,10 @@ def test_pipeline_flow_run_carries_its_own_summary_artifact(prefect_server, shar
     assert "- models: PhaseNet/original" in text
     picks = out["pick"]["picks_per_phase"]
     assert f"- picks: P {picks['P']}, S {picks['S']}" in text
+    # the pick subflow's report: picks per phase as a table, not a dict's repr
+    (report,) = [a.data for a in _artifacts(key="pick-report") if out["pick"]["run_id"] in a.data]
+    assert f"| P | {picks['P']} |" in report and f"| S | {picks['S']} |" in report
+    assert "{'" not in report
 
 
 def test_report_images_are_inlined_for_the_ui(tmp_path):

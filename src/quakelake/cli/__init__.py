@@ -38,6 +38,7 @@ from quakelake.cli.lake_commands import (
     cmd_import_catalog,
     cmd_lake,
     cmd_ml_corrections,
+    cmd_serve,
     cmd_server,
     cmd_sql,
     cmd_tables,
@@ -79,6 +80,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "train": cmd_train,
     "server": cmd_server,
+    "serve": cmd_serve,
 }
 
 

@@ -316,6 +316,33 @@ def cmd_import_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the lake's catalogue over HTTP (fdsnws-event and the web page) until interrupted."""
+    cfg = load_config(args)
+    check_lake(cfg.lake, must_exist=True)
+    if not 0 < args.port < 65536:
+        raise CliError(f"--port: {args.port} is not a TCP port; give 1-65535")
+    if args.max_results < 1:
+        raise CliError(f"--max-results: {args.max_results} must be at least 1")
+    if args.query_timeout <= 0:
+        raise CliError(f"--query-timeout: {args.query_timeout} must be more than 0 seconds")
+    if args.tiles and not args.tiles.startswith(("http://", "https://")):
+        raise CliError(
+            f"--tiles: {args.tiles!r} is not an http(s) URL template with {{z}}/{{x}}/{{y}}"
+        )
+    from quakelake.service.webservice import serve
+
+    serve(
+        cfg.lake,
+        host=args.host,
+        port=args.port,
+        tiles=args.tiles,
+        max_results=args.max_results,
+        timeout_s=args.query_timeout,
+    )
+    return 0
+
+
 def cmd_server(args: argparse.Namespace) -> int:
     """Start, stop or report the local Prefect server that outlives one command."""
     from quakelake.service import server

@@ -987,6 +987,43 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "-v", "--verbose", action="store_true", help="tracebacks on errors (default off)"
     )
+
+    serve = command(
+        "serve",
+        "publish the lake's catalogue: an FDSN event web service and a web page with a map",
+        description="Serve the lake read-only over HTTP: fdsnws-event 1.2 at /fdsnws/event/1/ "
+        "(query, version, application.wadl, catalogs, contributors; asofdate answers from the "
+        "lake as it was at that time) and a web page at / (map, depth section, table, an "
+        "event's picks on its waveforms) that updates itself when new events reach the lake.",
+    )
+    _common(serve)
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; 0.0.0.0 opens the service to other machines (default 127.0.0.1)",
+    )
+    serve.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+    serve.add_argument(
+        "--tiles",
+        metavar="URL",
+        help="map tile URL template for sites with internet, e.g. "
+        "https://tile.openstreetmap.org/{z}/{x}/{y}.png (default: none, Natural Earth "
+        "coastlines and borders served with the page)",
+    )
+    serve.add_argument(
+        "--max-results",
+        type=int,
+        default=20000,
+        metavar="N",
+        help="most events one answer holds; a larger query gets 413 (default 20000)",
+    )
+    serve.add_argument(
+        "--query-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a lake query running longer is stopped and answered 503 (default 10)",
+    )
     return parser
 
 

@@ -35,6 +35,11 @@ def quiet_prefect(cfg: RunConfig) -> str:
     level = {0: "ERROR", 1: "WARNING", 2: "INFO"}[cfg.verbosity]
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
     os.environ.setdefault("PREFECT_LOGGING_LOGGERS_ROOT_LEVEL", level)
+    # The runs' own logs reach the UI's Logs tab at INFO whatever the terminal shows: the
+    # terminal's level is its handler's, not the run loggers' (which would drop them unsent).
+    os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL", "INFO")
+    os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL", "INFO")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", level)
     # SeisBench prints its records with a handler of its own: not again through Prefect's root one
     logging.getLogger("seisbench").propagate = False
     api = resolve_api()

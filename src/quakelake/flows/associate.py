@@ -11,6 +11,7 @@ import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from quakelake.analysis.artifact_tables import catalogue_markdown, magnitudes_markdown
 from quakelake.archive.stations import read_stations, write_stations
 from quakelake.association.magnitudes import MagnitudeParams
 from quakelake.association.plan import association_days, given_response_files, settings_span
@@ -156,7 +157,7 @@ def associate_events(
         for r in results:
             for sid in r.extra.get("unknown_stations", []):
                 logger.warning("day %s: picks on station %s without coordinates", r.unit, sid)
-        _publish(summary)
+        _publish(summary, lake)
         status = "completed" if summary["failed"] == 0 else "completed_with_failures"
         return summary
     finally:
@@ -325,7 +326,7 @@ def _summary(run_id: str, config, source: PickSource, results: list[UnitResult])
     }
 
 
-def _publish(summary: dict) -> None:
+def _publish(summary: dict, lake: Path) -> None:
     try:
         lines = [
             f"# Association run `{summary['run_id']}`",
@@ -336,10 +337,32 @@ def _publish(summary: dict) -> None:
             f"no picks {summary['no_data']}, failed {summary['failed']})",
             f"- events written: {summary['events']} "
             f"({describe(summary['origins'], summary['rejected'], summary['rejected_reasons'])})",
-            f"- magnitudes: {summary.get('magnitudes', 'not computed')}",
             f"- stations without coordinates: {', '.join(summary['unknown_stations']) or 'none'}",
             f"- metadata QC (lake table metadata_qc): {summary.get('metadata_qc', 'not written')}",
+            "",
+            magnitudes_markdown(summary.get("magnitudes")),
         ]
         create_markdown_artifact(markdown="\n".join(lines), key="associate-report")
+        create_markdown_artifact(
+            markdown=catalogue_markdown(
+                _catalogue(lake, summary),
+                summary["run_id"],
+                f"{summary['associator']} config {summary['config_fingerprint']} "
+                f"({summary['pick_source']})",
+            ),
+            key="catalogue",
+            description=f"events of association run {summary['run_id']}",
+        )
     except Exception as exc:  # artifacts are a courtesy: never fail a finished run over them
         logging.getLogger(__name__).warning("could not publish artifacts: %s", exc)
+
+
+def _catalogue(lake: Path, summary: dict):
+    """Return the events of the catalogue the run made or found made (its associator x config x picks)."""
+    from quakelake.lakehouse import Lake, queries
+
+    events = queries.events(Lake(lake), associators=[summary["associator"]])
+    keep = (events["config_fingerprint"] == summary["config_fingerprint"]) & (
+        events["pick_source"] == summary["pick_source"]
+    )
+    return events[keep]

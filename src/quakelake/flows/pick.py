@@ -10,6 +10,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from tqdm import tqdm
 
+from quakelake.analysis.artifact_tables import counts_table
 from quakelake.errors import FailedWork
 from quakelake.flows.common import (
     collect_all,
@@ -271,9 +272,10 @@ def _publish(summary: dict, results) -> None:
             f"- units: {summary['units']} (done {summary['done']}, skipped {summary['skipped']}, "
             f"failed {summary['failed']})",
             f"- unreadable files: {summary['unreadable_files']}",
-            f"- picks per phase: {summary['picks_per_phase']}",
             f"- models: {', '.join(summary['models'])}",
             "- seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["seconds"].items()),
+            "",
+            counts_table(summary["picks_per_phase"] or {"(none new)": 0}, "phase", "new picks"),
         ]
         create_markdown_artifact(markdown="\n".join(lines), key="pick-report")
     except Exception as exc:  # artifacts are a courtesy: never fail a finished run over them
