@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import difflib
 import functools
 import hashlib
 import importlib.util
@@ -309,14 +310,18 @@ def within_day(picks: pd.DataFrame, day: dt.date) -> pd.DataFrame:
 
 
 def check_models(models: list[str], weights: list[str], root: Path | None = None) -> list[str]:
-    """Check model and weights names before any work starts; return a warning per weights not cached.
+    """Check model and weights names before any work starts (nothing is written before this).
 
-    Cheap when the cache holds every combination (no SeisBench import). Otherwise SeisBench is
-    imported to tell an unknown model class (an error) from weights that are only not cached
-    (SeisBench may still download them; the pick stage skips them when it cannot).
+    The cache listing is read first, offline: when it holds every combination nothing is
+    imported or fetched. A weights name that is not cached but is one letter or two from a cached
+    one (``orignal``) is a typo, refused at once without the network. Any other weights that
+    are not cached are fetched now, by SeisBench, so that the run finds them in the cache; when
+    that fails they are refused here, naming what the cache holds, before a run row, an index or
+    a flow exists. Returns no warning (kept for callers that print them).
 
     Raises:
-        ModelUnavailable: a name is not a SeisBench waveform model.
+        ModelUnavailable: a name is not a SeisBench waveform model, or weights that are neither
+            cached nor fetchable.
     """
     names = _seisbench_model_names()
     missing = [
@@ -325,10 +330,17 @@ def check_models(models: list[str], weights: list[str], root: Path | None = None
     if not missing:
         return []
     for model in dict.fromkeys(m for m, _ in missing):
-        model_class(model)
+        if model not in names:
+            model_class(model)
     where = f"SEISBENCH_CACHE_ROOT={root or cache_root()}"
-    return [
-        f"-W/--weights: {m} {w!r} is not in {where}; available offline: "
-        f"{', '.join(offline_weights(m, root)) or 'none'} (SeisBench will try to download it)"
-        for m, w in missing
-    ]
+    for m, w in missing:
+        held = offline_weights(m, root)
+        close = difflib.get_close_matches(w, held, n=1, cutoff=0.8)
+        if close and close[0] != w:
+            raise ModelUnavailable(
+                f"-W/--weights: {m} has no weights {w!r} in {where} (did you mean "
+                f"{close[0]!r}?); available offline: {', '.join(held) or 'none'}"
+            )
+    for m, w in missing:
+        load_model(m, w, "cpu")  # SeisBench fetches them into the cache, or says why not
+    return []

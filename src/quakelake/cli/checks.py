@@ -25,6 +25,12 @@ def check_lake(lake: Path, must_exist: bool = False) -> None:
         raise CliError(
             f"--lake: {lake} is a file, not a lake folder; give a folder (created when missing)"
         )
+    under = next((p for p in lake.absolute().parents if p.exists() and not p.is_dir()), None)
+    if under is not None:
+        raise CliError(
+            f"--lake: {lake} lies under {under}, which is a file, not a folder; give a lake "
+            "folder whose parents are folders"
+        )
     if must_exist:
         from quakelake.lakehouse import Lake
 
@@ -104,6 +110,18 @@ def check_models(cfg: RunConfig) -> list[str]:
     return check(cfg.pick.models, cfg.pick.weights)
 
 
+def check_device(preference: str | None) -> None:
+    """Refuse ``--device cuda`` where torch sees no CUDA device, before any work (imports torch)."""
+    if preference != "cuda":
+        return
+    from quakelake.picking import ModelUnavailable, resolve_device
+
+    try:
+        resolve_device("cuda")
+    except ModelUnavailable as exc:
+        raise CliError(f"--device: {exc}") from None
+
+
 def check_inputs(cfg: RunConfig, args: argparse.Namespace) -> list[str]:
     """Validate every path and name of a pick/run before work starts; return warnings to show."""
     check_lake(cfg.lake)
@@ -125,6 +143,7 @@ def check_inputs(cfg: RunConfig, args: argparse.Namespace) -> list[str]:
         raise CliError(
             f"--velocity-model: {velocity} does not exist; pass a TauP .nd, VELEST .mod or CSV file"
         )
+    check_device(cfg.pick.device)
     check_models(cfg)
     return []
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from quakelake.cli.checks import (
+    check_device,
     check_inputs,
     check_lake,
     check_reference,
@@ -183,6 +184,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     if cfg.directory is None or not cfg.directory.is_dir():
         raise CliError("-d/--directory: give the waveform archive to cut training windows from")
+    check_lake(cfg.lake)
+    check_device(getattr(args, "device", None))
     given = train_options(args)
     if args.denoiser:
         if args.models and args.models[0] != "SeisDAE":
