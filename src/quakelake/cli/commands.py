@@ -291,6 +291,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return status
+    if partial_status(out.get("download")):
+        return EXIT_FAILED_WORK
     if out.get("analyze", {}).get("warnings"):
         return 1  # nothing of the reference compared
     return station_overlap(cfg, out.get("associate", []))
@@ -442,7 +444,27 @@ def cmd_download(args: argparse.Namespace) -> int:
             "`downloads` table); run the same command again to retry them",
             file=sys.stderr,
         )
-    return status
+        return status
+    return partial_status(summary)
+
+
+def partial_status(summary: dict | None) -> int:
+    """Return 1 with one ``error:`` line naming the partial station-days of a download, else 0.
+
+    A partial unit is not a failed one (what arrived is in the archive, its gap in the ledger),
+    but the archive is incomplete: a cron job must notice, and the next run fetches the gap.
+    """
+    partial = sorted(summary.get("gaps") or {}) if summary else []
+    if not summary or not partial:
+        return EXIT_OK
+    shown = ", ".join(partial[:5]) + (f" and {len(partial) - 5} more" if len(partial) > 5 else "")
+    print(
+        f"error: {len(partial)} of {summary['units']} station-days downloaded only in part "
+        f"({shown}; the gaps are in the `downloads` table); run the same command again to "
+        "fetch the missing parts",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED_WORK
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
