@@ -141,3 +141,86 @@ def test_a_lake_path_under_a_file_is_refused_at_once(archive, tmp_path, no_api):
         assert f"under {afile}, which is a file" in line
         assert time.perf_counter() - t0 < 60
     assert afile.read_text() == "not a folder\n"
+
+
+@pytest.fixture(scope="module")
+def api_url(prefect_server) -> str:
+    """The address of the session's Prefect server, for commands run in their own process."""
+    from prefect.settings import PREFECT_API_URL
+
+    return str(PREFECT_API_URL.value())
+
+
+def _files(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def scsn_lake(shared_data, tmp_path) -> Path:
+    """A lake that holds the real SCSN reference catalogue of the Salton Sea sample (no picks)."""
+    lake = tmp_path / "lake"
+    events = shared_data / SALTON / "DERIVED_scsn_events_first10min.csv"
+    proc = _quakelake(["import-catalog", str(events), "--name", "scsn", "--lake", str(lake)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return lake
+
+
+def test_train_with_a_reference_the_lake_does_not_hold_names_what_it_holds(
+    archive, scsn_lake, no_api
+):
+    before = _files(scsn_lake)
+    proc = _quakelake(
+        ["train", "-d", archive, "--lake", str(scsn_lake), "--reference", "nosuch"], env=no_api
+    )
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr[-2000:]
+    line = _one_error_line(proc, "--reference")
+    assert "no reference catalogue 'nosuch' (it holds: scsn)" in line
+    assert "--min-probability" not in line
+    assert _files(scsn_lake) == before
+
+
+def test_an_unknown_denoiser_names_what_the_cache_holds_in_words(
+    archive, weights_cache, tmp_path, no_api
+):
+    import json
+    import shutil
+
+    cache = tmp_path / "seisbench"
+    shutil.copytree(weights_cache, cache)
+    port = _closed_port()
+    (cache / "config.json").write_text(json.dumps({"remote_root": f"http://127.0.0.1:{port}/"}))
+    lake = tmp_path / "lake"
+    proc = _quakelake(
+        ["pick", "-d", archive, "--lake", str(lake), "-S", "BOM", "--denoiser", "SeisDAE/nosuch"],
+        env={**no_api, "SEISBENCH_CACHE_ROOT": str(cache)},
+    )
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr[-2000:]
+    line = _one_error_line(proc, "--denoiser")
+    assert f"'nosuch' of SeisDAE are not in SEISBENCH_CACHE_ROOT={cache}" in line
+    assert "(no connection to 127.0.0.1)" in line and "the cache holds no denoiser" in line
+    assert "ConnectionPool" not in line and "[" not in line  # words, not Python reprs
+    assert not lake.exists()
+
+
+def test_lake_vacuum_says_what_it_removed_in_words(scsn_lake):
+    proc = _quakelake(["lake", "vacuum", "--lake", str(scsn_lake)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == [
+        "     0 files removed: never committed (left by killed runs)",
+        "     0 files removed: half-written temporaries",
+        "     0 files removed: read by no snapshot (merged by compaction, or of expired snapshots)",
+    ]
+
+
+@pytest.mark.slow
+def test_associate_timing_prints_its_stages(shared_data, api_url, tmp_path):
+    picks = shared_data / SALTON / "DERIVED_phasenet_ref_picks_first180s.csv"
+    stations = shared_data / SALTON / "stations.xml"
+    lake = tmp_path / "lake"
+    args = ["associate", "--picks", str(picks), "-F", str(stations), "--lake", str(lake)]
+    proc = _quakelake(
+        [*args, "-D", "201001", "201001", "--timing"], env={"PREFECT_API_URL": api_url}
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stages = [ln.split()[0] for ln in proc.stdout.splitlines() if ln.endswith(" s")]
+    assert stages[0] == "start-up" and "associate:" in stages and stages[-1] == "total", proc.stdout

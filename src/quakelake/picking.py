@@ -23,7 +23,7 @@ import pandas as pd
 
 from quakelake.errors import BadInput
 from quakelake.params import PickParams, denoised_weights
-from quakelake.weights import cache_root, has_weights, offline_weights
+from quakelake.weights import cache_root, fetch_failure, has_weights, offline_weights
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,8 @@ def load_model(name: str, weights: str, device: str = "cpu") -> Any:
             raise ModelUnavailable(
                 f"-W/--weights: weights {weights!r} are not available for {name}: not in "
                 f"SEISBENCH_CACHE_ROOT={cache_root()} and SeisBench could not fetch them "
-                f"({type(exc).__name__}); available offline: {', '.join(offline_weights(name)) or 'none'}"
+                f"({fetch_failure(exc)}); available offline: "
+                f"{', '.join(offline_weights(name)) or 'none'}"
             ) from None
         model.to(device)
         model.eval()

@@ -186,6 +186,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CliError("-d/--directory: give the waveform archive to cut training windows from")
     check_lake(cfg.lake)
     check_device(getattr(args, "device", None))
+    if getattr(args, "labels", None) != "picks":
+        check_reference(cfg)  # a name the lake does not hold, before any window is cut
     given = train_options(args)
     if args.denoiser:
         if args.models and args.models[0] != "SeisDAE":
@@ -360,6 +362,7 @@ def cmd_associate(args: argparse.Namespace) -> int:
             )
             return max(exit_status(*done), station_overlap(cfg, done) if args.picks is None else 0)
     quiet_prefect(cfg)
+    t0 = time.perf_counter()
     from quakelake.export import export_run
     from quakelake.flows.associate import associate_events
     from quakelake.flows.runners import stage_runner
@@ -387,6 +390,11 @@ def cmd_associate(args: argparse.Namespace) -> int:
             for line in export_run(cfg.lake, summary["run_id"], args.quakeml, args.export):
                 print(line)
             summaries.append(summary)
+    stages: dict[str, float] = {}
+    for s in summaries:
+        key = f"associate: {s.get('pick_source') or 'picks'}"
+        stages[key] = stages.get(key, 0.0) + float(s.get("seconds", 0.0))
+    report_timing(cfg, stages, t0)
     return max(
         exit_status(*summaries), station_overlap(cfg, summaries) if args.picks is None else 0
     )

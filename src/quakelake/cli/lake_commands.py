@@ -89,8 +89,13 @@ def cmd_lake(args: argparse.Namespace) -> int:
                 print(f"{table:<18} {before:>7} files -> {after}")
     elif args.action == "vacuum":
         removed = maintenance.vacuum(lake, args.expire_days, args.grace_hours * 3600)
+        said = {
+            "orphans": "never committed (left by killed runs)",
+            "temporary": "half-written temporaries",
+            "expired": "read by no snapshot (merged by compaction, or of expired snapshots)",
+        }
         for kind, paths in removed.items():
-            print(f"{kind:<10} {len(paths):>6} files removed")
+            print(f"{len(paths):>6} files removed: {said.get(kind, kind)}")
     elif args.action == "migrate":
         counts = maintenance.migrate(cfg.lake)
         damaged = counts.pop("damaged")
