@@ -119,6 +119,8 @@ def test_weights_not_fetchable_leave_no_run_and_no_index(archive, weights_cache,
     line = _one_error_line(proc, "-W/--weights")
     assert "'instance'" in line and "available offline: original, volpick" in line
     assert "PREFECT_API_URL" not in line  # refused before Prefect was asked
+    assert "(no connection to 127.0.0.1)" in line and "ConnectionError" not in line
+    assert "precheck" not in proc.stderr  # SeisBench's warning would only repeat the line
     assert not lake.exists()
 
 
@@ -224,3 +226,26 @@ def test_associate_timing_prints_its_stages(shared_data, api_url, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     stages = [ln.split()[0] for ln in proc.stdout.splitlines() if ln.endswith(" s")]
     assert stages[0] == "start-up" and "associate:" in stages and stages[-1] == "total", proc.stdout
+
+
+def test_an_ensemble_of_one_member_is_said_without_python_reprs(archive, tmp_path, no_api):
+    lake = tmp_path / "lake"
+    proc = _quakelake(
+        ["pick", "-d", archive, "--lake", str(lake), "--ensemble", "mean", "-W", "original"],
+        env=no_api,
+    )
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr[-2000:]
+    line = _one_error_line(proc, "--ensemble")
+    assert "got PhaseNet/original;" in line and "[" not in line
+    assert not lake.exists()
+
+
+@pytest.mark.slow
+def test_a_run_without_coordinates_says_so_once(archive, api_url, tmp_path):
+    lake = tmp_path / "lake"
+    proc = _quakelake(
+        ["run", "-d", archive, "--lake", str(lake), "-S", "BOM"], env={"PREFECT_API_URL": api_url}
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "error:" not in proc.stderr
+    assert proc.stderr.count("association skipped: no station coordinates") == 1, proc.stderr

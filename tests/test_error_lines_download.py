@@ -61,6 +61,7 @@ def test_a_partial_download_exits_1_naming_the_partial_units(salton, dataselect,
         "the `downloads` table); run the same command again to fetch the missing parts"
     ], proc.stderr[-3000:]
     assert "partial 1" in proc.stdout and "failed 0" in proc.stdout
+    assert proc.stderr.count("CI.BOM.2020-10-01 is partial:") == 1, proc.stderr  # said once
 
     from quakelake.lakehouse import Lake
 

@@ -149,6 +149,11 @@ def load_model(name: str, weights: str, device: str = "cpu") -> Any:
         if model is not None:
             return model
         cls = model_class(name)
+        sb_log = logging.getLogger("seisbench")
+        level = sb_log.level
+        if not has_weights(name, weights):
+            # its download precheck warnings (said once per URL it tries) would bury our one line
+            sb_log.setLevel(logging.CRITICAL)
         try:
             model = cls.from_pretrained(weights)
         except Exception as exc:  # SeisBench raises ValueError, requests errors, OSError ...
@@ -158,6 +163,8 @@ def load_model(name: str, weights: str, device: str = "cpu") -> Any:
                 f"({fetch_failure(exc)}); available offline: "
                 f"{', '.join(offline_weights(name)) or 'none'}"
             ) from None
+        finally:
+            sb_log.setLevel(level)
         model.to(device)
         model.eval()
         _MODELS[key] = model

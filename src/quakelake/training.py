@@ -415,7 +415,7 @@ def build_dataset(
     for split in ("train", "dev"):
         if not counts[split]:
             raise TrainingError(
-                f"--holdout-stations/--holdout-days: the {split} split is empty ({counts}); hold out other "
+                f"--holdout-stations/--holdout-days: the {split} split is empty (train {counts['train']} windows, dev {counts['dev']}); hold out other "
                 f"stations or days so both splits hold windows"
             )
     return DatasetSummary(

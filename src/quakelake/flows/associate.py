@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from quakelake.associate_plan import association_days, given_response_files, settings_span
 from quakelake.association_settings import format_settings
-from quakelake.errors import FailedWork
+from quakelake.errors import SAID_AGAIN, FailedWork
 from quakelake.flows.common import (
     collect,
     current_flow_run_id,
@@ -149,7 +149,9 @@ def associate_events(
         summary["settings"] = settings
         for r in results:
             for sid in r.extra.get("unknown_stations", []):
-                logger.warning("day %s: picks on station %s without coordinates", r.unit, sid)
+                logger.warning(
+                    "day %s: picks on station %s without coordinates", r.unit, sid, extra=SAID_AGAIN
+                )
         _publish(summary)
         status = "completed" if summary["failed"] == 0 else "completed_with_failures"
         return summary
@@ -236,6 +238,18 @@ def _summary(run_id: str, config, source: PickSource, results: list[UnitResult])
     }
 
 
+def _magnitudes_text(counts: dict | None) -> str:
+    """Return the magnitude stage's counts in words (``not computed`` without one)."""
+    if not counts:
+        return "not computed"
+    words = [
+        f"{key.replace('_', ' ')} {', '.join(map(str, value)) if isinstance(value, list) else value}"
+        for key, value in counts.items()
+        if value not in ([], None, "")
+    ]
+    return "; ".join(words)
+
+
 def _publish(summary: dict) -> None:
     try:
         lines = [
@@ -246,7 +260,7 @@ def _publish(summary: dict) -> None:
             f"- days: {summary['days']} (done {summary['done']}, skipped {summary['skipped']}, "
             f"no picks {summary['no_data']}, failed {summary['failed']})",
             f"- events written: {summary['events']}",
-            f"- magnitudes: {summary.get('magnitudes', 'not computed')}",
+            f"- magnitudes: {_magnitudes_text(summary.get('magnitudes'))}",
             f"- stations without coordinates: {', '.join(summary['unknown_stations']) or 'none'}",
         ]
         create_markdown_artifact(markdown="\n".join(lines), key="associate-report")

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from quakelake import denoise, picking
 from quakelake import ensemble as ensembles
 from quakelake import groups as station_groups
-from quakelake.errors import FailedWork
+from quakelake.errors import SAID_AGAIN, FailedWork
 from quakelake.flows.common import (
     collect_all,
     current_flow_run_id,
@@ -33,7 +33,7 @@ from quakelake.lineage import (
 )
 from quakelake.params import PickParams, StationSelection, TimeWindow
 from quakelake.pick_plan import batch_label, unit_batches
-from quakelake.printing import days_text, selection_text
+from quakelake.printing import counts_text, days_text, selection_text
 from quakelake.tasks.ensemble import ensemble_station_day
 from quakelake.tasks.pick import (
     committed_stems,
@@ -121,7 +121,7 @@ def pick_phases(
                 denoise.check_available(pick.denoiser)
         timings["check models"] = sw.seconds
         for w in warnings:
-            logger.warning("%s", w)
+            logger.warning("%s", w, extra=SAID_AGAIN)
         if ensemble is not None:
             ensembles.check_members([s.label for s in specs])  # before any unit is picked
         logger.info(
@@ -269,7 +269,7 @@ def _publish(summary: dict, results) -> None:
             f"- units: {summary['units']} (done {summary['done']}, skipped {summary['skipped']}, "
             f"failed {summary['failed']})",
             f"- unreadable files: {summary['unreadable_files']}",
-            f"- picks per phase: {summary['picks_per_phase']}",
+            f"- picks per phase: {counts_text(summary['picks_per_phase'])}",
             f"- models: {', '.join(summary['models'])}",
             "- seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["seconds"].items()),
         ]
