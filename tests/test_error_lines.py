@@ -249,3 +249,20 @@ def test_a_run_without_coordinates_says_so_once(archive, api_url, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "error:" not in proc.stderr
     assert proc.stderr.count("association skipped: no station coordinates") == 1, proc.stderr
+
+
+def test_a_pnsn_pick_table_keeps_its_event_ids_and_uncertainties(shared_data, tmp_path):
+    """The ELEP/PNSN analyst picks: source_id is the event, uncertainty the time error (s)."""
+    lake = tmp_path / "lake"
+    table = shared_data / "elep_pnw" / "UW.SHW.2022.037.csv"
+    proc = _quakelake(["import-catalog", str(table), "--name", "pnsn", "--lake", str(lake)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == [
+        f"reference pnsn: no event location, 7 picks of 6 events from 1 files -> lake {lake}"
+    ]
+    from quakelake.lakehouse import Lake
+
+    rows = Lake(lake).query(
+        "SELECT event_id, phase, time_uncertainty_s FROM reference_picks ORDER BY time LIMIT 2"
+    )
+    assert rows.values.tolist() == [["uw61815141", "P", 0.06], ["uw61815151", "P", 0.15]]

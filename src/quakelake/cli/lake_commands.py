@@ -169,9 +169,13 @@ def cmd_import_catalog(args: argparse.Namespace) -> int:
     from quakelake.catalogs import import_catalog
 
     counts = import_catalog(cfg.lake, args.paths, args.name)
+    events = f"{counts['events']} events"
+    if counts.get("pick_events") and not counts["events"]:
+        events = "no event location"  # a pick table: its picks name their events by id
+    of = f" of {counts['pick_events']} events" if counts.get("pick_events") else ""
     print(
-        f"reference {counts['name']}: {counts['events']} events, {counts['picks']} picks from "
-        f"{counts['files']} files -> lake {cfg.lake}"
+        f"reference {counts['name']}: {events}, {counts['picks']} picks{of} "
+        f"from {counts['files']} files -> lake {cfg.lake}"
     )
     return 0
 
