@@ -266,3 +266,32 @@ def test_a_pnsn_pick_table_keeps_its_event_ids_and_uncertainties(shared_data, tm
         "SELECT event_id, phase, time_uncertainty_s FROM reference_picks ORDER BY time LIMIT 2"
     )
     assert rows.values.tolist() == [["uw61815141", "P", 0.06], ["uw61815151", "P", 0.15]]
+
+
+def test_each_command_shows_its_own_examples_and_they_parse():
+    import re
+    import shlex
+
+    from quakelake.cli.options import COMMAND_EXAMPLES, build_parser
+
+    pick = _quakelake(["pick", "--help"]).stdout
+    run = _quakelake(["run", "--help"]).stdout
+    tail = lambda text: text[text.index("examples:") :]  # noqa: E731
+    assert tail(pick) != tail(run)
+    assert "quakelake pick -d" in tail(pick) and "quakelake run" not in tail(pick)
+    for name, lines in COMMAND_EXAMPLES.items():
+        for line in lines:
+            for example in line.split("&&"):
+                argv = shlex.split(re.split(r"\s{2,}", example.strip())[0])
+                assert argv[0] == "quakelake", (name, example)
+                build_parser().parse_args(argv[1:])  # SystemExit on an option that is not there
+
+
+def test_lake_action_help_is_the_actions_own():
+    vacuum = _quakelake(["lake", "vacuum", "--help"])
+    assert vacuum.returncode == 0
+    assert vacuum.stdout.startswith("usage: quakelake lake vacuum")
+    assert "--expire-days" in vacuum.stdout and "--repair" not in vacuum.stdout
+    assert "quakelake lake vacuum --expire-days 30" in vacuum.stdout
+    check = _quakelake(["lake", "check", "--help"]).stdout
+    assert "--repair" in check and "--expire-days" not in check
