@@ -227,6 +227,16 @@ def test_associate_timing_prints_its_stages(shared_data, api_url, tmp_path):
     stages = [ln.split()[0] for ln in proc.stdout.splitlines() if ln.endswith(" s")]
     assert stages[0] == "start-up" and "associate:" in stages and stages[-1] == "total", proc.stdout
 
+    # the demo's event table over these events has an ML column (empty here: no waveforms to
+    # measure amplitudes on with --picks)
+    from quakelake.demo import EVENTS_QUERY
+    from quakelake.lakehouse import Lake
+
+    events = Lake(lake).query(EVENTS_QUERY)
+    columns = ["associator", "time", "lat", "lon", "depth_km", "ML", "n_p", "n_s"]
+    assert list(events.columns) == columns
+    assert events["ML"].dtype.kind == "f"
+
 
 def test_an_ensemble_of_one_member_is_said_without_python_reprs(archive, tmp_path, no_api):
     lake = tmp_path / "lake"
@@ -295,3 +305,10 @@ def test_lake_action_help_is_the_actions_own():
     assert "quakelake lake vacuum --expire-days 30" in vacuum.stdout
     check = _quakelake(["lake", "check", "--help"]).stdout
     assert "--repair" in check and "--expire-days" not in check
+
+
+def test_the_readme_shows_what_exists():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "data/test/waveforms" not in readme  # no such folder
+    assert "quakelake lake compare --as-of" in readme
+    assert "A second identical run writes nothing" not in readme  # said per command now
