@@ -312,3 +312,38 @@ def test_the_readme_shows_what_exists():
     assert "data/test/waveforms" not in readme  # no such folder
     assert "quakelake lake compare --as-of" in readme
     assert "A second identical run writes nothing" not in readme  # said per command now
+
+
+@pytest.fixture(scope="module")
+def local_server(tmp_path_factory):
+    """``quakelake server start`` in a Prefect home of its own (env for the commands that use it)."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(home)
+    port = _closed_port()
+    start = subprocess.run(
+        [sys.executable, "-m", "quakelake.cli", "server", "start", "--port", str(port)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert start.returncode == 0, start.stderr[-2000:]
+    yield env
+    subprocess.run([sys.executable, "-m", "quakelake.cli", "server", "stop"], env=env, timeout=120)
+
+
+@pytest.mark.slow
+def test_lake_block_is_looked_up_on_the_running_local_server(archive, local_server, tmp_path):
+    """--lake-block with `server start` up: the block's answer, no temporary server started.
+
+    A temporary server may take 1 s to start here: were it started, the command would fail with
+    "did not start in time" instead of naming the block.
+    """
+    env = {**local_server, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "1"}
+    lake = tmp_path / "lake"
+    proc = _quakelake(["pick", "-d", archive, "-S", "BOM", "--lake-block", "nope"], env=env)
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr[-2000:]
+    line = _one_error_line(proc, "--lake-block")
+    assert "no QuakeLake Lake block named 'nope'" in line
+    assert not lake.exists()
