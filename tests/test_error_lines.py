@@ -347,3 +347,24 @@ def test_lake_block_is_looked_up_on_the_running_local_server(archive, local_serv
     line = _one_error_line(proc, "--lake-block")
     assert "no QuakeLake Lake block named 'nope'" in line
     assert not lake.exists()
+
+
+def test_a_review_window_closes_with_q_and_its_hint_clears_the_x_label(shared_data):
+    """--interactive: q closes the window (as in any matplotlib window); the hint has its room."""
+    import matplotlib.pyplot as plt
+    import obspy
+    from matplotlib.backend_bases import KeyEvent
+
+    from quakelake.plotting import HINT, host_window, plot_station_day
+
+    stream = obspy.read(str(shared_data / SALTON / "mseed" / "CI.BOM.2020-10-01T00:00.mseed"))
+    fig = plot_station_day(stream, title="CI.BOM 2020-10-01 PhaseNet/original")
+    manager = host_window(fig)
+    assert manager is not None and plt.fignum_exists(manager.num)
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)
+    hint = next(t for t in fig.texts if t.get_text() == HINT)
+    below = fig.axes[-1].get_tightbbox(renderer)  # x label and tick labels of the last axes
+    assert hint.get_window_extent(renderer).y1 <= below.y0 + 1  # under them, not over them
+    KeyEvent("key_press_event", fig.canvas, "q")._process()
+    assert not plt.fignum_exists(manager.num)
