@@ -368,3 +368,51 @@ def test_a_review_window_closes_with_q_and_its_hint_clears_the_x_label(shared_da
     assert hint.get_window_extent(renderer).y1 <= below.y0 + 1  # under them, not over them
     KeyEvent("key_press_event", fig.canvas, "q")._process()
     assert not plt.fignum_exists(manager.num)
+
+
+@pytest.mark.slow
+def test_server_stop_during_a_run_is_one_error_line(archive, shared_data, local_server, tmp_path):
+    """`quakelake server stop` while `run` associates: exit 1, one line saying what happened."""
+    lake = tmp_path / "lake"
+    stations = str(shared_data / SALTON / "stations.xml")
+    cmd = [sys.executable, "-m", "quakelake.cli", "run", "-d", archive, "-F", stations]
+    proc = subprocess.Popen(
+        [*cmd, "--lake", str(lake)],
+        env=local_server,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (lake / "picks").is_dir() and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)  # the picks are committed: the association (tens of seconds) follows
+        stop = subprocess.run(
+            [sys.executable, "-m", "quakelake.cli", "server", "stop"],
+            env=local_server,
+            timeout=120,
+        )
+        assert stop.returncode == 0
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        subprocess.run(  # the next tests of the module get their server back
+            [
+                sys.executable,
+                "-m",
+                "quakelake.cli",
+                "server",
+                "start",
+                "--port",
+                str(_closed_port()),
+            ],
+            env=local_server,
+            timeout=300,
+            capture_output=True,
+        )
+    assert proc.returncode == 1, err[-3000:]
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, err[-3000:]
+    assert "stopped answering during the command" in lines[0] and "unexpected" not in err
