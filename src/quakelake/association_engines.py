@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from quakelake.association_input import Projection, area_bounds
+from quakelake.cache import cache_dir
 from quakelake.params.association import AssociationError, GammaConfig, PyOctoConfig
 from quakelake.velocity import cached_table, model_points, surface_velocities
 
@@ -217,12 +218,40 @@ def _seeded(seed: int) -> Iterator[None]:
         random.setstate(py_state)
 
 
+def _cache_gamma_kernels() -> None:
+    """Keep GaMMA's numba kernels (eikonal solver, travel-time interpolation) compiled on disk.
+
+    GaMMA jits them without numba's cache, so every command compiled them again: about 5 s of
+    a small day's association on a quiet machine, more than the association itself. They are
+    cached per user next to QuakeLake's other derived results (:func:`quakelake.cache.cache_dir`);
+    numba recompiles when GaMMA's source changes. An unwritable cache only costs the compile.
+    """
+    import numba
+    from numba.core.registry import CPUDispatcher
+
+    folder = cache_dir("numba")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    numba.config.CACHE_DIR = str(folder)
+    from gamma import seismic_ops
+
+    for value in vars(seismic_ops).values():
+        if (
+            isinstance(value, CPUDispatcher)
+            and not value._cache.__class__.__name__ == "FunctionCache"
+        ):
+            value.enable_caching()
+
+
 def run_gamma(setup: Setup, config: GammaConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return GaMMA's events and assignments (:class:`Engine`), seeded by ``config.seed``."""
     from threadpoolctl import threadpool_limits
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(config.threads))
     os.environ.setdefault("OMP_NUM_THREADS", str(config.threads))
+    _cache_gamma_kernels()
     from gamma.utils import association as gamma_association
 
     st = setup.stations
