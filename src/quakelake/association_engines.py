@@ -221,8 +221,8 @@ def _seeded(seed: int) -> Iterator[None]:
 def _cache_gamma_kernels() -> None:
     """Keep GaMMA's numba kernels (eikonal solver, travel-time interpolation) compiled on disk.
 
-    GaMMA jits them without numba's cache, so every command compiled them again: about 5 s of
-    a small day's association on a quiet machine, more than the association itself. They are
+    GaMMA jits them without numba's cache, so every command compiled them again: about 6 CPU-s
+    of the 180-s Salton Sea day's `run -F` (benchmarks/README.md, issue 26). They are
     cached per user next to QuakeLake's other derived results (:func:`quakelake.cache.cache_dir`);
     numba recompiles when GaMMA's source changes. An unwritable cache only costs the compile.
     """
@@ -234,14 +234,11 @@ def _cache_gamma_kernels() -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         return
-    numba.config.CACHE_DIR = str(folder)
+    numba.config.CACHE_DIR = str(folder)  # type: ignore[attr-defined]  # read by enable_caching
     from gamma import seismic_ops
 
     for value in vars(seismic_ops).values():
-        if (
-            isinstance(value, CPUDispatcher)
-            and not value._cache.__class__.__name__ == "FunctionCache"
-        ):
+        if isinstance(value, CPUDispatcher):
             value.enable_caching()
 
 

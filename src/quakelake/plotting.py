@@ -298,7 +298,7 @@ def host_window(fig: Figure, hint: str = HINT) -> Any:
     x labels instead of drawing over them.
     """
     import matplotlib.pyplot as plt
-    from matplotlib.backend_bases import key_press_handler
+    from matplotlib.backend_bases import KeyEvent, NavigationToolbar2, key_press_handler
 
     title = fig.get_suptitle()
     if not title and fig.axes:
@@ -312,10 +312,12 @@ def host_window(fig: Figure, hint: str = HINT) -> Any:
         return None
     manager.canvas.figure = fig
     fig.set_canvas(manager.canvas)
-    manager.canvas.mpl_connect(
-        "key_press_event",
-        lambda event: key_press_handler(event, manager.canvas, manager.toolbar),
-    )
+    toolbar = manager.toolbar if isinstance(manager.toolbar, NavigationToolbar2) else None
+
+    def on_key(event: KeyEvent) -> None:
+        key_press_handler(event, manager.canvas, toolbar)
+
+    manager.canvas.mpl_connect("key_press_event", on_key)
     if title:
         manager.set_window_title(title)
     return manager
