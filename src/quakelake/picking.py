@@ -321,15 +321,15 @@ def check_models(models: list[str], weights: list[str], root: Path | None = None
     """Check model and weights names before any work starts (nothing is written before this).
 
     The cache listing is read first, offline: when it holds every combination nothing is
-    imported or fetched. A weights name that is not cached but is one letter or two from a cached
-    one (``orignal``) is a typo, refused at once without the network. Any other weights that
-    are not cached are fetched now, by SeisBench, so that the run finds them in the cache; when
-    that fails they are refused here, naming what the cache holds, before a run row, an index or
-    a flow exists. Returns no warning (kept for callers that print them).
+    imported or fetched. A weights name that is not cached but is a letter or two from a cached
+    one (``orignal``) is a typo, said without the network. Any other weights that are not cached
+    are fetched now, by SeisBench, so that the run finds them in the cache. Combinations that
+    cannot be had are skipped with a warning each (returned), as the pick stage skips them;
+    when none can be had the command is refused here, before a run row, an index or a flow.
 
     Raises:
-        ModelUnavailable: a name is not a SeisBench waveform model, or weights that are neither
-            cached nor fetchable.
+        ModelUnavailable: a name is not a SeisBench waveform model, or no combination at all
+            is cached or fetchable.
     """
     names = _seisbench_model_names()
     missing = [
@@ -341,14 +341,20 @@ def check_models(models: list[str], weights: list[str], root: Path | None = None
         if model not in names:
             model_class(model)
     where = f"SEISBENCH_CACHE_ROOT={root or cache_root()}"
+    problems = []
     for m, w in missing:
         held = offline_weights(m, root)
         close = difflib.get_close_matches(w, held, n=1, cutoff=0.8)
         if close and close[0] != w:
-            raise ModelUnavailable(
+            problems.append(
                 f"-W/--weights: {m} has no weights {w!r} in {where} (did you mean "
                 f"{close[0]!r}?); available offline: {', '.join(held) or 'none'}"
             )
-    for m, w in missing:
-        load_model(m, w, "cpu")  # SeisBench fetches them into the cache, or says why not
-    return []
+            continue
+        try:
+            load_model(m, w, "cpu")  # SeisBench fetches them into the cache, or says why not
+        except ModelUnavailable as exc:
+            problems.append(str(exc))
+    if len(problems) == len(models) * len(weights):
+        raise ModelUnavailable("; ".join(dict.fromkeys(problems)))
+    return problems

@@ -100,10 +100,10 @@ def check_reference(cfg: RunConfig) -> None:
 
 
 def check_models(cfg: RunConfig) -> list[str]:
-    """Refuse unknown SeisBench models before any work; return weights not cached offline.
+    """Refuse unknown models, or weights none of which can be had, before any work.
 
-    Weights that are not cached are not refused here (SeisBench may fetch them); the pick stage
-    warns about each one it cannot load, with what the cache holds.
+    Returns a warning per model x weights that is neither cached nor fetchable (a typo of a
+    cached name included); the pick stage skips those and its summary names them.
     """
     from quakelake.picking import check_models as check
 
@@ -144,7 +144,7 @@ def check_inputs(cfg: RunConfig, args: argparse.Namespace) -> list[str]:
             f"--velocity-model: {velocity} does not exist; pass a TauP .nd, VELEST .mod or CSV file"
         )
     check_device(cfg.pick.device)
-    check_models(cfg)
+    check_models(cfg)  # its warnings are the pick summary's skipped weights: said once, there
     return []
 
 
