@@ -7,44 +7,19 @@ with the SeisBench cache copy of the test session.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from test_errors import _closed_port, _one_error_line, _quakelake
 
 from quakelake.errors import EXIT_BAD_INPUT
 
 pytestmark = pytest.mark.usefixtures("weights_cache")
 
 SALTON = "phasenet_saltonsea_20201001"
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _quakelake(args: list[str], env: dict[str, str] | None = None, timeout: float = 300):
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "quakelake.cli", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
-    )
-
-
-def _one_error_line(proc, option: str) -> str:
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert option in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture
