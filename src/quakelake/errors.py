@@ -55,6 +55,11 @@ class FdsnUnreachable(ServiceUnreachable):
     """No FDSN client answered (connection failed, timed out, or refused the request)."""
 
 
+#: ``extra`` of a flow's log record that the command line prints again in its own summary (a
+#: partial unit, a skipped model): the console shows it once, the Prefect UI still has the record.
+SAID_AGAIN: dict[str, bool] = {"said_again": True}
+
+
 def is_transient(exc: BaseException) -> bool:
     """Return True when retrying could help: never for a :class:`BadInput`, else yes.
 

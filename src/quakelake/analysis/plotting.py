@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -291,10 +292,46 @@ def require_display(option: str = "--interactive") -> None:
         )
 
 
+def host_window(fig: Figure, hint: str = HINT) -> Any:
+    """Return a pyplot window showing ``fig`` (titled after it, ``hint`` under it), None without one.
+
+    ``fig`` is made without pyplot (plain ``Figure``); the window is a pyplot one whose figure is
+    swapped for ``fig``. The canvas's callbacks belong to the figure, so the window's key
+    bindings (``q`` closes it, as in any matplotlib window) are connected to ``fig`` again. The
+    hint is the figure's ``supxlabel`` when it has none, so the layout makes room for it under the
+    x labels instead of drawing over them.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.backend_bases import KeyEvent, NavigationToolbar2, key_press_handler
+
+    title = fig.get_suptitle()
+    if not title and fig.axes:
+        title = fig.axes[0].get_title()
+    if getattr(fig, "_supxlabel", None) is None:
+        fig.supxlabel(hint, fontsize=8, color="0.4")
+    else:
+        fig.text(0.5, 0.005, hint, ha="center", va="bottom", fontsize=8, color="0.4")
+    manager = plt.figure().canvas.manager  # a pyplot-managed window to host ``fig``
+    if manager is None:  # pyplot figures always have one; a non-interactive backend too
+        return None
+    manager.canvas.figure = fig
+    fig.set_canvas(manager.canvas)
+    toolbar = manager.toolbar if isinstance(manager.toolbar, NavigationToolbar2) else None
+
+    def on_key(event: KeyEvent) -> None:
+        key_press_handler(event, manager.canvas, toolbar)
+
+    manager.canvas.mpl_connect("key_press_event", on_key)
+    if title:
+        manager.set_window_title(title)
+    return manager
+
+
 def show_one_by_one(figures: Iterable[Figure], hint: str = HINT) -> int:
     """Show figures in windows one at a time, each as soon as it is made; each blocks until closed.
 
-    Each window is titled with its figure's title and carries ``hint`` at the bottom.
+    Each window is titled with its figure's title and carries ``hint`` at the bottom
+    (:func:`host_window`).
 
     Returns:
         The number of figures shown.
@@ -303,17 +340,8 @@ def show_one_by_one(figures: Iterable[Figure], hint: str = HINT) -> int:
 
     count = 0
     for fig in figures:
-        title = fig.get_suptitle()
-        if not title and fig.axes:
-            title = fig.axes[0].get_title()
-        fig.text(0.5, 0.005, hint, ha="center", va="bottom", fontsize=8, color="0.4")
-        manager = plt.figure().canvas.manager  # a pyplot-managed window to host ``fig``
-        if manager is None:  # pyplot figures always have one; a non-interactive backend too
+        if host_window(fig, hint) is None:
             continue
-        manager.canvas.figure = fig
-        fig.set_canvas(manager.canvas)
-        if title:
-            manager.set_window_title(title)
         if count == 0:
             print(f"showing one window at a time: {hint}", file=sys.stderr)
         plt.show(block=True)

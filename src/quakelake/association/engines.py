@@ -30,6 +30,7 @@ import pandas as pd
 
 from quakelake.association.inputs import Projection, area_bounds
 from quakelake.association.velocity import cached_table, model_points, surface_velocities
+from quakelake.lakehouse.cache import cache_dir
 from quakelake.params.association import AssociationError, GammaConfig, PyOctoConfig
 
 
@@ -217,12 +218,37 @@ def _seeded(seed: int) -> Iterator[None]:
         random.setstate(py_state)
 
 
+def _cache_gamma_kernels() -> None:
+    """Keep GaMMA's numba kernels (eikonal solver, travel-time interpolation) compiled on disk.
+
+    GaMMA jits them without numba's cache, so every command compiled them again: about 6 CPU-s
+    of the 180-s Salton Sea day's `run -F` (benchmarks/README.md, issue 26). They are
+    cached per user next to QuakeLake's other derived results (:func:`quakelake.lakehouse.cache.cache_dir`);
+    numba recompiles when GaMMA's source changes. An unwritable cache only costs the compile.
+    """
+    import numba
+    from numba.core.registry import CPUDispatcher
+
+    folder = cache_dir("numba")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    numba.config.CACHE_DIR = str(folder)  # type: ignore[attr-defined]  # read by enable_caching
+    from gamma import seismic_ops
+
+    for value in vars(seismic_ops).values():
+        if isinstance(value, CPUDispatcher):
+            value.enable_caching()
+
+
 def run_gamma(setup: Setup, config: GammaConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return GaMMA's events and assignments (:class:`Engine`), seeded by ``config.seed``."""
     from threadpoolctl import threadpool_limits
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(config.threads))
     os.environ.setdefault("OMP_NUM_THREADS", str(config.threads))
+    _cache_gamma_kernels()
     from gamma.utils import association as gamma_association
 
     st = setup.stations

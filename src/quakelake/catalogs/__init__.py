@@ -266,6 +266,8 @@ def import_catalog(
         "name": name,
         "events": len(cat.events),
         "picks": len(cat.picks),
+        # the events the picks belong to (a pick table without locations names them by id)
+        "pick_events": int(cat.picks["event_id"].replace("", None).nunique()),
         "files": len(files),
         "paths": [str(p) for p in written],
     }

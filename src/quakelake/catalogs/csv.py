@@ -29,10 +29,12 @@ CSV_ALIASES = {
     "latitude": ("latitude", "lat"),
     "longitude": ("longitude", "lon", "lng", "long"),
     "magnitude": ("magnitude", "mag", "ml", "mw", "md"),
-    "event_id": ("event_id", "event-id", "eventid", "event_index", "id"),
+    # source_id: the event id of the PNSN/ELEP pick tables
+    "event_id": ("event_id", "event-id", "eventid", "event_index", "source_id", "id"),
     "pick_id": ("pick_id", "pickid"),
     "phase": ("phase", "phase_type", "phase_hint", "type"),
     "weight": ("weight", "prob", "probability", "phase_score"),
+    "uncertainty": ("time_uncertainty_s", "uncertainty", "time_uncertainty", "pick_uncertainty"),
 }
 
 
@@ -158,6 +160,7 @@ def _csv_picks(
             "NET.STA.LOC.CHA"
         )
     ecol, pid, wcol = _col(df, "event_id"), _col(df, "pick_id"), _col(df, "weight")
+    ucol = _col(df, "uncertainty")
     return pd.DataFrame(
         {
             "pick_id": df[pid] if pid else [f"{stem}_{i:06d}" for i in range(1, len(df) + 1)],
@@ -171,5 +174,6 @@ def _csv_picks(
             "time": times,
             "weight": pd.to_numeric(df[wcol], errors="coerce") if wcol else np.nan,
             "source_file": str(path),
+            "time_uncertainty_s": pd.to_numeric(df[ucol], errors="coerce") if ucol else np.nan,
         }
     )

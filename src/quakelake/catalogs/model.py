@@ -53,7 +53,7 @@ def lake_frame(data: dict | pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     df = df[columns].copy()
     if "time" in df.columns:
         df["time"] = pd.to_datetime(df["time"], utc=True).dt.as_unit("us")
-    for col in ("latitude", "longitude", "depth_km", "magnitude", "weight"):
+    for col in ("latitude", "longitude", "depth_km", "magnitude", "weight", "time_uncertainty_s"):
         if col in df.columns:
             df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     if "n_picks" in df.columns:

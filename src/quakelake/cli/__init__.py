@@ -109,6 +109,11 @@ def _dispatch(func, args: argparse.Namespace) -> int:
         if full:
             print(f"error: {full}", file=sys.stderr)
             return 1
+        lost = _lost_api(exc)
+        if lost:
+            # after Prefect's own complaints, which may not end their line
+            print(f"\nerror: {lost}", file=sys.stderr)
+            return 1
         if "ephemeral Prefect API server" in str(exc):
             print(
                 "error: Prefect's temporary server did not start in time (a busy machine?); keep one "
@@ -122,6 +127,32 @@ def _dispatch(func, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _lost_api(exc: BaseException) -> str:
+    """Return the message for a Prefect API that stopped answering during a command, else "".
+
+    The API answered when the command started (it is checked before any work), so a refused
+    connection later means it went away: ``quakelake server stop``, a restart, a lost network.
+    """
+    url = os.environ.get("PREFECT_API_URL")
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__module__.startswith("httpx") and type(seen).__name__ in (
+            "ConnectError",
+            "ConnectTimeout",
+            "ReadError",
+            "RemoteProtocolError",
+        ):
+            break
+        seen = seen.__cause__ or seen.__context__
+    if seen is None or not url:
+        return ""
+    return (
+        f"the Prefect API at {url} stopped answering during the command (quakelake server stop, "
+        "or a restart?); the units committed before are in the lake: start the server and run "
+        "the same command again to finish (finished units are kept)"
+    )
 
 
 def _no_telemetry() -> None:

@@ -25,6 +25,12 @@ def check_lake(lake: Path, must_exist: bool = False) -> None:
         raise CliError(
             f"--lake: {lake} is a file, not a lake folder; give a folder (created when missing)"
         )
+    under = next((p for p in lake.absolute().parents if p.exists() and not p.is_dir()), None)
+    if under is not None:
+        raise CliError(
+            f"--lake: {lake} lies under {under}, which is a file, not a folder; give a lake "
+            "folder whose parents are folders"
+        )
     if must_exist:
         from quakelake.lakehouse import Lake
 
@@ -95,14 +101,26 @@ def check_reference(cfg: RunConfig) -> None:
 
 
 def check_models(cfg: RunConfig) -> list[str]:
-    """Refuse unknown SeisBench models before any work; return weights not cached offline.
+    """Refuse unknown models, or weights none of which can be had, before any work.
 
-    Weights that are not cached are not refused here (SeisBench may fetch them); the pick stage
-    warns about each one it cannot load, with what the cache holds.
+    Returns a warning per model x weights that is neither cached nor fetchable (a typo of a
+    cached name included); the pick stage skips those and its summary names them.
     """
     from quakelake.picking.models import check_models as check
 
     return check(cfg.pick.models, cfg.pick.weights)
+
+
+def check_device(preference: str | None) -> None:
+    """Refuse ``--device cuda`` where torch sees no CUDA device, before any work (imports torch)."""
+    if preference != "cuda":
+        return
+    from quakelake.picking import ModelUnavailable, resolve_device
+
+    try:
+        resolve_device("cuda")
+    except ModelUnavailable as exc:
+        raise CliError(f"--device: {exc}") from None
 
 
 def check_inputs(cfg: RunConfig, args: argparse.Namespace) -> list[str]:
@@ -126,7 +144,8 @@ def check_inputs(cfg: RunConfig, args: argparse.Namespace) -> list[str]:
         raise CliError(
             f"--velocity-model: {velocity} does not exist; pass a TauP .nd, VELEST .mod or CSV file"
         )
-    check_models(cfg)
+    check_device(cfg.pick.device)
+    check_models(cfg)  # its warnings are the pick summary's skipped weights: said once, there
     return []
 
 

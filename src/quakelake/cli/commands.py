@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from quakelake.cli.checks import (
+    check_device,
     check_inputs,
     check_lake,
     check_reference,
@@ -183,6 +184,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     if cfg.directory is None or not cfg.directory.is_dir():
         raise CliError("-d/--directory: give the waveform archive to cut training windows from")
+    check_lake(cfg.lake)
+    check_device(getattr(args, "device", None))
+    if getattr(args, "labels", None) != "picks":
+        check_reference(cfg)  # a name the lake does not hold, before any window is cut
     given = train_options(args)
     if args.denoiser:
         if args.models and args.models[0] != "SeisDAE":
@@ -288,6 +293,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return status
+    if partial_status(out.get("download")):
+        return EXIT_FAILED_WORK
     if out.get("analyze", {}).get("warnings"):
         return 1  # nothing of the reference compared
     return station_overlap(cfg, out.get("associate", []))
@@ -355,6 +362,7 @@ def cmd_associate(args: argparse.Namespace) -> int:
             )
             return max(exit_status(*done), station_overlap(cfg, done) if args.picks is None else 0)
     quiet_prefect(cfg)
+    t0 = time.perf_counter()
     from quakelake.catalogs.export import export_run
     from quakelake.flows.associate import associate_events
     from quakelake.flows.runners import stage_runner
@@ -382,6 +390,11 @@ def cmd_associate(args: argparse.Namespace) -> int:
             for line in export_run(cfg.lake, summary["run_id"], args.quakeml, args.export):
                 print(line)
             summaries.append(summary)
+    stages: dict[str, float] = {}
+    for s in summaries:
+        key = f"associate: {s.get('pick_source') or 'picks'}"
+        stages[key] = stages.get(key, 0.0) + float(s.get("seconds", 0.0))
+    report_timing(cfg, stages, t0)
     return max(
         exit_status(*summaries), station_overlap(cfg, summaries) if args.picks is None else 0
     )
@@ -439,7 +452,27 @@ def cmd_download(args: argparse.Namespace) -> int:
             "`downloads` table); run the same command again to retry them",
             file=sys.stderr,
         )
-    return status
+        return status
+    return partial_status(summary)
+
+
+def partial_status(summary: dict | None) -> int:
+    """Return 1 with one ``error:`` line naming the partial station-days of a download, else 0.
+
+    A partial unit is not a failed one (what arrived is in the archive, its gap in the ledger),
+    but the archive is incomplete: a cron job must notice, and the next run fetches the gap.
+    """
+    partial = sorted(summary.get("gaps") or {}) if summary else []
+    if not summary or not partial:
+        return EXIT_OK
+    shown = ", ".join(partial[:5]) + (f" and {len(partial) - 5} more" if len(partial) > 5 else "")
+    print(
+        f"error: {len(partial)} of {summary['units']} station-days downloaded only in part "
+        f"({shown}; the gaps are in the `downloads` table); run the same command again to "
+        "fetch the missing parts",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED_WORK
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:

@@ -47,6 +47,16 @@ def demo_weights() -> PickParams:
     )
 
 
+#: The demo's event table: where, how deep, how large (ML, empty without responses), how many picks.
+EVENTS_QUERY = (
+    "SELECT associator, pick_source, time, round(latitude, 3) AS lat, "
+    "round(longitude, 3) AS lon, round(depth_km, 1) AS depth_km, n_p, n_s, "
+    "round(magnitude, 1) AS ML, round(magnitude_uncertainty, 2) AS ML_spread, "
+    "magnitude_station_count AS ML_stations, evaluation_status AS status "
+    "FROM events ORDER BY pick_source, time"
+)
+
+
 def run_demo(data: Path | None, cfg: RunConfig, reference_files: list[Path] | None = None) -> int:
     """Run the pipeline on the demo data into ``cfg.lake`` (compared with ``reference_files`` if given)."""
     folder = data or (
@@ -88,13 +98,7 @@ def run_demo(data: Path | None, cfg: RunConfig, reference_files: list[Path] | No
         "SELECT model, weights, phase, count(*) AS picks FROM picks GROUP BY ALL ORDER BY ALL"
     ]
     if lake.has_files("events"):
-        queries.append(
-            "SELECT associator, pick_source, time, round(latitude, 3) AS lat, "
-            "round(longitude, 3) AS lon, round(depth_km, 1) AS depth_km, n_p, n_s, "
-            "round(magnitude, 1) AS ML, round(magnitude_uncertainty, 2) AS ML_spread, "
-            "magnitude_station_count AS ML_stations, evaluation_status AS status "
-            "FROM events ORDER BY pick_source, time"
-        )
+        queries.append(EVENTS_QUERY)
     for query in queries:
         print(f'\nquakelake sql --lake {cfg.lake} "{query}"')
         print(format_table(lake.query(query)))

@@ -115,8 +115,13 @@ def cmd_lake(args: argparse.Namespace) -> int:
                 print(f"{table:<18} {before:>7} files -> {after}")
     elif args.action == "vacuum":
         removed = maintenance.vacuum(lake, args.expire_days, args.grace_hours * 3600)
+        said = {
+            "orphans": "never committed (left by killed runs)",
+            "temporary": "half-written temporaries",
+            "expired": "read by no snapshot (merged by compaction, or of expired snapshots)",
+        }
         for kind, paths in removed.items():
-            print(f"{kind:<10} {len(paths):>6} files removed")
+            print(f"{len(paths):>6} files removed: {said.get(kind, kind)}")
     elif args.action == "migrate" and lake.exists():
         moved = maintenance.relocate(lake)
         print(
@@ -309,9 +314,13 @@ def cmd_import_catalog(args: argparse.Namespace) -> int:
     from quakelake.catalogs import import_catalog
 
     counts = import_catalog(cfg.lake, args.paths, args.name)
+    events = f"{counts['events']} events"
+    if counts.get("pick_events") and not counts["events"]:
+        events = "no event location"  # a pick table: its picks name their events by id
+    of = f" of {counts['pick_events']} events" if counts.get("pick_events") else ""
     print(
-        f"reference {counts['name']}: {counts['events']} events, {counts['picks']} picks from "
-        f"{counts['files']} files -> lake {cfg.lake}"
+        f"reference {counts['name']}: {events}, {counts['picks']} picks{of} "
+        f"from {counts['files']} files -> lake {cfg.lake}"
     )
     return 0
 

@@ -58,19 +58,96 @@ OPTION_OF = {
     "analyze.report_dir": "--report-dir",
 }
 
-EXAMPLES = """\
-examples:
-  quakelake server start                  keep a local Prefect server (fast commands, runs in its UI)
-  quakelake pick -d ../shared/data/phasenet_saltonsea_20201001/mseed -M PhaseNet -W original
-  quakelake run -d ARCHIVE -D 201001 201002 -F stations.xml --reference scsn
-  quakelake import-catalog events.xml --name scsn
-  quakelake sql "SELECT model, weights, phase, count(*) FROM picks GROUP BY ALL"
-
+NOTES = """\
 exit status: 0 done, 1 the work failed (no waveforms, a service did not answer),
              2 bad input (an option, a file or the configuration); -v shows the traceback.
 Prefect API: $PREFECT_API_URL when set, else the server of `quakelake server start`,
              else a temporary one per command (slow; see README "Prefect server").
 """
+
+SALTON = "../shared/data/phasenet_saltonsea_20201001"
+
+#: The examples each command's --help ends with (the top-level help shows a tour).
+COMMAND_EXAMPLES: dict[str, list[str]] = {
+    "quakelake": [
+        "quakelake server start                  keep a local Prefect server (fast commands, runs in its UI)",
+        f"quakelake pick -d {SALTON}/mseed -M PhaseNet -W original",
+        "quakelake run -d ARCHIVE -D 201001 201002 -F stations.xml --reference scsn",
+        "quakelake import-catalog events.xml --name scsn",
+        'quakelake sql "SELECT model, weights, phase, count(*) FROM picks GROUP BY ALL"',
+    ],
+    "run": [
+        f"quakelake run -d {SALTON}/mseed -F {SALTON}/stations.xml",
+        "quakelake run -d ARCHIVE -D 201001 201002 -F stations.xml --reference scsn",
+        "quakelake run -d ARCHIVE -D 201001 201001 --download --client SCEDC -N CI -S BOM SLV",
+    ],
+    "pick": [
+        f"quakelake pick -d {SALTON}/mseed -M PhaseNet -W original",
+        "quakelake pick -d ARCHIVE -D 201001 201002 -M PhaseNet EQTransformer -W original volpick",
+        "quakelake pick -d ARCHIVE -S BOM SLV --force          pick again what the lake holds",
+    ],
+    "download": [
+        "quakelake download -d ARCHIVE -D 201001 201001 --client SCEDC -N CI -S BOM SLV",
+        "quakelake download -d ARCHIVE -D 201001 201007 --client GFZ -N GE -K token.txt",
+    ],
+    "associate": [
+        f"quakelake associate -F {SALTON}/stations.xml            the lake's picks",
+        f"quakelake associate --picks picks.csv -F {SALTON}/stations.xml --pyocto",
+        "quakelake associate -F stations.xml -M PhaseNet -W original --quakeml events.xml",
+    ],
+    "export": [
+        "quakelake export --quakeml events.xml",
+        "quakelake export --classified classified/ --associated associated/",
+    ],
+    "import-catalog": [
+        "quakelake import-catalog events.xml --name scsn",
+        f"quakelake import-catalog {SALTON}/DERIVED_scsn_events_first10min.csv --name scsn",
+    ],
+    "analyze": [
+        "quakelake analyze --reference scsn",
+        "quakelake analyze --reference scsn -M PhaseNet --interactive",
+    ],
+    "sql": [
+        'quakelake sql "SELECT model, weights, phase, count(*) FROM picks GROUP BY ALL"',
+        "quakelake sql \"SELECT * FROM units WHERE status = 'failed'\" --format csv",
+    ],
+    "tables": ["quakelake tables --lake lake"],
+    "lake": [
+        "quakelake lake history",
+        "quakelake lake compare --as-of RUN_ID",
+        "quakelake lake vacuum --expire-days 30",
+    ],
+    "lake history": ["quakelake lake history --lake lake"],
+    "lake check": ["quakelake lake check", "quakelake lake check --repair"],
+    "lake compact": ["quakelake lake compact && quakelake lake vacuum"],
+    "lake vacuum": ["quakelake lake vacuum", "quakelake lake vacuum --expire-days 30"],
+    "lake migrate": ["quakelake lake migrate --lake old-lake"],
+    "lake attach": ["quakelake lake attach --lake lake"],
+    "lake compare": [
+        "quakelake lake compare --as-of RUN_ID",
+        "quakelake lake compare --as-of 2026-12-01T00:00 --to RUN_ID",
+    ],
+    "demo": [f"quakelake demo --data {SALTON}/mseed -F {SALTON}/stations.xml"],
+    "train": [
+        "quakelake train -d ARCHIVE --reference scsn --name scsn-tuned",
+        "quakelake train -d ARCHIVE --labels picks --min-probability 0.7 --name self-tuned",
+        "quakelake train -d ARCHIVE --denoiser --reference scsn --name mine",
+    ],
+    "server": [
+        "quakelake server start --workers 2",
+        "quakelake server status",
+        "quakelake server stop",
+    ],
+}
+
+
+def examples(name: str) -> str:
+    """Return the ``--help`` epilog of command ``name``: its examples, exit status, Prefect API."""
+    lines = COMMAND_EXAMPLES.get(name, COMMAND_EXAMPLES["quakelake"])
+    return "examples:\n" + "".join(f"  {line}\n" for line in lines) + "\n" + NOTES
+
+
+EXAMPLES = examples("quakelake")
 
 
 class CliError(BadInput):
@@ -598,7 +675,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, text: str, description: str | None = None) -> argparse.ArgumentParser:
         return sub.add_parser(
-            name, help=text, description=description or text, formatter_class=_Help, epilog=EXAMPLES
+            name,
+            help=text,
+            description=description or text,
+            formatter_class=_Help,
+            epilog=examples(name),
         )
 
     run = command(
@@ -827,64 +908,67 @@ def build_parser() -> argparse.ArgumentParser:
 
     lake = command(
         "lake",
-        "look after the lake: history, check, compact, vacuum, migrate",
-        description="history: the lake's snapshots (one per commit, with its run id); check: "
-        "open every committed file and report damaged ones (--repair drops them so their units "
-        "are computed again); compact: merge small files into large ones (resume keeps "
-        "working); vacuum: delete files no snapshot reads (killed runs' orphans, compacted "
-        "files; --expire-days also ends old snapshots); migrate: bring a lake of an older "
-        "layout (no catalog, or absolute paths) to the current one, without re-picking; "
-        "rebuild: rebuild a lost or zeroed catalog from the data files; attach: print the two lines any "
-        "DuckDB client runs to open the lake; compare: picks per model x weights x phase and "
-        "events per catalogue (associator x pick set x group) at two snapshots (--as-of RUN_ID "
-        "[--to RUN_ID]; -M/-W/--associator choose).",
+        "look after the lake: history, check, compact, vacuum, migrate, rebuild, attach, compare",
+        description="look after the lake; quakelake lake ACTION --help says what ACTION does",
     )
-    lake.add_argument(
-        "action",
-        choices=[
-            "history",
-            "check",
-            "compact",
-            "vacuum",
-            "migrate",
-            "rebuild",
-            "attach",
-            "compare",
-        ],
-    )
-    lake.add_argument(
-        "--as-of",
-        metavar="RUN_ID|TIME",
-        help="compare: the snapshot before (e.g. the run before a reprocessing) (default: none)",
-    )
-    lake.add_argument(
-        "--to",
-        metavar="RUN_ID|TIME",
-        help="compare: the snapshot after (default: the lake now)",
-    )
-    lake.add_argument("-M", "--models", nargs="+", help="compare: these models only (default all)")
-    lake.add_argument(
-        "-W", "--weights", nargs="+", help="compare: these weights only (default all)"
-    )
-    lake.add_argument(
-        "--associator", nargs="+", help="compare: these associators' events only (default all)"
-    )
-    _common(lake)
-    lake.add_argument(
-        "--repair", action="store_true", help="check: drop damaged files (default off)"
-    )
-    lake.add_argument(
-        "--expire-days",
-        type=float,
-        help="vacuum: also expire snapshots older than this many days (default: keep all)",
-    )
-    lake.add_argument(
-        "--grace-hours",
-        type=float,
-        default=1.0,
-        help="vacuum: leave uncommitted files younger than this, a run may still commit them "
-        "(default 1)",
-    )
+    actions = lake.add_subparsers(dest="action", required=True, metavar="ACTION")
+    lake_actions = {
+        "history": "the lake's snapshots, one per commit, with its run id",
+        "check": "open every committed file and report damaged ones (--repair drops them so "
+        "their units are computed again)",
+        "compact": "merge small files into large ones (resume and --force keep working)",
+        "vacuum": "delete the files no snapshot reads: killed runs' orphans, half-written "
+        "temporaries, files merged away by compaction (--expire-days also ends old snapshots)",
+        "migrate": "bring a lake of an older layout (no catalog, or absolute paths) to the "
+        "current one, without re-picking",
+        "rebuild": "rebuild a lost or zeroed catalog from the data files (the damaged one is kept)",
+        "attach": "print the two lines any DuckDB client runs to open the lake",
+        "compare": "picks per model x weights x phase and events per catalogue (associator x "
+        "pick set x group) at two snapshots (--as-of RUN_ID [--to RUN_ID]; -M/-W/--associator "
+        "choose)",
+    }
+    for action, text in lake_actions.items():
+        act = actions.add_parser(
+            action,
+            help=text,
+            description=text,
+            formatter_class=_Help,
+            epilog=examples(f"lake {action}"),
+        )
+        _common(act)
+        if action == "compare":
+            act.add_argument(
+                "--as-of",
+                metavar="RUN_ID|TIME",
+                help="the snapshot before (e.g. the run before a reprocessing) (required)",
+            )
+            act.add_argument(
+                "--to",
+                metavar="RUN_ID|TIME",
+                help="the snapshot after (default: the lake now)",
+            )
+            act.add_argument("-M", "--models", nargs="+", help="these models only (default all)")
+            act.add_argument("-W", "--weights", nargs="+", help="these weights only (default all)")
+            act.add_argument(
+                "--associator", nargs="+", help="these associators' events only (default all)"
+            )
+        if action == "check":
+            act.add_argument(
+                "--repair", action="store_true", help="drop damaged files (default off)"
+            )
+        if action == "vacuum":
+            act.add_argument(
+                "--expire-days",
+                type=float,
+                help="also expire snapshots older than this many days (default: keep all)",
+            )
+            act.add_argument(
+                "--grace-hours",
+                type=float,
+                default=1.0,
+                help="leave uncommitted files younger than this, a run may still commit them "
+                "(default 1)",
+            )
 
     train = command(
         "train",

@@ -266,6 +266,10 @@ def _load_config(args: argparse.Namespace) -> RunConfig:
         names.update(
             {k: "-D/--dates" for k in ("window", "window.start", "window.end") if k in names}
         )
+    if getattr(args, "lake_block", None) or getattr(args, "compute_block", None):
+        from quakelake.service.server import resolve_api
+
+        resolve_api()  # blocks are looked up where every command goes: not a temporary server
     return resolve_settings(
         getattr(args, "config", None),
         overrides,

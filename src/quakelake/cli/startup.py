@@ -82,9 +82,12 @@ def use_warm_workers(cfg: RunConfig) -> RunConfig:
 
 
 class _DropExpectedErrors:
-    """Console log filter: Prefect's failure logs of an expected error (the CLI prints it once)."""
+    """Console log filter: Prefect's failure logs of an expected error and the warnings the
+    command prints again in its summary (:data:`quakelake.errors.SAID_AGAIN`): each said once."""
 
     def filter(self, record) -> bool:
+        if getattr(record, "said_again", False):
+            return False  # the command prints it in its summary
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, QuakeLakeError):
             return False

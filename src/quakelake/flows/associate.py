@@ -17,7 +17,7 @@ from quakelake.association.magnitudes import MagnitudeParams
 from quakelake.association.plan import association_days, given_response_files, settings_span
 from quakelake.association.quality import describe
 from quakelake.association.settings import format_settings
-from quakelake.errors import FailedWork
+from quakelake.errors import SAID_AGAIN, FailedWork
 from quakelake.flows.common import (
     collect,
     current_flow_run_id,
@@ -156,7 +156,9 @@ def associate_events(
         summary["settings"] = settings
         for r in results:
             for sid in r.extra.get("unknown_stations", []):
-                logger.warning("day %s: picks on station %s without coordinates", r.unit, sid)
+                logger.warning(
+                    "day %s: picks on station %s without coordinates", r.unit, sid, extra=SAID_AGAIN
+                )
         _publish(summary, lake)
         status = "completed" if summary["failed"] == 0 else "completed_with_failures"
         return summary

@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from quakelake import ids
 from quakelake.archive.download import DownloadResult, DownloadUnit
-from quakelake.errors import FailedWork, FdsnUnreachable
+from quakelake.errors import SAID_AGAIN, FailedWork, FdsnUnreachable
 from quakelake.flows.common import current_flow_run_id, recover_crashed_runs
 from quakelake.lakehouse.lineage import (
     Stopwatch,
@@ -118,7 +118,12 @@ def download_waveforms(
         summary = _summary(run_id, archive, results, station_rows, plan.client_errors, timings)
         _publish(summary)
         for unit, gap in summary["gaps"].items():
-            logger.warning("%s is partial: %s; the next run fetches the missing part", unit, gap)
+            logger.warning(
+                "%s is partial: %s; the next run fetches the missing part",
+                unit,
+                gap,
+                extra=SAID_AGAIN,
+            )
         status = "completed" if summary["failed"] == 0 else "completed_with_failures"
         return summary
     finally:

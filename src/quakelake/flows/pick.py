@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from tqdm import tqdm
 
 from quakelake.analysis.artifact_tables import counts_table
-from quakelake.errors import FailedWork
+from quakelake.errors import SAID_AGAIN, FailedWork
 from quakelake.flows.common import (
     collect_all,
     current_flow_run_id,
@@ -124,7 +124,7 @@ def pick_phases(
                 denoise.check_available(pick.denoiser)
         timings["check models"] = sw.seconds
         for w in warnings:
-            logger.warning("%s", w)
+            logger.warning("%s", w, extra=SAID_AGAIN)
         if ensemble is not None:
             ensembles.check_members([s.label for s in specs])  # before any unit is picked
         logger.info(

@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from quakelake.association.plan import pick_sets, response_files
 from quakelake.config import RunConfig
+from quakelake.errors import SAID_AGAIN
 from quakelake.flows.analyze import analyze_run
 from quakelake.flows.associate import associate_events
 from quakelake.flows.download import download_waveforms
@@ -42,7 +43,8 @@ def associate_picks(config: RunConfig, ensemble_weights: str | None = None) -> l
         return []
     if config.station_file is None and not Lake(config.lake).has_files("stations"):
         logger.warning(
-            "association skipped: no station coordinates; pass -F/--file stations.xml|csv"
+            "association skipped: no station coordinates; pass -F/--file stations.xml|csv",
+            extra=SAID_AGAIN,
         )
         return []
     runs: list[dict] = []

@@ -270,6 +270,8 @@ REFERENCE_PICKS = TableSpec(
         ("time", TS),
         ("weight", pa.float64()),
         ("source_file", pa.string()),
+        # the analyst's time uncertainty (s): QuakeML time_errors, a CSV 'uncertainty' column
+        ("time_uncertainty_s", pa.float64()),
     ),
     ("catalog",),
     "one row per pick of an imported reference catalogue",

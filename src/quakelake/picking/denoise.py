@@ -28,6 +28,7 @@ from quakelake import ids
 from quakelake.params import StationSelection, TimeWindow, denoised_weights
 from quakelake.params.base import ParamModel, PlainName
 from quakelake.picking.models import ModelUnavailable
+from quakelake.picking.weights import cache_root, fetch_failure
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,8 @@ def parse_spec(text: str) -> tuple[str, str]:
     model, _, weights = text.partition("/") if "/" in text else ("DeepDenoiser", "", text)
     if model not in DENOISERS or not weights:
         raise DenoiserUnavailable(
-            f"--denoiser: {text!r} is not a denoiser; write Class/weights with Class one of {list(DENOISERS)} "
-            f"(cached: {cached_denoisers() or 'none'})"
+            f"--denoiser: {text!r} is not a denoiser; write Class/weights with Class one of "
+            f"{', '.join(DENOISERS)} (cached: {', '.join(cached_denoisers()) or 'none'})"
         )
     return model, weights
 
@@ -89,9 +90,10 @@ def load_denoiser(spec: str, device: str = "cpu") -> Any:
             model = getattr(sbm, model_name).from_pretrained(weights)
         except Exception as exc:  # ValueError (unknown name), OSError/requests errors (offline)
             raise DenoiserUnavailable(
-                f"--denoiser: weights {weights!r} of {model_name} are not available ({type(exc).__name__}: "
-                f"{(str(exc).splitlines() or [''])[0][:100]}); the SeisBench cache holds "
-                f"{cached_denoisers() or 'no denoiser'}; train one on your archive with "
+                f"--denoiser: weights {weights!r} of {model_name} are not in SEISBENCH_CACHE_ROOT="
+                f"{cache_root()} and SeisBench could not fetch them "
+                f"({fetch_failure(exc)}); the cache holds "
+                f"{', '.join(cached_denoisers()) or 'no denoiser'}; train one on your archive with "
                 f"'quakelake train --denoiser' or copy weights into SEISBENCH_CACHE_ROOT"
             ) from None
         finally:

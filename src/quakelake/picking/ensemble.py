@@ -55,7 +55,7 @@ def check_members(members: Sequence[str]) -> None:
     distinct = sorted(set(members))
     if len(distinct) < 2:
         raise EnsembleError(
-            f"--ensemble needs at least two model x weights members, got {distinct or 'none'}; "
+            f"--ensemble needs at least two model x weights members, got {', '.join(distinct) or 'none'}; "
             "give several models with -M and/or several weights with -W"
         )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import difflib
 import functools
 import hashlib
 import importlib.util
@@ -23,7 +24,7 @@ import pandas as pd
 from quakelake import ids
 from quakelake.errors import BadInput
 from quakelake.params import PickParams, denoised_weights
-from quakelake.picking.weights import cache_root, has_weights, offline_weights
+from quakelake.picking.weights import cache_root, fetch_failure, has_weights, offline_weights
 
 log = logging.getLogger(__name__)
 
@@ -149,14 +150,22 @@ def load_model(name: str, weights: str, device: str = "cpu") -> Any:
         if model is not None:
             return model
         cls = model_class(name)
+        sb_log = logging.getLogger("seisbench")
+        level = sb_log.level
+        if not has_weights(name, weights):
+            # its download precheck warnings (said once per URL it tries) would bury our one line
+            sb_log.setLevel(logging.CRITICAL)
         try:
             model = cls.from_pretrained(weights)
         except Exception as exc:  # SeisBench raises ValueError, requests errors, OSError ...
             raise ModelUnavailable(
                 f"-W/--weights: weights {weights!r} are not available for {name}: not in "
                 f"SEISBENCH_CACHE_ROOT={cache_root()} and SeisBench could not fetch them "
-                f"({type(exc).__name__}); available offline: {', '.join(offline_weights(name)) or 'none'}"
+                f"({fetch_failure(exc)}); available offline: "
+                f"{', '.join(offline_weights(name)) or 'none'}"
             ) from None
+        finally:
+            sb_log.setLevel(level)
         model.to(device)
         model.eval()
         _MODELS[key] = model
@@ -312,14 +321,18 @@ def within_day(picks: pd.DataFrame, day: dt.date) -> pd.DataFrame:
 
 
 def check_models(models: list[str], weights: list[str], root: Path | None = None) -> list[str]:
-    """Check model and weights names before any work starts; return a warning per weights not cached.
+    """Check model and weights names before any work starts (nothing is written before this).
 
-    Cheap when the cache holds every combination (no SeisBench import). Otherwise SeisBench is
-    imported to tell an unknown model class (an error) from weights that are only not cached
-    (SeisBench may still download them; the pick stage skips them when it cannot).
+    The cache listing is read first, offline: when it holds every combination nothing is
+    imported or fetched. A weights name that is not cached but is a letter or two from a cached
+    one (``orignal``) is a typo, said without the network. Any other weights that are not cached
+    are fetched now, by SeisBench, so that the run finds them in the cache. Combinations that
+    cannot be had are skipped with a warning each (returned), as the pick stage skips them;
+    when none can be had the command is refused here, before a run row, an index or a flow.
 
     Raises:
-        ModelUnavailable: a name is not a SeisBench waveform model.
+        ModelUnavailable: a name is not a SeisBench waveform model, or no combination at all
+            is cached or fetchable.
     """
     names = _seisbench_model_names()
     missing = [
@@ -328,10 +341,23 @@ def check_models(models: list[str], weights: list[str], root: Path | None = None
     if not missing:
         return []
     for model in dict.fromkeys(m for m, _ in missing):
-        model_class(model)
+        if model not in names:
+            model_class(model)
     where = f"SEISBENCH_CACHE_ROOT={root or cache_root()}"
-    return [
-        f"-W/--weights: {m} {w!r} is not in {where}; available offline: "
-        f"{', '.join(offline_weights(m, root)) or 'none'} (SeisBench will try to download it)"
-        for m, w in missing
-    ]
+    problems = []
+    for m, w in missing:
+        held = offline_weights(m, root)
+        close = difflib.get_close_matches(w, held, n=1, cutoff=0.8)
+        if close and close[0] != w:
+            problems.append(
+                f"-W/--weights: {m} has no weights {w!r} in {where} (did you mean "
+                f"{close[0]!r}?); available offline: {', '.join(held) or 'none'}"
+            )
+            continue
+        try:
+            load_model(m, w, "cpu")  # SeisBench fetches them into the cache, or says why not
+        except ModelUnavailable as exc:
+            problems.append(str(exc))
+    if len(problems) == len(models) * len(weights):
+        raise ModelUnavailable("; ".join(dict.fromkeys(problems)))
+    return problems

@@ -189,9 +189,14 @@ def labelled_picks(
         .sort_values(["station_id", "band", "time"])
     )
     if frame.empty:
+        todo = (
+            "import a catalogue with analyst picks (import-catalog), or use --labels picks"
+            if params.labels == "reference"
+            else "lower --min-probability, or pick the archive first"
+        )
         raise TrainingError(
             f"--reference/--labels: the training set has no labelled pick ({source} in lake {lake} "
-            f"holds no P or S pick in the chosen days); import analyst picks or lower --min-probability"
+            f"holds no P or S pick in the chosen days); {todo}"
         )
     return frame.reset_index(drop=True)
 
@@ -411,7 +416,7 @@ def build_dataset(
     for split in ("train", "dev"):
         if not counts[split]:
             raise TrainingError(
-                f"--holdout-stations/--holdout-days: the {split} split is empty ({counts}); hold out other "
+                f"--holdout-stations/--holdout-days: the {split} split is empty (train {counts['train']} windows, dev {counts['dev']}); hold out other "
                 f"stations or days so both splits hold windows"
             )
     return DatasetSummary(

@@ -94,6 +94,27 @@ def seed_from_sdist(root: Path | None = None, timeout: float = 60.0) -> bool:
     return has_weights("PhaseNetLight", "ethz", root)
 
 
+def fetch_failure(exc: BaseException) -> str:
+    """Return why SeisBench could not fetch weights, in words (no Python repr of the exception).
+
+    >>> fetch_failure(ValueError("No version for weight 'nosuch' available."))
+    'its weight server lists no such weights'
+    """
+    from urllib.parse import urlparse
+
+    if isinstance(exc, ValueError) and str(exc).startswith("No version"):
+        return "its weight server lists no such weights"
+    request = getattr(exc, "request", None)
+    host = urlparse(str(getattr(request, "url", "") or "")).hostname
+    name = type(exc).__name__
+    if name in ("ConnectionError", "ProxyError", "SSLError"):
+        return f"no connection to {host}" if host else "no connection to its weight server"
+    if "Timeout" in name:
+        return f"{host or 'its weight server'} did not answer in time"
+    first = (str(exc).splitlines() or [""])[0][:100]
+    return f"{name}: {first}" if first else name
+
+
 def offline_weights(model: str, root: Path | None = None) -> list[str]:
     """Return the names of the ``model`` weights held in the SeisBench cache (sorted)."""
     folder = (root or cache_root()) / "models" / "v3" / model.lower()
