@@ -208,7 +208,8 @@ def test_associate_timing_prints_its_stages(shared_data, api_url, tmp_path):
     from quakelake.lakehouse import Lake
 
     events = Lake(lake).query(EVENTS_QUERY)
-    columns = ["associator", "time", "lat", "lon", "depth_km", "ML", "n_p", "n_s"]
+    columns = ["associator", "pick_source", "time", "lat", "lon", "depth_km", "n_p", "n_s", "ML"]
+    columns += ["ML_spread", "ML_stations", "status"]
     assert list(events.columns) == columns
     assert events["ML"].dtype.kind == "f"
 
