@@ -233,7 +233,7 @@ def _metadata_qc(
     """
     from quakelake.association.metadata_qc import channel_epochs, run_qc
     from quakelake.association.plan import read_picks, read_station_source
-    from quakelake.lakehouse import Lake, write_table
+    from quakelake.lakehouse import Lake, queries, write_table
     from quakelake.lakehouse.lineage import fingerprint
 
     store = Lake(lake)
@@ -250,33 +250,21 @@ def _metadata_qc(
             {"network": parts[0], "station": parts[1], "location": parts[2], "band": parts[3]}
         )
     else:
-        sql = "SELECT DISTINCT network, station, location, band FROM picks WHERE time >= ? AND time < ?"
-        values: list = [start.to_pydatetime(), end.to_pydatetime()]
-        for column, value in (("model", source.model), ("weights", source.weights)):
-            if value:
-                sql += f" AND {column} = ?"
-                values.append(value)
-        picks = store.query(sql, values)
+        picks = queries.pick_station_codes(
+            store, start.to_pydatetime(), end.to_pydatetime(), source.model, source.weights
+        )
     # the run's catalogue: days an earlier run made (skipped now) belong to it too
     events = pd.DataFrame({"event_id": [], "evaluation_status": []})
     if store.has_files("events"):
-        events = store.query(
-            "SELECT event_id, evaluation_status FROM events WHERE config_fingerprint = ? AND "
-            "pick_source = ? AND day >= ? AND day <= ?",
-            [config_fp, source.label, min(days), max(days)],
-        )
+        events = queries.catalogue_statuses(store, config_fp, source.label, min(days), max(days))
     ids = list(events["event_id"].astype(str))
     empty = pd.DataFrame({"event_id": [], "station_id": [], "channel": []})
     assignments, amplitudes = empty, empty
     if ids:
-        assignments = store.query(
-            "SELECT event_id, station_id FROM assignments WHERE list_contains(?, event_id)", [ids]
-        )
+        assignments = queries.event_rows(store, "assignments", ["event_id", "station_id"], ids)
         if store.has_files("amplitudes"):
-            amplitudes = store.query(
-                "SELECT event_id, station_id, channel FROM amplitudes "
-                "WHERE list_contains(?, event_id)",
-                [ids],
+            amplitudes = queries.event_rows(
+                store, "amplitudes", ["event_id", "station_id", "channel"], ids
             )
     qc = run_qc(epochs, picks, events, assignments, amplitudes, start, end)
     qc = qc.assign(run_id=run_id, pick_source=source.label)
