@@ -23,7 +23,7 @@ from quakelake.flows.common import (
     raise_if_workers_lost,
     recover_crashed_runs,
 )
-from quakelake.lakehouse.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
+from quakelake.lakehouse.lineage import UnitResult, record_units, recorded_run
 from quakelake.params import TimeWindow
 from quakelake.params.association import GammaConfig, PyOctoConfig
 from quakelake.tasks.associate import (
@@ -78,8 +78,6 @@ def associate_events(
     """
     logger = get_run_logger()
     lake = Path(lake)
-    run_id = run_id or new_run_id()
-    started = utcnow()
     source = PickSource(
         picks_file=picks_file,
         model=model,
@@ -100,11 +98,8 @@ def associate_events(
         "magnitude": magnitude.model_dump(mode="json") if magnitude is not None else None,
     }
     recover_crashed_runs(lake)
-    record_run(
-        lake, run_id, "associate", run_config, "running", started, flow_run_id=current_flow_run_id()
-    )
-    status = "failed"
-    try:
+    with recorded_run(lake, "associate", run_config, run_id, current_flow_run_id()) as run:
+        run_id = run.run_id
         if station_file is not None:
             write_stations(lake, read_stations(station_file), source=Path(station_file).stem)
         days = association_days(lake, source, window)
@@ -157,12 +152,8 @@ def associate_events(
             for sid in r.extra.get("unknown_stations", []):
                 logger.warning("day %s: picks on station %s without coordinates", r.unit, sid)
         _publish(summary)
-        status = "completed" if summary["failed"] == 0 else "completed_with_failures"
+        run.status = "completed" if summary["failed"] == 0 else "completed_with_failures"
         return summary
-    finally:
-        record_run(
-            lake, run_id, "associate", run_config, status, started, utcnow(), current_flow_run_id()
-        )
 
 
 def _magnitudes(
