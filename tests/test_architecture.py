@@ -13,6 +13,7 @@ Prefect in the other packages, so the editor gives the same answer as these test
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -150,6 +151,34 @@ def import_cycles(src: Path = SRC) -> list[list[str]]:
     return cycles
 
 
+SQL_STATEMENT = re.compile(r"\s*(SELECT|INSERT|DELETE|UPDATE|WITH)\s")
+
+
+def sql_outside_lakehouse(src: Path = SRC) -> set[tuple[str, int]]:
+    """Return ``(module, line)`` of each SQL statement written as a string outside ``lakehouse/``.
+
+    A string constant (an f-string's first part included) that starts with SELECT, INSERT,
+    DELETE, UPDATE or WITH is a statement: it belongs in a typed query function of
+    :mod:`quakelake.lakehouse.queries`. ``quakelake sql`` runs the user's statement, which is
+    no constant; help texts and messages that quote an example start with other words.
+    """
+    bad = set()
+    for path in src.rglob("*.py"):
+        module = _module_name(path, src)
+        if package_of(module) == "lakehouse":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.JoinedStr):
+                node = node.values[0] if node.values else node
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and SQL_STATEMENT.match(node.value)
+            ):
+                bad.add((module, node.lineno))
+    return bad
+
+
 # ------------------------------------------------------------------------------------ the tree
 def test_every_module_lies_in_a_ranked_package():
     graph = import_graph()
@@ -182,6 +211,11 @@ def test_no_module_imports_another_modules_private_name():
     assert private_imports() == set()
 
 
+def test_sql_statements_live_in_the_lakehouse():
+    """Every query is a typed function of lakehouse/queries.py (bound parameters, one docstring)."""
+    assert sql_outside_lakehouse() == set()
+
+
 def test_no_import_cycles():
     """E.g. cli -> demo -> cli: every module can be understood (and imported) after what it uses."""
     assert import_cycles() == []
@@ -203,6 +237,9 @@ def test_the_checks_fail_on_planted_violations(tmp_path):
     plant("association/velocity.py", "from prefect.logging import get_run_logger")
     plant("analysis/report.py", "from quakelake.analysis.evaluation import _utc")
     plant("cli/demo.py", "from quakelake.cli import main")  # demo -> cli -> commands -> demo
+    plant("flows/pick.py", 'N = "SELECT count(*) FROM picks"')
+    plant("analysis/report.py", 'Q = f"  WITH x AS (SELECT {N}) SELECT * FROM x"')
+    plant("cli/printing.py", "HINT = \"select the rows with quakelake sql 'SELECT 1'\"")  # prose
     (fake / "newstage").mkdir()
     (fake / "newstage" / "__init__.py").write_text("")
 
@@ -217,6 +254,10 @@ def test_the_checks_fail_on_planted_violations(tmp_path):
     }
     assert any("quakelake.cli.demo" in c and "quakelake.cli" in c for c in import_cycles(fake))
     assert unranked(fake) == {"quakelake.newstage"}
+    assert {m for m, _ in sql_outside_lakehouse(fake)} == {
+        "quakelake.flows.pick",
+        "quakelake.analysis.report",
+    }
 
 
 # ------------------------------------------------------------------------- what loads at run time

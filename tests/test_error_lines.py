@@ -204,10 +204,9 @@ def test_associate_timing_prints_its_stages(shared_data, api_url, tmp_path):
 
     # the demo's event table over these events has an ML column (empty here: no waveforms to
     # measure amplitudes on with --picks)
-    from quakelake.cli.demo import EVENTS_QUERY
-    from quakelake.lakehouse import Lake
+    from quakelake.lakehouse import Lake, queries
 
-    events = Lake(lake).query(EVENTS_QUERY)
+    events = Lake(lake).query(queries.DEMO_EVENTS_SQL)
     columns = ["associator", "pick_source", "time", "lat", "lon", "depth_km", "n_p", "n_s", "ML"]
     columns += ["ML_spread", "ML_stations", "status"]
     assert list(events.columns) == columns

@@ -83,3 +83,38 @@ def test_tables_without_rows_read_empty_with_their_columns(small_lake, shared_da
     outputs = queries.analysis_outputs(lake, "r1", "phasenet")
     assert all(df.empty for df in outputs.values())
     assert "outcome" in outputs["pick_matches"].columns
+
+
+def test_the_stages_questions_bind_their_values_and_name_only_lake_tables(small_lake):
+    """The queries that moved out of the stages give the rows the stages read (issue 22)."""
+    lake, picks = small_lake
+    assert (
+        queries.row_count(lake, "picks") == queries.row_count(lake, "picks", read_only=True) == 184
+    )
+    assert set(map(tuple, queries.pick_sets(lake).to_numpy())) == {
+        ("PhaseNet", "original"),
+        ("PhaseNet", "stead"),
+    }
+    assert queries.pick_set_count(lake, "PhaseNet", "stead") == int(
+        (picks["weights"] == "stead").sum()
+    )
+    t0 = pd.Timestamp("2020-10-01", tz="UTC")
+    t1 = t0 + pd.Timedelta(days=1)
+    counts = queries.pick_counts(lake, t0.to_pydatetime(), t1.to_pydatetime(), "PhaseNet", "stead")
+    want = picks[picks["weights"] == "stead"].assign(
+        sid=lambda p: p["network"] + "." + p["station"] + "." + p["location"].fillna("")
+    )
+    assert (
+        dict(zip(counts["station_id"], counts["n"], strict=True))
+        == want.groupby("sid").size().to_dict()
+    )
+    first, last = queries.pick_time_range(lake, t0.to_pydatetime(), t1.to_pydatetime())
+    assert (pd.Timestamp(first), pd.Timestamp(last)) == (picks["time"].min(), picks["time"].max())
+    codes = queries.pick_station_codes(lake, t0.to_pydatetime(), t1.to_pydatetime(), "PhaseNet")
+    assert len(codes) == len(picks[["network", "station", "location", "band"]].drop_duplicates())
+    assert queries.pick_station_codes(lake, t0.to_pydatetime(), t1.to_pydatetime(), "EQT").empty
+    # a table or column name is never taken from a caller's string into the SQL
+    with pytest.raises(ValueError, match="not a lake table"):
+        queries.row_count(lake, 'picks" WHERE 1=1; --')
+    with pytest.raises(ValueError, match="no column"):
+        queries.event_rows(lake, "assignments", ["event_id", "1; DROP"], ["e1"])

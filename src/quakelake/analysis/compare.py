@@ -64,13 +64,11 @@ def known_names(lake: Any) -> dict[str, list[str]]:
     weights: set[str] = set()
     associators: set[str] = set()
     if lake.has_files("picks"):
-        sets = lake.query("SELECT DISTINCT model, weights FROM picks")
+        sets = queries.pick_sets(lake)
         models.update(sets["model"].dropna().astype(str))
         weights.update(sets["weights"].dropna().astype(str))
     if lake.has_files("events"):
-        ev = catalogues.with_catalogue(
-            lake.query("SELECT DISTINCT associator, config_fingerprint, pick_source FROM events")
-        )
+        ev = catalogues.with_catalogue(queries.catalogue_keys(lake))
         models.update(m for m in ev["model"] if m)
         weights.update(w for w in ev["weights"] if w)
         associators.update(a for a in ev["associator"] if a)
@@ -120,10 +118,7 @@ def load_coverage(lake: Any) -> pd.DataFrame:
     columns = ["station_id", "network", "station", "location", "start", "end"]
     if not lake.has_files("waveform_index"):
         return pd.DataFrame(columns=columns)
-    rows = lake.query(
-        "SELECT DISTINCT network, station, coalesce(location, '') AS location, start, \"end\" "
-        "FROM waveform_index ORDER BY ALL"
-    )
+    rows = queries.waveform_stations(lake)
     rows["station_id"] = ids.station_ids(rows)
     return merge_intervals(rows, ["station_id", "network", "station", "location"], COVERAGE_GAP_S)
 

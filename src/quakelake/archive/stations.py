@@ -462,12 +462,12 @@ def known_stations(
 
 def picked_stations(lake_root: Path) -> set[tuple[str, str]] | None:
     """Return the (NET, STA) that have picks in the lake (None when it holds no picks)."""
-    from quakelake.lakehouse import Lake
+    from quakelake.lakehouse import Lake, queries
 
     lake = Lake(lake_root)
     if not lake.has_files("picks"):
         return None
-    rows = lake.query("SELECT DISTINCT network, station FROM picks")
+    rows = queries.picked_stations(lake)
     return set(zip(rows["network"].astype(str), rows["station"].astype(str), strict=True))
 
 

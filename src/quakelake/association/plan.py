@@ -190,15 +190,8 @@ def pick_counts(
 ) -> tuple[pd.DataFrame, float]:
     """Return picks per station id (``station_id, n``) of ``source`` in ``[start, end)`` and their span (h)."""
     if source.picks_file is None and Lake(lake).has_files("picks"):
-        df = Lake(lake).query(
-            f"SELECT {queries.PICK_STATION_ID} "
-            "AS station_id, count(*) AS n, min(time) AS lo, max(time) AS hi FROM picks "
-            "WHERE time >= ? AND time < ?"
-            + (" AND model = ?" if source.model else "")
-            + (" AND weights = ?" if source.weights else "")
-            + " GROUP BY 1",
-            [start.to_pydatetime(), end.to_pydatetime()]
-            + [v for v in (source.model, source.weights) if v],
+        df = queries.pick_counts(
+            Lake(lake), start.to_pydatetime(), end.to_pydatetime(), source.model, source.weights
         )
     else:
         picks = read_picks(lake, source, start, end)
@@ -271,11 +264,7 @@ def association_days(lake: Path, source: PickSource, window: TimeWindow) -> list
     if source.picks_file is None:
         if not Lake(lake).has_files("picks"):
             return []
-        times = Lake(lake).query(
-            "SELECT min(time) AS lo, max(time) AS hi FROM picks WHERE time >= ? AND time < ?",
-            [lo.to_pydatetime(), hi.to_pydatetime()],
-        )
-        first, last = times["lo"].iloc[0], times["hi"].iloc[0]
+        first, last = queries.pick_time_range(Lake(lake), lo.to_pydatetime(), hi.to_pydatetime())
     else:
         picks = read_picks(lake, source, lo, hi)
         first, last = (picks["time"].min(), picks["time"].max()) if len(picks) else (None, None)
@@ -528,7 +517,7 @@ def pipeline_nothing_to_do(config: RunConfig) -> dict[str, Any] | None:
         return None  # the flow warns that association is skipped
     if not lake.has_files("picks"):
         return None
-    held = lake.query("SELECT DISTINCT model, weights FROM picks")
+    held = queries.pick_sets(lake)
     have = set(zip(held["model"], held["weights"], strict=True))
     sources = [
         mw for mw in pick_sets(config) if mw in have

@@ -148,24 +148,12 @@ def read_corrections(lake: Any, reference: str, law: str | None = None) -> pd.Da
     Raises:
         NoCorrections: naming the references that have corrections, when ``reference`` has none.
     """
+    from quakelake.lakehouse import queries
+
     have = lake.has_files("station_corrections")
-    rows = (
-        lake.query(
-            "SELECT * FROM station_corrections WHERE reference = ?"
-            + (" AND law = ?" if law else ""),
-            [reference, law] if law else [reference],
-        )
-        if have
-        else pd.DataFrame()
-    )
+    rows = queries.station_corrections(lake, reference, law) if have else pd.DataFrame()
     if not len(rows):
-        known = (
-            sorted(
-                set(lake.query("SELECT DISTINCT reference FROM station_corrections")["reference"])
-            )
-            if have
-            else []
-        )
+        known = sorted(queries.correction_references(lake)) if have else []
         raise NoCorrections(
             f"--ml-corrections {reference}: the lake has no station corrections of that reference"
             + (f" for law {law}" if law else "")

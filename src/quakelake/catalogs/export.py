@@ -509,7 +509,7 @@ def catalogue_tables(lake, events) -> dict:
         out[key] = rows
     a = out["assignments"]
     if len(a) and lake.has_files("picks"):
-        bands = lake.query("SELECT DISTINCT pick_id, band FROM picks WHERE band IS NOT NULL")
+        bands = queries.pick_bands(lake)
         a = a.merge(bands.drop_duplicates("pick_id"), on="pick_id", how="left")
     out["assignments"] = a if len(a) else pd.DataFrame(columns=list(a.columns))
     return out

@@ -335,11 +335,11 @@ def cmd_associate(args: argparse.Namespace) -> int:
             f"--velocity-model: {velocity} does not exist; pass a TauP .nd, VELEST .mod or CSV file"
         )
     groups = lake_groups(cfg, check=args.picks is None)
-    from quakelake.lakehouse import Lake
+    from quakelake.lakehouse import Lake, queries
 
     sources: list[tuple[str | None, str | None]] = [(None, None)]
     if args.picks is None and Lake(cfg.lake).has_files("picks"):
-        combos = Lake(cfg.lake).query("SELECT DISTINCT model, weights FROM picks ORDER BY ALL")
+        combos = queries.pick_sets(Lake(cfg.lake))
         sources = [
             (m, w)
             for m, w in combos.itertuples(index=False)

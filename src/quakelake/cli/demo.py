@@ -48,13 +48,6 @@ def demo_weights() -> PickParams:
 
 
 #: The demo's event table: where, how deep, how large (ML, empty without responses), how many picks.
-EVENTS_QUERY = (
-    "SELECT associator, pick_source, time, round(latitude, 3) AS lat, "
-    "round(longitude, 3) AS lon, round(depth_km, 1) AS depth_km, n_p, n_s, "
-    "round(magnitude, 1) AS ML, round(magnitude_uncertainty, 2) AS ML_spread, "
-    "magnitude_station_count AS ML_stations, evaluation_status AS status "
-    "FROM events ORDER BY pick_source, time"
-)
 
 
 def run_demo(data: Path | None, cfg: RunConfig, reference_files: list[Path] | None = None) -> int:
@@ -84,7 +77,7 @@ def run_demo(data: Path | None, cfg: RunConfig, reference_files: list[Path] | No
     cfg = cfg.model_copy(update=update)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from quakelake.flows.pipeline import run_pipeline
-    from quakelake.lakehouse import Lake
+    from quakelake.lakehouse import Lake, queries
 
     t0 = time.perf_counter()
     out = run_pipeline(cfg)
@@ -94,14 +87,9 @@ def run_demo(data: Path | None, cfg: RunConfig, reference_files: list[Path] | No
     for summary in out.get("associate", []):
         print_association(summary)
     lake = Lake(cfg.lake)
-    queries = [
-        "SELECT model, weights, phase, count(*) AS picks FROM picks GROUP BY ALL ORDER BY ALL"
-    ]
-    if lake.has_files("events"):
-        queries.append(EVENTS_QUERY)
-    for query in queries:
+    for query, rows in queries.demo_tables(lake):
         print(f'\nquakelake sql --lake {cfg.lake} "{query}"')
-        print(format_table(lake.query(query)))
+        print(format_table(rows))
     if "analyze" in out:
         print()
         print_analysis(out["analyze"], cfg.lake)

@@ -42,14 +42,14 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 def cmd_tables(args: argparse.Namespace) -> int:
     """List tables with data and their row counts."""
-    from quakelake.lakehouse import Lake
+    from quakelake.lakehouse import Lake, queries
 
     cfg = load_config(args)
     check_lake(cfg.lake, must_exist=True)
     lake = Lake(cfg.lake)
     for name in lake.tables():
         try:
-            n = lake.query(f'SELECT count(*) AS n FROM "{name}"', read_only=True)["n"][0]
+            n = queries.row_count(lake, name, read_only=True)
         except BadInput as exc:  # a damaged file: say so, list the other tables
             print(f"{name:<18} {'?':>12} rows  {len(lake.files(name)):>6} files  ({one_line(exc)})")
             continue
@@ -265,10 +265,11 @@ def cmd_ml_corrections(args: argparse.Namespace) -> int:
             f"--reference {args.reference}: no reference events with magnitudes in the lake "
             f"(references: {known}); import one with `quakelake import-catalog PATH --name NAME`"
         )
-    ours = lake.query(
-        "SELECT event_id, station_id, magnitude, law FROM station_magnitudes WHERE "
-        "list_contains(?, event_id)",
-        [events["event_id"].astype(str).tolist()],
+    ours = queries.event_rows(
+        lake,
+        "station_magnitudes",
+        ["event_id", "station_id", "magnitude", "law"],
+        events["event_id"].astype(str).tolist(),
     )
     laws = sorted(set(ours["law"].dropna()))
     if any("+corrections:" in law for law in laws) or len(laws) != 1:

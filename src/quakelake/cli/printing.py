@@ -74,18 +74,12 @@ def print_summary(summary: dict, lake: Path | str) -> None:
 
 def lake_ml(lake_root: Path | str, summary: dict, window: Any = None) -> str | None:
     """Return the ML line of an association summary's catalogue: range, median, spread, stations."""
-    from quakelake.lakehouse import Lake
+    from quakelake.lakehouse import Lake, queries
 
     lake = Lake(lake_root)
     if not lake.has_files("events"):
         return None
-    where, values = _catalogue_where(summary, window)
-    row = lake.query(
-        "SELECT count(magnitude) AS n, min(magnitude) AS lo, median(magnitude) AS mid, "
-        "max(magnitude) AS hi, median(magnitude_uncertainty) AS spread, "
-        f"median(magnitude_station_count) AS stations FROM events WHERE {where}",
-        values,
-    ).iloc[0]
+    row = queries.catalogue_magnitudes(lake, *_catalogue_where(summary, window))
     if not row["n"]:
         return None
     spread = "" if row["spread"] is None or row["spread"] != row["spread"] else row["spread"]
@@ -97,19 +91,14 @@ def lake_ml(lake_root: Path | str, summary: dict, window: Any = None) -> str | N
     )
 
 
-def _catalogue_where(summary: dict, window: Any = None) -> tuple[str, list[Any]]:
-    """Return the SQL condition (and its values) of a summary's reported events (no rejected origin)."""
-    from quakelake.catalogs.evaluation import REPORTED_SQL
-
-    where = f"config_fingerprint = ? AND pick_source = ? AND {REPORTED_SQL}"
-    values: list[Any] = [summary["config_fingerprint"], summary["pick_source"]]
-    if window is not None and window.start is not None:
-        where += " AND day >= ?"
-        values.append(window.start)
-    if window is not None and window.end is not None:
-        where += " AND day <= ?"
-        values.append(window.end)
-    return where, values
+def _catalogue_where(summary: dict, window: Any = None) -> tuple[str, str, Any, Any]:
+    """Return a summary's catalogue (configuration fingerprint, pick source) and its window's days."""
+    return (
+        summary["config_fingerprint"],
+        summary["pick_source"],
+        None if window is None else window.start,
+        None if window is None else window.end,
+    )
 
 
 def lake_events(lake_root: Path | str, summary: dict, window: Any = None) -> int | None:
@@ -119,13 +108,12 @@ def lake_events(lake_root: Path | str, summary: dict, window: Any = None) -> int
     (all days when open), so days skipped because an earlier run made them are counted too.
     None when the lake has no events table yet.
     """
-    from quakelake.lakehouse import Lake
+    from quakelake.lakehouse import Lake, queries
 
     lake = Lake(lake_root)
     if not lake.has_files("events"):
         return None
-    where, values = _catalogue_where(summary, window)
-    return int(lake.query(f"SELECT count(*) AS n FROM events WHERE {where}", values)["n"][0])
+    return queries.reported_event_count(lake, *_catalogue_where(summary, window))
 
 
 def print_association(
@@ -201,19 +189,12 @@ def print_download(summary: dict) -> None:
 
 def print_analysis(summary: dict, lake: Path | str) -> None:
     """Print the metrics of an analysis run (precision, recall, residuals per model x weights)."""
-    from quakelake.lakehouse import Lake
+    from quakelake.lakehouse import Lake, queries
 
     store = Lake(lake)
     metrics = None
     if store.has_files("metrics"):
-        metrics = store.query(
-            "SELECT level, CASE WHEN group_by LIKE 'group,%' THEN group_value ELSE '' END AS \"group\", "
-            "model, weights, associator, phase, tp, fp, fn, round(precision, 3) AS precision, "
-            "round(recall, 3) AS recall, round(residual_median, 3) AS residual_median FROM metrics "
-            "WHERE run_id = ? AND group_by IN ('model,weights', 'model,weights,phase', 'associator', "
-            "'group,model,weights', 'group,model,weights,phase', 'group,associator') ORDER BY ALL",
-            [summary["run_id"]],
-        )
+        metrics = queries.analysis_metrics(store, summary["run_id"])
     print(f"analysis {summary['run_id']} against reference {summary.get('reference')}:")
     if metrics is not None and len(metrics):
         print(format_table(metrics))

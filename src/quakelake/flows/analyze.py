@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from quakelake.analysis import report
 from quakelake.flows.common import collect, current_flow_run_id, recover_crashed_runs
-from quakelake.lakehouse.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
+from quakelake.lakehouse.lineage import UnitResult, new_run_id, record_units, recorded_run
 from quakelake.params.evaluation import MatchParams, RunSelection
 from quakelake.tasks.analyze import (
     compare_with_reference,
@@ -47,8 +47,7 @@ def analyze_run(
     """
     logger = get_run_logger()
     lake = Path(lake)
-    run_id = run_id or new_run_id()
-    started = utcnow()
+    run_id = run_id or new_run_id()  # the report folder is named after it
     folder = Path(report_dir) if report_dir else lake / "reports" / run_id
     config = {
         "reference": reference,
@@ -59,12 +58,15 @@ def analyze_run(
         "groups": groups or {},
     }
     recover_crashed_runs(lake)
-    record_run(
-        lake, run_id, "analyze", config, "running", started, flow_run_id=current_flow_run_id()
-    )
-    status = "failed"
     results: list[UnitResult] = []
-    try:
+    with recorded_run(
+        lake,
+        "analyze",
+        config,
+        run_id,
+        current_flow_run_id(),
+        before_finish=lambda run: record_units(lake, run.run_id, "analyze", results),
+    ) as run:
         if reference_paths:
             counts = import_reference(lake, [Path(p) for p in reference_paths], reference)
             logger.info(
@@ -109,15 +111,10 @@ def analyze_run(
             **compared.extra,
         }
         _publish(lake, run_id, reference, drawn)
-        status = "completed" if drawn.status != "failed" else "completed_with_failures"
+        run.status = "completed" if drawn.status != "failed" else "completed_with_failures"
         if compared.extra.get("warnings"):
-            status = "completed_with_warnings"
+            run.status = "completed_with_warnings"
         return summary
-    finally:
-        record_units(lake, run_id, "analyze", results)
-        record_run(
-            lake, run_id, "analyze", config, status, started, utcnow(), current_flow_run_id()
-        )
 
 
 def _publish(lake: Path, run_id: str, reference: str, drawn: UnitResult) -> None:

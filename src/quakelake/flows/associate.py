@@ -24,7 +24,7 @@ from quakelake.flows.common import (
     raise_if_workers_lost,
     recover_crashed_runs,
 )
-from quakelake.lakehouse.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
+from quakelake.lakehouse.lineage import UnitResult, record_units, recorded_run
 from quakelake.params import TimeWindow
 from quakelake.params.association import GammaConfig, PyOctoConfig
 from quakelake.tasks.associate import (
@@ -79,8 +79,6 @@ def associate_events(
     """
     logger = get_run_logger()
     lake = Path(lake)
-    run_id = run_id or new_run_id()
-    started = utcnow()
     source = PickSource(
         picks_file=picks_file,
         model=model,
@@ -101,11 +99,8 @@ def associate_events(
         "magnitude": magnitude.model_dump(mode="json") if magnitude is not None else None,
     }
     recover_crashed_runs(lake)
-    record_run(
-        lake, run_id, "associate", run_config, "running", started, flow_run_id=current_flow_run_id()
-    )
-    status = "failed"
-    try:
+    with recorded_run(lake, "associate", run_config, run_id, current_flow_run_id()) as run:
+        run_id = run.run_id
         if station_file is not None:
             write_stations(lake, read_stations(station_file), source=Path(station_file).stem)
         days = association_days(lake, source, window)
@@ -160,12 +155,8 @@ def associate_events(
                     "day %s: picks on station %s without coordinates", r.unit, sid, extra=SAID_AGAIN
                 )
         _publish(summary, lake)
-        status = "completed" if summary["failed"] == 0 else "completed_with_failures"
+        run.status = "completed" if summary["failed"] == 0 else "completed_with_failures"
         return summary
-    finally:
-        record_run(
-            lake, run_id, "associate", run_config, status, started, utcnow(), current_flow_run_id()
-        )
 
 
 def _magnitudes(
@@ -236,7 +227,7 @@ def _metadata_qc(
     """
     from quakelake.association.metadata_qc import channel_epochs, run_qc
     from quakelake.association.plan import read_picks, read_station_source
-    from quakelake.lakehouse import Lake, write_table
+    from quakelake.lakehouse import Lake, queries, write_table
     from quakelake.lakehouse.lineage import fingerprint
 
     store = Lake(lake)
@@ -253,33 +244,21 @@ def _metadata_qc(
             {"network": parts[0], "station": parts[1], "location": parts[2], "band": parts[3]}
         )
     else:
-        sql = "SELECT DISTINCT network, station, location, band FROM picks WHERE time >= ? AND time < ?"
-        values: list = [start.to_pydatetime(), end.to_pydatetime()]
-        for column, value in (("model", source.model), ("weights", source.weights)):
-            if value:
-                sql += f" AND {column} = ?"
-                values.append(value)
-        picks = store.query(sql, values)
+        picks = queries.pick_station_codes(
+            store, start.to_pydatetime(), end.to_pydatetime(), source.model, source.weights
+        )
     # the run's catalogue: days an earlier run made (skipped now) belong to it too
     events = pd.DataFrame({"event_id": [], "evaluation_status": []})
     if store.has_files("events"):
-        events = store.query(
-            "SELECT event_id, evaluation_status FROM events WHERE config_fingerprint = ? AND "
-            "pick_source = ? AND day >= ? AND day <= ?",
-            [config_fp, source.label, min(days), max(days)],
-        )
+        events = queries.catalogue_statuses(store, config_fp, source.label, min(days), max(days))
     ids = list(events["event_id"].astype(str))
     empty = pd.DataFrame({"event_id": [], "station_id": [], "channel": []})
     assignments, amplitudes = empty, empty
     if ids:
-        assignments = store.query(
-            "SELECT event_id, station_id FROM assignments WHERE list_contains(?, event_id)", [ids]
-        )
+        assignments = queries.event_rows(store, "assignments", ["event_id", "station_id"], ids)
         if store.has_files("amplitudes"):
-            amplitudes = store.query(
-                "SELECT event_id, station_id, channel FROM amplitudes "
-                "WHERE list_contains(?, event_id)",
-                [ids],
+            amplitudes = queries.event_rows(
+                store, "amplitudes", ["event_id", "station_id", "channel"], ids
             )
     qc = run_qc(epochs, picks, events, assignments, amplitudes, start, end)
     qc = qc.assign(run_id=run_id, pick_source=source.label)

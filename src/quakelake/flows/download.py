@@ -13,10 +13,8 @@ from quakelake.errors import SAID_AGAIN, FailedWork, FdsnUnreachable
 from quakelake.flows.common import current_flow_run_id, recover_crashed_runs
 from quakelake.lakehouse.lineage import (
     Stopwatch,
-    new_run_id,
-    record_run,
     record_units,
-    utcnow,
+    recorded_run,
     where_counts,
 )
 from quakelake.params import StationSelection, TimeWindow
@@ -61,8 +59,6 @@ def download_waveforms(
     """
     logger = get_run_logger()
     lake, archive = Path(lake), Path(archive)
-    run_id = run_id or new_run_id()
-    started = utcnow()
     if access_block:
         params = _with_access_block(params, access_block)
     config = {
@@ -74,11 +70,8 @@ def download_waveforms(
         "access_block": access_block,
     }
     recover_crashed_runs(lake)
-    record_run(
-        lake, run_id, "download", config, "running", started, flow_run_id=current_flow_run_id()
-    )
-    status = "failed"
-    try:
+    with recorded_run(lake, "download", config, run_id, current_flow_run_id()) as run:
+        run_id = run.run_id
         timings: dict[str, float] = {}
         with Stopwatch() as sw:
             plan = plan_downloads(archive, window, selection, params, access_block)
@@ -124,12 +117,8 @@ def download_waveforms(
                 gap,
                 extra=SAID_AGAIN,
             )
-        status = "completed" if summary["failed"] == 0 else "completed_with_failures"
+        run.status = "completed" if summary["failed"] == 0 else "completed_with_failures"
         return summary
-    finally:
-        record_run(
-            lake, run_id, "download", config, status, started, utcnow(), current_flow_run_id()
-        )
 
 
 def _with_access_block(params: DownloadParams, name: str) -> DownloadParams:

@@ -22,12 +22,12 @@ from quakelake.flows.common import (
 )
 from quakelake.lakehouse import safe_name
 from quakelake.lakehouse.lineage import (
+    RecordedRun,
     Stopwatch,
+    UnitResult,
     commit_units,
-    new_run_id,
-    record_run,
     record_units,
-    utcnow,
+    recorded_run,
     where_counts,
 )
 from quakelake.params import PickParams, StationSelection, TimeWindow
@@ -82,8 +82,6 @@ def pick_phases(
     """
     logger = get_run_logger()
     lake = Path(lake)
-    run_id = run_id or new_run_id()
-    started = utcnow()
     config = {
         "directory": str(directory),
         "window": window.model_dump(mode="json"),
@@ -94,10 +92,22 @@ def pick_phases(
         "groups": groups or {},
     }
     recover_crashed_runs(lake)
-    record_run(lake, run_id, "pick", config, "running", started, flow_run_id=current_flow_run_id())
     timings: dict[str, float] = {}
-    status = "failed"
-    try:
+    specs: list[picking.ModelSpec] = []
+    results: list[UnitResult] = []
+
+    def outcome(run: RecordedRun) -> None:
+        """Add what the models and the units were to the run's last row (a failed run's too)."""
+        run.weights = {s.label: picking.weights_checksum(s.model, s.weights) for s in specs}
+        run.config["engines"] = engines_used(results)
+        run.config["ran_on"] = where_counts(results)
+        if pick.denoiser and "/" in pick.denoiser:
+            run.weights[pick.denoiser] = picking.weights_checksum(*pick.denoiser.split("/", 1))
+
+    with recorded_run(
+        lake, "pick", config, run_id, current_flow_run_id(), before_finish=outcome
+    ) as run:
+        run_id = run.run_id
         with Stopwatch() as sw:
             units, failures = index_archive(Path(directory), lake, window, selection, progress)
         timings["scan"] = sw.seconds
@@ -182,7 +192,6 @@ def pick_phases(
             # each unit's files and ledger row are committed together as soon as it is back
             # (the units back by then with it, in the same transaction)
             keys = {id(fut): unit_keys for unit_keys, fut in submitted}
-            results = []
             with tqdm(
                 total=sum(len(k) for k, _ in submitted),
                 desc="station-days",
@@ -214,23 +223,12 @@ def pick_phases(
                 ensemble.method, [s.label for s in specs]
             )
         _publish(summary, results + failures)
-        status = (
+        run.status = (
             "completed"
             if not any(r.status == "failed" for r in results)
             else "completed_with_failures"
         )
         return summary
-    finally:
-        weights = {
-            s.label: picking.weights_checksum(s.model, s.weights) for s in locals().get("specs", [])
-        }
-        config["engines"] = engines_used(locals().get("results", []))
-        config["ran_on"] = where_counts(locals().get("results", []))
-        if pick.denoiser and "/" in pick.denoiser:
-            weights[pick.denoiser] = picking.weights_checksum(*pick.denoiser.split("/", 1))
-        record_run(
-            lake, run_id, "pick", config, status, started, utcnow(), current_flow_run_id(), weights
-        )
 
 
 def engines_used(results) -> dict[str, list[str]]:

@@ -17,7 +17,7 @@ from quakelake.flows.download import download_waveforms
 from quakelake.flows.pick import pick_phases
 from quakelake.flows.runners import stage_place, stage_runner
 from quakelake.flows.settings import resolve_settings
-from quakelake.lakehouse import Lake
+from quakelake.lakehouse import Lake, queries
 from quakelake.params import TimeWindow
 from quakelake.params.evaluation import RunSelection
 from quakelake.params.groups import resolve as resolve_groups
@@ -52,9 +52,7 @@ def associate_picks(config: RunConfig, ensemble_weights: str | None = None) -> l
         return runs
     groups = resolve_groups(config.groups, config.groups_file, config.use_groups)
     for model, weights in pick_sets(config, ensemble_weights):
-        if not Lake(config.lake).query(
-            "SELECT count(*) AS n FROM picks WHERE model = ? AND weights = ?", [model, weights]
-        )["n"][0]:
+        if not queries.pick_set_count(Lake(config.lake), model, weights):
             continue  # weights this model lacks were skipped by the pick stage
         for group, patterns in groups.items() if groups else [(None, None)]:
             flow_fn = associate_events.with_options(

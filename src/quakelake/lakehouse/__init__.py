@@ -34,6 +34,7 @@ __all__ = [
 from quakelake.exports import lazy_exports  # noqa: E402
 
 _EXPORTS = {
+    "RecordedRun": "lineage",
     "Stopwatch": "lineage",
     "UnitResult": "lineage",
     "atomic_write": "atomic",
@@ -53,6 +54,7 @@ _EXPORTS = {
     "read_json": "cache",
     "record_run": "lineage",
     "record_units": "lineage",
+    "recorded_run": "lineage",
     "stale_runs": "lineage",
     "utcnow": "lineage",
     "where_counts": "lineage",

@@ -14,7 +14,8 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,64 @@ def record_run(
         )
     Lake(lake).commit(rows={"runs": pd.DataFrame([row])}, run_id=run_id, message=f"run {status}")
     return Path(lake)
+
+
+@dataclass
+class RecordedRun:
+    """The run a flow records: its id and start, and what its last `runs` row will say.
+
+    A flow sets ``status`` when it finishes well (it stays ``failed`` when the body raises),
+    may add to ``config`` while it runs (the last row carries the dict as it is then) and fills
+    ``weights`` with the checksums of the weights it used.
+    """
+
+    lake: Path
+    run_id: str
+    command: str
+    config: dict[str, Any]
+    started: dt.datetime
+    flow_run_id: str = ""
+    status: str = "failed"
+    weights: dict[str, str] = field(default_factory=dict)
+
+
+@contextmanager
+def recorded_run(
+    lake: Path,
+    command: str,
+    config: dict[str, Any],
+    run_id: str | None = None,
+    flow_run_id: str = "",
+    before_finish: Callable[[RecordedRun], object] | None = None,
+) -> Iterator[RecordedRun]:
+    """Record a run in the `runs` ledger around the ``with`` body: ``running``, then how it ended.
+
+    On entry: a new run id when ``run_id`` is empty and a `runs` row with status ``running``
+    started now. On exit, whether the body returned or raised: ``before_finish(run)`` when given
+    (what the flow still records about the run), then a `runs` row with the run's ``status``
+    (``failed`` unless the body set another), its ``config`` and ``weights`` and the finish
+    time. An exception of the body is raised again after its row is written.
+    """
+    run = RecordedRun(Path(lake), run_id or new_run_id(), command, config, utcnow(), flow_run_id)
+    record_run(
+        run.lake, run.run_id, command, config, "running", run.started, flow_run_id=flow_run_id
+    )
+    try:
+        yield run
+    finally:
+        if before_finish is not None:
+            before_finish(run)
+        record_run(
+            run.lake,
+            run.run_id,
+            command,
+            run.config,
+            run.status,
+            run.started,
+            utcnow(),
+            flow_run_id,
+            run.weights,
+        )
 
 
 def _process_started(pid: int) -> float | None:

@@ -232,3 +232,262 @@ def analysis_outputs(lake: Lake, run_id: str, reference: str) -> dict[str, pd.Da
         name: _rows(lake, name, _Where().equal("run_id", run_id).equal("reference", reference))
         for name in ("pick_matches", "event_matches", "metrics")
     }
+
+
+# ------------------------------------------------------------------------ the stages' questions
+# Each stage's question of the lake, named. The caller checks ``lake.has_files(table)`` first
+# where a table may never have had rows (these functions read the table's view). Times are
+# bound as given: pass timezone-aware values (``Timestamp.to_pydatetime()``).
+
+#: SQL condition of a reported origin (lakes written before the gate have no status: reported).
+REPORTED_SQL = "coalesce(evaluation_status, '') <> 'rejected'"
+
+
+def _known(table: str) -> str:
+    """Return ``table`` quoted when it is a lake table (a table name is never a parameter)."""
+    from quakelake.lakehouse.schema import TABLES
+
+    if table not in TABLES:
+        raise ValueError(f"{table!r} is not a lake table (tables: {', '.join(sorted(TABLES))})")
+    return f'"{table}"'
+
+
+def row_count(lake: Lake, table: str, read_only: bool = False) -> int:
+    """Return the number of rows of the lake table ``table``."""
+    return int(
+        lake.query(f"SELECT count(*) AS n FROM {_known(table)}", read_only=read_only)["n"][0]
+    )
+
+
+def pick_sets(lake: Lake) -> pd.DataFrame:
+    """Return the distinct ``model, weights`` of the lake's picks, sorted."""
+    return lake.query("SELECT DISTINCT model, weights FROM picks ORDER BY ALL")
+
+
+def pick_set_count(lake: Lake, model: str, weights: str) -> int:
+    """Return the number of picks of the pick set ``model`` x ``weights``."""
+    return int(
+        lake.query(
+            "SELECT count(*) AS n FROM picks WHERE model = ? AND weights = ?", [model, weights]
+        )["n"][0]
+    )
+
+
+def pick_counts(
+    lake: Lake,
+    start: Time,
+    before: Time,
+    model: str | None = None,
+    weights: str | None = None,
+) -> pd.DataFrame:
+    """Return ``station_id, n, lo, hi`` per pick station (NET.STA.LOC) in ``[start, before)``.
+
+    ``n`` counts the picks, ``lo``/``hi`` are their first and last times; ``model`` and
+    ``weights`` narrow to one pick set when given.
+    """
+    where = (
+        _Where()
+        .at_least("time", start)
+        .below("time", before)
+        .equal("model", model or None)
+        .equal("weights", weights or None)
+    )
+    return lake.query(
+        f"SELECT {PICK_STATION_ID} AS station_id, count(*) AS n, min(time) AS lo, "
+        f"max(time) AS hi FROM picks{where.sql()} GROUP BY 1",
+        where.params,
+    )
+
+
+def pick_time_range(lake: Lake, start: Time, before: Time) -> tuple[Any, Any]:
+    """Return the first and last pick times in ``[start, before)`` (None, None without picks)."""
+    times = lake.query(
+        "SELECT min(time) AS lo, max(time) AS hi FROM picks WHERE time >= ? AND time < ?",
+        [start, before],
+    )
+    return times["lo"].iloc[0], times["hi"].iloc[0]
+
+
+def pick_station_codes(
+    lake: Lake,
+    start: Time,
+    before: Time,
+    model: str | None = None,
+    weights: str | None = None,
+) -> pd.DataFrame:
+    """Return the distinct ``network, station, location, band`` of the picks in ``[start, before)``."""
+    where = (
+        _Where()
+        .at_least("time", start)
+        .below("time", before)
+        .equal("model", model or None)
+        .equal("weights", weights or None)
+    )
+    return lake.query(
+        f"SELECT DISTINCT network, station, location, band FROM picks{where.sql()}", where.params
+    )
+
+
+def picked_stations(lake: Lake) -> pd.DataFrame:
+    """Return the distinct ``network, station`` of the lake's picks."""
+    return lake.query("SELECT DISTINCT network, station FROM picks")
+
+
+def pick_bands(lake: Lake) -> pd.DataFrame:
+    """Return ``pick_id, band`` of the picks that carry a band code (distinct rows)."""
+    return lake.query("SELECT DISTINCT pick_id, band FROM picks WHERE band IS NOT NULL")
+
+
+def phase_times(lake: Lake, table: str) -> pd.DataFrame:
+    """Return ``station_id`` (NET.STA.LOC), ``phase`` and ``time`` of every row of a pick table."""
+    return lake.query(f"SELECT {PICK_STATION_ID} AS station_id, phase, time FROM {_known(table)}")
+
+
+def unit_file_rows(lake: Lake, table: str, stem: str) -> pd.DataFrame:
+    """Return the rows of ``table``'s committed logical file ``stem`` (without partition columns)."""
+    from quakelake.lakehouse.catalog import ALIAS
+    from quakelake.lakehouse.schema import TABLES
+
+    name = _known(table)
+    cols = ", ".join(f'"{c}"' for c in TABLES[table].schema.names)
+    return lake.query(f"SELECT {cols} FROM {ALIAS}.{name} WHERE unit_file = ?", [stem])
+
+
+def waveform_segments(lake: Lake, start: Time, end: Time) -> pd.DataFrame:
+    """Return the `waveform_index` rows of segments overlapping ``[start, end]`` (UTC)."""
+    return lake.query('SELECT * FROM waveform_index WHERE "end" >= ? AND start <= ?', [start, end])
+
+
+def waveform_stations(lake: Lake) -> pd.DataFrame:
+    """Return the distinct ``network, station, location ('' for none), start, end`` of the waveform index, sorted."""
+    return lake.query(
+        "SELECT DISTINCT network, station, coalesce(location, '') AS location, start, \"end\" "
+        "FROM waveform_index ORDER BY ALL"
+    )
+
+
+def catalogue_keys(lake: Lake) -> pd.DataFrame:
+    """Return the distinct ``associator, config_fingerprint, pick_source`` of the lake's events."""
+    return lake.query("SELECT DISTINCT associator, config_fingerprint, pick_source FROM events")
+
+
+def _catalogue(
+    config_fingerprint: str,
+    pick_source: str,
+    first_day: dt.date | str | None,
+    last_day: dt.date | str | None,
+) -> _Where:
+    where = (
+        _Where().equal("config_fingerprint", config_fingerprint).equal("pick_source", pick_source)
+    )
+    return where.at_least("day", first_day).at_most("day", last_day)
+
+
+def catalogue_statuses(
+    lake: Lake,
+    config_fingerprint: str,
+    pick_source: str,
+    first_day: dt.date | str | None = None,
+    last_day: dt.date | str | None = None,
+) -> pd.DataFrame:
+    """Return ``event_id, evaluation_status`` of one catalogue's events over the days given."""
+    where = _catalogue(config_fingerprint, pick_source, first_day, last_day)
+    return lake.query(f"SELECT event_id, evaluation_status FROM events{where.sql()}", where.params)
+
+
+def reported_event_count(
+    lake: Lake,
+    config_fingerprint: str,
+    pick_source: str,
+    first_day: dt.date | str | None = None,
+    last_day: dt.date | str | None = None,
+) -> int:
+    """Return the number of one catalogue's reported events (no rejected origin) over the days given."""
+    where = _catalogue(config_fingerprint, pick_source, first_day, last_day)
+    where.clauses.append(REPORTED_SQL)
+    return int(lake.query(f"SELECT count(*) AS n FROM events{where.sql()}", where.params)["n"][0])
+
+
+def catalogue_magnitudes(
+    lake: Lake,
+    config_fingerprint: str,
+    pick_source: str,
+    first_day: dt.date | str | None = None,
+    last_day: dt.date | str | None = None,
+) -> pd.Series:
+    """Return one row summarising a catalogue's reported magnitudes over the days given.
+
+    Fields ``n`` (events with a magnitude), ``lo``, ``mid`` (median), ``hi``, ``spread`` (median
+    magnitude uncertainty) and ``stations`` (median station count).
+    """
+    where = _catalogue(config_fingerprint, pick_source, first_day, last_day)
+    where.clauses.append(REPORTED_SQL)
+    return lake.query(
+        "SELECT count(magnitude) AS n, min(magnitude) AS lo, median(magnitude) AS mid, "
+        "max(magnitude) AS hi, median(magnitude_uncertainty) AS spread, "
+        f"median(magnitude_station_count) AS stations FROM events{where.sql()}",
+        where.params,
+    ).iloc[0]
+
+
+def event_rows(
+    lake: Lake, table: str, columns: Sequence[str], event_ids: Sequence[str]
+) -> pd.DataFrame:
+    """Return ``columns`` of the rows of ``table`` whose ``event_id`` is one of ``event_ids``."""
+    from quakelake.lakehouse.schema import TABLES
+
+    name = _known(table)
+    unknown = set(columns) - set(TABLES[table].schema.names)
+    if unknown:
+        raise ValueError(f"{table} has no column {', '.join(sorted(unknown))}")
+    cols = ", ".join(f'"{c}"' for c in columns)
+    return lake.query(
+        f"SELECT {cols} FROM {name} WHERE list_contains(?, event_id)", [list(event_ids)]
+    )
+
+
+def analysis_metrics(lake: Lake, run_id: str) -> pd.DataFrame:
+    """Return the summary metrics of analysis run ``run_id`` as the CLI prints them.
+
+    Levels per model x weights (and phase), per associator, and the same per group (``group``
+    is '' outside groups); precision, recall and the median residual rounded to 3 decimals.
+    """
+    return lake.query(
+        "SELECT level, CASE WHEN group_by LIKE 'group,%' THEN group_value ELSE '' END AS \"group\", "
+        "model, weights, associator, phase, tp, fp, fn, round(precision, 3) AS precision, "
+        "round(recall, 3) AS recall, round(residual_median, 3) AS residual_median FROM metrics "
+        "WHERE run_id = ? AND group_by IN ('model,weights', 'model,weights,phase', 'associator', "
+        "'group,model,weights', 'group,model,weights,phase', 'group,associator') ORDER BY ALL",
+        [run_id],
+    )
+
+
+def station_corrections(lake: Lake, reference: str, law: str | None = None) -> pd.DataFrame:
+    """Return the `station_corrections` rows of ``reference`` (of ``law`` when given)."""
+    where = _Where().equal("reference", reference).equal("law", law or None)
+    return lake.query(f"SELECT * FROM station_corrections{where.sql()}", where.params)
+
+
+def correction_references(lake: Lake) -> set[str]:
+    """Return the references the lake has station corrections of."""
+    return set(lake.query("SELECT DISTINCT reference FROM station_corrections")["reference"])
+
+
+#: What the demo shows (and tells the user to run with ``quakelake sql``): picks per set and phase.
+DEMO_PICKS_SQL = (
+    "SELECT model, weights, phase, count(*) AS picks FROM picks GROUP BY ALL ORDER BY ALL"
+)
+#: ... and the events of every catalogue.
+DEMO_EVENTS_SQL = (
+    "SELECT associator, pick_source, time, round(latitude, 3) AS lat, "
+    "round(longitude, 3) AS lon, round(depth_km, 1) AS depth_km, n_p, n_s, "
+    "round(magnitude, 1) AS ML, round(magnitude_uncertainty, 2) AS ML_spread, "
+    "magnitude_station_count AS ML_stations, evaluation_status AS status "
+    "FROM events ORDER BY pick_source, time"
+)
+
+
+def demo_tables(lake: Lake) -> list[tuple[str, pd.DataFrame]]:
+    """Return the demo's summary queries with their results: picks per set, then events (when any)."""
+    statements = [DEMO_PICKS_SQL] + ([DEMO_EVENTS_SQL] if lake.has_files("events") else [])
+    return [(sql, lake.query(sql)) for sql in statements]

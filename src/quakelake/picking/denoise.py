@@ -214,11 +214,7 @@ def _pick_table(lake: Path, params: DenoiserTrainParams) -> tuple[pd.DataFrame, 
     every = []
     for table in ("picks", "reference_picks"):
         if lk.has_files(table):
-            every.append(
-                lk.query(
-                    f"SELECT {queries.PICK_STATION_ID} AS station_id, phase, time FROM {table}"
-                )
-            )
+            every.append(queries.phase_times(lk, table))
     if params.labels == "reference":
         if not params.reference:
             raise TrainingError(

@@ -29,8 +29,7 @@ from quakelake.association.plan import (  # noqa: F401 (the flow's and the tests
     unit_inputs,
     unit_key,
 )
-from quakelake.lakehouse import TABLES, Lake, stage_table
-from quakelake.lakehouse.catalog import ALIAS
+from quakelake.lakehouse import Lake, queries, stage_table
 from quakelake.lakehouse.lineage import Stopwatch, UnitResult, fingerprint
 from quakelake.params.association import GammaConfig, PyOctoConfig
 from quakelake.tasks.retry import transient_only
@@ -133,9 +132,7 @@ def associate_day_task(
 
 def _read_stem(lake: Path, table: str, stem: str) -> pd.DataFrame:
     """Return the rows of one committed logical file (without partition columns)."""
-    spec = TABLES[table]
-    cols = ", ".join(f'"{c}"' for c in spec.schema.names)
-    return Lake(lake).query(f'SELECT {cols} FROM {ALIAS}."{table}" WHERE unit_file = ?', [stem])
+    return queries.unit_file_rows(Lake(lake), table, stem)
 
 
 @task(
@@ -192,9 +189,8 @@ def magnitudes_day_task(
                 error="no waveform_index in the lake; pick from an archive",
             )
         start = pd.Timestamp(day, tz="UTC") - pd.Timedelta(hours=1)
-        index = lake_.query(
-            'SELECT * FROM waveform_index WHERE "end" >= ? AND start <= ?',
-            [start.to_pydatetime(), (start + pd.Timedelta(hours=26)).to_pydatetime()],
+        index = queries.waveform_segments(
+            lake_, start.to_pydatetime(), (start + pd.Timedelta(hours=26)).to_pydatetime()
         )
         stations = read_station_source(lake, source)
         inventory = magnitudes.read_inventory(response_files)
