@@ -253,7 +253,9 @@ class StreamPicker:
                 self.lanes[key] = lane
             if lane.done:
                 continue
-            part = trace.slice(t0, t1, nearest_sample=False)
+            keep = lane.segment.keep if lane.segment is not None else None
+            lo = t0 if keep is None else max(t0, keep)
+            part = trace.slice(lo, t1, nearest_sample=False)
             if part.stats.npts == 0:
                 continue
             part.stats.channel = band + component
@@ -549,6 +551,63 @@ class StreamPicker:
         for comp, traces in lane.channels.items():
             lane.channels[comp] = [tr for tr in traces if tr.stats.starttime > end]
         lane.segment = _Segment(min(later)) if later else None
+
+    # ------------------------------------------------------------------ state
+    def lane_states(self) -> dict[str, dict[str, Any]]:
+        """Return where every lane stands (kept in the lake so a restart resumes exactly)."""
+        out = {}
+        for key, lane in self.lanes.items():
+            state: dict[str, Any] = {
+                "network": lane.network,
+                "station": lane.station,
+                "location": lane.location,
+                "band": lane.band,
+                "day": lane.day.isoformat(),
+                "done": lane.done,
+                "rate": lane.sampling_rate,
+            }
+            seg = lane.segment
+            if seg is not None and seg.acc is not None:
+                state.update(
+                    start=str(seg.start),
+                    next_k=seg.next_k,
+                    final_upto=seg.final_upto,
+                    factor=float(seg.factor),  # type: ignore[attr-defined]
+                    triggers=[dataclasses.asdict(t) for t in seg.triggers],
+                )
+            elif seg is not None:
+                state.update(start=str(seg.start), next_k=seg.next_k, final_upto=0)
+            out[".".join([*key[:4], key[4].isoformat()])] = state
+        return out
+
+    def restore(self, states: dict[str, dict[str, Any]]) -> dict[str, UTCDateTime]:
+        """Set the lanes back to ``states``; return, per instrument ``NET.STA.LOC.BAND``, the
+        time from which the source must deliver the records again."""
+        since: dict[str, UTCDateTime] = {}
+        for state in states.values():
+            day = dt.date.fromisoformat(state["day"])
+            key = (state["network"], state["station"], state["location"], state["band"], day)
+            t0 = UTCDateTime(day.year, day.month, day.day) - self.pad_s
+            lane = _Lane(*key, t0, t0 + 86400.0 + 2 * self.pad_s)  # type: ignore[arg-type]
+            lane.done = bool(state.get("done"))
+            self.lanes[key] = lane
+            inst = ".".join(key[:4])
+            if lane.done or "start" not in state:
+                continue
+            start = UTCDateTime(state["start"])
+            factor = float(state.get("factor", 1.0))
+            final_upto = int(state.get("final_upto", 0))
+            # the first window that reaches past the final samples: it and the later ones run again
+            first = int(np.floor((final_upto / factor - self.in_samples) / self.step_samples)) + 1
+            first = max(0, min(first, int(state["next_k"])))
+            seg = _Segment(start, next_k=first, base=final_upto, final_upto=final_upto)
+            seg.triggers = [_Trigger(**t) for t in state.get("triggers", [])]
+            lane.segment = seg
+            lane.sampling_rate = float(state["rate"])
+            need = start + first * self.step_samples / lane.sampling_rate
+            seg.keep = need
+            since[inst] = min(since.get(inst, need), need)
+        return since
 
     def _rows(self, picks: list, lane: _Lane) -> pd.DataFrame:
         if not picks:

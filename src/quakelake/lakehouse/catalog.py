@@ -377,6 +377,28 @@ class Lake:
             return pd.DataFrame(columns=cols)
         return self.query(f'SELECT * FROM "{table}"')
 
+    def inline_rows(self, tables: Sequence[str], limit: int = 100_000) -> None:
+        """Keep inserts of up to ``limit`` rows into ``tables`` in the catalog (DuckLake data
+        inlining) instead of one Parquet file per insert; :func:`flush_inlined` writes them out."""
+        with self._lock():
+            con = self._shared()
+            for table in tables:
+                table_spec(table)
+                con.execute(
+                    f"CALL {ALIAS}.set_option('data_inlining_row_limit', ?, table_name => ?)",
+                    [limit, table],
+                )
+
+    def flush_inlined(self, tables: Sequence[str]) -> None:
+        """Write the inlined rows of ``tables`` to Parquet files (one per table)."""
+        with self._lock():
+            con = self._shared()
+            for table in tables:
+                table_spec(table)
+                con.execute(
+                    f"CALL ducklake_flush_inlined_data('{ALIAS}', table_name => ?)", [table]
+                )
+
     def history(self) -> pd.DataFrame:
         """Return the lake's snapshots: id, time, run id, message and what changed."""
         if not self.exists():
@@ -400,6 +422,7 @@ class Lake:
         run_id: str = "",
         replace: bool = True,
         message: str = "",
+        delete: dict[str, dict[str, str]] | None = None,
     ) -> list[FileChange]:
         """Commit data files and rows in one transaction (one snapshot); return the files taken.
 
@@ -417,8 +440,10 @@ class Lake:
             run_id: recorded with the snapshot (``quakelake lake history``, ``--as-of``).
             replace: replace committed stems (True) or keep them (False).
             message: the snapshot's commit message.
+            delete: rows removed in the same transaction, ``{table: {column: value}}`` (a
+                monitor's state, replaced every cycle).
         """
-        if not changes and not rows:
+        if not changes and not rows and not delete:
             return []
         for change in changes:
             table_spec(change.table)
@@ -436,6 +461,12 @@ class Lake:
                     con.execute(f"UPDATE {ALIAS}.{_TOKEN_TABLE} SET n = n + 1")
                     held = _held_stems(con, changes)
                     taken = [c for c in changes if _apply(con, c, run_id, replace, held)]
+                    for table, where in (delete or {}).items():
+                        table_spec(table)
+                        cond = " AND ".join(f'"{k}" = ?' for k in where) or "true"
+                        con.execute(
+                            f'DELETE FROM {ALIAS}."{table}" WHERE {cond}', list(where.values())
+                        )
                     tables = rows(taken) if callable(rows) else (rows or {})
                     for table, data in tables.items():
                         if len(data):
