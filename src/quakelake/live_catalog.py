@@ -186,7 +186,9 @@ class LiveCatalog:
         origin_id = _origin_id(ev.event_id, ev.revision)
         ev.history.append(origin_id)
         if mine is None:
-            arrivals = pd.DataFrame(columns=["pick_id", "station_id", "phase", "time", "residual_s"])
+            arrivals = pd.DataFrame(
+                columns=["pick_id", "station_id", "phase", "time", "residual_s"]
+            )
         else:
             arrivals = mine[["pick_id", "station_id", "phase", "time", "residual_s"]].reset_index(
                 drop=True

@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -188,14 +189,17 @@ class Monitor:
 
     def _state_rows(self, now: pd.Timestamp) -> pd.DataFrame:
         rows = [
-            {"monitor": self.settings.name, "key": key, "state": json.dumps(state), "committed": now}
+            {
+                "monitor": self.settings.name,
+                "key": key,
+                "state": json.dumps(state),
+                "committed": now,
+            }
             for key, state in self.picker.lane_states().items()
         ]
         meta = {
             "data_time": str(self.data_time) if self.data_time is not None else "",
-            "provisional": [
-                {**p, "time": str(p["time"])} for p in self.open_provisional.values()
-            ],
+            "provisional": [{**p, "time": str(p["time"])} for p in self.open_provisional.values()],
         }
         rows.append(
             {
@@ -224,7 +228,9 @@ class Monitor:
         if "supersedes" not in rows.columns:
             rows["supersedes"] = ""
         rows["monitor"] = self.settings.name
-        rows["delivered"] = self._stamp(rows) if len(rows) else pd.Series(dtype="datetime64[us, UTC]")
+        rows["delivered"] = (
+            self._stamp(rows) if len(rows) else pd.Series(dtype="datetime64[us, UTC]")
+        )
         rows["committed"] = now
         return rows
 
@@ -280,8 +286,10 @@ class Monitor:
             withdrawn["supersedes"] = withdrawn["pick_id"]
             tables["live_picks"].append(self._pick_rows(withdrawn, "withdrawn", now))
         summary.provisional, summary.withdrawn = len(new), len(gone)
-        if self.catalog is not None and self.data_time is not None and (
-            summary.final or len(new) or gone
+        if (
+            self.catalog is not None
+            and self.data_time is not None
+            and (summary.final or len(new) or gone)
         ):
             summary.changes = self._associate(now, tables)
         self._trim_final()
@@ -307,12 +315,16 @@ class Monitor:
         summary.seconds = time.perf_counter() - t_start
         return summary
 
-    def _associate(self, now: pd.Timestamp, tables: dict[str, list[pd.DataFrame]]) -> list[Revision]:
+    def _associate(
+        self, now: pd.Timestamp, tables: dict[str, list[pd.DataFrame]]
+    ) -> list[Revision]:
         assert self.catalog is not None and self.data_time is not None
         provisional = pd.DataFrame(list(self.open_provisional.values()))
-        picks = pd.concat(
-            [f for f in (self.final_picks, provisional) if len(f)], ignore_index=True
-        ) if (len(self.final_picks) or len(provisional)) else pd.DataFrame()
+        picks = (
+            pd.concat([f for f in (self.final_picks, provisional) if len(f)], ignore_index=True)
+            if (len(self.final_picks) or len(provisional))
+            else pd.DataFrame()
+        )
         if not len(picks):
             return []
         data_now = pd.Timestamp(self.data_time.datetime, tz="UTC")
@@ -430,3 +442,109 @@ def latencies(lake: Lake, monitor: str) -> dict[str, Any]:
             "p95": float(np.percentile(s, 95)),
         }
     return out
+
+
+@dataclass
+class MonitorSpec:
+    """Everything ``quakelake monitor`` (and the monitor deployment) is given."""
+
+    lake: str
+    sds: str | None = None
+    seedlink: str | None = None
+    fdsn: str | None = None
+    networks: list[str] = field(default_factory=lambda: ["*"])
+    stations: list[str] = field(default_factory=lambda: ["*"])
+    channels: list[str] = field(default_factory=lambda: ["*"])
+    station_file: str | None = None
+    model: str = "PhaseNet"
+    weights: str = "original"
+    p_threshold: float = 0.3
+    s_threshold: float = 0.3
+    pyocto: bool = True
+    associate: bool = True
+    name: str = "monitor"
+    cycle_s: float = 2.0
+    window_s: float = 300.0
+    duration_s: float | None = None
+    flush_every_s: float = 3600.0
+    provisional: bool = True
+    from_start: bool = False
+    catalog: str | None = None
+    device: str = "cpu"
+
+    @property
+    def source_label(self) -> str:
+        return self.sds or self.seedlink or self.fdsn or ""
+
+
+def build_monitor(
+    spec: MonitorSpec,
+    notify: Callable[[Revision], None] | None = None,
+    stations_table: pd.DataFrame | None = None,
+) -> Monitor:
+    """Return the monitor ``spec`` describes (model loaded, source connected, state restored)."""
+    from quakelake import picking
+    from quakelake.live_sources import FDSNPoller, SDSFollower, SeedLinkSource
+    from quakelake.params import PickParams, StationSelection
+    from quakelake.params.association import GammaConfig, PyOctoConfig
+
+    if stations_table is None and spec.station_file:
+        from quakelake.stations import read_stations
+
+        stations_table = read_stations(spec.station_file)
+    selection = StationSelection(
+        networks=spec.networks, stations=spec.stations, channels=spec.channels
+    )
+    source: LiveSource
+    if spec.sds:
+        source = SDSFollower(Path(spec.sds), selection, from_start=spec.from_start)
+    elif spec.fdsn:
+        source = FDSNPoller(spec.fdsn, selection)
+    elif spec.seedlink:
+        source = SeedLinkSource(spec.seedlink, seedlink_streams(spec, stations_table))
+    else:
+        raise ValueError("give one source: --sds, --seedlink or --fdsn")
+    params = PickParams(p_threshold=spec.p_threshold, s_threshold=spec.s_threshold)
+    model = picking.load_model(spec.model, spec.weights, picking.resolve_device(spec.device))
+    picker = StreamPicker(model, picking.ModelSpec(spec.model, spec.weights), params)
+    lake = Lake(spec.lake, spec.catalog)
+    catalog = None
+    if spec.associate:
+        if stations_table is not None and len(stations_table):
+            config = PyOctoConfig() if spec.pyocto else GammaConfig()
+            catalog = LiveCatalog(stations_table, config, spec.window_s, prefix=f"{spec.name}")
+    settings = MonitorSettings(
+        name=spec.name,
+        cycle_s=spec.cycle_s,
+        window_s=spec.window_s,
+        duration_s=spec.duration_s,
+        flush_every_s=spec.flush_every_s,
+        provisional=spec.provisional,
+    )
+    mon = Monitor(lake, source, picker, catalog, settings, notify)
+    mon.restore()
+    return mon
+
+
+def seedlink_streams(
+    spec: MonitorSpec, stations_table: pd.DataFrame | None
+) -> list[tuple[str, str, str]]:
+    """Return SeedLink ``(NET, STA, selectors)``: SeedLink v3 names stations one by one, so
+    wildcards in -N/-S are expanded from the station file."""
+    import fnmatch
+
+    selectors = " ".join(c for c in spec.channels if c != "*")
+    wild = any(ch in "".join(spec.networks + spec.stations) for ch in "*?")
+    if not wild:
+        return [(n, s, selectors) for n in spec.networks for s in spec.stations]
+    if stations_table is None or not len(stations_table):
+        raise ValueError(
+            "--seedlink with wildcards in -N/-S needs a station file (-F) to name the stations"
+        )
+    pairs = sorted(set(zip(stations_table["network"], stations_table["station"], strict=True)))
+    return [
+        (n, s, selectors)
+        for n, s in pairs
+        if any(fnmatch.fnmatch(n, p) for p in spec.networks)
+        and any(fnmatch.fnmatch(s, p) for p in spec.stations)
+    ]

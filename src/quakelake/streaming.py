@@ -364,7 +364,7 @@ class StreamPicker:
                 pred = pred[..., np.newaxis]
             pred = np.ascontiguousarray(pred.transpose(0, 2, 1))
             has_nan = bool(np.isnan(pred).any())
-            for (lane, seg, offset, _, group), p in zip(chunk, pred, strict=True):
+            for (_lane, seg, offset, _, group), p in zip(chunk, pred, strict=True):
                 self._stack(seg, group, offset, p, has_nan)
             self.windows += len(chunk)
 

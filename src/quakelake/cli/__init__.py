@@ -41,6 +41,7 @@ from quakelake.cli.lake_commands import (
     cmd_sql,
     cmd_tables,
 )
+from quakelake.cli.monitor_command import cmd_monitor
 from quakelake.cli.options import (
     CliError,
     build_parser,
@@ -77,6 +78,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "train": cmd_train,
     "server": cmd_server,
+    "monitor": cmd_monitor,
 }
 
 

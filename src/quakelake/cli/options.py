@@ -465,6 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
             name, help=text, description=description or text, formatter_class=_Help, epilog=EXAMPLES
         )
 
+    from quakelake.cli.monitor_command import add_monitor_parser
+
     run = command(
         "run", "the pipeline: [download ->] pick -> associate [-> analyze] for a date range"
     )
@@ -534,6 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the per-day associated/ layout (default: none)",
     )
     _compute(assoc)
+
+    add_monitor_parser(command)
 
     exp = command("export", "write lake picks/events as files (classified/, associated/, QuakeML)")
     _common(exp)
