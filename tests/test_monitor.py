@@ -204,6 +204,27 @@ def _monitor_cmd(tmp_path: Path, salton: Path, *extra: str) -> list[str]:
     ]
 
 
+def _committed(lake, name: str = "live") -> pd.Timestamp | None:
+    from quakelake.lakehouse import LakeQueryError
+
+    try:
+        c = lake.query("SELECT max(committed) AS c FROM monitor_state WHERE monitor = ?", [name])
+    except LakeQueryError:  # no cycle committed yet
+        return None
+    value = c["c"][0]
+    return None if pd.isna(value) else pd.Timestamp(value)
+
+
+def _finals(lake) -> int:
+    from quakelake.lakehouse import LakeQueryError
+
+    try:
+        n = lake.query("SELECT count(*) AS n FROM live_picks WHERE status = 'final'")
+    except LakeQueryError:
+        return 0
+    return int(n["n"][0])
+
+
 def test_kill_and_resume_no_gap_no_duplicate(tmp_path, salton, model):
     """SIGKILL the monitor three times while the archive grows; the picks equal the batch picks."""
     from quakelake.lakehouse import Lake
@@ -213,40 +234,44 @@ def test_kill_and_resume_no_gap_no_duplicate(tmp_path, salton, model):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     lake = Lake(tmp_path / "lake")
     t = rep.start
-    for kill_after in (20.0, 50.0, 80.0, None):
+    for kill_at in (30.0, 70.0, 110.0, None):
+        started = pd.Timestamp.now(tz="UTC")
         proc = subprocess.Popen(
             _monitor_cmd(tmp_path, salton), env=env, stderr=subprocess.PIPE, text=True
         )
-        deadline = time.time() + 240
-        target = rep.start + kill_after if kill_after is not None else rep.end
-        while t < target and time.time() < deadline:
+        t += 2.0
+        rep.write_until(t)
+        deadline = time.time() + 180
+        while (_committed(lake) or started) <= started and time.time() < deadline:
+            assert proc.poll() is None, proc.stderr.read()[-2000:]
+            time.sleep(0.5)
+        target = rep.start + kill_at if kill_at is not None else rep.end + 3600
+        while t < target and t < rep.end + 5:
             t += 2.0
             rep.write_until(t)
-            time.sleep(0.4)
-        if kill_after is not None:
-            # kill at once (often mid-cycle, sometimes mid-commit)
+            time.sleep(0.3)
+        if kill_at is not None:
+            time.sleep(1.0 + kill_at / 100)  # somewhere in a cycle or a commit
             proc.send_signal(signal.SIGKILL)
             proc.wait(30)
-        else:
-            rep.write_until(rep.end + 3600)
-            done = lake.query("SELECT count(*) AS n FROM live_picks WHERE status = 'final'")
-            for _ in range(240):
-                time.sleep(1.0)
-                n = lake.query("SELECT count(*) AS n FROM live_picks WHERE status = 'final'")
-                if int(n["n"][0]) == int(done["n"][0]) and int(n["n"][0]) > 150:
-                    break
-                done = n
-            proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=120)
-            assert proc.returncode == 0, err[-2000:]
+            continue
+        rep.write_until(rep.end + 3600)
+        batch = batch_picks(tmp_path / "sds", model)
+        # a live stream never ends: the picks of the last window steps stay provisional
+        horizon = pd.Timestamp((rep.end - 45).datetime, tz="UTC")
+        expected = set(batch.loc[batch["time"] < horizon, "pick_id"])
+        while time.time() < deadline + 300:
+            time.sleep(1.0)
+            if _finals(lake) and expected <= set(
+                lake.query("SELECT pick_id FROM live_picks WHERE status = 'final'")["pick_id"]
+            ):
+                break
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-2000:]
     live = lake.query("SELECT * FROM live_picks WHERE status = 'final'")
     assert not live["pick_id"].duplicated().any()
-    batch = batch_picks(tmp_path / "sds", model)
-    # a live stream never ends: the picks of the last window step stay provisional
-    horizon = pd.Timestamp((rep.end - 45).datetime, tz="UTC")
-    b = set(batch.loc[batch["time"] < horizon, "pick_id"])
-    lv = set(live.loc[live["time"] < horizon, "pick_id"])
-    assert b == lv
+    assert set(live.loc[live["time"] < horizon, "pick_id"]) == expected
     events = lake.query(
         "SELECT event_id, count(*) AS n FROM live_origins WHERE status = 'new' GROUP BY ALL"
     )

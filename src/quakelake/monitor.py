@@ -44,6 +44,7 @@ from obspy import UTCDateTime
 from quakelake.lakehouse import Lake
 from quakelake.live_catalog import LiveCatalog, Revision
 from quakelake.live_sources import LiveSource
+from quakelake.picking import PICK_COLUMNS
 from quakelake.streaming import StreamPicker
 
 log = logging.getLogger(__name__)
@@ -153,10 +154,7 @@ class Monitor:
     def restore(self) -> bool:
         """Take up where the last monitor of this name stopped; return True when it had state."""
         name = self.settings.name
-        tables = set(self.lake.tables())
-        if "monitor_state" not in tables:
-            return False
-        rows = self.lake.query("SELECT key, state FROM monitor_state WHERE monitor = ?", [name])
+        rows = self._read("SELECT key, state FROM monitor_state WHERE monitor = ?", [name])
         if not len(rows):
             return False
         states = {r.key: json.loads(r.state) for r in rows.itertuples() if r.key != "_monitor"}
@@ -176,16 +174,23 @@ class Monitor:
                 if self.data_time is not None
                 else None
             )
-            picks = self.lake.query(
+            picks = self._read(
                 "SELECT * FROM live_picks WHERE monitor = ? AND status = 'final'"
                 + (" AND time >= ?" if start is not None else ""),
                 [name] + ([start] if start is not None else []),
             )
-            self.final_picks = picks
-            origins = self.lake.query("SELECT * FROM live_origins WHERE monitor = ?", [name])
-            arrivals = self.lake.query("SELECT * FROM live_arrivals WHERE monitor = ?", [name])
+            self.final_picks = picks[[c for c in PICK_COLUMNS if c in picks.columns]]
+            origins = self._read("SELECT * FROM live_origins WHERE monitor = ?", [name])
+            arrivals = self._read("SELECT * FROM live_arrivals WHERE monitor = ?", [name])
             self.catalog.restore(origins, arrivals)
         return True
+
+    def _read(self, sql: str, params: list[Any]) -> pd.DataFrame:
+        """Return the rows of a live table (none when the table has no rows yet)."""
+        table = sql.split(" FROM ")[1].split()[0]
+        if table not in self.lake.tables():
+            return pd.DataFrame()
+        return self.lake.query(sql, params)
 
     def _state_rows(self, now: pd.Timestamp) -> pd.DataFrame:
         rows = [
@@ -293,9 +298,11 @@ class Monitor:
         ):
             summary.changes = self._associate(now, tables)
         self._trim_final()
-        state = self._state_rows(now)
         rows = {t: pd.concat(v, ignore_index=True) for t, v in tables.items() if v}
-        rows["monitor_state"] = state
+        if not records and not rows and not finish:  # nothing new: no snapshot
+            summary.seconds = time.perf_counter() - t_start
+            return summary
+        rows["monitor_state"] = self._state_rows(now)
         self.lake.commit(
             rows=rows,
             run_id=self.settings.name,
