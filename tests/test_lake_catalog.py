@@ -65,10 +65,11 @@ def test_only_committed_files_are_read_and_sql_cannot_write(lake_root, capsys):
     (folder / "cut.parquet").write_bytes(committed[0].read_bytes()[:50])  # a truncated one
     assert _count(lake_root) == 30
     assert Lake(lake_root).query("SELECT count(DISTINCT pick_id) AS n FROM picks")["n"][0] == 30
-    # SQL is read-only: a COPY into the lake folder is a stray file, an INSERT is refused
+    # SQL is read-only: a COPY (even into the lake folder) and an INSERT are refused
     out = folder / "copied.parquet"
-    assert main(["sql", "--lake", str(lake_root), f"COPY (SELECT * FROM picks) TO '{out}'"]) == 0
-    assert out.exists() and _count(lake_root) == 30
+    assert main(["sql", "--lake", str(lake_root), f"COPY (SELECT * FROM picks) TO '{out}'"]) == 2
+    assert not out.exists() and _count(lake_root) == 30
+    capsys.readouterr()
     code = main(["sql", "--lake", str(lake_root), "INSERT INTO lake.picks (pick_id) VALUES ('x')"])
     err = capsys.readouterr().err
     assert code != 0 and err.startswith("error:") and "read-only" in err.lower()
@@ -149,9 +150,10 @@ def test_compaction_merges_files_and_vacuum_removes_orphans(lake_root):
     tmp = lake_root / "picks" / "day=2020-10-01" / ".k8.parquet.123.tmp"
     tmp.write_bytes(b"half")
     stems = sorted(Lake(lake_root).stems("picks")["stem"])
-    small = {str(p) for p in mt.active_files(Lake(lake_root))["path"]}
+    active = mt.active_files(Lake(lake_root))
+    small = set(active.loc[active["table_name"] == "picks", "file"])
     counts = mt.compact(Lake(lake_root))
-    assert counts["picks"] == (7, 1)  # six units, one of them replaced (its old file deleted)
+    assert counts["picks"] == (6, 1)  # six units (the replaced one's old file ended)
     assert _count(lake_root) == 54 and sorted(Lake(lake_root).stems("picks")["stem"]) == stems
     assert _count(lake_root, as_of="r1") == 60  # time travel reads through the merged file
     removed = mt.vacuum(Lake(lake_root), grace_s=0)
@@ -299,6 +301,8 @@ def test_concurrent_writers_commit_each_unit_once(kind, tmp_path, request):
     # the losers' files were deleted: every data file on disk is committed
     on_disk = sorted((root / "picks").rglob("*.parquet"))
     assert on_disk == lake.files("picks")
+    # both racers created the catalog: every path it holds is relative to the lake folder
+    assert lake.data_files(every=True)["path_is_relative"].all()
 
 
 def _pick(archive: Path, lake: Path, stations: list[str], env: dict, catalog: str = ""):

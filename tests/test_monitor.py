@@ -239,11 +239,12 @@ def test_kill_and_resume_no_gap_no_duplicate(tmp_path, salton, model):
         proc = subprocess.Popen(
             _monitor_cmd(tmp_path, salton), env=env, stderr=subprocess.PIPE, text=True
         )
-        t += 2.0
-        rep.write_until(t)
         deadline = time.time() + 180
         while (_committed(lake) or started) <= started and time.time() < deadline:
             assert proc.poll() is None, proc.stderr.read()[-2000:]
+            if t < rep.end + 5:  # records hold ~30 s each: feed until the monitor commits
+                t += 2.0
+                rep.write_until(t)
             time.sleep(0.5)
         target = rep.start + kill_at if kill_at is not None else rep.end + 3600
         while t < target and t < rep.end + 5:

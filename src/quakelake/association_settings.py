@@ -18,6 +18,8 @@ from pydantic import BaseModel
 from quakelake import association_engines as engines
 from quakelake import cache
 from quakelake.association_auto import (
+    WADATI_MIN_EVENTS,
+    WADATI_RANGE,
     derive_settings,
     network_geometry,
     seismic_depth_km,
@@ -300,7 +302,34 @@ def first_pass(
 
 
 # Bump when the first pass or what it returns changes (cached entries are then recomputed).
-FIRST_PASS_VERSION = "1"
+FIRST_PASS_VERSION = "2"
+
+
+def first_pass_problem(value: Any) -> str | None:
+    """Return what is wrong with ``value`` as a cached first pass, or None when it is sound.
+
+    A first pass is ``{"depths": [km, ...], "vp_vs": ratio or None, "vp_vs_events": n}``: depths
+    finite and between -10 and 1000 km, a ratio only inside WADATI_RANGE and from at least
+    WADATI_MIN_EVENTS events (what :func:`wadati_ratio` itself returns).
+    """
+    if not isinstance(value, dict) or set(value) != {"depths", "vp_vs", "vp_vs_events"}:
+        return "not a first pass (depths, vp_vs, vp_vs_events)"
+    depths, ratio, n = value["depths"], value["vp_vs"], value["vp_vs_events"]
+    if not isinstance(depths, list) or not all(
+        isinstance(z, int | float) and not isinstance(z, bool) and -10.0 <= z <= 1000.0
+        for z in depths
+    ):
+        return "depths are not a list of depths in km"
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        return f"vp_vs_events {n!r} is not a count"
+    if ratio is not None:
+        if not isinstance(ratio, int | float) or isinstance(ratio, bool):
+            return f"vp_vs {ratio!r} is not a number"
+        if not WADATI_RANGE[0] <= ratio <= WADATI_RANGE[1]:
+            return f"vp_vs {ratio} is outside {WADATI_RANGE[0]}-{WADATI_RANGE[1]}"
+        if n < WADATI_MIN_EVENTS:
+            return f"vp_vs from {n} events (the ratio needs {WADATI_MIN_EVENTS})"
+    return None
 
 
 def _first_events(
@@ -327,8 +356,8 @@ def _first_events(
         first["time"].astype("int64").to_numpy().tobytes(),
         sites[["latitude", "longitude", "elevation_m"]].to_numpy(float).tobytes(),
     )
-    hit = cache.read_json("first_pass", key)
-    if isinstance(hit, dict) and {"depths", "vp_vs", "vp_vs_events"} <= set(hit):
+    hit = cache.read_json("first_pass", key, first_pass_problem)
+    if hit is not None:
         return hit
     trial = engines.build_setup(probe, settings, first, sites)
     raw_events, raw_assign = engines.run(trial, trial.config)

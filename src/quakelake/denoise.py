@@ -25,7 +25,7 @@ import pandas as pd
 from pydantic import Field
 
 from quakelake.params import StationSelection, TimeWindow, denoised_weights
-from quakelake.params.base import _Model
+from quakelake.params.base import PlainName, _Model
 from quakelake.picking import ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -151,9 +151,10 @@ class DenoiserTrainParams(_Model):
     """How a denoiser is trained on the archive's own recordings."""
 
     model: Literal["SeisDAE"] = Field("SeisDAE", description="denoiser class to train")
-    name: str | None = Field(
+    name: PlainName | None = Field(
         None, description="name of the new weights (default archive_<YYYYMMDD>)"
     )
+
     labels: Literal["picks", "reference"] = Field(
         "picks",
         description="where signal windows sit: the lake's picks, or a reference catalogue's picks",

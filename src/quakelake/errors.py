@@ -14,6 +14,12 @@ This module imports nothing from QuakeLake, Prefect or the science stack.
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+import shutil
+from pathlib import Path
+
 EXIT_OK = 0
 EXIT_FAILED_WORK = 1
 EXIT_BAD_INPUT = 2
@@ -74,6 +80,46 @@ def one_line(message: object) -> str:
     return head + sep + "; ".join(rest)
 
 
+_FULL = ("no space left on device", "database or disk is full", "disk quota exceeded")
+
+
+def disk_full(exc: BaseException, where: str | os.PathLike | None = None) -> str:
+    """Return the one line that says a disk is full (or "" when ``exc`` is not about that).
+
+    The exception chain is searched for ENOSPC/EDQUOT or the words DuckDB and SQLite use (a
+    commit that fails on a full disk surfaces as a DuckDB ``TransactionException``). The line
+    names the disk (the mount point of the file the message names, else ``where``), its free
+    space, and what is safe: a commit is all or nothing, so what was committed before stays.
+    """
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    texts = [str(e) for e in seen]
+    errnos = {getattr(e, "errno", None) for e in seen}
+    if not (
+        errnos & {errno.ENOSPC, errno.EDQUOT} or any(f in t.lower() for t in texts for f in _FULL)
+    ):
+        return ""
+    named = next((m.group(1) for t in texts if (m := re.search(r'"(/[^"]+)"', t))), None)
+    path = Path(named or where or ".").absolute()
+    mount = path
+    while not mount.exists() or not os.path.ismount(mount):
+        if mount.parent == mount:
+            break
+        mount = mount.parent
+    try:
+        free = f", {shutil.disk_usage(mount).free / 1e6:.1f} MB free"
+    except OSError:
+        free = ""
+    return (
+        f"the disk is full: {mount}{free} (writing {path}); nothing half-written is in the lake "
+        "(a commit is all or nothing) and every unit committed before is safe; free space "
+        "there, then run the same command again to resume"
+    )
+
+
 def short_error(exc: BaseException) -> str:
     """Return ``Type: first line of the message`` of ``exc``, at most 300 characters (for ledgers).
 
@@ -82,3 +128,35 @@ def short_error(exc: BaseException) -> str:
     """
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {first}"[:300]
+
+
+# A name the user gives that becomes a file or folder name (weights, training sets, references):
+# no separator, no leading dot or dash, so it can never leave the folder it is made in.
+NAME_RULE = "letters, digits, '_', '+' and '-', starting with a letter or digit"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]{0,99}")
+_DOTTED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+
+
+def name_problem(name: object, dots: bool = False) -> str | None:
+    """Return why ``name`` cannot be a file name QuakeLake makes, or None when it can.
+
+    ``dots`` allows '.' inside the name (never first, never ``..``), as reference names do.
+
+    >>> name_problem("../../../evil")
+    "'../../../evil' is not a plain name; use letters, digits, '_', '+' and '-', starting with a letter or digit"
+    >>> name_problem("scsn") is None
+    True
+    """
+    rule = NAME_RULE.replace("'_'", "'.', '_'") if dots else NAME_RULE
+    pattern = _DOTTED_NAME if dots else _NAME
+    if not isinstance(name, str) or not pattern.fullmatch(name) or ".." in name:
+        return f"{name!r} is not a plain name; use {rule}"
+    return None
+
+
+def check_name(name: str, option: str = "--name", dots: bool = False) -> str:
+    """Return ``name`` when it is a plain name (see :func:`name_problem`), else raise BadInput."""
+    problem = name_problem(name, dots)
+    if problem:
+        raise BadInput(f"{option}: {problem}")
+    return name

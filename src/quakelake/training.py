@@ -30,7 +30,7 @@ from pydantic import Field
 
 from quakelake.errors import BadInput
 from quakelake.params import PickParams, StationSelection, TimeWindow
-from quakelake.params.base import _Model
+from quakelake.params.base import PlainName, _Model
 from quakelake.weights import cached_weights
 
 if TYPE_CHECKING:
@@ -58,9 +58,10 @@ class TrainParams(_Model):
         "PhaseNet", description="SeisBench model class to fine-tune (PhaseNet, PhaseNetLight)"
     )
     weights: str = Field("original", description="parent pretrained weights")
-    name: str | None = Field(
+    name: PlainName | None = Field(
         None, description="name of the new weights (default <weights>_<labels>_<YYYYMMDD>)"
     )
+
     labels: Literal["reference", "picks"] = Field(
         "reference",
         description="reference: analyst picks of --reference; picks: the lake's picks (pseudo-labels)",

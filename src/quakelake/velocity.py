@@ -19,10 +19,8 @@ Travel times come from a 2-D eikonal solution (Pyrocko's fast-marching solver, a
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -369,11 +367,38 @@ class TravelTimeTable:
 
 
 def model_fingerprint(model: pd.DataFrame, delta: float, xdist: float, zdist: float) -> str:
-    """Return a short hash that names the table of ``model`` on that grid."""
-    h = hashlib.sha256()
-    h.update(np.round(model[["depth", "vp", "vs"]].to_numpy(float), 6).tobytes())
-    h.update(struct.pack("ddd", delta, xdist, zdist))
-    return h.hexdigest()[:16]
+    """Return a short hash that names the table of ``model`` on that grid (and this code)."""
+    from quakelake import cache
+
+    points = np.round(model[["depth", "vp", "vs"]].to_numpy(float), 6).tobytes()
+    grid = struct.pack("ddd", delta, xdist, zdist)
+    return cache.content_key("traveltimes", TABLE_CACHE_VERSION, points, grid)[:16]
+
+
+# Bump when the solver or the table layout changes (cached tables are then recomputed).
+TABLE_CACHE_VERSION = "2"
+
+
+def table_problem(
+    table: TravelTimeTable, model: pd.DataFrame, delta: float, xdist: float, zdist: float
+) -> str | None:
+    """Return what is wrong with ``table`` as the travel times of ``model`` on that grid, or None.
+
+    The grid must be the one asked for, every time finite, zero at the source, and between the
+    straight-ray times at the model's fastest and slowest speeds (with two cells of slack).
+    """
+    nx, nz = int(round(xdist / delta)) + 1, int(round(zdist / delta)) + 1
+    if table.p.shape != (nx, nz) or table.s.shape != (nx, nz) or table.delta != float(delta):
+        return f"grid {table.p.shape} x {table.delta} km is not {(nx, nz)} x {delta} km"
+    r = np.hypot(*np.meshgrid(np.arange(nx) * delta, np.arange(nz) * delta, indexing="ij"))
+    for phase, times, speeds in (("P", table.p, model["vp"]), ("S", table.s, model["vs"])):
+        lo, hi = float(speeds.min()), float(speeds.max())
+        if not np.isfinite(times).all() or times[0, 0] != 0.0:
+            return f"{phase} times are not finite or not zero at the source"
+        slack = 2.0 * delta / lo
+        if (times < r / hi - slack).any() or (times > r / lo + slack).any():
+            return f"{phase} times outside the straight-ray bounds of the model"
+    return None
 
 
 def cached_table(
@@ -385,23 +410,40 @@ def cached_table(
 ) -> tuple[Path, TravelTimeTable]:
     """Return (PyOcto table file, table) for ``model``, computing it once per cache folder.
 
+    A cached table is used only when its checksum (``<file>.sha256``, of the key and the file's
+    bytes) matches and :func:`table_problem` finds nothing; otherwise it is recomputed with a
+    warning.
+
     Args:
         model: velocity model points (depth, vp, vs).
         delta: grid spacing in km.
         xdist: largest horizontal distance in km (at least the search area's diagonal).
         zdist: largest depth in km.
-        cache_dir: folder of the cached tables; a ``quakelake-traveltimes`` folder in the
-            system temporary folder when None.
+        cache_dir: folder of the cached tables; the user's QuakeLake cache
+            (``$XDG_CACHE_HOME/quakelake/traveltimes``) when None.
     """
-    folder = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "quakelake-traveltimes"
-    path = folder / f"tt_{model_fingerprint(model, delta, xdist, zdist)}.pyocto"
+    from quakelake import cache
+
+    folder = Path(cache_dir) if cache_dir else cache.cache_dir("traveltimes")
+    key = model_fingerprint(model, delta, xdist, zdist)
+    path = folder / f"tt_{key}.pyocto"
+    check = path.with_name(path.name + ".sha256")
     if path.is_file():
         try:
-            return path, TravelTimeTable.read_pyocto(path)
-        except VelocityModelError:
-            pass  # a damaged cache entry is recomputed below
+            raw = path.read_bytes()
+            if check.read_text().strip() != cache.digest(key, raw):
+                cache.reject(path, "its checksum does not match its content")
+            else:
+                table = TravelTimeTable.read_pyocto(path)
+                problem = table_problem(table, model, delta, xdist, zdist)
+                if problem is None:
+                    return path, table
+                cache.reject(path, problem)
+        except (OSError, ValueError, struct.error, VelocityModelError) as exc:
+            cache.reject(path, f"unreadable: {type(exc).__name__}")
     table = TravelTimeTable.from_model(model, delta, xdist, zdist)
     table.write_pyocto(path)
+    cache.publish(lambda tmp: tmp.write_text(cache.digest(key, path.read_bytes())), check)
     return path, table
 
 

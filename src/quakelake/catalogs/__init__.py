@@ -38,6 +38,7 @@ from quakelake.catalogs.model import (
 )
 from quakelake.catalogs.ogs import ogs_event_type, read_ogs_catalogue
 from quakelake.catalogs.quakeml import read_quakeml
+from quakelake.errors import name_problem
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -244,11 +245,9 @@ def import_catalog(
     from quakelake.lakehouse import write_table
     from quakelake.lineage import fingerprint
 
-    if not name or not re.fullmatch(r"[A-Za-z0-9._+-]+", name):
-        raise CatalogError(
-            f"catalogue name {name!r} must be non-empty and use only letters, digits, '.', '_', "
-            "'+' or '-'"
-        )
+    problem = name_problem(name, dots=True)
+    if problem:
+        raise CatalogError(f"--name: the catalogue name {problem}")
     if isinstance(paths, str | Path):
         paths = [paths]
     files = catalog_files(paths)

@@ -50,7 +50,7 @@ from quakelake.cli.options import (
     picker_parser,
 )
 from quakelake.cli.settings import load_config
-from quakelake.errors import QuakeLakeError, one_line
+from quakelake.errors import QuakeLakeError, disk_full, one_line
 
 __all__ = [
     "CliError",
@@ -103,6 +103,10 @@ def _dispatch(func, args: argparse.Namespace) -> int:
     except Exception as exc:
         if verbose:
             raise
+        full = disk_full(exc, getattr(args, "lake", None))
+        if full:
+            print(f"error: {full}", file=sys.stderr)
+            return 1
         if "ephemeral Prefect API server" in str(exc):
             print(
                 "error: Prefect's temporary server did not start in time (a busy machine?); keep one "

@@ -28,6 +28,7 @@ def check_lake(lake: Path, must_exist: bool = False) -> None:
     if must_exist:
         from quakelake.lakehouse import Lake
 
+        Lake(lake).refuse_lost()  # a lost or zeroed catalog: say so, never "no lake"
         if lake.is_dir() and Lake(lake).legacy():
             raise CliError(
                 f"--lake: {lake} is a lake of the layout before the catalog; run quakelake "

@@ -25,11 +25,12 @@ if TYPE_CHECKING:
 def cmd_sql(args: argparse.Namespace) -> int:
     """Run SQL over the lake and print it."""
     from quakelake.lakehouse import Lake
+    from quakelake.lakehouse.user_sql import user_query
 
     cfg = load_config(args)
     check_lake(cfg.lake, must_exist=True)
-    # read-only: writes go through QuakeLake's own commands, never through SQL
-    frame = Lake(cfg.lake).query(args.query, args.param or None, as_of=args.as_of, read_only=True)
+    # one SELECT, read-only, no file outside the lake: writes go through QuakeLake's commands
+    frame = user_query(Lake(cfg.lake), args.query, args.param or None, as_of=args.as_of)
     if args.format == "csv":
         print(frame.to_csv(index=False), end="")
     elif args.format == "json":
@@ -48,7 +49,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
     lake = Lake(cfg.lake)
     for name in lake.tables():
         try:
-            n = lake.query(f'SELECT count(*) AS n FROM "{name}"')["n"][0]
+            n = lake.query(f'SELECT count(*) AS n FROM "{name}"', read_only=True)["n"][0]
         except BadInput as exc:  # a damaged file: say so, list the other tables
             print(f"{name:<18} {'?':>12} rows  {len(lake.files(name)):>6} files  ({one_line(exc)})")
             continue
@@ -63,6 +64,26 @@ def cmd_lake(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     check_lake(cfg.lake)
     lake = Lake(cfg.lake)
+    if args.action == "rebuild":
+        from quakelake.lakehouse.recovery import rebuild
+
+        done = rebuild(lake)
+        if done.set_aside:
+            print(f"the damaged catalog was kept as {done.set_aside}")
+        for table, n in done.rows.items():
+            if n:
+                print(f"{table:<18} {n:>12,} rows")
+        print(
+            f"catalog rebuilt from {done.kept} data files kept in place and {done.rewritten} "
+            "rewritten; the history before is gone (one snapshot per table)"
+        )
+        return 0
+    problem = lake.catalog_problem()
+    if problem:
+        raise FailedWork(
+            f"lake {cfg.lake}: {problem}; run quakelake lake rebuild --lake {cfg.lake} to "
+            "rebuild the catalog from the data files"
+        )
     if args.action not in ("migrate", "attach") and not lake.exists():
         raise CliError(
             f"--lake: {cfg.lake} has no catalog"
@@ -72,6 +93,11 @@ def cmd_lake(args: argparse.Namespace) -> int:
         print(format_table(lake.history(), 10_000))
     elif args.action == "check":
         report = maintenance.check(lake, repair=args.repair)
+        if report.catalog:
+            raise FailedWork(
+                f"lake {cfg.lake}: {report.catalog}; run quakelake lake rebuild --lake "
+                f"{cfg.lake} to rebuild the catalog from the data files"
+            )
         for table, path, why in report.damaged:
             print(f"damaged {table} file {path}: {why}")
         print(
@@ -91,6 +117,24 @@ def cmd_lake(args: argparse.Namespace) -> int:
         removed = maintenance.vacuum(lake, args.expire_days, args.grace_hours * 3600)
         for kind, paths in removed.items():
             print(f"{kind:<10} {len(paths):>6} files removed")
+    elif args.action == "migrate" and lake.exists():
+        moved = maintenance.relocate(lake)
+        print(
+            f"{moved['relative']} catalog paths made relative to {lake.root}"
+            + (
+                f", {moved['linked']} files moved into their table folders"
+                if moved["linked"]
+                else ""
+            )
+            + (f", {moved['copied']} copied in from outside" if moved["copied"] else "")
+            + (
+                f", {moved['missing']} missing (see quakelake lake check)"
+                if moved["missing"]
+                else ""
+            )
+            if any(moved.values())
+            else f"lake {lake.root} is current: every path in its catalog is relative"
+        )
     elif args.action == "migrate":
         counts = maintenance.migrate(cfg.lake)
         damaged = counts.pop("damaged")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from quakelake import params
 from quakelake.errors import (
     BadInput,
+    name_problem,
 )
 
 if TYPE_CHECKING:
@@ -88,6 +89,19 @@ class _Parser(argparse.ArgumentParser):
 class _Help(argparse.RawDescriptionHelpFormatter):
     def __init__(self, prog: str) -> None:
         super().__init__(prog, max_help_position=34, width=110)
+
+
+# ----------------------------------------------------------------------------------------- names
+def _name_type(dots: bool = False):
+    """Return the argparse type of a name that becomes a file name (refused before any work)."""
+
+    def plain(text: str) -> str:
+        problem = name_problem(text, dots)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return text
+
+    return plain
 
 
 # ----------------------------------------------------------------------------------------- dates
@@ -317,6 +331,7 @@ def _tuning_options(g) -> None:
     )
     g.add_argument(
         "--name",
+        type=_name_type(),
         help="name of the new weights in the SeisBench cache (default <weights>_<labels>_<YYYYMMDD>)",
     )
     g.add_argument("--epochs", type=int, help="passes over the training windows (default 5)")
@@ -575,7 +590,10 @@ def build_parser() -> argparse.ArgumentParser:
         "paths", nargs="+", type=Path, help="QuakeML, OGS .dat/.pun/.hpc/.txt, CSV files or folders"
     )
     imp.add_argument(
-        "--name", required=True, help="name of the reference; several can coexist (required)"
+        "--name",
+        required=True,
+        type=_name_type(dots=True),
+        help="name of the reference; several can coexist (required)",
     )
 
     analyze = command("analyze", "compare lake picks/events with a reference catalogue")
@@ -626,14 +644,24 @@ def build_parser() -> argparse.ArgumentParser:
         "open every committed file and report damaged ones (--repair drops them so their units "
         "are computed again); compact: merge small files into large ones (resume keeps "
         "working); vacuum: delete files no snapshot reads (killed runs' orphans, compacted "
-        "files; --expire-days also ends old snapshots); migrate: bring a lake of the layout "
-        "before the catalog under one, without re-picking; attach: print the two lines any "
+        "files; --expire-days also ends old snapshots); migrate: bring a lake of an older "
+        "layout (no catalog, or absolute paths) to the current one, without re-picking; "
+        "rebuild: rebuild a lost or zeroed catalog from the data files; attach: print the two lines any "
         "DuckDB client runs to open the lake; compare: picks per model x weights x phase and "
         "events per associator at two snapshots (--as-of RUN_ID [--to RUN_ID]).",
     )
     lake.add_argument(
         "action",
-        choices=["history", "check", "compact", "vacuum", "migrate", "attach", "compare"],
+        choices=[
+            "history",
+            "check",
+            "compact",
+            "vacuum",
+            "migrate",
+            "rebuild",
+            "attach",
+            "compare",
+        ],
     )
     lake.add_argument(
         "--as-of",

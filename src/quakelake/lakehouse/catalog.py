@@ -11,11 +11,16 @@ The catalog lives in the lake folder (``catalog.sqlite``, nothing to start) or i
 client opens the lake with::
 
     LOAD ducklake; LOAD sqlite;
-    ATTACH 'ducklake:sqlite:/path/to/lake/catalog.sqlite' AS lake (READ_ONLY);
+    ATTACH 'ducklake:sqlite:/path/to/lake/catalog.sqlite' AS lake
+        (READ_ONLY, DATA_PATH '/path/to/lake/', OVERRIDE_DATA_PATH true);
+
+Every path the catalog holds is relative to the lake folder: a copy, a move or another mount
+point of the folder reads the same (``lake migrate`` converts lakes of absolute paths).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -30,6 +35,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from quakelake.errors import BadInput
 from quakelake.lakehouse import extensions
@@ -37,6 +43,7 @@ from quakelake.lakehouse.schema import TABLES, TableSpec
 from quakelake.lakehouse.writer import FileChange, stage_table, table_spec, to_arrow
 
 CATALOG_FILE = "catalog.sqlite"
+LOCK_FILE = ".catalog.lock"  # held while a writer attaches and sets the catalog up
 CATALOG_POINTER = "catalog.json"  # where a lake's shared (PostgreSQL) catalog is; no secrets
 UNIT_COLUMN = "unit_file"  # every row: the logical file (unit key + inputs) it was committed in
 ALIAS = "lake"
@@ -121,6 +128,32 @@ class Lake:
         if self.root.exists() and not self.root.is_dir():
             raise LakeError(f"lake path {root} is a file, not a folder; pass a folder to --lake")
         self._catalog = catalog or ""
+        self.rebuilding = False  # set by quakelake lake rebuild: a new catalog over old files
+
+    def catalog_problem(self) -> str:
+        """Return why the lake's own catalog cannot be trusted, or "" when nothing is wrong.
+
+        A ``catalog.sqlite`` of 0 bytes (zeroed) or missing while the folder holds committed
+        data files would otherwise open as a new, empty lake: its files unlisted, vacuum's
+        orphans. ``quakelake lake rebuild`` rebuilds it from the data files.
+        """
+        if _is_postgres(self.catalog) or self.rebuilding:
+            return ""
+        path = Path(self.catalog)
+        if path.is_file() and path.stat().st_size > 0 or not _ever_committed(self.root):
+            return ""  # a new lake (its first commit may be creating the catalog right now)
+        if path.is_file():
+            return f"its catalog {path} is empty (0 bytes)"
+        return f"its catalog {path} is missing though the folder holds committed data files"
+
+    def refuse_lost(self) -> None:
+        """Raise :class:`LakeError` with the rebuild hint when the catalog was lost or zeroed."""
+        problem = self.catalog_problem()
+        if problem:
+            raise LakeError(
+                f"lake {self.root}: {problem}; nothing was read or written. Run quakelake lake "
+                f"rebuild --lake {self.root} to rebuild the catalog from the data files"
+            )
 
     # -- where the catalog is -------------------------------------------------------------
     @property
@@ -175,18 +208,36 @@ class Lake:
             target = "ducklake:postgres:" + url.removeprefix("postgres:")
         else:
             target = "ducklake:sqlite:" + url
+        # the data path is always this lake's folder as reached now: files the catalog keeps by
+        # relative path are found under it wherever the folder was copied, moved or mounted
         opts = [f"DATA_PATH '{_quote(str(self.root))}/'", "OVERRIDE_DATA_PATH true"]
         if read_only:
-            opts = ["READ_ONLY"]
+            opts.insert(0, "READ_ONLY")
         return f"ATTACH '{_quote(target)}' AS {ALIAS} ({', '.join(opts)})"
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         postgres = _is_postgres(self.catalog)
+        self.refuse_lost()
         if not read_only:
-            if postgres:
-                self._record_pointer()
-            else:
-                self.root.mkdir(parents=True, exist_ok=True)
+            if postgres and _has_password(self.catalog):
+                raise LakeError(
+                    "--catalog: the URL holds a password; drop it from the URL and set "
+                    "PGPASSWORD or ~/.pgpass (secrets never go into the lake)"
+                )
+            self.root.mkdir(parents=True, exist_ok=True)
+            # one writer at a time sets a catalog up (creates it, empties its schema folder,
+            # adds tables): a racer's attach never caches a layout about to change
+            with (self.root / LOCK_FILE).open("a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    return self._attach(read_only, postgres)
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+        return self._attach(read_only, postgres)
+
+    def _attach(
+        self, read_only: bool, postgres: bool, again: bool = False
+    ) -> duckdb.DuckDBPyConnection:
         # Two processes opening a new catalog at once both try to create its metadata tables;
         # the loser sees "already exists" (PostgreSQL) or a lock: attach again, it is there now.
         for attempt in range(40):
@@ -201,19 +252,33 @@ class Lake:
                     time.sleep(0.05 + 0.05 * attempt)
                     continue
                 raise LakeError(
-                    f"cannot open the catalog of lake {self.root} ({self.catalog}): {exc}"
+                    f"cannot open the catalog of lake {self.root} ({self.catalog}): {exc}; if it "
+                    f"is damaged, quakelake lake rebuild --lake {self.root} rebuilds it from the "
+                    "data files"
                 ) from None
-        if not read_only:
-            _ensure_tables(con)
+        if postgres and not read_only:
+            self._record_pointer()  # only a catalog that answered is recorded in the folder
+        try:
+            # the first read of the catalog's tables: a damaged file fails here, not at ATTACH
+            if not read_only and not again and _relative_layout(con):
+                # the attached catalog caches the schema's folder (and a racer creating the
+                # catalog may have just set it): attach again to read it as it is now
+                con.close()
+                return self._attach(read_only, postgres, again=True)
+            if not read_only:
+                _ensure_tables(con)
+            else:
+                con.execute(f"SELECT count(*) FROM {META}.ducklake_snapshot").fetchone()
+        except duckdb.Error as exc:
+            con.close()
+            raise LakeError(
+                f"cannot read the catalog of lake {self.root} ({self.catalog}): {exc}; if it is "
+                f"damaged, quakelake lake rebuild --lake {self.root} rebuilds it from the data "
+                "files"
+            ) from None
         return con
 
     def _record_pointer(self) -> None:
-        if _has_password(self.catalog):
-            raise LakeError(
-                "--catalog: the URL holds a password; drop it from the URL and set PGPASSWORD "
-                "or ~/.pgpass (secrets never go into the lake)"
-            )
-        self.root.mkdir(parents=True, exist_ok=True)
         pointer = self.root / CATALOG_POINTER
         text = json.dumps({"catalog": self.catalog})
         if not pointer.is_file() or pointer.read_text() != text:
@@ -250,6 +315,7 @@ class Lake:
             read_only: a connection of its own that cannot commit (what ``quakelake sql`` uses).
             only: make views of these tables alone (None: every table that has rows).
         """
+        self.refuse_lost()
         if not self.exists():
             if self.root.is_dir() and _legacy_files(self.root):
                 raise LakeError(
@@ -259,19 +325,61 @@ class Lake:
             con = extensions.offline_connection()
             return con
         con = self._open(read_only=True) if read_only else self._shared().cursor()
-        at = self._at_clause(con, as_of) if as_of else ""
-        for name in _filled(con):
-            if only is not None and name not in only:
-                continue
+        snap = resolve_snapshot(con, as_of) if as_of else None
+        at = f" AT (VERSION => {snap})" if snap is not None else ""
+        names = [n for n in _filled(con) if only is None or n in only]
+        for name in names:
             source = f'SELECT * EXCLUDE ({UNIT_COLUMN}) FROM {ALIAS}."{name}"{at}'
             if name == "runs":
                 source = _LATEST_RUN.format(source=source)
             con.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {source}')
+        if read_only:
+            try:
+                self._verify(con, names, snap)
+            except LakeQueryError:
+                con.close()
+                raise
         return con
 
-    def _at_clause(self, con: duckdb.DuckDBPyConnection, as_of: str) -> str:
-        snap = resolve_snapshot(con, as_of)
-        return f" AT (VERSION => {snap})"
+    def _verify(self, con: duckdb.DuckDBPyConnection, tables: list[str], snap: int | None) -> None:
+        """Refuse to answer over data files that are missing or not the size committed.
+
+        DuckLake answers ``count(*)`` (and other questions its statistics hold) from the catalog
+        without opening a file: over a deleted or cut-short file the answer would be wrong.
+        A ``stat`` per file of the tables read (what ``quakelake sql`` asks) says so first.
+        """
+        if not tables:
+            return
+        marks = ", ".join("?" * len(tables))
+        live = "f.end_snapshot IS NULL"
+        args: list[Any] = list(tables)
+        if snap is not None:
+            live = "f.begin_snapshot <= ? AND (f.end_snapshot IS NULL OR f.end_snapshot > ?)"
+            args += [snap, snap]
+        rows = con.execute(
+            f"SELECT f.table_id, f.path, f.path_is_relative, f.file_size_bytes "
+            f"FROM {META}.ducklake_data_file f JOIN {META}.ducklake_table t "
+            f"ON t.table_id = f.table_id AND t.end_snapshot IS NULL "
+            f"WHERE t.table_name IN ({marks}) AND {live}",
+            args,
+        ).fetchall()
+        folders = table_folders(con, self.root)
+        bad = []
+        for tid, path, rel, size in rows:
+            where = locate(folders, tid, path, rel)
+            try:
+                have = where.stat().st_size
+            except OSError:
+                bad.append(f"{where} (missing)")
+                continue
+            if have != size:
+                bad.append(f"{where} ({have} bytes, {size} committed)")
+        if bad:
+            raise LakeQueryError(
+                f"{len(bad)} data files of lake {self.root} are damaged or missing (e.g. "
+                f"{bad[0]}): the answer would be wrong, so none is given. Run quakelake lake "
+                f"check --lake {self.root}"
+            )
 
     def tables(self) -> list[str]:
         """Return the names of the tables that ever had rows (those the views show)."""
@@ -309,15 +417,27 @@ class Lake:
                 rows = [(p,) for p in found.loc[found["table_name"] == table, "path"]]
         return sorted(Path(r[0]) for r in rows)
 
-    def data_files(self) -> pd.DataFrame:
-        """Return the catalog's current data files: table, path, rows, bytes, data_file_id."""
+    def data_files(self, every: bool = False) -> pd.DataFrame:
+        """Return the catalog's data files: table, path, rows, bytes, data_file_id, ``file``.
+
+        ``file`` is where the file is now (a relative path resolved under this lake's folder).
+        ``every``: also the files only older snapshots read.
+        """
         with self._cursor() as con:
-            return con.execute(
+            frame = con.execute(
                 f"SELECT t.table_name AS table_name, f.data_file_id, f.path, f.path_is_relative, "
                 f"f.record_count, f.file_size_bytes, f.table_id FROM {META}.ducklake_data_file f "
                 f"JOIN {META}.ducklake_table t ON t.table_id = f.table_id AND t.end_snapshot IS NULL "
-                "WHERE f.end_snapshot IS NULL"
+                + ("" if every else "WHERE f.end_snapshot IS NULL")
             ).df()
+            folders = table_folders(con, self.root)
+        frame["file"] = [
+            str(locate(folders, tid, path, rel))
+            for tid, path, rel in zip(
+                frame["table_id"], frame["path"], frame["path_is_relative"], strict=True
+            )
+        ]
+        return frame
 
     def stems(self, table: str | None = None) -> pd.DataFrame:
         """Return the committed logical files (table, stem, key, path, run_id, committed)."""
@@ -380,14 +500,21 @@ class Lake:
     def inline_rows(self, tables: Sequence[str], limit: int = 100_000) -> None:
         """Keep inserts of up to ``limit`` rows into ``tables`` in the catalog (DuckLake data
         inlining) instead of one Parquet file per insert; :func:`flush_inlined` writes them out."""
-        with self._lock():
-            con = self._shared()
-            for table in tables:
-                table_spec(table)
-                con.execute(
-                    f"CALL {ALIAS}.set_option('data_inlining_row_limit', ?, table_name => ?)",
-                    [limit, table],
-                )
+        for table in tables:
+            table_spec(table)
+        for attempt in range(40):
+            with self._lock():
+                try:
+                    for table in tables:
+                        self._shared().execute(
+                            f"CALL {ALIAS}.set_option('data_inlining_row_limit', ?, table_name => ?)",
+                            [limit, table],
+                        )
+                    return
+                except duckdb.Error as exc:
+                    if not _retryable(exc) or attempt == 39:
+                        raise
+            time.sleep(0.05 * (attempt + 1))
 
     def flush_inlined(self, tables: Sequence[str]) -> None:
         """Write the inlined rows of ``tables`` to Parquet files (one per table)."""
@@ -460,7 +587,12 @@ class Lake:
                     )
                     con.execute(f"UPDATE {ALIAS}.{_TOKEN_TABLE} SET n = n + 1")
                     held = _held_stems(con, changes)
-                    taken = [c for c in changes if _apply(con, c, run_id, replace, held)]
+                    empty: set[FileChange] = set()
+                    taken = [
+                        c
+                        for c in changes
+                        if _apply(con, c, run_id, replace, held, self.root, empty)
+                    ]
                     for table, where in (delete or {}).items():
                         table_spec(table)
                         cond = " AND ".join(f'"{k}" = ?' for k in where) or "true"
@@ -486,8 +618,9 @@ class Lake:
                 finally:
                     con.close()
         for change in changes:
-            if change not in taken:
-                Path(change.path).unlink(missing_ok=True)  # never part of the lake
+            if change not in taken or change in empty:
+                # never part of the lake (a zero-row file: its stem is in the manifest alone)
+                Path(change.path).unlink(missing_ok=True)
         return taken
 
 
@@ -547,10 +680,15 @@ def _apply(
     run_id: str,
     replace: bool,
     held: dict[tuple[str, str], list[tuple[str, str]]],
+    root: Path,
+    empty: set[FileChange],
 ) -> bool:
     """Stage one file into the open transaction; return False when its stem stays as it is.
 
     ``held`` (:func:`_held_stems`) is kept up to date with what this commit removes and adds.
+    A file of no rows (a station without picks) is not a data file of the lake: its stem
+    enters the manifest (the unit is done) and the file joins ``empty`` (deleted once
+    committed, never left as an uncommitted file).
     """
     here = held.setdefault((change.table, change.part), [])
     unit_key = change.key or change.stem
@@ -573,20 +711,32 @@ def _apply(
             [change.table, change.part, *old],
         )
     spec = table_spec(change.table)
-    # absolute: a file staged under a relative lake path must not be found relative to the
-    # committing process's folder (the catalog keeps it relative to the lake's data path)
-    path = str(Path(change.path).resolve())
-    con.execute(
-        f"CALL ducklake_add_data_files('{ALIAS}', ?, ?, hive_partitioning => ?, allow_missing => true)",
-        [change.table, path, bool(spec.partition_by)],
-    )
+    # given absolute (a file staged under a relative lake path must not be found relative to
+    # the committing process's folder); DuckLake keeps it relative to the table's folder under
+    # the lake's data path, so the lake folder is self-contained (copy, move, mount elsewhere)
+    path = Path(change.path).resolve()
+    if pq.ParquetFile(path).metadata.num_rows:
+        con.execute(
+            f"CALL ducklake_add_data_files('{ALIAS}', ?, ?, hive_partitioning => ?, "
+            "allow_missing => true)",
+            [change.table, str(path), bool(spec.partition_by)],
+        )
+        where = _lake_relative(root, path)
+    else:
+        empty.add(change)
+        where = ""
     con.execute(
         f"INSERT INTO {ALIAS}.{_FILES_TABLE} "
         "(table_name, part, stem, key, path, run_id, committed) VALUES (?, ?, ?, ?, ?, ?, now())",
-        [change.table, change.part, change.stem, change.key, path, run_id],
+        [change.table, change.part, change.stem, change.key, where, run_id],
     )
     here[:] = [(stem, key) for stem, key in here if stem not in old] + [(change.stem, change.key)]
     return True
+
+
+def _lake_relative(root: Path, path: Path) -> str:
+    """Return a data file's path relative to the lake folder (absolute when outside it)."""
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def _insert_rows(con: duckdb.DuckDBPyConnection, table: str, data: pd.DataFrame | pa.Table) -> None:
@@ -609,6 +759,45 @@ def _insert_rows(con: duckdb.DuckDBPyConnection, table: str, data: pd.DataFrame 
         con.unregister("_quakelake_rows")
 
 
+def _relative_layout(con: duckdb.DuckDBPyConnection) -> bool:
+    """Give a new catalog the layout that keeps every data file relative to the lake folder.
+
+    DuckLake resolves a relative file under ``DATA_PATH/<schema folder>/<table folder>/``; with
+    the schema's folder empty a table's folder is the lake's own ``<table>/`` where the workers
+    write, so DuckLake keeps their files (and the ones it writes itself) by relative path.
+    Returns True for a catalog that holds no file yet (the caller attaches again, once). A
+    catalog that already holds files keeps its layout: ``quakelake lake migrate`` converts it.
+    """
+    if con.execute(f"SELECT count(*) FROM {META}.ducklake_data_file").fetchone()[0]:
+        return False
+    con.execute(
+        f"UPDATE {META}.ducklake_schema SET path = '', path_is_relative = true "
+        "WHERE schema_name = 'main' AND path <> ''"
+    )
+    return True
+
+
+def table_folders(con: duckdb.DuckDBPyConnection, root: Path) -> dict[int, Path]:
+    """Return each table's folder (table_id -> folder) as DuckLake resolves it under ``root``."""
+    schemas = {
+        sid: (Path(root) / path if rel else Path(path))
+        for sid, path, rel in con.execute(
+            f"SELECT schema_id, path, path_is_relative FROM {META}.ducklake_schema"
+        ).fetchall()
+    }
+    return {
+        tid: (schemas.get(sid, Path(root)) / path if rel else Path(path))
+        for tid, sid, path, rel in con.execute(
+            f"SELECT table_id, schema_id, path, path_is_relative FROM {META}.ducklake_table"
+        ).fetchall()
+    }
+
+
+def locate(folders: dict[int, Path], table_id: int, path: str, relative: Any) -> Path:
+    """Return where a catalog's data (or delete) file is: relative ones under their table folder."""
+    return folders[int(table_id)] / path if relative else Path(path)
+
+
 def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create missing tables and add missing columns (schema evolution: no file is rewritten)."""
     have = {
@@ -629,14 +818,22 @@ def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
         ("committed", "TIMESTAMPTZ"),
     ]
     wanted[_TOKEN_TABLE] = [("n", "BIGINT")]
-    todo = []
+    todo, after = [], []
     if not tables:
         # files DuckLake writes itself (compaction, flushed rows): zstd, like the workers' files
         todo.append(f"CALL {ALIAS}.set_option('parquet_compression', 'zstd')")
+        # the lake's rows live in its files, never in the catalog alone: a lost catalog is
+        # rebuilt from the files (quakelake lake rebuild); the bookkeeping tables stay inlined
+        todo.append(f"CALL {ALIAS}.set_option('data_inlining_row_limit', 0)")
     for name, cols in wanted.items():
         if name not in tables:
             body = ", ".join(f'"{c}" {t}' for c, t in cols)
             todo.append(f'CREATE TABLE IF NOT EXISTS {ALIAS}."{name}" ({body})')
+            if name in (_TOKEN_TABLE, _FILES_TABLE):
+                after.append(
+                    f"CALL {ALIAS}.set_option('data_inlining_row_limit', 100000, "
+                    f"table_name => '{name}')"
+                )
             if name == _TOKEN_TABLE:
                 todo.append(f"INSERT INTO {ALIAS}.{_TOKEN_TABLE} VALUES (0)")
             continue
@@ -651,12 +848,14 @@ def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
             for sql in todo:
                 con.execute(sql)
             con.execute("COMMIT")
-            return
+            break
         except duckdb.Error as exc:
             rollback(con)
             if not (_retryable(exc) or "already exists" in str(exc)) or attempt == 39:
                 raise
             time.sleep(0.1)
+    for sql in after:  # table settings: only once the tables are committed
+        con.execute(sql)
 
 
 def resolve_snapshot(con: duckdb.DuckDBPyConnection, as_of: str) -> int:
@@ -702,11 +901,39 @@ def _changes_text(changes: Any) -> str:
     return "; ".join(f"{k} {', '.join(map(str, v))}" for k, v in changes.items() if v)
 
 
+def lake_data_files(root: Path) -> list[Path]:
+    """Return the data files of the catalog layout in a lake folder (committed or not).
+
+    Workers' files (``<stem>~<token>.parquet``) and DuckLake's own (``ducklake-*.parquet``, also
+    under ``main/<table>/`` in lakes of the first catalog layout); not temporaries.
+    """
+    found = []
+    for name in TABLES:
+        for folder in (root / name, root / "main" / name):
+            if folder.is_dir():
+                found += [
+                    p
+                    for p in folder.rglob("*.parquet")
+                    if not p.name.startswith(".")
+                    and ("~" in p.name or p.name.startswith("ducklake-"))
+                ]
+    return sorted(found)
+
+
+def _ever_committed(root: Path) -> bool:
+    """Return True when a catalog once committed to this folder (its own files are there)."""
+    token = root / _TOKEN_TABLE
+    return (root / "main").is_dir() or (
+        token.is_dir() and next(token.glob("ducklake-*.parquet"), None) is not None
+    )
+
+
 def _legacy_files(root: Path) -> bool:
     return any(
-        next((root / name).rglob("*.parquet"), None) is not None
+        "~" not in p.name and not p.name.startswith("ducklake-")
         for name in TABLES
         if (root / name).is_dir()
+        for p in (root / name).rglob("*.parquet")
     )
 
 

@@ -6,6 +6,8 @@ come and go only by commits, so readers see the lake before or after, never in b
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +22,12 @@ from quakelake.lakehouse.catalog import (
     META,
     FileChange,
     Lake,
+    LakeError,
     _quote,
+    lake_data_files,
+    locate,
     rollback,
+    table_folders,
 )
 from quakelake.lakehouse.schema import TABLES
 from quakelake.lakehouse.writer import data_file, to_arrow, write_atomic
@@ -37,21 +43,12 @@ class CheckReport:
     files: int = 0
     damaged: list[tuple[str, str, str]] = field(default_factory=list)  # table, path, why
     repaired: list[str] = field(default_factory=list)
+    catalog: str = ""  # what is wrong with the catalog itself ("" when nothing)
 
 
 def active_files(lake: Lake) -> pd.DataFrame:
     """Return the catalog's current data files: table, path, rows, bytes, data_file_id."""
     return lake.data_files()
-
-
-def _absolute(lake: Lake, row) -> Path:
-    path = Path(row.path)
-    if row.path_is_relative:
-        # DuckLake writes its own files (compaction, inlined rows) under DATA_PATH/<schema>/<table>/
-        path = lake.root / "main" / row.table_name / row.path
-        if not path.exists():
-            path = lake.root / row.path
-    return path
 
 
 def check(lake: Lake, repair: bool = False) -> CheckReport:
@@ -64,8 +61,14 @@ def check(lake: Lake, repair: bool = False) -> CheckReport:
     report = CheckReport()
     files = active_files(lake)
     report.files = len(files)
+    if not len(files) and lake_data_files(lake.root):
+        # a catalog that lists nothing over a folder of data files: it was lost or emptied
+        report.catalog = (
+            f"its catalog lists no data file but the folder holds {len(lake_data_files(lake.root))}"
+        )
+        return report
     for row in files.itertuples(index=False):
-        path = _absolute(lake, row)
+        path = Path(row.file)
         why = ""
         if not path.is_file():
             why = "missing"
@@ -170,6 +173,23 @@ def _count_files(con: duckdb.DuckDBPyConnection, table: str) -> int:
     ).fetchone()[0]
 
 
+def catalog_paths(lake: Lake) -> list[Path]:
+    """Return where every file the catalog lists is: data, delete and scheduled-for-deletion."""
+    with lake._cursor() as con:
+        folders = table_folders(con, lake.root)
+        rows = con.execute(
+            f"SELECT table_id, path, path_is_relative FROM {META}.ducklake_data_file UNION ALL "
+            f"SELECT table_id, path, path_is_relative FROM {META}.ducklake_delete_file"
+        ).fetchall()
+        # files only expired snapshots read: their table is gone from the catalog with them
+        scheduled = con.execute(
+            f"SELECT path, path_is_relative FROM {META}.ducklake_files_scheduled_for_deletion"
+        ).fetchall()
+    return [locate(folders, *r) for r in rows] + [
+        lake.root / path if rel else Path(path) for path, rel in scheduled
+    ]
+
+
 def vacuum(
     lake: Lake, expire_days: float | None = None, grace_s: float = ORPHAN_GRACE_S
 ) -> dict[str, list[str]]:
@@ -187,6 +207,14 @@ def vacuum(
     """
     removed: dict[str, list[str]] = {"orphans": [], "temporary": [], "expired": []}
     now = time.time()
+    outside = [p for p in catalog_paths(lake) if not p.is_relative_to(lake.root)]
+    if outside:
+        raise LakeError(
+            f"vacuum: the catalog of lake {lake.root} lists {len(outside)} files outside its "
+            f"folder (e.g. {outside[0]}): a copy of a lake, or one written before data paths "
+            f"were relative; nothing was removed. Run quakelake lake migrate --lake {lake.root} "
+            "first (vacuum never deletes another lake's files)"
+        )
     with lake._cursor() as con:
         if expire_days is not None:
             cutoff = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=expire_days)
@@ -199,21 +227,7 @@ def vacuum(
             f"CALL ducklake_cleanup_old_files('{ALIAS}', cleanup_all => true)"
         ).fetchall():
             removed["expired"].append(str(r[0]))
-        known = {
-            str(_absolute(lake, r))
-            for r in con.execute(
-                f"SELECT t.table_name, f.path, f.path_is_relative FROM {META}.ducklake_data_file f "
-                f"JOIN {META}.ducklake_table t ON t.table_id = f.table_id"
-            )
-            .df()
-            .itertuples(index=False)
-        }
-        known |= {
-            str(Path(p) if not rel else lake.root / p)
-            for p, rel in con.execute(
-                f"SELECT path, path_is_relative FROM {META}.ducklake_delete_file"
-            ).fetchall()
-        }
+    known = {str(p) for p in catalog_paths(lake)}
     for name in TABLES:
         folder = lake.root / name
         if not folder.is_dir():
@@ -228,6 +242,119 @@ def vacuum(
                 path.unlink()
                 removed["orphans"].append(str(path))
     return removed
+
+
+def relocate(lake: Lake) -> dict[str, int]:
+    """Make every path the catalog holds relative to the lake folder (a self-contained lake).
+
+    For a lake written before data paths were relative (absolute paths; DuckLake's own files
+    under ``main/<table>/``), or a copy of one whose catalog still names the original's files:
+    each file is taken at its place in this folder (found by its table folder), DuckLake's own
+    files are linked into ``<table>/``, and the catalog is rewritten in one transaction (the
+    schema's folder emptied, every data, delete and scheduled file made relative). Files
+    nowhere in this folder are copied in from where the catalog names them. Returns counts:
+    ``relative`` (paths rewritten), ``linked`` (files moved into their table folder),
+    ``copied`` (brought in from outside) and ``missing``.
+    """
+    root = lake.root
+    counts = {"relative": 0, "linked": 0, "copied": 0, "missing": 0}
+    with lake._cursor() as con:
+        schema = con.execute(
+            f"SELECT path FROM {META}.ducklake_schema WHERE schema_name = 'main' "
+            "AND end_snapshot IS NULL"
+        ).fetchone()[0]
+        old = table_folders(con, root)
+        tables = {
+            tid: path.strip("/")
+            for tid, path in con.execute(
+                f"SELECT table_id, path FROM {META}.ducklake_table"
+            ).fetchall()
+        }
+        found = {
+            kind: con.execute(
+                f"SELECT {key}, table_id, path, path_is_relative FROM {META}.{name}"
+            ).fetchall()
+            for kind, key, name in (
+                ("data", "data_file_id", "ducklake_data_file"),
+                ("delete", "delete_file_id", "ducklake_delete_file"),
+            )
+        }
+    if schema == "" and not any(not r[3] for rows in found.values() for r in rows):
+        return counts
+    links: list[tuple[Path, Path]] = []
+    updates: dict[str, list[tuple[str, int]]] = {"data": [], "delete": []}
+    moved: dict[str, str] = {}
+    for kind, rows in found.items():
+        for fid, tid, path, rel in rows:
+            folder = root / tables[tid]
+            if rel:
+                where = locate(old, tid, path, rel)
+                target = folder / path
+            else:
+                where = Path(path)
+                anchor = f"/{tables[tid]}/"
+                tail = path[path.rfind(anchor) + len(anchor) :] if anchor in path else ""
+                target = folder / tail if tail else where
+            if where != target and not target.exists():
+                if where.is_relative_to(root) and where.exists():
+                    links.append((where, target))
+                    counts["linked"] += 1
+                elif where.exists():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(where, target.with_name(f".{target.name}.tmp"))
+                    counts["copied"] += 1
+                    links.append((target.with_name(f".{target.name}.tmp"), target))
+                else:
+                    counts["missing"] += 1
+            if not target.is_relative_to(folder):
+                continue  # a file of no table folder stays where it is (vacuum refuses)
+            updates[kind].append((str(target.relative_to(folder)), fid))
+            moved[path] = str(target.relative_to(root))
+            counts["relative"] += 1
+    for src, dst in links:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.link(src, dst)
+    con = lake._shared().cursor()
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(
+            f"UPDATE {META}.ducklake_schema SET path = '', path_is_relative = true "
+            "WHERE schema_name = 'main'"
+        )
+        for kind, key, name in (
+            ("data", "data_file_id", "ducklake_data_file"),
+            ("delete", "delete_file_id", "ducklake_delete_file"),
+        ):
+            if updates[kind]:
+                con.executemany(
+                    f"UPDATE {META}.{name} SET path = ?, path_is_relative = true WHERE {key} = ?",
+                    updates[kind],
+                )
+        # old files of another folder (a copy's original) are never this lake's to delete
+        con.execute(
+            f"DELETE FROM {META}.ducklake_files_scheduled_for_deletion "
+            "WHERE NOT path_is_relative AND NOT starts_with(path, ?)",
+            [f"{root}/"],
+        )
+        con.execute("COMMIT")
+    except duckdb.Error:
+        rollback(con)
+        for _, dst in links:
+            dst.unlink(missing_ok=True)
+        raise
+    finally:
+        con.close()
+    _reset(lake)
+    for src, _ in links:
+        src.unlink(missing_ok=True)
+    with lake._cursor() as con:  # the manifest's paths: informational, relative too
+        con.execute("BEGIN TRANSACTION")
+        con.executemany(
+            f"UPDATE {ALIAS}.lake_files SET path = ? WHERE path = ?",
+            [(new, path) for path, new in moved.items()],
+        )
+        con.execute("COMMIT")
+    return counts
 
 
 def migrate(root: Path) -> dict[str, int]:
@@ -308,15 +435,20 @@ def compare(lake: Lake, before: str, after: str | None = None) -> pd.DataFrame:
 
 
 def catalog_attach_sql(lake: Lake) -> str:
-    """Return the two lines any DuckDB client runs to open ``lake`` read-only."""
+    """Return the two lines any DuckDB client runs to open ``lake`` read-only.
+
+    ``DATA_PATH`` is the folder as reached now: the catalog keeps paths relative to it.
+    """
     url = lake.catalog
+    data = f"DATA_PATH '{_quote(str(lake.root))}/', OVERRIDE_DATA_PATH true"
     if url.startswith(("postgresql://", "postgres://", "postgres:")):
         return (
-            f"LOAD ducklake; LOAD postgres;\nATTACH 'ducklake:postgres:{url}' AS lake (READ_ONLY);"
+            "LOAD ducklake; LOAD postgres;\n"
+            f"ATTACH 'ducklake:postgres:{url}' AS lake (READ_ONLY, {data});"
         )
     return (
         "LOAD ducklake; LOAD sqlite;\n"
-        f"ATTACH 'ducklake:sqlite:{Path(url).resolve()}' AS lake (READ_ONLY);"
+        f"ATTACH 'ducklake:sqlite:{Path(url).resolve()}' AS lake (READ_ONLY, {data});"
     )
 
 
@@ -329,5 +461,6 @@ __all__ = [
     "compact",
     "compare",
     "migrate",
+    "relocate",
     "vacuum",
 ]

@@ -16,6 +16,8 @@ import pyarrow.parquet as pq
 from quakelake.lakehouse.schema import TABLES, TableSpec
 
 _SAFE = re.compile(r"[^A-Za-z0-9._=+-]")
+# a worker file's unit key, in its footer: a lost catalog is rebuilt with it (lake rebuild)
+KEY_METADATA = b"quakelake.unit_key"
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,9 @@ def stage_table(
     committed by the flow process (:meth:`Lake.commit`), together with the unit's ledger row.
     """
     stem = safe_name(name)
-    path = write_atomic(data_file(Path(root), table, partition, stem), to_arrow(table, data, stem))
+    body = to_arrow(table, data, stem)
+    if key:
+        body = body.replace_schema_metadata({KEY_METADATA: safe_name(key).encode()})
+    path = write_atomic(data_file(Path(root), table, partition, stem), body)
     parts = tuple((k, safe_name(str(v))) for k, v in (partition or {}).items())
     return FileChange(table, path, stem, safe_name(key) if key else "", parts)

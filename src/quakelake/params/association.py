@@ -75,7 +75,8 @@ class VelocityParams(_Model):
         None, gt=0, description="deepest tabulated source (km); empty: derived"
     )
     table_dir: Path | None = Field(
-        None, description="cache folder of travel-time tables (system temp folder when empty)"
+        None,
+        description="cache folder of travel-time tables (the user's QuakeLake cache when empty)",
     )
 
     @model_validator(mode="after")

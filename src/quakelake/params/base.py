@@ -8,7 +8,11 @@ magnitude stage's, shared as a flow's default value) add ``frozen=True`` on top.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from quakelake.errors import name_problem
 
 __all__ = ["_Model"]
 
@@ -17,3 +21,14 @@ class _Model(BaseModel):
     """Base of QuakeLake's parameter models (see the module docstring)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _plain(value: str) -> str:
+    problem = name_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+# A name that becomes a file name (weights, training sets): see quakelake.errors.name_problem.
+PlainName = Annotated[str, AfterValidator(_plain)]
