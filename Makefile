@@ -12,7 +12,7 @@ LAKE      ?= lake
 DEMO_STATIONS ?= $(if $(findstring phasenet_saltonsea,$(DEMO_DATA)),$(wildcard $(DEMO_DATA)/../stations.xml))
 DEMO_REFERENCE ?= $(if $(findstring phasenet_saltonsea,$(DEMO_DATA)),$(wildcard $(DEMO_DATA)/../DERIVED_*.csv))
 
-.PHONY: venv demo test lint typecheck bench clean
+.PHONY: venv demo test test-fast lint typecheck bench clean
 
 venv: $(STAMP)
 
@@ -29,8 +29,16 @@ demo: $(STAMP)
 	  $(VENV)/bin/quakelake demo --lake $(LAKE) $(if $(DEMO_DATA),--data $(DEMO_DATA)) \
 	  $(if $(DEMO_STATIONS),-F $(DEMO_STATIONS)) $(if $(DEMO_REFERENCE),--reference-file $(DEMO_REFERENCE))
 
+# Everything: slow and integration tests too (Prefect servers, PostgreSQL, SLURM, a browser).
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# While editing: no slow or integration test, and no Prefect server (a test that would start
+# Prefect's temporary one fails instead); needs only the committed fixtures in tests/data (the
+# tests that need ../shared run when it is there, else skip).
+test-fast: $(STAMP)
+	PREFECT_SERVER_ALLOW_EPHEMERAL_MODE=false \
+	  $(PY) -m pytest -q -m "not slow and not integration and not network"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -48,9 +48,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from quakelake import association as asc  # noqa: E402
-from quakelake.association_settings import format_settings, ogs_default, resolve_for_network  # noqa: E402
-from quakelake.evaluation import match_events  # noqa: E402
+from quakelake.analysis.evaluation import match_events  # noqa: E402
+from quakelake.archive.stations import read_stations  # noqa: E402
+from quakelake.association import associate as asc  # noqa: E402
+from quakelake.association.settings import format_settings, ogs_default, resolve_for_network  # noqa: E402
 from quakelake.params.association import (  # noqa: E402
     AreaParams,
     GammaConfig,
@@ -58,7 +59,6 @@ from quakelake.params.association import (  # noqa: E402
     RelocationParams,
     VelocityParams,
 )
-from quakelake.stations import read_stations  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("QUAKELAKE_SHARED", ROOT.parent / "shared"))
@@ -613,7 +613,7 @@ def hengill_picks(data: Path = DATA) -> pd.DataFrame:
     import obspy
 
     from quakelake.params import PickParams
-    from quakelake.picking import classify_kwargs, load_model
+    from quakelake.picking.models import classify_kwargs, load_model
 
     if "SEISBENCH_CACHE_ROOT" not in os.environ:
         tmp = Path(tempfile.mkdtemp(prefix="quakelake-bench-"))

@@ -1,6 +1,6 @@
 """Denoising: SNR gain and pick recall/precision with and without the denoiser, on data not used in training.
 
-1. Train SeisDAE (``quakelake.denoise.train_denoiser``) on Mesetas 2019 (CM network, Colombia):
+1. Train SeisDAE (``quakelake.picking.denoise.train_denoiser``) on Mesetas 2019 (CM network, Colombia):
    signal windows around SeisMonitor's PhaseNet picks with P/S SNR >= ``--min-snr``, noise windows
    with no pick within 30 s, on ``--train-stations``.
 2. SNR gain on Salton Sea (CI network, California; never seen in training): 30 s windows around
@@ -136,9 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
     import torch
 
-    from quakelake import denoise, picking
     from quakelake.catalogs import import_catalog
     from quakelake.params import StationSelection
+    from quakelake.picking import denoise
+    from quakelake.picking import models as picking
 
     sm_csv = mesetas / "seismonitor_outputs" / "pnet_seismonitor_picks.csv"
     sm = pd.read_csv(sm_csv)

@@ -85,8 +85,9 @@ DATASETS = {"saltonsea": saltonsea, "elep": elep}
 
 def annotate_all(folder: Path, members: list[str], batch_size: int):
     """Return {(trace id, band): [annotation stream per member]}, data spans, seconds per member."""
-    from quakelake import picking, waveforms
+    from quakelake.archive import waveforms
     from quakelake.params import StationSelection, TimeWindow
+    from quakelake.picking import models as picking
 
     scan = waveforms.scan_archive(folder)
     units = waveforms.station_days(scan.index, TimeWindow(), StationSelection())
@@ -113,7 +114,7 @@ def pick_sets(annotations, spans, members, method_sets):
     """Return {name: {threshold: picks frame}} for every member and ensemble, and ensemble seconds."""
     import pandas as pd
 
-    from quakelake import ensemble
+    from quakelake.picking import ensemble
 
     sets: dict[str, dict[float, list]] = {}
     seconds = 0.0
@@ -168,7 +169,7 @@ def pick_sets(annotations, spans, members, method_sets):
 
 def score(picks, reference, tolerance: float):
     """Return (tp, fp, fn, precision, recall, f1, median residual, MAE) of ``picks`` vs ``reference``."""
-    from quakelake import evaluation
+    from quakelake.analysis import evaluation
 
     ref = reference.assign(pick_id=[f"r{i}" for i in range(len(reference))])
     m = evaluation.match_picks(

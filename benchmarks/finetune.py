@@ -1,6 +1,6 @@
 """Fine-tuned vs parent weights on held-out real picks (station cross-validation), side by side.
 
-For each fold a quarter of the stations is held out: the picker is fine-tuned (``quakelake.training``)
+For each fold a quarter of the stations is held out: the picker is fine-tuned (``quakelake.picking.training``)
 on windows of the other stations around the reference picks, then parent and fine-tuned weights
 pick the held-out stations' full recordings (SeisBench ``classify``, same thresholds) and are
 matched to the reference picks within the tolerance. Prints recall, precision and residuals per
@@ -73,7 +73,7 @@ def pick_stations(model, spec, files: list[Path], threshold: float):
     import obspy
     import pandas as pd
 
-    from quakelake import picking
+    from quakelake.picking import models as picking
 
     frames = []
     for path in files:
@@ -117,8 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
     import torch
 
-    from quakelake import picking, training
     from quakelake.catalogs import import_catalog
+    from quakelake.picking import models as picking
+    from quakelake.picking import training
 
     lake = tmp / "lake"
     import_catalog(lake, [args.reference], "ref")

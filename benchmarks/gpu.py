@@ -64,8 +64,9 @@ def main() -> int:
     import pandas as pd
     import seisbench.models as sbm
 
-    from quakelake import engine, waveforms
+    from quakelake.archive import waveforms
     from quakelake.config import TimeWindow
+    from quakelake.picking import engine
 
     t0 = time.perf_counter()
     archive = build_day_archive(tmp / "archive", args.days, args.source, stations=args.stations)

@@ -1,6 +1,6 @@
 """Lake size and query latency at ~10^7 picks: the layout before the catalog vs the DuckLake lake.
 
-1. Picks the Mesetas 2019 sample once for real (``quakelake.waveforms`` + ``quakelake.picking``, the
+1. Picks the Mesetas 2019 sample once for real (``quakelake.archive.waveforms`` + ``quakelake.picking.models``, the
    functions the pick flow's task calls, without Prefect), then REPLICATES those real picks over
    many days (times shifted by whole days) and station names until ``--rows`` rows, one file per
    (station, day, model x weights) unit exactly as the pick flow names and partitions them.
@@ -58,8 +58,9 @@ def real_picks(data: Path, model: str, weights: list[str]) -> tuple[dict[str, li
     Each unit's picks keep their times as offsets from the start of their UTC day, so a copy can be
     placed on any day by a whole-day shift.
     """
-    from quakelake import picking, waveforms
+    from quakelake.archive import waveforms
     from quakelake.params import PickParams
+    from quakelake.picking import models as picking
 
     t0 = time.perf_counter()
     params = PickParams(models=[model], weights=weights, device="cpu")

@@ -4,6 +4,8 @@ Data (``../shared/data``):
 
 * ``ingv_quakeml_20210101``: INGV's station MLs recomputed from their own Wood-Anderson
   amplitudes and arrival distances with our Hutton & Boore (1987) law (INGV's law).
+* ``ingv_quakeml_20210101`` again (``ingv-corrections``): ML station corrections estimated on
+  half the events, the event ML residual (ours - INGV) on the other half before and after.
 * ``phasenet_saltonsea_20201001``: ML of the one SCSN event (M 2.43) from the 16-station
   waveforms and StationXML responses, windows placed by the reference PhaseNet picks.
 * ``seismonitor_mesetas_2019``: SeisMonitor's PhaseNet picks associated with PyOcto (relaxed pick
@@ -13,7 +15,7 @@ Data (``../shared/data``):
 
 Usage::
 
-    python benchmarks/magnitudes.py [ingv|salton|mesetas ...]
+    python benchmarks/magnitudes.py [ingv|ingv-corrections|salton|mesetas ...]
 """
 
 from __future__ import annotations
@@ -30,11 +32,11 @@ import obspy
 import pandas as pd
 from obspy.geodetics import degrees2kilometers
 
-from quakelake import association as asc
-from quakelake import magnitudes as mag
+from quakelake.archive.stations import read_stations
+from quakelake.archive.waveforms import scan_archive
+from quakelake.association import associate as asc
+from quakelake.association import magnitudes as mag
 from quakelake.params.association import AreaParams, PyOctoConfig, VelocityParams
-from quakelake.stations import read_stations
-from quakelake.waveforms import scan_archive
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("QUAKELAKE_SHARED", ROOT.parent / "shared")) / "data"
@@ -238,7 +240,80 @@ def mesetas() -> None:
         print("  notes:", "; ".join(notes))
 
 
-SETS = {"ingv": ingv, "salton": salton, "mesetas": mesetas}
+def _event_ml(station_ml: pd.DataFrame, column: str) -> pd.Series:
+    return station_ml.groupby("event_id")[column].median()
+
+
+def ingv_corrections() -> None:
+    """Station corrections estimated on half of INGV's events, tested on the other half.
+
+    Our station MLs: INGV's Wood-Anderson amplitudes and hypocentral distances through HB87
+    (as :func:`ingv`). Events are sorted by origin time and split alternately (1st, 3rd, ...
+    estimate; 2nd, 4th, ... test). The residual is our event ML (median of station MLs) minus
+    INGV's event ML, on the test events, before and after the corrections of the estimating half.
+    """
+    from quakelake.association.station_corrections import (
+        apply_corrections,
+        estimate_corrections,
+        read_quakeml_station_magnitudes,
+    )
+
+    paths = sorted((DATA / "ingv_quakeml_20210101").glob("*.qml"))
+    events, sm = read_quakeml_station_magnitudes(paths)
+    sm = sm.dropna(subset=["amplitude_m", "distance_km"])
+    law = mag.AttenuationLaw()
+    sm = sm.assign(
+        reference_ml=sm["magnitude"], magnitude=law.magnitude(sm["amplitude_m"], sm["distance_km"])
+    )
+    used = sorted(set(sm["event_id"]))  # the events with station amplitudes, in origin-time order
+    order = {e: i for i, e in enumerate(sorted(used, key=lambda e: paths_order(paths, e)))}
+    estimate = [e for e in used if order[e] % 2 == 0]
+    test = [e for e in used if order[e] % 2 == 1]
+    ref = events.set_index("event_id")["magnitude"]
+    theirs = sm[["event_id", "station_id", "reference_ml"]].rename(
+        columns={"reference_ml": "magnitude"}
+    )
+    for against, reference, min_events in (
+        ("event", events, 2),
+        ("event", events, 1),
+        ("station", theirs, 1),
+    ):
+        corr = estimate_corrections(
+            sm[sm["event_id"].isin(estimate)],
+            reference[reference["event_id"].isin(estimate)],
+            against=against,
+            min_events=min_events,
+        )
+        held = sm[sm["event_id"].isin(test)]
+        covered = (
+            held["station_id"]
+            .map(lambda s: ".".join(s.split(".")[:2]))
+            .isin(set(corr["station_id"]))
+        )
+        after = held.assign(corrected=apply_corrections(held, corr))
+        before_r = _event_ml(after, "magnitude") - ref.reindex(test)
+        after_r = _event_ml(after, "corrected") - ref.reindex(test)
+        print(
+            f"INGV station corrections against the {against} ML: {len(corr)} stations corrected "
+            f"(>= {min_events} events; median support {corr['n_events'].median():.0f} events, median spread "
+            f"{corr['spread'].median():.3f}) from {len(estimate)} events; tested on {len(test)} events "
+            f"({len(held)} station MLs, {covered.mean():.0%} at corrected stations): "
+            f"event ML - INGV mean {before_r.mean():+.3f} std {before_r.std():.3f} before, "
+            f"mean {after_r.mean():+.3f} std {after_r.std():.3f} after; "
+            f"station ML - INGV event ML std {(held['magnitude'] - held['event_id'].map(ref)).std():.3f} before, "
+            f"{(after['corrected'] - after['event_id'].map(ref)).std():.3f} after"
+        )
+
+
+def paths_order(paths: list[Path], event_id: str) -> str:
+    """Return the file name (it starts with the origin time) of an INGV event id."""
+    for path in paths:
+        if f"__{event_id.rsplit('=', 1)[-1]}__" in path.name:
+            return path.name
+    return event_id
+
+
+SETS = {"ingv": ingv, "ingv-corrections": ingv_corrections, "salton": salton, "mesetas": mesetas}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,9 +34,9 @@ def worker(archive: Path, lake: Path, days: int, engine: str, threads: int) -> N
     import torch
 
     torch.set_num_threads(threads)
-    from quakelake import waveforms
+    from quakelake.archive import waveforms
     from quakelake.config import PickParams, StationSelection, TimeWindow
-    from quakelake.picking import ModelSpec
+    from quakelake.picking.models import ModelSpec
     from quakelake.tasks.pick import pick_one
 
     window = TimeWindow(start=FIRST_DAY, end=FIRST_DAY + dt.timedelta(days=days - 1))

@@ -91,7 +91,9 @@ def plain_unit(model, kwargs: dict, unit, pad_s: float = 60.0) -> tuple[list, di
 
 def engine_unit(model, unit, spec, params) -> tuple[list, dict]:
     """The pick task's path without Prefect and Parquet: read_station_day, engine, keep the day."""
-    from quakelake import engine, picking, waveforms
+    from quakelake.archive import waveforms
+    from quakelake.picking import engine
+    from quakelake.picking import models as picking
 
     t0 = time.perf_counter()
     instruments, _ = waveforms.read_station_day(unit)
@@ -173,9 +175,11 @@ def main() -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from quakelake import engine, picking, waveforms
+    from quakelake.archive import waveforms
     from quakelake.config import PickParams, StationSelection, TimeWindow
     from quakelake.lakehouse import Lake
+    from quakelake.picking import engine
+    from quakelake.picking import models as picking
 
     archive = build_day_archive(tmp / "archive", args.days, args.source, stations=args.stations)
     # Only the built days: the 60 s of padding on either side would otherwise make 1-minute units.

@@ -101,8 +101,8 @@ def unit_times(lake: Path) -> tuple[float, float]:
 
 def run(archive: Path, workers: int, lake: Path, engine: str, window=None) -> tuple[float, int]:
     """Run the pick flow on ``workers`` Dask worker processes; return (seconds, units done)."""
-    from quakelake.compute import ComputeSettings
     from quakelake.config import PickParams, TimeWindow
+    from quakelake.flows.compute import ComputeSettings
     from quakelake.flows.pick import pick_phases
     from quakelake.flows.runners import make_task_runner
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import obspy
 
-from quakelake import waveforms
+from quakelake.archive import waveforms
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("QUAKELAKE_SHARED", ROOT.parent / "shared"))

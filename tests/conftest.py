@@ -1,4 +1,16 @@
-"""Shared fixtures: isolated home folders, the real data in ../shared, one Prefect server.
+"""Shared fixtures: isolated home folders, the real data (committed and in ../shared), one Prefect server.
+
+Two sources of real data:
+
+- ``tests/data/`` (committed, ~0.7 MB, each folder with its PROVENANCE.txt): one minute of six Salton
+  Sea stations around an M2.4 event with their StationXML and reference picks, five OGS bulletin
+  events, one INGV QuakeML event and SeisBench's PhaseNetLight "ethz" weights. Every fresh clone
+  has them; the fast lane (``make test-fast``) runs on them alone.
+- ``../shared`` (``$QUAKELAKE_SHARED``): the full data sets and weights. Tests that need them skip,
+  saying why, when the folder is absent.
+
+A test that starts a Prefect server (``prefect_server``) or PostgreSQL (``postgres``) is marked
+``integration`` here, so ``-m "not integration"`` never starts one.
 
 Environment variables are set at import, before Prefect, SeisBench or matplotlib are imported
 anywhere, so nothing is written into $HOME.
@@ -17,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("QUAKELAKE_SHARED", ROOT.parent / "shared"))
 DATA = SHARED / "data"
 WEIGHTS = SHARED / "seisbench_cache"
+FIXTURES = ROOT / "tests" / "data"  # committed real data, see the PROVENANCE.txt of each folder
 
 _HOME = Path(tempfile.mkdtemp(prefix="quakelake-tests-"))
 os.environ["PREFECT_HOME"] = str(_HOME / "prefect")
@@ -27,9 +40,24 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["SEISBENCH_CACHE_ROOT"] = str(_HOME / "seisbench")
+# SeisBench writes config.json into its cache: work on a copy. The committed PhaseNetLight
+# "ethz" weights first, then the shared weights when present.
+shutil.copytree(
+    FIXTURES / "seisbench_cache", _HOME / "seisbench", ignore=shutil.ignore_patterns("*.txt")
+)
 if WEIGHTS.is_dir():
-    # SeisBench writes config.json into its cache: work on a copy.
-    shutil.copytree(WEIGHTS, _HOME / "seisbench")
+    shutil.copytree(WEIGHTS, _HOME / "seisbench", dirs_exist_ok=True)
+
+SERVERS = {
+    "prefect_server",
+    "postgres",
+}  # fixtures that start a server: their tests are integration
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SERVERS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -44,6 +72,35 @@ def shared_data() -> Path:
             f"real data folder {DATA} is absent (set QUAKELAKE_SHARED to the shared folder)"
         )
     return DATA
+
+
+@pytest.fixture(scope="session")
+def salton(shared_data) -> Path:
+    """The full Salton Sea sample in ../shared: 16 stations x 180 s, StationXML, 184 reference picks."""
+    return shared_data / "phasenet_saltonsea_20201001"
+
+
+@pytest.fixture(scope="session")
+def salton_minute() -> Path:
+    """The committed minute of the Salton Sea sample (tests/data/saltonsea, always present).
+
+    ``mseed/`` holds 6 stations x 3 channels x 60 s (00:02:00-00:03:00 on 2020-10-01, the M2.43
+    event at 00:02:21.07 inside), ``stations.xml`` those stations, ``DERIVED_phasenet_ref_picks.csv``
+    the 28 reference PhaseNet picks inside the minute.
+    """
+    return FIXTURES / "saltonsea"
+
+
+@pytest.fixture(scope="session")
+def fixtures() -> Path:
+    """The committed real-data folder tests/data (always present)."""
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def light_weights() -> Path:
+    """The SeisBench cache copy, holding at least the committed PhaseNetLight "ethz" weights."""
+    return Path(os.environ["SEISBENCH_CACHE_ROOT"])
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from obspy import UTCDateTime
 
-from quakelake.sds import Record, parse_records, sds_path
+from quakelake.archive.sds import Record, parse_records, sds_path
 
 
 @dataclass

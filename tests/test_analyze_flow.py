@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from quakelake.analysis.plotting import plot_station_day, save
 from quakelake.catalogs import read_catalog
 from quakelake.lakehouse import Lake, write_table
 from quakelake.params.evaluation import MatchParams, RunSelection
-from quakelake.plotting import plot_station_day, save
 
 
 def _seed_lake(lake_root: Path, ogs) -> tuple[int, int]:

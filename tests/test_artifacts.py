@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from quakelake.report import embed_images
+from quakelake.analysis.report import embed_images
 
 pytestmark = pytest.mark.usefixtures("weights_cache")
 

@@ -7,10 +7,10 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from quakelake.association_settings import ogs_default
+from quakelake.analysis.evaluation import match_events
+from quakelake.association.settings import ogs_default
+from quakelake.catalogs.export import to_catalog, write_associated
 from quakelake.config import TimeWindow
-from quakelake.evaluation import match_events
-from quakelake.export import to_catalog, write_associated
 from quakelake.lakehouse import Lake, write_table
 
 DAYS = ("2024-03-01", "2024-03-04")  # four days of the OGS 2024 bulletin
@@ -75,7 +75,9 @@ def test_flow_writes_events_and_is_idempotent(prefect_server, lake_root, ogs_day
     lake = Lake(lake_root)
     events = lake.read("events")
     assignments = lake.read("assignments")
-    assert len(events) == first["events"] > 0
+    assert len(events) == first["origins"] > 0
+    reported = events["evaluation_status"] != "rejected"
+    assert first["events"] == int(reported.sum()) and first["rejected"] == int((~reported).sum())
     assert set(events["associator"]) == {"pyocto"} and events["event_id"].is_unique
     assert events["n_picks"].sum() == len(assignments)
     assert set(assignments["pick_id"]) <= set(picks["pick_id"])

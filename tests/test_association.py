@@ -9,10 +9,12 @@ import pandas as pd
 import pytest
 from pick_rows import chile_picks
 
-from quakelake import association as asc
-from quakelake import association_engines as engines
-from quakelake.association_settings import ogs_default
-from quakelake.evaluation import match_events
+from quakelake.analysis.evaluation import match_events
+from quakelake.archive.stations import read_stations
+from quakelake.association import associate as asc
+from quakelake.association import engines
+from quakelake.association.settings import ogs_default
+from quakelake.association.velocity import TravelTimeTable, read_velocity_model
 from quakelake.params.association import (
     AreaParams,
     AssociationError,
@@ -21,8 +23,6 @@ from quakelake.params.association import (
     RelocationParams,
     VelocityParams,
 )
-from quakelake.stations import read_stations
-from quakelake.velocity import TravelTimeTable, read_velocity_model
 
 # ----------------------------------------------------------------------------- data
 
@@ -113,6 +113,7 @@ def test_travel_time_table_matches_straight_rays_in_a_homogeneous_model():
 # ----------------------------------------------------------------------------- quality
 
 
+@pytest.mark.slow
 def test_pyocto_chile_pick_level(chile):
     picks, stations, model = chile
     cfg = PyOctoConfig(

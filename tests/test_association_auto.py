@@ -10,21 +10,21 @@ import pandas as pd
 import pytest
 from pick_rows import chile_picks
 
-from quakelake import association as asc
-from quakelake.association_auto import distances_km
-from quakelake.association_input import station_table
-from quakelake.association_settings import ogs_default, resolve_for_network
-from quakelake.evaluation import match_events
-from quakelake.export import write_quakeml
+from quakelake.analysis.evaluation import match_events
+from quakelake.archive.stations import read_stations
+from quakelake.association import associate as asc
+from quakelake.association.derive import distances_km
+from quakelake.association.inputs import station_table
+from quakelake.association.settings import ogs_default, resolve_for_network
+from quakelake.association.velocity import read_velocity_model, standard_model
+from quakelake.catalogs.export import write_quakeml
 from quakelake.params.association import AreaParams, GammaConfig, PyOctoConfig, VelocityParams
-from quakelake.stations import read_stations
-from quakelake.velocity import read_velocity_model, standard_model
 
 SCSN = {"time": pd.Timestamp("2020-10-01T00:02:21.07Z"), "latitude": 33.092, "longitude": -115.585}
 
 
 @pytest.fixture(scope="module")
-def salton(shared_data):
+def salton_picks(shared_data):
     d = shared_data / "phasenet_saltonsea_20201001"
     picks = pd.read_csv(d / "DERIVED_phasenet_ref_picks_first180s.csv")
     stations = read_stations(d / "stations.xml")
@@ -53,8 +53,8 @@ def scsn_match(events: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
     [PyOctoConfig(), pytest.param(GammaConfig(), marks=pytest.mark.slow)],
     ids=["pyocto", "gamma"],
 )
-def test_seven_stations_over_50_km_find_the_scsn_event_without_settings(salton, config):
-    picks, stations, reference = salton
+def test_seven_stations_over_50_km_find_the_scsn_event_without_settings(salton_picks, config):
+    picks, stations, reference = salton_picks
     seven = nearest_stations(stations, 7)
     sites, _ = station_table(stations[stations["station"].isin(seven)])
     assert distances_km(sites["latitude"], sites["longitude"]).max() < 60.0
@@ -95,6 +95,7 @@ def ogs_month(shared_data, month: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.D
     return picks, stations, catalogue, int((raw.groupby("index").size() >= 4).sum())
 
 
+@pytest.mark.slow
 def test_hundred_stations_over_300_km_without_settings(shared_data):
     """OGS March 2024: 100+ stations over ~500 km with only the regional model file given."""
     d = shared_data / "ogs_rsfvg_2024"
@@ -162,6 +163,7 @@ def chile_scores(picks: pd.DataFrame, assignments: pd.DataFrame) -> tuple[float,
     return recall, float(ari)
 
 
+@pytest.mark.slow
 def test_slab_seismicity_keeps_its_search_depth(shared_data):
     """PyOcto's Chile test set (intermediate-depth slab events) with only its 1-D model given.
 
@@ -180,12 +182,13 @@ def test_slab_seismicity_keeps_its_search_depth(shared_data):
     assert recall >= 0.987 and ari >= 0.993
 
 
+@pytest.mark.slow
 def test_first_pass_is_kept_per_content_of_its_inputs(shared_data, tmp_path, monkeypatch):
     """The first pass (depth, Vp/Vs) is a function of its inputs: kept per user, recomputed on change.
 
     OGS March 2024 with nothing given (ak135: both the ratio and the depth come from it).
     """
-    from quakelake import cache
+    from quakelake.lakehouse import cache
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     picks, stations, _, _ = ogs_month(shared_data, 3)
@@ -227,8 +230,8 @@ def test_gamma_uses_the_regional_1d_model(shared_data, tmp_path, monkeypatch):
     assert not (tmp_path / "eikonal").exists()
 
 
-def test_user_values_override_derived_ones(salton):
-    picks, stations, _ = salton
+def test_user_values_override_derived_ones(salton_picks):
+    picks, stations, _ = salton_picks
     config = PyOctoConfig(n_picks=12, area=AreaParams(depth_km=(0.0, 15.0)))
     res = asc.associate(picks, stations, config)
     assert len(res.events) >= 1
@@ -285,10 +288,10 @@ def test_standard_and_p_only_models(shared_data):
 # ----------------------------------------------------------------------------- location quality
 
 
-def test_scsn_event_uncertainties_and_an_unconstrained_two_station_event(salton, tmp_path):
+def test_scsn_event_uncertainties_and_an_unconstrained_two_station_event(salton_picks, tmp_path):
     import obspy
 
-    picks, stations, reference = salton
+    picks, stations, reference = salton_picks
     res = asc.associate(picks, stations, PyOctoConfig())
     ev = scsn_match(res.events, reference).iloc[0]
     assert (
@@ -332,10 +335,10 @@ def test_scsn_event_uncertainties_and_an_unconstrained_two_station_event(salton,
     assert "unconstrained" in bad.preferred_origin().comments[0].text
 
 
-def test_nonlinloc_phase_file_has_one_block_per_event(salton, tmp_path):
-    from quakelake.export import write_nonlinloc
+def test_nonlinloc_phase_file_has_one_block_per_event(salton_picks, tmp_path):
+    from quakelake.catalogs.export import write_nonlinloc
 
-    picks, stations, _ = salton
+    picks, stations, _ = salton_picks
     res = asc.associate(picks, stations, PyOctoConfig())
     path = write_nonlinloc(res.assignments, tmp_path / "phases.obs")
     blocks = [b.splitlines() for b in path.read_text().strip().split("\n\n")]

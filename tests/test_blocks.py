@@ -22,7 +22,7 @@ from quakelake.blocks import (
 )
 from quakelake.blocks.fdsn import client_text
 from quakelake.blocks.fields import sentence, settings_fields
-from quakelake.compute import SlurmSettings
+from quakelake.flows.compute import SlurmSettings
 from quakelake.flows.runners import make_task_runner
 from quakelake.params.compute import ComputeSettings
 from quakelake.params.download import DownloadParams, FdsnClientSpec
@@ -186,7 +186,7 @@ def test_pipeline_takes_lake_and_compute_from_block_names(
     # the block's lake holds WMD's picks: those of plain SeisBench on the same file
     import obspy
 
-    from quakelake import picking
+    from quakelake.picking import models as picking
 
     wmd = shared_data / "phasenet_saltonsea_20201001" / "mseed" / "CI.WMD.2020-10-01T00:00.mseed"
     model = picking.load_model("PhaseNet", "original", "cpu")

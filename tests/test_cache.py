@@ -18,11 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 from test_association_auto import ogs_month
 
-from quakelake import cache
-from quakelake import stations as st
-from quakelake.association_settings import resolve_for_network
+from quakelake.archive import stations as st
+from quakelake.association.settings import resolve_for_network
+from quakelake.association.velocity import TravelTimeTable, cached_table, standard_model
+from quakelake.lakehouse import cache
 from quakelake.params.association import PyOctoConfig
-from quakelake.velocity import TravelTimeTable, cached_table, standard_model
 
 SALTON_XML = "phasenet_saltonsea_20201001/stations.xml"
 
@@ -136,7 +136,7 @@ def test_a_planted_first_pass_is_never_trusted(shared_data, user_cache, caplog):
 
 
 def test_first_pass_schema():
-    from quakelake.association_settings import first_pass_problem
+    from quakelake.association.settings import first_pass_problem
 
     good = {"depths": [1.0, 12.5], "vp_vs": 1.74, "vp_vs_events": 12}
     assert first_pass_problem(good) is None

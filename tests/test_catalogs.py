@@ -16,7 +16,7 @@ from quakelake.catalogs import (
     read_ogs_catalogue,
     read_quakeml,
 )
-from quakelake.export import write_quakeml
+from quakelake.catalogs.export import write_quakeml
 from quakelake.lakehouse import Lake
 
 
@@ -98,6 +98,7 @@ def test_read_whole_ogs_folder(ogs):
     assert set(cat.picks["event_id"]) == set(cat.events["event_id"])
 
 
+@pytest.mark.slow
 def test_quakeml_ingv(shared_data):
     cat = read_catalog(shared_data / "ingv_quakeml_20210101")
     assert len(cat.events) == 10
@@ -125,6 +126,7 @@ def test_csv_picks_and_events(shared_data):
     assert ev["depth_km"] == pytest.approx(2.51) and ev["longitude"] == pytest.approx(-115.585)
 
 
+@pytest.mark.slow
 def test_quakeml_round_trip(shared_data, tmp_path):
     cat = read_catalog(shared_data / "ingv_quakeml_20210101")
     path = write_quakeml(cat.events, cat.picks, tmp_path / "out.xml", evaluation_mode=None)
@@ -133,6 +135,7 @@ def test_quakeml_round_trip(shared_data, tmp_path):
     assert (back.events["time"].to_numpy() == cat.events["time"].to_numpy()).all()
 
 
+@pytest.mark.slow
 def test_import_catalog_is_idempotent(ogs, shared_data, lake_root):
     counts = import_catalog(lake_root, [ogs], "ogs")
     assert counts["events"] == 1858 and counts["picks"] == 26931

@@ -5,10 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from quakelake.analysis.evaluation import MatchParams, evaluate, match_events
+from quakelake.analysis.plotting import (
+    plot_cumulative_events,
+    plot_event_map,
+    plot_precision_recall,
+)
+from quakelake.analysis.report import summary_tables
 from quakelake.catalogs import read_catalog, read_ogs_catalogue
-from quakelake.evaluation import MatchParams, evaluate, match_events
-from quakelake.plotting import plot_cumulative_events, plot_event_map, plot_precision_recall
-from quakelake.report import summary_tables
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +58,13 @@ def test_analyzer_can_leave_non_earthquakes_out(ogs_txt, tmp_path):
     mag = only_eq.metrics[only_eq.metrics["level"] == "magnitude"].iloc[0]
     assert mag["tp"] == 38 and mag["residual_median"] == pytest.approx(0.1)
     tables = summary_tables(only_eq.metrics)
-    assert "residual_median (s)" in tables["Events per associator"].columns
+    assert (
+        "residual_median (s)"
+        in tables["Events per catalogue (associator x model x weights)"].columns
+    )
     assert (
         "residual_median (magnitude units)"
-        in tables["Magnitude residuals per associator (ours - reference)"]
+        in tables["Magnitude residuals per catalogue (ours - reference)"]
     )
 
 
@@ -74,7 +81,7 @@ def test_figures_tell_associators_apart_and_show_values(shared_data):
         [match_events(g, reference).assign(associator=a) for a, g in events.groupby("associator")],
         ignore_index=True,
     )
-    from quakelake.stations import read_stations
+    from quakelake.archive.stations import read_stations
 
     stations = read_stations(folder / "stations.xml")
     ax = plot_event_map(matches, events, reference, stations).axes[0]

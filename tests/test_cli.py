@@ -442,8 +442,8 @@ def test_interactive_review_shows_waveforms_probabilities_and_picks(
     shared_data, prefect_server, lake_root, capsys
 ):
     """The seed's first example: picker -v --directory DIR --interactive (headless: Agg shows nothing)."""
+    from quakelake.analysis.review import station_day_views
     from quakelake.config import PickParams, StationSelection, TimeWindow
-    from quakelake.review import station_day_views
 
     folder = shared_data / "phasenet_saltonsea_20201001" / "mseed"
     assert (

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from quakelake.archive.waveforms import scan_archive
 from quakelake.lakehouse import Lake, stage_table
-from quakelake.lineage import UnitResult, commit_unit, commit_units
-from quakelake.waveforms import scan_archive
+from quakelake.lakehouse.lineage import UnitResult, commit_unit, commit_units
 
 STATIONS = ["BOM", "COA", "CRR"]
 

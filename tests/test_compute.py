@@ -8,7 +8,7 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from quakelake.compute import (
+from quakelake.flows.compute import (
     local_cluster_kwargs,
     render_slurm_job_script,
     slurm_cluster_kwargs,
@@ -44,7 +44,7 @@ def test_leonardo_job_script_has_account_partition_gpus_walltime_prologue():
     worker = next(line for line in lines if "dask_worker" in line or "dask-worker" in line)
     assert "tcp://10.10.0.1:8786" in worker
     assert "--nworkers 4" in worker and "--nthreads 1" in worker  # one worker per GPU
-    assert "--resources GPU=1" in worker and "--preload quakelake.compute" in worker
+    assert "--resources GPU=1" in worker and "--preload quakelake.flows.compute" in worker
     assert "--interface ib0" in worker
     assert "--lifetime 470m" in worker  # retire 10 min before the walltime
     # the prologue runs before the worker starts
@@ -124,7 +124,7 @@ def test_each_worker_process_sees_one_device():
     kwargs = local_cluster_kwargs(ComputeSettings(runner="dask-local", workers=2))
     kwargs["env"].update({"CUDA_VISIBLE_DEVICES": "0,1", "QUAKELAKE_PIN_GPU": "1"})
     with (
-        LocalCluster(**kwargs, preload=["quakelake.compute"]) as cluster,
+        LocalCluster(**kwargs, preload=["quakelake.flows.compute"]) as cluster,
         Client(cluster) as client,
     ):
         seen = client.run(

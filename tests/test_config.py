@@ -94,7 +94,7 @@ def _settings_models() -> list[tuple[str, str]]:
     """Return (module, class) of every pydantic model in src/quakelake (Prefect blocks aside).
 
     Read from the source (no import at collection): a class counts when one of its bases is
-    ``BaseModel``, ``_Model`` or another class found so.
+    ``BaseModel``, ``ParamModel`` or another class found so.
     """
     classes: dict[str, tuple[str, list[str]]] = {}
     for path in sorted(SRC.rglob("*.py")):
@@ -108,7 +108,7 @@ def _settings_models() -> list[tuple[str, str]]:
                     b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases
                 ]
                 classes[f"{module}:{node.name}"] = (module, bases)
-    models = {"BaseModel", "_Model"}
+    models = {"BaseModel", "ParamModel"}
     found: set[str] = set()
     while True:
         new = {
@@ -118,7 +118,7 @@ def _settings_models() -> list[tuple[str, str]]:
             break
         found |= new
         models |= {key.split(":")[1] for key in new}
-    return sorted(tuple(key.split(":")) for key in found if not key.endswith(":_Model"))
+    return sorted(tuple(key.split(":")) for key in found if not key.endswith(":ParamModel"))
 
 
 SETTINGS_MODELS = _settings_models()
@@ -132,14 +132,14 @@ def test_the_settings_models_are_found():
 
 @pytest.mark.parametrize(("module", "name"), SETTINGS_MODELS, ids=[n for _, n in SETTINGS_MODELS])
 def test_every_settings_model_refuses_an_unknown_field(module, name):
-    """One base (quakelake.params.base._Model): a misspelt setting is an error naming it."""
+    """One base (quakelake.params.base.ParamModel): a misspelt setting is an error naming it."""
     from pydantic import ValidationError
 
-    from quakelake.params.base import _Model
+    from quakelake.params.base import ParamModel
 
     cls = getattr(importlib.import_module(module), name)
-    assert issubclass(cls, _Model), (
-        f"{module}.{name} does not derive from quakelake.params.base._Model"
+    assert issubclass(cls, ParamModel), (
+        f"{module}.{name} does not derive from quakelake.params.base.ParamModel"
     )
     assert cls.model_config["extra"] == "forbid" and cls.model_config["validate_assignment"]
     with pytest.raises(ValidationError) as err:

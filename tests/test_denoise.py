@@ -10,24 +10,19 @@ import obspy
 import pandas as pd
 import pytest
 
-from quakelake import denoise
 from quakelake.catalogs import import_catalog
 from quakelake.cli import main
 from quakelake.config import PickParams, StationSelection
 from quakelake.lakehouse import Lake
-
-
-@pytest.fixture(scope="module")
-def salton(shared_data) -> Path:
-    return shared_data / "phasenet_saltonsea_20201001"
+from quakelake.picking import denoise
 
 
 def test_unknown_denoiser_is_one_error_line_listing_the_cache_and_writes_nothing(
-    salton, weights_cache, tmp_path, capsys
+    salton_minute, light_weights, tmp_path, capsys
 ):
     for option in (["--denoiser", "SeisDAE/nosuch"], ["--denoiser", "Wiener/x"]):
         code = main(
-            ["pick", "-d", str(salton / "mseed"), "--lake", str(tmp_path / "lake"), *option]
+            ["pick", "-d", str(salton_minute / "mseed"), "--lake", str(tmp_path / "lake"), *option]
         )
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and err[0].startswith("error: --denoiser:")

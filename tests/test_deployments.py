@@ -18,8 +18,8 @@ from prefect.client.schemas.filters import (
 )
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from quakelake.analysis.evaluation import match_events, match_picks
 from quakelake.catalogs import read_catalog
-from quakelake.evaluation import match_events, match_picks
 from quakelake.lakehouse import Lake
 
 pytestmark = pytest.mark.integration

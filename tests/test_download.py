@@ -21,11 +21,11 @@ import obspy
 import pytest
 from fdsn_servers import DataselectServer, FdsnServer
 
+from quakelake.archive.download import download
+from quakelake.archive.fdsn import read_token
+from quakelake.archive.sds import INCOMING, sds_path, station_file
 from quakelake.config import StationSelection, TimeWindow
-from quakelake.download import download
-from quakelake.fdsn import read_token
 from quakelake.params.download import DownloadParams, FdsnClientSpec
-from quakelake.sds import INCOMING, sds_path, station_file
 
 pytestmark = pytest.mark.integration
 
@@ -49,11 +49,6 @@ STATIONS = [
     "WMD",
     "YUH2",
 ]
-
-
-@pytest.fixture(scope="module")
-def salton(shared_data: Path) -> Path:
-    return shared_data / "phasenet_saltonsea_20201001"
 
 
 @pytest.fixture(scope="module")
@@ -302,7 +297,7 @@ KILLED_RUN = """
 import sys, datetime as dt
 from pathlib import Path
 from quakelake.config import StationSelection, TimeWindow
-from quakelake.download import download
+from quakelake.archive.download import download
 from quakelake.params.download import DownloadParams
 day = dt.date(2020, 10, 1)
 download(Path(sys.argv[1]), TimeWindow(start=day, end=day), StationSelection(),

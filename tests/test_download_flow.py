@@ -22,11 +22,6 @@ TOKEN = "-----BEGIN PGP MESSAGE-----\n\nhQEMA-not-a-real-token-but-kept-secret\n
 
 
 @pytest.fixture(scope="module")
-def salton(shared_data: Path) -> Path:
-    return shared_data / "phasenet_saltonsea_20201001"
-
-
-@pytest.fixture(scope="module")
 def servers(salton: Path, tmp_path_factory):
     """portable-fdsnws-dataselect over the real miniSEED and a station front with its StationXML."""
     with DataselectServer(salton / "mseed", tmp_path_factory.mktemp("dataselect")) as ds:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import obspy
 import pandas as pd
 import pytest
 
-from quakelake import engine, picking, waveforms
+from quakelake.archive import waveforms
 from quakelake.config import PickParams, StationSelection
 from quakelake.lakehouse import Lake
+from quakelake.picking import engine
+from quakelake.picking import models as picking
 
 SALTON_STATIONS = ["BOM", "COA"]
 MODELS = [("PhaseNet", "original"), ("EQTransformer", "original"), ("PhaseNetLight", "ethz")]
@@ -21,16 +22,13 @@ RUNS = [(m, w, "auto") for m, w in MODELS] + [("PhaseNet", "original", "onnx")]
 
 
 @pytest.fixture(scope="module")
-def salton(shared_data) -> Path:
-    return shared_data / "phasenet_saltonsea_20201001" / "mseed"
-
-
-@pytest.fixture(scope="module")
 def instruments(shared_data, salton) -> list:
     """Two Salton Sea station-days (180 s) and the Mesetas mainshock half hour at URMC, read the production way."""
     out = []
     sel = StationSelection(stations=SALTON_STATIONS)
-    for unit in waveforms.station_days(waveforms.scan_archive(salton, selection=sel).index):
+    for unit in waveforms.station_days(
+        waveforms.scan_archive(salton / "mseed", selection=sel).index
+    ):
         out.extend(waveforms.read_station_day(unit, selection=sel)[0])
     mesetas = shared_data / "seismonitor_mesetas_2019" / "mseed"
     st = obspy.Stream()
@@ -137,6 +135,7 @@ def test_reduced_precision_is_cuda_only(weights_cache):
     assert eng.runtime.autocast is None  # fp32 on the CPU whatever was asked
 
 
+@pytest.mark.slow
 def test_models_without_acceleration_fall_back_to_classify(instruments, weights_cache):
     import seisbench.models as sbm
 
@@ -163,9 +162,9 @@ def test_pick_flow_records_the_engine_and_matches_classify(
     from quakelake.flows.pick import pick_phases
 
     sel = StationSelection(stations=SALTON_STATIONS)
-    fast = pick_phases(salton, tmp_path / "fast", selection=sel, pick=PickParams())
+    fast = pick_phases(salton / "mseed", tmp_path / "fast", selection=sel, pick=PickParams())
     plain = pick_phases(
-        salton, tmp_path / "plain", selection=sel, pick=PickParams(engine="seisbench")
+        salton / "mseed", tmp_path / "plain", selection=sel, pick=PickParams(engine="seisbench")
     )
     assert fast["engines"] == {"PhaseNet/original": ["engine-openvino"]}
     assert plain["engines"] == {"PhaseNet/original": ["seisbench"]}

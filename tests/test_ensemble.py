@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import obspy
 import pandas as pd
 import pytest
 
-from quakelake import ensemble, picking, waveforms
+from quakelake.archive import waveforms
 from quakelake.config import PickParams, StationSelection, TimeWindow
 from quakelake.lakehouse import Lake
+from quakelake.picking import ensemble
+from quakelake.picking import models as picking
 
 PAIR = PickParams(models=["PhaseNet"], weights=["original", "volpick"])
 STATIONS = ["BOM", "IMP", "WMD", "SWS"]
-
-
-@pytest.fixture(scope="module")
-def salton(shared_data) -> Path:
-    return shared_data / "phasenet_saltonsea_20201001"
 
 
 @pytest.fixture(scope="module")

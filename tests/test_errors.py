@@ -222,11 +222,11 @@ def test_unreachable_fdsn_is_said_as_such(api_url, tmp_path):
 
 def test_error_families_carry_the_exit_status():
     assert BadInput("x").exit_code == 2 and FailedWork("x").exit_code == 1
+    from quakelake.archive.stations import StationFileError
     from quakelake.catalogs import CatalogError
     from quakelake.config import ConfigError
     from quakelake.lakehouse import LakeQueryError
-    from quakelake.picking import ModelUnavailable
-    from quakelake.stations import StationFileError
+    from quakelake.picking.models import ModelUnavailable
 
     for cls in (CatalogError, ConfigError, LakeQueryError, ModelUnavailable, StationFileError):
         assert issubclass(cls, BadInput), cls
@@ -283,7 +283,7 @@ def test_interactive_without_a_display_is_refused_before_work(
 def test_review_windows_are_titled_with_a_hint(capsys):
     from matplotlib.figure import Figure
 
-    from quakelake.plotting import HINT, show_one_by_one
+    from quakelake.analysis.plotting import HINT, show_one_by_one
 
     def figures():
         for title in ("CI.BOM 2020-10-01 PhaseNet/original", "CI.SLV 2020-10-01 PhaseNet/original"):
@@ -305,7 +305,7 @@ def test_review_windows_are_titled_with_a_hint(capsys):
 
 
 def test_a_missing_archive_is_bad_input_so_tasks_do_not_retry_it(tmp_path):
-    from quakelake import waveforms
+    from quakelake.archive import waveforms
 
     with pytest.raises(
         BadInput, match="-d/--directory: waveform archive .* does not exist"
@@ -370,8 +370,8 @@ def test_a_station_file_matching_no_station_is_refused_before_any_picking(
 
 def test_the_overlap_check_reads_the_archive_only_until_a_listed_station(shared_data):
     """A station file that lists the archive's first station passes after that one station."""
-    from quakelake.stations import StationFileError, check_covers_archive, read_stations
-    from quakelake.waveforms import archive_stations
+    from quakelake.archive.stations import StationFileError, check_covers_archive, read_stations
+    from quakelake.archive.waveforms import archive_stations
 
     mseed = shared_data / SALTON / "mseed"
     xml = shared_data / SALTON / "stations.xml"

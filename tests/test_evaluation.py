@@ -8,9 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quakelake.analysis import load_picks, load_reference, write_evaluation
-from quakelake.catalogs import import_catalog, read_catalog
-from quakelake.evaluation import (
+from quakelake.analysis.compare import load_picks, load_reference, write_evaluation
+from quakelake.analysis.evaluation import (
     MatchParams,
     evaluate,
     event_metrics,
@@ -19,6 +18,7 @@ from quakelake.evaluation import (
     metrics_table,
     pick_metrics,
 )
+from quakelake.catalogs import import_catalog, read_catalog
 from quakelake.lakehouse import Lake, write_table
 from quakelake.params.evaluation import RunSelection
 
@@ -148,6 +148,7 @@ def test_metrics_table_groups():
     assert set(table["group_by"]) >= {"model,weights,station_id", "model,weights,day"}
 
 
+@pytest.mark.slow
 def test_evaluate_from_lake(ogs, shared_data, lake_root):
     """OGS manual picks of one week stored as `picks` and compared with the imported OGS."""
     import_catalog(lake_root, shared_data / "ogs_rsfvg_2024" / "manual", "ogs")

@@ -210,7 +210,9 @@ def test_a_lost_catalog_is_named_and_rebuilt_row_for_row(damage, tmp_path, capsy
         catalog.unlink()
     else:
         catalog.write_bytes(b"" if damage == "zeroed" else b"\0" * size)
-    mt._reset(Lake(root))  # what a new process sees (this one's catalog connection is closed)
+    mt.reset_connections(
+        Lake(root)
+    )  # what a new process sees (this one's catalog connection is closed)
     capsys.readouterr()
     assert main(["lake", "check", "--lake", str(root)]) != 0
     err = capsys.readouterr().err
@@ -297,7 +299,7 @@ def test_a_full_disk_is_one_error_line_naming_it(small_disk, shared_data, capsys
     assert err.startswith(f"error: the disk is full: {small_disk}") and err.count("\n") == 1
     assert "every unit committed before is safe" in err and "unexpected" not in err
     filler.unlink()
-    mt._reset(Lake(lake))
+    mt.reset_connections(Lake(lake))
     assert main(["lake", "check", "--lake", str(lake)]) == 0
     assert Lake(lake).query("SELECT count(*) AS n FROM reference_picks")["n"][0] == before
 

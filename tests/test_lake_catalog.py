@@ -26,11 +26,6 @@ PHASENET = PickParams(models=["PhaseNet"], weights=["original"])
 T0 = pd.Timestamp("2020-10-01T00:00:00", tz="UTC")
 
 
-@pytest.fixture(scope="module")
-def salton(shared_data) -> Path:
-    return shared_data / "phasenet_saltonsea_20201001"
-
-
 def _picks(n: int, tag: str, run: str = "r1") -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -140,6 +135,7 @@ def test_damaged_committed_file_is_named_and_repaired(lake_root, capsys):
     )
 
 
+@pytest.mark.slow
 def test_compaction_merges_files_and_vacuum_removes_orphans(lake_root):
     _fill(lake_root, units=6)
     write_table(

@@ -8,14 +8,18 @@ import pandas as pd
 import pytest
 from pick_rows import reference_pick_rows
 
+from quakelake.archive.stations import read_stations
 from quakelake.catalogs import import_catalog
 from quakelake.lakehouse import Lake, queries, write_table
-from quakelake.stations import read_stations
 
 
-@pytest.fixture
-def small_lake(shared_data, lake_root):
-    """Salton Sea: stations, the PhaseNet reference picks imported twice and stored as lake picks."""
+@pytest.fixture(scope="module")
+def small_lake(shared_data, tmp_path_factory):
+    """Salton Sea: stations, the PhaseNet reference picks imported twice and stored as lake picks.
+
+    Built once for the module: the tests only read it.
+    """
+    lake_root = tmp_path_factory.mktemp("queries") / "lake"
     folder = shared_data / "phasenet_saltonsea_20201001"
     ref_csv = folder / "DERIVED_phasenet_ref_picks_first180s.csv"
     import_catalog(lake_root, ref_csv, "phasenet")

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from quakelake.lakehouse import TABLES, Lake, file_path, stem_of, write_table
-from quakelake.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
+from quakelake.lakehouse.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
 
 
 def _picks(n: int) -> pd.DataFrame:

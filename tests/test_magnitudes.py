@@ -9,8 +9,8 @@ import pytest
 from obspy.geodetics import degrees2kilometers
 from pick_rows import reference_pick_rows
 
-from quakelake import magnitudes as mag
-from quakelake.stations import read_stations
+from quakelake.archive.stations import read_stations
+from quakelake.association import magnitudes as mag
 
 SCSN_EVENT = {
     "event_id": "scsn",
@@ -176,10 +176,10 @@ def test_associate_flow_writes_magnitudes_and_quakeml(
 ):
     """Associate flow on the Salton Sea reference picks: events carry ML, station MLs and amplitudes land
     in the lake, a rerun computes nothing, and QuakeML holds amplitudes and station magnitudes."""
-    from quakelake.export import to_catalog
+    from quakelake.archive.waveforms import archive_key, scan_archive
+    from quakelake.catalogs.export import to_catalog
     from quakelake.flows.associate import associate_events
     from quakelake.lakehouse import Lake, queries, write_table
-    from quakelake.waveforms import archive_key, scan_archive
 
     folder = shared_data / "phasenet_saltonsea_20201001"
     scan = scan_archive(folder / "mseed")
@@ -210,7 +210,10 @@ def test_associate_flow_writes_magnitudes_and_quakeml(
     assert set(amps["channel"]) == {"HHE", "HHN"} and set(amps["station_id"]) == set(
         station_ml["station_id"]
     )
-    assert events["magnitude"].notna().all()
+    # every reported origin has an ML; those the quality gate rejected have none
+    reported = events["evaluation_status"] != "rejected"
+    assert events.loc[reported, "magnitude"].notna().all()
+    assert events.loc[~reported, "magnitude"].isna().all()
     print(
         "Salton Sea events (time, ML, spread, stations):",
         events[
@@ -226,8 +229,8 @@ def test_associate_flow_writes_magnitudes_and_quakeml(
         )
 
     # the analyzer's magnitude residual against the SCSN catalogue (which has magnitudes)
+    from quakelake.analysis.evaluation import evaluate
     from quakelake.catalogs import read_catalog
-    from quakelake.evaluation import evaluate
 
     scsn_ref = read_catalog(folder / "DERIVED_scsn_events_first10min.csv").events
     result = evaluate(pd.DataFrame(), events, scsn_ref, pd.DataFrame(columns=["event_id", "time"]))
@@ -274,11 +277,20 @@ def test_associate_flow_writes_magnitudes_and_quakeml(
     both = Lake(lake_root).read("events")
     n_gamma = int((both["associator"] == "gamma").sum())
     assert n_gamma >= 1 and len(both) == len(events) + n_gamma
+    # exports hold the reported origins only
+    gamma_reported = int(
+        ((both["associator"] == "gamma") & (both["evaluation_status"] != "rejected")).sum()
+    )
     capsys.readouterr()
+    # two catalogues and no choice: one error line listing both, nothing written
+    assert main(["export", "--lake", str(lake_root), "--quakeml", str(tmp_path / "no.xml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: 2 catalogues match (gamma all/all")
+    assert "pyocto all/all" in err[0] and not (tmp_path / "no.xml").exists()
     for extra, associator, n in (
-        ([], "gamma", n_gamma),
-        (["--associator", "pyocto"], "pyocto", len(events)),
-        (["--run-id", first["run_id"]], "pyocto", len(events)),
+        (["--associator", "gamma"], "gamma", gamma_reported),
+        (["--associator", "pyocto"], "pyocto", int(reported.sum())),
+        (["--run-id", first["run_id"]], "pyocto", int(reported.sum())),
     ):
         out = tmp_path / f"{associator}{len(extra)}.xml"
         assert main(["export", "--lake", str(lake_root), "--quakeml", str(out), *extra]) == 0

@@ -36,15 +36,17 @@ def salton(shared_data: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def model(weights_cache):
-    from quakelake import picking
+    from quakelake.picking import models as picking
 
     return picking.load_model("PhaseNet", "original", "cpu")
 
 
 def batch_picks(archive: Path, model) -> pd.DataFrame:
     """The batch path's picks of every station-day in ``archive`` (read + engine, as pick_one)."""
-    from quakelake import engine, picking, waveforms
+    from quakelake.archive import waveforms
     from quakelake.params import PickParams, StationSelection
+    from quakelake.picking import engine
+    from quakelake.picking import models as picking
 
     scan = waveforms.scan_archive(archive)
     units = waveforms.station_days(scan.index)
@@ -69,15 +71,15 @@ def one_to_one(batch: pd.DataFrame, live: pd.DataFrame, tol_s: float = 0.01) -> 
 
 
 def make_monitor(tmp_path: Path, model, stations_file: Path | None, name: str = "m"):
-    from quakelake import picking
+    from quakelake.archive.live import SDSFollower
+    from quakelake.archive.stations import read_stations
+    from quakelake.association.live import LiveCatalog
     from quakelake.lakehouse import Lake
-    from quakelake.live_catalog import LiveCatalog
-    from quakelake.live_sources import SDSFollower
-    from quakelake.monitor import Monitor, MonitorSettings
     from quakelake.params import PickParams
     from quakelake.params.association import PyOctoConfig
-    from quakelake.stations import read_stations
-    from quakelake.streaming import StreamPicker
+    from quakelake.picking import models as picking
+    from quakelake.picking.streaming import StreamPicker
+    from quakelake.service.monitor import Monitor, MonitorSettings
 
     picker = StreamPicker(model, picking.ModelSpec("PhaseNet", "original"), PickParams())
     catalog = None
@@ -97,9 +99,9 @@ def replay(rep: SDSReplay, mon, step_s: float = 5.0, skip=None, until=None) -> N
 
 
 def test_final_streaming_picks_equal_batch_picks_and_events_agree(tmp_path, salton, model):
-    from quakelake.association import associate
+    from quakelake.archive.stations import read_stations
+    from quakelake.association.associate import associate
     from quakelake.params.association import PyOctoConfig
-    from quakelake.stations import read_stations
 
     rep = SDSReplay(sorted((salton / "mseed").glob("*.mseed")), tmp_path / "sds")
     mon = make_monitor(tmp_path, model, salton / "stations.xml")
@@ -161,7 +163,7 @@ def test_late_and_out_of_order_records_give_the_same_picks(tmp_path, salton, mod
 def test_a_station_that_stops_and_comes_back(tmp_path, salton, model):
     """CI.SAL is silent for 60 s: its picks away from the gap equal the batch picks of the
     gapped archive; within one window step before the gap they may differ (the batch path's
-    last window of a segment, see quakelake.streaming)."""
+    last window of a segment, see quakelake.picking.streaming)."""
     rep = SDSReplay(sorted((salton / "mseed").glob("*.mseed")), tmp_path / "sds")
     gap0, gap1 = rep.start + 60, rep.start + 120
     mon = make_monitor(tmp_path, model, None)
@@ -295,8 +297,8 @@ def test_monitor_command_refuses_bad_input(tmp_path):
 
 def test_sds_follower_reads_only_whole_records(tmp_path, salton):
     """A record being written (cut) is read at the next poll, never twice, never half."""
-    from quakelake.live_sources import SDSFollower
-    from quakelake.sds import parse_records, sds_path
+    from quakelake.archive.live import SDSFollower
+    from quakelake.archive.sds import parse_records, sds_path
 
     data = (salton / "mseed" / "CI.BOM.2020-10-01T00:00.mseed").read_bytes()
     records, _ = parse_records(data)

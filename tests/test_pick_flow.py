@@ -9,16 +9,11 @@ import obspy
 import pandas as pd
 import pytest
 
-from quakelake import picking
 from quakelake.config import PickParams, StationSelection, TimeWindow
 from quakelake.lakehouse import Lake, stem_of
+from quakelake.picking import models as picking
 
 PHASENET = PickParams(models=["PhaseNet"], weights=["original"])
-
-
-@pytest.fixture(scope="module")
-def salton(shared_data) -> Path:
-    return shared_data / "phasenet_saltonsea_20201001"
 
 
 def _flow():

@@ -16,24 +16,17 @@ import obspy
 import pandas as pd
 import pytest
 
-from quakelake import association as asc
-from quakelake.association_input import read_pick_table
+from quakelake.archive.stations import read_stations
+from quakelake.association import associate as asc
+from quakelake.association.inputs import read_pick_table
 from quakelake.lakehouse import Lake, queries, stem_of
 from quakelake.params import PickParams, StationSelection
 from quakelake.params.association import GammaConfig
-from quakelake.stations import read_stations
-
-SALTON = "phasenet_saltonsea_20201001"
-
-
-@pytest.fixture(scope="module")
-def salton(shared_data):
-    return shared_data / SALTON
-
 
 # ----------------------------------------------------------------------------- item 6: GaMMA seed
 
 
+@pytest.mark.slow
 def test_gamma_is_reproducible_whatever_the_global_rng(salton):
     """The same 184 picks give the same events (ids included) however numpy's global RNG stands."""
     picks = read_pick_table(salton / "DERIVED_phasenet_ref_picks_first180s.csv")
@@ -265,7 +258,7 @@ def test_nan_samples_are_gaps_and_an_all_nan_station_is_reported(salton, referen
 
 
 def test_a_cut_record_costs_that_record_not_the_file(salton, tmp_path):
-    from quakelake.waveforms import read_station_day, scan_archive, station_days
+    from quakelake.archive.waveforms import read_station_day, scan_archive, station_days
 
     raw = (salton / "mseed" / "CI.WMD.2020-10-01T00:00.mseed").read_bytes()
     rec = 4096
@@ -303,7 +296,12 @@ def test_a_cut_record_costs_that_record_not_the_file(salton, tmp_path):
 
 
 def test_overlaps_take_the_later_segment_and_conflicts_are_counted(salton, tmp_path):
-    from quakelake.waveforms import quality_notes, read_station_day, scan_archive, station_days
+    from quakelake.archive.waveforms import (
+        quality_notes,
+        read_station_day,
+        scan_archive,
+        station_days,
+    )
 
     full = obspy.read(str(salton / "mseed" / "CI.WMD.2020-10-01T00:00.mseed"), format="MSEED")
     full.write(str(tmp_path / "a_whole.mseed"), format="MSEED")

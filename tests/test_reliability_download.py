@@ -18,8 +18,8 @@ import obspy
 import pytest
 from fdsn_servers import DataselectServer, FdsnServer
 
+from quakelake.archive.download import download, partial_marker
 from quakelake.config import StationSelection, TimeWindow
-from quakelake.download import download, partial_marker
 from quakelake.params.download import DownloadParams, FdsnClientSpec
 
 pytestmark = pytest.mark.integration
@@ -27,11 +27,6 @@ pytestmark = pytest.mark.integration
 DAY = dt.date(2020, 10, 1)
 WINDOW = TimeWindow(start=DAY, end=DAY)
 BOM = StationSelection(stations=["BOM"])
-
-
-@pytest.fixture(scope="module")
-def salton(shared_data: Path) -> Path:
-    return shared_data / "phasenet_saltonsea_20201001"
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +90,7 @@ def test_a_cut_body_is_completed_and_no_channels_mix(salton, dataselect, referen
 
 
 def _unit():
-    from quakelake.download import DownloadUnit
+    from quakelake.archive.download import DownloadUnit
 
     return DownloadUnit(network="CI", station="BOM", day=DAY, channels=[("", "HHZ")], clients=[])
 

@@ -18,7 +18,7 @@ from prefect.cache_policies import NONE
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
-from quakelake.compute import ComputeSettings
+from quakelake.flows.compute import ComputeSettings
 from quakelake.flows.runners import make_task_runner
 from quakelake.lakehouse import Lake, safe_name, write_table
 
@@ -160,10 +160,10 @@ def test_pick_flow_on_two_dask_workers_matches_threads(
     """The real pick flow: same picks on 2 worker processes as on threads; 1 model load per worker."""
     from distributed import Client, LocalCluster
 
-    from quakelake import picking
-    from quakelake.compute import local_cluster_kwargs
     from quakelake.config import PickParams
+    from quakelake.flows.compute import local_cluster_kwargs
     from quakelake.flows.pick import pick_phases
+    from quakelake.picking import models as picking
 
     archive = shared_data / "phasenet_saltonsea_20201001" / "mseed"
     params = PickParams(models=["PhaseNet"], weights=["original"], device="cpu")
@@ -205,8 +205,8 @@ def test_pick_flow_fails_when_a_worker_dies_and_a_rerun_finishes(
 
     from distributed import Client, LocalCluster
 
-    from quakelake.compute import local_cluster_kwargs
     from quakelake.config import PickParams, StationSelection
+    from quakelake.flows.compute import local_cluster_kwargs
     from quakelake.flows.pick import pick_phases
 
     archive = shared_data / "seismonitor_mesetas_2019" / "mseed"

@@ -90,7 +90,7 @@ def test_commands_use_the_local_server_until_it_is_stopped(shared_data, tmp_path
     finally:
         stopped = quakelake("server", "stop")
     assert stopped.returncode == 0 and stopped.stdout.strip() == f"Prefect server at {api} stopped"
-    from quakelake.server import _alive
+    from quakelake.service.server import _alive
 
     assert not _alive(record["pid"])
     status = quakelake("server", "status")
@@ -153,7 +153,7 @@ def test_warm_workers_pick_every_command_in_one_process_with_the_same_picks(shar
         stopped = quakelake("server", "stop")
         assert stopped.returncode == 0
     assert not (tmp_path / "prefect" / "quakelake-workers.json").exists()
-    from quakelake.server import _alive
+    from quakelake.service.server import _alive
 
     deadline = time.monotonic() + 30
     while _alive(record["dask_pid"]) and time.monotonic() < deadline:

@@ -19,8 +19,8 @@ import pytest
 from fdsn_servers import DataselectServer, FdsnServer
 from slurm_local import LocalSlurm
 
-from quakelake.compute import ComputeSettings, SlurmSettings
 from quakelake.config import PickParams, RunConfig, StationSelection, TimeWindow
+from quakelake.flows.compute import ComputeSettings, SlurmSettings
 from quakelake.lakehouse import Lake
 from quakelake.params.download import DownloadParams, FdsnClientSpec
 

@@ -14,23 +14,19 @@ import pandas as pd
 import pytest
 from pick_rows import reference_pick_rows
 
-from quakelake import association, picking
-from quakelake.analysis import load_reference
-from quakelake.association_input import one_band_per_station
-from quakelake.evaluation import MatchParams, evaluate, station_key, station_level
+from quakelake.analysis.compare import load_reference
+from quakelake.analysis.evaluation import MatchParams, evaluate, station_key, station_level
+from quakelake.archive.stations import read_stations
+from quakelake.archive.waveforms import InstrumentStream
+from quakelake.association import associate as association
+from quakelake.association.inputs import one_band_per_station
 from quakelake.lakehouse import Lake, queries, write_table
 from quakelake.params import PickParams
 from quakelake.params.association import PyOctoConfig
-from quakelake.stations import read_stations
+from quakelake.picking import models as picking
 from quakelake.tasks.associate import PickSource, read_picks
-from quakelake.waveforms import InstrumentStream
 
 PHASENET = PickParams(models=["PhaseNet"], weights=["original"])
-
-
-@pytest.fixture(scope="module")
-def salton(shared_data):
-    return shared_data / "phasenet_saltonsea_20201001"
 
 
 def _reference_picks(salton) -> pd.DataFrame:
@@ -93,6 +89,7 @@ def test_association_sees_one_band_per_station(salton):
     assert any("another band" in m for m in two.messages)
 
 
+@pytest.mark.slow
 def test_lake_written_before_the_band_column_reads_the_same(salton, lake_root):
     """A lake whose picks store NET.STA.LOC.BAND in station_id (older lakes) reads NET.STA.LOC.
 

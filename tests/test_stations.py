@@ -5,14 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from quakelake.lakehouse import Lake
-from quakelake.stations import (
+from quakelake.archive.stations import (
     COLUMNS,
     StationFileError,
     read_stations,
     station_coordinates,
     write_stations,
 )
+from quakelake.lakehouse import Lake
 
 
 def test_ogs_csv_without_network_or_elevation(shared_data):
@@ -37,24 +37,24 @@ def test_csv_parquet_and_real_lists(shared_data):
     assert arro["network"] == "IV" and arro["elevation_m"] == pytest.approx(253.0)
 
 
-def test_stationxml_channel_epochs(shared_data):
-    st = read_stations(shared_data / "phasenet_saltonsea_20201001" / "stations.xml")
+def test_stationxml_channel_epochs(salton_minute):
+    st = read_stations(salton_minute / "stations.xml")
     assert st["channel"].str.len().eq(3).all()
     assert st["start"].notna().all() and st["sampling_rate"].gt(0).all()
     sites = station_coordinates(st)
     assert len(sites) == st.groupby(["network", "station", "location"]).ngroups
 
 
-def test_stationxml_is_parsed_once_per_content(shared_data, tmp_path, monkeypatch):
+def test_stationxml_is_parsed_once_per_content(salton_minute, tmp_path, monkeypatch):
     """A rerun reads the parsed table from the per-user cache: same rows, no ObsPy parse.
 
     An edited file (other bytes) is parsed anew, and a damaged cache entry is parsed and replaced.
     """
-    import quakelake.stations as stations
+    import quakelake.archive.stations as stations
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     xml = tmp_path / "stations.xml"
-    xml.write_bytes((shared_data / "phasenet_saltonsea_20201001" / "stations.xml").read_bytes())
+    xml.write_bytes((salton_minute / "stations.xml").read_bytes())
     parsed = stations._parse_stationxml(xml)
     first = read_stations(xml)
     pd.testing.assert_frame_equal(first, parsed)
@@ -93,28 +93,28 @@ def test_missing_columns_name_the_file(tmp_path):
         read_stations(tmp_path / "absent.xml")
 
 
-def test_write_into_lake(shared_data, lake_root):
-    st = read_stations(shared_data / "malmi_hengill_20181230" / "stations.csv")
-    path = write_stations(lake_root, st, source="malmi")
+def test_write_into_lake(salton_minute, lake_root):
+    st = read_stations(salton_minute / "stations.xml")
+    path = write_stations(lake_root, st, source="salton")
     assert path.is_file()
-    back = Lake(lake_root).query("SELECT * FROM stations WHERE source = ?", ["malmi"])
-    assert len(back) == 20
+    back = Lake(lake_root).query("SELECT * FROM stations WHERE source = ?", ["salton"])
+    assert len(back) == len(st) == 18
     assert pd.api.types.is_float_dtype(back["latitude"])
 
 
-def test_same_station_file_makes_no_new_snapshot(shared_data, lake_root):
+def test_same_station_file_makes_no_new_snapshot(salton_minute, lake_root):
     """Associating again with the same -F writes no stations file; an edited one replaces it."""
-    st = read_stations(shared_data / "malmi_hengill_20181230" / "stations.csv")
-    first = write_stations(lake_root, st, source="malmi")
+    st = read_stations(salton_minute / "stations.xml")
+    first = write_stations(lake_root, st, source="salton")
     lake = Lake(lake_root)
     snapshots = len(lake.history())
-    assert write_stations(lake_root, st, source="malmi") == first
+    assert write_stations(lake_root, st, source="salton") == first
     assert len(lake.history()) == snapshots
     moved = st.assign(elevation_m=st["elevation_m"].fillna(0) + 1.0)
-    second = write_stations(lake_root, moved, source="malmi")
+    second = write_stations(lake_root, moved, source="salton")
     assert second != first and len(lake.history()) == snapshots + 1
-    back = lake.query("SELECT * FROM stations WHERE source = ?", ["malmi"])
-    assert len(back) == 20  # the edited file replaced the first, rows not doubled
+    back = lake.query("SELECT * FROM stations WHERE source = ?", ["salton"])
+    assert len(back) == 18  # the edited file replaced the first, rows not doubled
     assert (
         back["elevation_m"].sort_values().to_numpy()
         == moved["elevation_m"].sort_values().to_numpy()

@@ -10,15 +10,11 @@ import obspy
 import pandas as pd
 import pytest
 
-from quakelake import picking, training
 from quakelake.catalogs import import_catalog
 from quakelake.cli import main
 from quakelake.lakehouse import Lake
-
-
-@pytest.fixture(scope="module")
-def salton(shared_data) -> Path:
-    return shared_data / "phasenet_saltonsea_20201001"
+from quakelake.picking import models as picking
+from quakelake.picking import training
 
 
 @pytest.fixture

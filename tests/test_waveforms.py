@@ -12,16 +12,16 @@ import pandas as pd
 import pytest
 from obspy import UTCDateTime
 
-from quakelake.config import StationSelection, TimeWindow
-from quakelake.lakehouse.schema import WAVEFORM_INDEX
-from quakelake.lakehouse.writer import to_arrow
-from quakelake.waveforms import (
+from quakelake.archive.waveforms import (
     StationDay,
     archive_key,
     read_station_day,
     scan_archive,
     station_days,
 )
+from quakelake.config import StationSelection, TimeWindow
+from quakelake.lakehouse.schema import WAVEFORM_INDEX
+from quakelake.lakehouse.writer import to_arrow
 
 SALTON_STATIONS = sorted("BOM COA CRR DRE ERR FRK IMP RXH SAL SGL SLV SNR SWS WES WMD YUH2".split())
 MESETAS_HH = ["CHI", "FLO2", "GARC", "ORTC", "PRA", "URMC", "YOT"]
@@ -51,11 +51,6 @@ def test_archive_key_is_short_stable_and_path_based(tmp_path: Path):
 
 
 # --------------------------------------------------------------------------- Salton Sea
-
-
-@pytest.fixture(scope="module")
-def salton(shared_data: Path) -> Path:
-    return shared_data / "phasenet_saltonsea_20201001"
 
 
 @pytest.mark.parametrize("layout", ["mseed", "sac", "mseed_array"])

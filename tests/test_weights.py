@@ -7,7 +7,8 @@ import urllib.request
 import obspy
 import pytest
 
-from quakelake import picking, weights
+from quakelake.picking import models as picking
+from quakelake.picking import weights
 
 
 def _pypi_reachable() -> bool:

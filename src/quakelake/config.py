@@ -18,7 +18,7 @@ from pydantic import Field, ValidationError
 
 from quakelake.params import ConfigError, PickParams, StationSelection, TimeWindow
 from quakelake.params.association import AssociatorConfig, GammaConfig
-from quakelake.params.base import _Model
+from quakelake.params.base import ParamModel
 from quakelake.params.compute import ComputeSettings
 from quakelake.params.download import DownloadParams
 from quakelake.params.ensemble import EnsembleParams
@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 
-class AnalyzeParams(_Model):
+class AnalyzeParams(ParamModel):
     """Comparison with a reference catalogue at the end of a run."""
 
     reference: str | None = Field(
@@ -57,7 +57,7 @@ class AnalyzeParams(_Model):
     )
 
 
-class RunConfig(_Model):
+class RunConfig(ParamModel):
     """Every parameter of a QuakeLake run."""
 
     lake: Path = Field(Path("lake"), description="lake root folder")
@@ -160,7 +160,7 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 def build_config(
     file: Path | None = None,
     overrides: dict[str, Any] | None = None,
-    model: type[_Model] = RunConfig,
+    model: type[ParamModel] = RunConfig,
     names: Mapping[str, str] | None = None,
 ) -> Any:
     """Return the validated configuration: defaults < ``file`` < ``overrides``.
@@ -180,7 +180,7 @@ def validate_config(
     data: Mapping[str, Any],
     source: str = "",
     names: Mapping[str, str] | None = None,
-    model: type[_Model] = RunConfig,
+    model: type[ParamModel] = RunConfig,
 ) -> Any:
     """Return ``data`` validated as ``model``.
 

@@ -34,11 +34,11 @@ from quakelake.catalogs.model import (
     empty_events,
     empty_picks,
     lake_frame,
-    station_id,
 )
 from quakelake.catalogs.ogs import ogs_event_type, read_ogs_catalogue
 from quakelake.catalogs.quakeml import read_quakeml
 from quakelake.errors import name_problem
+from quakelake.ids import station_id
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -243,7 +243,7 @@ def import_catalog(
         ``{"name", "events", "picks", "files", "paths"}``: counts and the lake files written.
     """
     from quakelake.lakehouse import write_table
-    from quakelake.lineage import fingerprint
+    from quakelake.lakehouse.lineage import fingerprint
 
     problem = name_problem(name, dots=True)
     if problem:
@@ -269,3 +269,22 @@ def import_catalog(
         "files": len(files),
         "paths": [str(p) for p in written],
     }
+
+
+# Further public names, imported on first use (:mod:`quakelake.exports`).
+from quakelake.exports import lazy_exports  # noqa: E402
+
+_EXPORTS = {
+    "ExportError": "export",
+    "catalogue_tables": "export",
+    "export_run": "export",
+    "full_channel": "export",
+    "select_catalogue": "export",
+    "to_catalog": "export",
+    "write_associated": "export",
+    "write_classified": "export",
+    "write_nonlinloc": "export",
+    "write_quakeml": "export",
+}
+__all__ += sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

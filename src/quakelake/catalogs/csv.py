@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from quakelake import ids
 from quakelake.catalogs.model import (
     EVENT_COLUMNS,
     PICK_COLUMNS,
@@ -165,7 +166,7 @@ def _csv_picks(
             "station": sta,
             "location": loc,
             "channel": cha,
-            "station_id": net + "." + sta + "." + loc,
+            "station_id": ids.station_ids({"network": net, "station": sta, "location": loc}),
             "phase": df[pcol].astype(str).str.strip(),
             "time": times,
             "weight": pd.to_numeric(df[wcol], errors="coerce") if wcol else np.nan,

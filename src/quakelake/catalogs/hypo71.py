@@ -29,8 +29,8 @@ from quakelake.catalogs.model import (
     empty_events,
     empty_picks,
     lake_frame,
-    station_id,
 )
+from quakelake.ids import station_id
 
 
 def _num(text: str, path: Path, lineno: int, what: str) -> float:

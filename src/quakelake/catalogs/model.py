@@ -62,8 +62,3 @@ def lake_frame(data: dict | pd.DataFrame, columns: list[str]) -> pd.DataFrame:
         if col in df.columns:
             df[col] = df[col].fillna("").astype(str)
     return df.reset_index(drop=True)
-
-
-def station_id(network: str, station: str, location: str) -> str:
-    """Return the ``NET.STA.LOC`` station id used by SeisBench pick ``trace_id``."""
-    return f"{network}.{station}.{location}"

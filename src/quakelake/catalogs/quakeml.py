@@ -15,8 +15,8 @@ from quakelake.catalogs.model import (
     Catalog,
     CatalogError,
     lake_frame,
-    station_id,
 )
+from quakelake.ids import station_id
 
 
 def read_quakeml(path: str | Path) -> Catalog:

@@ -37,6 +37,7 @@ from quakelake.cli.lake_commands import (
     cmd_export,
     cmd_import_catalog,
     cmd_lake,
+    cmd_ml_corrections,
     cmd_server,
     cmd_sql,
     cmd_tables,
@@ -71,6 +72,7 @@ COMMANDS = {
     "export": cmd_export,
     "download": cmd_download,
     "import-catalog": cmd_import_catalog,
+    "ml-corrections": cmd_ml_corrections,
     "analyze": cmd_analyze,
     "sql": cmd_sql,
     "tables": cmd_tables,
@@ -134,7 +136,7 @@ FLOW_COMMANDS = {"run", "pick", "download", "associate", "analyze", "demo"}
 
 def _guard_children() -> None:
     # A SIGKILLed command must not leave its Prefect server or Dask workers running.
-    from quakelake import lifeline
+    from quakelake.service import lifeline
 
     lifeline.start()
 

@@ -45,7 +45,7 @@ def check_station_file(path: Path | None) -> pd.DataFrame | None:
     """Return the stations of the -F file; refuse one that is missing, unreadable or lists none."""
     if path is None:
         return None
-    from quakelake.stations import read_stations
+    from quakelake.archive.stations import read_stations
 
     path = Path(path)
     if not path.is_file():
@@ -100,7 +100,7 @@ def check_models(cfg: RunConfig) -> list[str]:
     Weights that are not cached are not refused here (SeisBench may fetch them); the pick stage
     warns about each one it cannot load, with what the cache holds.
     """
-    from quakelake.picking import check_models as check
+    from quakelake.picking.models import check_models as check
 
     return check(cfg.pick.models, cfg.pick.weights)
 
@@ -110,8 +110,8 @@ def check_inputs(cfg: RunConfig, args: argparse.Namespace) -> list[str]:
     check_lake(cfg.lake)
     stations = check_station_file(cfg.station_file)
     if stations is not None and cfg.download is None and cfg.directory is not None:
-        from quakelake.stations import check_covers_archive
-        from quakelake.waveforms import archive_stations
+        from quakelake.archive.stations import check_covers_archive
+        from quakelake.archive.waveforms import archive_stations
 
         check_covers_archive(
             stations,

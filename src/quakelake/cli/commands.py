@@ -19,6 +19,14 @@ from quakelake.cli.checks import (
     check_token_file,
 )
 from quakelake.cli.options import CliError, parse_gregorian
+from quakelake.cli.printing import (
+    print_analysis,
+    print_association,
+    print_card,
+    print_download,
+    print_summary,
+    warn,
+)
 from quakelake.cli.settings import (
     check_ensemble,
     checked_groups,
@@ -31,14 +39,6 @@ from quakelake.cli.startup import install_log_filter, quiet_prefect, report_timi
 from quakelake.errors import (
     EXIT_FAILED_WORK,
     EXIT_OK,
-)
-from quakelake.printing import (
-    print_analysis,
-    print_association,
-    print_card,
-    print_download,
-    print_summary,
-    warn,
 )
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def _nothing_to_pick(cfg: RunConfig, groups: dict[str, list[str]]) -> dict | Non
     An unchanged rerun is answered from the lake's ledger and the archive's headers alone: no
     flow run, nothing written (``--force`` recomputes). Anything to do returns None: the flow runs.
     """
-    from quakelake.pick_plan import nothing_to_do
+    from quakelake.picking.plan import nothing_to_do
 
     summary = nothing_to_do(
         cfg.directory, cfg.lake, cfg.window, cfg.selection, cfg.pick, groups or None
@@ -131,7 +131,7 @@ def exit_status(*summaries: dict | list | None) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the whole available pipeline on a small real data set into the lake."""
-    from quakelake import demo
+    from quakelake.cli import demo
 
     reference_files = args.reference_file
     args.reference_file = None  # handled by the demo, not by the configuration
@@ -168,7 +168,7 @@ def train_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def fine_tune_before_picking(args: argparse.Namespace, cfg: RunConfig) -> RunConfig:
     """-T/--train: fine-tune the first model x weights; return ``cfg`` with the new weights in the grid."""
-    from quakelake.training import fine_tune_for_picking
+    from quakelake.picking.training import fine_tune_for_picking
 
     card, cfg = fine_tune_for_picking(cfg, train_options(args))
     print_card(card)
@@ -177,8 +177,8 @@ def fine_tune_before_picking(args: argparse.Namespace, cfg: RunConfig) -> RunCon
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Fine-tune a picker, or train a denoiser, on the archive and the lake's labelled picks."""
-    from quakelake import denoise, training
     from quakelake.config import build_config
+    from quakelake.picking import denoise, training
 
     cfg = load_config(args)
     if cfg.directory is None or not cfg.directory.is_dir():
@@ -227,7 +227,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if cfg.download is not None and (cfg.window.start is None or cfg.window.end is None):
         raise CliError("--download needs a date range: give -D/--dates or -J/--julian")
     if getattr(args, "interactive", False):
-        from quakelake.plotting import require_display
+        from quakelake.analysis.plotting import require_display
 
         require_display("--interactive")
     for w in check_inputs(cfg, args):
@@ -271,8 +271,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         stages.update({f"{k} (stage)": v for k, v in out["seconds"].items()})
     report_timing(cfg, stages, t0)
     if getattr(args, "interactive", False):
-        from quakelake.plotting import show_one_by_one
-        from quakelake.review import station_day_views
+        from quakelake.analysis.plotting import show_one_by_one
+        from quakelake.analysis.review import station_day_views
 
         shown = show_one_by_one(
             station_day_views(
@@ -299,7 +299,7 @@ def _nothing_to_run(cfg: RunConfig) -> dict | None:
     Pick and every association must each have nothing to do (a download, an ensemble, an
     analysis or ``--force`` always run the flow); None: the pipeline flow runs, as before.
     """
-    from quakelake.associate_plan import pipeline_nothing_to_do
+    from quakelake.association.plan import pipeline_nothing_to_do
 
     done = pipeline_nothing_to_do(cfg)
     if done is not None:
@@ -355,7 +355,7 @@ def cmd_associate(args: argparse.Namespace) -> int:
             )
             return max(exit_status(*done), station_overlap(cfg, done) if args.picks is None else 0)
     quiet_prefect(cfg)
-    from quakelake.export import export_run
+    from quakelake.catalogs.export import export_run
     from quakelake.flows.associate import associate_events
     from quakelake.flows.runners import stage_runner
 
@@ -396,9 +396,9 @@ def _nothing_to_associate(
     """Return the summaries of associate runs that find every day in the lake, before Prefect starts.
 
     One per pick set x group, as the flows would run; None as soon as one of them has work
-    (:func:`quakelake.associate_plan.nothing_to_do`): then every flow runs, as before.
+    (:func:`quakelake.association.plan.nothing_to_do`): then every flow runs, as before.
     """
-    from quakelake.associate_plan import given_response_files, nothing_to_associate
+    from quakelake.association.plan import given_response_files, nothing_to_associate
 
     responses = given_response_files(None, cfg.station_file)
     summaries = nothing_to_associate(cfg, sources, groups, picks_file, responses)
@@ -452,7 +452,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     check_lake(cfg.lake, must_exist=not cfg.analyze.reference_paths)
     check_reference(cfg)
     if getattr(args, "interactive", False):
-        from quakelake.plotting import require_display
+        from quakelake.analysis.plotting import require_display
 
         require_display("--interactive")
     groups = lake_groups(cfg)
@@ -469,6 +469,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         weights=args.weights or [],
         associators=args.associator or [],
     )
+    if Path(cfg.lake).is_dir():
+        from quakelake.analysis.compare import check_selection
+        from quakelake.lakehouse import Lake
+
+        check_selection(Lake(cfg.lake), selection)  # unknown names: exit 2 with the known ones
     flow_fn = analyze_run.with_options(task_runner=stage_runner("analyze", cfg.execution))
     summary = flow_fn(
         cfg.lake,
@@ -490,7 +495,7 @@ def show_images(paths: list[str]) -> int:
     """Show PNG files one after another, each window blocking until it is closed."""
     import matplotlib.pyplot as plt
 
-    from quakelake.plotting import show_one_by_one
+    from quakelake.analysis.plotting import show_one_by_one
 
     def figures():
         for path in paths:

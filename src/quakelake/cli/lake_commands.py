@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 
 from quakelake.cli.checks import check_lake
 from quakelake.cli.options import CliError
+from quakelake.cli.printing import (
+    format_table,
+)
 from quakelake.cli.settings import load_config
 from quakelake.errors import (
     BadInput,
     FailedWork,
     one_line,
-)
-from quakelake.printing import (
-    format_table,
 )
 
 if TYPE_CHECKING:
@@ -145,7 +145,18 @@ def cmd_lake(args: argparse.Namespace) -> int:
     elif args.action == "compare":
         if not args.as_of:
             raise CliError("--as-of: compare needs the snapshot before (a run id or a time)")
-        print(format_table(maintenance.compare(lake, args.as_of, args.to), 10_000))
+        from quakelake.analysis.compare import known_names
+        from quakelake.catalogs.catalogues import check_names
+
+        known = known_names(lake)
+        where = f"in lake {cfg.lake}"
+        check_names("-M/--models", args.models, known["models"], where)
+        check_names("-W/--weights", args.weights, known["weights"], where)
+        check_names("--associator", args.associator, known["associators"], where + "'s events")
+        compared = maintenance.compare(
+            lake, args.as_of, args.to, args.models, args.weights, args.associator
+        )
+        print(format_table(compared, 10_000))
     else:
         print(maintenance.catalog_attach_sql(lake))
     return 0
@@ -159,7 +170,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     cfg = load_config(args)
     check_lake(cfg.lake, must_exist=True)
-    from quakelake.export import write_associated, write_classified, write_quakeml
+    from quakelake.catalogs.export import write_associated, write_classified, write_quakeml
     from quakelake.lakehouse import Lake, queries
 
     lake, w = Lake(cfg.lake), cfg.window
@@ -170,15 +181,27 @@ def cmd_export(args: argparse.Namespace) -> int:
         written += len(picks)
         print(f"classified/: {len(files)} files ({len(picks)} picks) under {args.classified}")
     if args.associated or args.quakeml:
-        from quakelake.export import catalogue_tables, select_catalogue
+        from quakelake.catalogs.export import catalogue_tables, reported, select_catalogue
 
         events, label = select_catalogue(
-            *queries.events_and_runs(lake, w.start, w.end), args.associator, args.run_id
+            *queries.events_and_runs(lake, w.start, w.end),
+            args.associator,
+            args.run_id,
+            models=args.models,
+            weights=args.weights,
+            catalogue=args.catalogue,
         )
+        origins = len(events)
+        events = reported(events, getattr(args, "rejected", False))
         tables = catalogue_tables(lake, events)
         assignments = tables.pop("assignments")
-        written += len(events)
+        written += origins
         print(f"catalogue: {label}")
+        if len(events) < origins:
+            print(
+                f"left out {origins - len(events)} origins the quality gate rejected "
+                "(--rejected writes them too)"
+            )
         if args.associated:
             print(
                 f"associated/: {len(write_associated(events, assignments, args.associated))} files under "
@@ -189,12 +212,90 @@ def cmd_export(args: argparse.Namespace) -> int:
                 f"QuakeML: {write_quakeml(events, assignments, args.quakeml, **tables)} ({len(events)} events)"
             )
     if not written:
-        from quakelake.printing import days_text
+        from quakelake.params.text import days_text
 
         raise CliError(
             f"-D/--dates: the lake {cfg.lake} has no picks or events for {days_text(w)}; "
             'check the day range (quakelake sql "SELECT DISTINCT day FROM picks")'
         )
+    return 0
+
+
+def cmd_ml_corrections(args: argparse.Namespace) -> int:
+    """Estimate ML station corrections against a reference and store them in the lake."""
+    cfg = load_config(args)
+    check_lake(cfg.lake, must_exist=True)
+    if args.min_events < 1:
+        raise CliError("--min-events: give 1 or more")
+    import pandas as pd
+
+    from quakelake.analysis import evaluation
+    from quakelake.association.station_corrections import (
+        estimate_corrections,
+        read_quakeml_station_magnitudes,
+        write_corrections,
+    )
+    from quakelake.catalogs.export import select_catalogue
+    from quakelake.lakehouse import Lake, queries
+    from quakelake.lakehouse.lineage import new_run_id
+
+    lake = Lake(cfg.lake)
+    if not lake.has_files("station_magnitudes"):
+        raise CliError(
+            f"--lake: {cfg.lake} has no station magnitudes; associate with --ml-law HB87 (or a "
+            "magnitude section in the config file) first"
+        )
+    events, label = select_catalogue(
+        *queries.events_and_runs(lake),
+        args.associator,
+        None,
+        models=args.models,
+        weights=args.weights,
+        catalogue=args.catalogue,
+    )
+    ref_events = queries.reference_events(lake, args.reference)
+    if not len(ref_events) or ref_events["magnitude"].isna().all():
+        known = ", ".join(queries.reference_catalogs(lake)) or "none"
+        raise CliError(
+            f"--reference {args.reference}: no reference events with magnitudes in the lake "
+            f"(references: {known}); import one with `quakelake import-catalog PATH --name NAME`"
+        )
+    ours = lake.query(
+        "SELECT event_id, station_id, magnitude, law FROM station_magnitudes WHERE "
+        "list_contains(?, event_id)",
+        [events["event_id"].astype(str).tolist()],
+    )
+    laws = sorted(set(ours["law"].dropna()))
+    if any("+corrections:" in law for law in laws) or len(laws) != 1:
+        raise CliError(
+            f"ml-corrections: the catalogue {label} has station magnitudes of laws "
+            f"{', '.join(laws) or 'none'}; estimate from one law without corrections "
+            "(associate again without --ml-corrections)"
+        )
+    matches = evaluation.match_events(events, ref_events, args.event_dt, args.event_km)
+    tp = matches[matches["outcome"] == "TP"]
+    to_ref = dict(zip(tp["event_id"], tp["reference_event_id"], strict=True))
+    ours = ours.assign(event_id=ours["event_id"].map(to_ref)).dropna(subset=["event_id"])
+    if args.station_magnitudes:
+        _, theirs = read_quakeml_station_magnitudes(list(args.station_magnitudes))
+        reference: pd.DataFrame = theirs
+        against = "station"
+    else:
+        reference, against = ref_events, "event"
+    table = estimate_corrections(ours, reference, against=against, min_events=args.min_events)
+    print(f"catalogue: {label}; {len(tp)} events matched to {args.reference}")
+    if not len(table):
+        raise CliError(
+            f"--min-events {args.min_events}: no station has that many matched events against "
+            f"{args.reference}; lower --min-events or match more events"
+        )
+    run_id = new_run_id()
+    write_corrections(cfg.lake, table, args.reference, laws[0], run_id)
+    print(format_table(table.round(3), 10_000))
+    print(
+        f"{len(table)} station corrections ({laws[0]}, against the reference's {against} ML) -> "
+        f"lake {cfg.lake} station_corrections; apply them with --ml-corrections {args.reference}"
+    )
     return 0
 
 
@@ -217,7 +318,7 @@ def cmd_import_catalog(args: argparse.Namespace) -> int:
 
 def cmd_server(args: argparse.Namespace) -> int:
     """Start, stop or report the local Prefect server that outlives one command."""
-    from quakelake import server
+    from quakelake.service import server
 
     if args.action == "start":
         if args.workers < 0:

@@ -9,16 +9,15 @@ import argparse
 import datetime as dt
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, get_args
 
-from quakelake import params
+from pydantic import BaseModel
+
+from quakelake import __version__, params
 from quakelake.errors import (
     BadInput,
     name_problem,
 )
-
-if TYPE_CHECKING:
-    pass
 
 GROUPS_HELP = (
     "run per named station group (sub-network): groups are defined under 'groups:' in the -c "
@@ -121,12 +120,63 @@ def parse_julian(text: str, option: str = "-J/--julian") -> dt.date:
         raise CliError(f"{option}: {exc}") from None
 
 
+# ------------------------------------------------------------------------------ model defaults
+def model_field(path: str) -> tuple[type[BaseModel], str]:
+    """Return the parameter model holding the run configuration parameter ``path`` and its name.
+
+    >>> model_field("analyze.match.event_max_km")
+    (<class 'quakelake.params.evaluation.MatchParams'>, 'event_max_km')
+    """
+    from quakelake.config import RunConfig
+
+    model: type[BaseModel] = RunConfig
+    *parents, leaf = path.split(".")
+    for part in parents:
+        annotation = model.model_fields[part].annotation
+        model = next(  # the model itself, or the model of an optional section (download)
+            t
+            for t in (annotation, *get_args(annotation))
+            if isinstance(t, type) and issubclass(t, BaseModel)
+        )
+    return model, leaf
+
+
+def model_default(path: str) -> Any:
+    """Return the default of the run configuration parameter ``path`` (e.g. ``pick.p_threshold``)."""
+    model, leaf = model_field(path)
+    return model.model_fields[leaf].get_default(call_default_factory=True)
+
+
+def shown(value: Any) -> str:
+    """Return ``value`` as one types it on the command line.
+
+    >>> shown(["HH?", "EH?"]), shown(2.0), shown(0.3)
+    ('HH? EH?', '2', '0.3')
+    """
+    if isinstance(value, list | tuple):
+        return " ".join(shown(v) for v in value)
+    if isinstance(value, BaseModel) and hasattr(value, "name"):  # an FDSN client by its name
+        return str(value.name)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _option(g: Any, *flags: str, path: str, help: str, **kwargs: Any) -> argparse.Action:
+    """Add an option whose default is the parameter ``path`` of the run configuration.
+
+    Its help ends with ``(default X)``, X read from the parameter model, and the action keeps
+    ``path`` as ``model_path`` (tests/test_cli_help.py checks the two agree).
+    """
+    action = g.add_argument(*flags, help=f"{help} (default {shown(model_default(path))})", **kwargs)
+    action.model_path = path
+    return action
+
+
 # ------------------------------------------------------------------------------------- arguments
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("general")
-    g.add_argument(
-        "--lake", type=Path, help="lake root folder, created when missing (default ./lake)"
-    )
+    _option(g, "--lake", type=Path, path="lake", help="lake root folder, created when missing")
     g.add_argument(
         "--lake-block",
         metavar="NAME",
@@ -165,13 +215,20 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _compute(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("execution")
-    g.add_argument(
+    _option(
+        g,
         "--runner",
         choices=["threads", "dask-local", "slurm", "address"],
-        help="task runner (default threads; slurm needs a compute block or config file)",
+        path="execution.runner",
+        help="task runner; slurm needs a compute block or config file",
     )
-    g.add_argument(
-        "--workers", type=int, metavar="N", help="threads or Dask worker processes (default 2)"
+    _option(
+        g,
+        "--workers",
+        type=int,
+        metavar="N",
+        path="execution.workers",
+        help="threads or Dask worker processes",
     )
     g.add_argument(
         "--address",
@@ -212,12 +269,29 @@ def _selection(p: argparse.ArgumentParser) -> None:
         help="folder with the raw waveforms, any layout (required; the target with --download)",
     )
     _dates(g)
-    g.add_argument(
-        "-N", "--network", nargs="+", help="network codes, FDSN wildcards (default * = any)"
+    _option(
+        g,
+        "-N",
+        "--network",
+        nargs="+",
+        path="selection.networks",
+        help="network codes, FDSN wildcards, * = any",
     )
-    g.add_argument("-S", "--station", nargs="+", help="station codes, FDSN wildcards (default *)")
-    g.add_argument(
-        "-C", "--channel", nargs="+", help="channel codes, FDSN wildcards, e.g. HH? EH? (default *)"
+    _option(
+        g,
+        "-S",
+        "--station",
+        nargs="+",
+        path="selection.stations",
+        help="station codes, FDSN wildcards",
+    )
+    _option(
+        g,
+        "-C",
+        "--channel",
+        nargs="+",
+        path="selection.channels",
+        help="channel codes, FDSN wildcards, e.g. HH? EH?",
     )
     _group_options(g)
     g.add_argument(
@@ -240,37 +314,51 @@ def _group_options(g) -> None:
 
 def _picking(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("picking")
-    g.add_argument(
+    _option(
+        g,
         "-M",
         "--models",
         nargs="+",
-        help="SeisBench models, e.g. PhaseNet EQTransformer (default PhaseNet)",
+        path="pick.models",
+        help="SeisBench models, e.g. PhaseNet EQTransformer",
     )
-    g.add_argument(
+    _option(
+        g,
         "-W",
         "--weights",
         nargs="+",
-        help="pretrained weights, every model x weights is run, e.g. instance original (default original)",
+        path="pick.weights",
+        help="pretrained weights, every model x weights is run, e.g. instance original",
     )
-    g.add_argument("-p", "--pwave", type=float, help="P probability threshold, 0-1 (default 0.3)")
-    g.add_argument("-s", "--swave", type=float, help="S probability threshold, 0-1 (default 0.3)")
-    g.add_argument("-b", "--batch", type=int, help="windows per model batch (default 256)")
-    g.add_argument(
+    _option(
+        g, "-p", "--pwave", type=float, path="pick.p_threshold", help="P probability threshold, 0-1"
+    )
+    _option(
+        g, "-s", "--swave", type=float, path="pick.s_threshold", help="S probability threshold, 0-1"
+    )
+    _option(g, "-b", "--batch", type=int, path="pick.batch_size", help="windows per model batch")
+    _option(
+        g,
         "--device",
         choices=["auto", "cpu", "cuda"],
-        help="torch device; auto picks CUDA (default auto)",
+        path="pick.device",
+        help="torch device; auto picks CUDA",
     )
-    g.add_argument(
+    _option(
+        g,
         "--engine",
         choices=["auto", "openvino", "onnx", "torch", "seisbench"],
+        path="pick.engine",
         help="what runs the model: auto = QuakeLake's batched engine where it applies (on CPU the "
         "runtime measured fastest for the model; openvino/onnx/torch force one), seisbench = "
-        "SeisBench classify (default auto)",
+        "SeisBench classify",
     )
-    g.add_argument(
+    _option(
+        g,
         "--precision",
         choices=["fp32", "fp16", "bf16"],
-        help="network precision on CUDA; the CPU always runs fp32 (default fp32)",
+        path="pick.precision",
+        help="network precision on CUDA; the CPU always runs fp32",
     )
     g.add_argument(
         "--denoiser",
@@ -284,7 +372,7 @@ def _picking(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--ensemble",
         nargs="?",
-        const="mean",
+        const=model_default("ensemble.method"),
         choices=["mean", "median", "semblance"],
         help="also store consensus picks of all -M x -W members as model 'ensemble' (needs two "
         "or more members): the members' probability curves aggregated by METHOD (default "
@@ -341,10 +429,12 @@ def _tuning_options(g) -> None:
 
 
 def _download_options(g) -> None:
-    g.add_argument(
+    _option(
+        g,
         "--client",
         nargs="+",
-        help="FDSN clients in order, short names or base URLs (default INGV GFZ ORFEUS ETH IRIS)",
+        path="download.clients",
+        help="FDSN clients in order, short names or base URLs",
     )
     g.add_argument(
         "-K",
@@ -367,11 +457,13 @@ def _download_options(g) -> None:
         metavar=("LAT", "LON", "MINRAD", "MAXRAD"),
         help="only stations MINRAD..MAXRAD degrees from LAT, LON (default: anywhere)",
     )
-    g.add_argument(
+    _option(
+        g,
         "--channel-priority",
         nargs="+",
         metavar="PATTERN",
-        help="channel patterns in order of preference (default HH? EH? HN?)",
+        path="download.channel_priorities",
+        help="channel patterns in order of preference",
     )
 
 
@@ -392,6 +484,20 @@ def _association_options(g) -> None:
         "--ogs",
         action="store_true",
         help="the documented OGS (NE Italy) association default: PyOcto, OGS 1-D model, relocation",
+    )
+    g.add_argument(
+        "--ml-law",
+        metavar="LAW",
+        help="local magnitudes after association with this attenuation law: HB87 (Hutton & Boore "
+        '1987) or a regional -log A0 table "distance value; distance value; ..." (km, as '
+        "SeisComP's; SeisComP's own logA0 \"0:-1.3,60:-2.8,...\" is read too) (default: the "
+        "config file's magnitude section; none: no magnitudes)",
+    )
+    g.add_argument(
+        "--ml-corrections",
+        metavar="REFERENCE",
+        help="add the ML station corrections estimated against this reference (see "
+        "`quakelake ml-corrections`) (default: none)",
     )
 
 
@@ -426,14 +532,29 @@ def _reference(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="catalogue files/folders to import under --reference first (default: none)",
     )
-    g.add_argument(
-        "--pick-tolerance", type=float, metavar="S", help="pick match tolerance in s (default 0.5)"
+    _option(
+        g,
+        "--pick-tolerance",
+        type=float,
+        metavar="S",
+        path="analyze.match.pick_tolerance_s",
+        help="pick match tolerance in s",
     )
-    g.add_argument(
-        "--event-dt", type=float, metavar="S", help="event origin-time tolerance in s (default 2)"
+    _option(
+        g,
+        "--event-dt",
+        type=float,
+        metavar="S",
+        path="analyze.match.event_max_dt_s",
+        help="event origin-time tolerance in s",
     )
-    g.add_argument(
-        "--event-km", type=float, metavar="KM", help="event epicentre tolerance in km (default 8)"
+    _option(
+        g,
+        "--event-km",
+        type=float,
+        metavar="KM",
+        path="analyze.match.event_max_km",
+        help="event epicentre tolerance in km",
     )
     g.add_argument(
         "--earthquakes-only",
@@ -459,9 +580,82 @@ def _version() -> str:
             return "absent"
 
     return (
-        f"quakelake {v('quakelake')} (seisbench {v('seisbench')}, obspy {v('obspy')}, "
+        f"quakelake {__version__} (seisbench {v('seisbench')}, obspy {v('obspy')}, "
         f"prefect {v('prefect')}, duckdb {v('duckdb')})"
     )
+
+
+MONITOR_HELP = """\
+Follow one source of live data and keep picks and events in the lake as the waves arrive:
+final picks equal the batch picks of the same data; provisional picks come earlier and are
+confirmed or withdrawn; events keep their id while their origin is revised. Runs until
+SIGINT/SIGTERM (finishes the cycle, commits, exits 0) or --duration. A Prefect event is emitted
+per new, updated or deleted earthquake when a Prefect API answers (quakelake server start).
+"""
+
+
+def monitor_options(command) -> None:
+    """Add the ``monitor`` subcommand (``command`` makes a subparser)."""
+    p = command(
+        "monitor", "follow live data: picks in seconds, events within a minute", MONITOR_HELP
+    )
+    src = p.add_argument_group("source (one)").add_mutually_exclusive_group(required=True)
+    src.add_argument("--sds", type=Path, metavar="DIR", help="an SDS archive that grows")
+    src.add_argument("--seedlink", metavar="HOST[:PORT]", help="a SeedLink server (port 18000)")
+    src.add_argument("--fdsn", metavar="URL", help="an fdsnws-dataselect service, polled")
+    g = p.add_argument_group("selection and science")
+    g.add_argument("-N", "--network", nargs="+", help="network codes, wildcards (default *)")
+    g.add_argument("-S", "--station", nargs="+", help="station codes, wildcards (default *)")
+    g.add_argument("-C", "--channel", nargs="+", help="channel codes, e.g. HH? (default *)")
+    g.add_argument(
+        "-F",
+        "--file",
+        type=Path,
+        help="station metadata for association (default: none, picks only)",
+    )
+    g.add_argument("--lake", type=Path, help="lake folder (default ./lake)")
+    g.add_argument(
+        "--catalog", metavar="URL", help="the lake's PostgreSQL catalog (default: the lake's own)"
+    )
+    g.add_argument("-M", "--models", nargs="+", help="the picking model (one; default PhaseNet)")
+    g.add_argument("-W", "--weights", nargs="+", help="its weights (one; default original)")
+    g.add_argument("-p", "--pwave", type=float, help="P threshold (default 0.3)")
+    g.add_argument("-s", "--swave", type=float, help="S threshold (default 0.3)")
+    g.add_argument(
+        "--pyocto", action="store_true", default=True, help="associate with PyOcto (default)"
+    )
+    g.add_argument("--gamma", action="store_true", help="associate with GaMMA instead of PyOcto")
+    r = p.add_argument_group("running")
+    r.add_argument(
+        "--name", default="monitor", help="the monitor's name in the lake (default monitor)"
+    )
+    r.add_argument(
+        "--duration",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this long (default: until stopped)",
+    )
+    r.add_argument(
+        "--cycle",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="seconds between cycles (default 2)",
+    )
+    r.add_argument(
+        "--window",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="association window (default 300)",
+    )
+    r.add_argument(
+        "--from-start",
+        action="store_true",
+        help="--sds: read the files from their start (default: only new records)",
+    )
+    r.add_argument("--no-provisional", action="store_true", help="publish final picks only")
+    r.add_argument("-v", "--verbose", action="store_true", help="log every cycle")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -479,8 +673,6 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(
             name, help=text, description=description or text, formatter_class=_Help, epilog=EXAMPLES
         )
-
-    from quakelake.cli.monitor_command import add_monitor_parser
 
     run = command(
         "run", "the pipeline: [download ->] pick -> associate [-> analyze] for a date range"
@@ -552,7 +744,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _compute(assoc)
 
-    add_monitor_parser(command)
+    monitor_options(command)
 
     exp = command("export", "write lake picks/events as files (classified/, associated/, QuakeML)")
     _common(exp)
@@ -577,11 +769,82 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp.add_argument(
         "--associator",
-        choices=["gamma", "pyocto"],
-        help="events of this associator's latest catalogue (default: the latest catalogue)",
+        help="events of this associator's catalogue (gamma, pyocto) (default: the lake's only "
+        "catalogue; with several, choose one: they are never merged)",
     )
     exp.add_argument(
-        "--run-id", help="events of the catalogue of this association run (default: the latest)"
+        "-M",
+        "--models",
+        nargs="+",
+        help="the catalogue associated from this model's picks (default: any)",
+    )
+    exp.add_argument(
+        "-W",
+        "--weights",
+        nargs="+",
+        help="the catalogue associated from these weights' picks (default: any)",
+    )
+    exp.add_argument(
+        "--catalogue",
+        metavar="LABEL",
+        help="the catalogue of this label, as the error listing the catalogues prints it "
+        "(e.g. 'gamma PhaseNet/original @WEST') (default: none)",
+    )
+    exp.add_argument(
+        "--run-id",
+        help="events of the catalogue of this association run (default: see --associator)",
+    )
+
+    mlc = command(
+        "ml-corrections",
+        "estimate ML station corrections from residuals against a reference catalogue",
+        "Estimate ML station corrections from one catalogue's station magnitudes and a reference "
+        "(an imported catalogue with magnitudes): per station, the median of reference ML - our "
+        "station ML over the matched events, stored in the lake's station_corrections table with "
+        "its support (events, spread). Apply them with --ml-corrections REFERENCE.",
+    )
+    _common(mlc)
+    mlc.add_argument(
+        "--reference", required=True, help="reference catalogue in the lake (required)"
+    )
+    mlc.add_argument(
+        "--associator", help="the catalogue of this associator (default: the only one)"
+    )
+    mlc.add_argument(
+        "-M", "--models", nargs="+", help="the catalogue of this model's picks (default: any)"
+    )
+    mlc.add_argument(
+        "-W", "--weights", nargs="+", help="the catalogue of these weights' picks (default: any)"
+    )
+    mlc.add_argument(
+        "--catalogue", metavar="LABEL", help="the catalogue of this label (default: none)"
+    )
+    mlc.add_argument(
+        "--min-events",
+        type=int,
+        default=2,
+        metavar="N",
+        help="fewest matched events a station needs for a correction (default 2)",
+    )
+    mlc.add_argument(
+        "--station-magnitudes",
+        nargs="+",
+        type=Path,
+        metavar="QUAKEML",
+        help="the reference's QuakeML with station magnitudes: residuals against its station MLs "
+        "instead of its event ML (default: against the event ML)",
+    )
+    mlc.add_argument(
+        "--event-dt", type=float, default=2.0, metavar="S", help="event match |dt| in s (default 2)"
+    )
+    mlc.add_argument(
+        "--event-km", type=float, default=8.0, metavar="KM", help="event match km (default 8)"
+    )
+    exp.add_argument(
+        "--rejected",
+        action="store_true",
+        help="also write the origins the quality gate rejected, with evaluationStatus rejected "
+        "(default: reported origins only)",
     )
 
     imp = command("import-catalog", "import reference catalogue files into the lake")
@@ -648,7 +911,8 @@ def build_parser() -> argparse.ArgumentParser:
         "layout (no catalog, or absolute paths) to the current one, without re-picking; "
         "rebuild: rebuild a lost or zeroed catalog from the data files; attach: print the two lines any "
         "DuckDB client runs to open the lake; compare: picks per model x weights x phase and "
-        "events per associator at two snapshots (--as-of RUN_ID [--to RUN_ID]).",
+        "events per catalogue (associator x pick set x group) at two snapshots (--as-of RUN_ID "
+        "[--to RUN_ID]; -M/-W/--associator choose).",
     )
     lake.add_argument(
         "action",
@@ -672,6 +936,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--to",
         metavar="RUN_ID|TIME",
         help="compare: the snapshot after (default: the lake now)",
+    )
+    lake.add_argument("-M", "--models", nargs="+", help="compare: these models only (default all)")
+    lake.add_argument(
+        "-W", "--weights", nargs="+", help="compare: these weights only (default all)"
+    )
+    lake.add_argument(
+        "--associator", nargs="+", help="compare: these associators' events only (default all)"
     )
     _common(lake)
     lake.add_argument(
@@ -802,6 +1073,7 @@ def picker_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         description="picker.py compatible front end of quakelake run",
     )
+    parser.add_argument("--version", action="version", version=_version())
     for add in (_common, _selection, _picking, _later_stages, _compute):
         add(parser)
     return parser

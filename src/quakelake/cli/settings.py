@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from quakelake.cli.options import OPTION_OF, CliError, parse_gregorian, parse_julian
-from quakelake.printing import (
+from quakelake.cli.printing import (
     warn,
 )
 
@@ -87,7 +87,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
                 ),
             )
     if getattr(args, "ogs", False):
-        from quakelake.association_settings import ogs_default
+        from quakelake.association.settings import ogs_default
 
         o["associate"] = ogs_default().model_dump(mode="json")
     elif getattr(args, "pyocto", False):
@@ -97,6 +97,13 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
             "kind": "1d",
             "model_file": args.velocity_model,
         }
+    if getattr(args, "ml_law", None):
+        from quakelake.params.magnitudes import AttenuationLaw
+
+        law = AttenuationLaw.from_text(args.ml_law)
+        o.setdefault("magnitude", {}).setdefault("law", {}).update(
+            law.model_dump(mode="json", include={"name", "table"})
+        )
     put("analyze.reference", getattr(args, "reference", None))
     put("analyze.reference_paths", getattr(args, "reference_file", None))
     put("analyze.match.pick_tolerance_s", getattr(args, "pick_tolerance", None))
@@ -148,7 +155,7 @@ def check_ensemble(cfg: RunConfig, trained: bool = False) -> None:
     ``trained``: -T adds the fine-tuned weights of the first model to the grid.
     """
     if cfg.ensemble is not None:
-        from quakelake.ensemble import check_members
+        from quakelake.picking.ensemble import check_members
 
         members = [f"{m}/{w}" for m in cfg.pick.models for w in cfg.pick.weights]
         check_members(members + ([f"{cfg.pick.models[0]}/fine-tuned"] if trained else []))
@@ -158,8 +165,8 @@ def checked_groups(cfg: RunConfig) -> dict[str, list[str]]:
     """Return the -G groups, each checked against the stations this run can pick (before work)."""
     if not cfg.use_groups:
         return {}
-    from quakelake import groups as station_groups
-    from quakelake.stations import known_stations
+    from quakelake.archive.stations import known_stations
+    from quakelake.params import groups as station_groups
 
     if cfg.download is not None and cfg.station_file is None:
         # names only: the archive is filled by the download
@@ -174,8 +181,8 @@ def lake_groups(cfg: RunConfig, check: bool = True) -> dict[str, list[str]]:
     """Return the -G groups, each checked against the stations with picks in the lake."""
     if not cfg.use_groups:
         return {}
-    from quakelake import groups as station_groups
-    from quakelake.stations import picked_stations
+    from quakelake.archive.stations import picked_stations
+    from quakelake.params import groups as station_groups
 
     stations = picked_stations(cfg.lake) if check else None
     where = f"the picks in lake {cfg.lake}"
@@ -188,7 +195,7 @@ def station_overlap(cfg: RunConfig, summaries: list[dict]) -> int:
     """Warn and return exit status 1 when the -F station file lists none of the stations with picks."""
     if cfg.station_file is None or not any(s.get("unknown_stations") for s in summaries):
         return 0
-    from quakelake.stations import unlisted_picks
+    from quakelake.archive.stations import unlisted_picks
 
     message = unlisted_picks(cfg.station_file, cfg.lake)
     if message:
@@ -206,11 +213,32 @@ def load_config(args: argparse.Namespace) -> RunConfig:
     """
     cfg = _load_config(args)
     _adopt_catalog(args, cfg.lake)
+    if getattr(args, "ml_corrections", None):
+        cfg = _with_corrections(cfg, args.ml_corrections)
     if cfg.pick.denoiser and getattr(args, "command", "run") in ("run", "pick"):
-        from quakelake.denoise import check_available
+        from quakelake.picking.denoise import check_available
 
         check_available(cfg.pick.denoiser)
     return cfg
+
+
+def _with_corrections(cfg: RunConfig, reference: str) -> RunConfig:
+    """Return ``cfg`` whose magnitude law adds the lake's station corrections against ``reference``."""
+    from quakelake.association.station_corrections import read_corrections
+    from quakelake.lakehouse import Lake
+    from quakelake.params.magnitudes import MagnitudeParams
+
+    magnitude = cfg.magnitude or MagnitudeParams()
+    rows = read_corrections(Lake(cfg.lake), reference, law=magnitude.law.name)
+    corrections = dict(zip(rows["station_id"], rows["correction"].astype(float), strict=True))
+    law = magnitude.law.model_copy(
+        update={
+            "station_corrections": {**corrections, **magnitude.law.station_corrections},
+            # the law's name says the corrections: estimations read uncorrected magnitudes only
+            "name": f"{magnitude.law.name}+corrections:{reference}",
+        }
+    )
+    return cfg.model_copy(update={"magnitude": magnitude.model_copy(update={"law": law})})
 
 
 def _adopt_catalog(args: argparse.Namespace, lake: Path) -> None:

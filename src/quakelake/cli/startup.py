@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from quakelake.cli.printing import print_timing, warn
 from quakelake.errors import QuakeLakeError
-from quakelake.printing import print_timing, warn
 
 if TYPE_CHECKING:
     from quakelake.config import RunConfig
@@ -30,7 +30,7 @@ def _startup_seconds() -> float:
 
 def quiet_prefect(cfg: RunConfig) -> str:
     """Settle the Prefect API and log levels before Prefect is imported; return which API is used."""
-    from quakelake.server import resolve_api
+    from quakelake.service.server import resolve_api
 
     level = {0: "ERROR", 1: "WARNING", 2: "INFO"}[cfg.verbosity]
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
@@ -54,11 +54,11 @@ def use_warm_workers(cfg: RunConfig) -> RunConfig:
     """Return ``cfg`` picking on the warm workers of ``quakelake server start --workers N``.
 
     Only when the user chose no runner (option, file or block) and the warm cluster answers and
-    fits this command (:func:`quakelake.server.warm_fit`; when its code is older, a
+    fits this command (:func:`quakelake.service.server.warm_fit`; when its code is older, a
     warning says so); the archive and lake paths are made
     absolute, as the workers run in another folder. Otherwise ``cfg`` unchanged.
     """
-    from quakelake.server import warm_fit
+    from quakelake.service.server import warm_fit
 
     if "runner" in cfg.execution.model_fields_set or cfg.execution.runner != "threads":
         return cfg

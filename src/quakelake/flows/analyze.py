@@ -9,9 +9,9 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from quakelake import report
+from quakelake.analysis import report
 from quakelake.flows.common import collect, current_flow_run_id, recover_crashed_runs
-from quakelake.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
+from quakelake.lakehouse.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
 from quakelake.params.evaluation import MatchParams, RunSelection
 from quakelake.tasks.analyze import (
     compare_with_reference,
@@ -89,8 +89,10 @@ def analyze_run(
             "compared span": compared.extra.get("span"),
             "picks / reference picks": f"{compared.extra.get('picks')} / "
             f"{compared.extra.get('reference_picks')}",
-            "events / reference events": f"{compared.extra.get('events')} / "
-            f"{compared.extra.get('reference_events')}",
+            "events per catalogue / reference events": "; ".join(
+                f"{name}: {n}" for name, n in (compared.extra.get("catalogues") or {}).items()
+            )
+            + f" / {compared.extra.get('reference_events')}",
         }
         drawn = collect(
             f"report:{reference}",

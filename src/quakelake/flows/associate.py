@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from quakelake.associate_plan import association_days, given_response_files, settings_span
-from quakelake.association_settings import format_settings
+from quakelake.archive.stations import read_stations, write_stations
+from quakelake.association.magnitudes import MagnitudeParams
+from quakelake.association.plan import association_days, given_response_files, settings_span
+from quakelake.association.quality import describe
+from quakelake.association.settings import format_settings
 from quakelake.errors import FailedWork
 from quakelake.flows.common import (
     collect,
@@ -18,11 +23,9 @@ from quakelake.flows.common import (
     raise_if_workers_lost,
     recover_crashed_runs,
 )
-from quakelake.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
-from quakelake.magnitudes import MagnitudeParams
+from quakelake.lakehouse.lineage import UnitResult, new_run_id, record_run, record_units, utcnow
 from quakelake.params import TimeWindow
 from quakelake.params.association import GammaConfig, PyOctoConfig
-from quakelake.stations import read_stations, write_stations
 from quakelake.tasks.associate import (
     PickSource,
     associate_day_task,
@@ -146,6 +149,9 @@ def associate_events(
                 given_response_files(response_files, station_file),
                 force,
             )
+        summary["metadata_qc"] = _metadata_qc(
+            lake, run_id, summary["config_fingerprint"], source, days
+        )
         summary["settings"] = settings
         for r in results:
             for sid in r.extra.get("unknown_stations", []):
@@ -217,12 +223,91 @@ def _magnitudes(
     return counts
 
 
+def _metadata_qc(
+    lake: Path, run_id: str, config_fp: str, source: PickSource, days: list[dt.date]
+) -> dict:
+    """Write the run's per-channel metadata QC rows into the lake; return their counts.
+
+    See :mod:`quakelake.association.metadata_qc`: one row per channel of the station metadata (and per
+    site with picks but no metadata) saying what it had and what it was used for.
+    """
+    from quakelake.association.metadata_qc import channel_epochs, run_qc
+    from quakelake.association.plan import read_picks, read_station_source
+    from quakelake.lakehouse import Lake, write_table
+    from quakelake.lakehouse.lineage import fingerprint
+
+    store = Lake(lake)
+    start = pd.Timestamp(min(days), tz="UTC")
+    end = pd.Timestamp(max(days), tz="UTC") + pd.Timedelta(days=1)
+    if source.station_file is not None:
+        epochs = channel_epochs(source.station_file)
+    else:
+        epochs = read_station_source(lake, source)
+    if source.picks_file is not None:
+        ids = read_picks(lake, source, start, end)["station_id"].astype(str).drop_duplicates()
+        parts = ids.str.split(".", expand=True).reindex(columns=range(4)).fillna("")
+        picks = pd.DataFrame(
+            {"network": parts[0], "station": parts[1], "location": parts[2], "band": parts[3]}
+        )
+    else:
+        sql = "SELECT DISTINCT network, station, location, band FROM picks WHERE time >= ? AND time < ?"
+        values: list = [start.to_pydatetime(), end.to_pydatetime()]
+        for column, value in (("model", source.model), ("weights", source.weights)):
+            if value:
+                sql += f" AND {column} = ?"
+                values.append(value)
+        picks = store.query(sql, values)
+    # the run's catalogue: days an earlier run made (skipped now) belong to it too
+    events = pd.DataFrame({"event_id": [], "evaluation_status": []})
+    if store.has_files("events"):
+        events = store.query(
+            "SELECT event_id, evaluation_status FROM events WHERE config_fingerprint = ? AND "
+            "pick_source = ? AND day >= ? AND day <= ?",
+            [config_fp, source.label, min(days), max(days)],
+        )
+    ids = list(events["event_id"].astype(str))
+    empty = pd.DataFrame({"event_id": [], "station_id": [], "channel": []})
+    assignments, amplitudes = empty, empty
+    if ids:
+        assignments = store.query(
+            "SELECT event_id, station_id FROM assignments WHERE list_contains(?, event_id)", [ids]
+        )
+        if store.has_files("amplitudes"):
+            amplitudes = store.query(
+                "SELECT event_id, station_id, channel FROM amplitudes "
+                "WHERE list_contains(?, event_id)",
+                [ids],
+            )
+    qc = run_qc(epochs, picks, events, assignments, amplitudes, start, end)
+    qc = qc.assign(run_id=run_id, pick_source=source.label)
+    write_table(
+        lake,
+        "metadata_qc",
+        qc,
+        name=f"qc.{run_id}.{fingerprint(source.label, length=8)}",
+        run_id=run_id,
+    )
+    return {
+        "channels": len(qc),
+        "without_metadata": int((~qc["in_metadata"]).sum()),
+        "without_response": int((qc["in_metadata"] & ~qc["response_valid"]).sum()),
+        "used_for_location": int(qc["used_location"].sum()),
+        "used_for_magnitude": int(qc["used_magnitude"].sum()),
+    }
+
+
 def _summary(run_id: str, config, source: PickSource, results: list[UnitResult]) -> dict:
     counts = {
         s: sum(1 for r in results if r.status == s)
         for s in ("done", "skipped", "failed", "no_data")
     }
     unknown = sorted({s for r in results for s in r.extra.get("unknown_stations", [])})
+    done = [r for r in results if r.status == "done"]
+    origins = sum(r.rows for r in done)
+    rejected = sum(int(r.extra.get("rejected", 0)) for r in done)
+    reasons: Counter[str] = Counter()
+    for r in done:
+        reasons.update(r.extra.get("rejected_reasons") or {})
     return {
         "run_id": run_id,
         "associator": config.associator,
@@ -230,7 +315,11 @@ def _summary(run_id: str, config, source: PickSource, results: list[UnitResult])
         "pick_source": source.label,
         "days": len(results),
         **counts,
-        "events": sum(r.rows for r in results if r.status == "done"),
+        # origins the gate rejected are kept in the lake but are not events (quakelake.association.quality)
+        "origins": origins,
+        "rejected": rejected,
+        "rejected_reasons": dict(reasons.most_common()),
+        "events": origins - rejected,
         "unknown_stations": unknown,
         "seconds": sum(r.seconds for r in results),
     }
@@ -245,9 +334,11 @@ def _publish(summary: dict) -> None:
             f"- picks: {summary['pick_source']}",
             f"- days: {summary['days']} (done {summary['done']}, skipped {summary['skipped']}, "
             f"no picks {summary['no_data']}, failed {summary['failed']})",
-            f"- events written: {summary['events']}",
+            f"- events written: {summary['events']} "
+            f"({describe(summary['origins'], summary['rejected'], summary['rejected_reasons'])})",
             f"- magnitudes: {summary.get('magnitudes', 'not computed')}",
             f"- stations without coordinates: {', '.join(summary['unknown_stations']) or 'none'}",
+            f"- metadata QC (lake table metadata_qc): {summary.get('metadata_qc', 'not written')}",
         ]
         create_markdown_artifact(markdown="\n".join(lines), key="associate-report")
     except Exception as exc:  # artifacts are a courtesy: never fail a finished run over them

@@ -6,11 +6,12 @@ import logging
 import queue
 from collections.abc import Iterator
 from pathlib import Path
+from uuid import UUID
 
 from prefect.context import get_run_context
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from quakelake.lineage import UnitResult, mark_crashed_runs
+from quakelake.lakehouse.lineage import UnitResult, mark_crashed_runs
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ _INFRASTRUCTURE_ERRORS = ("KilledWorker", "CancelledError")
 def current_flow_run_id() -> str:
     """Return the Prefect flow run id of the running flow ("" outside one)."""
     try:
-        return str(get_run_context().flow_run.id)
+        return str(get_run_context().flow_run.id)  # type: ignore[union-attr]
     except Exception:
         return ""
 
@@ -33,7 +34,7 @@ def task_slots() -> int | None:
     adaptive cluster has none yet).
     """
     try:
-        runner = get_run_context().task_runner
+        runner = get_run_context().task_runner  # type: ignore[union-attr]
     except Exception:
         return None
     if isinstance(runner, ThreadPoolTaskRunner):
@@ -106,7 +107,7 @@ def recover_crashed_runs(lake: Path) -> list[dict]:
     """Mark killed runs of this host ``crashed`` in the lake and in Prefect; return them.
 
     Their committed units have their ledger rows already (see
-    :func:`quakelake.lineage.mark_crashed_runs`); the
+    :func:`quakelake.lakehouse.lineage.mark_crashed_runs`); the
     Prefect flow run of each, left Running by the kill, is set Crashed when the API knows it.
     """
     try:
@@ -132,7 +133,7 @@ def _crash_flow_run(flow_run_id: str) -> None:
 
     try:
         with get_client(sync_client=True) as client:
-            state = client.read_flow_run(flow_run_id).state
+            state = client.read_flow_run(UUID(flow_run_id)).state
             if state is not None and not state.is_final():
                 client.set_flow_run_state(
                     flow_run_id,

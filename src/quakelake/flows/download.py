@@ -7,10 +7,11 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from quakelake.download import DownloadResult, DownloadUnit
+from quakelake import ids
+from quakelake.archive.download import DownloadResult, DownloadUnit
 from quakelake.errors import FailedWork, FdsnUnreachable
 from quakelake.flows.common import current_flow_run_id, recover_crashed_runs
-from quakelake.lineage import (
+from quakelake.lakehouse.lineage import (
     Stopwatch,
     new_run_id,
     record_run,
@@ -20,7 +21,7 @@ from quakelake.lineage import (
 )
 from quakelake.params import StationSelection, TimeWindow
 from quakelake.params.download import DownloadParams
-from quakelake.printing import days_text, selection_text
+from quakelake.params.text import days_text, selection_text
 from quakelake.tasks.download import (
     download_station_day,
     plan_downloads,
@@ -159,7 +160,9 @@ def _summary(run_id, archive, results, station_rows, client_errors, timings) -> 
         **counts,
         "bytes": sum(r.bytes for r in results if r.status in ("ok", "partial")),
         "gaps": {
-            f"{r.network}.{r.station}.{r.day}": r.error for r in results if r.status == "partial"
+            ids.unit_key(r.network, r.station, r.day): r.error
+            for r in results
+            if r.status == "partial"
         },
         "station_rows": station_rows,
         "ran_on": where_counts([unit_result(r) for r in results]),

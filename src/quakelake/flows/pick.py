@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from tqdm import tqdm
 
-from quakelake import denoise, picking
-from quakelake import ensemble as ensembles
-from quakelake import groups as station_groups
 from quakelake.errors import FailedWork
 from quakelake.flows.common import (
     collect_all,
@@ -22,7 +20,7 @@ from quakelake.flows.common import (
     task_slots,
 )
 from quakelake.lakehouse import safe_name
-from quakelake.lineage import (
+from quakelake.lakehouse.lineage import (
     Stopwatch,
     commit_units,
     new_run_id,
@@ -32,8 +30,12 @@ from quakelake.lineage import (
     where_counts,
 )
 from quakelake.params import PickParams, StationSelection, TimeWindow
-from quakelake.pick_plan import batch_label, unit_batches
-from quakelake.printing import days_text, selection_text
+from quakelake.params import groups as station_groups
+from quakelake.params.text import days_text, selection_text
+from quakelake.picking import denoise
+from quakelake.picking import ensemble as ensembles
+from quakelake.picking import models as picking
+from quakelake.picking.plan import batch_label, unit_batches
 from quakelake.tasks.ensemble import ensemble_station_day
 from quakelake.tasks.pick import (
     committed_stems,
@@ -130,7 +132,7 @@ def pick_phases(
         with Stopwatch() as sw:
             committed = committed_stems(lake)  # the workers never ask the catalog
             slots = task_slots()
-            submitted = [
+            submitted: list[tuple[list[str], Any]] = [
                 (
                     [f"{spec.label}:{unit.key}" for unit in batch],
                     pick_station_days.submit(

@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from quakelake.associate_plan import pick_sets, response_files
+from quakelake.association.plan import pick_sets, response_files
 from quakelake.config import RunConfig
 from quakelake.flows.analyze import analyze_run
 from quakelake.flows.associate import associate_events
@@ -16,10 +16,10 @@ from quakelake.flows.download import download_waveforms
 from quakelake.flows.pick import pick_phases
 from quakelake.flows.runners import stage_place, stage_runner
 from quakelake.flows.settings import resolve_settings
-from quakelake.groups import resolve as resolve_groups
 from quakelake.lakehouse import Lake
 from quakelake.params import TimeWindow
 from quakelake.params.evaluation import RunSelection
+from quakelake.params.groups import resolve as resolve_groups
 
 
 def previous_utc_day(today: dt.date | None = None) -> TimeWindow:
@@ -37,6 +37,9 @@ def associate_picks(config: RunConfig, ensemble_weights: str | None = None) -> l
     Skipped with a warning when no station coordinates are known (no -F file, nothing downloaded).
     """
     logger = get_run_logger()
+    associate = config.associate
+    if associate is None:  # the pipeline calls this only when association is configured
+        return []
     if config.station_file is None and not Lake(config.lake).has_files("stations"):
         logger.warning(
             "association skipped: no station coordinates; pass -F/--file stations.xml|csv"
@@ -59,7 +62,7 @@ def associate_picks(config: RunConfig, ensemble_weights: str | None = None) -> l
                 flow_fn(
                     config.lake,
                     config.window,
-                    config.associate,
+                    associate,
                     station_file=config.station_file,
                     model=model,
                     weights=weights,
@@ -214,7 +217,8 @@ def pipeline_markdown(config: RunConfig, out: dict) -> str:
             f"## Associate ({a['associator']}, {a['pick_source']})",
             "",
             f"- run `{a['run_id']}`: {a['days']} days (done {a['done']}, skipped {a['skipped']}, "
-            f"failed {a['failed']}), {a['events']} events",
+            f"failed {a['failed']}), {a['events']} events"
+            + (f", {a['rejected']} rejected origins" if a.get("rejected") else ""),
             "",
         ]
     if "analyze" in out:
@@ -223,6 +227,8 @@ def pipeline_markdown(config: RunConfig, out: dict) -> str:
             "## Analysis",
             "",
             f"- run `{a['run_id']}` against `{a.get('reference')}`",
+            "- events per catalogue (each scored on its own): "
+            + (", ".join(f"{k} {v}" for k, v in (a.get("catalogues") or {}).items()) or "none"),
             f"- report: `{a.get('report')}` (the analysis-report artifact shows it with its plots)",
             "",
         ]

@@ -1,4 +1,4 @@
-"""Prefect task runners built from :class:`quakelake.compute.ComputeSettings`.
+"""Prefect task runners built from :class:`quakelake.flows.compute.ComputeSettings`.
 
 Use with any flow::
 
@@ -17,7 +17,7 @@ from typing import Any
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel
 
-from quakelake.compute import (
+from quakelake.flows.compute import (
     local_cluster_kwargs,
     slurm_adapt_kwargs,
     slurm_cluster_kwargs,
@@ -40,7 +40,7 @@ def compute_settings(
 
 def make_task_runner(
     settings: ComputeSettings | BaseModel | Mapping[str, Any] | None = None,
-) -> TaskRunner:
+) -> TaskRunner[Any]:
     """Return the Prefect task runner that ``settings`` describe.
 
     Args:
@@ -76,7 +76,7 @@ def make_task_runner(
 STAGES = ("download", "pick", "associate", "analyze")
 
 
-def flow_process_runner(workers: int = 4) -> TaskRunner:
+def flow_process_runner(workers: int = 4) -> TaskRunner[Any]:
     """Return a thread pool in the flow process (downloads; stages configured ``flow``)."""
     return ThreadPoolTaskRunner(max_workers=workers)
 
@@ -105,7 +105,7 @@ def stage_place(
 
 def stage_runner(
     stage: str, settings: ComputeSettings | BaseModel | Mapping[str, Any] | None = None
-) -> TaskRunner:
+) -> TaskRunner[Any]:
     """Return the task runner of ``stage`` (see :func:`stage_place`); a new one per call."""
     s = compute_settings(settings)
     if stage_place(stage, s) == "flow":

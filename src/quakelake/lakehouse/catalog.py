@@ -39,7 +39,9 @@ import pyarrow.parquet as pq
 
 from quakelake.errors import BadInput
 from quakelake.lakehouse import extensions
+from quakelake.lakehouse.atomic import atomic_write
 from quakelake.lakehouse.schema import TABLES, TableSpec
+from quakelake.lakehouse.sql import quote
 from quakelake.lakehouse.writer import FileChange, stage_table, table_spec, to_arrow
 
 CATALOG_FILE = "catalog.sqlite"
@@ -101,7 +103,7 @@ def table_columns(spec: TableSpec) -> list[tuple[str, str]]:
     return cols + [(UNIT_COLUMN, "VARCHAR")]
 
 
-def _is_postgres(url: str) -> bool:
+def is_postgres(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://", "postgres:"))
 
 
@@ -137,7 +139,7 @@ class Lake:
         data files would otherwise open as a new, empty lake: its files unlisted, vacuum's
         orphans. ``quakelake lake rebuild`` rebuilds it from the data files.
         """
-        if _is_postgres(self.catalog) or self.rebuilding:
+        if is_postgres(self.catalog) or self.rebuilding:
             return ""
         path = Path(self.catalog)
         if path.is_file() and path.stat().st_size > 0 or not _ever_committed(self.root):
@@ -168,7 +170,7 @@ class Lake:
 
     def exists(self) -> bool:
         """Return True when the lake has a catalog (something was ever committed)."""
-        return _is_postgres(self.catalog) or Path(self.catalog).is_file()
+        return is_postgres(self.catalog) or Path(self.catalog).is_file()
 
     def legacy(self) -> bool:
         """Return True for a lake of the layout before the catalog (files, no catalog)."""
@@ -184,7 +186,7 @@ class Lake:
         url = self._catalog
         if not url:
             return
-        if not _is_postgres(url):
+        if not is_postgres(url):
             raise LakeError(
                 f"--catalog: {url!r} is not a postgresql:// URL; leave --catalog out for the "
                 "lake's own catalog.sqlite"
@@ -204,19 +206,19 @@ class Lake:
 
     def _attach_sql(self, read_only: bool = False) -> str:
         url = self.catalog
-        if _is_postgres(url):
+        if is_postgres(url):
             target = "ducklake:postgres:" + url.removeprefix("postgres:")
         else:
             target = "ducklake:sqlite:" + url
         # the data path is always this lake's folder as reached now: files the catalog keeps by
         # relative path are found under it wherever the folder was copied, moved or mounted
-        opts = [f"DATA_PATH '{_quote(str(self.root))}/'", "OVERRIDE_DATA_PATH true"]
+        opts = [f"DATA_PATH '{quote(str(self.root))}/'", "OVERRIDE_DATA_PATH true"]
         if read_only:
             opts.insert(0, "READ_ONLY")
-        return f"ATTACH '{_quote(target)}' AS {ALIAS} ({', '.join(opts)})"
+        return f"ATTACH '{quote(target)}' AS {ALIAS} ({', '.join(opts)})"
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        postgres = _is_postgres(self.catalog)
+        postgres = is_postgres(self.catalog)
         self.refuse_lost()
         if not read_only:
             if postgres and _has_password(self.catalog):
@@ -282,9 +284,7 @@ class Lake:
         pointer = self.root / CATALOG_POINTER
         text = json.dumps({"catalog": self.catalog})
         if not pointer.is_file() or pointer.read_text() != text:
-            tmp = pointer.with_name(f".{pointer.name}.{os.getpid()}.tmp")
-            tmp.write_text(text)
-            os.replace(tmp, pointer)
+            atomic_write(pointer, text)
 
     def _shared(self) -> duckdb.DuckDBPyConnection:
         """Return this process's read-write connection to the catalog (opened once)."""
@@ -768,7 +768,7 @@ def _relative_layout(con: duckdb.DuckDBPyConnection) -> bool:
     Returns True for a catalog that holds no file yet (the caller attaches again, once). A
     catalog that already holds files keeps its layout: ``quakelake lake migrate`` converts it.
     """
-    if con.execute(f"SELECT count(*) FROM {META}.ducklake_data_file").fetchone()[0]:
+    if (con.execute(f"SELECT count(*) FROM {META}.ducklake_data_file").fetchone() or (0,))[0]:
         return False
     con.execute(
         f"UPDATE {META}.ducklake_schema SET path = '', path_is_relative = true "
@@ -937,10 +937,6 @@ def _legacy_files(root: Path) -> bool:
     )
 
 
-def _quote(text: str) -> str:
-    return text.replace("'", "''")
-
-
 def write_table(
     root: Path,
     table: str,
@@ -965,3 +961,9 @@ def write_table(
     change = stage_table(root, table, data, name, partition, key)
     Lake(root).commit([change], run_id=run_id, message=f"{table} {change.stem}")
     return change.path
+
+
+def close_connections(lake: Lake) -> None:
+    """Close this process's cached catalog connections to ``lake`` (they cache its metadata)."""
+    for key in [k for k in _CONNECTIONS if k[1] == f"{lake.root}|{lake.catalog}"]:
+        _CONNECTIONS.pop(key).close()

@@ -11,10 +11,12 @@ from __future__ import annotations
 import importlib
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 from quakelake.errors import QuakeLakeError
+from quakelake.lakehouse.sql import quote
 
 # extension name -> the Python package that ships it
 PACKAGES = {
@@ -46,7 +48,7 @@ def extension_file(name: str) -> Path:
         raise MissingExtension(
             f"the DuckDB extension {name} is not installed; pip install '{wanted}'"
         ) from None
-    folder = Path(module.__file__).parent
+    folder = Path(str(module.__file__)).parent
     files = sorted(folder.rglob(f"{name}.duckdb_extension"))
     matching = [f for f in files if f"v{duckdb.__version__}" in f.parts]
     if not matching:
@@ -57,7 +59,7 @@ def extension_file(name: str) -> Path:
     return matching[0]
 
 
-def offline_connection(database: str = ":memory:", **config: object) -> duckdb.DuckDBPyConnection:
+def offline_connection(database: str = ":memory:", **config: Any) -> duckdb.DuckDBPyConnection:
     """Return a DuckDB connection that never installs or auto-loads an extension."""
     return duckdb.connect(database, config={**OFFLINE, **config})
 
@@ -65,8 +67,4 @@ def offline_connection(database: str = ":memory:", **config: object) -> duckdb.D
 def load(con: duckdb.DuckDBPyConnection, *names: str) -> None:
     """Load the extensions ``names`` into ``con`` from their installed packages."""
     for name in names:
-        con.execute(f"LOAD '{_quote(str(extension_file(name)))}'")
-
-
-def _quote(text: str) -> str:
-    return text.replace("'", "''")
+        con.execute(f"LOAD '{quote(str(extension_file(name)))}'")

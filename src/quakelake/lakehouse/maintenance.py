@@ -11,6 +11,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -23,13 +24,13 @@ from quakelake.lakehouse.catalog import (
     FileChange,
     Lake,
     LakeError,
-    _quote,
     lake_data_files,
     locate,
     rollback,
     table_folders,
 )
 from quakelake.lakehouse.schema import TABLES
+from quakelake.lakehouse.sql import quote
 from quakelake.lakehouse.writer import data_file, to_arrow, write_atomic
 
 # A data file younger than this may belong to a run still writing: vacuum leaves it.
@@ -99,6 +100,7 @@ def _retire(lake: Lake, data_file_id: int, table_id: int, rows: int) -> None:
             f"SELECT snapshot_id, schema_version, next_catalog_id, next_file_id FROM "
             f"{META}.ducklake_snapshot ORDER BY snapshot_id DESC LIMIT 1"
         ).fetchone()
+        assert snap is not None  # a lake has at least its first snapshot
         new = snap[0] + 1
         con.execute("BEGIN TRANSACTION")
         con.execute(
@@ -124,7 +126,7 @@ def _retire(lake: Lake, data_file_id: int, table_id: int, rows: int) -> None:
         raise
     finally:
         con.close()
-    _reset(lake)
+    reset_connections(lake)
 
 
 def _forget(lake: Lake, table: str) -> None:
@@ -137,12 +139,11 @@ def _forget(lake: Lake, table: str) -> None:
         )
 
 
-def _reset(lake: Lake) -> None:
+def reset_connections(lake: Lake) -> None:
     """Close this process's catalog connection (it caches metadata written behind its back)."""
-    from quakelake.lakehouse import catalog
+    from quakelake.lakehouse.catalog import close_connections
 
-    for key in [k for k in catalog._CONNECTIONS if k[1] == f"{lake.root}|{lake.catalog}"]:
-        catalog._CONNECTIONS.pop(key).close()
+    close_connections(lake)
 
 
 def compact(lake: Lake, tables: list[str] | None = None) -> dict[str, tuple[int, int]]:
@@ -158,19 +159,21 @@ def compact(lake: Lake, tables: list[str] | None = None) -> dict[str, tuple[int,
         for name in tables or list(TABLES):
             before = _count_files(con, name)
             if before > 1:
-                con.execute(f"CALL ducklake_rewrite_data_files('{ALIAS}', '{_quote(name)}')")
-                con.execute(f"CALL ducklake_merge_adjacent_files('{ALIAS}', '{_quote(name)}')")
+                con.execute(f"CALL ducklake_rewrite_data_files('{ALIAS}', '{quote(name)}')")
+                con.execute(f"CALL ducklake_merge_adjacent_files('{ALIAS}', '{quote(name)}')")
             out[name] = (before, _count_files(con, name))
     return out
 
 
 def _count_files(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    return con.execute(
+    row = con.execute(
         f"SELECT count(*) FROM {META}.ducklake_data_file f JOIN {META}.ducklake_table t "
         "ON t.table_id = f.table_id AND t.end_snapshot IS NULL "
         "WHERE f.end_snapshot IS NULL AND t.table_name = ?",
         [table],
-    ).fetchone()[0]
+    ).fetchone()
+    assert row is not None  # count(*) returns one row
+    return int(row[0])
 
 
 def catalog_paths(lake: Lake) -> list[Path]:
@@ -262,7 +265,8 @@ def relocate(lake: Lake) -> dict[str, int]:
         schema = con.execute(
             f"SELECT path FROM {META}.ducklake_schema WHERE schema_name = 'main' "
             "AND end_snapshot IS NULL"
-        ).fetchone()[0]
+        ).fetchone() or ("",)
+        schema = schema[0]
         old = table_folders(con, root)
         tables = {
             tid: path.strip("/")
@@ -344,7 +348,7 @@ def relocate(lake: Lake) -> dict[str, int]:
         raise
     finally:
         con.close()
-    _reset(lake)
+    reset_connections(lake)
     for src, _ in links:
         src.unlink(missing_ok=True)
     with lake._cursor() as con:  # the manifest's paths: informational, relative too
@@ -407,23 +411,53 @@ def migrate(root: Path) -> dict[str, int]:
     return counts
 
 
-def compare(lake: Lake, before: str, after: str | None = None) -> pd.DataFrame:
-    """Compare two snapshots: picks per model x weights x phase, events per associator.
+def compare(
+    lake: Lake,
+    before: str,
+    after: str | None = None,
+    models: list[str] | None = None,
+    weights: list[str] | None = None,
+    associators: list[str] | None = None,
+) -> pd.DataFrame:
+    """Compare two snapshots: picks per model x weights x phase, events per catalogue.
+
+    A catalogue's row reads ``ASSOCIATOR PICK_SOURCE config FINGERPRINT`` (pick source
+    ``lake-MODEL-WEIGHTS[@GROUP-fp]``): PhaseNet's and EQTransformer's events are two rows.
 
     ``before``/``after`` are run ids or times (``after`` None: the lake now). Returns one row
     per table x group with the counts at each snapshot and the change, e.g. what a reprocessing
     with new weights added or removed.
     """
+    pick_where, event_where = ["TRUE"], ["TRUE"]
+    params: dict[str, list[Any]] = {"picks": [], "events": []}
+    # an event's model and weights are in its pick source, lake-MODEL-WEIGHTS[@GROUP-fp]
+    source = "regexp_replace(coalesce(pick_source, ''), '@[^@]*$', '')"
+    for values, pick_col, event_col in (
+        (models, "model", f"split_part({source}, '-', 2)"),
+        (weights, "weights", f"regexp_replace({source}, '^lake-[^-]*-', '')"),
+    ):
+        if values:
+            pick_where.append(f"list_contains(?, {pick_col})")
+            event_where.append(f"list_contains(?, {event_col})")
+            params["picks"].append(list(values))
+            params["events"].append(list(values))
+    if associators:
+        event_where.append("list_contains(?, associator)")
+        params["events"].append(list(associators))
     sql = {
         "picks": "SELECT 'picks' AS tbl, model || '/' || weights AS what, phase, count(*) AS n, "
-        "avg(probability) AS mean_probability FROM picks GROUP BY ALL",
-        "events": "SELECT 'events' AS tbl, associator AS what, '' AS phase, count(*) AS n, "
-        "NULL::DOUBLE AS mean_probability FROM events GROUP BY ALL",
+        f"avg(probability) AS mean_probability FROM picks WHERE {' AND '.join(pick_where)} "
+        "GROUP BY ALL",
+        # one row per catalogue (associator x pick set x group, quakelake.catalogs.catalogues), never pooled
+        "events": "SELECT 'events' AS tbl, coalesce(associator, '') || ' ' || coalesce(pick_source, '') "
+        "|| ' config ' || coalesce(config_fingerprint, '') AS what, '' AS phase, count(*) AS n, "
+        f"NULL::DOUBLE AS mean_probability FROM events WHERE {' AND '.join(event_where)} "
+        "GROUP BY ALL",
     }
     frames = []
     for label, snap in (("before", before), ("after", after)):
         tables = set(lake.tables())
-        parts = [lake.query(q, as_of=snap) for t, q in sql.items() if t in tables]
+        parts = [lake.query(q, params[t], as_of=snap) for t, q in sql.items() if t in tables]
         frame = pd.concat(parts) if parts else pd.DataFrame(columns=["tbl", "what", "phase", "n"])
         frames.append(frame.rename(columns={"n": label, "mean_probability": f"p_{label}"}))
     keys = ["tbl", "what", "phase"]
@@ -440,7 +474,7 @@ def catalog_attach_sql(lake: Lake) -> str:
     ``DATA_PATH`` is the folder as reached now: the catalog keeps paths relative to it.
     """
     url = lake.catalog
-    data = f"DATA_PATH '{_quote(str(lake.root))}/', OVERRIDE_DATA_PATH true"
+    data = f"DATA_PATH '{quote(str(lake.root))}/', OVERRIDE_DATA_PATH true"
     if url.startswith(("postgresql://", "postgres://", "postgres:")):
         return (
             "LOAD ducklake; LOAD postgres;\n"

@@ -24,7 +24,7 @@ from quakelake.lakehouse.catalog import (
     FileChange,
     Lake,
     LakeError,
-    _is_postgres,
+    is_postgres,
 )
 from quakelake.lakehouse.schema import TABLES
 from quakelake.lakehouse.writer import KEY_METADATA, stage_table, stem_of
@@ -58,9 +58,9 @@ def rebuild(lake: Lake) -> RebuildReport:
             folder holds no data files.
     """
     report = RebuildReport()
-    from quakelake.lakehouse.maintenance import _reset
+    from quakelake.lakehouse.maintenance import reset_connections
 
-    postgres = _is_postgres(lake.catalog)
+    postgres = is_postgres(lake.catalog)
     if postgres:
         if lake.exists() and len(lake.data_files()):
             raise LakeError(
@@ -77,7 +77,7 @@ def rebuild(lake: Lake) -> RebuildReport:
                 f"rebuild: the catalog {lake.catalog} of lake {lake.root} is healthy ({listed} "
                 "files); quakelake lake check finds damaged files"
             )
-    _reset(lake)
+    reset_connections(lake)
     deleted = _deleted_positions(lake.root)
     plan = {name: _plan(lake.root, name, deleted) for name in TABLES}
     if not any(changes or len(rows) for changes, rows in plan.values()):
@@ -108,7 +108,7 @@ def rebuild(lake: Lake) -> RebuildReport:
             )
         report.rows[name] = sum(len(s.frame) for s, *_ in picked) + len(rows)
     if not postgres:
-        _reset(target)
+        reset_connections(target)
         path = Path(lake.catalog)
         if path.exists():
             stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")

@@ -130,11 +130,11 @@ EVENTS = TableSpec(
         ("n_stations", pa.int32()),
         ("score", pa.float64()),
         ("rms_residual_s", pa.float64()),
-        # local magnitude (the magnitude stage fills `magnitude` and these; see quakelake.magnitudes)
+        # local magnitude (the magnitude stage fills `magnitude` and these; see quakelake.association.magnitudes)
         ("magnitude_type", pa.string()),
         ("magnitude_uncertainty", pa.float64()),
         ("magnitude_station_count", pa.int32()),
-        # location quality (quakelake.relocation.QUALITY_COLUMNS): 1-sigma uncertainties of the
+        # location quality (quakelake.association.relocation.QUALITY_COLUMNS): 1-sigma uncertainties of the
         # relocation, station geometry, and "constrained"/"unconstrained" (gap > 300 deg or < 3 stations)
         ("time_uncertainty_s", pa.float64()),
         ("latitude_uncertainty_km", pa.float64()),
@@ -144,9 +144,14 @@ EVENTS = TableSpec(
         ("azimuthal_gap_deg", pa.float64()),
         ("min_distance_km", pa.float64()),
         ("location_quality", pa.string()),
+        # the origin quality gate (quakelake.association.quality): QuakeML evaluation mode and status
+        # ("automatic"; "preliminary" or "rejected") and the rules a rejected origin broke
+        ("evaluation_mode", pa.string()),
+        ("evaluation_status", pa.string()),
+        ("evaluation_reason", pa.string()),
     ),
     ("day",),
-    "one row per associated event",
+    "one row per associated origin (rejected ones kept for audit, with their reason)",
 )
 
 ASSIGNMENTS = TableSpec(
@@ -214,6 +219,23 @@ STATION_MAGNITUDES = TableSpec(
     ),
     ("day",),
     "one row per station magnitude of an event",
+)
+
+STATION_CORRECTIONS = TableSpec(
+    "station_corrections",
+    _schema(
+        ("station_id", pa.string()),  # NET.STA
+        ("correction", pa.float64()),  # added to the station's ML: median(reference - ours)
+        ("n_events", pa.int32()),
+        ("spread", pa.float64()),  # standard deviation of the residuals
+        ("mad", pa.float64()),
+        ("against", pa.string()),  # event: the reference's event ML; station: its station ML
+        ("law", pa.string()),
+        ("run_id", pa.string()),
+        ("estimated", TS),
+    ),
+    ("reference",),
+    "one row per ML station correction estimated against a reference, with its support",
 )
 
 REFERENCE_EVENTS = TableSpec(
@@ -327,6 +349,10 @@ EVENT_MATCHES = TableSpec(
         ("magnitude", pa.float64()),
         ("reference_magnitude", pa.float64()),
         ("magnitude_residual", pa.float64()),
+        # the catalogue the event belongs to (quakelake.catalogs.catalogues); older lakes read NULL
+        ("model", pa.string()),
+        ("weights", pa.string()),
+        ("catalogue", pa.string()),
     ),
     ("reference",),
     "one row per event or reference event: TP, FP or FN (magnitude residual: ours - reference, TP)",
@@ -354,6 +380,7 @@ METRICS = TableSpec(
         ("residual_median", pa.float64()),
         ("residual_std", pa.float64()),
         ("residual_mae", pa.float64()),
+        ("catalogue", pa.string()),  # event/magnitude rows: the catalogue scored (NULL before)
     ),
     ("reference",),
     "precision/recall/residual figures per model x weights (and per group)",
@@ -376,6 +403,37 @@ DOWNLOADS = TableSpec(
     ),
     (),
     "one row per (station, day) download attempt",
+)
+
+METADATA_QC = TableSpec(
+    "metadata_qc",
+    _schema(
+        ("run_id", pa.string()),
+        ("pick_source", pa.string()),
+        ("network", pa.string()),
+        ("station", pa.string()),
+        ("location", pa.string()),
+        ("channel", pa.string()),
+        ("in_metadata", pa.bool_()),
+        ("epoch_start", TS),
+        ("epoch_end", TS),
+        ("epoch_covers_data", pa.bool_()),
+        ("has_coordinates", pa.bool_()),
+        ("has_elevation", pa.bool_()),
+        ("has_response", pa.bool_()),
+        ("response_stages", pa.int32()),
+        ("response_valid", pa.bool_()),
+        ("data_start", TS),
+        ("data_end", TS),
+        ("used_picking", pa.bool_()),
+        ("used_location", pa.bool_()),
+        ("used_magnitude", pa.bool_()),
+        ("reason", pa.string()),
+    ),
+    (),
+    "one row per channel per association run: the station metadata it had (coordinates, "
+    "elevation, response valid for the data) and what it was used for, with the reason when not "
+    "(quakelake.association.metadata_qc)",
 )
 
 # --- near-real-time monitoring (quakelake monitor): rows appended every cycle, inlined in the
@@ -453,6 +511,7 @@ TABLES: dict[str, TableSpec] = {
         ASSIGNMENTS,
         AMPLITUDES,
         STATION_MAGNITUDES,
+        STATION_CORRECTIONS,
         REFERENCE_EVENTS,
         REFERENCE_PICKS,
         RUNS,
@@ -461,6 +520,7 @@ TABLES: dict[str, TableSpec] = {
         EVENT_MATCHES,
         METRICS,
         DOWNLOADS,
+        METADATA_QC,
         LIVE_PICKS,
         LIVE_ORIGINS,
         LIVE_ARRIVALS,

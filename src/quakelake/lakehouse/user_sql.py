@@ -90,7 +90,9 @@ def check_statement(sql: str) -> str:
                 f"{READ_ONLY}: {kind} statements are refused (the lake changes through "
                 "QuakeLake's commands only); give one SELECT"
             )
-        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+        tree = json.loads(
+            (con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone() or ("{}",))[0]
+        )
     if tree.get("error"):
         # e.g. a PRAGMA that DuckDB turns into a call it cannot show as a SELECT
         raise SqlInputError(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import Mapping
@@ -13,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from quakelake.lakehouse.atomic import atomic_write
 from quakelake.lakehouse.schema import TABLES, TableSpec
 
 _SAFE = re.compile(r"[^A-Za-z0-9._=+-]")
@@ -131,15 +131,7 @@ def write_atomic(path: Path, table: pa.Table) -> Path:
     Readers never see a half-written file: the temporary name is hidden from the lake's views
     and ``os.replace`` is atomic on POSIX filesystems.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
 def data_file(root: Path, table: str, partition: Mapping[str, str] | None, stem: str) -> Path:

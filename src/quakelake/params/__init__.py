@@ -14,14 +14,14 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from quakelake.errors import BadInput
-from quakelake.params.base import _Model
+from quakelake.params.base import ParamModel
 
 
 class ConfigError(BadInput, ValueError):
     """A configuration value is invalid; the message names the parameter and what is allowed."""
 
 
-class TimeWindow(_Model):
+class TimeWindow(ParamModel):
     """Inclusive range of UTC days to process; ``None`` on both ends means every day found."""
 
     start: dt.date | None = Field(None, description="first UTC day to process (inclusive)")
@@ -45,7 +45,7 @@ class TimeWindow(_Model):
         return (self.start is None or day >= self.start) and (self.end is None or day <= self.end)
 
 
-class StationSelection(_Model):
+class StationSelection(ParamModel):
     """Network/station/location/channel selection with FDSN wildcards (``*`` and ``?``)."""
 
     networks: list[str] = Field(["*"], description="network codes, FDSN wildcards allowed")
@@ -82,7 +82,7 @@ class StationSelection(_Model):
         )
 
 
-class PickParams(_Model):
+class PickParams(ParamModel):
     """How phases are picked: models, weights, thresholds, batches, device."""
 
     models: list[str] = Field(

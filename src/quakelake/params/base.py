@@ -14,10 +14,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from quakelake.errors import name_problem
 
-__all__ = ["_Model"]
+__all__ = ["ParamModel"]
 
 
-class _Model(BaseModel):
+class ParamModel(BaseModel):
     """Base of QuakeLake's parameter models (see the module docstring)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)

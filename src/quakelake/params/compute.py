@@ -2,7 +2,7 @@
 
 Plain pydantic: the run configuration and the blocks import this without Dask. What these
 settings imply for Dask and dask-jobqueue (cluster arguments, job scripts, the worker GPU pin)
-lives in :mod:`quakelake.compute`.
+lives in :mod:`quakelake.flows.compute`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from quakelake.params.base import _Model
+from quakelake.params.base import ParamModel
 
 __all__ = [
     "ComputeSettings",
@@ -55,7 +55,7 @@ def parse_walltime(text: str) -> dt.timedelta:
     return dt.timedelta(days=int(days or 0), **parts)
 
 
-class SlurmSettings(_Model):
+class SlurmSettings(ParamModel):
     """A Dask cluster of SLURM jobs (dask-jobqueue): what each job asks for and how many run.
 
     One job = one node share with ``gpus_per_job`` GPUs and ``workers_per_job`` Dask worker
@@ -153,7 +153,7 @@ class SlurmSettings(_Model):
         return f"{minutes}m"
 
 
-class ComputeSettings(_Model):
+class ComputeSettings(ParamModel):
     """Which task runner a flow uses and its size (``threads``, ``dask-local``, ``slurm``, ``address``)."""
 
     runner: RunnerKind = Field(

@@ -1,7 +1,7 @@
 """Parameters of the FDSN download stage: data centres, domains, retries, deadlines.
 
 Plain pydantic: the run configuration imports this without ObsPy's FDSN client; the download
-itself lives in :mod:`quakelake.download`.
+itself lives in :mod:`quakelake.archive.download`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from quakelake.params.base import _Model
+from quakelake.params.base import ParamModel
 
 __all__ = [
     "EXTRA_SHORT_NAMES",
@@ -30,7 +30,7 @@ TOKEN_ENV = "QUAKELAKE_EIDA_TOKEN"
 EXTRA_SHORT_NAMES = {"OGS": "http://158.110.30.217:8080"}
 
 
-class FdsnClientSpec(_Model):
+class FdsnClientSpec(ParamModel):
     """One FDSN data centre: an ObsPy short name or a base URL, optionally per-service URLs."""
 
     name: str = Field(..., description="label in the ledger, e.g. INGV or 127.0.0.1:8080")
@@ -63,7 +63,7 @@ class FdsnClientSpec(_Model):
         return mappings
 
 
-class RectDomain(_Model):
+class RectDomain(ParamModel):
     """Rectangular geographic domain in degrees (``--rectdomain minlat maxlat minlon maxlon``)."""
 
     minlatitude: float = Field(..., ge=-90, le=90, description="southern edge, degrees")
@@ -86,7 +86,7 @@ class RectDomain(_Model):
         return self
 
 
-class CircDomain(_Model):
+class CircDomain(ParamModel):
     """Circular domain around a point (``--circdomain lat lon minradius maxradius``, degrees)."""
 
     latitude: float = Field(..., ge=-90, le=90, description="centre latitude, degrees")
@@ -103,7 +103,7 @@ class CircDomain(_Model):
         return self
 
 
-class DownloadParams(_Model):
+class DownloadParams(ParamModel):
     """How waveforms and station metadata are fetched from FDSN data centres."""
 
     clients: list[FdsnClientSpec] = Field(

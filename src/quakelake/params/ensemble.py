@@ -1,6 +1,6 @@
 """Parameters of the ensemble stage: how model x weights members are combined into consensus picks.
 
-Plain pydantic; the consensus itself lives in :mod:`quakelake.ensemble`.
+Plain pydantic; the consensus itself lives in :mod:`quakelake.picking.ensemble`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field
 
 from quakelake.params import ConfigError
-from quakelake.params.base import _Model
+from quakelake.params.base import ParamModel
 
 __all__ = ["EnsembleError", "EnsembleParams"]
 
@@ -19,7 +19,7 @@ class EnsembleError(ConfigError):
     """An ensemble cannot be formed (e.g. fewer than two members)."""
 
 
-class EnsembleParams(_Model):
+class EnsembleParams(ParamModel):
     """How the grid's members are combined into consensus picks (stored as model ``ensemble``)."""
 
     method: Literal["mean", "median", "semblance"] = Field(

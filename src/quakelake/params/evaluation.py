@@ -1,7 +1,7 @@
 """Parameters of the analysis stage: what is compared and the tolerances of matching it to a reference.
 
 Plain pydantic: the run configuration imports this without SciPy or pyproj; the matching
-lives in :mod:`quakelake.evaluation`.
+lives in :mod:`quakelake.analysis.evaluation`.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import datetime as dt
 
 from pydantic import Field
 
-from quakelake.params.base import _Model
+from quakelake.params.base import ParamModel
 
 __all__ = ["MatchParams", "RunSelection"]
 
 
-class MatchParams(_Model):
+class MatchParams(ParamModel):
     """Tolerances of the analyzer's one-to-one matching."""
 
     pick_tolerance_s: float = Field(
@@ -45,7 +45,7 @@ class MatchParams(_Model):
     )
 
 
-class RunSelection(_Model):
+class RunSelection(ParamModel):
     """Which picks and events of the lake an analysis compares with the reference."""
 
     run_ids: list[str] = Field([], description="run ids of the picks/events (empty: all runs)")

@@ -1,29 +1,66 @@
 """Parameters of the local-magnitude stage: amplitude window, attenuation law, event ML.
 
 Plain pydantic (NumPy is imported when a law is evaluated): the run configuration imports this
-without ObsPy; the amplitude measurement lives in :mod:`quakelake.magnitudes`.
+without ObsPy; the amplitude measurement lives in :mod:`quakelake.association.magnitudes`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from quakelake.params.base import _Model
+from quakelake.errors import BadInput
+from quakelake.params.base import ParamModel
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["AmplitudeParams", "AttenuationLaw", "MagnitudeError", "MagnitudeParams"]
+__all__ = [
+    "AmplitudeParams",
+    "AttenuationLaw",
+    "MagnitudeError",
+    "MagnitudeParams",
+    "parse_table",
+]
 
 
-class MagnitudeError(ValueError):
-    """Magnitude parameters that cannot work (bad law, bad window)."""
+class MagnitudeError(BadInput, ValueError):
+    """Magnitude parameters that cannot work (bad law, bad window): bad input, exit status 2."""
 
 
-class AttenuationLaw(_Model):
+def parse_table(text: str) -> list[tuple[float, float]]:
+    """Return the ``(distance km, -log A0)`` points of a SeisComP-style table string.
+
+    Two forms are read:
+
+    * ``"0 1.3; 60 2.8; 400 4.5; 1000 5.85"``: ``distance -logA0`` pairs separated by ``;`` (the
+      values as a regional ``-log A0`` table prints them, positive);
+    * ``"0:-1.3,60:-2.8,400:-4.5,1000:-5.85"``: SeisComP's own ``logA0`` parameter
+      (``magnitudes.MLv.logA0``, ``distance:logA0`` pairs separated by ``,``), whose values are
+      ``log A0`` (negative): they are negated here.
+
+    Raises:
+        MagnitudeError: naming the part that is not a pair of numbers.
+    """
+    seiscomp = ":" in text
+    parts = [p.strip() for p in text.replace("\n", ";").split("," if seiscomp else ";")]
+    points = []
+    for part in filter(None, parts):
+        pair = part.split(":") if seiscomp else part.split()
+        try:
+            distance, value = (float(x) for x in pair)
+        except ValueError:
+            raise MagnitudeError(
+                f"magnitude.law.table / --ml-law: {part!r} is not 'distance value' "
+                '(give e.g. "0 1.3; 60 2.8; 400 4.5" or SeisComP\'s "0:-1.3,60:-2.8,400:-4.5")'
+            ) from None
+        points.append((distance, -value if seiscomp else value))
+    return points
+
+
+class AttenuationLaw(ParamModel):
     """A local-magnitude attenuation law: ``ML = log10(A_mm) + -log A0(R) + station correction``.
 
     ``A_mm`` is the zero-to-peak amplitude of a Wood-Anderson (magnification 2080) trace in mm.
@@ -43,13 +80,30 @@ class AttenuationLaw(_Model):
     )
     table: list[tuple[float, float]] | None = Field(
         None,
-        description="(distance km, -log A0) points, linear in distance; replaces a/b/c when given",
+        description="(distance km, -log A0) points, linear in distance; replaces a/b/c when given; "
+        'also a SeisComP-style string "0 1.3; 60 2.8; 400 4.5" (or SeisComP\'s logA0 '
+        '"0:-1.3,60:-2.8,400:-4.5")',
     )
     station_corrections: dict[str, float] = Field(
         {}, description="additive station corrections by NET.STA or NET.STA.LOC"
     )
     min_km: float = Field(0.0, ge=0, description="stations nearer than this are not used")
     max_km: float = Field(600.0, gt=0, description="stations farther than this are not used")
+
+    @field_validator("table", mode="before")
+    @classmethod
+    def _table_text(cls, value: Any) -> Any:
+        return parse_table(value) if isinstance(value, str) else value
+
+    @classmethod
+    def from_text(cls, text: str, **fields: Any) -> AttenuationLaw:
+        """Return the law a command line names: ``HB87`` (the default) or a ``-log A0`` table string.
+
+        See :func:`parse_table` for the table forms; ``name`` defaults to ``table``.
+        """
+        if text.strip().upper() in ("", "HB87"):
+            return cls(**fields)
+        return cls(table=parse_table(text), **{"name": "table", **fields})
 
     @model_validator(mode="after")
     def _check_table(self) -> AttenuationLaw:
@@ -100,7 +154,7 @@ class AttenuationLaw(_Model):
         return ml
 
 
-class AmplitudeParams(_Model):
+class AmplitudeParams(ParamModel):
     """Where and how the Wood-Anderson amplitude is read."""
 
     model_config = ConfigDict(frozen=True)  # immutable: see quakelake.params.base
@@ -122,7 +176,7 @@ class AmplitudeParams(_Model):
     water_level_db: float = Field(60.0, description="water level of the spectral division, dB")
 
 
-class MagnitudeParams(_Model):
+class MagnitudeParams(ParamModel):
     """Local magnitude stage: amplitudes, law, event ML."""
 
     model_config = ConfigDict(frozen=True)  # immutable: see quakelake.params.base

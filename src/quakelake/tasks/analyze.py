@@ -8,11 +8,13 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
-from quakelake import analysis, evaluation, plotting, report
-from quakelake import groups as station_groups
+from quakelake.analysis import compare as analysis
+from quakelake.analysis import evaluation, plotting, report
+from quakelake.analysis.groups import group_metrics
 from quakelake.catalogs import import_catalog
 from quakelake.lakehouse import Lake, queries
-from quakelake.lineage import Stopwatch, UnitResult, fingerprint, frame_digest
+from quakelake.lakehouse.lineage import Stopwatch, UnitResult, fingerprint, frame_digest
+from quakelake.params import groups as station_groups
 from quakelake.params.evaluation import RunSelection
 from quakelake.tasks.retry import transient_only
 
@@ -60,15 +62,19 @@ def compare_with_reference(
                 for n, s in zip(coverage["network"], coverage["station"], strict=True)
             ]
             coverage = coverage[keep]
+        # with -G, a group's catalogues are scored in its own area (group_metrics), not on the whole
+        pooled = events
+        if groups and len(events):
+            pooled = events[events["group"] == ""]
         result = evaluation.evaluate(
-            picks, events, ref_events, ref_picks, params, selection.start, selection.end, coverage
+            picks, pooled, ref_events, ref_picks, params, selection.start, selection.end, coverage
         )
         if groups:
             in_span = ref_events
             if len(ref_events) and result.start is not None:
                 t = pd.to_datetime(ref_events["time"], utc=True)
                 in_span = ref_events[(t >= result.start) & (t <= result.end)]
-            per_group = station_groups.group_metrics(
+            per_group = group_metrics(
                 result.pick_matches,
                 groups,
                 events,
@@ -76,6 +82,7 @@ def compare_with_reference(
                 ref_picks,
                 params.event_max_dt_s,
                 params.event_max_km,
+                stations=queries.stations(db) if db.has_files("stations") else None,
             )
             result.metrics = pd.concat([result.metrics, per_group], ignore_index=True)
         paths = analysis.write_evaluation(lake, run_id, reference, result)
@@ -113,6 +120,12 @@ def compare_with_reference(
         extra={
             "picks": len(picks),
             "events": len(events),
+            # one count per catalogue: never one pooled number for several catalogues
+            "catalogues": {
+                str(k): int(v) for k, v in events["catalogue"].value_counts().sort_index().items()
+            }
+            if len(events)
+            else {},
             "reference_picks": result.reference_picks,
             "reference_events": result.reference_events,
             "span": span,

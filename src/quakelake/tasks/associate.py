@@ -9,8 +9,9 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
-from quakelake import association, magnitudes
-from quakelake.associate_plan import (  # noqa: F401 (the flow's and the tests' names)
+from quakelake.association import associate as association
+from quakelake.association import magnitudes, quality
+from quakelake.association.plan import (  # noqa: F401 (the flow's and the tests' names)
     ASSOCIATION_CODE_VERSION,
     MAGNITUDE_CODE_VERSION,
     PickSource,
@@ -30,7 +31,7 @@ from quakelake.associate_plan import (  # noqa: F401 (the flow's and the tests' 
 )
 from quakelake.lakehouse import TABLES, Lake, stage_table
 from quakelake.lakehouse.catalog import ALIAS
-from quakelake.lineage import Stopwatch, UnitResult, fingerprint
+from quakelake.lakehouse.lineage import Stopwatch, UnitResult, fingerprint
 from quakelake.params.association import GammaConfig, PyOctoConfig
 from quakelake.tasks.retry import transient_only
 
@@ -123,6 +124,8 @@ def associate_day_task(
             "picks": len(picks),
             "assigned": len(assignments),
             "unknown_stations": result.unknown_stations,
+            "rejected": int(quality.is_rejected(events).sum()),
+            "rejected_reasons": quality.rejection_counts(events),
         },
         inputs=inputs,
     )

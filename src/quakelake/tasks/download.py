@@ -12,12 +12,13 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
-from quakelake import download, fdsn, waveforms
+from quakelake import ids
+from quakelake.archive import download, fdsn, waveforms
+from quakelake.archive.stations import read_stations, write_stations
 from quakelake.lakehouse import write_table
-from quakelake.lineage import UnitResult
+from quakelake.lakehouse.lineage import UnitResult
 from quakelake.params import StationSelection, TimeWindow
 from quakelake.params.download import DownloadParams
-from quakelake.stations import read_stations, write_stations
 from quakelake.tasks.retry import transient_only
 
 #: Partition of the `stations` table holding metadata fetched by the download flow.
@@ -120,7 +121,7 @@ def unit_result(result: download.DownloadResult) -> UnitResult:
     files = len(result.path.split(";")) if result.path and result.status in done else 0
     return UnitResult(
         "download",
-        f"{result.network}.{result.station}.{result.day}",
+        ids.unit_key(result.network, result.station, result.day),
         status,
         rows=files,
         error=result.error,

@@ -7,10 +7,12 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NONE
 
-from quakelake import ensemble, picking, waveforms
+from quakelake.archive import waveforms
 from quakelake.lakehouse import Lake, stage_table
-from quakelake.lineage import Stopwatch, UnitResult, fingerprint
+from quakelake.lakehouse.lineage import Stopwatch, UnitResult, fingerprint
 from quakelake.params import PickParams, StationSelection
+from quakelake.picking import ensemble
+from quakelake.picking import models as picking
 
 # Bump when a change alters the consensus picks made from the same inputs.
 ENSEMBLE_CODE_VERSION = "1"

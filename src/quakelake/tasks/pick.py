@@ -10,12 +10,14 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
-from quakelake import denoise, engine, picking, waveforms
+from quakelake.archive import waveforms
 from quakelake.errors import is_transient, short_error
 from quakelake.lakehouse import Lake, stage_table, write_table
-from quakelake.lineage import Stopwatch, UnitResult, fingerprint, where_label
+from quakelake.lakehouse.lineage import Stopwatch, UnitResult, fingerprint, where_label
 from quakelake.params import PickParams, StationSelection, TimeWindow
-from quakelake.pick_plan import committed_stems, index_stem, pick_files, station_prefix
+from quakelake.picking import denoise, engine
+from quakelake.picking import models as picking
+from quakelake.picking.plan import committed_stems, index_stem, pick_files, station_prefix
 from quakelake.tasks.retry import transient_only
 
 
@@ -137,7 +139,7 @@ def pick_one(
     Instruments whose logical file for the current inputs is committed (``committed``: the
     lake's stems for this station, given by the flow; None: asked of the lake) are skipped
     unless ``force``; the others are picked into new data files that the flow commits with
-    the unit's ledger row (:func:`quakelake.lineage.commit_unit`), replacing the instrument's
+    the unit's ledger row (:func:`quakelake.lakehouse.lineage.commit_unit`), replacing the instrument's
     file of older inputs. The worker never writes to the catalog.
     """
     key = f"{spec.label}:{unit.key}"

@@ -1,0 +1,573 @@
+"""Local magnitudes: Wood-Anderson amplitudes per pick, station ML, event ML.
+
+The chain is the one observatories use:
+
+1. **Amplitude** (:func:`measure_amplitudes`): each horizontal channel of a station with a pick
+   of the event is corrected for its instrument response (StationXML, ObsPy
+   ``remove_response`` to displacement) and filtered through a Wood-Anderson seismograph
+   (:data:`WOOD_ANDERSON`: 0.8 s period, damping 0.7, static magnification 2080). The peak
+   (zero-to-peak) of the simulated trace is read in a window that opens ``pre_s`` before the S
+   pick, or before the P pick when the station has no S (then the window is long enough to hold
+   the S wave), and lasts ``window_s``. Stored: amplitude in metres of Wood-Anderson trace,
+   period (twice the time between the peak and the next opposite extremum), the window used.
+2. **Station ML** (:func:`station_magnitudes`): ``ML = log10(A [mm]) + -log A0(R) + S`` per
+   channel with an :class:`AttenuationLaw`, Hutton & Boore (1987) by default; the station's ML
+   is the mean of its horizontal channels' MLs.
+3. **Event ML** (:func:`event_magnitudes`): median of the station MLs, their standard deviation
+   as the uncertainty, and the number of stations.
+
+Setting a regional law (e.g. the one of your observatory) in a configuration file::
+
+    magnitude:
+      law:
+        name: "my-network-ML"
+        a: 1.11          # -log A0 = a log10(R / ref_km) + b (R - ref_km) + c
+        b: 0.00189
+        c: 3.0
+        ref_km: 100.0
+        distance: hypocentral
+        station_corrections: {"OX.ACOM": -0.1}
+
+or, for a law given as a -log A0 table (distance km, value), interpolated linearly in distance::
+
+    magnitude:
+      law: {name: "table-ML", table: [[10, 1.5], [50, 2.4], [100, 3.0], [300, 4.1]]}
+
+The OGS (Friuli - Venezia Giulia) bulletin computes ML with a -log A0 curve of this kind
+calibrated for NE Italy (Bragato & Tento 2005, BSSA 95): enter their coefficients or table the
+same way (``name: OGS-ML``); QuakeLake ships only Hutton & Boore (1987), which INGV uses for the
+Italian bulletin (see ``tests/test_magnitudes.py``: INGV station MLs reproduced from their
+amplitudes and distances).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import obspy
+import pandas as pd
+from obspy import Inventory, Stream, UTCDateTime
+from obspy.geodetics import gps2dist_azimuth
+
+from quakelake import ids
+from quakelake.association.quality import is_rejected
+from quakelake.params.magnitudes import (
+    AmplitudeParams,
+    AttenuationLaw,
+    MagnitudeError,
+    MagnitudeParams,
+)
+
+#: Wood-Anderson torsion seismograph (displacement input): poles of a 0.8 s, 0.7-damped pendulum,
+#: two zeros at the origin, static magnification 2080 (IASPEI 2013 standard).
+WOOD_ANDERSON = {
+    "poles": [-5.49779 + 5.60886j, -5.49779 - 5.60886j],
+    "zeros": [0j, 0j],
+    "gain": 1.0,
+    "sensitivity": 2080.0,
+}
+
+AMPLITUDE_COLUMNS = [
+    "event_id",
+    "pick_id",
+    "station_id",
+    "network",
+    "station",
+    "location",
+    "channel",
+    "phase",
+    "amplitude_m",
+    "period_s",
+    "time",
+    "window_start",
+    "window_end",
+    "type",
+    "unit",
+]
+STATION_MAGNITUDE_COLUMNS = [
+    "event_id",
+    "station_id",
+    "network",
+    "station",
+    "location",
+    "channels",
+    "magnitude",
+    "magnitude_type",
+    "distance_km",
+    "epicentral_km",
+    "amplitude_m",
+    "n_channels",
+]
+EVENT_MAGNITUDE_COLUMNS = [
+    "event_id",
+    "magnitude",
+    "magnitude_type",
+    "magnitude_uncertainty",
+    "magnitude_station_count",
+]
+
+
+def amplitude_window(
+    picks: pd.DataFrame, params: AmplitudeParams, origin_time: pd.Timestamp | None = None
+) -> tuple[pd.Timestamp, pd.Timestamp, str, str | None]:
+    """Return (start, end, phase, pick_id) of the amplitude window of one station's picks of an event.
+
+    The window opens ``pre_s`` before the S pick and lasts ``pre_s + window_s``; without S it
+    opens before the P pick and reaches ``window_s`` past where S is expected
+    (``t_S - t0 = vp_vs x (t_P - t0)`` when the origin time is known, else ``2 x window_s``).
+    """
+    phases = picks["phase"].astype(str).str.upper().str[0]
+    times = pd.to_datetime(picks["time"], utc=True)
+    pre = pd.Timedelta(seconds=params.pre_s)
+    length = pd.Timedelta(seconds=params.pre_s + params.window_s)
+    s = times[phases == "S"]
+    if len(s):
+        i = s.idxmin()
+        return s[i] - pre, s[i] - pre + length, "S", _pick_id(picks, i)
+    p = times[phases == "P"]
+    if not len(p):
+        raise MagnitudeError("amplitude window: the station has neither a P nor an S pick")
+    i = p.idxmin()
+    if origin_time is not None and p[i] > origin_time:
+        s_expected = origin_time + (p[i] - origin_time) * params.vp_vs
+    else:
+        s_expected = p[i] + pd.Timedelta(seconds=params.window_s)
+    return p[i] - pre, s_expected + pd.Timedelta(seconds=params.window_s), "P", _pick_id(picks, i)
+
+
+def _utc(t: pd.Timestamp) -> UTCDateTime:
+    return UTCDateTime(ns=int(pd.Timestamp(t).value))
+
+
+def _pick_id(picks: pd.DataFrame, index) -> str | None:
+    return str(picks.at[index, "pick_id"]) if "pick_id" in picks else None
+
+
+def _peak(data: np.ndarray, delta: float) -> tuple[int, float, float]:
+    """Return (index, zero-to-peak amplitude, period) of the largest absolute sample of ``data``."""
+    i = int(np.argmax(np.abs(data)))
+    amp = float(abs(data[i]))
+    sign = np.sign(data[i])
+    # half period: from the peak to the nearest extremum of the opposite sign, either side
+    half = []
+    for step in (1, -1):
+        j = i
+        while 0 <= j + step < len(data) and data[j + step] * sign > 0:
+            j += step  # to the zero crossing
+        k, best = j, 0.0
+        while 0 <= k + step < len(data) and data[k + step] * sign <= 0:
+            k += step
+            if -data[k] * sign > best:
+                best, extreme = -data[k] * sign, k
+        if best > 0:
+            half.append(abs(extreme - i) * delta)
+    return i, amp, (2.0 * min(half)) if half else float("nan")
+
+
+def wood_anderson(stream: Stream, inventory: Inventory, params: AmplitudeParams) -> Stream:
+    """Return ``stream`` corrected to displacement and filtered through a Wood-Anderson (metres).
+
+    Channels whose response is not in ``inventory`` are left out (see the ``missing`` attribute
+    of the returned stream: a list of ``(channel id, reason)``).
+    """
+    out = Stream()
+    missing: list[tuple[str, str]] = []
+    for tr in stream:
+        tr = tr.copy()
+        nyquist = 0.5 * tr.stats.sampling_rate
+        f1, f2 = params.pre_filt_hz
+        try:
+            tr.detrend("demean")
+            tr.detrend("linear")
+            tr.taper(0.05, type="cosine")
+            response = inventory.get_response(tr.id, tr.stats.starttime)
+            if response.response_stages:
+                tr.remove_response(
+                    inventory=inventory,
+                    output="DISP",
+                    water_level=params.water_level_db,
+                    pre_filt=(f1, f2, 0.8 * nyquist, 0.9 * nyquist),
+                    zero_mean=True,
+                    taper=False,
+                )
+            else:
+                _sensitivity_only(tr, response, f2, 0.8 * nyquist)
+            tr.simulate(
+                paz_simulate=WOOD_ANDERSON, remove_sensitivity=False, simulate_sensitivity=True
+            )
+        except (
+            Exception
+        ) as exc:  # ObsPy raises ValueError/Exception for missing or unusable responses
+            missing.append((tr.id, f"{type(exc).__name__}: {exc}"))
+            continue
+        out.append(tr)
+    out.missing = missing
+    return out
+
+
+def _sensitivity_only(tr, response, f_low: float, f_high: float) -> None:
+    """Convert ``tr`` to displacement with the overall sensitivity only (StationXML without stages).
+
+    Some agencies publish only the overall sensitivity of a channel. A broadband velocity
+    sensor (or an accelerometer) is flat across the Wood-Anderson band (about 0.5-20 Hz), so
+    dividing by the sensitivity, band-limiting and integrating gives the displacement there.
+    """
+    sensitivity = response.instrument_sensitivity
+    units = (sensitivity.input_units or "").upper() if sensitivity is not None else ""
+    if sensitivity is None or not sensitivity.value or units not in ("M/S", "M/S**2", "M/S2"):
+        raise MagnitudeError(
+            f"response has no stages and no velocity/acceleration sensitivity (units {units!r})"
+        )
+    tr.data = tr.data.astype(float) / float(sensitivity.value)
+    tr.filter("bandpass", freqmin=f_low, freqmax=f_high, corners=4, zerophase=True)
+    for _ in range(2 if units != "M/S" else 1):
+        tr.integrate()
+        tr.detrend("linear")
+        tr.filter("highpass", freq=f_low, corners=2, zerophase=True)
+
+
+def _is_horizontal(channel: str) -> bool:
+    return len(channel) == 3 and channel[2] in "NE12"
+
+
+def measure_amplitudes(
+    event_id: str,
+    picks: pd.DataFrame,
+    stream: Stream,
+    inventory: Inventory,
+    params: AmplitudeParams | None = None,
+    origin_time: pd.Timestamp | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Return the Wood-Anderson amplitude of each horizontal channel at each picked station.
+
+    Args:
+        event_id: written on every row.
+        picks: the event's picks: ``station_id`` (``NET.STA.LOC``), ``phase``, ``time``, optional
+            ``pick_id``.
+        stream: raw waveforms (counts) covering the windows plus ``pad_s``.
+        inventory: StationXML with the channels' responses.
+        params: window and response-removal settings.
+        origin_time: event origin time (places the window of stations with only a P pick).
+
+    Returns:
+        (rows of :data:`AMPLITUDE_COLUMNS`, messages naming the stations left out and why).
+    """
+    params = params or AmplitudeParams()
+    rows: list[dict] = []
+    messages: list[str] = []
+    picks = picks.reset_index(drop=True)
+    for sid, mine in picks.groupby(picks["station_id"].astype(str), sort=True):
+        net, sta, loc = (sid.split(".") + ["", ""])[:3]
+        start, end, phase, pick_id = amplitude_window(mine, params, origin_time)
+        t0, t1 = _utc(start), _utc(end)
+        raw = stream.select(network=net, station=sta, location=loc or "")
+        raw = Stream([tr for tr in raw if _is_horizontal(tr.stats.channel)])
+        raw = raw.slice(t0 - params.pad_s, t1 + params.pad_s)
+        if not len(raw):
+            messages.append(f"{event_id} {sid}: no horizontal waveforms for {t0}..{t1}")
+            continue
+        wa = wood_anderson(raw, inventory, params)
+        for cid, reason in wa.missing:
+            messages.append(f"{event_id} {cid}: no usable response ({reason[:200]})")
+        longest: dict[str, obspy.Trace] = {}
+        for tr in wa:  # a gap splits a channel: keep the piece that covers most of the window
+            part = tr.slice(t0, t1)
+            if tr.id not in longest or part.stats.npts > longest[tr.id].stats.npts:
+                longest[tr.id] = part
+        for part in longest.values():
+            tr = part
+            if part.stats.npts < 2 or part.stats.endtime - part.stats.starttime < 0.5 * (t1 - t0):
+                messages.append(f"{event_id} {tr.id}: window {t0}..{t1} not covered by data")
+                continue
+            data = np.asarray(part.data, dtype=float)
+            if not np.all(np.isfinite(data)):
+                messages.append(f"{event_id} {tr.id}: non-finite samples in the window")
+                continue
+            i, amp, period = _peak(data, part.stats.delta)
+            rows.append(
+                {
+                    "event_id": str(event_id),
+                    "pick_id": pick_id,
+                    "station_id": sid,
+                    "network": net,
+                    "station": sta,
+                    "location": loc,
+                    "channel": tr.stats.channel,
+                    "phase": phase,
+                    "amplitude_m": amp,
+                    "period_s": period,
+                    "time": pd.Timestamp(
+                        (part.stats.starttime + i * part.stats.delta).datetime, tz="UTC"
+                    ),
+                    "window_start": start,
+                    "window_end": end,
+                    "type": "AML",
+                    "unit": "m",
+                }
+            )
+    return pd.DataFrame(rows, columns=AMPLITUDE_COLUMNS), messages
+
+
+def hypocentral_km(
+    lat: float,
+    lon: float,
+    depth_km: float,
+    st_lat: np.ndarray,
+    st_lon: np.ndarray,
+    st_elev_m: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (hypocentral, epicentral) distances in km from an event to stations (WGS84)."""
+    epi = np.array(
+        [gps2dist_azimuth(lat, lon, a, b)[0] / 1000.0 for a, b in zip(st_lat, st_lon, strict=True)]
+    )
+    elev = (
+        np.zeros_like(epi)
+        if st_elev_m is None
+        else np.nan_to_num(np.asarray(st_elev_m, float)) / 1000.0
+    )
+    depth = 0.0 if depth_km is None or not np.isfinite(depth_km) else float(depth_km)
+    return np.hypot(epi, depth + elev), epi
+
+
+def station_magnitudes(
+    amplitudes: pd.DataFrame,
+    events: pd.DataFrame,
+    stations: pd.DataFrame,
+    law: AttenuationLaw | None = None,
+    magnitude_type: str = "ML",
+) -> pd.DataFrame:
+    """Return one station ML per (event, station): mean of its horizontal channels' MLs.
+
+    Args:
+        amplitudes: rows of :func:`measure_amplitudes`.
+        events: ``event_id, latitude, longitude, depth_km``.
+        stations: ``network, station, location, latitude, longitude`` (optionally ``elevation_m``);
+            one row per channel epoch is fine.
+        law: the attenuation law.
+        magnitude_type: written on each row.
+    """
+    law = law or AttenuationLaw()
+    if len(amplitudes) == 0:
+        return pd.DataFrame(columns=STATION_MAGNITUDE_COLUMNS)
+    coords = stations.copy()
+    coords["location"] = coords["location"].fillna("").astype(str)
+    coords["station_id"] = ids.station_ids(coords.astype({"network": str, "station": str}))
+    coords = coords.groupby("station_id")[
+        ["latitude", "longitude"] + (["elevation_m"] if "elevation_m" in coords else [])
+    ].first()
+    out = []
+    ev_by_id = events.set_index(events["event_id"].astype(str))
+    for eid, amps in amplitudes.groupby(amplitudes["event_id"].astype(str), sort=False):
+        if eid not in ev_by_id.index:
+            continue
+        ev = ev_by_id.loc[eid]
+        amps = amps[amps["station_id"].isin(coords.index)].copy()
+        if not len(amps):
+            continue
+        c = coords.loc[amps["station_id"]]
+        hypo, epi = hypocentral_km(
+            float(ev["latitude"]),
+            float(ev["longitude"]),
+            float(ev.get("depth_km", np.nan)),
+            c["latitude"].to_numpy(),
+            c["longitude"].to_numpy(),
+            c["elevation_m"].to_numpy() if "elevation_m" in c else None,
+        )
+        amps["distance_km"] = hypo if law.distance == "hypocentral" else epi
+        amps["hypocentral_km"], amps["epicentral_km"] = hypo, epi
+        amps["ml"] = law.magnitude(amps["amplitude_m"], amps["distance_km"], amps["station_id"])
+        amps = amps[np.isfinite(amps["ml"])]
+        for sid, g in amps.groupby("station_id", sort=True):
+            out.append(
+                {
+                    "event_id": eid,
+                    "station_id": sid,
+                    "network": g["network"].iloc[0],
+                    "station": g["station"].iloc[0],
+                    "location": g["location"].iloc[0],
+                    "channels": ",".join(sorted(g["channel"])),
+                    "magnitude": float(g["ml"].mean()),
+                    "magnitude_type": magnitude_type,
+                    "distance_km": float(g["hypocentral_km"].iloc[0]),
+                    "epicentral_km": float(g["epicentral_km"].iloc[0]),
+                    "amplitude_m": float(g["amplitude_m"].max()),
+                    "n_channels": len(g),
+                }
+            )
+    return pd.DataFrame(out, columns=STATION_MAGNITUDE_COLUMNS)
+
+
+def event_magnitudes(
+    station_mags: pd.DataFrame, min_stations: int = 1, magnitude_type: str = "ML"
+) -> pd.DataFrame:
+    """Return per event: median of its station MLs, their standard deviation, the station count.
+
+    Events with fewer than ``min_stations`` station MLs are left out. The uncertainty of a
+    one-station ML is NaN (unknown), not 0.
+    """
+    rows = []
+    for eid, g in station_mags.groupby(station_mags["event_id"].astype(str), sort=False):
+        mags = g["magnitude"].to_numpy(dtype=float)
+        mags = mags[np.isfinite(mags)]
+        if len(mags) < min_stations or not len(mags):
+            continue
+        rows.append(
+            {
+                "event_id": eid,
+                "magnitude": float(np.median(mags)),
+                "magnitude_type": magnitude_type,
+                "magnitude_uncertainty": float(np.std(mags, ddof=1))
+                if len(mags) > 1
+                else float("nan"),
+                "magnitude_station_count": len(mags),
+            }
+        )
+    return pd.DataFrame(rows, columns=EVENT_MAGNITUDE_COLUMNS)
+
+
+# ----------------------------------------------------------------------------- one day of events
+
+
+def read_inventory(paths: Iterable[str | Path]) -> Inventory:
+    """Return one inventory of every StationXML file in ``paths`` (the responses).
+
+    Location code ``--`` (some data centres' "none") becomes ``""``, as the lake and the
+    waveforms name it, so that the channels' responses are found.
+    """
+    inventory = Inventory(networks=[], source="quakelake")
+    for path in paths:
+        inventory += obspy.read_inventory(str(path))
+    for net in inventory:
+        for sta in net:
+            for cha in sta:
+                if (cha.location_code or "").strip() == "--":
+                    cha.location_code = ""
+    return inventory
+
+
+def read_waveforms(
+    index: pd.DataFrame, station_id: str, start: pd.Timestamp, end: pd.Timestamp
+) -> tuple[Stream, list[str]]:
+    """Return the horizontal channels of ``station_id`` in ``[start, end]`` from the indexed archive files.
+
+    Args:
+        index: ``waveform_index`` rows (path, format, network, station, location, channel, start, end).
+        station_id: ``NET.STA.LOC``.
+        start: first time wanted (UTC).
+        end: last time wanted (UTC).
+
+    Returns:
+        (stream, messages naming unreadable files).
+    """
+    net, sta, loc = (station_id.split(".") + ["", ""])[:3]
+    loc_col = index["location"].fillna("").astype(str)
+    rows = index[
+        (index["network"] == net)
+        & (index["station"] == sta)
+        & (loc_col == loc)
+        & index["channel"].astype(str).str[-1:].isin(list("NE12"))
+        & (pd.to_datetime(index["start"], utc=True) <= end)
+        & (pd.to_datetime(index["end"], utc=True) >= start)
+    ]
+    stream, messages = Stream(), []
+    t0, t1 = _utc(start), _utc(end)
+    for path, fmt in rows[["path", "format"]].drop_duplicates("path").itertuples(index=False):
+        kwargs = {"sourcename": f"{net}.{sta}.*"} if fmt == "MSEED" else {}
+        try:
+            st = obspy.read(str(path), format=fmt or None, starttime=t0, endtime=t1, **kwargs)
+        except Exception as exc:  # ObsPy raises bare Exception for unreadable files
+            messages.append(f"{path}: unreadable ({type(exc).__name__}: {exc})"[:300])
+            continue
+        stream += st.select(network=net, station=sta, location=loc)
+    if len(stream):
+        stream.merge(method=1)
+        stream = stream.split()  # gaps become separate traces, never masked arrays
+    return stream, messages
+
+
+@dataclass
+class DayMagnitudes:
+    """What the magnitude stage made of one day of events."""
+
+    amplitudes: pd.DataFrame
+    station_magnitudes: pd.DataFrame
+    events: pd.DataFrame
+    messages: list[str] = field(default_factory=list)
+
+
+def day_magnitudes(
+    events: pd.DataFrame,
+    assignments: pd.DataFrame,
+    stations: pd.DataFrame,
+    inventory: Inventory,
+    index: pd.DataFrame,
+    params: MagnitudeParams | None = None,
+) -> DayMagnitudes:
+    """Return amplitudes, station MLs and event MLs of ``events`` from the archive that ``index`` lists.
+
+    Each station's horizontal waveforms are read once for all the events it picked.
+
+    Args:
+        events: ``event_id, time, latitude, longitude, depth_km`` (lake ``events`` rows).
+        assignments: ``event_id, pick_id, station_id, phase, time`` (lake ``assignments`` rows).
+        stations: station coordinates (lake ``stations`` rows).
+        inventory: StationXML responses.
+        index: ``waveform_index`` rows covering the day.
+        params: amplitude window, law and event ML settings.
+    """
+    params = params or MagnitudeParams()
+    amp_params = params.amplitude
+    # origins the quality gate rejected get no magnitude (quakelake.association.quality)
+    reported = events[~is_rejected(events)]
+    origin = dict(
+        zip(
+            reported["event_id"].astype(str),
+            pd.to_datetime(reported["time"], utc=True),
+            strict=True,
+        )
+    )
+    picks = assignments[assignments["event_id"].astype(str).isin(origin)].copy()
+    picks["time"] = pd.to_datetime(picks["time"], utc=True)
+    amplitudes, messages = [], []
+    for sid, at_station in picks.groupby(picks["station_id"].astype(str), sort=True):
+        if sid.count(".") < 2:
+            messages.append(f"{sid}: no network code in the station id; no waveforms looked up")
+            continue
+        windows = {
+            eid: amplitude_window(g, amp_params, origin[eid])
+            for eid, g in at_station.groupby(at_station["event_id"].astype(str))
+        }
+        pad = pd.Timedelta(seconds=amp_params.pad_s)
+        lo = min(w[0] for w in windows.values()) - pad
+        hi = max(w[1] for w in windows.values()) + pad
+        stream, problems = read_waveforms(index, sid, lo, hi)
+        messages += problems
+        for eid, g in at_station.groupby(at_station["event_id"].astype(str)):
+            rows, notes = measure_amplitudes(eid, g, stream, inventory, amp_params, origin[eid])
+            amplitudes.append(rows)
+            messages += notes
+    amps = (
+        pd.concat(amplitudes, ignore_index=True)
+        if amplitudes
+        else pd.DataFrame(columns=AMPLITUDE_COLUMNS)
+    )
+    station_ml = station_magnitudes(amps, events, stations, params.law, params.magnitude_type)
+    station_ml["law"] = params.law.name
+    event_ml = event_magnitudes(station_ml, params.min_stations, params.magnitude_type)
+    return DayMagnitudes(amps, station_ml, with_magnitudes(events, event_ml), messages)
+
+
+def with_magnitudes(events: pd.DataFrame, event_ml: pd.DataFrame) -> pd.DataFrame:
+    """Return ``events`` with their magnitude columns replaced by ``event_ml`` (same row order)."""
+    out = events.drop(columns=[c for c in EVENT_MAGNITUDE_COLUMNS[1:] if c in events]).copy()
+    merged = (
+        out[["event_id"]]
+        .astype(str)
+        .merge(event_ml.astype({"event_id": str}), on="event_id", how="left")
+    )
+    for col in EVENT_MAGNITUDE_COLUMNS[1:]:
+        out[col] = merged[col].to_numpy()
+    return out
