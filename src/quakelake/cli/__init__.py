@@ -43,6 +43,7 @@ from quakelake.cli.lake_commands import (
     cmd_sql,
     cmd_tables,
 )
+from quakelake.cli.monitor_command import cmd_monitor
 from quakelake.cli.options import (
     CliError,
     build_parser,
@@ -81,6 +82,7 @@ COMMANDS = {
     "train": cmd_train,
     "server": cmd_server,
     "serve": cmd_serve,
+    "monitor": cmd_monitor,
 }
 
 

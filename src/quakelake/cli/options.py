@@ -662,6 +662,79 @@ def _version() -> str:
     )
 
 
+MONITOR_HELP = """\
+Follow one source of live data and keep picks and events in the lake as the waves arrive:
+final picks equal the batch picks of the same data; provisional picks come earlier and are
+confirmed or withdrawn; events keep their id while their origin is revised. Runs until
+SIGINT/SIGTERM (finishes the cycle, commits, exits 0) or --duration. A Prefect event is emitted
+per new, updated or deleted earthquake when a Prefect API answers (quakelake server start).
+"""
+
+
+def monitor_options(command) -> None:
+    """Add the ``monitor`` subcommand (``command`` makes a subparser)."""
+    p = command(
+        "monitor", "follow live data: picks in seconds, events within a minute", MONITOR_HELP
+    )
+    src = p.add_argument_group("source (one)").add_mutually_exclusive_group(required=True)
+    src.add_argument("--sds", type=Path, metavar="DIR", help="an SDS archive that grows")
+    src.add_argument("--seedlink", metavar="HOST[:PORT]", help="a SeedLink server (port 18000)")
+    src.add_argument("--fdsn", metavar="URL", help="an fdsnws-dataselect service, polled")
+    g = p.add_argument_group("selection and science")
+    g.add_argument("-N", "--network", nargs="+", help="network codes, wildcards (default *)")
+    g.add_argument("-S", "--station", nargs="+", help="station codes, wildcards (default *)")
+    g.add_argument("-C", "--channel", nargs="+", help="channel codes, e.g. HH? (default *)")
+    g.add_argument(
+        "-F",
+        "--file",
+        type=Path,
+        help="station metadata for association (default: none, picks only)",
+    )
+    g.add_argument("--lake", type=Path, help="lake folder (default ./lake)")
+    g.add_argument(
+        "--catalog", metavar="URL", help="the lake's PostgreSQL catalog (default: the lake's own)"
+    )
+    g.add_argument("-M", "--models", nargs="+", help="the picking model (one; default PhaseNet)")
+    g.add_argument("-W", "--weights", nargs="+", help="its weights (one; default original)")
+    g.add_argument("-p", "--pwave", type=float, help="P threshold (default 0.3)")
+    g.add_argument("-s", "--swave", type=float, help="S threshold (default 0.3)")
+    g.add_argument(
+        "--pyocto", action="store_true", default=True, help="associate with PyOcto (default)"
+    )
+    g.add_argument("--gamma", action="store_true", help="associate with GaMMA instead of PyOcto")
+    r = p.add_argument_group("running")
+    r.add_argument(
+        "--name", default="monitor", help="the monitor's name in the lake (default monitor)"
+    )
+    r.add_argument(
+        "--duration",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this long (default: until stopped)",
+    )
+    r.add_argument(
+        "--cycle",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="seconds between cycles (default 2)",
+    )
+    r.add_argument(
+        "--window",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="association window (default 300)",
+    )
+    r.add_argument(
+        "--from-start",
+        action="store_true",
+        help="--sds: read the files from their start (default: only new records)",
+    )
+    r.add_argument("--no-provisional", action="store_true", help="publish final picks only")
+    r.add_argument("-v", "--verbose", action="store_true", help="log every cycle")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``quakelake`` argument parser."""
     parser = _Parser(
@@ -751,6 +824,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the per-day associated/ layout (default: none)",
     )
     _compute(assoc)
+
+    monitor_options(command)
 
     exp = command("export", "write lake picks/events as files (classified/, associated/, QuakeML)")
     _common(exp)

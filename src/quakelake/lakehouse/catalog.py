@@ -497,6 +497,35 @@ class Lake:
             return pd.DataFrame(columns=cols)
         return self.query(f'SELECT * FROM "{table}"')
 
+    def inline_rows(self, tables: Sequence[str], limit: int = 100_000) -> None:
+        """Keep inserts of up to ``limit`` rows into ``tables`` in the catalog (DuckLake data
+        inlining) instead of one Parquet file per insert; :func:`flush_inlined` writes them out."""
+        for table in tables:
+            table_spec(table)
+        for attempt in range(40):
+            with self._lock():
+                try:
+                    for table in tables:
+                        self._shared().execute(
+                            f"CALL {ALIAS}.set_option('data_inlining_row_limit', ?, table_name => ?)",
+                            [limit, table],
+                        )
+                    return
+                except duckdb.Error as exc:
+                    if not _retryable(exc) or attempt == 39:
+                        raise
+            time.sleep(0.05 * (attempt + 1))
+
+    def flush_inlined(self, tables: Sequence[str]) -> None:
+        """Write the inlined rows of ``tables`` to Parquet files (one per table)."""
+        with self._lock():
+            con = self._shared()
+            for table in tables:
+                table_spec(table)
+                con.execute(
+                    f"CALL ducklake_flush_inlined_data('{ALIAS}', table_name => ?)", [table]
+                )
+
     def history(self) -> pd.DataFrame:
         """Return the lake's snapshots: id, time, run id, message and what changed."""
         if not self.exists():
@@ -520,6 +549,7 @@ class Lake:
         run_id: str = "",
         replace: bool = True,
         message: str = "",
+        delete: dict[str, dict[str, str]] | None = None,
     ) -> list[FileChange]:
         """Commit data files and rows in one transaction (one snapshot); return the files taken.
 
@@ -537,8 +567,10 @@ class Lake:
             run_id: recorded with the snapshot (``quakelake lake history``, ``--as-of``).
             replace: replace committed stems (True) or keep them (False).
             message: the snapshot's commit message.
+            delete: rows removed in the same transaction, ``{table: {column: value}}`` (a
+                monitor's state, replaced every cycle).
         """
-        if not changes and not rows:
+        if not changes and not rows and not delete:
             return []
         for change in changes:
             table_spec(change.table)
@@ -561,6 +593,12 @@ class Lake:
                         for c in changes
                         if _apply(con, c, run_id, replace, held, self.root, empty)
                     ]
+                    for table, where in (delete or {}).items():
+                        table_spec(table)
+                        cond = " AND ".join(f'"{k}" = ?' for k in where) or "true"
+                        con.execute(
+                            f'DELETE FROM {ALIAS}."{table}" WHERE {cond}', list(where.values())
+                        )
                     tables = rows(taken) if callable(rows) else (rows or {})
                     for table, data in tables.items():
                         if len(data):

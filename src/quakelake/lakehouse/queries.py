@@ -491,3 +491,63 @@ def demo_tables(lake: Lake) -> list[tuple[str, pd.DataFrame]]:
     """Return the demo's summary queries with their results: picks per set, then events (when any)."""
     statements = [DEMO_PICKS_SQL] + ([DEMO_EVENTS_SQL] if lake.has_files("events") else [])
     return [(sql, lake.query(sql)) for sql in statements]
+
+
+# --- the near-real-time monitor's tables (quakelake.service.monitor) -----------------------------
+def _live(lake: Lake, table: str, sql: str, params: list[Any]) -> pd.DataFrame:
+    """Return ``sql``'s rows, or none when ``table`` holds no row yet (a first start)."""
+    if table not in lake.tables():
+        return pd.DataFrame()
+    return lake.query(sql, params)
+
+
+def monitor_state(lake: Lake, monitor: str) -> pd.DataFrame:
+    """Return the state rows (``key``, ``state`` JSON) the monitor ``monitor`` committed last."""
+    return _live(
+        lake, "monitor_state", "SELECT key, state FROM monitor_state WHERE monitor = ?", [monitor]
+    )
+
+
+def live_final_picks(lake: Lake, monitor: str, since: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Return the monitor's final picks (from ``since`` on)."""
+    sql = "SELECT * FROM live_picks WHERE monitor = ? AND status = 'final'"
+    params: list[Any] = [monitor]
+    if since is not None:
+        sql += " AND time >= ?"
+        params.append(since)
+    return _live(lake, "live_picks", sql, params)
+
+
+def live_origins(lake: Lake, monitor: str) -> pd.DataFrame:
+    """Return every origin revision of the monitor's events."""
+    return _live(lake, "live_origins", "SELECT * FROM live_origins WHERE monitor = ?", [monitor])
+
+
+def live_arrivals(lake: Lake, monitor: str) -> pd.DataFrame:
+    """Return the picks every origin revision of the monitor used."""
+    return _live(lake, "live_arrivals", "SELECT * FROM live_arrivals WHERE monitor = ?", [monitor])
+
+
+def live_pick_latencies(lake: Lake, monitor: str) -> pd.DataFrame:
+    """Return per published pick its ``status`` and ``s``: seconds from the delivery of the record
+    holding its peak sample to its commit."""
+    return _live(
+        lake,
+        "live_picks",
+        "SELECT status, epoch(committed) - epoch(delivered) AS s FROM live_picks "
+        "WHERE monitor = ? AND delivered IS NOT NULL AND status IN ('final', 'provisional')",
+        [monitor],
+    )
+
+
+def live_event_latencies(lake: Lake, monitor: str) -> pd.DataFrame:
+    """Return per event ``s``: seconds from the delivery of its 4th station's P record to the
+    commit of its first origin."""
+    return _live(
+        lake,
+        "live_origins",
+        "SELECT event_id, min(epoch(creation_time) - epoch(first_p_delivered)) AS s "
+        "FROM live_origins WHERE monitor = ? AND first_p_delivered IS NOT NULL "
+        "AND status != 'deleted' GROUP BY event_id",
+        [monitor],
+    )

@@ -438,6 +438,70 @@ METADATA_QC = TableSpec(
     "(quakelake.association.metadata_qc)",
 )
 
+# --- near-real-time monitoring (quakelake monitor): rows appended every cycle, inlined in the
+# catalog (no file per cycle) and flushed to Parquet by the monitor's maintenance.
+LIVE_PICKS = TableSpec(
+    "live_picks",
+    pa.schema(
+        [f for f in PICKS.schema]
+        + [
+            pa.field("day", pa.string()),
+            pa.field("status", pa.string()),  # provisional, final, confirmed, withdrawn
+            pa.field("supersedes", pa.string()),  # the provisional pick a final/withdrawn row ends
+            pa.field("monitor", pa.string()),
+            pa.field("delivered", TS),  # when the record holding the pick's peak sample arrived
+            pa.field("committed", TS),
+        ]
+    ),
+    (),
+    "every pick state the monitor published (provisional, final, withdrawn)",
+)
+
+LIVE_ORIGINS = TableSpec(
+    "live_origins",
+    pa.schema(
+        [
+            pa.field("origin_id", pa.string()),
+            pa.field("revision", pa.int32()),
+            pa.field("status", pa.string()),  # new, updated, deleted
+            pa.field("monitor", pa.string()),
+            pa.field("creation_time", TS),
+            pa.field("first_p_delivered", TS),  # when the 4th station's P record arrived
+        ]
+        + [f for f in EVENTS.schema if f.name not in ("run_id",)]
+    ),
+    (),
+    "every origin revision of every event the monitor found (latest = preferred)",
+)
+
+LIVE_ARRIVALS = TableSpec(
+    "live_arrivals",
+    _schema(
+        ("origin_id", pa.string()),
+        ("event_id", pa.string()),
+        ("pick_id", pa.string()),
+        ("station_id", pa.string()),
+        ("phase", pa.string()),
+        ("time", TS),
+        ("residual_s", pa.float64()),
+        ("monitor", pa.string()),
+    ),
+    (),
+    "the picks each origin revision used",
+)
+
+MONITOR_STATE = TableSpec(
+    "monitor_state",
+    _schema(
+        ("monitor", pa.string()),
+        ("key", pa.string()),
+        ("state", pa.string()),  # JSON
+        ("committed", TS),
+    ),
+    (),
+    "where each monitor stands (per-lane grid position, triggers, source marks), replaced each cycle",
+)
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -459,5 +523,9 @@ TABLES: dict[str, TableSpec] = {
         METRICS,
         DOWNLOADS,
         METADATA_QC,
+        LIVE_PICKS,
+        LIVE_ORIGINS,
+        LIVE_ARRIVALS,
+        MONITOR_STATE,
     )
 }

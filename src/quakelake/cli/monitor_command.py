@@ -1,0 +1,109 @@
+"""``quakelake monitor``: follow live data (a growing SDS archive, SeedLink, FDSN) into the lake.
+
+Its options are defined in :mod:`quakelake.cli.options` (``monitor_options``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from quakelake.cli.checks import check_lake, check_station_file
+from quakelake.cli.options import CliError
+
+
+def _one(values: list[str] | None, option: str, default: str) -> str:
+    if not values:
+        return default
+    if len(values) > 1:
+        raise CliError(
+            f"{option}: the monitor runs one model x weights; give one (got {', '.join(values)})"
+        )
+    return values[0]
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """Run the monitor until stopped or --duration."""
+    from quakelake.service.monitor import MonitorSpec
+
+    lake = args.lake or Path("lake")
+    check_lake(lake)
+    if args.sds is not None and not Path(args.sds).is_dir():
+        raise CliError(f"--sds: {args.sds} is not a folder; give the SDS archive's root")
+    stations = check_station_file(args.file)
+    for opt, value in (("-p/--pwave", args.pwave), ("-s/--swave", args.swave)):
+        if value is not None and not 0.0 < value <= 1.0:
+            raise CliError(f"{opt}: give a probability in (0, 1] (got {value})")
+    for opt, value in (("--cycle", args.cycle), ("--window", args.window)):
+        if value <= 0:
+            raise CliError(f"{opt}: give a positive number of seconds (got {value})")
+    model = _one(args.models, "-M/--models", "PhaseNet")
+    weights = _one(args.weights, "-W/--weights", "original")
+    from quakelake.picking.models import check_models
+
+    problems = check_models([model], [weights])
+    if problems:  # the monitor cannot wait for a download: cached weights only
+        raise CliError(problems[0].split(" (SeisBench will")[0])
+    spec = MonitorSpec(
+        lake=str(lake),
+        sds=str(args.sds) if args.sds else None,
+        seedlink=args.seedlink,
+        fdsn=args.fdsn,
+        networks=args.network or ["*"],
+        stations=args.station or ["*"],
+        channels=args.channel or ["*"],
+        station_file=str(args.file) if args.file else None,
+        model=model,
+        weights=weights,
+        p_threshold=args.pwave or 0.3,
+        s_threshold=args.swave or 0.3,
+        pyocto=not args.gamma,
+        associate=stations is not None,
+        name=args.name,
+        cycle_s=args.cycle,
+        window_s=args.window,
+        duration_s=args.duration,
+        provisional=not args.no_provisional,
+        from_start=args.from_start,
+        catalog=args.catalog,
+    )
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(message)s",
+        stream=sys.stderr,
+    )
+    notify = _notifier(spec.name)
+    from quakelake.service.monitor import build_monitor
+
+    try:
+        mon = build_monitor(spec, notify=notify, stations_table=stations)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    if stations is None:
+        print("monitor: no station file (-F): picks only, no events", file=sys.stderr)
+    print(
+        f"monitor {spec.name}: following {spec.source_label} into {lake} "
+        f"({model}/{weights}{', ' + ('GaMMA' if args.gamma else 'PyOcto') if stations is not None else ''})",
+        file=sys.stderr,
+    )
+    code = mon.run()
+    events = 0 if mon.catalog is None else len(mon.catalog.preferred())
+    print(f"monitor {spec.name}: {mon.cycles} cycles, {events} events", file=sys.stderr)
+    return code
+
+
+def _notifier(name: str):
+    """Prefect events when an API is configured or the local server runs; else none (never a
+    temporary server: the monitor outlives it)."""
+    from quakelake.service.server import resolve_api
+
+    if resolve_api() == "temporary":
+        print(
+            "monitor: no Prefect API (quakelake server start): no Prefect events", file=sys.stderr
+        )
+        return None
+    from quakelake.service.monitor_flow import prefect_notifier
+
+    return prefect_notifier(name)
