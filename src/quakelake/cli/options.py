@@ -677,9 +677,19 @@ def monitor_options(command) -> None:
         "monitor", "follow live data: picks in seconds, events within a minute", MONITOR_HELP
     )
     src = p.add_argument_group("source (one)").add_mutually_exclusive_group(required=True)
-    src.add_argument("--sds", type=Path, metavar="DIR", help="an SDS archive that grows")
-    src.add_argument("--seedlink", metavar="HOST[:PORT]", help="a SeedLink server (port 18000)")
-    src.add_argument("--fdsn", metavar="URL", help="an fdsnws-dataselect service, polled")
+    src.add_argument(
+        "--sds", type=Path, metavar="DIR", help="an SDS archive that grows (one source is required)"
+    )
+    src.add_argument(
+        "--seedlink",
+        metavar="HOST[:PORT]",
+        help="a SeedLink server (default port 18000; one source is required)",
+    )
+    src.add_argument(
+        "--fdsn",
+        metavar="URL",
+        help="an fdsnws-dataselect service, polled (one source is required)",
+    )
     g = p.add_argument_group("selection and science")
     g.add_argument("-N", "--network", nargs="+", help="network codes, wildcards (default *)")
     g.add_argument("-S", "--station", nargs="+", help="station codes, wildcards (default *)")
@@ -699,9 +709,11 @@ def monitor_options(command) -> None:
     g.add_argument("-p", "--pwave", type=float, help="P threshold (default 0.3)")
     g.add_argument("-s", "--swave", type=float, help="S threshold (default 0.3)")
     g.add_argument(
-        "--pyocto", action="store_true", default=True, help="associate with PyOcto (default)"
+        "--pyocto", action="store_true", default=True, help="associate with PyOcto (the default)"
     )
-    g.add_argument("--gamma", action="store_true", help="associate with GaMMA instead of PyOcto")
+    g.add_argument(
+        "--gamma", action="store_true", help="associate with GaMMA instead of PyOcto (default off)"
+    )
     r = p.add_argument_group("running")
     r.add_argument(
         "--name", default="monitor", help="the monitor's name in the lake (default monitor)"
@@ -729,10 +741,12 @@ def monitor_options(command) -> None:
     r.add_argument(
         "--from-start",
         action="store_true",
-        help="--sds: read the files from their start (default: only new records)",
+        help="--sds: read the files from their start (default off: only new records)",
     )
-    r.add_argument("--no-provisional", action="store_true", help="publish final picks only")
-    r.add_argument("-v", "--verbose", action="store_true", help="log every cycle")
+    r.add_argument(
+        "--no-provisional", action="store_true", help="publish final picks only (default off)"
+    )
+    r.add_argument("-v", "--verbose", action="store_true", help="log every cycle (default off)")
 
 
 def build_parser() -> argparse.ArgumentParser:
