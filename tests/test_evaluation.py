@@ -166,7 +166,10 @@ def test_evaluate_from_lake(ogs, shared_data, lake_root):
         write_table(
             lake_root,
             "picks",
-            group.drop(columns=["event_id", "channel", "weight", "source_file"]),
+            group.drop(
+                columns=["event_id", "channel", "weight", "source_file", "time_uncertainty_s"],
+                errors="ignore",
+            ),
             name=f"manual.{day}",
             partition={"day": day},
         )
