@@ -166,6 +166,7 @@ class Monitor:
                 p["time"] = pd.Timestamp(p["time"])
             if meta[0].get("data_time"):
                 self.data_time = UTCDateTime(meta[0]["data_time"])
+            self.source.restore_state(meta[0].get("source") or {})
         self.source.resume(since)
         if self.catalog is not None:
             start = (
@@ -205,6 +206,7 @@ class Monitor:
         meta = {
             "data_time": str(self.data_time) if self.data_time is not None else "",
             "provisional": [{**p, "time": str(p["time"])} for p in self.open_provisional.values()],
+            "source": self.source.state(),
         }
         rows.append(
             {

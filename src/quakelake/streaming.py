@@ -482,6 +482,10 @@ class StreamPicker:
         """Drop raw samples no window of the segment needs any more (keep one window's worth)."""
         delta = 1.0 / lane.sampling_rate
         keep_from = seg.start + max(0, seg.next_k * self.step_samples - self.in_samples) * delta
+        if seg.keep is not None and seg.keep > keep_from:
+            # never back: after a restart the records come again from `keep` on (restore), and a
+            # cycle before they arrive must not ask for samples no source delivers again
+            keep_from = seg.keep
         for comp, traces in lane.channels.items():
             kept = []
             for tr in traces:
