@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import obspy
 from obspy import Stream, Trace, UTCDateTime
+from obspy.io.mseed.core import _read_mseed
 
 from quakelake.params import StationSelection
 from quakelake.sds import parse_records
@@ -72,8 +72,8 @@ def whole_records(buf: bytes) -> int:
 def _decode(data: bytes, selection: StationSelection | None) -> list[Trace]:
     if not data:
         return []
-    try:
-        stream = obspy.read(io.BytesIO(data), format="MSEED")
+    try:  # ObsPy's miniSEED reader itself: obspy.read() looks up its plugins on every call
+        stream = _read_mseed(io.BytesIO(data))
     except Exception as exc:  # a damaged record: reported, the rest of the stream goes on
         log.warning("undecodable miniSEED records skipped (%s: %s)", type(exc).__name__, exc)
         return []
