@@ -8,6 +8,9 @@ monitor's final picks are compared, id for id, with the batch path's picks of th
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -185,3 +188,45 @@ def test_fdsn_poller_picks_equal_batch_picks(tmp_path, repacked, batch, model): 
     live = _finals(mon)
     assert set(live["pick_id"]) == set(batch["pick_id"])
     assert not live["pick_id"].duplicated().any()
+
+
+def test_monitor_command_follows_seedlink(tmp_path, repacked, batch, salton):  # noqa: F811
+    """``quakelake monitor --seedlink HOST:PORT --from-start`` (TIME from the ring's start) for
+    a fixed --duration: the picks whose windows all ran are the batch picks; events were made."""
+    from quakelake.lakehouse import Lake
+
+    with SeedLinkReplayServer(repacked) as server:
+        server.release_until(server.end)
+        cmd = [
+            sys.executable,
+            "-m",
+            "quakelake.cli",
+            "monitor",
+            "--seedlink",
+            server.address,
+            "--from-start",
+            "-C",
+            "HH?",
+            "-F",
+            str(salton / "stations.xml"),
+            "--lake",
+            str(tmp_path / "lake"),
+            "--cycle",
+            "0.5",
+            "--duration",
+            "45",
+            "--name",
+            "sl",
+        ]
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        end = server.end
+    assert out.returncode == 0, out.stderr[-2000:]
+    lake = Lake(tmp_path / "lake")
+    live = lake.query("SELECT * FROM live_picks WHERE status = 'final'")
+    horizon = pd.Timestamp((end - 45).datetime, tz="UTC")  # the last windows stay provisional
+    expected = set(batch.loc[batch["time"] < horizon, "pick_id"])
+    assert set(live.loc[live["time"] < horizon, "pick_id"]) == expected
+    assert not live["pick_id"].duplicated().any()
+    events = lake.query("SELECT count(DISTINCT event_id) AS n FROM live_origins")
+    assert int(events["n"][0]) >= 3

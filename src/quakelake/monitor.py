@@ -510,7 +510,8 @@ def build_monitor(
     elif spec.fdsn:
         source = FDSNPoller(spec.fdsn, selection)
     elif spec.seedlink:
-        source = SeedLinkSource(spec.seedlink, seedlink_streams(spec, stations_table))
+        begin = UTCDateTime(0) if spec.from_start else None  # the server's whole ring
+        source = SeedLinkSource(spec.seedlink, seedlink_streams(spec, stations_table), begin)
     else:
         raise ValueError("give one source: --sds, --seedlink or --fdsn")
     params = PickParams(p_threshold=spec.p_threshold, s_threshold=spec.s_threshold)

@@ -75,7 +75,8 @@ def add_monitor_parser(command) -> None:
     r.add_argument(
         "--from-start",
         action="store_true",
-        help="--sds: read the files from their start (default: only new records)",
+        help="--sds: read the files from their start; --seedlink: everything the server's "
+        "ring holds (default: only new records)",
     )
     r.add_argument("--no-provisional", action="store_true", help="publish final picks only")
     r.add_argument("-v", "--verbose", action="store_true", help="log every cycle")
