@@ -230,3 +230,31 @@ def test_monitor_command_follows_seedlink(tmp_path, repacked, batch, salton):  #
     assert not live["pick_id"].duplicated().any()
     events = lake.query("SELECT count(DISTINCT event_id) AS n FROM live_origins")
     assert int(events["n"][0]) >= 3
+
+
+def test_fdsn_poller_takes_an_empty_answer_as_no_data(tmp_path, salton):  # noqa: F811
+    """portable-fdsnws-dataselect answers some short windows inside indexed sections with 200
+    and no bytes (here every CI HH? channel, 40-45 s into the complete files): no data, not a
+    crash."""
+    import urllib.request
+
+    from obspy import UTCDateTime
+
+    from quakelake.live_sources import FDSNPoller
+    from quakelake.params import StationSelection
+
+    t0 = UTCDateTime("2020-10-01T00:00:40")
+    with DataselectServer(salton / "mseed", tmp_path / "fdsnws") as server:
+        url = (
+            f"{server.service_url}/query?net=CI&sta=*&loc=*&cha=HH?"
+            "&start=2020-10-01T00:00:40&end=2020-10-01T00:00:45"
+        )
+        with urllib.request.urlopen(url) as answer:
+            assert (answer.status, answer.read()) == (200, b"")
+        poller = FDSNPoller(
+            server.url,
+            StationSelection(networks=["CI"], stations=["*"], channels=["HH?"]),
+            start=t0,
+            clock=lambda: t0 + 5,
+        )
+        assert poller.poll() == []
