@@ -90,19 +90,18 @@ def wait_for(url: str, seconds: float = 20.0) -> None:
 class DataselectServer:
     """``portable-fdsnws-dataselect`` serving the miniSEED files of a folder (context manager)."""
 
-    def __init__(self, mseed_dir: Path, workdir: Path):
+    def __init__(self, mseed_dir: Path, workdir: Path, files: list[Path] | None = None):
+        """Serve copies of ``mseed_dir``'s files, or ``files`` where they are (``reindex``
+        them as they grow)."""
         self.workdir = Path(workdir)
         self.data = self.workdir / "data"
         self.data.mkdir(parents=True, exist_ok=True)
-        for f in sorted(Path(mseed_dir).glob("*.mseed")):
-            shutil.copyfile(f, self.data / f.name)
         self.index = self.workdir / "index.sqlite"
-        files = [str(p) for p in sorted(self.data.glob("*.mseed"))]
-        subprocess.run(
-            [_tool("mseedindex"), "-sqlite", str(self.index), *files],
-            check=True,
-            capture_output=True,
-        )
+        if files is None:
+            for f in sorted(Path(mseed_dir).glob("*.mseed")):
+                shutil.copyfile(f, self.data / f.name)
+            files = sorted(self.data.glob("*.mseed"))
+        self.reindex(files)
         self.port = free_port()
         self.config = self.workdir / "server.ini"
         self.config.write_text(
@@ -110,6 +109,14 @@ class DataselectServer:
             f"[server]\ninterface = 127.0.0.1\nport = {self.port}\n"
         )
         self.proc: subprocess.Popen | None = None
+
+    def reindex(self, files: list[Path]) -> None:
+        """Index ``files`` (again: a file's earlier rows are replaced)."""
+        subprocess.run(
+            [_tool("mseedindex"), "-sqlite", str(self.index), *map(str, files)],
+            check=True,
+            capture_output=True,
+        )
 
     @property
     def url(self) -> str:

@@ -21,14 +21,16 @@ from __future__ import annotations
 import io
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import obspy
 from obspy import Stream, Trace, UTCDateTime
+from obspy.io.mseed.core import _read_mseed
 
 from quakelake.archive.sds import parse_records
 from quakelake.params import StationSelection
@@ -52,6 +54,13 @@ class LiveSource:
     def close(self) -> None:
         """Release connections and threads."""
 
+    def state(self) -> dict[str, Any]:
+        """What the source needs after a restart besides the picker's times (kept in the lake)."""
+        return {}
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Take back what :meth:`state` returned before a restart (before :meth:`resume`)."""
+
 
 def whole_records(buf: bytes) -> int:
     """Return how many leading bytes of ``buf`` are whole miniSEED records (a record being
@@ -63,8 +72,8 @@ def whole_records(buf: bytes) -> int:
 def _decode(data: bytes, selection: StationSelection | None) -> list[Trace]:
     if not data:
         return []
-    try:
-        stream = obspy.read(io.BytesIO(data), format="MSEED")
+    try:  # ObsPy's miniSEED reader itself: obspy.read() looks up its plugins on every call
+        stream = _read_mseed(io.BytesIO(data))
     except Exception as exc:  # a damaged record: reported, the rest of the stream goes on
         log.warning("undecodable miniSEED records skipped (%s: %s)", type(exc).__name__, exc)
         return []
@@ -188,6 +197,7 @@ class FDSNPoller(LiveSource):
 
     def poll(self) -> list[Trace]:
         from obspy.clients.fdsn.header import FDSNNoDataException
+        from obspy.io.mseed import ObsPyMSEEDFilesizeTooSmallError
 
         now = self._now()
         oldest = min(self.delivered.values()) if self.delivered else None
@@ -203,8 +213,8 @@ class FDSNPoller(LiveSource):
                 t0,
                 now,
             )
-        except FDSNNoDataException:
-            return []
+        except (FDSNNoDataException, ObsPyMSEEDFilesizeTooSmallError):
+            return []  # 204, or 200 with an empty body (portable-fdsnws-dataselect)
         out = []
         for tr in stream:
             s = tr.stats
@@ -231,10 +241,23 @@ class FDSNPoller(LiveSource):
 class SeedLinkSource(LiveSource):
     """A SeedLink v3 client that follows ``NET_STA:SELECTORS`` streams (ObsPy's ``SLClient``).
 
-    Records are collected by a background thread; :meth:`poll` hands over what arrived. The
-    last sequence number per station is kept (``sequences``) so a restart asks the server to
-    resume from it (the server keeps a ring buffer; a sequence it no longer holds starts at
-    the oldest it has).
+    Records are collected by a background thread (started at the first :meth:`poll`, so a
+    restored state decides where it starts); :meth:`poll` hands over what arrived. Per station
+    the source keeps the sequence number of the last record handed over and a few checkpoints
+    ``(sequence, latest record end up to it)`` (:meth:`state`, kept in the lake by the
+    monitor): a restart asks the server, per station, to resume after the last checkpoint whose
+    records all end before the time from which the picker needs data again (:meth:`resume`),
+    so nothing is missed and what is delivered twice is dropped by time. A sequence number the
+    server's ring no longer holds starts at its oldest record.
+
+    Args:
+        server: ``HOST[:PORT]`` (port 18000 when left out).
+        streams: ``(NET, STA, selectors)``; empty selectors: every channel.
+        start: first start without a state: ask for records from this time (``TIME``);
+            None: the records that arrive from now on (``DATA``).
+        checkpoint_s: seconds of data between two checkpoints of a station.
+        keep_s: seconds of checkpoints kept per station.
+        reconnect_s: wait before connecting again after a failure.
     """
 
     name = "seedlink"
@@ -244,83 +267,152 @@ class SeedLinkSource(LiveSource):
         server: str,
         streams: list[tuple[str, str, str]],
         start: UTCDateTime | None = None,
-        sequences: dict[str, int] | None = None,
+        checkpoint_s: float = 10.0,
+        keep_s: float = 600.0,
+        reconnect_s: float = 2.0,
     ) -> None:
-        from obspy.clients.seedlink.slclient import SLClient
-
-        self.server = server
+        self.server = server if ":" in server else f"{server}:18000"
         self.streams = streams
-        self.sequences: dict[str, int] = dict(sequences or {})
+        self.start = start
+        self.checkpoint_s = checkpoint_s
+        self.keep_s = keep_s
+        self.reconnect_s = reconnect_s
         self.since: dict[str, UTCDateTime] = {}
+        self.handed: dict[str, dict[str, Any]] = {}  # NET_STA -> seq, end, checkpoints
+        self.resume_from: dict[str, int] = {}  # NET_STA -> last sequence number not wanted
         self._lock = threading.Lock()
-        self._pending: list[Trace] = []
-        self._error: str = ""
+        self._pending: list[tuple[str, int, Trace]] = []
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: Any = None
+        self.error = ""
+
+    # ------------------------------------------------------------------ the connection
+    def _connect(self) -> None:
+        from obspy.clients.seedlink.client.seedlinkconnection import SeedLinkConnection
+        from obspy.clients.seedlink.slclient import SLClient
+        from obspy.clients.seedlink.slpacket import SLPacket
+
         outer = self
 
-        class _Client(SLClient):
-            def packet_handler(self, count, slpack):  # noqa: D401 - ObsPy's hook
-                from obspy.clients.seedlink.slpacket import SLPacket
+        class _Connection(SeedLinkConnection):
+            # ObsPy 1.5 compares the connect time-out with None when no time-out is set
+            # (which would also end every collect() after it): give the connect check one.
+            def is_connected(self, timeout: float | None = 1.0) -> bool:
+                return bool(super().is_connected(10.0 if timeout is None else timeout))
 
-                if slpack is None or slpack == SLPacket.SLNOPACKET or slpack == SLPacket.SLERROR:
+        class _Client(SLClient):
+            def packet_handler(self, count: int, slpack: Any) -> bool:
+                if slpack is None or slpack in (SLPacket.SLNOPACKET, SLPacket.SLERROR):
                     return False
-                kind = slpack.get_type()
-                if kind == SLPacket.TYPE_SLINF:
+                if slpack.get_type() in (SLPacket.TYPE_SLINF, SLPacket.TYPE_SLINFT):
                     return False
                 try:
                     trace = slpack.get_trace()
-                except Exception:  # a record ObsPy cannot decode: skipped
+                except Exception as exc:  # a record ObsPy cannot decode: skipped
+                    log.warning("undecodable SeedLink record skipped (%s)", exc)
                     return False
-                seq = slpack.get_sequence_number()
                 key = f"{trace.stats.network}_{trace.stats.station}"
                 with outer._lock:
-                    outer._pending.append(trace)
-                    if seq >= 0:
-                        outer.sequences[key] = seq
-                return False
+                    outer._pending.append((key, slpack.get_sequence_number(), trace))
+                return outer._closing.is_set()
 
-        self._client = _Client(loglevel="CRITICAL")
-        self._client.slconn.set_sl_address(server)
-        selectors = {}
-        for net, sta, sel in streams:
-            selectors.setdefault(f"{net}_{sta}", []).append(sel)
-        self._client.multiselect = ",".join(
-            f"{k}:{' '.join(v)}" if any(v) else k for k, v in selectors.items()
-        )
-        self._client.begin_time = start.format_seedlink() if start is not None else None
-        self._client.initialize()
-        for key, seq in self.sequences.items():  # resume each station after its last record
-            for stream in self._client.slconn.streams:
-                if f"{stream.net}_{stream.station}" == key:
-                    stream.seqnum = seq
+        client = _Client()
+        client.slconn = _Connection()
+        client.slconn.set_sl_address(self.server)
+        client.slconn.netdly = max(1, int(round(self.reconnect_s)))
+        selectors: dict[str, list[str]] = {}
+        for net, sta, sel in self.streams:
+            selectors.setdefault(f"{net}_{sta}", []).extend(sel.split() or ["???"])
+        client.multiselect = ",".join(f"{k}:{' '.join(v)}" for k, v in selectors.items())
+        if self.start is not None and not self.resume_from:
+            client.begin_time = self.start.format_seedlink()
+        client.initialize()
+        for stream in client.slconn.streams:
+            seq = self.resume_from.get(f"{stream.net}_{stream.station}")
+            if seq is not None:
+                stream.seqnum = seq  # ObsPy asks for DATA seq + 1
+        self._client = client
         self._thread = threading.Thread(target=self._run, daemon=True, name="seedlink")
         self._thread.start()
 
     def _run(self) -> None:
-        try:
-            self._client.run()
-        except Exception as exc:  # the connection's end is reported at the next poll
-            self._error = f"{type(exc).__name__}: {exc}"
+        while not self._closing.is_set():
+            try:
+                self._client.run()
+            except Exception as exc:  # server down, refused: try again
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.warning("SeedLink %s: %s; connecting again", self.server, self.error)
+            self._closing.wait(self.reconnect_s)
+
+    # ------------------------------------------------------------------ records
+    def _handed_over(self, key: str, seq: int, end: float) -> None:
+        st = self.handed.get(key)
+        if st is None:
+            st = self.handed[key] = {"seq": seq - 1, "end": 0.0, "checkpoints": [[seq - 1, 0.0]]}
+        st["seq"] = seq
+        st["end"] = max(st["end"], end)
+        cps = st["checkpoints"]
+        if st["end"] - cps[-1][1] >= self.checkpoint_s:
+            cps.append([seq, st["end"]])
+        while len(cps) > 1 and cps[1][1] < st["end"] - self.keep_s:
+            cps.pop(0)
 
     def poll(self) -> list[Trace]:
+        if self._thread is None:
+            self._connect()
         with self._lock:
-            out, self._pending = self._pending, []
+            got, self._pending = self._pending, []
         kept = []
-        for tr in out:
+        for key, seq, tr in got:
+            if seq >= 0:
+                self._handed_over(key, seq, float(tr.stats.endtime.timestamp))
             since = self.since.get(tr.id[:-1])
             if since is not None and tr.stats.endtime < since:
-                continue
+                continue  # delivered again after a restart, not needed
             kept.append(tr)
         return kept
 
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        """Per station: the last sequence number handed over and the checkpoints."""
+        return {
+            key: {"seq": st["seq"], "checkpoints": st["checkpoints"] + [[st["seq"], st["end"]]]}
+            for key, st in self.handed.items()
+        }
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        for key, st in state.items():
+            cps = [list(c) for c in st["checkpoints"]]
+            self.handed[key] = {"seq": st["seq"], "end": cps[-1][1], "checkpoints": cps[:-1]}
+
     def resume(self, since: dict[str, UTCDateTime]) -> None:
+        """Resume each station after the last checkpoint whose records all end before the
+        earliest time the picker needs of that station (after its last record when it needs
+        nothing)."""
         self.since = dict(since)
+        for key, st in self.handed.items():
+            net, sta = key.split("_", 1)
+            needs = [float(t.timestamp) for i, t in since.items() if i.split(".")[:2] == [net, sta]]
+            if not needs:
+                self.resume_from[key] = st["seq"]
+                continue
+            cps = st["checkpoints"] + [[st["seq"], st["end"]]]
+            self.resume_from[key] = max(s for s, end in cps if end < min(needs) or s == cps[0][0])
 
     def close(self) -> None:
-        try:
-            self._client.slconn.terminate()
-        except Exception:  # already closed
-            pass
-        self._thread.join(timeout=5)
+        self._closing.set()
+        if self._client is None or self._thread is None:
+            return
+        conn = self._client.slconn
+        conn.terminate()
+        sock = conn.socket
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already closed
+                pass
+        self._thread.join(timeout=10)
 
 
 def merge_records(traces: list[Trace]) -> Stream:

@@ -741,7 +741,8 @@ def monitor_options(command) -> None:
     r.add_argument(
         "--from-start",
         action="store_true",
-        help="--sds: read the files from their start (default off: only new records)",
+        help="--sds: read the files from their start; --seedlink: everything the server's "
+        "ring holds (default off: only new records)",
     )
     r.add_argument(
         "--no-provisional", action="store_true", help="publish final picks only (default off)"

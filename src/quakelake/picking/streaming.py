@@ -166,6 +166,17 @@ class _Lane:
 
 def _join(segments: list[Trace], tr: Trace) -> None:
     """Insert ``tr`` into the sorted contiguous ``segments`` of one channel, joining neighbours."""
+    if segments:  # the common case: the next record continues the last segment
+        prev = segments[-1]
+        delta = prev.stats.delta
+        gap = tr.stats.starttime - (prev.stats.endtime + delta)
+        if (
+            abs(gap) <= 0.5 * delta
+            and tr.stats.sampling_rate == prev.stats.sampling_rate
+            and tr.stats.starttime > prev.stats.starttime
+        ):
+            prev.data = np.concatenate([prev.data, tr.data.astype(prev.data.dtype, copy=False)])
+            return
     segments.append(tr)
     segments.sort(key=lambda t: t.stats.starttime)
     merged: list[Trace] = []
@@ -261,10 +272,23 @@ class StreamPicker:
                 continue
             keep = lane.segment.keep if lane.segment is not None else None
             lo = t0 if keep is None else max(t0, keep)
-            part = trace.slice(lo, t1, nearest_sample=False)
-            if part.stats.npts == 0:
-                continue
-            part.stats.channel = band + component
+            if start >= lo and end <= t1:  # the whole record (the common case): no deep copy
+                part = Trace(
+                    trace.data,
+                    header={
+                        "network": s.network,
+                        "station": s.station,
+                        "location": s.location,
+                        "channel": band + component,
+                        "starttime": start,
+                        "sampling_rate": s.sampling_rate,
+                    },
+                )
+            else:
+                part = trace.slice(lo, t1, nearest_sample=False)
+                if part.stats.npts == 0:
+                    continue
+                part.stats.channel = band + component
             if lane.sampling_rate == 0.0:
                 lane.sampling_rate = float(part.stats.sampling_rate)
             _join(lane.channels.setdefault(component, []), part)
@@ -488,6 +512,10 @@ class StreamPicker:
         """Drop raw samples no window of the segment needs any more (keep one window's worth)."""
         delta = 1.0 / lane.sampling_rate
         keep_from = seg.start + max(0, seg.next_k * self.step_samples - self.in_samples) * delta
+        if seg.keep is not None and seg.keep > keep_from:
+            # never back: after a restart the records come again from `keep` on (restore), and a
+            # cycle before they arrive must not ask for samples no source delivers again
+            keep_from = seg.keep
         for comp, traces in lane.channels.items():
             kept = []
             for tr in traces:
@@ -526,12 +554,14 @@ class StreamPicker:
                 continue
             f, p = self._advance(lane, seg)
             band_of[lane.trace_id] = lane.band
-            rows_f = self._rows(f, lane)
-            rows_p = self._rows(p, lane)
-            if len(rows_f):
-                final.append(rows_f)
-            if len(rows_p):
-                provisional.append(rows_p)
+            if f:  # a frame only for a lane with picks (most lanes have none in a cycle)
+                rows_f = self._rows(f, lane)
+                if len(rows_f):
+                    final.append(rows_f)
+            if p:
+                rows_p = self._rows(p, lane)
+                if len(rows_p):
+                    provisional.append(rows_p)
             if seg.closed:
                 self._next_segment(lane, seg)
             else:

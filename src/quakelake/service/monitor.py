@@ -166,6 +166,7 @@ class Monitor:
                 p["time"] = pd.Timestamp(p["time"])
             if meta[0].get("data_time"):
                 self.data_time = UTCDateTime(meta[0]["data_time"])
+            self.source.restore_state(meta[0].get("source") or {})
         self.source.resume(since)
         if self.catalog is not None:
             start = (
@@ -194,6 +195,7 @@ class Monitor:
         meta = {
             "data_time": str(self.data_time) if self.data_time is not None else "",
             "provisional": [{**p, "time": str(p["time"])} for p in self.open_provisional.values()],
+            "source": self.source.state(),
         }
         rows.append(
             {
@@ -488,7 +490,8 @@ def build_monitor(
     elif spec.fdsn:
         source = FDSNPoller(spec.fdsn, selection)
     elif spec.seedlink:
-        source = SeedLinkSource(spec.seedlink, seedlink_streams(spec, stations_table))
+        begin = UTCDateTime(0) if spec.from_start else None  # the server's whole ring
+        source = SeedLinkSource(spec.seedlink, seedlink_streams(spec, stations_table), begin)
     else:
         raise ValueError("give one source: --sds, --seedlink or --fdsn")
     params = PickParams(p_threshold=spec.p_threshold, s_threshold=spec.s_threshold)
