@@ -168,6 +168,15 @@ class LiveCatalog:
                 changes.append(self._revision(best, "updated", mine))
             else:
                 event_id = _event_id(self.prefix, pd.Timestamp(row["time"]), picks_used)
+                known = self.events.get(event_id)
+                if known is not None:  # the same origin and picks as an event already published
+                    # (closed, deleted, or restored after a restart): a revision of it, never new twice
+                    known.revision += 1
+                    known.deleted = known.closed = False
+                    known.origin, known.picks = origin, picks_used
+                    matched.add(event_id)
+                    changes.append(self._revision(known, "updated", mine))
+                    continue
                 ev = LiveEvent(event_id, origin, picks_used)
                 self.events[event_id] = ev
                 matched.add(event_id)
