@@ -270,7 +270,9 @@ class Lake:
             if not read_only:
                 _ensure_tables(con)
             else:
-                con.execute(f"SELECT count(*) FROM {META}.ducklake_snapshot").fetchone()
+                # fetchall, not fetchone: a result left open keeps its transaction, and with it
+                # a shared lock on a SQLite catalog that no writer can commit past
+                con.execute(f"SELECT count(*) FROM {META}.ducklake_snapshot").fetchall()
         except duckdb.Error as exc:
             con.close()
             raise LakeError(
