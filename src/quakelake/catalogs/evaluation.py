@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import pandas as pd
 
+from quakelake.lakehouse.queries import REPORTED_SQL  # noqa: F401 (the gate's vocabulary)
+
 GATE_COLUMNS = ["evaluation_mode", "evaluation_status", "evaluation_reason"]
 AUTOMATIC = "automatic"
 PRELIMINARY = "preliminary"
 REJECTED = "rejected"
-#: SQL condition of a reported origin (lakes written before the gate have no status: reported).
-REPORTED_SQL = "coalesce(evaluation_status, '') <> 'rejected'"
 
 
 def is_rejected(events: pd.DataFrame) -> pd.Series:

@@ -28,6 +28,9 @@ Time: TypeAlias = dt.datetime | dt.date | pd.Timestamp | str
 # lake the same identity.
 PICK_STATION_ID = "network || '.' || station || '.' || coalesce(location, '')"
 
+#: SQL condition of a reported origin (lakes written before the gate have no status: reported).
+REPORTED_SQL = "coalesce(evaluation_status, '') <> 'rejected'"
+
 
 class _Where:
     """A conjunction of conditions on known column names, with its bound parameters."""
