@@ -21,6 +21,7 @@ from quakelake.errors import SAID_AGAIN, FailedWork
 from quakelake.flows.common import (
     collect,
     current_flow_run_id,
+    one_try,
     raise_if_workers_lost,
     recover_crashed_runs,
 )
@@ -159,7 +160,8 @@ def associate_events(
                 logger.warning(
                     "day %s: picks on station %s without coordinates", r.unit, sid, extra=SAID_AGAIN
                 )
-        _publish(summary, lake)
+        with one_try():
+            _publish(summary, lake)
         status = "completed" if summary["failed"] == 0 else "completed_with_failures"
         return summary
     finally:
