@@ -616,6 +616,11 @@ def _retryable(exc: duckdb.Error) -> bool:
     )
 
 
+def retryable(exc: duckdb.Error) -> bool:
+    """Return True when ``exc`` is a catalog conflict or lock that trying again gets past."""
+    return _retryable(exc)
+
+
 def _held_stems(
     con: duckdb.DuckDBPyConnection, changes: Sequence[FileChange]
 ) -> dict[tuple[str, str], list[tuple[str, str]]]:

@@ -36,8 +36,8 @@ from quakelake.lakehouse.catalog import (
     UNIT_COLUMN,
     Lake,
     LakeQueryError,
-    _retryable,
     resolve_snapshot,
+    retryable,
 )
 from quakelake.lakehouse.queries import REPORTED_SQL
 
@@ -265,7 +265,7 @@ class LakeReader:
                 except duckdb.InterruptException:
                     raise
                 except duckdb.Error as exc:
-                    if not _retryable(exc) or time.monotonic() > deadline:
+                    if not retryable(exc) or time.monotonic() > deadline:
                         raise
                     time.sleep(0.05)
         except duckdb.InterruptException:
