@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import os
 import shutil
 import socket
@@ -31,6 +32,7 @@ import pytest
 from pick_rows import reference_pick_rows
 from test_ui import CHROMIUM, CHROMIUM_ARGS
 
+from quakelake.catalogs.evaluation import is_rejected
 from quakelake.lakehouse import Lake, queries, write_table
 
 pytestmark = pytest.mark.integration
@@ -136,7 +138,9 @@ def service(salton) -> Iterator[str]:
 
 
 def _lake_events(lake: Path) -> pd.DataFrame:
-    return queries.events(Lake(lake)).set_index("event_id")
+    """The lake's reported events (the service publishes no origin the quality gate rejected)."""
+    events = queries.events(Lake(lake))
+    return events[~is_rejected(events)].set_index("event_id")
 
 
 def _short(resource_id) -> str:
@@ -213,6 +217,23 @@ def test_obspy_client_gets_the_lake_catalogue(salton, service):
     assert len(got[0].picks) == (assignments["event_id"] == one).sum()
     # without includearrivals: origins and magnitudes, no picks
     assert all(not e.picks for e in client.get_events())
+
+
+def test_origins_the_gate_rejected_are_not_published(salton, service):
+    """fdsnws-event publishes the reported origins, as export does: a rejected origin (no ML)
+    is in the lake but no event of the service, by id, in a listing or in its count."""
+    every = queries.events(Lake(salton))
+    rejected = every.loc[is_rejected(every), "event_id"].tolist()
+    assert rejected and every.loc[is_rejected(every), "magnitude"].isna().all()
+    base = f"{service}/fdsnws/event/1/query"
+    for eid in rejected:
+        assert get(f"{base}?eventid={eid}")[:2] == (204, b"")
+    status, body, _ = get(f"{base}?format=text")
+    listed = [line.split("|")[0] for line in body.decode().splitlines()[1:]]
+    assert status == 200 and sorted(listed) == sorted(_lake_events(salton).index)
+    status, body, _ = get(f"{service}/api/state")
+    assert status == 200 and json.loads(body)["events"] == len(listed)
+    assert get(f"{service}/api/event?eventid={rejected[0]}")[0] == 404
 
 
 def test_text_format_catalogs_contributors_and_version(salton, service):
@@ -346,8 +367,9 @@ def test_association_artifacts_are_readable_tables(salton):
     assert set(by_key) == {"associate-report", "catalogue"}
     report, catalogue = by_key["associate-report"], by_key["catalogue"]
     events = _lake_events(salton)
-    assert "| events with ML | " + str(len(events)) + " |" in report
+    assert "| events with ML | " + str(events["magnitude"].notna().sum()) + " |" in report
     assert "| attenuation law | HB87 |" in report
+    assert "- metadata QC (lake table metadata_qc): " in report and " used for location, " in report
     for text in (report, catalogue):
         assert "{'" not in text and "': " not in text  # no dict reprs
     rows = [line for line in catalogue.splitlines() if line.startswith("| 2020-")]
@@ -433,7 +455,7 @@ def test_page_map_event_waveforms_and_live_update(salton, service):
         assert _wait(lambda: page.locator("#event-title").count() == 1)
 
         # a new event reaches the lake while the page is open
-        row = queries.events(lake).sort_values("time").tail(1)
+        row = events.reset_index().sort_values("time").tail(1)
         new = row.assign(
             event_id="live-1",
             run_id="live",

@@ -329,7 +329,7 @@ def cmd_import_catalog(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the lake's catalogue over HTTP (fdsnws-event and the web page) until interrupted."""
     cfg = load_config(args)
-    check_lake(cfg.lake, must_exist=True)
+    # the options that need no lake are checked before the lake's catalog is opened
     if not 0 < args.port < 65536:
         raise CliError(f"--port: {args.port} is not a TCP port; give 1-65535")
     if args.max_results < 1:
@@ -340,6 +340,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(
             f"--tiles: {args.tiles!r} is not an http(s) URL template with {{z}}/{{x}}/{{y}}"
         )
+    check_lake(cfg.lake, must_exist=True)
     from quakelake.service.webservice import serve
 
     serve(

@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from quakelake.analysis import report
-from quakelake.flows.common import collect, current_flow_run_id, recover_crashed_runs
+from quakelake.flows.common import collect, current_flow_run_id, one_try, recover_crashed_runs
 from quakelake.lakehouse.lineage import UnitResult, new_run_id, record_units, recorded_run
 from quakelake.params.evaluation import MatchParams, RunSelection
 from quakelake.tasks.analyze import (
@@ -110,7 +110,8 @@ def analyze_run(
             "figures": drawn.extra.get("figures", {}),
             **compared.extra,
         }
-        _publish(lake, run_id, reference, drawn)
+        with one_try():
+            _publish(lake, run_id, reference, drawn)
         run.status = "completed" if drawn.status != "failed" else "completed_with_failures"
         if compared.extra.get("warnings"):
             run.status = "completed_with_warnings"

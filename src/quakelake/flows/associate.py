@@ -21,6 +21,7 @@ from quakelake.errors import SAID_AGAIN, FailedWork
 from quakelake.flows.common import (
     collect,
     current_flow_run_id,
+    one_try,
     raise_if_workers_lost,
     recover_crashed_runs,
 )
@@ -154,7 +155,8 @@ def associate_events(
                 logger.warning(
                     "day %s: picks on station %s without coordinates", r.unit, sid, extra=SAID_AGAIN
                 )
-        _publish(summary, lake)
+        with one_try():
+            _publish(summary, lake)
         run.status = "completed" if summary["failed"] == 0 else "completed_with_failures"
         return summary
 
@@ -319,7 +321,7 @@ def _publish(summary: dict, lake: Path) -> None:
             f"- events written: {summary['events']} "
             f"({describe(summary['origins'], summary['rejected'], summary['rejected_reasons'])})",
             f"- stations without coordinates: {', '.join(summary['unknown_stations']) or 'none'}",
-            f"- metadata QC (lake table metadata_qc): {summary.get('metadata_qc', 'not written')}",
+            f"- metadata QC (lake table metadata_qc): {_qc_text(summary.get('metadata_qc'))}",
             "",
             magnitudes_markdown(summary.get("magnitudes")),
         ]
@@ -338,12 +340,27 @@ def _publish(summary: dict, lake: Path) -> None:
         logging.getLogger(__name__).warning("could not publish artifacts: %s", exc)
 
 
+def _qc_text(qc: dict | None) -> str:
+    """Return the metadata QC counts as words (the artifact shows no dict repr)."""
+    if not qc:
+        return "not written"
+    return (
+        f"{qc['channels']} channels, {qc['without_metadata']} sites with picks but no metadata, "
+        f"{qc['without_response']} channels without a valid response, "
+        f"{qc['used_for_location']} used for location, {qc['used_for_magnitude']} for magnitude"
+    )
+
+
 def _catalogue(lake: Path, summary: dict):
-    """Return the events of the catalogue the run made or found made (its associator x config x picks)."""
+    """Return the events of the catalogue the run made or found made (its associator x config x
+    picks): its reported origins, as ``quakelake export`` and ``quakelake serve`` give them."""
+    from quakelake.catalogs.evaluation import is_rejected
     from quakelake.lakehouse import Lake, queries
 
     events = queries.events(Lake(lake), associators=[summary["associator"]])
-    keep = (events["config_fingerprint"] == summary["config_fingerprint"]) & (
-        events["pick_source"] == summary["pick_source"]
+    keep = (
+        (events["config_fingerprint"] == summary["config_fingerprint"])
+        & (events["pick_source"] == summary["pick_source"])
+        & ~is_rejected(events)
     )
     return events[keep]

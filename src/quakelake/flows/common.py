@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import queue
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from uuid import UUID
 
 from prefect.context import get_run_context
+from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from quakelake.lakehouse.lineage import UnitResult, mark_crashed_runs
@@ -17,6 +19,18 @@ log = logging.getLogger(__name__)
 
 LOST_WORKER = "lost worker: "
 _INFRASTRUCTURE_ERRORS = ("KilledWorker", "CancelledError")
+
+
+@contextmanager
+def one_try() -> Iterator[None]:
+    """Send the Prefect API requests of this block once, without Prefect's retries.
+
+    For the artifacts a flow publishes at its end (a courtesy: a failure is a warning). Prefect
+    retries a refused request 5 times, 2 to 32 s apart: after ``quakelake server stop`` each
+    artifact cost a minute before the command could say the API had gone.
+    """
+    with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}):
+        yield
 
 
 def current_flow_run_id() -> str:

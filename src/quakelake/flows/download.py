@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 from quakelake import ids
 from quakelake.archive.download import DownloadResult, DownloadUnit
 from quakelake.errors import SAID_AGAIN, FailedWork, FdsnUnreachable
-from quakelake.flows.common import current_flow_run_id, recover_crashed_runs
+from quakelake.flows.common import current_flow_run_id, one_try, recover_crashed_runs
 from quakelake.lakehouse.lineage import (
     Stopwatch,
     record_units,
@@ -109,7 +109,8 @@ def download_waveforms(
         record_units(lake, run_id, "download", [unit_result(r) for r in results])
         station_rows = record_stations(lake, archive, plan.station_files)
         summary = _summary(run_id, archive, results, station_rows, plan.client_errors, timings)
-        _publish(summary)
+        with one_try():
+            _publish(summary)
         for unit, gap in summary["gaps"].items():
             logger.warning(
                 "%s is partial: %s; the next run fetches the missing part",

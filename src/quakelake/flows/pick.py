@@ -16,6 +16,7 @@ from quakelake.flows.common import (
     collect_all,
     current_flow_run_id,
     finished_in_groups,
+    one_try,
     raise_if_workers_lost,
     recover_crashed_runs,
     task_slots,
@@ -222,7 +223,8 @@ def pick_phases(
             summary["ensemble"] = ensembles.ensemble_weights(
                 ensemble.method, [s.label for s in specs]
             )
-        _publish(summary, results + failures)
+        with one_try():
+            _publish(summary, results + failures)
         run.status = (
             "completed"
             if not any(r.status == "failed" for r in results)

@@ -13,6 +13,7 @@ from quakelake.config import RunConfig
 from quakelake.errors import SAID_AGAIN
 from quakelake.flows.analyze import analyze_run
 from quakelake.flows.associate import associate_events
+from quakelake.flows.common import one_try
 from quakelake.flows.download import download_waveforms
 from quakelake.flows.pick import pick_phases
 from quakelake.flows.runners import stage_place, stage_runner
@@ -176,7 +177,8 @@ def run_pipeline(
             f"{k} {v['run_id']}" for k, v in out.items() if isinstance(v, dict) and "run_id" in v
         ),
     )
-    _publish(config, out)
+    with one_try():
+        _publish(config, out)
     return out
 
 

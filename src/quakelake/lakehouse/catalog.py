@@ -270,7 +270,9 @@ class Lake:
             if not read_only:
                 _ensure_tables(con)
             else:
-                con.execute(f"SELECT count(*) FROM {META}.ducklake_snapshot").fetchone()
+                # fetchall, not fetchone: a result left open keeps its transaction, and with it
+                # a shared lock on a SQLite catalog that no writer can commit past
+                con.execute(f"SELECT count(*) FROM {META}.ducklake_snapshot").fetchall()
         except duckdb.Error as exc:
             con.close()
             raise LakeError(
@@ -650,6 +652,11 @@ def _retryable(exc: duckdb.Error) -> bool:
         s in text
         for s in ("conflict", "locked", "busy", "retry", "duplicate key", "could not serialize")
     )
+
+
+def retryable(exc: duckdb.Error) -> bool:
+    """Return True when ``exc`` is a catalog conflict or lock that trying again gets past."""
+    return _retryable(exc)
 
 
 def _held_stems(

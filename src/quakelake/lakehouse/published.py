@@ -6,7 +6,9 @@ the lake now, or as it was at a time), so its events, arrivals and magnitudes ag
 other and an answer given ``asofdate`` is the same bytes after any later reprocessing. Every
 value a caller gives is a bound parameter; every statement is interrupted after ``timeout_s``.
 
-A *catalogue* is one pick set x associator: the events rows of one ``pick_source`` (the picks
+The events served are the reported origins (:data:`~quakelake.lakehouse.queries.REPORTED_SQL`,
+as ``quakelake export`` writes them): an origin the quality gate rejected is no event of the
+service. A *catalogue* is one pick set x associator: the events rows of one ``pick_source`` (the picks
 the associator was given: ``lake-PhaseNet-original``, ``file-...``) and one ``associator``,
 named ``PICK_SOURCE:ASSOCIATOR``.
 
@@ -35,7 +37,9 @@ from quakelake.lakehouse.catalog import (
     Lake,
     LakeQueryError,
     resolve_snapshot,
+    retryable,
 )
+from quakelake.lakehouse.queries import REPORTED_SQL
 
 #: separates the pick source from the associator in a catalogue name
 CATALOG_SEPARATOR = ":"
@@ -245,12 +249,25 @@ class LakeReader:
     def _execute(
         self, con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any], arrow: bool = False
     ) -> Any:
-        """Run one statement (the caller holds the lock), stopped after ``timeout_s``."""
+        """Run one statement (the caller holds the lock), stopped after ``timeout_s``.
+
+        A SQLite catalog is locked for the moment a writer commits: the statement is tried
+        again (as a commit is) until it runs or ``timeout_s`` has passed.
+        """
         cur = con.cursor()
         self._watch(cur)
+        deadline = time.monotonic() + self.timeout_s
         try:
-            result = cur.execute(sql, list(params))
-            return result.to_arrow_table() if arrow else result.df()
+            while True:
+                try:
+                    result = cur.execute(sql, list(params))
+                    return result.to_arrow_table() if arrow else result.df()
+                except duckdb.InterruptException:
+                    raise
+                except duckdb.Error as exc:
+                    if not retryable(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
         except duckdb.InterruptException:
             raise QueryTimeout(
                 f"the query took longer than {self.timeout_s:g} s and was stopped; ask for "
@@ -334,8 +351,13 @@ class LakeReader:
                 self._copies.move_to_end(version)
                 return name
             name = f"events_{version}"
+            # the published catalogue is the reported origins: those the quality gate rejected
+            # (no magnitude, left out of exports and scores) are not events of the service
             rows = self._execute(
-                self._lake(), f"SELECT * FROM {self._table('events', version)}", (), arrow=True
+                self._lake(),
+                f"SELECT * FROM {self._table('events', version)} WHERE {REPORTED_SQL}",
+                (),
+                arrow=True,
             )
             self._mem.register("_events_rows", rows)
             try:

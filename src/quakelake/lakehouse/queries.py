@@ -28,6 +28,9 @@ Time: TypeAlias = dt.datetime | dt.date | pd.Timestamp | str
 # lake the same identity.
 PICK_STATION_ID = "network || '.' || station || '.' || coalesce(location, '')"
 
+#: SQL condition of a reported origin (lakes written before the gate have no status: reported).
+REPORTED_SQL = "coalesce(evaluation_status, '') <> 'rejected'"
+
 
 class _Where:
     """A conjunction of conditions on known column names, with its bound parameters."""
@@ -238,9 +241,6 @@ def analysis_outputs(lake: Lake, run_id: str, reference: str) -> dict[str, pd.Da
 # Each stage's question of the lake, named. The caller checks ``lake.has_files(table)`` first
 # where a table may never have had rows (these functions read the table's view). Times are
 # bound as given: pass timezone-aware values (``Timestamp.to_pydatetime()``).
-
-#: SQL condition of a reported origin (lakes written before the gate have no status: reported).
-REPORTED_SQL = "coalesce(evaluation_status, '') <> 'rejected'"
 
 
 def _known(table: str) -> str:
