@@ -111,6 +111,21 @@ def weights_cache() -> Path:
     return Path(os.environ["SEISBENCH_CACHE_ROOT"])
 
 
+@pytest.fixture
+def fresh_weights_cache(tmp_path) -> Path:
+    """A SeisBench cache as a fresh install holds it: the committed and shared pretrained weights.
+
+    The session's copy (:func:`weights_cache`) also holds what earlier tests wrote into it (the
+    denoiser trained by ``test_denoise.py``); a test about what the cache holds uses this one.
+    """
+    if not WEIGHTS.is_dir():
+        pytest.skip(f"pretrained weights folder {WEIGHTS} is absent")
+    cache = tmp_path / "seisbench"
+    shutil.copytree(FIXTURES / "seisbench_cache", cache, ignore=shutil.ignore_patterns("*.txt"))
+    shutil.copytree(WEIGHTS, cache, dirs_exist_ok=True)
+    return cache
+
+
 @pytest.fixture(scope="session")
 def prefect_server():
     """One temporary Prefect server (real API on 127.0.0.1) for the whole test session."""

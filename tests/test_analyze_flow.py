@@ -28,7 +28,11 @@ def _seed_lake(lake_root: Path, ogs) -> tuple[int, int]:
         network="",
         station_id="." + kept["station"] + ".",
         time=kept["time"] + pd.Timedelta(seconds=0.1),
-    ).drop(columns=["event_id", "channel", "weight", "source_file"])
+    ).drop(
+        # a reference pick's columns (its uncertainty too) are not the picks table's
+        columns=["event_id", "channel", "weight", "source_file", "time_uncertainty_s"],
+        errors="ignore",
+    )
     for day, group in rows.groupby(rows["time"].dt.strftime("%Y-%m-%d")):
         write_table(lake_root, "picks", group, name=f"manual.{day}", partition={"day": day})
     events = ogs.events[ogs.events["time"] < end]

@@ -314,7 +314,7 @@ def test_scsn_event_uncertainties_and_an_unconstrained_two_station_event(salton_
     assert len(flagged) >= 1 and (flagged["n_stations"] <= 2).all()
     assert (flagged["location_quality"] == "unconstrained").all()
 
-    # QuakeML: origin errors, uncertainty, gap and station counts; the flagged origin is preliminary
+    # QuakeML: origin errors, uncertainty, gap and station counts, each origin's gate status
     both = pd.concat(
         [
             res.events[res.events["event_id"] == ev["event_id"]],
@@ -332,9 +332,14 @@ def test_scsn_event_uncertainties_and_an_unconstrained_two_station_event(salton_
     assert o.depth_errors.uncertainty == pytest.approx(ev["vertical_uncertainty_km"] * 1000.0)
     assert o.time_errors.uncertainty == pytest.approx(ev["time_uncertainty_s"])
     assert o.quality.standard_error == pytest.approx(ev["rms_residual_s"])
-    assert o.evaluation_status is None
-    assert bad.preferred_origin().evaluation_status == "preliminary"
-    assert "unconstrained" in bad.preferred_origin().comments[0].text
+    # the origin quality gate reports the constrained origin: automatic, preliminary, no reason
+    assert (o.evaluation_mode, o.evaluation_status) == ("automatic", "preliminary")
+    assert ev["evaluation_status"] == "preliminary" and not o.comments
+    # a 2-station origin breaks the gate's rules: rejected, with the reasons and the geometry
+    texts = [c.text for c in bad.preferred_origin().comments]
+    assert bad.preferred_origin().evaluation_status == "rejected"
+    assert "rejected by the origin quality gate: " in texts[0] and "stations" in texts[0]
+    assert "unconstrained" in texts[1]
 
 
 def test_nonlinloc_phase_file_has_one_block_per_event(salton_picks, tmp_path):

@@ -157,13 +157,11 @@ def test_train_with_a_reference_the_lake_does_not_hold_names_what_it_holds(
 
 
 def test_an_unknown_denoiser_names_what_the_cache_holds_in_words(
-    archive, weights_cache, tmp_path, no_api
+    archive, fresh_weights_cache, tmp_path, no_api
 ):
     import json
-    import shutil
 
-    cache = tmp_path / "seisbench"
-    shutil.copytree(weights_cache, cache)
+    cache = fresh_weights_cache  # not the session's copy: test_denoise.py trains a denoiser into it
     port = _closed_port()
     (cache / "config.json").write_text(json.dumps({"remote_root": f"http://127.0.0.1:{port}/"}))
     lake = tmp_path / "lake"

@@ -96,11 +96,13 @@ def reference_lake(salton, weights_cache, prefect_server, tmp_path_factory):
     lake = tmp_path_factory.mktemp("reference") / "lake"
     out = pick_phases(salton / "mseed", lake, pick=PHASENET)
     assert out["done"] == 16
-    associate_events(lake, config=GAMMA, station_file=salton / "stations.xml")
+    associate_events(lake, config=GAMMA, station_file=salton / "stations.xml", **PICK_SET)
     return lake
 
 
 GAMMA = GammaConfig()
+# one catalogue per pick set: associate PhaseNet/original's picks, as the pipeline does
+PICK_SET = {"model": "PhaseNet", "weights": "original"}
 
 
 @pytest.mark.slow
@@ -114,13 +116,13 @@ def test_late_stations_are_picked_and_the_day_reassociated(salton, reference_lak
     _copy(salton, archive, stations[:8])
     first = pick_phases(archive, lake, pick=PHASENET)
     assert (first["done"], first["skipped"]) == (8, 0)
-    early = associate_events(lake, config=GAMMA, station_file=salton / "stations.xml")
+    early = associate_events(lake, config=GAMMA, station_file=salton / "stations.xml", **PICK_SET)
     early_events = _events(lake)
 
     _copy(salton, archive, stations[8:])  # the late data
     second = pick_phases(archive, lake, pick=PHASENET)
     assert (second["done"], second["skipped"]) == (8, 8)
-    late = associate_events(lake, config=GAMMA, station_file=salton / "stations.xml")
+    late = associate_events(lake, config=GAMMA, station_file=salton / "stations.xml", **PICK_SET)
     assert (late["done"], late["skipped"]) == (1, 0)  # the day's picks changed: re-associated
     pd.testing.assert_frame_equal(_picks(lake), _picks(reference_lake))
     events = _events(lake)
@@ -139,7 +141,7 @@ def test_late_stations_are_picked_and_the_day_reassociated(salton, reference_lak
     # an unchanged rerun writes no unit file
     before = {t: _files(lake, t) for t in ("picks", "events", "assignments")}
     third = pick_phases(archive, lake, pick=PHASENET)
-    again = associate_events(lake, config=GAMMA, station_file=salton / "stations.xml")
+    again = associate_events(lake, config=GAMMA, station_file=salton / "stations.xml", **PICK_SET)
     assert (third["done"], third["skipped"], again["skipped"]) == (0, 16, 1)
     assert {t: _files(lake, t) for t in before} == before
 
