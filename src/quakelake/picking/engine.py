@@ -322,6 +322,38 @@ def _max_difference(a, b) -> float:
 # --------------------------------------------------------------------------- engine
 
 
+def stack_window(
+    acc: np.ndarray,
+    count: np.ndarray | None,
+    start: int,
+    pred: np.ndarray,
+    method: str,
+    has_nan: bool,
+) -> None:
+    """Stack one window's prediction ``(channels, samples)`` into ``acc[:, start:]`` in place.
+
+    The same float32 operations as SeisBench's ``stack_windows``: ``max`` ignores NaN, ``avg``
+    sums the non-NaN values (``count`` counts them; the caller divides at the end). ``count``
+    may be None for ``max``. The batch engine and the streaming picker both stack through here,
+    so their curves are the same floats.
+    """
+    stop = start + pred.shape[1]
+    target = acc[:, start:stop]
+    if method == "max":
+        np.fmax(target, pred, out=target)
+        if count is not None:
+            count[:, start:stop] += 1
+    elif has_nan:
+        finite = ~np.isnan(pred)
+        np.add(target, np.where(finite, pred, np.float32(0)), out=target)
+        assert count is not None
+        count[:, start:stop] += finite
+    else:
+        target += pred
+        assert count is not None
+        count[:, start:stop] += 1
+
+
 @dataclass
 class _Group:
     """One contiguous block of one instrument (SeisBench ``GroupedTraceData``) and its stacking buffer."""
@@ -351,17 +383,7 @@ class _Group:
                 self.acc = np.zeros((pred.shape[0], length), dtype=np.float32)
                 self.count = np.zeros((pred.shape[0], length), dtype=np.uint8)
         start = int(np.round(offset * self.factor))
-        stop = start + pred.shape[1]
-        target = self.acc[:, start:stop]
-        if self.method == "max":
-            np.fmax(target, pred, out=target)
-        elif has_nan:
-            finite = ~np.isnan(pred)
-            np.add(target, np.where(finite, pred, np.float32(0)), out=target)
-            self.count[:, start:stop] += finite
-        else:
-            target += pred
-            self.count[:, start:stop] += 1
+        stack_window(self.acc, self.count, start, pred, self.method, has_nan)
         self.done += 1
 
     def stacked(self) -> np.ndarray:

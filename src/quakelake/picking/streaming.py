@@ -46,7 +46,7 @@ from obspy import Stream, Trace, UTCDateTime
 
 from quakelake.archive.waveforms import COMPONENT_MAP
 from quakelake.params import PickParams
-from quakelake.picking.engine import get_engine
+from quakelake.picking.engine import get_engine, stack_window
 from quakelake.picking.models import (
     PICK_COLUMNS,
     ModelSpec,
@@ -421,17 +421,7 @@ class StreamPicker:
                 [seg.count, np.zeros((pred.shape[0], grow), dtype=np.uint8)], 1
             )
         seg.filled = max(getattr(seg, "filled", 0), seg.base + stop)  # type: ignore[attr-defined]
-        target = seg.acc[:, start:stop]
-        if group.method == "max":
-            np.fmax(target, pred, out=target)
-            seg.count[:, start:stop] += 1
-        elif has_nan:
-            finite = ~np.isnan(pred)
-            np.add(target, np.where(finite, pred, np.float32(0)), out=target)
-            seg.count[:, start:stop] += finite
-        else:
-            target += pred
-            seg.count[:, start:stop] += 1
+        stack_window(seg.acc, seg.count, start, pred, group.method, has_nan)
 
     @staticmethod
     def _empty(method: str, channels: int, length: int) -> np.ndarray:
