@@ -92,6 +92,7 @@ def _escapes(lake: Path, outside: Path) -> list[tuple[str, str]]:
     ]
 
 
+@pytest.mark.slow  # 23 subprocesses (~20 s): in `make test`, not in the fast lane
 def test_sql_cannot_write_the_lake_or_read_the_host(lake, tmp_path):
     outside = tmp_path / "out.csv"
     before = _count(lake)
