@@ -155,8 +155,10 @@ def test_bulletin_cards_parse_in_every_format(fixtures):
     assert pun.iloc[0]["depth_km"] == pytest.approx(9.27)
 
 
-def test_quakeml_and_bulletin_import_into_the_lake_once(fixtures, salton_minute, lake_root):
-    qml = fixtures / "ingv_quakeml" / "20210101-010910__25883521__INGV-EVENT.qml"
+def test_quakeml_and_bulletin_import_into_the_lake_once(
+    fixtures, salton_minute, lake_root, shared_data
+):
+    qml = shared_data / "ingv_quakeml_20210101" / "20210101-010910__25883521__INGV-EVENT.qml"
     event = read_quakeml(qml).events.iloc[0]
     assert event["time"] == pd.Timestamp("2021-01-01T01:09:10.22", tz="UTC")
     assert (event["latitude"], event["longitude"], event["depth_km"]) == (42.8343, 13.1877, 8.4)

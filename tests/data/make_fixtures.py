@@ -7,7 +7,6 @@ Every folder it writes gets a PROVENANCE.txt naming the source, the cut and the 
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -54,7 +53,6 @@ def salton() -> None:
         & (t < pd.Timestamp(END.datetime))
     )
     picks[keep].to_csv(out / "DERIVED_phasenet_ref_picks.csv", index=False)
-    shutil.copy(src / "DERIVED_scsn_events_first10min.csv", out)
 
 
 def ogs() -> None:
@@ -83,23 +81,10 @@ def ogs() -> None:
     (out / "RSFVG-2024-head.hpc").write_text("".join(hpc))
 
 
-def quakeml() -> None:
-    name = "20210101-010910__25883521__INGV-EVENT.qml"
-    out = HERE / "ingv_quakeml"
-    out.mkdir(exist_ok=True)
-    shutil.copy(DATA / "ingv_quakeml_20210101" / name, out / name)
-
-
-def weights() -> None:
-    src = SHARED / "seisbench_cache" / "models" / "v3" / "phasenetlight"
-    out = HERE / "seisbench_cache" / "models" / "v3" / "phasenetlight"
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("ethz.json.v2", "ethz.pt.v2"):
-        shutil.copy(src / name, out / name)
+# Files the tests can read unchanged (the INGV QuakeML, SCSN events, PhaseNetLight weights) are
+# read from ../shared, never copied here.
 
 
 if __name__ == "__main__":
     salton()
     ogs()
-    quakeml()
-    weights()
