@@ -55,8 +55,9 @@ def test_groups_come_from_the_config_and_a_groups_file(groups_file, tmp_path):
     ],
 )
 def test_a_bad_group_is_refused_before_any_work(
-    salton_minute, groups_file, tmp_path, capsys, names, message
+    salton_minute, groups_file, weights_cache, tmp_path, capsys, names, message
 ):
+    # weights_cache: the model and weights are checked (offline) before the groups
     from quakelake.cli import main
 
     lake = tmp_path / "lake"
