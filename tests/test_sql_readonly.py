@@ -7,27 +7,15 @@ reference picks: one ``error:`` line, exit 2, the lake's bytes unchanged and no 
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_run import quakelake as _quakelake
 
 from quakelake.errors import EXIT_BAD_INPUT
 
 SALTON = "phasenet_saltonsea_20201001"
 PICKS_CSV = "DERIVED_phasenet_ref_picks_first180s.csv"
-
-
-def _quakelake(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "quakelake.cli", *args],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=300,
-    )
 
 
 def _digest(folder: Path) -> dict[str, str]:

@@ -6,11 +6,10 @@ Each case runs the real ``quakelake`` command in its own process on the real Sal
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_run import quakelake as _quakelake
 
 from quakelake.errors import EXIT_BAD_INPUT, name_problem
 
@@ -18,16 +17,6 @@ pytestmark = pytest.mark.usefixtures("weights_cache")
 
 SALTON = "phasenet_saltonsea_20201001"
 PICKS_CSV = "DERIVED_phasenet_ref_picks_first180s.csv"
-
-
-def _quakelake(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "quakelake.cli", *args],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=600,
-    )
 
 
 def _tree(folder: Path) -> dict[str, int]:

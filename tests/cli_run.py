@@ -1,0 +1,18 @@
+"""Run the ``quakelake`` command line in a subprocess, as a user does (shared by the CLI tests)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def quakelake(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Return the finished ``python -m quakelake.cli ARGS`` (text output captured)."""
+    return subprocess.run(
+        [sys.executable, "-m", "quakelake.cli", *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=timeout,
+    )
