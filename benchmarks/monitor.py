@@ -6,7 +6,9 @@
    follows it with a ``--cycle`` seconds cycle, PhaseNet picks and PyOcto events. Prints the
    p50/p95 latency (``quakelake.service.monitor.latencies``: commit time minus the delivery stamp of the
    record holding the pick sample; for events, first origin minus the delivery of the 4th
-   station's P record) for provisional and final picks and for events, next to the targets. The
+   station's P record) for provisional and final picks and for events, next to the targets; and
+   for magnitudes, the first origin with an ML minus the same delivery (an ML waits for the
+   S window + 10 s + 30 s of response-removal padding at its first station). The
    delivery stamp is the cycle that first saw the record; the replay's own write log gives the
    true delivery time, and the figures from it are printed too (they add up to one cycle).
 2. **Capacity.** N stations are synthesised by copying the Salton Sea stations' records under
@@ -66,7 +68,13 @@ def latency(tmp: Path, model, cycle_s: float, speed: float) -> dict:
     from quakelake.association.live import LiveCatalog
     from quakelake.lakehouse import Lake
     from quakelake.params.association import PyOctoConfig
-    from quakelake.service.monitor import Monitor, MonitorSettings, latencies
+    from quakelake.service.monitor import (
+        Monitor,
+        MonitorSettings,
+        MonitorSpec,
+        latencies,
+        live_magnitudes,
+    )
 
     files = repack_512(sorted((SALTON / "mseed").glob("*.mseed")), tmp / "512")
     written: dict[str, tuple[list[float], list[float]]] = {}  # seed id -> (ends, walls)
@@ -81,7 +89,11 @@ def latency(tmp: Path, model, cycle_s: float, speed: float) -> dict:
 
     rep = LoggedReplay(files, tmp / "sds")
     (tmp / "sds").mkdir(parents=True)
-    catalog = LiveCatalog(read_stations(SALTON / "stations.xml"), PyOctoConfig(), 300.0, "bench")
+    stations = read_stations(SALTON / "stations.xml")
+    spec = MonitorSpec(lake=str(tmp / "lake"), station_file=str(SALTON / "stations.xml"))
+    catalog = LiveCatalog(
+        stations, PyOctoConfig(), 300.0, "bench", magnitudes=live_magnitudes(spec, stations)
+    )
     settings = MonitorSettings(
         name="bench", cycle_s=cycle_s, duration_s=(rep.end - rep.start) / speed + 60
     )

@@ -70,7 +70,9 @@ def one_to_one(batch: pd.DataFrame, live: pd.DataFrame, tol_s: float = 0.01) -> 
     return m
 
 
-def make_monitor(tmp_path: Path, model, stations_file: Path | None, name: str = "m"):
+def make_monitor(
+    tmp_path: Path, model, stations_file: Path | None, name: str = "m", magnitudes: bool = True
+):
     from quakelake.archive.live import SDSFollower
     from quakelake.archive.stations import read_stations
     from quakelake.association.live import LiveCatalog
@@ -84,7 +86,17 @@ def make_monitor(tmp_path: Path, model, stations_file: Path | None, name: str = 
     picker = StreamPicker(model, picking.ModelSpec("PhaseNet", "original"), PickParams())
     catalog = None
     if stations_file is not None:
-        catalog = LiveCatalog(read_stations(stations_file), PyOctoConfig(), 300.0, prefix=name)
+        from quakelake.service.monitor import MonitorSpec, live_magnitudes
+
+        stations = read_stations(stations_file)
+        spec = MonitorSpec(lake=str(tmp_path / "lake"), station_file=str(stations_file))
+        catalog = LiveCatalog(
+            stations,
+            PyOctoConfig(),
+            300.0,
+            prefix=name,
+            magnitudes=live_magnitudes(spec, stations) if magnitudes else None,
+        )
     lake = Lake(tmp_path / "lake")
     return Monitor(lake, SDSFollower(tmp_path / "sds"), picker, catalog, MonitorSettings(name=name))
 
@@ -122,7 +134,8 @@ def test_final_streaming_picks_equal_batch_picks_and_events_agree(tmp_path, salt
     assert prov and prov <= ended
     # events: the final monitor catalogue vs the batch association of the batch picks
     stations = read_stations(salton / "stations.xml")
-    ref = associate(batch, stations, PyOctoConfig()).events
+    reference = associate(batch, stations, PyOctoConfig())
+    ref = reference.events
     origins = lake.query(
         "SELECT * FROM live_origins o WHERE revision = (SELECT max(revision) FROM live_origins "
         "WHERE event_id = o.event_id) AND status != 'deleted'"
@@ -134,6 +147,7 @@ def test_final_streaming_picks_equal_batch_picks_and_events_agree(tmp_path, salt
         matched += int((dt <= 1.0).any())
     assert matched >= 0.8 * len(ref), (len(ref), len(origins), matched)
     assert abs(len(origins) - len(ref)) <= max(1, len(ref) // 5)
+    check_magnitudes(lake, tmp_path / "sds", origins, reference, stations, salton)
     # every revision kept; an event keeps its id while its origin is revised
     history = lake.query("SELECT event_id, count(*) AS n FROM live_origins GROUP BY ALL")
     assert history["n"].max() >= 2
@@ -154,6 +168,46 @@ def test_final_streaming_picks_equal_batch_picks_and_events_agree(tmp_path, salt
     mon.lake.flush_inlined(["live_picks", "live_origins", "live_arrivals"])
     assert 1 <= len(live_files()) <= 3
     assert len(lake.query("SELECT * FROM live_picks WHERE status = 'final'")) == len(batch)
+
+
+def check_magnitudes(lake, archive, origins, reference, stations, salton) -> None:
+    """The monitor's MLs: equal to the batch magnitude stage on the same origins and picks, close
+    to the batch catalogue's, and revised as stations' amplitude windows complete."""
+    from quakelake.archive import waveforms
+    from quakelake.association.magnitudes import day_magnitudes, read_inventory
+
+    inventory = read_inventory([salton / "stations.xml"])
+    index = waveforms.scan_archive(archive).index
+    arrivals = lake.query("SELECT * FROM live_arrivals")
+    final = origins[origins["status"] != "deleted"]
+    used = arrivals[arrivals["origin_id"].isin(final["origin_id"])]
+    batch_ml = day_magnitudes(final, used, stations, inventory, index)
+    reported = final[final["evaluation_status"] != "rejected"]
+    assert len(reported) >= 3
+    mine = reported.set_index("event_id")["magnitude"]
+    theirs = batch_ml.events.set_index("event_id")["magnitude"].loc[mine.index]
+    assert np.isfinite(mine).all(), mine
+    # the same origin and picks: the very amplitudes the batch stage reads from the files
+    assert np.allclose(mine.to_numpy(), theirs.to_numpy(), atol=1e-6), (mine, theirs)
+    amps = lake.query("SELECT * FROM live_amplitudes")
+    keys = ["event_id", "station_id", "channel", "window_start", "window_end"]
+    assert not amps.duplicated(keys).any()  # each amplitude measured once
+    # the batch catalogue (batch picks -> association -> magnitudes) within 0.2 units
+    ref_ml = day_magnitudes(
+        reference.events, reference.assignments, stations, inventory, index
+    ).events
+    for row in ref_ml[np.isfinite(ref_ml["magnitude"])].itertuples():
+        dt = (reported["time"] - row.time).abs().dt.total_seconds()
+        if (dt <= 1.0).any():
+            assert abs(reported.loc[dt.idxmin(), "magnitude"] - row.magnitude) <= 0.2
+    # "as soon as enough stations have amplitudes": an event's ML is revised as stations
+    # complete; the station count of its magnitude never shrinks while its picks stay
+    history = lake.query(
+        "SELECT event_id, revision, magnitude_station_count AS n FROM live_origins "
+        "WHERE status != 'deleted' AND isfinite(magnitude) ORDER BY event_id, revision"
+    )
+    grew = history.groupby("event_id")["n"].agg(lambda n: n.iloc[-1] > n.iloc[0])
+    assert grew.any(), history
 
 
 def test_late_and_out_of_order_records_give_the_same_picks(tmp_path, salton, model):
@@ -289,6 +343,9 @@ def test_kill_and_resume_no_gap_no_duplicate(tmp_path, salton, model):
         "SELECT event_id, count(*) AS n FROM live_origins WHERE status = 'new' GROUP BY ALL"
     )
     assert (events["n"] == 1).all()  # no event created twice
+    amps = lake.query("SELECT * FROM live_amplitudes")  # measured once each, across restarts
+    keys = ["event_id", "station_id", "channel", "window_start", "window_end"]
+    assert len(amps) and not amps.duplicated(keys).any()
 
 
 def test_monitor_command_refuses_bad_input(tmp_path):

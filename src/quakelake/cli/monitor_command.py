@@ -66,6 +66,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         window_s=args.window,
         duration_s=args.duration,
         provisional=not args.no_provisional,
+        magnitudes=not args.no_magnitudes,
         from_start=args.from_start,
         catalog=args.catalog,
     )

@@ -714,6 +714,11 @@ def monitor_options(command) -> None:
     g.add_argument(
         "--gamma", action="store_true", help="associate with GaMMA instead of PyOcto (default off)"
     )
+    g.add_argument(
+        "--no-magnitudes",
+        action="store_true",
+        help="no local magnitudes (default: ML from the -F StationXML responses, as the batch)",
+    )
     r = p.add_argument_group("running")
     r.add_argument(
         "--name", default="monitor", help="the monitor's name in the lake (default monitor)"

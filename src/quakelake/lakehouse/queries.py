@@ -528,6 +528,13 @@ def live_arrivals(lake: Lake, monitor: str) -> pd.DataFrame:
     return _live(lake, "live_arrivals", "SELECT * FROM live_arrivals WHERE monitor = ?", [monitor])
 
 
+def live_amplitudes(lake: Lake, monitor: str) -> pd.DataFrame:
+    """Return the Wood-Anderson amplitudes the monitor measured."""
+    return _live(
+        lake, "live_amplitudes", "SELECT * FROM live_amplitudes WHERE monitor = ?", [monitor]
+    )
+
+
 def live_pick_latencies(lake: Lake, monitor: str) -> pd.DataFrame:
     """Return per published pick its ``status`` and ``s``: seconds from the delivery of the record
     holding its peak sample to its commit."""
@@ -549,5 +556,18 @@ def live_event_latencies(lake: Lake, monitor: str) -> pd.DataFrame:
         "SELECT event_id, min(epoch(creation_time) - epoch(first_p_delivered)) AS s "
         "FROM live_origins WHERE monitor = ? AND first_p_delivered IS NOT NULL "
         "AND status != 'deleted' GROUP BY event_id",
+        [monitor],
+    )
+
+
+def live_magnitude_latencies(lake: Lake, monitor: str) -> pd.DataFrame:
+    """Return per event ``s``: seconds from the delivery of its 4th station's P record to the
+    commit of its first origin with a magnitude."""
+    return _live(
+        lake,
+        "live_origins",
+        "SELECT event_id, min(epoch(creation_time)) - min(epoch(first_p_delivered)) AS s "
+        "FROM live_origins WHERE monitor = ? AND first_p_delivered IS NOT NULL "
+        "AND status != 'deleted' AND isfinite(magnitude) GROUP BY event_id",
         [monitor],
     )

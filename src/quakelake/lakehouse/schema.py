@@ -490,6 +490,21 @@ LIVE_ARRIVALS = TableSpec(
     "the picks each origin revision used",
 )
 
+LIVE_AMPLITUDES = TableSpec(
+    "live_amplitudes",
+    pa.schema(
+        [
+            f
+            for f in AMPLITUDES.schema
+            if f.name not in ("run_id", "associator", "config_fingerprint")
+        ]
+        + [pa.field("monitor", pa.string()), pa.field("committed", TS)]
+    ),
+    (),
+    "every Wood-Anderson amplitude the monitor measured (one per event x horizontal channel, "
+    "measured once when the window and its padding are in)",
+)
+
 MONITOR_STATE = TableSpec(
     "monitor_state",
     _schema(
@@ -526,6 +541,7 @@ TABLES: dict[str, TableSpec] = {
         LIVE_PICKS,
         LIVE_ORIGINS,
         LIVE_ARRIVALS,
+        LIVE_AMPLITUDES,
         MONITOR_STATE,
     )
 }

@@ -10,7 +10,10 @@ One cycle (every ``cycle_s`` seconds):
    provisional pick no final pick confirmed;
 4. :class:`quakelake.association.live.LiveCatalog` associates the last ``window_s`` seconds of
    picks; every new, updated or deleted event is appended to ``live_origins`` /
-   ``live_arrivals``;
+   ``live_arrivals``; with a station file holding responses, the horizontal records are kept
+   for :class:`quakelake.association.live_magnitudes.LiveMagnitudes`, each station's
+   Wood-Anderson amplitude is appended to ``live_amplitudes`` once its window and padding are
+   in, and the event's ML is revised as stations complete (between associations too);
 5. everything above and the monitor's state (``monitor_state``: each lane's grid position and
    trigger state) is committed in ONE transaction, so a monitor killed at any point (mid-commit
    included) restarts from its last commit with no gap and no duplicate;
@@ -43,6 +46,7 @@ from obspy import UTCDateTime
 
 from quakelake.archive.live import LiveSource
 from quakelake.association.live import LiveCatalog, Revision
+from quakelake.association.live_magnitudes import LiveMagnitudes
 from quakelake.lakehouse import Lake, queries
 from quakelake.picking.models import PICK_COLUMNS
 from quakelake.picking.streaming import StreamPicker
@@ -51,7 +55,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["LIVE_TABLES", "CycleSummary", "Monitor", "MonitorSettings"]
 
-LIVE_TABLES = ("live_picks", "live_origins", "live_arrivals", "monitor_state")
+LIVE_TABLES = ("live_picks", "live_origins", "live_arrivals", "live_amplitudes", "monitor_state")
+FLUSHED = LIVE_TABLES[:4]  # monitor_state is replaced each cycle: never flushed
 MATCH_S = 0.5  # a final pick confirms a provisional one of the same instrument and phase this close
 
 
@@ -180,6 +185,8 @@ class Monitor:
             origins = queries.live_origins(self.lake, name)
             arrivals = queries.live_arrivals(self.lake, name)
             self.catalog.restore(origins, arrivals)
+            if self.catalog.magnitudes is not None:
+                self.catalog.magnitudes.restore(queries.live_amplitudes(self.lake, name))
         return True
 
     def _state_rows(self, now: pd.Timestamp) -> pd.DataFrame:
@@ -256,6 +263,8 @@ class Monitor:
         for tr in records:
             self.deliveries.add(tr.id, tr.stats.endtime, wall)
             self.picker.add(tr)
+            if self.catalog is not None and self.catalog.magnitudes is not None:
+                self.catalog.magnitudes.add(tr)
             if self.data_time is None or tr.stats.endtime > self.data_time:
                 self.data_time = tr.stats.endtime
         summary.records = len(records)
@@ -282,12 +291,14 @@ class Monitor:
             withdrawn["supersedes"] = withdrawn["pick_id"]
             tables["live_picks"].append(self._pick_rows(withdrawn, "withdrawn", now))
         summary.provisional, summary.withdrawn = len(new), len(gone)
-        if (
-            self.catalog is not None
-            and self.data_time is not None
-            and (summary.final or len(new) or gone)
-        ):
-            summary.changes = self._associate(now, tables)
+        if self.catalog is not None and self.data_time is not None:
+            if summary.final or len(new) or gone:
+                summary.changes = self._associate(now, tables)
+            if (records or finish) and self.catalog.magnitudes_pending():
+                data_now = pd.Timestamp(self.data_time.datetime, tz="UTC")
+                more = self.catalog.update_magnitudes(data_now, final=finish)
+                self._origin_rows(more, self._known_picks(), now, tables)
+                summary.changes += more
         self._trim_final()
         rows = {t: pd.concat(v, ignore_index=True) for t, v in tables.items() if v}
         if not records and not rows and not finish:  # nothing new: no snapshot
@@ -308,7 +319,7 @@ class Monitor:
                 except Exception as exc:  # a notification never stops the monitor
                     log.warning("notification of %s failed: %s", change.event_id, exc)
         if self.clock() - self._last_flush >= self.settings.flush_every_s:
-            self.lake.flush_inlined(LIVE_TABLES[:3])
+            self.lake.flush_inlined(FLUSHED)
             self._last_flush = self.clock()
         summary.seconds = time.perf_counter() - t_start
         return summary
@@ -317,16 +328,29 @@ class Monitor:
         self, now: pd.Timestamp, tables: dict[str, list[pd.DataFrame]]
     ) -> list[Revision]:
         assert self.catalog is not None and self.data_time is not None
-        provisional = pd.DataFrame(list(self.open_provisional.values()))
-        picks = (
-            pd.concat([f for f in (self.final_picks, provisional) if len(f)], ignore_index=True)
-            if (len(self.final_picks) or len(provisional))
-            else pd.DataFrame()
-        )
+        picks = self._known_picks()
         if not len(picks):
             return []
         data_now = pd.Timestamp(self.data_time.datetime, tz="UTC")
         changes = self.catalog.update(picks, data_now)
+        self._origin_rows(changes, picks, now, tables)
+        return changes
+
+    def _known_picks(self) -> pd.DataFrame:
+        """Return the final picks kept and the open provisional ones."""
+        provisional = pd.DataFrame(list(self.open_provisional.values()))
+        frames = [f for f in (self.final_picks, provisional) if len(f)]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def _origin_rows(
+        self,
+        changes: list[Revision],
+        picks: pd.DataFrame,
+        now: pd.Timestamp,
+        tables: dict[str, list[pd.DataFrame]],
+    ) -> None:
+        """Append the rows of ``changes`` (origins, arrivals, new amplitudes) to ``tables``."""
+        assert self.catalog is not None
         for ch in changes:
             origin = dict(ch.origin)
             origin.update(
@@ -346,7 +370,12 @@ class Monitor:
                 arr["event_id"] = ch.event_id
                 arr["monitor"] = self.settings.name
                 tables["live_arrivals"].append(arr)
-        return changes
+        if self.catalog.magnitudes is not None:
+            amps = self.catalog.magnitudes.take_new()
+            if len(amps):
+                amps["monitor"] = self.settings.name
+                amps["committed"] = now
+                tables["live_amplitudes"].append(amps)
 
     def _fourth_p(self, change: Revision, picks: pd.DataFrame) -> Any:
         """Return when the record of the 4th station's P arrival was delivered (NaT: < 4)."""
@@ -422,14 +451,17 @@ def latencies(lake: Lake, monitor: str) -> dict[str, Any]:
                 "p50": float(np.percentile(s, 50)),
                 "p95": float(np.percentile(s, 95)),
             }
-    events = queries.live_event_latencies(lake, monitor)
-    if len(events):
-        s = events["s"].to_numpy()
-        out["events"] = {
-            "n": int(len(s)),
-            "p50": float(np.percentile(s, 50)),
-            "p95": float(np.percentile(s, 95)),
-        }
+    for key, rows in (
+        ("events", queries.live_event_latencies(lake, monitor)),
+        ("magnitudes", queries.live_magnitude_latencies(lake, monitor)),
+    ):
+        if len(rows):
+            s = rows["s"].to_numpy()
+            out[key] = {
+                "n": int(len(s)),
+                "p50": float(np.percentile(s, 50)),
+                "p95": float(np.percentile(s, 95)),
+            }
     return out
 
 
@@ -460,6 +492,8 @@ class MonitorSpec:
     from_start: bool = False
     catalog: str | None = None
     device: str = "cpu"
+    magnitudes: bool = True
+    magnitude_params: dict[str, Any] | None = None  # MagnitudeParams fields (law, window, ...)
 
     @property
     def source_label(self) -> str:
@@ -502,7 +536,13 @@ def build_monitor(
     if spec.associate:
         if stations_table is not None and len(stations_table):
             config = PyOctoConfig() if spec.pyocto else GammaConfig()
-            catalog = LiveCatalog(stations_table, config, spec.window_s, prefix=f"{spec.name}")
+            catalog = LiveCatalog(
+                stations_table,
+                config,
+                spec.window_s,
+                prefix=f"{spec.name}",
+                magnitudes=live_magnitudes(spec, stations_table),
+            )
     settings = MonitorSettings(
         name=spec.name,
         cycle_s=spec.cycle_s,
@@ -514,6 +554,27 @@ def build_monitor(
     mon = Monitor(lake, source, picker, catalog, settings, notify)
     mon.restore()
     return mon
+
+
+def live_magnitudes(spec: MonitorSpec, stations_table: pd.DataFrame) -> LiveMagnitudes | None:
+    """Return the monitor's magnitude measurer: the responses of the station file (StationXML),
+    or None (with a warning) when magnitudes are off or the file holds no response."""
+    if not spec.magnitudes or not spec.station_file:
+        return None
+    from quakelake.association.magnitudes import read_inventory
+    from quakelake.params.magnitudes import MagnitudeParams
+
+    path = Path(spec.station_file)
+    files = sorted(path.glob("*.xml")) if path.is_dir() else [path]
+    try:
+        inventory = read_inventory(files)
+    except Exception as exc:  # not StationXML (a CSV station table): coordinates only
+        log.warning("no magnitudes: %s holds no StationXML responses (%s)", spec.station_file, exc)
+        return None
+    params = MagnitudeParams.model_validate(spec.magnitude_params or {})
+    amp = params.amplitude
+    keep_s = spec.window_s + amp.pre_s + amp.window_s + 2 * amp.pad_s + 60.0
+    return LiveMagnitudes(inventory, stations_table, params, keep_s=keep_s)
 
 
 def seedlink_streams(

@@ -56,6 +56,8 @@ def event_payload(change: Revision, monitor: str) -> dict[str, Any]:
         "longitude": _value(o.get("longitude")),
         "depth_km": _value(o.get("depth_km")),
         "magnitude": _value(o.get("magnitude")),
+        "magnitude_type": _value(o.get("magnitude_type")),
+        "magnitude_station_count": _value(o.get("magnitude_station_count")),
         "n_picks": _value(o.get("n_picks")),
         "n_stations": _value(o.get("n_stations")),
     }
