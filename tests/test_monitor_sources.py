@@ -232,6 +232,85 @@ def test_monitor_command_follows_seedlink(tmp_path, repacked, batch, salton):  #
     assert int(events["n"][0]) >= 3
 
 
+def test_monitor_command_follows_fdsn_in_a_playback(tmp_path, repacked, batch, salton):  # noqa: F811
+    """``quakelake monitor --fdsn URL --playback TIME --speed 4``: a drill on past data through
+    ``portable-fdsnws-dataselect`` in front of an archive that grows at 4x real time, indexed
+    again every second as a service behind a recorder is, and never ahead of the drill's clock
+    (see test_fdsn_poller_picks_equal_batch_picks: this server truncates a request that ends
+    inside indexed data). The picks whose windows all ran are the batch picks; events and
+    magnitudes were made."""
+    import threading
+
+    from quakelake.lakehouse import Lake
+
+    rep = SDSReplay(repacked, tmp_path / "sds")
+    rep.write_until(rep.start + 5.0)  # a record or two: the service needs files to start
+
+    def files() -> list[Path]:
+        return sorted(p for p in (tmp_path / "sds").rglob("*.D.*") if p.is_file())
+
+    speed = 4.0
+    cmd = [sys.executable, "-m", "quakelake.cli", "monitor", "--fdsn"]
+    rest = ["--playback", str(rep.start), "--speed", str(speed), "-N", "CI", "-C", "HH?"]
+    rest += ["-F", str(salton / "stations.xml"), "--lake", str(tmp_path / "lake")]
+    rest += ["--cycle", "1", "--duration", "70", "--name", "fdsn"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    with DataselectServer(tmp_path, tmp_path / "fdsnws", files=files()) as server:
+        proc = subprocess.Popen(
+            cmd + [server.url] + rest, stderr=subprocess.PIPE, text=True, env=env
+        )
+        assert proc.stderr is not None
+        err = []
+        for line in proc.stderr:  # the drill's clock runs from here
+            err.append(line)
+            if "following" in line:
+                break
+        wall0 = time.time()
+        stop = threading.Event()
+
+        def grow() -> None:  # the recorder, a second behind the drill's clock
+            while not stop.wait(1.0):
+                rep.write_until(min(rep.end, rep.start + (time.time() - wall0) * speed - 1.0))
+                server.reindex(files())
+
+        writer = threading.Thread(target=grow, daemon=True)
+        writer.start()
+        try:
+            err.append(proc.stderr.read())
+            proc.wait(600)
+        finally:
+            stop.set()
+            writer.join(30)
+    assert proc.returncode == 0, "".join(err)[-2000:]
+    lake = Lake(tmp_path / "lake")
+    live = lake.query("SELECT * FROM live_picks WHERE status = 'final'")
+    horizon = pd.Timestamp((rep.end - 45).datetime, tz="UTC")  # the last windows stay provisional
+    expected = set(batch.loc[batch["time"] < horizon, "pick_id"])
+    assert set(live.loc[live["time"] < horizon, "pick_id"]) == expected
+    assert not live["pick_id"].duplicated().any()
+    events = lake.query(
+        "SELECT count(DISTINCT event_id) AS n FROM live_origins WHERE isfinite(magnitude)"
+    )
+    assert int(events["n"][0]) >= 3
+
+
+def test_monitor_playback_needs_fdsn(tmp_path):
+    """--playback is a drill on a polled service: with --sds it is one error line, exit 2."""
+    (tmp_path / "sds").mkdir()
+    out = subprocess.run(
+        [sys.executable, "-m", "quakelake.cli", "monitor", "--sds", str(tmp_path / "sds")]
+        + ["--playback", "2020-10-01", "--lake", str(tmp_path / "lake")],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "error: --playback: only with --fdsn (an SDS archive or a SeedLink ring is read as it "
+        "is: use --from-start)"
+    ]
+    assert not (tmp_path / "lake").exists()
+
+
 def test_fdsn_poller_takes_an_empty_answer_as_no_data(tmp_path, salton):  # noqa: F811
     """portable-fdsnws-dataselect answers some short windows inside indexed sections with 200
     and no bytes (here every CI HH? channel, 40-45 s into the complete files): no data, not a

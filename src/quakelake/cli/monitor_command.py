@@ -24,6 +24,29 @@ def _one(values: list[str] | None, option: str, default: str) -> str:
     return values[0]
 
 
+def _playback(args: argparse.Namespace) -> str | None:
+    """Return --playback as an ISO time (checked), or None."""
+    if args.speed <= 0:
+        raise CliError(f"--speed: give a positive factor (got {args.speed})")
+    if args.playback is None:
+        if args.speed != 1.0:
+            raise CliError("--speed: only with --playback TIME (a drill on past data)")
+        return None
+    if args.fdsn is None:
+        raise CliError(
+            "--playback: only with --fdsn (an SDS archive or a SeedLink ring is read as it is: "
+            "use --from-start)"
+        )
+    from obspy import UTCDateTime
+
+    try:
+        return str(UTCDateTime(args.playback))
+    except (ValueError, TypeError):
+        raise CliError(
+            f"--playback: {args.playback!r} is not a time; give e.g. 2020-10-01T00:00:00"
+        ) from None
+
+
 def cmd_monitor(args: argparse.Namespace) -> int:
     """Run the monitor until stopped or --duration."""
     from quakelake.service.monitor import MonitorSpec
@@ -39,6 +62,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     for opt, value in (("--cycle", args.cycle), ("--window", args.window)):
         if value <= 0:
             raise CliError(f"{opt}: give a positive number of seconds (got {value})")
+    playback = _playback(args)
     model = _one(args.models, "-M/--models", "PhaseNet")
     weights = _one(args.weights, "-W/--weights", "original")
     from quakelake.picking.models import check_models
@@ -67,6 +91,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         provisional=not args.no_provisional,
         magnitudes=not args.no_magnitudes,
+        playback=playback,
+        speed=args.speed,
         from_start=args.from_start,
         catalog=args.catalog,
     )

@@ -750,6 +750,19 @@ def monitor_options(command) -> None:
         "ring holds (default off: only new records)",
     )
     r.add_argument(
+        "--playback",
+        metavar="TIME",
+        help="--fdsn: a drill on past data: the service is polled as if the clock read TIME "
+        "when the monitor starts, e.g. 2020-10-01T00:00:00 (default: now)",
+    )
+    r.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        metavar="K",
+        help="--playback: the drill's clock runs K times real time (default 1)",
+    )
+    r.add_argument(
         "--no-provisional", action="store_true", help="publish final picks only (default off)"
     )
     r.add_argument("-v", "--verbose", action="store_true", help="log every cycle (default off)")

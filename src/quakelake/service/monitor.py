@@ -493,6 +493,8 @@ class MonitorSpec:
     catalog: str | None = None
     device: str = "cpu"
     magnitudes: bool = True
+    playback: str | None = None  # --fdsn drill: the source's clock reads this at the start
+    speed: float = 1.0  # ... and runs this many times real time
     magnitude_params: dict[str, Any] | None = None  # MagnitudeParams fields (law, window, ...)
 
     @property
@@ -522,7 +524,15 @@ def build_monitor(
     if spec.sds:
         source = SDSFollower(Path(spec.sds), selection, from_start=spec.from_start)
     elif spec.fdsn:
-        source = FDSNPoller(spec.fdsn, selection)
+        if spec.playback:
+            source = FDSNPoller(
+                spec.fdsn,
+                selection,
+                start=UTCDateTime(spec.playback),
+                clock=playback_clock(UTCDateTime(spec.playback), spec.speed),
+            )
+        else:
+            source = FDSNPoller(spec.fdsn, selection)
     elif spec.seedlink:
         begin = UTCDateTime(0) if spec.from_start else None  # the server's whole ring
         source = SeedLinkSource(spec.seedlink, seedlink_streams(spec, stations_table), begin)
@@ -554,6 +564,12 @@ def build_monitor(
     mon = Monitor(lake, source, picker, catalog, settings, notify)
     mon.restore()
     return mon
+
+
+def playback_clock(start: UTCDateTime, speed: float = 1.0) -> Callable[[], UTCDateTime]:
+    """Return a clock that reads ``start`` now and runs ``speed`` times real time."""
+    t0 = time.time()
+    return lambda: start + (time.time() - t0) * speed
 
 
 def live_magnitudes(spec: MonitorSpec, stations_table: pd.DataFrame) -> LiveMagnitudes | None:
