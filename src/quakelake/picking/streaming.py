@@ -52,7 +52,6 @@ from quakelake.picking.models import (
     ModelSpec,
     classify_kwargs,
     picks_frame,
-    within_day,
 )
 
 log = logging.getLogger(__name__)
@@ -536,27 +535,20 @@ class StreamPicker:
                     lane.t1 = lane_t1
         jobs.sort(key=lambda j: (id(j[0]), j[2]))  # per segment in window order
         self._run(jobs)
-        final, provisional = [], []
-        band_of: dict[str, str] = {}
+        final: list[tuple[Any, _Lane]] = []
+        provisional: list[tuple[Any, _Lane]] = []
         for lane in list(self.lanes.values()):
             seg = lane.segment
             if seg is None:
                 continue
             f, p = self._advance(lane, seg)
-            band_of[lane.trace_id] = lane.band
-            if f:  # a frame only for a lane with picks (most lanes have none in a cycle)
-                rows_f = self._rows(f, lane)
-                if len(rows_f):
-                    final.append(rows_f)
-            if p:
-                rows_p = self._rows(p, lane)
-                if len(rows_p):
-                    provisional.append(rows_p)
+            final.extend((pick, lane) for pick in f)
+            provisional.extend((pick, lane) for pick in p)
             if seg.closed:
                 self._next_segment(lane, seg)
             else:
                 self._trim_raw(lane, seg)
-        return StepResult(self._concat(final), self._concat(provisional), len(jobs))
+        return StepResult(self._frame(final), self._frame(provisional), len(jobs))
 
     def _next_segment(self, lane: _Lane, seg: _Segment) -> None:
         """After a segment closed: start the next one at the first sample after it, or end the lane."""
@@ -635,17 +627,22 @@ class StreamPicker:
             since[inst] = min(since.get(inst, need), need)
         return since
 
-    def _rows(self, picks: list, lane: _Lane) -> pd.DataFrame:
-        if not picks:
-            return pd.DataFrame(columns=PICK_COLUMNS)
-        frame = picks_frame(picks, self.spec, {lane.trace_id: lane.band})
-        return within_day(frame, lane.day)
-
-    @staticmethod
-    def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    def _frame(self, picks: list[tuple[Any, _Lane]]) -> pd.DataFrame:
+        """Return the picks of a cycle as one frame: each within its lane's day (the padding
+        around a day is context, as in the batch path), framed once per band code (most cycles
+        have a handful of picks over hundreds of lanes: no frame per lane)."""
+        by_band: dict[str, list] = {}
+        for pick, lane in picks:
+            start = dt.datetime(lane.day.year, lane.day.month, lane.day.day)
+            if start <= pick.peak_time.datetime < start + dt.timedelta(days=1):
+                by_band.setdefault(lane.band, []).append(pick)
+        frames = [
+            picks_frame(mine, self.spec, {p.trace_id: band for p in mine})
+            for band, mine in sorted(by_band.items())
+        ]
         if not frames:
             return pd.DataFrame(columns=PICK_COLUMNS)
-        out = pd.concat(frames, ignore_index=True)
+        out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         return out.sort_values(["time", "station_id", "band", "phase"], ignore_index=True)
 
     def close(self) -> StepResult:
