@@ -188,8 +188,22 @@ def capacity(tmp: Path, model, n: int, seconds: float, step_s: float) -> dict:
             cpu += time.process_time() - c0
             data += step_s
             windows += summary.windows
+    from quakelake.lakehouse.catalog import ALIAS
+
+    lake = mon.lake
+    last = int(lake.history()["snapshot_id"].max())
+    state_rows = int(
+        lake.query(
+            f"SELECT count(*) AS n FROM ducklake_table_insertions('{ALIAS}', 'main', "
+            f"'monitor_state', 0, {last})"
+        )["n"][0]
+    )
+    catalog = base / "lake" / "catalog.sqlite"
     return {
         "stations": n,
+        "lanes": len(mon.picker.lane_states()),
+        "state_rows_per_cycle": state_rows / max(mon.cycles, 1),
+        "catalog_mb_per_hour": catalog.stat().st_size / 1e6 * 3600 / (end - rep.start),
         "data_s": data,
         "wall_s": busy,
         "cpu_s": cpu,
@@ -241,6 +255,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{cap['s_per_data_s']:.3f} s wall ({cap['cpu_per_data_s']:.3f} s CPU) per data s, "
                 f"{cap['windows']} windows -> ~{cap['capacity']:.0f} stations in real time "
                 f"(load {os.getloadavg()[0]:.1f})"
+            )
+            print(
+                f"  lake growth: {cap['state_rows_per_cycle']:.1f} state rows per cycle "
+                f"({cap['lanes']} lanes), catalog {cap['catalog_mb_per_hour']:.0f} MB per hour "
+                "of data before the hourly flush"
             )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

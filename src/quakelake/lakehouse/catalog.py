@@ -551,7 +551,7 @@ class Lake:
         run_id: str = "",
         replace: bool = True,
         message: str = "",
-        delete: dict[str, dict[str, str]] | None = None,
+        delete: dict[str, dict[str, str | Sequence[str]]] | None = None,
     ) -> list[FileChange]:
         """Commit data files and rows in one transaction (one snapshot); return the files taken.
 
@@ -569,8 +569,8 @@ class Lake:
             run_id: recorded with the snapshot (``quakelake lake history``, ``--as-of``).
             replace: replace committed stems (True) or keep them (False).
             message: the snapshot's commit message.
-            delete: rows removed in the same transaction, ``{table: {column: value}}`` (a
-                monitor's state, replaced every cycle).
+            delete: rows removed in the same transaction, ``{table: {column: value or
+                [values]}}`` (the monitor's state rows a cycle replaces).
         """
         if not changes and not rows and not delete:
             return []
@@ -597,10 +597,7 @@ class Lake:
                     ]
                     for table, where in (delete or {}).items():
                         table_spec(table)
-                        cond = " AND ".join(f'"{k}" = ?' for k in where) or "true"
-                        con.execute(
-                            f'DELETE FROM {ALIAS}."{table}" WHERE {cond}', list(where.values())
-                        )
+                        _delete_rows(con, table, where)
                     tables = rows(taken) if callable(rows) else (rows or {})
                     for table, data in tables.items():
                         if len(data):
@@ -624,6 +621,24 @@ class Lake:
                 # never part of the lake (a zero-row file: its stem is in the manifest alone)
                 Path(change.path).unlink(missing_ok=True)
         return taken
+
+
+def _delete_rows(
+    con: duckdb.DuckDBPyConnection, table: str, where: dict[str, str | Sequence[str]]
+) -> None:
+    """Delete the rows of ``table`` matching ``where``: a column equal to a value, or in a list
+    of values (an empty list matches nothing: no statement)."""
+    conds, params = [], []
+    for column, value in where.items():
+        if isinstance(value, str):
+            conds.append(f'"{column}" = ?')
+            params.append(value)
+        else:
+            if not value:
+                return
+            conds.append(f'"{column}" IN ({", ".join("?" * len(value))})')
+            params.extend(value)
+    con.execute(f'DELETE FROM {ALIAS}."{table}" WHERE {" AND ".join(conds) or "true"}', params)
 
 
 def rollback(con: duckdb.DuckDBPyConnection) -> None:

@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 __all__ = ["LIVE_TABLES", "CycleSummary", "Monitor", "MonitorSettings"]
 
 LIVE_TABLES = ("live_picks", "live_origins", "live_arrivals", "live_amplitudes", "monitor_state")
-FLUSHED = LIVE_TABLES[:4]  # monitor_state is replaced each cycle: never flushed
+FLUSHED = LIVE_TABLES  # monitor_state too: the rows it replaced go out with the rest
 MATCH_S = 0.5  # a final pick confirms a provisional one of the same instrument and phase this close
 
 
@@ -153,6 +153,7 @@ class Monitor:
         self.stop = threading.Event()
         self.cycles = 0
         self._last_flush = clock()
+        self._written: dict[str, str] = {}  # state row per key as last committed
         lake.inline_rows(LIVE_TABLES)
 
     # ------------------------------------------------------------------ state
@@ -162,6 +163,7 @@ class Monitor:
         rows = queries.monitor_state(self.lake, name)
         if not len(rows):
             return False
+        self._written = dict(zip(rows["key"], rows["state"], strict=True))
         states = {r.key: json.loads(r.state) for r in rows.itertuples() if r.key != "_monitor"}
         since = self.picker.restore(states)
         meta = [json.loads(r.state) for r in rows.itertuples() if r.key == "_monitor"]
@@ -188,6 +190,18 @@ class Monitor:
             if self.catalog.magnitudes is not None:
                 self.catalog.magnitudes.restore(queries.live_amplitudes(self.lake, name))
         return True
+
+    def _state_change(self, now: pd.Timestamp) -> tuple[pd.DataFrame, list[str]]:
+        """Return the state rows that changed since the last commit and the keys they replace
+        (with the keys of lanes that are gone): a lane's state changes when one of its windows
+        ran, so most cycles rewrite a few rows, not one per lane (every row a cycle replaces
+        stays in the catalog's history until the lake's snapshots are expired)."""
+        rows = self._state_rows(now)
+        changed = rows[
+            [self._written.get(k) != v for k, v in zip(rows["key"], rows["state"], strict=True)]
+        ]
+        gone = sorted(set(self._written) - set(rows["key"]))
+        return changed.reset_index(drop=True), sorted(changed["key"]) + gone
 
     def _state_rows(self, now: pd.Timestamp) -> pd.DataFrame:
         rows = [
@@ -304,13 +318,17 @@ class Monitor:
         if not records and not rows and not finish:  # nothing new: no snapshot
             summary.seconds = time.perf_counter() - t_start
             return summary
-        rows["monitor_state"] = self._state_rows(now)
+        state, replaced = self._state_change(now)
+        rows["monitor_state"] = state
         self.lake.commit(
             rows=rows,
             run_id=self.settings.name,
             message=f"monitor {self.settings.name} cycle",
-            delete={"monitor_state": {"monitor": self.settings.name}},
+            delete={"monitor_state": {"monitor": self.settings.name, "key": replaced}},
         )
+        self._written.update(zip(state["key"], state["state"], strict=True))
+        for key in set(replaced) - set(state["key"]):
+            self._written.pop(key, None)
         self.cycles += 1
         if self.notify is not None:
             for change in summary.changes:
