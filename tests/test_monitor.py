@@ -154,10 +154,12 @@ def test_final_streaming_picks_equal_batch_picks_and_events_agree(tmp_path, salt
     # no Parquet file per cycle: the live rows are inlined in the catalog
     assert mon.cycles >= 30
 
+    from quakelake.service.monitor import FLUSHED, LIVE_TABLES
+
     def live_files() -> list[str]:
         return [
             f
-            for t in ("live_picks", "live_origins", "live_arrivals", "monitor_state")
+            for t in LIVE_TABLES
             for f in glob.glob(
                 str(tmp_path / "lake" / "**" / t / "**" / "*.parquet"), recursive=True
             )
@@ -176,8 +178,10 @@ def test_final_streaming_picks_equal_batch_picks_and_events_agree(tmp_path, salt
     lanes = len(mon.picker.lane_states())
     assert int(written["n"][0]) <= 0.4 * mon.cycles * (lanes + 1), (written, mon.cycles, lanes)
     assert len(glob.glob(str(tmp_path / "lake" / "**" / "*.parquet"), recursive=True)) <= 2
-    mon.lake.flush_inlined(["live_picks", "live_origins", "live_arrivals"])
-    assert 1 <= len(live_files()) <= 3
+    mon.lake.flush_inlined(FLUSHED)  # what the hourly flush does: 6 files at most
+    flushed = live_files()
+    assert len(flushed) <= 6 and sum(f.endswith("-delete.parquet") for f in flushed) <= 1
+    assert {Path(f).parent.name for f in flushed} == set(LIVE_TABLES)
     assert len(lake.query("SELECT * FROM live_picks WHERE status = 'final'")) == len(batch)
 
 

@@ -20,9 +20,10 @@ One cycle (every ``cycle_s`` seconds):
 6. ``notify`` is called with each event change (the CLI emits a Prefect event per change).
 
 The live tables are inlined in the catalog (no Parquet file per cycle); every
-``flush_every_s`` the inlined rows are written out as one file per table, so a week of
-monitoring leaves at most ``7 * 86400 / flush_every_s`` files per live table (168 with the
-default hourly flush) until ``quakelake lake compact`` merges them.
+``flush_every_s`` the inlined rows are written out as one file per table (plus one delete file
+for the ``monitor_state`` rows cycles replaced), so a week of monitoring leaves at most
+``6 * 7 * 86400 / flush_every_s`` files (1008 with the default hourly flush) until
+``quakelake lake compact`` merges them. A cycle rewrites only the state rows that changed.
 
 Plain Python: no Prefect (the caller passes ``notify``).
 """
