@@ -10,13 +10,16 @@ the lake with no gap and no duplicate, on the same or another number of shards.
 from __future__ import annotations
 
 import os
+import re
 import signal
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from replay import SDSReplay
 from test_monitor import batch_picks, model, replay, salton  # noqa: F401 (fixtures)
+from test_slurm import slurm  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +67,9 @@ def test_sharded_monitor_gives_the_batch_picks_and_events(tmp_path, salton, mode
         replay(rep, mon, until=rep.start + 90)
         # a worker dies (killed, out of memory, end of its SLURM job): its shard starts again
         # on a live worker from the state of the last cycle
-        os.kill(int(front.actors[1].where().result().rsplit(":", 1)[1]), signal.SIGKILL)
+        pid = re.search(r" pid (\d+)", front.actors[1].where().result())
+        assert pid is not None
+        os.kill(int(pid.group(1)), signal.SIGKILL)
         replay(rep, mon)
         mon.cycle(finish=True)
         assert front.replaced == 1
@@ -200,3 +205,41 @@ def test_monitor_command_refuses_bad_shard_options(tmp_path, options, message):
     assert out.returncode == 2
     assert [line for line in out.stderr.splitlines() if line.startswith("error:")] == [message]
     assert not (tmp_path / "lake").exists()
+
+
+@pytest.mark.integration
+def test_sharded_monitor_on_slurm_jobs(tmp_path, salton, model, slurm):  # noqa: F811
+    """``--runner slurm``: each shard in its own SLURM job (a real slurmctld + slurmd on
+    127.0.0.1, tests/slurm_local.py); the jobs end with the monitor."""
+    from test_slurm import slurm_execution
+
+    from quakelake.service.monitor import MonitorSpec, build_monitor
+
+    execution = slurm_execution(tmp_path)
+    assert execution.slurm is not None
+    slurm_settings = execution.slurm.model_copy(update={"memory": "1800MB", "max_jobs": 2})
+    spec = MonitorSpec(
+        lake=str(tmp_path / "lake"),
+        sds=str(tmp_path / "sds"),
+        station_file=str(salton / "stations.xml"),
+        name="m",
+        from_start=True,
+        shards=2,
+        execution=execution.model_copy(update={"slurm": slurm_settings}),
+    )
+    rep = SDSReplay(sorted((salton / "mseed").glob("*.mseed")), tmp_path / "sds")
+    mon = build_monitor(spec)
+    try:
+        where = [a.where().result() for a in mon.front.actors]
+        assert len({w.split(" slurm job ")[-1] for w in where}) == 2, where
+        assert all(" slurm job " in w and f" pid {os.getpid()} " not in w + " " for w in where)
+        replay(rep, mon, step_s=10.0)
+        mon.cycle(finish=True)
+    finally:
+        mon.front.close()
+    live = mon.lake.query("SELECT * FROM live_picks WHERE status = 'final'")
+    assert set(live["pick_id"]) == set(batch_picks(tmp_path / "sds", model)["pick_id"])
+    deadline = time.time() + 60
+    while slurm.jobs() and time.time() < deadline:  # scancel is asynchronous
+        time.sleep(1)
+    assert slurm.jobs() == []

@@ -73,8 +73,9 @@ class PickShard:
         self.front.close()
 
     def where(self) -> str:
-        """Return the host and process the shard runs in."""
-        return f"{os.uname().nodename}:{os.getpid()}"
+        """Return the host and process the shard runs in (and its SLURM job, if any)."""
+        job = os.environ.get("SLURM_JOB_ID")
+        return f"{os.uname().nodename} pid {os.getpid()}" + (f" slurm job {job}" if job else "")
 
 
 class ShardedFront(PickFront):
@@ -115,9 +116,9 @@ class ShardedFront(PickFront):
         """Start the workers ``settings`` name (None: a LocalCluster of ``count`` processes) and
         ``count`` shards on them (``known``: the stations shared round robin)."""
         settings = settings or ComputeSettings(runner="dask-local", workers=count)
-        client, cluster = dask_client(settings, count)
+        client, cluster, workers = dask_client(settings, count)
         try:
-            return cls.on(client, count, make_source, make_picker, known, cluster)
+            return cls.on(client, count, make_source, make_picker, known, cluster, workers)
         except BaseException:
             client.close()
             if cluster is not None:
@@ -133,20 +134,22 @@ class ShardedFront(PickFront):
         make_picker: PickerMaker,
         known: tuple[str, ...] = (),
         cluster: Any = None,
+        workers: int = 1,
         timeout_s: float = 600.0,
     ) -> ShardedFront:
-        """Place ``count`` shards on the workers of ``client``, one per worker round robin (a
-        worker runs its actors one call at a time: give at least as many workers)."""
+        """Place ``count`` shards on the workers of ``client`` (waiting for up to ``workers``
+        of them), one per worker round robin (a worker runs its actors one call at a time:
+        give at least as many workers)."""
         count = max(1, count)
-        client.wait_for_workers(min(count, _expected_workers(cluster, count)), timeout=timeout_s)
+        client.wait_for_workers(min(count, max(1, workers)), timeout=timeout_s)
         shards = [StationShard(i, count, known) for i in range(count)]
         front = cls(client, make_source, make_picker, shards, cluster, timeout_s)
-        workers = front._workers()
-        if len(workers) < count:
+        names = front._workers()
+        if len(names) < count:
             log.warning(
-                "%d shards on %d Dask workers: shards on one worker take turns", count, len(workers)
+                "%d shards on %d Dask workers: shards on one worker take turns", count, len(names)
             )
-        futures = [front._submit(i, workers[i % len(workers)]) for i in range(count)]
+        futures = [front._submit(i, names[i % len(names)]) for i in range(count)]
         for i, actor in enumerate(client.gather(futures)):
             front.actors[i] = actor
         log.info("monitor shards on %s", ", ".join(a.where().result() for a in front.actors))
@@ -261,16 +264,9 @@ def _merge(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return out.sort_values(SORT, ignore_index=True)
 
 
-def _expected_workers(cluster: Any, count: int) -> int:
-    """Return how many workers to wait for: the shards' count, or what the cluster will have."""
-    if cluster is None:
-        return 1  # an existing scheduler: whatever it has
-    n = getattr(cluster, "_quakelake_workers", None)
-    return count if n is None else int(n)
-
-
-def dask_client(settings: ComputeSettings, shards: int) -> tuple[Any, Any]:
-    """Return a Dask client (and the cluster it started, None for ``address``) for ``shards``.
+def dask_client(settings: ComputeSettings, shards: int) -> tuple[Any, Any, int]:
+    """Return a Dask client for ``shards``, the cluster it started (None for ``address``) and
+    how many workers it will have (1 for ``address``: whatever the scheduler has).
 
     ``dask-local``: a LocalCluster of ``settings.workers`` processes; ``slurm``: a SLURMCluster
     kept at the jobs ``shards`` workers need (lost jobs are submitted again); ``address``: the
@@ -284,23 +280,21 @@ def dask_client(settings: ComputeSettings, shards: int) -> tuple[Any, Any]:
     if settings.runner == "dask-local":
         from distributed import LocalCluster
 
-        cluster = LocalCluster(**local_cluster_kwargs(settings))
-        cluster._quakelake_workers = settings.workers  # type: ignore[attr-defined]
-        return Client(cluster), cluster
+        local = LocalCluster(**local_cluster_kwargs(settings))
+        return Client(local), local, settings.workers
     if settings.runner == "slurm":
         from dask_jobqueue import SLURMCluster
 
         s = settings.slurm
         assert s is not None  # checked by ComputeSettings
         jobs = min(s.max_jobs, -(-shards // s.processes))
-        cluster = SLURMCluster(
+        slurm = SLURMCluster(
             **slurm_cluster_kwargs(s, settings.allowed_failures, settings.dashboard_address)
         )
-        cluster._quakelake_workers = jobs * s.processes  # type: ignore[attr-defined]
-        cluster.adapt(minimum_jobs=jobs, maximum_jobs=jobs)
-        return Client(cluster), cluster
+        slurm.adapt(minimum_jobs=jobs, maximum_jobs=jobs)  # a job that ends is submitted again
+        return Client(slurm), slurm, jobs * s.processes
     if settings.runner == "address":
-        return Client(settings.address), None
+        return Client(settings.address), None, 1
     raise ValueError(
         "shards run on Dask workers: give --runner dask-local, slurm or address "
         "(threads runs the monitor in one process)"
