@@ -4,7 +4,9 @@ The Salton Sea replay of tests/test_monitor.py, followed by a monitor whose read
 run as two Dask actors (8 stations each) while association and the lake stay in the test's
 process: the final picks equal the batch picks id for id (a worker killed mid-run included),
 events come out, and a monitor killed between its shards' step and its commit restarts from
-the lake with no gap and no duplicate, on the same or another number of shards.
+the lake with no gap and no duplicate, on the same or another number of shards. Also: the
+command (its own LocalCluster), real SLURM jobs (tests/slurm_local.py) and a SeedLink restart
+whose per-station sequence numbers go back to the shard of each station.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from replay import SDSReplay
-from test_monitor import batch_picks, model, replay, salton  # noqa: F401 (fixtures)
+from test_monitor import _monitor_cmd, batch_picks, model, replay, salton  # noqa: F401 (fixtures)
+from test_monitor_sources import batch, repacked  # noqa: F401 (fixtures)
 from test_slurm import slurm  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
@@ -77,9 +81,9 @@ def test_sharded_monitor_gives_the_batch_picks_and_events(tmp_path, salton, mode
         mon.front.close()
     lake = mon.lake
     live = lake.query("SELECT * FROM live_picks WHERE status = 'final'")
-    batch = batch_picks(tmp_path / "sds", model)
-    assert len(batch) == 175
-    assert set(live["pick_id"]) == set(batch["pick_id"]) and len(live) == len(batch)
+    reference = batch_picks(tmp_path / "sds", model)
+    assert len(reference) == 175
+    assert set(live["pick_id"]) == set(reference["pick_id"]) and len(live) == len(reference)
     # both shards picked: the stations are split 8 / 8 (round robin over the station file)
     shard_of = front.shards[0].of
     assert {shard_of(n, s) for n, s in zip(live["network"], live["station"], strict=True)} == {
@@ -89,7 +93,7 @@ def test_sharded_monitor_gives_the_batch_picks_and_events(tmp_path, salton, mode
     assert (
         sum(
             shard_of(n, s) == 0
-            for n, s in set(zip(batch["network"], batch["station"], strict=True))
+            for n, s in set(zip(reference["network"], reference["station"], strict=True))
         )
         == 8
     )
@@ -130,9 +134,9 @@ def test_sharded_monitor_killed_resumes_without_gap_or_duplicate(
         finally:
             mon.front.close()
     live = mon.lake.query("SELECT * FROM live_picks WHERE status = 'final'")
-    batch = batch_picks(tmp_path / "sds", model)
+    reference = batch_picks(tmp_path / "sds", model)
     assert not live["pick_id"].duplicated().any()
-    assert set(live["pick_id"]) == set(batch["pick_id"])
+    assert set(live["pick_id"]) == set(reference["pick_id"])
     events = mon.lake.query(
         "SELECT event_id, count(*) AS n FROM live_origins WHERE status = 'new' GROUP BY ALL"
     )
@@ -141,37 +145,25 @@ def test_sharded_monitor_killed_resumes_without_gap_or_duplicate(
 
 def test_monitor_command_with_shards(tmp_path, salton, model):  # noqa: F811
     """``quakelake monitor --shards 2``: its own LocalCluster of two processes."""
-    from cli_run import quakelake
-
     from quakelake.lakehouse import Lake
 
     rep = SDSReplay(sorted((salton / "mseed").glob("*.mseed")), tmp_path / "sds")
     rep.write_until(rep.end + 3600)
-    out = quakelake(
-        "monitor",
-        "--sds",
-        str(tmp_path / "sds"),
-        "--from-start",
-        "--lake",
-        str(tmp_path / "lake"),
-        "-F",
-        str(salton / "stations.xml"),
-        "--shards",
-        "2",
-        "--duration",
-        "5",
-        "--cycle",
-        "1",
+    out = subprocess.run(
+        _monitor_cmd(tmp_path, salton, "--shards", "2", "--duration", "5"),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "2 shards on dask-local" in out.stderr
     lake = Lake(tmp_path / "lake")
     live = lake.query("SELECT * FROM live_picks WHERE status = 'final'")
-    batch = batch_picks(tmp_path / "sds", model)
+    reference = batch_picks(tmp_path / "sds", model)
     # a live stream never ends: the picks of the last window steps stay provisional
     horizon = pd.Timestamp((rep.end - 45).datetime, tz="UTC")
-    assert set(batch.loc[batch["time"] < horizon, "pick_id"]) <= set(live["pick_id"])
-    assert set(live["pick_id"]) <= set(batch["pick_id"])
+    assert set(reference.loc[reference["time"] < horizon, "pick_id"]) <= set(live["pick_id"])
+    assert set(live["pick_id"]) <= set(reference["pick_id"])
     assert len(lake.query("SELECT DISTINCT event_id FROM live_origins")) >= 3
 
 
@@ -243,3 +235,75 @@ def test_sharded_monitor_on_slurm_jobs(tmp_path, salton, model, slurm):  # noqa:
     while slurm.jobs() and time.time() < deadline:  # scancel is asynchronous
         time.sleep(1)
     assert slurm.jobs() == []
+
+
+def test_monitor_command_refuses_more_shards_than_stations(tmp_path, salton):  # noqa: F811
+    (tmp_path / "sds").mkdir()
+    out = subprocess.run(
+        _monitor_cmd(tmp_path, salton, "--shards", "17"), capture_output=True, text=True
+    )
+    assert out.returncode == 2
+    assert [line for line in out.stderr.splitlines() if line.startswith("error:")] == [
+        "error: --shards: 17 shards for 16 stations; give at most 16 (a shard follows whole "
+        "stations)"
+    ]
+
+
+def test_sharded_seedlink_restart_routes_the_sequence_numbers(
+    tmp_path,
+    salton,  # noqa: F811
+    model,  # noqa: F811
+    cluster,
+    repacked,  # noqa: F811
+    batch,  # noqa: F811
+):
+    """Two shards, each with its own SeedLink connection for its 8 stations; stopped with 10 s
+    received and never committed, a new sharded monitor gives every station's checkpoint to the
+    shard of that station, which asks DATA from it: the batch picks, none missing, none twice."""
+    from seedlink_server import SeedLinkReplayServer
+
+    from quakelake.service.monitor import build_monitor
+
+    def seq_of(mon, key: str) -> int:
+        return mon.front.source_state().get(key, {}).get("seq", 0)
+
+    with SeedLinkReplayServer(repacked) as server:
+        spec = sharded_spec(tmp_path, salton, cluster.scheduler_address)
+        spec.sds, spec.seedlink = None, server.address
+        spec.networks = sorted({k.split("_")[0] for k in server.stations})
+        spec.stations = sorted({k.split("_")[1] for k in server.stations})
+        spec.channels = ["HH?"]
+        t = server.start
+        for stop in (server.start + 80, None):
+            mon = build_monitor(spec)
+            try:
+                end = stop if stop is not None else server.end
+                while t < end:
+                    t += 5.0
+                    server.release_until(t)
+                    deadline = time.time() + 60
+                    while any(seq_of(mon, k) < server.next_seq[k] - 1 for k in server.stations):
+                        mon.cycle()
+                        assert time.time() < deadline, mon.front.source_state()
+                        time.sleep(0.1)
+                if stop is not None:
+                    assert set(mon.front.source_state()) == set(server.stations)
+                    first_connections = {n for n, _ in server.log}
+                    t += 10.0
+                    server.release_until(t)  # received by the shards, never committed
+                    time.sleep(1.0)
+                    mon.front.poll_step()
+                else:
+                    mon.cycle(finish=True)
+            finally:
+                mon.front.close()
+        asked = [
+            line.split()[0]
+            for n, line in server.log
+            if n not in first_connections and line.split()[0] in ("DATA", "TIME")
+        ]
+    assert len(first_connections) == 2  # one connection per shard
+    assert asked == ["DATA"] * 16  # every station resumed from its checkpoint, none from TIME
+    live = mon.lake.query("SELECT * FROM live_picks WHERE status = 'final'")
+    assert not live["pick_id"].duplicated().any()
+    assert set(live["pick_id"]) == set(batch["pick_id"])

@@ -552,12 +552,18 @@ def build_monitor(
     if spec.sharded:
         from quakelake.service.monitor_shards import ShardedFront
 
+        known = known_stations(spec, stations_table, streams)
+        if spec.shards > len(known) > 0:
+            raise ValueError(
+                f"--shards: {spec.shards} shards for {len(known)} stations; give at most "
+                f"{len(known)} (a shard follows whole stations)"
+            )
         front = ShardedFront.start(
             spec.shards,
             spec.execution,
             functools.partial(make_source, spec, streams),
             functools.partial(make_picker, spec),
-            known_stations(spec, stations_table, streams),
+            known,
         )
     else:
         front = LocalFront(make_source(spec, streams), make_picker(spec))
