@@ -147,7 +147,10 @@ class SDSFollower(LiveSource):
         for year in sorted(os.scandir(self.root), key=lambda e: e.name):
             if not year.is_dir() or not year.name.isdigit():
                 continue
-            for dirpath, _dirs, files in os.walk(year.path):
+            for dirpath, dirs, files in os.walk(year.path):
+                if self.shard is not None and os.path.dirname(dirpath) == year.path:
+                    net = os.path.basename(dirpath)  # YEAR/NET: its folders are stations
+                    dirs[:] = [d for d in dirs if self.shard.owns(net, d)]
                 for name in files:
                     if name.count(".") < 6 or ".D." not in name:
                         continue
