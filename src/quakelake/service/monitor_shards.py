@@ -173,8 +173,8 @@ class ShardedFront(PickFront):
         return future
 
     def _replace(self, i: int) -> None:
-        """Start shard ``i`` again on a live worker from the state of the last cycle (the one
-        the monitor committed: a cycle commits after its step)."""
+        """Start shard ``i`` again on a live worker from its state after the last step (the
+        monitor has taken that step's picks; what the lost shard read since comes again)."""
         self.client.wait_for_workers(1, timeout=self.timeout_s)
         workers = self._workers()
         lost, others = self.placed[i], set(self.placed[:i] + self.placed[i + 1 :])
