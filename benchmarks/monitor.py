@@ -16,8 +16,12 @@
    the monitor takes them (``--cycle`` seconds of data per cycle, as at 1x; picks only: synthetic copies of 16 stations
    have no meaningful geometry for association). Prints the processing seconds per data second
    at each N; real time holds while it is < 1, so the capacity is about N / (s per data s).
+   ``--shards 1 2``: also with the reading and picking sharded over K Dask worker processes
+   (``quakelake monitor --shards K``: a LocalCluster of K workers, one thread each; 1 = the
+   single process), side by side.
 
     .venv/bin/python benchmarks/monitor.py [--cycle 1.5] [--stations 32 128] [--seconds 120]
+        [--shards 1 2]
 """
 
 from __future__ import annotations
@@ -154,24 +158,38 @@ def synthesise(n: int, out: Path) -> list[Path]:
     return files
 
 
-def capacity(tmp: Path, model, n: int, seconds: float, step_s: float) -> dict:
-    """Process ``seconds`` of ``n`` synthetic stations in ``step_s`` cycles; time the cycles."""
+def capacity(tmp: Path, model, n: int, seconds: float, step_s: float, shards: int = 1) -> dict:
+    """Process ``seconds`` of ``n`` synthetic stations in ``step_s`` cycles; time the cycles
+    (``shards`` > 1: sharded over a LocalCluster of that many worker processes)."""
     from replay import SDSReplay
 
     from quakelake.archive.live import SDSFollower
     from quakelake.lakehouse import Lake
-    from quakelake.service.monitor import Monitor, MonitorSettings
+    from quakelake.service.monitor import Monitor, MonitorSettings, MonitorSpec, build_monitor
 
-    base = tmp / f"cap{n}"
-    rep = SDSReplay(synthesise(n, base / "mseed"), base / "sds")
-    (base / "sds").mkdir(parents=True, exist_ok=True)
-    mon = Monitor(
-        Lake(base / "lake"),
-        SDSFollower(base / "sds"),
-        _picker(model),
-        None,
-        MonitorSettings(name="cap", provisional=True),
+    base = tmp / f"cap{n}-{shards}"
+    mseed = tmp / f"cap{n}-mseed"
+    rep = SDSReplay(
+        synthesise(n, mseed) if not mseed.is_dir() else sorted(mseed.glob("*")), base / "sds"
     )
+    (base / "sds").mkdir(parents=True, exist_ok=True)
+    if shards > 1:
+        spec = MonitorSpec(
+            lake=str(base / "lake"),
+            sds=str(base / "sds"),
+            from_start=True,
+            name="cap",
+            shards=shards,
+        )
+        mon = build_monitor(spec)
+    else:
+        mon = Monitor(
+            Lake(base / "lake"),
+            SDSFollower(base / "sds"),
+            _picker(model),
+            None,
+            MonitorSettings(name="cap", provisional=True),
+        )
     t = rep.start
     busy = cpu = 0.0
     data = 0.0
@@ -199,9 +217,12 @@ def capacity(tmp: Path, model, n: int, seconds: float, step_s: float) -> dict:
         )["n"][0]
     )
     catalog = base / "lake" / "catalog.sqlite"
+    lanes = len(mon.front.lane_states())
+    mon.front.close()
     return {
+        "shards": shards,
         "stations": n,
-        "lanes": len(mon.picker.lane_states()),
+        "lanes": lanes,
         "state_rows_per_cycle": state_rows / max(mon.cycles, 1),
         "catalog_mb_per_hour": catalog.stat().st_size / 1e6 * 3600 / (end - rep.start),
         "data_s": data,
@@ -221,6 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stations", type=int, nargs="*", default=[128, 512])
     ap.add_argument("--seconds", type=float, default=120.0, help="data seconds per capacity run")
     ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument(
+        "--shards",
+        type=int,
+        nargs="*",
+        default=[1],
+        help="capacity also with K shards on K Dask worker processes (1: one process)",
+    )
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="quakelake-bench-monitor-"))
     setup_env(tmp)
@@ -249,18 +277,20 @@ def main(argv: list[str] | None = None) -> int:
                     f"p95 {value['p95']:6.1f} s{verdict}"
                 )
         for n in args.stations:
-            cap = capacity(tmp, model, n, args.seconds, args.cycle)
-            print(
-                f"capacity: {n:4d} stations x 3 comp x 100 Hz, {cap['data_s']:.0f} s of data: "
-                f"{cap['s_per_data_s']:.3f} s wall ({cap['cpu_per_data_s']:.3f} s CPU) per data s, "
-                f"{cap['windows']} windows -> ~{cap['capacity']:.0f} stations in real time "
-                f"(load {os.getloadavg()[0]:.1f})"
-            )
-            print(
-                f"  lake growth: {cap['state_rows_per_cycle']:.1f} state rows per cycle "
-                f"({cap['lanes']} lanes), catalog {cap['catalog_mb_per_hour']:.0f} MB per hour "
-                "of data before the hourly flush"
-            )
+            for k in args.shards:
+                cap = capacity(tmp, model, n, args.seconds, args.cycle, k)
+                cpu = f"{cap['cpu_per_data_s']:.3f} s CPU" + ("" if k == 1 else " coordinator")
+                print(
+                    f"capacity: {n:4d} stations x 3 comp x 100 Hz, {k} shard(s), "
+                    f"{cap['data_s']:.0f} s of data: {cap['s_per_data_s']:.3f} s wall ({cpu}) "
+                    f"per data s, {cap['windows']} windows -> ~{cap['capacity']:.0f} stations "
+                    f"in real time (load {os.getloadavg()[0]:.1f})"
+                )
+                print(
+                    f"  lake growth: {cap['state_rows_per_cycle']:.1f} state rows per cycle "
+                    f"({cap['lanes']} lanes), catalog {cap['catalog_mb_per_hour']:.0f} MB per "
+                    "hour of data before the hourly flush"
+                )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -18,6 +18,7 @@ Plain Python: no Prefect, no lake.
 
 from __future__ import annotations
 
+import bisect
 import io
 import logging
 import os
@@ -25,6 +26,7 @@ import socket
 import struct
 import threading
 import time
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +40,41 @@ from quakelake.params import StationSelection
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FDSNPoller", "LiveSource", "SDSFollower", "SeedLinkSource", "whole_records"]
+__all__ = [
+    "FDSNPoller",
+    "LiveSource",
+    "SDSFollower",
+    "SeedLinkSource",
+    "StationShard",
+    "whole_records",
+]
+
+
+@dataclass(frozen=True)
+class StationShard:
+    """The stations one shard of a sharded monitor follows: shard ``index`` of ``count``.
+
+    A station named in ``known`` (sorted ``NET.STA``, e.g. from the station file) goes to
+    shard ``position % count`` (round robin: balanced); any other station to
+    ``crc32("NET.STA") % count`` (stable across processes and restarts). Every station
+    belongs to exactly one shard.
+    """
+
+    index: int
+    count: int
+    known: tuple[str, ...] = ()
+
+    def of(self, network: str, station: str) -> int:
+        """Return the shard that follows station ``network.station``."""
+        name = f"{network}.{station}"
+        i = bisect.bisect_left(self.known, name)
+        if i < len(self.known) and self.known[i] == name:
+            return i % self.count
+        return zlib.crc32(name.encode()) % self.count
+
+    def owns(self, network: str, station: str) -> bool:
+        """Return True when this shard follows ``network.station``."""
+        return self.of(network, station) == self.index
 
 
 class LiveSource:
@@ -56,7 +92,8 @@ class LiveSource:
         """Release connections and threads."""
 
     def state(self) -> dict[str, Any]:
-        """What the source needs after a restart besides the picker's times (kept in the lake)."""
+        """What the source needs after a restart besides the picker's times (kept in the lake);
+        per-station entries are keyed ``NET_STA`` (a sharded monitor routes them by station)."""
         return {}
 
     def restore_state(self, state: dict[str, Any]) -> None:
@@ -130,11 +167,13 @@ class SDSFollower(LiveSource):
         selection: -N/-S/-C station selection.
         from_start: read files from their beginning (a replay, a restart); otherwise the files
             that exist at the first poll are read from their current end (only new records).
+        shard: follow only this shard's stations (a sharded monitor); None: all.
     """
 
     root: Path
     selection: StationSelection | None = None
     from_start: bool = True
+    shard: StationShard | None = None
     name: str = "sds"
     offsets: dict[str, int] = field(default_factory=dict)
     since: dict[str, UTCDateTime] = field(default_factory=dict)
@@ -144,7 +183,10 @@ class SDSFollower(LiveSource):
         for year in sorted(os.scandir(self.root), key=lambda e: e.name):
             if not year.is_dir() or not year.name.isdigit():
                 continue
-            for dirpath, _dirs, files in os.walk(year.path):
+            for dirpath, dirs, files in os.walk(year.path):
+                if self.shard is not None and os.path.dirname(dirpath) == year.path:
+                    net = os.path.basename(dirpath)  # YEAR/NET: its folders are stations
+                    dirs[:] = [d for d in dirs if self.shard.owns(net, d)]
                 for name in files:
                     if name.count(".") < 6 or ".D." not in name:
                         continue
@@ -152,6 +194,8 @@ class SDSFollower(LiveSource):
                     if self.selection is not None and not self.selection.matches(
                         net, sta, loc, cha
                     ):
+                        continue
+                    if self.shard is not None and not self.shard.owns(net, sta):
                         continue
                     path = os.path.join(dirpath, name)
                     try:
@@ -210,6 +254,8 @@ class FDSNPoller(LiveSource):
         window_s: how far back each request reaches (covers a late record).
         start: first time to ask for (default: now - window_s).
         clock: the time "now" (tests replay data of the past through a shifted clock).
+        shard: keep only this shard's stations (a sharded monitor; each shard asks for the
+            whole selection and drops the other stations); None: all.
     """
 
     url: str
@@ -217,6 +263,7 @@ class FDSNPoller(LiveSource):
     window_s: float = 120.0
     start: UTCDateTime | None = None
     clock: object = None
+    shard: StationShard | None = None
     name: str = "fdsn"
     delivered: dict[str, UTCDateTime] = field(default_factory=dict)
     _client: object = None
@@ -255,6 +302,8 @@ class FDSNPoller(LiveSource):
         for tr in stream:
             s = tr.stats
             if not sel.matches(s.network, s.station, s.location, s.channel):
+                continue
+            if self.shard is not None and not self.shard.owns(s.network, s.station):
                 continue
             last = self.delivered.get(tr.id)
             if last is not None:

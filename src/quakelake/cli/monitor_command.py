@@ -63,6 +63,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         if value <= 0:
             raise CliError(f"{opt}: give a positive number of seconds (got {value})")
     playback = _playback(args)
+    execution = _execution(args)
     model = _one(args.models, "-M/--models", "PhaseNet")
     weights = _one(args.weights, "-W/--weights", "original")
     from quakelake.picking.models import check_models
@@ -95,12 +96,18 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         speed=args.speed,
         from_start=args.from_start,
         catalog=args.catalog,
+        shards=args.shards,
+        execution=execution,
     )
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(message)s",
         stream=sys.stderr,
     )
+    if execution is not None:  # Dask's own INFO lines would drown the cycles'
+        import distributed  # noqa: F401 (sets up its loggers)
+
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     notify = _notifier(spec.name)
     from quakelake.service.monitor import build_monitor
 
@@ -112,13 +119,69 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         print("monitor: no station file (-F): picks only, no events", file=sys.stderr)
     print(
         f"monitor {spec.name}: following {spec.source_label} into {lake} "
-        f"({model}/{weights}{', ' + ('GaMMA' if args.gamma else 'PyOcto') if stations is not None else ''})",
+        f"({model}/{weights}{', ' + ('GaMMA' if args.gamma else 'PyOcto') if stations is not None else ''}"
+        f"{f', {spec.shards} shards on {execution.runner}' if execution is not None else ''})",
         file=sys.stderr,
     )
     code = mon.run()
     events = 0 if mon.catalog is None else len(mon.catalog.preferred())
     print(f"monitor {spec.name}: {mon.cycles} cycles, {events} events", file=sys.stderr)
     return code
+
+
+def _execution(args: argparse.Namespace):
+    """Return where the shards run (None: the whole monitor in this process).
+
+    ``--shards K`` > 1 without a runner: a LocalCluster of K processes; a runner, an address,
+    a compute block or a configuration file alone: the given number of shards there.
+    """
+    if args.shards < 1:
+        raise CliError(f"--shards: give a number of shards >= 1 (got {args.shards})")
+    if args.workers is not None and args.workers < 1:
+        raise CliError(f"--workers: give a number of workers >= 1 (got {args.workers})")
+    named = args.runner or args.address or args.compute_block or args.config
+    if args.shards == 1 and not named:
+        return None
+    if args.runner == "threads":
+        raise CliError(
+            "--runner: shards run on Dask workers: give dask-local, slurm or address "
+            "(threads is the monitor in this process, --shards 1)"
+        )
+    if not (args.config or args.compute_block):
+        if args.runner == "address" and not args.address:
+            raise CliError(
+                "--runner address: give the scheduler's --address, e.g. tcp://10.0.0.5:8786"
+            )
+        if args.runner == "slurm":
+            raise CliError(
+                "--runner slurm: give the SLURM job settings: -c FILE (execution.slurm) or "
+                "--compute-block NAME"
+            )
+    from quakelake.config import ConfigError
+    from quakelake.flows.settings import resolve_settings
+
+    given: dict = {"runner": args.runner, "workers": args.workers, "address": args.address}
+    if args.address and not args.runner:
+        given["runner"] = "address"
+    overrides = {"execution": {k: v for k, v in given.items() if v is not None}}
+    names = {"execution.runner": "--runner", "execution.workers": "--workers"}
+    names["execution.address"] = "--address"
+    if args.compute_block:
+        from quakelake.service.server import resolve_api
+
+        resolve_api()  # blocks live on the server every command uses
+    try:
+        cfg = resolve_settings(
+            args.config, overrides, compute_block=args.compute_block, names=names
+        )
+    except ConfigError as exc:
+        raise CliError(str(exc)) from exc
+    execution = cfg.execution
+    if execution.runner == "threads":  # nothing named a Dask runner: a local cluster
+        execution = execution.model_copy(update={"runner": "dask-local"})
+    if execution.runner == "dask-local" and args.workers is None:
+        execution = execution.model_copy(update={"workers": max(execution.workers, args.shards)})
+    return execution
 
 
 def _notifier(name: str):

@@ -766,6 +766,24 @@ def monitor_options(command) -> None:
         "--no-provisional", action="store_true", help="publish final picks only (default off)"
     )
     r.add_argument("-v", "--verbose", action="store_true", help="log every cycle (default off)")
+    r.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        metavar="K",
+        help="read and pick the stations in K shards, each on a Dask worker (--runner; "
+        "default dask-local with K workers); association and the lake stay in this process "
+        "(default 1: all in this process)",
+    )
+    r.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="JSON or YAML configuration file: the monitor takes its execution part (the "
+        "runner of the shards, SLURM job settings) (default: none)",
+    )
+    _compute(p)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,14 +25,22 @@ for the ``monitor_state`` rows cycles replaced), so a week of monitoring leaves 
 ``6 * 7 * 86400 / flush_every_s`` files (1008 with the default hourly flush) until
 ``quakelake lake compact`` merges them. A cycle rewrites only the state rows that changed.
 
+Steps 1-2 (reading the source, picking) are the monitor's *front* (:class:`PickFront`): in
+this process (:class:`LocalFront`) or sharded by station over Dask workers
+(:class:`quakelake.service.monitor_shards.ShardedFront`); the rest (association, the one lake
+writer, the state commit, notifications) stays in this process.
+
 Plain Python: no Prefect (the caller passes ``notify``).
 """
 
 from __future__ import annotations
 
 import bisect
+import fnmatch
+import functools
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -45,16 +53,26 @@ import numpy as np
 import pandas as pd
 from obspy import UTCDateTime
 
-from quakelake.archive.live import LiveSource
+from quakelake.archive.live import LiveSource, StationShard
 from quakelake.association.live import LiveCatalog, Revision
 from quakelake.association.live_magnitudes import LiveMagnitudes
 from quakelake.lakehouse import Lake, queries
+from quakelake.params.compute import ComputeSettings
 from quakelake.picking.models import PICK_COLUMNS
 from quakelake.picking.streaming import StreamPicker
+from quakelake.service.monitor_front import Delivery, LocalFront, PickFront
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LIVE_TABLES", "CycleSummary", "Monitor", "MonitorSettings"]
+__all__ = [
+    "LIVE_TABLES",
+    "CycleSummary",
+    "Delivery",
+    "LocalFront",
+    "Monitor",
+    "MonitorSettings",
+    "PickFront",
+]
 
 LIVE_TABLES = ("live_picks", "live_origins", "live_arrivals", "live_amplitudes", "monitor_state")
 FLUSHED = LIVE_TABLES  # monitor_state too: the rows it replaced go out with the rest
@@ -122,24 +140,32 @@ class Monitor:
 
     Args:
         lake: the lake (its live tables are created on first use).
-        source: where the records come from.
-        picker: the streaming picker (one model x weights).
+        source: where the records come from (None with ``front``).
+        picker: the streaming picker (one model x weights; None with ``front``).
         catalog: the evolving catalogue (None: picks only).
         settings: cycle, window, duration, flush.
         notify: called with every event change after it was committed.
         clock: wall clock (seconds since the epoch).
+        front: what reads and picks instead of ``source`` and ``picker`` in this process,
+            e.g. a :class:`quakelake.service.monitor_shards.ShardedFront`.
     """
 
     def __init__(
         self,
         lake: Lake,
-        source: LiveSource,
-        picker: StreamPicker,
+        source: LiveSource | None,
+        picker: StreamPicker | None,
         catalog: LiveCatalog | None,
         settings: MonitorSettings,
         notify: Callable[[Revision], None] | None = None,
         clock: Callable[[], float] = time.time,
+        front: PickFront | None = None,
     ) -> None:
+        if front is None:
+            if source is None or picker is None:
+                raise ValueError("give a source and a picker, or a front")
+            front = LocalFront(source, picker)
+        self.front = front
         self.lake = lake
         self.source = source
         self.picker = picker
@@ -166,16 +192,14 @@ class Monitor:
             return False
         self._written = dict(zip(rows["key"], rows["state"], strict=True))
         states = {r.key: json.loads(r.state) for r in rows.itertuples() if r.key != "_monitor"}
-        since = self.picker.restore(states)
         meta = [json.loads(r.state) for r in rows.itertuples() if r.key == "_monitor"]
+        self.front.restore(states, (meta[0].get("source") or {}) if meta else {})
         if meta:
             self.open_provisional = {p["pick_id"]: p for p in meta[0].get("provisional", [])}
             for p in self.open_provisional.values():
                 p["time"] = pd.Timestamp(p["time"])
             if meta[0].get("data_time"):
                 self.data_time = UTCDateTime(meta[0]["data_time"])
-            self.source.restore_state(meta[0].get("source") or {})
-        self.source.resume(since)
         if self.catalog is not None:
             start = (
                 pd.Timestamp(self.data_time.datetime, tz="UTC")
@@ -212,12 +236,12 @@ class Monitor:
                 "state": json.dumps(state),
                 "committed": now,
             }
-            for key, state in self.picker.lane_states().items()
+            for key, state in self.front.lane_states().items()
         ]
         meta = {
             "data_time": str(self.data_time) if self.data_time is not None else "",
             "provisional": [{**p, "time": str(p["time"])} for p in self.open_provisional.values()],
-            "source": self.source.state(),
+            "source": self.front.source_state(),
         }
         rows.append(
             {
@@ -274,16 +298,17 @@ class Monitor:
         t_start = time.perf_counter()
         summary = CycleSummary()
         wall = self.clock()
-        records = self.source.poll()
-        for tr in records:
-            self.deliveries.add(tr.id, tr.stats.endtime, wall)
-            self.picker.add(tr)
-            if self.catalog is not None and self.catalog.magnitudes is not None:
-                self.catalog.magnitudes.add(tr)
-            if self.data_time is None or tr.stats.endtime > self.data_time:
-                self.data_time = tr.stats.endtime
-        summary.records = len(records)
-        result = self.picker.close() if finish else self.picker.step()
+        got = self.front.poll_step(finish)
+        for seed_id, end in got.ends:
+            self.deliveries.add(seed_id, end, wall)
+            if self.data_time is None or end > self.data_time:
+                self.data_time = end
+        if got.traces is not None and self.catalog is not None:
+            if self.catalog.magnitudes is not None:
+                for tr in got.traces:
+                    self.catalog.magnitudes.add(tr)
+        summary.records = len(got.ends)
+        result = got.result
         summary.windows = result.windows
         now = pd.Timestamp(self.clock(), unit="s", tz="UTC")
         final, _ = self._match(result.final)
@@ -309,14 +334,14 @@ class Monitor:
         if self.catalog is not None and self.data_time is not None:
             if summary.final or len(new) or gone:
                 summary.changes = self._associate(now, tables)
-            if (records or finish) and self.catalog.magnitudes_pending():
+            if (got.ends or finish) and self.catalog.magnitudes_pending():
                 data_now = pd.Timestamp(self.data_time.datetime, tz="UTC")
                 more = self.catalog.update_magnitudes(data_now, final=finish)
                 self._origin_rows(more, self._known_picks(), now, tables)
                 summary.changes += more
         self._trim_final()
         rows = {t: pd.concat(v, ignore_index=True) for t, v in tables.items() if v}
-        if not records and not rows and not finish:  # nothing new: no snapshot
+        if not got.ends and not rows and not finish:  # nothing new: no snapshot
             summary.seconds = time.perf_counter() - t_start
             return summary
         state, replaced = self._state_change(now)
@@ -454,7 +479,7 @@ class Monitor:
         finally:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
-            self.source.close()
+            self.front.close()
         return 0
 
 
@@ -515,10 +540,57 @@ class MonitorSpec:
     playback: str | None = None  # --fdsn drill: the source's clock reads this at the start
     speed: float = 1.0  # ... and runs this many times real time
     magnitude_params: dict[str, Any] | None = None  # MagnitudeParams fields (law, window, ...)
+    shards: int = 1
+    execution: ComputeSettings | None = None
 
     @property
     def source_label(self) -> str:
         return self.sds or self.seedlink or self.fdsn or ""
+
+    @property
+    def sharded(self) -> bool:
+        """True when the stations are read and picked on Dask workers (``--shards``/``--runner``)."""
+        return self.shards > 1 or (
+            self.execution is not None and self.execution.runner != "threads"
+        )
+
+
+def make_source(
+    spec: MonitorSpec,
+    streams: list[tuple[str, str, str]] | None = None,
+    shard: StationShard | None = None,
+) -> LiveSource:
+    """Return the source ``spec`` names (``streams``: the SeedLink streams; ``shard``: only the
+    stations of one shard)."""
+    from quakelake.archive.live import FDSNPoller, SDSFollower, SeedLinkSource
+    from quakelake.params import StationSelection
+
+    selection = StationSelection(
+        networks=spec.networks, stations=spec.stations, channels=spec.channels
+    )
+    if spec.sds:
+        return SDSFollower(Path(spec.sds), selection, from_start=spec.from_start, shard=shard)
+    if spec.fdsn:
+        if spec.playback:  # a drill: the service is asked as if the clock read spec.playback
+            start = UTCDateTime(spec.playback)
+            clock = playback_clock(start, spec.speed)
+            return FDSNPoller(spec.fdsn, selection, start=start, clock=clock, shard=shard)
+        return FDSNPoller(spec.fdsn, selection, shard=shard)
+    if spec.seedlink:
+        begin = UTCDateTime(0) if spec.from_start else None  # the server's whole ring
+        mine = [s for s in streams or [] if shard is None or shard.owns(s[0], s[1])]
+        return SeedLinkSource(spec.seedlink, mine, begin)
+    raise ValueError("give one source: --sds, --seedlink or --fdsn")
+
+
+def make_picker(spec: MonitorSpec) -> StreamPicker:
+    """Return the streaming picker ``spec`` names (its model loaded on this machine)."""
+    from quakelake.params import PickParams
+    from quakelake.picking import models as picking
+
+    params = PickParams(p_threshold=spec.p_threshold, s_threshold=spec.s_threshold)
+    model = picking.load_model(spec.model, spec.weights, picking.resolve_device(spec.device))
+    return StreamPicker(model, picking.ModelSpec(spec.model, spec.weights), params)
 
 
 def build_monitor(
@@ -526,40 +598,36 @@ def build_monitor(
     notify: Callable[[Revision], None] | None = None,
     stations_table: pd.DataFrame | None = None,
 ) -> Monitor:
-    """Return the monitor ``spec`` describes (model loaded, source connected, state restored)."""
-    from quakelake.archive.live import FDSNPoller, SDSFollower, SeedLinkSource
-    from quakelake.params import PickParams, StationSelection
+    """Return the monitor ``spec`` describes (model loaded, source connected, state restored;
+    with ``spec.sharded``, the shards started on their Dask workers)."""
     from quakelake.params.association import GammaConfig, PyOctoConfig
-    from quakelake.picking import models as picking
 
     if stations_table is None and spec.station_file:
         from quakelake.archive.stations import read_stations
 
         stations_table = read_stations(spec.station_file)
-    selection = StationSelection(
-        networks=spec.networks, stations=spec.stations, channels=spec.channels
-    )
-    source: LiveSource
-    if spec.sds:
-        source = SDSFollower(Path(spec.sds), selection, from_start=spec.from_start)
-    elif spec.fdsn:
-        if spec.playback:
-            source = FDSNPoller(
-                spec.fdsn,
-                selection,
-                start=UTCDateTime(spec.playback),
-                clock=playback_clock(UTCDateTime(spec.playback), spec.speed),
-            )
-        else:
-            source = FDSNPoller(spec.fdsn, selection)
-    elif spec.seedlink:
-        begin = UTCDateTime(0) if spec.from_start else None  # the server's whole ring
-        source = SeedLinkSource(spec.seedlink, seedlink_streams(spec, stations_table), begin)
-    else:
+    if not (spec.sds or spec.fdsn or spec.seedlink):
         raise ValueError("give one source: --sds, --seedlink or --fdsn")
-    params = PickParams(p_threshold=spec.p_threshold, s_threshold=spec.s_threshold)
-    model = picking.load_model(spec.model, spec.weights, picking.resolve_device(spec.device))
-    picker = StreamPicker(model, picking.ModelSpec(spec.model, spec.weights), params)
+    streams = seedlink_streams(spec, stations_table) if spec.seedlink else None
+    front: PickFront
+    if spec.sharded:
+        from quakelake.service.monitor_shards import ShardedFront
+
+        known = known_stations(spec, stations_table, streams)
+        if spec.shards > len(known) > 0:
+            raise ValueError(
+                f"--shards: {spec.shards} shards for {len(known)} stations; give at most "
+                f"{len(known)} (a shard follows whole stations)"
+            )
+        front = ShardedFront.start(
+            spec.shards,
+            spec.execution,
+            functools.partial(make_source, spec, streams),
+            functools.partial(make_picker, spec),
+            known,
+        )
+    else:
+        front = LocalFront(make_source(spec, streams), make_picker(spec))
     lake = Lake(spec.lake, spec.catalog)
     catalog = None
     if spec.associate:
@@ -570,7 +638,8 @@ def build_monitor(
                 config,
                 spec.window_s,
                 prefix=f"{spec.name}",
-                magnitudes=live_magnitudes(spec, stations_table),
+                # a sharded front keeps the records on its workers: no magnitudes yet
+                magnitudes=None if spec.sharded else live_magnitudes(spec, stations_table),
             )
     settings = MonitorSettings(
         name=spec.name,
@@ -580,8 +649,21 @@ def build_monitor(
         flush_every_s=spec.flush_every_s,
         provisional=spec.provisional,
     )
-    mon = Monitor(lake, source, picker, catalog, settings, notify)
-    mon.restore()
+    local = front if isinstance(front, LocalFront) else None
+    mon = Monitor(
+        lake,
+        local.source if local else None,
+        local.picker if local else None,
+        catalog,
+        settings,
+        notify,
+        front=front,
+    )
+    try:
+        mon.restore()
+    except BaseException:
+        front.close()
+        raise
     return mon
 
 
@@ -612,13 +694,40 @@ def live_magnitudes(spec: MonitorSpec, stations_table: pd.DataFrame) -> LiveMagn
     return LiveMagnitudes(inventory, stations_table, params, keep_s=keep_s)
 
 
+def known_stations(
+    spec: MonitorSpec,
+    stations_table: pd.DataFrame | None = None,
+    streams: list[tuple[str, str, str]] | None = None,
+) -> tuple[str, ...]:
+    """Return the ``NET.STA`` the shards of a sharded monitor share round robin (sorted): the SeedLink streams, else
+    the station file's stations that -N/-S select, else the stations of the SDS tree; others
+    found later go to a shard by hash."""
+    pairs: set[tuple[str, str]] = set()
+    if streams:
+        pairs = {(n, s) for n, s, _ in streams}
+    elif stations_table is not None and len(stations_table):
+        pairs = set(zip(stations_table["network"], stations_table["station"], strict=True))
+    elif spec.sds and os.path.isdir(spec.sds):
+        for year in os.scandir(spec.sds):
+            if year.is_dir() and year.name.isdigit():
+                for net in os.scandir(year.path):
+                    if net.is_dir():
+                        pairs |= {(net.name, s.name) for s in os.scandir(net.path) if s.is_dir()}
+    return tuple(
+        sorted(
+            f"{n}.{s}"
+            for n, s in pairs
+            if any(fnmatch.fnmatch(n, p) for p in spec.networks)
+            and any(fnmatch.fnmatch(s, p) for p in spec.stations)
+        )
+    )
+
+
 def seedlink_streams(
     spec: MonitorSpec, stations_table: pd.DataFrame | None
 ) -> list[tuple[str, str, str]]:
     """Return SeedLink ``(NET, STA, selectors)``: SeedLink v3 names stations one by one, so
     wildcards in -N/-S are expanded from the station file."""
-    import fnmatch
-
     selectors = " ".join(c for c in spec.channels if c != "*")
     wild = any(ch in "".join(spec.networks + spec.stations) for ch in "*?")
     if not wild:
