@@ -56,3 +56,41 @@ def test_location_solves_equal_gammas_own(shared_data, monkeypatch, eikonal):
                 at, phase_time, phase_type, station_loc, weight, kwargs["vel"], 1, kwargs["eikonal"]
             )
             assert loss == want_loss and np.array_equal(grad, want_grad)
+
+
+@pytest.mark.slow
+def test_eikonal_tables_are_gammas_and_kept_in_the_cache(tmp_path, monkeypatch):
+    """GaMMA's eikonal tables are solved once per user: the second association reads them back.
+
+    The cached tables equal GaMMA's ``initialize_eikonal`` bit for bit, and an entry that was
+    tampered with is not used (recomputed, the same values again).
+    """
+    from gamma import seismic_ops
+
+    from quakelake.lakehouse import cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # GaMMA's solver makes an ./eikonal folder
+    config = {
+        "vel": {"z": [0.0, 20.0, 35.0], "p": [5.8, 6.5, 8.0], "s": [3.36, 3.75, 4.47]},
+        "h": 1.0,
+        "xlim": (-20.0, 25.0),
+        "ylim": (-15.0, 20.0),
+        "zlim": (-1.0, 30.0),
+    }
+    want = seismic_ops.initialize_eikonal(dict(config))
+    entries = cache.cache_dir("eikonal")
+
+    for attempt in ("solved", "read back"):
+        got = gamma_location.cached_eikonal(dict(config))
+        assert len(list(entries.glob("*.parquet"))) == 1, attempt
+        for name in ("up", "us", "grad_up", "grad_us", "rgrid", "zgrid"):
+            assert np.array_equal(got[name], want[name]), (attempt, name)
+        assert (got["nr"], got["nz"], got["h"]) == (want["nr"], want["nz"], want["h"])
+
+    (entry,) = entries.glob("*.parquet")
+    raw = bytearray(entry.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    entry.write_bytes(bytes(raw))
+    got = gamma_location.cached_eikonal(dict(config))
+    assert np.array_equal(got["up"], want["up"]) and np.array_equal(got["grad_us"], want["grad_us"])

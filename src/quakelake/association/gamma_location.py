@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from numba import njit
 
@@ -190,17 +191,98 @@ def calc_loc(
     return opt.x[np.newaxis, :], opt.fun
 
 
+# Bump when what cached_eikonal stores changes (entries are then recomputed).
+EIKONAL_VERSION = "1"
+_EIKONAL_COLUMNS = ["up", "us", "grad_up_r", "grad_up_z", "grad_us_r", "grad_us_z"]
+
+
+def _eikonal_grid(config: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Return GaMMA's (offset, depth) grid of an eikonal configuration, as it builds it."""
+    h = config["h"]
+    xlim, ylim, zlim = config["xlim"], config["ylim"], config["zlim"]
+    rlim = [0, np.sqrt((xlim[1] - xlim[0]) ** 2 + (ylim[1] - ylim[0]) ** 2)]
+    return np.arange(rlim[0], rlim[1], h), np.arange(zlim[0], zlim[1], h)
+
+
+def _eikonal_problem(frame: pd.DataFrame, size: int) -> str | None:
+    """Return what is wrong with a cached eikonal table of ``size`` grid points (None: sound)."""
+    if list(frame.columns) != _EIKONAL_COLUMNS or len(frame) != size:
+        return f"not an eikonal table of {size} points ({', '.join(_EIKONAL_COLUMNS)})"
+    values = frame.to_numpy()
+    if values.dtype != np.float64 or not np.isfinite(values).all():
+        return "non-finite or non-float travel times"
+    if (frame["up"] < 0).any() or (frame["us"] < 0).any():
+        return "negative travel times"
+    return None
+
+
+def cached_eikonal(config: dict) -> dict:
+    """GaMMA's ``initialize_eikonal(config)``, its tables computed once per user.
+
+    GaMMA solves the eikonal equation of the 1-D model at every association (0.3-0.6 s for the
+    Salton Sea day). The solved tables are a pure function of the configuration (model, grid
+    step and limits) and of GaMMA's solver: they are kept in the user's cache
+    (:mod:`quakelake.lakehouse.cache`, kind ``eikonal``) under a key of both, checked when read
+    (:func:`_eikonal_problem`) and recomputed when missing or unsound. The dict returned is the
+    one GaMMA builds: the same arrays, the same values.
+    """
+    import json
+    from importlib.metadata import version
+
+    from gamma import seismic_ops
+
+    from quakelake.lakehouse import cache
+
+    rgrid, zgrid = _eikonal_grid(config)
+    nr, nz = len(rgrid), len(zgrid)
+    described = {k: config[k] for k in ("vel", "h", "xlim", "ylim", "zlim")}
+    key = cache.content_key(
+        "eikonal",
+        EIKONAL_VERSION,
+        version("GMMA"),
+        json.dumps(described, sort_keys=True, default=float),
+    )
+    frame = cache.read_frame("eikonal", key, lambda f: _eikonal_problem(f, nr * nz))
+    if frame is None:
+        solved = seismic_ops.initialize_eikonal(dict(config))
+        frame = pd.DataFrame(
+            {
+                "up": solved["up"],
+                "us": solved["us"],
+                "grad_up_r": solved["grad_up"][0],
+                "grad_up_z": solved["grad_up"][1],
+                "grad_us_r": solved["grad_us"][0],
+                "grad_us_z": solved["grad_us"][1],
+            }
+        )
+        cache.write_frame("eikonal", key, frame)
+    config.update(
+        {
+            "up": frame["up"].to_numpy(),
+            "us": frame["us"].to_numpy(),
+            "grad_up": np.array([frame["grad_up_r"].to_numpy(), frame["grad_up_z"].to_numpy()]),
+            "grad_us": np.array([frame["grad_us_r"].to_numpy(), frame["grad_us_z"].to_numpy()]),
+            "rgrid": rgrid,
+            "zgrid": zgrid,
+            "nr": nr,
+            "nz": nz,
+            "h": config["h"],
+        }
+    )
+    return config
+
+
 @contextlib.contextmanager
 def faster_locations() -> Iterator[None]:
-    """Inside the block GaMMA's mixtures locate their components with :func:`calc_loc`.
+    """Inside the block GaMMA locates with :func:`calc_loc` and its eikonal tables are cached.
 
     Not thread-safe on its own: callers hold the lock that serialises GaMMA calls.
     """
-    from gamma import _gaussian_mixture
+    from gamma import _gaussian_mixture, utils
 
-    original = _gaussian_mixture.calc_loc
-    _gaussian_mixture.calc_loc = calc_loc
+    original = _gaussian_mixture.calc_loc, utils.initialize_eikonal
+    _gaussian_mixture.calc_loc, utils.initialize_eikonal = calc_loc, cached_eikonal
     try:
         yield
     finally:
-        _gaussian_mixture.calc_loc = original
+        _gaussian_mixture.calc_loc, utils.initialize_eikonal = original
