@@ -156,22 +156,18 @@ def test_each_channel_response_is_evaluated_once_per_length(shared_data):
         stream += obspy.read(str(path))
     stations = read_stations(folder / "stations.xml")
     picks = _salton_event_picks(folder, stations)
-    picks = picks[picks["station_id"].isin({f"{tr.stats.network}.{tr.stats.station}." for tr in stream})]
+    picks = picks[
+        picks["station_id"].isin({f"{tr.stats.network}.{tr.stats.station}." for tr in stream})
+    ]
     n = picks["station_id"].nunique()
     assert n >= 3
 
     responses = mag.Responses(inventory)
-    first, _ = mag.measure_amplitudes(
-        "a", picks, stream, responses, origin_time=SCSN_EVENT["time"]
-    )
+    first, _ = mag.measure_amplitudes("a", picks, stream, responses, origin_time=SCSN_EVENT["time"])
     assert len(first) == 2 * n and responses.evaluations == 2 * n  # one per horizontal channel
-    again, _ = mag.measure_amplitudes(
-        "b", picks, stream, responses, origin_time=SCSN_EVENT["time"]
-    )
+    again, _ = mag.measure_amplitudes("b", picks, stream, responses, origin_time=SCSN_EVENT["time"])
     assert responses.evaluations == 2 * n
-    fresh, _ = mag.measure_amplitudes(
-        "a", picks, stream, inventory, origin_time=SCSN_EVENT["time"]
-    )
+    fresh, _ = mag.measure_amplitudes("a", picks, stream, inventory, origin_time=SCSN_EVENT["time"])
     pd.testing.assert_frame_equal(first, fresh, check_exact=True)
     pd.testing.assert_frame_equal(again.drop(columns="event_id"), fresh.drop(columns="event_id"))
 

@@ -1,18 +1,20 @@
-"""GaMMA's location step without its per-call overheads, giving the same numbers bit for bit.
+"""GaMMA's location step and eikonal tables without repeated work, giving GaMMA's numbers bit for bit.
 
 GaMMA's M-step locates every mixture component with L-BFGS-B on a Huber loss
 (``gamma.seismic_ops.calc_loc`` -> ``huber_loss_grad``). On the 180-s Salton Sea day (175
-picks) that is ~1,200 solves and ~23,000 loss evaluations, ~70 % of the association's time:
+picks) that is ~1,200 solves and ~23,000 loss evaluations, most of the association's time:
 each evaluation compares the phase labels as strings six times, computes the epicentral
-distances twice (travel time and gradient), looks the eikonal grid's size up in a dict and
-dispatches six numba interpolations.
+distances twice (travel time and gradient), looks the eikonal grid up in a dict and runs ~45
+numpy operations on arrays of ~15 picks (~70 us, nearly all call overhead).
 
-:func:`calc_loc` is a drop-in for GaMMA's: the labels, station columns and grid constants are
-prepared once per solve, and each evaluation runs the same numpy expressions, in the same
-order, on the same values, and GaMMA's own numba interpolation (``_interp``), so the loss, its
-gradient and hence every L-BFGS step and location are identical (``tests/test_association_gamma.py``
-checks it against GaMMA's function on real picks). :func:`faster_locations` installs it for
-the duration of one GaMMA call.
+:func:`calc_loc` is a drop-in for GaMMA's: labels, station columns and tables are prepared
+once per solve; the element-wise part of each evaluation (distances, GaMMA's bilinear
+interpolation, float32 travel times, the Jacobian) runs in one numba kernel that performs the
+same operations in the same order, and the reductions are GaMMA's numpy expressions, so the
+loss, its gradient and hence every L-BFGS step and location are identical (~28 us; the tests
+in ``tests/test_association_gamma.py`` compare them with GaMMA's functions on real picks).
+:func:`cached_eikonal` keeps GaMMA's solved eikonal tables in the user's cache.
+:func:`faster_locations` installs both for the duration of one GaMMA call.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from numba import njit
 
 
@@ -58,7 +59,9 @@ def _interp(table, r, z, r0, z0, nr, nz, h):  # pragma: no cover (compiled)
 
 
 @njit
-def _residuals(x, st_x, st_y, st_z, phase, phase_time, tables, grid, nr, nz, t_diff, J):  # pragma: no cover (compiled)
+def _residuals(
+    x, st_x, st_y, st_z, phase, phase_time, tables, grid, nr, nz, t_diff, J
+):  # pragma: no cover (compiled)
     """Fill ``t_diff`` (predicted minus picked time) and ``J`` (its gradient) per pick.
 
     ``phase``: 0 for P, 1 for S, -1 for others (travel time 0, as GaMMA leaves them);
@@ -85,6 +88,38 @@ def _residuals(x, st_x, st_y, st_z, phase, phase_time, tables, grid, nr, nz, t_d
         J[i, 3] = 1.0
 
 
+@njit
+def _huber(t_diff, J, weight, sigma, grad, linear, quadratic):  # pragma: no cover (compiled)
+    """GaMMA's Huber loss terms of ``t_diff`` and the loss's gradient (into ``grad``).
+
+    The loss terms go to ``linear`` (``|t| > sigma``) and ``quadratic`` (the others), in pick
+    order; their counts are returned for ``np.sum`` to add them as GaMMA does (numpy's pairwise
+    summation). The gradient's rows are added one after the other, as ``np.sum(axis=0)`` does.
+    """
+    n = t_diff.shape[0]
+    half = 0.5 * sigma**2
+    g1 = np.zeros(4)
+    g2 = np.zeros(4)
+    k1 = 0
+    k2 = 0
+    for i in range(n):
+        t = t_diff[i, 0]
+        if abs(t) > sigma:
+            linear[k1] = (sigma * abs(t) - half) * weight[i, 0]
+            k1 += 1
+            s = sigma * np.sign(t)
+            for j in range(4):
+                g1[j] += s * J[i, j] * weight[i, 0]
+        elif abs(t) <= sigma:
+            quadratic[k2] = 0.5 * (t * t) * weight[i, 0]
+            k2 += 1
+            for j in range(4):
+                g2[j] += t * J[i, j] * weight[i, 0]
+    for j in range(4):
+        grad[0, j] = g1[j] + g2[j]
+    return k1, k2
+
+
 class _Problem:
     """One location solve's invariants: phase codes, station columns, eikonal tables."""
 
@@ -100,6 +135,7 @@ class _Problem:
     ):
         phase_type = np.asarray(phase_type)
         self.phase_time = phase_time
+        self.terms = np.empty(len(phase_type)), np.empty(len(phase_type))
         self.station_loc = station_loc
         self.weight = weight
         self.sigma = sigma
@@ -138,16 +174,10 @@ class _Problem:
                 t_diff,
                 J,
             )
-        # the reductions are GaMMA's numpy expressions: same summation order, same sums
-        l1 = np.squeeze(np.abs(t_diff) > sigma)
-        l2 = np.squeeze(np.abs(t_diff) <= sigma)
-        loss = np.sum((sigma * np.abs(t_diff[l1]) - 0.5 * sigma**2) * weight[l1]) + np.sum(
-            0.5 * t_diff[l2] ** 2 * weight[l2]
-        )
-        J_ = np.sum(sigma * np.sign(t_diff[l1]) * J[l1] * weight[l1], axis=0, keepdims=True) + np.sum(
-            t_diff[l2] * J[l2] * weight[l2], axis=0, keepdims=True
-        )
-        return loss, J_
+        grad = np.empty((1, 4))
+        linear, quadratic = self.terms
+        k1, k2 = _huber(t_diff, J, weight, float(sigma), grad, linear, quadratic)
+        return np.sum(linear[:k1]) + np.sum(quadratic[:k2]), grad
 
 
 def _tables(eikonal: dict) -> np.ndarray:
@@ -186,7 +216,9 @@ def calc_loc(
         method="L-BFGS-B",
         jac=True,
         bounds=bounds,
-        options={"maxiter": max_iter, "gtol": convergence, "iprint": -1},
+        # GaMMA's iprint=-1 (no output) is SciPy's default; SciPy >= 1.16 ignores it and warns at
+        # every solve (~0.2 ms each)
+        options={"maxiter": max_iter, "gtol": convergence},
     )
     return opt.x[np.newaxis, :], opt.fun
 
