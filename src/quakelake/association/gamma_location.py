@@ -8,11 +8,13 @@ distances twice (travel time and gradient), looks the eikonal grid up in a dict 
 numpy operations on arrays of ~15 picks (~70 us, nearly all call overhead).
 
 :func:`calc_loc` is a drop-in for GaMMA's: labels, station columns and tables are prepared
-once per solve; the element-wise part of each evaluation (distances, GaMMA's bilinear
-interpolation, float32 travel times, the Jacobian) runs in one numba kernel that performs the
-same operations in the same order, and the reductions are GaMMA's numpy expressions, so the
-loss, its gradient and hence every L-BFGS step and location are identical (~28 us; the tests
-in ``tests/test_association_gamma.py`` compare them with GaMMA's functions on real picks).
+once per solve; each evaluation runs in numba kernels that perform GaMMA's operations in
+GaMMA's order (distances, its bilinear interpolation, float32 travel times, the Jacobian, the
+Huber terms, the gradient's rows added one after the other as ``np.sum(axis=0)`` does), and
+the loss terms are summed by ``np.sum`` as in GaMMA (numpy's pairwise summation). The loss, its
+gradient and hence every L-BFGS step and location are GaMMA's to the last bit (~9 us per
+evaluation; ``tests/test_association_gamma.py`` compares them with GaMMA's own functions on
+real picks, and ``benchmarks/compare_lakes.py`` the lake tables of a whole ``run``).
 :func:`cached_eikonal` keeps GaMMA's solved eikonal tables in the user's cache.
 :func:`faster_locations` installs both for the duration of one GaMMA call.
 """
@@ -163,7 +165,7 @@ class _Problem:
             J[:, -1] = 1
         else:
             t_diff, J = self.t_diff, self.J
-            _residuals(
+            _residuals(  # type: ignore[call-arg]  # numba dispatcher
                 np.asarray(x, dtype=np.float64),
                 *self.st,
                 self.phase,
