@@ -142,6 +142,36 @@ def test_salton_sea_scsn_event_magnitude_from_waveforms(shared_data):
     assert row["magnitude_type"] == "ML"
 
 
+def test_each_channel_response_is_evaluated_once_per_length(shared_data):
+    """The magnitude stage computes a channel's response spectrum once for equal windows (issue 26).
+
+    ObsPy evaluates the response at every ``remove_response``; the Salton Sea day's 7 events
+    asked for 136 spectra, ~17 ms each. With :class:`Responses` a second event with the same
+    windows computes none, and the amplitudes are the ones of a fresh evaluation, bit for bit.
+    """
+    folder = shared_data / "phasenet_saltonsea_20201001"
+    inventory = mag.read_inventory([folder / "stations.xml"])
+    stream = obspy.Stream()
+    for path in sorted((folder / "mseed").glob("*.mseed"))[:4]:
+        stream += obspy.read(str(path))
+    stations = read_stations(folder / "stations.xml")
+    picks = _salton_event_picks(folder, stations)
+    picks = picks[
+        picks["station_id"].isin({f"{tr.stats.network}.{tr.stats.station}." for tr in stream})
+    ]
+    n = picks["station_id"].nunique()
+    assert n >= 3
+
+    responses = mag.Responses(inventory)
+    first, _ = mag.measure_amplitudes("a", picks, stream, responses, origin_time=SCSN_EVENT["time"])
+    assert len(first) == 2 * n and responses.evaluations == 2 * n  # one per horizontal channel
+    again, _ = mag.measure_amplitudes("b", picks, stream, responses, origin_time=SCSN_EVENT["time"])
+    assert responses.evaluations == 2 * n
+    fresh, _ = mag.measure_amplitudes("a", picks, stream, inventory, origin_time=SCSN_EVENT["time"])
+    pd.testing.assert_frame_equal(first, fresh, check_exact=True)
+    pd.testing.assert_frame_equal(again.drop(columns="event_id"), fresh.drop(columns="event_id"))
+
+
 def test_law_from_table_and_corrections():
     """A -log A0 table interpolates; station corrections add; distances outside give NaN."""
     law = mag.AttenuationLaw(

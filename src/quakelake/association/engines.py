@@ -218,13 +218,15 @@ def _seeded(seed: int) -> Iterator[None]:
         random.setstate(py_state)
 
 
-def _cache_gamma_kernels() -> None:
+def _cache_gamma_kernels() -> bool:
     """Keep GaMMA's numba kernels (eikonal solver, travel-time interpolation) compiled on disk.
 
     GaMMA jits them without numba's cache, so every command compiled them again: about 6 CPU-s
     of the 180-s Salton Sea day's `run -F` (benchmarks/README.md, issue 26). They are
     cached per user next to QuakeLake's other derived results (:func:`quakelake.lakehouse.cache.cache_dir`);
     numba recompiles when GaMMA's source changes. An unwritable cache only costs the compile.
+    QuakeLake's own kernel of GaMMA's location step (:mod:`quakelake.association.gamma_location`)
+    is cached there too. Returns whether the cache is on.
     """
     import numba
     from numba.core.registry import CPUDispatcher
@@ -233,13 +235,16 @@ def _cache_gamma_kernels() -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
-        return
+        return False
     numba.config.CACHE_DIR = str(folder)  # type: ignore[attr-defined]  # read by enable_caching
     from gamma import seismic_ops
 
-    for value in vars(seismic_ops).values():
+    from quakelake.association import gamma_location
+
+    for value in [*vars(seismic_ops).values(), *vars(gamma_location).values()]:
         if isinstance(value, CPUDispatcher):
             value.enable_caching()
+    return True
 
 
 def run_gamma(setup: Setup, config: GammaConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -250,6 +255,8 @@ def run_gamma(setup: Setup, config: GammaConfig) -> tuple[pd.DataFrame, pd.DataF
     os.environ.setdefault("OMP_NUM_THREADS", str(config.threads))
     _cache_gamma_kernels()
     from gamma.utils import association as gamma_association
+
+    from quakelake.association.gamma_location import faster_locations
 
     st = setup.stations
     xr, yr = setup.projection.bounds(setup.lat, setup.lon)
@@ -319,6 +326,7 @@ def run_gamma(setup: Setup, config: GammaConfig) -> tuple[pd.DataFrame, pd.DataF
         _seeded(config.seed),
         threadpool_limits(limits=config.threads),
         contextlib.redirect_stdout(io.StringIO()),
+        faster_locations(),
     ):
         try:
             events, assign = gamma_association(picks, stations, gcfg, method=config.method)

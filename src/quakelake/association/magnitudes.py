@@ -42,6 +42,7 @@ amplitudes and distances).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,7 @@ import numpy as np
 import obspy
 import pandas as pd
 from obspy import Inventory, Stream, UTCDateTime
+from obspy.core.inventory import Response
 from obspy.geodetics import gps2dist_azimuth
 
 from quakelake import ids
@@ -167,12 +169,63 @@ def _peak(data: np.ndarray, delta: float) -> tuple[int, float, float]:
     return i, amp, (2.0 * min(half)) if half else float("nan")
 
 
-def wood_anderson(stream: Stream, inventory: Inventory, params: AmplitudeParams) -> Stream:
+class _KeptResponse(Response):
+    """A channel's response that keeps its evaluations (see :class:`Responses`)."""
+
+    kept: dict
+    owner: Responses
+
+    def get_evalresp_response(self, t_samp, nfft, output="VEL", *args, **kwargs):
+        key = (float(t_samp), int(nfft), output, args, tuple(sorted(kwargs.items())))
+        if key not in self.kept:
+            self.owner.evaluations += 1
+            self.kept[key] = super().get_evalresp_response(t_samp, nfft, output, *args, **kwargs)
+        values, freqs = self.kept[key]
+        # ObsPy's remove_response inverts the returned spectrum in place: hand out copies
+        return values.copy(), freqs.copy()
+
+
+class Responses:
+    """The channel responses of an inventory, each evaluated once per sampling interval and length.
+
+    ObsPy's ``remove_response`` evaluates the channel's response (evalresp) at every call; a
+    day's amplitude windows of one channel all have the same sampling and FFT length, so the
+    same spectrum was computed once per event (~17 ms each, 136 times for the 180-s Salton Sea
+    day). Here the first evaluation of a channel, sampling interval, FFT length and output is
+    kept and later calls get a copy of it: the same numbers, computed once.
+
+    Attributes:
+        inventory: the StationXML inventory.
+        evaluations: how many spectra were computed (the rest were reused).
+    """
+
+    def __init__(self, inventory: Inventory):
+        self.inventory = inventory
+        self.evaluations = 0
+        self._kept: dict[int, tuple[Response, _KeptResponse]] = {}
+
+    def get(self, trace_id: str, time: UTCDateTime) -> Response:
+        """Return the response of channel ``trace_id`` at ``time`` (``Inventory.get_response``)."""
+        response = self.inventory.get_response(trace_id, time)
+        kept = self._kept.get(id(response))
+        if kept is None:
+            memo = copy.copy(response)
+            memo.__class__ = _KeptResponse
+            memo.kept, memo.owner = {}, self
+            kept = self._kept[id(response)] = (response, memo)
+        return kept[1]
+
+
+def wood_anderson(
+    stream: Stream, inventory: Inventory | Responses, params: AmplitudeParams
+) -> Stream:
     """Return ``stream`` corrected to displacement and filtered through a Wood-Anderson (metres).
 
     Channels whose response is not in ``inventory`` are left out (see the ``missing`` attribute
-    of the returned stream: a list of ``(channel id, reason)``).
+    of the returned stream: a list of ``(channel id, reason)``). Pass a :class:`Responses` to
+    evaluate each channel's response once over several calls.
     """
+    responses = inventory if isinstance(inventory, Responses) else Responses(inventory)
     out = Stream()
     missing: list[tuple[str, str]] = []
     for tr in stream:
@@ -183,16 +236,17 @@ def wood_anderson(stream: Stream, inventory: Inventory, params: AmplitudeParams)
             tr.detrend("demean")
             tr.detrend("linear")
             tr.taper(0.05, type="cosine")
-            response = inventory.get_response(tr.id, tr.stats.starttime)
+            response = responses.get(tr.id, tr.stats.starttime)
             if response.response_stages:
+                tr.stats.response = response  # what remove_response uses without an inventory
                 tr.remove_response(
-                    inventory=inventory,
                     output="DISP",
                     water_level=params.water_level_db,
                     pre_filt=(f1, f2, 0.8 * nyquist, 0.9 * nyquist),
                     zero_mean=True,
                     taper=False,
                 )
+                del tr.stats.response
             else:
                 _sensitivity_only(tr, response, f2, 0.8 * nyquist)
             tr.simulate(
@@ -237,7 +291,7 @@ def measure_amplitudes(
     event_id: str,
     picks: pd.DataFrame,
     stream: Stream,
-    inventory: Inventory,
+    inventory: Inventory | Responses,
     params: AmplitudeParams | None = None,
     origin_time: pd.Timestamp | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
@@ -248,7 +302,8 @@ def measure_amplitudes(
         picks: the event's picks: ``station_id`` (``NET.STA.LOC``), ``phase``, ``time``, optional
             ``pick_id``.
         stream: raw waveforms (counts) covering the windows plus ``pad_s``.
-        inventory: StationXML with the channels' responses.
+        inventory: StationXML with the channels' responses (or its :class:`Responses`, kept
+            over several events).
         params: window and response-removal settings.
         origin_time: event origin time (places the window of stations with only a P pick).
 
@@ -490,12 +545,17 @@ def read_waveforms(
 
 @dataclass
 class DayMagnitudes:
-    """What the magnitude stage made of one day of events."""
+    """What the magnitude stage made of one day of events.
+
+    ``response_evaluations`` counts the instrument-response spectra computed (one per channel,
+    sampling interval and FFT length: :class:`Responses`).
+    """
 
     amplitudes: pd.DataFrame
     station_magnitudes: pd.DataFrame
     events: pd.DataFrame
     messages: list[str] = field(default_factory=list)
+    response_evaluations: int = 0
 
 
 def day_magnitudes(
@@ -532,6 +592,7 @@ def day_magnitudes(
     picks = assignments[assignments["event_id"].astype(str).isin(origin)].copy()
     picks["time"] = pd.to_datetime(picks["time"], utc=True)
     amplitudes, messages = [], []
+    responses = Responses(inventory)
     for sid, at_station in picks.groupby(picks["station_id"].astype(str), sort=True):
         if sid.count(".") < 2:
             messages.append(f"{sid}: no network code in the station id; no waveforms looked up")
@@ -546,7 +607,7 @@ def day_magnitudes(
         stream, problems = read_waveforms(index, sid, lo, hi)
         messages += problems
         for eid, g in at_station.groupby(at_station["event_id"].astype(str)):
-            rows, notes = measure_amplitudes(eid, g, stream, inventory, amp_params, origin[eid])
+            rows, notes = measure_amplitudes(eid, g, stream, responses, amp_params, origin[eid])
             amplitudes.append(rows)
             messages += notes
     amps = (
@@ -557,7 +618,13 @@ def day_magnitudes(
     station_ml = station_magnitudes(amps, events, stations, params.law, params.magnitude_type)
     station_ml["law"] = params.law.name
     event_ml = event_magnitudes(station_ml, params.min_stations, params.magnitude_type)
-    return DayMagnitudes(amps, station_ml, with_magnitudes(events, event_ml), messages)
+    return DayMagnitudes(
+        amps,
+        station_ml,
+        with_magnitudes(events, event_ml),
+        messages,
+        response_evaluations=responses.evaluations,
+    )
 
 
 def with_magnitudes(events: pd.DataFrame, event_ml: pd.DataFrame) -> pd.DataFrame:
