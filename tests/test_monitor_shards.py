@@ -106,6 +106,28 @@ def test_sharded_monitor_gives_the_batch_picks_and_events(tmp_path, salton, mode
     assert live["delivered"].notna().all()
     origins = lake.query("SELECT * FROM live_origins WHERE status != 'deleted'")
     assert origins["event_id"].nunique() >= 3
+    # magnitudes: the shards send their horizontal records; every reported final origin has
+    # the ML the batch magnitude stage gives its origin and picks
+    from quakelake.archive import waveforms
+    from quakelake.archive.stations import read_stations
+    from quakelake.association.magnitudes import day_magnitudes, read_inventory
+
+    final = lake.query(
+        "SELECT * FROM live_origins o WHERE revision = (SELECT max(revision) FROM live_origins "
+        "WHERE event_id = o.event_id) AND status != 'deleted' "
+        "AND evaluation_status != 'rejected'"
+    )
+    arrivals = lake.query("SELECT * FROM live_arrivals")
+    batch_ml = day_magnitudes(
+        final,
+        arrivals[arrivals["origin_id"].isin(final["origin_id"])],
+        read_stations(salton / "stations.xml"),
+        read_inventory([salton / "stations.xml"]),
+        waveforms.scan_archive(tmp_path / "sds").index,
+    ).events.set_index("event_id")["magnitude"]
+    mine = final.set_index("event_id")["magnitude"]
+    assert len(mine) >= 3 and mine.notna().all(), mine
+    assert (mine - batch_ml.loc[mine.index]).abs().max() < 1e-6
 
 
 def test_sharded_monitor_killed_resumes_without_gap_or_duplicate(

@@ -638,9 +638,10 @@ def build_monitor(
                 config,
                 spec.window_s,
                 prefix=f"{spec.name}",
-                # a sharded front keeps the records on its workers: no magnitudes yet
-                magnitudes=None if spec.sharded else live_magnitudes(spec, stations_table),
+                magnitudes=live_magnitudes(spec, stations_table),
             )
+            if catalog.magnitudes is not None:
+                front.send_horizontals()
     settings = MonitorSettings(
         name=spec.name,
         cycle_s=spec.cycle_s,

@@ -57,6 +57,10 @@ class PickFront:
     def close(self) -> None:
         """Release the source (and the workers)."""
 
+    def send_horizontals(self) -> None:
+        """Deliver the horizontal channels' records with every :class:`Delivery` (the monitor
+        measures magnitudes from them); an in-process front delivers every record anyway."""
+
 
 class LocalFront(PickFront):
     """The front in this process: one source, one streaming picker."""

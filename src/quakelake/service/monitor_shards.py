@@ -19,7 +19,8 @@ The workers come from the runners the pipeline uses (:mod:`quakelake.flows.compu
 shards need) or ``address`` (an existing scheduler).
 
 A shard keeps its records' samples: the coordinator receives the delivery stamps (seed id,
-end time), not the traces.
+end time) and, when it measures magnitudes, the horizontal channels' records (two of three
+channels: ~0.8 kB/s of int32 samples per 100-Hz station), not the vertical ones.
 """
 
 from __future__ import annotations
@@ -60,10 +61,16 @@ class PickShard:
         self.shard = shard
         self.front = LocalFront(make_source(shard), make_picker())
 
-    def poll_step(self, finish: bool = False) -> tuple[list, StepResult, dict, dict]:
-        """Read and pick; return the delivery stamps, the picks and the state after them."""
+    def poll_step(
+        self, finish: bool = False, horizontals: bool = False
+    ) -> tuple[list, StepResult, dict, dict, list | None]:
+        """Read and pick; return the delivery stamps, the picks, the state after them and (with
+        ``horizontals``) the horizontal channels' records, for the coordinator's magnitudes."""
         got = self.front.poll_step(finish)
-        return got.ends, got.result, self.front.lane_states(), self.front.source_state()
+        traces = None
+        if horizontals and got.traces is not None:
+            traces = [tr for tr in got.traces if tr.stats.channel[-1:].upper() in "NE12"]
+        return got.ends, got.result, self.front.lane_states(), self.front.source_state(), traces
 
     def restore(self, lanes: dict[str, dict[str, Any]], source: dict[str, Any]) -> tuple:
         self.front.restore(lanes, source)
@@ -102,6 +109,7 @@ class ShardedFront(PickFront):
         self._lanes: dict[str, dict[str, Any]] = {}
         self._source: dict[str, Any] = {}
         self.replaced = 0  # shards started again after their worker went away
+        self.horizontals = False  # send the horizontal records to the coordinator (magnitudes)
 
     # ------------------------------------------------------------------ start
     @classmethod
@@ -189,7 +197,7 @@ class ShardedFront(PickFront):
     def poll_step(self, finish: bool = False) -> Delivery:
         """Step every shard at once; a shard whose worker went away (killed, out of memory, end
         of a SLURM job) is started again from its last state on another worker, once."""
-        calls = [a.poll_step(finish) for a in self.actors]
+        calls = [a.poll_step(finish, self.horizontals) for a in self.actors]
         answers = []
         for i, call in enumerate(calls):
             try:
@@ -199,7 +207,7 @@ class ShardedFront(PickFront):
                     "monitor shard %d lost (%s: %s): starting it again", i, type(exc).__name__, exc
                 )
                 self._replace(i)
-                answers.append(self.actors[i].poll_step(finish).result())
+                answers.append(self.actors[i].poll_step(finish, self.horizontals).result())
         ends = [e for a in answers for e in a[0]]
         result = StepResult(
             _merge([a[1].final for a in answers]),
@@ -207,7 +215,8 @@ class ShardedFront(PickFront):
             sum(a[1].windows for a in answers),
         )
         self._keep([(a[2], a[3]) for a in answers])
-        return Delivery(ends, result, None)
+        traces = [tr for a in answers for tr in a[4]] if self.horizontals else None
+        return Delivery(ends, result, traces)
 
     def _keep(self, states: list[tuple[dict, dict]]) -> None:
         self._lanes = {k: v for lanes, _ in states for k, v in lanes.items()}
@@ -238,6 +247,9 @@ class ShardedFront(PickFront):
 
     def lane_states(self) -> dict[str, dict[str, Any]]:
         return dict(self._lanes)
+
+    def send_horizontals(self) -> None:
+        self.horizontals = True
 
     def source_state(self) -> dict[str, Any]:
         return dict(self._source)
