@@ -194,6 +194,7 @@ def capacity(tmp: Path, model, n: int, seconds: float, step_s: float, shards: in
     busy = cpu = 0.0
     data = 0.0
     windows = 0
+    size0 = 0
     end = min(rep.end, rep.start + seconds)
     warm = rep.start + 40.0  # the first windows need 30 s of data: time the steady state
     while t < end:
@@ -202,6 +203,8 @@ def capacity(tmp: Path, model, n: int, seconds: float, step_s: float, shards: in
         w0, c0 = time.perf_counter(), time.process_time()
         summary = mon.cycle()
         if t > warm:
+            if not data:  # the catalog's size when the steady state starts
+                size0 = (base / "lake" / "catalog.sqlite").stat().st_size
             busy += time.perf_counter() - w0
             cpu += time.process_time() - c0
             data += step_s
@@ -224,7 +227,7 @@ def capacity(tmp: Path, model, n: int, seconds: float, step_s: float, shards: in
         "stations": n,
         "lanes": lanes,
         "state_rows_per_cycle": state_rows / max(mon.cycles, 1),
-        "catalog_mb_per_hour": catalog.stat().st_size / 1e6 * 3600 / (end - rep.start),
+        "catalog_mb_per_hour": (catalog.stat().st_size - size0) / 1e6 * 3600 / data,
         "data_s": data,
         "wall_s": busy,
         "cpu_s": cpu,
