@@ -13,9 +13,11 @@ from prefect.context import get_run_context
 from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from quakelake.flows import heartbeats
 from quakelake.lakehouse.lineage import UnitResult, mark_crashed_runs
 
 log = logging.getLogger(__name__)
+heartbeats.install()  # a flow run ends when its work does, not up to a second later
 
 LOST_WORKER = "lost worker: "
 _INFRASTRUCTURE_ERRORS = ("KilledWorker", "CancelledError")
