@@ -141,9 +141,9 @@ def done_before(
 
 
 def _skipped(key: str, files: dict[tuple[str, str], tuple[str, str]], inputs: str) -> UnitResult:
-    outputs = ";".join(stem for _, stem in files.values())
+    output = ";".join(stem for _, stem in files.values())
     return UnitResult(
-        "pick", key, "skipped", output=outputs, inputs=inputs, extra={"where": where_label()}
+        "pick", key, "skipped", output=output, inputs=inputs, extra={"where": where_label()}
     )
 
 
@@ -173,6 +173,7 @@ def pick_one(
     if committed is None:
         committed = committed_stems(lake).get(station_prefix(unit, spec), frozenset())
     inputs = fingerprint(sorted(stem for _, stem in files.values()))
+    outputs = ";".join(stem for _, stem in files.values())
     todo = {inst for inst, (_, stem) in files.items() if force or stem not in committed}
     if files and not todo:
         return _skipped(key, files, inputs)
