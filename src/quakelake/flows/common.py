@@ -64,6 +64,17 @@ def task_slots() -> int | None:
     return total or None
 
 
+def tasks_run_here() -> bool:
+    """Return whether the running flow's tasks run in this process (the thread runner).
+
+    Then what a task would record (its place included) the flow can record itself.
+    """
+    try:
+        return isinstance(get_run_context().task_runner, ThreadPoolTaskRunner)  # type: ignore[union-attr]
+    except Exception:
+        return False
+
+
 def collect(key: str, future, stage: str) -> UnitResult:
     """Return a task's UnitResult, or a failed one carrying the error when the task raised.
 

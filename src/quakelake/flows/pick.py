@@ -20,6 +20,7 @@ from quakelake.flows.common import (
     raise_if_workers_lost,
     recover_crashed_runs,
     task_slots,
+    tasks_run_here,
 )
 from quakelake.lakehouse import safe_name
 from quakelake.lakehouse.lineage import (
@@ -145,15 +146,18 @@ def pick_phases(
         with Stopwatch() as sw:
             committed = committed_stems(lake)  # the workers never ask the catalog
             slots = task_slots()
-            # units whose picks are all committed are recorded skipped here, without a task
-            # (a task costs the flow ~0.3 s; a rerun over done days sent one per batch)
+            # With tasks in this process, units whose picks are all committed are recorded
+            # skipped here, as their task would (its place too), without one: a task costs the
+            # flow ~0.3 s and a rerun over done days sent one per batch. Other runners' tasks
+            # record their own place.
             done: list[UnitResult] = []
             todo: dict[str, list] = {}
+            here = not force and tasks_run_here()
             for spec in specs:
                 for unit in units:
                     row = (
                         None
-                        if force
+                        if not here
                         else done_before(
                             unit, spec, pick, committed.get(station_prefix(unit, spec), frozenset())
                         )
