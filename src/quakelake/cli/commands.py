@@ -36,7 +36,14 @@ from quakelake.cli.settings import (
     refuse_unavailable,
     station_overlap,
 )
-from quakelake.cli.startup import install_log_filter, quiet_prefect, report_timing, use_warm_workers
+from quakelake.cli.startup import (
+    install_log_filter,
+    preload,
+    quiet_prefect,
+    report_timing,
+    stage_modules,
+    use_warm_workers,
+)
 from quakelake.errors import (
     EXIT_FAILED_WORK,
     EXIT_OK,
@@ -256,6 +263,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from quakelake.flows.pipeline import run_pipeline
 
     install_log_filter(cfg.verbosity)
+    preload(stage_modules(cfg))  # GaMMA's and ObsPy's imports while the pick stage runs
     out = run_pipeline(cfg)
     stages: dict[str, float] = {}
     if "download" in out:

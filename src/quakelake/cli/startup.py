@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,6 +81,49 @@ def use_warm_workers(cfg: RunConfig) -> RunConfig:
     if cfg.verbosity > 1:
         print(f"note: picking on the warm workers at {address}", file=sys.stderr)
     return cfg.model_copy(update=update)
+
+
+def stage_modules(cfg: RunConfig) -> list[str]:
+    """Return the modules the association and magnitude stages of ``cfg`` import in this process.
+
+    Only for the in-process thread runner (a cluster's workers import their own); GaMMA's stack
+    (scikit-learn, numba) for ``gamma``, ObsPy's response removal (matplotlib) for magnitudes.
+    """
+    if cfg.associate is None or cfg.execution.runner != "threads":
+        return []
+    names = []
+    if getattr(cfg.associate, "associator", "") == "gamma":
+        names += [
+            "threadpoolctl",
+            "numba",
+            "gamma.seismic_ops",
+            "quakelake.association.gamma_location",
+            "gamma.utils",
+        ]
+    if cfg.magnitude is not None:
+        names.append("obspy.signal.invsim")
+    return names
+
+
+def preload(names: list[str]) -> threading.Thread | None:
+    """Import ``names`` in a background thread while the flow's runs start (Prefect's API waits).
+
+    The stages import the same modules themselves when they come (waiting for this thread's
+    import if it is under way); an import failing here is left for them to report.
+    """
+    if not names:
+        return None
+
+    def run() -> None:
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the stage that needs it imports it again and says why
+                return
+
+    thread = threading.Thread(target=run, name="quakelake-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 class _DropExpectedErrors:

@@ -13,9 +13,11 @@ from prefect.context import get_run_context
 from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from quakelake.flows import heartbeats
 from quakelake.lakehouse.lineage import UnitResult, mark_crashed_runs
 
 log = logging.getLogger(__name__)
+heartbeats.install()  # a flow run ends when its work does, not up to a second later
 
 LOST_WORKER = "lost worker: "
 _INFRASTRUCTURE_ERRORS = ("KilledWorker", "CancelledError")
@@ -60,6 +62,17 @@ def task_slots() -> int | None:
     except Exception:  # no scheduler answer: the flow's first submission fails and says so
         return None
     return total or None
+
+
+def tasks_run_here() -> bool:
+    """Return whether the running flow's tasks run in this process (the thread runner).
+
+    Then what a task would record (its place included) the flow can record itself.
+    """
+    try:
+        return isinstance(get_run_context().task_runner, ThreadPoolTaskRunner)  # type: ignore[union-attr]
+    except Exception:
+        return False
 
 
 def collect(key: str, future, stage: str) -> UnitResult:

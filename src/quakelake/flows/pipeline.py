@@ -11,10 +11,8 @@ from prefect.artifacts import create_markdown_artifact
 from quakelake.association.plan import pick_sets, response_files
 from quakelake.config import RunConfig
 from quakelake.errors import SAID_AGAIN
-from quakelake.flows.analyze import analyze_run
 from quakelake.flows.associate import associate_events
 from quakelake.flows.common import one_try
-from quakelake.flows.download import download_waveforms
 from quakelake.flows.pick import pick_phases
 from quakelake.flows.runners import stage_place, stage_runner
 from quakelake.flows.settings import resolve_settings
@@ -132,6 +130,8 @@ def run_pipeline(
     logger.info("stages run on: %s (runner %s)", places, config.execution.runner)
     out: dict = {"window": config.window.model_dump(mode="json"), "stage_places": places}
     if config.download is not None:
+        from quakelake.flows.download import download_waveforms  # ObsPy's FDSN clients
+
         # Always threads in this process: compute nodes have no internet.
         out["download"] = download_waveforms.with_options(
             task_runner=stage_runner("download", config.execution)
@@ -160,6 +160,9 @@ def run_pipeline(
     if config.associate is not None:
         out["associate"] = associate_picks(config, ensemble_weights)
     if config.analyze.reference:
+        # the analysis stack (SciPy's optimisers, matplotlib's figures), imported when used
+        from quakelake.flows.analyze import analyze_run
+
         out["analyze"] = analyze_run.with_options(
             task_runner=stage_runner("analyze", config.execution)
         )(

@@ -122,6 +122,31 @@ def _with_retries(
             attempt += 1
 
 
+def done_before(
+    unit: waveforms.StationDay,
+    spec: picking.ModelSpec,
+    params: PickParams,
+    committed: frozenset[str],
+) -> UnitResult | None:
+    """Return the ``skipped`` row of a unit whose every instrument's picks are committed, else None.
+
+    The decision :func:`pick_one` makes first (without ``--force``), made by the flow itself for
+    the units it finds done, so that a rerun sends Prefect tasks only for units with work.
+    """
+    files = pick_files(unit, spec, params)
+    if not files or any(stem not in committed for _, stem in files.values()):
+        return None
+    inputs = fingerprint(sorted(stem for _, stem in files.values()))
+    return _skipped(f"{spec.label}:{unit.key}", files, inputs)
+
+
+def _skipped(key: str, files: dict[tuple[str, str], tuple[str, str]], inputs: str) -> UnitResult:
+    output = ";".join(stem for _, stem in files.values())
+    return UnitResult(
+        "pick", key, "skipped", output=output, inputs=inputs, extra={"where": where_label()}
+    )
+
+
 def pick_one(
     unit: waveforms.StationDay,
     spec: picking.ModelSpec,
@@ -151,9 +176,7 @@ def pick_one(
     outputs = ";".join(stem for _, stem in files.values())
     todo = {inst for inst, (_, stem) in files.items() if force or stem not in committed}
     if files and not todo:
-        return UnitResult(
-            "pick", key, "skipped", output=outputs, inputs=inputs, extra={"where": where_label()}
-        )
+        return _skipped(key, files, inputs)
     with Stopwatch() as sw:
         instruments, failures = waveforms.read_station_day(unit, selection=selection)
         error = "; ".join(f"skipped {f.path}: {f.reason}" for f in failures)
