@@ -27,6 +27,7 @@ from obspy import Inventory, Stream, Trace, UTCDateTime
 from quakelake.association.magnitudes import (
     AMPLITUDE_COLUMNS,
     EVENT_MAGNITUDE_COLUMNS,
+    Responses,
     amplitude_window,
     event_magnitudes,
     measure_amplitudes,
@@ -71,6 +72,7 @@ class LiveMagnitudes:
         grace_s: float = 30.0,
     ) -> None:
         self.inventory = inventory
+        self.responses = Responses(inventory)  # each channel's spectrum evaluated once
         self.stations = stations
         self.params = params or MagnitudeParams()
         self.keep_s = keep_s
@@ -160,7 +162,7 @@ class LiveMagnitudes:
         t0 = UTCDateTime(ns=int(start.value)) - amp.pad_s
         stream = self._stream(station_id, t0, need)
         rows, messages = measure_amplitudes(
-            event_id, picks, stream, self.inventory, amp, origin_time
+            event_id, picks, stream, self.responses, amp, origin_time
         )
         for m in messages:
             log.debug("magnitude: %s", m)
