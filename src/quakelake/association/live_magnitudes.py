@@ -30,6 +30,7 @@ from quakelake.association.magnitudes import (
     Responses,
     amplitude_window,
     event_magnitudes,
+    is_horizontal,
     measure_amplitudes,
     station_magnitudes,
 )
@@ -44,10 +45,6 @@ __all__ = ["LiveMagnitudes"]
 MAGNITUDE_FIELDS = EVENT_MAGNITUDE_COLUMNS[1:]
 
 _Key = tuple[str, str, pd.Timestamp, pd.Timestamp]  # event, station, window start, window end
-
-
-def _horizontal(channel: str) -> bool:
-    return channel[-1:].upper() in ("N", "E", "1", "2")
 
 
 class LiveMagnitudes:
@@ -86,7 +83,7 @@ class LiveMagnitudes:
     def add(self, trace: Trace) -> None:
         """Keep one record if it is a horizontal channel; forget records older than ``keep_s``."""
         s = trace.stats
-        if s.npts == 0 or not _horizontal(s.channel):
+        if s.npts == 0 or not is_horizontal(s.channel):
             return
         buf = self.records.setdefault(trace.id, [])
         buf.append(trace)
@@ -189,12 +186,8 @@ class LiveMagnitudes:
                 ``grace_s``).
             force: measure every station with the data there are (the stream ended).
         """
-        empty = {
-            "magnitude": float("nan"),
-            "magnitude_type": None,
-            "magnitude_uncertainty": float("nan"),
-            "magnitude_station_count": 0,
-        }
+        empty: dict[str, Any] = dict.fromkeys(MAGNITUDE_FIELDS, float("nan"))
+        empty.update(magnitude_type=None, magnitude_station_count=0)
         if not len(arrivals) or bool(is_rejected(pd.DataFrame([origin])).iloc[0]):
             return empty, True
         origin_time = pd.Timestamp(origin["time"])
@@ -216,13 +209,7 @@ class LiveMagnitudes:
         event_ml = event_magnitudes(station_ml, p.min_stations, p.magnitude_type)
         if not len(event_ml):
             return empty, complete
-        row = event_ml.iloc[0]
-        return {
-            "magnitude": float(row["magnitude"]),
-            "magnitude_type": str(row["magnitude_type"]),
-            "magnitude_uncertainty": float(row["magnitude_uncertainty"]),
-            "magnitude_station_count": int(row["magnitude_station_count"]),
-        }, complete
+        return {c: event_ml[c].iloc[0] for c in MAGNITUDE_FIELDS}, complete
 
 
 def same_magnitude(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -283,7 +283,8 @@ def _sensitivity_only(tr, response, f_low: float, f_high: float) -> None:
         tr.filter("highpass", freq=f_low, corners=2, zerophase=True)
 
 
-def _is_horizontal(channel: str) -> bool:
+def is_horizontal(channel: str) -> bool:
+    """Return True for a horizontal channel code (``??N``, ``??E``, ``??1``, ``??2``)."""
     return len(channel) == 3 and channel[2] in "NE12"
 
 
@@ -319,7 +320,7 @@ def measure_amplitudes(
         start, end, phase, pick_id = amplitude_window(mine, params, origin_time)
         t0, t1 = _utc(start), _utc(end)
         raw = stream.select(network=net, station=sta, location=loc or "")
-        raw = Stream([tr for tr in raw if _is_horizontal(tr.stats.channel)])
+        raw = Stream([tr for tr in raw if is_horizontal(tr.stats.channel)])
         raw = raw.slice(t0 - params.pad_s, t1 + params.pad_s)
         if not len(raw):
             messages.append(f"{event_id} {sid}: no horizontal waveforms for {t0}..{t1}")

@@ -155,13 +155,8 @@ def pick_phases(
             here = not force and tasks_run_here()
             for spec in specs:
                 for unit in units:
-                    row = (
-                        None
-                        if not here
-                        else done_before(
-                            unit, spec, pick, committed.get(station_prefix(unit, spec), frozenset())
-                        )
-                    )
+                    mine = committed.get(station_prefix(unit, spec), frozenset())
+                    row = done_before(unit, spec, pick, mine) if here else None
                     if row is None:
                         todo.setdefault(spec.label, []).append(unit)
                     else:

@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from quakelake.archive.live import LiveSource, StationShard
+from quakelake.association.magnitudes import is_horizontal
 from quakelake.flows.compute import local_cluster_kwargs, slurm_cluster_kwargs
 from quakelake.params.compute import ComputeSettings
 from quakelake.picking.models import PICK_COLUMNS
@@ -69,7 +70,7 @@ class PickShard:
         got = self.front.poll_step(finish)
         traces = None
         if horizontals and got.traces is not None:
-            traces = [tr for tr in got.traces if tr.stats.channel[-1:].upper() in "NE12"]
+            traces = [tr for tr in got.traces if is_horizontal(tr.stats.channel)]
         return got.ends, got.result, self.front.lane_states(), self.front.source_state(), traces
 
     def restore(self, lanes: dict[str, dict[str, Any]], source: dict[str, Any]) -> tuple:

@@ -133,17 +133,23 @@ def done_before(
     The decision :func:`pick_one` makes first (without ``--force``), made by the flow itself for
     the units it finds done, so that a rerun sends Prefect tasks only for units with work.
     """
-    files = pick_files(unit, spec, params)
+    return _skipped_if_done(f"{spec.label}:{unit.key}", pick_files(unit, spec, params), committed)
+
+
+def _skipped_if_done(
+    key: str, files: dict[tuple[str, str], tuple[str, str]], committed: frozenset[str]
+) -> UnitResult | None:
+    """Return the unit's ``skipped`` row when every file of ``files`` is committed, else None."""
     if not files or any(stem not in committed for _, stem in files.values()):
         return None
-    inputs = fingerprint(sorted(stem for _, stem in files.values()))
-    return _skipped(f"{spec.label}:{unit.key}", files, inputs)
-
-
-def _skipped(key: str, files: dict[tuple[str, str], tuple[str, str]], inputs: str) -> UnitResult:
-    output = ";".join(stem for _, stem in files.values())
+    stems = [stem for _, stem in files.values()]
     return UnitResult(
-        "pick", key, "skipped", output=output, inputs=inputs, extra={"where": where_label()}
+        "pick",
+        key,
+        "skipped",
+        output=";".join(stems),
+        inputs=fingerprint(sorted(stems)),
+        extra={"where": where_label()},
     )
 
 
@@ -172,11 +178,11 @@ def pick_one(
     files = pick_files(unit, spec, params)
     if committed is None:
         committed = committed_stems(lake).get(station_prefix(unit, spec), frozenset())
+    if not force and (done := _skipped_if_done(key, files, committed)) is not None:
+        return done
     inputs = fingerprint(sorted(stem for _, stem in files.values()))
     outputs = ";".join(stem for _, stem in files.values())
     todo = {inst for inst, (_, stem) in files.items() if force or stem not in committed}
-    if files and not todo:
-        return _skipped(key, files, inputs)
     with Stopwatch() as sw:
         instruments, failures = waveforms.read_station_day(unit, selection=selection)
         error = "; ".join(f"skipped {f.path}: {f.reason}" for f in failures)
