@@ -32,9 +32,17 @@ def test_unchanged_run_and_associate_reruns_run_no_flow_and_late_picks_still_ass
     stations = ["-F", str(salton / "stations.xml")]
     run = ["run", "-d", str(archive), "--lake", str(lake), "-M", "PhaseNet", "-W", "original"]
     run += [*stations, "--silent"]
+    # picked first: `run` finds every unit's picks in the lake and records no pick run, as an
+    # unchanged `pick` would not; it goes on to associate them
+    assert main(["pick", *run[1:-3], "--silent"]) == 0
+    assert "6 units (done 6" in capsys.readouterr().out
     assert main(run) == 0
     first = capsys.readouterr().out
-    assert "6 units (done 6" in first and "(gamma, lake-PhaseNet-original): 1 days (done 1" in first
+    assert first.startswith("nothing to do: 6 units (done 0, skipped 6, failed 0), picks none")
+    assert "(gamma, lake-PhaseNet-original): 1 days (done 1" in first
+    runs = Lake(lake).read("runs")
+    assert sorted(runs["command"]) == ["associate", "pick"]
+    assert set(runs["status"]) == {"completed"}
     events = Lake(lake).read("events")
     assert len(events) >= 1
     before = _lake_state(lake)

@@ -75,6 +75,30 @@ def associate_picks(config: RunConfig, ensemble_weights: str | None = None) -> l
     return runs
 
 
+def picks_already_committed(config: RunConfig, groups: dict[str, list[str]]) -> dict | None:
+    """Return the pick stage's summary when every unit's picks are committed, else None.
+
+    The same answer as a ``quakelake pick`` rerun that finds nothing to do
+    (:func:`quakelake.picking.plan.nothing_to_do`): no pick run is recorded, as none would be
+    by ``pick``, and the pipeline goes on to its other stages. Before, the pipeline ran a pick
+    subflow that recorded a run of skipped units: about 1 s of flow run, archive scan and
+    lake commits for nothing. ``--force``, an ensemble, new, late or replaced files, unreadable
+    files and failed units go to the pick flow, which decides and records as always.
+    """
+    if config.force or config.ensemble is not None:
+        return None
+    from quakelake.picking.plan import nothing_to_do
+
+    return nothing_to_do(
+        Path(config.directory or "."),
+        config.lake,
+        config.window,
+        config.selection,
+        config.pick,
+        groups or None,
+    )
+
+
 def run_selection(config: RunConfig, ensemble_weights: str | None = None) -> RunSelection:
     """Return the lake rows a pipeline run is judged on: its models x weights over its days.
 
@@ -145,17 +169,25 @@ def run_pipeline(
             access_block=fdsn_block,
         )
     groups = resolve_groups(config.groups, config.groups_file, config.use_groups)
-    out["pick"] = pick_phases.with_options(task_runner=stage_runner("pick", config.execution))(
-        Path(config.directory),
-        config.lake,
-        config.window,
-        config.selection,
-        config.pick,
-        config.force,
-        progress=config.verbosity > 0,
-        ensemble=config.ensemble,
-        groups=groups or None,
-    )
+    done = picks_already_committed(config, groups)
+    if done is not None:
+        logger.info(
+            "pick: every station-day x model/weights is in the lake from earlier runs; "
+            "no pick run (--force picks again)"
+        )
+        out["pick"] = done
+    else:
+        out["pick"] = pick_phases.with_options(task_runner=stage_runner("pick", config.execution))(
+            Path(config.directory),
+            config.lake,
+            config.window,
+            config.selection,
+            config.pick,
+            config.force,
+            progress=config.verbosity > 0,
+            ensemble=config.ensemble,
+            groups=groups or None,
+        )
     ensemble_weights = out["pick"].get("ensemble")
     if config.associate is not None:
         out["associate"] = associate_picks(config, ensemble_weights)
@@ -177,7 +209,7 @@ def run_pipeline(
     logger.info(
         "pipeline done: %s",
         ", ".join(
-            f"{k} {v['run_id']}" for k, v in out.items() if isinstance(v, dict) and "run_id" in v
+            f"{k} {v['run_id']}" for k, v in out.items() if isinstance(v, dict) and v.get("run_id")
         ),
     )
     with one_try():
@@ -208,10 +240,11 @@ def pipeline_markdown(config: RunConfig, out: dict) -> str:
     phases = (
         ", ".join(f"{k} {v}" for k, v in (p.get("picks_per_phase") or {}).items()) or "none new"
     )
+    run = f"run `{p['run_id']}`" if p.get("run_id") else "no pick run (every unit in the lake)"
     lines += [
         "## Pick",
         "",
-        f"- run `{p['run_id']}`: {p['units']} units (done {p['done']}, skipped "
+        f"- {run}: {p['units']} units (done {p['done']}, skipped "
         f"{p['skipped']}, failed {p['failed']})",
         f"- models: {', '.join(p.get('models', []))}",
         f"- picks: {phases}",
