@@ -156,7 +156,6 @@ def test_lbfgsb_driver_equals_scipy_minimize_on_every_solve(shared_data, monkeyp
             if not np.array_equal(np.clip(at, lower, upper), at):
                 kind = "clipped"
             stops[kind] += 1
-    print(stops)
     assert min(stops.values()) > 100, stops
 
     # where the driver declines, or SciPy lacks its routine: minimize, GaMMA's numbers all the same

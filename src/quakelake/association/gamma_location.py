@@ -14,7 +14,10 @@ Huber terms, the gradient's rows added one after the other as ``np.sum(axis=0)``
 the loss terms are summed by ``np.sum`` as in GaMMA (numpy's pairwise summation). The loss, its
 gradient and hence every L-BFGS step and location are GaMMA's to the last bit (~9 us per
 evaluation; ``tests/test_association_gamma.py`` compares them with GaMMA's own functions on
-real picks, and ``benchmarks/compare_lakes.py`` the lake tables of a whole ``run``).
+real picks, and ``benchmarks/compare_lakes.py`` the lake tables of a whole ``run``). SciPy's
+L-BFGS-B routine is driven as ``scipy.optimize.minimize`` drives it, without its Python
+wrappers (:func:`_lbfgsb`; ``minimize`` where SciPy's private routine differs): the solves of
+the day take half the CPU (``benchmarks/gamma_location.py``).
 :func:`cached_eikonal` keeps GaMMA's solved eikonal tables in the user's cache.
 :func:`faster_locations` installs both for the duration of one GaMMA call.
 """
