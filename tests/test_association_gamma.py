@@ -94,3 +94,79 @@ def test_eikonal_tables_are_gammas_and_kept_in_the_cache(tmp_path, monkeypatch):
     entry.write_bytes(bytes(raw))
     got = gamma_location.cached_eikonal(dict(config))
     assert np.array_equal(got["up"], want["up"]) and np.array_equal(got["grad_us"], want["grad_us"])
+
+
+@pytest.mark.slow
+def test_lbfgsb_driver_equals_scipy_minimize_on_every_solve(shared_data, monkeypatch):
+    """QuakeLake's L-BFGS-B driver returns ``scipy.optimize.minimize``'s x and loss, bit for bit.
+
+    Every location solve of the Salton Sea day (automatic settings, 1-D eikonal), then each
+    again stopped early by ``maxiter`` and from a start outside the bounds (clipped), and with
+    the bounds as a list (not kept between solves). Where the driver declines (a float32 start)
+    or SciPy's private routine is missing, ``calc_loc`` still gives GaMMA's own result.
+    """
+    import scipy.optimize
+    from gamma import seismic_ops
+
+    d = shared_data / "phasenet_saltonsea_20201001"
+    picks = pd.read_csv(d / "DERIVED_phasenet_ref_picks_first180s.csv")
+    stations = read_stations(d / "stations.xml")
+    solves: list[tuple[tuple, dict]] = []
+    ours = gamma_location.calc_loc
+
+    def kept(*args, **kwargs):
+        solves.append((args, kwargs))
+        return ours(*args, **kwargs)
+
+    monkeypatch.setattr(gamma_location, "calc_loc", kept)
+    asc.associate(picks, stations, GammaConfig())
+    monkeypatch.setattr(gamma_location, "calc_loc", ours)
+    assert len(solves) > 1000 and gamma_location._SCIPY_LBFGSB is not None
+
+    stops = {"converged": 0, "other stop": 0, "maxiter": 0, "clipped": 0}
+    for i, (args, kwargs) in enumerate(solves):
+        phase_time, phase_type, station_loc, weight, x0 = args
+        problem = gamma_location._Problem(
+            phase_time, phase_type, station_loc, weight, kwargs["vel"], 1, kwargs["eikonal"]
+        )
+        bounds = kwargs["bounds"]
+        lower = np.array([-np.inf if lo is None else lo for lo, _ in bounds])
+        upper = np.array([np.inf if hi is None else hi for _, hi in bounds])
+        start = np.squeeze(x0)
+        runs = [(start, bounds, 100), (start, bounds, 3)]
+        if i % 10 == 0:  # outside every finite bound (alternately below and above); as lists
+            outside = np.where(np.isfinite(lower), np.where(i % 20, lower - 5, upper + 5), start)
+            runs += [(outside, [list(b) for b in bounds], 100)]
+        for at, bounds_, max_iter in runs:
+            want = scipy.optimize.minimize(
+                problem.loss_grad,
+                at,
+                method="L-BFGS-B",
+                jac=True,
+                bounds=bounds_,
+                options={"maxiter": max_iter, "gtol": 1e-6},
+            )
+            got = gamma_location._lbfgsb(problem.loss_grad, at, bounds_, max_iter, 1e-6)
+            assert got is not None
+            x, fun = got
+            assert np.array_equal(x, want.x) and fun == want.fun and type(fun) is type(want.fun)
+            kind = "converged" if want.success else "other stop"
+            if want.nit >= max_iter:
+                kind = "maxiter"
+            if not np.array_equal(np.clip(at, lower, upper), at):
+                kind = "clipped"
+            stops[kind] += 1
+    assert min(stops.values()) > 100, stops
+
+    # where the driver declines, or SciPy lacks its routine: minimize, GaMMA's numbers all the same
+    args, kwargs = solves[len(solves) // 2]
+    declined = (*args[:4], np.asarray(args[4], dtype=np.float32))
+    assert gamma_location._lbfgsb(np.sum, np.squeeze(declined[4]), None, 100, 1e-6) is None
+    want_x, want_fun = seismic_ops.calc_loc(*declined, **kwargs)
+    x, fun = gamma_location.calc_loc(*declined, **kwargs)
+    assert np.array_equal(x, want_x) and fun == want_fun
+    monkeypatch.setattr(gamma_location, "_SCIPY_LBFGSB", None)
+    for args, kwargs in solves[::97]:
+        want_x, want_fun = seismic_ops.calc_loc(*args, **kwargs)
+        x, fun = gamma_location.calc_loc(*args, **kwargs)
+        assert np.array_equal(x, want_x) and fun == want_fun

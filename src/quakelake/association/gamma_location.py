@@ -14,7 +14,10 @@ Huber terms, the gradient's rows added one after the other as ``np.sum(axis=0)``
 the loss terms are summed by ``np.sum`` as in GaMMA (numpy's pairwise summation). The loss, its
 gradient and hence every L-BFGS step and location are GaMMA's to the last bit (~9 us per
 evaluation; ``tests/test_association_gamma.py`` compares them with GaMMA's own functions on
-real picks, and ``benchmarks/compare_lakes.py`` the lake tables of a whole ``run``).
+real picks, and ``benchmarks/compare_lakes.py`` the lake tables of a whole ``run``). SciPy's
+L-BFGS-B routine is driven as ``scipy.optimize.minimize`` drives it, without its Python
+wrappers (:func:`_lbfgsb`; ``minimize`` where SciPy's private routine differs): the solves of
+the day take half the CPU (``benchmarks/gamma_location.py``).
 :func:`cached_eikonal` keeps GaMMA's solved eikonal tables in the user's cache.
 :func:`faster_locations` installs both for the duration of one GaMMA call.
 """
@@ -122,6 +125,31 @@ def _huber(t_diff, J, weight, sigma, grad, linear, quadratic):  # pragma: no cov
     return k1, k2
 
 
+@njit
+def _eikonal_terms(
+    x,
+    st_x,
+    st_y,
+    st_z,
+    phase,
+    phase_time,
+    tables,
+    grid,
+    nr,
+    nz,
+    t_diff,
+    J,
+    weight,
+    sigma,
+    grad,
+    linear,
+    quadratic,
+):  # pragma: no cover (compiled)
+    """:func:`_residuals` then :func:`_huber`, in one call from Python (one dispatch, not two)."""
+    _residuals(x, st_x, st_y, st_z, phase, phase_time, tables, grid, nr, nz, t_diff, J)
+    return _huber(t_diff, J, weight, sigma, grad, linear, quadratic)
+
+
 class _Problem:
     """One location solve's invariants: phase codes, station columns, eikonal tables."""
 
@@ -156,6 +184,8 @@ class _Problem:
     def loss_grad(self, x: np.ndarray) -> tuple[Any, np.ndarray]:
         """GaMMA's ``huber_loss_grad(x, ...)``: the same values, element-wise part compiled."""
         sigma, weight = self.sigma, self.weight
+        grad = np.empty((1, 4))
+        linear, quadratic = self.terms
         if self.eikonal is None:
             event_loc = x[np.newaxis, :]
             dist = np.linalg.norm(event_loc[:, :-1] - self.station_loc, axis=-1, keepdims=True)
@@ -163,9 +193,9 @@ class _Problem:
             J = np.zeros([self.phase_time.shape[0], event_loc.shape[1]])
             J[:, :-1] = (event_loc[:, :-1] - self.station_loc) / (dist + 1e-6) / self.v
             J[:, -1] = 1
+            k1, k2 = _huber(t_diff, J, weight, float(sigma), grad, linear, quadratic)
         else:
-            t_diff, J = self.t_diff, self.J
-            _residuals(  # type: ignore[call-arg]  # numba dispatcher
+            k1, k2 = _eikonal_terms(  # type: ignore[call-arg]  # numba dispatcher
                 np.asarray(x, dtype=np.float64),
                 *self.st,
                 self.phase,
@@ -173,13 +203,19 @@ class _Problem:
                 self.tables,
                 self.grid,
                 *self.size,
-                t_diff,
-                J,
+                self.t_diff,
+                self.J,
+                weight,
+                float(sigma),
+                grad,
+                linear,
+                quadratic,
             )
-        grad = np.empty((1, 4))
-        linear, quadratic = self.terms
-        k1, k2 = _huber(t_diff, J, weight, float(sigma), grad, linear, quadratic)
-        return np.sum(linear[:k1]) + np.sum(quadratic[:k2]), grad
+        # np.sum's own reduction (np.sum of an ndarray is np.add.reduce), without its wrapper
+        return _sum(linear[:k1], axis=None) + _sum(quadratic[:k2], axis=None), grad
+
+
+_sum = np.add.reduce
 
 
 def _tables(eikonal: dict) -> np.ndarray:
@@ -196,6 +232,192 @@ def _tables(eikonal: dict) -> np.ndarray:
     return kept
 
 
+def _scipy_lbfgsb() -> tuple[Any, dict[str, Any]] | None:
+    """SciPy's compiled L-BFGS-B step and ``_minimize_lbfgsb``'s defaults, or None.
+
+    :func:`_lbfgsb` drives ``scipy.optimize._lbfgsb.setulb`` (SciPy's C routine since 1.15) the
+    way ``_minimize_lbfgsb`` does. Those are private SciPy parts: they are checked once, when
+    this module is imported (the routine's argument list, the status codes the loop reads and
+    the defaults it takes over); a SciPy where they differ leaves :func:`calc_loc` on
+    ``scipy.optimize.minimize`` (the same numbers, slower).
+    """
+    import inspect
+
+    try:
+        from scipy.optimize import _lbfgsb, _lbfgsb_py
+
+        setulb = _lbfgsb.setulb
+        params = inspect.signature(_lbfgsb_py._minimize_lbfgsb).parameters
+        defaults = {name: params[name].default for name in ("maxcor", "ftol", "maxfun", "maxls")}
+        statuses = {k: _lbfgsb_py.status_messages[k] for k in (1, 3, 4, 5)}
+        stops = {k: _lbfgsb_py.task_messages[k] for k in (502, 504)}
+    except (ImportError, AttributeError, KeyError, TypeError, ValueError):
+        return None
+    arguments = (setulb.__doc__ or "").strip().splitlines()[:1]
+    if (
+        arguments != [_SETULB_ARGUMENTS]
+        or statuses != {1: "NEW_X", 3: "FG", 4: "CONVERGENCE", 5: "STOP"}
+        or stops
+        != {
+            502: "TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT",
+            504: "TOTAL NO. OF ITERATIONS REACHED LIMIT",
+        }
+        or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in defaults.values()
+        )
+    ):
+        return None
+    return setulb, defaults
+
+
+_SETULB_ARGUMENTS = (
+    "setulb(m,x,l,u,nbd,f,g,factr,pgtol,wa,iwa,task,lsave,isave,dsave,maxls,ln_task)"
+)
+# None: scipy.optimize.minimize locates (see _scipy_lbfgsb)
+_SCIPY_LBFGSB = _scipy_lbfgsb()
+_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+# the last bounds solved (by id) and their arrays: see _bounds_arrays
+_BOUNDS: dict[int, tuple[Any, _Arrays]] = {}
+
+
+def _bounds_arrays(bounds: Any, n: int) -> _Arrays | None:
+    """Return ``(lower, upper, l, u, nbd)`` as ``_minimize_lbfgsb`` makes them, or None.
+
+    ``lower``/``upper``: the bounds with -inf/inf for None (what x0 is clipped to); ``l``, ``u``
+    and ``nbd``: the routine's arrays. None for bounds that ``minimize`` rejects or treats
+    apart (wrong length, a lower bound above its upper bound, NaN, every variable fixed).
+    """
+    kept = _BOUNDS.get(id(bounds))
+    if kept is not None and kept[0] is bounds:
+        return kept[1]
+    try:
+        if len(bounds) != n:
+            return None
+        pairs = [
+            (float(np.asarray(lo).item()), float(np.asarray(hi).item()))
+            for lo, hi in (
+                (-np.inf if lo is None else lo, np.inf if hi is None else hi) for lo, hi in bounds
+            )
+        ]
+    except (TypeError, ValueError):
+        return None
+    lower = np.array([lo for lo, _ in pairs])
+    upper = np.array([hi for _, hi in pairs])
+    if (
+        np.isnan(lower).any()
+        or np.isnan(upper).any()
+        or (lower > upper).any()
+        or (lower == upper).all()
+    ):
+        return None
+    low_bnd, upper_bnd, nbd = np.zeros(n), np.zeros(n), np.zeros(n, np.int32)
+    for i, (lo, hi) in enumerate(pairs):
+        # _minimize_lbfgsb's bounds_map: 0 none, 1 lower, 2 both, 3 upper
+        if not np.isinf(lo):
+            low_bnd[i] = lo
+        if not np.isinf(hi):
+            upper_bnd[i] = hi
+        nbd[i] = {(False, False): 0, (True, False): 1, (True, True): 2, (False, True): 3}[
+            (not np.isinf(lo), not np.isinf(hi))
+        ]
+    arrays = lower, upper, low_bnd, upper_bnd, nbd
+    # kept for the next solves of the same bounds when they cannot change (GaMMA's are a tuple
+    # of pairs of numbers, the same object for every solve of an association)
+    if isinstance(bounds, tuple) and all(
+        isinstance(pair, tuple) and all(v is None or isinstance(v, int | float) for v in pair)
+        for pair in bounds
+    ):
+        _BOUNDS.clear()
+        _BOUNDS[id(bounds)] = bounds, arrays
+    return arrays
+
+
+def _lbfgsb(
+    loss_grad: Any, x0: np.ndarray, bounds: Any, maxiter: int, gtol: float
+) -> tuple[np.ndarray, Any] | None:
+    """``minimize(loss_grad, x0, method="L-BFGS-B", jac=True, bounds=bounds, options={"maxiter":
+    maxiter, "gtol": gtol})``'s ``x`` and ``fun``, from SciPy's own routine without its wrappers.
+
+    The same calls in the same order as ``_minimize_lbfgsb`` (SciPy 1.15-1.17): x0 clipped to
+    the bounds, the loss evaluated there first (``ScalarFunction``), an evaluation only where x
+    differs from the last one evaluated, the same stops (maxiter, maxfun, the routine's own
+    gtol and ftol tests). None where the call is not one it reproduces (no such routine, an x0
+    that is not 1-D float64, bounds ``minimize`` rejects or treats apart): use ``minimize``.
+    """
+    if _SCIPY_LBFGSB is None or x0.ndim != 1 or x0.dtype != np.float64 or maxiter is None:
+        return None
+    setulb, defaults = _SCIPY_LBFGSB
+    n = x0.shape[0]
+    m, maxfun, maxls = defaults["maxcor"], defaults["maxfun"], defaults["maxls"]
+    factr = defaults["ftol"] / np.finfo(float).eps
+    if bounds is None:
+        low_bnd, upper_bnd, nbd = np.zeros(n), np.zeros(n), np.zeros(n, np.int32)
+    else:
+        arrays = _bounds_arrays(bounds, n)
+        if arrays is None:
+            return None
+        lower, upper, low_bnd, upper_bnd, nbd = arrays
+        x0 = np.clip(x0, lower, upper)
+
+    def evaluate(at: np.ndarray) -> tuple[Any, np.ndarray]:
+        # ScalarFunction's: the loss as a true scalar, the gradient 1-D. It hands the function a
+        # copy of x; ``at`` is one already (loss_grad keeps no reference to it, nor changes it)
+        fx, grad = loss_grad(at)
+        if not np.isscalar(fx):
+            fx = np.asarray(fx).item()
+        return fx, np.atleast_1d(grad)
+
+    evaluated = np.array(x0, dtype=np.float64)
+    fx, gx = evaluate(evaluated)
+    nfev = 1
+    x = np.array(x0, dtype=np.float64)
+    f: Any = np.array(0.0)
+    g = np.zeros(n)
+    wa = np.zeros(2 * m * n + 5 * n + 11 * m * m + 8 * m)
+    iwa = np.zeros(3 * n, dtype=np.int32)
+    task = np.zeros(2, dtype=np.int32)
+    ln_task = np.zeros(2, dtype=np.int32)
+    lsave = np.zeros(4, dtype=np.int32)
+    isave = np.zeros(44, dtype=np.int32)
+    dsave = np.zeros(29)
+    n_iterations = 0
+    while True:
+        g = g.astype(np.float64)
+        setulb(
+            m,
+            x,
+            low_bnd,
+            upper_bnd,
+            nbd,
+            f,
+            g,
+            factr,
+            gtol,
+            wa,
+            iwa,
+            task,
+            lsave,
+            isave,
+            dsave,
+            maxls,
+            ln_task,
+        )
+        if task[0] == 3:  # FG: the loss and gradient at x
+            if not (x == evaluated).all():  # np.array_equal (same shape; NaN never equal)
+                evaluated = x.copy()
+                fx, gx = evaluate(evaluated)
+                nfev += 1
+            f, g = fx, gx
+        elif task[0] == 1:  # NEW_X: an iteration done
+            n_iterations += 1
+            if n_iterations >= maxiter:
+                task[0], task[1] = 5, 504
+            elif nfev > maxfun:
+                task[0], task[1] = 5, 502
+        else:
+            return x, f
+
+
 def calc_loc(
     phase_time,
     phase_type,
@@ -208,13 +430,30 @@ def calc_loc(
     max_iter=100,
     convergence=1e-6,
 ):
-    """GaMMA's ``seismic_ops.calc_loc`` (same arguments, same result), evaluated faster."""
+    """GaMMA's ``seismic_ops.calc_loc`` (same arguments, same result), evaluated faster.
+
+    SciPy's L-BFGS-B routine is driven by :func:`_lbfgsb` (the same steps as
+    ``scipy.optimize.minimize``, without its per-call and per-evaluation wrappers), or by
+    ``minimize`` itself where :func:`_lbfgsb` declines.
+    """
+    problem = _Problem(phase_time, phase_type, station_loc, weight, vel, 1, eikonal)
+    x0 = np.squeeze(event_loc0)
+    solved = _lbfgsb(problem.loss_grad, np.asarray(x0), bounds, max_iter, convergence)
+    if solved is not None:
+        x, fun = solved
+        return x[np.newaxis, :], fun
+    return _minimize(problem.loss_grad, x0, bounds, max_iter, convergence)
+
+
+def _minimize(
+    loss_grad: Any, x0: Any, bounds: Any, max_iter: int, convergence: float
+) -> tuple[np.ndarray, Any]:
+    """GaMMA's own call of ``scipy.optimize.minimize``: its ``x[np.newaxis, :]`` and ``fun``."""
     import scipy.optimize
 
-    problem = _Problem(phase_time, phase_type, station_loc, weight, vel, 1, eikonal)
     opt = scipy.optimize.minimize(
-        problem.loss_grad,
-        np.squeeze(event_loc0),
+        loss_grad,
+        x0,
         method="L-BFGS-B",
         jac=True,
         bounds=bounds,
