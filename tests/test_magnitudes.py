@@ -229,6 +229,24 @@ def test_wood_anderson_on_arrays_equals_obspy_trace_methods(shared_data):
         assert np.array_equal(tr.data, ref.data)
 
 
+def test_wood_anderson_runs_blas_on_one_thread():
+    """The stage's BLAS calls (lstsq of the linear detrend) run on one thread, the limit put back.
+
+    OpenBLAS's idle threads spun ~0.5 s of a second core per Salton Sea day (issue 26).
+    """
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads() -> set[int]:
+        return {
+            i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"
+        }
+
+    before = blas_threads()
+    with mag._one_blas_thread():
+        assert blas_threads() == {1}
+    assert blas_threads() == before
+
+
 def test_magnitudes_leave_obspy_signal_init_and_matplotlib_unimported(shared_data):
     """Response removal no longer imports matplotlib (PPSD in ``obspy.signal``'s ``__init__``).
 

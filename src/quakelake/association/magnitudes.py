@@ -42,6 +42,7 @@ amplitudes and distances).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import importlib
@@ -98,11 +99,11 @@ def defer_obspy_signal_init() -> None:
                 return importlib.import_module(f"{name}.{attr}")
             with _SIGNAL_LOCK:
                 if module.__dict__.get("__getattr__") is __getattr__:
-                    del module.__getattr__  # the real __init__ runs without it
+                    del module.__dict__["__getattr__"]  # the real __init__ runs without it
                     try:
                         loader.exec_module(module)
                     except BaseException:
-                        module.__getattr__ = __getattr__  # the next access tries again
+                        module.__dict__["__getattr__"] = __getattr__  # the next access tries again
                         raise
                     # __init__ deletes a ``filter`` already imported: attach the submodules again
                     for full, sub in list(sys.modules.items()):
@@ -110,9 +111,9 @@ def defer_obspy_signal_init() -> None:
                             module.__dict__.setdefault(full.rsplit(".", 1)[1], sub)
             return object.__getattribute__(module, attr)
 
-        module.__getattr__ = __getattr__  # type: ignore[method-assign]
+        module.__dict__["__getattr__"] = __getattr__
         sys.modules[name] = module
-        obspy.signal = module  # type: ignore[attr-defined]
+        obspy.__dict__["signal"] = module  # as an import sets it on the parent
 
 
 defer_obspy_signal_init()
@@ -175,8 +176,40 @@ def amplitude_window(
     opens before the P pick and reaches ``window_s`` past where S is expected
     (``t_S - t0 = vp_vs x (t_P - t0)`` when the origin time is known, else ``2 x window_s``).
     """
-    phases = picks["phase"].astype(str).str.upper().str[0]
     times = pd.to_datetime(picks["time"], utc=True)
+    pre = pd.Timedelta(seconds=params.pre_s)
+    length = pd.Timedelta(seconds=params.pre_s + params.window_s)
+    # the first letter of each phase, upper case (as .astype(str).str.upper().str[0])
+    phases = np.array([str(v).upper()[:1] for v in picks["phase"]], dtype=object)
+    if times.isna().any():  # NaT: pandas' idxmin skips them
+        return _amplitude_window_of_series(picks, params, origin_time, times, phases)
+    stamps = times.to_numpy()
+    for phase in ("S", "P"):
+        mine = np.flatnonzero(phases == phase)
+        if len(mine):
+            at = mine[np.argmin(stamps[mine])]  # the first of the earliest, as idxmin
+            i, t = picks.index[at], times.iloc[at]
+            break
+    else:
+        raise MagnitudeError("amplitude window: the station has neither a P nor an S pick")
+    if phase == "S":
+        return t - pre, t - pre + length, "S", _pick_id(picks, i)
+    if origin_time is not None and t > origin_time:
+        s_expected = origin_time + (t - origin_time) * params.vp_vs
+    else:
+        s_expected = t + pd.Timedelta(seconds=params.window_s)
+    return t - pre, s_expected + pd.Timedelta(seconds=params.window_s), "P", _pick_id(picks, i)
+
+
+def _amplitude_window_of_series(
+    picks: pd.DataFrame,
+    params: AmplitudeParams,
+    origin_time: pd.Timestamp | None,
+    times: pd.Series,
+    phases: np.ndarray,
+) -> tuple[pd.Timestamp, pd.Timestamp, str, str | None]:
+    """:func:`amplitude_window` with pandas' ``idxmin`` (pick times with NaT)."""
+    phases = pd.Series(phases, index=times.index)
     pre = pd.Timedelta(seconds=params.pre_s)
     length = pd.Timedelta(seconds=params.pre_s + params.window_s)
     s = times[phases == "S"]
@@ -293,21 +326,48 @@ def wood_anderson(
     responses = inventory if isinstance(inventory, Responses) else Responses(inventory)
     out = Stream()
     missing: list[tuple[str, str]] = []
-    for tr in stream:
-        try:
-            response = responses.get(tr.id, tr.stats.starttime)
-            if _arrays_apply(tr, response):
-                tr = _with_data(tr, _wood_anderson_data(tr, response, params))
-            else:
-                tr = _wood_anderson_trace(tr.copy(), response, params)
-        except (
-            Exception
-        ) as exc:  # ObsPy raises ValueError/Exception for missing or unusable responses
-            missing.append((tr.id, f"{type(exc).__name__}: {exc}"))
-            continue
-        out.append(tr)
+    with _one_blas_thread():
+        for tr in stream:
+            try:
+                response = responses.get(tr.id, tr.stats.starttime)
+                if _arrays_apply(tr, response):
+                    tr = _with_data(tr, _wood_anderson_data(tr, response, params))
+                else:
+                    tr = _wood_anderson_trace(tr.copy(), response, params)
+            except (
+                Exception
+            ) as exc:  # ObsPy raises ValueError/Exception for missing or unusable responses
+                missing.append((tr.id, f"{type(exc).__name__}: {exc}"))
+                continue
+            out.append(tr)
     out.missing = missing
     return out
+
+
+@functools.cache
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS libraries (None without threadpoolctl)."""
+    import scipy.linalg  # noqa: F401  (loads the OpenBLAS that scipy's lstsq uses)
+
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # scikit-learn brings it; the stage works without
+        return None
+    return ThreadpoolController()
+
+
+def _one_blas_thread():
+    """Return a context in which OpenBLAS & co. use one thread (the linear detrend's ``lstsq``).
+
+    The windows are a few thousand samples: a second BLAS thread does not speed them up, but
+    OpenBLAS's idle threads spin after each call, ~0.5 s of a second core per Salton Sea day
+    (issue 26) taken from the process's other threads and processes. The limit is the
+    process's while the context lasts (BLAS has no per-thread setting) and is put back after.
+    """
+    controller = _blas_controller()
+    if controller is None:
+        return contextlib.nullcontext()
+    return controller.limit(limits=1, user_api="blas")
 
 
 def _wood_anderson_trace(tr: obspy.Trace, response: Response, params: AmplitudeParams):
