@@ -229,6 +229,41 @@ def test_wood_anderson_on_arrays_equals_obspy_trace_methods(shared_data):
         assert np.array_equal(tr.data, ref.data)
 
 
+def test_amplitude_window_first_earliest_pick_of_the_phase():
+    """The window follows the earliest S (any case, ``Sg``, ties: the first row), else P."""
+    params = mag.AmplitudeParams()
+    t = pd.Timestamp("2020-10-01T00:00:10", tz="UTC")
+    sec = pd.Timedelta(seconds=1)
+    pre, length = (
+        pd.Timedelta(seconds=params.pre_s),
+        pd.Timedelta(seconds=params.pre_s + params.window_s),
+    )
+    picks = pd.DataFrame(
+        {
+            "phase": ["P", "sg", "S", "Sn", None],
+            "time": [t, t + 3 * sec, t + 2 * sec, t + 2 * sec, t - sec],
+            "pick_id": ["p", "late", "first", "tie", "none"],
+        },
+        index=[7, 3, 9, 1, 5],
+    )
+    assert mag.amplitude_window(picks, params) == (
+        t + 2 * sec - pre,
+        t + 2 * sec - pre + length,
+        "S",
+        "first",
+    )
+    only_p = picks.iloc[[0, 4]].assign(phase=["p", ""])
+    origin = t - 4 * sec
+    expected_s = origin + (t - origin) * params.vp_vs
+    window = (t - pre, expected_s + pd.Timedelta(seconds=params.window_s), "P", "p")
+    assert mag.amplitude_window(only_p, params, origin) == window
+    # a pick without a time (NaT) is passed over, as pandas' idxmin does
+    with_nat = picks.assign(time=[t, pd.NaT, pd.NaT, t + 2 * sec, t])
+    assert mag.amplitude_window(with_nat, params)[2:] == ("S", "tie")
+    with pytest.raises(mag.MagnitudeError):
+        mag.amplitude_window(picks.iloc[[4]], params)
+
+
 def test_wood_anderson_runs_blas_on_one_thread():
     """The stage's BLAS calls (lstsq of the linear detrend) run on one thread, the limit put back.
 
