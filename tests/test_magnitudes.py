@@ -280,6 +280,14 @@ def test_wood_anderson_runs_blas_on_one_thread():
     with mag._one_blas_thread():
         assert blas_threads() == {1}
     assert blas_threads() == before
+    # two days measured in threads that overlap: the limit holds until the last one leaves
+    first, second = mag._one_blas_thread(), mag._one_blas_thread()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert blas_threads() == {1}
+    second.__exit__(None, None, None)
+    assert blas_threads() == before
 
 
 def test_magnitudes_leave_obspy_signal_init_and_matplotlib_unimported(shared_data):

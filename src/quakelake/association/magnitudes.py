@@ -356,18 +356,36 @@ def _blas_controller():
     return ThreadpoolController()
 
 
+_BLAS = {"lock": threading.Lock(), "users": 0, "limiter": None}
+
+
+@contextlib.contextmanager
 def _one_blas_thread():
-    """Return a context in which OpenBLAS & co. use one thread (the linear detrend's ``lstsq``).
+    """Within this context OpenBLAS & co. use one thread (the linear detrend's ``lstsq``).
 
     The windows are a few thousand samples: a second BLAS thread does not speed them up, but
     OpenBLAS's idle threads spin after each call, ~0.5 s of a second core per Salton Sea day
-    (issue 26) taken from the process's other threads and processes. The limit is the
-    process's while the context lasts (BLAS has no per-thread setting) and is put back after.
+    (issue 26) taken from the process's other threads and processes. BLAS has no per-thread
+    setting: the first of the stage's threads to enter sets the process's limit and the last
+    to leave puts the original back (days measured in parallel threads do not undo each
+    other's limit).
     """
     controller = _blas_controller()
     if controller is None:
-        return contextlib.nullcontext()
-    return controller.limit(limits=1, user_api="blas")
+        yield
+        return
+    with _BLAS["lock"]:
+        if _BLAS["users"] == 0:
+            _BLAS["limiter"] = controller.limit(limits=1, user_api="blas")
+        _BLAS["users"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS["lock"]:
+            _BLAS["users"] -= 1
+            if _BLAS["users"] == 0:
+                _BLAS["limiter"].restore_original_limits()
+                _BLAS["limiter"] = None
 
 
 def _wood_anderson_trace(tr: obspy.Trace, response: Response, params: AmplitudeParams):
