@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import obspy
 import pandas as pd
@@ -162,14 +165,165 @@ def test_each_channel_response_is_evaluated_once_per_length(shared_data):
     n = picks["station_id"].nunique()
     assert n >= 3
 
+    # channels with equal responses (ObsPy ==) share their spectra
+    distinct: list = []
+    for tr in stream:
+        picked = f"{tr.stats.network}.{tr.stats.station}.{tr.stats.location}" in set(
+            picks["station_id"]
+        )
+        if picked and mag.is_horizontal(tr.stats.channel):
+            r = inventory.get_response(tr.id, tr.stats.starttime)
+            distinct += [] if any(r == d for d in distinct) else [r]
+    assert n <= len(distinct) < 2 * n  # some station's two horizontals are the same instrument
+
     responses = mag.Responses(inventory)
     first, _ = mag.measure_amplitudes("a", picks, stream, responses, origin_time=SCSN_EVENT["time"])
-    assert len(first) == 2 * n and responses.evaluations == 2 * n  # one per horizontal channel
+    assert len(first) == 2 * n and responses.evaluations == len(distinct)  # one per response
     again, _ = mag.measure_amplitudes("b", picks, stream, responses, origin_time=SCSN_EVENT["time"])
-    assert responses.evaluations == 2 * n
+    assert responses.evaluations == len(distinct)
     fresh, _ = mag.measure_amplitudes("a", picks, stream, inventory, origin_time=SCSN_EVENT["time"])
     pd.testing.assert_frame_equal(first, fresh, check_exact=True)
     pd.testing.assert_frame_equal(again.drop(columns="event_id"), fresh.drop(columns="event_id"))
+
+
+def test_wood_anderson_on_arrays_equals_obspy_trace_methods(shared_data):
+    """The array chain of the magnitude stage gives ObsPy's ``Trace`` methods' samples bit for bit.
+
+    ``detrend`` / ``taper`` / ``remove_response`` / ``simulate`` through ObsPy cost ~0.3 s of
+    bookkeeping per Salton Sea day (issue 26); :func:`mag._wood_anderson_data` calls the same
+    functions on the arrays. Real windows of every horizontal channel, of even and odd lengths,
+    as integers (the archive's counts) and as float32 / float64.
+    """
+    folder = shared_data / "phasenet_saltonsea_20201001"
+    inventory = mag.read_inventory([folder / "stations.xml"])
+    params = mag.AmplitudeParams()
+    stream = obspy.Stream()
+    for path in sorted((folder / "mseed").glob("*.mseed")):
+        stream += obspy.read(str(path)).select(channel="HH[EN]")
+    assert len(stream) == 32 and {tr.data.dtype.kind for tr in stream} == {"i"}
+    compared, npts = 0, set()
+    for k, tr in enumerate(stream):
+        t0 = tr.stats.starttime + 20.0 + 3.7 * k
+        for dtype in (None, np.float32, np.float64):
+            window = tr.slice(t0, t0 + (31.0, 44.93, 60.01)[(k + len(str(dtype))) % 3])
+            if dtype is not None:
+                window.data = window.data.astype(dtype)
+            response = inventory.get_response(window.id, window.stats.starttime)
+            assert mag._arrays_apply(window, response)
+            before = window.data.copy()
+            mine = mag._wood_anderson_data(window, response, params)
+            theirs = mag._wood_anderson_trace(window.copy(), response, params).data
+            assert mine.dtype == theirs.dtype and np.array_equal(mine, theirs)
+            assert np.array_equal(window.data, before)  # the input is left as it was
+            npts.add(window.stats.npts % 2)
+            compared += 1
+    assert compared == 32 * 3 and npts == {0, 1}
+    # the public function: the same samples as the Trace methods, header kept
+    wa = mag.wood_anderson(stream[:4], inventory, params)
+    assert wa.missing == [] and len(wa) == 4
+    for tr, raw in zip(wa, stream[:4], strict=True):
+        ref = mag._wood_anderson_trace(
+            raw.copy(), inventory.get_response(raw.id, raw.stats.starttime), params
+        )
+        assert tr.id == raw.id and tr.stats.starttime == raw.stats.starttime
+        assert np.array_equal(tr.data, ref.data)
+
+
+def test_amplitude_window_first_earliest_pick_of_the_phase():
+    """The window follows the earliest S (any case, ``Sg``, ties: the first row), else P."""
+    params = mag.AmplitudeParams()
+    t = pd.Timestamp("2020-10-01T00:00:10", tz="UTC")
+    sec = pd.Timedelta(seconds=1)
+    pre, length = (
+        pd.Timedelta(seconds=params.pre_s),
+        pd.Timedelta(seconds=params.pre_s + params.window_s),
+    )
+    picks = pd.DataFrame(
+        {
+            "phase": ["P", "sg", "S", "Sn", None],
+            "time": [t, t + 3 * sec, t + 2 * sec, t + 2 * sec, t - sec],
+            "pick_id": ["p", "late", "first", "tie", "none"],
+        },
+        index=[7, 3, 9, 1, 5],
+    )
+    assert mag.amplitude_window(picks, params) == (
+        t + 2 * sec - pre,
+        t + 2 * sec - pre + length,
+        "S",
+        "first",
+    )
+    only_p = picks.iloc[[0, 4]].assign(phase=["p", ""])
+    origin = t - 4 * sec
+    expected_s = origin + (t - origin) * params.vp_vs
+    window = (t - pre, expected_s + pd.Timedelta(seconds=params.window_s), "P", "p")
+    assert mag.amplitude_window(only_p, params, origin) == window
+    # a pick without a time (NaT) is passed over, as pandas' idxmin does
+    with_nat = picks.assign(time=[t, pd.NaT, pd.NaT, t + 2 * sec, t])
+    assert mag.amplitude_window(with_nat, params)[2:] == ("S", "tie")
+    with pytest.raises(mag.MagnitudeError):
+        mag.amplitude_window(picks.iloc[[4]], params)
+
+
+def test_wood_anderson_runs_blas_on_one_thread():
+    """The stage's BLAS calls (lstsq of the linear detrend) run on one thread, the limit put back.
+
+    OpenBLAS's idle threads spun ~0.5 s of a second core per Salton Sea day (issue 26).
+    """
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads() -> set[int]:
+        return {
+            i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"
+        }
+
+    before = blas_threads()
+    with mag._one_blas_thread():
+        assert blas_threads() == {1}
+    assert blas_threads() == before
+    # two days measured in threads that overlap: the limit holds until the last one leaves
+    first, second = mag._one_blas_thread(), mag._one_blas_thread()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert blas_threads() == {1}
+    second.__exit__(None, None, None)
+    assert blas_threads() == before
+
+
+def test_magnitudes_leave_obspy_signal_init_and_matplotlib_unimported(shared_data):
+    """Response removal no longer imports matplotlib (PPSD in ``obspy.signal``'s ``__init__``).
+
+    In a fresh interpreter: the Wood-Anderson amplitude of a real channel leaves matplotlib and
+    PPSD unimported; afterwards ``from obspy.signal import PPSD`` and the usual submodule
+    imports still work (~0.5 s of CPU saved per run, issue 26).
+    """
+    folder = shared_data / "phasenet_saltonsea_20201001"
+    code = f"""
+import sys
+import obspy
+from quakelake.association import magnitudes as mag
+inv = mag.read_inventory([{str(folder / "stations.xml")!r}])
+st = obspy.read({str(folder / "mseed" / "CI.BOM.2020-10-01T00:00.mseed")!r}).select(channel="HHE")
+wa = mag.wood_anderson(st.slice(st[0].stats.starttime + 10, st[0].stats.starttime + 70), inv,
+                       mag.AmplitudeParams())
+assert wa.missing == [] and len(wa) == 1 and abs(wa[0].data).max() > 0
+tr = st[0].copy()
+tr.filter("bandpass", freqmin=1.0, freqmax=10.0)  # obspy.signal.filter through the stub
+unused = [m for m in ("matplotlib", "obspy.signal.spectral_estimation") if m in sys.modules]
+assert unused == [], unused
+from obspy.signal import PPSD
+import obspy.signal
+from obspy.signal.trigger import trigger_onset
+assert obspy.signal.PPSD is PPSD and "matplotlib" in sys.modules
+assert obspy.signal.invsim is sys.modules["obspy.signal.invsim"] and callable(trigger_onset)
+assert "__getattr__" not in vars(obspy.signal)
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
 
 
 def test_law_from_table_and_corrections():

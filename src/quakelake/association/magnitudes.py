@@ -42,7 +42,13 @@ amplitudes and distances).
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
+import importlib
+import importlib.util
+import sys
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +68,55 @@ from quakelake.params.magnitudes import (
     MagnitudeError,
     MagnitudeParams,
 )
+
+_SIGNAL_LOCK = threading.RLock()
+
+
+def defer_obspy_signal_init() -> None:
+    """Let ``import obspy.signal.<module>`` skip the package's ``__init__`` until it is needed.
+
+    ``remove_response`` and ``simulate`` import ``obspy.signal.invsim``, which first runs
+    ``obspy/signal/__init__.py``: it imports PPSD (matplotlib, obspy.imaging, obspy.io.xseed),
+    ~0.5 s of a process's CPU that no magnitude needs. This puts the package module in
+    ``sys.modules`` without running it, with a module ``__getattr__`` (PEP 562): a submodule's
+    name imports the submodule; any other name (``PPSD``, ``__all__``) runs the real
+    ``__init__`` in the module first and then answers, so ``from obspy.signal import PPSD``
+    works as always. Nothing changes when ``obspy.signal`` is imported already; called when
+    this module is imported. ``tests/test_magnitudes.py`` checks both in a fresh interpreter.
+    """
+    name = "obspy.signal"
+    with _SIGNAL_LOCK:
+        if name in sys.modules:
+            return
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+            return
+        module = importlib.util.module_from_spec(spec)
+        loader = spec.loader
+
+        def __getattr__(attr: str):
+            if not attr.startswith("__") and importlib.util.find_spec(f"{name}.{attr}"):
+                return importlib.import_module(f"{name}.{attr}")
+            with _SIGNAL_LOCK:
+                if module.__dict__.get("__getattr__") is __getattr__:
+                    del module.__dict__["__getattr__"]  # the real __init__ runs without it
+                    try:
+                        loader.exec_module(module)
+                    except BaseException:
+                        module.__dict__["__getattr__"] = __getattr__  # the next access tries again
+                        raise
+                    # __init__ deletes a ``filter`` already imported: attach the submodules again
+                    for full, sub in list(sys.modules.items()):
+                        if full.startswith(name + ".") and full.count(".") == 2:
+                            module.__dict__.setdefault(full.rsplit(".", 1)[1], sub)
+            return object.__getattribute__(module, attr)
+
+        module.__dict__["__getattr__"] = __getattr__
+        sys.modules[name] = module
+        obspy.__dict__["signal"] = module  # as an import sets it on the parent
+
+
+defer_obspy_signal_init()
 
 #: Wood-Anderson torsion seismograph (displacement input): poles of a 0.8 s, 0.7-damped pendulum,
 #: two zeros at the origin, static magnification 2080 (IASPEI 2013 standard).
@@ -121,8 +176,40 @@ def amplitude_window(
     opens before the P pick and reaches ``window_s`` past where S is expected
     (``t_S - t0 = vp_vs x (t_P - t0)`` when the origin time is known, else ``2 x window_s``).
     """
-    phases = picks["phase"].astype(str).str.upper().str[0]
     times = pd.to_datetime(picks["time"], utc=True)
+    pre = pd.Timedelta(seconds=params.pre_s)
+    length = pd.Timedelta(seconds=params.pre_s + params.window_s)
+    # the first letter of each phase, upper case (as .astype(str).str.upper().str[0])
+    phases = np.array([str(v).upper()[:1] for v in picks["phase"]], dtype=object)
+    if times.isna().any():  # NaT: pandas' idxmin skips them
+        return _amplitude_window_of_series(picks, params, origin_time, times, phases)
+    stamps = times.to_numpy()
+    for phase in ("S", "P"):
+        mine = np.flatnonzero(phases == phase)
+        if len(mine):
+            at = mine[np.argmin(stamps[mine])]  # the first of the earliest, as idxmin
+            i, t = picks.index[at], times.iloc[at]
+            break
+    else:
+        raise MagnitudeError("amplitude window: the station has neither a P nor an S pick")
+    if phase == "S":
+        return t - pre, t - pre + length, "S", _pick_id(picks, i)
+    if origin_time is not None and t > origin_time:
+        s_expected = origin_time + (t - origin_time) * params.vp_vs
+    else:
+        s_expected = t + pd.Timedelta(seconds=params.window_s)
+    return t - pre, s_expected + pd.Timedelta(seconds=params.window_s), "P", _pick_id(picks, i)
+
+
+def _amplitude_window_of_series(
+    picks: pd.DataFrame,
+    params: AmplitudeParams,
+    origin_time: pd.Timestamp | None,
+    times: pd.Series,
+    phases: np.ndarray,
+) -> tuple[pd.Timestamp, pd.Timestamp, str, str | None]:
+    """:func:`amplitude_window` with pandas' ``idxmin`` (pick times with NaT)."""
+    phases = pd.Series(phases, index=times.index)
     pre = pd.Timedelta(seconds=params.pre_s)
     length = pd.Timedelta(seconds=params.pre_s + params.window_s)
     s = times[phases == "S"]
@@ -191,8 +278,10 @@ class Responses:
     ObsPy's ``remove_response`` evaluates the channel's response (evalresp) at every call; a
     day's amplitude windows of one channel all have the same sampling and FFT length, so the
     same spectrum was computed once per event (~17 ms each, 136 times for the 180-s Salton Sea
-    day). Here the first evaluation of a channel, sampling interval, FFT length and output is
-    kept and later calls get a copy of it: the same numbers, computed once.
+    day). Here the first evaluation of a response, sampling interval, FFT length and output is
+    kept and later calls get a copy of it: the same numbers, computed once. Channels whose
+    responses are equal (ObsPy's ``Response ==``: every stage, coefficient and gain; often the
+    two horizontal components of a station) share their evaluations.
 
     Attributes:
         inventory: the StationXML inventory.
@@ -209,10 +298,13 @@ class Responses:
         response = self.inventory.get_response(trace_id, time)
         kept = self._kept.get(id(response))
         if kept is None:
-            memo = copy.copy(response)
-            memo.__class__ = _KeptResponse
-            memo.kept, memo.owner = {}, self
-            kept = self._kept[id(response)] = (response, memo)
+            # the inventory holds ``response``: its id stays its own while this object lives
+            same = next((m for r, m in self._kept.values() if r == response), None)
+            if same is None:
+                same = copy.copy(response)
+                same.__class__ = _KeptResponse
+                same.kept, same.owner = {}, self
+            kept = self._kept[id(response)] = (response, same)
         return kept[1]
 
 
@@ -224,42 +316,231 @@ def wood_anderson(
     Channels whose response is not in ``inventory`` are left out (see the ``missing`` attribute
     of the returned stream: a list of ``(channel id, reason)``). Pass a :class:`Responses` to
     evaluate each channel's response once over several calls.
+
+    The chain is ObsPy's ``detrend("demean")``, ``detrend("linear")``, ``taper(0.05,
+    "cosine")``, ``remove_response(output="DISP", ...)`` and ``simulate(paz_simulate=
+    WOOD_ANDERSON)``; for the usual trace (unmasked samples, a response with stages) it runs on
+    the arrays (:func:`_wood_anderson_data`, the same numbers without ObsPy's per-call
+    bookkeeping), otherwise through the ``Trace`` methods.
     """
     responses = inventory if isinstance(inventory, Responses) else Responses(inventory)
     out = Stream()
     missing: list[tuple[str, str]] = []
-    for tr in stream:
-        tr = tr.copy()
-        nyquist = 0.5 * tr.stats.sampling_rate
-        f1, f2 = params.pre_filt_hz
-        try:
-            tr.detrend("demean")
-            tr.detrend("linear")
-            tr.taper(0.05, type="cosine")
-            response = responses.get(tr.id, tr.stats.starttime)
-            if response.response_stages:
-                tr.stats.response = response  # what remove_response uses without an inventory
-                tr.remove_response(
-                    output="DISP",
-                    water_level=params.water_level_db,
-                    pre_filt=(f1, f2, 0.8 * nyquist, 0.9 * nyquist),
-                    zero_mean=True,
-                    taper=False,
-                )
-                del tr.stats.response
-            else:
-                _sensitivity_only(tr, response, f2, 0.8 * nyquist)
-            tr.simulate(
-                paz_simulate=WOOD_ANDERSON, remove_sensitivity=False, simulate_sensitivity=True
-            )
-        except (
-            Exception
-        ) as exc:  # ObsPy raises ValueError/Exception for missing or unusable responses
-            missing.append((tr.id, f"{type(exc).__name__}: {exc}"))
-            continue
-        out.append(tr)
+    with _one_blas_thread():
+        for tr in stream:
+            try:
+                response = responses.get(tr.id, tr.stats.starttime)
+                if _arrays_apply(tr, response):
+                    tr = _with_data(tr, _wood_anderson_data(tr, response, params))
+                else:
+                    tr = _wood_anderson_trace(tr.copy(), response, params)
+            except (
+                Exception
+            ) as exc:  # ObsPy raises ValueError/Exception for missing or unusable responses
+                missing.append((tr.id, f"{type(exc).__name__}: {exc}"))
+                continue
+            out.append(tr)
     out.missing = missing
     return out
+
+
+@functools.cache
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS libraries (None without threadpoolctl)."""
+    import scipy.linalg  # noqa: F401  (loads the OpenBLAS that scipy's lstsq uses)
+
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # scikit-learn brings it; the stage works without
+        return None
+    return ThreadpoolController()
+
+
+_BLAS = {"lock": threading.Lock(), "users": 0, "limiter": None}
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """Within this context OpenBLAS & co. use one thread (the linear detrend's ``lstsq``).
+
+    The windows are a few thousand samples: a second BLAS thread does not speed them up, but
+    OpenBLAS's idle threads spin after each call, ~0.5 s of a second core per Salton Sea day
+    (issue 26) taken from the process's other threads and processes. BLAS has no per-thread
+    setting: the first of the stage's threads to enter sets the process's limit and the last
+    to leave puts the original back (days measured in parallel threads do not undo each
+    other's limit).
+    """
+    controller = _blas_controller()
+    if controller is None:
+        yield
+        return
+    with _BLAS["lock"]:
+        if _BLAS["users"] == 0:
+            _BLAS["limiter"] = controller.limit(limits=1, user_api="blas")
+        _BLAS["users"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS["lock"]:
+            _BLAS["users"] -= 1
+            if _BLAS["users"] == 0:
+                _BLAS["limiter"].restore_original_limits()
+                _BLAS["limiter"] = None
+
+
+def _wood_anderson_trace(tr: obspy.Trace, response: Response, params: AmplitudeParams):
+    """:func:`wood_anderson` of one trace (changed in place) through ObsPy's ``Trace`` methods."""
+    nyquist = 0.5 * tr.stats.sampling_rate
+    f1, f2 = params.pre_filt_hz
+    tr.detrend("demean")
+    tr.detrend("linear")
+    tr.taper(0.05, type="cosine")
+    if response.response_stages:
+        tr.stats.response = response  # what remove_response uses without an inventory
+        tr.remove_response(
+            output="DISP",
+            water_level=params.water_level_db,
+            pre_filt=(f1, f2, 0.8 * nyquist, 0.9 * nyquist),
+            zero_mean=True,
+            taper=False,
+        )
+        del tr.stats.response
+    else:
+        _sensitivity_only(tr, response, f2, 0.8 * nyquist)
+    tr.simulate(paz_simulate=WOOD_ANDERSON, remove_sensitivity=False, simulate_sensitivity=True)
+    return tr
+
+
+def _arrays_apply(tr: obspy.Trace, response: Response) -> bool:
+    """Return True when :func:`_wood_anderson_data` computes what the ``Trace`` methods would."""
+    from obspy.core.inventory.response import PolynomialResponseStage
+
+    data = tr.data
+    return (
+        isinstance(data, np.ndarray)
+        and not isinstance(data, np.ma.MaskedArray)
+        and data.ndim == 1
+        and len(data) > 1
+        and data.dtype.kind in "iuf"
+        and bool(response.response_stages)
+        and not isinstance(response.response_stages[0], PolynomialResponseStage)
+    )
+
+
+def _wood_anderson_data(tr: obspy.Trace, response: Response, params: AmplitudeParams) -> np.ndarray:
+    """Return :func:`_wood_anderson_trace`'s samples of ``tr`` computed on its array.
+
+    Each step calls the function ObsPy's ``Trace`` method calls, with the same arguments and
+    dtype handling (ObsPy 1.5, ``obspy/core/trace.py`` and ``obspy/signal/invsim.py``), so the
+    numbers are the same bit for bit (``tests/test_magnitudes.py`` compares both paths); what
+    is left out is the method lookup through the package metadata, the argument bookkeeping in
+    ``stats.processing`` and the trace copies. The tapers, the pre-filter and the
+    Wood-Anderson spectrum depend only on the lengths and are computed once per length.
+    """
+    import scipy.signal
+    from obspy.signal.detrend import simple as simple_detrend
+    from obspy.signal.invsim import invert_spectrum
+    from obspy.signal.util import _npts2nfft
+
+    stats = tr.stats
+    data = tr.data
+    # Trace.detrend("demean"), Trace.detrend("linear"): scipy.signal.detrend, float32 kept
+    for kind in ("constant", "linear"):
+        dtype = data.dtype
+        data = scipy.signal.detrend(data, type=kind)
+        if dtype == np.float32 and data.dtype != np.float32:
+            data = np.require(data, dtype=np.float32)
+    # Trace.taper(0.05, type="cosine")
+    if not np.issubdtype(data.dtype, np.floating):
+        data = np.require(data, dtype=np.float64)
+    npts = len(data)
+    data *= _trace_taper(npts)
+    # Trace.remove_response(output="DISP", water_level, pre_filt, zero_mean=True, taper=False)
+    nyquist = 0.5 * stats.sampling_rate
+    f1, f2 = params.pre_filt_hz
+    pre_filt = (f1, f2, 0.8 * nyquist, 0.9 * nyquist)
+    data = data.astype(np.float64)
+    data -= data.mean()
+    nfft = _npts2nfft(npts)
+    spectrum = np.fft.rfft(data, n=nfft)
+    freq_response, _ = response.get_evalresp_response(stats.delta, nfft, output="DISP")
+    spectrum *= _pre_filt_taper(float(stats.delta), int(nfft), pre_filt)
+    if params.water_level_db is None:
+        freq_response[0] = 0.0
+        freq_response[1:] = 1.0 / freq_response[1:]
+    else:
+        invert_spectrum(freq_response, params.water_level_db)
+    spectrum *= freq_response
+    spectrum[-1] = abs(spectrum[-1]) + 0.0j
+    data = np.fft.irfft(spectrum)[0:npts]
+    # Trace.simulate(paz_simulate=WOOD_ANDERSON, remove_sensitivity=False,
+    # simulate_sensitivity=True): simulate_seismometer with its defaults (zero mean, 5 % cosine
+    # taper, PITSA simple detrend)
+    delta = 1.0 / stats.sampling_rate
+    data = data.astype(np.float64)
+    data -= data.mean()
+    data *= _simulate_taper(npts)
+    nfft = _npts2nfft(npts)
+    spectrum = np.fft.rfft(data, n=nfft)
+    spectrum *= _wood_anderson_spectrum(delta, int(nfft))
+    spectrum[-1] = abs(spectrum[-1]) + 0.0j
+    data = np.fft.irfft(spectrum)[0:npts]
+    data = simple_detrend(data)
+    data *= WOOD_ANDERSON["sensitivity"]
+    return data
+
+
+def _with_data(tr: obspy.Trace, data: np.ndarray) -> obspy.Trace:
+    """Return a trace with the header of ``tr`` and samples ``data`` (``tr`` is left as it was)."""
+    out = obspy.Trace(data=data)
+    out.stats = tr.stats.copy()
+    out.stats.npts = len(data)
+    out.stats.processing = [*out.stats.get("processing", []), "QuakeLake: wood_anderson()"]
+    return out
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
+
+
+@functools.lru_cache(maxsize=64)
+def _trace_taper(npts: int) -> np.ndarray:
+    """The window ``Trace.taper(0.05, type="cosine")`` multiplies a trace of ``npts`` samples by."""
+    from obspy.signal.invsim import cosine_taper
+
+    wlen = min(int(0.05 * npts), int(npts / 2))
+    sides = cosine_taper(2 * wlen if 2 * wlen == npts else 2 * wlen + 1, p=1.0)
+    return _readonly(
+        np.hstack((sides[:wlen], np.ones(npts - 2 * wlen), sides[len(sides) - wlen :]))
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _simulate_taper(npts: int) -> np.ndarray:
+    """The 5 % cosine taper of ObsPy's ``simulate_seismometer`` for ``npts`` samples."""
+    from obspy.signal.invsim import cosine_taper
+
+    return _readonly(cosine_taper(npts, 0.05))
+
+
+@functools.lru_cache(maxsize=64)
+def _pre_filt_taper(delta: float, nfft: int, pre_filt: tuple[float, ...]) -> np.ndarray:
+    """``remove_response``'s frequency-domain pre-filter (``cosine_sac_taper``) of one FFT grid."""
+    from obspy.signal.invsim import cosine_sac_taper
+
+    # the frequencies of Response.get_evalresp_response(delta, nfft)
+    freqs = np.linspace(0, 1 / (delta * 2.0), int(nfft // 2) + 1, dtype=np.float64)
+    return _readonly(cosine_sac_taper(freqs, flimit=pre_filt))
+
+
+@functools.lru_cache(maxsize=64)
+def _wood_anderson_spectrum(delta: float, nfft: int) -> np.ndarray:
+    """The Wood-Anderson response ``simulate_seismometer`` multiplies a spectrum of ``nfft`` by."""
+    from obspy.signal.invsim import paz_to_freq_resp
+
+    wa = WOOD_ANDERSON
+    return _readonly(paz_to_freq_resp(wa["poles"], wa["zeros"], wa["gain"], delta, nfft))
 
 
 def _sensitivity_only(tr, response, f_low: float, f_high: float) -> None:

@@ -87,7 +87,7 @@ def stage_modules(cfg: RunConfig) -> list[str]:
     """Return the modules the association and magnitude stages of ``cfg`` import in this process.
 
     Only for the in-process thread runner (a cluster's workers import their own); GaMMA's stack
-    (scikit-learn, numba) for ``gamma``, ObsPy's response removal (matplotlib) for magnitudes.
+    (scikit-learn, numba) for ``gamma``, ObsPy's response removal for magnitudes.
     """
     if cfg.associate is None or cfg.execution.runner != "threads":
         return []
@@ -101,7 +101,8 @@ def stage_modules(cfg: RunConfig) -> list[str]:
             "gamma.utils",
         ]
     if cfg.magnitude is not None:
-        names.append("obspy.signal.invsim")
+        # the stage's module first: it defers obspy.signal's __init__ (PPSD, matplotlib)
+        names += ["quakelake.association.magnitudes", "obspy.signal.invsim"]
     return names
 
 
