@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
+import os
 import shutil
 from pathlib import Path
 
@@ -410,3 +412,40 @@ def test_gap_splits_traces_and_overlap_is_resolved(shared_data: Path, tmp_path: 
         assert parts[1].stats.starttime == t0 + 700
         # the overlapping copy collapsed into the second part
         assert parts[1].stats.npts == 1100 * 100 + 1
+
+
+def test_a_second_scan_in_the_process_reads_changed_files_only(salton_minute: Path, tmp_path: Path):
+    """The process keeps its last index of an archive: files whose path, size and modification
+    time are unchanged keep their rows (the command's check and its flow scan once); a replaced,
+    added or removed file is seen, and another selection is scanned for itself."""
+    folder = tmp_path / "archive"
+    shutil.copytree(salton_minute / "mseed", folder)
+    first = scan_archive(folder)
+    assert first.failures == [] and first.index["station"].nunique() == 6
+    bom = folder / "CI.BOM.2020-10-01T00:02.mseed"
+    stat = bom.stat()
+    # the same size and modification time: unchanged for the scan, not read again (before, the
+    # overwritten file was read and reported unreadable)
+    original = bom.read_bytes()
+    bom.write_bytes(b"\0" * len(original))
+    os.utime(bom, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = scan_archive(folder)
+    assert again.failures == []
+    pd.testing.assert_frame_equal(again.index, first.index)
+    # a changed file (another size) is read again; a new file is added, a removed one dropped
+    cut = obspy.read(io.BytesIO(original))
+    cut.trim(cut[0].stats.starttime, cut[0].stats.starttime + 20)
+    bom.unlink()
+    cut.write(str(bom), format="MSEED")
+    shutil.copy(folder / "CI.ERR.2020-10-01T00:02.mseed", folder / "copy.mseed")
+    (folder / "CI.IMP.2020-10-01T00:02.mseed").unlink()
+    third = scan_archive(folder)
+    assert third.failures == []
+    rows = third.index[third.index["path"] == str(bom.resolve())]
+    assert len(rows) == 3 and (rows["end"] - rows["start"]).max() <= pd.Timedelta(seconds=20)
+    assert (third.index["path"] == str((folder / "copy.mseed").resolve())).sum() == 3
+    assert "IMP" not in set(third.index["station"])
+    # another selection: its own scan, whatever was kept for the first
+    only = scan_archive(folder, selection=StationSelection(channels=["HHZ"]))
+    assert set(only.index["channel"]) == {"HHZ"}
+    assert len(only.index) == len(third.index) // 3

@@ -483,7 +483,8 @@ def scan_archive(
         selection: keep only matching channels; SDS file names that cannot match are not opened.
         progress: show a tqdm progress bar on stderr.
         previous: an earlier index of the same archive; rows of files whose path, size and
-            modification time are unchanged are reused instead of re-reading their headers.
+            modification time are unchanged are reused instead of re-reading their headers
+            (None: this process's last scan of the same archive and selection, if any).
 
     Returns:
         ArchiveScan with ``index`` (columns of ``waveform_index``, absolute paths, UTC times of
@@ -499,6 +500,9 @@ def scan_archive(
         )
     root = root.resolve()
     selection = selection or StationSelection()
+    memo = (str(root), selection.model_dump_json())
+    if previous is None:
+        previous = _LAST_SCANS.get(memo)
     known: dict[tuple[str, int, float], pd.DataFrame] = {}
     if previous is not None and len(previous):
         for (path, size, mtime), group in previous.groupby(["path", "file_size", "file_mtime"]):
@@ -547,7 +551,19 @@ def scan_archive(
     parts += [_as_index(r.reset_index(drop=True)) for r in reused if len(r)]
     index = pd.concat(parts, ignore_index=True) if parts else _empty_index()
     index = index.sort_values(["network", "station", "location", "channel", "start", "path"])
-    return ArchiveScan(index.reset_index(drop=True), failures, skipped)
+    index = index.reset_index(drop=True)
+    _LAST_SCANS.pop(memo, None)
+    _LAST_SCANS[memo] = index
+    while len(_LAST_SCANS) > _KEPT_SCANS:
+        _LAST_SCANS.pop(next(iter(_LAST_SCANS)))
+    return ArchiveScan(index.copy(), failures, skipped)
+
+
+# This process's last index of each archive and selection: a later scan of the same archive
+# (the command's check, then its flow) reads the headers of new or changed files only, as with
+# ``previous`` (a file is unchanged when its path, size and modification time are).
+_LAST_SCANS: dict[tuple[str, str], pd.DataFrame] = {}
+_KEPT_SCANS = 4
 
 
 def archive_stations(
