@@ -503,10 +503,14 @@ def scan_archive(
     memo = (str(root), selection.model_dump_json())
     if previous is None:
         previous = _LAST_SCANS.get(memo)
-    known: dict[tuple[str, int, float], pd.DataFrame] = {}
+    known: set[tuple[str, int, float]] = set()
     if previous is not None and len(previous):
-        for (path, size, mtime), group in previous.groupby(["path", "file_size", "file_mtime"]):
-            known[(path, int(size), float(mtime))] = group
+        known = {
+            (str(p), int(n), float(t))
+            for p, n, t in zip(
+                previous["path"], previous["file_size"], previous["file_mtime"], strict=True
+            )
+        }
 
     files: Iterable[Path] = _iter_files(root)
     if progress:
@@ -515,7 +519,7 @@ def scan_archive(
         files = tqdm(files, desc=f"scanning {root}", unit=" files")
 
     rows: list[dict] = []
-    reused: list[pd.DataFrame] = []
+    reused: set[tuple[str, int, float]] = set()  # unchanged files: their rows of ``previous``
     failures: list[FileFailure] = []
     skipped: list[str] = []
     for path in files:
@@ -529,9 +533,8 @@ def scan_archive(
         except OSError as exc:
             failures.append(FileFailure(str(path), f"cannot stat file: {exc}"))
             continue
-        cached = known.get((str(path), st.st_size, st.st_mtime))
-        if cached is not None:
-            reused.append(cached[_selected(cached, selection)])
+        if (str(path), st.st_size, st.st_mtime) in known:
+            reused.add((str(path), st.st_size, st.st_mtime))
             continue
         try:
             file_rows, failure, was_skipped = _scan_file(path, st.st_size, st.st_mtime, selection)
@@ -548,7 +551,12 @@ def scan_archive(
             skipped.append(str(path))
 
     parts = [_as_index(pd.DataFrame(rows))] if rows else []
-    parts += [_as_index(r.reset_index(drop=True)) for r in reused if len(r)]
+    if reused and previous is not None:  # the rows of the unchanged files, at once
+        same = zip(previous["path"], previous["file_size"], previous["file_mtime"], strict=True)
+        kept = previous[np.array([(str(p), int(n), float(t)) in reused for p, n, t in same])]
+        kept = kept[_selected(kept, selection)]
+        if len(kept):
+            parts.append(_as_index(kept.reset_index(drop=True)))
     index = pd.concat(parts, ignore_index=True) if parts else _empty_index()
     index = index.sort_values(["network", "station", "location", "channel", "start", "path"])
     index = index.reset_index(drop=True)
