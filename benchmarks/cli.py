@@ -25,6 +25,8 @@ and the ratios; wall seconds grow with the machine's load (printed too).
     .venv/bin/python benchmarks/cli.py --baseline-src OLD/src --setups baseline-local,local
     .venv/bin/python benchmarks/cli.py --baseline-src OLD/src --setups baseline-local,local \
         --repeat 3 --only run      # issue 26: run -F with a warm user cache, median of 2
+    .venv/bin/python benchmarks/cli.py --baseline-src OLD/src --interleave 5
+        # issue 26: run -F, the baseline and this code alternately (same load), medians
 """
 
 from __future__ import annotations
@@ -152,6 +154,64 @@ def measure(
     return out
 
 
+def interleaved(base_src: Path, src: Path, work: Path, repeat: int) -> None:
+    """Time ``run -F`` with ``base_src`` and ``src`` alternately, each into a fresh copy of one
+    picked lake, against one local server: both see the same machine load (issue 26)."""
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(work / "prefect"),
+        "MPLBACKEND": "Agg",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "XDG_CACHE_HOME": str(work / "cache"),
+        "PYTHONPATH": str(src),
+    }
+    env.pop("PREFECT_API_URL", None)
+    if not env.get("SEISBENCH_CACHE_ROOT") and (SHARED / "seisbench_cache").is_dir():
+        shutil.copytree(SHARED / "seisbench_cache", work / "seisbench")
+        env["SEISBENCH_CACHE_ROOT"] = str(work / "seisbench")
+    picked = work / "picked"
+    pick = ["pick", "-d", str(SALTON), "--lake", str(picked), "-M", "PhaseNet", "-W", "original"]
+    start = ["server", "start", "--port", str(_free_port()), "--silent"]
+    for args in (start, [*pick, "--silent"]):
+        wall, cpu, code, err = timed(args, env)
+        if code:
+            raise SystemExit(f"{args[0]} failed: {err}")
+    stations = str(SALTON.parent / "stations.xml")
+    rows: dict[str, list[tuple[float, float]]] = {"baseline": [], "this code": []}
+    try:
+        # the first pair fills the user cache (numba kernels, eikonal tables) and .pyc files
+        for i in range(repeat + 1):
+            for name, code_src in (("baseline", base_src), ("this code", src)):
+                lake = work / "lake"
+                shutil.rmtree(lake, ignore_errors=True)
+                shutil.copytree(picked, lake)
+                run = ["run", *pick[1:3], "--lake", str(lake), *pick[5:], "-F", stations]
+                wall, cpu, code, err = timed(
+                    [*run, "--silent"], {**env, "PYTHONPATH": str(code_src)}
+                )
+                if code:
+                    raise SystemExit(f"{name}: run -F exited {code}: {err}")
+                if i:
+                    rows[name].append((wall, cpu))
+                    print(
+                        f"{name:>10}: run -F {wall:5.2f} s wall, {cpu:5.2f} s CPU "
+                        f"(load {os.getloadavg()[0]:.1f})",
+                        flush=True,
+                    )
+    finally:
+        timed(["server", "stop", "--silent"], env)
+    med = {
+        k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+        for k, v in rows.items()
+    }
+    for name, (wall, cpu) in med.items():
+        print(f"{name:>10}: median {wall:.2f} s wall, {cpu:.2f} s CPU ({repeat} runs)")
+    (w0, c0), (w1, c1) = med["baseline"], med["this code"]
+    print(f"ratio baseline / this code: wall {w0 / w1:.2f}x, CPU {c0 / c1:.2f}x")
+    print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -179,10 +239,26 @@ def main() -> None:
         default=None,
         help="run: only the pick that makes the lake and `run -F` (default: every command)",
     )
+    parser.add_argument(
+        "--interleave",
+        type=int,
+        default=0,
+        metavar="N",
+        help="time `run -F` N times with --baseline-src and this code alternately, one local "
+        "server, one picked lake copied for each run (default: off)",
+    )
     args = parser.parse_args()
     if not SALTON.is_dir():
         raise SystemExit(f"the Salton Sea sample {SALTON} is absent (set QUAKELAKE_SHARED)")
     work = Path(tempfile.mkdtemp(prefix="quakelake-bench-cli-"))
+    if args.interleave:
+        if args.baseline_src is None:
+            raise SystemExit("error: --interleave needs --baseline-src")
+        try:
+            interleaved(args.baseline_src.resolve(), ROOT / "src", work, args.interleave)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     known = {
         "baseline": (args.baseline_src, False),
         "baseline-local": (args.baseline_src, True),
