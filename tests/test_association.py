@@ -259,3 +259,14 @@ def test_every_associator_the_config_names_has_one_engine():
         AssociationError, match=r"unknown associator 'hypodd'; use one of gamma, pyocto"
     ):
         engines.run(None, unknown)  # type: ignore[arg-type]
+
+
+def test_gamma_draws_no_progress_bar(salton_minute, capfd):
+    """GaMMA's clustering printed a tqdm bar to stderr, even under ``--silent``; now nothing."""
+    picks = pd.read_csv(salton_minute / "DERIVED_phasenet_ref_picks.csv")
+    stations = read_stations(salton_minute / "stations.xml")
+    res = asc.associate(picks, stations, GammaConfig(min_picks_per_eq=5, min_s_picks_per_eq=1))
+    out, err = capfd.readouterr()
+    assert len(res.events) == 1  # the M2.43 event of the minute
+    assert "Clustering" not in err and "%|" not in err
+    assert out == ""

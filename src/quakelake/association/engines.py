@@ -15,6 +15,7 @@ Each engine is a function ``engine(setup, config) -> (raw_events, raw_assignment
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -218,6 +219,23 @@ def _seeded(seed: int) -> Iterator[None]:
         random.setstate(py_state)
 
 
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """Inside the block GaMMA draws no tqdm bar (its clustering step printed one to stderr).
+
+    A day's clustering takes milliseconds: the bar said nothing, even with ``--silent``, and
+    cluttered cron mail. Not thread-safe on its own: callers hold :data:`_GAMMA_LOCK`.
+    """
+    from gamma import utils
+
+    original = utils.tqdm
+    utils.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        utils.tqdm = original
+
+
 def _cache_gamma_kernels() -> bool:
     """Keep GaMMA's numba kernels (eikonal solver, travel-time interpolation) compiled on disk.
 
@@ -326,6 +344,7 @@ def run_gamma(setup: Setup, config: GammaConfig) -> tuple[pd.DataFrame, pd.DataF
         _seeded(config.seed),
         threadpool_limits(limits=config.threads),
         contextlib.redirect_stdout(io.StringIO()),
+        _no_progress_bars(),
         faster_locations(),
     ):
         try:
