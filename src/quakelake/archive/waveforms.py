@@ -50,6 +50,7 @@ import io
 import os
 import re
 import struct
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -502,7 +503,8 @@ def scan_archive(
     selection = selection or StationSelection()
     memo = (str(root), selection.model_dump_json())
     if previous is None:
-        previous = _LAST_SCANS.get(memo)
+        with _SCANS_LOCK:
+            previous = _LAST_SCANS.get(memo)
     known: set[tuple[str, int, float]] = set()
     if previous is not None and len(previous):
         known = {
@@ -560,18 +562,24 @@ def scan_archive(
     index = pd.concat(parts, ignore_index=True) if parts else _empty_index()
     index = index.sort_values(["network", "station", "location", "channel", "start", "path"])
     index = index.reset_index(drop=True)
-    _LAST_SCANS.pop(memo, None)
-    _LAST_SCANS[memo] = index
-    while len(_LAST_SCANS) > _KEPT_SCANS:
-        _LAST_SCANS.pop(next(iter(_LAST_SCANS)))
-    return ArchiveScan(index.copy(), failures, skipped)
+    with _SCANS_LOCK:
+        _LAST_SCANS.pop(memo, None)
+        if len(index) <= _KEPT_ROWS:
+            _LAST_SCANS[memo] = index
+            index = index.copy()  # the kept one is never handed out
+        while len(_LAST_SCANS) > _KEPT_SCANS:
+            _LAST_SCANS.pop(next(iter(_LAST_SCANS)))
+    return ArchiveScan(index, failures, skipped)
 
 
 # This process's last index of each archive and selection: a later scan of the same archive
 # (the command's check, then its flow) reads the headers of new or changed files only, as with
-# ``previous`` (a file is unchanged when its path, size and modification time are).
+# ``previous`` (a file is unchanged when its path, size and modification time are). Indexes of
+# more rows than _KEPT_ROWS (~100 MB) are not kept: a long process does not hold them.
 _LAST_SCANS: dict[tuple[str, str], pd.DataFrame] = {}
+_SCANS_LOCK = threading.Lock()
 _KEPT_SCANS = 4
+_KEPT_ROWS = 500_000
 
 
 def archive_stations(
