@@ -67,6 +67,34 @@ def timed(args: list[str], env: dict[str, str]) -> tuple[float, float, int, str]
     return wall, cpu, proc.returncode, proc.stderr.strip()[-300:]
 
 
+def _env(src: Path, work: Path, setup: Path) -> dict[str, str]:
+    """Return the environment of a set-up's commands: its code, Prefect home and user cache.
+
+    The user cache (numba kernels, eikonal and travel-time tables, StationXML) is the set-up's
+    own: empty at its first command, filled by it for the next ones. The weights are one copy
+    of the shared cache in ``work``.
+    """
+    (setup / "prefect").mkdir(parents=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(src),
+        "PREFECT_HOME": str(setup / "prefect"),
+        "MPLBACKEND": "Agg",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        # Prefect's default (20 s) is too short for its temporary server on a loaded machine.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
+        "XDG_CACHE_HOME": str(setup / "cache"),
+    }
+    env.pop("PREFECT_API_URL", None)
+    if not env.get("SEISBENCH_CACHE_ROOT") and (SHARED / "seisbench_cache").is_dir():
+        cache = work / "seisbench"
+        if not cache.exists():
+            shutil.copytree(SHARED / "seisbench_cache", cache)
+        env["SEISBENCH_CACHE_ROOT"] = str(cache)
+    return env
+
+
 def measure(
     name: str,
     src: Path,
@@ -77,27 +105,7 @@ def measure(
     only: str | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Return (wall, cpu) medians per command for one set-up."""
-    home = work / name / "prefect"
-    home.mkdir(parents=True)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(src),
-        "PREFECT_HOME": str(home),
-        "MPLBACKEND": "Agg",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        # Prefect's default (20 s) is too short for its temporary server on a loaded machine.
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
-    }
-    env.pop("PREFECT_API_URL", None)
-    # the set-up's own user cache (numba kernels, eikonal and travel-time tables, StationXML):
-    # empty at the first repeat, filled by it for the next ones
-    env["XDG_CACHE_HOME"] = str(work / name / "cache")
-    if not env.get("SEISBENCH_CACHE_ROOT") and (SHARED / "seisbench_cache").is_dir():
-        cache = work / "seisbench"
-        if not cache.exists():
-            shutil.copytree(SHARED / "seisbench_cache", cache)
-        env["SEISBENCH_CACHE_ROOT"] = str(cache)
+    env = _env(src, work, work / name)
     out: dict[str, tuple[float, float]] = {}
     port = _free_port()
     if server:
@@ -157,19 +165,7 @@ def measure(
 def interleaved(base_src: Path, src: Path, work: Path, repeat: int) -> None:
     """Time ``run -F`` with ``base_src`` and ``src`` alternately, each into a fresh copy of one
     picked lake, against one local server: both see the same machine load (issue 26)."""
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(work / "prefect"),
-        "MPLBACKEND": "Agg",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "XDG_CACHE_HOME": str(work / "cache"),
-        "PYTHONPATH": str(src),
-    }
-    env.pop("PREFECT_API_URL", None)
-    if not env.get("SEISBENCH_CACHE_ROOT") and (SHARED / "seisbench_cache").is_dir():
-        shutil.copytree(SHARED / "seisbench_cache", work / "seisbench")
-        env["SEISBENCH_CACHE_ROOT"] = str(work / "seisbench")
+    env = _env(src, work, work / "interleaved")
     picked = work / "picked"
     pick = ["pick", "-d", str(SALTON), "--lake", str(picked), "-M", "PhaseNet", "-W", "original"]
     start = ["server", "start", "--port", str(_free_port()), "--silent"]
