@@ -152,3 +152,39 @@ def test_a_command_ends_after_its_threads_atexit_handlers_and_output():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout.split("\n")[:2] == ["summary thread done", "atexit ran"]
+
+
+@pytest.mark.slow
+def test_a_killed_run_is_marked_crashed_by_the_rerun_even_when_every_unit_is_committed(
+    shared_data, prefect_server, tmp_path, capsys
+):
+    # a run killed after its last unit's commit and before its own last row (CI met it: the kill
+    # came when all seven units were in) leaves nothing to pick, but a run still "running"
+    archive = _archive(shared_data, tmp_path / "archive", STATIONS[:1])
+    lake = tmp_path / "lake"
+    args = _pick_args(archive, lake)
+    assert main([*args, "--silent"]) == 0
+    capsys.readouterr()
+    killed = subprocess.run(  # a process that records a running pick run and dies at once
+        [
+            sys.executable,
+            "-c",
+            "import os, sys\n"
+            "from quakelake.lakehouse.lineage import record_run, utcnow\n"
+            f"record_run({str(lake)!r}, 'killed-run', 'pick', {{}}, 'running', utcnow())\n"
+            "os._exit(0)\n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == 0, killed.stderr[-2000:]
+    from quakelake.config import PickParams, StationSelection, TimeWindow
+    from quakelake.picking.plan import nothing_to_do
+
+    pick = PickParams(models=["PhaseNet"], weights=["original"])
+    assert nothing_to_do(archive, lake, TimeWindow(), StationSelection(), pick) is None
+    assert main([*args, "--silent"]) == 0
+    assert "1 units (done 0, skipped 1, failed 0)" in capsys.readouterr().out
+    runs = Lake(lake).query("SELECT status FROM runs WHERE run_id = 'killed-run'")
+    assert runs["status"].tolist() == ["crashed"]

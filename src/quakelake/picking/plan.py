@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from quakelake import ids
 from quakelake.lakehouse import Lake, unit_stem
-from quakelake.lakehouse.lineage import fingerprint
+from quakelake.lakehouse.lineage import fingerprint, stale_runs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -112,7 +112,7 @@ def nothing_to_do(
     (headers only) and every station-day x model/weights must have each of its instruments'
     logical files committed, and the archive's index must be in the lake. Anything else (new,
     late or replaced files, unreadable files to report, weights to fetch, an empty selection,
-    no lake yet) returns None and the flow decides, records and reports as usual. Nothing is
+    no lake yet, a killed run to mark ``crashed``) returns None and the flow decides, records and reports as usual. Nothing is
     written: an unchanged rerun leaves the lake as it was.
 
     Args:
@@ -123,8 +123,8 @@ def nothing_to_do(
         pick: models, weights, thresholds (a denoiser makes its own members).
         groups: station groups whose stations alone are picked (None: all).
     """
-    if not Lake(lake).exists():
-        return None
+    if not Lake(lake).exists() or len(stale_runs(lake)):
+        return None  # no lake yet, or killed runs the flow marks crashed first
     from quakelake.archive import waveforms
     from quakelake.params import groups as station_groups
     from quakelake.picking import models as picking
