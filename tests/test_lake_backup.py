@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -332,3 +333,46 @@ def test_a_station_without_picks_leaves_no_file(tmp_path):
     write_table(root, "picks", _picks(2, "c"), "k1.fp2", {"day": "2020-10-01"}, "k1", "r2")
     assert len(Lake(root).read("picks")) == 6
     assert main(["lake", "check", "--lake", str(root)]) == 0
+
+
+def _stations(n: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"network": "XX", "station": [f"S{i:02d}" for i in range(n)], "latitude": 45.0}
+    )
+
+
+def test_a_lake_restored_from_its_backup_under_a_running_process_reads_the_backup(tmp_path):
+    # a long-running process (the monitor, the event service, warm workers) keeps its catalog
+    # connection; a lake put back from a `cp -a` backup at the same path is another catalog
+    # file (ext4 may even give it the old inode number): the process must read and commit to
+    # it, not through what it cached of the deleted catalog. Before, a table first written
+    # after the backup was committed again with a column name map only the deleted catalog
+    # held, and every other process failed on it ("Unknown name map id").
+    root = tmp_path / "lake"
+    _fill(root, compact=False)
+    backup = tmp_path / "backup"
+    subprocess.run(["cp", "-a", str(root), str(backup)], check=True)
+    reference = _rows(root)
+    write_table(root, "picks", _picks(5, "late", "r3"), "k7.fp1", {"day": "2020-10-02"}, "k7", "r3")
+    write_table(root, "stations", _stations(2), "st.1", {"source": "a"}, "st", "r3")
+    assert len(_rows(root)["picks"]) == len(reference["picks"]) + 5
+    shutil.rmtree(root)
+    subprocess.run(["cp", "-a", str(backup), str(root)], check=True)
+    assert _rows(root) == reference
+    write_table(root, "stations", _stations(3), "st.2", {"source": "a"}, "st", "r4")
+    assert len(Lake(root).query("SELECT * FROM stations")) == 3
+    fresh = subprocess.run(  # another process reads what this one committed
+        [
+            sys.executable,
+            "-c",
+            "from quakelake.lakehouse import Lake\n"
+            f"print(Lake({str(root)!r}).query('SELECT station FROM stations ORDER BY 1')"
+            "['station'].tolist())",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert fresh.returncode == 0, fresh.stderr[-1000:]
+    assert fresh.stdout.strip() == "['S00', 'S01', 'S02']"
+    assert _rows(backup) == reference  # the backup itself is untouched

@@ -74,6 +74,7 @@ _DUCK_TYPES = {
 log = logging.getLogger(__name__)
 _LOCKS: dict[str, threading.RLock] = {}
 _CONNECTIONS: dict[tuple[int, str], duckdb.DuckDBPyConnection] = {}
+_HELD: dict[tuple[int, str], int | None] = {}  # a descriptor of the catalog file each opened
 _GUARD = threading.Lock()
 
 
@@ -288,14 +289,50 @@ class Lake:
         if not pointer.is_file() or pointer.read_text() != text:
             atomic_write(pointer, text)
 
+    def _hold_catalog_file(self) -> int | None:
+        """Return a read descriptor of the embedded catalog file (None: no file, or PostgreSQL).
+
+        Held with the cached connection: while it is open the file's inode cannot be reused,
+        so a catalog file put at the same path later is always told apart from it.
+        """
+        if is_postgres(self.catalog):
+            return None
+        try:
+            return os.open(self.catalog, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+
+    def _same_catalog_file(self, fd: int | None) -> bool:
+        """Return True when the catalog path still names the file ``fd`` holds."""
+        if fd is None:
+            return is_postgres(self.catalog) or not Path(self.catalog).exists()
+        try:
+            held, now = os.fstat(fd), os.stat(self.catalog)
+        except OSError:
+            return False
+        return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
+
     def _shared(self) -> duckdb.DuckDBPyConnection:
-        """Return this process's read-write connection to the catalog (opened once)."""
+        """Return this process's read-write connection to the catalog (opened once).
+
+        Opened again when the catalog file is another one than the connection's (the lake was
+        restored from a copy, or removed and made anew, at the same path while this process
+        lives): DuckLake caches catalog state, e.g. the column name maps of earlier commits,
+        and a commit through the old connection would name maps the new catalog never held.
+        """
         key = (os.getpid(), f"{self.root}|{self.catalog}")
         with _GUARD:
             con = _CONNECTIONS.get(key)
+            if con is not None and not self._same_catalog_file(_HELD.get(key)):
+                _CONNECTIONS.pop(key)  # not closed: a thread may still read through a cursor
+                held = _HELD.pop(key, None)
+                if held is not None:
+                    os.close(held)
+                con = None
             if con is None:
                 con = self._open(read_only=False)
                 _CONNECTIONS[key] = con
+                _HELD[key] = self._hold_catalog_file()
             return con
 
     def _lock(self) -> threading.RLock:
@@ -989,3 +1026,6 @@ def close_connections(lake: Lake) -> None:
     """Close this process's cached catalog connections to ``lake`` (they cache its metadata)."""
     for key in [k for k in _CONNECTIONS if k[1] == f"{lake.root}|{lake.catalog}"]:
         _CONNECTIONS.pop(key).close()
+        held = _HELD.pop(key, None)
+        if held is not None:
+            os.close(held)
