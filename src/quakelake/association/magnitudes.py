@@ -50,6 +50,7 @@ import importlib.util
 import sys
 import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -256,6 +257,13 @@ def _peak(data: np.ndarray, delta: float) -> tuple[int, float, float]:
     return i, amp, (2.0 * min(half)) if half else float("nan")
 
 
+# evalresp (ObsPy's C library) keeps state in globals (its current file, channel and error
+# jump): two threads in it at once are not safe, and once printed a sensitivity warning no
+# serial run prints. Every evaluation of this module holds this lock; the rest of the chain
+# (miniSEED reading, detrending, FFTs) runs in parallel.
+EVALRESP = threading.Lock()
+
+
 class _KeptResponse(Response):
     """A channel's response that keeps its evaluations (see :class:`Responses`)."""
 
@@ -264,9 +272,13 @@ class _KeptResponse(Response):
 
     def get_evalresp_response(self, t_samp, nfft, output="VEL", *args, **kwargs):
         key = (float(t_samp), int(nfft), output, args, tuple(sorted(kwargs.items())))
-        if key not in self.kept:
-            self.owner.evaluations += 1
-            self.kept[key] = super().get_evalresp_response(t_samp, nfft, output, *args, **kwargs)
+        with self.owner.evaluating(self, key):  # one thread evaluates, another waits for it
+            if key not in self.kept:
+                self.owner.evaluations += 1
+                with EVALRESP:
+                    self.kept[key] = super().get_evalresp_response(
+                        t_samp, nfft, output, *args, **kwargs
+                    )
         values, freqs = self.kept[key]
         # ObsPy's remove_response inverts the returned spectrum in place: hand out copies
         return values.copy(), freqs.copy()
@@ -292,20 +304,28 @@ class Responses:
         self.inventory = inventory
         self.evaluations = 0
         self._kept: dict[int, tuple[Response, _KeptResponse]] = {}
+        self._guard = threading.Lock()  # the stations of a day are measured in two threads
+        self._locks: dict[tuple[int, tuple], threading.Lock] = {}
 
     def get(self, trace_id: str, time: UTCDateTime) -> Response:
         """Return the response of channel ``trace_id`` at ``time`` (``Inventory.get_response``)."""
         response = self.inventory.get_response(trace_id, time)
-        kept = self._kept.get(id(response))
-        if kept is None:
-            # the inventory holds ``response``: its id stays its own while this object lives
-            same = next((m for r, m in self._kept.values() if r == response), None)
-            if same is None:
-                same = copy.copy(response)
-                same.__class__ = _KeptResponse
-                same.kept, same.owner = {}, self
-            kept = self._kept[id(response)] = (response, same)
+        with self._guard:
+            kept = self._kept.get(id(response))
+            if kept is None:
+                # the inventory holds ``response``: its id stays its own while this object lives
+                same = next((m for r, m in self._kept.values() if r == response), None)
+                if same is None:
+                    same = copy.copy(response)
+                    same.__class__ = _KeptResponse
+                    same.kept, same.owner = {}, self
+                kept = self._kept[id(response)] = (response, same)
         return kept[1]
+
+    def evaluating(self, response: _KeptResponse, key: tuple) -> threading.Lock:
+        """Return the lock held while ``response`` is evaluated for ``key`` (one per pair)."""
+        with self._guard:
+            return self._locks.setdefault((id(response), key), threading.Lock())
 
 
 def wood_anderson(
@@ -333,7 +353,8 @@ def wood_anderson(
                 if _arrays_apply(tr, response):
                     tr = _with_data(tr, _wood_anderson_data(tr, response, params))
                 else:
-                    tr = _wood_anderson_trace(tr.copy(), response, params)
+                    with EVALRESP:  # remove_response evaluates the response
+                        tr = _wood_anderson_trace(tr.copy(), response, params)
             except (
                 Exception
             ) as exc:  # ObsPy raises ValueError/Exception for missing or unusable responses
@@ -873,12 +894,11 @@ def day_magnitudes(
     )
     picks = assignments[assignments["event_id"].astype(str).isin(origin)].copy()
     picks["time"] = pd.to_datetime(picks["time"], utc=True)
-    amplitudes, messages = [], []
     responses = Responses(inventory)
-    for sid, at_station in picks.groupby(picks["station_id"].astype(str), sort=True):
+
+    def one_station(sid: str, at_station: pd.DataFrame) -> tuple[list[pd.DataFrame], list[str]]:
         if sid.count(".") < 2:
-            messages.append(f"{sid}: no network code in the station id; no waveforms looked up")
-            continue
+            return [], [f"{sid}: no network code in the station id; no waveforms looked up"]
         windows = {
             eid: amplitude_window(g, amp_params, origin[eid])
             for eid, g in at_station.groupby(at_station["event_id"].astype(str))
@@ -886,12 +906,21 @@ def day_magnitudes(
         pad = pd.Timedelta(seconds=amp_params.pad_s)
         lo = min(w[0] for w in windows.values()) - pad
         hi = max(w[1] for w in windows.values()) + pad
-        stream, problems = read_waveforms(index, sid, lo, hi)
-        messages += problems
+        stream, messages = read_waveforms(index, sid, lo, hi)
+        amplitudes = []
         for eid, g in at_station.groupby(at_station["event_id"].astype(str)):
             rows, notes = measure_amplitudes(eid, g, stream, responses, amp_params, origin[eid])
             amplitudes.append(rows)
             messages += notes
+        return amplitudes, messages
+
+    # stations in two threads: reading miniSEED, evalresp and the FFTs release the interpreter
+    # lock; the results are gathered in station order, so the output is the same as one by one
+    stations_picks = list(picks.groupby(picks["station_id"].astype(str), sort=True))
+    with ThreadPoolExecutor(max_workers=min(2, max(1, len(stations_picks)))) as pool:
+        done = list(pool.map(lambda item: one_station(*item), stations_picks))
+    amplitudes = [rows for station_rows, _ in done for rows in station_rows]
+    messages = [m for _, notes in done for m in notes]
     amps = (
         pd.concat(amplitudes, ignore_index=True)
         if amplitudes
