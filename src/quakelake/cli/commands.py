@@ -246,11 +246,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         warn(w)
     checked_groups(cfg)
     check_ensemble(cfg, trained=getattr(args, "train", False))
+    pick_answer = None  # the pick stage's summary when every pick unit is in the lake
     if getattr(args, "train", False):  # the first work: after every check
         cfg = fine_tune_before_picking(args, cfg)
     elif not getattr(args, "interactive", False):
         t0 = time.perf_counter()
-        done = _nothing_to_run(cfg)
+        from quakelake.association.plan import pipeline_pick_answer
+
+        pick_answer = pipeline_pick_answer(cfg)
+        done = _nothing_to_run(cfg, pick_answer) if pick_answer is not None else None
         if done is not None:
             print_summary(done["pick"], cfg.lake)
             for summary in done.get("associate", []):
@@ -264,7 +268,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     install_log_filter(cfg.verbosity)
     preload(stage_modules(cfg))  # GaMMA's and ObsPy's imports while the pick stage runs
-    out = run_pipeline(cfg)
+    # the pick answer found above is not asked again (an archive scan and lake queries)
+    out = run_pipeline(cfg, pick_answer=pick_answer)
     stages: dict[str, float] = {}
     if "download" in out:
         print_download(out["download"])
@@ -308,15 +313,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return station_overlap(cfg, out.get("associate", []))
 
 
-def _nothing_to_run(cfg: RunConfig) -> dict | None:
+def _nothing_to_run(cfg: RunConfig, pick: dict) -> dict | None:
     """Return the stage summaries of a pipeline run that finds nothing to do, before Prefect starts.
 
-    Pick and every association must each have nothing to do (a download, an ensemble, an
-    analysis or ``--force`` always run the flow); None: the pipeline flow runs, as before.
+    ``pick``: the pick stage's summary (every unit committed); every association must have
+    nothing to do too (an analysis always runs the flow); None: the pipeline flow runs.
     """
     from quakelake.association.plan import pipeline_nothing_to_do
 
-    done = pipeline_nothing_to_do(cfg)
+    done = pipeline_nothing_to_do(cfg, pick)
     if done is not None:
         _say_nothing_to_do(cfg, "every pick unit and association day", "inputs and settings")
     return done

@@ -123,6 +123,7 @@ def run_pipeline(
     lake_block: str | None = None,
     compute_block: str | None = None,
     fdsn_block: str | None = None,
+    pick_answer: dict | None = None,
 ) -> dict:
     """Run every configured stage for a date range into the lake.
 
@@ -135,6 +136,9 @@ def run_pipeline(
         compute_block: name of a Compute Cluster block whose settings override
             ``config.execution`` (see :func:`quakelake.flows.settings.resolve_settings`).
         fdsn_block: name of an FDSN Access block (clients, EIDA token) used by the download.
+        pick_answer: the pick stage's summary when the caller found, just before, every pick
+            unit committed (``quakelake run`` asks before Prefect starts:
+            :func:`quakelake.association.plan.pipeline_pick_answer`); None: asked here.
     """
     logger = get_run_logger()
     config = resolve_settings(
@@ -169,7 +173,7 @@ def run_pipeline(
             access_block=fdsn_block,
         )
     groups = resolve_groups(config.groups, config.groups_file, config.use_groups)
-    done = picks_already_committed(config, groups)
+    done = pick_answer if pick_answer is not None else picks_already_committed(config, groups)
     if done is not None:
         logger.info(
             "pick: every station-day x model/weights is in the lake from earlier runs; "
