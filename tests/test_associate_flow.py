@@ -90,6 +90,18 @@ def test_flow_writes_events_and_is_idempotent(prefect_server, lake_root, ogs_day
         [first["run_id"]],
     )
     assert dict(zip(units["status"], units["n"], strict=True)) == {"done": 4}
+    # each day's events came in the same snapshot as the day's ledger row (a run killed right
+    # after a day's commit leaves no events without their row)
+    history = lake.history()
+    day_commits = history[history["message"].fillna("").str.startswith("associate 2024-")]
+    assert len(day_commits) == 4
+    con = lake.connect()
+    for snapshot, message in zip(day_commits["snapshot_id"], day_commits["message"], strict=True):
+        rows = con.execute(
+            "SELECT unit FROM lake.units AT (VERSION => ?) WHERE run_id = ? AND stage = ?",
+            [int(snapshot), first["run_id"], "associate"],
+        ).fetchall()
+        assert (message.removeprefix("associate "),) in rows, message
     assert len(lake.read("stations")) == 106
 
     files_before = Lake(lake_root).files("events")

@@ -29,6 +29,7 @@ from quakelake.lakehouse.lineage import UnitResult, record_units, recorded_run
 from quakelake.params import TimeWindow
 from quakelake.params.association import GammaConfig, PyOctoConfig
 from quakelake.tasks.associate import (
+    LEDGER_COMMITTED,
     PickSource,
     associate_day_task,
     config_fingerprint,
@@ -132,7 +133,7 @@ def associate_events(
             for d in days
         ]
         results = [collect(key, fut, "associate") for key, fut in futures]
-        record_units(lake, run_id, "associate", results)
+        record_units(lake, run_id, "associate", _not_yet_recorded(results))
         raise_if_workers_lost(results, "days")
         summary = _summary(run_id, config, source, results)
         if magnitude is not None:
@@ -159,6 +160,11 @@ def associate_events(
             _publish(summary, lake)
         run.status = "completed" if summary["failed"] == 0 else "completed_with_failures"
         return summary
+
+
+def _not_yet_recorded(results: list[UnitResult]) -> list[UnitResult]:
+    """Return the units whose ledger rows were not committed with their files by the task."""
+    return [r for r in results if not r.extra.get(LEDGER_COMMITTED)]
 
 
 def _magnitudes(
@@ -201,12 +207,13 @@ def _magnitudes(
                 params,
                 response_files,
                 force,
+                run_id,
             ),
         )
         for k, events in todo
     ]
     results = [collect(k, fut, "magnitude") for k, fut in futures]
-    record_units(lake, run_id, "magnitude", results)
+    record_units(lake, run_id, "magnitude", _not_yet_recorded(results))
     raise_if_workers_lost(results, "magnitude days")
     counts.update(
         {

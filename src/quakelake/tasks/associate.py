@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -30,9 +31,13 @@ from quakelake.association.plan import (  # noqa: F401 (the flow's and the tests
     unit_key,
 )
 from quakelake.lakehouse import Lake, queries, stage_table
-from quakelake.lakehouse.lineage import Stopwatch, UnitResult, fingerprint
+from quakelake.lakehouse.lineage import Stopwatch, UnitResult, commit_unit, fingerprint
 from quakelake.params.association import GammaConfig, PyOctoConfig
 from quakelake.tasks.retry import transient_only
+
+# set in a unit's ``extra`` when its ledger row was committed with its files (the flow records
+# the rows of the other units: skipped, failed, without data)
+LEDGER_COMMITTED = "ledger_committed"
 
 
 @task(
@@ -102,16 +107,11 @@ def associate_day_task(
         common = {"run_id": run_id, "associator": config.associator, "config_fingerprint": fp}
         assignments = result.assignments.assign(**common)
         events = result.events.assign(**common, pick_source=source.label)
-        # one commit: the day's events and assignments, replacing those of older inputs
-        Lake(lake).commit(
-            [
-                stage_table(lake, "assignments", assignments, name, partition, ukey),
-                stage_table(lake, "events", events, name, partition, ukey),
-            ],
-            run_id=run_id,
-            message=f"associate {key}",
-        )
-    return UnitResult(
+        changes = [
+            stage_table(lake, "assignments", assignments, name, partition, ukey),
+            stage_table(lake, "events", events, name, partition, ukey),
+        ]
+    done = UnitResult(
         "associate",
         key,
         "done",
@@ -125,9 +125,14 @@ def associate_day_task(
             "unknown_stations": result.unknown_stations,
             "rejected": int(quality.is_rejected(events).sum()),
             "rejected_reasons": quality.rejection_counts(events),
+            LEDGER_COMMITTED: True,
         },
         inputs=inputs,
+        changes=changes,
     )
+    # one commit: the day's events and assignments, replacing those of older inputs, with the
+    # day's ledger row (a kill after it leaves no events without their row)
+    return commit_unit(lake, run_id, done, replace=True)
 
 
 def _read_stem(lake: Path, table: str, stem: str) -> pd.DataFrame:
@@ -152,14 +157,15 @@ def magnitudes_day_task(
     params: magnitudes.MagnitudeParams,
     response_files: list[Path],
     force: bool = False,
+    run_id: str = "",
 ) -> UnitResult:
     """Measure amplitudes and local magnitudes of one day's events; fill the day's `events` file.
 
     Commits, in one transaction, `amplitudes`, the day's `events` with the magnitude columns
-    (replacing the logical file ``events_stem``, the associate task's output) and
-    `station_magnitudes`. Skipped when that commit is newer than the events' own, unless
-    ``force``; the magnitude files carry the events' inputs fingerprint and replace those of
-    older inputs.
+    (replacing the logical file ``events_stem``, the associate task's output),
+    `station_magnitudes` and, with ``run_id`` (the run measuring), the day's ledger row. Skipped
+    when that commit is newer than the events' own, unless ``force``; the magnitude files carry
+    the events' inputs fingerprint and replace those of older inputs.
     """
     key = day.isoformat()
     partition = {"day": key}
@@ -199,26 +205,22 @@ def magnitudes_day_task(
             c: events[c].iloc[0] if len(events) else None
             for c in ("run_id", "associator", "config_fingerprint")
         }
-        Lake(lake).commit(
-            [
-                stage_table(
-                    lake, "amplitudes", result.amplitudes.assign(**common), target, partition, mkey
-                ),
-                stage_table(lake, "events", result.events, name, partition, name.rsplit(".", 1)[0]),
-                stage_table(
-                    lake,
-                    "station_magnitudes",
-                    result.station_magnitudes.assign(**common),
-                    target,
-                    partition,
-                    mkey,
-                ),
-            ],
-            run_id=str(common.get("run_id") or ""),
-            message=f"magnitudes {key}",
-        )
+        changes = [
+            stage_table(
+                lake, "amplitudes", result.amplitudes.assign(**common), target, partition, mkey
+            ),
+            stage_table(lake, "events", result.events, name, partition, name.rsplit(".", 1)[0]),
+            stage_table(
+                lake,
+                "station_magnitudes",
+                result.station_magnitudes.assign(**common),
+                target,
+                partition,
+                mkey,
+            ),
+        ]
     with_ml = int(result.events["magnitude"].notna().sum()) if len(result.events) else 0
-    return UnitResult(
+    done = UnitResult(
         "magnitude",
         key,
         "done",
@@ -230,5 +232,11 @@ def magnitudes_day_task(
             "events": len(events),
             "events_with_ml": with_ml,
             "amplitudes": len(result.amplitudes),
+            LEDGER_COMMITTED: bool(run_id),
         },
+        changes=changes,
     )
+    if run_id:  # the files and the day's ledger row in one transaction
+        return commit_unit(lake, run_id, done, replace=True)
+    Lake(lake).commit(changes, run_id=str(common.get("run_id") or ""), message=f"magnitudes {key}")
+    return dataclasses.replace(done, changes=[])
