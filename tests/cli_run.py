@@ -16,3 +16,14 @@ def quakelake(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         env=dict(os.environ),
         timeout=timeout,
     )
+
+
+def python_code(code: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Return the finished ``python -c CODE`` in a new interpreter (text output captured)."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=timeout,
+    )

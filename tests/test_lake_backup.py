@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_run import python_code
 
 from quakelake.cli import main
 from quakelake.lakehouse import Lake, extensions, stage_table, write_table
@@ -361,17 +361,10 @@ def test_a_lake_restored_from_its_backup_under_a_running_process_reads_the_backu
     assert _rows(root) == reference
     write_table(root, "stations", _stations(3), "st.2", {"source": "a"}, "st", "r4")
     assert len(Lake(root).query("SELECT * FROM stations")) == 3
-    fresh = subprocess.run(  # another process reads what this one committed
-        [
-            sys.executable,
-            "-c",
-            "from quakelake.lakehouse import Lake\n"
-            f"print(Lake({str(root)!r}).query('SELECT station FROM stations ORDER BY 1')"
-            "['station'].tolist())",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    fresh = python_code(  # another process reads what this one committed
+        "from quakelake.lakehouse import Lake\n"
+        f"print(Lake({str(root)!r}).query('SELECT station FROM stations ORDER BY 1')"
+        "['station'].tolist())"
     )
     assert fresh.returncode == 0, fresh.stderr[-1000:]
     assert fresh.stdout.strip() == "['S00', 'S01', 'S02']"

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_run import python_code
 
 from quakelake.cli import main
 from quakelake.lakehouse import Lake
@@ -48,15 +49,23 @@ def _rerun_in_a_fresh_process(args: list[str]) -> tuple[int, str, list[str]]:
     return proc.returncode, "\n".join(lines), eval(modules or "None")  # noqa: S307 (our own list)
 
 
+def _picked(
+    shared_data: Path, tmp_path: Path, capsys, stations
+) -> tuple[Path, Path, list[str], str]:
+    """Pick ``stations`` of the Salton Sea day into a new lake; return archive, lake, args, output."""
+    archive = _archive(shared_data, tmp_path / "archive", stations)
+    lake = tmp_path / "lake"
+    args = _pick_args(archive, lake)
+    assert main([*args, "--silent"]) == 0
+    return archive, lake, args, capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_unchanged_rerun_runs_no_flow_and_late_or_changed_files_are_still_picked(
     shared_data, prefect_server, tmp_path, capsys
 ):
-    archive = _archive(shared_data, tmp_path / "archive", STATIONS[:2])
-    lake = tmp_path / "lake"
-    args = _pick_args(archive, lake)
-    assert main([*args, "--silent"]) == 0
-    assert "2 units (done 2, skipped 0, failed 0)" in capsys.readouterr().out
+    archive, lake, args, out = _picked(shared_data, tmp_path, capsys, STATIONS[:2])
+    assert "2 units (done 2, skipped 0, failed 0)" in out
     picks = Lake(lake).read("picks")
     snapshots = len(Lake(lake).history())
 
@@ -119,11 +128,7 @@ def test_unchanged_rerun_runs_no_flow_and_late_or_changed_files_are_still_picked
 def test_rerun_with_other_settings_or_an_unreadable_file_goes_to_the_flow(
     shared_data, prefect_server, tmp_path, capsys
 ):
-    archive = _archive(shared_data, tmp_path / "archive", STATIONS[:1])
-    lake = tmp_path / "lake"
-    args = _pick_args(archive, lake)
-    assert main([*args, "--silent"]) == 0
-    capsys.readouterr()
+    archive, lake, args, _ = _picked(shared_data, tmp_path, capsys, STATIONS[:1])
     # another threshold is another fingerprint: the unit is picked again by the flow
     assert main([*args, "--silent", "-p", "0.5"]) == 0
     assert "1 units (done 1, skipped 0" in capsys.readouterr().out
@@ -160,23 +165,12 @@ def test_a_killed_run_is_marked_crashed_by_the_rerun_even_when_every_unit_is_com
 ):
     # a run killed after its last unit's commit and before its own last row (CI met it: the kill
     # came when all seven units were in) leaves nothing to pick, but a run still "running"
-    archive = _archive(shared_data, tmp_path / "archive", STATIONS[:1])
-    lake = tmp_path / "lake"
-    args = _pick_args(archive, lake)
-    assert main([*args, "--silent"]) == 0
-    capsys.readouterr()
-    killed = subprocess.run(  # a process that records a running pick run and dies at once
-        [
-            sys.executable,
-            "-c",
-            "import os, sys\n"
-            "from quakelake.lakehouse.lineage import record_run, utcnow\n"
-            f"record_run({str(lake)!r}, 'killed-run', 'pick', {{}}, 'running', utcnow())\n"
-            "os._exit(0)\n",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    archive, lake, args, _ = _picked(shared_data, tmp_path, capsys, STATIONS[:1])
+    killed = python_code(  # a process that records a running pick run and dies at once
+        "import os\n"
+        "from quakelake.lakehouse.lineage import record_run, utcnow\n"
+        f"record_run({str(lake)!r}, 'killed-run', 'pick', {{}}, 'running', utcnow())\n"
+        "os._exit(0)\n"
     )
     assert killed.returncode == 0, killed.stderr[-2000:]
     from quakelake.config import PickParams, StationSelection, TimeWindow
