@@ -45,6 +45,12 @@ def quiet_prefect(cfg: RunConfig) -> str:
     # SeisBench prints its records with a handler of its own: not again through Prefect's root one
     logging.getLogger("seisbench").propagate = False
     api = resolve_api()
+    if api == "local":
+        # Prefect retries a request whose server went away (after a first answer) five times,
+        # 2 + 4 + ... + 32 s: with `quakelake server stop` during a command each of its next
+        # requests waited a minute, and the command ended after 3-4 minutes. Three retries
+        # (~14 s) still ride over a short hiccup of the local server; a user's setting wins.
+        os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "3")
     if api == "temporary":
         # Prefect's 20 s are too short for its temporary server on a busy login node.
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
