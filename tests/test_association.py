@@ -261,6 +261,7 @@ def test_every_associator_the_config_names_has_one_engine():
         engines.run(None, unknown)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # numba compiles GaMMA's kernels into the test session's empty cache (~5 s)
 def test_gamma_draws_no_progress_bar(salton_minute, capfd):
     """GaMMA's clustering printed a tqdm bar to stderr, even under ``--silent``; now nothing."""
     picks = pd.read_csv(salton_minute / "DERIVED_phasenet_ref_picks.csv")

@@ -6,6 +6,7 @@ Each case runs the real ``quakelake`` command in its own process on the real Sal
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -23,14 +24,25 @@ def _tree(folder: Path) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*"))}
 
 
-@pytest.mark.parametrize("name", ["../../../evil", "../evil", "/tmp/evil", ".hidden", "a/b", ".."])
-def test_train_refuses_a_name_that_is_a_path_before_writing(shared_data, tmp_path, name):
-    # a lake with labels, so that training would otherwise cut windows and write them
-    lake = tmp_path / "a" / "b" / "c" / "lake"
+@pytest.fixture(scope="module")
+def labelled_lake(shared_data, tmp_path_factory) -> Path:
+    """A lake with reference labels (imported once), so that training would cut windows."""
+    lake = tmp_path_factory.mktemp("labelled") / "lake"
     out = _quakelake(
         "import-catalog", str(shared_data / SALTON / PICKS_CSV), "--name", "pn", "--lake", str(lake)
     )
     assert out.returncode == 0, out.stderr
+    return lake
+
+
+@pytest.mark.parametrize("name", ["../../../evil", "../evil", "/tmp/evil", ".hidden", "a/b", ".."])
+def test_train_refuses_a_name_that_is_a_path_before_writing(
+    labelled_lake, shared_data, tmp_path, name
+):
+    # a copy of the labelled lake deep in this test's folder: ../ names land inside tmp_path
+    lake = tmp_path / "a" / "b" / "c" / "lake"
+    lake.parent.mkdir(parents=True)
+    shutil.copytree(labelled_lake, lake)
     before = _tree(tmp_path)
     cache = Path(os.environ["SEISBENCH_CACHE_ROOT"])
     cache_before = _tree(cache)
