@@ -480,33 +480,6 @@ def response_files(config: RunConfig) -> list[Path]:
     return []
 
 
-def pipeline_pick_answer(config: RunConfig) -> dict[str, Any] | None:
-    """Return the pick stage's summary of a pipeline run when every pick unit is committed.
-
-    :func:`quakelake.picking.plan.nothing_to_do` for the run's archive and settings; None when
-    the pick flow has to decide (work to do, a killed run to record) and always with a
-    download (the archive changes first), an ensemble or ``--force``.
-    """
-    from quakelake.picking.plan import nothing_to_do as nothing_to_pick
-
-    if (
-        config.force
-        or config.download is not None
-        or config.ensemble is not None
-        or config.directory is None
-    ):
-        return None
-    groups = station_groups.resolve(config.groups, config.groups_file, config.use_groups)
-    return nothing_to_pick(
-        Path(config.directory),
-        config.lake,
-        config.window,
-        config.selection,
-        config.pick,
-        groups or None,
-    )
-
-
 def pipeline_nothing_to_do(
     config: RunConfig, pick: dict[str, Any] | None = None
 ) -> dict[str, Any] | None:
@@ -516,11 +489,14 @@ def pipeline_nothing_to_do(
     or an analysis (each analysis is a new run of its own, with its report) go to the flow.
     Pick (:func:`quakelake.picking.plan.nothing_to_do`) and every association the pipeline would
     run (each pick set x station group, :func:`nothing_to_do`) must have nothing to do.
-    ``pick``: :func:`pipeline_pick_answer`'s summary when the caller has it (else asked here).
+    ``pick``: :func:`quakelake.picking.plan.run_pick_answer`'s summary when the caller has it
+    (else asked here).
     """
+    from quakelake.picking.plan import run_pick_answer
+
     if config.analyze.reference:
         return None
-    pick = pick if pick is not None else pipeline_pick_answer(config)
+    pick = pick if pick is not None else run_pick_answer(config)
     if pick is None:
         return None
     groups = station_groups.resolve(config.groups, config.groups_file, config.use_groups)

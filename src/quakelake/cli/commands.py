@@ -89,22 +89,11 @@ def cmd_pick(args: argparse.Namespace) -> int:
     quiet_prefect(cfg)
     cfg = use_warm_workers(cfg)
     t0 = time.perf_counter()
-    from quakelake.flows.pick import pick_phases
+    from quakelake.flows.pick import pick_run
     from quakelake.flows.runners import make_task_runner
 
     install_log_filter(cfg.verbosity)
-    flow_fn = pick_phases.with_options(task_runner=make_task_runner(cfg.execution))
-    summary = flow_fn(
-        cfg.directory,
-        cfg.lake,
-        cfg.window,
-        cfg.selection,
-        cfg.pick,
-        cfg.force,
-        progress=cfg.verbosity > 0,
-        ensemble=cfg.ensemble,
-        groups=groups or None,
-    )
+    summary = pick_run(cfg, make_task_runner(cfg.execution), groups)
     print_summary(summary, cfg.lake)
     report_timing(cfg, {f"pick: {k}": v for k, v in summary["seconds"].items()}, t0)
     return exit_status(summary)
@@ -251,9 +240,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg = fine_tune_before_picking(args, cfg)
     elif not getattr(args, "interactive", False):
         t0 = time.perf_counter()
-        from quakelake.association.plan import pipeline_pick_answer
+        from quakelake.picking.plan import run_pick_answer
 
-        pick_answer = pipeline_pick_answer(cfg)
+        pick_answer = run_pick_answer(cfg)
         done = _nothing_to_run(cfg, pick_answer) if pick_answer is not None else None
         if done is not None:
             print_summary(done["pick"], cfg.lake)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -49,6 +49,11 @@ from quakelake.tasks.pick import (
     station_prefix,
     summary_table,
 )
+
+if TYPE_CHECKING:
+    from prefect.task_runners import TaskRunner
+
+    from quakelake.config import RunConfig
 
 
 class NoWaveforms(FailedWork):
@@ -251,6 +256,23 @@ def pick_phases(
             else "completed_with_failures"
         )
         return summary
+
+
+def pick_run(config: RunConfig, task_runner: TaskRunner[Any], groups: dict[str, list[str]]) -> dict:
+    """Run :func:`pick_phases` on the archive, days, channels and models of ``config``."""
+    if config.directory is None:
+        raise ValueError("config.directory: give the waveform archive to pick")
+    return pick_phases.with_options(task_runner=task_runner)(
+        config.directory,
+        config.lake,
+        config.window,
+        config.selection,
+        config.pick,
+        config.force,
+        progress=config.verbosity > 0,
+        ensemble=config.ensemble,
+        groups=groups or None,
+    )
 
 
 def engines_used(results) -> dict[str, list[str]]:

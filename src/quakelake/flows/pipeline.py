@@ -13,13 +13,14 @@ from quakelake.config import RunConfig
 from quakelake.errors import SAID_AGAIN
 from quakelake.flows.associate import associate_events
 from quakelake.flows.common import one_try
-from quakelake.flows.pick import pick_phases
+from quakelake.flows.pick import pick_run
 from quakelake.flows.runners import stage_place, stage_runner
 from quakelake.flows.settings import resolve_settings
 from quakelake.lakehouse import Lake, queries
 from quakelake.params import TimeWindow
 from quakelake.params.evaluation import RunSelection
 from quakelake.params.groups import resolve as resolve_groups
+from quakelake.picking.plan import run_pick_answer
 
 
 def previous_utc_day(today: dt.date | None = None) -> TimeWindow:
@@ -75,30 +76,6 @@ def associate_picks(config: RunConfig, ensemble_weights: str | None = None) -> l
     return runs
 
 
-def picks_already_committed(config: RunConfig, groups: dict[str, list[str]]) -> dict | None:
-    """Return the pick stage's summary when every unit's picks are committed, else None.
-
-    The same answer as a ``quakelake pick`` rerun that finds nothing to do
-    (:func:`quakelake.picking.plan.nothing_to_do`): no pick run is recorded, as none would be
-    by ``pick``, and the pipeline goes on to its other stages. Before, the pipeline ran a pick
-    subflow that recorded a run of skipped units: about 1 s of flow run, archive scan and
-    lake commits for nothing. ``--force``, an ensemble, new, late or replaced files, unreadable
-    files and failed units go to the pick flow, which decides and records as always.
-    """
-    if config.force or config.ensemble is not None:
-        return None
-    from quakelake.picking.plan import nothing_to_do
-
-    return nothing_to_do(
-        Path(config.directory or "."),
-        config.lake,
-        config.window,
-        config.selection,
-        config.pick,
-        groups or None,
-    )
-
-
 def run_selection(config: RunConfig, ensemble_weights: str | None = None) -> RunSelection:
     """Return the lake rows a pipeline run is judged on: its models x weights over its days.
 
@@ -138,7 +115,7 @@ def run_pipeline(
         fdsn_block: name of an FDSN Access block (clients, EIDA token) used by the download.
         pick_answer: the pick stage's summary when the caller found, just before, every pick
             unit committed (``quakelake run`` asks before Prefect starts:
-            :func:`quakelake.association.plan.pipeline_pick_answer`); None: asked here.
+            :func:`quakelake.picking.plan.run_pick_answer`); None: asked here.
     """
     logger = get_run_logger()
     config = resolve_settings(
@@ -173,7 +150,9 @@ def run_pipeline(
             access_block=fdsn_block,
         )
     groups = resolve_groups(config.groups, config.groups_file, config.use_groups)
-    done = pick_answer if pick_answer is not None else picks_already_committed(config, groups)
+    # as an unchanged `quakelake pick`: every unit committed records no pick run (before, a
+    # pick subflow recorded a run of skipped units: ~1 s of flow run, scan and commits)
+    done = pick_answer if pick_answer is not None else run_pick_answer(config, downloaded=True)
     if done is not None:
         logger.info(
             "pick: every station-day x model/weights is in the lake from earlier runs; "
@@ -181,17 +160,7 @@ def run_pipeline(
         )
         out["pick"] = done
     else:
-        out["pick"] = pick_phases.with_options(task_runner=stage_runner("pick", config.execution))(
-            Path(config.directory),
-            config.lake,
-            config.window,
-            config.selection,
-            config.pick,
-            config.force,
-            progress=config.verbosity > 0,
-            ensemble=config.ensemble,
-            groups=groups or None,
-        )
+        out["pick"] = pick_run(config, stage_runner("pick", config.execution), groups)
     ensemble_weights = out["pick"].get("ensemble")
     if config.associate is not None:
         out["associate"] = associate_picks(config, ensemble_weights)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from quakelake.archive.waveforms import StationDay
+    from quakelake.config import RunConfig
     from quakelake.params import PickParams, StationSelection, TimeWindow
     from quakelake.picking.models import ModelSpec
 
@@ -98,6 +99,34 @@ def index_stem(index: pd.DataFrame, key: str) -> str:
     return unit_stem(f"index.{key}", fingerprint(content.to_csv(index=False)))
 
 
+def run_pick_answer(config: RunConfig, downloaded: bool = False) -> dict[str, Any] | None:
+    """Return the pick stage's summary of a ``quakelake run`` when every pick unit is committed.
+
+    :func:`nothing_to_do` for the run's archive, settings and station groups: no pick run is
+    recorded, as none would be by an unchanged ``quakelake pick``. None (the pick flow decides
+    and records) with ``--force``, an ensemble, no archive, and with a download that has not
+    happened yet (``downloaded``: it has, the archive is as it will be picked).
+    """
+    from quakelake.params import groups as station_groups
+
+    if (
+        config.force
+        or config.ensemble is not None
+        or config.directory is None
+        or (config.download is not None and not downloaded)
+    ):
+        return None
+    groups = station_groups.resolve(config.groups, config.groups_file, config.use_groups)
+    return nothing_to_do(
+        Path(config.directory),
+        config.lake,
+        config.window,
+        config.selection,
+        config.pick,
+        groups or None,
+    )
+
+
 def nothing_to_do(
     directory: Path,
     lake: Path,
@@ -112,8 +141,8 @@ def nothing_to_do(
     (headers only) and every station-day x model/weights must have each of its instruments'
     logical files committed, and the archive's index must be in the lake. Anything else (new,
     late or replaced files, unreadable files to report, weights to fetch, an empty selection,
-    no lake yet, a killed run to mark ``crashed``) returns None and the flow decides, records and reports as usual. Nothing is
-    written: an unchanged rerun leaves the lake as it was.
+    no lake yet, a killed run to mark ``crashed``) returns None and the flow decides, records
+    and reports as usual. Nothing is written: an unchanged rerun leaves the lake as it was.
 
     Args:
         directory: waveform archive.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -156,14 +155,14 @@ def magnitudes_day_task(
     source: PickSource,
     params: magnitudes.MagnitudeParams,
     response_files: list[Path],
-    force: bool = False,
-    run_id: str = "",
+    force: bool,
+    run_id: str,
 ) -> UnitResult:
     """Measure amplitudes and local magnitudes of one day's events; fill the day's `events` file.
 
     Commits, in one transaction, `amplitudes`, the day's `events` with the magnitude columns
     (replacing the logical file ``events_stem``, the associate task's output),
-    `station_magnitudes` and, with ``run_id`` (the run measuring), the day's ledger row. Skipped
+    `station_magnitudes` and the day's ledger row of ``run_id`` (the run measuring). Skipped
     when that commit is newer than the events' own, unless ``force``; the magnitude files carry
     the events' inputs fingerprint and replace those of older inputs.
     """
@@ -232,11 +231,8 @@ def magnitudes_day_task(
             "events": len(events),
             "events_with_ml": with_ml,
             "amplitudes": len(result.amplitudes),
-            LEDGER_COMMITTED: bool(run_id),
+            LEDGER_COMMITTED: True,
         },
         changes=changes,
     )
-    if run_id:  # the files and the day's ledger row in one transaction
-        return commit_unit(lake, run_id, done, replace=True)
-    Lake(lake).commit(changes, run_id=str(common.get("run_id") or ""), message=f"magnitudes {key}")
-    return dataclasses.replace(done, changes=[])
+    return commit_unit(lake, run_id, done, replace=True)  # files and ledger row: one transaction
