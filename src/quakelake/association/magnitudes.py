@@ -272,13 +272,12 @@ class _KeptResponse(Response):
 
     def get_evalresp_response(self, t_samp, nfft, output="VEL", *args, **kwargs):
         key = (float(t_samp), int(nfft), output, args, tuple(sorted(kwargs.items())))
-        with self.owner.evaluating(self, key):  # one thread evaluates, another waits for it
+        with EVALRESP:  # one thread evaluates a key, another waits for it and takes a copy
             if key not in self.kept:
                 self.owner.evaluations += 1
-                with EVALRESP:
-                    self.kept[key] = super().get_evalresp_response(
-                        t_samp, nfft, output, *args, **kwargs
-                    )
+                self.kept[key] = super().get_evalresp_response(
+                    t_samp, nfft, output, *args, **kwargs
+                )
         values, freqs = self.kept[key]
         # ObsPy's remove_response inverts the returned spectrum in place: hand out copies
         return values.copy(), freqs.copy()
@@ -305,7 +304,6 @@ class Responses:
         self.evaluations = 0
         self._kept: dict[int, tuple[Response, _KeptResponse]] = {}
         self._guard = threading.Lock()  # the stations of a day are measured in two threads
-        self._locks: dict[tuple[int, tuple], threading.Lock] = {}
 
     def get(self, trace_id: str, time: UTCDateTime) -> Response:
         """Return the response of channel ``trace_id`` at ``time`` (``Inventory.get_response``)."""
@@ -321,11 +319,6 @@ class Responses:
                     same.kept, same.owner = {}, self
                 kept = self._kept[id(response)] = (response, same)
         return kept[1]
-
-    def evaluating(self, response: _KeptResponse, key: tuple) -> threading.Lock:
-        """Return the lock held while ``response`` is evaluated for ``key`` (one per pair)."""
-        with self._guard:
-            return self._locks.setdefault((id(response), key), threading.Lock())
 
 
 def wood_anderson(
