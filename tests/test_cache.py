@@ -96,6 +96,7 @@ def test_a_wrong_typed_stationxml_table_is_recomputed(shared_data, tmp_path, use
     assert any(str(entry) in m for m in _warned(caplog))
 
 
+@pytest.mark.slow  # a few seconds: out of the fast lane (< 2 min)
 def test_a_planted_first_pass_is_never_trusted(shared_data, user_cache, caplog):
     picks, stations, _, _ = ogs_month(shared_data, 3)
     counts = picks.groupby("station_id").size().rename("n").reset_index()

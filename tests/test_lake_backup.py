@@ -199,6 +199,7 @@ def _all_rows(root: Path) -> dict[str, list]:
     }
 
 
+@pytest.mark.slow  # a few seconds: out of the fast lane (< 2 min)
 @pytest.mark.parametrize("damage", ["zeroed", "zero-filled", "deleted"])
 def test_a_lost_catalog_is_named_and_rebuilt_row_for_row(damage, tmp_path, capsys):
     root = tmp_path / "lake"
@@ -287,6 +288,7 @@ def _fill_disk(mount: Path) -> Path:
     return filler
 
 
+@pytest.mark.slow  # a few seconds: out of the fast lane (< 2 min)
 def test_a_full_disk_is_one_error_line_naming_it(small_disk, shared_data, capsys):
     lake = small_disk / "lake"
     ingv = shared_data / "ingv_quakeml_20210101"

@@ -121,6 +121,7 @@ def test_sql_mistakes_are_bad_input_with_duckdbs_message(lake, query, message):
     assert "unexpected" not in out.stderr
 
 
+@pytest.mark.slow  # a few seconds: out of the fast lane (< 2 min)
 def test_sql_still_reads_the_lake_its_history_and_parameters(lake):
     out = _quakelake(
         "sql",
