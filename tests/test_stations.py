@@ -84,6 +84,28 @@ def test_stationxml_is_parsed_once_per_content(salton_minute, tmp_path, monkeypa
     pd.testing.assert_frame_equal(stations._finish(pd.read_parquet(entry)), parsed)
 
 
+def test_an_inventory_is_parsed_once_per_file_version_and_each_reader_gets_its_own(
+    salton_minute, tmp_path
+):
+    """The metadata check and the magnitudes both read the StationXML: one parse, two copies."""
+    import obspy
+
+    from quakelake.archive.stations import read_inventory
+
+    xml = tmp_path / "stations.xml"
+    xml.write_bytes((salton_minute / "stations.xml").read_bytes())
+    first, second = read_inventory(xml), read_inventory(xml)
+    assert first == second == obspy.read_inventory(str(xml))
+    first[0][0][0].location_code = "99"  # a reader changes its copy (magnitudes do: "--" -> "")
+    assert read_inventory(xml)[0][0][0].location_code != "99"
+    # the file edited: the new version is read
+    text = xml.read_text()
+    start = text.index("<Station ")
+    end = text.index("</Station>", start) + len("</Station>")
+    xml.write_text(text[:start] + text[end:])
+    assert len(read_inventory(xml)[0]) == len(second[0]) - 1
+
+
 def test_missing_columns_name_the_file(tmp_path):
     bad = tmp_path / "stations.csv"
     bad.write_text("name,x,y\nA,1,2\n")

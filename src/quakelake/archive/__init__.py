@@ -49,6 +49,7 @@ _EXPORTS = {
     "plan_units": "download",
     "quality_notes": "waveforms",
     "read_station_day": "waveforms",
+    "read_inventory": "stations",
     "read_stations": "stations",
     "read_token": "fdsn",
     "records_by_channel": "sds",

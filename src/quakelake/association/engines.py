@@ -265,6 +265,14 @@ def _cache_gamma_kernels() -> bool:
     return True
 
 
+def warm_gamma_kernels() -> None:
+    """Load GaMMA's compiled kernels in this process (see :func:`gamma_location.warm_kernels`)."""
+    from quakelake.association import gamma_location
+
+    _cache_gamma_kernels()
+    gamma_location.warm_kernels()
+
+
 def run_gamma(setup: Setup, config: GammaConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return GaMMA's events and assignments (:class:`Engine`), seeded by ``config.seed``."""
     from threadpoolctl import threadpool_limits

@@ -62,6 +62,7 @@ from obspy.core.inventory import Response
 from obspy.geodetics import gps2dist_azimuth
 
 from quakelake import ids
+from quakelake.archive.stations import read_inventory as read_station_inventory
 from quakelake.association.quality import is_rejected
 from quakelake.params.magnitudes import (
     AmplitudeParams,
@@ -790,7 +791,7 @@ def read_inventory(paths: Iterable[str | Path]) -> Inventory:
     """
     inventory = Inventory(networks=[], source="quakelake")
     for path in paths:
-        inventory += obspy.read_inventory(str(path))
+        inventory += read_station_inventory(path)
     for net in inventory:
         for sta in net:
             for cha in sta:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from quakelake.archive.stations import read_stations
+from quakelake.archive.stations import read_inventory, read_stations
 
 QC_COLUMNS = [
     "run_id",
@@ -64,9 +64,7 @@ def channel_epochs(station_file: str | Path) -> pd.DataFrame:
     head = Path(station_file).read_bytes()[:2000].lstrip()
     if not head.startswith(b"<"):
         return stations
-    import obspy
-
-    inventory = obspy.read_inventory(str(station_file))
+    inventory = read_inventory(station_file)
     info: dict[tuple, tuple[int, bool]] = {}
     for net in inventory:
         for sta in net:

@@ -208,10 +208,27 @@ def _observed() -> bool:
     return sys.getprofile() is not None or sys.gettrace() is not None
 
 
+#: Commands that may run in a fork of the warm process (:mod:`quakelake.cli.warm_start`); not the
+#: server's own command, nor the long-lived ``serve`` and ``monitor``.
+WARM_COMMANDS = set(COMMANDS) - {"server", "serve", "monitor"}
+
+
+def _warm(entry: str, args: argparse.Namespace) -> int | None:
+    """Return the exit status of the command run by the warm process; None when it runs here."""
+    from quakelake.cli.warm_client import hand_off
+
+    verbosity = 0 if getattr(args, "silent", False) else 2 if getattr(args, "verbose", False) else 1
+    return hand_off(entry, sys.argv[1:], verbosity)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``quakelake`` (``argv`` None: the command line; the process ends here)."""
     _no_telemetry()
     args = build_parser().parse_args(argv)
+    if argv is None and args.command in WARM_COMMANDS:
+        warm = _warm("quakelake", args)
+        if warm is not None:
+            return warm
     if args.command in FLOW_COMMANDS:
         _guard_children()
     code = _dispatch(COMMANDS[args.command], args)
@@ -225,6 +242,10 @@ def picker_main(argv: list[str] | None = None) -> int:
     _no_telemetry()
     args = picker_parser().parse_args(argv)
     args.command = "run"
+    if argv is None:
+        warm = _warm("picker", args)
+        if warm is not None:
+            return warm
     _guard_children()
     code = _dispatch(cmd_run, args)
     if argv is None and not _observed():

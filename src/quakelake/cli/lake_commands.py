@@ -361,7 +361,7 @@ def cmd_server(args: argparse.Namespace) -> int:
     if args.action == "start":
         if args.workers < 0:
             raise CliError("--workers: give 0 (none) or a number of worker processes")
-        record = server.start(args.port, workers=args.workers)
+        record = server.start(args.port, workers=args.workers, warm=not args.cold)
         if not args.silent:
             print(
                 f"Prefect server: {record['api_url']} (UI {record['api_url'].removesuffix('/api')}, "
@@ -370,6 +370,8 @@ def cmd_server(args: argparse.Namespace) -> int:
             )
             if record.get("dask_address"):
                 print(_warm_text(record))
+            if record.get("warm_pid"):
+                print(_warm_start_text(record))
         return 0
     if args.action == "stop":
         record = server.stop()
@@ -397,7 +399,17 @@ def cmd_server(args: argparse.Namespace) -> int:
     print(f"Prefect server: {record['api_url']} (pid {record['pid']}) answers")
     if record.get("dask_address"):
         print(_warm_text(record))
+    if record.get("warm_pid") and server.runs_warm_start(record):
+        print(_warm_start_text(record))
     return 0
+
+
+def _warm_start_text(record: dict) -> str:
+    """Return the line that tells which warm process the commands fork from."""
+    return (
+        f"warm start: commands run in forks of pid {record['warm_pid']}, their modules loaded "
+        f"(log {record['warm_log']}; QUAKELAKE_COLD_START=1 runs one on its own)"
+    )
 
 
 def _warm_text(record: dict) -> str:

@@ -1192,6 +1192,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="start: also keep N warm Dask worker processes (one thread each, PhaseNet loaded) "
         "that pick and run commands use when no --runner is given (default 0: none)",
     )
+    server.add_argument(
+        "--cold",
+        action="store_true",
+        help="start: no warm process (by default one keeps Prefect and the science stack "
+        "loaded and the commands run in a fork of it, without seconds of imports; "
+        "QUAKELAKE_COLD_START=1 runs one command on its own)",
+    )
     out = server.add_mutually_exclusive_group()
     out.add_argument("--silent", action="store_true", help="print only errors (default off)")
     out.add_argument(

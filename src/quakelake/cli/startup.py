@@ -32,7 +32,7 @@ def _startup_seconds() -> float:
 
 def quiet_prefect(cfg: RunConfig) -> str:
     """Settle the Prefect API and log levels before Prefect is imported; return which API is used."""
-    from quakelake.service.server import resolve_api
+    from quakelake.service.server import reread_prefect_settings, resolve_api
 
     level = {0: "ERROR", 1: "WARNING", 2: "INFO"}[cfg.verbosity]
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
@@ -54,6 +54,7 @@ def quiet_prefect(cfg: RunConfig) -> str:
     if api == "temporary":
         # Prefect's 20 s are too short for its temporary server on a busy login node.
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    reread_prefect_settings()
     if api == "temporary" and cfg.verbosity > 1:
         print(
             "note: no Prefect server configured: starting a temporary one for this command "

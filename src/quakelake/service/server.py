@@ -90,8 +90,28 @@ def resolve_api() -> str:
     record = local_server()
     if record is not None:
         os.environ["PREFECT_API_URL"] = record["api_url"]
+        reread_prefect_settings()
         return "local"
     return "temporary"
+
+
+def reread_prefect_settings() -> None:
+    """Make an already imported Prefect read its settings and logging set-up from the environment.
+
+    Prefect reads its settings when it is imported. A command imports it after settling the API
+    and log levels, except in a fork of the warm process (:mod:`quakelake.cli.warm_start`), which
+    imported it before the command began: there the settings are read again. Nothing is imported
+    here.
+    """
+    if "prefect.context" not in sys.modules:
+        return
+    from prefect.context import refresh_global_settings_context
+
+    refresh_global_settings_context()
+    if "prefect.logging.configuration" in sys.modules:
+        from prefect.logging.configuration import setup_logging
+
+        setup_logging(incremental=False)
 
 
 def warm_record_file() -> Path:
@@ -121,13 +141,18 @@ def code_fingerprint() -> str:
 
 
 def start(
-    port: int = DEFAULT_PORT, timeout: float = 180.0, workers: int = 0, threads: int = 1
+    port: int = DEFAULT_PORT,
+    timeout: float = 180.0,
+    workers: int = 0,
+    threads: int = 1,
+    warm: bool = True,
 ) -> dict:
     """Start a local Prefect server on 127.0.0.1:``port`` in the background and return its record.
 
     With ``workers`` > 0 a warm Dask cluster of that many worker processes (``threads`` threads
     each, the picking stack loaded) starts next to it (:mod:`quakelake.service.warm`); its scheduler
-    address is in the record as ``dask_address``.
+    address is in the record as ``dask_address``. With ``warm`` the warm process that commands
+    fork from starts too (:mod:`quakelake.cli.warm_start`); its process id is ``warm_pid``.
 
     Raises:
         BadInput: the port is taken by something else.
@@ -137,6 +162,8 @@ def start(
     if running is not None:
         if workers and not running.get("dask_address"):
             running = _start_workers(running, workers, threads, timeout)
+        if warm and not runs_warm_start(running):
+            running = _start_warm(running, timeout)
         return running
     api_url = f"http://127.0.0.1:{port}/api"
     if not answers(api_url, timeout=1.0):
@@ -163,6 +190,36 @@ def start(
     state_file().write_text(json.dumps(record))
     if workers:
         record = _start_workers(record, workers, threads, timeout)
+    if warm:
+        record = _start_warm(record, timeout)
+    return record
+
+
+#: The module of the warm process that commands fork from.
+WARM_MODULE = "quakelake.cli.warm_start"
+
+
+def warm_start_record() -> Path:
+    """Return the file that holds the warm process's socket (:mod:`quakelake.cli.warm_start`)."""
+    return prefect_home() / "quakelake-warm-start.json"
+
+
+def _start_warm(record: dict, timeout: float) -> dict:
+    """Start the warm process for the server of ``record``; return the record with its process id.
+
+    It is started with this command's environment: the commands whose environment equals it
+    run in its forks (the others on their own).
+
+    Raises:
+        FailedWork: it was not ready within ``timeout`` seconds (see its log file).
+    """
+    out = warm_start_record()
+    out.unlink(missing_ok=True)
+    command = [sys.executable, "-m", WARM_MODULE, "--record", str(out)]
+    log = prefect_home() / "quakelake-warm-start.log"
+    proc = _spawn(command, dict(os.environ), log, out.is_file, timeout, "the warm process")
+    record = {**record, "warm_pid": proc.pid, "warm_log": str(log)}
+    state_file().write_text(json.dumps(record))
     return record
 
 
@@ -269,9 +326,18 @@ def stop() -> dict | None:
     dask_pid = int(record.get("dask_pid", 0))
     if _runs(dask_pid, b"quakelake.service.warm"):
         _terminate(dask_pid)
+    warm_pid = int(record.get("warm_pid", 0))
+    if _runs(warm_pid, WARM_MODULE.encode()):
+        _terminate(warm_pid)
+    warm_start_record().unlink(missing_ok=True)
     warm_record_file().unlink(missing_ok=True)
     state_file().unlink(missing_ok=True)
     return record
+
+
+def runs_warm_start(record: dict) -> bool:
+    """Return True when the warm process of ``record`` (:func:`start`) runs."""
+    return _runs(int(record.get("warm_pid", 0)), WARM_MODULE.encode())
 
 
 def _alive(pid: int) -> bool:
