@@ -8,7 +8,13 @@ Each command runs in its own process, as a user types it, in three set-ups side 
 - ``local``: this code with the server of ``quakelake server start`` running (started once, its
   start-up reported separately);
 - ``warm`` (on request): ``quakelake server start --workers 1``: the pick units run on a worker
-  that keeps the model stack loaded; its CPU is not the command's, so read the wall column.
+  that keeps the model stack loaded; its CPU is not the command's, so read the wall column;
+- ``local-cold`` (on request): this code with ``quakelake server start --cold``: no warm process,
+  every command imports its stack itself (what ``local`` was before warm start).
+
+Since warm start (issue 26) ``local`` and ``warm`` commands run in a fork of the warm process
+that ``server start`` keeps: their work's CPU is that process's, not the command's (the CPU
+column shows the command's own ~0.3 s); read the wall column.
 
 "cold" is the first pick into an empty lake (station-days computed), "warm" the identical
 rerun that finds nothing to do (since issue 10's third pass answered from the lake before
@@ -26,7 +32,8 @@ and the ratios; wall seconds grow with the machine's load (printed too).
     .venv/bin/python benchmarks/cli.py --baseline-src OLD/src --setups baseline-local,local \
         --repeat 3 --only run      # issue 26: run -F with a warm user cache, median of 2
     .venv/bin/python benchmarks/cli.py --baseline-src OLD/src --interleave 5
-        # issue 26: run -F, the baseline and this code alternately (same load), medians
+        # issue 26: run -F, the baseline, this code on its own (QUAKELAKE_COLD_START=1) and
+        # this code in a fork of the warm process, in turn (same load), medians
 """
 
 from __future__ import annotations
@@ -103,13 +110,14 @@ def measure(
     server: bool,
     workers: int = 0,
     only: str | None = None,
+    cold: bool = False,
 ) -> dict[str, tuple[float, float]]:
-    """Return (wall, cpu) medians per command for one set-up."""
+    """Return (wall, cpu) medians per command for one set-up (``cold``: ``server start --cold``)."""
     env = _env(src, work, work / name)
     out: dict[str, tuple[float, float]] = {}
     port = _free_port()
     if server:
-        start = ["server", "start", "--port", str(port), "--silent"]
+        start = ["server", "start", "--port", str(port), "--silent", *(["--cold"] if cold else [])]
         wall, cpu, code, err = timed(start + (["--workers", str(workers)] if workers else []), env)
         if code:
             raise SystemExit(f"server start failed: {err}")
@@ -163,8 +171,10 @@ def measure(
 
 
 def interleaved(base_src: Path, src: Path, work: Path, repeat: int) -> None:
-    """Time ``run -F`` with ``base_src`` and ``src`` alternately, each into a fresh copy of one
-    picked lake, against one local server: both see the same machine load (issue 26)."""
+    """Time ``run -F`` with ``base_src``, this code on its own and this code warm-started, in
+    turn, each into a fresh copy of one picked lake, against one local server: all three see the
+    same machine load (issue 26). The server's warm process runs this code; the baseline's
+    commands (another ``PYTHONPATH``) and ``QUAKELAKE_COLD_START=1`` ones run on their own."""
     env = _env(src, work, work / "interleaved")
     picked = work / "picked"
     pick = ["pick", "-d", str(SALTON), "--lake", str(picked), "-M", "PhaseNet", "-W", "original"]
@@ -174,24 +184,27 @@ def interleaved(base_src: Path, src: Path, work: Path, repeat: int) -> None:
         if code:
             raise SystemExit(f"{args[0]} failed: {err}")
     stations = str(SALTON.parent / "stations.xml")
-    rows: dict[str, list[tuple[float, float]]] = {"baseline": [], "this code": []}
+    arms = (
+        ("baseline", {**env, "PYTHONPATH": str(base_src)}),
+        ("this code, cold", {**env, "QUAKELAKE_COLD_START": "1"}),
+        ("this code", env),
+    )
+    rows: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in arms}
     try:
-        # the first pair fills the user cache (numba kernels, eikonal tables) and .pyc files
+        # the first round fills the user cache (numba kernels, eikonal tables) and .pyc files
         for i in range(repeat + 1):
-            for name, code_src in (("baseline", base_src), ("this code", src)):
+            for name, arm_env in arms:
                 lake = work / "lake"
                 shutil.rmtree(lake, ignore_errors=True)
                 shutil.copytree(picked, lake)
                 run = ["run", *pick[1:3], "--lake", str(lake), *pick[5:], "-F", stations]
-                wall, cpu, code, err = timed(
-                    [*run, "--silent"], {**env, "PYTHONPATH": str(code_src)}
-                )
+                wall, cpu, code, err = timed([*run, "--silent"], arm_env)
                 if code:
                     raise SystemExit(f"{name}: run -F exited {code}: {err}")
                 if i:
                     rows[name].append((wall, cpu))
                     print(
-                        f"{name:>10}: run -F {wall:5.2f} s wall, {cpu:5.2f} s CPU "
+                        f"{name:>15}: run -F {wall:5.2f} s wall, {cpu:5.2f} s CPU "
                         f"(load {os.getloadavg()[0]:.1f})",
                         flush=True,
                     )
@@ -202,9 +215,12 @@ def interleaved(base_src: Path, src: Path, work: Path, repeat: int) -> None:
         for k, v in rows.items()
     }
     for name, (wall, cpu) in med.items():
-        print(f"{name:>10}: median {wall:.2f} s wall, {cpu:.2f} s CPU ({repeat} runs)")
-    (w0, c0), (w1, c1) = med["baseline"], med["this code"]
-    print(f"ratio baseline / this code: wall {w0 / w1:.2f}x, CPU {c0 / c1:.2f}x")
+        print(f"{name:>15}: median {wall:.2f} s wall, {cpu:.2f} s CPU ({repeat} runs)")
+    w0, c0 = med["baseline"]
+    for name in ("this code, cold", "this code"):
+        w1, c1 = med[name]
+        print(f"ratio baseline / {name}: wall {w0 / w1:.2f}x, CPU of the command {c0 / c1:.2f}x")
+    print("(this code: run in a fork of the warm process, whose CPU is not the command's)")
     print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
@@ -226,7 +242,8 @@ def main() -> None:
         default="baseline,temporary,local",
         help="comma-separated set-ups to run: baseline (needs --baseline-src), baseline-local "
         "(the baseline code with a local server), temporary, local, warm (local server with "
-        "one warm worker: its CPU is not the command's, read the wall column) "
+        "one warm worker: its CPU is not the command's, read the wall column), local-cold "
+        "(server start --cold: no warm process) "
         "(default: %(default)s)",
     )
     parser.add_argument(
@@ -261,6 +278,7 @@ def main() -> None:
         "temporary": (ROOT / "src", False),
         "local": (ROOT / "src", True),
         "warm": (ROOT / "src", True),  # local server + `--workers 1`: model stack kept loaded
+        "local-cold": (ROOT / "src", True),  # local server --cold: no warm process
     }
     setups = []
     for name in args.setups.split(","):
@@ -277,7 +295,9 @@ def main() -> None:
         for name, src, server in setups:
             load = os.getloadavg()[0]
             workers = 1 if name == "warm" else 0
-            results[name] = measure(name, src, work, args.repeat, server, workers, args.only)
+            results[name] = measure(
+                name, src, work, args.repeat, server, workers, args.only, name == "local-cold"
+            )
             print(f"# {name}: src {src}, load average at start {load:.1f}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -51,6 +51,8 @@ IGNORED_ENV = frozenset(
 IGNORED_PREFIXES = ("PYENV", "_PYENV")
 #: Set to 1 to run one command in its own process whatever runs.
 COLD_ENV = "QUAKELAKE_COLD_START"
+#: Seconds a command waits for the warm process to take it (or refuse it) before running on its own.
+ANSWER_TIMEOUT_S = 30.0
 #: Every message is this length (network order) followed by that many bytes of JSON.
 LENGTH = struct.Struct("!I")
 _RLIMITS = (
@@ -141,12 +143,16 @@ def hand_off(entry: str, argv: list[str], verbosity: int = 1) -> int | None:
         conn.close()
         return None
     with conn:
+        try:
+            cwd = os.getcwd()
+        except OSError:  # a folder deleted under the shell: the command's own process says so
+            return None
         fds = [fd for fd in (0, 1, 2) if _open_fd(fd)]
         request = {
             "entry": entry,
             "argv": argv,
             "env": dict(os.environ),
-            "cwd": os.getcwd(),
+            "cwd": cwd,
             "umask": _umask(),
             "limits": limits(),
             "affinity": affinity(),
@@ -154,14 +160,19 @@ def hand_off(entry: str, argv: list[str], verbosity: int = 1) -> int | None:
             "fds": fds,
         }
         data = json.dumps(request).encode()
+        # A warm process that does not answer (stopped, swapped out) must not hang the command:
+        # it runs on its own. Should the answer have come later, the fork started for it finds
+        # this end closed and is ended at once (warm_start._wait).
+        conn.settimeout(ANSWER_TIMEOUT_S)
         try:
             socket.send_fds(conn, [LENGTH.pack(len(data))], fds)
             conn.sendall(data)
             answer = receive_message(conn)
-        except OSError:
+        except OSError:  # socket.timeout included
             return None
         if answer is None:
             return None
+        conn.settimeout(None)
         if "refused" in answer:
             if answer.get("say") and verbosity > 0:
                 print(f"warning: {answer['refused']}", file=sys.stderr)

@@ -271,20 +271,18 @@ def _run(request: dict, fds: list[int]) -> None:
 
         entry = cli.picker_main if request["entry"] == "picker" else cli.main
         code = entry(list(request["argv"]))
-        cli._end_process(code)  # never returns
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:  # noqa: BLE001
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    except BaseException:  # noqa: BLE001 (reported as the command's own process would)
         import traceback
 
         traceback.print_exc()
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(code)
+        from quakelake import cli
+
+        # what the command's own process does at its end: threads joined, atexit handlers run
+        # (Prefect sends its last logs), output flushed; never back into the warm process's code
+        cli._end_process(code)
 
 
 def _take_streams(names: list[int], fds: list[int]) -> None:
