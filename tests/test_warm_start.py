@@ -201,3 +201,29 @@ def test_a_command_with_another_environment_runs_on_its_own(tmp_path, warm_serve
     assert NOTE.search(same.stderr)
     assert not NOTE.search(other.stderr)
     assert (same.returncode, same.stdout) == (other.returncode, other.stdout)
+
+
+def test_code_changed_since_server_start_runs_on_its_own_with_a_warning(tmp_path):
+    """An upgrade or an edit after ``server start``: the warm process's modules are stale."""
+    import quakelake
+
+    src = tmp_path / "src"
+    shutil.copytree(Path(quakelake.__file__).parent, src / "quakelake")
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PYTHONPATH": str(src)}
+    env.pop("PREFECT_API_URL", None)
+    env.pop("QUAKELAKE_COLD_START", None)
+    started = _quakelake(env, "server", "start", "--port", str(_free_port()))
+    assert started.returncode == 0, started.stderr[-2000:]
+    try:
+        lake = str(tmp_path / "lake")
+        before = _quakelake(env, "tables", "--lake", lake, "-v")
+        assert NOTE.search(before.stderr)
+        edited = src / "quakelake" / "ids.py"
+        edited.write_text(edited.read_text() + "\n# edited after server start\n")
+        after = _quakelake(env, "tables", "--lake", lake, "-v")
+        assert not NOTE.search(after.stderr)
+        (warning,) = [ln for ln in after.stderr.splitlines() if ln.startswith("warning:")]
+        assert "older than this command's" in warning and "quakelake server stop" in warning
+        assert (after.returncode, after.stdout) == (before.returncode, before.stdout)
+    finally:
+        assert _quakelake(env, "server", "stop").returncode == 0

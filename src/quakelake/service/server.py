@@ -132,7 +132,7 @@ def code_fingerprint() -> str:
     """
     import hashlib
 
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parents[1]  # the quakelake package, not only service/
     digest = hashlib.sha256(sys.executable.encode())
     for path in sorted(root.rglob("*.py")):
         st = path.stat()
