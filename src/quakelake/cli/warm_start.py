@@ -4,24 +4,26 @@ A ``quakelake run`` over a small day spends more CPU importing its stack (Prefec
 and SciPy for GaMMA, numba, ObsPy, pandas, DuckDB: about 3 s on a 2-core machine) than
 associating it. ``quakelake server start`` therefore starts, next to the local Prefect server,
 this module as a process of its own that imports that stack once, loads GaMMA's cached numba
-kernels, and then waits on a Unix socket (in a private ``0700`` folder)
-for commands. A command (:func:`hand_off`, called by the ``quakelake`` and ``picker`` entry points once the
-options parse, before any heavy import) sends it its arguments, environment, working folder and umask, and its own
-standard input, output and error as file descriptors; the warm process forks, the fork takes
-them over and runs the command exactly as the command's process would have (same code path,
-same output on the same terminal, same exit status), and the command's process relays signals
-(Ctrl-C, ``SIGTERM``) and ends with the fork's exit status. As with the Gradle daemon or dmypy,
-only the first command after ``server start`` pays the imports.
+kernels, and then waits on a Unix socket (in a private ``0700`` folder) for commands. A command
+(:func:`quakelake.cli.warm_client.hand_off`, called by the ``quakelake`` and ``picker`` entry
+points once the options parse, before any heavy import) sends it its arguments, environment,
+working folder and umask, and its own standard input, output and error as file descriptors; the
+warm process forks, the fork takes them over and runs the command exactly as the command's
+process would have (same code path, same output on the same terminal, same exit status), and
+the command's process relays signals (Ctrl-C, ``SIGTERM``) and ends with the fork's exit
+status. As with the Gradle daemon or dmypy, only the first command after ``server start`` pays
+the imports.
 
 A command runs in its own process as before (nothing here is needed, nothing changes) when:
 
 - no warm process runs, or it answers on another host (a shared ``$PREFECT_HOME``);
-- its environment differs from the one the warm process was started with (names in
-  :data:`~quakelake.cli.warm_client.IGNORED_ENV` aside): the imported modules read settings from it (Prefect, numba,
-  SeisBench's cache root, BLAS threads);
+- its environment differs from the one the warm process was started with (the names of
+  :data:`~quakelake.cli.warm_client.IGNORED_ENV` aside): the imported modules read settings
+  from it (Prefect, numba, SeisBench's cache root, BLAS threads);
 - its resource limits or CPU affinity differ (a batch job's), or it runs another interpreter;
 - the QuakeLake code changed since the warm process started (an upgrade, an edit): the
-  command says so once and runs here; ``quakelake server stop`` and ``start`` refresh it;
+  command runs on its own with a ``warning:`` to refresh it (``quakelake server stop``, then
+  ``start``);
 - ``QUAKELAKE_COLD_START=1`` is set, or ``quakelake server start --cold`` started none.
 
 A ``SIGKILL`` of the command (the OOM killer, ``kill -9``) ends its fork with ``SIGKILL`` too,
@@ -74,6 +76,8 @@ PRELOAD = (
     "torch",
     "seisbench.models",
 )
+
+
 # --- the warm process's side -----------------------------------------------------------------
 
 
@@ -88,11 +92,16 @@ class _Warm:
         self.limits = limits()
         self.affinity = affinity()
         self.code = code_fingerprint()
+        #: Threads other than the main one once the stack is loaded: a fork would copy their
+        #: locks but not them, so no command is forked while any runs (none does today).
+        self.threads: list[str] = []
 
     def refusal(self, request: dict) -> tuple[str, bool]:
         """Return why ``request`` must run in its own process ("" when it fits) and whether to say it."""
         from quakelake.service.server import code_fingerprint
 
+        if self.threads:
+            return f"threads in the warm process ({', '.join(self.threads)})", False
         if request.get("executable") != sys.executable:
             return "another Python interpreter", False
         if env_key(request.get("env", {})) != self.env:
@@ -139,6 +148,7 @@ def serve(record: Path) -> int:
     listener.bind(str(warm.path))
     listener.listen(16)
     threads = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    warm.threads = threads
     from quakelake.lakehouse.atomic import atomic_write
 
     atomic_write(
@@ -299,7 +309,7 @@ def _take_streams(names: list[int], fds: list[int]) -> None:
             os.dup2(null, fd)
             os.close(null)
     encoding = sys.stdout.encoding if sys.stdout is not None else "utf-8"
-    sys.stdin = sys.__stdin__ = io.TextIOWrapper(
+    sys.stdin = io.TextIOWrapper(
         io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding=encoding
     )
     streams = []
@@ -313,8 +323,8 @@ def _take_streams(names: list[int], fds: list[int]) -> None:
                 write_through=bool(os.environ.get("PYTHONUNBUFFERED")),
             )
         )
-    sys.stdout = sys.__stdout__ = streams[0]
-    sys.stderr = sys.__stderr__ = streams[1]
+    sys.stdout = streams[0]
+    sys.stderr = streams[1]
 
 
 def main(argv: list[str] | None = None) -> int:
