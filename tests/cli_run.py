@@ -7,14 +7,20 @@ import subprocess
 import sys
 
 
-def quakelake(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Return the finished ``python -m quakelake.cli ARGS`` (text output captured)."""
+def quakelake(
+    *args: str, timeout: float = 600, env: dict[str, str] | None = None, cwd=None
+) -> subprocess.CompletedProcess:
+    """Return the finished ``python -m quakelake.cli ARGS`` (text output captured).
+
+    ``env``: the command's whole environment (default: this process's); ``cwd``: its folder.
+    """
     return subprocess.run(
         [sys.executable, "-m", "quakelake.cli", *args],
         capture_output=True,
         text=True,
-        env=dict(os.environ),
+        env=dict(os.environ) if env is None else env,
         timeout=timeout,
+        cwd=cwd,
     )
 
 

@@ -6,11 +6,11 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
+from cli_run import quakelake
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.usefixtures("weights_cache")]
 
@@ -26,17 +26,10 @@ def _command_line(home):
     env = {**os.environ, "PREFECT_HOME": str(home)}
     env.pop("PREFECT_API_URL", None)
 
-    def quakelake(*args: str, cwd=None) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "quakelake.cli", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            cwd=cwd,
-        )
+    def command(*args: str, cwd=None) -> subprocess.CompletedProcess:
+        return quakelake(*args, env=env, cwd=cwd)
 
-    return quakelake
+    return command
 
 
 def test_commands_use_the_local_server_until_it_is_stopped(shared_data, tmp_path):

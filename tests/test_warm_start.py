@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_run import quakelake
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.usefixtures("weights_cache")]
 
@@ -52,13 +53,7 @@ def warm_server(tmp_path):
 
 
 def _quakelake(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "quakelake.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return quakelake(*args, env=env)
 
 
 def _pids(lake: Path) -> dict[str, int]:
