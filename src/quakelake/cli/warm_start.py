@@ -73,6 +73,10 @@ PRELOAD = (
     "gamma.seismic_ops",
     "gamma.utils",
     "pyarrow.dataset",
+    "fastapi.encoders",  # Prefect's serialize_parameters, at the first flow run
+    "anyio.streams.memory",
+    "obspy.io.mseed.util",
+    "xml.etree.ElementTree",
     "torch",
     "seisbench.models",
 )
