@@ -293,8 +293,10 @@ def _stationxml_coordinates(raw: bytes) -> list[tuple[str, str, str, str, float,
     return rows
 
 
-#: Parsed StationXML files of this process: (path, size, mtime) -> the pickled inventory.
+#: Parsed StationXML files of this process: (path, size, mtime) -> the pickled inventory; the
+#: newest few only (a monitor rereads its station file as it changes).
 _INVENTORIES: dict[tuple[str, int, int], bytes] = {}
+_KEEP_INVENTORIES = 4
 
 
 def read_inventory(path: str | Path) -> Inventory:
@@ -314,6 +316,8 @@ def read_inventory(path: str | Path) -> Inventory:
     if kept is None:
         inventory = obspy.read_inventory(str(path))
         _INVENTORIES[key] = pickle.dumps(inventory, protocol=pickle.HIGHEST_PROTOCOL)
+        while len(_INVENTORIES) > _KEEP_INVENTORIES:
+            del _INVENTORIES[next(iter(_INVENTORIES))]
         return inventory
     return pickle.loads(kept)  # noqa: S301 (this process's own bytes)
 

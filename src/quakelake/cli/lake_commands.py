@@ -399,7 +399,7 @@ def cmd_server(args: argparse.Namespace) -> int:
     print(f"Prefect server: {record['api_url']} (pid {record['pid']}) answers")
     if record.get("dask_address"):
         print(_warm_text(record))
-    if record.get("warm_pid") and server.runs_warm_start(record):
+    if server.runs_warm_start(record):
         print(_warm_start_text(record))
     return 0
 

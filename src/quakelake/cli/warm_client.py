@@ -105,16 +105,14 @@ def receive_message(conn: socket.socket) -> dict | None:
 
 
 def receive_exactly(conn: socket.socket, size: int) -> bytes | None:
-    chunks = b""
-    while len(chunks) < size:
-        try:
-            chunk = conn.recv(size - len(chunks))
-        except InterruptedError:
-            continue
+    """Return the next ``size`` bytes on ``conn``, None when the other end closed it first."""
+    data = bytearray()
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))  # a signal handler's interruption is retried
         if not chunk:
             return None
-        chunks += chunk
-    return chunks
+        data += chunk
+    return bytes(data)
 
 
 # --- the command's side ----------------------------------------------------------------------
@@ -215,15 +213,10 @@ def _relay(conn: socket.socket, pid: int) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, forward)
-    while True:
-        try:
-            answer = receive_message(conn)
-            break
-        except InterruptedError:
-            continue
-        except OSError:
-            answer = None
-            break
+    try:
+        answer = receive_message(conn)  # interrupted by a forwarded signal: retried (PEP 475)
+    except OSError:
+        answer = None
     if answer is None:
         print(
             "error: the warm process that ran this command ended before it (quakelake server "
